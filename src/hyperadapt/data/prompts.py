@@ -7,6 +7,8 @@ chat template when it has one.
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
 from typing import Literal
 
 from transformers import PreTrainedTokenizerBase as Tokenizer
@@ -65,3 +67,30 @@ def encode_pair(
     answer_ids = answer_ids[:max_length - 1]
     prompt_ids = prompt_ids[-(max_length - len(answer_ids)):]
     return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A tokenised training example and the index of its task in the task list."""
+
+    task_index: int
+    input_ids: list[int]
+    labels: list[int]
+
+
+def encode_tasks(
+    tokenizer: Tokenizer, tasks: list[Task], setting: str, max_length: int, seed: int = 0
+) -> list[Encoded]:
+    """Every instance of every task as a training example (first reference as the target).
+
+    Each example gets one of its task's instructions (the instruction or a paraphrase), drawn with
+    ``seed``, so that training sees every wording the task offers.
+    """
+    rng = random.Random(seed)
+    out = []
+    for t_idx, task in enumerate(tasks):
+        for inst in task.instances:
+            prompt = build_prompt(tokenizer, task, inst, setting, instruction=rng.choice(task.instructions))
+            ids, labels = encode_pair(tokenizer, prompt, inst.outputs[0], max_length)
+            out.append(Encoded(t_idx, ids, labels))
+    return out

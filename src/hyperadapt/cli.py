@@ -1,0 +1,143 @@
+"""The ``hyperadapt`` command line: thin wrappers that parse options and call the library."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Condition a frozen LLM on a textual instruction, domain, persona or style.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+
+
+def _fail(err: Exception) -> None:
+    console.print(f"[red]error:[/] {err}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def info() -> None:
+    """Versions, device, and whether the default model is installed.
+
+    Example: hyperadapt info
+    """
+    import torch
+
+    from hyperadapt.models import INSTALL_DEFAULT_MODEL, default_model_dir, default_model_installed, pick_device
+
+    for pkg in ("hyperadapt", "torch", "transformers", "peft", "safetensors"):
+        try:
+            console.print(f"{pkg:14s} {importlib.metadata.version(pkg)}")
+        except importlib.metadata.PackageNotFoundError:
+            console.print(f"{pkg:14s} [red]not installed[/]")
+    console.print(f"{'python':14s} {platform.python_version()}")
+    dev = pick_device()
+    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor() or "cpu"
+    console.print(f"{'device':14s} {dev} ({name}), {torch.get_num_threads()} threads")
+    cached = (default_model_dir() / "config.json").exists()
+    if default_model_installed():
+        state = f"installed; cache {'at ' + str(default_model_dir()) if cached else 'not built yet (first load)'}"
+    else:
+        state = f"[red]missing[/]: {INSTALL_DEFAULT_MODEL}"
+    console.print(f"{'default model':14s} {state}")
+
+
+@app.command("eval")
+def eval_cmd(
+    method: Annotated[str, typer.Option(help="zero-shot, multitask-lora, ...")] = "zero-shot",
+    run: Annotated[Path | None, typer.Option(help="run directory of a trained method")] = None,
+    model: Annotated[str, typer.Option(help="default, a HF id, a folder or a .gguf file")] = "default",
+    data: Annotated[str, typer.Option(help="synthetic, sni:PATH, cl:PATH, jsonl:PATH, hf:NAME")] = "synthetic",
+    split: Annotated[str, typer.Option(help="which tasks: e.g. seen/unseen (synthetic), test (sni)")] = "seen",
+    setting: Annotated[str | None, typer.Option(help="def, def2pos or none (default: the method's)")] = None,
+    limit: Annotated[int | None, typer.Option(help="first N instances per task")] = None,
+    batch_size: Annotated[int, typer.Option(help="examples per generation batch")] = 32,
+    max_new_tokens: Annotated[int, typer.Option(help="longest answer in tokens")] = 32,
+    mode: Annotated[str, typer.Option(help="generate, or rank (classification over Task.options)")] = "generate",
+    out: Annotated[Path, typer.Option(help="results JSON file or folder")] = Path("results"),
+) -> None:
+    """Evaluate a method on a task set and write results JSON + a Markdown table.
+
+    Example: hyperadapt eval --method zero-shot --data sni:../shared/data/sni --split test --setting def --limit 20
+    """
+    from hyperadapt.data import load_tasks
+    from hyperadapt.evaluation.harness import EvalConfig, evaluate, write_results
+    from hyperadapt.methods import LOADABLE, PROMPT_ONLY, check_method
+
+    try:
+        check_method(method)
+        cfg = EvalConfig(setting=setting, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                         mode=mode)
+        tasks = load_tasks(data, split)
+        if method in PROMPT_ONLY:
+            runner = PROMPT_ONLY[method](model=model, setting=setting or "def")
+        elif run is None:
+            raise ValueError(f"--method {method} needs --run RUN_DIR (train it with: hyperadapt train {method})")
+        else:
+            runner = LOADABLE[method](run)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    result = evaluate(runner, tasks, cfg, model=model, data=data, split=split)
+    path = write_results(result, out if out.suffix == ".json" else out / f"{method}.{split}.json")
+    m = result["mean"]
+    console.print(f"{method} on {data} [{split}, {result['setting']}]: {len(tasks)} tasks, "
+                  f"ROUGE-L {m['rougeL']:.2f}, EM {m['em']:.2f} -> {path}")
+
+
+@app.command()
+def train(
+    method: Annotated[str, typer.Argument(help="what to train, e.g. multitask-lora")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value config overrides")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (see configs/)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default runs/METHOD)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the run's last checkpoint")] = True,
+) -> None:
+    """Train a method into a run directory (resumable; checkpoints are written atomically).
+
+    Example: hyperadapt train multitask-lora --config configs/multitask_lora.yaml train.steps=100
+    """
+    from hyperadapt.config import load_config
+    from hyperadapt.methods import TRAINABLE
+
+    if method not in TRAINABLE:
+        _fail(ValueError(f"cannot train {method!r}: trainable methods are {', '.join(sorted(TRAINABLE))}"))
+    cfg_cls, train_fn = TRAINABLE[method]
+    try:
+        cfg = load_config(cfg_cls, config, overrides or [])
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        _fail(err)
+    run_dir = out or Path("runs") / method
+    train_fn(cfg, run_dir, resume=resume)
+    console.print(f"trained {method} -> {run_dir}")
+
+
+@app.command()
+def demo(
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. steps=50")] = None,
+) -> None:
+    """Run the main job on the embedded defaults and print the results table.
+
+    Zero-shot vs a multi-task LoRA on the synthetic suite's seen and unseen tasks, with the default model.
+    Example: hyperadapt demo steps=100 limit=5
+    """
+    from hyperadapt.config import apply_overrides, from_dict
+    from hyperadapt.demo import DemoConfig, run_demo
+
+    try:
+        cfg = from_dict(DemoConfig, apply_overrides({}, overrides or []))
+    except (ValueError, TypeError) as err:
+        _fail(err)
+    run_demo(cfg, console)
+
+
+def main() -> None:  # pragma: no cover
+    app()

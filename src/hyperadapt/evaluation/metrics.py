@@ -1,0 +1,149 @@
+"""Scores as Super-NaturalInstructions computes them, plus continual-learning metrics.
+
+Follows the official ``eval/automatic/evaluation.py`` of allenai/natural-instructions:
+
+* ``normalize_answer``: lowercase, drop ASCII punctuation, collapse whitespace. The official script keeps
+  articles ("adapted from Squad v1.1 evaluation, without removing the articles"); SQuAD-style article
+  removal is available with ``remove_articles=True`` but is not the SNI default.
+* exact match on normalised text; ROUGE-L F-measure from ``rouge_score`` with its default tokenizer and
+  the Porter stemmer (``RougeScorer(['rougeL'], use_stemmer=True)``, the official English track). A
+  different tokenizer (e.g. for other languages) can be passed in.
+* each metric is the max over the references, averaged over instances, reported x100.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Protocol
+
+from rouge_score import rouge_scorer
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+class Tokenizer(Protocol):
+    """Anything ``rouge_score`` accepts as a tokenizer."""
+
+    def tokenize(self, text: str) -> list[str]: ...
+
+
+def normalize_answer(text: str, remove_articles: bool = False) -> str:
+    """Lowercase, remove punctuation (and, if asked, the articles a/an/the), collapse whitespace."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    if remove_articles:
+        text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _check_references(references: Sequence[str]) -> None:
+    if isinstance(references, str) or not references:
+        raise ValueError(f"references must be a non-empty list of strings, got {references!r}")
+
+
+def exact_match(prediction: str, references: Sequence[str], remove_articles: bool = False) -> float:
+    """100 if the normalised prediction equals any normalised reference, else 0."""
+    _check_references(references)
+    pred = normalize_answer(prediction, remove_articles)
+    return 100.0 if any(pred == normalize_answer(r, remove_articles) for r in references) else 0.0
+
+
+@lru_cache(maxsize=8)
+def _scorer(tokenizer: Tokenizer | None) -> rouge_scorer.RougeScorer:
+    if tokenizer is None:
+        return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=tokenizer)
+
+
+def rouge_l(prediction: str, references: Sequence[str], tokenizer: Tokenizer | None = None) -> float:
+    """ROUGE-L F-measure x100, max over references (default: rouge_score tokenizer with stemming)."""
+    _check_references(references)
+    scorer = _scorer(tokenizer)
+    return 100.0 * max(scorer.score(target=r, prediction=prediction)["rougeL"].fmeasure for r in references)
+
+
+def accuracy(predictions: Sequence[Any], labels: Sequence[Any]) -> float:
+    """Percentage of predictions equal to their label (e.g. options picked by rank classification)."""
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions but {len(labels)} labels")
+    if not labels:
+        raise ValueError("accuracy of no predictions")
+    return 100.0 * sum(p == y for p, y in zip(predictions, labels, strict=True)) / len(labels)
+
+
+def score_predictions(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], tokenizer: Tokenizer | None = None
+) -> dict[str, float]:
+    """Mean ``rougeL`` and ``em`` (x100) over instances, and ``n`` (the number of instances)."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
+    if not predictions:
+        raise ValueError("no predictions to score")
+    n = len(predictions)
+    rouge = sum(rouge_l(p, refs, tokenizer) for p, refs in zip(predictions, references, strict=True))
+    em = sum(exact_match(p, refs) for p, refs in zip(predictions, references, strict=True))
+    return {"rougeL": rouge / n, "em": em / n, "n": n}
+
+
+def _mean_scores(scores: list[Mapping[str, Any]]) -> dict[str, float]:
+    return {key: sum(float(s[key]) for s in scores) / len(scores) for key in ("rougeL", "em")}
+
+
+def aggregate(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Unweighted mean over tasks of ``rougeL`` and ``em``, with ``n_tasks`` and ``n`` (total instances)."""
+    if not per_task:
+        raise ValueError("no task scores to aggregate")
+    scores = list(per_task.values())
+    return {**_mean_scores(scores), "n_tasks": len(scores), "n": sum(int(s.get("n", 0)) for s in scores)}
+
+
+def by_category(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean ``rougeL``/``em`` over the tasks of each ``category`` (sorted by category), with ``n_tasks``."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for name, scores in per_task.items():
+        if "category" not in scores:
+            raise ValueError(f"scores of task {name!r} have no 'category'")
+        groups.setdefault(str(scores["category"]), []).append(scores)
+    return {cat: {**_mean_scores(s), "n_tasks": len(s)} for cat, s in sorted(groups.items())}
+
+
+def _check_matrix(acc: Sequence[Sequence[float]]) -> int:
+    size = len(acc)
+    if size == 0:
+        raise ValueError("the accuracy matrix is empty")
+    for j, row in enumerate(acc):
+        if len(row) != size:
+            raise ValueError(
+                f"the accuracy matrix must be square ({size} rows, so {size} entries a row): "
+                f"row {j} has {len(row)} entries"
+            )
+    return size
+
+
+def continual_metrics(acc: Sequence[Sequence[float]], zero_shot: Sequence[float] | None = None) -> dict:
+    """AP, BWT, Forgetting and FWT from ``acc[j][i]``: the score on task i after training through task j.
+
+    With T tasks (0-based): AP = mean_i a[T-1][i]; BWT = mean_{i<T-1} (a[T-1][i] - a[i][i]);
+    Forgetting = mean_{i<T-1} (max_{l<T-1} a[l][i] - a[T-1][i]); FWT = mean_{i>0} (a[i-1][i] - zero_shot[i]).
+    BWT, Forgetting and FWT are None for a single task; FWT is None without ``zero_shot``.
+    """
+    size = _check_matrix(acc)
+    last = size - 1
+    if zero_shot is not None and len(zero_shot) != size:
+        raise ValueError(f"zero_shot has {len(zero_shot)} scores for {size} tasks")
+    if size == 1:
+        return {"AP": float(acc[0][0]), "BWT": None, "Forgetting": None, "FWT": None}
+    earlier = range(last)
+    bwt = sum(acc[last][i] - acc[i][i] for i in earlier) / last
+    forgetting = sum(max(acc[j][i] for j in earlier) - acc[last][i] for i in earlier) / last
+    fwt = None if zero_shot is None else sum(acc[i - 1][i] - zero_shot[i] for i in range(1, size)) / last
+    return {"AP": sum(acc[last]) / size, "BWT": bwt, "Forgetting": forgetting, "FWT": fwt}
+
+
+__all__ = [
+    "Tokenizer", "accuracy", "aggregate", "by_category", "continual_metrics", "exact_match",
+    "normalize_answer", "rouge_l", "score_predictions",
+]

@@ -1,0 +1,96 @@
+"""Multi-task LoRA with the instruction in the prompt ("Tk-Instruct style", Wang et al. 2022).
+
+One PEFT LoRA trained on the instances of all training tasks, each prompt carrying its task's
+instruction. It is TAGI's teacher recipe and its strongest baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from hyperadapt.config import to_dict
+from hyperadapt.data import load_tasks
+from hyperadapt.data.prompts import check_setting, encode_tasks
+from hyperadapt.evaluation.harness import PromptMethod
+from hyperadapt.io import load_json, save_json, write_dir_atomic
+from hyperadapt.models import load_base_model
+from hyperadapt.training import TrainConfig, Trainer, pad_batch
+
+METHOD = "multitask-lora"
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class MultiTaskLoraConfig:
+    """A LoRA trained on all training tasks with the instruction in the prompt."""
+
+    model: str = "default"
+    data: str = "synthetic"
+    split: str = "train"
+    setting: str = "def"
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-3))
+
+    def __post_init__(self) -> None:
+        check_setting(self.setting)
+        if self.rank < 1:
+            raise ValueError(f"rank must be at least 1, got {self.rank}")
+        unknown = set(self.target_modules) - set(ALL_LINEAR)
+        if unknown or not self.target_modules:
+            raise ValueError(f"target_modules {sorted(unknown) or '[]'} not supported: choose from {ALL_LINEAR}")
+
+    def lora_config(self) -> LoraConfig:
+        return LoraConfig(
+            r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
+            target_modules=list(self.target_modules), task_type="CAUSAL_LM",
+        )
+
+
+def train_multitask_lora(
+    cfg: MultiTaskLoraConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
+    stop_at: int | None = None,
+) -> PromptMethod:
+    """Train the baseline into ``run_dir`` (resumable) and return it ready for evaluation."""
+    run_dir = Path(run_dir)
+    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+    tasks = load_tasks(cfg.data, cfg.split)
+    examples = encode_tasks(tokenizer, tasks, cfg.setting, cfg.train.max_length, cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    peft_model = get_peft_model(model, cfg.lora_config())
+    params = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+
+    def make_batch(indices: list[int]) -> dict:
+        batch = pad_batch([(examples[i].input_ids, examples[i].labels) for i in indices], tokenizer.pad_token_id)
+        return {k: v.to(peft_model.device) for k, v in batch.items()}
+
+    def loss_fn(batch: dict, step: int) -> torch.Tensor:
+        return peft_model(**batch).loss
+
+    save_json({"method": METHOD, "config": to_dict(cfg)}, run_dir / "run.json")
+    peft_model.train()
+    Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD).train(resume, stop_at)
+    peft_model.eval()
+    write_dir_atomic(run_dir / "adapter", peft_model.save_pretrained)
+    return PromptMethod(METHOD, peft_model, tokenizer, cfg.setting)
+
+
+def load_multitask_lora(run_dir: str | Path, model_and_tokenizer=None) -> PromptMethod:
+    """The trained baseline from ``run_dir`` (its ``adapter/`` folder is a plain PEFT adapter)."""
+    run = load_json(Path(run_dir) / "run.json", "run file")
+    if run.get("method") != METHOD:
+        raise ValueError(f"{run_dir} is a {run.get('method')!r} run, not a {METHOD} run")
+    cfg = run["config"]
+    model, tokenizer = model_and_tokenizer or load_base_model(cfg["model"])
+    adapter = Path(run_dir) / "adapter"
+    if not (adapter / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{run_dir} has no trained adapter yet: train it (or resume) first")
+    peft_model = PeftModel.from_pretrained(model, adapter)
+    peft_model.eval()
+    return PromptMethod(METHOD, peft_model, tokenizer, cfg["setting"])

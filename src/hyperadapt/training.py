@@ -1,0 +1,246 @@
+"""The one training loop every method uses.
+
+AdamW with linear warmup and cosine decay, gradient accumulation and clipping, a progress bar with
+loss and tokens/s, periodic evaluation, and atomic checkpoints (written under a temporary name, then
+renamed) from which ``resume`` continues bit-for-bit: the batch order is a pure function of
+(seed, step), and the optimiser, RNG and step are restored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from hyperadapt.io import atomic_write_text
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every method."""
+
+    steps: int = 300
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    max_length: int = 128
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    eval_every: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be positive, got {self.lr}")
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate for optimiser step ``step`` (0-based): linear warmup, then cosine to min_lr."""
+    warmup = int(cfg.warmup_ratio * cfg.steps)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, cfg.steps - warmup)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class StepSampler:
+    """Which examples form micro-batch k: a fresh permutation per epoch, seeded by (seed, epoch)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if n < 1:
+            raise ValueError("no training examples")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self._epoch, self._perm = -1, np.arange(0)
+
+    def indices(self, micro_step: int) -> list[int]:
+        out = []
+        for pos in range(micro_step * self.batch_size, (micro_step + 1) * self.batch_size):
+            epoch, offset = divmod(pos, self.n)
+            if epoch != self._epoch:
+                self._epoch = epoch
+                self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            out.append(int(self._perm[offset]))
+        return out
+
+
+def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> Batch:
+    """Right-pad (input_ids, labels) pairs into tensors; padding is masked out of the loss."""
+    width = max(len(ids) for ids, _ in examples)
+    ids = [x + [pad_id] * (width - len(x)) for x, _ in examples]
+    labels = [y + [-100] * (width - len(y)) for _, y in examples]
+    mask = [[1] * len(x) + [0] * (width - len(x)) for x, _ in examples]
+    return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+
+
+class Trainer:
+    """Train the named parameters ``params`` to minimise ``loss_fn(batch, step)``.
+
+    ``make_batch(indices)`` builds a batch from example indices; ``n_examples`` is how many there are.
+    Only ``params`` reach the optimiser and only they are checkpointed.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, torch.nn.Parameter],
+        loss_fn: Callable[[Batch, int], torch.Tensor],
+        make_batch: Callable[[list[int]], Batch],
+        n_examples: int,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        eval_fn: Callable[[int], dict] | None = None,
+        desc: str = "train",
+    ):
+        if not params:
+            raise ValueError("nothing to train: no trainable parameters")
+        self.params, self.loss_fn, self.make_batch = params, loss_fn, make_batch
+        self.cfg, self.run_dir, self.eval_fn, self.desc = cfg, Path(run_dir), eval_fn, desc
+        self.sampler = StepSampler(n_examples, cfg.batch_size, cfg.seed)
+        decay = [p for p in params.values() if p.ndim >= 2]
+        no_decay = [p for p in params.values() if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+        self.step = 0
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def train(self, resume: bool = True, stop_at: int | None = None) -> int:
+        """Run to ``cfg.steps`` (or stop after ``stop_at`` steps, for tests); return the last step."""
+        if resume and latest_checkpoint(self.run_dir) is not None:
+            self.load(latest_checkpoint(self.run_dir))
+        else:
+            torch.manual_seed(self.cfg.seed)
+        end = min(self.cfg.steps, stop_at or self.cfg.steps)
+        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.desc, unit="step", dynamic_ncols=True)
+        tokens, t0 = 0, time.perf_counter()
+        while self.step < end:
+            loss, n_tok = self._optimiser_step()
+            self.step += 1
+            tokens += n_tok
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
+            self._after_step(loss)
+        bar.close()
+        if self.step == self.cfg.steps or stop_at is not None:
+            self.save()
+        return self.step
+
+    def _optimiser_step(self) -> tuple[float, int]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.cfg, self.step)
+        total, n_tok = 0.0, 0
+        for k in range(self.cfg.grad_accum):
+            batch = self.make_batch(self.sampler.indices(self.step * self.cfg.grad_accum + k))
+            loss = self.loss_fn(batch, self.step) / self.cfg.grad_accum
+            loss.backward()
+            total += loss.item()
+            n_tok += int(batch["attention_mask"].sum())
+        if self.cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, n_tok
+
+    def _after_step(self, loss: float) -> None:
+        cfg = self.cfg
+        record: dict = {}
+        if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+            record = {"step": self.step, "loss": loss, "lr": lr_at(cfg, self.step - 1)}
+        if cfg.eval_every and self.eval_fn and self.step % cfg.eval_every == 0:
+            record = {"step": self.step, "loss": loss, "eval": self.eval_fn(self.step)}
+        if record:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with (self.run_dir / "train_log.jsonl").open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
+            self.save()
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def save(self) -> Path:
+        """Write a checkpoint atomically: a temporary folder renamed into place, then ``latest``."""
+        final = self.ckpt_root / f"step-{self.step:07d}"
+        tmp = self.ckpt_root / f".tmp-step-{self.step:07d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({k: p.detach().cpu().contiguous() for k, p in self.params.items()}, tmp / "params.safetensors")
+        opt_tensors, opt_meta = _flatten_optimizer(self.optimizer.state_dict())
+        save_file(opt_tensors, tmp / "optimizer.safetensors")
+        save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
+        meta = {"step": self.step, "optimizer": opt_meta, "config": asdict(self.cfg)}
+        (tmp / "state.json").write_text(json.dumps(meta, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        atomic_write_text(self.ckpt_root / "latest", final.name)
+        for old in sorted(self.ckpt_root.glob("step-*"))[: -self.cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load(self, path: Path) -> None:
+        """Restore parameters, optimiser, RNG and step from checkpoint folder ``path`` (strictly)."""
+        state = json.loads((path / "state.json").read_text())
+        saved = load_file(path / "params.safetensors")
+        if set(saved) != set(self.params):
+            missing, extra = set(self.params) - set(saved), set(saved) - set(self.params)
+            raise ValueError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {extra}")
+        with torch.no_grad():
+            for name, p in self.params.items():
+                if saved[name].shape != p.shape:
+                    raise ValueError(f"checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, "
+                                     f"the model has {tuple(p.shape)}")
+                p.copy_(saved[name])
+        self.optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optimizer.safetensors"),
+                                                            state["optimizer"]))
+        torch.set_rng_state(load_file(path / "rng.safetensors")["torch_rng"])
+        self.step = state["step"]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    return path if path.exists() else None
+
+
+def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, scalars = {}, {}
+    for idx, pstate in sd["state"].items():
+        for key, val in pstate.items():
+            if torch.is_tensor(val):
+                tensors[f"{idx}.{key}"] = val.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{key}"] = val
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for flat, val in [*tensors.items(), *meta["scalars"].items()]:
+        idx, key = flat.split(".", 1)
+        state.setdefault(int(idx), {})[key] = val
+    return {"state": state, "param_groups": meta["param_groups"]}
