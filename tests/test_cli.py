@@ -1,0 +1,65 @@
+"""The CLI entry points, end to end on the tiny model and a JSONL fixture."""
+
+import json
+
+from typer.testing import CliRunner
+
+from hyperadapt.cli import app
+
+runner = CliRunner()
+
+
+def test_info():
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert "transformers" in result.output and "default model" in result.output
+
+
+def test_help_has_examples():
+    for cmd in ("eval", "train", "demo", "info"):
+        result = runner.invoke(app, [cmd, "--help"])
+        assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_eval_zero_shot(tiny_dir, jsonl_data, tmp_path):
+    out = tmp_path / "zs.json"
+    result = runner.invoke(app, ["eval", "--method", "zero-shot", "--model", str(tiny_dir), "--data",
+                                 f"jsonl:{jsonl_data}", "--split", "test", "--limit", "2", "--max-new-tokens",
+                                 "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["method"] == "zero-shot"
+
+
+def test_train_then_eval_multitask_lora(tiny_dir, jsonl_data, tmp_path):
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "multitask-lora", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}",
+                                 "train.steps=3", "train.batch_size=2", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "adapter" / "adapter_config.json").exists()
+    out = tmp_path / "res"
+    result = runner.invoke(app, ["eval", "--method", "multitask-lora", "--run", str(run), "--data",
+                                 f"jsonl:{jsonl_data}", "--split", "test", "--limit", "2", "--max-new-tokens",
+                                 "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "multitask-lora.test.json").exists()
+
+
+def test_clear_errors(jsonl_data, tmp_path):
+    bad = runner.invoke(app, ["eval", "--method", "magic"])
+    assert bad.exit_code == 2 and "unknown method 'magic'" in bad.output
+    args = ["eval", "--method", "multitask-lora", "--data", f"jsonl:{jsonl_data}", "--split", "test"]
+    no_run = runner.invoke(app, args)
+    assert no_run.exit_code == 2 and "needs --run" in no_run.output
+    bad_key = runner.invoke(app, ["train", "multitask-lora", "train.stepz=3", "--out", str(tmp_path / "r")])
+    assert bad_key.exit_code == 2 and "stepz" in bad_key.output
+    bad_data = runner.invoke(app, ["eval", "--data", "csv:foo"])
+    assert bad_data.exit_code == 2 and "unknown data spec" in bad_data.output
+
+
+def test_demo_runs_on_overrides(tiny_dir, jsonl_data, tmp_path):
+    result = runner.invoke(app, ["demo", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "splits=[test]",
+                                 "steps=2", "limit=2", "max_new_tokens=3", f"out={tmp_path / 'o'}",
+                                 f"runs={tmp_path / 'r'}"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "summary.md").exists()
+    assert "multitask-lora" in result.output

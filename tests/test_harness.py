@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from hyperadapt.data import load_tasks
+from hyperadapt.evaluation.generate import generate_batch, option_logprobs
+from hyperadapt.evaluation.harness import EvalConfig, PromptMethod, evaluate, write_results
+
+
+def test_batched_left_padded_generation_matches_one_by_one(tiny):
+    model, tok = tiny
+    prompts = ["<|im_start|>user\nab<|im_end|>\n<|im_start|>assistant\n",
+               "<|im_start|>user\na much longer prompt 1 2 3<|im_end|>\n<|im_start|>assistant\n"]
+    together = generate_batch(model, tok, prompts, max_new_tokens=6)
+    alone = [generate_batch(model, tok, [p], max_new_tokens=6)[0] for p in prompts]
+    assert together == alone
+
+
+def test_option_logprobs_rank_the_forced_answer(tiny):
+    model, tok = tiny
+    scores = option_logprobs(model, tok, ["x", "y"], [["a", "b c"], ["d"]])
+    assert [len(s) for s in scores] == [2, 1]
+    assert all(v < 0 for s in scores for v in s)
+
+
+def test_evaluate_writes_the_documented_schema(tiny, jsonl_data, tmp_path):
+    model, tok = tiny
+    method = PromptMethod("zero-shot", model, tok)
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    result = evaluate(method, tasks, EvalConfig(limit=3, max_new_tokens=4, batch_size=4), model="tiny",
+                      data="jsonl", split="test")
+    path = write_results(result, tmp_path / "out.json")
+    saved = json.loads(path.read_text())
+    assert {"method", "model", "data", "setting", "tasks", "mean", "seconds", "config"} <= set(saved)
+    assert set(saved["tasks"]) == {"copy", "yesno"}
+    assert all({"rougeL", "em", "n", "category"} <= set(v) for v in saved["tasks"].values())
+    assert saved["tasks"]["copy"]["n"] == 3
+    assert len(path.with_suffix(".predictions.jsonl").read_text().splitlines()) == 6
+    assert "| **mean** |" in path.with_suffix(".md").read_text()
+
+
+def test_rank_mode_picks_an_option(tiny, jsonl_data):
+    model, tok = tiny
+    tasks = [t for t in load_tasks(f"jsonl:{jsonl_data}", "test") if t.name == "yesno"]
+    result = evaluate(PromptMethod("zero-shot", model, tok), tasks, EvalConfig(mode="rank"))
+    assert {p["prediction"] for p in result["predictions"]} <= {"yes", "no"}
+    no_options = load_tasks(f"jsonl:{jsonl_data}", "test")
+    with pytest.raises(ValueError, match="has no options"):
+        evaluate(PromptMethod("zero-shot", model, tok), no_options, EvalConfig(mode="rank"))
+
+
+def test_eval_config_errors():
+    with pytest.raises(ValueError, match="unknown eval mode"):
+        EvalConfig(mode="beam")
+    with pytest.raises(ValueError, match="unknown prompt setting"):
+        EvalConfig(setting="zero")
