@@ -35,6 +35,7 @@ def test_evaluate_writes_the_documented_schema(tiny, jsonl_data, tmp_path):
     assert set(saved["tasks"]) == {"copy", "yesno"}
     assert all({"rougeL", "em", "n", "category"} <= set(v) for v in saved["tasks"].values())
     assert saved["tasks"]["copy"]["n"] == 3
+    assert "accuracy" in saved["tasks"]["yesno"] and "accuracy" not in saved["tasks"]["copy"]
     assert len(path.with_suffix(".predictions.jsonl").read_text().splitlines()) == 6
     assert "| **mean** |" in path.with_suffix(".md").read_text()
 

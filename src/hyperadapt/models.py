@@ -10,14 +10,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
 import socket
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from hyperadapt.io import write_dir_atomic
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +128,12 @@ def _convert_default_model(target: Path) -> None:
     gguf = default_gguf_path()
     log.info("Converting %s to safetensors under %s (once, ~20 s)", gguf.name, target)
     model, tokenizer = _load_gguf(gguf, torch.float32)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=target.parent, prefix=".tmp-")
-    try:
+
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_dir_atomic(target, write)
 
 
 def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Tokenizer]:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from hyperadapt.data.prompts import build_prompt, check_setting
 from hyperadapt.data.schema import Instance, Task
 from hyperadapt.evaluation.generate import generate_batch, option_logprobs
-from hyperadapt.evaluation.metrics import aggregate, by_category, score_predictions
+from hyperadapt.evaluation.metrics import accuracy, aggregate, by_category, normalize_answer, score_predictions
 from hyperadapt.io import save_json
 from hyperadapt.report.tables import task_table
 
@@ -132,6 +132,9 @@ def evaluate(
         preds = [answers[id(q)] for q in qs]
         scores = score_predictions(preds, [list(q.instance.outputs) for q in qs])
         per_task[task.name] = {**scores, "category": task.category, "condition_type": task.condition_type}
+        if task.options:  # classification: the share of answers that are exactly the label
+            labels = [normalize_answer(q.instance.outputs[0]) for q in qs]
+            per_task[task.name]["accuracy"] = accuracy([normalize_answer(p) for p in preds], labels)
         predictions += [
             {"task": task.name, "id": q.instance.id, "prediction": p, "references": list(q.instance.outputs)}
             for q, p in zip(qs, preds, strict=True)
