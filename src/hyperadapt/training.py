@@ -141,8 +141,8 @@ class Trainer:
             loss, n_tok = self._optimiser_step()
             self.step += 1
             tokens += n_tok
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}", refresh=False)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
             self._after_step(loss)
         bar.close()
         if self.step == self.cfg.steps or stop_at is not None:
