@@ -139,5 +139,30 @@ def demo(
     run_demo(cfg, console)
 
 
+BENCHMARKS = ("core",)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help=f"which benchmark: {', '.join(BENCHMARKS)}")],
+) -> None:
+    """Run a benchmark from the repository's benchmarks/ folder (extra options are passed on; see --help there).
+
+    Example: hyperadapt bench core --batch-sizes 1 8 32 --seq 128 --out results/bench_core.json
+    """
+    import runpy
+    import sys
+
+    if name not in BENCHMARKS:
+        _fail(ValueError(f"unknown benchmark {name!r}: use one of {', '.join(BENCHMARKS)}"))
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    if not script.exists():
+        _fail(FileNotFoundError(f"{script} not found: benchmarks run from a source checkout of hyperadapt"))
+    sys.argv = [f"hyperadapt bench {name}", *ctx.args]
+    sys.path.insert(0, str(script.parents[1]))
+    runpy.run_path(str(script), run_name="__main__")
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -77,8 +77,9 @@ def train_multitask_lora(
     peft_model.train()
     Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD).train(resume, stop_at)
     peft_model.eval()
-    write_dir_atomic(run_dir / "adapter", peft_model.save_pretrained)
-    return PromptMethod(METHOD, peft_model, tokenizer, cfg.setting)
+    # The embeddings are frozen: say so, rather than let PEFT look the base model up on the hub.
+    write_dir_atomic(run_dir / "adapter", lambda d: peft_model.save_pretrained(d, save_embedding_layers=False))
+    return PromptMethod(METHOD, peft_model, tokenizer, cfg.setting, info={"run": str(run_dir), **to_dict(cfg)})
 
 
 def load_multitask_lora(run_dir: str | Path, model_and_tokenizer=None) -> PromptMethod:
@@ -93,4 +94,4 @@ def load_multitask_lora(run_dir: str | Path, model_and_tokenizer=None) -> Prompt
         raise FileNotFoundError(f"{run_dir} has no trained adapter yet: train it (or resume) first")
     peft_model = PeftModel.from_pretrained(model, adapter)
     peft_model.eval()
-    return PromptMethod(METHOD, peft_model, tokenizer, cfg["setting"])
+    return PromptMethod(METHOD, peft_model, tokenizer, cfg["setting"], info={"run": str(run_dir), **cfg})
