@@ -63,3 +63,12 @@ def test_demo_runs_on_overrides(tiny_dir, jsonl_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o" / "summary.md").exists()
     assert "multitask-lora" in result.output
+
+
+def test_bench_core_runs_on_the_tiny_model(tiny_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "core", "--model", str(tiny_dir), "--batch-sizes", "2", "--seq", "8",
+                                 "--repeats", "1", "--teachers", "2", "--train-batch", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert {"forward", "gating", "train_step", "targets"} <= set(json.loads(out.read_text()))
+    assert runner.invoke(app, ["bench", "nope"]).exit_code == 2

@@ -1,0 +1,1 @@
+"""Speed and quality benchmarks that write JSON (run as ``python -m benchmarks.<name>``)."""

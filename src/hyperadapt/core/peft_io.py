@@ -1,0 +1,206 @@
+"""Interop with PEFT: export one adapter as a standard PEFT LoRA folder, load one, merge and unmerge.
+
+A PEFT LoRA folder holds ``adapter_config.json`` and ``adapter_model.safetensors`` with tensors named
+``base_model.model.<module path>.lora_A.weight`` ([r, in]) and ``.lora_B.weight`` ([out, r]); the delta
+is ``(lora_alpha / r) · B A`` (``/ √r`` with rsLoRA).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import torch
+from peft import LoraConfig
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from hyperadapt.core.bank import AdapterBank
+from hyperadapt.core.inject import LINEAR_MODULES, target_linears
+from hyperadapt.core.lora import ConditionedLinear, LoraConditioning
+
+PEFT_CONFIG = "adapter_config.json"
+PEFT_WEIGHTS = "adapter_model.safetensors"
+PREFIX = "base_model.model."
+MERGED_ATTR = "_hyperadapt_merged"
+
+
+def single_adapter(lora: LoraConditioning, example: int | None) -> LoraConditioning:
+    """``lora`` itself when it is one adapter, else the adapter of ``example``."""
+    if example is not None:
+        return lora.example(example)
+    if not lora.shared:
+        raise ValueError("the conditioning holds one adapter per example: choose one with example=i")
+    return lora
+
+
+def export_peft(
+    model: nn.Module,
+    lora: LoraConditioning,
+    path: str | Path,
+    *,
+    example: int | None = None,
+    base_model_name_or_path: str | None = None,
+) -> Path:
+    """Write one adapter (``lora``, or example ``example`` of it) as a PEFT LoRA folder for ``model``.
+
+    ``lora_alpha = scale · r`` when that is a whole number, else the scale is folded into B (alpha = r).
+    Modules with a rank other than the most common one go to ``rank_pattern``/``alpha_pattern``.
+    """
+    single = single_adapter(lora, example)
+    if not single.factors:
+        raise ValueError("the adapter has no modules to export")
+    scale = float(single.scale)
+    ranks = {name: a.shape[1] for name, (a, _) in single.factors.items()}
+    r = max(set(ranks.values()), key=list(ranks.values()).count)
+    fold = not all(_whole(scale * rank) for rank in ranks.values())
+    alpha_of = (lambda rank: rank) if fold else (lambda rank: round(scale * rank))
+    tensors = {}
+    for name, (a, b) in single.factors.items():
+        b = b[0] * scale if fold else b[0]
+        tensors[f"{PREFIX}{name}.lora_A.weight"] = a[0].detach().contiguous().cpu()  # [r, in]
+        tensors[f"{PREFIX}{name}.lora_B.weight"] = b.detach().contiguous().cpu()  # [out, r]
+    odd = {name: rank for name, rank in ranks.items() if rank != r}
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha_of(r),
+        target_modules=_target_modules(model, list(single.factors)),
+        rank_pattern=odd,
+        alpha_pattern={name: alpha_of(rank) for name, rank in odd.items()},
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+        base_model_name_or_path=base_model_name_or_path or model.config._name_or_path,
+    )
+    path = Path(path)
+    config.save_pretrained(str(path))
+    save_file(tensors, path / PEFT_WEIGHTS, metadata={"format": "pt"})
+    return path
+
+
+def _whole(x: float) -> bool:
+    return abs(x - round(x)) <= 1e-6 * max(1.0, abs(x)) and round(x) > 0
+
+
+def _target_modules(model: nn.Module, names: list[str]) -> list[str]:
+    """Module type names (``q_proj``) where the adapter covers every layer, else full module paths."""
+    kinds = sorted({n.rsplit(".", 1)[-1] for n in names})
+    bad = [k for k in kinds if k not in LINEAR_MODULES]
+    if bad:
+        raise ValueError(f"cannot export modules of type {bad}: supported are {LINEAR_MODULES}")
+    every = set(target_linears(model, kinds))
+    if every - set(names):
+        return sorted(names)
+    return kinds
+
+
+def load_peft(path: str | Path) -> LoraConditioning:
+    """Read a PEFT LoRA folder as a single-adapter ``LoraConditioning`` (per-module scales folded into B
+    when they differ)."""
+    path = Path(path)
+    if not (path / PEFT_CONFIG).exists() or not (path / PEFT_WEIGHTS).exists():
+        raise FileNotFoundError(f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS}")
+    config = json.loads((path / PEFT_CONFIG).read_text())
+    _check_plain_lora(config, path)
+    pairs = _pairs(load_file(path / PEFT_WEIGHTS), path)
+    scales = {name: _peft_scale(config, name, a.shape[0]) for name, (a, _) in pairs.items()}
+    common = next(iter(scales.values()))
+    if all(math.isclose(s, common) for s in scales.values()):
+        factors = {name: (a[None], b[None]) for name, (a, b) in pairs.items()}
+        return LoraConditioning(factors, common)
+    factors = {name: (a[None], (b * scales[name])[None]) for name, (a, b) in pairs.items()}
+    return LoraConditioning(factors, 1.0)
+
+
+def _check_plain_lora(config: dict, path: Path) -> None:
+    if config.get("peft_type") != "LORA":
+        raise ValueError(f"{path}: only LORA adapters are supported, got peft_type={config.get('peft_type')!r}")
+    unsupported = [k for k in ("use_dora", "fan_in_fan_out", "lora_bias") if config.get(k)]
+    if config.get("bias", "none") != "none":
+        unsupported.append("bias")
+    if unsupported:
+        raise ValueError(f"{path}: unsupported LoRA options {unsupported}; only plain LoRA on linears loads")
+
+
+def _pairs(state: dict[str, Tensor], path: Path) -> dict[str, tuple[Tensor, Tensor]]:
+    pairs: dict[str, dict[str, Tensor]] = {}
+    for key, value in state.items():
+        m = re.fullmatch(rf"{re.escape(PREFIX)}(.+)\.lora_([AB])\.weight", key)
+        if m is None:
+            raise ValueError(f"{path}: unexpected tensor {key!r}; only lora_A/lora_B weights are supported")
+        pairs.setdefault(m.group(1), {})[m.group(2)] = value
+    incomplete = [name for name, p in pairs.items() if len(p) != 2]
+    if incomplete:
+        raise ValueError(f"{path}: modules without both lora_A and lora_B: {incomplete[:3]}")
+    return {name: (p["A"], p["B"]) for name, p in pairs.items()}
+
+
+def _peft_scale(config: dict, name: str, rank: int) -> float:
+    alpha = _pattern_value(config.get("alpha_pattern") or {}, name, config["lora_alpha"])
+    return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+
+
+def _pattern_value(patterns: dict, name: str, default: float) -> float:
+    """PEFT's pattern rule: a key matches a module path it ends (after a dot) or fully matches as a regex."""
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", name):
+            return value
+    return default
+
+
+def bank_from_peft(model: nn.Module, paths: list[str | Path], rank: int | None = None) -> AdapterBank:
+    """An ``AdapterBank`` holding the PEFT LoRA folders ``paths`` as adapters 0..N-1 (e.g. SwitchCIT's
+    task adapters); its rank is the largest of theirs unless given, lower ranks are zero-padded."""
+    if not paths:
+        raise ValueError("give at least one PEFT adapter folder")
+    adapters = [load_peft(p) for p in paths]
+    names = sorted({n for a in adapters for n in a.factors})
+    linears = target_linears(model, sorted({n.rsplit(".", 1)[-1] for n in names}))
+    missing = [n for n in names if n not in linears]
+    if missing:
+        raise ValueError(f"the adapters name modules the model lacks: {missing[:3]}")
+    shapes = {n: (linears[n].in_features, linears[n].out_features) for n in names}
+    rank = rank or max(a.shape[1] for ad in adapters for a, _ in ad.factors.values())
+    bank = AdapterBank(shapes, len(adapters), rank, device=next(model.parameters()).device)
+    for i, adapter in enumerate(adapters):
+        bank.set_adapter(i, adapter)
+    return bank
+
+
+@torch.no_grad()
+def merge(model: nn.Module, lora: LoraConditioning, *, example: int | None = None) -> None:
+    """Add one adapter's ΔW = s·BA into the base weights (single-condition deployment); ``unmerge`` undoes it."""
+    single = single_adapter(lora, example)
+    linears = _base_linears(model, single)
+    for name, linear in linears.items():
+        linear.weight += single.delta(name).to(linear.weight)
+    model.__dict__.setdefault(MERGED_ATTR, []).append(single)
+
+
+@torch.no_grad()
+def unmerge(model: nn.Module) -> int:
+    """Subtract every merged adapter again (last merged first); returns how many were unmerged."""
+    merged = model.__dict__.pop(MERGED_ATTR, [])
+    for single in reversed(merged):
+        for name, linear in _base_linears(model, single).items():
+            linear.weight -= single.delta(name).to(linear.weight)
+    return len(merged)
+
+
+def merged_count(model: nn.Module) -> int:
+    return len(model.__dict__.get(MERGED_ATTR, []))
+
+
+def _base_linears(model: nn.Module, lora: LoraConditioning) -> dict[str, nn.Linear]:
+    kinds = sorted({n.rsplit(".", 1)[-1] for n in lora.factors})
+    bad = [k for k in kinds if k not in LINEAR_MODULES]
+    if bad:
+        raise ValueError(f"cannot merge into modules of type {bad}: supported are {LINEAR_MODULES}")
+    linears = target_linears(model, kinds)
+    missing = [n for n in lora.factors if n not in linears]
+    if missing:
+        raise ValueError(f"the adapter names modules the model lacks: {missing[:3]}")
+    picked = {n: linears[n] for n in lora.factors}
+    return {n: (m.base_layer if isinstance(m, ConditionedLinear) else m) for n, m in picked.items()}

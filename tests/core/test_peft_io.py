@@ -1,0 +1,124 @@
+import json
+
+import pytest
+import torch
+from core_helpers import batch_of, make_peft, peft_adapter, random_bank
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from hyperadapt.core import (
+    LoraConditioning,
+    bank_from_peft,
+    conditioned,
+    export_peft,
+    inject,
+    load_peft,
+    merge,
+    merged_count,
+    unmerge,
+)
+from hyperadapt.models import DEFAULT_MODEL_ID
+from hyperadapt.testing import save_tiny_model, tiny_model
+
+
+@pytest.fixture(scope="module")
+def saved_llama(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "llama", "llama")
+
+
+def peft_logits(base_dir, adapter_dir, batch):
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    peft_model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    with torch.no_grad():
+        return peft_model(**batch).logits
+
+
+@pytest.mark.parametrize("scale", [2.0, 0.37])  # alpha = scale·r is whole, or the scale is folded into B
+def test_export_generated_adapter_loads_in_peft(saved_llama, tmp_path, scale):
+    model, tok = tiny_model("llama")
+    inject(model)
+    per_example = random_bank(model, 3).conditioning([2, 0, 1])
+    lora = LoraConditioning(per_example.factors, scale)
+    batch = batch_of(tok, 3)
+    with torch.no_grad(), conditioned(model, lora=lora.example(1)):
+        ours = model(**batch).logits
+    out = export_peft(model, lora, tmp_path / "adapter", example=1, base_model_name_or_path=str(saved_llama))
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["task_type"] == "CAUSAL_LM"
+    assert config["r"] == 4 and config["lora_alpha"] == (8 if scale == 2.0 else 4)
+    assert sorted(config["target_modules"]) == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                       "up_proj", "down_proj"])
+    torch.testing.assert_close(peft_logits(saved_llama, out, batch), ours, atol=1e-5, rtol=0)
+
+
+def test_export_bank_adapter_names_the_base_model(saved_llama, tmp_path):
+    model, tok = tiny_model("llama")
+    model.config._name_or_path = DEFAULT_MODEL_ID
+    bank = random_bank(model, 2, targets=["q_proj", "v_proj"])
+    partial = LoraConditioning({k: v for k, v in bank.adapter(1).factors.items() if ".0." in k}, bank.scale)
+    out = export_peft(model, bank.adapter(1), tmp_path / "full")
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == DEFAULT_MODEL_ID
+    out = export_peft(model, partial, tmp_path / "partial", base_model_name_or_path=str(saved_llama))
+    targets = json.loads((out / "adapter_config.json").read_text())["target_modules"]
+    assert sorted(targets) == ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj"]
+    batch = batch_of(tok, 2)
+    inject(model)
+    with torch.no_grad(), conditioned(model, lora=partial):
+        ours = model(**batch).logits
+    torch.testing.assert_close(peft_logits(saved_llama, out, batch), ours, atol=1e-5, rtol=0)
+
+
+def test_import_peft_folder_into_a_bank(tmp_path):
+    model, tok = tiny_model("llama")
+    peft_model = make_peft(tiny_model("llama")[0], rank=2, alpha=3)
+    peft_model.save_pretrained(tmp_path / "peft")
+    batch = batch_of(tok, 2)
+    with torch.no_grad():
+        want = peft_model(**batch).logits
+    lora = load_peft(tmp_path / "peft")
+    torch.testing.assert_close(lora.delta("model.layers.1.mlp.up_proj"),
+                               peft_adapter(peft_model).delta("model.layers.1.mlp.up_proj"))
+    inject(model)
+    bank = random_bank(model, 3)  # rank 4: the rank-2 adapter is zero-padded
+    bank.set_adapter(1, lora)
+    with torch.no_grad(), conditioned(model, lora=bank.conditioning([1, 1])):
+        got = model(**batch).logits
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    with pytest.raises(FileNotFoundError, match="not a PEFT adapter folder"):
+        load_peft(tmp_path / "nothing")
+
+
+def test_bank_from_peft_folders_routes_per_example(tmp_path):
+    model, tok = tiny_model("llama")
+    batch = batch_of(tok, 2)
+    want = []
+    for i, rank in enumerate((2, 4)):
+        peft_model = make_peft(tiny_model("llama")[0], rank=rank, alpha=rank + i, targets=["q_proj", "v_proj"])
+        peft_model.save_pretrained(tmp_path / f"task{i}")
+        with torch.no_grad():
+            want.append(peft_model(**batch).logits[i])
+    bank = bank_from_peft(model, [tmp_path / "task0", tmp_path / "task1"])
+    assert bank.num_adapters == 2 and bank.rank == 4
+    inject(model)
+    with torch.no_grad(), conditioned(model, lora=bank.conditioning([0, 1])):
+        got = model(**batch).logits
+    torch.testing.assert_close(got, torch.stack(want), atol=1e-5, rtol=0)
+
+
+def test_merge_and_unmerge_round_trip():
+    model, tok = tiny_model("llama")
+    inject(model, targets=["q_proj", "v_proj", "down_proj"])
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    bank = random_bank(model, 2, targets=["q_proj", "v_proj", "down_proj"])
+    batch = batch_of(tok, 2)
+    with torch.no_grad(), conditioned(model, lora=bank.adapter(1)):
+        conditioned_logits = model(**batch).logits
+    merge(model, bank.conditioning([0, 1]), example=1)
+    assert merged_count(model) == 1
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, conditioned_logits, atol=1e-5, rtol=0)
+    assert unmerge(model) == 1 and merged_count(model) == 0
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, weights[k], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="example=i"):
+        merge(model, bank.conditioning([0, 1]))
