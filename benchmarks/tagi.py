@@ -1,0 +1,197 @@
+"""TAGI against its baselines and ablations, instruction sensitivity and inference cost, in one JSON.
+
+    python -m benchmarks.tagi --config configs/tagi.yaml --eval-splits unseen --limit 20 \
+        --out results/tagi_synthetic.json
+    python -m benchmarks.tagi --config configs/tagi_sni.yaml --eval-splits test --limit 10 \
+        --out results/tagi_sni_def.json
+    python -m benchmarks.tagi --quick ...                         # a smoke-sized budget
+
+Methods (same base model, data and step budget): zero-shot; multi-task LoRA with the instruction in the
+prompt (on TAGI's targets and rank); a Hypter-style hypernetwork (CE only); TAGI; TAGI without pretraining,
+without KL, without alignment, without fusion (the ablations reuse TAGI's teachers). Instruction
+sensitivity: TAGI (and TAGI without fusion) with each task's instruction replaced by another task's, or by
+a random string. Efficiency: wall time and FLOPs (torch's FlopCounterMode, adapter generation included)
+to answer 100 instances of one task, TAGI without fusion vs the instruction-in-prompt LoRA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import random
+import string
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
+from hyperadapt.data import load_tasks
+from hyperadapt.data.schema import Task
+from hyperadapt.evaluation.harness import EvalConfig, answer, evaluate, make_queries
+from hyperadapt.methods.baselines.hypter import hypter_config, train_hypter
+from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
+from hyperadapt.methods.baselines.zero_shot import zero_shot
+from hyperadapt.methods.tagi import TagiConfig, train_tagi
+from hyperadapt.models import load_base_model
+
+ABLATIONS = {
+    "tagi-no-pretrain": ["pretrain.enabled=false"],
+    "tagi-no-kl": ["losses.kl_weight=0"],
+    "tagi-no-align": ["losses.align_weight=0"],
+    "tagi-no-fusion": ["fusion=false"],
+}
+METHODS = ["zero-shot", "multitask-lora", "hypter", "tagi", *ABLATIONS]
+QUICK = ["train.steps=4", "teachers.train.steps=4", "pretrain.train.steps=4", "train.save_every=0",
+         "teachers.train.save_every=0", "pretrain.train.save_every=0"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/tagi.yaml", help="TAGI config; the baselines use its budget")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the TAGI config")
+    p.add_argument("--eval-splits", nargs="+", default=["unseen"])
+    p.add_argument("--limit", type=int, default=20, help="instances per task to evaluate (0: all)")
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--no-sensitivity", action="store_true")
+    p.add_argument("--efficiency-instances", type=int, default=100, help="0 skips the efficiency measurement")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--runs", default="runs/bench_tagi", help="where the trained runs go (resumable)")
+    p.add_argument("--out", default="results/tagi.json")
+    p.add_argument("--quick", action="store_true", help="4 steps per stage, 2 instances per task: a smoke run")
+    return p.parse_args(argv)
+
+
+def fresh(cfg: TagiConfig):
+    """A fresh copy of the base model per method: methods wrap it (injection, PEFT)."""
+    return load_base_model(cfg.model)
+
+
+def shuffled(tasks: list[Task], seed: int) -> list[Task]:
+    """Each task with another task's instruction and examples (a derangement); paraphrases dropped."""
+    order = list(range(len(tasks)))
+    rng = random.Random(seed)
+    while len(tasks) > 1 and any(i == j for i, j in enumerate(order)):
+        rng.shuffle(order)
+    return [replace(t, instruction=tasks[j].instruction, positive_examples=tasks[j].positive_examples,
+                    paraphrases=[]) for t, j in zip(tasks, order, strict=True)]
+
+
+def random_strings(tasks: list[Task], seed: int) -> list[Task]:
+    """Each task's instruction replaced by random lowercase words of the same length."""
+    rng = random.Random(seed)
+    out = []
+    for t in tasks:
+        words = [("".join(rng.choices(string.ascii_lowercase, k=len(w)))) for w in t.instruction.split()]
+        out.append(replace(t, instruction=" ".join(words), positive_examples=[], paraphrases=[]))
+    return out
+
+
+def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig, cfg: TagiConfig) -> dict:
+    out = {}
+    for split, tasks in splits.items():
+        res = evaluate(method, tasks, ecfg, model=cfg.model, data=cfg.data, split=split)
+        out[split] = {"mean": res["mean"], "tasks": {k: {m: v[m] for m in ("rougeL", "em", "n")}
+                                                     for k, v in res["tasks"].items()}}
+        print(f"  {method.name:<18} {split:<10} rougeL={res['mean']['rougeL']:.2f} em={res['mean']['em']:.2f}",
+              flush=True)
+    return out
+
+
+def train_method(name: str, cfg: TagiConfig, runs: Path):
+    """Train (or resume) ``name`` with the budget of ``cfg``; returns the harness method."""
+    if name == "zero-shot":
+        return zero_shot(cfg.model, cfg.setting, model_and_tokenizer=fresh(cfg))
+    if name == "multitask-lora":
+        mcfg = MultiTaskLoraConfig(model=cfg.model, data=cfg.data, split=cfg.split, setting=cfg.setting, rank=cfg.rank,
+                                   alpha=cfg.alpha, target_modules=list(cfg.targets), train=copy.deepcopy(cfg.train))
+        return train_multitask_lora(mcfg, runs / name, model_and_tokenizer=fresh(cfg))
+    if name == "hypter":
+        return train_hypter(hypter_config(cfg), runs / name, model_and_tokenizer=fresh(cfg))
+    if name == "tagi":
+        return train_tagi(cfg, runs / name, model_and_tokenizer=fresh(cfg))
+    teachers = cfg.teachers.path or str(runs / "tagi" / "teachers")
+    variant = from_dict(TagiConfig, apply_overrides(to_dict(cfg), [*ABLATIONS[name], f"teachers.path={teachers}"]))
+    return train_tagi(variant, runs / name, model_and_tokenizer=fresh(cfg))
+
+
+def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig) -> dict:
+    """Wall time and FLOPs to answer ``n`` instances of one task (its instances repeated if fewer)."""
+    task = max(tasks, key=lambda t: len(t.instances))
+    instances = (task.instances * (n // len(task.instances) + 1))[:n]
+    task = task.with_instances(instances)
+    out = {"task": task.name, "instances": n}
+    for name, method in methods.items():
+        queries = make_queries(method, [task], method.setting, None)
+        reset = getattr(method, "clear_cache", lambda: None)  # encoding + adapter generation count too
+        reset()
+        start = time.perf_counter()
+        answer(method, queries, ecfg, desc="efficiency")
+        wall = time.perf_counter() - start
+        reset()
+        with FlopCounterMode(display=False) as counter:
+            answer(method, queries, ecfg, desc="flops")
+        prompt_tokens = sum(len(method.tokenizer(q.prompt, add_special_tokens=False).input_ids) for q in queries)
+        out[name] = {"wall_s": wall, "flops": counter.get_total_flops(), "prompt_tokens": prompt_tokens}
+    names = list(methods)
+    if len(names) == 2:
+        a, b = (out[k] for k in names)
+        out["ratio"] = {"flops": a["flops"] / b["flops"], "wall": a["wall_s"] / b["wall_s"], "of": names}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    overrides = [*args.set, *(QUICK if args.quick else [])]
+    cfg = load_config(TagiConfig, args.config, overrides)
+    limit = 2 if args.quick else (args.limit or None)
+    ecfg = EvalConfig(limit=limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+    runs, started = Path(args.runs), time.perf_counter()
+    splits = {s: load_tasks(cfg.data, s) for s in args.eval_splits}
+    result: dict = {"command": " ".join(["python -m benchmarks.tagi", *(argv if argv is not None else sys.argv[1:])]),
+                    "config": to_dict(cfg), "eval": to_dict(ecfg), "host": platform.node(),
+                    "threads": torch.get_num_threads(), "results": {}, "train_s": {}}
+    trained = {}
+    order = [m for m in METHODS if m in args.methods]
+    if any(m in ABLATIONS for m in order) and "tagi" not in order and not cfg.teachers.path:
+        order.insert(order.index(next(m for m in order if m in ABLATIONS)), "tagi")  # the ablations' teachers
+    for name in order:
+        t0 = time.perf_counter()
+        trained[name] = train_method(name, cfg, runs)
+        result["train_s"][name] = time.perf_counter() - t0
+        result["results"][name] = score(trained[name], splits, ecfg, cfg)
+        save(result, args.out)
+    if "tagi" in trained:
+        result["hypernet_parameters"] = trained["tagi"].hypernet.parameter_count()
+    if not args.no_sensitivity:
+        result["sensitivity"] = {}
+        for name in ("tagi", "tagi-no-fusion"):
+            if name in trained:
+                seed = cfg.train.seed
+                variants = {"shuffled": {s: shuffled(t, seed) for s, t in splits.items()},
+                            "random": {s: random_strings(t, seed) for s, t in splits.items()}}
+                result["sensitivity"][name] = {k: score(trained[name], v, ecfg, cfg) for k, v in variants.items()}
+                save(result, args.out)
+    pair = {k: trained[k] for k in ("tagi-no-fusion", "multitask-lora") if k in trained}
+    if args.efficiency_instances and len(pair) == 2:
+        first = next(iter(splits.values()))
+        result["efficiency"] = efficiency(pair, first, args.efficiency_instances, replace(ecfg, limit=None))
+    result["total_s"] = time.perf_counter() - started
+    save(result, args.out)
+    return result
+
+
+def save(result: dict, out: str) -> None:
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Hypter-style baseline (Ye & Ren, 2021): TAGI's hypernetwork trained with cross-entropy only.
+
+A preset of :class:`~hyperadapt.methods.tagi.TagiConfig`, not a copy: no hypernetwork pretraining, no
+teachers (no KL, no parameter alignment), and no instruction fusion (the model sees only the input; the
+instruction reaches it only through the generated adapter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hyperadapt.methods.tagi import LossConfig, PretrainConfig, TagiConfig, TagiMethod, load_tagi, train_tagi
+
+METHOD = "hypter"
+
+
+@dataclass
+class HypterConfig(TagiConfig):
+    """TAGI's hypernetwork with CE only: no pretraining, no distillation, no fusion."""
+
+    fusion: bool = False
+    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(enabled=False))
+    losses: LossConfig = field(default_factory=lambda: LossConfig(kl_weight=0.0, align_weight=0.0))
+
+
+def hypter_config(cfg: TagiConfig) -> HypterConfig:
+    """The Hypter-style variant of a TAGI config: same model, data, hypernetwork and budget."""
+    base = {k: v for k, v in vars(cfg).items() if k not in ("fusion", "pretrain", "losses")}
+    return HypterConfig(**base)
+
+
+def train_hypter(
+    cfg: TagiConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None, stop_at: int | None = None
+) -> TagiMethod:
+    """Train the baseline into ``run_dir``; a plain ``TagiConfig`` is turned into its Hypter preset first."""
+    if not isinstance(cfg, HypterConfig):
+        cfg = hypter_config(cfg)
+    return train_tagi(cfg, run_dir, resume, model_and_tokenizer, stop_at, name=METHOD)
+
+
+def load_hypter(run_dir: str | Path, model_and_tokenizer=None) -> TagiMethod:
+    """The trained baseline from ``run_dir``."""
+    method = load_tagi(run_dir, model_and_tokenizer)
+    if method.name != METHOD:
+        raise ValueError(f"{run_dir} is a {method.name!r} run, not a {METHOD} run")
+    return method

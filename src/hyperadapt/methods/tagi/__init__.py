@@ -1,0 +1,34 @@
+"""TAGI: generate task adapters from instructions, distilled from per-task teachers (Liao et al., NeurIPS 2024).
+
+Three steps, as in the CLI::
+
+    method = train_tagi(cfg, "runs/tagi")                        # teachers, pretraining, finetuning
+    method = load_tagi("runs/tagi")                              # a harness method
+    export_adapter("runs/tagi", "Reverse the words.", "out/")    # a PEFT LoRA folder
+"""
+
+from hyperadapt.methods.tagi.config import (
+    HypernetConfig,
+    LossConfig,
+    PretrainConfig,
+    TagiConfig,
+    TeacherConfig,
+)
+from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
+from hyperadapt.methods.tagi.method import TagiMethod, export_adapter, load_tagi
+from hyperadapt.methods.tagi.teachers import Teachers
+from hyperadapt.methods.tagi.train import train_tagi
+
+__all__ = [
+    "HypernetConfig",
+    "LossConfig",
+    "PretrainConfig",
+    "TagiConfig",
+    "TagiHypernetwork",
+    "TagiMethod",
+    "TeacherConfig",
+    "Teachers",
+    "export_adapter",
+    "load_tagi",
+    "train_tagi",
+]

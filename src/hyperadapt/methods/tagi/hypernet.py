@@ -1,0 +1,147 @@
+"""The hypernetwork: an instruction vector -> rank-r LoRA factors for every target module of every layer.
+
+One shared trunk reads [instruction ; layer embedding ; module-type embedding] and one small pair of
+heads per module type emits A and B (Text-to-LoRA, Charakorn et al. 2025; TAGI, Liao et al. 2024).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from hyperadapt.core.lora import LoraConditioning
+
+_PATH = re.compile(r"model\.layers\.(\d+)\..*\.([a-z_]+)$")
+
+
+def parse_module(path: str) -> tuple[int, str]:
+    """``"model.layers.3.self_attn.q_proj"`` -> ``(3, "q_proj")``."""
+    m = _PATH.fullmatch(path)
+    if m is None:
+        raise ValueError(f"cannot read layer and module type from {path!r}: expected model.layers.<i>.<...>.<type>")
+    return int(m.group(1)), m.group(2)
+
+
+class ResidualBlock(nn.Module):
+    """x + MLP(LayerNorm(x)), as in Text-to-LoRA's trunk."""
+
+    def __init__(self, width: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 2 * width), nn.SiLU(), nn.Dropout(dropout), nn.Linear(2 * width, width)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.mlp(self.norm(x))  # [..., H]
+
+
+class TagiHypernetwork(nn.Module):
+    """Instruction vector -> one LoRA adapter per example for all ``shapes`` (TAGI, Liao et al. NeurIPS 2024).
+
+    ``shapes`` maps each target module path to ``(in_features, out_features)``. The trunk is shared by all
+    modules and conditioned on learned layer and module-type embeddings; per module type, head A emits
+    ``[r, in]`` and head B ``[out, r]``. B's head starts at zero, so every generated ΔW starts at 0; A's
+    head starts small around a LoRA-like (Kaiming-uniform) bias so that B gets useful gradients at once.
+    """
+
+    def __init__(
+        self,
+        shapes: Mapping[str, tuple[int, int]],
+        input_dim: int,
+        rank: int = 8,
+        alpha: float = 16.0,
+        hidden: int = 256,
+        blocks: int = 2,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not shapes:
+            raise ValueError("the hypernetwork needs at least one target module")
+        if rank < 1 or input_dim < 1 or hidden < 1:
+            raise ValueError(f"need rank, input_dim and hidden >= 1, got {rank}, {input_dim}, {hidden}")
+        self.shapes = {name: (int(i), int(o)) for name, (i, o) in shapes.items()}
+        self.module_names = list(self.shapes)
+        self.rank, self.alpha, self.input_dim, self.hidden = rank, float(alpha), input_dim, hidden
+        parsed = [parse_module(n) for n in self.module_names]
+        self.kinds = sorted({kind for _, kind in parsed})
+        kind_shapes = {kind: {self.shapes[n] for n, (_, k) in zip(self.module_names, parsed, strict=True) if k == kind}
+                       for kind in self.kinds}
+        uneven = {k: s for k, s in kind_shapes.items() if len(s) != 1}
+        if uneven:
+            raise ValueError(f"modules of one type must share a shape, got {uneven}")
+        self.kind_shape = {k: next(iter(s)) for k, s in kind_shapes.items()}
+        self.num_layers = max(layer for layer, _ in parsed) + 1
+        self.register_buffer("slot_layer", torch.tensor([layer for layer, _ in parsed]), persistent=False)
+        self.register_buffer("slot_kind", torch.tensor([self.kinds.index(k) for _, k in parsed]), persistent=False)
+        self.instruction = nn.Sequential(nn.LayerNorm(input_dim), nn.Linear(input_dim, hidden), nn.Tanh())
+        self.layer_emb = nn.Embedding(self.num_layers, hidden)
+        self.kind_emb = nn.Embedding(len(self.kinds), hidden)
+        self.trunk = nn.Sequential(*(ResidualBlock(hidden, dropout) for _ in range(blocks)), nn.LayerNorm(hidden))
+        self.head_a = nn.ModuleDict({k: nn.Linear(hidden, rank * i) for k, (i, _) in self.kind_shape.items()})
+        self.head_b = nn.ModuleDict({k: nn.Linear(hidden, o * rank) for k, (_, o) in self.kind_shape.items()})
+        self.reset_heads()
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    @torch.no_grad()
+    def reset_heads(self) -> None:
+        """B head = 0 (ΔW = 0 at initialisation); A head small around a Kaiming-uniform bias like LoRA's A."""
+        nn.init.normal_(self.layer_emb.weight, std=0.02)
+        nn.init.normal_(self.kind_emb.weight, std=0.02)
+        for kind, (fan_in, _) in self.kind_shape.items():
+            head_a, head_b = self.head_a[kind], self.head_b[kind]
+            nn.init.normal_(head_a.weight, std=1.0 / math.sqrt(fan_in * self.hidden))
+            bias = torch.empty(self.rank, fan_in)  # [r, in]
+            nn.init.kaiming_uniform_(bias, a=math.sqrt(5))
+            head_a.bias.copy_(bias.reshape(-1))
+            head_b.weight.zero_()
+            head_b.bias.zero_()
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def config(self) -> dict:
+        """Everything needed to rebuild the network (saved next to its weights)."""
+        return {"shapes": self.shapes, "input_dim": self.input_dim, "rank": self.rank, "alpha": self.alpha,
+                "hidden": self.hidden, "blocks": sum(isinstance(m, ResidualBlock) for m in self.trunk)}
+
+    def factors(self, vectors: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """Per module, ``(A [N, r, in], B [N, out, r])`` for instruction vectors ``[N, input_dim]``."""
+        if vectors.dim() != 2 or vectors.shape[1] != self.input_dim:
+            raise ValueError(f"instruction vectors must be [N, {self.input_dim}], got {tuple(vectors.shape)}")
+        w = self.layer_emb.weight
+        h = self.instruction(vectors.to(w.device, w.dtype))  # [N, H]
+        slots = self.layer_emb(self.slot_layer) + self.kind_emb(self.slot_kind)  # [M, H]
+        z = self.trunk(h[:, None, :] + slots[None])  # [N, M, H]
+        n, out = vectors.shape[0], {}
+        for kind in self.kinds:
+            idx = (self.slot_kind == self.kinds.index(kind)).nonzero().squeeze(1)  # [L_k]
+            zk = z[:, idx]  # [N, L_k, H]
+            fan_in, fan_out = self.kind_shape[kind]
+            a = self.head_a[kind](zk).view(n, len(idx), self.rank, fan_in)  # [N, L_k, r, in]
+            b = self.head_b[kind](zk).view(n, len(idx), fan_out, self.rank)  # [N, L_k, out, r]
+            for j, slot in enumerate(idx.tolist()):
+                out[self.module_names[slot]] = (a[:, j], b[:, j])  # [N, r, in], [N, out, r]
+        return out
+
+    def forward(self, vectors: Tensor, index: Tensor | None = None) -> LoraConditioning:
+        """The conditioning for a batch: example b uses the adapter of ``vectors[index[b]]``.
+
+        ``vectors`` holds one row per distinct instruction ``[U, D]``; ``index`` ``[B]`` picks each example's
+        row (``None``: one example per row). With one row and an index, the adapter is shared (fast path).
+        """
+        factors = self.factors(vectors)  # per module [U, r, in], [U, out, r]
+        if index is None:
+            return LoraConditioning(factors, self.scale)
+        index = torch.as_tensor(index, dtype=torch.long, device=self.layer_emb.weight.device).reshape(-1)  # [B]
+        if vectors.shape[0] == 1:
+            return LoraConditioning(factors, self.scale, batch_size=len(index))
+        gathered = {name: (a[index], b[index]) for name, (a, b) in factors.items()}  # [B, r, in], [B, out, r]
+        return LoraConditioning(gathered, self.scale)

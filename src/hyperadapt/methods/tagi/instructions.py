@@ -1,0 +1,68 @@
+"""What the hypernetwork reads for a task, and the policy for empty and over-long instructions.
+
+Empty (or whitespace-only) instructions raise ``ValueError``: an adapter generated from nothing would be
+an arbitrary multi-task adapter, silently. Instructions longer than ``max_tokens`` tokens (counted by the
+encoder's tokenizer) keep their first ``max_tokens`` tokens and warn once per instruction: the encoders
+read a bounded window anyway, and a long definition's head usually says what the task is.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from hyperadapt.data.schema import Task
+from hyperadapt.encoders import CachedEncoder
+
+
+def instruction_text(task: Task, setting: str, instruction: str | None = None) -> str:
+    """The text the hypernetwork reads: the definition (``def``), plus two positive examples (``def2pos``)."""
+    text = (instruction if instruction is not None else task.instruction).strip()
+    if setting != "def2pos" or not text:
+        return text
+    parts = [text]
+    for i, ex in enumerate(task.positive_examples[:2], 1):
+        parts.append(f"Positive Example {i}\nInput: {ex.input}\nOutput: {ex.output}")
+    return "\n\n".join(parts)
+
+
+class InstructionVectors:
+    """Instruction texts -> encoder vectors ``[N, D]``, applying the empty/over-long policy once per text."""
+
+    def __init__(self, encoder: CachedEncoder, max_tokens: int) -> None:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+        self.encoder = encoder
+        self.max_tokens = max_tokens
+        self._clean: dict[str, str] = {}
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def clean(self, text: str) -> str:
+        """``text`` stripped, and cut to ``max_tokens`` tokens with a warning; empty text is an error."""
+        if text in self._clean:
+            return self._clean[text]
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                "empty instruction: TAGI generates the adapter from the task's instruction, so give a "
+                "non-empty definition of the task"
+            )
+        tokenizer = self.encoder.tokenizer
+        ids = tokenizer(text.strip(), add_special_tokens=False).input_ids
+        cleaned = text.strip()
+        if len(ids) > self.max_tokens:
+            warnings.warn(
+                f"instruction of {len(ids)} tokens is longer than max_instruction_tokens={self.max_tokens}: "
+                f"keeping its first {self.max_tokens} tokens ({cleaned[:40]!r}...)",
+                stacklevel=3,
+            )
+            cleaned = tokenizer.decode(ids[: self.max_tokens]).strip()
+        self._clean[text] = cleaned
+        return cleaned
+
+    def __call__(self, texts: Sequence[str]) -> Tensor:
+        return self.encoder.encode([self.clean(t) for t in texts])  # [N, D]

@@ -1,0 +1,163 @@
+"""A trained TAGI hypernetwork as a harness method, loading it, and exporting generated adapters.
+
+``load_tagi(run_dir)`` -> a method whose ``conditioning(queries)`` gives each example the adapter generated
+from its task's instruction (cached per instruction); ``export_adapter(run_dir, instruction, out_dir)``
+writes that adapter as a standard PEFT LoRA folder (TAGI, Liao et al. NeurIPS 2024).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from hyperadapt.config import from_dict, to_dict
+from hyperadapt.core import LoraConditioning, conditioned, export_peft, inject, target_linears
+from hyperadapt.encoders import make_encoder
+from hyperadapt.io import load_json, write_dir_atomic
+from hyperadapt.methods.tagi.config import TagiConfig
+from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
+from hyperadapt.methods.tagi.instructions import InstructionVectors, instruction_text
+from hyperadapt.models import load_base_model
+
+METHODS = ("tagi", "hypter")
+HYPERNET_DIR = "hypernet"
+CACHE_LIMIT = 256
+
+Factors = dict[str, tuple[Tensor, Tensor]]
+
+
+def build_hypernet(cfg: TagiConfig, model: torch.nn.Module, input_dim: int) -> TagiHypernetwork:
+    """A fresh hypernetwork over ``cfg.targets`` of every layer of ``model``, on the model's device."""
+    shapes = {name: (m.in_features, m.out_features) for name, m in target_linears(model, cfg.targets).items()}
+    h = cfg.hypernet
+    net = TagiHypernetwork(shapes, input_dim, cfg.rank, cfg.alpha, h.hidden, h.blocks, h.dropout)
+    return net.to(next(model.parameters()).device)
+
+
+def build_vectors(cfg: TagiConfig, model: torch.nn.Module, tokenizer) -> InstructionVectors:
+    """The instruction encoder of ``cfg`` with TAGI's empty/over-long policy."""
+    limit = cfg.max_instruction_tokens + 8  # room for special tokens
+    encoder = make_encoder(cfg.encoder, model, tokenizer, layers=cfg.encoder_layers, max_length=limit)
+    return InstructionVectors(encoder, cfg.max_instruction_tokens)
+
+
+def save_hypernet(net: TagiHypernetwork, path: str | Path) -> Path:
+    """``hypernet.json`` (architecture) + ``hypernet.safetensors`` in the folder ``path``, atomically."""
+
+    def write(tmp: Path) -> None:
+        (tmp / "hypernet.json").write_text(json.dumps(net.config(), indent=1))
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+                  tmp / "hypernet.safetensors")
+
+    return write_dir_atomic(path, write)
+
+
+def load_hypernet_weights(net: TagiHypernetwork, path: str | Path) -> TagiHypernetwork:
+    """Load weights saved by ``save_hypernet`` strictly; an architecture mismatch is an error."""
+    path = Path(path)
+    if not (path / "hypernet.safetensors").exists():
+        raise FileNotFoundError(f"no trained hypernetwork in {path}: train it (or resume) first")
+    saved = json.loads((path / "hypernet.json").read_text())
+    if saved != json.loads(json.dumps(net.config())):
+        raise ValueError(f"the hypernetwork in {path} was built for another model or config: {saved} vs {net.config()}")
+    net.load_state_dict(load_file(path / "hypernet.safetensors"), strict=True)
+    return net
+
+
+@dataclass
+class TagiMethod:
+    """The model conditioned per example by the adapter generated from its task's instruction."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+    setting: str
+    hypernet: TagiHypernetwork
+    vectors: InstructionVectors
+    cfg: TagiConfig
+    info: dict = field(default_factory=dict)
+    _cache: dict[str, Factors] = field(default_factory=dict, repr=False)
+
+    @torch.no_grad()
+    def _factors(self, instruction: str) -> Factors:
+        """One instruction's adapter ``[1, r, in]``/``[1, out, r]`` per module, cached by its cleaned text."""
+        text = self.vectors.clean(instruction)
+        if text not in self._cache:
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[text] = self.hypernet.factors(self.vectors([text]))
+        return self._cache[text]
+
+    def clear_cache(self) -> None:
+        """Forget generated adapters and instruction encodings (e.g. to measure their cost)."""
+        self._cache.clear()
+        self.vectors.encoder.clear_cache()
+
+    def adapter(self, instruction: str) -> LoraConditioning:
+        """The adapter generated from ``instruction`` alone (to export, merge or run on any batch)."""
+        return LoraConditioning(self._factors(instruction), self.hypernet.scale)
+
+    def batch_conditioning(self, instructions: list[str]) -> LoraConditioning:
+        """One adapter per example, from its instruction; shared when they are all the same."""
+        distinct = list(dict.fromkeys(instructions))
+        per = [self._factors(t) for t in distinct]
+        if len(distinct) == 1:
+            return LoraConditioning(per[0], self.hypernet.scale, batch_size=len(instructions))
+        index = torch.tensor([distinct.index(t) for t in instructions])  # [B]
+        factors = {
+            name: (torch.cat([p[name][0] for p in per])[index], torch.cat([p[name][1] for p in per])[index])
+            for name in self.hypernet.module_names
+        }  # [B, r, in], [B, out, r]
+        return LoraConditioning(factors, self.hypernet.scale)
+
+    @contextlib.contextmanager
+    def conditioning(self, queries: list) -> Iterator[None]:
+        """Condition the model on each query's task instruction for the calls inside the block."""
+        instructions = [instruction_text(q.task, self.cfg.setting) for q in queries]
+        with conditioned(self.model, lora=self.batch_conditioning(instructions)):
+            yield
+
+
+def make_method(
+    name: str, cfg: TagiConfig, model, tokenizer, hypernet: TagiHypernetwork, vectors: InstructionVectors,
+    run_dir: str | Path,
+) -> TagiMethod:
+    hypernet.eval()
+    info = {"run": str(run_dir), "hypernet_parameters": hypernet.parameter_count(), **to_dict(cfg)}
+    return TagiMethod(name, model, tokenizer, cfg.student_setting, hypernet, vectors, cfg, info)
+
+
+def load_tagi(run_dir: str | Path, model_and_tokenizer=None) -> TagiMethod:
+    """The trained TAGI (or Hypter-style) hypernetwork of ``run_dir``, ready for the harness."""
+    run_dir = Path(run_dir)
+    run = load_json(run_dir / "run.json", "run file")
+    if run.get("method") not in METHODS:
+        raise ValueError(f"{run_dir} is a {run.get('method')!r} run, not one of {METHODS}")
+    cfg = from_dict(TagiConfig, run["config"])
+    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+    inject(model, cfg.targets, gating=False)
+    vectors = build_vectors(cfg, model, tokenizer)
+    hypernet = load_hypernet_weights(build_hypernet(cfg, model, vectors.dim), run_dir / HYPERNET_DIR)
+    return make_method(run["method"], cfg, model, tokenizer, hypernet, vectors, run_dir)
+
+
+def export_adapter(
+    run_dir_or_method: str | Path | TagiMethod, instruction: str, out_dir: str | Path, model_and_tokenizer=None
+) -> Path:
+    """Generate the adapter for ``instruction`` and write it as a PEFT LoRA folder that
+    ``PeftModel.from_pretrained`` loads (plus ``instruction.txt``, the text it was generated from)."""
+    method = run_dir_or_method
+    if not isinstance(method, TagiMethod):
+        method = load_tagi(method, model_and_tokenizer)
+    lora = method.adapter(instruction)
+    out = export_peft(method.model, lora, out_dir)
+    (out / "instruction.txt").write_text(method.vectors.clean(instruction))
+    return out

@@ -1,0 +1,189 @@
+"""TAGI's training recipe: teachers, then (1) hypernetwork pretraining, then (2) distillation finetuning.
+
+Each stage runs through the shared Trainer in its own folder of ``run_dir`` (``teachers/``, ``pretrain/``,
+``finetune/``), is resumable, and is skipped when it has finished before (TAGI, Liao et al. NeurIPS 2024)::
+
+    method = train_tagi(load_config(TagiConfig, "configs/tagi.yaml"), "runs/tagi")
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hyperadapt.config import to_dict
+from hyperadapt.core import conditioned, inject
+from hyperadapt.data import load_tasks
+from hyperadapt.data.schema import Task
+from hyperadapt.io import save_json
+from hyperadapt.methods.tagi.batches import (
+    batch_maker,
+    encode_examples,
+    file_passages,
+    segment_examples,
+    task_passages,
+)
+from hyperadapt.methods.tagi.config import TagiConfig
+from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
+from hyperadapt.methods.tagi.instructions import InstructionVectors
+from hyperadapt.methods.tagi.losses import align_weight, alignment_loss, answer_logits, answer_targets, distill_kl
+from hyperadapt.methods.tagi.method import (
+    HYPERNET_DIR,
+    TagiMethod,
+    build_hypernet,
+    build_vectors,
+    load_hypernet_weights,
+    make_method,
+    save_hypernet,
+)
+from hyperadapt.methods.tagi.teachers import Teachers, teacher_logits, train_teachers
+from hyperadapt.models import load_base_model
+from hyperadapt.training import Batch, Trainer
+
+
+@dataclass
+class Context:
+    """What every stage works on."""
+
+    cfg: TagiConfig
+    model: torch.nn.Module
+    tokenizer: object
+    tasks: list[Task]
+    hypernet: TagiHypernetwork
+    vectors: InstructionVectors
+    run_dir: Path
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def student_logits(ctx: Context, batch: Batch):
+    """Generate each example's adapter and return (answer logits [n, V], the adapters)."""
+    lora = ctx.hypernet(batch["vectors"], batch["instruction_index"])
+    with conditioned(ctx.model, lora=lora):
+        logits = answer_logits(ctx.model, batch["input_ids"], batch["attention_mask"], batch["labels"])  # [n, V]
+    return logits, lora
+
+
+def pretrain(ctx: Context, resume: bool, stop_at: int | None) -> bool:
+    """Stage 1: the hypernetwork reads segment a; the model, conditioned on it, reads b and predicts c."""
+    pcfg, out = ctx.cfg.pretrain, ctx.run_dir / "pretrain"
+    passages = file_passages(pcfg.text_file) if pcfg.text_file else task_passages(ctx.tasks, pcfg.train.seed)
+    examples = segment_examples(ctx.tokenizer, passages, (pcfg.a_tokens, pcfg.b_tokens, pcfg.c_tokens))
+    make_batch = batch_maker(examples, ctx.vectors, ctx.tokenizer.pad_token_id, ctx.device)
+
+    def loss_fn(batch: Batch, step: int) -> Tensor:
+        logits, _ = student_logits(ctx, batch)
+        return F.cross_entropy(logits.float(), answer_targets(batch["labels"]))
+
+    return run_stage(ctx, out, loss_fn, make_batch, len(examples), pcfg.train, resume, stop_at, "tagi pretrain")
+
+
+def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int | None) -> bool:
+    """Stage 2: CE + λ1·T²·KL(teacher ‖ student) + λ2·‖ΔW_s − ΔW_t‖² over the training tasks."""
+    cfg, out = ctx.cfg, ctx.run_dir / "finetune"
+    examples = encode_examples(ctx.tokenizer, ctx.tasks, cfg.setting, cfg.student_setting,
+                               cfg.train.max_length, cfg.train.seed)
+    groups = teachers.indices(ctx.tasks) if teachers is not None else None
+    make_batch = batch_maker(examples, ctx.vectors, ctx.tokenizer.pad_token_id, ctx.device, groups)
+    log = TermLog(out / "loss_terms.jsonl", cfg.train.log_every)
+
+    def loss_fn(batch: Batch, step: int) -> Tensor:
+        logits, lora = student_logits(ctx, batch)
+        terms = {"ce": F.cross_entropy(logits.float(), answer_targets(batch["labels"]))}
+        weights: dict[str, Tensor | float] = {"ce": 1.0}
+        if cfg.losses.uses_kl:
+            terms["kl"] = distill_kl(logits, teacher_logits(ctx.model, teachers, batch), cfg.losses.temperature)
+            weights["kl"] = cfg.losses.kl_weight
+        if cfg.losses.uses_align:
+            teacher = teachers.bank.conditioning(batch["teacher"])
+            terms["align"] = alignment_loss(lora, teacher, batch["input_ids"].shape[0])
+            weights["align"] = align_weight(cfg.losses.align_weight, terms["align"])
+        log.record(step, terms, weights)
+        return sum(weights[k] * v for k, v in terms.items())
+
+    if not resume or not (out / "checkpoints").exists():
+        init = ctx.run_dir / "pretrain" / HYPERNET_DIR
+        if cfg.pretrain.enabled and (init / "hypernet.safetensors").exists():
+            load_hypernet_weights(ctx.hypernet, init)
+    return run_stage(ctx, out, loss_fn, make_batch, len(examples), cfg.train, resume, stop_at, "tagi finetune")
+
+
+class TermLog:
+    """Appends each loss term and its weight to a JSONL file every ``every`` steps."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every = path, every
+
+    def record(self, step: int, terms: dict[str, Tensor], weights: dict[str, Tensor | float]) -> None:
+        if not self.every or step % self.every:
+            return
+        row = {"step": step, **{k: float(v.detach()) for k, v in terms.items()},
+               **{f"w_{k}": float(torch.as_tensor(w)) for k, w in weights.items()}}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+def run_stage(ctx: Context, out: Path, loss_fn, make_batch, n: int, tcfg, resume: bool, stop_at: int | None,
+              desc: str) -> bool:
+    """Train the hypernetwork in ``out``; save it to ``out/hypernet`` when done. True when finished."""
+    done = out / HYPERNET_DIR
+    if resume and (done / "hypernet.safetensors").exists():
+        load_hypernet_weights(ctx.hypernet, done)
+        return True
+    params = dict(ctx.hypernet.named_parameters())
+    ctx.hypernet.train()
+    step = Trainer(params, loss_fn, make_batch, n, tcfg, out, desc=desc).train(resume, stop_at)
+    ctx.hypernet.eval()
+    if step < tcfg.steps:
+        return False
+    save_hypernet(ctx.hypernet, done)
+    return True
+
+
+def get_teachers(ctx: Context, resume: bool, stop_at: int | None) -> Teachers | None:
+    """Load the teachers from ``teachers.path`` or a finished ``teachers/``, else train them."""
+    cfg = ctx.cfg
+    path = Path(cfg.teachers.path) if cfg.teachers.path else ctx.run_dir / "teachers"
+    if cfg.teachers.path or (resume and (path / "teachers.json").exists()):
+        teachers = Teachers.load(path, device=ctx.device)
+        teachers.indices(ctx.tasks)
+        return teachers
+    return train_teachers(ctx.model, ctx.tokenizer, ctx.tasks, cfg, path, resume, stop_at)
+
+
+def train_tagi(
+    cfg: TagiConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
+    stop_at: int | None = None, name: str = "tagi",
+) -> TagiMethod:
+    """Train TAGI into ``run_dir`` (resumable stage by stage) and return it ready for evaluation.
+
+    ``stop_at`` stops the running stage after that many steps (for tests); the returned method then holds
+    the hypernetwork as it is.
+    """
+    run_dir = Path(run_dir)
+    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+    inject(model, cfg.targets, gating=False)
+    tasks = load_tasks(cfg.data, cfg.split)
+    save_json({"method": name, "config": to_dict(cfg)}, run_dir / "run.json")
+    vectors = build_vectors(cfg, model, tokenizer)
+    torch.manual_seed(cfg.train.seed)
+    hypernet = build_hypernet(cfg, model, vectors.dim)
+    ctx = Context(cfg, model, tokenizer, tasks, hypernet, vectors, run_dir)
+    method = make_method(name, cfg, model, tokenizer, hypernet, vectors, run_dir)
+    teachers = get_teachers(ctx, resume, stop_at) if cfg.losses.needs_teachers else None
+    if cfg.losses.needs_teachers and teachers is None:
+        return method
+    if cfg.pretrain.enabled and not pretrain(ctx, resume, stop_at):
+        return method
+    if finetune(ctx, teachers, resume, stop_at):
+        save_hypernet(hypernet, run_dir / HYPERNET_DIR)
+    hypernet.eval()
+    return method
