@@ -1,0 +1,300 @@
+"""Meta-learning baselines on a LoRA of the frozen model: MetaICL-style meta-training and first-order
+MAML / Reptile, both through the conditioning core (one-adapter ``AdapterBank``) and the shared ``Trainer``.
+
+- **MetaICL** (Min et al. 2022): train on prompts that show k = 2 demonstrations of the same task, drawn
+  afresh for every example, so the model learns to learn in context; evaluated in the ``def2pos`` setting.
+- **Reptile** (Nichol et al. 2018) / **first-order MAML** (Finn et al. 2017): the LoRA is a meta-learned
+  initialisation. Each outer step adapts it to one task with a few SGD steps; FOMAML moves the init along the
+  query-set gradient at the adapted weights, Reptile towards the adapted weights. At test time every task
+  gets ``adapt_steps`` SGD steps on its two positive examples (its own adapter, routed per example).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from hyperadapt.config import from_dict, to_dict
+from hyperadapt.core import AdapterBank, LoraConditioning, conditioned, inject
+from hyperadapt.data import load_tasks
+from hyperadapt.data.prompts import check_setting, encode_pair, encode_tasks, render, user_message
+from hyperadapt.data.schema import Example, Task
+from hyperadapt.evaluation.harness import Query
+from hyperadapt.io import load_json, save_json, write_dir_atomic
+from hyperadapt.models import load_base_model
+from hyperadapt.training import TrainConfig, Trainer, pad_batch
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+BANK_DIR = "bank"
+Encoded = tuple[list[int], list[int]]  # (input_ids, labels)
+
+
+@dataclass
+class MetaICLConfig:
+    """MetaICL-style meta-training (Min et al. 2022): a LoRA trained with 2 fresh demonstrations in context."""
+
+    model: str = "default"
+    data: str = "synthetic"
+    split: str = "train"
+    rank: int = 8
+    alpha: float = 16.0
+    target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-3))
+
+    def __post_init__(self) -> None:
+        _check_lora(self.rank, self.target_modules)
+
+    @property
+    def setting(self) -> str:
+        return "def2pos"
+
+
+@dataclass
+class ReptileConfig:
+    """First-order meta-learning of a LoRA initialisation: Reptile (Nichol et al. 2018) or FOMAML."""
+
+    model: str = "default"
+    data: str = "synthetic"
+    split: str = "train"
+    setting: str = "def"
+    rank: int = 8
+    alpha: float = 16.0
+    target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
+    algorithm: Literal["reptile", "fomaml"] = "reptile"
+    inner_steps: int = 3
+    inner_lr: float = 0.05
+    support_size: int = 4
+    query_size: int = 4
+    adapt_steps: int = 3
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=1e-3))
+
+    def __post_init__(self) -> None:
+        _check_lora(self.rank, self.target_modules)
+        check_setting(self.setting)
+        if self.algorithm not in ("reptile", "fomaml"):
+            raise ValueError(f"algorithm must be 'reptile' or 'fomaml', got {self.algorithm!r}")
+        for name in ("inner_steps", "support_size", "query_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.adapt_steps < 0 or self.inner_lr <= 0:
+            raise ValueError("adapt_steps must be >= 0 and inner_lr positive")
+
+
+def _check_lora(rank: int, targets: list[str]) -> None:
+    if rank < 1:
+        raise ValueError(f"rank must be at least 1, got {rank}")
+    unknown = set(targets) - set(ALL_LINEAR)
+    if unknown or not targets:
+        raise ValueError(f"target_modules {sorted(unknown) or '[]'} not supported: choose from {ALL_LINEAR}")
+
+
+# -- the LoRA under test, as a harness method --------------------------------------------------------------
+
+@dataclass
+class MetaLoraMethod:
+    """A frozen model with a meta-learned LoRA; with ``adapt_steps`` > 0 each task gets its own adapted copy,
+    fine-tuned on the task's positive examples and routed per example."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+    bank: AdapterBank
+    setting: str
+    adapt_steps: int = 0
+    inner_lr: float = 0.05
+    info: dict = field(default_factory=dict)
+    _adapted: dict[str, list[Tensor]] = field(default_factory=dict, init=False, repr=False)
+
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
+        if self.adapt_steps == 0:
+            return conditioned(self.model, lora=self.bank.adapter(0))
+        return self._per_task([q.task for q in queries])
+
+    @contextlib.contextmanager
+    def _per_task(self, tasks: list[Task]) -> Iterator[Any]:
+        weights = [self.adapted(t) for t in tasks]  # per example: [A_0, ..., B_0, ...] of its task
+        n = len(self.bank.module_names)
+        factors = {
+            name: (torch.stack([w[i] for w in weights]), torch.stack([w[n + i] for w in weights]))  # [B, r, in]...
+            for i, name in enumerate(self.bank.module_names)
+        }
+        with conditioned(self.model, lora=LoraConditioning(factors, self.bank.scale)) as model:
+            yield model
+
+    def adapted(self, task: Task) -> list[Tensor]:
+        """The LoRA adapted to ``task`` on its positive examples (cached by task name and instruction)."""
+        key = f"{task.name}\n{task.instruction}"
+        if key not in self._adapted:
+            demos = [encode_pair(self.tokenizer, render(self.tokenizer, user_message(
+                task.instruction, ex.input, self.setting)), ex.output, 256) for ex in task.positive_examples]
+            if not demos:
+                raise ValueError(f"task {task.name!r} has no positive examples to adapt on: set adapt_steps=0")
+            batch = _to(pad_batch(demos, self.tokenizer.pad_token_id), self.model.device)
+            with torch.enable_grad():
+                fast = adapt(self.model, self.bank, _init(self.bank), [batch] * self.adapt_steps, self.inner_lr)
+            self._adapted[key] = [w.detach()[0] for w in fast]
+        return self._adapted[key]
+
+
+def _init(bank: AdapterBank) -> list[Tensor]:
+    return [*bank.lora_A, *bank.lora_B]  # each [1, r, in] / [1, out, r]
+
+
+def _lora(bank: AdapterBank, weights: list[Tensor]) -> LoraConditioning:
+    n = len(bank.module_names)
+    return LoraConditioning({name: (weights[i], weights[n + i]) for i, name in enumerate(bank.module_names)},
+                            bank.scale)
+
+
+def lora_loss(model: Any, bank: AdapterBank, weights: list[Tensor], batch: dict[str, Tensor]) -> Tensor:
+    """Causal-LM loss on the answer tokens with the LoRA ``weights`` (A's then B's, each with a leading 1)."""
+    with conditioned(model, lora=_lora(bank, weights)):
+        return model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
+
+
+def adapt(model: Any, bank: AdapterBank, weights: list[Tensor], batches: list[dict], lr: float) -> list[Tensor]:
+    """Plain SGD steps from ``weights``, first order: the result depends on ``weights`` with Jacobian I."""
+    for batch in batches:
+        grads = torch.autograd.grad(lora_loss(model, bank, weights, batch), weights)
+        weights = [w - lr * g for w, g in zip(weights, grads, strict=True)]
+    return weights
+
+
+# -- training ----------------------------------------------------------------------------------------------
+
+def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _setup(cfg: MetaICLConfig | ReptileConfig, model_and_tokenizer) -> tuple[Any, Any, list[Task], AdapterBank]:
+    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+    inject(model, targets=cfg.target_modules, gating=False)
+    tasks = load_tasks(cfg.data, cfg.split)
+    torch.manual_seed(cfg.train.seed)
+    bank = AdapterBank.for_model(model, 1, rank=cfg.rank, targets=cfg.target_modules, alpha=cfg.alpha)
+    return model, tokenizer, tasks, bank
+
+
+def metaicl_examples(tokenizer: Any, tasks: list[Task], max_length: int, seed: int = 0) -> list[Encoded]:
+    """Every train instance in a Def+2Pos prompt whose two demonstrations are other instances of its task."""
+    rng = random.Random(seed)
+    out = []
+    for task in tasks:
+        for i, inst in enumerate(task.instances):
+            others = [j for j in rng.sample(range(len(task.instances)), min(3, len(task.instances))) if j != i][:2]
+            demos = [Example(task.instances[j].input, task.instances[j].outputs[0]) for j in others]
+            text = user_message(rng.choice(task.instructions), inst.input, "def2pos", demos)
+            out.append(encode_pair(tokenizer, render(tokenizer, text), inst.outputs[0], max_length))
+    return out
+
+
+def train_metaicl(
+    cfg: MetaICLConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
+    stop_at: int | None = None,
+) -> MetaLoraMethod:
+    """MetaICL-style meta-training into ``run_dir`` (resumable); returns the method for the harness."""
+    model, tokenizer, tasks, bank = _setup(cfg, model_and_tokenizer)
+    examples = metaicl_examples(tokenizer, tasks, cfg.train.max_length, cfg.train.seed)
+
+    def make_batch(indices: list[int]) -> dict[str, Tensor]:
+        return _to(pad_batch([examples[i] for i in indices], tokenizer.pad_token_id), model.device)
+
+    def loss_fn(batch: dict[str, Tensor], step: int) -> Tensor:
+        return lora_loss(model, bank, _init(bank), batch)
+
+    return _train("metaicl", cfg, run_dir, bank, loss_fn, make_batch, len(examples), resume, stop_at,
+                  (model, tokenizer))
+
+
+def episode_batcher(cfg: ReptileConfig, tokenizer: Any, tasks: list[Task], device: torch.device):
+    """``make_batch(indices)`` for one episode: the task of ``indices[0]``, with ``inner_steps`` support
+    batches and one query batch of its instances, drawn deterministically from the indices."""
+    encoded = encode_tasks(tokenizer, tasks, cfg.setting, cfg.train.max_length, cfg.train.seed)
+    by_task: dict[int, list[Encoded]] = {}
+    for e in encoded:
+        by_task.setdefault(e.task_index, []).append((e.input_ids, e.labels))
+    task_of = [e.task_index for e in encoded]
+
+    def make_batch(indices: list[int]) -> dict[str, Tensor]:
+        pool = by_task[task_of[indices[0]]]
+        rng = random.Random(f"{cfg.train.seed}:{indices}")
+        sizes = [cfg.support_size] * cfg.inner_steps + [cfg.query_size]
+        drawn = [[pool[rng.randrange(len(pool))] for _ in range(n)] for n in sizes]
+        batch = pad_batch(drawn[-1], tokenizer.pad_token_id)  # the query set; its mask counts tokens
+        for s, part in enumerate(drawn[:-1]):
+            batch.update({f"support{s}.{k}": v for k, v in pad_batch(part, tokenizer.pad_token_id).items()})
+        return _to(batch, device)
+
+    return make_batch, len(encoded)
+
+
+def reptile_loss(model: Any, bank: AdapterBank, cfg: ReptileConfig, batch: dict[str, Tensor]) -> Tensor:
+    """One episode's meta-loss: its gradient w.r.t. the LoRA init is the FOMAML or Reptile direction."""
+    init = _init(bank)
+    support = [{k.split(".", 1)[1]: v for k, v in batch.items() if k.startswith(f"support{s}.")}
+               for s in range(cfg.inner_steps)]
+    fast = adapt(model, bank, init, support, cfg.inner_lr)
+    if cfg.algorithm == "fomaml":
+        return lora_loss(model, bank, fast, batch)
+    # Reptile: gradient (θ − θ') / (α·K), the mean inner gradient; the value shown is the query loss.
+    surrogate = sum(((w - f.detach()).detach() * w).sum() for w, f in zip(init, fast, strict=True))
+    surrogate = surrogate / (cfg.inner_lr * cfg.inner_steps)
+    with torch.no_grad():
+        shown = lora_loss(model, bank, [f.detach() for f in fast], batch)
+    return surrogate - surrogate.detach() + shown
+
+
+def train_reptile(
+    cfg: ReptileConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
+    stop_at: int | None = None,
+) -> MetaLoraMethod:
+    """Reptile / FOMAML on a LoRA into ``run_dir`` (resumable); returns the method for the harness."""
+    model, tokenizer, tasks, bank = _setup(cfg, model_and_tokenizer)
+    make_batch, n = episode_batcher(cfg, tokenizer, tasks, model.device)
+
+    def loss_fn(batch: dict[str, Tensor], step: int) -> Tensor:
+        return reptile_loss(model, bank, cfg, batch)
+
+    return _train("reptile", cfg, run_dir, bank, loss_fn, make_batch, n, resume, stop_at, (model, tokenizer))
+
+
+def _train(name: str, cfg, run_dir, bank, loss_fn, make_batch, n, resume, stop_at, model_and_tokenizer):
+    run_dir = Path(run_dir)
+    save_json({"method": name, "config": to_dict(cfg)}, run_dir / "run.json")
+    params = dict(bank.named_parameters())
+    Trainer(params, loss_fn, make_batch, n, cfg.train, run_dir, desc=name).train(resume, stop_at)
+    write_dir_atomic(run_dir / BANK_DIR, bank.save)
+    return _method(name, cfg, bank, model_and_tokenizer, run_dir)
+
+
+def _method(name: str, cfg, bank: AdapterBank, model_and_tokenizer, run_dir: Path) -> MetaLoraMethod:
+    model, tokenizer = model_and_tokenizer
+    adapt_steps = getattr(cfg, "adapt_steps", 0)
+    inner_lr = getattr(cfg, "inner_lr", 0.0)
+    return MetaLoraMethod(name, model, tokenizer, bank, cfg.setting, adapt_steps, inner_lr,
+                          info={"run": str(run_dir), **to_dict(cfg)})
+
+
+CONFIGS = {"metaicl": MetaICLConfig, "reptile": ReptileConfig}
+
+
+def load_meta(run_dir: str | Path, model_and_tokenizer=None) -> MetaLoraMethod:
+    """A trained MetaICL or Reptile/FOMAML run from ``run_dir``."""
+    run_dir = Path(run_dir)
+    run = load_json(run_dir / "run.json", "run file")
+    if run.get("method") not in CONFIGS:
+        raise ValueError(f"{run_dir} is a {run.get('method')!r} run, not one of {sorted(CONFIGS)}")
+    cfg = from_dict(CONFIGS[run["method"]], run["config"])
+    if not (run_dir / BANK_DIR).exists():
+        raise FileNotFoundError(f"{run_dir} has no trained adapter yet: train it (or resume) first")
+    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+    inject(model, targets=cfg.target_modules, gating=False)
+    bank = AdapterBank.load(run_dir / BANK_DIR, device=model.device)
+    return _method(run["method"], cfg, bank, (model, tokenizer), run_dir)

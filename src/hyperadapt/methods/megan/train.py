@@ -1,0 +1,238 @@
+"""Train MeGan's β hypernetwork on a frozen model, save and load it, and answer with switching conditions.
+
+The base model stays frozen; only the hypernetwork trains, on examples paired with their condition texts
+(the training split mixes condition types: task, style, domain), with the causal-LM loss on the answer
+tokens plus an optional L1 penalty on β − 1. Training goes through the shared, resumable ``Trainer``.
+
+Example::
+
+    method = train_megan(MeganConfig(model="default"), "runs/megan")
+    generate(method, ["Write the words in capitals.", "Reverse the list."], ["red fox", "a, b, c"])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hyperadapt.config import from_dict, to_dict
+from hyperadapt.core import BetaFn, conditioned, inject
+from hyperadapt.data import load_tasks
+from hyperadapt.data.prompts import build_prompt, encode_pair, render, user_message
+from hyperadapt.data.schema import Task
+from hyperadapt.evaluation.generate import generate_batch
+from hyperadapt.evaluation.harness import Query
+from hyperadapt.io import load_json, save_json
+from hyperadapt.methods.megan.config import MeganConfig
+from hyperadapt.methods.megan.hypernet import (
+    BetaHypernetwork,
+    ConditionBatch,
+    HypernetSpec,
+    channel_beta_fn,
+    embed_condition_ids,
+    embed_conditions,
+    load_hypernetwork,
+    save_hypernetwork,
+    tokenize_conditions,
+)
+from hyperadapt.models import load_base_model
+from hyperadapt.training import Trainer, pad_batch
+
+log = logging.getLogger(__name__)
+
+METHOD = "megan"
+HYPERNET_DIR = "hypernetwork"
+
+
+@dataclass
+class MeganMethod:
+    """A frozen model steered by MeGan's β hypernetwork; the harness's method protocol.
+
+    ``conditioning(queries)`` gives every query the β of its own condition (``task.instruction``), so one
+    batch may mix conditions. Per-channel β is computed once per condition text and cached.
+    """
+
+    model: Any
+    tokenizer: Any
+    hypernet: BetaHypernetwork
+    setting: str = "none"
+    info: dict = field(default_factory=dict)
+    name: str = METHOD
+    _channel_cache: dict[str, Tensor] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        inject(self.model, targets=(), gating=True)
+
+    def condition_batch(self, conditions: Sequence[str]) -> ConditionBatch:
+        return embed_conditions(self.model, self.tokenizer, conditions, self.hypernet.spec.condition_max_tokens)
+
+    def beta_fn(self, conditions: Sequence[str]) -> BetaFn:
+        """The β of each example's condition, as a ``beta_fn`` for ``conditioned(model, beta=...)``."""
+        if self.hypernet.spec.per_token:
+            return self.hypernet.beta_fn(self.condition_batch(conditions))
+        missing = list(dict.fromkeys(c for c in conditions if c not in self._channel_cache))
+        if missing:
+            with torch.no_grad():
+                betas = self.hypernet.channel_betas(self.condition_batch(missing))  # [M, L, I]
+            self._channel_cache.update(zip(missing, betas, strict=True))
+        return channel_beta_fn(torch.stack([self._channel_cache[c] for c in conditions]))  # [B, L, I]
+
+    def clear_cache(self) -> None:
+        """Forget cached per-channel β (call it after changing the hypernetwork's weights)."""
+        self._channel_cache.clear()
+
+    @contextlib.contextmanager
+    def condition(self, conditions: Sequence[str]) -> Iterator[Any]:
+        """Condition every call of ``self.model`` inside the block on one condition text per example."""
+        with conditioned(self.model, beta=self.beta_fn(conditions)) as model:
+            yield model
+
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
+        return self.condition([q.task.instruction for q in queries])
+
+
+# -- data ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConditionedExample:
+    """A tokenised training example with the condition text it is trained under."""
+
+    input_ids: list[int]
+    labels: list[int]
+    condition: str
+
+
+def encode_conditioned(
+    tokenizer: Any, tasks: list[Task], setting: str, max_length: int, seed: int = 0
+) -> list[ConditionedExample]:
+    """Every instance of every task, under one of its task's instructions (drawn with ``seed``) as condition.
+
+    With ``setting="def"`` the same instruction is also in the prompt; with ``"none"`` the prompt is the
+    input alone.
+    """
+    rng = random.Random(seed)
+    out = []
+    for task in tasks:
+        for inst in task.instances:
+            condition = rng.choice(task.instructions)
+            prompt = build_prompt(tokenizer, task, inst, setting, instruction=condition)
+            ids, labels = encode_pair(tokenizer, prompt, inst.outputs[0], max_length)
+            out.append(ConditionedExample(ids, labels, condition))
+    return out
+
+
+def condition_batcher(examples: list[ConditionedExample], tokenizer: Any, max_tokens: int, device: torch.device):
+    """``make_batch(indices)`` for the Trainer: the padded LM batch plus condition ids and mask."""
+    texts = sorted({e.condition for e in examples})
+    long = sum(len(tokenizer(t, add_special_tokens=False).input_ids) > max_tokens for t in texts)
+    if long:
+        log.warning("%d of %d conditions are longer than condition_max_tokens=%d and are cut", long, len(texts),
+                    max_tokens)
+    ids, mask = tokenize_conditions(tokenizer, texts, max_tokens)  # [N, C] each
+    row = {t: i for i, t in enumerate(texts)}
+
+    def make_batch(indices: list[int]) -> dict[str, Tensor]:
+        batch = pad_batch([(examples[i].input_ids, examples[i].labels) for i in indices], tokenizer.pad_token_id)
+        rows = torch.tensor([row[examples[i].condition] for i in indices])
+        width = int(mask[rows].sum(1).max())
+        batch["condition_ids"] = ids[rows, :width]  # [B, C]
+        batch["condition_mask"] = mask[rows, :width]  # [B, C]
+        return {k: v.to(device) for k, v in batch.items()}
+
+    return make_batch
+
+
+# -- training --------------------------------------------------------------------------------------------
+
+def build_hypernetwork(cfg: MeganConfig, model: Any) -> BetaHypernetwork:
+    spec = HypernetSpec.for_model(
+        model, bottleneck=cfg.bottleneck, beta_scale=cfg.beta_scale, per_token=cfg.per_token,
+        shared=cfg.shared, condition_max_tokens=cfg.condition_max_tokens,
+    )
+    return BetaHypernetwork(spec).to(model.get_input_embeddings().weight.device)
+
+
+def megan_loss(model: Any, hyper: BetaHypernetwork, batch: dict[str, Tensor], l1_weight: float) -> Tensor:
+    """Causal-LM loss on the answer tokens under each example's β, plus ``l1_weight``·mean|β − 1|."""
+    cond = embed_condition_ids(model, batch["condition_ids"], batch["condition_mask"])
+    penalties: list[Tensor] = []
+    on_beta = (lambda layer, beta: penalties.append((beta - 1).abs().mean())) if l1_weight > 0 else None
+    lm_batch = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+    with conditioned(model, beta=hyper.beta_fn(cond, on_beta)):
+        loss = model(**lm_batch).loss
+    if penalties:
+        loss = loss + l1_weight * torch.stack(penalties).mean()
+    return loss
+
+
+def train_megan(
+    cfg: MeganConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
+    stop_at: int | None = None,
+) -> MeganMethod:
+    """Train the β hypernetwork into ``run_dir`` (resumable) and return MeGan ready for evaluation."""
+    run_dir = Path(run_dir)
+    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+    inject(model, targets=(), gating=True)
+    tasks = load_tasks(cfg.data, cfg.split)
+    examples = encode_conditioned(tokenizer, tasks, cfg.setting, cfg.train.max_length, cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    hyper = build_hypernetwork(cfg, model)
+    make_batch = condition_batcher(examples, tokenizer, cfg.condition_max_tokens, model.device)
+
+    def loss_fn(batch: dict[str, Tensor], step: int) -> Tensor:
+        return megan_loss(model, hyper, batch, cfg.l1_weight)
+
+    save_json({"method": METHOD, "config": to_dict(cfg)}, run_dir / "run.json")
+    hyper.train()
+    params = dict(hyper.named_parameters())
+    Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD).train(resume, stop_at)
+    hyper.eval()
+    save_hypernetwork(hyper, model, run_dir / HYPERNET_DIR)
+    return _method(model, tokenizer, hyper, cfg, run_dir)
+
+
+def _method(model: Any, tokenizer: Any, hyper: BetaHypernetwork, cfg: MeganConfig, run_dir: Path) -> MeganMethod:
+    info = {"run": str(run_dir), "hypernetwork_parameters": hyper.num_parameters(), **to_dict(cfg)}
+    return MeganMethod(model, tokenizer, hyper, cfg.setting, info)
+
+
+def load_megan(run_dir: str | Path, model_and_tokenizer=None) -> MeganMethod:
+    """MeGan from ``run_dir``: its hypernetwork attached to its base model (an error for any other model)."""
+    run_dir = Path(run_dir)
+    run = load_json(run_dir / "run.json", "run file")
+    if run.get("method") != METHOD:
+        raise ValueError(f"{run_dir} is a {run.get('method')!r} run, not a {METHOD} run")
+    cfg = from_dict(MeganConfig, run["config"])
+    if not (run_dir / HYPERNET_DIR).exists():
+        raise FileNotFoundError(f"{run_dir} has no trained hypernetwork yet: train it (or resume) first")
+    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+    hyper = load_hypernetwork(run_dir / HYPERNET_DIR, model)
+    return _method(model, tokenizer, hyper, cfg, run_dir)
+
+
+def generate(
+    method: MeganMethod, conditions: Sequence[str], inputs: Sequence[str], max_new_tokens: int = 32,
+    batch_size: int = 32,
+) -> list[str]:
+    """Greedy answers to ``inputs``, each under its own condition (one condition is used for all inputs)."""
+    if isinstance(conditions, str) or isinstance(inputs, str):
+        raise ValueError("conditions and inputs must be lists of strings")
+    if len(conditions) == 1:
+        conditions = list(conditions) * len(inputs)
+    if len(conditions) != len(inputs):
+        raise ValueError(f"{len(conditions)} conditions for {len(inputs)} inputs: give one condition, or one each")
+    prompts = [render(method.tokenizer, user_message(c, x, method.setting)) for c, x in zip(conditions, inputs,
+                                                                                           strict=True)]
+    out: list[str] = []
+    for i in range(0, len(prompts), batch_size):
+        with method.condition(conditions[i : i + batch_size]):
+            out += generate_batch(method.model, method.tokenizer, prompts[i : i + batch_size], max_new_tokens)
+    return out

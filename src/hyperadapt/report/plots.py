@@ -1,0 +1,108 @@
+"""Plots from results and method internals, drawn with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or an error that says how to install it."""
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError("plots need matplotlib: pip install 'hyperadapt[plots]'") from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_beta_distribution(
+    betas_by_condition: Mapping[str, Sequence[np.ndarray]], path: str | Path, title: str = "MeGan β per layer"
+) -> Path:
+    """A PNG of the distribution of β per layer (box plots, one panel per condition); returns ``path``.
+
+    ``betas_by_condition`` maps a condition text to one 1-D array of β values per layer (as returned by
+    ``hyperadapt.methods.megan.collect_betas``). β ≡ 1 is the base model, drawn as a dashed line.
+    """
+    if not betas_by_condition:
+        raise ValueError("no conditions to plot: give at least one condition with its β values per layer")
+    plt = _pyplot()
+    n = len(betas_by_condition)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.2 * n + 0.6), sharex=True, sharey=True, squeeze=False)
+    for ax, (condition, layers) in zip(axes[:, 0], betas_by_condition.items(), strict=True):
+        data = [np.asarray(v, dtype=float).ravel() for v in layers]
+        ax.boxplot(data, whis=(1, 99), showfliers=False)
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+        label = condition if len(condition) <= 80 else condition[:77] + "..."
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.set_ylabel("β")
+    axes[-1, 0].set_xlabel("layer")
+    axes[-1, 0].set_xticks(range(1, len(data) + 1), [str(i) for i in range(len(data))], fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _save_png(fig, path: str | Path) -> Path:
+    """Save ``fig`` as a PNG atomically (a temporary name, then renamed)."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_matrix(
+    matrix: Sequence[Sequence[float | None]], tasks: Sequence[str], path: str | Path, title: str = "",
+    rows: Sequence[str] | None = None,
+) -> Path:
+    """Heatmap of a[j][i] (score on task i after training through row j's task); blank where not measured."""
+    plt = _pyplot()
+    values = [[float("nan") if v is None else v for v in row] for row in matrix]
+    rows = list(rows) if rows is not None else list(tasks[: len(values)])
+    size = max(4.0, 0.5 * len(tasks) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, max(3.0, 0.5 * len(rows) + 2)))
+    image = ax.imshow(values, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(tasks)), [f"{i + 1}" for i in range(len(tasks))])
+    ax.set_yticks(range(len(rows)), [f"{r[:28]}" for r in rows])
+    ax.set_xlabel("evaluated task")
+    ax.set_ylabel("after training on")
+    for j, row in enumerate(matrix):
+        for i, v in enumerate(row):
+            if v is not None and len(tasks) <= 20:
+                ax.text(i, j, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if v < 60 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title(title or "accuracy matrix")
+    path = _save_png(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_ap_curve(curves: Mapping[str, Sequence[float]], path: str | Path, ylabel: str = "AP") -> Path:
+    """AP after each task, one line per method (a single point for a one-stage upper bound)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    longest = max((len(c) for c in curves.values()), default=1)
+    for name, curve in curves.items():
+        xs = list(range(longest - len(curve) + 1, longest + 1))
+        ax.plot(xs, list(curve), marker="o", label=name)
+    ax.set_xlabel("tasks trained")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path = _save_png(fig, path)
+    plt.close(fig)
+    return path
