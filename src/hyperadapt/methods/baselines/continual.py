@@ -1,0 +1,176 @@
+"""Continual-learning baselines for SwitchCIT, on the same stream runner and per-task budget.
+
+- ``sequential``: one LoRA finetuned on task after task (the forgetting SwitchCIT removes);
+- ``replay``: sequential, with a share (1 %) of every earlier task's training data mixed in (rehearsal);
+- ``olora``: a new LoRA per task kept orthogonal to the earlier ones, all summed (O-LoRA, Wang et al. 2023);
+- ``multitask``: one LoRA on all tasks at once, the budget of all tasks (the upper bound, one stage);
+- ``oracle``: SwitchCIT's per-task adapters routed by the true task id (the switch's upper bound).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+from torch import Tensor
+
+from hyperadapt.core import AdapterBank, LoraConditioning
+from hyperadapt.data.prompts import Encoded
+from hyperadapt.data.schema import Task
+from hyperadapt.evaluation.harness import Query
+from hyperadapt.methods.switch.stream import (
+    AdapterStore,
+    EvalPlan,
+    PerTaskLearner,
+    StreamContext,
+    bank_params,
+    clear_checkpoints,
+    fit_lora,
+)
+
+
+def bank_of(lora: LoraConditioning, model: torch.nn.Module) -> AdapterBank:
+    """A one-adapter bank holding ``lora`` (any rank), to run through the per-example path."""
+    shapes = {name: (a.shape[2], b.shape[1]) for name, (a, b) in lora.factors.items()}
+    rank = max(a.shape[1] for a, _ in lora.factors.values())
+    bank = AdapterBank(shapes, 1, rank, alpha=rank * float(lora.scale), device=next(model.parameters()).device)
+    bank.set_adapter(0, lora)
+    return bank
+
+
+def concat(loras: list[LoraConditioning]) -> LoraConditioning:
+    """The sum of several single adapters as one adapter of the summed rank (scales folded into B)."""
+    factors = {}
+    for name in loras[-1].factors:
+        a = torch.cat([lora.factors[name][0] for lora in loras], dim=1)  # [1, Σr, in]
+        b = torch.cat([lora.factors[name][1] * float(lora.scale) for lora in loras], dim=2)  # [1, out, Σr]
+        factors[name] = (a, b)
+    return LoraConditioning(factors, 1.0)
+
+
+class SequentialLearner:
+    """One LoRA finetuned on each task in turn (sequential finetuning); a snapshot is kept after each task."""
+
+    name = "sequential"
+    single_stage = False
+
+    def __init__(self, ctx: StreamContext) -> None:
+        self.ctx = ctx
+        self.store = AdapterStore(ctx.run_dir / "adapters")
+
+    def examples(self, k: int) -> list[Encoded]:
+        return self.ctx.encoded(k)
+
+    def learn(self, k: int) -> dict:
+        ctx, task = self.ctx, self.ctx.tasks[k]
+        if self.store.has(k, task.name):
+            return {"reused": True}
+        bank = ctx.new_bank(ctx.cfg.seed + k)
+        if k:
+            bank.set_adapter(0, self.store.load(k - 1, ctx.names[k - 1]))
+        folder = ctx.run_dir / "train" / f"{k:03d}-{task.name}"
+        stats = fit_lora(ctx, self.examples(k), bank_params(bank), lambda: bank.adapter(0), folder,
+                         ctx.cfg.train.seed + k)
+        self.store.write(k, task.train, ctx.model, bank.adapter(0))
+        clear_checkpoints(folder)
+        return stats
+
+    def current(self, k: int) -> LoraConditioning:
+        return self.store.load(k, self.ctx.names[k])
+
+    def plan(self, k: int, queries: list[Query]) -> EvalPlan:
+        return EvalPlan(bank_of(self.current(k), self.ctx.model), [0] * len(queries), [None] * len(queries))
+
+    def report(self) -> dict:
+        return {"storage": {"per_task_bytes": {e["task"]: e["bytes"] for e in self.store.entries()}}}
+
+
+class ReplayLearner(SequentialLearner):
+    """Sequential finetuning with ``baselines.replay_fraction`` of each earlier task's data mixed in (rehearsal)."""
+
+    name = "replay"
+
+    def examples(self, k: int) -> list[Encoded]:
+        ctx, share = self.ctx, self.ctx.cfg.baselines.replay_fraction
+        out = list(ctx.encoded(k))
+        for i in range(k):
+            earlier = ctx.encoded(i)
+            out += random.Random(f"{ctx.cfg.seed}:{k}:{i}").sample(earlier, max(1, math.ceil(share * len(earlier))))
+        return out
+
+
+class OLoraLearner(SequentialLearner):
+    """O-LoRA (Wang et al. 2023): a new LoRA per task whose A rows stay orthogonal to the earlier tasks'
+    (loss λ Σ ||A_new A_oldᵀ||²); the model runs with the sum of all of them."""
+
+    name = "olora"
+
+    def pieces(self, k: int) -> list[LoraConditioning]:
+        return [self.store.load(i, self.ctx.names[i]) for i in range(k)]
+
+    def learn(self, k: int) -> dict:
+        ctx, task = self.ctx, self.ctx.tasks[k]
+        if self.store.has(k, task.name):
+            return {"reused": True}
+        bank = ctx.new_bank(ctx.cfg.seed + k)
+        old = self.pieces(k)
+        folder = ctx.run_dir / "train" / f"{k:03d}-{task.name}"
+        extra = orthogonality_loss(bank, old, ctx.cfg.baselines.olora_lambda) if old else None
+        stats = fit_lora(ctx, self.examples(k), bank_params(bank), lambda: concat([*old, bank.adapter(0)]),
+                         folder, ctx.cfg.train.seed + k, extra_loss=extra)
+        self.store.write(k, task.train, ctx.model, bank.adapter(0))
+        clear_checkpoints(folder)
+        return stats
+
+    def current(self, k: int) -> LoraConditioning:
+        return concat(self.pieces(k + 1))
+
+
+def orthogonality_loss(bank: AdapterBank, old: list[LoraConditioning], weight: float):
+    """λ Σ_modules ||A_new A_oldᵀ||²_F over the earlier tasks' A rows (O-LoRA, Wang et al. 2023)."""
+    old_a = {name: torch.cat([lora.factors[name][0][0] for lora in old]).detach()  # [k r, in]
+             for name in bank.module_names}
+
+    def loss() -> Tensor:
+        total = sum(((a[0] @ old_a[name].T) ** 2).sum() for name, a in zip(bank.module_names, bank.lora_A,
+                                                                              strict=True))  # a[0]: [r, in]
+        return weight * total
+
+    return loss
+
+
+class MultitaskLearner(SequentialLearner):
+    """One LoRA on every task of the stream at once, with the budget of all tasks (the upper bound)."""
+
+    name = "multitask"
+    single_stage = True
+
+    def examples(self, k: int) -> list[Encoded]:
+        return [e for i in range(k + 1) for e in self.ctx.encoded(i)]
+
+    def learn(self, k: int) -> dict:
+        ctx = self.ctx
+        every = [t.train for t in ctx.tasks[: k + 1]]
+        task = Task("all-tasks", "; ".join(t.instruction for t in every), [i for t in every for i in t.instances])
+        if self.store.has(0, task.name):
+            return {"reused": True}
+        bank = ctx.new_bank(ctx.cfg.seed)
+        folder = ctx.run_dir / "train" / "all-tasks"
+        stats = fit_lora(ctx, self.examples(k), bank_params(bank), lambda: bank.adapter(0), folder,
+                         ctx.cfg.train.seed, steps=ctx.cfg.train.steps * (k + 1))
+        self.store.write(0, task, ctx.model, bank.adapter(0))
+        clear_checkpoints(folder)
+        return stats
+
+    def current(self, k: int) -> LoraConditioning:
+        return self.store.load(0, "all-tasks")
+
+
+BASELINES = {
+    "sequential": SequentialLearner,
+    "replay": ReplayLearner,
+    "olora": OLoraLearner,
+    "multitask": MultitaskLearner,
+    "oracle": PerTaskLearner,
+}

@@ -1,0 +1,352 @@
+"""SwitchCIT: one frozen LoRA per task and a switch network that routes every input to its task's adapter
+(Wu et al. 2024), with a calibrated reject option; plus the entry points the CLI calls.
+
+``run_stream(cfg, run_dir)`` runs a whole stream (SwitchCIT or a baseline), resumable after any task;
+``add_task(run_dir, train, test)`` adds one more task to a finished run without touching earlier adapters;
+``load_switch(run_dir)`` is the harness method; ``generate(run_dir, inputs)`` routes and answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from hyperadapt.config import from_dict
+from hyperadapt.core import BASE, AdapterBank, conditioned, inject
+from hyperadapt.data.loaders import load_jsonl, load_task_file
+from hyperadapt.data.prompts import render
+from hyperadapt.data.schema import Task
+from hyperadapt.encoders import TextEncoder
+from hyperadapt.evaluation.generate import generate_batch
+from hyperadapt.evaluation.harness import Query
+from hyperadapt.io import load_json, save_json, write_dir_atomic
+from hyperadapt.methods.baselines.continual import BASELINES
+from hyperadapt.methods.switch.config import SwitchConfig
+from hyperadapt.methods.switch.router import (
+    FEATURES,
+    RETENTION,
+    RetentionBuffer,
+    Routing,
+    SwitchRouter,
+    make_router_encoder,
+    train_router,
+)
+from hyperadapt.methods.switch.runner import (
+    STATE,
+    check_run_dir,
+    ensure_zero_shot,
+    run_learner,
+    run_stage,
+    save_state,
+    write_results,
+)
+from hyperadapt.methods.switch.stream import (
+    AdapterStore,
+    AnswerCache,
+    PerTaskLearner,
+    StreamContext,
+    StreamTask,
+    folder_bytes,
+    make_context,
+    query_text,
+    router_texts,
+    task_record,
+    test_queries,
+)
+
+METHOD = "switchcit"
+
+
+class SwitchLearner(PerTaskLearner):
+    """SwitchCIT (Wu et al. 2024): per-task adapters plus a switch retrained on a retention buffer after each task."""
+
+    name = METHOD
+
+    def __init__(self, ctx: StreamContext) -> None:
+        super().__init__(ctx)
+        self.encoder = make_router_encoder(ctx.cfg.router.encoder, ctx.model, ctx.tokenizer)
+        self.router_dir = ctx.run_dir / "router"
+        self.router: SwitchRouter | None = None
+
+    def learn(self, k: int) -> dict:
+        stats = super().learn(k)
+        cfg, task = self.ctx.cfg, self.ctx.tasks[k]
+        buffer, feats, calib = self.retained(k)
+        label = buffer.add(task.name, router_texts(task.train, cfg.setting, cfg.seed + k), cfg.router, cfg.seed)
+        feats = torch.cat([feats, self.encoder.encode(buffer.texts[len(feats):])])  # [N, dim]
+        calib = torch.cat([calib, self.encoder.encode(buffer.calib_texts[len(calib):])])
+        self.router, router_stats = train_router(buffer, feats, calib, cfg.router, cfg.seed + k)
+
+        def write(tmp: Path) -> None:
+            self.router.save(tmp)
+            buffer.save(tmp / RETENTION)
+            save_file({"texts": feats.contiguous(), "calib": calib.contiguous()}, tmp / FEATURES)
+
+        write_dir_atomic(self.router_dir, write)
+        return {**stats, "router": router_stats, "retained": buffer.count(label)}
+
+    def retained(self, k: int) -> tuple[RetentionBuffer, torch.Tensor, torch.Tensor]:
+        """The buffer of tasks 0..k-1 and the stored features of its inputs (so a resumed run sees the very
+        same features as an uninterrupted one)."""
+        if not k:
+            return RetentionBuffer(), torch.zeros(0, self.encoder.dim), torch.zeros(0, self.encoder.dim)
+        buffer = RetentionBuffer.load(self.router_dir / RETENTION)
+        buffer.keep_first(k)
+        stored = load_file(self.router_dir / FEATURES)
+        return buffer, stored["texts"][: len(buffer.texts)], stored["calib"][: len(buffer.calib_texts)]
+
+    def switch(self) -> SwitchRouter:
+        if self.router is None:
+            self.router = SwitchRouter.load(self.router_dir)
+        return self.router
+
+    def routes(self, k: int, queries: list[Query]) -> tuple[list[int], dict]:
+        texts = [query_text(q, self.ctx.cfg.setting) for q in queries]
+        routing = self.switch().route(self.encoder.encode(texts))
+        return routing.adapter, routing_stats(self.ctx.names, k, queries, routing)
+
+    def report(self) -> dict:
+        out = super().report()
+        out["storage"].update(router_bytes=folder_bytes(self.router_dir))
+        out["switch"] = {"unseen_reject_rate": self.unseen_reject_rate(), **self.overhead()}
+        return out
+
+    def unseen_reject_rate(self) -> float | None:
+        """Share of inputs of tasks the switch never saw (``cfg.unseen``) that it rejects."""
+        texts = [text for t in self.ctx.unseen for text in router_texts(t, self.ctx.cfg.setting, 0)]
+        return self.switch().route(self.encoder.encode(texts)).reject_rate if texts else None
+
+    def overhead(self, n: int = 64) -> dict:
+        """Routing cost per example (encoder + switch), measured on uncached inputs."""
+        tasks = [t.test for t in self.ctx.tasks]
+        texts = [f"{text} " for t in tasks for text in router_texts(t, self.ctx.cfg.setting, 1)]
+        texts = random.Random(0).sample(texts, min(n, len(texts)))
+        t0 = time.perf_counter()
+        self.switch().route(self.encoder.encode(texts))
+        return {"routing_ms_per_example": 1000 * (time.perf_counter() - t0) / max(1, len(texts))}
+
+
+def routing_stats(names: list[str], k: int, queries: list[Query], routing: Routing) -> dict:
+    """Switch accuracy per seen task, reject rate on seen tasks and on tasks not trained yet."""
+    index = {n: i for i, n in enumerate(names)}
+    per_task: dict[str, list[bool]] = {}
+    seen_rejects, future_rejects = [], []
+    for q, choice, rejected in zip(queries, routing.choice, routing.rejected, strict=True):
+        i = index[q.task.name]
+        if i <= k:
+            per_task.setdefault(q.task.name, []).append(choice == i)
+            seen_rejects.append(rejected)
+        else:
+            future_rejects.append(rejected)
+    accuracy = {n: 100 * sum(v) / len(v) for n, v in per_task.items()}
+    return {"switch_accuracy": accuracy, "switch_accuracy_mean": sum(accuracy.values()) / len(accuracy),
+            "reject_rate_seen": _rate(seen_rejects), "reject_rate_future": _rate(future_rejects)}
+
+
+def _rate(flags: list[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
+LEARNERS = {METHOD: SwitchLearner, **BASELINES}
+METHODS = tuple(LEARNERS)
+
+
+def make_learner(method: str, ctx: StreamContext):
+    if method not in LEARNERS:
+        raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
+    return LEARNERS[method](ctx)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entry points
+
+
+def run_stream(
+    cfg: SwitchConfig, run_dir: str | Path, resume: bool = True, method: str = METHOD,
+    model_and_tokenizer=None, stop_after: int | None = None,
+) -> dict:
+    """Run ``method`` over the stream of ``cfg`` into ``run_dir``; returns ``results.json``'s content.
+
+    Resumable after any task (and inside a task, from the training checkpoints). ``stop_after`` stops
+    after that many tasks (for tests and budgets); rerun to continue.
+    """
+    if method not in LEARNERS:
+        raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
+    ctx = make_context(cfg, run_dir, model_and_tokenizer)
+    return run_learner(make_learner(method, ctx), ctx, resume, stop_after)
+
+
+def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[dict, StreamContext]:
+    """``run.json`` and the context of a continual run, with the tasks added after the stream."""
+    run = check_run_dir(run_dir)
+    cfg = from_dict(SwitchConfig, run["config"])
+    ctx = make_context(cfg, run_dir, model_and_tokenizer)
+    for name in run["added"]:
+        folder = ctx.run_dir / "added" / name
+        ctx.tasks.append(StreamTask(name, load_task_file(folder / "train.json", name),
+                                    load_task_file(folder / "test.json", name)))
+    return run, ctx
+
+
+def add_task(
+    run_dir: str | Path, train: Task, test: Task | None = None, model_and_tokenizer=None
+) -> dict:
+    """Add one more task to a finished SwitchCIT (or oracle) run: train its adapter, retrain the switch,
+    and add a row to the accuracy matrix. Earlier adapters are never rewritten.
+
+    Without ``test``, the last tenth of ``train``'s instances is held out to judge it.
+    """
+    run = check_run_dir(run_dir)
+    if run["method"] not in (METHOD, "oracle"):
+        raise ValueError(f"tasks can be added to a {METHOD} or oracle run; {run_dir} is a {run['method']!r} run")
+    train, test = _split_new_task(train, test)
+    existing = [*run["tasks"], *run["added"]]
+    if train.name in existing:
+        raise ValueError(f"task {train.name!r} already exists in {run_dir}: give the new task another name")
+    state = load_json(Path(run_dir) / STATE, "run state")
+    if state["completed"] != len(existing):
+        raise ValueError(f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
+                         "resume it with run_stream first")
+    _save_added(Path(run_dir), run, train, test)
+    _, ctx = load_run_context(run_dir, model_and_tokenizer)
+    learner = make_learner(run["method"], ctx)
+    cache = AnswerCache(ctx.run_dir / "answers.json")
+    queries = test_queries(ctx)
+    ensure_zero_shot(ctx, state, queries, cache)
+    k = len(ctx.tasks) - 1
+    state["rows"].append(run_stage(learner, ctx, k, queries, cache))
+    state["completed"] = k + 1
+    save_state(ctx, state, cache)
+    return write_results(ctx, learner, state)
+
+
+def _split_new_task(train: Task, test: Task | None) -> tuple[Task, Task]:
+    if not train.instances:
+        raise ValueError(f"task {train.name!r} is empty: it has no training instances")
+    if test is not None:
+        if not test.instances:
+            raise ValueError(f"the test set of task {train.name!r} is empty")
+        return train, test
+    if len(train.instances) < 2:
+        raise ValueError(f"task {train.name!r} needs at least 2 instances (one to train, one to test) or a test set")
+    cut = len(train.instances) - max(1, len(train.instances) // 10)
+    return train.with_instances(train.instances[:cut]), train.with_instances(train.instances[cut:])
+
+
+def _save_added(run_dir: Path, run: dict, train: Task, test: Task) -> None:
+    folder = run_dir / "added" / train.name
+    save_json(task_record(train), folder / "train.json")
+    save_json(task_record(test), folder / "test.json")
+    save_json({**run, "added": [*run["added"], train.name]}, run_dir / "run.json")
+
+
+def load_task_spec(spec: str) -> tuple[Task, Task | None]:
+    """A task to add, as (train, test): a folder with ``train.json`` (+ ``test.json``), an SNI task file,
+    ``jsonl:PATH`` (one task, rows with ``split`` train/test) or ``synthetic:NAME`` (a synthetic task)."""
+    if spec.startswith("synthetic:"):
+        return _synthetic_task(spec.partition(":")[2])
+    if spec.startswith("jsonl:"):
+        path = spec.partition(":")[2]
+        train, test = load_jsonl(path, "train"), load_jsonl(path, "test")
+        if len(train) != 1:
+            raise ValueError(f"{path} must hold exactly one task with split 'train' rows, found {len(train)}")
+        return train[0], (test[0] if test else None)
+    path = Path(spec)
+    if path.is_dir():
+        test = path / "test.json"
+        return load_task_file(path / "train.json", path.name), (load_task_file(test, path.name) if test.exists()
+                                                                else None)
+    if path.suffix == ".json":
+        return load_task_file(path), None
+    raise ValueError(f"cannot read task {spec!r}: give a task folder, a .json task file, jsonl:PATH or synthetic:NAME")
+
+
+def _synthetic_task(name: str) -> tuple[Task, Task]:
+    from hyperadapt.data.synthetic import synthetic_suite
+
+    suite = synthetic_suite()
+    for train_split, test_split in (("train", "seen"), ("unseen_train", "unseen"), ("unseen_train", "unseen_type")):
+        pairs = {t.name: t for t in suite[train_split]}, {t.name: t for t in suite[test_split]}
+        if name in pairs[0] and name in pairs[1]:
+            return pairs[0][name], pairs[1][name]
+    raise ValueError(f"no synthetic task named {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Serving: the harness method and generation
+
+
+class SwitchMethod:
+    """The harness method of a SwitchCIT run: each example of a batch is routed by the switch and runs with
+    its task's adapter in one forward pass through the bank; rejected inputs are counted (Wu et al. 2024)."""
+
+    def __init__(self, model: Any, tokenizer: Any, bank: AdapterBank, router: SwitchRouter, encoder: TextEncoder,
+                 tasks: list[str], setting: str = "def", info: dict | None = None) -> None:
+        self.name, self.model, self.tokenizer, self.setting = METHOD, model, tokenizer, setting
+        self.bank, self.router, self.encoder, self.tasks = bank, router, encoder, tasks
+        self.info = info or {}
+        self.routed = self.rejected = 0
+        self.last_routing: Routing | None = None
+
+    def route_texts(self, texts: list[str]) -> Routing:
+        routing = self.router.route(self.encoder.encode(texts))
+        self.last_routing = routing
+        self.routed += len(texts)
+        self.rejected += sum(routing.rejected)
+        return routing
+
+    def lora_context(self, adapters: list[int]) -> contextlib.AbstractContextManager:
+        if all(a == BASE for a in adapters):
+            return contextlib.nullcontext()
+        return conditioned(self.model, lora=self.bank.conditioning(adapters))
+
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
+        routing = self.route_texts([query_text(q, self.setting) for q in queries])
+        return self.lora_context(routing.adapter)
+
+
+def load_switch(run_dir: str | Path, model_and_tokenizer=None) -> SwitchMethod:
+    """The SwitchCIT method of a run directory, ready for ``evaluate`` or ``generate``."""
+    run = check_run_dir(run_dir)
+    if run["method"] != METHOD:
+        raise ValueError(f"{run_dir} is a {run['method']!r} run, not a {METHOD} run")
+    cfg = from_dict(SwitchConfig, run["config"])
+    if model_and_tokenizer is None:
+        from hyperadapt.models import load_base_model
+
+        model_and_tokenizer = load_base_model(cfg.model)
+    model, tokenizer = model_and_tokenizer
+    inject(model, cfg.lora.targets, gating=False)
+    names = [*run["tasks"], *run["added"]]
+    store = AdapterStore(Path(run_dir) / "adapters")
+    if not all(store.has(i, n) for i, n in enumerate(names)):
+        raise FileNotFoundError(f"{run_dir} has not finished its stream: resume it with run_stream first")
+    router = SwitchRouter.load(Path(run_dir) / "router")
+    encoder = make_router_encoder(cfg.router.encoder, model, tokenizer)
+    return SwitchMethod(model, tokenizer, store.bank(model, names), router, encoder, names, cfg.setting,
+                        info={"run": str(run_dir)})
+
+
+def generate(
+    run_dir: str | Path | SwitchMethod, inputs: list[str], max_new_tokens: int = 64, batch_size: int = 16,
+    model_and_tokenizer=None,
+) -> list[tuple[str, str | None]]:
+    """Route each input (the user's text: instruction and input) and answer it with its task's adapter;
+    returns (answer, task name, or None where the switch rejected the input)."""
+    method = run_dir if isinstance(run_dir, SwitchMethod) else load_switch(run_dir, model_and_tokenizer)
+    out: list[tuple[str, str | None]] = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start : start + batch_size]
+        routing = method.route_texts(chunk)
+        prompts = [render(method.tokenizer, text) for text in chunk]
+        with method.lora_context(routing.adapter):
+            answers = generate_batch(method.model, method.tokenizer, prompts, max_new_tokens)
+        out += [(a, None if r else method.tasks[c])
+                for a, c, r in zip(answers, routing.choice, routing.rejected, strict=True)]
+    return out

