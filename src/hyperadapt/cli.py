@@ -116,7 +116,10 @@ def train(
     except (ValueError, FileNotFoundError, TypeError) as err:
         _fail(err)
     run_dir = out or Path("runs") / method
-    train_fn(cfg, run_dir, resume=resume)
+    try:
+        train_fn(cfg, run_dir, resume=resume)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
     console.print(f"trained {method} -> {run_dir}")
 
 
@@ -139,7 +142,105 @@ def demo(
     run_demo(cfg, console)
 
 
-BENCHMARKS = ("core",)
+@app.command()
+def adapter(
+    run: Annotated[Path, typer.Argument(help="a trained TAGI (or Hypter) run directory")],
+    instruction: Annotated[str, typer.Option(help="the task instruction to turn into an adapter")],
+    out: Annotated[Path, typer.Option(help="folder for the PEFT adapter")],
+) -> None:
+    """Generate a LoRA adapter from an instruction with a trained TAGI hypernetwork; write it as PEFT.
+
+    The folder loads with peft.PeftModel.from_pretrained(base_model, OUT).
+    Example: hyperadapt adapter runs/tagi --instruction "Reverse the list." --out adapters/reverse
+    """
+    from hyperadapt.methods.tagi import export_adapter
+
+    try:
+        path = export_adapter(run, instruction, out)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    console.print(f"adapter written to {path}")
+
+
+continual_app = typer.Typer(help="Continual instruction tuning: SwitchCIT and its baselines over a task stream.")
+app.add_typer(continual_app, name="continual")
+
+
+@continual_app.callback(invoke_without_command=True)
+def continual(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(help="YAML config (see configs/switch_*.yaml)")] = None,
+    method: Annotated[str, typer.Option(help="switchcit, sequential, replay, olora, multitask, oracle")] = "switchcit",
+    out: Annotated[Path | None, typer.Option(help="run directory (default runs/continual/METHOD)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value config override (repeatable)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue after the last finished task")] = True,
+) -> None:
+    """Run a whole task stream: train task 1, evaluate all tasks, train task 2, ... (resumable after any task).
+
+    Example: hyperadapt continual --config configs/switch_synthetic.yaml --method switchcit --out runs/cl/switchcit
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from hyperadapt.config import load_config
+    from hyperadapt.methods.switch import METHODS, SwitchConfig, run_stream
+
+    try:
+        if method not in METHODS:
+            raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
+        cfg = load_config(SwitchConfig, config, set_ or [])
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        _fail(err)
+    run_dir = out or Path("runs") / "continual" / method
+    result = run_stream(cfg, run_dir, resume=resume, method=method)
+    console.print(f"{method}: AP {_fmt(result.get('AP'))}, BWT {_fmt(result.get('BWT'))}, "
+                  f"forgetting {_fmt(result.get('Forgetting'))} -> {run_dir}")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+@continual_app.command("add")
+def continual_add(
+    run: Annotated[Path, typer.Argument(help="a finished switchcit (or oracle) run directory")],
+    task: Annotated[str, typer.Option(help="task folder, SNI .json file, jsonl:PATH or synthetic:NAME")],
+) -> None:
+    """Add one more task to a continual run without touching the earlier adapters.
+
+    Example: hyperadapt continual add runs/cl/switchcit --task synthetic:plural
+    """
+    from hyperadapt.methods.switch import add_task, load_task_spec
+
+    try:
+        train_task, test_task = load_task_spec(task)
+        add_task(run, train_task, test_task)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    console.print(f"added {train_task.name} to {run}")
+
+
+@app.command()
+def generate(
+    run: Annotated[Path, typer.Argument(help="a trained run directory (switchcit, megan, tagi, ...)")],
+    input_: Annotated[list[str], typer.Option("--input", help="an input text (repeatable)")],
+    condition: Annotated[list[str] | None, typer.Option(help="condition/instruction: one, or one per input")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="longest answer in tokens")] = 64,
+) -> None:
+    """Answer inputs with a trained run: SwitchCIT routes each input; other methods take --condition.
+
+    Example: hyperadapt generate runs/megan --condition "Answer in upper case." --input "paris"
+    """
+    from hyperadapt.evaluation.generate_cli import answer_inputs
+
+    try:
+        rows = answer_inputs(run, input_, condition or [], max_new_tokens)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    for text, answer, route in rows:
+        console.print(f"[bold]{text}[/]{f' [{route}]' if route else ''} -> {answer}")
+
+
+BENCHMARKS = ("core", "tagi")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -1,0 +1,44 @@
+"""Answer free-form inputs with any trained run (what ``hyperadapt generate`` calls)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hyperadapt.data.schema import Instance, Task
+from hyperadapt.evaluation.harness import EvalConfig, Query, answer
+from hyperadapt.io import load_json
+
+
+def answer_inputs(
+    run_dir: str | Path, inputs: list[str], conditions: list[str], max_new_tokens: int = 64
+) -> list[tuple[str, str, str]]:
+    """(input, answer, route) per input. Continual runs route each input (route = task, or ``rejected``);
+    other runs are conditioned on ``conditions`` (one for all inputs, or one per input)."""
+    if not inputs:
+        raise ValueError("give at least one --input")
+    run = load_json(Path(run_dir) / "run.json", "run file")
+    if run.get("kind") == "continual":
+        from hyperadapt.methods.switch import generate
+
+        return [(x, a, t or "rejected") for x, (a, t) in zip(inputs, generate(run_dir, inputs, max_new_tokens),
+                                                            strict=True)]
+    from hyperadapt.methods import LOADABLE
+
+    method_name = run.get("method")
+    if method_name not in LOADABLE:
+        raise ValueError(f"{run_dir} is a {method_name!r} run: generate supports {sorted(LOADABLE)} and continual runs")
+    if len(conditions) not in (1, len(inputs)):
+        raise ValueError(f"give one --condition for all inputs or one per input; got {len(conditions)} "
+                         f"for {len(inputs)} inputs")
+    conds = conditions * len(inputs) if len(conditions) == 1 else conditions
+    method = LOADABLE[method_name](run_dir)
+    queries = [_query(method, c, x, i) for i, (c, x) in enumerate(zip(conds, inputs, strict=True))]
+    answers = answer(method, queries, EvalConfig(max_new_tokens=max_new_tokens), desc="generate")
+    return [(q.instance.input, answers[id(q)], "") for q in queries]
+
+
+def _query(method, condition: str, text: str, index: int) -> Query:
+    from hyperadapt.data.prompts import build_prompt
+
+    task = Task(f"input-{index}", condition, [Instance(str(index), text, ("",))])
+    return Query(task, task.instances[0], build_prompt(method.tokenizer, task, task.instances[0], method.setting))

@@ -1,0 +1,74 @@
+"""The method commands of the CLI, end to end on the tiny model: train, adapter, continual, generate."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hyperadapt.cli import app
+
+runner = CliRunner()
+TRAIN = ["train.steps=2", "train.batch_size=2", "train.max_length=64"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _ok(result):
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
+    run = tmp_path / "tagi"
+    _ok(runner.invoke(app, ["train", "tagi", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2",
+                            "hypernet.hidden=16", "hypernet.blocks=1", "teachers.rank=2", "teachers.train.steps=2",
+                            "teachers.train.batch_size=2", "pretrain.train.steps=2",
+                            "pretrain.a_tokens=8", "pretrain.b_tokens=4",
+                            "pretrain.c_tokens=4", "pretrain.train.batch_size=2",
+                            *TRAIN, "--out", str(run)]))
+    out = tmp_path / "adapter"
+    _ok(runner.invoke(app, ["adapter", str(run), "--instruction", "Repeat the input.", "--out", str(out)]))
+    assert json.loads((out / "adapter_config.json").read_text())["peft_type"] == "LORA"
+    bad = runner.invoke(app, ["adapter", str(run), "--instruction", "  ", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "instruction" in bad.output
+    gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--input", "a b",
+                                  "--max-new-tokens", "3"]))
+    assert "a b ->" in gen.output
+
+
+def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_path):
+    run = tmp_path / "megan"
+    _ok(runner.invoke(app, ["train", "megan", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "bottleneck=8",
+                            *TRAIN, "--out", str(run)]))
+    gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--condition",
+                                  "Answer yes or no.", "--input", "x", "--input", "y", "--max-new-tokens", "2"]))
+    assert "x ->" in gen.output and "y ->" in gen.output
+    bad = runner.invoke(app, ["generate", str(run), "--input", "x"])
+    assert bad.exit_code == 2 and "--condition" in bad.output
+
+
+def test_continual_run_add_generate(tiny_dir, tmp_path):
+    run = tmp_path / "cl"
+    sets = [f"model={tiny_dir}", "n_tasks=2", "limit_train=8", "unseen=''", "lora.rank=2", "lora.alpha=4",
+            "train.steps=2", "train.batch_size=2", "train.max_length=64", "router.encoder=base", "router.hidden=8",
+            "router.epochs=2", "router.retention=2", "router.retention_min=2", "router.calibration=2",
+            "eval.limit=2", "eval.max_new_tokens=2"]
+    args = ["continual", "--method", "switchcit", "--out", str(run)]
+    for s in sets:
+        args += ["--set", s]
+    result = _ok(runner.invoke(app, args))
+    assert "AP" in result.output and (run / "run.json").exists()
+    _ok(runner.invoke(app, ["continual", "add", str(run), "--task", "synthetic:plural"]))
+    again = runner.invoke(app, ["continual", "add", str(run), "--task", "synthetic:plural"])
+    assert again.exit_code == 2 and "plural" in again.output
+    gen = _ok(runner.invoke(app, ["generate", str(run), "--input", "box", "--max-new-tokens", "2"]))
+    assert "box" in gen.output
+    bad = runner.invoke(app, ["continual", "--method", "magic"])
+    assert bad.exit_code == 2 and "unknown continual method" in bad.output
