@@ -6,8 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from hyperadapt.testing import save_tiny_model, tiny_model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One thread for the whole session: tiny models run faster on it than on two contended ones, and
+    every fixture (module-scoped ones included) computes with the same kernels, so results compare bitwise."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-import torch
 from typer.testing import CliRunner
 
 from hyperadapt.cli import app
@@ -11,13 +9,6 @@ from hyperadapt.cli import app
 runner = CliRunner()
 TRAIN = ["train.steps=2", "train.batch_size=2", "train.max_length=64"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _ok(result):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_switch_helpers import one_thread_fixture, tiny_config
+from test_switch_helpers import tiny_config
 
 from hyperadapt.core import AdapterBank, LoraConditioning
 from hyperadapt.methods.baselines.continual import ReplayLearner, bank_of, concat, orthogonality_loss
 from hyperadapt.methods.switch import run_stream
 from hyperadapt.methods.switch.stream import make_context
 from hyperadapt.testing import tiny_model
-
-one_thread = pytest.fixture(autouse=True)(one_thread_fixture)
 
 
 @pytest.mark.parametrize("method", ["sequential", "replay", "olora", "oracle"])

@@ -35,13 +35,6 @@ CONDITIONS = ["Answer in capitals.", "Reverse the order of the words in the inpu
 PROMPTS = ["the answer is", "a b c d e f g h"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def hypernet_for(model, per_token: bool = True, shared: bool = True, std: float = 0.0, seed: int = 0):
     """A hypernetwork for ``model``; ``std`` > 0 gives its output layer random weights (β ≠ 1)."""

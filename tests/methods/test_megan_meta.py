@@ -22,14 +22,6 @@ from hyperadapt.testing import tiny_model
 from hyperadapt.training import TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def train_cfg(steps: int = 3) -> TrainConfig:
     return TrainConfig(steps=steps, batch_size=2, lr=1e-2, max_length=64, save_every=0, log_every=1)
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from test_switch_helpers import one_thread_fixture, tiny_config
+from test_switch_helpers import tiny_config
 
 from hyperadapt.core import conditioned
 from hyperadapt.data.synthetic import synthetic_stream
@@ -28,8 +28,6 @@ from hyperadapt.methods.switch.continual import routing_stats
 from hyperadapt.methods.switch.runner import stream_metrics
 from hyperadapt.methods.switch.stream import test_queries as make_test_queries
 from hyperadapt.testing import tiny_model
-
-one_thread = pytest.fixture(autouse=True)(one_thread_fixture)
 
 
 def _hashes(run_dir) -> dict[str, str]:

@@ -17,12 +17,3 @@ def tiny_config(model: str = "tiny", n_tasks: int = 2, **router) -> SwitchConfig
         eval=StreamEval(limit=2, batch_size=4, max_new_tokens=3),
     )
 
-
-def one_thread_fixture():
-    """An autouse fixture body: tiny models run faster on one thread than on two contended ones."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

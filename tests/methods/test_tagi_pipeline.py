@@ -41,13 +41,6 @@ def tiny_cfg(data, **kw) -> TagiConfig:
     return TagiConfig(**{**fields, **kw})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_two_stages_end_to_end_and_resume(jsonl_data, tmp_path):
     cfg, run = tiny_cfg(jsonl_data), tmp_path / "run"
