@@ -27,6 +27,7 @@ from hyperadapt.methods.switch.stream import (
     bank_params,
     clear_checkpoints,
     fit_lora,
+    train_and_store,
 )
 
 
@@ -63,18 +64,8 @@ class SequentialLearner:
         return self.ctx.encoded(k)
 
     def learn(self, k: int) -> dict:
-        ctx, task = self.ctx, self.ctx.tasks[k]
-        if self.store.has(k, task.name):
-            return {"reused": True}
-        bank = ctx.new_bank(ctx.cfg.seed + k)
-        if k:
-            bank.set_adapter(0, self.store.load(k - 1, ctx.names[k - 1]))
-        folder = ctx.run_dir / "train" / f"{k:03d}-{task.name}"
-        stats = fit_lora(ctx, self.examples(k), bank_params(bank), lambda: bank.adapter(0), folder,
-                         ctx.cfg.train.seed + k)
-        self.store.write(k, task.train, ctx.model, bank.adapter(0))
-        clear_checkpoints(folder)
-        return stats
+        init = self.store.load(k - 1, self.ctx.names[k - 1]) if k else None
+        return train_and_store(self.ctx, self.store, k, self.examples(k), init)
 
     def current(self, k: int) -> LoraConditioning:
         return self.store.load(k, self.ctx.names[k])

@@ -330,6 +330,24 @@ def test_queries(ctx: StreamContext) -> list[Query]:
 # One frozen adapter per task (SwitchCIT's adapters; with the oracle task id, the switch's upper bound)
 
 
+def train_and_store(
+    ctx: StreamContext, store: AdapterStore, k: int, examples: list[Encoded], init: LoraConditioning | None = None
+) -> dict:
+    """Train task ``k``'s adapter on ``examples`` (from ``init``, else fresh) and export it, unless its
+    folder already exists (resume)."""
+    task = ctx.tasks[k]
+    if store.has(k, task.name):
+        return {"reused": True}
+    bank = ctx.new_bank(ctx.cfg.seed + k)
+    if init is not None:
+        bank.set_adapter(0, init)
+    folder = ctx.run_dir / "train" / f"{k:03d}-{task.name}"
+    stats = fit_lora(ctx, examples, bank_params(bank), lambda: bank.adapter(0), folder, ctx.cfg.train.seed + k)
+    store.write(k, task.train, ctx.model, bank.adapter(0))
+    clear_checkpoints(folder)
+    return stats
+
+
 class PerTaskLearner:
     """A fresh LoRA per task, trained when its task arrives and never touched again; routed by the true
     task id (the oracle; ``SwitchLearner`` routes with the switch instead)."""
@@ -344,16 +362,7 @@ class PerTaskLearner:
 
     def learn(self, k: int) -> dict:
         """Train task ``k``'s adapter and export it, unless its folder already exists (resume)."""
-        ctx, task = self.ctx, self.ctx.tasks[k]
-        if self.store.has(k, task.name):
-            return {"reused": True}
-        folder = ctx.run_dir / "train" / f"{k:03d}-{task.name}"
-        bank = ctx.new_bank(ctx.cfg.seed + k)
-        stats = fit_lora(ctx, ctx.encoded(k), bank_params(bank), lambda: bank.adapter(0), folder,
-                         ctx.cfg.train.seed + k)
-        self.store.write(k, task.train, ctx.model, bank.adapter(0))
-        clear_checkpoints(folder)
-        return stats
+        return train_and_store(self.ctx, self.store, k, self.ctx.encoded(k))
 
     def bank(self, k: int) -> AdapterBank:
         """Adapters 0..k as one bank (rebuilt only when a task was added)."""
