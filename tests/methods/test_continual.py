@@ -68,3 +68,26 @@ def test_bank_of_holds_an_adapter_of_any_rank():
     name = next(iter(shapes))
     bank = bank_of(lora, torch.nn.Linear(2, 2))
     torch.testing.assert_close(bank.adapter(0).delta(name), lora.delta(name))
+
+
+def test_oracle_seeded_from_switchcit_reuses_its_adapters_and_matches_a_fresh_oracle(tmp_path):
+    cfg, model = tiny_config(), tiny_model()
+    run_stream(cfg, tmp_path / "switchcit", model_and_tokenizer=model)
+    fresh = run_stream(cfg, tmp_path / "fresh", method="oracle", model_and_tokenizer=model)
+    seeded = run_stream(cfg, tmp_path / "oracle", method="oracle", model_and_tokenizer=model,
+                        seed_from=tmp_path / "switchcit")
+    assert seeded["matrix"] == fresh["matrix"] and seeded["zero_shot"] == fresh["zero_shot"]
+    assert all(row["train"] == {"reused": True} for row in seeded["rows"])
+
+
+def test_seeding_shares_only_base_answers_across_learner_kinds_and_refuses_another_stream(tmp_path):
+    cfg, model = tiny_config(), tiny_model()
+    run_stream(cfg, tmp_path / "switchcit", model_and_tokenizer=model)
+    seq = run_stream(cfg, tmp_path / "seq", method="sequential", model_and_tokenizer=model,
+                     seed_from=tmp_path / "switchcit")
+    assert all("reused" not in row["train"] for row in seq["rows"])
+    other = tiny_config()
+    other.setting = "none"
+    with pytest.raises(ValueError, match="differs in setting"):
+        run_stream(other, tmp_path / "other", method="oracle", model_and_tokenizer=model,
+                   seed_from=tmp_path / "switchcit")

@@ -155,6 +155,7 @@ def _rate(flags: list[bool]) -> float | None:
 
 LEARNERS = {METHOD: SwitchLearner, **BASELINES}
 METHODS = tuple(LEARNERS)
+PER_TASK = (METHOD, "oracle")  # learners whose adapters are one fresh LoRA per task, trained alike
 
 
 def make_learner(method: str, ctx: StreamContext):
@@ -169,17 +170,21 @@ def make_learner(method: str, ctx: StreamContext):
 
 def run_stream(
     cfg: SwitchConfig, run_dir: str | Path, resume: bool = True, method: str = METHOD,
-    model_and_tokenizer=None, stop_after: int | None = None,
+    model_and_tokenizer=None, stop_after: int | None = None, seed_from: str | Path | None = None,
 ) -> dict:
     """Run ``method`` over the stream of ``cfg`` into ``run_dir``; returns ``results.json``'s content.
 
     Resumable after any task (and inside a task, from the training checkpoints). ``stop_after`` stops
-    after that many tasks (for tests and budgets); rerun to continue.
+    after that many tasks (for tests and budgets); rerun to continue. ``seed_from``: a finished run of the
+    same stream whose base-model answers a fresh run reuses; between SwitchCIT and the oracle (the same
+    per-task adapters) also its adapters and their answers, so the two differ only in routing.
     """
     if method not in LEARNERS:
         raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
     ctx = make_context(cfg, run_dir, model_and_tokenizer)
-    return run_learner(make_learner(method, ctx), ctx, resume, stop_after)
+    seed = Path(seed_from) if seed_from is not None else None
+    share = seed is not None and {method, check_run_dir(seed)["method"]} <= set(PER_TASK)
+    return run_learner(make_learner(method, ctx), ctx, resume, stop_after, seed, share)
 
 
 def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[dict, StreamContext]:

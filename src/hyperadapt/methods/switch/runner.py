@@ -53,8 +53,9 @@ def check_run_dir(run_dir: str | Path) -> dict:
     return run
 
 
-def start_run(ctx: StreamContext, method: str, resume: bool) -> dict:
-    """The saved state to continue from (``resume``), or a fresh run directory."""
+def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | None = None,
+              share_adapters: bool = False) -> dict:
+    """The saved state to continue from (``resume``), or a fresh run directory (seeded from ``seed_from``)."""
     run_dir = ctx.run_dir
     if (run_dir / "run.json").exists():
         run = check_run_dir(run_dir)
@@ -67,7 +68,29 @@ def start_run(ctx: StreamContext, method: str, resume: bool) -> dict:
         raise ValueError(f"{run_dir} exists and is not a continual run directory: choose an empty or new one")
     run = {"kind": RUN_KIND, "method": method, "config": to_dict(ctx.cfg), "tasks": ctx.names, "added": []}
     save_json(run, run_dir / "run.json")
+    if seed_from is not None:
+        seed_run(Path(seed_from), run_dir, to_dict(ctx.cfg), share_adapters)
     return {"completed": 0, "zero_shot": None, "rows": []}
+
+
+SAME_ANSWERS = ("model", "stream", "n_tasks", "setting", "eval", "seed")  # what the base model's answers depend on
+
+
+def seed_run(source: Path, run_dir: Path, config: dict, share_adapters: bool) -> None:
+    """Start ``run_dir`` with the base model's cached answers of the run ``source`` (and, with
+    ``share_adapters``, its per-task adapters and their answers: for per-task learners with the same config,
+    which would train the very same adapters)."""
+    theirs = check_run_dir(source)["config"]
+    differ = [k for k in SAME_ANSWERS if theirs.get(k) != config.get(k)]
+    if differ:
+        raise ValueError(f"cannot seed from {source}: its config differs in {', '.join(differ)}")
+    share_adapters = share_adapters and theirs == config
+    cache = source / "answers.json"
+    answers = load_json(cache, "answer cache") if cache.exists() else {}
+    kept = {k: v for k, v in answers.items() if share_adapters or k.endswith("\tbase")}
+    save_json(kept, run_dir / "answers.json")
+    if share_adapters and (source / "adapters").is_dir():
+        shutil.copytree(source / "adapters", run_dir / "adapters")
 
 
 def save_state(ctx: StreamContext, state: dict, cache: AnswerCache) -> None:
@@ -75,9 +98,13 @@ def save_state(ctx: StreamContext, state: dict, cache: AnswerCache) -> None:
     save_json(state, ctx.run_dir / STATE)
 
 
-def run_learner(learner: StreamLearner, ctx: StreamContext, resume: bool = True, stop_after: int | None = None) -> dict:
-    """Run the stream (or continue it); returns the results, or the state when stopped after ``stop_after`` tasks."""
-    state = start_run(ctx, learner.name, resume)
+def run_learner(
+    learner: StreamLearner, ctx: StreamContext, resume: bool = True, stop_after: int | None = None,
+    seed_from: Path | None = None, share_adapters: bool = False,
+) -> dict:
+    """Run the stream (or continue it); returns the results, or the state when stopped after ``stop_after`` tasks.
+    A fresh run may start from another run's cached answers (``seed_from``, see ``seed_run``)."""
+    state = start_run(ctx, learner.name, resume, seed_from, share_adapters)
     cache = AnswerCache(ctx.run_dir / "answers.json")
     queries = test_queries(ctx)
     ensure_zero_shot(ctx, state, queries, cache)

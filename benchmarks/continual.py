@@ -1,0 +1,124 @@
+"""SwitchCIT against its continual baselines on one stream, same base model and per-task budget, in one JSON.
+
+    python -m benchmarks.continual --config configs/switch_synthetic.yaml --out results/continual/synthetic
+    python -m benchmarks.continual --config configs/switch_sni.yaml --methods switchcit sequential \
+        --set train.steps=20 --out results/continual/sni-order1
+
+Each method runs into ``OUT/<method>/`` with ``hyperadapt.methods.switch.run_stream`` (resumable: rerun the
+same command after an interruption). Its ``seed_from`` keeps the cost down without changing any number: the
+base model's (zero-shot) answers are computed once and shared, and the oracle reuses SwitchCIT's adapters
+(the same config would train the very same ones) and their cached answers, so it differs only in routing.
+``OUT/summary.json`` holds every method's continual metrics, switch statistics, storage and wall time;
+``OUT/summary.md`` the table and ``OUT/ap_curves.png`` AP after each task, one line per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hyperadapt.config import load_config
+from hyperadapt.io import atomic_write_text, save_json
+from hyperadapt.methods.switch import METHODS, SwitchConfig, run_stream
+from hyperadapt.models import load_base_model
+
+ORDER = ["switchcit", "oracle", "sequential", "replay", "olora", "multitask"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/switch_synthetic.yaml", help="stream config (configs/switch_*.yaml)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, for every method")
+    p.add_argument("--methods", nargs="+", default=ORDER, choices=METHODS)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--out", default="results/continual/synthetic", help="folder for the runs and the summary")
+    return p.parse_args(argv)
+
+
+def summary_row(result: dict, seconds: float) -> dict:
+    """What the summary keeps of one method's ``results.json``."""
+    rows = result["rows"]
+    routing = [r["routing"] for r in rows if r.get("routing")]
+    per_task = result.get("storage", {}).get("per_task_bytes", {})
+    return {
+        **result["metrics"],
+        "ap_curve": result["ap_curve"],
+        "final_row": dict(zip(result["tasks"], result["matrix"][-1], strict=True)),
+        "switch_accuracy_final": routing[-1]["switch_accuracy"] if routing else None,
+        "switch_accuracy_mean_final": routing[-1]["switch_accuracy_mean"] if routing else None,
+        "reject_rate_seen_final": routing[-1]["reject_rate_seen"] if routing else None,
+        "reject_rate_unseen": result.get("switch", {}).get("unseen_reject_rate"),
+        "routing_ms_per_example": result.get("switch", {}).get("routing_ms_per_example"),
+        "storage_bytes_per_task": sum(per_task.values()) / max(1, len(per_task)) if per_task else None,
+        "router_bytes": result.get("storage", {}).get("router_bytes"),
+        "train_seconds": result["seconds"]["train"], "eval_seconds": result["seconds"]["eval"],
+        "wall_seconds": round(seconds, 1),
+    }
+
+
+def _fmt(value, pct: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f} %" if pct else f"{value:.1f}"
+
+
+def summary_table(summary: dict) -> str:
+    lines = [f"Stream `{summary['stream']}` ({summary['metric']}), {len(summary['tasks'])} tasks; "
+             f"{summary['budget']}", "",
+             "| method | AP | BWT | Forgetting | FWT | switch acc. (final) | reject seen | reject unseen "
+             "| routing ms/ex | KiB/task | train s | eval s |",
+             "|---" * 13 + "|"]
+    for name, m in summary["methods"].items():
+        kib = None if m["storage_bytes_per_task"] is None else m["storage_bytes_per_task"] / 1024
+        lines.append(
+            f"| {name} | {_fmt(m['AP'])} | {_fmt(m['BWT'])} | {_fmt(m['Forgetting'])} | {_fmt(m['FWT'])} | "
+            f"{_fmt(m['switch_accuracy_mean_final'])} | {_fmt(m['reject_rate_seen_final'], True)} | "
+            f"{_fmt(m['reject_rate_unseen'], True)} | {_fmt(m['routing_ms_per_example'])} | {_fmt(kib)} | "
+            f"{_fmt(m['train_seconds'])} | {_fmt(m['eval_seconds'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(SwitchConfig, args.config, args.set)
+    out = Path(args.out)
+    model_and_tokenizer = load_base_model(cfg.model)
+    summary: dict = {"config": args.config, "overrides": args.set, "stream": cfg.stream, "metric": cfg.eval.metric,
+                     "budget": f"{cfg.train.steps} steps × batch {cfg.train.batch_size} per task, "
+                               f"LoRA rank {cfg.lora.rank} on {', '.join(cfg.lora.targets)}, "
+                               f"first {cfg.eval.limit} test instances per task",
+                     "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
+                                 "threads": torch.get_num_threads(), "platform": platform.platform()},
+                     "methods": {}}
+    first: Path | None = None
+    for method in [m for m in ORDER if m in args.methods]:
+        run_dir = out / method
+        seed = out / "switchcit" if method == "oracle" and "switchcit" in summary["methods"] else first
+        t0 = time.perf_counter()
+        result = run_stream(cfg, run_dir, method=method, model_and_tokenizer=model_and_tokenizer, seed_from=seed)
+        summary["tasks"] = result["tasks"]
+        summary["methods"][method] = summary_row(result, time.perf_counter() - t0)
+        first = first or run_dir
+        print(f"{method}: AP {_fmt(result['metrics']['AP'])}, forgetting {_fmt(result['metrics']['Forgetting'])}",
+              flush=True)
+    save_json(summary, out / "summary.json")
+    atomic_write_text(out / "summary.md", summary_table(summary))
+    try:
+        from hyperadapt.report.plots import plot_ap_curve
+
+        plot_ap_curve({n: m["ap_curve"] for n, m in summary["methods"].items()}, out / "ap_curves.png")
+    except ImportError:
+        pass
+    print(summary_table(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
