@@ -192,8 +192,9 @@ def continual(
         _fail(err)
     run_dir = out or Path("runs") / "continual" / method
     result = run_stream(cfg, run_dir, resume=resume, method=method)
-    console.print(f"{method}: AP {_fmt(result.get('AP'))}, BWT {_fmt(result.get('BWT'))}, "
-                  f"forgetting {_fmt(result.get('Forgetting'))} -> {run_dir}")
+    metrics = result["metrics"]
+    console.print(f"{method}: AP {_fmt(metrics['AP'])}, BWT {_fmt(metrics['BWT'])}, "
+                  f"forgetting {_fmt(metrics['Forgetting'])} -> {run_dir}")
 
 
 def _fmt(value) -> str:
