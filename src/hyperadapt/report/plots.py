@@ -98,6 +98,7 @@ def plot_ap_curve(curves: Mapping[str, Sequence[float]], path: str | Path, ylabe
     for name, curve in curves.items():
         xs = list(range(longest - len(curve) + 1, longest + 1))
         ax.plot(xs, list(curve), marker="o", label=name)
+    ax.set_xticks(range(1, longest + 1))
     ax.set_xlabel("tasks trained")
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
