@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from hyperadapt.core.lora import LoraConditioning
 
@@ -47,6 +48,9 @@ class TagiHypernetwork(nn.Module):
     modules and conditioned on learned layer and module-type embeddings; per module type, head A emits
     ``[r, in]`` and head B ``[out, r]``. B's head starts at zero, so every generated ΔW starts at 0; A's
     head starts small around a LoRA-like (Kaiming-uniform) bias so that B gets useful gradients at once.
+    The heads' weights are read out with a multiplier 1/hidden (initialised ×hidden to match): a plain
+    readout sums ``hidden`` Adam updates into every generated entry, which then moves some hundred times
+    faster than a LoRA factor's entry at the same learning rate and wrecks the model in the first steps.
     """
 
     def __init__(
@@ -97,7 +101,7 @@ class TagiHypernetwork(nn.Module):
         nn.init.normal_(self.kind_emb.weight, std=0.02)
         for kind, (fan_in, _) in self.kind_shape.items():
             head_a, head_b = self.head_a[kind], self.head_b[kind]
-            nn.init.normal_(head_a.weight, std=1.0 / math.sqrt(fan_in * self.hidden))
+            nn.init.normal_(head_a.weight, std=math.sqrt(self.hidden / fan_in))  # read out ×1/hidden
             bias = torch.empty(self.rank, fan_in)  # [r, in]
             nn.init.kaiming_uniform_(bias, a=math.sqrt(5))
             head_a.bias.copy_(bias.reshape(-1))
@@ -125,11 +129,15 @@ class TagiHypernetwork(nn.Module):
             idx = (self.slot_kind == self.kinds.index(kind)).nonzero().squeeze(1)  # [L_k]
             zk = z[:, idx]  # [N, L_k, H]
             fan_in, fan_out = self.kind_shape[kind]
-            a = self.head_a[kind](zk).view(n, len(idx), self.rank, fan_in)  # [N, L_k, r, in]
-            b = self.head_b[kind](zk).view(n, len(idx), fan_out, self.rank)  # [N, L_k, out, r]
+            a = self._readout(self.head_a[kind], zk).view(n, len(idx), self.rank, fan_in)  # [N, L_k, r, in]
+            b = self._readout(self.head_b[kind], zk).view(n, len(idx), fan_out, self.rank)  # [N, L_k, out, r]
             for j, slot in enumerate(idx.tolist()):
                 out[self.module_names[slot]] = (a[:, j], b[:, j])  # [N, r, in], [N, out, r]
         return out
+
+    def _readout(self, head: nn.Linear, z: Tensor) -> Tensor:
+        """``head(z)`` with the weight part scaled by 1/hidden (a LoRA-like step size per generated entry)."""
+        return F.linear(z, head.weight) / self.hidden + head.bias
 
     def forward(self, vectors: Tensor, index: Tensor | None = None) -> LoraConditioning:
         """The conditioning for a batch: example b uses the adapter of ``vectors[index[b]]``.
