@@ -95,11 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                      "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
                                  "threads": torch.get_num_threads(), "platform": platform.platform()},
                      "methods": {}}
-    first: Path | None = None
+    first: Path | None = None  # the first run (SwitchCIT's, when it runs): every later run is seeded from it
     for method in [m for m in ORDER if m in args.methods]:
         run_dir = out / method
-        seed = out / "switchcit" if method == "oracle" and "switchcit" in summary["methods"] else first
-        result = run_stream(cfg, run_dir, method=method, model_and_tokenizer=model_and_tokenizer, seed_from=seed)
+        result = run_stream(cfg, run_dir, method=method, model_and_tokenizer=model_and_tokenizer, seed_from=first)
         summary["tasks"] = result["tasks"]
         summary["zero_shot_mean"] = sum(result["zero_shot"]) / len(result["zero_shot"])
         summary["methods"][method] = summary_row(result)

@@ -91,3 +91,10 @@ def test_seeding_shares_only_base_answers_across_learner_kinds_and_refuses_anoth
     with pytest.raises(ValueError, match="differs in setting"):
         run_stream(other, tmp_path / "other", method="oracle", model_and_tokenizer=model,
                    seed_from=tmp_path / "switchcit")
+
+
+def test_seeding_from_a_folder_that_is_not_a_continual_run_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a continual run directory"):
+        run_stream(tiny_config(), tmp_path / "run", method="oracle", model_and_tokenizer=tiny_model(),
+                   seed_from=tmp_path / "empty")

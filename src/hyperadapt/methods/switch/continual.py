@@ -183,8 +183,7 @@ def run_stream(
         raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
     ctx = make_context(cfg, run_dir, model_and_tokenizer)
     seed = Path(seed_from) if seed_from is not None else None
-    share = seed is not None and {method, check_run_dir(seed)["method"]} <= set(PER_TASK)
-    return run_learner(make_learner(method, ctx), ctx, resume, stop_after, seed, share)
+    return run_learner(make_learner(method, ctx), ctx, resume, stop_after, seed, PER_TASK)
 
 
 def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[dict, StreamContext]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
@@ -54,7 +55,7 @@ def check_run_dir(run_dir: str | Path) -> dict:
 
 
 def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | None = None,
-              share_adapters: bool = False) -> dict:
+              shareable: Collection[str] = ()) -> dict:
     """The saved state to continue from (``resume``), or a fresh run directory (seeded from ``seed_from``)."""
     run_dir = ctx.run_dir
     if (run_dir / "run.json").exists():
@@ -69,22 +70,22 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
     run = {"kind": RUN_KIND, "method": method, "config": to_dict(ctx.cfg), "tasks": ctx.names, "added": []}
     save_json(run, run_dir / "run.json")
     if seed_from is not None:
-        seed_run(Path(seed_from), run_dir, to_dict(ctx.cfg), share_adapters)
+        seed_run(Path(seed_from), run_dir, run, shareable)
     return {"completed": 0, "zero_shot": None, "rows": []}
 
 
 SAME_ANSWERS = ("model", "stream", "n_tasks", "setting", "eval", "seed")  # what the base model's answers depend on
 
 
-def seed_run(source: Path, run_dir: Path, config: dict, share_adapters: bool) -> None:
-    """Start ``run_dir`` with the base model's cached answers of the run ``source`` (and, with
-    ``share_adapters``, its per-task adapters and their answers: for per-task learners with the same config,
-    which would train the very same adapters)."""
-    theirs = check_run_dir(source)["config"]
-    differ = [k for k in SAME_ANSWERS if theirs.get(k) != config.get(k)]
+def seed_run(source: Path, run_dir: Path, run: dict, shareable: Collection[str]) -> None:
+    """Start ``run_dir`` (whose ``run.json`` is ``run``) with the base model's cached answers of the run
+    ``source``; when both methods are in ``shareable`` (learners that train one fresh LoRA per task) and the
+    configs are equal, also with its adapters and their answers, which this run would train the same."""
+    theirs = check_run_dir(source)
+    differ = [k for k in SAME_ANSWERS if theirs["config"].get(k) != run["config"].get(k)]
     if differ:
         raise ValueError(f"cannot seed from {source}: its config differs in {', '.join(differ)}")
-    share_adapters = share_adapters and theirs == config
+    share_adapters = {run["method"], theirs["method"]} <= set(shareable) and theirs["config"] == run["config"]
     cache = source / "answers.json"
     answers = load_json(cache, "answer cache") if cache.exists() else {}
     kept = {k: v for k, v in answers.items() if share_adapters or k.endswith("\tbase")}
@@ -100,11 +101,11 @@ def save_state(ctx: StreamContext, state: dict, cache: AnswerCache) -> None:
 
 def run_learner(
     learner: StreamLearner, ctx: StreamContext, resume: bool = True, stop_after: int | None = None,
-    seed_from: Path | None = None, share_adapters: bool = False,
+    seed_from: Path | None = None, shareable: Collection[str] = (),
 ) -> dict:
     """Run the stream (or continue it); returns the results, or the state when stopped after ``stop_after`` tasks.
     A fresh run may start from another run's cached answers (``seed_from``, see ``seed_run``)."""
-    state = start_run(ctx, learner.name, resume, seed_from, share_adapters)
+    state = start_run(ctx, learner.name, resume, seed_from, shareable)
     cache = AnswerCache(ctx.run_dir / "answers.json")
     queries = test_queries(ctx)
     ensure_zero_shot(ctx, state, queries, cache)
