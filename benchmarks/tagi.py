@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import random
 import string
@@ -30,10 +29,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.common import save, score
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
-from hyperadapt.evaluation.harness import EvalConfig, answer, evaluate, make_queries
+from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries
 from hyperadapt.methods.baselines.hypter import hypter_config, train_hypter
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
@@ -90,17 +90,6 @@ def random_strings(tasks: list[Task], seed: int) -> list[Task]:
     for t in tasks:
         words = [("".join(rng.choices(string.ascii_lowercase, k=len(w)))) for w in t.instruction.split()]
         out.append(replace(t, instruction=" ".join(words), positive_examples=[], paraphrases=[]))
-    return out
-
-
-def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig, cfg: TagiConfig) -> dict:
-    out = {}
-    for split, tasks in splits.items():
-        res = evaluate(method, tasks, ecfg, model=cfg.model, data=cfg.data, split=split)
-        out[split] = {"mean": res["mean"], "tasks": {k: {m: v[m] for m in ("rougeL", "em", "n")}
-                                                     for k, v in res["tasks"].items()}}
-        print(f"  {method.name:<18} {split:<10} rougeL={res['mean']['rougeL']:.2f} em={res['mean']['em']:.2f}",
-              flush=True)
     return out
 
 
@@ -165,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         trained[name] = train_method(name, cfg, runs)
         result["train_s"][name] = time.perf_counter() - t0
-        result["results"][name] = score(trained[name], splits, ecfg, cfg)
+        result["results"][name] = score(trained[name], splits, ecfg, cfg.model, cfg.data)
         save(result, args.out)
     if "tagi" in trained:
         result["hypernet_parameters"] = trained["tagi"].hypernet.parameter_count()
@@ -176,7 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
                 seed = cfg.train.seed
                 variants = {"shuffled": {s: shuffled(t, seed) for s, t in splits.items()},
                             "random": {s: random_strings(t, seed) for s, t in splits.items()}}
-                result["sensitivity"][name] = {k: score(trained[name], v, ecfg, cfg) for k, v in variants.items()}
+                result["sensitivity"][name] = {k: score(trained[name], v, ecfg, cfg.model, cfg.data)
+                                               for k, v in variants.items()}
                 save(result, args.out)
     pair = {k: trained[k] for k in ("tagi-no-fusion", "multitask-lora") if k in trained}
     if args.efficiency_instances and len(pair) == 2:
@@ -185,12 +175,6 @@ def main(argv: list[str] | None = None) -> dict:
     result["total_s"] = time.perf_counter() - started
     save(result, args.out)
     return result
-
-
-def save(result: dict, out: str) -> None:
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

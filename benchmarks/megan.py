@@ -1,0 +1,137 @@
+"""MeGan against its baselines on seen conditions, unseen tasks, unseen paraphrases and an unseen condition
+type, plus what β costs and looks like, in one JSON.
+
+    python -m benchmarks.megan --steps 120 --out results/megan/synthetic.json --plots docs/results/megan
+    python -m benchmarks.megan --quick                                    # a smoke-sized budget
+
+Methods, all on the same base model and data with the same budget (``--steps`` optimizer steps of batch 8;
+Reptile gets as many outer steps as give it the same number of training examples, ``steps·8 /
+(inner_steps·support_size)``), each from its config file in ``configs/`` (``--set`` overrides the two
+MeGan configs):
+
+- ``zero-shot``: the base model with the condition in the prompt;
+- ``multitask-lora``: LoRA on all linear layers, condition in the prompt (``configs/multitask_lora.yaml``);
+- ``metaicl``: MetaICL-style meta-training, evaluated with the task's two demonstrations in context;
+- ``reptile``: a Reptile-meta-learned LoRA initialisation, adapted per test task on its two demonstrations;
+- ``megan``: the condition reaches the model only through β (``configs/megan.yaml``, setting none);
+- ``megan-def``: MeGan with the condition also in the prompt, as in the paper (``configs/megan_def.yaml``);
+- ``tagi`` (with ``--tagi-run RUN``): a trained TAGI run, the other hypernetwork.
+
+Splits of the synthetic suite: ``seen`` (trained conditions, new inputs), ``unseen_paraphrase`` (held-out
+wording of a seen task), ``unseen`` (new tasks), ``unseen_type`` (the persona condition type, never trained).
+``--plots DIR`` writes MeGan's β distribution per layer (``megan_beta.png``) and its cost over the base model,
+per token vs per channel (``megan_cost.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import save, score
+from hyperadapt.config import load_config, to_dict
+from hyperadapt.data import load_tasks
+from hyperadapt.evaluation.harness import EvalConfig
+from hyperadapt.methods.baselines.meta import MetaICLConfig, ReptileConfig, train_metaicl, train_reptile
+from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
+from hyperadapt.methods.baselines.zero_shot import zero_shot
+from hyperadapt.methods.megan import MeganConfig, train_megan
+from hyperadapt.methods.megan.analysis import beta_plot_and_cost
+from hyperadapt.models import load_base_model
+
+CONFIGS = {
+    "multitask-lora": (MultiTaskLoraConfig, "configs/multitask_lora.yaml", train_multitask_lora),
+    "metaicl": (MetaICLConfig, "configs/megan_metaicl.yaml", train_metaicl),
+    "reptile": (ReptileConfig, "configs/megan_reptile.yaml", train_reptile),
+    "megan": (MeganConfig, "configs/megan.yaml", train_megan),
+    "megan-def": (MeganConfig, "configs/megan_def.yaml", train_megan),
+}
+METHODS = ["zero-shot", *CONFIGS]
+SPLITS = ["seen", "unseen_paraphrase", "unseen", "unseen_type"]
+WIDE = ("seen", "unseen_paraphrase")  # 34 tasks each: evaluated on --seen-limit instances per task
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=300, help="training steps (batch 8) of every trained method")
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of both MeGan configs")
+    p.add_argument("--data", default="synthetic", help="training and evaluation data (synthetic, sni:PATH)")
+    p.add_argument("--splits", nargs="+", default=SPLITS)
+    p.add_argument("--limit", type=int, default=20, help="instances per task to evaluate (0: all)")
+    p.add_argument("--seen-limit", type=int, default=5, help="instances per task on seen / unseen_paraphrase")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--tagi-run", default=None, help="also evaluate this trained TAGI run")
+    p.add_argument("--plots", default=None, help="write MeGan's β plot and cost report into this folder")
+    p.add_argument("--runs", default="runs/bench_megan", help="where the trained runs go (resumable)")
+    p.add_argument("--out", default="results/megan.json")
+    p.add_argument("--quick", action="store_true", help="4 steps, 2 instances per task: a smoke run")
+    return p.parse_args(argv)
+
+
+def method_config(name: str, args: argparse.Namespace):
+    """The config of ``name``: its file, the shared data and budget, and (for MeGan) ``--set``."""
+    cls, path, _ = CONFIGS[name]
+    steps = 4 if args.quick else args.steps
+    if name == "reptile":
+        base = load_config(cls, path, [f"data={args.data}"])
+        per_step = base.inner_steps * base.support_size
+        steps = max(1, round(steps * 8 / per_step))
+    overrides = [f"data={args.data}", f"train.steps={steps}"]
+    if args.quick:
+        overrides.append("train.save_every=0")
+    if name.startswith("megan"):
+        overrides += args.set
+    return load_config(cls, path, overrides)
+
+
+def train_method(name: str, args: argparse.Namespace, runs: Path):
+    if name == "zero-shot":
+        return zero_shot("default", "def", model_and_tokenizer=load_base_model("default")), None
+    if name == "tagi":
+        from hyperadapt.methods.tagi import load_tagi
+
+        return load_tagi(args.tagi_run), None
+    cfg = method_config(name, args)
+    _, _, train = CONFIGS[name]
+    return train(cfg, runs / name, model_and_tokenizer=load_base_model(cfg.model)), to_dict(cfg)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    limit = 2 if args.quick else (args.limit or None)
+    seen_limit = 2 if args.quick else (args.seen_limit or None)
+    ecfg = {s: EvalConfig(limit=seen_limit if s in WIDE else limit, batch_size=args.batch_size,
+                          max_new_tokens=args.max_new_tokens) for s in args.splits}
+    splits = {s: load_tasks(args.data, s) for s in args.splits}
+    runs, started = Path(args.runs), time.perf_counter()
+    result: dict = {"command": " ".join(["python -m benchmarks.megan", *(argv if argv is not None else sys.argv[1:])]),
+                    "eval": {s: to_dict(c) for s, c in ecfg.items()}, "host": platform.node(),
+                    "threads": torch.get_num_threads(), "configs": {}, "results": {}, "train_s": {}, "info": {}}
+    names = [m for m in METHODS if m in args.methods] + (["tagi"] if args.tagi_run else [])
+    for name in names:
+        t0 = time.perf_counter()
+        method, cfg = train_method(name, args, runs)
+        method.name = name  # megan and megan-def are both MeganMethods
+        result["train_s"][name] = time.perf_counter() - t0
+        result["configs"][name] = cfg
+        if name.startswith("megan"):
+            result["info"][name] = {"hypernetwork_parameters": method.hypernet.num_parameters()}
+            if args.plots and name == next(m for m in names if m.startswith("megan")):
+                result["info"][name]["cost"] = beta_plot_and_cost(method, args.plots)
+        result["results"][name] = score(method, splits, ecfg, "default", args.data)
+        save(result, args.out)
+        del method
+    result["total_s"] = time.perf_counter() - started
+    save(result, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
