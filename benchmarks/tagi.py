@@ -8,10 +8,11 @@
 
 Methods (same base model, data and step budget): zero-shot; multi-task LoRA with the instruction in the
 prompt (on TAGI's targets and rank); a Hypter-style hypernetwork (CE only); TAGI; TAGI without pretraining,
-without KL, without alignment, without fusion (the ablations reuse TAGI's teachers). Instruction
-sensitivity: TAGI (and TAGI without fusion) with each task's instruction replaced by another task's, or by
-a random string. Efficiency: wall time and FLOPs (torch's FlopCounterMode, adapter generation included)
-to answer 100 instances of one task, TAGI without fusion vs the instruction-in-prompt LoRA.
+without KL, without alignment, without fusion (the ablations reuse TAGI's teachers and its stage-1
+hypernetwork, which those settings do not change). Instruction sensitivity: TAGI (and TAGI without fusion)
+with each task's instruction replaced by another task's, or by a random string. Efficiency: wall time and
+FLOPs (torch's FlopCounterMode, adapter generation included) to answer 100 instances of one task, TAGI
+without fusion vs the instruction-in-prompt LoRA.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import copy
 import platform
 import random
+import shutil
 import string
 import sys
 import time
@@ -38,6 +40,7 @@ from hyperadapt.methods.baselines.hypter import hypter_config, train_hypter
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
 from hyperadapt.methods.tagi import TagiConfig, train_tagi
+from hyperadapt.methods.tagi.method import HYPERNET_DIR
 from hyperadapt.models import load_base_model
 
 ABLATIONS = {
@@ -107,6 +110,9 @@ def train_method(name: str, cfg: TagiConfig, runs: Path):
         return train_tagi(cfg, runs / name, model_and_tokenizer=fresh(cfg))
     teachers = cfg.teachers.path or str(runs / "tagi" / "teachers")
     variant = from_dict(TagiConfig, apply_overrides(to_dict(cfg), [*ABLATIONS[name], f"teachers.path={teachers}"]))
+    stage1, own = runs / "tagi" / "pretrain" / HYPERNET_DIR, runs / name / "pretrain" / HYPERNET_DIR
+    if variant.pretrain.enabled and stage1.exists() and not own.exists():
+        shutil.copytree(stage1, own)  # stage 1 does not depend on KL, alignment or fusion: reuse TAGI's
     return train_tagi(variant, runs / name, model_and_tokenizer=fresh(cfg))
 
 
