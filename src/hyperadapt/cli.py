@@ -241,7 +241,7 @@ def generate(
         console.print(f"[bold]{text}[/]{f' [{route}]' if route else ''} -> {answer}")
 
 
-BENCHMARKS = ("core", "tagi")
+BENCHMARKS = ("core", "tagi", "megan", "continual")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
