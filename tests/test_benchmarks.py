@@ -1,0 +1,39 @@
+"""The benchmarks' own logic: equal budgets across methods and the instruction-sensitivity variants."""
+
+from __future__ import annotations
+
+from benchmarks import megan, tagi
+
+from hyperadapt.data import load_tasks
+
+
+def test_megan_benchmark_gives_every_method_the_same_number_of_training_examples():
+    args = megan.parse_args(["--steps", "120", "--set", "train.lr=0.001"])
+    cfgs = {name: megan.method_config(name, args) for name in megan.CONFIGS}
+    for name in ("multitask-lora", "metaicl", "megan", "megan-def"):
+        assert cfgs[name].train.steps == 120 and cfgs[name].train.batch_size == 8
+    reptile = cfgs["reptile"]
+    assert reptile.train.steps * reptile.inner_steps * reptile.support_size == 120 * 8
+    # --set reaches the two MeGan configs only
+    assert cfgs["megan"].train.lr == cfgs["megan-def"].train.lr == 0.001
+    assert cfgs["metaicl"].train.lr == cfgs["multitask-lora"].train.lr == 0.001  # their files' own lr
+    assert not cfgs["megan"].condition_in_prompt and cfgs["megan-def"].condition_in_prompt
+
+
+def test_megan_benchmark_quick_budget():
+    args = megan.parse_args(["--quick"])
+    cfg = megan.method_config("megan", args)
+    assert cfg.train.steps == 4 and cfg.train.save_every == 0
+
+
+def test_tagi_sensitivity_variants_change_every_instruction():
+    tasks = load_tasks("synthetic", "unseen")
+    shuffled = tagi.shuffled(tasks, seed=0)
+    assert sorted(t.instruction for t in shuffled) == sorted(t.instruction for t in tasks)
+    assert all(a.instruction != b.instruction for a, b in zip(tasks, shuffled, strict=True))
+    assert [t.name for t in shuffled] == [t.name for t in tasks]  # same tasks, same instances
+    noise = tagi.random_strings(tasks, seed=0)
+    for a, b in zip(tasks, noise, strict=True):
+        assert a.instruction != b.instruction
+        assert [len(w) for w in a.instruction.split()] == [len(w) for w in b.instruction.split()]
+        assert b.positive_examples == [] and b.paraphrases == []
