@@ -1,10 +1,12 @@
-"""Pieces the quality benchmarks share: scoring a method on several splits, writing the result JSON."""
+"""Pieces the quality benchmarks share: scoring a method on several splits, writing the result JSON + table."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import EvalConfig, evaluate
-from hyperadapt.io import save_json
+from hyperadapt.io import atomic_write_text, save_json
 
 
 def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig | dict[str, EvalConfig], model: str,
@@ -21,5 +23,23 @@ def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig | dict[str, Ev
     return out
 
 
+def markdown(result: dict) -> str:
+    """The means of ``result["results"]`` (and of its ``sensitivity`` variants) as a Markdown table."""
+    rows = {name: res for name, res in result.get("results", {}).items()}
+    for name, variants in result.get("sensitivity", {}).items():
+        rows.update({f"{name} ({kind} instruction)": res for kind, res in variants.items()})
+    splits = list(dict.fromkeys(s for res in rows.values() for s in res))
+    lines = [f"`{result.get('command', '')}`", "",
+             "| method | " + " | ".join(f"{s} ROUGE-L / EM" for s in splits) + " | train s |",
+             "|---|" + "---|" * (len(splits) + 1)]
+    for name, res in rows.items():
+        cells = [f"{res[s]['mean']['rougeL']:.2f} / {res[s]['mean']['em']:.2f}" if s in res else "" for s in splits]
+        train = result.get("train_s", {}).get(name)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'' if train is None else f'{train:.0f}'} |")
+    return "\n".join(lines) + "\n"
+
+
 def save(result: dict, out: str) -> None:
+    """``out`` (JSON) and, beside it, ``out`` with suffix ``.md`` (the means table)."""
     save_json(result, out)
+    atomic_write_text(Path(out).with_suffix(".md"), markdown(result))

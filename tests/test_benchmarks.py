@@ -37,3 +37,16 @@ def test_tagi_sensitivity_variants_change_every_instruction():
         assert a.instruction != b.instruction
         assert [len(w) for w in a.instruction.split()] == [len(w) for w in b.instruction.split()]
         assert b.positive_examples == [] and b.paraphrases == []
+
+
+def test_result_table_lists_methods_and_sensitivity_variants(tmp_path):
+    from benchmarks.common import save
+
+    mean = {"mean": {"rougeL": 41.234, "em": 10.0}}
+    result = {"command": "python -m benchmarks.tagi", "results": {"tagi": {"unseen": mean}},
+              "sensitivity": {"tagi": {"shuffled": {"unseen": {"mean": {"rougeL": 12.5, "em": 0.0}}}}},
+              "train_s": {"tagi": 61.7}}
+    save(result, str(tmp_path / "r.json"))
+    table = (tmp_path / "r.md").read_text()
+    assert "| tagi | 41.23 / 10.00 | 62 |" in table
+    assert "| tagi (shuffled instruction) | 12.50 / 0.00 |  |" in table
