@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ from hyperadapt.methods.megan import (
     MeganConfig,
     MeganMethod,
     beta_plot_and_cost,
+    beta_summary,
     collect_betas,
     embed_conditions,
     generate,
@@ -236,8 +238,18 @@ def test_beta_plot_and_collected_betas(tmp_path):
     path = plot_beta_distribution(betas, tmp_path / "beta.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
     cost = beta_plot_and_cost(method, tmp_path, n_inputs=1)
-    assert (tmp_path / "megan_beta.png").exists() and set(cost) == {"per_token", "per_channel"}
+    assert (tmp_path / "megan_beta.png").exists() and set(cost) == {"per_token", "per_channel", "beta"}
+    assert all(0 <= v["saturated"] <= 1 for v in cost["beta"].values())
     assert cost["per_token"]["hypernetwork_parameters"] == method.hypernet.num_parameters()
+
+
+def test_beta_summary_counts_saturated_gates():
+    betas = {"c": [np.array([1.0, 1.5, 0.5]), np.array([1.2, 1.495])]}
+    summary = beta_summary(betas, beta_scale=0.5)["c"]
+    assert summary["saturated"] == pytest.approx(3 / 5)  # 1.5, 0.5 and 1.495 (within 2 % of s)
+    assert summary["mean_abs_dev"] == pytest.approx((0 + 0.5 + 0.5 + 0.2 + 0.495) / 5)
+    untrained = collect_betas(method_for(std=0.0), CONDITIONS, PROMPTS)
+    assert all(v == {"mean_abs_dev": 0.0, "saturated": 0.0} for v in beta_summary(untrained, 0.5).values())
 
 
 def test_clear_errors():

@@ -4,7 +4,7 @@ Entry points: :func:`train_megan`, :func:`load_megan`, :func:`generate`; :class:
 evaluation harness runs; :func:`collect_betas` and :func:`cost_report` show what β does and what it costs.
 """
 
-from hyperadapt.methods.megan.analysis import beta_plot_and_cost, collect_betas, cost_report
+from hyperadapt.methods.megan.analysis import beta_plot_and_cost, beta_summary, collect_betas, cost_report
 from hyperadapt.methods.megan.config import MeganConfig
 from hyperadapt.methods.megan.hypernet import (
     BetaHypernetwork,
@@ -24,6 +24,7 @@ __all__ = [
     "MeganConfig",
     "MeganMethod",
     "beta_plot_and_cost",
+    "beta_summary",
     "collect_betas",
     "cost_report",
     "embed_conditions",

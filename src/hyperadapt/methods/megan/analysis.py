@@ -50,6 +50,21 @@ def _layer_betas(method: MeganMethod, condition: str, inputs: Sequence[str]) -> 
     return [per_layer[k].numpy() for k in sorted(per_layer)]
 
 
+def beta_summary(betas: dict[str, list[np.ndarray]], beta_scale: float, margin: float = 0.02) -> dict:
+    """Per condition: mean |β − 1| and the share of β within ``margin``·s of a bound (tanh saturated).
+
+    ``betas`` is :func:`collect_betas`'s output. A saturated β has (almost) no gradient left: many of them
+    mean the hypernetwork learned on/off gates rather than graded ones.
+    """
+    out = {}
+    for condition, layers in betas.items():
+        values = np.concatenate(layers) if layers else np.zeros(0)
+        dev = np.abs(values - 1.0)
+        out[condition] = {"mean_abs_dev": float(dev.mean()) if dev.size else 0.0,
+                          "saturated": float((dev >= (1 - margin) * beta_scale).mean()) if dev.size else 0.0}
+    return out
+
+
 def _subsample(values: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return values if values.size <= n else rng.choice(values, n, replace=False)
 
@@ -98,7 +113,8 @@ BETA_PLOT_TASKS = ("upper_case", "reverse_list", "antonym", "sentiment_movie")
 
 def beta_plot_and_cost(method: MeganMethod, out_dir: str | Path, n_inputs: int = 2) -> dict:
     """Write ``megan_beta.png`` (β per layer for four seen synthetic tasks and one held-out persona) and
-    ``megan_cost.json`` (parameters and forward latency of this method and of a per-channel twin, batch 8)."""
+    ``megan_cost.json`` (parameters and forward latency of this method and of a per-channel twin, batch 8,
+    and under ``"beta"`` the :func:`beta_summary` of the plotted conditions)."""
     from hyperadapt.data import load_tasks
     from hyperadapt.io import save_json
     from hyperadapt.methods.megan.hypernet import BetaHypernetwork
@@ -108,7 +124,8 @@ def beta_plot_and_cost(method: MeganMethod, out_dir: str | Path, n_inputs: int =
     seen = {t.name: t for t in load_tasks("synthetic", "seen")}
     picked = [seen[n] for n in BETA_PLOT_TASKS] + load_tasks("synthetic", "unseen_type")[:1]
     inputs = [i.input for t in picked for i in t.instances[:n_inputs]]
-    plot_beta_distribution(collect_betas(method, [t.instruction for t in picked], inputs), out_dir / "megan_beta.png")
+    betas = collect_betas(method, [t.instruction for t in picked], inputs)
+    plot_beta_distribution(betas, out_dir / "megan_beta.png")
     batch = list(seen.values())[:8]
     prompts = [render(method.tokenizer, user_message(t.instruction, t.instances[0].input, method.setting))
                for t in batch]
@@ -118,5 +135,6 @@ def beta_plot_and_cost(method: MeganMethod, out_dir: str | Path, n_inputs: int =
                        method.setting)
     report = {("per_token" if m.hypernet.spec.per_token else "per_channel"): cost_report(m, prompts, conditions)
               for m in (method, twin)}
+    report["beta"] = beta_summary(betas, method.hypernet.spec.beta_scale)
     save_json(report, out_dir / "megan_cost.json")
     return report
