@@ -61,7 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=300, help="training steps (batch 8) of every trained method")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of both MeGan configs")
-    p.add_argument("--data", default="synthetic", help="training and evaluation data (synthetic, sni:PATH)")
+    p.add_argument("--data", default="synthetic",
+                   help="training and evaluation data (synthetic, sni:PATH); the configs are the synthetic ones "
+                        "with `data` replaced: for SNI also pass --splits test and, for MeGan, --set "
+                        "condition_max_tokens=64 train.max_length=384 (as configs/megan_sni.yaml)")
     p.add_argument("--splits", nargs="+", default=SPLITS)
     p.add_argument("--limit", type=int, default=20, help="instances per task to evaluate (0: all)")
     p.add_argument("--seen-limit", type=int, default=5, help="instances per task on seen / unseen_paraphrase")
