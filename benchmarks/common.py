@@ -25,7 +25,7 @@ def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig | dict[str, Ev
 
 def markdown(result: dict) -> str:
     """The means of ``result["results"]`` (and of its ``sensitivity`` variants) as a Markdown table."""
-    rows = {name: res for name, res in result.get("results", {}).items()}
+    rows = dict(result.get("results", {}))
     for name, variants in result.get("sensitivity", {}).items():
         rows.update({f"{name} ({kind} instruction)": res for kind, res in variants.items()})
     splits = list(dict.fromkeys(s for res in rows.values() for s in res))

@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "eval": {s: to_dict(c) for s, c in ecfg.items()}, "host": platform.node(),
                     "threads": torch.get_num_threads(), "configs": {}, "results": {}, "train_s": {}, "info": {}}
     names = [m for m in METHODS if m in args.methods] + (["tagi"] if args.tagi_run else [])
+    plotted = next((m for m in names if m.startswith("megan")), None) if args.plots else None
     for name in names:
         t0 = time.perf_counter()
         method, cfg = train_method(name, args, runs)
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["configs"][name] = cfg
         if name.startswith("megan"):
             result["info"][name] = {"hypernetwork_parameters": method.hypernet.num_parameters()}
-            if args.plots and name == next(m for m in names if m.startswith("megan")):
+            if name == plotted:
                 result["info"][name]["cost"] = beta_plot_and_cost(method, args.plots)
         result["results"][name] = score(method, splits, ecfg, "default", args.data)
         save(result, args.out)
