@@ -10,12 +10,17 @@ from hyperadapt.io import atomic_write_text, save_json
 
 
 def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig | dict[str, EvalConfig], model: str,
-          data: str) -> dict:
-    """Mean and per-task ROUGE-L / EM of ``method`` on every split (``ecfg`` may differ per split)."""
+          data: str, answers_dir: str | Path | None = None) -> dict:
+    """Mean and per-task ROUGE-L / EM of ``method`` on every split (``ecfg`` may differ per split).
+
+    With ``answers_dir``, answers are logged there as they come (``<method>.<split>.answers.jsonl``) and
+    a rerun continues an interrupted evaluation.
+    """
     out = {}
     for split, tasks in splits.items():
         cfg = ecfg[split] if isinstance(ecfg, dict) else ecfg
-        res = evaluate(method, tasks, cfg, model=model, data=data, split=split)
+        answers = None if answers_dir is None else Path(answers_dir) / f"{method.name}.{split}.answers.jsonl"
+        res = evaluate(method, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
         out[split] = {"mean": res["mean"], "tasks": {k: {m: v[m] for m in ("rougeL", "em", "n")}
                                                      for k, v in res["tasks"].items()}}
         print(f"  {method.name:<18} {split:<18} rougeL={res['mean']['rougeL']:.2f} em={res['mean']['em']:.2f}",

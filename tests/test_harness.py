@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from hyperadapt.data import load_tasks
 from hyperadapt.evaluation.generate import generate_batch, option_logprobs
@@ -16,11 +17,15 @@ def test_batched_left_padded_generation_matches_one_by_one(tiny):
     assert together == alone
 
 
-def test_option_logprobs_rank_the_forced_answer(tiny):
+def test_option_logprobs_equal_the_sum_of_token_logprobs(tiny):
     model, tok = tiny
     scores = option_logprobs(model, tok, ["x", "y"], [["a", "b c"], ["d"]])
     assert [len(s) for s in scores] == [2, 1]
-    assert all(v < 0 for s in scores for v in s)
+    ids = tok("y", add_special_tokens=False).input_ids
+    target = tok("d", add_special_tokens=False).input_ids + [tok.convert_tokens_to_ids("<|im_end|>")]
+    logp = model(input_ids=torch.tensor([ids + target])).logits.log_softmax(-1)[0]
+    expected = sum(logp[len(ids) - 1 + i, t].item() for i, t in enumerate(target))
+    assert scores[1][0] == pytest.approx(expected, abs=1e-5)
 
 
 def test_evaluate_writes_the_documented_schema(tiny, jsonl_data, tmp_path):
@@ -37,7 +42,8 @@ def test_evaluate_writes_the_documented_schema(tiny, jsonl_data, tmp_path):
     assert saved["tasks"]["copy"]["n"] == 3
     assert "accuracy" in saved["tasks"]["yesno"] and "accuracy" not in saved["tasks"]["copy"]
     assert len(path.with_suffix(".predictions.jsonl").read_text().splitlines()) == 6
-    assert "| **mean** |" in path.with_suffix(".md").read_text()
+    table = path.with_suffix(".md").read_text()
+    assert "| **instance mean** (official) | | 6 |" in table and "| task mean |" in table
 
 
 def test_rank_mode_picks_an_option(tiny, jsonl_data):

@@ -96,8 +96,12 @@ PER_TASK = {
 }
 
 
-def test_aggregate_is_an_unweighted_mean_over_tasks() -> None:
-    assert aggregate(PER_TASK) == pytest.approx({"rougeL": 50.0, "em": 20.0, "n_tasks": 3, "n": 45})
+def test_aggregate_headline_is_the_instance_mean_with_the_task_mean_beside_it() -> None:
+    mean = aggregate(PER_TASK)
+    assert mean["rougeL"] == pytest.approx((80 * 10 + 40 * 30 + 30 * 5) / 45)  # 47.78, not 50
+    assert mean["em"] == pytest.approx((50 * 10 + 10 * 5) / 45)
+    assert mean["task_mean"] == pytest.approx({"rougeL": 50.0, "em": 20.0})
+    assert (mean["n_tasks"], mean["n"]) == (3, 45)
     with pytest.raises(ValueError):
         aggregate({})
 
@@ -105,8 +109,11 @@ def test_aggregate_is_an_unweighted_mean_over_tasks() -> None:
 def test_by_category() -> None:
     result = by_category(PER_TASK)
     assert list(result) == ["QA", "Summarization"]
-    assert result["QA"] == pytest.approx({"rougeL": 60.0, "em": 25.0, "n_tasks": 2})
-    assert result["Summarization"] == pytest.approx({"rougeL": 30.0, "em": 10.0, "n_tasks": 1})
+    assert result["QA"]["rougeL"] == pytest.approx((80 * 10 + 40 * 30) / 40)
+    assert result["QA"]["em"] == pytest.approx(50 * 10 / 40)
+    assert result["QA"]["task_mean"] == pytest.approx({"rougeL": 60.0, "em": 25.0})
+    assert (result["QA"]["n_tasks"], result["QA"]["n"]) == (2, 40)
+    assert result["Summarization"]["rougeL"] == pytest.approx(30.0)
     with pytest.raises(ValueError, match="'t9'"):
         by_category({"t9": {"rougeL": 1.0, "em": 0.0}})
 

@@ -1,6 +1,6 @@
 import pytest
 
-from hyperadapt.data.prompts import build_prompt, encode_pair, encode_tasks, user_message
+from hyperadapt.data.prompts import build_prompt, encode_example, encode_tasks, user_message
 from hyperadapt.data.schema import Example, Instance, Task, TaskDataError
 
 
@@ -23,12 +23,10 @@ def test_chat_template_and_masking(tiny):
     _, tok = tiny
     prompt = build_prompt(tok, _task(), _task().instances[0], "def")
     assert prompt.startswith("<|im_start|>user\n") and prompt.endswith("<|im_start|>assistant\n")
-    ids, labels = encode_pair(tok, prompt, "abc", max_length=512)
+    ids, labels = encode_example(tok, "abc", 512, instruction="Say it back.", input_text="abc", setting="def")
     answer = [t for t in labels if t != -100]
     assert tok.decode(answer) == "abc<|im_end|>"
-    assert len(ids) == len(labels)
-    short_ids, short_labels = encode_pair(tok, prompt, "abc", max_length=8)
-    assert len(short_ids) == 8 and [t for t in short_labels if t != -100] == answer
+    assert len(ids) == len(labels) and tok.decode(ids[: len(ids) - len(answer)]) == prompt
 
 
 def test_encode_tasks_uses_paraphrases(tiny):

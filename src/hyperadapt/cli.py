@@ -63,9 +63,18 @@ def eval_cmd(
     batch_size: Annotated[int, typer.Option(help="examples per generation batch")] = 32,
     max_new_tokens: Annotated[int, typer.Option(help="longest answer in tokens")] = 32,
     mode: Annotated[str, typer.Option(help="generate, or rank (classification over Task.options)")] = "generate",
+    max_prompt_tokens: Annotated[int | None, typer.Option(
+        help="prompt budget; longer prompts lose their input's tail, then examples, then the definition's tail "
+             "(default: the model's context minus --max-new-tokens)")] = None,
+    metric_lang: Annotated[str, typer.Option(
+        help="ROUGE tokenizer: en (official English), xlingual (official cross-lingual), or auto "
+             "(xlingual for tasks whose output language is not English)")] = "auto",
     out: Annotated[Path, typer.Option(help="results JSON file or folder")] = Path("results"),
 ) -> None:
     """Evaluate a method on a task set and write results JSON + a Markdown table.
+
+    Answers are appended to RESULTS.answers.jsonl as they come: an interrupted evaluation continues where it
+    stopped when the same command runs again. The headline is the official SNI instance mean.
 
     Example: hyperadapt eval --method zero-shot --data sni:../shared/data/sni --split test --setting def --limit 20
     """
@@ -76,7 +85,7 @@ def eval_cmd(
     try:
         check_method(method)
         cfg = EvalConfig(setting=setting, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                         mode=mode)
+                         mode=mode, max_prompt_tokens=max_prompt_tokens, metric_lang=metric_lang)
         tasks = load_tasks(data, split)
         if method in PROMPT_ONLY:
             runner = PROMPT_ONLY[method](model=model, setting=setting or "def")
@@ -86,11 +95,18 @@ def eval_cmd(
             runner = LOADABLE[method](run)
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
-    result = evaluate(runner, tasks, cfg, model=model, data=data, split=split)
-    path = write_results(result, out if out.suffix == ".json" else out / f"{method}.{split}.json")
+    target = out if out.suffix == ".json" else out / f"{method}.{split}.json"
+    answers = target.with_suffix(".answers.jsonl")
+    try:
+        result = evaluate(runner, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
+    except ValueError as err:
+        _fail(err)
+    path = write_results(result, target)
+    answers.unlink(missing_ok=True)  # the answers are in the results now; a later run starts afresh
     m = result["mean"]
-    console.print(f"{method} on {data} [{split}, {result['setting']}]: {len(tasks)} tasks, "
-                  f"ROUGE-L {m['rougeL']:.2f}, EM {m['em']:.2f} -> {path}")
+    console.print(f"{method} on {data} [{split}, {result['setting']}]: {len(tasks)} tasks, {m['n']} instances, "
+                  f"ROUGE-L {m['rougeL']:.2f}, EM {m['em']:.2f} (instance mean; task mean ROUGE-L "
+                  f"{m['task_mean']['rougeL']:.2f}) -> {path}", markup=False)
 
 
 @app.command()

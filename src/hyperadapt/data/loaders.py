@@ -158,6 +158,7 @@ def task_from_sni(record: Any, name: str, source: str) -> Task:
         categories=_optional_strs(record.get("Categories"), source, "Categories"),
         paraphrases=[d for d in definitions[1:] if d],
         source=source,
+        output_language=(_optional_strs(record.get("Output_language"), source, "Output_language") or [""])[0],
     )
 
 

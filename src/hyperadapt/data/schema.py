@@ -42,6 +42,7 @@ class Task:
     ``instruction`` is the definition used in prompts and by hypernetworks; ``paraphrases`` are other
     wordings of the same instruction (the synthetic suite trains on some and holds others out).
     ``options`` lists the allowed answers of a classification task (for rank classification).
+    ``output_language`` picks the ROUGE tokenizer when evaluating with ``metric_lang="auto"``.
     """
 
     name: str
@@ -53,6 +54,7 @@ class Task:
     paraphrases: list[str] = field(default_factory=list)
     options: list[str] | None = None
     source: str = ""
+    output_language: str = ""  # e.g. "English" (SNI's Output_language); "" when the data does not say
 
     def __post_init__(self) -> None:
         where = f" in {self.source}" if self.source else ""

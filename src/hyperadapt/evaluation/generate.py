@@ -43,23 +43,37 @@ def generate_batch(
 def option_logprobs(
     model: PreTrainedModel, tokenizer: Tokenizer, prompts: list[str], options: list[list[str]]
 ) -> list[list[float]]:
-    """Sum of token log-probabilities of each option (plus end of turn) after its prompt."""
+    """Sum of token log-probabilities of each option (plus end of turn) after its prompt.
+
+    ``prompts``: B rendered prompts; ``options``: the candidate answers of each (at least one). The
+    options are scored option-major: forward k holds the k-th option of *every* prompt, so each forward
+    has exactly B rows in the order of ``prompts`` and any per-example conditioning set up for the batch
+    (``conditioned(model, ...)`` with one adapter or β per prompt) follows each prompt to each of its
+    options. A prompt with fewer options repeats its last one (scored, then dropped). Returns B lists of
+    scores (natural log, ≤ 0). Raises ``ValueError`` when a prompt has no options.
+    """
+    if len(prompts) != len(options):
+        raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
+    if any(not opts for opts in options):
+        raise ValueError("every prompt needs at least one option to rank")
     eot = end_of_turn_ids(tokenizer)[:1]
-    pairs = [(p, o) for p, opts in zip(prompts, options, strict=True) for o in opts]
-    seqs, starts = [], []
-    for prompt, option in pairs:
-        p_ids = tokenizer(prompt, add_special_tokens=False).input_ids
-        o_ids = tokenizer(option, add_special_tokens=False).input_ids + eot
-        seqs.append(p_ids + o_ids)
-        starts.append(len(p_ids))
-    width = max(len(s) for s in seqs)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=model.device)
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=model.device)
-    logp = F.log_softmax(model(input_ids=input_ids, attention_mask=mask).logits.float(), -1)  # [N, T, V]
-    scores = []
-    for i, (seq, start) in enumerate(zip(seqs, starts, strict=True)):
-        targets = torch.tensor(seq[start:], device=model.device)
-        scores.append(logp[i, start - 1 : len(seq) - 1].gather(-1, targets[:, None]).sum().item())
-    flat = iter(scores)
-    return [[next(flat) for _ in opts] for opts in options]
+    prompt_ids = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+    scores: list[list[float]] = [[] for _ in prompts]
+    for k in range(max(len(opts) for opts in options)):
+        picked = [opts[min(k, len(opts) - 1)] for opts in options]
+        seqs = [p + tokenizer(o.strip(), add_special_tokens=False).input_ids + eot
+                for p, o in zip(prompt_ids, picked, strict=True)]
+        width = max(len(s) for s in seqs)
+        pad = tokenizer.pad_token_id
+        # right padding: every real token keeps the positions it has alone, pads only follow it
+        input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=model.device)  # [B, T]
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=model.device)
+        logits = model(input_ids=input_ids, attention_mask=mask).logits  # [B, T, V]
+        for i, (seq, p_ids) in enumerate(zip(seqs, prompt_ids, strict=True)):
+            if k >= len(options[i]):
+                continue
+            start = len(p_ids)  # first option token
+            logp = F.log_softmax(logits[i, start - 1 : len(seq) - 1].float(), -1)  # [n_option_tokens, V]
+            targets = torch.tensor(seq[len(p_ids):], device=model.device)
+            scores[i].append(logp.gather(-1, targets[:, None]).sum().item())
+    return scores

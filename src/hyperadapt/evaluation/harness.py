@@ -8,7 +8,9 @@ A method is anything with a ``name``, a ``setting`` (how it wants prompts built)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -17,12 +19,23 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from hyperadapt.data.prompts import build_prompt, check_setting
+from hyperadapt.data.prompts import TruncationStats, build_prompt, check_setting
 from hyperadapt.data.schema import Instance, Task
 from hyperadapt.evaluation.generate import generate_batch, option_logprobs
-from hyperadapt.evaluation.metrics import accuracy, aggregate, by_category, normalize_answer, score_predictions
+from hyperadapt.evaluation.metrics import (
+    METRIC_LANGS,
+    accuracy,
+    aggregate,
+    by_category,
+    has_non_latin,
+    metric_tokenizer,
+    normalize_answer,
+    score_predictions,
+)
 from hyperadapt.io import save_json
 from hyperadapt.report.tables import task_table
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,11 +72,22 @@ class PromptMethod:
 
 @dataclass
 class EvalConfig:
+    """How to evaluate.
+
+    ``max_prompt_tokens``: the prompt budget; over-long prompts are cut by the one rule of
+    :func:`hyperadapt.data.prompts.fit_prompt` (input tail, then examples, then definition tail). None:
+    the model's context length minus ``max_new_tokens`` (minus the longest option in rank mode).
+    ``metric_lang``: ROUGE tokenizer, ``en`` (official English), ``xlingual`` (official cross-lingual) or
+    ``auto`` (cross-lingual for tasks whose output language is not English).
+    """
+
     setting: str | None = None  # None: the method's own setting
     limit: int | None = None  # first N instances per task
     batch_size: int = 32
     max_new_tokens: int = 32
     mode: str = "generate"  # or "rank": rank classification over Task.options
+    max_prompt_tokens: int | None = None
+    metric_lang: str = "auto"
 
     def __post_init__(self) -> None:
         if self.setting is not None:
@@ -72,14 +96,111 @@ class EvalConfig:
             raise ValueError(f"unknown eval mode {self.mode!r}: use 'generate' or 'rank'")
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be a positive number of instances per task, got {self.limit}")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise ValueError(f"max_prompt_tokens must be at least 1, got {self.max_prompt_tokens}")
+        if self.metric_lang not in METRIC_LANGS:
+            raise ValueError(f"unknown metric language {self.metric_lang!r}: use one of {', '.join(METRIC_LANGS)}")
 
 
-def make_queries(method: Method, tasks: list[Task], setting: str, limit: int | None) -> list[Query]:
+def context_length(model: Any) -> int | None:
+    """The model's context window in tokens (``max_position_embeddings``), or None when it does not say."""
+    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def prompt_budget(model: Any, cfg: EvalConfig, tasks: list[Task]) -> int | None:
+    """Tokens a prompt may take: ``cfg.max_prompt_tokens``, else the context minus the answer budget.
+
+    Raises ``ValueError`` when the prompt budget plus the answer budget exceeds the model's context.
+    """
+    context = context_length(model)
+    answer = cfg.max_new_tokens
+    if cfg.mode == "rank":
+        answer = 1 + max((len(o) for t in tasks for o in t.options or ()), default=0)  # characters ≥ tokens
+    if cfg.max_prompt_tokens is None:
+        return None if context is None else context - answer
+    if context is not None and cfg.max_prompt_tokens + answer > context:
+        raise ValueError(
+            f"max_prompt_tokens {cfg.max_prompt_tokens} + {answer} answer tokens exceed the model's context "
+            f"of {context} tokens"
+        )
+    return cfg.max_prompt_tokens
+
+
+def make_queries(
+    method: Method, tasks: list[Task], setting: str, limit: int | None, max_prompt_tokens: int | None = None,
+    stats: TruncationStats | None = None,
+) -> list[Query]:
+    """One query per instance (the first ``limit`` of each task), its prompt within ``max_prompt_tokens``."""
+    if stats is not None and max_prompt_tokens is not None:
+        stats.budgets.add(max_prompt_tokens)
     return [
-        Query(task, inst, build_prompt(method.tokenizer, task, inst, setting))
+        Query(task, inst, build_prompt(method.tokenizer, task, inst, setting, max_tokens=max_prompt_tokens,
+                                       stats=stats))
         for task in tasks
         for inst in task.head(limit).instances
     ]
+
+
+class AnswerLog:
+    """Answers appended to a JSONL file as batches finish, so that an interrupted evaluation resumes.
+
+    The first line holds a fingerprint of what produces the answers (method, its info, the evaluation
+    settings); a log written under another fingerprint is refused. Each later line is one answer keyed
+    by task, instance id and a hash of the prompt.
+    """
+
+    def __init__(self, path: str | Path, fingerprint: str) -> None:
+        self.path = Path(path)
+        self.answers: dict[str, str] = {}
+        if self.path.exists() and self.path.stat().st_size:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            try:
+                header = json.loads(lines[0])
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{self.path}: not an answer log ({err}); delete it to start over") from err
+            if header.get("fingerprint") != fingerprint:
+                raise ValueError(
+                    f"{self.path} holds answers of another method or setting; delete it or choose another --out"
+                )
+            for line in lines[1:]:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by an interruption: everything before it is kept
+                self.answers[row["key"]] = row["answer"]
+            self._fh = self.path.open("a", encoding="utf-8")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w", encoding="utf-8")
+            self._fh.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+            self._fh.flush()
+
+    @staticmethod
+    def key(query: Query) -> str:
+        digest = hashlib.sha1(query.prompt.encode("utf-8")).hexdigest()[:16]
+        return f"{query.task.name}\t{query.instance.id}\t{digest}"
+
+    def get(self, query: Query) -> str | None:
+        return self.answers.get(self.key(query))
+
+    def add(self, queries: list[Query], outs: list[str]) -> None:
+        for q, o in zip(queries, outs, strict=True):
+            self.answers[self.key(q)] = o
+            self._fh.write(json.dumps({"key": self.key(q), "answer": o}, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def fingerprint(method: Method, cfg: EvalConfig, setting: str) -> str:
+    """A hash of what determines the answers: method name and info, setting and evaluation settings."""
+    what = {"method": method.name, "info": getattr(method, "info", {}), "setting": setting, "mode": cfg.mode,
+            "max_new_tokens": cfg.max_new_tokens, "max_prompt_tokens": cfg.max_prompt_tokens}
+    return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _batches(queries: list[Query], size: int) -> Iterator[list[Query]]:
@@ -89,11 +210,22 @@ def _batches(queries: list[Query], size: int) -> Iterator[list[Query]]:
         yield ordered[i : i + size]
 
 
-def answer(method: Method, queries: list[Query], cfg: EvalConfig, desc: str = "eval") -> dict[int, str]:
-    """Answers keyed by ``id(query)``, with a progress bar."""
+def answer(
+    method: Method, queries: list[Query], cfg: EvalConfig, desc: str = "eval", log_to: AnswerLog | None = None
+) -> dict[int, str]:
+    """Answers keyed by ``id(query)``, with a progress bar; with ``log_to``, answers already logged are
+    reused and new ones appended as each batch finishes."""
     answers: dict[int, str] = {}
-    with tqdm(total=len(queries), desc=f"{desc} [{method.name}]", unit="ex", leave=False) as bar:
-        for batch in _batches(queries, cfg.batch_size):
+    todo = queries
+    if log_to is not None:
+        for q in queries:
+            done = log_to.get(q)
+            if done is not None:
+                answers[id(q)] = done
+        todo = [q for q in queries if id(q) not in answers]
+    with tqdm(total=len(queries), initial=len(queries) - len(todo), desc=f"{desc} [{method.name}]", unit="ex",
+              leave=False) as bar:
+        for batch in _batches(todo, cfg.batch_size):
             prompts = [q.prompt for q in batch]
             with method.conditioning(batch):
                 if cfg.mode == "rank":
@@ -103,6 +235,8 @@ def answer(method: Method, queries: list[Query], cfg: EvalConfig, desc: str = "e
                 else:
                     outs = generate_batch(method.model, method.tokenizer, prompts, cfg.max_new_tokens)
             answers.update({id(q): o for q, o in zip(batch, outs, strict=True)})
+            if log_to is not None:
+                log_to.add(batch, outs)
             bar.update(len(batch))
     return answers
 
@@ -114,24 +248,42 @@ def _options(task: Task) -> list[str]:
 
 
 def evaluate(
-    method: Method, tasks: list[Task], cfg: EvalConfig, model: str = "", data: str = "", split: str = ""
+    method: Method, tasks: list[Task], cfg: EvalConfig, model: str = "", data: str = "", split: str = "",
+    answers_path: str | Path | None = None,
 ) -> dict:
     """Score ``method`` on ``tasks``; returns the results dict (see ``write_results``).
 
-    ``model``, ``data`` and ``split`` are recorded in the result to say what was evaluated.
+    ``model``, ``data`` and ``split`` are recorded in the result to say what was evaluated. With
+    ``answers_path``, answers are appended to that JSONL file as they come and a rerun with the same
+    method and settings continues where the last one stopped (:class:`AnswerLog`). The headline
+    ``mean`` is the official instance mean; ``mean["task_mean"]`` the mean over tasks.
     """
     if not tasks:
         raise ValueError("no tasks to evaluate")
     setting = cfg.setting or method.setting
     start = time.perf_counter()
-    queries = make_queries(method, tasks, setting, cfg.limit)
-    answers = answer(method, queries, cfg, desc=split or "eval")
+    stats = TruncationStats()
+    budget = prompt_budget(method.model, cfg, tasks)
+    queries = make_queries(method, tasks, setting, cfg.limit, budget, stats)
+    stats.warn("evaluation prompts")
+    log_to = AnswerLog(answers_path, fingerprint(method, cfg, setting)) if answers_path else None
+    try:
+        answers = answer(method, queries, cfg, desc=split or "eval", log_to=log_to)
+    finally:
+        if log_to is not None:
+            log_to.close()
     per_task, predictions = {}, []
+    english_on_non_latin = []
     for task in tasks:
         qs = [q for q in queries if q.task is task]
         preds = [answers[id(q)] for q in qs]
-        scores = score_predictions(preds, [list(q.instance.outputs) for q in qs])
-        per_task[task.name] = {**scores, "category": task.category, "condition_type": task.condition_type}
+        refs = [list(q.instance.outputs) for q in qs]
+        rouge_tok = metric_tokenizer(cfg.metric_lang, task.output_language)
+        if rouge_tok is None and any(has_non_latin(r) for rs in refs for r in rs):
+            english_on_non_latin.append(task.name)
+        scores = score_predictions(preds, refs, rouge_tok)
+        per_task[task.name] = {**scores, "category": task.category, "condition_type": task.condition_type,
+                               "metric": "en" if rouge_tok is None else "xlingual"}
         if task.options:  # classification: the share of answers that are exactly the label
             labels = [normalize_answer(q.instance.outputs[0]) for q in qs]
             per_task[task.name]["accuracy"] = accuracy([normalize_answer(p) for p in preds], labels)
@@ -139,6 +291,13 @@ def evaluate(
             {"task": task.name, "id": q.instance.id, "prediction": p, "references": list(q.instance.outputs)}
             for q, p in zip(qs, preds, strict=True)
         ]
+    if english_on_non_latin:
+        log.warning(
+            "English ROUGE drops non-Latin characters, and %d task(s) have non-Latin references (%s): score "
+            "them with metric_lang='xlingual' (--metric-lang xlingual)",
+            len(english_on_non_latin), ", ".join(english_on_non_latin[:5]),
+        )
+    xlingual = [t for t, s in per_task.items() if s["metric"] == "xlingual"]
     return {
         "method": method.name,
         "model": model,
@@ -150,6 +309,9 @@ def evaluate(
         "mean": aggregate(per_task),
         "by_category": by_category(per_task),
         "seconds": round(time.perf_counter() - start, 2),
+        "truncation": {**stats.as_dict(), "max_prompt_tokens": budget},
+        "metric": {"lang": cfg.metric_lang, "xlingual_tasks": xlingual,
+                   "xlingual_tokenizer": metric_tokenizer("xlingual").name if xlingual else None},
         "config": {"eval": asdict(cfg), "method": getattr(method, "info", {})},
         "predictions": predictions,
     }

@@ -8,18 +8,30 @@ Follows the official ``eval/automatic/evaluation.py`` of allenai/natural-instruc
 * exact match on normalised text; ROUGE-L F-measure from ``rouge_score`` with its default tokenizer and
   the Porter stemmer (``RougeScorer(['rougeL'], use_stemmer=True)``, the official English track). A
   different tokenizer (e.g. for other languages) can be passed in.
-* each metric is the max over the references, averaged over instances, reported x100.
+* each metric is the max over the references, averaged over instances, reported x100. The headline is
+  the **instance mean** (every instance of every task weighs the same, as the official script averages);
+  the task mean (the mean of per-task means) is reported beside it.
+* the official cross-lingual track (``xlingual``) scores ROUGE-L on the tokens of GPT-2's byte-level BPE
+  tokenizer (leading "Ġ" stripped, no stemming), because the English tokenizer drops every non-Latin
+  character: an answer equal to a Chinese reference would score 0. :func:`xlingual_tokenizer` loads
+  ``gpt2`` when it is available and falls back to the default model's byte-level BPE tokenizer (same
+  scheme, a different vocabulary), saying which in its ``name``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import string
+import unicodedata
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
 
 from rouge_score import rouge_scorer
+
+log = logging.getLogger(__name__)
+METRIC_LANGS: tuple[str, ...] = ("auto", "en", "xlingual")
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -29,6 +41,64 @@ class Tokenizer(Protocol):
     """Anything ``rouge_score`` accepts as a tokenizer."""
 
     def tokenize(self, text: str) -> list[str]: ...
+
+
+class XLingualTokenizer:
+    """The official SNI cross-lingual tokenizer: a byte-level BPE tokenizer's tokens, leading "Ġ" removed.
+
+    ``hf_tokenizer``: a GPT-2-style (byte-level BPE) Hugging Face tokenizer; ``name`` says which.
+    """
+
+    def __init__(self, hf_tokenizer: Any, name: str) -> None:
+        self.hf_tokenizer = hf_tokenizer
+        self.name = name
+
+    def tokenize(self, text: str) -> list[str]:
+        return [t.lstrip("Ġ") for t in self.hf_tokenizer.tokenize(text)]
+
+
+@lru_cache(maxsize=1)
+def xlingual_tokenizer() -> XLingualTokenizer:
+    """GPT-2's tokenizer as the official script uses it, else the default model's (offline machines).
+
+    Raises ``FileNotFoundError`` when neither is available.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        return XLingualTokenizer(AutoTokenizer.from_pretrained("gpt2"), "gpt2")
+    except (OSError, ValueError):
+        pass
+    from hyperadapt.models import default_model_dir
+
+    path = default_model_dir()
+    if not (path / "tokenizer.json").exists():
+        raise FileNotFoundError(
+            "cross-lingual ROUGE needs GPT-2's tokenizer (not reachable) or the default model's "
+            f"(not converted yet at {path}: load the default model once)"
+        )
+    log.warning("cross-lingual ROUGE: gpt2's tokenizer is not available offline; using the default "
+                "model's byte-level BPE tokenizer instead (scores close to, not equal to, the official ones)")
+    return XLingualTokenizer(AutoTokenizer.from_pretrained(path), f"byte-level BPE of {path.name}")
+
+
+def has_non_latin(text: str) -> bool:
+    """True when ``text`` has a letter outside the Latin script (which English ROUGE would drop)."""
+    return any(ch.isalpha() and not unicodedata.name(ch, "").startswith("LATIN") for ch in text)
+
+
+def metric_tokenizer(metric_lang: str, output_language: str = "") -> Tokenizer | None:
+    """The ROUGE tokenizer for a task: None (English, official default) or the cross-lingual one.
+
+    ``metric_lang``: ``en``, ``xlingual``, or ``auto`` (cross-lingual when ``output_language`` is given
+    and is not English). Raises ``ValueError`` for another value.
+    """
+    if metric_lang not in METRIC_LANGS:
+        raise ValueError(f"unknown metric language {metric_lang!r}: use one of {', '.join(METRIC_LANGS)}")
+    english = not output_language or output_language.strip().lower() == "english"
+    if metric_lang == "xlingual" or (metric_lang == "auto" and not english):
+        return xlingual_tokenizer()
+    return None
 
 
 def normalize_answer(text: str, remove_articles: bool = False) -> str:
@@ -88,26 +158,49 @@ def score_predictions(
     return {"rougeL": rouge / n, "em": em / n, "n": n}
 
 
-def _mean_scores(scores: list[Mapping[str, Any]]) -> dict[str, float]:
-    return {key: sum(float(s[key]) for s in scores) / len(scores) for key in ("rougeL", "em")}
+_KEYS = ("rougeL", "em")
 
 
-def aggregate(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
-    """Unweighted mean over tasks of ``rougeL`` and ``em``, with ``n_tasks`` and ``n`` (total instances)."""
+def task_mean(scores: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Unweighted mean over tasks of their ``rougeL`` and ``em`` (each task weighs the same)."""
+    return {key: sum(float(s[key]) for s in scores) / len(scores) for key in _KEYS}
+
+
+def instance_mean(scores: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean over all instances of all tasks (the official SNI average): per-task means weighted by ``n``.
+
+    Raises ``ValueError`` when a task has no positive ``n``.
+    """
+    counts = [int(s.get("n", 0)) for s in scores]
+    if min(counts) < 1:
+        raise ValueError("the instance mean needs every task's instance count 'n' (at least 1)")
+    total = sum(counts)
+    return {key: sum(float(s[key]) * n for s, n in zip(scores, counts, strict=True)) / total for key in _KEYS}
+
+
+def aggregate(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The headline scores of a task set.
+
+    ``rougeL`` and ``em`` are the **instance mean** (official SNI); ``task_mean`` holds the unweighted mean
+    over tasks; ``n_tasks`` and ``n`` (total instances) count what was scored.
+    """
     if not per_task:
         raise ValueError("no task scores to aggregate")
     scores = list(per_task.values())
-    return {**_mean_scores(scores), "n_tasks": len(scores), "n": sum(int(s.get("n", 0)) for s in scores)}
+    return {**instance_mean(scores), "aggregation": "instance_mean", "task_mean": task_mean(scores),
+            "n_tasks": len(scores), "n": sum(int(s.get("n", 0)) for s in scores)}
 
 
-def by_category(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean ``rougeL``/``em`` over the tasks of each ``category`` (sorted by category), with ``n_tasks``."""
+def by_category(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per ``category`` (sorted): the instance mean of its tasks' ``rougeL``/``em`` (official), its task mean
+    and ``n_tasks``."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for name, scores in per_task.items():
         if "category" not in scores:
             raise ValueError(f"scores of task {name!r} have no 'category'")
         groups.setdefault(str(scores["category"]), []).append(scores)
-    return {cat: {**_mean_scores(s), "n_tasks": len(s)} for cat, s in sorted(groups.items())}
+    return {cat: {**instance_mean(s), "task_mean": task_mean(s), "n_tasks": len(s),
+                  "n": sum(int(x.get("n", 0)) for x in s)} for cat, s in sorted(groups.items())}
 
 
 def _check_matrix(acc: Sequence[Sequence[float]]) -> int:
@@ -144,6 +237,7 @@ def continual_metrics(acc: Sequence[Sequence[float]], zero_shot: Sequence[float]
 
 
 __all__ = [
-    "Tokenizer", "accuracy", "aggregate", "by_category", "continual_metrics", "exact_match",
-    "normalize_answer", "rouge_l", "score_predictions",
+    "METRIC_LANGS", "Tokenizer", "XLingualTokenizer", "accuracy", "aggregate", "by_category", "continual_metrics",
+    "exact_match", "has_non_latin", "instance_mean", "metric_tokenizer", "normalize_answer", "rouge_l",
+    "score_predictions", "task_mean", "xlingual_tokenizer",
 ]

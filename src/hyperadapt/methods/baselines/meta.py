@@ -24,7 +24,7 @@ from torch import Tensor
 from hyperadapt.config import from_dict, to_dict
 from hyperadapt.core import AdapterBank, LoraConditioning, conditioned, inject
 from hyperadapt.data import load_tasks
-from hyperadapt.data.prompts import check_setting, encode_pair, encode_tasks, render, user_message
+from hyperadapt.data.prompts import TruncationStats, check_setting, encode_example, encode_tasks
 from hyperadapt.data.schema import Example, Task
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import load_json, save_json, write_dir_atomic
@@ -132,8 +132,8 @@ class MetaLoraMethod:
         """The LoRA adapted to ``task`` on its positive examples (cached by task name and instruction)."""
         key = f"{task.name}\n{task.instruction}"
         if key not in self._adapted:
-            demos = [encode_pair(self.tokenizer, render(self.tokenizer, user_message(
-                task.instruction, ex.input, self.setting)), ex.output, 256) for ex in task.positive_examples]
+            demos = [encode_example(self.tokenizer, ex.output, 256, instruction=task.instruction,
+                                    input_text=ex.input, setting=self.setting) for ex in task.positive_examples]
             if not demos:
                 raise ValueError(f"task {task.name!r} has no positive examples to adapt on: set adapt_steps=0")
             batch = _to(pad_batch(demos, self.tokenizer.pad_token_id), self.model.device)
@@ -185,13 +185,15 @@ def _setup(cfg: MetaICLConfig | ReptileConfig, model_and_tokenizer) -> tuple[Any
 def metaicl_examples(tokenizer: Any, tasks: list[Task], max_length: int, seed: int = 0) -> list[Encoded]:
     """Every train instance in a Def+2Pos prompt whose two demonstrations are other instances of its task."""
     rng = random.Random(seed)
+    stats = TruncationStats()
     out = []
     for task in tasks:
         for i, inst in enumerate(task.instances):
             others = [j for j in rng.sample(range(len(task.instances)), min(3, len(task.instances))) if j != i][:2]
             demos = [Example(task.instances[j].input, task.instances[j].outputs[0]) for j in others]
-            text = user_message(rng.choice(task.instructions), inst.input, "def2pos", demos)
-            out.append(encode_pair(tokenizer, render(tokenizer, text), inst.outputs[0], max_length))
+            out.append(encode_example(tokenizer, inst.outputs[0], max_length, instruction=rng.choice(task.instructions),
+                                      input_text=inst.input, setting="def2pos", examples=demos, stats=stats))
+    stats.warn("MetaICL training examples")
     return out
 
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from hyperadapt.config import from_dict, to_dict
 from hyperadapt.core import BetaFn, conditioned, inject
 from hyperadapt.data import load_tasks
-from hyperadapt.data.prompts import build_prompt, encode_pair, render, user_message
+from hyperadapt.data.prompts import TruncationStats, encode_instance, render, user_message
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import Query
@@ -119,13 +119,14 @@ def encode_conditioned(
     input alone.
     """
     rng = random.Random(seed)
+    stats = TruncationStats()
     out = []
     for task in tasks:
         for inst in task.instances:
             condition = rng.choice(task.instructions)
-            prompt = build_prompt(tokenizer, task, inst, setting, instruction=condition)
-            ids, labels = encode_pair(tokenizer, prompt, inst.outputs[0], max_length)
+            ids, labels = encode_instance(tokenizer, task, inst, setting, max_length, condition, stats)
             out.append(ConditionedExample(ids, labels, condition))
+    stats.warn("training examples")
     return out
 
 

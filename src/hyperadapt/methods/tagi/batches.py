@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from hyperadapt.data.prompts import build_prompt, encode_pair
+from hyperadapt.data.prompts import TruncationStats, encode_instance
 from hyperadapt.data.schema import Task
 from hyperadapt.methods.tagi.instructions import InstructionVectors, instruction_text
 from hyperadapt.training import Batch, pad_batch
@@ -45,18 +45,17 @@ def encode_examples(
 ) -> list[TaskExample]:
     """Every instance of every task; each draws one wording of its task's instruction with ``seed``."""
     rng = random.Random(seed)
+    stats = TruncationStats()
     out = []
     for t_idx, task in enumerate(tasks):
         for inst in task.instances:
             wording = rng.choice(task.instructions)
-            teacher = encode_pair(
-                tokenizer, build_prompt(tokenizer, task, inst, setting, wording), inst.outputs[0], max_length
-            )
+            teacher = encode_instance(tokenizer, task, inst, setting, max_length, wording, stats)
             student = teacher
             if student_setting != setting:
-                prompt = build_prompt(tokenizer, task, inst, student_setting, wording)
-                student = encode_pair(tokenizer, prompt, inst.outputs[0], max_length)
+                student = encode_instance(tokenizer, task, inst, student_setting, max_length, wording, stats)
             out.append(TaskExample(t_idx, instruction_text(task, setting, wording), student, teacher))
+    stats.warn("teacher and student prompts")
     return out
 
 
