@@ -9,6 +9,7 @@ import logging
 
 import pytest
 import torch
+from tests.core.core_helpers import random_bank
 
 from hyperadapt.core import LoraConditioning, conditioned, inject
 from hyperadapt.data.loaders import load_sni
@@ -29,7 +30,6 @@ from hyperadapt.evaluation.harness import AnswerLog, EvalConfig, PromptMethod, Q
 from hyperadapt.evaluation.metrics import XLingualTokenizer, aggregate, by_category, rouge_l
 from hyperadapt.methods.megan import MeganMethod
 from hyperadapt.testing import tiny_model, tiny_tokenizer
-from tests.core.core_helpers import random_bank
 
 WORDS = "the answer of a task is in the input word output that it for on with as are this be".split()
 
@@ -236,9 +236,9 @@ def test_rank_mode_picks_the_forced_answer():
 
 
 def test_tagi_runs_in_rank_mode(jsonl_data, tmp_path):
-    from hyperadapt.data import load_tasks
     from tests.methods.test_tagi_pipeline import tiny_cfg
 
+    from hyperadapt.data import load_tasks
     from hyperadapt.methods.tagi import LossConfig, PretrainConfig, train_tagi
 
     cfg = tiny_cfg(jsonl_data, pretrain=PretrainConfig(enabled=False), losses=LossConfig(kl_weight=0, align_weight=0))
