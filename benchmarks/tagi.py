@@ -63,8 +63,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--no-sensitivity", action="store_true")
     p.add_argument("--efficiency-instances", type=int, default=100, help="0 skips the efficiency measurement")
+    p.add_argument("--ablation-limit", type=int, default=None,
+                   help="instances per task for the ablations and the sensitivity rows (default: --limit)")
+    p.add_argument("--budget", choices=["total", "stage2"], default="total",
+                   help="total: the multi-task LoRA and Hypter train on as many examples as TAGI's teachers, "
+                        "stage 1 and stage 2 together (SNI-CPU v1); stage2: on TAGI's stage-2 steps only")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--max-prompt-tokens", type=int, default=None,
+                   help="evaluation prompt budget (the one truncation rule); default: the model's context")
     p.add_argument("--runs", default="runs/bench_tagi", help="where the trained runs go (resumable)")
     p.add_argument("--out", default="results/tagi.json")
     p.add_argument("--quick", action="store_true", help="4 steps per stage, 2 instances per task: a smoke run")
@@ -96,16 +103,36 @@ def random_strings(tasks: list[Task], seed: int) -> list[Task]:
     return out
 
 
-def train_method(name: str, cfg: TagiConfig, runs: Path):
+def tagi_examples(cfg: TagiConfig) -> dict[str, int]:
+    """Training examples (steps × batch × accumulation) of each TAGI stage and their total."""
+    def n(t) -> int:
+        return t.steps * t.batch_size * t.grad_accum
+
+    out = {"teachers": 0 if cfg.teachers.path else n(cfg.teachers.train),
+           "stage1": n(cfg.pretrain.train) if cfg.pretrain.enabled else 0, "stage2": n(cfg.train)}
+    return {**out, "total": sum(out.values())}
+
+
+def baseline_train(cfg: TagiConfig, budget: str):
+    """The baselines' train config: TAGI's stage-2 settings, with as many steps as ``budget`` gives."""
+    train = copy.deepcopy(cfg.train)
+    if budget == "total":
+        per_step = train.batch_size * train.grad_accum
+        train.steps = -(-tagi_examples(cfg)["total"] // per_step)  # ceil: at least TAGI's examples
+    return train
+
+
+def train_method(name: str, cfg: TagiConfig, runs: Path, budget: str = "stage2"):
     """Train (or resume) ``name`` with the budget of ``cfg``; returns the harness method."""
     if name == "zero-shot":
         return zero_shot(cfg.model, cfg.setting, model_and_tokenizer=fresh(cfg))
     if name == "multitask-lora":
         mcfg = MultiTaskLoraConfig(model=cfg.model, data=cfg.data, split=cfg.split, setting=cfg.setting, rank=cfg.rank,
-                                   alpha=cfg.alpha, target_modules=list(cfg.targets), train=copy.deepcopy(cfg.train))
+                                   alpha=cfg.alpha, target_modules=list(cfg.targets), train=baseline_train(cfg, budget))
         return train_multitask_lora(mcfg, runs / name, model_and_tokenizer=fresh(cfg))
     if name == "hypter":
-        return train_hypter(hypter_config(cfg), runs / name, model_and_tokenizer=fresh(cfg))
+        hcfg = replace(hypter_config(cfg), train=baseline_train(cfg, budget))
+        return train_hypter(hcfg, runs / name, model_and_tokenizer=fresh(cfg))
     if name == "tagi":
         return train_tagi(cfg, runs / name, model_and_tokenizer=fresh(cfg))
     teachers = cfg.teachers.path or str(runs / "tagi" / "teachers")
@@ -146,21 +173,28 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = [*args.set, *(QUICK if args.quick else [])]
     cfg = load_config(TagiConfig, args.config, overrides)
     limit = 2 if args.quick else (args.limit or None)
-    ecfg = EvalConfig(limit=limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+    ecfg = EvalConfig(limit=limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                      max_prompt_tokens=args.max_prompt_tokens)
+    small = replace(ecfg, limit=args.ablation_limit) if args.ablation_limit and not args.quick else ecfg
     runs, started = Path(args.runs), time.perf_counter()
+    answers = runs / "answers"  # every evaluation logs its answers here and resumes from them
     splits = {s: load_tasks(cfg.data, s) for s in args.eval_splits}
     result: dict = {"command": " ".join(["python -m benchmarks.tagi", *(argv if argv is not None else sys.argv[1:])]),
-                    "config": to_dict(cfg), "eval": to_dict(ecfg), "host": platform.node(),
-                    "threads": torch.get_num_threads(), "results": {}, "train_s": {}}
+                    "config": to_dict(cfg), "eval": to_dict(ecfg), "ablation_eval": to_dict(small),
+                    "host": platform.node(), "threads": torch.get_num_threads(), "results": {}, "train_s": {},
+                    "budget": {"rule": args.budget, "tagi_examples": tagi_examples(cfg),
+                               "baseline_examples": baseline_train(cfg, args.budget).steps * cfg.train.batch_size
+                               * cfg.train.grad_accum}}
     trained = {}
     order = [m for m in METHODS if m in args.methods]
     if any(m in ABLATIONS for m in order) and "tagi" not in order and not cfg.teachers.path:
         order.insert(order.index(next(m for m in order if m in ABLATIONS)), "tagi")  # the ablations' teachers
     for name in order:
         t0 = time.perf_counter()
-        trained[name] = train_method(name, cfg, runs)
+        trained[name] = train_method(name, cfg, runs, args.budget)
         result["train_s"][name] = time.perf_counter() - t0
-        result["results"][name] = score(trained[name], splits, ecfg, cfg.model, cfg.data)
+        result["results"][name] = score(trained[name], splits, small if name in ABLATIONS else ecfg, cfg.model,
+                                        cfg.data, answers)
         save(result, args.out)
     if "tagi" in trained:
         result["hypernet_parameters"] = trained["tagi"].hypernet.parameter_count()
@@ -171,8 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
                 seed = cfg.train.seed
                 variants = {"shuffled": {s: shuffled(t, seed) for s, t in splits.items()},
                             "random": {s: random_strings(t, seed) for s, t in splits.items()}}
-                result["sensitivity"][name] = {k: score(trained[name], v, ecfg, cfg.model, cfg.data)
-                                               for k, v in variants.items()}
+                result["sensitivity"][name] = {
+                    k: score(trained[name], v, small, cfg.model, cfg.data, answers / k) for k, v in variants.items()}
                 save(result, args.out)
     pair = {k: trained[k] for k in ("tagi-no-fusion", "multitask-lora") if k in trained}
     if args.efficiency_instances and len(pair) == 2:

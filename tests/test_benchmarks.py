@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from benchmarks import megan, tagi
 
+from hyperadapt.config import load_config
 from hyperadapt.data import load_tasks
 
 
@@ -50,3 +51,14 @@ def test_result_table_lists_methods_and_sensitivity_variants(tmp_path):
     table = (tmp_path / "r.md").read_text()
     assert "| tagi | 41.23 / 10.00 | 62 |" in table
     assert "| tagi (shuffled instruction) | 12.50 / 0.00 |  |" in table
+
+
+def test_tagi_baselines_get_tagis_total_budget():
+    from hyperadapt.methods.tagi import TagiConfig
+
+    cfg = load_config(TagiConfig, "configs/tagi_sni.yaml", ["teachers.train.steps=100", "pretrain.train.steps=50",
+                                                            "train.steps=150"])
+    assert tagi.tagi_examples(cfg) == {"teachers": 800, "stage1": 400, "stage2": 1200, "total": 2400}
+    assert tagi.baseline_train(cfg, "total").steps == 300 and tagi.baseline_train(cfg, "stage2").steps == 150
+    no_stage1 = load_config(TagiConfig, "configs/tagi_sni.yaml", ["pretrain.enabled=false", "teachers.path=x"])
+    assert tagi.tagi_examples(no_stage1)["total"] == no_stage1.train.steps * no_stage1.train.batch_size

@@ -149,7 +149,7 @@ class AnswerLog:
 
     The first line holds a fingerprint of what produces the answers (method, its info, the evaluation
     settings); a log written under another fingerprint is refused. Each later line is one answer keyed
-    by task, instance id and a hash of the prompt.
+    by task, instance id and a hash of the prompt and the task's instruction.
     """
 
     def __init__(self, path: str | Path, fingerprint: str) -> None:
@@ -180,7 +180,9 @@ class AnswerLog:
 
     @staticmethod
     def key(query: Query) -> str:
-        digest = hashlib.sha1(query.prompt.encode("utf-8")).hexdigest()[:16]
+        # the instruction too: a method may read it outside the prompt (a hypernetwork's condition)
+        text = f"{query.prompt}\0{query.task.instruction}"
+        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
         return f"{query.task.name}\t{query.instance.id}\t{digest}"
 
     def get(self, query: Query) -> str | None:
