@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 from peft import PeftModel
+from safetensors.torch import load_file
 
 from hyperadapt.config import from_dict
 from hyperadapt.core import conditioned
@@ -164,3 +165,30 @@ def test_hypter_is_a_tagi_preset(jsonl_data, tmp_path):
     (tmp_path / "run" / "run.json").write_text(json.dumps({**run, "method": "tagi"}))
     with pytest.raises(ValueError, match="not a hypter run"):
         load_hypter(tmp_path / "run", model_and_tokenizer=tiny_model())
+
+
+def test_shared_adapter_residual_trains_in_stage_two_only_and_exports(jsonl_data, tmp_path):
+    cfg = tiny_cfg(jsonl_data, shared_adapter=True)
+    method = train_tagi(cfg, tmp_path / "run", model_and_tokenizer=tiny_model())
+    stage1 = load_file(tmp_path / "run" / "pretrain" / "hypernet" / "hypernet.safetensors")
+    final = method.hypernet.state_dict()
+    shared_b = [k for k in final if k.startswith("shared_b")]
+    assert shared_b and all(torch.count_nonzero(stage1[k]) == 0 for k in shared_b)  # frozen at ΔW = 0 in stage 1
+    assert any(torch.count_nonzero(final[k]) for k in shared_b)  # learned in stage 2
+    lora = method.adapter("Repeat the input.")
+    name = next(iter(lora.factors))
+    a, b = lora.factors[name]
+    assert a.shape[1] == b.shape[2] == 2 * cfg.rank
+    slot = method.hypernet.module_names.index(name)
+    shared = method.hypernet.scale * method.hypernet.shared_b[slot] @ method.hypernet.shared_a[slot]
+    generated = method.hypernet.scale * b[0, :, cfg.rank:] @ a[0, cfg.rank:]
+    torch.testing.assert_close(lora.delta(name), shared + generated)  # ΔW = s·(B0 A0 + B(z) A(z))
+    out = export_adapter(method, "Repeat the input.", tmp_path / "adapter")
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 2 * cfg.rank
+    peft_model = PeftModel.from_pretrained(tiny_model()[0], out)
+    ids = method.tokenizer(["the answer is 12"], return_tensors="pt")
+    with torch.no_grad(), conditioned(method.model, lora=lora):
+        ours = method.model(**ids).logits
+    torch.testing.assert_close(ours, peft_model(**ids).logits, rtol=1e-5, atol=1e-5)
+    loaded = load_tagi(tmp_path / "run", model_and_tokenizer=tiny_model())
+    assert all(torch.equal(v, loaded.hypernet.state_dict()[k]) for k, v in final.items())

@@ -125,6 +125,10 @@ class TagiConfig:
     alpha: float = 16.0
     targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     fusion: bool = field(default=True, metadata={"help": "the student also sees the instruction in its prompt"})
+    shared_adapter: bool = field(
+        default=False,
+        metadata={"help": "generate a residual on top of a learned instruction-independent LoRA (rank 2r in all)"},
+    )
     hypernet: HypernetConfig = field(default_factory=HypernetConfig)
     teachers: TeacherConfig = field(default_factory=TeacherConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)

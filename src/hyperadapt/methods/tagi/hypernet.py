@@ -51,6 +51,12 @@ class TagiHypernetwork(nn.Module):
     The heads' weights are read out with a multiplier 1/hidden (initialised ×hidden to match): a plain
     readout sums ``hidden`` Adam updates into every generated entry, which then moves some hundred times
     faster than a LoRA factor's entry at the same learning rate and wrecks the model in the first steps.
+
+    ``shared=True`` adds a learned, instruction-independent LoRA (A0 ``[r, in]``, B0 ``[out, r]`` per module,
+    LoRA's initialisation: B0 = 0) and generates a *residual* on top of it: the adapter of an instruction is
+    ``s · (B0 A0 + B(z) A(z))``, returned as one rank-2r LoRA (``A = [A0; A(z)]``, ``B = [B0, B(z)]``), so
+    it exports as a plain PEFT adapter. The shared part learns what every task needs (where a multi-task
+    LoRA would be), and distillation trains the generated part on what depends on the instruction.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class TagiHypernetwork(nn.Module):
         hidden: int = 256,
         blocks: int = 2,
         dropout: float = 0.0,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         if not shapes:
@@ -88,6 +95,10 @@ class TagiHypernetwork(nn.Module):
         self.trunk = nn.Sequential(*(ResidualBlock(hidden, dropout) for _ in range(blocks)), nn.LayerNorm(hidden))
         self.head_a = nn.ModuleDict({k: nn.Linear(hidden, rank * i) for k, (i, _) in self.kind_shape.items()})
         self.head_b = nn.ModuleDict({k: nn.Linear(hidden, o * rank) for k, (_, o) in self.kind_shape.items()})
+        self.shared = shared
+        if shared:  # keyed by slot: module paths hold dots, which parameter names cannot
+            self.shared_a = nn.ParameterList(nn.Parameter(torch.empty(rank, i)) for i, _ in self.shapes.values())
+            self.shared_b = nn.ParameterList(nn.Parameter(torch.zeros(o, rank)) for _, o in self.shapes.values())
         self.reset_heads()
 
     @property
@@ -107,17 +118,29 @@ class TagiHypernetwork(nn.Module):
             head_a.bias.copy_(bias.reshape(-1))
             head_b.weight.zero_()
             head_b.bias.zero_()
+        if self.shared:
+            for a, b in zip(self.shared_a, self.shared_b, strict=True):
+                nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # as PEFT initialises LoRA's A
+                nn.init.zeros_(b)
+
+    def generated_parameters(self) -> dict[str, nn.Parameter]:
+        """The parameters that read the instruction (all but the shared adapter)."""
+        return {k: p for k, p in self.named_parameters() if not k.startswith("shared_")}
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def config(self) -> dict:
         """Everything needed to rebuild the network (saved next to its weights)."""
-        return {"shapes": self.shapes, "input_dim": self.input_dim, "rank": self.rank, "alpha": self.alpha,
-                "hidden": self.hidden, "blocks": sum(isinstance(m, ResidualBlock) for m in self.trunk)}
+        out = {"shapes": self.shapes, "input_dim": self.input_dim, "rank": self.rank, "alpha": self.alpha,
+               "hidden": self.hidden, "blocks": sum(isinstance(m, ResidualBlock) for m in self.trunk)}
+        if self.shared:  # only when on, so that folders saved before the option still load
+            out["shared"] = True
+        return out
 
     def factors(self, vectors: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
-        """Per module, ``(A [N, r, in], B [N, out, r])`` for instruction vectors ``[N, input_dim]``."""
+        """Per module, ``(A [N, r, in], B [N, out, r])`` for instruction vectors ``[N, input_dim]``; with the
+        shared adapter, ``(A [N, 2r, in], B [N, out, 2r])`` (shared rows/columns first)."""
         if vectors.dim() != 2 or vectors.shape[1] != self.input_dim:
             raise ValueError(f"instruction vectors must be [N, {self.input_dim}], got {tuple(vectors.shape)}")
         w = self.layer_emb.weight
@@ -133,6 +156,12 @@ class TagiHypernetwork(nn.Module):
             b = self._readout(self.head_b[kind], zk).view(n, len(idx), fan_out, self.rank)  # [N, L_k, out, r]
             for j, slot in enumerate(idx.tolist()):
                 out[self.module_names[slot]] = (a[:, j], b[:, j])  # [N, r, in], [N, out, r]
+        if self.shared:
+            for slot, name in enumerate(self.module_names):
+                a, b = out[name]
+                a0 = self.shared_a[slot].to(a.dtype)[None].expand(n, -1, -1)  # [N, r, in]
+                b0 = self.shared_b[slot].to(b.dtype)[None].expand(n, -1, -1)  # [N, out, r]
+                out[name] = (torch.cat([a0, a], dim=1), torch.cat([b0, b], dim=2))  # [N, 2r, in], [N, out, 2r]
         return out
 
     def _readout(self, head: nn.Linear, z: Tensor) -> Tensor:

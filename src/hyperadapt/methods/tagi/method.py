@@ -38,7 +38,7 @@ def build_hypernet(cfg: TagiConfig, model: torch.nn.Module, input_dim: int) -> T
     """A fresh hypernetwork over ``cfg.targets`` of every layer of ``model``, on the model's device."""
     shapes = {name: (m.in_features, m.out_features) for name, m in target_linears(model, cfg.targets).items()}
     h = cfg.hypernet
-    net = TagiHypernetwork(shapes, input_dim, cfg.rank, cfg.alpha, h.hidden, h.blocks, h.dropout)
+    net = TagiHypernetwork(shapes, input_dim, cfg.rank, cfg.alpha, h.hidden, h.blocks, h.dropout, cfg.shared_adapter)
     return net.to(next(model.parameters()).device)
 
 

@@ -82,7 +82,17 @@ def pretrain(ctx: Context, resume: bool, stop_at: int | None) -> bool:
         logits, _ = student_logits(ctx, batch)
         return F.cross_entropy(logits.float(), answer_targets(batch["labels"]))
 
-    return run_stage(ctx, out, loss_fn, make_batch, len(examples), pcfg.train, resume, stop_at, "tagi pretrain")
+    # the shared adapter (if any) stays frozen at ΔW = 0 here: stage 1 teaches reading text, not the tasks
+    params = ctx.hypernet.generated_parameters()
+    frozen = [p for k, p in ctx.hypernet.named_parameters() if k not in params]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        return run_stage(ctx, out, loss_fn, make_batch, len(examples), pcfg.train, resume, stop_at,
+                         "tagi pretrain", params=params)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int | None) -> bool:
@@ -132,13 +142,14 @@ class TermLog:
 
 
 def run_stage(ctx: Context, out: Path, loss_fn, make_batch, n: int, tcfg, resume: bool, stop_at: int | None,
-              desc: str) -> bool:
-    """Train the hypernetwork in ``out``; save it to ``out/hypernet`` when done. True when finished."""
+              desc: str, params: dict | None = None) -> bool:
+    """Train the hypernetwork (``params``: a subset of its parameters) in ``out``; save it to ``out/hypernet``
+    when done. True when finished."""
     done = out / HYPERNET_DIR
     if resume and (done / "hypernet.safetensors").exists():
         load_hypernet_weights(ctx.hypernet, done)
         return True
-    params = dict(ctx.hypernet.named_parameters())
+    params = dict(ctx.hypernet.named_parameters()) if params is None else params
     ctx.hypernet.train()
     step = Trainer(params, loss_fn, make_batch, n, tcfg, out, desc=desc).train(resume, stop_at)
     ctx.hypernet.eval()
