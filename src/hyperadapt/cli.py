@@ -178,6 +178,28 @@ def adapter(
     console.print(f"adapter written to {path}")
 
 
+@app.command()
+def release(
+    run: Annotated[Path, typer.Argument(help="a finished TAGI, Hypter or MeGan run directory")],
+    out: Annotated[Path, typer.Option(help="checkpoint folder to write, e.g. checkpoints/NAME")],
+    card: Annotated[Path | None, typer.Option(help="model card (Markdown) to ship as README.md")] = None,
+    dtype: Annotated[str, typer.Option(help="bfloat16, float16 or float32")] = "bfloat16",
+) -> None:
+    """Write a trained hypernetwork as a small checkpoint (run.json, weights in bf16, model card).
+
+    The checkpoint loads like the run: hyperadapt adapter CHECKPOINT --instruction ... --out DIR.
+    Example: hyperadapt release runs/tagi --out checkpoints/tagi-demo --card card.md
+    """
+    from hyperadapt.release import checkpoint_bytes, release_checkpoint
+
+    try:
+        text = card.read_text(encoding="utf-8") if card is not None else None
+        path = release_checkpoint(run, out, text, dtype)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    console.print(f"checkpoint written to {path} ({checkpoint_bytes(path) / 2**20:.1f} MiB)", markup=False)
+
+
 continual_app = typer.Typer(help="Continual instruction tuning: SwitchCIT and its baselines over a task stream.")
 app.add_typer(continual_app, name="continual")
 

@@ -1,0 +1,73 @@
+"""Released checkpoints: a trimmed bf16 run folder that the run loaders, `adapter` and `eval` use directly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from tests.methods.test_tagi_pipeline import tiny_cfg
+from typer.testing import CliRunner
+
+from hyperadapt.cli import app
+from hyperadapt.methods.megan import MeganConfig, load_megan, train_megan
+from hyperadapt.methods.tagi import LossConfig, PretrainConfig, load_tagi, train_tagi
+from hyperadapt.release import checkpoint_bytes, release_checkpoint
+from hyperadapt.testing import tiny_model
+from hyperadapt.training import TrainConfig
+
+
+@pytest.fixture
+def tagi_run(jsonl_data, tiny_dir, tmp_path):
+    cfg = tiny_cfg(jsonl_data, model=str(tiny_dir), pretrain=PretrainConfig(enabled=False),
+                   losses=LossConfig(kl_weight=0, align_weight=0), shared_adapter=True)
+    train_tagi(cfg, tmp_path / "run", model_and_tokenizer=tiny_model())
+    return tmp_path / "run"
+
+
+def test_a_released_tagi_checkpoint_makes_adapters_and_evaluates(tagi_run, jsonl_data, tiny_dir, tmp_path):
+    ckpt = tmp_path / "checkpoints" / "tagi-tiny"
+    result = CliRunner().invoke(app, ["release", str(tagi_run), "--out", str(ckpt)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in ckpt.iterdir()) == ["README.md", "hypernet", "run.json"]
+    weights = load_file(ckpt / "hypernet" / "hypernet.safetensors")
+    assert {v.dtype for v in weights.values()} == {torch.bfloat16}
+    assert checkpoint_bytes(ckpt) < checkpoint_bytes(tagi_run)
+    run = load_tagi(tagi_run, model_and_tokenizer=tiny_model())
+    released = load_tagi(ckpt, model_and_tokenizer=tiny_model())
+    for k, v in run.hypernet.state_dict().items():  # the same weights, up to bf16 rounding
+        torch.testing.assert_close(released.hypernet.state_dict()[k], v.to(torch.bfloat16).float())
+    out = tmp_path / "adapter"
+    result = CliRunner().invoke(app, ["adapter", str(ckpt), "--instruction", "Repeat the input.", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    PeftModel.from_pretrained(tiny_model()[0], out)
+    res = tmp_path / "res.json"
+    result = CliRunner().invoke(app, ["eval", "--method", "tagi", "--run", str(ckpt), "--data", f"jsonl:{jsonl_data}",
+                                      "--split", "test", "--limit", "2", "--max-new-tokens", "2", "--out", str(res)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(res.read_text())["mean"]["n"] == 4
+
+
+def test_a_released_megan_checkpoint_loads(jsonl_data, tiny_dir, tmp_path):
+    cfg = MeganConfig(model=str(tiny_dir), data=f"jsonl:{jsonl_data}", split="train", bottleneck=8,
+                      train=TrainConfig(steps=2, batch_size=2, max_length=64, save_every=0))
+    train_megan(cfg, tmp_path / "run", model_and_tokenizer=tiny_model())
+    ckpt = release_checkpoint(tmp_path / "run", tmp_path / "ckpt", card="# card\n")
+    assert (ckpt / "README.md").read_text() == "# card\n"
+    assert load_megan(ckpt, model_and_tokenizer=tiny_model()).hypernet is not None
+
+
+def test_release_refuses_what_it_cannot_release(tmp_path, tagi_run):
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "run.json").write_text(json.dumps({"method": "multitask-lora", "config": {}}))
+    with pytest.raises(ValueError, match="only tagi, hypter, megan runs can be released"):
+        release_checkpoint(tmp_path / "lora", tmp_path / "out")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        release_checkpoint(tagi_run, tmp_path / "out", dtype="int8")
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "run.json").write_text(json.dumps({"method": "tagi", "config": {}}))
+    with pytest.raises(FileNotFoundError, match="no final hypernetwork"):
+        release_checkpoint(tmp_path / "unfinished", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
