@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seen-limit", type=int, default=5, help="instances per task on seen / unseen_paraphrase")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=None,
+                   help="train.max_length of every trained method (SNI-CPU v1: 384); default: each config's")
+    p.add_argument("--max-prompt-tokens", type=int, default=None,
+                   help="evaluation prompt budget (the one truncation rule); default: the model's context")
     p.add_argument("--tagi-run", default=None, help="also evaluate this trained TAGI run")
     p.add_argument("--plots", default=None, help="write MeGan's β plot and cost report into this folder")
     p.add_argument("--runs", default="runs/bench_megan", help="where the trained runs go (resumable)")
@@ -87,6 +91,8 @@ def method_config(name: str, args: argparse.Namespace):
         per_step = base.inner_steps * base.support_size
         steps = max(1, round(steps * 8 / per_step))
     overrides = [f"data={args.data}", f"train.steps={steps}"]
+    if args.max_length:
+        overrides.append(f"train.max_length={args.max_length}")
     if args.quick:
         overrides.append("train.save_every=0")
     if name.startswith("megan"):
@@ -111,7 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     limit = 2 if args.quick else (args.limit or None)
     seen_limit = 2 if args.quick else (args.seen_limit or None)
     ecfg = {s: EvalConfig(limit=seen_limit if s in WIDE else limit, batch_size=args.batch_size,
-                          max_new_tokens=args.max_new_tokens) for s in args.splits}
+                          max_new_tokens=args.max_new_tokens, max_prompt_tokens=args.max_prompt_tokens)
+            for s in args.splits}
     splits = {s: load_tasks(args.data, s) for s in args.splits}
     runs, started = Path(args.runs), time.perf_counter()
     result: dict = {"command": " ".join(["python -m benchmarks.megan", *(argv if argv is not None else sys.argv[1:])]),
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
             result["info"][name] = {"hypernetwork_parameters": method.hypernet.num_parameters()}
             if name == plotted:
                 result["info"][name]["cost"] = beta_plot_and_cost(method, args.plots)
-        result["results"][name] = score(method, splits, ecfg, "default", args.data)
+        result["results"][name] = score(method, splits, ecfg, "default", args.data, runs / "answers")
         save(result, args.out)
         del method
     result["total_s"] = time.perf_counter() - started
