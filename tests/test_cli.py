@@ -72,3 +72,22 @@ def test_bench_core_runs_on_the_tiny_model(tiny_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert {"forward", "gating", "train_step", "targets"} <= set(json.loads(out.read_text()))
     assert runner.invoke(app, ["bench", "nope"]).exit_code == 2
+
+
+def test_help_does_not_import_torch():
+    """`hyperadapt --help` and every command's --help start fast: no torch, transformers or methods."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from hyperadapt.cli import app\n"
+        "runner = CliRunner()\n"
+        "names = [c.name or c.callback.__name__ for c in app.registered_commands] + ['continual']\n"
+        "for args in [['--help']] + [[n, '--help'] for n in names]:\n"
+        "    assert runner.invoke(app, args).exit_code == 0, args\n"
+        "heavy = [m for m in ('torch', 'transformers', 'hyperadapt.methods') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

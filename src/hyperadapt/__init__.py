@@ -1,10 +1,28 @@
 """hyperadapt: condition a frozen LLM on a textual instruction, domain, persona or style.
 
-TAGI, MeGan and SwitchCIT on one shared core; see the README.
+TAGI, MeGan and SwitchCIT on one shared core; see the README. The names below load on first use, so
+that importing the package (and ``hyperadapt --help``) does not import torch.
 """
 
-from hyperadapt.data import Instance, Task, load_tasks
-from hyperadapt.models import DEFAULT_MODEL_ID, load_base_model
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+_LAZY = {
+    "Instance": "hyperadapt.data",
+    "Task": "hyperadapt.data",
+    "load_tasks": "hyperadapt.data",
+    "DEFAULT_MODEL_ID": "hyperadapt.models",
+    "load_base_model": "hyperadapt.models",
+}
 __all__ = ["DEFAULT_MODEL_ID", "Instance", "Task", "__version__", "load_base_model", "load_tasks"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hyperadapt' has no attribute {name!r}")
