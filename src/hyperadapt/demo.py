@@ -37,8 +37,8 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[dict]:
     """Run the demo and return its results (also written under ``cfg.out``)."""
-    console = console or Console()
-    console.print(f"[bold]hyperadapt demo[/]: model={cfg.model} data={cfg.data} splits={cfg.splits}")
+    console = console or Console(markup=False, highlight=False)
+    console.print(f"hyperadapt demo: model={cfg.model} data={cfg.data} splits={cfg.splits}")
     model, tokenizer = load_base_model(cfg.model)
     eval_cfg = EvalConfig(limit=cfg.limit, max_new_tokens=cfg.max_new_tokens)
     results = []
