@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import click
 import typer
 import yaml
 from rich.console import Console
@@ -20,13 +20,15 @@ from hyperadapt.io import check_writable, safe_name
 console = Console(soft_wrap=True, markup=False, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 USER_ERRORS = (ValueError, OSError, yaml.YAMLError)  # ValueError covers TaskDataError and JSON errors
+# typer parses with its own copy of click: take its exception types from there
+click_errors = sys.modules[typer.BadParameter.__module__]
 
 
 def error_line(err: BaseException) -> str:
     """One line that says what is wrong: the message of ``err`` with its lines joined."""
     if isinstance(err, OSError) and err.strerror and err.filename:
         message = f"{err.filename}: {err.strerror}"
-    elif isinstance(err, click.ClickException):
+    elif isinstance(err, click_errors.ClickException):
         message = err.format_message()
     else:
         message = str(err) or type(err).__name__
@@ -43,12 +45,12 @@ class ErrorGroup(TyperGroup):
     task data, bad option) ends as one ``error: ...`` line and exit code 2; other exceptions are bugs and
     keep their traceback."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except click.exceptions.NoArgsIsHelpError:
+        except click_errors.NoArgsIsHelpError:
             raise
-        except click.UsageError as err:
+        except click_errors.UsageError as err:
             name = err.ctx.command_path if err.ctx is not None else "hyperadapt"
             _fail(ValueError(f"{error_line(err)} (see: {name} --help)"))
         except USER_ERRORS as err:
