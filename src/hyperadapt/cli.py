@@ -55,6 +55,10 @@ class ErrorGroup(TyperGroup):
             _fail(ValueError(f"{error_line(err)} (see: {name} --help)"))
         except USER_ERRORS as err:
             _fail(err)
+        except ImportError as err:  # an optional package is missing: our messages say what to install
+            if "pip install" not in str(err):
+                raise
+            _fail(err)
 
 
 app = typer.Typer(

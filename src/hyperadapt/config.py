@@ -109,7 +109,7 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
         return value
     if not ok(value):
         raise ValueError(f"{key} must be {_describe(hint)}, got {value!r}")
-    return float(value) if hint is float else value
+    return value
 
 
 def _describe(hint: Any) -> str:
