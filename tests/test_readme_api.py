@@ -47,3 +47,19 @@ def test_readme_snippet_keeps_the_callers_model(tiny_dir, jsonl_data, tmp_path):
     # the LoRA still works after TAGI wrapped the same model
     with lora.conditioning([None]):
         assert not torch.allclose(_logits(model, tok), before)
+
+
+def test_lora_after_tagi_on_the_same_model(tiny_dir, jsonl_data, tmp_path):
+    """PEFT cannot wrap our wrappers: training the LoRA takes them off and puts them back, TAGI still works."""
+    data = f"jsonl:{jsonl_data}"
+    model, tok = load_base_model(str(tiny_dir))
+    tasks = load_tasks(data, "test")
+    before = _logits(model, tok)
+    tagi = train_tagi(from_dict(TagiConfig, apply_overrides({}, [f"model={tiny_dir}", f"data={data}", *TAGI])),
+                      tmp_path / "tagi", model_and_tokenizer=(model, tok))
+    first = evaluate(tagi, tasks, EvalConfig(limit=1, max_new_tokens=2))
+    lora_cfg = from_dict(MultiTaskLoraConfig, apply_overrides({}, [
+        f"model={tiny_dir}", f"data={data}", "rank=2", "train.steps=1", "train.batch_size=2"]))
+    train_multitask_lora(lora_cfg, tmp_path / "mtl", model_and_tokenizer=(model, tok))
+    assert torch.equal(_logits(model, tok), before)
+    assert evaluate(tagi, tasks, EvalConfig(limit=1, max_new_tokens=2))["predictions"] == first["predictions"]
