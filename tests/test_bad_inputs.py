@@ -202,7 +202,7 @@ def test_hub_id_while_offline(here, jsonl_data, monkeypatch):
 
 
 @pytest.mark.parametrize("option,value", [("--limit", "0"), ("--limit", "-1"), ("--batch-size", "0"),
-                                          ("--max-new-tokens", "0")])
+                                          ("--max-new-tokens", "0"), ("--max-prompt-tokens", "0")])
 def test_eval_numbers_out_of_range(here, jsonl_data, option, value):
     bad(["eval", "--data", f"jsonl:{jsonl_data}", "--split", "test", option, value], option, "greater than")
     assert _files(here) == {"tasks.jsonl"}

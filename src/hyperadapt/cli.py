@@ -111,7 +111,7 @@ def eval_cmd(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="longest answer in tokens")] = 32,
     mode: Annotated[str, typer.Option(help="generate, or rank (classification over Task.options)")] = "generate",
     max_prompt_tokens: Annotated[int | None, typer.Option(
-        help="prompt budget; longer prompts lose their input's tail, then examples, then the definition's tail "
+        min=1, help="prompt budget; longer prompts lose their input's tail, then examples, then the definition's tail "
              "(default: the model's context minus --max-new-tokens)")] = None,
     metric_lang: Annotated[str, typer.Option(
         help="ROUGE tokenizer: en (official English), xlingual (official cross-lingual), or auto "
