@@ -31,7 +31,7 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     assert bad.exit_code == 2 and "instruction" in bad.output
     gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--input", "a b",
                                   "--max-new-tokens", "3"]))
-    assert "a b ->" in gen.output
+    assert "a b  [condition: Repeat the input.] ->" in gen.output
 
 
 def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_path):
@@ -40,7 +40,7 @@ def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_pat
                             *TRAIN, "--out", str(run)]))
     gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--condition",
                                   "Answer yes or no.", "--input", "x", "--input", "y", "--max-new-tokens", "2"]))
-    assert "x ->" in gen.output and "y ->" in gen.output
+    assert "x  [condition: " in gen.output and "y  [condition: " in gen.output
     bad = runner.invoke(app, ["generate", str(run), "--input", "x"])
     assert bad.exit_code == 2 and "--condition" in bad.output
 

@@ -4,24 +4,70 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
+
+from hyperadapt.io import check_writable, safe_name
+
+# Markup is off: user text, answers, task names and routes are printed exactly as given.
+console = Console(soft_wrap=True, markup=False, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+USER_ERRORS = (ValueError, OSError, yaml.YAMLError)  # ValueError covers TaskDataError and JSON errors
+# typer parses with its own copy of click: take its exception types from there
+click_errors = sys.modules[typer.BadParameter.__module__]
+
+
+def error_line(err: BaseException) -> str:
+    """One line that says what is wrong: the message of ``err`` with its lines joined."""
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        message = f"{err.filename}: {err.strerror}"
+    elif isinstance(err, click_errors.ClickException):
+        message = err.format_message()
+    else:
+        message = str(err) or type(err).__name__
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def _fail(err: BaseException) -> None:
+    err_console.print(Text.assemble(("error:", "red"), " ", error_line(err)))
+    raise typer.Exit(code=2)
+
+
+class ErrorGroup(TyperGroup):
+    """Runs every command; a user's mistake (bad value, missing or unreadable file, malformed YAML or
+    task data, bad option) ends as one ``error: ...`` line and exit code 2; other exceptions are bugs and
+    keep their traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click_errors.NoArgsIsHelpError:
+            raise
+        except click_errors.UsageError as err:
+            name = err.ctx.command_path if err.ctx is not None else "hyperadapt"
+            _fail(ValueError(f"{error_line(err)} (see: {name} --help)"))
+        except USER_ERRORS as err:
+            _fail(err)
+        except ImportError as err:  # an optional package is missing: our messages say what to install
+            if "pip install" not in str(err):
+                raise
+            _fail(err)
+
 
 app = typer.Typer(
+    cls=ErrorGroup,
     help="Condition a frozen LLM on a textual instruction, domain, persona or style.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(soft_wrap=True)
-
-
-def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/] {err}")
-    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -38,7 +84,7 @@ def info() -> None:
         try:
             console.print(f"{pkg:14s} {importlib.metadata.version(pkg)}")
         except importlib.metadata.PackageNotFoundError:
-            console.print(f"{pkg:14s} [red]not installed[/]")
+            console.print(f"{pkg:14s} not installed", style="red")
     console.print(f"{'python':14s} {platform.python_version()}")
     dev = pick_device()
     name = torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor() or "cpu"
@@ -47,7 +93,7 @@ def info() -> None:
     if default_model_installed():
         state = f"installed; cache {'at ' + str(default_model_dir()) if cached else 'not built yet (first load)'}"
     else:
-        state = f"[red]missing[/]: {INSTALL_DEFAULT_MODEL}"
+        state = f"missing: {INSTALL_DEFAULT_MODEL}"
     console.print(f"{'default model':14s} {state}")
 
 
@@ -55,16 +101,17 @@ def info() -> None:
 def eval_cmd(
     method: Annotated[str, typer.Option(help="zero-shot, multitask-lora, ...")] = "zero-shot",
     run: Annotated[Path | None, typer.Option(help="run directory of a trained method")] = None,
-    model: Annotated[str, typer.Option(help="default, a HF id, a folder or a .gguf file")] = "default",
+    model: Annotated[str | None, typer.Option(
+        help="default, a HF id, a folder or a .gguf file (with --run: the run's own model)")] = None,
     data: Annotated[str, typer.Option(help="synthetic, sni:PATH, cl:PATH, jsonl:PATH, hf:NAME")] = "synthetic",
     split: Annotated[str, typer.Option(help="which tasks: e.g. seen/unseen (synthetic), test (sni)")] = "seen",
     setting: Annotated[str | None, typer.Option(help="def, def2pos or none (default: the method's)")] = None,
-    limit: Annotated[int | None, typer.Option(help="first N instances per task")] = None,
-    batch_size: Annotated[int, typer.Option(help="examples per generation batch")] = 32,
-    max_new_tokens: Annotated[int, typer.Option(help="longest answer in tokens")] = 32,
+    limit: Annotated[int | None, typer.Option(min=1, help="first N instances per task")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="examples per generation batch")] = 32,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="longest answer in tokens")] = 32,
     mode: Annotated[str, typer.Option(help="generate, or rank (classification over Task.options)")] = "generate",
     max_prompt_tokens: Annotated[int | None, typer.Option(
-        help="prompt budget; longer prompts lose their input's tail, then examples, then the definition's tail "
+        min=1, help="prompt budget; longer prompts lose their input's tail, then examples, then the definition's tail "
              "(default: the model's context minus --max-new-tokens)")] = None,
     metric_lang: Annotated[str, typer.Option(
         help="ROUGE tokenizer: en (official English), xlingual (official cross-lingual), or auto "
@@ -79,34 +126,47 @@ def eval_cmd(
     Example: hyperadapt eval --method zero-shot --data sni:../shared/data/sni --split test --setting def --limit 20
     """
     from hyperadapt.data import load_tasks
-    from hyperadapt.evaluation.harness import EvalConfig, evaluate, write_results
-    from hyperadapt.methods import LOADABLE, PROMPT_ONLY, check_method
+    from hyperadapt.evaluation.harness import EvalConfig, evaluate
+    from hyperadapt.methods import LOADABLE, PROMPT_ONLY, check_method, run_model
 
-    try:
-        check_method(method)
-        cfg = EvalConfig(setting=setting, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                         mode=mode, max_prompt_tokens=max_prompt_tokens, metric_lang=metric_lang)
-        tasks = load_tasks(data, split)
-        if method in PROMPT_ONLY:
-            runner = PROMPT_ONLY[method](model=model, setting=setting or "def")
-        elif run is None:
-            raise ValueError(f"--method {method} needs --run RUN_DIR (train it with: hyperadapt train {method})")
-        else:
-            runner = LOADABLE[method](run)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
-    target = out if out.suffix == ".json" else out / f"{method}.{split}.json"
+    check_method(method)
+    cfg = EvalConfig(setting=setting, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                     mode=mode, max_prompt_tokens=max_prompt_tokens, metric_lang=metric_lang)
+    target = out if out.suffix == ".json" else out / f"{safe_name(method)}.{safe_name(split, 'split')}.json"
+    check_writable(target, "--out")
+    tasks = load_tasks(data, split)
+    if method in PROMPT_ONLY:
+        if run is not None:
+            raise ValueError(f"--method {method} takes no --run (it evaluates --model as it is)")
+        model = model or "default"
+        runner = PROMPT_ONLY[method](model=model, setting=setting or "def")
+    elif run is None:
+        raise ValueError(f"--method {method} needs --run RUN_DIR (train it with: hyperadapt train {method})")
+    else:
+        model = run_model(run, model)
+        runner = LOADABLE[method](run)
     answers = target.with_suffix(".answers.jsonl")
-    try:
-        result = evaluate(runner, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
-    except ValueError as err:
-        _fail(err)
-    path = write_results(result, target)
+    result = evaluate(runner, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
+    path = _write_results(result, target)
     answers.unlink(missing_ok=True)  # the answers are in the results now; a later run starts afresh
     m = result["mean"]
     console.print(f"{method} on {data} [{split}, {result['setting']}]: {len(tasks)} tasks, {m['n']} instances, "
                   f"ROUGE-L {m['rougeL']:.2f}, EM {m['em']:.2f} (instance mean; task mean ROUGE-L "
                   f"{m['task_mean']['rougeL']:.2f}) -> {path}", markup=False)
+
+
+def _write_results(result: dict, path: Path) -> Path:
+    """Write the results; if that fails after the work is done, save them in the temp folder instead and
+    say where (finished work is never lost to an output error)."""
+    import tempfile
+
+    from hyperadapt.evaluation.harness import write_results
+
+    try:
+        return write_results(result, path)
+    except OSError as err:
+        rescue = write_results(result, Path(tempfile.mkdtemp(prefix="hyperadapt-")) / path.name)
+        raise OSError(f"could not write {path} ({error_line(err)}); the results were saved to {rescue}") from err
 
 
 @app.command()
@@ -125,17 +185,11 @@ def train(
     from hyperadapt.methods import TRAINABLE
 
     if method not in TRAINABLE:
-        _fail(ValueError(f"cannot train {method!r}: trainable methods are {', '.join(sorted(TRAINABLE))}"))
+        raise ValueError(f"cannot train {method!r}: trainable methods are {', '.join(sorted(TRAINABLE))}")
     cfg_cls, train_fn = TRAINABLE[method]
-    try:
-        cfg = load_config(cfg_cls, config, overrides or [])
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        _fail(err)
-    run_dir = out or Path("runs") / method
-    try:
-        train_fn(cfg, run_dir, resume=resume)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+    cfg = load_config(cfg_cls, config, overrides or [])
+    run_dir = check_writable(out or Path("runs") / method, "--out")
+    train_fn(cfg, run_dir, resume=resume)
     console.print(f"trained {method} -> {run_dir}")
 
 
@@ -151,10 +205,9 @@ def demo(
     from hyperadapt.config import apply_overrides, from_dict
     from hyperadapt.demo import DemoConfig, run_demo
 
-    try:
-        cfg = from_dict(DemoConfig, apply_overrides({}, overrides or []))
-    except (ValueError, TypeError) as err:
-        _fail(err)
+    cfg = from_dict(DemoConfig, apply_overrides({}, overrides or []))
+    check_writable(cfg.out, "out")
+    check_writable(cfg.runs, "runs")
     run_demo(cfg, console)
 
 
@@ -171,10 +224,8 @@ def adapter(
     """
     from hyperadapt.methods.tagi import export_adapter
 
-    try:
-        path = export_adapter(run, instruction, out)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+    check_writable(out, "--out")
+    path = export_adapter(run, instruction, out)
     console.print(f"adapter written to {path}")
 
 
@@ -192,11 +243,9 @@ def release(
     """
     from hyperadapt.release import checkpoint_bytes, release_checkpoint
 
-    try:
-        text = card.read_text(encoding="utf-8") if card is not None else None
-        path = release_checkpoint(run, out, text, dtype)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+    check_writable(out, "--out")
+    text = card.read_text(encoding="utf-8") if card is not None else None
+    path = release_checkpoint(run, out, text, dtype)
     console.print(f"checkpoint written to {path} ({checkpoint_bytes(path) / 2**20:.1f} MiB)", markup=False)
 
 
@@ -222,13 +271,10 @@ def continual(
     from hyperadapt.config import load_config
     from hyperadapt.methods.switch import METHODS, SwitchConfig, run_stream
 
-    try:
-        if method not in METHODS:
-            raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
-        cfg = load_config(SwitchConfig, config, set_ or [])
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        _fail(err)
-    run_dir = out or Path("runs") / "continual" / method
+    if method not in METHODS:
+        raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
+    cfg = load_config(SwitchConfig, config, set_ or [])
+    run_dir = check_writable(out or Path("runs") / "continual" / method, "--out")
     result = run_stream(cfg, run_dir, resume=resume, method=method)
     metrics = result["metrics"]
     console.print(f"{method}: AP {_fmt(metrics['AP'])}, BWT {_fmt(metrics['BWT'])}, "
@@ -250,11 +296,8 @@ def continual_add(
     """
     from hyperadapt.methods.switch import add_task, load_task_spec
 
-    try:
-        train_task, test_task = load_task_spec(task)
-        add_task(run, train_task, test_task)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+    train_task, test_task = load_task_spec(task)
+    add_task(run, train_task, test_task)
     console.print(f"added {train_task.name} to {run}")
 
 
@@ -263,7 +306,7 @@ def generate(
     run: Annotated[Path, typer.Argument(help="a trained run directory (switchcit, megan, tagi, ...)")],
     input_: Annotated[list[str], typer.Option("--input", help="an input text (repeatable)")],
     condition: Annotated[list[str] | None, typer.Option(help="condition/instruction: one, or one per input")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="longest answer in tokens")] = 64,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="longest answer in tokens")] = 64,
 ) -> None:
     """Answer inputs with a trained run: SwitchCIT routes each input; other methods take --condition.
 
@@ -271,12 +314,9 @@ def generate(
     """
     from hyperadapt.evaluation.generate_cli import answer_inputs
 
-    try:
-        rows = answer_inputs(run, input_, condition or [], max_new_tokens)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+    rows = answer_inputs(run, input_, condition or [], max_new_tokens)
     for text, answer, route in rows:
-        console.print(f"[bold]{text}[/]{f' [{route}]' if route else ''} -> {answer}")
+        console.print(Text.assemble((text, "bold"), f"  [{route}]" if route else "", " -> ", answer))
 
 
 BENCHMARKS = ("core", "tagi", "megan", "continual")
@@ -295,10 +335,10 @@ def bench(
     import sys
 
     if name not in BENCHMARKS:
-        _fail(ValueError(f"unknown benchmark {name!r}: use one of {', '.join(BENCHMARKS)}"))
+        raise ValueError(f"unknown benchmark {name!r}: use one of {', '.join(BENCHMARKS)}")
     script = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
     if not script.exists():
-        _fail(FileNotFoundError(f"{script} not found: benchmarks run from a source checkout of hyperadapt"))
+        raise FileNotFoundError(f"{script} not found: benchmarks run from a source checkout of hyperadapt")
     sys.argv = [f"hyperadapt bench {name}", *ctx.args]
     sys.path.insert(0, str(script.parents[1]))
     runpy.run_path(str(script), run_name="__main__")

@@ -8,14 +8,39 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML 1.1 safe loading, but numbers written as people write them (``5e-4``, ``1e3``) are floats."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.?[0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``text`` parsed with :class:`ConfigLoader`; a syntax error is a ``ValueError`` naming ``where`` and
+    the line (tabs, for one, are not allowed for indentation in YAML)."""
+    try:
+        return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        hint = " (YAML does not allow tabs: indent with spaces)" if "'\\t'" in str(err) else ""
+        raise ValueError(f"{where}{at}: invalid YAML: {problem}{hint}") from err
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
@@ -33,8 +58,65 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     kwargs = {}
     for key, value in data.items():
         sub = _dataclass_type(hints[key])
-        kwargs[key] = from_dict(sub, value, f"{where}{key}.") if sub and isinstance(value, dict) else value
-    return cls(**kwargs)
+        if sub and isinstance(value, dict):
+            kwargs[key] = from_dict(sub, value, f"{where}{key}.")
+        else:
+            kwargs[key] = check_type(value, hints[key], f"{where}{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a value of the wrong kind that only a check in __post_init__ met
+        raise ValueError(f"config section {where.rstrip('.') or cls.__name__}: {err}") from err
+
+
+def check_type(value: Any, hint: Any, key: str) -> Any:
+    """``value`` when it fits the type ``hint`` (an int counts as a float), else a ``ValueError`` naming
+    ``key``, e.g. ``train.steps must be an integer, got 1.5``."""
+    if hint is Any:
+        return value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or origin is typing.Union:
+        for arg in args:
+            try:
+                return check_type(value, arg, key)
+            except ValueError:
+                continue
+        raise ValueError(f"{key} must be {_describe(hint)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (list, tuple) or hint in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{key} must be a list, got {value!r}")
+        item = args[0] if args else Any
+        return [check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key} must be a mapping, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint):
+            raise ValueError(f"{key} must be a mapping of {hint.__name__} settings, got {value!r}")
+        return value
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+        type(None): lambda v: v is None,
+    }.get(hint)
+    if ok is None:
+        return value
+    if not ok(value):
+        raise ValueError(f"{key} must be {_describe(hint)}, got {value!r}")
+    return value
+
+
+def _describe(hint: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _dataclass_type(hint: Any) -> type | None:
@@ -57,7 +139,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a config section")
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = parse_yaml(raw, f"override {item!r}")
     return data
 
 
@@ -68,7 +150,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
     return from_dict(cls, apply_overrides(data, list(overrides)))
 
 

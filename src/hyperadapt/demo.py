@@ -34,11 +34,18 @@ class DemoConfig:
     out: str = "results/demo"
     runs: str = "runs/demo"
 
+    def __post_init__(self) -> None:
+        for name in ("limit", "steps", "batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.splits:
+            raise ValueError("splits is empty: give at least one split, e.g. splits=[seen]")
+
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[dict]:
     """Run the demo and return its results (also written under ``cfg.out``)."""
-    console = console or Console()
-    console.print(f"[bold]hyperadapt demo[/]: model={cfg.model} data={cfg.data} splits={cfg.splits}")
+    console = console or Console(markup=False, highlight=False)
+    console.print(f"hyperadapt demo: model={cfg.model} data={cfg.data} splits={cfg.splits}")
     model, tokenizer = load_base_model(cfg.model)
     eval_cfg = EvalConfig(limit=cfg.limit, max_new_tokens=cfg.max_new_tokens)
     results = []

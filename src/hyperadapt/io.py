@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -51,3 +53,57 @@ def write_dir_atomic(target: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME = 64
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """A file name for ``name`` (a task, adapter, condition or run name) that stays inside its folder.
+
+    Plain names (ASCII letters, digits, ``.``, ``_``, ``-``; not starting with a dot; at most 64
+    characters) are kept as they are; any other name is mapped to its plain characters plus a short hash
+    of the real name, so different names never share a file. Keep the real name in the manifest.
+    Raises ``ValueError`` for an empty name.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{what} is empty: give it a name")
+    if SAFE_CHARS.search(name) is None and not name.startswith(".") and len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    stem = SAFE_CHARS.sub("_", name).strip("._-")[: MAX_NAME - 11]
+    return f"{stem}-{digest}" if stem else digest
+
+
+def child_path(root: str | Path, name: str, what: str = "name", suffix: str = "") -> Path:
+    """``root / safe_name(name) + suffix``, checked to lie inside ``root``."""
+    root = Path(root)
+    path = root / f"{safe_name(name, what)}{suffix}"
+    if path.resolve().parent != root.resolve():
+        raise ValueError(f"{what} {name!r} does not stay inside {root}")
+    return path
+
+
+def check_plain_name(name: str, what: str, where: str | Path) -> str:
+    """``name`` unchanged when it is a single file name (no separator, not ``.``/``..``, not absolute);
+    else a ``ValueError`` naming ``where`` it came from: names read from data files are not paths."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"{where}: {what} {name!r} is not a plain name (no path separators or '..')")
+    return name
+
+
+def check_writable(path: str | Path, what: str = "output") -> Path:
+    """Check before any work that ``path`` (a file or folder to be written) can be written: its nearest
+    existing ancestor must be a writable folder (or ``path`` a writable file). Raises ``ValueError`` when an
+    ancestor is a file, ``PermissionError`` when it cannot be written."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe != path and not probe.is_dir():
+        raise ValueError(f"{what} {path} cannot be written: {probe} is a file, not a folder")
+    folder = probe if probe.is_dir() else probe.parent
+    if not os.access(folder, os.W_OK | os.X_OK) or (probe.is_file() and not os.access(probe, os.W_OK)):
+        raise PermissionError(f"{what} {path} cannot be written: no write permission in {folder}")
+    return path

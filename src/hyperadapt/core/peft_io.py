@@ -25,6 +25,7 @@ PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PREFIX = "base_model.model."
 MERGED_ATTR = "_hyperadapt_merged"
+PEFT_DEFAULTS = {"r": 8, "lora_alpha": 8}  # peft.LoraConfig's defaults, used when a config omits them
 
 
 def single_adapter(lora: LoraConditioning, example: int | None) -> LoraConditioning:
@@ -76,8 +77,18 @@ def export_peft(
     )
     path = Path(path)
     config.save_pretrained(str(path))
+    _stable_config(path / PEFT_CONFIG)
     save_file(tensors, path / PEFT_WEIGHTS, metadata={"format": "pt"})
     return path
+
+
+def _stable_config(path: Path) -> None:
+    """Rewrite PEFT's config with ``target_modules`` sorted (PEFT keeps them in a set, whose order changes
+    from one process to the next), so the same adapter exports byte-identically."""
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def _whole(x: float) -> bool:
@@ -102,9 +113,15 @@ def load_peft(path: str | Path) -> LoraConditioning:
     path = Path(path)
     if not (path / PEFT_CONFIG).exists() or not (path / PEFT_WEIGHTS).exists():
         raise FileNotFoundError(f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS}")
-    config = json.loads((path / PEFT_CONFIG).read_text())
+    try:
+        config = json.loads((path / PEFT_CONFIG).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path / PEFT_CONFIG} is not valid JSON (line {err.lineno}): {err.msg}") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{path / PEFT_CONFIG} must hold a JSON object")
     _check_plain_lora(config, path)
     pairs = _pairs(load_file(path / PEFT_WEIGHTS), path)
+    _check_ranks(config, pairs, path)
     scales = {name: _peft_scale(config, name, a.shape[0]) for name, (a, _) in pairs.items()}
     common = next(iter(scales.values()))
     if all(math.isclose(s, common) for s in scales.values()):
@@ -115,6 +132,18 @@ def load_peft(path: str | Path) -> LoraConditioning:
 
 
 def _check_plain_lora(config: dict, path: Path) -> None:
+    """Refuse what PEFT refuses or we cannot run: other adapter types, LoRA variants, mistyped numbers.
+    A missing ``r``/``lora_alpha`` takes PEFT's default (8), as PEFT does."""
+    for key in ("r", "lora_alpha"):
+        value = config.get(key, PEFT_DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"{path / PEFT_CONFIG}: {key} must be a positive number, got {value!r}")
+    for key in ("rank_pattern", "alpha_pattern"):
+        patterns = config.get(key) or {}
+        if not isinstance(patterns, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in patterns.values()
+        ):
+            raise ValueError(f"{path / PEFT_CONFIG}: {key} must map module names to positive numbers")
     if config.get("peft_type") != "LORA":
         raise ValueError(f"{path}: only LORA adapters are supported, got peft_type={config.get('peft_type')!r}")
     unsupported = [k for k in ("use_dora", "fan_in_fan_out", "lora_bias") if config.get(k)]
@@ -137,8 +166,22 @@ def _pairs(state: dict[str, Tensor], path: Path) -> dict[str, tuple[Tensor, Tens
     return {name: (p["A"], p["B"]) for name, p in pairs.items()}
 
 
+def _check_ranks(config: dict, pairs: dict[str, tuple[Tensor, Tensor]], path: Path) -> None:
+    """The rank the config gives each module (``rank_pattern``, else ``r``) must be its tensors' rank, and
+    A [r, in] / B [out, r] must agree: PEFT refuses such a folder with a size mismatch, and so do we."""
+    for name, (a, b) in pairs.items():
+        want = _pattern_value(config.get("rank_pattern") or {}, name, config.get("r", PEFT_DEFAULTS["r"]))
+        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
+            raise ValueError(f"{path}: {name} has lora_A {list(a.shape)} and lora_B {list(b.shape)}, which do "
+                             "not make a LoRA pair ([r, in] and [out, r])")
+        if a.shape[0] != want:
+            raise ValueError(f"{path}: {name} has rank {a.shape[0]} in {PEFT_WEIGHTS} but {want} in {PEFT_CONFIG} "
+                             "(r / rank_pattern): the config does not match the tensors")
+
+
 def _peft_scale(config: dict, name: str, rank: int) -> float:
-    alpha = _pattern_value(config.get("alpha_pattern") or {}, name, config["lora_alpha"])
+    default = config.get("lora_alpha", PEFT_DEFAULTS["lora_alpha"])
+    alpha = _pattern_value(config.get("alpha_pattern") or {}, name, default)
     return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
 
 

@@ -8,12 +8,16 @@ file or directory raises :class:`FileNotFoundError` naming the path.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hyperadapt.data.schema import Example, Instance, Task, TaskDataError
+from hyperadapt.io import check_plain_name
+
+log = logging.getLogger(__name__)
 
 SNI_SPLIT_DIRS: tuple[str, ...] = ("splits", "splits/default")
 CL_SPLITS: tuple[str, ...] = ("train", "dev", "test")
@@ -117,7 +121,12 @@ def _sni_instances(value: Any, name: str, where: str) -> list[Instance]:
         text = _as_str(_get(raw, "input", where, f"{label}.input"), where, f"{label}.input")
         outputs = _as_strs(_get(raw, "output", where, f"{label}.output"), where, f"{label}.output")
         inst_id = _optional_id(raw.get("id"), where, f"{label}.id") or f"{name}-{i}"
+        if not any(o.strip() for o in outputs):
+            log.warning("%s: skipping instance %r (%s): its only reference is empty", where, inst_id, label)
+            continue
         out.append(Instance(id=inst_id, input=text, outputs=tuple(outputs)))
+    if not out:
+        raise _error(where, "Instances", "has no instance with a non-empty reference")
     _check_unique_ids(out, where)
     return out
 
@@ -185,6 +194,7 @@ def _read_names(path: Path) -> list[str]:
             continue
         if name in names:
             raise TaskDataError(f"{path} line {lineno}: task {name!r} is listed twice")
+        check_plain_name(name, "task name", f"{path} line {lineno}")
         names.append(name)
     if not names:
         raise TaskDataError(f"{path}: lists no tasks")
@@ -258,7 +268,7 @@ def _order_names(orders: Any, order: int | str, path: Path) -> tuple[str, list[s
     key = order if isinstance(order, str) else f"order{order}"
     if key not in orders:
         raise ValueError(f"{path} has no order {key!r}: it has {', '.join(map(str, orders))}")
-    names = _as_strs(orders[key], str(path), key)
+    names = [check_plain_name(n, "task name", f"{path} {key}") for n in _as_strs(orders[key], str(path), key)]
     if len(set(names)) != len(names):
         raise _error(str(path), key, "lists a task more than once")
     return key, names

@@ -12,16 +12,17 @@ from hyperadapt.io import load_json
 def answer_inputs(
     run_dir: str | Path, inputs: list[str], conditions: list[str], max_new_tokens: int = 64
 ) -> list[tuple[str, str, str]]:
-    """(input, answer, route) per input. Continual runs route each input (route = task, or ``rejected``);
-    other runs are conditioned on ``conditions`` (one for all inputs, or one per input)."""
+    """(input, answer, route) per input: what each answer was produced under. Continual runs route each input
+    (route = ``task: NAME``, or ``rejected``); other runs are conditioned on ``conditions`` (one for all
+    inputs, or one per input; route = ``condition: TEXT``)."""
     if not inputs:
         raise ValueError("give at least one --input")
     run = load_json(Path(run_dir) / "run.json", "run file")
     if run.get("kind") == "continual":
         from hyperadapt.methods.switch import generate
 
-        return [(x, a, t or "rejected") for x, (a, t) in zip(inputs, generate(run_dir, inputs, max_new_tokens),
-                                                            strict=True)]
+        answers = generate(run_dir, inputs, max_new_tokens)
+        return [(x, a, f"task: {t}" if t else "rejected") for x, (a, t) in zip(inputs, answers, strict=True)]
     from hyperadapt.methods import LOADABLE
 
     method_name = run.get("method")
@@ -34,7 +35,7 @@ def answer_inputs(
     method = LOADABLE[method_name](run_dir)
     queries = [_query(method, c, x, i) for i, (c, x) in enumerate(zip(conds, inputs, strict=True))]
     answers = answer(method, queries, EvalConfig(max_new_tokens=max_new_tokens), desc="generate")
-    return [(q.instance.input, answers[id(q)], "") for q in queries]
+    return [(q.instance.input, answers[id(q)], f"condition: {q.task.instruction}") for q in queries]
 
 
 def _query(method, condition: str, text: str, index: int) -> Query:

@@ -96,8 +96,9 @@ class EvalConfig:
             raise ValueError(f"unknown eval mode {self.mode!r}: use 'generate' or 'rank'")
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be at least 1")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be a positive number of instances per task, got {self.limit}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
+                                       or self.limit < 1):
+            raise ValueError(f"limit must be a positive number of instances per task, got {self.limit!r}")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
             raise ValueError(f"max_prompt_tokens must be at least 1, got {self.max_prompt_tokens}")
         if self.metric_lang not in METRIC_LANGS:

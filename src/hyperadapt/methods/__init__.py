@@ -7,6 +7,8 @@ methods (SwitchCIT and its baselines) run whole task streams: see ``hyperadapt.m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hyperadapt.methods.baselines import (
     MultiTaskLoraConfig,
     load_multitask_lora,
@@ -41,3 +43,22 @@ METHOD_NAMES = sorted({*TRAINABLE, *LOADABLE, *PROMPT_ONLY})
 def check_method(name: str) -> None:
     if name not in METHOD_NAMES:
         raise ValueError(f"unknown method {name!r}: use one of {', '.join(METHOD_NAMES)}")
+
+
+def run_model(run_dir: str | Path, model: str | None = None) -> str:
+    """The base model a trained run uses (its ``run.json`` config), which is what evaluating it evaluates.
+
+    ``model``, when given, must name that same model: a run's adapters or hypernetwork only fit the model
+    they were trained on, so any other is refused with a ``ValueError``.
+    """
+    from hyperadapt.io import load_json
+    from hyperadapt.models import same_model
+
+    run = load_json(Path(run_dir) / "run.json", "run file")
+    own = (run.get("config") or {}).get("model")
+    if not isinstance(own, str):
+        raise ValueError(f"{run_dir}/run.json names no base model (config.model)")
+    if model is not None and not same_model(model, own):
+        raise ValueError(f"--model {model!r} does not match the model the run {run_dir} was trained on ({own!r}): "
+                         "a run is evaluated on its own model; leave out --model")
+    return own

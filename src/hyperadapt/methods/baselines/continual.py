@@ -19,6 +19,7 @@ from hyperadapt.core import AdapterBank, LoraConditioning
 from hyperadapt.data.prompts import Encoded
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import Query
+from hyperadapt.io import safe_name
 from hyperadapt.methods.switch.stream import (
     AdapterStore,
     EvalPlan,
@@ -106,7 +107,7 @@ class OLoraLearner(SequentialLearner):
             return {"reused": True}
         bank = ctx.new_bank(ctx.cfg.seed + k)
         old = self.pieces(k)
-        folder = ctx.run_dir / "train" / f"{k:03d}-{task.name}"
+        folder = ctx.run_dir / "train" / f"{k:03d}-{safe_name(task.name, 'task name')}"
         extra = orthogonality_loss(bank, old, ctx.cfg.baselines.olora_lambda) if old else None
         stats = fit_lora(ctx, self.examples(k), bank_params(bank), lambda: concat([*old, bank.adapter(0)]),
                          folder, ctx.cfg.train.seed + k, extra_loss=extra)

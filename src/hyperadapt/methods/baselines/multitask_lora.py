@@ -2,20 +2,28 @@
 
 One PEFT LoRA trained on the instances of all training tasks, each prompt carrying its task's
 instruction. It is TAGI's teacher recipe and its strongest baseline.
+
+The caller's model is never left changed in behaviour: PEFT wraps it only while training and is removed
+afterwards; the trained adapter then runs through the shared core (``inject`` + ``conditioned``), so the
+same model still answers as the base model outside the method's ``conditioning``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, get_peft_model
 
 from hyperadapt.config import to_dict
+from hyperadapt.core import AdapterBank, bank_from_peft, conditioned, inject, remove
+from hyperadapt.core.inject import injected_targets
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import check_setting, encode_tasks
-from hyperadapt.evaluation.harness import PromptMethod
+from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import load_json, save_json, write_dir_atomic
 from hyperadapt.models import load_base_model
 from hyperadapt.training import TrainConfig, Trainer, pad_batch
@@ -53,17 +61,69 @@ class MultiTaskLoraConfig:
         )
 
 
+@dataclass
+class AdapterMethod:
+    """A model answering with one LoRA (a PEFT folder) applied only inside ``conditioning``; outside it the
+    model is the base model."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+    bank: AdapterBank
+    setting: str = "def"
+    info: dict = field(default_factory=dict)
+
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
+        return conditioned(self.model, lora=self.bank.conditioning([0] * len(queries)))
+
+
+def adapter_method(model, tokenizer, adapter: Path, setting: str, info: dict) -> AdapterMethod:
+    """The multi-task LoRA in ``adapter`` (a PEFT folder) on ``model``, through the shared core."""
+    inject(model, gating=False)
+    return AdapterMethod(METHOD, model, tokenizer, bank_from_peft(model, [adapter]), setting, info)
+
+
 def train_multitask_lora(
     cfg: MultiTaskLoraConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
     stop_at: int | None = None,
-) -> PromptMethod:
-    """Train the baseline into ``run_dir`` (resumable) and return it ready for evaluation."""
+) -> AdapterMethod:
+    """Train the baseline into ``run_dir`` (resumable) and return it ready for evaluation.
+
+    A given ``model_and_tokenizer`` is shared, not taken over: PEFT wraps the model only while training,
+    and afterwards it answers as before (the LoRA applies inside the returned method's ``conditioning``).
+    """
     run_dir = Path(run_dir)
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
     tasks = load_tasks(cfg.data, cfg.split)
     examples = encode_tasks(tokenizer, tasks, cfg.setting, cfg.train.max_length, cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
+    was_injected = injected_targets(model)
+    remove(model)  # PEFT wraps plain linears; our wrappers come back below
+    try:
+        _train_peft(cfg, model, tokenizer, examples, run_dir, resume, stop_at)
+    finally:
+        if was_injected[0] or was_injected[1]:
+            inject(model, was_injected[0] or (), gating=was_injected[1])
+    return adapter_method(model, tokenizer, run_dir / "adapter", cfg.setting, {"run": str(run_dir), **to_dict(cfg)})
+
+
+def _train_peft(cfg: MultiTaskLoraConfig, model, tokenizer, examples, run_dir: Path, resume: bool,
+                stop_at: int | None) -> None:
+    """Train a PEFT LoRA on ``model`` and save it to ``run_dir/adapter``; PEFT is removed again after."""
+    trainable = {n: p.requires_grad for n, p in model.named_parameters()}
     peft_model = get_peft_model(model, cfg.lora_config())
+    try:
+        _fit(cfg, peft_model, tokenizer, examples, run_dir, resume, stop_at)
+    finally:
+        peft_model.unload()  # the original linears go back into the caller's model
+        model.__dict__.pop("peft_config", None)
+        model.eval()
+        for name, param in model.named_parameters():
+            param.requires_grad_(trainable.get(name, False))
+
+
+def _fit(cfg: MultiTaskLoraConfig, peft_model, tokenizer, examples, run_dir: Path, resume: bool,
+         stop_at: int | None) -> None:
     params = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
 
     def make_batch(indices: list[int]) -> dict:
@@ -79,10 +139,9 @@ def train_multitask_lora(
     peft_model.eval()
     # The embeddings are frozen: say so, rather than let PEFT look the base model up on the hub.
     write_dir_atomic(run_dir / "adapter", lambda d: peft_model.save_pretrained(d, save_embedding_layers=False))
-    return PromptMethod(METHOD, peft_model, tokenizer, cfg.setting, info={"run": str(run_dir), **to_dict(cfg)})
 
 
-def load_multitask_lora(run_dir: str | Path, model_and_tokenizer=None) -> PromptMethod:
+def load_multitask_lora(run_dir: str | Path, model_and_tokenizer=None) -> AdapterMethod:
     """The trained baseline from ``run_dir`` (its ``adapter/`` folder is a plain PEFT adapter)."""
     run = load_json(Path(run_dir) / "run.json", "run file")
     if run.get("method") != METHOD:
@@ -92,6 +151,4 @@ def load_multitask_lora(run_dir: str | Path, model_and_tokenizer=None) -> Prompt
     adapter = Path(run_dir) / "adapter"
     if not (adapter / "adapter_config.json").exists():
         raise FileNotFoundError(f"{run_dir} has no trained adapter yet: train it (or resume) first")
-    peft_model = PeftModel.from_pretrained(model, adapter)
-    peft_model.eval()
-    return PromptMethod(METHOD, peft_model, tokenizer, cfg["setting"], info={"run": str(run_dir), **cfg})
+    return adapter_method(model, tokenizer, adapter, cfg["setting"], {"run": str(run_dir), **cfg})

@@ -25,7 +25,7 @@ from hyperadapt.data.schema import Task
 from hyperadapt.encoders import TextEncoder
 from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import Query
-from hyperadapt.io import load_json, save_json, write_dir_atomic
+from hyperadapt.io import load_json, safe_name, save_json, write_dir_atomic
 from hyperadapt.methods.baselines.continual import BASELINES
 from hyperadapt.methods.switch.config import SwitchConfig
 from hyperadapt.methods.switch.router import (
@@ -192,7 +192,7 @@ def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[dic
     cfg = from_dict(SwitchConfig, run["config"])
     ctx = make_context(cfg, run_dir, model_and_tokenizer)
     for name in run["added"]:
-        folder = ctx.run_dir / "added" / name
+        folder = added_folder(ctx.run_dir, name)
         ctx.tasks.append(StreamTask(name, load_task_file(folder / "train.json", name),
                                     load_task_file(folder / "test.json", name)))
     return run, ctx
@@ -209,6 +209,7 @@ def add_task(
     run = check_run_dir(run_dir)
     if run["method"] not in (METHOD, "oracle"):
         raise ValueError(f"tasks can be added to a {METHOD} or oracle run; {run_dir} is a {run['method']!r} run")
+    safe_name(train.name, "task name")
     train, test = _split_new_task(train, test)
     existing = [*run["tasks"], *run["added"]]
     if train.name in existing:
@@ -243,8 +244,13 @@ def _split_new_task(train: Task, test: Task | None) -> tuple[Task, Task]:
     return train.with_instances(train.instances[:cut]), train.with_instances(train.instances[cut:])
 
 
+def added_folder(run_dir: Path, name: str) -> Path:
+    """``added/<name>/`` of a run, with ``name`` mapped to a safe folder name (``run.json`` keeps the real one)."""
+    return Path(run_dir) / "added" / safe_name(name, "task name")
+
+
 def _save_added(run_dir: Path, run: dict, train: Task, test: Task) -> None:
-    folder = run_dir / "added" / train.name
+    folder = added_folder(run_dir, train.name)
     save_json(task_record(train), folder / "train.json")
     save_json(task_record(test), folder / "test.json")
     save_json({**run, "added": [*run["added"], train.name]}, run_dir / "run.json")

@@ -32,7 +32,7 @@ from hyperadapt.data.schema import Task
 from hyperadapt.data.synthetic import synthetic_stream
 from hyperadapt.evaluation.harness import EvalConfig, Query, answer, make_queries
 from hyperadapt.evaluation.metrics import score_predictions
-from hyperadapt.io import atomic_write_text, load_json, save_json, write_dir_atomic
+from hyperadapt.io import atomic_write_text, load_json, safe_name, save_json, write_dir_atomic
 from hyperadapt.methods.switch.config import SwitchConfig
 from hyperadapt.training import Trainer, pad_batch
 
@@ -200,7 +200,7 @@ class AdapterStore:
         self.root = root
 
     def folder(self, index: int, name: str) -> Path:
-        return self.root / f"{index:03d}-{name}"
+        return self.root / f"{index:03d}-{safe_name(name, 'task name')}"
 
     def has(self, index: int, name: str) -> bool:
         return (self.folder(index, name) / "adapter_model.safetensors").exists()
@@ -341,7 +341,7 @@ def train_and_store(
     bank = ctx.new_bank(ctx.cfg.seed + k)
     if init is not None:
         bank.set_adapter(0, init)
-    folder = ctx.run_dir / "train" / f"{k:03d}-{task.name}"
+    folder = ctx.run_dir / "train" / f"{k:03d}-{safe_name(task.name, 'task name')}"
     stats = fit_lora(ctx, examples, bank_params(bank), lambda: bank.adapter(0), folder, ctx.cfg.train.seed + k)
     store.write(k, task.train, ctx.model, bank.adapter(0))
     clear_checkpoints(folder)
