@@ -32,6 +32,7 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--input", "a b",
                                   "--max-new-tokens", "3"]))
     assert "a b  [condition: Repeat the input.] ->" in gen.output
+    _eval_run(run, jsonl_data, "tagi")
 
 
 def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_path):
@@ -43,6 +44,9 @@ def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_pat
     assert "x  [condition: " in gen.output and "y  [condition: " in gen.output
     bad = runner.invoke(app, ["generate", str(run), "--input", "x"])
     assert bad.exit_code == 2 and "--condition" in bad.output
+    _eval_run(run, jsonl_data, "megan")
+    wrong = runner.invoke(app, ["eval", "--method", "tagi", "--run", str(run), "--data", f"jsonl:{jsonl_data}"])
+    assert wrong.exit_code == 2 and "holds a 'megan' run" in wrong.output
 
 
 def test_continual_run_add_generate(tiny_dir, tmp_path):
@@ -61,5 +65,28 @@ def test_continual_run_add_generate(tiny_dir, tmp_path):
     assert again.exit_code == 2 and "plural" in again.output
     gen = _ok(runner.invoke(app, ["generate", str(run), "--input", "box", "--max-new-tokens", "2"]))
     assert "box" in gen.output
+    _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", "synthetic", "--split", "seen", "--limit", "1",
+                            "--max-new-tokens", "2"]))
+    assert json.loads((run / "eval" / "synthetic-seen-own.json").read_text())["method"] == "switchcit"
     bad = runner.invoke(app, ["continual", "--method", "magic"])
     assert bad.exit_code == 2 and "unknown continual method" in bad.output
+
+
+def _eval_run(run, jsonl_data, method: str) -> dict:
+    """``eval --run RUN`` with no --method: the run says what it is; results go to RUN/eval/."""
+    _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", f"jsonl:{jsonl_data}", "--split", "test",
+                            "--limit", "2", "--max-new-tokens", "2"]))
+    result = json.loads((run / "eval" / "jsonl-test-own.json").read_text())
+    assert result["method"] == method and result["mean"]["n"] == 4
+    return result
+
+
+def test_multitask_lora_train_and_eval_run(tiny_dir, jsonl_data, tmp_path):
+    run = tmp_path / "mtl"
+    _ok(runner.invoke(app, ["train", "multitask-lora", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2",
+                            *TRAIN, "--out", str(run)]))
+    _eval_run(run, jsonl_data, "multitask-lora")
+    other = tmp_path / "res.json"
+    _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", f"jsonl:{jsonl_data}", "--split", "test",
+                            "--limit", "1", "--max-new-tokens", "2", "--out", str(other)]))
+    assert json.loads(other.read_text())["method"] == "multitask-lora"

@@ -99,8 +99,10 @@ def info() -> None:
 
 @app.command("eval")
 def eval_cmd(
-    method: Annotated[str, typer.Option(help="zero-shot, multitask-lora, ...")] = "zero-shot",
-    run: Annotated[Path | None, typer.Option(help="run directory of a trained method")] = None,
+    method: Annotated[str | None, typer.Option(
+        help="zero-shot (default without --run); with --run the run's own method")] = None,
+    run: Annotated[Path | None, typer.Option(
+        help="run directory: a trained method, a released checkpoint or a SwitchCIT run")] = None,
     model: Annotated[str | None, typer.Option(
         help="default, a HF id, a folder or a .gguf file (with --run: the run's own model)")] = None,
     data: Annotated[str, typer.Option(help="synthetic, sni:PATH, cl:PATH, jsonl:PATH, hf:NAME")] = "synthetic",
@@ -116,23 +118,36 @@ def eval_cmd(
     metric_lang: Annotated[str, typer.Option(
         help="ROUGE tokenizer: en (official English), xlingual (official cross-lingual), or auto "
              "(xlingual for tasks whose output language is not English)")] = "auto",
-    out: Annotated[Path, typer.Option(help="results JSON file or folder")] = Path("results"),
+    out: Annotated[Path | None, typer.Option(
+        help="results JSON file or folder (default: RUN/eval/DATA-SPLIT-SETTING.json with --run, else results/)")]
+        = None,
 ) -> None:
     """Evaluate a method on a task set and write results JSON + a Markdown table.
 
-    Answers are appended to RESULTS.answers.jsonl as they come: an interrupted evaluation continues where it
-    stopped when the same command runs again. The headline is the official SNI instance mean.
+    With --run, the run directory says what it holds (any trained method, a released checkpoint or a
+    SwitchCIT run) and its results go into RUN/eval/ unless --out says otherwise. Answers are appended to
+    RESULTS.answers.jsonl as they come: an interrupted evaluation continues where it stopped when the same
+    command runs again. The headline is the official SNI instance mean.
 
-    Example: hyperadapt eval --method zero-shot --data sni:../shared/data/sni --split test --setting def --limit 20
+    Examples: hyperadapt eval --data sni:../shared/data/sni --split test --setting def --limit 20  (zero-shot)
+              hyperadapt eval --run runs/tagi --data synthetic --split unseen
     """
     from hyperadapt.data import load_tasks
     from hyperadapt.evaluation.harness import EvalConfig, evaluate
-    from hyperadapt.methods import LOADABLE, PROMPT_ONLY, check_method, run_model
+    from hyperadapt.methods import PROMPT_ONLY, check_method, load_run, run_method, run_model
 
-    check_method(method)
+    if run is not None:
+        own = run_method(run)
+        if method is not None and method != own:
+            raise ValueError(f"--method {method} does not match --run {run}, which holds a {own!r} run: "
+                             "leave --method out")
+        method = own
+    method = method or "zero-shot"
+    if method != "switchcit":  # a continual run's method, loadable only from its run directory
+        check_method(method)
     cfg = EvalConfig(setting=setting, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
                      mode=mode, max_prompt_tokens=max_prompt_tokens, metric_lang=metric_lang)
-    target = out if out.suffix == ".json" else out / f"{safe_name(method)}.{safe_name(split, 'split')}.json"
+    target = _results_path(out, run, method, data, split, setting)
     check_writable(target, "--out")
     tasks = load_tasks(data, split)
     if method in PROMPT_ONLY:
@@ -144,7 +159,7 @@ def eval_cmd(
         raise ValueError(f"--method {method} needs --run RUN_DIR (train it with: hyperadapt train {method})")
     else:
         model = run_model(run, model)
-        runner = LOADABLE[method](run)
+        runner = load_run(run)
     answers = target.with_suffix(".answers.jsonl")
     result = evaluate(runner, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
     path = _write_results(result, target)
@@ -153,6 +168,18 @@ def eval_cmd(
     console.print(f"{method} on {data} [{split}, {result['setting']}]: {len(tasks)} tasks, {m['n']} instances, "
                   f"ROUGE-L {m['rougeL']:.2f}, EM {m['em']:.2f} (instance mean; task mean ROUGE-L "
                   f"{m['task_mean']['rougeL']:.2f}) -> {path}", markup=False)
+
+
+def _results_path(out: Path | None, run: Path | None, method: str, data: str, split: str,
+                  setting: str | None) -> Path:
+    """Where ``eval`` writes: ``--out`` (a .json file, or a folder), else ``RUN/eval/DATA-SPLIT-SETTING.json``
+    for a run (two runs of one method never overwrite each other), else ``results/METHOD.SPLIT.json``."""
+    if out is not None and out.suffix == ".json":
+        return out
+    if out is None and run is not None:
+        kind = data.split(":", 1)[0]  # sni:../shared/data/sni -> sni
+        return run / "eval" / f"{safe_name(kind)}-{safe_name(split, 'split')}-{safe_name(setting or 'own')}.json"
+    return (out or Path("results")) / f"{safe_name(method)}.{safe_name(split, 'split')}.json"
 
 
 def _write_results(result: dict, path: Path) -> Path:

@@ -40,6 +40,37 @@ PROMPT_ONLY = {"zero-shot": zero_shot}
 METHOD_NAMES = sorted({*TRAINABLE, *LOADABLE, *PROMPT_ONLY})
 
 
+def run_method(run_dir: str | Path) -> str:
+    """The method a run directory holds, from its ``run.json`` (``FileNotFoundError`` without one)."""
+    from hyperadapt.io import load_json
+
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no run.json): train a method into it first")
+    method = load_json(path, "run file").get("method")
+    if not isinstance(method, str):
+        raise ValueError(f"{path} names no method")
+    return method
+
+
+def load_run(run_dir: str | Path, model_and_tokenizer=None):
+    """The ready-to-evaluate method of any run directory: a trained method (multi-task LoRA, TAGI, Hypter,
+    MeGan, MetaICL, Reptile), a released checkpoint, or a SwitchCIT continual run (routed per input).
+
+    Raises ``FileNotFoundError`` for a folder without ``run.json`` and ``ValueError`` for a run whose method
+    cannot be loaded for evaluation (e.g. a sequential-finetuning stream: its adapters are rows of a matrix).
+    """
+    method = run_method(run_dir)
+    if method in LOADABLE:
+        return LOADABLE[method](run_dir, model_and_tokenizer)
+    if method == "switchcit":
+        from hyperadapt.methods.switch import load_switch
+
+        return load_switch(run_dir, model_and_tokenizer)
+    raise ValueError(f"{run_dir} is a {method!r} run, which cannot be loaded for evaluation: loadable runs are "
+                     f"{', '.join([*LOADABLE, 'switchcit'])}")
+
+
 def check_method(name: str) -> None:
     if name not in METHOD_NAMES:
         raise ValueError(f"unknown method {name!r}: use one of {', '.join(METHOD_NAMES)}")
