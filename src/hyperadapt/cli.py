@@ -105,9 +105,11 @@ def train(
 
     Example: hyperadapt train multitask-lora --config configs/multitask_lora.yaml train.steps=100
     """
+    from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods import TRAINABLE
 
+    distributed.device()  # under accelerate launch: join the process group and take this process's GPU
     if method not in TRAINABLE:
         _fail(ValueError(f"cannot train {method!r}: trainable methods are {', '.join(sorted(TRAINABLE))}"))
     cfg_cls, train_fn = TRAINABLE[method]
@@ -181,9 +183,11 @@ def continual(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods.switch import METHODS, SwitchConfig, run_stream
 
+    distributed.device()  # under accelerate launch: join the process group and take this process's GPU
     try:
         if method not in METHODS:
             raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
