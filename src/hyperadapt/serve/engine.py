@@ -10,6 +10,7 @@ the batch at once and waiting requests join it at the next step (continuous batc
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
 import logging
 import queue
 import threading
@@ -94,6 +95,8 @@ class Engine:
         if not all(type(layer) is DynamicLayer for layer in layers):
             raise ValueError("serve supports full-attention models only (no sliding-window layers)")
         self.model, self.tokenizer = model, tokenizer
+        # transformers renamed ``past_key_values`` to ``cache`` within 5.x
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.max_batch, self.gather_s = max_batch, gather_ms / 1000
         self.metrics = metrics or Metrics()
         self.device = model.get_input_embeddings().weight.device
@@ -240,8 +243,8 @@ class Engine:
         lora, beta = batch_conditioning(conds) if isinstance(conds, list) else conds
         start = time.perf_counter()
         with conditioned(self.model, lora=lora, beta=beta):
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                             use_cache=True)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                             **{self._cache_arg: cache})
         logits = out.logits[:, -1].float()  # [B, V]
         self.metrics.forward(ids.shape[0], time.perf_counter() - start, ids.shape[0])
         return logits
