@@ -208,9 +208,11 @@ def train(
 
     Example: hyperadapt train multitask-lora --config configs/multitask_lora.yaml train.steps=100
     """
+    from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods import TRAINABLE
 
+    distributed.device()  # under accelerate launch: join the process group and take this process's GPU
     if method not in TRAINABLE:
         raise ValueError(f"cannot train {method!r}: trainable methods are {', '.join(sorted(TRAINABLE))}")
     cfg_cls, train_fn = TRAINABLE[method]
@@ -295,9 +297,11 @@ def continual(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods.switch import METHODS, SwitchConfig, run_stream
 
+    distributed.device()  # under accelerate launch: join the process group and take this process's GPU
     if method not in METHODS:
         raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
     cfg = load_config(SwitchConfig, config, set_ or [])
@@ -344,6 +348,38 @@ def generate(
     rows = answer_inputs(run, input_, condition or [], max_new_tokens)
     for text, answer, route in rows:
         console.print(Text.assemble((text, "bold"), f"  [{route}]" if route else "", " -> ", answer))
+
+
+@app.command()
+def serve(
+    runs: Annotated[list[str] | None, typer.Argument(help="TAGI/MeGan/SwitchCIT runs: PATH or NAME=PATH")] = None,
+    model: Annotated[str | None, typer.Option(help="base model (default: the runs' own)")] = None,
+    lora_modules: Annotated[list[str] | None, typer.Option(help="NAME=PEFT_DIR (repeatable)")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar="HYPERADAPT_API_KEY", help="require this bearer token")] = None,
+    max_batch: Annotated[int, typer.Option(help="most sequences decoded together")] = 32,
+    gather_ms: Annotated[float, typer.Option(help="how long an idle server waits to fill a batch")] = 5.0,
+    cache_mb: Annotated[float, typer.Option(help="memory for generated adapters and β, per condition (LRU)")] = 512.0,
+    max_tokens: Annotated[int, typer.Option(help="largest max_tokens a request may ask for")] = 512,
+    max_prompt_tokens: Annotated[int, typer.Option(help="longest prompt in tokens")] = 2048,
+    max_lora_rank: Annotated[int, typer.Option(help="largest rank of exported adapters (vLLM's)")] = 16,
+    allow_runtime_lora: Annotated[bool, typer.Option(help="allow /v1/load_lora_adapter and unload")] = True,
+) -> None:
+    """Serve runs over an OpenAI-compatible HTTP API; the request's model field picks the run or adapter.
+
+    Example: hyperadapt serve runs/tagi runs/megan cl=runs/cl/switchcit --port 8000
+    """
+    import uvicorn
+
+    from hyperadapt.serve import ServeConfig, build_server, create_app
+
+    cfg = ServeConfig(max_batch=max_batch, gather_ms=gather_ms, cache_mb=cache_mb, max_tokens=max_tokens,
+                      max_prompt_tokens=max_prompt_tokens, max_lora_rank=max_lora_rank,
+                      allow_runtime_lora=allow_runtime_lora, api_key=api_key)
+    server = build_server(runs or [], cfg, adapters=lora_modules or [], model=model)
+    console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1", markup=False)
+    uvicorn.run(create_app(server), host=host, port=port, log_level="info")
 
 
 BENCHMARKS = ("core", "tagi", "megan", "continual")

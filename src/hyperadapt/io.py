@@ -12,12 +12,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def main_writes(write):
+    """``write()`` on the main process only under a multi-process launcher (see ``hyperadapt.distributed``);
+    a single process writes directly, without importing torch."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return write()
+    from hyperadapt.distributed import main_writes as distributed_writes
+
+    return distributed_writes(write)
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (under several training processes: the main one writes)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    main_writes(write)
     return path
 
 
@@ -36,8 +51,13 @@ def load_json(path: str | Path, what: str = "file") -> dict:
 
 
 def write_dir_atomic(target: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_dir)``, then swap ``tmp_dir`` into place at ``target``."""
+    """Call ``write(tmp_dir)``, then swap ``tmp_dir`` into place at ``target`` (the main process only)."""
     target = Path(target)
+    main_writes(lambda: _write_dir(target, write))
+    return target
+
+
+def _write_dir(target: Path, write: Callable[[Path], None]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:

@@ -4,6 +4,12 @@ AdamW with linear warmup and cosine decay, gradient accumulation and clipping, a
 loss and tokens/s, periodic evaluation, and atomic checkpoints (written under a temporary name, then
 renamed) from which ``resume`` continues bit-for-bit: the batch order is a pure function of
 (seed, step), and the optimiser, RNG and step are restored.
+
+Under ``accelerate launch`` (several processes, see ``hyperadapt.distributed``) each global micro-batch is
+split across the processes, each process's loss is weighted by its share of the batch's answer tokens and
+the gradients are averaged, so a step equals the one-process step on the same global batch; checkpoints
+hold only global state, so a run resumes under any number of processes. ``precision="auto"`` runs the loss
+under bf16 autocast on GPUs.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from hyperadapt import distributed
 from hyperadapt.io import atomic_write_text
 
 Batch = dict[str, torch.Tensor]
@@ -46,6 +53,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_every: int = 0
     log_every: int = 10
+    precision: str = "auto"  # auto (bf16 autocast on CUDA), bf16, or no
 
     def __post_init__(self) -> None:
         from hyperadapt.config import check_type
@@ -60,6 +68,8 @@ class TrainConfig:
             raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if self.precision not in ("auto", "bf16", "no"):
+            raise ValueError(f"train.precision must be auto, bf16 or no, got {self.precision!r}")
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -141,7 +151,8 @@ class Trainer:
         else:
             torch.manual_seed(self.cfg.seed)
         end = min(self.cfg.steps, stop_at or self.cfg.steps)
-        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.desc, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.desc, unit="step", dynamic_ncols=True,
+                   disable=not distributed.is_main())
         tokens, t0 = 0, time.perf_counter()
         while self.step < end:
             loss, n_tok = self._optimiser_step()
@@ -160,16 +171,25 @@ class Trainer:
             group["lr"] = lr_at(self.cfg, self.step)
         total, n_tok = 0.0, 0
         for k in range(self.cfg.grad_accum):
-            batch = self.make_batch(self.sampler.indices(self.step * self.cfg.grad_accum + k))
-            loss = self.loss_fn(batch, self.step) / self.cfg.grad_accum
+            batch = self.make_batch(distributed.shard(self.sampler.indices(self.step * self.cfg.grad_accum + k)))
+            with self._autocast():
+                loss = self.loss_fn(batch, self.step) * _share(batch) / self.cfg.grad_accum
             loss.backward()
             total += loss.item()
             n_tok += int(batch["attention_mask"].sum())
+        distributed.average_gradients(self.params.values())
+        total = distributed.all_sum(total) / distributed.world_size()
+        n_tok = int(distributed.all_sum(n_tok))
         if self.cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.cfg.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total, n_tok
+
+    def _autocast(self):
+        on_gpu = next(iter(self.params.values())).is_cuda
+        bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and on_gpu)
+        return torch.autocast("cuda" if on_gpu else "cpu", dtype=torch.bfloat16, enabled=bf16)
 
     def _after_step(self, loss: float) -> None:
         cfg = self.cfg
@@ -178,7 +198,7 @@ class Trainer:
             record = {"step": self.step, "loss": loss, "lr": lr_at(cfg, self.step - 1)}
         if cfg.eval_every and self.eval_fn and self.step % cfg.eval_every == 0:
             record = {"step": self.step, "loss": loss, "eval": self.eval_fn(self.step)}
-        if record:
+        if record and distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with (self.run_dir / "train_log.jsonl").open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
@@ -188,8 +208,13 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------------
 
     def save(self) -> Path:
-        """Write a checkpoint atomically: a temporary folder renamed into place, then ``latest``."""
+        """Write a checkpoint atomically: a temporary folder renamed into place, then ``latest`` (the main
+        process writes; the others wait for it)."""
         final = self.ckpt_root / f"step-{self.step:07d}"
+        distributed.main_writes(lambda: self._write_checkpoint(final))
+        return final
+
+    def _write_checkpoint(self, final: Path) -> None:
         tmp = self.ckpt_root / f".tmp-step-{self.step:07d}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -204,7 +229,6 @@ class Trainer:
         atomic_write_text(self.ckpt_root / "latest", final.name)
         for old in sorted(self.ckpt_root.glob("step-*"))[: -self.cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
-        return final
 
     def load(self, path: Path) -> None:
         """Restore parameters, optimiser, RNG and step from checkpoint folder ``path`` (strictly)."""
@@ -223,6 +247,16 @@ class Trainer:
                                                             state["optimizer"]))
         torch.set_rng_state(load_file(path / "rng.safetensors")["torch_rng"])
         self.step = state["step"]
+
+
+def _share(batch: Batch) -> float:
+    """This process's share of the global micro-batch, times the number of processes: the weight that makes
+    the average of the processes' token-mean losses the token mean over the whole batch (1 for one process)."""
+    if not distributed.launched():
+        return 1.0
+    labels = batch.get("labels")
+    local = float((labels[..., 1:] != -100).sum()) if labels is not None else float(len(batch["input_ids"]))
+    return local * distributed.world_size() / max(distributed.all_sum(local), 1.0)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -1,0 +1,106 @@
+"""What one request is conditioned on (a row of a batch), and one batched conditioning for a mixed batch.
+
+A row carries LoRA factors (scale folded in) and/or a β source; :func:`batch_conditioning` lays the rows of
+a batch out for ``conditioned(model, lora=..., beta=...)``: ranks are zero-padded to the largest in the batch
+and modules missing from a row get zero factors (both leave that row's output exactly as it was), rows
+without β get β ≡ 1. Every request of a batch is answered in the same forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from hyperadapt.core import BetaFn, LoraConditioning
+from hyperadapt.methods.megan import BetaHypernetwork, ConditionBatch
+
+RowFactors = dict[str, tuple[Tensor, Tensor]]  # module path -> (A [r, in], B [out, r]), scale folded into B
+
+
+@dataclass(frozen=True, eq=False)
+class BetaSource:
+    """One request's MeGan condition: per-token (``condition`` = token embeddings [C, H]) or per-channel
+    (``channel`` = β [L, I], computed once per condition)."""
+
+    hypernet: BetaHypernetwork
+    condition: Tensor | None = None  # [C, H]
+    channel: Tensor | None = None  # [L, I]
+
+
+@dataclass(frozen=True, eq=False)
+class RowCondition:
+    """What answers one request: LoRA factors, a β source, both or neither (the base model)."""
+
+    lora: RowFactors | None = None
+    beta: BetaSource | None = None
+    route: str = "base"
+    cache_hit: bool | None = None
+
+
+BASE_ROW = RowCondition()
+
+
+def batch_conditioning(rows: list[RowCondition]) -> tuple[LoraConditioning | None, BetaFn | None]:
+    """The ``lora`` and ``beta`` arguments of ``conditioned`` for a batch whose row i is ``rows[i]``."""
+    return _batch_lora(rows), _batch_beta(rows)
+
+
+def _batch_lora(rows: list[RowCondition]) -> LoraConditioning | None:
+    loras = [r.lora for r in rows]
+    if all(x is None for x in loras):
+        return None
+    first = loras[0]
+    if first is not None and all(x is first for x in loras):  # one adapter for the whole batch: cheaper path
+        return LoraConditioning({p: (a[None], b[None]) for p, (a, b) in first.items()}, 1.0, batch_size=len(rows))
+    shapes: dict[str, tuple[int, int, int, Tensor]] = {}
+    for lora in loras:
+        for path, (a, b) in (lora or {}).items():
+            rank = max(a.shape[0], shapes[path][0]) if path in shapes else a.shape[0]
+            shapes[path] = (rank, a.shape[1], b.shape[0], a)
+    factors = {}
+    for path, (rank, d_in, d_out, like) in shapes.items():
+        big_a = like.new_zeros(len(rows), rank, d_in)  # [B, r, in]
+        big_b = like.new_zeros(len(rows), d_out, rank)  # [B, out, r]
+        for i, lora in enumerate(loras):
+            if lora is not None and path in lora:
+                a, b = lora[path]
+                big_a[i, : a.shape[0]] = a
+                big_b[i, :, : b.shape[1]] = b
+        factors[path] = (big_a, big_b)
+    return LoraConditioning(factors, 1.0)
+
+
+def _batch_beta(rows: list[RowCondition]) -> BetaFn | None:
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        if row.beta is not None:
+            groups.setdefault(id(row.beta.hypernet), []).append(i)
+    if not groups:
+        return None
+    fns = [(torch.tensor(idx), _group_fn([rows[i].beta for i in idx])) for idx in groups.values()]
+
+    def fn(layer: int, x: Tensor) -> Tensor:
+        parts = [(idx, group(layer, x[idx])) for idx, group in fns]  # β [b, T|1, I] per group
+        width = max(beta.shape[1] for _, beta in parts)
+        out = x.new_ones(x.shape[0], width, parts[0][1].shape[-1])  # [B, T|1, I]; β ≡ 1 is the base model
+        for idx, beta in parts:
+            out[idx] = beta.to(out.dtype).expand(-1, width, -1)
+        return out
+
+    return fn
+
+
+def _group_fn(sources: list[BetaSource]) -> BetaFn:
+    hyper = sources[0].hypernet
+    if not hyper.spec.per_token:
+        betas = torch.stack([s.channel for s in sources])  # [b, L, I]
+        return lambda layer, x: betas[:, layer, None, :]  # [b, 1, I]
+    width = max(s.condition.shape[0] for s in sources)
+    emb = sources[0].condition.new_zeros(len(sources), width, sources[0].condition.shape[1])  # [b, C, H]
+    mask = torch.zeros(len(sources), width, dtype=torch.bool, device=emb.device)  # [b, C]
+    for i, s in enumerate(sources):
+        emb[i, : s.condition.shape[0]] = s.condition
+        mask[i, : s.condition.shape[0]] = True
+    return hyper.beta_fn(ConditionBatch(emb, mask))

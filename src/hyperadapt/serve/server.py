@@ -1,0 +1,153 @@
+"""What ``hyperadapt serve`` runs: one base model, the runs and adapters it answers with, one engine.
+
+Example::
+
+    server = build_server(["runs/tagi", "runs/cl/switchcit"], ServeConfig(api_key="secret"))
+    uvicorn.run(create_app(server), host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hyperadapt.serve.cache import ByteLRU
+from hyperadapt.serve.engine import Engine
+from hyperadapt.serve.metrics import Metrics
+from hyperadapt.serve.runs import (
+    AdapterTarget,
+    BaseTarget,
+    ContinualTarget,
+    HypernetTarget,
+    Target,
+    load_run,
+    run_base_model,
+    run_info,
+)
+from hyperadapt.serve.vllm_compat import VLLM_RANKS
+
+BASE_NAME = "base"
+
+
+@dataclass
+class ServeConfig:
+    """Limits and scheduling of the server (every field is a ``hyperadapt serve`` option)."""
+
+    max_batch: int = 32
+    gather_ms: float = 5.0
+    max_queue: int = 1024
+    cache_mb: float = 512.0
+    max_body_bytes: int = 1_000_000
+    max_prompt_tokens: int = 2048
+    max_condition_chars: int = 4000
+    max_tokens: int = 512
+    default_max_tokens: int = 16
+    max_lora_rank: int = 16
+    allow_runtime_lora: bool = True
+    api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "max_queue", "max_body_bytes", "max_prompt_tokens", "max_condition_chars",
+                     "max_tokens", "default_max_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_lora_rank not in VLLM_RANKS:
+            raise ValueError(f"max_lora_rank must be one of vLLM's {VLLM_RANKS}, got {self.max_lora_rank}")
+        if self.gather_ms < 0 or self.cache_mb < 0:
+            raise ValueError("gather_ms and cache_mb must be >= 0")
+
+
+@dataclass
+class Server:
+    """The model, its targets by name (``model`` field of a request), the condition cache and the engine."""
+
+    model: Any
+    tokenizer: Any
+    base_id: str
+    targets: dict[str, Target]
+    config: ServeConfig
+    cache: ByteLRU
+    engine: Engine
+    metrics: Metrics
+    started: float = field(default_factory=time.time)
+
+
+def parse_named(spec: str) -> tuple[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (named after its folder)."""
+    name, sep, path = spec.partition("=")
+    return (name, Path(path)) if sep else (Path(spec).name, Path(spec))
+
+
+def build_server(
+    runs: list[str], config: ServeConfig | None = None, adapters: list[str] = (), model: str | None = None,
+    model_and_tokenizer: tuple[Any, Any] | None = None, methods: dict[str, Any] | None = None,
+) -> Server:
+    """Load every run (``PATH`` or ``NAME=PATH``) and adapter folder onto one base model.
+
+    The base model is ``model``, else the runs' (they must agree). ``methods`` maps names to methods already
+    loaded (TAGI/MeGan/SwitchCIT objects), for tests and notebooks. Raises ``ValueError`` on a name used twice
+    or runs trained on different base models, ``FileNotFoundError`` on a missing folder.
+    """
+    config = config or ServeConfig()
+    named = [parse_named(r) for r in runs]
+    bases = {run_base_model(p) for _, p in named}
+    if model is None and len(bases) > 1:
+        raise ValueError(f"the runs were trained on different base models {sorted(bases)}: serve them separately")
+    base_id = model or (bases.pop() if bases else "default")
+    if model_and_tokenizer is None:
+        from hyperadapt.models import load_base_model
+
+        model_and_tokenizer = load_base_model(base_id)
+    model_obj, tokenizer = model_and_tokenizer
+    cache = ByteLRU(int(config.cache_mb * 2**20))
+    targets: dict[str, Target] = {BASE_NAME: BaseTarget(BASE_NAME)}
+    loaded = dict(methods or {})
+    for name, path in named:
+        run_info(path)
+        loaded[name] = load_run(path, model_and_tokenizer)
+    for name, method in loaded.items():
+        _add(targets, name, _target(name, method, cache))
+    for spec in adapters:
+        name, path = parse_named(spec)
+        _add(targets, name, AdapterTarget.load(name, path, model_obj))
+    model_obj.eval()
+    metrics = Metrics()
+    engine = Engine(model_obj, tokenizer, config.max_batch, config.gather_ms, config.max_queue, metrics)
+    return Server(model_obj, tokenizer, base_id, targets, config, cache, engine, metrics)
+
+
+def _target(name: str, method: Any, cache: ByteLRU) -> Target:
+    if hasattr(method, "router"):
+        return ContinualTarget(name, method)
+    return HypernetTarget(name, method, cache)
+
+
+def _add(targets: dict[str, Target], name: str, target: Target) -> None:
+    if name in targets:
+        raise ValueError(f"two things are named {name!r}: name them with NAME=PATH")
+    targets[name] = target
+
+
+class RunningServer:
+    """A uvicorn server in a background thread (tests, benchmarks); ``url`` is its base URL."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        sock = self.server.servers[0].sockets[0]
+        self.url = f"http://{host}:{sock.getsockname()[1]}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

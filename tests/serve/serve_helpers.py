@@ -1,0 +1,63 @@
+"""(No tests here.) A server on the tiny model with every kind of target, built in code."""
+
+from __future__ import annotations
+
+import torch
+
+from hyperadapt.core import AdapterBank, inject
+from hyperadapt.methods.megan import BetaHypernetwork, HypernetSpec, MeganMethod
+from hyperadapt.methods.switch.config import RouterConfig
+from hyperadapt.methods.switch.continual import SwitchMethod
+from hyperadapt.methods.switch.router import SwitchRouter, make_router_encoder
+from hyperadapt.methods.tagi import TagiConfig
+from hyperadapt.methods.tagi.config import HypernetConfig
+from hyperadapt.methods.tagi.method import build_hypernet, build_vectors, make_method
+from hyperadapt.serve import ServeConfig, build_server
+from hyperadapt.testing import tiny_model
+
+ROUTED = {"plural": "Definition: Write the plural form.\n\nInput: box",
+          "upper": "Definition: Upper case it.\n\nInput: x"}
+
+
+def tagi_method(model, tok):
+    """A TAGI method with a random (untrained) hypernetwork whose B head is not zero: conditions differ."""
+    cfg = TagiConfig(model="tiny", rank=2, max_instruction_tokens=16, hypernet=HypernetConfig(hidden=16, blocks=1))
+    inject(model, cfg.targets, gating=False)
+    vectors = build_vectors(cfg, model, tok)
+    net = build_hypernet(cfg, model, vectors.dim)
+    with torch.no_grad():
+        for head in net.head_b.values():
+            head.weight.normal_(std=0.5)
+    return make_method("tagi", cfg, model, tok, net, vectors, "in-memory")
+
+
+def megan_method(model, tok, per_token: bool = True):
+    torch.manual_seed(1)
+    hyper = BetaHypernetwork(HypernetSpec.for_model(model, bottleneck=16, per_token=per_token))
+    with torch.no_grad():
+        for head in hyper.heads:
+            head.out_proj.weight.normal_(std=2.0)
+            head.out_proj.bias.normal_(std=2.0)
+    return MeganMethod(model, tok, hyper.eval())
+
+
+def switch_method(model, tok):
+    """Two task adapters and a switch fitted to tell ``ROUTED``'s two texts apart."""
+    inject(model, ("q_proj", "v_proj"), gating=False)
+    torch.manual_seed(2)
+    bank = AdapterBank.for_model(model, num_adapters=2, rank=2)
+    with torch.no_grad():
+        for b in bank.lora_B:
+            b.normal_(std=0.5)
+    encoder = make_router_encoder("base", model, tok)
+    router = SwitchRouter(encoder.dim, 2, RouterConfig(encoder="base", hidden=16, epochs=200, confidence="softmax"))
+    router.fit(encoder.encode(list(ROUTED.values())), torch.tensor([0, 1]), seed=0)
+    return SwitchMethod(model, tok, bank, router, encoder, list(ROUTED))
+
+
+def tiny_server(**config):
+    model, tok = tiny_model("llama")
+    methods = {"tagi": tagi_method(model, tok), "megan": megan_method(model, tok),
+               "megan-channel": megan_method(model, tok, per_token=False), "cl": switch_method(model, tok)}
+    cfg = ServeConfig(**{"gather_ms": 100.0, "max_tokens": 64, "max_prompt_tokens": 200, **config})
+    return build_server([], cfg, model_and_tokenizer=(model, tok), methods=methods)

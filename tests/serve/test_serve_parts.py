@@ -1,0 +1,87 @@
+"""Serving parts without HTTP: the byte-bounded cache, vLLM's adapter constraints, loading run folders, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from serve_helpers import megan_method
+from typer.testing import CliRunner
+
+from hyperadapt.cli import app
+from hyperadapt.config import to_dict
+from hyperadapt.core import AdapterBank, export_peft, inject
+from hyperadapt.io import save_json
+from hyperadapt.methods.megan import MeganConfig, save_hypernetwork
+from hyperadapt.models import load_base_model
+from hyperadapt.serve import ByteLRU, ServeConfig, build_server, check_vllm_adapter, vllm_problems
+from hyperadapt.serve.conditioning import RowCondition, batch_conditioning
+from hyperadapt.testing import tiny_model
+
+
+def test_byte_lru_evicts_least_recently_used_and_counts_hits():
+    cache = ByteLRU(max_bytes=3 * 400)
+    for key in "abc":
+        cache.put(key, torch.zeros(100))  # 400 bytes each
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.put("d", torch.zeros(100))
+    assert "b" not in cache and {"a", "c", "d"} <= {k for k in "abcd" if k in cache}
+    assert cache.get("b") is None
+    assert cache.stats()["hits"] == 1 and cache.stats()["misses"] == 1 and cache.evictions == 1
+    assert cache.put("huge", torch.zeros(1000)) is False and cache.bytes <= cache.max_bytes
+
+
+def export_bank_adapter(tmp_path, rank=4, targets=("q_proj", "v_proj")):
+    model, _ = tiny_model()
+    inject(model, targets, gating=False)
+    bank = AdapterBank.for_model(model, 1, rank=rank, targets=targets)
+    return export_peft(model, bank.adapter(0), tmp_path / "adapter"), model
+
+
+def test_vllm_constraints(tmp_path):
+    folder, _ = export_bank_adapter(tmp_path)
+    assert vllm_problems(folder, 8) == []
+    config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**config, "r": 4, "rank_pattern": {"x": 2},
+                                                             "target_modules": ["q_proj", "lm_head"]}))
+    problems = " ".join(vllm_problems(folder, 8))
+    assert "rank_pattern" in problems and "lm_head" in problems
+    (folder / "adapter_config.json").write_text(json.dumps({**config, "r": 16}))
+    with pytest.raises(ValueError, match="outside 1..8"):
+        check_vllm_adapter(folder, 8)
+    with pytest.raises(ValueError, match="not a vLLM rank"):
+        vllm_problems(folder, 12)
+
+
+def test_mixed_ranks_and_modules_pad_to_one_batch():
+    a = {"m.q": (torch.ones(2, 3), torch.ones(4, 2))}
+    b = {"m.q": (torch.ones(4, 3), torch.ones(4, 4)), "m.v": (torch.ones(1, 3), torch.ones(5, 1))}
+    lora, beta = batch_conditioning([RowCondition(a), RowCondition(), RowCondition(b)])
+    assert beta is None and lora.factors["m.q"][0].shape == (3, 4, 3) and lora.factors["m.v"][1].shape == (3, 5, 1)
+    assert lora.factors["m.q"][0][1].abs().sum() == 0 and lora.factors["m.v"][0][0].abs().sum() == 0
+    shared, _ = batch_conditioning([RowCondition(a), RowCondition(a)])
+    assert shared.shared and shared.batch_size == 2
+
+
+def test_build_server_loads_run_folders_and_adapters(tiny_dir, tmp_path):
+    model, tok = load_base_model(str(tiny_dir))
+    method = megan_method(model, tok)
+    run = tmp_path / "megan"
+    save_json({"method": "megan", "config": to_dict(MeganConfig(model=str(tiny_dir)))}, run / "run.json")
+    save_hypernetwork(method.hypernet, model, run / "hypernetwork")
+    adapter, _ = export_bank_adapter(tmp_path)
+    server = build_server([f"style={run}"], ServeConfig(), adapters=[f"mine={adapter}"])
+    assert {n: t.kind for n, t in server.targets.items()} == {"base": "base", "style": "megan", "mine": "adapter"}
+    save_json({"method": "metaicl", "config": {}}, tmp_path / "meta" / "run.json")
+    with pytest.raises(ValueError, match="serve answers with"):
+        build_server([str(tmp_path / "meta")])
+    with pytest.raises(ValueError, match="max_lora_rank"):
+        ServeConfig(max_lora_rank=12)
+
+
+def test_cli_serve_help_and_errors(tmp_path):
+    runner = CliRunner()
+    assert "OpenAI-compatible" in runner.invoke(app, ["serve", "--help"]).output
+    result = runner.invoke(app, ["serve", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "run file" in result.output
