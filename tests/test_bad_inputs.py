@@ -395,7 +395,7 @@ def test_sni_task_whose_references_are_all_empty_is_refused(tmp_path):
 
 
 def test_generate_prints_markup_literally(here, monkeypatch):
-    import hyperadapt.evaluation.generate_cli as generate_cli
+    import hyperadapt.methods.inputs as generate_cli
 
     monkeypatch.setattr(generate_cli, "answer_inputs", lambda run, inputs, conds, n: [
         (inputs[0], "[bold]answer[/] [/x]", f"condition: {conds[0]}")])

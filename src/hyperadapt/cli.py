@@ -343,7 +343,7 @@ def generate(
 
     Example: hyperadapt generate runs/megan --condition "Answer in upper case." --input "paris"
     """
-    from hyperadapt.evaluation.generate_cli import answer_inputs
+    from hyperadapt.methods.inputs import answer_inputs
 
     rows = answer_inputs(run, input_, condition or [], max_new_tokens)
     for text, answer, route in rows:

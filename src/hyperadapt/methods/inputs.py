@@ -1,4 +1,8 @@
-"""Answer free-form inputs with any trained run (what ``hyperadapt generate`` calls)."""
+"""Answer free-form inputs with any trained run (what ``hyperadapt generate`` calls).
+
+It lives with the methods, not in ``evaluation/``: the evaluation layer knows no method, and this is where
+a run directory becomes a method (``load_run``).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ def answer_inputs(
 
         answers = generate(run_dir, inputs, max_new_tokens)
         return [(x, a, f"task: {t}" if t else "rejected") for x, (a, t) in zip(inputs, answers, strict=True)]
-    from hyperadapt.methods import LOADABLE
+    from hyperadapt.methods import LOADABLE, load_run
 
     method_name = run.get("method")
     if method_name not in LOADABLE:
@@ -32,7 +36,7 @@ def answer_inputs(
         raise ValueError(f"give one --condition for all inputs or one per input; got {len(conditions)} "
                          f"for {len(inputs)} inputs")
     conds = conditions * len(inputs) if len(conditions) == 1 else conditions
-    method = LOADABLE[method_name](run_dir)
+    method = load_run(run_dir)
     queries = [_query(method, c, x, i) for i, (c, x) in enumerate(zip(conds, inputs, strict=True))]
     answers = answer(method, queries, EvalConfig(max_new_tokens=max_new_tokens), desc="generate")
     return [(q.instance.input, answers[id(q)], f"condition: {q.task.instruction}") for q in queries]

@@ -1,0 +1,30 @@
+"""The layers import downwards only: the core, data, evaluation and training modules know no method."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "hyperadapt"
+LOWER = ["core", "data", "evaluation", "report", "models.py", "encoders.py", "training.py", "io.py", "config.py"]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("part", LOWER)
+def test_lower_layers_import_no_method(part):
+    files = [SRC / part] if part.endswith(".py") else sorted((SRC / part).rglob("*.py"))
+    offenders = {f.relative_to(SRC).as_posix(): sorted(m for m in imported_modules(f)
+                                                        if m.startswith("hyperadapt.methods")) for f in files}
+    assert not {k: v for k, v in offenders.items() if v}
