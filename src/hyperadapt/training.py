@@ -224,9 +224,15 @@ class Trainer:
         save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
         meta = {"step": self.step, "optimizer": opt_meta, "config": asdict(self.cfg)}
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
-        shutil.rmtree(final, ignore_errors=True)
+        # a checkpoint of the same step (saved again after a resume) is moved aside, not deleted, until the
+        # new one is in place: a crash at any point leaves a complete checkpoint for ``latest`` to find
+        old = self.ckpt_root / f".old-step-{self.step:07d}"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
         os.replace(tmp, final)
         atomic_write_text(self.ckpt_root / "latest", final.name)
+        shutil.rmtree(old, ignore_errors=True)
         for old in sorted(self.ckpt_root.glob("step-*"))[: -self.cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -260,11 +266,19 @@ def _share(batch: Batch) -> float:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    if not pointer.exists():
-        return None
-    path = pointer.parent / pointer.read_text().strip()
-    return path if path.exists() else None
+    """The checkpoint ``latest`` points to; if a crash left it pointing at nothing, the newest complete one
+    (a ``step-*`` folder with its ``state.json``); None when there is none."""
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / "latest"
+    if pointer.exists():
+        path = root / pointer.read_text().strip()
+        if (path / "state.json").exists():
+            return path
+    complete = sorted(p for p in root.glob("step-*") if (p / "state.json").exists())
+    if complete:
+        return complete[-1]
+    aside = sorted(p for p in root.glob(".old-step-*") if (p / "state.json").exists())
+    return aside[-1] if aside else None
 
 
 def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:

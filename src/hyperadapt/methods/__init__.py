@@ -60,7 +60,10 @@ def load_run(run_dir: str | Path, model_and_tokenizer=None):
     Raises ``FileNotFoundError`` for a folder without ``run.json`` and ``ValueError`` for a run whose method
     cannot be loaded for evaluation (e.g. a sequential-finetuning stream: its adapters are rows of a matrix).
     """
+    from hyperadapt.runs import check_finished
+
     method = run_method(run_dir)
+    check_finished(run_dir, method)
     if method in LOADABLE:
         return LOADABLE[method](run_dir, model_and_tokenizer)
     if method == "switchcit":

@@ -27,8 +27,9 @@ from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import TruncationStats, check_setting, encode_example, encode_tasks
 from hyperadapt.data.schema import Example, Task
 from hyperadapt.evaluation.harness import Query
-from hyperadapt.io import load_json, save_json, write_dir_atomic
+from hyperadapt.io import load_json, write_dir_atomic
 from hyperadapt.models import load_base_model
+from hyperadapt.runs import RunDir
 from hyperadapt.training import TrainConfig, Trainer, pad_batch
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -269,10 +270,12 @@ def train_reptile(
 
 def _train(name: str, cfg, run_dir, bank, loss_fn, make_batch, n, resume, stop_at, model_and_tokenizer):
     run_dir = Path(run_dir)
-    save_json({"method": name, "config": to_dict(cfg)}, run_dir / "run.json")
-    params = dict(bank.named_parameters())
-    Trainer(params, loss_fn, make_batch, n, cfg.train, run_dir, desc=name).train(resume, stop_at)
-    write_dir_atomic(run_dir / BANK_DIR, bank.save)
+    with RunDir(run_dir).begin(name, to_dict(cfg), model_and_tokenizer[0]) as run:
+        params = dict(bank.named_parameters())
+        step = Trainer(params, loss_fn, make_batch, n, cfg.train, run_dir, desc=name).train(resume, stop_at)
+        if step >= cfg.train.steps:  # a run stopped early is not saved as finished
+            write_dir_atomic(run_dir / BANK_DIR, bank.save)
+            run.finish(steps=step)
     return _method(name, cfg, bank, model_and_tokenizer, run_dir)
 
 

@@ -24,8 +24,9 @@ from hyperadapt.core.inject import injected_targets
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import check_setting, encode_tasks
 from hyperadapt.evaluation.harness import Query
-from hyperadapt.io import load_json, save_json, write_dir_atomic
+from hyperadapt.io import load_json, write_dir_atomic
 from hyperadapt.models import load_base_model
+from hyperadapt.runs import RunDir
 from hyperadapt.training import TrainConfig, Trainer, pad_batch
 
 METHOD = "multitask-lora"
@@ -133,12 +134,15 @@ def _fit(cfg: MultiTaskLoraConfig, peft_model, tokenizer, examples, run_dir: Pat
     def loss_fn(batch: dict, step: int) -> torch.Tensor:
         return peft_model(**batch).loss
 
-    save_json({"method": METHOD, "config": to_dict(cfg)}, run_dir / "run.json")
-    peft_model.train()
-    Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD).train(resume, stop_at)
-    peft_model.eval()
-    # The embeddings are frozen: say so, rather than let PEFT look the base model up on the hub.
-    write_dir_atomic(run_dir / "adapter", lambda d: peft_model.save_pretrained(d, save_embedding_layers=False))
+    with RunDir(run_dir).begin(METHOD, to_dict(cfg), peft_model) as run:
+        peft_model.train()
+        step = Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD).train(
+            resume, stop_at)
+        peft_model.eval()
+        # The embeddings are frozen: say so, rather than let PEFT look the base model up on the hub.
+        write_dir_atomic(run_dir / "adapter", lambda d: peft_model.save_pretrained(d, save_embedding_layers=False))
+        if step >= cfg.train.steps:  # a run stopped early keeps its status "running"
+            run.finish(steps=step)
 
 
 def load_multitask_lora(run_dir: str | Path, model_and_tokenizer=None) -> AdapterMethod:

@@ -30,7 +30,7 @@ from hyperadapt.data.prompts import TruncationStats, encode_instance, render, us
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import Query
-from hyperadapt.io import load_json, save_json
+from hyperadapt.io import load_json
 from hyperadapt.methods.megan.config import MeganConfig
 from hyperadapt.methods.megan.hypernet import (
     BetaHypernetwork,
@@ -44,6 +44,7 @@ from hyperadapt.methods.megan.hypernet import (
     tokenize_conditions,
 )
 from hyperadapt.models import load_base_model
+from hyperadapt.runs import RunDir
 from hyperadapt.training import Trainer, pad_batch
 
 log = logging.getLogger(__name__)
@@ -191,12 +192,15 @@ def train_megan(
     def loss_fn(batch: dict[str, Tensor], step: int) -> Tensor:
         return megan_loss(model, hyper, batch, cfg.l1_weight)
 
-    save_json({"method": METHOD, "config": to_dict(cfg)}, run_dir / "run.json")
-    hyper.train()
-    params = dict(hyper.named_parameters())
-    Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD).train(resume, stop_at)
-    hyper.eval()
-    save_hypernetwork(hyper, model, run_dir / HYPERNET_DIR)
+    with RunDir(run_dir).begin(METHOD, to_dict(cfg), model) as run:
+        hyper.train()
+        params = dict(hyper.named_parameters())
+        step = Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD).train(
+            resume, stop_at)
+        hyper.eval()
+        if step >= cfg.train.steps:  # a run stopped early is not saved as finished
+            save_hypernetwork(hyper, model, run_dir / HYPERNET_DIR)
+            run.finish(steps=step)
     return _method(model, tokenizer, hyper, cfg, run_dir)
 
 

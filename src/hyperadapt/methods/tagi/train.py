@@ -20,7 +20,6 @@ from hyperadapt.config import to_dict
 from hyperadapt.core import conditioned, inject
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
-from hyperadapt.io import save_json
 from hyperadapt.methods.tagi.batches import (
     batch_maker,
     encode_examples,
@@ -43,6 +42,7 @@ from hyperadapt.methods.tagi.method import (
 )
 from hyperadapt.methods.tagi.teachers import Teachers, teacher_logits, train_teachers
 from hyperadapt.models import load_base_model
+from hyperadapt.runs import RunDir
 from hyperadapt.training import Batch, Trainer
 
 
@@ -183,18 +183,19 @@ def train_tagi(
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
     inject(model, cfg.targets, gating=False)
     tasks = load_tasks(cfg.data, cfg.split)
-    save_json({"method": name, "config": to_dict(cfg)}, run_dir / "run.json")
-    vectors = build_vectors(cfg, model, tokenizer)
-    torch.manual_seed(cfg.train.seed)
-    hypernet = build_hypernet(cfg, model, vectors.dim)
-    ctx = Context(cfg, model, tokenizer, tasks, hypernet, vectors, run_dir)
-    method = make_method(name, cfg, model, tokenizer, hypernet, vectors, run_dir)
-    teachers = get_teachers(ctx, resume, stop_at) if cfg.losses.needs_teachers else None
-    if cfg.losses.needs_teachers and teachers is None:
-        return method
-    if cfg.pretrain.enabled and not pretrain(ctx, resume, stop_at):
-        return method
-    if finetune(ctx, teachers, resume, stop_at):
-        save_hypernet(hypernet, run_dir / HYPERNET_DIR)
+    with RunDir(run_dir).begin(name, to_dict(cfg), model) as run:
+        vectors = build_vectors(cfg, model, tokenizer)
+        torch.manual_seed(cfg.train.seed)
+        hypernet = build_hypernet(cfg, model, vectors.dim)
+        ctx = Context(cfg, model, tokenizer, tasks, hypernet, vectors, run_dir)
+        method = make_method(name, cfg, model, tokenizer, hypernet, vectors, run_dir)
+        teachers = get_teachers(ctx, resume, stop_at) if cfg.losses.needs_teachers else None
+        if cfg.losses.needs_teachers and teachers is None:
+            return method
+        if cfg.pretrain.enabled and not pretrain(ctx, resume, stop_at):
+            return method
+        if finetune(ctx, teachers, resume, stop_at):
+            save_hypernet(hypernet, run_dir / HYPERNET_DIR)
+            run.finish()
     hypernet.eval()
     return method

@@ -1,0 +1,209 @@
+"""A run directory: the unit a user carries between ``train``, ``eval``, ``generate`` and ``serve``.
+
+:class:`RunDir` owns the one ``run.json`` schema of a trained method::
+
+    {"schema": 1, "kind": "train", "method": "tagi", "config": {...}, "status": "running" | "finished",
+     "versions": {"hyperadapt": ..., "torch": ..., "transformers": ..., "peft": ...},
+     "base_model": {"name_or_path": ..., "fingerprint": ...}}
+
+and its integrity: training another method into a run directory, or a different config into a run that has
+started, is refused before anything is written (the changed keys are named); two processes cannot train
+into one directory at once (``.lock`` holds the owner's pid); a run stopped early stays ``running``, and
+loading it says how to resume it. Continual runs keep their own ``run.json`` (kind ``continual``) written by
+their runner. Every other path of a run derives from its folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hyperadapt.io import load_json, save_json
+
+SCHEMA = 1
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+# keys that may change between a run and its resumption without changing what is trained
+RESUMABLE_KEYS = ("train.save_every", "train.keep_checkpoints", "train.log_every", "train.eval_every")
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("hyperadapt", "torch", "transformers", "peft"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def model_fingerprint(model: Any) -> dict[str, str]:
+    """Name and a short hash of a base model's config and first embedding rows (to tell models apart)."""
+    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or getattr(model, "name_or_path", ""))
+    digest = hashlib.sha1()
+    config = getattr(model, "config", None)
+    if config is not None:
+        digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    embed = model.get_input_embeddings().weight[:256].detach().float().cpu().contiguous()
+    digest.update(embed.numpy().tobytes())
+    return {"name_or_path": name, "fingerprint": digest.hexdigest()[:16]}
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], ignore: tuple[str, ...] = RESUMABLE_KEYS) -> list[str]:
+    """The dotted config keys set in both ``old`` and ``new`` whose values differ (a key that only one side
+    has is an option added or removed by another library version, at its default, and is not counted)."""
+    a, b = flatten(old), flatten(new)
+    return sorted(k for k in set(a) & set(b) if a[k] != b[k] and k not in ignore)
+
+
+class RunLocked(RuntimeError):
+    """Another live process is training into the run directory."""
+
+
+class RunDir:
+    """One run's folder and its ``run.json`` (see the module docstring). Use it around training::
+
+        with RunDir(out).begin("tagi", to_dict(cfg), model) as run:
+            ...train...
+            run.finish()
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._locked = False
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / RUN_FILE
+
+    def read(self) -> dict | None:
+        """The run's record, or None for a folder without ``run.json``."""
+        return load_json(self.run_file, "run file") if self.run_file.exists() else None
+
+    def check(self, method: str, config: Mapping[str, Any]) -> dict | None:
+        """Refuse (``ValueError``) to train ``method`` with ``config`` here when the folder holds another
+        method's run, or this method's run with another config; return the existing record (or None)."""
+        run = self.read()
+        if run is None:
+            return None
+        if run.get("kind", "train") != "train" or run.get("method") != method:
+            raise ValueError(
+                f"{self.path} holds a {run.get('method')!r} run; training {method!r} into it would overwrite it: "
+                "choose another --out"
+            )
+        changed = changed_keys(run.get("config", {}), config)
+        if changed:
+            shown = ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else "")
+            raise ValueError(
+                f"{self.path} was trained with another config (changed: {shown}); it keeps its weights only for "
+                "the config it was trained with: use the same config to resume, or another --out for a new run"
+            )
+        return run
+
+    def begin(self, method: str, config: Mapping[str, Any], model: Any = None) -> RunDir:
+        """Check, lock and record the run as ``running`` (keeping a finished run finished). Returns ``self``."""
+        existing = self.check(method, config)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            finished = existing is not None and existing.get("status") == "finished"
+            record = {"schema": SCHEMA, "kind": "train", "method": method, "config": dict(config),
+                      "status": "finished" if finished else "running", "versions": _versions()}
+            if model is not None:
+                record["base_model"] = model_fingerprint(model)
+            save_json(record, self.run_file)
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def finish(self, **extra: Any) -> None:
+        """Record the run as finished (with ``extra`` fields, e.g. the number of steps)."""
+        run = self.read() or {}
+        save_json({**run, **extra, "status": "finished"}, self.run_file)
+
+    def is_finished(self) -> bool:
+        run = self.read()
+        return run is not None and run.get("status", "finished") == "finished"
+
+    # -- the lock ----------------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under a launcher the main process holds the lock
+            from hyperadapt.distributed import is_main
+
+            if not is_main():
+                return
+        lock = self.path / LOCK_FILE
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = _read_pid(lock)
+                if owner is not None and owner != os.getpid() and _alive(owner):
+                    raise RunLocked(
+                        f"{self.path} is being trained by another process (pid {owner}); wait for it, or remove "
+                        f"{lock} if that process is gone"
+                    ) from None
+                lock.unlink(missing_ok=True)  # a stale lock (its process is gone) or our own
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            self._locked = True
+            return
+        raise RunLocked(f"could not lock {lock}")
+
+    def release(self) -> None:
+        if self._locked:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+            self._locked = False
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_finished(path: str | Path, method: str) -> None:
+    """Raise ``ValueError`` for a run that has not finished training, saying how to resume it."""
+    run = RunDir(path).read()
+    if run is not None and run.get("status", "finished") != "finished":
+        raise ValueError(
+            f"{path} has not finished training (status {run.get('status')!r}): resume it with "
+            f"`hyperadapt train {method} --out {path}` and the config it was started with"
+        )
