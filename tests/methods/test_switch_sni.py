@@ -109,6 +109,7 @@ def test_calibration_source_follows_the_config(cl_root):
         RouterConfig(calibrate_on="test")
     with pytest.raises(ValueError, match="synthetic stream has none"):
         SwitchConfig(router=RouterConfig(calibrate_on="dev"))
+    assert SwitchConfig(unseen=None).unseen == ""  # `unseen=` on the command line
 
 
 def test_retention_buffer_takes_calibration_inputs_from_the_given_split():
