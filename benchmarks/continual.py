@@ -44,6 +44,7 @@ def summary_row(result: dict) -> dict:
     rows = result["rows"]
     routing = [r["routing"] for r in rows if r.get("routing")]
     per_task = result.get("storage", {}).get("per_task_bytes", {})
+    switch = result.get("switch", {})
     return {
         **result["metrics"],
         "ap_curve": result["ap_curve"],
@@ -51,8 +52,12 @@ def summary_row(result: dict) -> dict:
         "switch_accuracy_final": routing[-1]["switch_accuracy"] if routing else None,
         "switch_accuracy_mean_final": routing[-1]["switch_accuracy_mean"] if routing else None,
         "reject_rate_seen_final": routing[-1]["reject_rate_seen"] if routing else None,
-        "reject_rate_unseen": result.get("switch", {}).get("unseen_reject_rate"),
-        "routing_ms_per_example": result.get("switch", {}).get("routing_ms_per_example"),
+        "reject_rate_unseen": switch.get("unseen_reject_rate"),
+        "reject_rate_seen_heldout": switch.get("reject_rate_seen"),
+        "reject_auroc": switch.get("reject_auroc"),
+        "reject_threshold": switch.get("threshold"),
+        "calibrated_on": switch.get("calibrated_on"),
+        "routing_ms_per_example": switch.get("routing_ms_per_example"),
         "storage_bytes_per_task": sum(per_task.values()) / max(1, len(per_task)) if per_task else None,
         "router_bytes": result.get("storage", {}).get("router_bytes"),
         "train_seconds": result["seconds"]["train"], "eval_seconds": result["seconds"]["eval"],
@@ -65,18 +70,23 @@ def _fmt(value, pct: bool = False) -> str:
     return f"{100 * value:.1f} %" if pct else f"{value:.1f}"
 
 
+def _auroc(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def summary_table(summary: dict) -> str:
     lines = [f"Stream `{summary['stream']}` ({summary['metric']}), {len(summary['tasks'])} tasks; "
              f"{summary['budget']}; base model zero-shot mean {summary['zero_shot_mean']:.1f}", "",
              "| method | AP | BWT | Forgetting | FWT | switch acc. (final) | reject seen | reject unseen "
-             "| routing ms/ex | KiB/task | train s | eval s |",
-             "|---" * 12 + "|"]
+             "| reject AUROC | routing ms/ex | KiB/task | train s | eval s |",
+             "|---" * 13 + "|"]
     for name, m in summary["methods"].items():
         kib = None if m["storage_bytes_per_task"] is None else m["storage_bytes_per_task"] / 1024
         lines.append(
             f"| {name} | {_fmt(m['AP'])} | {_fmt(m['BWT'])} | {_fmt(m['Forgetting'])} | {_fmt(m['FWT'])} | "
             f"{_fmt(m['switch_accuracy_mean_final'])} | {_fmt(m['reject_rate_seen_final'], True)} | "
-            f"{_fmt(m['reject_rate_unseen'], True)} | {_fmt(m['routing_ms_per_example'])} | {_fmt(kib)} | "
+            f"{_fmt(m['reject_rate_unseen'], True)} | {_auroc(m.get('reject_auroc'))} | "
+            f"{_fmt(m['routing_ms_per_example'])} | {_fmt(kib)} | "
             f"{_fmt(m['train_seconds'])} | {_fmt(m['eval_seconds'])} |")
     return "\n".join(lines) + "\n"
 
@@ -91,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"config": args.config, "overrides": args.set, "stream": cfg.stream, "metric": cfg.eval.metric,
                      "budget": f"{cfg.train.steps} steps × batch {cfg.train.batch_size} per task, "
                                f"LoRA rank {cfg.lora.rank} on {', '.join(cfg.lora.targets)}, "
-                               f"first {cfg.eval.limit} test instances per task",
+                               f"first {cfg.eval.limit} test instances per task, prompts within "
+                               f"{cfg.eval.max_prompt_tokens or 'context'} tokens (training "
+                               f"{cfg.train.max_length}), at most {cfg.eval.max_new_tokens} new tokens",
+                     "unseen": cfg.unseen, "calibrate_on": cfg.router.calibrate_on,
                      "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
                                  "threads": torch.get_num_threads(), "platform": platform.platform()},
                      "methods": {}}

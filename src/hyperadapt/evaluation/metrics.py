@@ -236,8 +236,36 @@ def continual_metrics(acc: Sequence[Sequence[float]], zero_shot: Sequence[float]
     return {"AP": sum(acc[last]) / size, "BWT": bwt, "Forgetting": forgetting, "FWT": fwt}
 
 
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """Area under the ROC curve of a score that should be higher for ``positives`` than for ``negatives``:
+    the probability that a random positive outscores a random negative, ties counting half (the Mann-Whitney
+    U statistic over n_pos · n_neg, from average ranks). 1.0: every positive above every negative; 0.5:
+    chance. Raises ``ValueError`` when either side is empty or a score is NaN.
+    """
+    if not positives or not negatives:
+        raise ValueError(f"AUROC needs scores on both sides, got {len(positives)} positive and "
+                         f"{len(negatives)} negative")
+    values = [float(v) for v in positives] + [float(v) for v in negatives]
+    if any(v != v for v in values):
+        raise ValueError("AUROC of NaN scores is undefined")
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):  # a run of equal scores shares the mean of its 1-based ranks
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for i in order[start : end + 1]:
+            ranks[i] = (start + end) / 2 + 1
+        start = end + 1
+    n_pos, n_neg = len(positives), len(negatives)
+    u = sum(ranks[:n_pos]) - n_pos * (n_pos + 1) / 2
+    return u / (n_pos * n_neg)
+
+
 __all__ = [
-    "METRIC_LANGS", "Tokenizer", "XLingualTokenizer", "accuracy", "aggregate", "by_category", "continual_metrics",
-    "exact_match", "has_non_latin", "instance_mean", "metric_tokenizer", "normalize_answer", "rouge_l",
+    "METRIC_LANGS", "Tokenizer", "XLingualTokenizer", "accuracy", "aggregate", "auroc", "by_category",
+    "continual_metrics", "exact_match", "has_non_latin", "instance_mean", "metric_tokenizer", "normalize_answer",
+    "rouge_l",
     "score_predictions", "task_mean", "xlingual_tokenizer",
 ]

@@ -17,6 +17,7 @@ from hyperadapt.training import TrainConfig
 ENCODERS = ("sentence", "base")
 CONFIDENCES = ("softmax", "knn")
 FALLBACKS = ("base", "nearest")
+CALIBRATION_SOURCES = ("auto", "train", "dev")
 
 
 @dataclass
@@ -51,6 +52,11 @@ class RouterConfig:
     )
     retention_min: int = field(default=10, metadata={"help": "never keep fewer inputs than this per task"})
     calibration: int = field(default=20, metadata={"help": "held-out inputs per task to calibrate the threshold"})
+    calibrate_on: Literal["auto", "train", "dev"] = field(
+        default="auto", metadata={"help": "where the calibration inputs come from: 'dev' (the stream's dev split), "
+                                          "'train' (held out of the training inputs) or 'auto' (dev when the "
+                                          "stream has one, else train)"}
+    )
     reject_quantile: float = field(
         default=0.02, metadata={"help": "share of held-out seen inputs below the threshold (0 disables rejects)"}
     )
@@ -65,6 +71,7 @@ class RouterConfig:
         _choice("router.encoder", self.encoder, ENCODERS)
         _choice("router.confidence", self.confidence, CONFIDENCES)
         _choice("router.fallback", self.fallback, FALLBACKS)
+        _choice("router.calibrate_on", self.calibrate_on, CALIBRATION_SOURCES)
         for name in ("hidden", "epochs", "batch_size", "retention_min", "calibration"):
             if getattr(self, name) < 1:
                 raise ValueError(f"router.{name} must be at least 1, got {getattr(self, name)}")
@@ -85,11 +92,19 @@ class RouterConfig:
 
 @dataclass
 class StreamEval:
-    """How each row of the accuracy matrix is measured."""
+    """How each row of the accuracy matrix is measured.
+
+    ``max_prompt_tokens``: the prompt budget of every evaluation prompt, cut by the one rule of
+    :func:`hyperadapt.data.prompts.fit_prompt` (as training cuts at ``train.max_length``); None: the
+    model's context length minus ``max_new_tokens``.
+    """
 
     limit: int | None = field(default=50, metadata={"help": "first N test instances per task"})
     batch_size: int = 16
     max_new_tokens: int = 32
+    max_prompt_tokens: int | None = field(
+        default=None, metadata={"help": "prompt budget in tokens (null: the model's context minus max_new_tokens)"}
+    )
     metric: Literal["rougeL", "em"] = field(default="rougeL", metadata={"help": "the score in the matrix"})
 
     def __post_init__(self) -> None:
@@ -98,6 +113,8 @@ class StreamEval:
             raise ValueError(f"eval.limit must be at least 1 (or null for all), got {self.limit}")
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("eval.batch_size and eval.max_new_tokens must be at least 1")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise ValueError(f"eval.max_prompt_tokens must be at least 1 (or null), got {self.max_prompt_tokens}")
 
 
 @dataclass
@@ -139,6 +156,8 @@ class SwitchConfig:
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
+        if self.unseen is None:  # `unseen=` on the command line parses as null: no unseen tasks
+            self.unseen = ""
         kind, arg = parse_spec(self.stream)
         if kind not in ("synthetic", "cl"):
             raise ValueError(f"stream {self.stream!r} is not a stream: use synthetic, synthetic:SEED or cl:PATH#ORDER")
@@ -147,6 +166,9 @@ class SwitchConfig:
             raise ValueError(f"n_tasks must be at least 1, got {self.n_tasks}")
         if self.limit_train is not None and self.limit_train < 2:
             raise ValueError(f"limit_train must be at least 2 (or null for all), got {self.limit_train}")
+        if kind == "synthetic" and self.router.calibrate_on == "dev":
+            raise ValueError("router.calibrate_on: dev needs a stream with a dev split (cl:PATH#ORDER); the "
+                             "synthetic stream has none: use 'train' or 'auto'")
         if self.unseen not in ("", "auto") and "@" not in self.unseen:
             raise ValueError(f"unseen must look like SPEC@SPLIT (e.g. synthetic@unseen), 'auto' or '', got "
                              f"{self.unseen!r}")

@@ -20,11 +20,12 @@ from safetensors.torch import load_file, save_file
 from hyperadapt.config import from_dict
 from hyperadapt.core import BASE, AdapterBank, conditioned, inject
 from hyperadapt.data.loaders import load_jsonl, load_task_file
-from hyperadapt.data.prompts import render
+from hyperadapt.data.prompts import render, user_message
 from hyperadapt.data.schema import Task
 from hyperadapt.encoders import TextEncoder
 from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import Query
+from hyperadapt.evaluation.metrics import auroc
 from hyperadapt.io import load_json, safe_name, save_json, write_dir_atomic
 from hyperadapt.methods.baselines.continual import BASELINES
 from hyperadapt.methods.switch.config import SwitchConfig
@@ -52,6 +53,7 @@ from hyperadapt.methods.switch.stream import (
     PerTaskLearner,
     StreamContext,
     StreamTask,
+    calibration_source,
     folder_bytes,
     make_context,
     query_text,
@@ -78,7 +80,10 @@ class SwitchLearner(PerTaskLearner):
         stats = super().learn(k)
         cfg, task = self.ctx.cfg, self.ctx.tasks[k]
         buffer, feats, calib = self.retained(k)
-        label = buffer.add(task.name, router_texts(task.train, cfg.setting, cfg.seed + k), cfg.router, cfg.seed)
+        source = calibration_source(cfg, task)
+        held = router_texts(task.dev, cfg.setting, cfg.seed + k) if source == "dev" and task.dev else None
+        label = buffer.add(task.name, router_texts(task.train, cfg.setting, cfg.seed + k), cfg.router, cfg.seed,
+                           calibration=held)
         feats = torch.cat([feats, self.encoder.encode(buffer.texts[len(feats):])])  # [N, dim]
         calib = torch.cat([calib, self.encoder.encode(buffer.calib_texts[len(calib):])])
         self.router, router_stats = train_router(buffer, feats, calib, cfg.router, cfg.seed + k)
@@ -89,7 +94,7 @@ class SwitchLearner(PerTaskLearner):
             save_file({"texts": feats.contiguous(), "calib": calib.contiguous()}, tmp / FEATURES)
 
         write_dir_atomic(self.router_dir, write)
-        return {**stats, "router": router_stats, "retained": buffer.count(label)}
+        return {**stats, "router": {**router_stats, "calibrated_on": source}, "retained": buffer.count(label)}
 
     def retained(self, k: int) -> tuple[RetentionBuffer, torch.Tensor, torch.Tensor]:
         """The buffer of tasks 0..k-1 and the stored features of its inputs (so a resumed run sees the very
@@ -114,13 +119,29 @@ class SwitchLearner(PerTaskLearner):
     def report(self) -> dict:
         out = super().report()
         out["storage"].update(router_bytes=folder_bytes(self.router_dir))
-        out["switch"] = {"unseen_reject_rate": self.unseen_reject_rate(), **self.overhead()}
+        out["switch"] = {**self.reject_quality(), **self.overhead()}
         return out
 
-    def unseen_reject_rate(self) -> float | None:
-        """Share of inputs of tasks the switch never saw (``cfg.unseen``) that it rejects."""
-        texts = [text for t in self.ctx.unseen for text in router_texts(t, self.ctx.cfg.setting, 0)]
-        return self.switch().route(self.encoder.encode(texts)).reject_rate if texts else None
+    def reject_quality(self) -> dict:
+        """How well the final switch's confidence separates inputs of tasks it never saw (``cfg.unseen``) from
+        held-out inputs of the seen tasks (their first ``eval.limit`` test inputs, which neither train nor
+        calibrate it): ``reject_auroc`` (seen inputs as positives; None without unseen inputs), and the
+        rejection rates on both at the calibrated threshold (``reject_rate_seen``, ``unseen_reject_rate``)."""
+        cfg = self.ctx.cfg
+        seen = [user_message(t.test.instruction, i.input, cfg.setting, t.test.positive_examples)
+                for t in self.ctx.tasks for i in t.test.head(cfg.eval.limit).instances]
+        unseen = [text for t in self.ctx.unseen for text in router_texts(t, cfg.setting, 0)]
+        router = self.switch()
+        on_seen = router.route(self.encoder.encode(seen))
+        on_unseen = router.route(self.encoder.encode(unseen)) if unseen else None
+        sources = sorted({calibration_source(cfg, t) for t in self.ctx.tasks})
+        return {
+            "unseen_reject_rate": on_unseen.reject_rate if on_unseen else None,
+            "reject_rate_seen": on_seen.reject_rate,
+            "reject_auroc": auroc(on_seen.confidence, on_unseen.confidence) if on_unseen else None,
+            "threshold": router.threshold, "n_seen": len(seen), "n_unseen": len(unseen),
+            "n_unseen_tasks": len(self.ctx.unseen), "calibrated_on": "+".join(sources),
+        }
 
     def overhead(self, n: int = 64) -> dict:
         """Routing cost per example (encoder + switch), measured on uncached inputs."""

@@ -72,7 +72,8 @@ class RetentionBuffer:
     """Inputs (prompt texts, no outputs) and task ids kept from every task seen so far.
 
     ``texts``/``labels`` train the switch; ``calib_texts``/``calib_labels`` are other inputs of the same
-    tasks, held out to calibrate the reject threshold.
+    tasks, to calibrate the reject threshold: held out of the training inputs, or taken from a separate
+    split (the stream's dev split, ``router.calibrate_on``).
     """
 
     tasks: list[str] = field(default_factory=list)
@@ -81,12 +82,18 @@ class RetentionBuffer:
     calib_texts: list[str] = field(default_factory=list)
     calib_labels: list[int] = field(default_factory=list)
 
-    def add(self, name: str, inputs: Sequence[str], cfg: RouterConfig, seed: int) -> int:
-        """Keep ``cfg.retained(len(inputs))`` of a new task's inputs (and hold out others); return its id."""
+    def add(
+        self, name: str, inputs: Sequence[str], cfg: RouterConfig, seed: int, calibration: Sequence[str] | None = None
+    ) -> int:
+        """Keep ``cfg.retained(len(inputs))`` of a new task's inputs and ``cfg.calibration`` calibration inputs:
+        drawn from ``calibration`` when given (e.g. the task's dev inputs), else held out of ``inputs``;
+        return the task's id. Raises ``ValueError`` for a task already held or without inputs."""
         if name in self.tasks:
             raise ValueError(f"the retention buffer already holds task {name!r}")
         if not inputs:
             raise ValueError(f"task {name!r} has no inputs to retain")
+        if calibration is not None and not calibration:
+            raise ValueError(f"task {name!r} has no calibration inputs")
         order = list(range(len(inputs)))
         random.Random(f"{seed}:{name}").shuffle(order)
         keep = cfg.retained(len(inputs))
@@ -94,8 +101,13 @@ class RetentionBuffer:
         self.tasks.append(name)
         self.texts += [inputs[i] for i in order[:keep]]
         self.labels += [label] * keep
-        held = order[keep : keep + cfg.calibration] or order[:1]
-        self.calib_texts += [inputs[i] for i in held]
+        if calibration is None:
+            held = [inputs[i] for i in order[keep : keep + cfg.calibration] or order[:1]]
+        else:
+            picks = list(range(len(calibration)))
+            random.Random(f"{seed}:{name}:calibration").shuffle(picks)
+            held = [calibration[i] for i in picks[: cfg.calibration]]
+        self.calib_texts += held
         self.calib_labels += [label] * len(held)
         return label
 

@@ -7,6 +7,7 @@ the accuracy matrix a[j][i] (score on task i after training through task j) and 
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Collection
@@ -63,6 +64,10 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
         if run["method"] != method:
             raise ValueError(f"{run_dir} holds a {run['method']!r} run, not {method!r}: use another directory")
         if resume and (run_dir / STATE).exists():
+            differ = config_differences(run["config"], to_dict(ctx.cfg))
+            if differ:
+                raise ValueError(f"{run_dir} was started with another config (it differs in {', '.join(differ)}): "
+                                 "resume it with its own config, or start over (resume=False / another directory)")
             return load_json(run_dir / STATE, "run state")
         shutil.rmtree(run_dir)
     elif run_dir.exists() and any(run_dir.iterdir()):
@@ -72,6 +77,19 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
     if seed_from is not None:
         seed_run(Path(seed_from), run_dir, run, shareable)
     return {"completed": 0, "zero_shot": None, "rows": []}
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """The dotted keys in which two configs (as saved in ``run.json``) differ, compared as JSON."""
+    saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{sub}" for sub in config_differences(a, b)]
+        elif a != b:
+            out.append(key)
+    return out
 
 
 SAME_ANSWERS = ("model", "stream", "n_tasks", "setting", "eval", "seed")  # what the base model's answers depend on
@@ -220,4 +238,15 @@ def results_table(results: dict) -> str:
     lines.append("| zero-shot | " + " | ".join(_fmt(v) for v in results["zero_shot"]) + " |")
     for after, row in zip(results["after"], results["matrix"], strict=True):
         lines.append(f"| {after + 1}: {names[after]} | " + " | ".join(_fmt(v) for v in row) + " |")
+    switch = results.get("switch")
+    if switch and "reject_auroc" in switch:
+        lines += ["", f"Reject option (threshold calibrated on {switch['calibrated_on']} inputs): AUROC "
+                      f"{_fmt(None if switch['reject_auroc'] is None else 100 * switch['reject_auroc'])} (seen "
+                      f"test inputs vs {switch['n_unseen']} inputs of {switch['n_unseen_tasks']} unseen tasks); "
+                      f"rejected {_pct(switch['reject_rate_seen'])} of {switch['n_seen']} seen, "
+                      f"{_pct(switch['unseen_reject_rate'])} of unseen."]
     return "\n".join(lines) + "\n"
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f} %"

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,10 +28,10 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from hyperadapt.core import BASE, AdapterBank, LoraConditioning, conditioned, export_peft, inject, load_peft
 from hyperadapt.data import load_tasks, parse_spec
 from hyperadapt.data.loaders import load_cl_stream
-from hyperadapt.data.prompts import Encoded, encode_tasks, user_message
+from hyperadapt.data.prompts import Encoded, TruncationStats, encode_tasks, user_message
 from hyperadapt.data.schema import Task
 from hyperadapt.data.synthetic import synthetic_stream
-from hyperadapt.evaluation.harness import EvalConfig, Query, answer, make_queries
+from hyperadapt.evaluation.harness import EvalConfig, Query, answer, make_queries, prompt_budget
 from hyperadapt.evaluation.metrics import score_predictions
 from hyperadapt.io import atomic_write_text, load_json, safe_name, save_json, write_dir_atomic
 from hyperadapt.methods.switch.config import SwitchConfig
@@ -39,37 +40,59 @@ from hyperadapt.training import Trainer, pad_batch
 RUN_KIND = "continual"
 MANIFEST = "manifest.json"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class StreamTask:
-    """One task of the stream: the data its adapter is trained on, and the data it is judged on."""
+    """One task of the stream: the data its adapter is trained on, the data it is judged on, and its dev split
+    (``cl:`` streams; None elsewhere), disjoint from both, where the switch's threshold may be calibrated."""
 
     name: str
     train: Task
     test: Task
+    dev: Task | None = None
 
 
 def load_stream(cfg: SwitchConfig) -> list[StreamTask]:
     """The tasks of ``cfg.stream`` in order (training instances cut to ``cfg.limit_train``)."""
     kind, arg = parse_spec(cfg.stream)
     if kind == "synthetic":
-        pairs = synthetic_stream(int(arg) if arg else 0, cfg.n_tasks)
-    else:
-        path, _, order = arg.partition("#")
-        stream = load_cl_stream(path, int(order or 1))
-        pairs = [(stream.train[n], stream.test[n]) for n in stream.names]
-    return [StreamTask(tr.name, tr.head(cfg.limit_train), te) for tr, te in pairs]
+        return [StreamTask(tr.name, tr.head(cfg.limit_train), te)
+                for tr, te in synthetic_stream(int(arg) if arg else 0, cfg.n_tasks)]
+    path, _, order = arg.partition("#")
+    stream = load_cl_stream(path, int(order or 1))
+    return [StreamTask(n, stream.train[n].head(cfg.limit_train), stream.test[n], stream.dev[n]) for n in stream.names]
 
 
-def load_unseen(cfg: SwitchConfig) -> list[Task]:
-    """Tasks the switch never sees (``cfg.unseen``), to measure the reject rate on."""
+def calibration_source(cfg: SwitchConfig, task: StreamTask) -> str:
+    """Where the switch's reject threshold takes ``task``'s calibration inputs from: ``dev`` (its dev split)
+    or ``train`` (inputs held out of its training data), per ``router.calibrate_on`` (``auto``: dev when the
+    task has a dev split, else train). Raises ``ValueError`` when ``dev`` is asked and the task has none."""
+    has_dev = task.dev is not None and bool(task.dev.instances)
+    if cfg.router.calibrate_on == "dev" and not has_dev:
+        raise ValueError(f"router.calibrate_on is 'dev' but task {task.name!r} has no dev split: use 'auto' "
+                         "(its training inputs then calibrate) or 'train'")
+    if cfg.router.calibrate_on == "auto":
+        return "dev" if has_dev else "train"
+    return cfg.router.calibrate_on
+
+
+def load_unseen(cfg: SwitchConfig, stream: Collection[str] = ()) -> list[Task]:
+    """Tasks the switch never sees (``cfg.unseen``, less any task named in ``stream``), to measure the reject
+    option on."""
     spec = cfg.unseen
     if spec == "auto":
         spec = "synthetic@unseen" if cfg.stream.startswith("synthetic") else ""
     if not spec:
         return []
     data, _, split = spec.rpartition("@")
-    return [t.head(cfg.unseen_limit) for t in load_tasks(data, split)]
+    tasks = [t.head(cfg.unseen_limit) for t in load_tasks(data, split)]
+    overlap = [t.name for t in tasks if t.name in stream]
+    if overlap:  # a task of the stream is not unseen
+        log.warning("%d unseen task(s) are part of the stream and are left out: %s", len(overlap),
+                    ", ".join(overlap[:5]))
+    return [t for t in tasks if t.name not in stream]
 
 
 def data_hash(task: Task) -> str:
@@ -143,7 +166,8 @@ def make_context(cfg: SwitchConfig, run_dir: str | Path, model_and_tokenizer=Non
 
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
     inject(model, cfg.lora.targets, gating=False)
-    return StreamContext(cfg, Path(run_dir), model, tokenizer, load_stream(cfg), load_unseen(cfg))
+    tasks = load_stream(cfg)
+    return StreamContext(cfg, Path(run_dir), model, tokenizer, tasks, load_unseen(cfg, {t.name for t in tasks}))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -279,7 +303,12 @@ class EvalPlan:
 
 
 class AnswerCache:
-    """Answers keyed by (task, instance id, adapter key), persisted in ``answers.json``."""
+    """Answers keyed by (task, instance id, prompt hash, adapter key), persisted in ``answers.json``.
+
+    The prompt hash (of the rendered, budget-cut prompt) keeps answers to one prompt from being served for
+    another: a run with another prompt budget or setting never reuses them. The adapter key is last, so
+    ``key.endswith("\tbase")`` picks the base model's answers.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -287,7 +316,8 @@ class AnswerCache:
 
     @staticmethod
     def key(query: Query, adapter: str) -> str:
-        return f"{query.task.name}\t{query.instance.id}\t{adapter}"
+        digest = hashlib.sha1(query.prompt.encode("utf-8")).hexdigest()[:16]
+        return f"{query.task.name}\t{query.instance.id}\t{digest}\t{adapter}"
 
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps(self.data))
@@ -300,9 +330,7 @@ def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalP
     route_of = {id(queries[i]): plan.routes[i] for i in todo}
     method = BankMethod(name, ctx.model, ctx.tokenizer, plan.bank, lambda qs: [route_of[id(q)] for q in qs],
                         ctx.cfg.setting)
-    e = ctx.cfg.eval
-    fresh = answer(method, [queries[i] for i in todo], EvalConfig(batch_size=e.batch_size,
-                                                                  max_new_tokens=e.max_new_tokens), desc=name)
+    fresh = answer(method, [queries[i] for i in todo], eval_config(ctx), desc=name)
     out = [cache.data.get(k) if k is not None else None for k in keys]
     for i in todo:
         out[i] = fresh[id(queries[i])]
@@ -320,10 +348,25 @@ def score_tasks(queries: list[Query], answers: list[str]) -> dict[str, dict]:
             for name, idx in by_task.items()}
 
 
+def eval_config(ctx: StreamContext) -> EvalConfig:
+    """The harness settings of the stream's evaluation (``cfg.eval``)."""
+    e = ctx.cfg.eval
+    return EvalConfig(setting=ctx.cfg.setting, limit=e.limit, batch_size=e.batch_size,
+                      max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens)
+
+
 def test_queries(ctx: StreamContext) -> list[Query]:
-    """The evaluation queries of every task of the stream (first ``eval.limit`` test instances)."""
+    """The evaluation queries of every task of the stream (first ``eval.limit`` test instances), each prompt
+    within the prompt budget (``eval.max_prompt_tokens``, else the model's context minus the answer budget)
+    by the one truncation rule, with one warning when any was cut. Raises ``ValueError`` when the budget
+    plus ``eval.max_new_tokens`` exceed the model's context."""
+    tasks = [t.test for t in ctx.tasks]
     probe = BankMethod("queries", ctx.model, ctx.tokenizer, None, lambda qs: [], ctx.cfg.setting)
-    return make_queries(probe, [t.test for t in ctx.tasks], ctx.cfg.setting, ctx.cfg.eval.limit)
+    stats = TruncationStats()
+    budget = prompt_budget(ctx.model, eval_config(ctx), tasks)
+    queries = make_queries(probe, tasks, ctx.cfg.setting, ctx.cfg.eval.limit, budget, stats)
+    stats.warn("evaluation prompts of the stream")
+    return queries
 
 
 # ---------------------------------------------------------------------------------------------------------
