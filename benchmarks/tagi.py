@@ -36,10 +36,10 @@ from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries
-from hyperadapt.methods.baselines.hypter import hypter_config, train_hypter
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
 from hyperadapt.methods.tagi import TagiConfig, train_tagi
+from hyperadapt.methods.tagi.hypter import hypter_config, train_hypter
 from hyperadapt.methods.tagi.method import HYPERNET_DIR
 from hyperadapt.models import load_base_model
 

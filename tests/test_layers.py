@@ -28,3 +28,17 @@ def test_lower_layers_import_no_method(part):
     offenders = {f.relative_to(SRC).as_posix(): sorted(m for m in imported_modules(f)
                                                         if m.startswith("hyperadapt.methods")) for f in files}
     assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_method_packages_import_no_other_method_package_but_the_known_continual_pair():
+    packages = [p.name for p in (SRC / "methods").iterdir() if p.is_dir() and (p / "__init__.py").exists()]
+    crossing = set()
+    for pkg in packages:
+        for f in (SRC / "methods" / pkg).rglob("*.py"):
+            for m in imported_modules(f):
+                parts = m.split(".")
+                if m.startswith("hyperadapt.methods.") and len(parts) > 2 and parts[2] != pkg:
+                    crossing.add((pkg, parts[2], f.name))
+    # the continual learners still span switch/ and baselines/continual.py (to become methods/continual/)
+    allowed = {("switch", "baselines", "continual.py"), ("baselines", "switch", "continual.py")}
+    assert crossing <= allowed, crossing - allowed

@@ -14,7 +14,6 @@ from hyperadapt.config import from_dict
 from hyperadapt.core import conditioned
 from hyperadapt.data import load_tasks
 from hyperadapt.evaluation.harness import EvalConfig, evaluate
-from hyperadapt.methods.baselines.hypter import HypterConfig, hypter_config, load_hypter, train_hypter
 from hyperadapt.methods.tagi import (
     HypernetConfig,
     LossConfig,
@@ -25,6 +24,7 @@ from hyperadapt.methods.tagi import (
     load_tagi,
     train_tagi,
 )
+from hyperadapt.methods.tagi.hypter import HypterConfig, hypter_config, load_hypter, train_hypter
 from hyperadapt.testing import tiny_model
 from hyperadapt.training import TrainConfig
 

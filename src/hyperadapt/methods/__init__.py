@@ -15,10 +15,10 @@ from hyperadapt.methods.baselines import (
     train_multitask_lora,
     zero_shot,
 )
-from hyperadapt.methods.baselines.hypter import HypterConfig, load_hypter, train_hypter
 from hyperadapt.methods.baselines.meta import MetaICLConfig, ReptileConfig, load_meta, train_metaicl, train_reptile
 from hyperadapt.methods.megan import MeganConfig, load_megan, train_megan
 from hyperadapt.methods.tagi import TagiConfig, load_tagi, train_tagi
+from hyperadapt.methods.tagi.hypter import HypterConfig, load_hypter, train_hypter
 
 TRAINABLE = {
     "multitask-lora": (MultiTaskLoraConfig, train_multitask_lora),

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hyperadapt.methods.tagi import LossConfig, PretrainConfig, TagiConfig, TagiMethod, load_tagi, train_tagi
+from hyperadapt.methods.tagi.config import LossConfig, PretrainConfig, TagiConfig
+from hyperadapt.methods.tagi.method import TagiMethod, load_tagi
+from hyperadapt.methods.tagi.train import train_tagi
 
 METHOD = "hypter"
 
