@@ -40,6 +40,7 @@ from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, tra
 from hyperadapt.methods.baselines.zero_shot import zero_shot
 from hyperadapt.methods.tagi import TagiConfig, train_tagi
 from hyperadapt.methods.tagi.hypter import hypter_config, train_hypter
+from hyperadapt.methods.tagi.instructions import shuffled_instructions as shuffled
 from hyperadapt.methods.tagi.method import HYPERNET_DIR
 from hyperadapt.models import load_base_model
 
@@ -81,16 +82,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def fresh(cfg: TagiConfig):
     """A fresh copy of the base model per method: methods wrap it (injection, PEFT)."""
     return load_base_model(cfg.model)
-
-
-def shuffled(tasks: list[Task], seed: int) -> list[Task]:
-    """Each task with another task's instruction and examples (a derangement); paraphrases dropped."""
-    order = list(range(len(tasks)))
-    rng = random.Random(seed)
-    while len(tasks) > 1 and any(i == j for i, j in enumerate(order)):
-        rng.shuffle(order)
-    return [replace(t, instruction=tasks[j].instruction, positive_examples=tasks[j].positive_examples,
-                    paraphrases=[]) for t, j in zip(tasks, order, strict=True)]
 
 
 def random_strings(tasks: list[Task], seed: int) -> list[Task]:

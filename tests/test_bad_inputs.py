@@ -311,8 +311,8 @@ def test_continual_set_value(here):
     bad(["continual", "--set", "n_tasks=two", "--out", "run"], "n_tasks", "integer")
 
 
-@pytest.mark.parametrize("override,words", [("steps=1.5", ("steps", "integer")), ("limit=0", ("limit",)),
-                                            ("splits=[]", ("splits",))])
+@pytest.mark.parametrize("override,words", [("train_steps=1.5", ("train_steps", "integer")), ("limit=0", ("limit",)),
+                                            ("megan_steps=0", ("megan_steps",))])
 def test_demo_values(here, override, words):
     bad(["demo", override], *words)
     assert _files(here) == set()

@@ -56,13 +56,9 @@ def test_clear_errors(jsonl_data, tmp_path):
     assert bad_data.exit_code == 2 and "unknown data spec" in bad_data.output
 
 
-def test_demo_runs_on_overrides(tiny_dir, jsonl_data, tmp_path):
-    result = runner.invoke(app, ["demo", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "splits=[test]",
-                                 "steps=2", "limit=2", "max_new_tokens=3", f"out={tmp_path / 'o'}",
-                                 f"runs={tmp_path / 'r'}"])
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "o" / "summary.md").exists()
-    assert "multitask-lora" in result.output
+def test_demo_refuses_a_bad_budget():
+    result = runner.invoke(app, ["demo", "--quick", "train_stepz=3"])
+    assert result.exit_code == 2 and "train_stepz" in result.output
 
 
 def test_bench_core_runs_on_the_tiny_model(tiny_dir, tmp_path):

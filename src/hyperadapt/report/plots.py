@@ -65,9 +65,11 @@ def _save_png(fig, path: str | Path) -> Path:
 
 def plot_matrix(
     matrix: Sequence[Sequence[float | None]], tasks: Sequence[str], path: str | Path, title: str = "",
-    rows: Sequence[str] | None = None,
+    rows: Sequence[str] | None = None, value_label: str = "score",
 ) -> Path:
-    """Heatmap of a[j][i] (score on task i after training through row j's task); blank where not measured."""
+    """Heatmap of a[j][i] (score on task i after training through row j's task); blank where not measured.
+
+    ``value_label`` names the colour bar's quantity and unit (e.g. "ROUGE-L (%)")."""
     plt = _pyplot()
     values = [[float("nan") if v is None else v for v in row] for row in matrix]
     rows = list(rows) if rows is not None else list(tasks[: len(values)])
@@ -83,7 +85,7 @@ def plot_matrix(
             if v is not None and len(tasks) <= 20:
                 ax.text(i, j, f"{v:.0f}", ha="center", va="center", fontsize=7,
                         color="white" if v < 60 else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.colorbar(image, ax=ax, fraction=0.046, label=value_label)
     ax.set_title(title or "accuracy matrix")
     path = _save_png(fig, path)
     plt.close(fig)
@@ -104,6 +106,70 @@ def plot_ap_curve(curves: Mapping[str, Sequence[float]], path: str | Path, ylabe
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()
+    path = _save_png(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_grouped_bars(
+    values: Mapping[str, Mapping[str, float]], path: str | Path, ylabel: str, title: str = "",
+    ymax: float = 100.0,
+) -> Path:
+    """Bars of ``values[series][group]`` (e.g. method -> split -> ROUGE-L), one colour per series, each bar
+    labelled with its value; a group missing from a series is left out."""
+    if not values:
+        raise ValueError("nothing to plot: give at least one series")
+    plt = _pyplot()
+    groups = list(dict.fromkeys(g for series in values.values() for g in series))
+    n = len(values)
+    width = 0.8 / n
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) * max(1, n) / 2 + 3), 4))
+    for k, (name, series) in enumerate(values.items()):
+        xs = [i + (k - (n - 1) / 2) * width for i, g in enumerate(groups) if g in series]
+        ys = [series[g] for g in groups if g in series]
+        bars = ax.bar(xs, ys, width, label=name)
+        ax.bar_label(bars, labels=[f"{y:.1f}" for y in ys], fontsize=7, padding=1)
+    import textwrap
+
+    ax.set_xticks(range(len(groups)), [textwrap.fill(g, 18) for g in groups], fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, ymax)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        ax.set_title(title)
+    path = _save_png(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_box_stats(
+    stats_by_panel: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path, ylabel: str, xlabel: str,
+    title: str = "", reference: float | None = None,
+) -> Path:
+    """Box plots drawn from precomputed statistics, one panel per key (e.g. β per layer per condition).
+
+    Each statistic is a dict with ``p1``, ``q1``, ``med``, ``q3``, ``p99`` (whiskers at the 1st and 99th
+    percentiles), so the figure can be redrawn from a results file without the raw values.
+    """
+    if not stats_by_panel:
+        raise ValueError("nothing to plot: give at least one panel of statistics")
+    plt = _pyplot()
+    n = len(stats_by_panel)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 1.9 * n + 0.8), sharex=True, sharey=True, squeeze=False)
+    for ax, (name, stats) in zip(axes[:, 0], stats_by_panel.items(), strict=True):
+        boxes = [{"med": s["med"], "q1": s["q1"], "q3": s["q3"], "whislo": s["p1"], "whishi": s["p99"],
+                  "label": str(i)} for i, s in enumerate(stats)]
+        ax.bxp(boxes, showfliers=False)
+        if reference is not None:
+            ax.axhline(reference, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(name if len(name) <= 90 else name[:87] + "...", fontsize=9, loc="left")
+        ax.set_ylabel(ylabel)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[-1, 0].set_xlabel(xlabel)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     path = _save_png(fig, path)
     plt.close(fig)
     return path

@@ -8,8 +8,10 @@ read a bounded window anyway, and a long definition's head usually says what the
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 
 from torch import Tensor
 
@@ -66,3 +68,14 @@ class InstructionVectors:
 
     def __call__(self, texts: Sequence[str]) -> Tensor:
         return self.encoder.encode([self.clean(t) for t in texts])  # [N, D]
+
+
+def shuffled_instructions(tasks: list[Task], seed: int) -> list[Task]:
+    """Each task with another task's instruction and examples (a derangement, drawn with ``seed``);
+    paraphrases dropped. The wrong-instruction control of TAGI's instruction sensitivity."""
+    order = list(range(len(tasks)))
+    rng = random.Random(seed)
+    while len(tasks) > 1 and any(i == j for i, j in enumerate(order)):
+        rng.shuffle(order)
+    return [replace(t, instruction=tasks[j].instruction, positive_examples=tasks[j].positive_examples,
+                    paraphrases=[]) for t, j in zip(tasks, order, strict=True)]

@@ -1,0 +1,211 @@
+"""The demo's stages: each trains one method through its library entry point, scores it with the shared
+harness, and returns a JSON-able dict (no wall times: those go to ``timings.json``, so that the same seed
+gives the same report to the last digit).
+
+A stage gets the demo config and its own folder (``OUT/runs/<stage>``, resumable: the Trainer checkpoints
+every ``save_every`` steps). Stages do not depend on each other, except that ``sequential`` reuses the base
+model's cached answers of ``switchcit`` when that stage has finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from hyperadapt.config import to_dict
+from hyperadapt.data import load_tasks
+from hyperadapt.data.prompts import build_prompt, user_message
+from hyperadapt.data.schema import Task
+from hyperadapt.demo.config import DATA, DemoConfig
+from hyperadapt.evaluation.generate import generate_batch
+from hyperadapt.evaluation.harness import EvalConfig, Query, evaluate
+from hyperadapt.models import load_base_model
+
+EXAMPLES = 3  # predictions kept per score, to show in the report
+ADAPTER_TASK = "title_case"  # the unseen task whose generated adapter is exported as a PEFT folder
+BETA_TASKS = ("upper_case", "reverse_list", "antonym", "sentiment_movie")
+STEER_TASKS = ("upper_case", "antonym", "reverse_list", "first_item", "plural")
+
+
+def score(method, tasks: list[Task], limit: int, cfg: DemoConfig, split: str) -> dict:
+    """Mean and per-task ROUGE-L / EM of ``method`` on ``tasks`` (first ``limit`` instances), a few answers."""
+    ecfg = EvalConfig(limit=limit, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
+    res = evaluate(method, tasks, ecfg, model=cfg.model, data=DATA, split=split)
+    return {"mean": res["mean"], "n": len(res["predictions"]), "setting": res["setting"],
+            "tasks": {k: {m: v[m] for m in ("rougeL", "em", "n")} for k, v in res["tasks"].items()},
+            "examples": res["predictions"][:EXAMPLES]}
+
+
+def _splits(cfg: DemoConfig) -> dict[str, tuple[list[Task], int]]:
+    return {"seen": (load_tasks(DATA, "seen"), cfg.seen_limit), "unseen": (load_tasks(DATA, "unseen"), cfg.limit)}
+
+
+def zero_shot_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+    """The frozen model with the instruction in its prompt, on seen and unseen tasks."""
+    from hyperadapt.methods.baselines import zero_shot
+
+    method = zero_shot(cfg.model, "def", model_and_tokenizer=load_base_model(cfg.model))
+    return {split: score(method, tasks, limit, cfg, split) for split, (tasks, limit) in _splits(cfg).items()}
+
+
+def tagi_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+    """TAGI: teachers, then distillation; scored on unseen tasks with their own and with shuffled
+    instructions; the adapter of one unseen task's instruction exported as a PEFT folder and reloaded."""
+    from hyperadapt.methods.tagi import export_adapter, train_tagi
+    from hyperadapt.methods.tagi.instructions import shuffled_instructions
+
+    tcfg = cfg.tagi()
+    method = train_tagi(tcfg, run_dir, model_and_tokenizer=load_base_model(cfg.model))
+    unseen = load_tasks(DATA, "unseen")
+    out = {"config": to_dict(tcfg), "hypernet_parameters": method.hypernet.parameter_count(),
+           "unseen": score(method, unseen, cfg.limit, cfg, "unseen"),
+           "shuffled": score(method, shuffled_instructions(unseen, cfg.seed), cfg.limit, cfg, "unseen")}
+    task = next(t for t in unseen if t.name == ADAPTER_TASK)
+    folder = export_adapter(method, task.instruction, Path(cfg.out) / f"adapter-{task.name}")
+    out["adapter"] = check_peft_adapter(method, task, folder, cfg)
+    return out
+
+
+def check_peft_adapter(method, task: Task, folder: Path, cfg: DemoConfig) -> dict:
+    """Load the exported folder with plain PEFT onto the default model and answer one input with it, next to
+    TAGI's own answer: the folder is a standard adapter that needs nothing from hyperadapt."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from hyperadapt.models import default_model_dir
+
+    inst = task.instances[0]
+    prompt = build_prompt(method.tokenizer, task, inst, method.setting)
+    with method.conditioning([Query(task, inst, prompt)]):
+        tagi_answer = generate_batch(method.model, method.tokenizer, [prompt], cfg.max_new_tokens)[0]
+    base_dir = default_model_dir() if cfg.model == "default" else Path(cfg.model)
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), folder)
+    peft_answer = generate_batch(peft_model, method.tokenizer, [prompt], cfg.max_new_tokens)[0]
+    return {"folder": folder.name, "task": task.name, "instruction": task.instruction, "base": str(base_dir),
+            "input": inst.input, "reference": inst.outputs[0], "tagi_answer": tagi_answer,
+            "peft_answer": peft_answer, "files": sorted(p.name for p in folder.iterdir())}
+
+
+def hypter_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+    """The Hypter-style hypernetwork (CE only, no fusion) on TAGI's budget, on unseen tasks."""
+    from hyperadapt.methods.tagi.hypter import hypter_config, train_hypter
+
+    hcfg = hypter_config(cfg.tagi())
+    method = train_hypter(hcfg, run_dir, model_and_tokenizer=load_base_model(cfg.model))
+    return {"config": to_dict(hcfg), "unseen": score(method, load_tasks(DATA, "unseen"), cfg.limit, cfg, "unseen")}
+
+
+def multitask_lora_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+    """The multi-task LoRA with the instruction in its prompt, on seen and unseen tasks."""
+    from hyperadapt.methods.baselines import train_multitask_lora
+
+    mcfg = cfg.multitask_lora()
+    method = train_multitask_lora(mcfg, run_dir, model_and_tokenizer=load_base_model(cfg.model))
+    out = {split: score(method, tasks, limit, cfg, split) for split, (tasks, limit) in _splits(cfg).items()}
+    return {"config": to_dict(mcfg), **out}
+
+
+def _stream_result(result: dict) -> dict:
+    keep = ("tasks", "matrix", "zero_shot", "metrics", "ap_curve", "after", "metric")
+    out = {k: result[k] for k in keep}
+    rows = [r["routing"] for r in result["rows"] if r.get("routing")]
+    if rows:
+        out["switch_accuracy"] = rows[-1]["switch_accuracy"]
+        out["reject_rate_seen"] = rows[-1]["reject_rate_seen"]
+        out["reject_rate_unseen"] = result.get("switch", {}).get("unseen_reject_rate")
+    return out
+
+
+def switchcit_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+    """SwitchCIT over the stream, then one mixed batch routed by the switch: one input of every stream task
+    and two of tasks it never saw (which it should reject to the base model)."""
+    from hyperadapt.methods.switch import generate, load_switch, run_stream
+
+    scfg = cfg.stream()
+    model_and_tokenizer = load_base_model(cfg.model)
+    result = run_stream(scfg, run_dir / "stream", method="switchcit", model_and_tokenizer=model_and_tokenizer)
+    out = {"config": to_dict(scfg), **_stream_result(result)}
+    seen = {t.name: t for t in load_tasks(DATA, "seen")}
+    unseen = load_tasks(DATA, "unseen")
+    picked = [(seen[n], True) for n in result["tasks"]] + [(unseen[0], False), (unseen[7], False)]
+    texts = [user_message(t.instruction, t.instances[-1].input, scfg.setting) for t, _ in picked]
+    method = load_switch(run_dir / "stream", model_and_tokenizer)
+    answers = generate(method, texts, max_new_tokens=cfg.max_new_tokens)
+    out["mixed_batch"] = [{"task": t.name, "in_stream": known, "input": t.instances[-1].input,
+                           "reference": t.instances[-1].outputs[0], "routed_to": route, "answer": answer}
+                          for (t, known), (answer, route) in zip(picked, answers, strict=True)]
+    return out
+
+
+def sequential_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+    """Sequential finetuning of one LoRA over the same stream and budget (reuses SwitchCIT's base answers)."""
+    from hyperadapt.methods.switch import run_stream
+
+    scfg = cfg.stream()
+    source = run_dir.parent / "switchcit" / "stream"
+    seed = source if (source / "results.json").exists() and not (run_dir / "stream").exists() else None
+    result = run_stream(scfg, run_dir / "stream", method="sequential", model_and_tokenizer=load_base_model(cfg.model),
+                        seed_from=seed)
+    return {"config": to_dict(scfg), **_stream_result(result)}
+
+
+def megan_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+    """MeGan (condition through β only) on seen and unseen tasks; β per layer for five conditions; one input
+    answered under five conditions switched per example inside one batch."""
+    import numpy as np
+
+    from hyperadapt.methods.megan import collect_betas, generate, train_megan
+
+    mcfg = cfg.megan()
+    method = train_megan(mcfg, run_dir, model_and_tokenizer=load_base_model(cfg.model))
+    out = {"config": to_dict(mcfg), "hypernetwork_parameters": method.hypernet.num_parameters(),
+           **{split: score(method, tasks, limit, cfg, split) for split, (tasks, limit) in _splits(cfg).items()}}
+    seen = {t.name: t for t in load_tasks(DATA, "seen")}
+    persona = load_tasks(DATA, "unseen_type")[0]
+    conditions = [seen[n].instruction for n in BETA_TASKS] + [persona.instruction]
+    inputs = [i.input for n in BETA_TASKS for i in seen[n].instances[:2]]
+    betas = collect_betas(method, conditions, inputs, seed=cfg.seed)
+    q = [1, 25, 50, 75, 99]
+    out["beta"] = {c: [dict(zip(("p1", "q1", "med", "q3", "p99"), map(float, np.percentile(v, q)), strict=True))
+                       for v in layers] for c, layers in betas.items()}
+    out["beta_mean_abs_dev"] = {c: float(np.mean(np.abs(np.concatenate(v) - 1))) for c, v in betas.items()}
+    text = seen["antonym"].instances[-1].input
+    steer = [seen[n].instruction for n in STEER_TASKS] + [persona.instruction]
+    answers = generate(method, steer, [text] * len(steer), max_new_tokens=cfg.max_new_tokens)
+    out["steering"] = {"input": text, "rows": [{"condition": c, "answer": a} for c, a in zip(steer, answers,
+                                                                                          strict=True)]}
+    return out
+
+
+def checkpoint_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+    """A released TAGI checkpoint (no training): adapters from a few unseen instructions and their answers."""
+    from hyperadapt.methods import load_run
+
+    path = Path(cfg.checkpoint)
+    if not (path / "run.json").exists():
+        return {"available": False, "path": str(path)}
+    method = load_run(path)
+    rows = []
+    for task in load_tasks(DATA, "unseen")[:4]:
+        inst = task.instances[0]
+        prompt = build_prompt(method.tokenizer, task, inst, method.setting)
+        with method.conditioning([Query(task, inst, prompt)]):
+            answer = generate_batch(method.model, method.tokenizer, [prompt], cfg.max_new_tokens)[0]
+        rows.append({"task": task.name, "instruction": task.instruction, "input": inst.input,
+                     "reference": inst.outputs[0], "answer": answer})
+    return {"available": True, "path": str(path), "rows": rows}
+
+
+Stage = Callable[[DemoConfig, Path], dict]
+STAGES: dict[str, Stage] = {
+    "zero-shot": zero_shot_stage,
+    "tagi": tagi_stage,
+    "hypter": hypter_stage,
+    "multitask-lora": multitask_lora_stage,
+    "switchcit": switchcit_stage,
+    "sequential": sequential_stage,
+    "megan": megan_stage,
+    "checkpoint": checkpoint_stage,
+}
+# Two lanes of stages that run side by side, one process (one torch thread) each, about equally long.
+LANES = (("zero-shot", "tagi", "hypter", "checkpoint"), ("multitask-lora", "switchcit", "sequential", "megan"))
