@@ -153,3 +153,5 @@ def test_a_released_checkpoint_that_appears_reruns_the_checkpoint_stage(tmp_path
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "run.json").write_text("{}")
     assert demo_runner.stage_key(cfg, "checkpoint") != before
+    moved = DemoConfig(out=str(tmp_path / "out"), checkpoint=str(tmp_path / "elsewhere"))
+    assert demo_runner.stage_key(moved, "tagi") == demo_runner.stage_key(cfg, "tagi")

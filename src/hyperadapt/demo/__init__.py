@@ -59,11 +59,11 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> int:
     """Run (or resume) the demo and write its report; returns 0, or 1 when a stage failed."""
     from hyperadapt.report.demo_report import write_demo_report
 
-    console = console or Console()
+    console = console or Console(markup=False, highlight=False)
     out = Path(cfg.out)
     start = time.perf_counter()
     todo = pending(cfg)
-    console.print(f"[bold]hyperadapt demo[/] -> {out}/: {sum(map(len, todo))} of {len(STAGES)} stages to run "
+    console.print(f"hyperadapt demo -> {out}/: {sum(map(len, todo))} of {len(STAGES)} stages to run "
                   f"({'; '.join(' → '.join(lane) for lane in todo if lane) or 'all cached'})")
     if any(todo):
         from hyperadapt.models import load_base_model
@@ -83,7 +83,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> int:
     save_json({"stages": seconds, "cpu_s_per_lane": lanes_cpu, "this_invocation_s": total}, out / "timings.json")
     console.print(f"report: {md} and {page} ({len(results)} of {len(STAGES)} stages; this run took {total:.0f} s)")
     if failed:
-        console.print(f"[red]failed stages:[/] {', '.join(f'{n} ({e})' for n, e in failed.items())}; "
+        console.print(f"failed stages: {', '.join(f'{n} ({e})' for n, e in failed.items())}; "
                       "rerun the same command to retry them")
         return 1
     return 0
