@@ -24,12 +24,12 @@ class DemoConfig:
     out: str = field(default="results/demo", metadata={"help": "run folder: report, figures, cached stages"})
     quick: bool = field(default=False, metadata={"help": "the --quick preset (a smoke run)"})
     teacher_steps: int = field(default=40, metadata={"help": "TAGI's teacher bank (34 teachers), batch 8"})
-    train_steps: int = field(default=60, metadata={"help": "TAGI stage 2, Hypter and the multi-task LoRA"})
+    train_steps: int = field(default=50, metadata={"help": "TAGI stage 2, Hypter and the multi-task LoRA"})
     batch_size: int = 8
     lr: float = 1e-3
     stream_tasks: int = field(default=3, metadata={"help": "tasks of the synthetic continual stream"})
     stream_steps: int = field(default=16, metadata={"help": "steps per stream task (SwitchCIT and sequential)"})
-    megan_steps: int = 50
+    megan_steps: int = 40
     limit: int = field(default=5, metadata={"help": "test instances per unseen task"})
     seen_limit: int = field(default=2, metadata={"help": "test instances per seen task (34 tasks)"})
     stream_limit: int = field(default=10, metadata={"help": "test instances per stream task"})
