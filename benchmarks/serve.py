@@ -31,11 +31,10 @@ from pathlib import Path
 import httpx
 import torch
 
-from hyperadapt.methods.tagi import TagiConfig
-from hyperadapt.methods.tagi.method import build_hypernet, build_vectors, make_method
 from hyperadapt.serve import ByteLRU, RunningServer, ServeConfig, build_server, create_app
 from hyperadapt.serve.cache import tensor_bytes
 from hyperadapt.serve.runs import fold
+from hyperadapt.testing import random_tagi_method
 
 PROMPTS = ["the answer is", "a b c d", "Write the numbers 1 2 3", "is 4 even"]
 
@@ -70,16 +69,8 @@ def load_model(name: str):
 
 def hypernet_method(model, tok):
     """TAGI's hypernetwork with random B heads (an untrained one would give ΔW = 0 and hide the cost)."""
-    cfg = TagiConfig(model="benchmark", rank=8, max_instruction_tokens=32)
-    from hyperadapt.core import inject
-
-    inject(model, cfg.targets, gating=False)
-    vectors = build_vectors(cfg, model, tok)
-    net = build_hypernet(cfg, model, vectors.dim)
-    with torch.no_grad():
-        for head in net.head_b.values():
-            head.weight.normal_(std=0.02)
-    return make_method("tagi", cfg, model, tok, net, vectors, "benchmark")
+    return random_tagi_method(model, tok, rank=8, hidden=256, blocks=2, std=0.02, max_instruction_tokens=32,
+                              run="benchmark")
 
 
 def condition(i: int) -> str:

@@ -9,11 +9,8 @@ from hyperadapt.methods.megan import BetaHypernetwork, HypernetSpec, MeganMethod
 from hyperadapt.methods.switch.config import RouterConfig
 from hyperadapt.methods.switch.continual import SwitchMethod
 from hyperadapt.methods.switch.router import SwitchRouter, make_router_encoder
-from hyperadapt.methods.tagi import TagiConfig
-from hyperadapt.methods.tagi.config import HypernetConfig
-from hyperadapt.methods.tagi.method import build_hypernet, build_vectors, make_method
 from hyperadapt.serve import ServeConfig, build_server
-from hyperadapt.testing import tiny_model
+from hyperadapt.testing import random_tagi_method, tiny_model
 
 ROUTED = {"plural": "Definition: Write the plural form.\n\nInput: box",
           "upper": "Definition: Upper case it.\n\nInput: x"}
@@ -21,14 +18,7 @@ ROUTED = {"plural": "Definition: Write the plural form.\n\nInput: box",
 
 def tagi_method(model, tok):
     """A TAGI method with a random (untrained) hypernetwork whose B head is not zero: conditions differ."""
-    cfg = TagiConfig(model="tiny", rank=2, max_instruction_tokens=16, hypernet=HypernetConfig(hidden=16, blocks=1))
-    inject(model, cfg.targets, gating=False)
-    vectors = build_vectors(cfg, model, tok)
-    net = build_hypernet(cfg, model, vectors.dim)
-    with torch.no_grad():
-        for head in net.head_b.values():
-            head.weight.normal_(std=0.5)
-    return make_method("tagi", cfg, model, tok, net, vectors, "in-memory")
+    return random_tagi_method(model, tok, rank=2, hidden=16, blocks=1, std=0.5, run="tiny")
 
 
 def megan_method(model, tok, per_token: bool = True):
