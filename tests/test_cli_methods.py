@@ -83,8 +83,9 @@ def _eval_run(run, jsonl_data, method: str) -> dict:
 
 def test_multitask_lora_train_and_eval_run(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "mtl"
-    _ok(runner.invoke(app, ["train", "multitask-lora", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2",
-                            *TRAIN, "--out", str(run)]))
+    sets = [x for kv in [f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2", *TRAIN] for x in ("--set", kv)]
+    _ok(runner.invoke(app, ["train", "multitask-lora", *sets, "--out", str(run)]))  # --set, as every command takes
+    assert json.loads((run / "run.json").read_text())["config"]["rank"] == 2
     _eval_run(run, jsonl_data, "multitask-lora")
     other = tmp_path / "res.json"
     _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", f"jsonl:{jsonl_data}", "--split", "test",

@@ -203,10 +203,13 @@ def train(
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/)")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/METHOD)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the run's last checkpoint")] = True,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="key=value config override, as in `continual` and the benchmarks (repeatable)")] = None,
 ) -> None:
     """Train a method into a run directory (resumable; checkpoints are written atomically).
 
-    Example: hyperadapt train multitask-lora --config configs/multitask_lora.yaml train.steps=100
+    Overrides: positional key=value, or --set key=value (the same syntax every command takes).
+    Example: hyperadapt train multitask-lora --config configs/multitask_lora.yaml --set train.steps=100
     """
     from hyperadapt import distributed
     from hyperadapt.config import load_config
@@ -216,7 +219,7 @@ def train(
     if method not in TRAINABLE:
         raise ValueError(f"cannot train {method!r}: trainable methods are {', '.join(sorted(TRAINABLE))}")
     cfg_cls, train_fn = TRAINABLE[method]
-    cfg = load_config(cfg_cls, config, overrides or [])
+    cfg = load_config(cfg_cls, config, [*(overrides or []), *(set_ or [])])
     run_dir = check_writable(out or Path("runs") / method, "--out")
     train_fn(cfg, run_dir, resume=resume)
     console.print(f"trained {method} -> {run_dir}")
@@ -227,6 +230,7 @@ def demo(
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value budget overrides: train_steps=100")] = None,
     quick: Annotated[bool, typer.Option(help="a smoke-sized budget (about 5 minutes on 2 CPU cores)")] = False,
     out: Annotated[str | None, typer.Option(help="run folder (default results/demo, results/demo-quick)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value override (repeatable)")] = None,
 ) -> None:
     """Show TAGI, SwitchCIT and MeGan against their baselines on the default model and the synthetic suite.
 
@@ -236,7 +240,7 @@ def demo(
     """
     from hyperadapt.demo import demo_config, run_demo
 
-    cfg = demo_config(overrides or [], quick=quick, out=out)
+    cfg = demo_config([*(overrides or []), *(set_ or [])], quick=quick, out=out)
     check_writable(cfg.out, "out")
     code = run_demo(cfg, console)
     if code:
