@@ -21,7 +21,6 @@ import argparse
 import copy
 import platform
 import random
-import shutil
 import string
 import sys
 import time
@@ -127,10 +126,11 @@ def train_method(name: str, cfg: TagiConfig, runs: Path, budget: str = "stage2")
     if name == "tagi":
         return train_tagi(cfg, runs / name, model_and_tokenizer=fresh(cfg))
     teachers = cfg.teachers.path or str(runs / "tagi" / "teachers")
-    variant = from_dict(TagiConfig, apply_overrides(to_dict(cfg), [*ABLATIONS[name], f"teachers.path={teachers}"]))
-    stage1, own = runs / "tagi" / "pretrain" / HYPERNET_DIR, runs / name / "pretrain" / HYPERNET_DIR
-    if variant.pretrain.enabled and stage1.exists() and not own.exists():
-        shutil.copytree(stage1, own)  # stage 1 does not depend on KL, alignment or fusion: reuse TAGI's
+    shared = [f"teachers.path={teachers}"]
+    stage1 = runs / "tagi" / "pretrain" / HYPERNET_DIR
+    if cfg.pretrain.enabled and not cfg.pretrain.path and (stage1 / "hypernet.safetensors").exists():
+        shared.append(f"pretrain.path={stage1}")  # stage 1 does not depend on KL, alignment or fusion
+    variant = from_dict(TagiConfig, apply_overrides(to_dict(cfg), [*ABLATIONS[name], *shared]))
     return train_tagi(variant, runs / name, model_and_tokenizer=fresh(cfg))
 
 

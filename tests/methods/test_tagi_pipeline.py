@@ -192,3 +192,27 @@ def test_shared_adapter_residual_trains_in_stage_two_only_and_exports(jsonl_data
     torch.testing.assert_close(ours, peft_model(**ids).logits, rtol=1e-5, atol=1e-5)
     loaded = load_tagi(tmp_path / "run", model_and_tokenizer=tiny_model())
     assert all(torch.equal(v, loaded.hypernet.state_dict()[k]) for k, v in final.items())
+
+
+def test_stage_one_is_reused_through_pretrain_path(jsonl_data, tmp_path, monkeypatch):
+    first = tmp_path / "first"
+    train_tagi(tiny_cfg(jsonl_data), first, model_and_tokenizer=tiny_model())
+    stage1 = first / "pretrain" / "hypernet"
+    reuse = tiny_cfg(jsonl_data, fusion=False, teachers=TeacherConfig(rank=2, path=str(first / "teachers")),
+                     pretrain=PretrainConfig(a_tokens=8, b_tokens=4, c_tokens=4, train=tc(3), path=str(stage1)))
+    # stage 2 of the reusing run starts from the first run's stage-1 weights
+    started = {}
+    import hyperadapt.methods.tagi.train as tagi_train
+
+    real = tagi_train.load_hypernet_weights
+
+    def spy(net, path):
+        started["from"] = path
+        return real(net, path)
+
+    monkeypatch.setattr(tagi_train, "load_hypernet_weights", spy)
+    train_tagi(reuse, tmp_path / "second", model_and_tokenizer=tiny_model())
+    assert started["from"] == stage1 and not (tmp_path / "second" / "pretrain").exists()
+    missing = tiny_cfg(jsonl_data, pretrain=PretrainConfig(a_tokens=8, b_tokens=4, c_tokens=4, path=str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match="holds no stage-1 hypernetwork"):
+        train_tagi(missing, tmp_path / "third", model_and_tokenizer=tiny_model())

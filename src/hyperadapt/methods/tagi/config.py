@@ -61,6 +61,10 @@ class PretrainConfig:
     text_file: str | None = field(
         default=None, metadata={"help": "plain text, one passage per blank-line block; default: the tasks' instances"}
     )
+    path: str | None = field(
+        default=None,
+        metadata={"help": "reuse the stage-1 hypernetwork of another run (its pretrain/hypernet folder)"},
+    )
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100, lr=1e-3))
 
     def __post_init__(self) -> None:

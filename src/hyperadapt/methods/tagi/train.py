@@ -71,9 +71,22 @@ def student_logits(ctx: Context, batch: Batch):
     return logits, lora
 
 
+def stage1_dir(cfg: TagiConfig, run_dir: Path) -> Path:
+    """Where the stage-1 hypernetwork is: ``pretrain.path`` (another run's), else this run's own."""
+    return Path(cfg.pretrain.path) if cfg.pretrain.path else run_dir / "pretrain" / HYPERNET_DIR
+
+
 def pretrain(ctx: Context, resume: bool, stop_at: int | None) -> bool:
-    """Stage 1: the hypernetwork reads segment a; the model, conditioned on it, reads b and predicts c."""
+    """Stage 1: the hypernetwork reads segment a; the model, conditioned on it, reads b and predicts c.
+
+    With ``pretrain.path`` the stage-1 hypernetwork of another run is used (stage 1 does not depend on the
+    stage-2 losses or on fusion, so ablations can share it); nothing is trained here then.
+    """
     pcfg, out = ctx.cfg.pretrain, ctx.run_dir / "pretrain"
+    if pcfg.path:
+        if not (Path(pcfg.path) / "hypernet.safetensors").exists():
+            raise FileNotFoundError(f"pretrain.path {pcfg.path} holds no stage-1 hypernetwork (hypernet.safetensors)")
+        return True
     passages = file_passages(pcfg.text_file) if pcfg.text_file else task_passages(ctx.tasks, pcfg.train.seed)
     examples = segment_examples(ctx.tokenizer, passages, (pcfg.a_tokens, pcfg.b_tokens, pcfg.c_tokens))
     make_batch = batch_maker(examples, ctx.vectors, ctx.tokenizer.pad_token_id, ctx.device)
@@ -119,7 +132,7 @@ def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int
         return sum(weights[k] * v for k, v in terms.items())
 
     if not resume or not (out / "checkpoints").exists():
-        init = ctx.run_dir / "pretrain" / HYPERNET_DIR
+        init = stage1_dir(cfg, ctx.run_dir)
         if cfg.pretrain.enabled and (init / "hypernet.safetensors").exists():
             load_hypernet_weights(ctx.hypernet, init)
     return run_stage(ctx, out, loss_fn, make_batch, len(examples), cfg.train, resume, stop_at, "tagi finetune")
