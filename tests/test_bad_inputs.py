@@ -482,3 +482,21 @@ def test_api_missing_model_folder(tmp_path):
 def test_check_writable_under_a_file(a_file):
     with pytest.raises(ValueError, match="is a file"):
         check_writable(a_file / "out" / "r.json")
+
+
+def test_unknown_metric_language_is_one_line(here):
+    bad(["eval", "--data", "synthetic", "--split", "unseen", "--metric-lang", "fr"], "metric language", "fr")
+    assert _files(here) == set()
+
+
+def test_release_refuses_a_folder_that_is_not_a_run_and_a_bad_dtype(here):
+    bad(["release", str(here / "nothing"), "--out", str(here / "ckpt")], "run.json")
+    (here / "run").mkdir()
+    (here / "run" / "run.json").write_text('{"method": "tagi", "config": {}}')
+    bad(["release", str(here / "run"), "--out", str(here / "ckpt"), "--dtype", "int8"], "dtype", "int8")
+    assert not (here / "ckpt").exists()
+
+
+def test_eval_of_a_folder_that_is_not_a_run_is_one_line(here):
+    (here / "empty").mkdir()
+    bad(["eval", "--run", str(here / "empty"), "--data", "synthetic"], "not a run directory")
