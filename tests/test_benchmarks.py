@@ -1,9 +1,9 @@
-"""The benchmarks' own logic: equal budgets across methods and the instruction-sensitivity variants."""
+"""The benchmarks: their own logic (equal budgets across methods, the instruction-sensitivity variants) and how
+they run (`hyperadapt bench NAME`, `python -m hyperadapt.benchmarks.NAME`, the command their results record)."""
 
 from __future__ import annotations
 
-from benchmarks import megan, tagi
-
+from hyperadapt.benchmarks import megan, tagi
 from hyperadapt.config import load_config
 from hyperadapt.data import load_tasks
 
@@ -41,10 +41,10 @@ def test_tagi_sensitivity_variants_change_every_instruction():
 
 
 def test_result_table_lists_methods_and_sensitivity_variants(tmp_path):
-    from benchmarks.common import save
+    from hyperadapt.benchmarks.common import save
 
     mean = {"mean": {"rougeL": 41.234, "em": 10.0}}
-    result = {"command": "python -m benchmarks.tagi", "results": {"tagi": {"unseen": mean}},
+    result = {"command": "hyperadapt bench tagi", "results": {"tagi": {"unseen": mean}},
               "sensitivity": {"tagi": {"shuffled": {"unseen": {"mean": {"rougeL": 12.5, "em": 0.0}}}}},
               "train_s": {"tagi": 61.7}}
     save(result, str(tmp_path / "r.json"))
@@ -62,3 +62,38 @@ def test_tagi_baselines_get_tagis_total_budget():
     assert tagi.baseline_train(cfg, "total").steps == 300 and tagi.baseline_train(cfg, "stage2").steps == 150
     no_stage1 = load_config(TagiConfig, "configs/tagi_sni.yaml", ["pretrain.enabled=false", "teachers.path=x"])
     assert tagi.tagi_examples(no_stage1)["total"] == no_stage1.train.steps * no_stage1.train.batch_size
+
+
+def test_every_benchmark_is_a_listed_module_of_the_installed_package_with_a_main():
+    import importlib
+    import pkgutil
+
+    import hyperadapt.benchmarks as package
+
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__)} - {"common"}
+    assert modules == set(package.BENCHMARKS)
+    for name in package.BENCHMARKS:
+        assert callable(importlib.import_module(f"hyperadapt.benchmarks.{name}").main), name
+
+
+def test_results_record_the_bench_command():
+    from hyperadapt.benchmarks import command
+
+    assert command("tagi", ["--quick", "--set", "lr=0.1"]) == "hyperadapt bench tagi --quick --set lr=0.1"
+    assert command("megan", ["--out", "my results/m.json"]) == "hyperadapt bench megan --out 'my results/m.json'"
+
+
+def test_bench_passes_options_and_help_to_the_benchmark_and_python_m_runs_it_too():
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from hyperadapt.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "truncation", "--help"])
+    assert result.exit_code == 0 and "usage: hyperadapt bench truncation" in result.output
+    assert "--budgets" in result.output
+    run = subprocess.run([sys.executable, "-m", "hyperadapt.benchmarks.truncation", "--help"],
+                         capture_output=True, text=True, check=True)
+    assert "usage: hyperadapt bench truncation" in run.stdout

@@ -63,10 +63,13 @@ def test_demo_refuses_a_bad_budget():
 
 def test_bench_core_runs_on_the_tiny_model(tiny_dir, tmp_path):
     out = tmp_path / "bench.json"
-    result = runner.invoke(app, ["bench", "core", "--model", str(tiny_dir), "--batch-sizes", "2", "--seq", "8",
-                                 "--repeats", "1", "--teachers", "2", "--train-batch", "2", "--out", str(out)])
+    options = ["--model", str(tiny_dir), "--batch-sizes", "2", "--seq", "8", "--repeats", "1", "--teachers", "2",
+               "--train-batch", "2", "--out", str(out)]
+    result = runner.invoke(app, ["bench", "core", *options])
     assert result.exit_code == 0, result.output
-    assert {"forward", "gating", "train_step", "targets"} <= set(json.loads(out.read_text()))
+    results = json.loads(out.read_text())
+    assert {"forward", "gating", "train_step", "targets"} <= set(results)
+    assert results["setup"]["command"] == " ".join(["hyperadapt bench core", *options])
     assert runner.invoke(app, ["bench", "nope"]).exit_code == 2
 
 

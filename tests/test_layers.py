@@ -1,4 +1,5 @@
-"""The layers import downwards only: the core, data, evaluation and training modules know no method."""
+"""The layers import downwards only: the core, data, evaluation and training modules know no method, and
+only the CLI knows the benchmarks."""
 
 from __future__ import annotations
 
@@ -42,3 +43,18 @@ def test_method_packages_import_no_other_method_package_but_the_known_continual_
     # the continual learners still span switch/ and baselines/continual.py (to become methods/continual/)
     allowed = {("switch", "baselines", "continual.py"), ("baselines", "switch", "continual.py")}
     assert crossing <= allowed, crossing - allowed
+
+
+def test_benchmarks_are_a_top_layer_only_the_cli_imports_and_no_module_touches_sys_path():
+    importers, path_edits = set(), set()
+    for f in SRC.rglob("*.py"):
+        rel = f.relative_to(SRC).as_posix()
+        if not rel.startswith("benchmarks/") and any(m.startswith("hyperadapt.benchmarks")
+                                                     for m in imported_modules(f)):
+            importers.add(rel)
+        tree = ast.parse(f.read_text(encoding="utf-8"))
+        if any(isinstance(n, ast.Attribute) and n.attr == "path" and isinstance(n.value, ast.Name)
+               and n.value.id == "sys" for n in ast.walk(tree)):
+            path_edits.add(rel)
+    assert importers == {"cli.py"}
+    assert not path_edits

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
+from hyperadapt.benchmarks import BENCHMARKS
 from hyperadapt.io import check_writable, safe_name
 
 # Markup is off: user text, answers, task names and routes are printed exactly as given.
@@ -389,29 +390,34 @@ def serve(
     uvicorn.run(create_app(server), host=host, port=port, log_level="info")
 
 
-BENCHMARKS = ("core", "tagi", "megan", "continual")
+BENCH_HELP = "\n\n".join([
+    "Run benchmark NAME with its own options (`hyperadapt bench NAME --help` lists them).",
+    "\n".join(f"{name}: {summary}" for name, summary in BENCHMARKS.items()),
+    "NAME is the module hyperadapt.benchmarks.NAME (also `python -m hyperadapt.benchmarks.NAME`); each writes "
+    "JSON (to results/ unless --out says otherwise). "
+    "Example: hyperadapt bench core --batch-sizes 1 8 32 --seq 128 --out results/bench_core.json",
+])
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(help=BENCH_HELP, add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help=f"which benchmark: {', '.join(BENCHMARKS)}")],
+    name: Annotated[str | None, typer.Argument(help=f"which benchmark: {', '.join(BENCHMARKS)}",
+                                               show_default=False)] = None,
 ) -> None:
-    """Run a benchmark from the repository's benchmarks/ folder (extra options are passed on; see --help there).
+    import importlib
 
-    Example: hyperadapt bench core --batch-sizes 1 8 32 --seq 128 --out results/bench_core.json
-    """
-    import runpy
-    import sys
-
+    if name is None or name == "--help":  # --help after NAME is the benchmark's own
+        text = ctx.get_help()  # typer's rich help prints itself and returns ""
+        if text:
+            console.print(text)
+        raise typer.Exit()
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}: use one of {', '.join(BENCHMARKS)}")
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
-    if not script.exists():
-        raise FileNotFoundError(f"{script} not found: benchmarks run from a source checkout of hyperadapt")
-    sys.argv = [f"hyperadapt bench {name}", *ctx.args]
-    sys.path.insert(0, str(script.parents[1]))
-    runpy.run_path(str(script), run_name="__main__")
+    status = importlib.import_module(f"hyperadapt.benchmarks.{name}").main(list(ctx.args))
+    if isinstance(status, int) and status:
+        raise typer.Exit(code=status)
 
 
 def main() -> None:  # pragma: no cover

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from benchmarks import continual as bench
 
+from hyperadapt.benchmarks import continual as bench
 from hyperadapt.data.prompts import CUT_MARKER
 from hyperadapt.evaluation.metrics import auroc
 from hyperadapt.methods.switch import RetentionBuffer, SwitchConfig, run_stream

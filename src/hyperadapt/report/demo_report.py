@@ -298,14 +298,14 @@ def larger_section() -> list[Block]:
     return [Heading(2, "At a larger budget, and on SNI with a GPU"), Code(
         "hyperadapt demo teacher_steps=300 train_steps=300 stream_steps=150 megan_steps=300 limit=20 "
         "seen_limit=5 stream_limit=50 --out results/demo-large\n"
-        "python -m benchmarks.tagi --config configs/tagi.yaml --eval-splits unseen --limit 20 "
+        "hyperadapt bench tagi --config configs/tagi.yaml --eval-splits unseen --limit 20 "
         "--out results/tagi_synthetic.json\n"
-        "python -m benchmarks.continual --config configs/switch_synthetic.yaml --out results/continual/synthetic\n"
-        "python -m benchmarks.megan --steps 300 --out results/megan/synthetic.json --plots results/megan\n"
+        "hyperadapt bench continual --config configs/switch_synthetic.yaml --out results/continual/synthetic\n"
+        "hyperadapt bench megan --steps 300 --out results/megan/synthetic.json --plots results/megan\n"
         "# Super-NaturalInstructions (GPU: models load in bf16 on CUDA)\n"
-        "python -m benchmarks.tagi --config configs/tagi_sni.yaml --eval-splits test --limit 20 "
+        "hyperadapt bench tagi --config configs/tagi_sni.yaml --eval-splits test --limit 20 "
         "--out results/tagi_sni_def.json\n"
-        "python -m benchmarks.continual --config configs/switch_sni.yaml --out results/continual/sni-order1\n"
+        "hyperadapt bench continual --config configs/switch_sni.yaml --out results/continual/sni-order1\n"
         "hyperadapt train megan --config configs/megan_sni.yaml --out runs/sni/megan", "bash")]
 
 

@@ -1,7 +1,7 @@
 """SwitchCIT against its continual baselines on one stream, same base model and per-task budget, in one JSON.
 
-    python -m benchmarks.continual --config configs/switch_synthetic.yaml --out results/continual/synthetic
-    python -m benchmarks.continual --config configs/switch_sni.yaml --methods switchcit sequential \
+    hyperadapt bench continual --config configs/switch_synthetic.yaml --out results/continual/synthetic
+    hyperadapt bench continual --config configs/switch_sni.yaml --methods switchcit sequential \
         --set train.steps=20 --out results/continual/sni-order1
 
 Each method runs into ``OUT/<method>/`` with ``hyperadapt.methods.switch.run_stream`` (resumable: rerun the
@@ -30,7 +30,8 @@ ORDER = ["switchcit", "oracle", "sequential", "replay", "olora", "multitask"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="hyperadapt bench continual", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/switch_synthetic.yaml", help="stream config (configs/switch_*.yaml)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, for every method")
     p.add_argument("--methods", nargs="+", default=ORDER, choices=METHODS)

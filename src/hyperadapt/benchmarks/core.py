@@ -1,6 +1,6 @@
 """Speed and memory of the conditioning core on the default model, side by side in one run.
 
-    python -m benchmarks.core --batch-sizes 1 8 32 --seq 128 --out results/bench_core.json
+    hyperadapt bench core --batch-sizes 1 8 32 --seq 128 --out results/bench_core.json
 
 Forward latency (plain model; our per-example LoRA with one shared adapter and with B distinct adapters;
 PEFT merged, unmerged, mixed-batch, and a loop over examples), a training step (a 16-teacher bank on a
@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 
+from hyperadapt.benchmarks import command
 from hyperadapt.core import LINEAR_MODULES, AdapterBank, GatedMLP, conditioned, inject, remove
 from hyperadapt.models import load_base_model
 
@@ -306,8 +307,10 @@ class BenchConfig:
     out: str | None = "results/bench_core.json"
 
 
-def run(config: BenchConfig | None = None, log: Callable[[str], None] = print) -> dict:
-    """Run the whole benchmark; returns the results dict (and writes it as JSON to ``config.out``)."""
+def run(config: BenchConfig | None = None, log: Callable[[str], None] = print,
+        argv: Sequence[str] | None = None) -> dict:
+    """Run the whole benchmark; returns the results dict (and writes it as JSON to ``config.out``); ``argv``,
+    the options it was given (default ``sys.argv[1:]``), goes into the recorded command."""
     cfg = config or BenchConfig()
     start = time.perf_counter()
     if cfg.threads:
@@ -346,7 +349,7 @@ def run(config: BenchConfig | None = None, log: Callable[[str], None] = print) -
         "torch": torch.__version__,
         "memory": meter.method,
         "forward_calls": "logits_to_keep=1, inference_mode",
-        "command": "python -m benchmarks.core " + " ".join(sys.argv[1:]),
+        "command": command("core", argv),
         "wall_s": time.perf_counter() - start,
     }
     if cfg.out is not None:
@@ -403,7 +406,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: run, write the JSON, print the Markdown tables."""
-    results = run(parse_args(argv), log=lambda m: print(m, file=sys.stderr, flush=True))
+    results = run(parse_args(argv), log=lambda m: print(m, file=sys.stderr, flush=True), argv=argv)
     print(markdown(results))
     return 0
 

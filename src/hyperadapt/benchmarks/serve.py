@@ -1,7 +1,7 @@
 """Load benchmark of ``hyperadapt serve`` over loopback: many conditions at once vs one, batched vs sequential.
 
-    python -m benchmarks.serve --model tiny --out results/bench_serve.json
-    python -m benchmarks.serve --model default --requests 64 --max-tokens 16 --out results/bench_serve.default.json
+    hyperadapt bench serve --model tiny --out results/bench_serve.json
+    hyperadapt bench serve --model default --requests 64 --max-tokens 16 --out results/bench_serve.default.json
 
 The server runs in this process (uvicorn in a thread) with a TAGI-style hypernetwork (random weights, the
 shapes of a real run: rank 8 on q_proj/v_proj) on the chosen base model; clients are ``--clients`` concurrent
@@ -40,7 +40,8 @@ PROMPTS = ["the answer is", "a b c d", "Write the numbers 1 2 3", "is 4 even"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="hyperadapt bench serve", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="tiny (built in code), default, a HF id or a folder")
     p.add_argument("--requests", type=int, default=128, help="requests per throughput phase")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (and distinct conditions, mixed)")

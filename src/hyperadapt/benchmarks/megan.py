@@ -1,8 +1,8 @@
 """MeGan against its baselines on seen conditions, unseen tasks, unseen paraphrases and an unseen condition
 type, plus what β costs and looks like, in one JSON.
 
-    python -m benchmarks.megan --steps 120 --out results/megan/synthetic.json --plots docs/results/megan
-    python -m benchmarks.megan --quick                                    # a smoke-sized budget
+    hyperadapt bench megan --steps 120 --out results/megan/synthetic.json --plots docs/results/megan
+    hyperadapt bench megan --quick                                   # a smoke-sized budget
 
 Methods, all on the same base model and data with the same budget (``--steps`` optimizer steps of batch 8;
 Reptile gets as many outer steps as give it the same number of training examples, ``steps·8 /
@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import save, score
+from hyperadapt.benchmarks import command
+from hyperadapt.benchmarks.common import save, score
 from hyperadapt.config import load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.evaluation.harness import EvalConfig
@@ -57,7 +57,8 @@ WIDE = ("seen", "unseen_paraphrase")  # 34 tasks each: evaluated on --seen-limit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="hyperadapt bench megan", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=300, help="training steps (batch 8) of every trained method")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of both MeGan configs")
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
             for s in args.splits}
     splits = {s: load_tasks(args.data, s) for s in args.splits}
     runs, started = Path(args.runs), time.perf_counter()
-    result: dict = {"command": " ".join(["python -m benchmarks.megan", *(argv if argv is not None else sys.argv[1:])]),
+    result: dict = {"command": command("megan", argv),
                     "eval": {s: to_dict(c) for s, c in ecfg.items()}, "host": platform.node(),
                     "threads": torch.get_num_threads(), "configs": {}, "results": {}, "train_s": {}, "info": {}}
     names = [m for m in METHODS if m in args.methods] + (["tagi"] if args.tagi_run else [])

@@ -6,7 +6,7 @@ then the definition) and by :func:`hyperadapt.data.prompts.encode_instance` (inp
 then definition tail). An example "loses its definition" when the kept prompt no longer holds the whole
 ``Definition: ...`` line. Tokenizer only, no model: a minute on one CPU core.
 
-    python -m benchmarks.truncation --data sni:../shared/data/sni --split train --limit 20 \
+    hyperadapt bench truncation --data sni:../shared/data/sni --split train --limit 20 \
         --out docs/results/truncation_sni.json
 """
 
@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hyperadapt.benchmarks import command
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import TruncationStats, answer_ids, build_prompt, encode_instance, user_message
 from hyperadapt.io import save_json
@@ -64,7 +65,8 @@ def measure(tokenizer, tasks, setting: str, budgets: list[int]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="hyperadapt bench truncation", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="sni:../shared/data/sni")
     ap.add_argument("--split", default="train")
     ap.add_argument("--limit", type=int, default=20, help="first N instances per task")
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     tasks = [t.head(args.limit) for t in load_tasks(args.data, args.split)]
     result = {"data": args.data, "split": args.split, "limit": args.limit, "setting": args.setting,
               "model": args.model, "budgets": measure(tokenizer, tasks, args.setting, args.budgets),
-              "command": "python -m benchmarks.truncation " + " ".join(argv or __import__("sys").argv[1:])}
+              "command": command("truncation", argv)}
     save_json(result, args.out)
     print(json.dumps({k: v["old_share"] for k, v in result["budgets"].items()}))
 

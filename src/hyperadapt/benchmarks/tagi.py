@@ -1,10 +1,10 @@
 """TAGI against its baselines and ablations, instruction sensitivity and inference cost, in one JSON.
 
-    python -m benchmarks.tagi --config configs/tagi.yaml --eval-splits unseen --limit 20 \
+    hyperadapt bench tagi --config configs/tagi.yaml --eval-splits unseen --limit 20 \
         --out results/tagi_synthetic.json
-    python -m benchmarks.tagi --config configs/tagi_sni.yaml --eval-splits test --limit 10 \
+    hyperadapt bench tagi --config configs/tagi_sni.yaml --eval-splits test --limit 10 \
         --out results/tagi_sni_def.json
-    python -m benchmarks.tagi --quick ...                         # a smoke-sized budget
+    hyperadapt bench tagi --quick ...                        # a smoke-sized budget
 
 Methods (same base model, data and step budget): zero-shot; multi-task LoRA with the instruction in the
 prompt (on TAGI's targets and rank); a Hypter-style hypernetwork (CE only); TAGI; TAGI without pretraining,
@@ -22,7 +22,6 @@ import copy
 import platform
 import random
 import string
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +29,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import save, score
+from hyperadapt.benchmarks import command
+from hyperadapt.benchmarks.common import save, score
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
@@ -56,7 +56,8 @@ QUICK = ["train.steps=4", "teachers.train.steps=4", "pretrain.train.steps=4", "t
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="hyperadapt bench tagi", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/tagi.yaml", help="TAGI config; the baselines use its budget")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the TAGI config")
     p.add_argument("--eval-splits", nargs="+", default=["unseen"])
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs, started = Path(args.runs), time.perf_counter()
     answers = runs / "answers"  # every evaluation logs its answers here and resumes from them
     splits = {s: load_tasks(cfg.data, s) for s in args.eval_splits}
-    result: dict = {"command": " ".join(["python -m benchmarks.tagi", *(argv if argv is not None else sys.argv[1:])]),
+    result: dict = {"command": command("tagi", argv),
                     "config": to_dict(cfg), "eval": to_dict(ecfg), "ablation_eval": to_dict(small),
                     "host": platform.node(), "threads": torch.get_num_threads(), "results": {}, "train_s": {},
                     "budget": {"rule": args.budget, "tagi_examples": tagi_examples(cfg),

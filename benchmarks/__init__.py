@@ -1,1 +1,0 @@
-"""Speed and quality benchmarks that write JSON (run as ``python -m benchmarks.<name>``)."""
