@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+import sys
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
+from hyperadapt.data import synthetic
 from hyperadapt.data.schema import CONDITION_TYPES, Task
 from hyperadapt.data.synthetic import (
     HELD_OUT_TYPES,
@@ -15,11 +25,15 @@ from hyperadapt.data.synthetic import (
     STREAM_ORDER,
     SYNTHETIC_TASKS,
     TASK_SPECS,
+    TaskSpec,
     split_of,
     synthetic_stream,
     synthetic_suite,
+    synthetic_tasks,
     task_instances,
+    task_specs,
 )
+from hyperadapt.data.synthetic.specs import build_task_specs
 
 FAMILIES = {"string", "number", "list", "lexicon", "lookup", "format", "classification"}
 
@@ -180,3 +194,68 @@ def test_generation_is_fast() -> None:
     start = time.perf_counter()
     synthetic_suite(7)
     assert time.perf_counter() - start < 1.0
+
+
+# --- The data is pinned: a refactor of the package must not change one byte of it, nor the draw order ---------
+
+SUITE_SHA256 = "9568983cd34a502b259eaaa02c4a99360b794a7185d8164bacd01d17c6f27ec1"  # synthetic_suite(0)
+STREAM_SHA256 = "c92c5df684102b39806c6bc2513b02c912661960d057415ccaa57c7f8f67fcad"  # synthetic_stream(0, 5)
+
+
+def _sha256(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_default_suite_and_stream_are_pinned(suite: dict[str, list[Task]]) -> None:
+    """Computed before the module became a package (619b377); update only when the data is meant to change."""
+    assert _sha256([[key, [asdict(t) for t in tasks]] for key, tasks in suite.items()]) == SUITE_SHA256
+    assert _sha256([[asdict(a), asdict(b)] for a, b in synthetic_stream()]) == STREAM_SHA256
+
+
+# --- The package: nothing built at import, no stray module-level names ---------------------------------------
+
+PACKAGE = Path(synthetic.__file__).parent
+SUBMODULES = {"lexicons", "samplers", "solvers", "specs", "suite"}
+LAZY = {"TASK_SPECS", "SYNTHETIC_TASKS"}
+
+
+def test_package_namespace_is_its_public_names() -> None:
+    names = {n for n in vars(synthetic) if not (n.startswith("__") and n.endswith("__"))}
+    assert names == set(synthetic.__all__) - LAZY | SUBMODULES
+    assert {p.stem for p in PACKAGE.glob("*.py")} == SUBMODULES | {"__init__"}
+    assert set(synthetic.__all__) <= set(dir(synthetic)) | LAZY
+    assert synthetic.TASK_SPECS is task_specs()
+    assert synthetic_tasks() == synthetic.SYNTHETIC_TASKS
+    with pytest.raises(AttributeError):
+        synthetic.NOT_A_NAME  # noqa: B018
+
+
+@pytest.mark.parametrize("module", sorted(SUBMODULES | {"__init__"}))
+def test_modules_only_define_names_at_top_level(module: str) -> None:
+    """No module-level loops, ``with`` or ``try`` (whose variables would stay behind), and no one- or
+    two-letter globals: a module's body is imports, definitions and assignments of named constants."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign, ast.Expr)
+    assert [type(node).__name__ for node in tree.body if not isinstance(node, allowed)] == []
+    imported = importlib.import_module(f"{synthetic.__name__}.{module}" if module != "__init__" else synthetic.__name__)
+    short = [n for n in vars(imported) if len(n.strip("_")) <= 2 and not n.startswith("__")]
+    assert short == []
+
+
+def test_importing_builds_nothing() -> None:
+    code = ("import hyperadapt.data.synthetic as s, hyperadapt.data.synthetic.suite as suite; "
+            "assert suite.task_specs.cache_info().currsize == 0; s.TASK_SPECS; "
+            "assert suite.task_specs.cache_info().currsize == 1")
+    src = Path(synthetic.__file__).parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_task_specs_are_read_only_and_validated() -> None:
+    specs = task_specs()
+    with pytest.raises(TypeError):
+        specs["new"] = specs["add"]  # type: ignore[index]
+    assert list(build_task_specs()) == list(specs)
+    with pytest.raises(ValueError, match="at least 4 instructions"):
+        TaskSpec("short", "string", "too few", ("a", "b"), specs["add"].sample, specs["add"].solve)
