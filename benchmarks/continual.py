@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     model_and_tokenizer = load_base_model(cfg.model)
     summary: dict = {"config": args.config, "overrides": args.set, "stream": cfg.stream, "metric": cfg.eval.metric,
                      "budget": f"{cfg.train.steps} steps × batch {cfg.train.batch_size} per task, "
-                               f"LoRA rank {cfg.lora.rank} on {', '.join(cfg.lora.targets)}, "
+                               f"LoRA rank {cfg.lora.rank} on {', '.join(cfg.lora.target_modules)}, "
                                f"first {cfg.eval.limit} test instances per task, prompts within "
                                f"{cfg.eval.max_prompt_tokens or 'context'} tokens (training "
                                f"{cfg.train.max_length}), at most {cfg.eval.max_new_tokens} new tokens",

@@ -118,7 +118,8 @@ def train_method(name: str, cfg: TagiConfig, runs: Path, budget: str = "stage2")
         return zero_shot(cfg.model, cfg.setting, model_and_tokenizer=fresh(cfg))
     if name == "multitask-lora":
         mcfg = MultiTaskLoraConfig(model=cfg.model, data=cfg.data, split=cfg.split, setting=cfg.setting, rank=cfg.rank,
-                                   alpha=cfg.alpha, target_modules=list(cfg.targets), train=baseline_train(cfg, budget))
+                                   alpha=cfg.alpha, target_modules=list(cfg.target_modules),
+                                   train=baseline_train(cfg, budget))
         return train_multitask_lora(mcfg, runs / name, model_and_tokenizer=fresh(cfg))
     if name == "hypter":
         hcfg = replace(hypter_config(cfg), train=baseline_train(cfg, budget))
