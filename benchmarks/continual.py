@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import add_set_option
 from hyperadapt.config import load_config
 from hyperadapt.io import atomic_write_text, save_json
 from hyperadapt.methods.switch import METHODS, SwitchConfig, run_stream
@@ -32,7 +33,7 @@ ORDER = ["switchcit", "oracle", "sequential", "replay", "olora", "multitask"]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/switch_synthetic.yaml", help="stream config (configs/switch_*.yaml)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, for every method")
+    add_set_option(p, "For every method.")
     p.add_argument("--methods", nargs="+", default=ORDER, choices=METHODS)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", default="results/continual/synthetic", help="folder for the runs and the summary")

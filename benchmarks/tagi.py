@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import save, score
+from benchmarks.common import add_set_option, save, score
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
@@ -57,7 +57,7 @@ QUICK = ["train.steps=4", "teachers.train.steps=4", "pretrain.train.steps=4", "t
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/tagi.yaml", help="TAGI config; the baselines use its budget")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the TAGI config")
+    add_set_option(p, "Overrides of the TAGI config.")
     p.add_argument("--eval-splits", nargs="+", default=["unseen"])
     p.add_argument("--limit", type=int, default=20, help="instances per task to evaluate (0: all)")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
