@@ -126,6 +126,23 @@ def test_meta_configs_refuse_bad_values():
         ReptileConfig(inner_steps=0)
     with pytest.raises(ValueError, match="target_modules"):
         MetaICLConfig(target_modules=["lm_head"])
+    with pytest.raises(ValueError, match="setting must be def2pos"):
+        MetaICLConfig(setting="def")
+
+
+def test_meta_configs_extend_the_multitask_lora_config():
+    """One config base for the LoRA-training baselines (as Hypter's is a preset of TAGI's); a MetaICL run
+    saved before MetaICL had a `setting` key loads with its only setting."""
+    from hyperadapt.config import from_dict, to_dict
+    from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
+    from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig
+
+    base = set(to_dict(LoraTrainingConfig()))
+    for cls in (MultiTaskLoraConfig, MetaICLConfig, ReptileConfig):
+        assert issubclass(cls, LoraTrainingConfig) and base <= set(to_dict(cls()))
+    assert (MetaICLConfig().setting, ReptileConfig().setting, ReptileConfig().train.steps) == ("def2pos", "def", 200)
+    saved = {k: v for k, v in to_dict(MetaICLConfig()).items() if k != "setting"}
+    assert from_dict(MetaICLConfig, saved) == MetaICLConfig()
 
 
 def test_shipped_meta_configs_load():
