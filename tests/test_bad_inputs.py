@@ -231,7 +231,7 @@ def test_eval_results_survive_an_output_error(here, tiny_dir, jsonl_data, monkey
 
 
 def test_train_out_that_cannot_be_written(here, a_file):
-    bad(["train", "multitask-lora", "train.steps=2", "--out", str(a_file / "run")], "a_file")
+    bad(["train", "multitask-lora", "--set", "train.steps=2", "--out", str(a_file / "run")], "a_file")
 
 
 def test_adapter_out_that_cannot_be_written(here, a_file):
@@ -248,7 +248,7 @@ def test_unknown_train_method(here):
 
 
 def test_override_without_equals(here):
-    bad(["train", "multitask-lora", "train.steps", "--out", "run"], "key=value")
+    bad(["train", "multitask-lora", "--set", "train.steps", "--out", "run"], "key=value")
     assert _files(here) == set()
 
 
@@ -303,7 +303,7 @@ def test_real_bugs_keep_their_traceback(here, monkeypatch):
     ("target_modules=q_proj", ("target_modules", "list")),
 ])
 def test_train_override_values(here, override, words):
-    bad(["train", "multitask-lora", override, "--out", "run"], *words)
+    bad(["train", "multitask-lora", "--set", override, "--out", "run"], *words)
     assert _files(here) == set()
 
 
@@ -314,7 +314,7 @@ def test_continual_set_value(here):
 @pytest.mark.parametrize("override,words", [("train_steps=1.5", ("train_steps", "integer")), ("limit=0", ("limit",)),
                                             ("megan_steps=0", ("megan_steps",))])
 def test_demo_values(here, override, words):
-    bad(["demo", override], *words)
+    bad(["demo", "--set", override], *words)
     assert _files(here) == set()
 
 
@@ -356,8 +356,9 @@ def test_zero_shot_takes_no_run(here, tiny_dir):
 
 def test_eval_run_records_the_runs_model(here, tiny_dir, jsonl_data):
     run = here / "mtl"
-    train = runner.invoke(app, ["train", "multitask-lora", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}",
-                                "rank=2", "train.steps=2", "train.batch_size=2", "--out", str(run)])
+    train = runner.invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
+                                f"data=jsonl:{jsonl_data}", "--set", "rank=2", "--set", "train.steps=2", "--set",
+                                "train.batch_size=2", "--out", str(run)])
     assert train.exit_code == 0, train.output
     for extra in ([], ["--model", str(tiny_dir)]):
         result = runner.invoke(app, ["eval", "--method", "multitask-lora", "--run", str(run), *extra, "--data",

@@ -32,8 +32,9 @@ def test_eval_zero_shot(tiny_dir, jsonl_data, tmp_path):
 
 def test_train_then_eval_multitask_lora(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "run"
-    result = runner.invoke(app, ["train", "multitask-lora", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}",
-                                 "train.steps=3", "train.batch_size=2", "--out", str(run)])
+    result = runner.invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
+                                 f"data=jsonl:{jsonl_data}", "--set", "train.steps=3", "--set", "train.batch_size=2",
+                                 "--out", str(run)])
     assert result.exit_code == 0, result.output
     assert (run / "adapter" / "adapter_config.json").exists()
     out = tmp_path / "res"
@@ -50,15 +51,25 @@ def test_clear_errors(jsonl_data, tmp_path):
     args = ["eval", "--method", "multitask-lora", "--data", f"jsonl:{jsonl_data}", "--split", "test"]
     no_run = runner.invoke(app, args)
     assert no_run.exit_code == 2 and "needs --run" in no_run.output
-    bad_key = runner.invoke(app, ["train", "multitask-lora", "train.stepz=3", "--out", str(tmp_path / "r")])
+    bad_key = runner.invoke(app, ["train", "multitask-lora", "--set", "train.stepz=3", "--out", str(tmp_path / "r")])
     assert bad_key.exit_code == 2 and "stepz" in bad_key.output
     bad_data = runner.invoke(app, ["eval", "--data", "csv:foo"])
     assert bad_data.exit_code == 2 and "unknown data spec" in bad_data.output
 
 
 def test_demo_refuses_a_bad_budget():
-    result = runner.invoke(app, ["demo", "--quick", "train_stepz=3"])
+    result = runner.invoke(app, ["demo", "--quick", "--set", "train_stepz=3"])
     assert result.exit_code == 2 and "train_stepz" in result.output
+    bare = runner.invoke(app, ["demo", "--quick", "limit=3"])  # the old override syntax says how to write it now
+    assert bare.exit_code == 2 and "--set KEY=VALUE (--set limit=3)" in bare.output
+
+
+def test_every_override_option_says_the_same():
+    from hyperadapt.config import OVERRIDE_HELP
+
+    for cmd in (["train"], ["demo"], ["continual"]):
+        result = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "400"})
+        assert result.exit_code == 0 and OVERRIDE_HELP in result.output, cmd
 
 
 def test_bench_core_runs_on_the_tiny_model(tiny_dir, tmp_path):

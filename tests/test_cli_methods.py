@@ -11,6 +11,11 @@ runner = CliRunner()
 TRAIN = ["train.steps=2", "train.batch_size=2", "train.max_length=64"]
 
 
+def sets(*overrides: str) -> list[str]:
+    """``--set`` before each override, as every command takes them."""
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
 def _ok(result):
     assert result.exit_code == 0, result.output
     return result
@@ -18,12 +23,12 @@ def _ok(result):
 
 def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "tagi"
-    _ok(runner.invoke(app, ["train", "tagi", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2",
-                            "hypernet.hidden=16", "hypernet.blocks=1", "teachers.rank=2", "teachers.train.steps=2",
-                            "teachers.train.batch_size=2", "pretrain.train.steps=2",
-                            "pretrain.a_tokens=8", "pretrain.b_tokens=4",
-                            "pretrain.c_tokens=4", "pretrain.train.batch_size=2",
-                            *TRAIN, "--out", str(run)]))
+    _ok(runner.invoke(app, ["train", "tagi", *sets(f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2",
+                                                    "hypernet.hidden=16", "hypernet.blocks=1", "teachers.rank=2",
+                                                    "teachers.train.steps=2", "teachers.train.batch_size=2",
+                                                    "pretrain.train.steps=2", "pretrain.a_tokens=8",
+                                                    "pretrain.b_tokens=4", "pretrain.c_tokens=4",
+                                                    "pretrain.train.batch_size=2", *TRAIN), "--out", str(run)]))
     out = tmp_path / "adapter"
     _ok(runner.invoke(app, ["adapter", str(run), "--instruction", "Repeat the input.", "--out", str(out)]))
     assert json.loads((out / "adapter_config.json").read_text())["peft_type"] == "LORA"
@@ -37,8 +42,8 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
 
 def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "megan"
-    _ok(runner.invoke(app, ["train", "megan", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "bottleneck=8",
-                            *TRAIN, "--out", str(run)]))
+    _ok(runner.invoke(app, ["train", "megan", *sets(f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "bottleneck=8",
+                                                     *TRAIN), "--out", str(run)]))
     gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--condition",
                                   "Answer yes or no.", "--input", "x", "--input", "y", "--max-new-tokens", "2"]))
     assert "x  [condition: " in gen.output and "y  [condition: " in gen.output
@@ -51,13 +56,11 @@ def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_pat
 
 def test_continual_run_add_generate(tiny_dir, tmp_path):
     run = tmp_path / "cl"
-    sets = [f"model={tiny_dir}", "n_tasks=2", "limit_train=8", "unseen=''", "lora.rank=2", "lora.alpha=4",
+    overrides = [f"model={tiny_dir}", "n_tasks=2", "limit_train=8", "unseen=''", "lora.rank=2", "lora.alpha=4",
             "train.steps=2", "train.batch_size=2", "train.max_length=64", "router.encoder=base", "router.hidden=8",
             "router.epochs=2", "router.retention=2", "router.retention_min=2", "router.calibration=2",
             "eval.limit=2", "eval.max_new_tokens=2"]
-    args = ["continual", "--method", "switchcit", "--out", str(run)]
-    for s in sets:
-        args += ["--set", s]
+    args = ["continual", "--method", "switchcit", "--out", str(run), *sets(*overrides)]
     result = _ok(runner.invoke(app, args))
     assert re.search(r"AP \d+\.\d\d, BWT -?\d+\.\d\d", result.output) and (run / "run.json").exists()
     _ok(runner.invoke(app, ["continual", "add", str(run), "--task", "synthetic:plural"]))
@@ -83,8 +86,10 @@ def _eval_run(run, jsonl_data, method: str) -> dict:
 
 def test_multitask_lora_train_and_eval_run(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "mtl"
-    sets = [x for kv in [f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2", *TRAIN] for x in ("--set", kv)]
-    _ok(runner.invoke(app, ["train", "multitask-lora", *sets, "--out", str(run)]))  # --set, as every command takes
+    overrides = sets(f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2", *TRAIN)
+    _ok(runner.invoke(app, ["train", "multitask-lora", *overrides, "--out", str(run)]))
+    stray = runner.invoke(app, ["train", "multitask-lora", "rank=2", "--out", str(tmp_path / "x")])
+    assert stray.exit_code == 2 and "written --set KEY=VALUE (--set rank=2)" in stray.output  # the old syntax
     assert json.loads((run / "run.json").read_text())["config"]["rank"] == 2
     _eval_run(run, jsonl_data, "multitask-lora")
     other = tmp_path / "res.json"

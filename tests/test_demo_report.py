@@ -115,7 +115,7 @@ def test_document_renders_markdown_and_escaped_html(tmp_path):
 def test_quick_preset_overrides_and_command():
     cfg = demo_config(["train_steps=12"], quick=True)
     assert cfg.quick and cfg.out == "results/demo-quick" and cfg.train_steps == 12 and cfg.teacher_steps == 6
-    assert reproduce_command(cfg) == "hyperadapt demo --quick train_steps=12"
+    assert reproduce_command(cfg) == "hyperadapt demo --quick --set train_steps=12"
     assert reproduce_command(demo_config([], out="x")) == "hyperadapt demo --out x"
     with pytest.raises(ValueError, match="limit"):
         demo_config(["limit=0"])

@@ -23,8 +23,9 @@ TOLERANCE = 1e-5
 
 
 def args(tiny_dir: Path, data: Path) -> list[str]:
-    return ["train", "multitask-lora", f"model={tiny_dir}", f"data=jsonl:{data}", "rank=2", "train.steps=4",
-            "train.batch_size=4", "train.grad_accum=2", "train.lr=0.01", "train.save_every=2", "train.max_length=64"]
+    overrides = [f"model={tiny_dir}", f"data=jsonl:{data}", "rank=2", "train.steps=4", "train.batch_size=4",
+                 "train.grad_accum=2", "train.lr=0.01", "train.save_every=2", "train.max_length=64"]
+    return ["train", "multitask-lora", *(arg for o in overrides for arg in ("--set", o))]
 
 
 def params(run: Path, step: int) -> dict:

@@ -46,8 +46,9 @@ def test_a_different_config_or_method_is_refused_before_anything_is_written(json
     with pytest.raises(ValueError, match=r"changed: rank, train\.lr"):
         train_multitask_lora(MultiTaskLoraConfig(**{**vars(cfg(jsonl_data, tiny_dir, lr=5e-4)), "rank": 4}), run,
                              model_and_tokenizer=tiny_model())
-    result = CliRunner().invoke(app, ["train", "megan", f"model={tiny_dir}", f"data=jsonl:{jsonl_data}",
-                                      "bottleneck=8", "train.steps=1", "--out", str(run)])
+    result = CliRunner().invoke(app, ["train", "megan", "--set", f"model={tiny_dir}", "--set",
+                                      f"data=jsonl:{jsonl_data}", "--set", "bottleneck=8", "--set", "train.steps=1",
+                                      "--out", str(run)])
     assert result.exit_code == 2 and "holds a 'multitask-lora' run" in result.output
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before

@@ -15,6 +15,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from hyperadapt.benchmarks import BENCHMARKS
+from hyperadapt.config import OVERRIDE_HELP
 from hyperadapt.io import check_writable, safe_name
 
 # Markup is off: user text, answers, task names and routes are printed exactly as given.
@@ -60,6 +61,20 @@ class ErrorGroup(TyperGroup):
             if "pip install" not in str(err):
                 raise
             _fail(err)
+
+
+# One override syntax for every command that reads a config (train, demo, continual and the benchmarks).
+SetOption = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=OVERRIDE_HELP)]
+# Commands with a config take extra arguments only to refuse bare KEY=VALUE ones, saying how overrides are written.
+TAKES_STRAY = {"allow_extra_args": True}
+
+
+def no_stray_overrides(stray: list[str]) -> None:
+    """Refuse bare ``key=value`` arguments (the old override syntax), naming the ``--set`` form."""
+    if stray:
+        fixed = " ".join(f"--set {s}" if "=" in s else s for s in stray)
+        raise ValueError(f"unexpected argument(s) {' '.join(stray)}: config overrides are written --set KEY=VALUE "
+                         f"({fixed})")
 
 
 app = typer.Typer(
@@ -197,51 +212,53 @@ def _write_results(result: dict, path: Path) -> Path:
         raise OSError(f"could not write {path} ({error_line(err)}); the results were saved to {rescue}") from err
 
 
-@app.command()
+@app.command(context_settings=TAKES_STRAY)
 def train(
+    ctx: typer.Context,
     method: Annotated[str, typer.Argument(help="what to train, e.g. multitask-lora")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="key=value config overrides")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/)")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/METHOD)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the run's last checkpoint")] = True,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="key=value config override, as in `continual` and the benchmarks (repeatable)")] = None,
+    set_: SetOption = None,
 ) -> None:
     """Train a method into a run directory (resumable; checkpoints are written atomically).
 
-    Overrides: positional key=value, or --set key=value (the same syntax every command takes).
+    Settings come from --config, then each --set KEY=VALUE (the override syntax of every command).
     Example: hyperadapt train multitask-lora --config configs/multitask_lora.yaml --set train.steps=100
     """
     from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods import TRAINABLE
 
+    no_stray_overrides(ctx.args)
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
     if method not in TRAINABLE:
         raise ValueError(f"cannot train {method!r}: trainable methods are {', '.join(sorted(TRAINABLE))}")
     cfg_cls, train_fn = TRAINABLE[method]
-    cfg = load_config(cfg_cls, config, [*(overrides or []), *(set_ or [])])
+    cfg = load_config(cfg_cls, config, set_ or [])
     run_dir = check_writable(out or Path("runs") / method, "--out")
     train_fn(cfg, run_dir, resume=resume)
     console.print(f"trained {method} -> {run_dir}")
 
 
-@app.command()
+@app.command(context_settings=TAKES_STRAY)
 def demo(
-    overrides: Annotated[list[str] | None, typer.Argument(help="key=value budget overrides: train_steps=100")] = None,
+    ctx: typer.Context,
     quick: Annotated[bool, typer.Option(help="a smoke-sized budget (about 5 minutes on 2 CPU cores)")] = False,
     out: Annotated[str | None, typer.Option(help="run folder (default results/demo, results/demo-quick)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value override (repeatable)")] = None,
+    set_: SetOption = None,
 ) -> None:
     """Show TAGI, SwitchCIT and MeGan against their baselines on the default model and the synthetic suite.
 
     Writes OUT/report.md, a self-contained OUT/report.html, figures, results.json and a generated PEFT adapter.
-    Finished stages are cached in OUT: a rerun reuses them and an interrupted run resumes.
+    Finished stages are cached in OUT: a rerun reuses them and an interrupted run resumes. The budget is
+    set with --set KEY=VALUE (e.g. --set train_steps=120).
     Example: hyperadapt demo --quick
     """
     from hyperadapt.demo import demo_config, run_demo
 
-    cfg = demo_config([*(overrides or []), *(set_ or [])], quick=quick, out=out)
+    no_stray_overrides(ctx.args)
+    cfg = demo_config(set_ or [], quick=quick, out=out)
     check_writable(cfg.out, "out")
     code = run_demo(cfg, console)
     if code:
@@ -296,11 +313,12 @@ def continual(
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/switch_*.yaml)")] = None,
     method: Annotated[str, typer.Option(help="switchcit, sequential, replay, olora, multitask, oracle")] = "switchcit",
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/continual/METHOD)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value config override (repeatable)")] = None,
+    set_: SetOption = None,
     resume: Annotated[bool, typer.Option(help="continue after the last finished task")] = True,
 ) -> None:
     """Run a whole task stream: train task 1, evaluate all tasks, train task 2, ... (resumable after any task).
 
+    Settings come from --config, then each --set KEY=VALUE (the override syntax of every command).
     Example: hyperadapt continual --config configs/switch_synthetic.yaml --method switchcit --out runs/cl/switchcit
     """
     if ctx.invoked_subcommand is not None:

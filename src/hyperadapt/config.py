@@ -1,8 +1,12 @@
-"""Configs are dataclasses, read from one YAML file per experiment with ``key=value`` overrides.
+"""Configs are dataclasses, read from one YAML file per experiment with ``key=value`` overrides (the
+command line's ``--set key=value``).
 
 Example::
 
     cfg = load_config(MultiTaskLoraConfig, "configs/multitask_lora.yaml", ["train.steps=50"])
+
+Renamed keys (``RENAMED_KEYS``) keep loading under their old name: silently from a saved run's ``run.json``
+(:func:`from_dict`), with a deprecation warning from a YAML file or an override (:func:`load_config`).
 """
 
 from __future__ import annotations
@@ -11,12 +15,20 @@ import dataclasses
 import re
 import types
 import typing
+import warnings
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+
+# Config keys renamed since runs were first saved: old name -> new name, in any section that has the new one
+# (the LoRA targets took PEFT's name: TAGI's `targets` and SwitchCIT's `lora.targets` are `target_modules`).
+RENAMED_KEYS: dict[str, str] = {"targets": "target_modules"}
+# The one override syntax: every command and benchmark that reads a config takes `--set KEY=VALUE`, repeatable.
+OVERRIDE_HELP = "config override KEY=VALUE, the value in YAML (repeatable): --set train.steps=100 --set rank=4"
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -43,11 +55,44 @@ def parse_yaml(text: str, where: str) -> Any:
         raise ValueError(f"{where}{at}: invalid YAML: {problem}{hint}") from err
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses; unknown keys are errors."""
+def rename_old_keys(
+    data: Mapping[str, Any], known: Collection[str], where: str = ""
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """``data`` with each old key name of ``RENAMED_KEYS`` renamed to the new one where ``known`` (the keys the
+    section allows) has only the new one; and the (old, new) dotted keys renamed. Both names at once is an
+    error."""
+    out, renamed = dict(data), []
+    for before, after in RENAMED_KEYS.items():
+        if before in out and before not in known and after in known:
+            if after in out:
+                raise ValueError(f"config keys {where}{before} and {where}{after} are the same setting: keep "
+                                 f"{where}{after} ({where}{before} is its old name)")
+            out = {after if k == before else k: v for k, v in out.items()}
+            renamed.append((f"{where}{before}", f"{where}{after}"))
+    return out, renamed
+
+
+def upgrade_saved(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """A config saved by an older version (``run.json``) with its old key names renamed as in ``current`` (a
+    config of this version, as a dict), so that the two compare key by key."""
+    out, _ = rename_old_keys(saved, current)
+    return {k: upgrade_saved(v, current[k]) if isinstance(v, Mapping) and isinstance(current.get(k), Mapping) else v
+            for k, v in out.items()}
+
+
+def from_dict(
+    cls: type[T], data: dict[str, Any], where: str = "", renamed: list[tuple[str, str]] | None = None
+) -> T:
+    """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses; unknown keys are errors.
+
+    Old key names (``RENAMED_KEYS``) are read as their new names; the (old, new) dotted keys are appended to
+    ``renamed`` when it is given (``load_config`` warns about them; a saved run loads silently)."""
     if not isinstance(data, dict):
         raise ValueError(f"config section {where or cls.__name__!r} must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    data, old = rename_old_keys(data, fields, where)
+    if renamed is not None:
+        renamed += old
     hints = typing.get_type_hints(cls)
     unknown = set(data) - set(fields)
     if unknown:
@@ -59,7 +104,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     for key, value in data.items():
         sub = _dataclass_type(hints[key])
         if sub and isinstance(value, dict):
-            kwargs[key] = from_dict(sub, value, f"{where}{key}.")
+            kwargs[key] = from_dict(sub, value, f"{where}{key}.", renamed)
         else:
             kwargs[key] = check_type(value, hints[key], f"{where}{key}")
     try:
@@ -144,14 +189,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] = ()) -> T:
-    """Read ``cls`` from a YAML file (or its defaults when ``path`` is None) and apply overrides."""
+    """Read ``cls`` from a YAML file (or its defaults when ``path`` is None) and apply overrides; an old key
+    name (``RENAMED_KEYS``) still works, with one ``FutureWarning`` naming the new one."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
         data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
-    return from_dict(cls, apply_overrides(data, list(overrides)))
+    renamed: list[tuple[str, str]] = []
+    cfg = from_dict(cls, apply_overrides(data, list(overrides)), renamed=renamed)
+    if renamed:
+        names = ", ".join(f"{old} is now {new}" for old, new in renamed)
+        warnings.warn(f"{path or 'overrides'}: config key renamed ({names}); the old name still loads for now: "
+                      "use the new one", FutureWarning, stacklevel=2)
+    return cfg
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

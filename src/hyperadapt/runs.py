@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hyperadapt.config import upgrade_saved
 from hyperadapt.io import load_json, save_json
 
 SCHEMA = 1
@@ -68,8 +69,9 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], ignore: tuple[str, ...] = RESUMABLE_KEYS) -> list[str]:
     """The dotted config keys set in both ``old`` and ``new`` whose values differ (a key that only one side
-    has is an option added or removed by another library version, at its default, and is not counted)."""
-    a, b = flatten(old), flatten(new)
+    has is an option added or removed by another library version, at its default, and is not counted; a key
+    that was renamed since ``old`` was saved is compared under its new name, see ``config.RENAMED_KEYS``)."""
+    a, b = flatten(upgrade_saved(old, new)), flatten(new)
     return sorted(k for k in set(a) & set(b) if a[k] != b[k] and k not in ignore)
 
 

@@ -121,7 +121,7 @@ def random_tagi_method(model, tokenizer, rank: int = 2, hidden: int = 16, blocks
 
     cfg = TagiConfig(model=run, rank=rank, max_instruction_tokens=max_instruction_tokens,
                      hypernet=HypernetConfig(hidden=hidden, blocks=blocks))
-    inject(model, cfg.targets, gating=False)
+    inject(model, cfg.target_modules, gating=False)
     vectors = build_vectors(cfg, model, tokenizer)
     net = build_hypernet(cfg, model, vectors.dim)
     with torch.no_grad():

@@ -58,7 +58,11 @@ def test_reptile_and_fomaml_adapt_each_task_and_route_per_example(tmp_path, json
              for t in load_tasks(cfg.data, "test")]
     queries = make_queries(method, tasks, "def", 2)  # two tasks, mixed in one batch
     both, mask = logits(method, queries)
-    assert len(method._adapted) == 2  # one adapted LoRA per task
+    assert len(method._adapted) == 2  # one adapted LoRA per task, by module name: A [r, in], B [out, r]
+    for weights in method._adapted.values():
+        assert {n: (a.shape, b.shape) for n, (a, b) in weights.items()} == {
+            n: (a.shape[1:], b.shape[1:]) for n, a, b in zip(method.bank.module_names, method.bank.lora_A,
+                                                            method.bank.lora_B, strict=True)}
     for i, q in enumerate(queries):
         alone, _ = logits(method, [q])
         torch.testing.assert_close(both[i, mask[i].bool()], alone[0, -int(mask[i].sum()):], atol=1e-5, rtol=0)
@@ -79,9 +83,40 @@ def test_reptile_gradient_is_the_mean_inner_step(jsonl_data):
     batch = make_batch([0, 1])
     reptile_loss(model, bank, cfg, batch).backward()
     support = [{k.split(".", 1)[1]: v for k, v in batch.items() if k.startswith(f"support{s}.")} for s in range(2)]
-    fast = adapt(model, bank, _init(bank), support, cfg.inner_lr)
-    for w, f in zip(_init(bank), fast, strict=True):
-        torch.testing.assert_close(w.grad, (w - f).detach() / (cfg.inner_lr * 2), atol=1e-6, rtol=1e-4)
+    init = _init(bank)
+    fast = adapt(model, bank, init, support, cfg.inner_lr)
+    assert list(fast) == list(init)
+    for name in init:
+        for w, f in zip(init[name], fast[name], strict=True):
+            torch.testing.assert_close(w.grad, (w - f).detach() / (cfg.inner_lr * 2), atol=1e-6, rtol=1e-4)
+
+
+def test_fast_weights_are_keyed_by_the_models_lora_module_names(jsonl_data):
+    """The fast weights name each module's own (A, B): the names and shapes of the model's wrapped linears,
+    and the loss with them is the loss with the bank's adapter (a pairing by offset would break both)."""
+    from hyperadapt.core import conditioned
+    from hyperadapt.core.inject import target_linears
+    from hyperadapt.methods.baselines.meta import _init, _setup, adapt, episode_batcher, lora_loss
+
+    cfg = ReptileConfig(data=f"jsonl:{jsonl_data}", rank=2, target_modules=["q_proj", "v_proj", "down_proj"],
+                        inner_steps=1, support_size=2, query_size=2, train=train_cfg())
+    model, tok, tasks, bank = _setup(cfg, tiny_model("llama"))
+    with torch.no_grad():
+        for b in bank.lora_B:
+            b.normal_(std=0.1)
+    linears = target_linears(model, cfg.target_modules)
+    init = _init(bank)
+    assert list(init) == list(linears) and len(init) == 2 * 3  # 2 layers x 3 module types
+    for name, (a, b) in init.items():
+        assert a.shape == (1, 2, linears[name].in_features) and b.shape == (1, linears[name].out_features, 2)
+    batch = episode_batcher(cfg, tok, tasks, model.device)[0]([0, 1])
+    with torch.no_grad(), conditioned(model, lora=bank.adapter(0)):
+        expected = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
+    torch.testing.assert_close(lora_loss(model, bank, init, batch), expected, atol=0, rtol=0)
+    fast = adapt(model, bank, init, [batch], cfg.inner_lr)
+    shapes = {n: (a.shape, b.shape) for n, (a, b) in init.items()}
+    assert {n: (a.shape, b.shape) for n, (a, b) in fast.items()} == shapes
+    assert all(not torch.equal(fast[n][0], init[n][0]) for n in init)  # every module's own A moved
 
 
 def test_meta_configs_refuse_bad_values():
@@ -91,6 +126,23 @@ def test_meta_configs_refuse_bad_values():
         ReptileConfig(inner_steps=0)
     with pytest.raises(ValueError, match="target_modules"):
         MetaICLConfig(target_modules=["lm_head"])
+    with pytest.raises(ValueError, match="setting must be def2pos"):
+        MetaICLConfig(setting="def")
+
+
+def test_meta_configs_extend_the_multitask_lora_config():
+    """One config base for the LoRA-training baselines (as Hypter's is a preset of TAGI's); a MetaICL run
+    saved before MetaICL had a `setting` key loads with its only setting."""
+    from hyperadapt.config import from_dict, to_dict
+    from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
+    from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig
+
+    base = set(to_dict(LoraTrainingConfig()))
+    for cls in (MultiTaskLoraConfig, MetaICLConfig, ReptileConfig):
+        assert issubclass(cls, LoraTrainingConfig) and base <= set(to_dict(cls()))
+    assert (MetaICLConfig().setting, ReptileConfig().setting, ReptileConfig().train.steps) == ("def2pos", "def", 200)
+    saved = {k: v for k, v in to_dict(MetaICLConfig()).items() if k != "setting"}
+    assert from_dict(MetaICLConfig, saved) == MetaICLConfig()
 
 
 def test_shipped_meta_configs_load():

@@ -49,7 +49,7 @@ def cl_root(tmp_path) -> Path:
 def cl_config(root: Path, unseen: str = "", budget: int | None = None, **router) -> SwitchConfig:
     return SwitchConfig(
         model="tiny", stream=f"cl:{root}#1", unseen=unseen, unseen_limit=3,
-        lora=LoraSpec(rank=2, alpha=4, targets=["q_proj", "v_proj"]),
+        lora=LoraSpec(rank=2, alpha=4, target_modules=["q_proj", "v_proj"]),
         train=TrainConfig(steps=2, batch_size=2, lr=1e-2, max_length=96, save_every=0, log_every=0),
         router=RouterConfig(**{"encoder": "base", "hidden": 8, "epochs": 3, "retention": 3, "retention_min": 3,
                                "calibration": 4, **router}),

@@ -90,7 +90,7 @@ def test_teachers_are_reused_and_must_cover_the_tasks(jsonl_data, tmp_path):
 
 def test_exported_adapter_gives_the_same_logits_in_peft(jsonl_data, tmp_path):
     cfg = tiny_cfg(jsonl_data, pretrain=PretrainConfig(enabled=False), losses=LossConfig(kl_weight=0, align_weight=0),
-                   targets=["q_proj", "v_proj", "down_proj"])
+                   target_modules=["q_proj", "v_proj", "down_proj"])
     method = train_tagi(cfg, tmp_path / "run", model_and_tokenizer=tiny_model())
     with torch.no_grad():  # make the generated adapter clearly non-zero
         for head in method.hypernet.head_b.values():
@@ -140,7 +140,7 @@ def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="encoder must be one of"):
         TagiConfig(encoder="bert")
     with pytest.raises(ValueError, match="unsupported target modules"):
-        TagiConfig(targets=["lm_head"])
+        TagiConfig(target_modules=["lm_head"])
     with pytest.raises(ValueError, match="'def' or 'def2pos'"):
         TagiConfig(setting="none")
     with pytest.raises(ValueError, match="align_weight"):

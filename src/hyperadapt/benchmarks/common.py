@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
+from hyperadapt.config import OVERRIDE_HELP
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import EvalConfig, evaluate
 from hyperadapt.io import atomic_write_text, save_json
+
+
+def add_set_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--set KEY=VALUE``, repeatable, as every ``hyperadapt`` command takes it; several may also follow one
+    ``--set`` (``--set train.steps=50 eval.limit=30``)."""
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help=f"{OVERRIDE_HELP}; several may follow one --set. {what}")
 
 
 def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig | dict[str, EvalConfig], model: str,

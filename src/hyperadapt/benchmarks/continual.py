@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
 from hyperadapt.io import atomic_write_text, save_json
 from hyperadapt.methods.switch import METHODS, SwitchConfig, run_stream
@@ -33,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hyperadapt bench continual", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/switch_synthetic.yaml", help="stream config (configs/switch_*.yaml)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, for every method")
+    add_set_option(p, "For every method.")
     p.add_argument("--methods", nargs="+", default=ORDER, choices=METHODS)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", default="results/continual/synthetic", help="folder for the runs and the summary")
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     model_and_tokenizer = load_base_model(cfg.model)
     summary: dict = {"config": args.config, "overrides": args.set, "stream": cfg.stream, "metric": cfg.eval.metric,
                      "budget": f"{cfg.train.steps} steps × batch {cfg.train.batch_size} per task, "
-                               f"LoRA rank {cfg.lora.rank} on {', '.join(cfg.lora.targets)}, "
+                               f"LoRA rank {cfg.lora.rank} on {', '.join(cfg.lora.target_modules)}, "
                                f"first {cfg.eval.limit} test instances per task, prompts within "
                                f"{cfg.eval.max_prompt_tokens or 'context'} tokens (training "
                                f"{cfg.train.max_length}), at most {cfg.eval.max_new_tokens} new tokens",

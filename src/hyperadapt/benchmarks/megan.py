@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from hyperadapt.benchmarks import command
-from hyperadapt.benchmarks.common import save, score
+from hyperadapt.benchmarks.common import add_set_option, save, score
 from hyperadapt.config import load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.evaluation.harness import EvalConfig
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=300, help="training steps (batch 8) of every trained method")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of both MeGan configs")
+    add_set_option(p, "Overrides of both MeGan configs.")
     p.add_argument("--data", default="synthetic",
                    help="training and evaluation data (synthetic, sni:PATH); the configs are the synthetic ones "
                         "with `data` replaced: for SNI also pass --splits test and, for MeGan, --set "

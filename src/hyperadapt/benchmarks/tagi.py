@@ -30,7 +30,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hyperadapt.benchmarks import command
-from hyperadapt.benchmarks.common import save, score
+from hyperadapt.benchmarks.common import add_set_option, save, score
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hyperadapt bench tagi", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/tagi.yaml", help="TAGI config; the baselines use its budget")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the TAGI config")
+    add_set_option(p, "Overrides of the TAGI config.")
     p.add_argument("--eval-splits", nargs="+", default=["unseen"])
     p.add_argument("--limit", type=int, default=20, help="instances per task to evaluate (0: all)")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
@@ -121,7 +121,8 @@ def train_method(name: str, cfg: TagiConfig, runs: Path, budget: str = "stage2")
         return zero_shot(cfg.model, cfg.setting, model_and_tokenizer=fresh(cfg))
     if name == "multitask-lora":
         mcfg = MultiTaskLoraConfig(model=cfg.model, data=cfg.data, split=cfg.split, setting=cfg.setting, rank=cfg.rank,
-                                   alpha=cfg.alpha, target_modules=list(cfg.targets), train=baseline_train(cfg, budget))
+                                   alpha=cfg.alpha, target_modules=list(cfg.target_modules),
+                                   train=baseline_train(cfg, budget))
         return train_multitask_lora(mcfg, runs / name, model_and_tokenizer=fresh(cfg))
     if name == "hypter":
         hcfg = replace(hypter_config(cfg), train=baseline_train(cfg, budget))

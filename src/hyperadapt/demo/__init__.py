@@ -30,9 +30,10 @@ PACKAGES = ("hyperadapt", "torch", "transformers", "peft", "numpy", "matplotlib"
 
 
 def reproduce_command(cfg: DemoConfig) -> str:
-    """The command line that gives ``cfg``: ``--quick``, then every setting that differs from its preset."""
+    """The command line that gives ``cfg``: ``--quick``, then ``--set`` for every setting that differs from
+    its preset."""
     preset = {f.name: f.default for f in fields(DemoConfig)} | (QUICK if cfg.quick else {})
-    diff = [f"{k}={v}" for k, v in to_dict(cfg).items() if k not in ("out", "quick") and v != preset[k]]
+    diff = [f"--set {k}={v}" for k, v in to_dict(cfg).items() if k not in ("out", "quick") and v != preset[k]]
     parts = ["hyperadapt demo", *(["--quick"] if cfg.quick else []), *diff]
     if cfg.out != preset["out"]:
         parts.append(f"--out {cfg.out}")

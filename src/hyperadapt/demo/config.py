@@ -12,7 +12,7 @@ from hyperadapt.methods.tagi import TagiConfig
 from hyperadapt.training import TrainConfig
 
 DATA = "synthetic"
-TARGETS = ["q_proj", "v_proj"]  # TAGI's targets: every LoRA of the demo uses them, so the methods compare alike
+TARGET_MODULES = ["q_proj", "v_proj"]  # TAGI's: every LoRA of the demo adapts them, so the methods compare alike
 
 
 @dataclass
@@ -50,7 +50,7 @@ class DemoConfig:
 
     def tagi(self) -> TagiConfig:
         """TAGI without stage-1 pretraining (it changed nothing at 40 steps in docs/RESULTS.md)."""
-        return TagiConfig(model=self.model, data=DATA, targets=list(TARGETS),
+        return TagiConfig(model=self.model, data=DATA, target_modules=list(TARGET_MODULES),
                           teachers=from_dict(type(TagiConfig().teachers), {
                               **to_dict(TagiConfig().teachers), "train": to_dict(self.train(self.teacher_steps))}),
                           pretrain=from_dict(type(TagiConfig().pretrain), {"enabled": False}),
@@ -58,13 +58,13 @@ class DemoConfig:
 
     def multitask_lora(self) -> MultiTaskLoraConfig:
         return MultiTaskLoraConfig(model=self.model, data=DATA, setting="def", rank=8, alpha=16,
-                                   target_modules=list(TARGETS), train=self.train(self.train_steps))
+                                   target_modules=list(TARGET_MODULES), train=self.train(self.train_steps))
 
     def stream(self) -> SwitchConfig:
         data = apply_overrides(to_dict(SwitchConfig()), [
-            f"model={self.model}", f"n_tasks={self.stream_tasks}", f"seed={self.seed}", f"lora.targets={TARGETS}",
-            f"eval.limit={self.stream_limit}", f"eval.max_new_tokens={self.max_new_tokens}",
-            f"eval.batch_size={self.eval_batch_size}"])
+            f"model={self.model}", f"n_tasks={self.stream_tasks}", f"seed={self.seed}",
+            f"lora.target_modules={TARGET_MODULES}", f"eval.limit={self.stream_limit}",
+            f"eval.max_new_tokens={self.max_new_tokens}", f"eval.batch_size={self.eval_batch_size}"])
         data["train"] = to_dict(self.train(self.stream_steps))
         return from_dict(SwitchConfig, data)
 

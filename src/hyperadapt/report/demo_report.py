@@ -296,8 +296,8 @@ def checkpoint_section(stages: dict) -> list[Block]:
 
 def larger_section() -> list[Block]:
     return [Heading(2, "At a larger budget, and on SNI with a GPU"), Code(
-        "hyperadapt demo teacher_steps=300 train_steps=300 stream_steps=150 megan_steps=300 limit=20 "
-        "seen_limit=5 stream_limit=50 --out results/demo-large\n"
+        "hyperadapt demo --set teacher_steps=300 --set train_steps=300 --set stream_steps=150 --set megan_steps=300 "
+        "--set limit=20 --set seen_limit=5 --set stream_limit=50 --out results/demo-large\n"
         "hyperadapt bench tagi --config configs/tagi.yaml --eval-splits unseen --limit 20 "
         "--out results/tagi_synthetic.json\n"
         "hyperadapt bench continual --config configs/switch_synthetic.yaml --out results/continual/synthetic\n"

@@ -7,6 +7,10 @@ MAML / Reptile, both through the conditioning core (one-adapter ``AdapterBank``)
   initialisation. Each outer step adapts it to one task with a few SGD steps; FOMAML moves the init along the
   query-set gradient at the adapted weights, Reptile towards the adapted weights. At test time every task
   gets ``adapt_steps`` SGD steps on its two positive examples (its own adapter, routed per example).
+
+Both configs extend the multi-task LoRA's (:class:`LoraTrainingConfig`). The LoRA being adapted ("fast
+weights") is keyed by module name, ``{name: (A [1, r, in], B [1, out, r])}``, the factors a
+``LoraConditioning`` takes; its starting point is the one-adapter bank's own parameters.
 """
 
 from __future__ import annotations
@@ -24,61 +28,47 @@ from torch import Tensor
 from hyperadapt.config import from_dict, to_dict
 from hyperadapt.core import AdapterBank, LoraConditioning, conditioned, inject
 from hyperadapt.data import load_tasks
-from hyperadapt.data.prompts import TruncationStats, check_setting, encode_example, encode_tasks
+from hyperadapt.data.prompts import TruncationStats, encode_example, encode_tasks
 from hyperadapt.data.schema import Example, Task
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import load_json, write_dir_atomic
+from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
 from hyperadapt.models import load_base_model
 from hyperadapt.runs import RunDir
 from hyperadapt.training import TrainConfig, Trainer, pad_batch
 
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 BANK_DIR = "bank"
 Encoded = tuple[list[int], list[int]]  # (input_ids, labels)
+FastWeights = dict[str, tuple[Tensor, Tensor]]  # module name -> (A [1, r, in], B [1, out, r]), or [r, in], [out, r]
 
 
 @dataclass
-class MetaICLConfig:
+class MetaICLConfig(LoraTrainingConfig):
     """MetaICL-style meta-training (Min et al. 2022): a LoRA trained with 2 fresh demonstrations in context."""
 
-    model: str = "default"
-    data: str = "synthetic"
-    split: str = "train"
-    rank: int = 8
-    alpha: float = 16.0
-    target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-3))
+    setting: str = field(default="def2pos", metadata={"help": "always def2pos: the prompts show 2 demonstrations"})
 
     def __post_init__(self) -> None:
-        _check_lora(self.rank, self.target_modules)
-
-    @property
-    def setting(self) -> str:
-        return "def2pos"
+        super().__post_init__()
+        if self.setting != "def2pos":
+            raise ValueError(f"MetaICL trains and answers with two demonstrations in the prompt: setting must be "
+                             f"def2pos, got {self.setting!r}")
 
 
 @dataclass
-class ReptileConfig:
+class ReptileConfig(LoraTrainingConfig):
     """First-order meta-learning of a LoRA initialisation: Reptile (Nichol et al. 2018) or FOMAML."""
 
-    model: str = "default"
-    data: str = "synthetic"
-    split: str = "train"
-    setting: str = "def"
-    rank: int = 8
-    alpha: float = 16.0
-    target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=1e-3))
     algorithm: Literal["reptile", "fomaml"] = "reptile"
     inner_steps: int = 3
     inner_lr: float = 0.05
     support_size: int = 4
     query_size: int = 4
     adapt_steps: int = 3
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=1e-3))
 
     def __post_init__(self) -> None:
-        _check_lora(self.rank, self.target_modules)
-        check_setting(self.setting)
+        super().__post_init__()
         if self.algorithm not in ("reptile", "fomaml"):
             raise ValueError(f"algorithm must be 'reptile' or 'fomaml', got {self.algorithm!r}")
         for name in ("inner_steps", "support_size", "query_size"):
@@ -86,14 +76,6 @@ class ReptileConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.adapt_steps < 0 or self.inner_lr <= 0:
             raise ValueError("adapt_steps must be >= 0 and inner_lr positive")
-
-
-def _check_lora(rank: int, targets: list[str]) -> None:
-    if rank < 1:
-        raise ValueError(f"rank must be at least 1, got {rank}")
-    unknown = set(targets) - set(ALL_LINEAR)
-    if unknown or not targets:
-        raise ValueError(f"target_modules {sorted(unknown) or '[]'} not supported: choose from {ALL_LINEAR}")
 
 
 # -- the LoRA under test, as a harness method --------------------------------------------------------------
@@ -111,7 +93,7 @@ class MetaLoraMethod:
     adapt_steps: int = 0
     inner_lr: float = 0.05
     info: dict = field(default_factory=dict)
-    _adapted: dict[str, list[Tensor]] = field(default_factory=dict, init=False, repr=False)
+    _adapted: dict[str, FastWeights] = field(default_factory=dict, init=False, repr=False)
 
     def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
         if self.adapt_steps == 0:
@@ -120,17 +102,17 @@ class MetaLoraMethod:
 
     @contextlib.contextmanager
     def _per_task(self, tasks: list[Task]) -> Iterator[Any]:
-        weights = [self.adapted(t) for t in tasks]  # per example: [A_0, ..., B_0, ...] of its task
-        n = len(self.bank.module_names)
+        weights = [self.adapted(t) for t in tasks]  # per example: its task's {name: (A [r, in], B [out, r])}
         factors = {
-            name: (torch.stack([w[i] for w in weights]), torch.stack([w[n + i] for w in weights]))  # [B, r, in]...
-            for i, name in enumerate(self.bank.module_names)
-        }
+            name: (torch.stack([w[name][0] for w in weights]), torch.stack([w[name][1] for w in weights]))
+            for name in self.bank.module_names
+        }  # A [B, r, in], B [B, out, r]
         with conditioned(self.model, lora=LoraConditioning(factors, self.bank.scale)) as model:
             yield model
 
-    def adapted(self, task: Task) -> list[Tensor]:
-        """The LoRA adapted to ``task`` on its positive examples (cached by task name and instruction)."""
+    def adapted(self, task: Task) -> FastWeights:
+        """The LoRA adapted to ``task`` on its positive examples, ``{name: (A [r, in], B [out, r])}`` (cached
+        by task name and instruction)."""
         key = f"{task.name}\n{task.instruction}"
         if key not in self._adapted:
             demos = [encode_example(self.tokenizer, ex.output, 256, instruction=task.instruction,
@@ -140,31 +122,28 @@ class MetaLoraMethod:
             batch = _to(pad_batch(demos, self.tokenizer.pad_token_id), self.model.device)
             with torch.enable_grad():
                 fast = adapt(self.model, self.bank, _init(self.bank), [batch] * self.adapt_steps, self.inner_lr)
-            self._adapted[key] = [w.detach()[0] for w in fast]
+            self._adapted[key] = {name: (a.detach()[0], b.detach()[0]) for name, (a, b) in fast.items()}
         return self._adapted[key]
 
 
-def _init(bank: AdapterBank) -> list[Tensor]:
-    return [*bank.lora_A, *bank.lora_B]  # each [1, r, in] / [1, out, r]
+def _init(bank: AdapterBank) -> FastWeights:
+    """The one-adapter bank's own parameters by module name: A [1, r, in], B [1, out, r] (gradients reach them)."""
+    return dict(zip(bank.module_names, zip(bank.lora_A, bank.lora_B, strict=True), strict=True))
 
 
-def _lora(bank: AdapterBank, weights: list[Tensor]) -> LoraConditioning:
-    n = len(bank.module_names)
-    return LoraConditioning({name: (weights[i], weights[n + i]) for i, name in enumerate(bank.module_names)},
-                            bank.scale)
-
-
-def lora_loss(model: Any, bank: AdapterBank, weights: list[Tensor], batch: dict[str, Tensor]) -> Tensor:
-    """Causal-LM loss on the answer tokens with the LoRA ``weights`` (A's then B's, each with a leading 1)."""
-    with conditioned(model, lora=_lora(bank, weights)):
+def lora_loss(model: Any, bank: AdapterBank, weights: FastWeights, batch: dict[str, Tensor]) -> Tensor:
+    """Causal-LM loss on the answer tokens with the LoRA ``weights`` ({name: (A, B)}, at the bank's scale)."""
+    with conditioned(model, lora=LoraConditioning(weights, bank.scale)):
         return model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
 
 
-def adapt(model: Any, bank: AdapterBank, weights: list[Tensor], batches: list[dict], lr: float) -> list[Tensor]:
+def adapt(model: Any, bank: AdapterBank, weights: FastWeights, batches: list[dict], lr: float) -> FastWeights:
     """Plain SGD steps from ``weights``, first order: the result depends on ``weights`` with Jacobian I."""
     for batch in batches:
-        grads = torch.autograd.grad(lora_loss(model, bank, weights, batch), weights)
-        weights = [w - lr * g for w, g in zip(weights, grads, strict=True)]
+        flat = {(name, i): w for name, pair in weights.items() for i, w in enumerate(pair)}  # (name, 0): A ...
+        grads = dict(zip(flat, torch.autograd.grad(lora_loss(model, bank, weights, batch), list(flat.values())),
+                         strict=True))
+        weights = {name: (a - lr * grads[name, 0], b - lr * grads[name, 1]) for name, (a, b) in weights.items()}
     return weights
 
 
@@ -247,10 +226,11 @@ def reptile_loss(model: Any, bank: AdapterBank, cfg: ReptileConfig, batch: dict[
     if cfg.algorithm == "fomaml":
         return lora_loss(model, bank, fast, batch)
     # Reptile: gradient (θ − θ') / (α·K), the mean inner gradient; the value shown is the query loss.
-    surrogate = sum(((w - f.detach()).detach() * w).sum() for w, f in zip(init, fast, strict=True))
+    surrogate = sum(((w - f.detach()).detach() * w).sum()
+                    for name in init for w, f in zip(init[name], fast[name], strict=True))
     surrogate = surrogate / (cfg.inner_lr * cfg.inner_steps)
     with torch.no_grad():
-        shown = lora_loss(model, bank, [f.detach() for f in fast], batch)
+        shown = lora_loss(model, bank, {n: (a.detach(), b.detach()) for n, (a, b) in fast.items()}, batch)
     return surrogate - surrogate.detach() + shown
 
 
@@ -281,7 +261,7 @@ def _train(name: str, cfg, run_dir, bank, loss_fn, make_batch, n, resume, stop_a
 
 def _method(name: str, cfg, bank: AdapterBank, model_and_tokenizer, run_dir: Path) -> MetaLoraMethod:
     model, tokenizer = model_and_tokenizer
-    adapt_steps = getattr(cfg, "adapt_steps", 0)
+    adapt_steps = getattr(cfg, "adapt_steps", 0)  # MetaICL answers with its one LoRA
     inner_lr = getattr(cfg, "inner_lr", 0.0)
     return MetaLoraMethod(name, model, tokenizer, bank, cfg.setting, adapt_steps, inner_lr,
                           info={"run": str(run_dir), **to_dict(cfg)})

@@ -22,38 +22,22 @@ from hyperadapt.config import to_dict
 from hyperadapt.core import AdapterBank, bank_from_peft, conditioned, inject, remove
 from hyperadapt.core.inject import injected_targets
 from hyperadapt.data import load_tasks
-from hyperadapt.data.prompts import check_setting, encode_tasks
+from hyperadapt.data.prompts import encode_tasks
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import load_json, write_dir_atomic
+from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
 from hyperadapt.models import load_base_model
 from hyperadapt.runs import RunDir
-from hyperadapt.training import TrainConfig, Trainer, pad_batch
+from hyperadapt.training import Trainer, pad_batch
 
 METHOD = "multitask-lora"
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 @dataclass
-class MultiTaskLoraConfig:
-    """A LoRA trained on all training tasks with the instruction in the prompt."""
+class MultiTaskLoraConfig(LoraTrainingConfig):
+    """A LoRA trained on all training tasks with the instruction in the prompt (PEFT, with dropout)."""
 
-    model: str = "default"
-    data: str = "synthetic"
-    split: str = "train"
-    setting: str = "def"
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-3))
-
-    def __post_init__(self) -> None:
-        check_setting(self.setting)
-        if self.rank < 1:
-            raise ValueError(f"rank must be at least 1, got {self.rank}")
-        unknown = set(self.target_modules) - set(ALL_LINEAR)
-        if unknown or not self.target_modules:
-            raise ValueError(f"target_modules {sorted(unknown) or '[]'} not supported: choose from {ALL_LINEAR}")
+    dropout: float = field(default=0.0, metadata={"help": "PEFT's lora_dropout"})
 
     def lora_config(self) -> LoraConfig:
         return LoraConfig(

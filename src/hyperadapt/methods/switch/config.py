@@ -26,14 +26,16 @@ class LoraSpec:
 
     rank: int = field(default=8, metadata={"help": "LoRA rank r"})
     alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; the delta is (alpha / r) · B A"})
-    targets: list[str] = field(default_factory=lambda: list(LINEAR_MODULES), metadata={"help": "module types"})
+    target_modules: list[str] = field(
+        default_factory=lambda: list(LINEAR_MODULES), metadata={"help": "module types the LoRA adapts (PEFT's name)"}
+    )
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.alpha <= 0:
             raise ValueError(f"lora.rank must be >= 1 and lora.alpha > 0, got {self.rank} and {self.alpha}")
-        bad = [t for t in self.targets if t not in LINEAR_MODULES]
-        if bad or not self.targets:
-            raise ValueError(f"lora.targets {bad or '[]'} not supported: choose from {list(LINEAR_MODULES)}")
+        bad = [t for t in self.target_modules if t not in LINEAR_MODULES]
+        if bad or not self.target_modules:
+            raise ValueError(f"lora.target_modules {bad or '[]'} not supported: choose from {list(LINEAR_MODULES)}")
 
 
 @dataclass

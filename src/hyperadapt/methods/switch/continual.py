@@ -353,7 +353,7 @@ def load_switch(run_dir: str | Path, model_and_tokenizer=None) -> SwitchMethod:
 
         model_and_tokenizer = load_base_model(cfg.model)
     model, tokenizer = model_and_tokenizer
-    inject(model, cfg.lora.targets, gating=False)
+    inject(model, cfg.lora.target_modules, gating=False)
     names = [*run["tasks"], *run["added"]]
     store = AdapterStore(Path(run_dir) / "adapters")
     if not all(store.has(i, n) for i, n in enumerate(names)):

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
-from hyperadapt.config import to_dict
+from hyperadapt.config import to_dict, upgrade_saved
 from hyperadapt.core import BASE
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.evaluation.metrics import continual_metrics
@@ -80,8 +80,9 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-    """The dotted keys in which two configs (as saved in ``run.json``) differ, compared as JSON."""
-    saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
+    """The dotted keys in which two configs (as saved in ``run.json``) differ, compared as JSON (a key renamed
+    since ``saved`` was written under its new name)."""
+    saved, current = json.loads(json.dumps(upgrade_saved(saved, current))), json.loads(json.dumps(current))
     out = []
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
@@ -103,7 +104,8 @@ def seed_run(source: Path, run_dir: Path, run: dict, shareable: Collection[str])
     differ = [k for k in SAME_ANSWERS if theirs["config"].get(k) != run["config"].get(k)]
     if differ:
         raise ValueError(f"cannot seed from {source}: its config differs in {', '.join(differ)}")
-    share_adapters = {run["method"], theirs["method"]} <= set(shareable) and theirs["config"] == run["config"]
+    share_adapters = ({run["method"], theirs["method"]} <= set(shareable)
+                      and not config_differences(theirs["config"], run["config"]))
     cache = source / "answers.json"
     answers = load_json(cache, "answer cache") if cache.exists() else {}
     kept = {k: v for k, v in answers.items() if share_adapters or k.endswith("\tbase")}

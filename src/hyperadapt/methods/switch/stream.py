@@ -155,17 +155,17 @@ class StreamContext:
         return self._encoded[task.name]
 
     def new_bank(self, seed: int, rank: int | None = None, alpha: float | None = None) -> AdapterBank:
-        """A fresh one-adapter bank over ``cfg.lora.targets``, initialised from ``seed``."""
+        """A fresh one-adapter bank over ``cfg.lora.target_modules``, initialised from ``seed``."""
         spec = self.cfg.lora
         torch.manual_seed(seed)
-        return AdapterBank.for_model(self.model, 1, rank or spec.rank, spec.targets, alpha or spec.alpha)
+        return AdapterBank.for_model(self.model, 1, rank or spec.rank, spec.target_modules, alpha or spec.alpha)
 
 
 def make_context(cfg: SwitchConfig, run_dir: str | Path, model_and_tokenizer=None) -> StreamContext:
     from hyperadapt.models import load_base_model
 
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
-    inject(model, cfg.lora.targets, gating=False)
+    inject(model, cfg.lora.target_modules, gating=False)
     tasks = load_stream(cfg)
     return StreamContext(cfg, Path(run_dir), model, tokenizer, tasks, load_unseen(cfg, {t.name for t in tasks}))
 

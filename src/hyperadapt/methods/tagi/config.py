@@ -127,7 +127,9 @@ class TagiConfig:
     )
     rank: int = 8
     alpha: float = 16.0
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "v_proj"], metadata={"help": "module types the LoRA adapts (PEFT's name)"}
+    )
     fusion: bool = field(default=True, metadata={"help": "the student also sees the instruction in its prompt"})
     shared_adapter: bool = field(
         default=False,
@@ -151,9 +153,9 @@ class TagiConfig:
             raise ValueError(f"rank must be >= 1 and alpha > 0, got {self.rank}, {self.alpha}")
         if self.max_instruction_tokens < 1:
             raise ValueError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
-        if not self.targets:
-            raise ValueError("targets must name at least one module type, e.g. [q_proj, v_proj]")
-        self.targets = list(check_targets(self.targets))
+        if not self.target_modules:
+            raise ValueError("target_modules must name at least one module type, e.g. [q_proj, v_proj]")
+        self.target_modules = list(check_targets(self.target_modules))
 
     @property
     def scale(self) -> float:

@@ -35,8 +35,9 @@ Factors = dict[str, tuple[Tensor, Tensor]]
 
 
 def build_hypernet(cfg: TagiConfig, model: torch.nn.Module, input_dim: int) -> TagiHypernetwork:
-    """A fresh hypernetwork over ``cfg.targets`` of every layer of ``model``, on the model's device."""
-    shapes = {name: (m.in_features, m.out_features) for name, m in target_linears(model, cfg.targets).items()}
+    """A fresh hypernetwork over ``cfg.target_modules`` of every layer of ``model``, on the model's device."""
+    linears = target_linears(model, cfg.target_modules)
+    shapes = {name: (m.in_features, m.out_features) for name, m in linears.items()}
     h = cfg.hypernet
     net = TagiHypernetwork(shapes, input_dim, cfg.rank, cfg.alpha, h.hidden, h.blocks, h.dropout, cfg.shared_adapter)
     return net.to(next(model.parameters()).device)
@@ -143,7 +144,7 @@ def load_tagi(run_dir: str | Path, model_and_tokenizer=None) -> TagiMethod:
         raise ValueError(f"{run_dir} is a {run.get('method')!r} run, not one of {METHODS}")
     cfg = from_dict(TagiConfig, run["config"])
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
-    inject(model, cfg.targets, gating=False)
+    inject(model, cfg.target_modules, gating=False)
     vectors = build_vectors(cfg, model, tokenizer)
     hypernet = load_hypernet_weights(build_hypernet(cfg, model, vectors.dim), run_dir / HYPERNET_DIR)
     return make_method(run["method"], cfg, model, tokenizer, hypernet, vectors, run_dir)

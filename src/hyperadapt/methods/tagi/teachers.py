@@ -85,13 +85,13 @@ def train_teachers(
     stop_at: int | None = None,
 ) -> Teachers | None:
     """Train one adapter per group on all of ``tasks`` in one pass over mixed batches; ``None`` when stopped
-    early (``stop_at``). The model must be injected on ``cfg.targets``."""
+    early (``stop_at``). The model must be injected on ``cfg.target_modules``."""
     out_dir = Path(out_dir)
     if not resume:
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     groups = group_names(tasks, cfg.teachers.group)
     torch.manual_seed(cfg.teachers.train.seed)
-    bank = AdapterBank.for_model(model, len(groups), cfg.teachers.rank, cfg.targets, cfg.teachers.alpha)
+    bank = AdapterBank.for_model(model, len(groups), cfg.teachers.rank, cfg.target_modules, cfg.teachers.alpha)
     teachers = Teachers(bank, groups, cfg.teachers.group)
     of_task = teachers.indices(tasks)
     tcfg = cfg.teachers.train
@@ -113,5 +113,6 @@ def train_teachers(
     if trainer.train(resume, stop_at) < tcfg.steps:
         return None
     bank.requires_grad_(False)
-    teachers.save(out_dir, {"targets": cfg.targets, "setting": cfg.setting, "model": cfg.model, "train": asdict(tcfg)})
+    teachers.save(out_dir, {"target_modules": cfg.target_modules, "setting": cfg.setting, "model": cfg.model,
+                             "train": asdict(tcfg)})
     return teachers

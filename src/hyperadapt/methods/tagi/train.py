@@ -194,7 +194,7 @@ def train_tagi(
     """
     run_dir = Path(run_dir)
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
-    inject(model, cfg.targets, gating=False)
+    inject(model, cfg.target_modules, gating=False)
     tasks = load_tasks(cfg.data, cfg.split)
     with RunDir(run_dir).begin(name, to_dict(cfg), model) as run:
         vectors = build_vectors(cfg, model, tokenizer)
