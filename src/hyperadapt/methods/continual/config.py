@@ -1,7 +1,9 @@
-"""Configuration of a continual-learning run: the stream, the per-task budget, the switch, the baselines.
+"""Configuration of a continual-learning run: the stream, the per-task budget, evaluation, the baselines.
 
-One config serves SwitchCIT and every continual baseline, so all of them run on the same stream with the
-same per-task LoRA and training budget (SwitchCIT, Wu et al. 2024).
+Every continual learner runs on a :class:`ContinualConfig`, so all of them run on the same stream with
+the same per-task LoRA and training budget. SwitchCIT's config (``methods/switch/config.py``) extends
+it with the switch's settings; a comparison of SwitchCIT and its baselines runs them all on that one
+config (the baselines ignore ``router``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,6 @@ from hyperadapt.core.inject import LINEAR_MODULES
 from hyperadapt.data import parse_spec
 from hyperadapt.data.prompts import check_setting
 from hyperadapt.training import TrainConfig
-
-ENCODERS = ("sentence", "base")
-CONFIDENCES = ("softmax", "knn")
-FALLBACKS = ("base", "nearest")
-CALIBRATION_SOURCES = ("auto", "train", "dev")
 
 
 @dataclass
@@ -34,60 +31,6 @@ class LoraSpec:
         bad = [t for t in self.targets if t not in LINEAR_MODULES]
         if bad or not self.targets:
             raise ValueError(f"lora.targets {bad or '[]'} not supported: choose from {list(LINEAR_MODULES)}")
-
-
-@dataclass
-class RouterConfig:
-    """The switch network: an MLP over frozen features of the whole prompt, with a reject option."""
-
-    encoder: Literal["sentence", "base"] = field(
-        default="sentence", metadata={"help": "'sentence' (all-MiniLM-L6-v2) or 'base' (last-token hidden state)"}
-    )
-    hidden: int = field(default=200, metadata={"help": "hidden units of the MLP"})
-    epochs: int = field(default=20, metadata={"help": "epochs over the retention buffer after each task"})
-    lr: float = 1e-3
-    batch_size: int = 16
-    retention: float = field(
-        default=0.0001, metadata={"help": "inputs kept per task: a fraction of its data (< 1) or a count (>= 1)"}
-    )
-    retention_min: int = field(default=10, metadata={"help": "never keep fewer inputs than this per task"})
-    calibration: int = field(default=20, metadata={"help": "held-out inputs per task to calibrate the threshold"})
-    calibrate_on: Literal["auto", "train", "dev"] = field(
-        default="auto", metadata={"help": "where the calibration inputs come from: 'dev' (the stream's dev split), "
-                                          "'train' (held out of the training inputs) or 'auto' (dev when the "
-                                          "stream has one, else train)"}
-    )
-    reject_quantile: float = field(
-        default=0.02, metadata={"help": "share of held-out seen inputs below the threshold (0 disables rejects)"}
-    )
-    confidence: Literal["softmax", "knn"] = field(
-        default="knn", metadata={"help": "'softmax' (max probability) or 'knn' (cosine to retained inputs)"}
-    )
-    fallback: Literal["base", "nearest"] = field(
-        default="base", metadata={"help": "what a rejected input runs with: the base model or the best adapter"}
-    )
-
-    def __post_init__(self) -> None:
-        _choice("router.encoder", self.encoder, ENCODERS)
-        _choice("router.confidence", self.confidence, CONFIDENCES)
-        _choice("router.fallback", self.fallback, FALLBACKS)
-        _choice("router.calibrate_on", self.calibrate_on, CALIBRATION_SOURCES)
-        for name in ("hidden", "epochs", "batch_size", "retention_min", "calibration"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"router.{name} must be at least 1, got {getattr(self, name)}")
-        if self.retention <= 0 or (self.retention >= 1 and self.retention != int(self.retention)):
-            raise ValueError(
-                f"router.retention must be a fraction in (0, 1) or a whole count >= 1, got {self.retention}"
-            )
-        if not 0 <= self.reject_quantile < 0.5:
-            raise ValueError(f"router.reject_quantile must be in [0, 0.5), got {self.reject_quantile}")
-        if self.lr <= 0:
-            raise ValueError(f"router.lr must be positive, got {self.lr}")
-
-    def retained(self, n_inputs: int) -> int:
-        """How many inputs of a task with ``n_inputs`` the buffer keeps."""
-        want = int(self.retention) if self.retention >= 1 else round(self.retention * n_inputs)
-        return min(n_inputs, max(self.retention_min, want))
 
 
 @dataclass
@@ -108,7 +51,7 @@ class StreamEval:
     metric: Literal["rougeL", "em"] = field(default="rougeL", metadata={"help": "the score in the matrix"})
 
     def __post_init__(self) -> None:
-        _choice("eval.metric", self.metric, ("rougeL", "em"))
+        check_choice("eval.metric", self.metric, ("rougeL", "em"))
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"eval.limit must be at least 1 (or null for all), got {self.limit}")
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -132,13 +75,13 @@ class BaselineConfig:
 
 
 @dataclass
-class SwitchConfig:
-    """A continual instruction-tuning run: tasks arrive one by one (SwitchCIT, Wu et al. 2024).
+class ContinualConfig:
+    """A continual instruction-tuning run: tasks arrive one by one.
 
     ``stream``: ``synthetic`` / ``synthetic:SEED`` (the first ``n_tasks`` of the synthetic stream) or
-    ``cl:PATH#ORDER`` (e.g. ``cl:../shared/data/cl-superni#1``). ``unseen``: inputs of tasks the switch
-    never sees, to measure the reject rate, as ``SPEC@SPLIT`` (``auto``: the synthetic suite's unseen
-    tasks for a synthetic stream, none otherwise; empty: none).
+    ``cl:PATH#ORDER`` (e.g. ``cl:../shared/data/cl-superni#1``). ``unseen``: inputs of tasks the stream
+    never has (SwitchCIT measures its reject rate on them), as ``SPEC@SPLIT`` (``auto``: the synthetic
+    suite's unseen tasks for a synthetic stream, none otherwise; empty: none).
     """
 
     model: str = "default"
@@ -151,7 +94,6 @@ class SwitchConfig:
     seed: int = 0
     lora: LoraSpec = field(default_factory=LoraSpec)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=150, batch_size=8, lr=1e-3, save_every=50))
-    router: RouterConfig = field(default_factory=RouterConfig)
     eval: StreamEval = field(default_factory=StreamEval)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
 
@@ -166,14 +108,12 @@ class SwitchConfig:
             raise ValueError(f"n_tasks must be at least 1, got {self.n_tasks}")
         if self.limit_train is not None and self.limit_train < 2:
             raise ValueError(f"limit_train must be at least 2 (or null for all), got {self.limit_train}")
-        if kind == "synthetic" and self.router.calibrate_on == "dev":
-            raise ValueError("router.calibrate_on: dev needs a stream with a dev split (cl:PATH#ORDER); the "
-                             "synthetic stream has none: use 'train' or 'auto'")
         if self.unseen not in ("", "auto") and "@" not in self.unseen:
             raise ValueError(f"unseen must look like SPEC@SPLIT (e.g. synthetic@unseen), 'auto' or '', got "
                              f"{self.unseen!r}")
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """A ``ValueError`` naming config key ``name`` unless ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
