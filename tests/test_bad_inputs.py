@@ -29,7 +29,7 @@ runner = CliRunner()
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent / "methods"))
 from test_switch_helpers import tiny_config  # noqa: E402
 
-from hyperadapt.methods.switch import run_stream  # noqa: E402
+from hyperadapt.methods.continual import run_stream  # noqa: E402
 
 
 def _files(root) -> set[str]:
@@ -93,7 +93,7 @@ def test_empty_names_are_refused(name):
 def switch_run(tmp_path_factory, tiny_dir):
     """A finished two-task SwitchCIT run on the tiny model (copy it before changing it)."""
     run_dir = tmp_path_factory.mktemp("switch") / "run"
-    run_stream(tiny_config(str(tiny_dir)), run_dir)
+    run_stream(tiny_config(str(tiny_dir)), run_dir, "switchcit")
     return run_dir
 
 

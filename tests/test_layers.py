@@ -31,7 +31,8 @@ def test_lower_layers_import_no_method(part):
     assert not {k: v for k, v in offenders.items() if v}
 
 
-def test_method_packages_import_no_other_method_package_but_the_known_continual_pair():
+def method_package_imports() -> set[tuple[str, str, str]]:
+    """(package, the other method package it imports, file) for every import between method packages."""
     packages = [p.name for p in (SRC / "methods").iterdir() if p.is_dir() and (p / "__init__.py").exists()]
     crossing = set()
     for pkg in packages:
@@ -39,10 +40,21 @@ def test_method_packages_import_no_other_method_package_but_the_known_continual_
             for m in imported_modules(f):
                 parts = m.split(".")
                 if m.startswith("hyperadapt.methods.") and len(parts) > 2 and parts[2] != pkg:
-                    crossing.add((pkg, parts[2], f.name))
-    # the continual learners still span switch/ and baselines/continual.py (to become methods/continual/)
-    allowed = {("switch", "baselines", "continual.py"), ("baselines", "switch", "continual.py")}
-    assert crossing <= allowed, crossing - allowed
+                    crossing.add((pkg, parts[2], f.relative_to(SRC / "methods" / pkg).as_posix()))
+    return crossing
+
+
+def test_method_packages_import_no_other_method_package_but_switch_builds_on_continual():
+    # SwitchCIT is a continual learner: methods/switch imports methods/continual, and no other crossing is allowed
+    assert {(pkg, other) for pkg, other, _ in method_package_imports()} <= {("switch", "continual")}
+
+
+def test_continual_imports_no_method_package():
+    assert not [c for c in method_package_imports() if c[0] == "continual"]
+    files = sorted((SRC / "methods" / "continual").rglob("*.py"))
+    assert files, "methods/continual/ is missing"
+    upward = {f.name: sorted(m for m in imported_modules(f) if m == "hyperadapt.methods") for f in files}
+    assert not {k: v for k, v in upward.items() if v}, "methods/continual imports the methods registry"
 
 
 def test_benchmarks_are_a_top_layer_only_the_cli_imports_and_no_module_touches_sys_path():

@@ -15,7 +15,7 @@ from hyperadapt.methods import load_run
 from hyperadapt.methods.baselines.meta import MetaICLConfig, ReptileConfig
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig
 from hyperadapt.methods.switch import SwitchConfig
-from hyperadapt.methods.switch.runner import config_differences
+from hyperadapt.methods.continual.runner import config_differences
 from hyperadapt.methods.tagi import HypernetConfig, TagiConfig
 from hyperadapt.methods.tagi.hypter import HypterConfig, train_hypter
 from hyperadapt.runs import RunDir, changed_keys, flatten

@@ -325,12 +325,12 @@ def continual(
         return
     from hyperadapt import distributed
     from hyperadapt.config import load_config
-    from hyperadapt.methods.switch import METHODS, SwitchConfig, run_stream
+    from hyperadapt.methods.continual import learner_class, run_stream
+    from hyperadapt.methods.switch import SwitchConfig
 
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
-    if method not in METHODS:
-        raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
-    cfg = load_config(SwitchConfig, config, set_ or [])
+    learner_class(method)  # an unknown method is refused before anything is loaded
+    cfg = load_config(SwitchConfig, config, set_ or [])  # one config for SwitchCIT and its baselines
     run_dir = check_writable(out or Path("runs") / "continual" / method, "--out")
     result = run_stream(cfg, run_dir, resume=resume, method=method)
     metrics = result["metrics"]

@@ -7,9 +7,9 @@ import torch
 from test_switch_helpers import tiny_config
 
 from hyperadapt.core import AdapterBank, LoraConditioning
-from hyperadapt.methods.baselines.continual import ReplayLearner, bank_of, concat, orthogonality_loss
-from hyperadapt.methods.switch import run_stream
-from hyperadapt.methods.switch.stream import make_context
+from hyperadapt.methods.continual import run_stream
+from hyperadapt.methods.continual.learners import ReplayLearner, bank_of, concat, orthogonality_loss
+from hyperadapt.methods.continual.stream import make_context
 from hyperadapt.testing import tiny_model
 
 
@@ -72,7 +72,7 @@ def test_bank_of_holds_an_adapter_of_any_rank():
 
 def test_oracle_seeded_from_switchcit_reuses_its_adapters_and_matches_a_fresh_oracle(tmp_path):
     cfg, model = tiny_config(), tiny_model()
-    run_stream(cfg, tmp_path / "switchcit", model_and_tokenizer=model)
+    run_stream(cfg, tmp_path / "switchcit", "switchcit", model_and_tokenizer=model)
     fresh = run_stream(cfg, tmp_path / "fresh", method="oracle", model_and_tokenizer=model)
     seeded = run_stream(cfg, tmp_path / "oracle", method="oracle", model_and_tokenizer=model,
                         seed_from=tmp_path / "switchcit")
@@ -82,7 +82,7 @@ def test_oracle_seeded_from_switchcit_reuses_its_adapters_and_matches_a_fresh_or
 
 def test_seeding_shares_only_base_answers_across_learner_kinds_and_refuses_another_stream(tmp_path):
     cfg, model = tiny_config(), tiny_model()
-    run_stream(cfg, tmp_path / "switchcit", model_and_tokenizer=model)
+    run_stream(cfg, tmp_path / "switchcit", "switchcit", model_and_tokenizer=model)
     seq = run_stream(cfg, tmp_path / "seq", method="sequential", model_and_tokenizer=model,
                      seed_from=tmp_path / "switchcit")
     assert all("reused" not in row["train"] for row in seq["rows"])

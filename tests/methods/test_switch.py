@@ -13,20 +13,20 @@ from test_switch_helpers import tiny_config
 from hyperadapt.core import conditioned
 from hyperadapt.data.synthetic import synthetic_stream
 from hyperadapt.evaluation.generate import encode_left_padded
+from hyperadapt.methods.continual import run_stream
+from hyperadapt.methods.continual.runner import stream_metrics
+from hyperadapt.methods.continual.stream import test_queries as make_test_queries
 from hyperadapt.methods.switch import (
     RetentionBuffer,
+    RouterConfig,
     SwitchConfig,
     SwitchRouter,
     add_task,
     generate,
     load_switch,
     load_task_spec,
-    run_stream,
 )
-from hyperadapt.methods.switch.config import RouterConfig
-from hyperadapt.methods.switch.continual import routing_stats
-from hyperadapt.methods.switch.runner import stream_metrics
-from hyperadapt.methods.switch.stream import test_queries as make_test_queries
+from hyperadapt.methods.switch.learner import routing_stats
 from hyperadapt.testing import tiny_model
 
 
@@ -39,7 +39,7 @@ def _hashes(run_dir) -> dict[str, str]:
 def switch_run(tmp_path_factory, tiny_dir):
     """A finished two-task SwitchCIT run (do not modify: copy it first)."""
     run_dir = tmp_path_factory.mktemp("switch") / "run"
-    results = run_stream(tiny_config(str(tiny_dir)), run_dir)
+    results = run_stream(tiny_config(str(tiny_dir)), run_dir, "switchcit")
     return run_dir, results
 
 
@@ -180,9 +180,9 @@ def test_metrics_of_a_matrix_grown_by_add_task():
 def test_resume_after_task_k_gives_the_same_result(switch_run, tiny_dir, tmp_path):
     run_dir = tmp_path / "resumed"
     cfg = tiny_config(str(tiny_dir))
-    partial = run_stream(cfg, run_dir, stop_after=1)
+    partial = run_stream(cfg, run_dir, "switchcit", stop_after=1)
     assert partial["completed"] == 1 and not (run_dir / "adapters" / "001-add").exists()
-    resumed = run_stream(cfg, run_dir, resume=True)
+    resumed = run_stream(cfg, run_dir, "switchcit", resume=True)
     straight_dir, straight = switch_run
     assert resumed["matrix"] == straight["matrix"] and resumed["zero_shot"] == straight["zero_shot"]
     assert {k: v for k, v in _hashes(run_dir).items() if "task.json" not in k} == {
@@ -223,7 +223,7 @@ def test_add_task_errors(run_copy, tmp_path, tiny_dir):
     with pytest.raises(ValueError, match="not a continual run"):
         load_switch(other)
     with pytest.raises(ValueError, match="not a continual run"):
-        run_stream(tiny_config(str(tiny_dir)), other, model_and_tokenizer=tiny_model())
+        run_stream(tiny_config(str(tiny_dir)), other, "switchcit", model_and_tokenizer=tiny_model())
 
 
 def test_load_task_spec(tmp_path):
@@ -253,7 +253,7 @@ def test_config_errors():
 
 
 def test_queries_cover_every_task_of_the_stream(tiny_dir):
-    from hyperadapt.methods.switch.stream import make_context
+    from hyperadapt.methods.continual.stream import make_context
 
     ctx = make_context(tiny_config(str(tiny_dir)), "/tmp/unused", tiny_model())
     queries = make_test_queries(ctx)

@@ -3,7 +3,8 @@ stream with a dozen training instances per task, a few steps per task."""
 
 from __future__ import annotations
 
-from hyperadapt.methods.switch.config import LoraSpec, RouterConfig, StreamEval, SwitchConfig
+from hyperadapt.methods.continual import LoraSpec, StreamEval
+from hyperadapt.methods.switch import RouterConfig, SwitchConfig
 from hyperadapt.training import TrainConfig
 
 

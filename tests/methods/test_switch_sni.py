@@ -12,11 +12,12 @@ import pytest
 from hyperadapt.benchmarks import continual as bench
 from hyperadapt.data.prompts import CUT_MARKER
 from hyperadapt.evaluation.metrics import auroc
-from hyperadapt.methods.switch import RetentionBuffer, SwitchConfig, run_stream
-from hyperadapt.methods.switch.config import LoraSpec, RouterConfig, StreamEval
-from hyperadapt.methods.switch.runner import seed_run
-from hyperadapt.methods.switch.stream import AnswerCache, calibration_source, load_stream, make_context
-from hyperadapt.methods.switch.stream import test_queries as stream_queries
+from hyperadapt.methods.continual import LoraSpec, StreamEval, run_stream
+from hyperadapt.methods.continual.runner import seed_run
+from hyperadapt.methods.continual.stream import AnswerCache, load_stream, make_context
+from hyperadapt.methods.continual.stream import test_queries as stream_queries
+from hyperadapt.methods.switch import RetentionBuffer, RouterConfig, SwitchConfig
+from hyperadapt.methods.switch.learner import calibration_source
 from hyperadapt.testing import tiny_model
 from hyperadapt.training import TrainConfig
 
@@ -126,7 +127,7 @@ def test_retention_buffer_takes_calibration_inputs_from_the_given_split():
 @pytest.mark.parametrize("calibrate_on", ["dev", "train"])
 def test_switch_calibrates_on_dev_inputs_and_reports_the_reject_option(cl_root, jsonl_data, tmp_path, calibrate_on):
     cfg = cl_config(cl_root, unseen=f"jsonl:{jsonl_data}@test", budget=96, calibrate_on=calibrate_on)
-    results = run_stream(cfg, tmp_path / "run", model_and_tokenizer=tiny_model())
+    results = run_stream(cfg, tmp_path / "run", "switchcit", model_and_tokenizer=tiny_model())
     buffer = RetentionBuffer.load(tmp_path / "run" / "router" / "retention.json")
     assert buffer.tasks == NAMES and len(buffer.calib_texts) == 8
     assert all(f"{calibrate_on} " in text for text in buffer.calib_texts)

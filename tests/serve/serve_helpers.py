@@ -6,9 +6,8 @@ import torch
 
 from hyperadapt.core import AdapterBank, inject
 from hyperadapt.methods.megan import BetaHypernetwork, HypernetSpec, MeganMethod
-from hyperadapt.methods.switch.config import RouterConfig
-from hyperadapt.methods.switch.continual import SwitchMethod
-from hyperadapt.methods.switch.router import SwitchRouter, make_router_encoder
+from hyperadapt.methods.switch import RouterConfig, SwitchMethod, SwitchRouter
+from hyperadapt.methods.switch.router import make_router_encoder
 from hyperadapt.serve import ServeConfig, build_server
 from hyperadapt.testing import random_tagi_method, tiny_model
 

@@ -4,7 +4,7 @@
     hyperadapt bench continual --config configs/switch_sni.yaml --methods switchcit sequential \
         --set train.steps=20 --out results/continual/sni-order1
 
-Each method runs into ``OUT/<method>/`` with ``hyperadapt.methods.switch.run_stream`` (resumable: rerun the
+Each method runs into ``OUT/<method>/`` with ``hyperadapt.methods.continual.run_stream`` (resumable: rerun the
 same command after an interruption). Its ``seed_from`` keeps the cost down without changing any number: the
 base model's (zero-shot) answers are computed once and shared, and the oracle reuses SwitchCIT's adapters
 (the same config would train the very same ones) and their cached answers, so it differs only in routing.
@@ -24,7 +24,8 @@ import torch
 from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
 from hyperadapt.io import atomic_write_text, save_json
-from hyperadapt.methods.switch import METHODS, SwitchConfig, run_stream
+from hyperadapt.methods.continual import LEARNERS, run_stream
+from hyperadapt.methods.switch import SwitchConfig
 from hyperadapt.models import load_base_model
 
 ORDER = ["switchcit", "oracle", "sequential", "replay", "olora", "multitask"]
@@ -35,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/switch_synthetic.yaml", help="stream config (configs/switch_*.yaml)")
     add_set_option(p, "For every method.")
-    p.add_argument("--methods", nargs="+", default=ORDER, choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=ORDER, choices=list(LEARNERS))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", default="results/continual/synthetic", help="folder for the runs and the summary")
     return p.parse_args(argv)

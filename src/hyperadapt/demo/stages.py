@@ -119,7 +119,8 @@ def _stream_result(result: dict) -> dict:
 def switchcit_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     """SwitchCIT over the stream, then one mixed batch routed by the switch: one input of every stream task
     and two of tasks it never saw (which it should reject to the base model)."""
-    from hyperadapt.methods.switch import generate, load_switch, run_stream
+    from hyperadapt.methods.continual import run_stream
+    from hyperadapt.methods.switch import generate, load_switch
 
     scfg = cfg.stream()
     model_and_tokenizer = load_base_model(cfg.model)
@@ -139,7 +140,7 @@ def switchcit_stage(cfg: DemoConfig, run_dir: Path) -> dict:
 
 def sequential_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     """Sequential finetuning of one LoRA over the same stream and budget (reuses SwitchCIT's base answers)."""
-    from hyperadapt.methods.switch import run_stream
+    from hyperadapt.methods.continual import run_stream
 
     scfg = cfg.stream()
     source = run_dir.parent / "switchcit" / "stream"

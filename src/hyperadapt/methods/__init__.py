@@ -2,7 +2,8 @@
 
 ``TRAINABLE[name] = (ConfigClass, train_fn)`` with ``train_fn(cfg, run_dir, resume) -> method``;
 ``LOADABLE[name] = load_fn(run_dir) -> method``; ``PROMPT_ONLY`` need no run directory. Continual
-methods (SwitchCIT and its baselines) run whole task streams: see ``hyperadapt.methods.switch``.
+methods (SwitchCIT and its baselines) run whole task streams: ``hyperadapt.methods.continual.LEARNERS``
+names them (importing this package imports ``methods/switch``, which adds ``switchcit`` there).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hyperadapt.methods.baselines import (
 )
 from hyperadapt.methods.baselines.meta import MetaICLConfig, ReptileConfig, load_meta, train_metaicl, train_reptile
 from hyperadapt.methods.megan import MeganConfig, load_megan, train_megan
+from hyperadapt.methods.switch import load_switch
 from hyperadapt.methods.tagi import TagiConfig, load_tagi, train_tagi
 from hyperadapt.methods.tagi.hypter import HypterConfig, load_hypter, train_hypter
 
@@ -67,8 +69,6 @@ def load_run(run_dir: str | Path, model_and_tokenizer=None):
     if method in LOADABLE:
         return LOADABLE[method](run_dir, model_and_tokenizer)
     if method == "switchcit":
-        from hyperadapt.methods.switch import load_switch
-
         return load_switch(run_dir, model_and_tokenizer)
     raise ValueError(f"{run_dir} is a {method!r} run, which cannot be loaded for evaluation: loadable runs are "
                      f"{', '.join([*LOADABLE, 'switchcit'])}")

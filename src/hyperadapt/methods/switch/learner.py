@@ -1,7 +1,8 @@
 """SwitchCIT: one frozen LoRA per task and a switch network that routes every input to its task's adapter
 (Wu et al. 2024), with a calibrated reject option; plus the entry points the CLI calls.
 
-``run_stream(cfg, run_dir)`` runs a whole stream (SwitchCIT or a baseline), resumable after any task;
+``SwitchLearner`` registers itself as ``switchcit`` among the continual learners, so the continual runner
+runs it: ``run_stream(cfg, run_dir, "switchcit")`` (``hyperadapt.methods.continual``).
 ``add_task(run_dir, train, test)`` adds one more task to a finished run without touching earlier adapters;
 ``load_switch(run_dir)`` is the harness method; ``generate(run_dir, inputs)`` routes and answers.
 """
@@ -27,7 +28,17 @@ from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.evaluation.metrics import auroc
 from hyperadapt.io import load_json, safe_name, save_json, write_dir_atomic
-from hyperadapt.methods.baselines.continual import BASELINES
+from hyperadapt.methods.continual.learners import PerTaskLearner, learner_class, register_learner
+from hyperadapt.methods.continual.runner import (
+    STATE,
+    check_run_dir,
+    ensure_zero_shot,
+    run_stage,
+    save_state,
+    write_results,
+)
+from hyperadapt.methods.continual.store import AdapterStore, folder_bytes
+from hyperadapt.methods.continual.stream import AnswerCache, StreamContext, StreamTask, make_context, test_queries
 from hyperadapt.methods.switch.config import SwitchConfig
 from hyperadapt.methods.switch.router import (
     FEATURES,
@@ -38,33 +49,38 @@ from hyperadapt.methods.switch.router import (
     make_router_encoder,
     train_router,
 )
-from hyperadapt.methods.switch.runner import (
-    STATE,
-    check_run_dir,
-    ensure_zero_shot,
-    run_learner,
-    run_stage,
-    save_state,
-    write_results,
-)
-from hyperadapt.methods.switch.stream import (
-    AdapterStore,
-    AnswerCache,
-    PerTaskLearner,
-    StreamContext,
-    StreamTask,
-    calibration_source,
-    folder_bytes,
-    make_context,
-    query_text,
-    router_texts,
-    task_record,
-    test_queries,
-)
 
 METHOD = "switchcit"
 
 
+def router_texts(task: Task, setting: str, seed: int) -> list[str]:
+    """The user text of every instance (instruction drawn among the task's wordings): what the switch reads."""
+    rng = torch.Generator().manual_seed(seed)
+    wordings = task.instructions
+    picks = torch.randint(len(wordings), (len(task.instances),), generator=rng).tolist()
+    return [user_message(wordings[p], i.input, setting, task.positive_examples)
+            for p, i in zip(picks, task.instances, strict=True)]
+
+
+def query_text(query: Query, setting: str) -> str:
+    """The user text of an evaluation query (what the switch reads)."""
+    return user_message(query.task.instruction, query.instance.input, setting, query.task.positive_examples)
+
+
+def calibration_source(cfg: SwitchConfig, task: StreamTask) -> str:
+    """Where the switch's reject threshold takes ``task``'s calibration inputs from: ``dev`` (its dev split)
+    or ``train`` (inputs held out of its training data), per ``router.calibrate_on`` (``auto``: dev when the
+    task has a dev split, else train). Raises ``ValueError`` when ``dev`` is asked and the task has none."""
+    has_dev = task.dev is not None and bool(task.dev.instances)
+    if cfg.router.calibrate_on == "dev" and not has_dev:
+        raise ValueError(f"router.calibrate_on is 'dev' but task {task.name!r} has no dev split: use 'auto' "
+                         "(its training inputs then calibrate) or 'train'")
+    if cfg.router.calibrate_on == "auto":
+        return "dev" if has_dev else "train"
+    return cfg.router.calibrate_on
+
+
+@register_learner
 class SwitchLearner(PerTaskLearner):
     """SwitchCIT (Wu et al. 2024): per-task adapters plus a switch retrained on a retention buffer after each task."""
 
@@ -174,37 +190,8 @@ def _rate(flags: list[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
 
-LEARNERS = {METHOD: SwitchLearner, **BASELINES}
-METHODS = tuple(LEARNERS)
-PER_TASK = (METHOD, "oracle")  # learners whose adapters are one fresh LoRA per task, trained alike
-
-
-def make_learner(method: str, ctx: StreamContext):
-    if method not in LEARNERS:
-        raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
-    return LEARNERS[method](ctx)
-
-
 # ---------------------------------------------------------------------------------------------------------
-# Entry points
-
-
-def run_stream(
-    cfg: SwitchConfig, run_dir: str | Path, resume: bool = True, method: str = METHOD,
-    model_and_tokenizer=None, stop_after: int | None = None, seed_from: str | Path | None = None,
-) -> dict:
-    """Run ``method`` over the stream of ``cfg`` into ``run_dir``; returns ``results.json``'s content.
-
-    Resumable after any task (and inside a task, from the training checkpoints). ``stop_after`` stops
-    after that many tasks (for tests and budgets); rerun to continue. ``seed_from``: a finished run of the
-    same stream whose base-model answers a fresh run reuses; between SwitchCIT and the oracle (the same
-    per-task adapters) also its adapters and their answers, so the two differ only in routing.
-    """
-    if method not in LEARNERS:
-        raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(METHODS)}")
-    ctx = make_context(cfg, run_dir, model_and_tokenizer)
-    seed = Path(seed_from) if seed_from is not None else None
-    return run_learner(make_learner(method, ctx), ctx, resume, stop_after, seed, PER_TASK)
+# Adding a task to a finished run
 
 
 def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[dict, StreamContext]:
@@ -241,7 +228,7 @@ def add_task(
                          "resume it with run_stream first")
     _save_added(Path(run_dir), run, train, test)
     _, ctx = load_run_context(run_dir, model_and_tokenizer)
-    learner = make_learner(run["method"], ctx)
+    learner = learner_class(run["method"])(ctx)
     cache = AnswerCache(ctx.run_dir / "answers.json")
     queries = test_queries(ctx)
     ensure_zero_shot(ctx, state, queries, cache)
@@ -268,6 +255,16 @@ def _split_new_task(train: Task, test: Task | None) -> tuple[Task, Task]:
 def added_folder(run_dir: Path, name: str) -> Path:
     """``added/<name>/`` of a run, with ``name`` mapped to a safe folder name (``run.json`` keeps the real one)."""
     return Path(run_dir) / "added" / safe_name(name, "task name")
+
+
+def task_record(task: Task) -> dict:
+    """``task`` in the Super-NaturalInstructions schema (read back by ``load_task_file``)."""
+    return {
+        "Definition": task.instructions,
+        "Categories": task.categories,
+        "Positive Examples": [{"input": e.input, "output": e.output} for e in task.positive_examples],
+        "Instances": [{"id": i.id, "input": i.input, "output": list(i.outputs)} for i in task.instances],
+    }
 
 
 def _save_added(run_dir: Path, run: dict, train: Task, test: Task) -> None:

@@ -1,5 +1,5 @@
-"""The machinery every continual method shares: the task stream, per-task adapter files, LoRA training on
-the one training loop, and evaluation through an adapter bank with an answer cache.
+"""The machinery every continual method shares: the task stream, LoRA training on the one training loop,
+and evaluation through an adapter bank with an answer cache (the adapter files: ``store.py``).
 
 A run directory holds ``run.json`` (``kind: continual``), ``state.json`` (progress, rows of the accuracy
 matrix), ``adapters/NNN-<task>/`` (one PEFT LoRA folder per task, never rewritten, with ``task.json``),
@@ -16,7 +16,6 @@ import logging
 import shutil
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +24,19 @@ from torch import Tensor
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from hyperadapt.core import BASE, AdapterBank, LoraConditioning, conditioned, export_peft, inject, load_peft
+from hyperadapt.core import BASE, AdapterBank, LoraConditioning, conditioned, inject
 from hyperadapt.data import load_tasks, parse_spec
 from hyperadapt.data.loaders import load_cl_stream
-from hyperadapt.data.prompts import Encoded, TruncationStats, encode_tasks, user_message
+from hyperadapt.data.prompts import Encoded, TruncationStats, encode_tasks
 from hyperadapt.data.schema import Task
 from hyperadapt.data.synthetic import synthetic_stream
 from hyperadapt.evaluation.harness import EvalConfig, Query, answer, make_queries, prompt_budget
 from hyperadapt.evaluation.metrics import score_predictions
-from hyperadapt.io import atomic_write_text, load_json, safe_name, save_json, write_dir_atomic
-from hyperadapt.methods.switch.config import SwitchConfig
+from hyperadapt.io import atomic_write_text, load_json
+from hyperadapt.methods.continual.config import ContinualConfig
 from hyperadapt.training import Trainer, pad_batch
 
 RUN_KIND = "continual"
-MANIFEST = "manifest.json"
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +52,7 @@ class StreamTask:
     dev: Task | None = None
 
 
-def load_stream(cfg: SwitchConfig) -> list[StreamTask]:
+def load_stream(cfg: ContinualConfig) -> list[StreamTask]:
     """The tasks of ``cfg.stream`` in order (training instances cut to ``cfg.limit_train``)."""
     kind, arg = parse_spec(cfg.stream)
     if kind == "synthetic":
@@ -65,22 +63,9 @@ def load_stream(cfg: SwitchConfig) -> list[StreamTask]:
     return [StreamTask(n, stream.train[n].head(cfg.limit_train), stream.test[n], stream.dev[n]) for n in stream.names]
 
 
-def calibration_source(cfg: SwitchConfig, task: StreamTask) -> str:
-    """Where the switch's reject threshold takes ``task``'s calibration inputs from: ``dev`` (its dev split)
-    or ``train`` (inputs held out of its training data), per ``router.calibrate_on`` (``auto``: dev when the
-    task has a dev split, else train). Raises ``ValueError`` when ``dev`` is asked and the task has none."""
-    has_dev = task.dev is not None and bool(task.dev.instances)
-    if cfg.router.calibrate_on == "dev" and not has_dev:
-        raise ValueError(f"router.calibrate_on is 'dev' but task {task.name!r} has no dev split: use 'auto' "
-                         "(its training inputs then calibrate) or 'train'")
-    if cfg.router.calibrate_on == "auto":
-        return "dev" if has_dev else "train"
-    return cfg.router.calibrate_on
-
-
-def load_unseen(cfg: SwitchConfig, stream: Collection[str] = ()) -> list[Task]:
-    """Tasks the switch never sees (``cfg.unseen``, less any task named in ``stream``), to measure the reject
-    option on."""
+def load_unseen(cfg: ContinualConfig, stream: Collection[str] = ()) -> list[Task]:
+    """Tasks the stream never has (``cfg.unseen``, less any task named in ``stream``): SwitchCIT measures its
+    reject option on them."""
     spec = cfg.unseen
     if spec == "auto":
         spec = "synthetic@unseen" if cfg.stream.startswith("synthetic") else ""
@@ -95,36 +80,6 @@ def load_unseen(cfg: SwitchConfig, stream: Collection[str] = ()) -> list[Task]:
     return [t for t in tasks if t.name not in stream]
 
 
-def data_hash(task: Task) -> str:
-    """SHA-256 of a task's instruction and instances: what its adapter was trained on."""
-    payload = [task.instruction, *[(i.id, i.input, list(i.outputs)) for i in task.instances]]
-    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
-
-
-def task_record(task: Task) -> dict:
-    """``task`` in the Super-NaturalInstructions schema (read back by ``load_task_file``)."""
-    return {
-        "Definition": task.instructions,
-        "Categories": task.categories,
-        "Positive Examples": [{"input": e.input, "output": e.output} for e in task.positive_examples],
-        "Instances": [{"id": i.id, "input": i.input, "output": list(i.outputs)} for i in task.instances],
-    }
-
-
-def router_texts(task: Task, setting: str, seed: int) -> list[str]:
-    """The user text of every instance (instruction drawn among the task's wordings): what the switch reads."""
-    rng = torch.Generator().manual_seed(seed)
-    wordings = task.instructions
-    picks = torch.randint(len(wordings), (len(task.instances),), generator=rng).tolist()
-    return [user_message(wordings[p], i.input, setting, task.positive_examples)
-            for p, i in zip(picks, task.instances, strict=True)]
-
-
-def query_text(query: Query, setting: str) -> str:
-    """The user text of an evaluation query (what the switch reads)."""
-    return user_message(query.task.instruction, query.instance.input, setting, query.task.positive_examples)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Context: everything a learner needs
 
@@ -133,7 +88,7 @@ def query_text(query: Query, setting: str) -> str:
 class StreamContext:
     """The frozen model (wrapped for per-example LoRA), the stream, and the run directory."""
 
-    cfg: SwitchConfig
+    cfg: ContinualConfig
     run_dir: Path
     model: PreTrainedModel
     tokenizer: Tokenizer
@@ -161,7 +116,7 @@ class StreamContext:
         return AdapterBank.for_model(self.model, 1, rank or spec.rank, spec.target_modules, alpha or spec.alpha)
 
 
-def make_context(cfg: SwitchConfig, run_dir: str | Path, model_and_tokenizer=None) -> StreamContext:
+def make_context(cfg: ContinualConfig, run_dir: str | Path, model_and_tokenizer=None) -> StreamContext:
     from hyperadapt.models import load_base_model
 
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
@@ -211,60 +166,6 @@ def bank_params(bank: AdapterBank) -> dict[str, torch.nn.Parameter]:
 def clear_checkpoints(folder: Path) -> None:
     """Drop a finished task's optimiser checkpoints (its adapter folder is the artefact)."""
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Adapter files: one PEFT folder per task, never rewritten
-
-
-class AdapterStore:
-    """``adapters/NNN-<task>/``: one PEFT LoRA folder per task, written once, plus ``manifest.json``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def folder(self, index: int, name: str) -> Path:
-        return self.root / f"{index:03d}-{safe_name(name, 'task name')}"
-
-    def has(self, index: int, name: str) -> bool:
-        return (self.folder(index, name) / "adapter_model.safetensors").exists()
-
-    def write(self, index: int, task: Task, model: PreTrainedModel, lora: LoraConditioning) -> Path:
-        """Export ``lora`` for ``task`` once; refuse to overwrite an existing adapter."""
-        target = self.folder(index, task.name)
-        if self.has(index, task.name):
-            raise ValueError(f"adapter {target} already exists: adapters are never rewritten")
-        meta = {"index": index, "task": task.name, "instruction": task.instruction, "data_hash": data_hash(task),
-                "n_train": len(task.instances), "date": datetime.now(UTC).isoformat(timespec="seconds")}
-
-        def write(tmp: Path) -> None:
-            export_peft(model, lora, tmp)
-            (tmp / "task.json").write_text(json.dumps(meta, indent=2) + "\n")
-
-        write_dir_atomic(target, write)
-        self.write_manifest()
-        return target
-
-    def entries(self) -> list[dict]:
-        """The ``task.json`` of every adapter folder, in index order."""
-        found = sorted(self.root.glob("[0-9][0-9][0-9]-*/task.json"))
-        return [{**json.loads(p.read_text()), "path": p.parent.name, "bytes": folder_bytes(p.parent)} for p in found]
-
-    def write_manifest(self) -> None:
-        save_json({"adapters": self.entries()}, self.root / MANIFEST)
-
-    def load(self, index: int, name: str) -> LoraConditioning:
-        return load_peft(self.folder(index, name))
-
-    def bank(self, model: PreTrainedModel, names: Sequence[str]) -> AdapterBank:
-        """All adapters of ``names`` (in order) as one bank, for per-example routing."""
-        from hyperadapt.core import bank_from_peft
-
-        return bank_from_peft(model, [self.folder(i, n) for i, n in enumerate(names)])
-
-
-def folder_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -367,61 +268,3 @@ def test_queries(ctx: StreamContext) -> list[Query]:
     queries = make_queries(probe, tasks, ctx.cfg.setting, ctx.cfg.eval.limit, budget, stats)
     stats.warn("evaluation prompts of the stream")
     return queries
-
-
-# ---------------------------------------------------------------------------------------------------------
-# One frozen adapter per task (SwitchCIT's adapters; with the oracle task id, the switch's upper bound)
-
-
-def train_and_store(
-    ctx: StreamContext, store: AdapterStore, k: int, examples: list[Encoded], init: LoraConditioning | None = None
-) -> dict:
-    """Train task ``k``'s adapter on ``examples`` (from ``init``, else fresh) and export it, unless its
-    folder already exists (resume)."""
-    task = ctx.tasks[k]
-    if store.has(k, task.name):
-        return {"reused": True}
-    bank = ctx.new_bank(ctx.cfg.seed + k)
-    if init is not None:
-        bank.set_adapter(0, init)
-    folder = ctx.run_dir / "train" / f"{k:03d}-{safe_name(task.name, 'task name')}"
-    stats = fit_lora(ctx, examples, bank_params(bank), lambda: bank.adapter(0), folder, ctx.cfg.train.seed + k)
-    store.write(k, task.train, ctx.model, bank.adapter(0))
-    clear_checkpoints(folder)
-    return stats
-
-
-class PerTaskLearner:
-    """A fresh LoRA per task, trained when its task arrives and never touched again; routed by the true
-    task id (the oracle; ``SwitchLearner`` routes with the switch instead)."""
-
-    name = "oracle"
-    single_stage = False
-
-    def __init__(self, ctx: StreamContext) -> None:
-        self.ctx = ctx
-        self.store = AdapterStore(ctx.run_dir / "adapters")
-        self._bank: tuple[int, AdapterBank] | None = None
-
-    def learn(self, k: int) -> dict:
-        """Train task ``k``'s adapter and export it, unless its folder already exists (resume)."""
-        return train_and_store(self.ctx, self.store, k, self.ctx.encoded(k))
-
-    def bank(self, k: int) -> AdapterBank:
-        """Adapters 0..k as one bank (rebuilt only when a task was added)."""
-        if self._bank is None or self._bank[0] != k:
-            self._bank = (k, self.store.bank(self.ctx.model, self.ctx.names[: k + 1]))
-        return self._bank[1]
-
-    def routes(self, k: int, queries: list[Query]) -> tuple[list[int], dict]:
-        index = {n: i for i, n in enumerate(self.ctx.names[: k + 1])}
-        return [index.get(q.task.name, BASE) for q in queries], {}
-
-    def plan(self, k: int, queries: list[Query]) -> EvalPlan:
-        routes, stats = self.routes(k, queries)
-        names = self.ctx.names
-        keys: list[str | None] = ["base" if r == BASE else f"adapter:{names[r]}" for r in routes]
-        return EvalPlan(self.bank(k), routes, keys, stats)
-
-    def report(self) -> dict:
-        return {"storage": {"per_task_bytes": {e["task"]: e["bytes"] for e in self.store.entries()}}}

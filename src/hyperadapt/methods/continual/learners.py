@@ -1,35 +1,120 @@
-"""Continual-learning baselines for SwitchCIT, on the same stream runner and per-task budget.
+"""The continual learners, all on the one stream runner and the same per-task budget, and the table of
+them by name.
 
+- ``oracle``: a fresh LoRA per task, frozen once trained, routed by the true task id (SwitchCIT's adapters
+  with a perfect switch: the switch's upper bound);
 - ``sequential``: one LoRA finetuned on task after task (the forgetting SwitchCIT removes);
 - ``replay``: sequential, with a share (1 %) of every earlier task's training data mixed in (rehearsal);
 - ``olora``: a new LoRA per task kept orthogonal to the earlier ones, all summed (O-LoRA, Wang et al. 2023);
-- ``multitask``: one LoRA on all tasks at once, the budget of all tasks (the upper bound, one stage);
-- ``oracle``: SwitchCIT's per-task adapters routed by the true task id (the switch's upper bound).
+- ``multitask``: one LoRA on all tasks at once, the budget of all tasks (the upper bound, one stage).
+
+SwitchCIT (``methods/switch``) is the oracle's adapters routed by a learned switch; that package adds its
+learner to :data:`LEARNERS` with :func:`register_learner`.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from hyperadapt.core import AdapterBank, LoraConditioning
+from hyperadapt.core import BASE, AdapterBank, LoraConditioning
 from hyperadapt.data.prompts import Encoded
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import safe_name
-from hyperadapt.methods.switch.stream import (
-    AdapterStore,
-    EvalPlan,
-    PerTaskLearner,
-    StreamContext,
-    bank_params,
-    clear_checkpoints,
-    fit_lora,
-    train_and_store,
-)
+from hyperadapt.methods.continual.store import AdapterStore
+from hyperadapt.methods.continual.stream import EvalPlan, StreamContext, bank_params, clear_checkpoints, fit_lora
+
+
+class StreamLearner(Protocol):
+    """What the runner drives: ``learn(k)`` trains on task k and writes its files (idempotently, so a run
+    resumes), ``plan(k, queries)`` says how the learner answers after task k, ``report()`` adds to the
+    results."""
+
+    name: str
+    single_stage: bool  # True: one stage after the whole stream (the multi-task upper bound)
+    per_task_adapters: bool  # True: one fresh LoRA per task, which every such learner trains alike
+
+    def __init__(self, ctx: StreamContext) -> None: ...
+
+    def learn(self, k: int) -> dict: ...
+
+    def plan(self, k: int, queries: list[Query]) -> EvalPlan: ...
+
+    def report(self) -> dict: ...
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One frozen adapter per task (SwitchCIT's adapters; with the true task id, the oracle)
+
+
+def train_and_store(
+    ctx: StreamContext, store: AdapterStore, k: int, examples: list[Encoded], init: LoraConditioning | None = None
+) -> dict:
+    """Train task ``k``'s adapter on ``examples`` (from ``init``, else fresh) and export it, unless its
+    folder already exists (resume)."""
+    task = ctx.tasks[k]
+    if store.has(k, task.name):
+        return {"reused": True}
+    bank = ctx.new_bank(ctx.cfg.seed + k)
+    if init is not None:
+        bank.set_adapter(0, init)
+    folder = ctx.run_dir / "train" / f"{k:03d}-{safe_name(task.name, 'task name')}"
+    stats = fit_lora(ctx, examples, bank_params(bank), lambda: bank.adapter(0), folder, ctx.cfg.train.seed + k)
+    store.write(k, task.train, ctx.model, bank.adapter(0))
+    clear_checkpoints(folder)
+    return stats
+
+
+class LearnerBase:
+    """What every learner here has: the stream's context, the run's adapter store, and the storage report."""
+
+    name: str
+    single_stage = False
+    per_task_adapters = False
+
+    def __init__(self, ctx: StreamContext) -> None:
+        self.ctx = ctx
+        self.store = AdapterStore(ctx.run_dir / "adapters")
+
+    def report(self) -> dict:
+        return {"storage": {"per_task_bytes": {e["task"]: e["bytes"] for e in self.store.entries()}}}
+
+
+class PerTaskLearner(LearnerBase):
+    """A fresh LoRA per task, trained when its task arrives and never touched again; routed by the true
+    task id (the oracle; ``SwitchLearner`` routes with the switch instead)."""
+
+    name = "oracle"
+    per_task_adapters = True
+
+    def __init__(self, ctx: StreamContext) -> None:
+        super().__init__(ctx)
+        self._bank: tuple[int, AdapterBank] | None = None
+
+    def learn(self, k: int) -> dict:
+        """Train task ``k``'s adapter and export it, unless its folder already exists (resume)."""
+        return train_and_store(self.ctx, self.store, k, self.ctx.encoded(k))
+
+    def bank(self, k: int) -> AdapterBank:
+        """Adapters 0..k as one bank (rebuilt only when a task was added)."""
+        if self._bank is None or self._bank[0] != k:
+            self._bank = (k, self.store.bank(self.ctx.model, self.ctx.names[: k + 1]))
+        return self._bank[1]
+
+    def routes(self, k: int, queries: list[Query]) -> tuple[list[int], dict]:
+        index = {n: i for i, n in enumerate(self.ctx.names[: k + 1])}
+        return [index.get(q.task.name, BASE) for q in queries], {}
+
+    def plan(self, k: int, queries: list[Query]) -> EvalPlan:
+        routes, stats = self.routes(k, queries)
+        names = self.ctx.names
+        keys: list[str | None] = ["base" if r == BASE else f"adapter:{names[r]}" for r in routes]
+        return EvalPlan(self.bank(k), routes, keys, stats)
 
 
 def bank_of(lora: LoraConditioning, model: torch.nn.Module) -> AdapterBank:
@@ -51,15 +136,10 @@ def concat(loras: list[LoraConditioning]) -> LoraConditioning:
     return LoraConditioning(factors, 1.0)
 
 
-class SequentialLearner:
+class SequentialLearner(LearnerBase):
     """One LoRA finetuned on each task in turn (sequential finetuning); a snapshot is kept after each task."""
 
     name = "sequential"
-    single_stage = False
-
-    def __init__(self, ctx: StreamContext) -> None:
-        self.ctx = ctx
-        self.store = AdapterStore(ctx.run_dir / "adapters")
 
     def examples(self, k: int) -> list[Encoded]:
         return self.ctx.encoded(k)
@@ -73,9 +153,6 @@ class SequentialLearner:
 
     def plan(self, k: int, queries: list[Query]) -> EvalPlan:
         return EvalPlan(bank_of(self.current(k), self.ctx.model), [0] * len(queries), [None] * len(queries))
-
-    def report(self) -> dict:
-        return {"storage": {"per_task_bytes": {e["task"]: e["bytes"] for e in self.store.entries()}}}
 
 
 class ReplayLearner(SequentialLearner):
@@ -159,10 +236,27 @@ class MultitaskLearner(SequentialLearner):
         return self.store.load(0, "all-tasks")
 
 
-BASELINES = {
+# ---------------------------------------------------------------------------------------------------------
+# The learners by name: what run_stream(method=...) takes and run.json's "method" records
+
+LEARNERS: dict[str, type[StreamLearner]] = {
     "sequential": SequentialLearner,
     "replay": ReplayLearner,
     "olora": OLoraLearner,
     "multitask": MultitaskLearner,
     "oracle": PerTaskLearner,
-}
+}  # and "switchcit": methods/switch registers it (importing hyperadapt.methods imports that package)
+
+
+def register_learner(cls: type[StreamLearner]) -> type[StreamLearner]:
+    """Add a learner class to :data:`LEARNERS` under its ``name`` (a class decorator for the method packages
+    that build on this one)."""
+    LEARNERS[cls.name] = cls
+    return cls
+
+
+def learner_class(method: str) -> type[StreamLearner]:
+    """The learner class of continual method ``method`` (a ``ValueError`` naming the known ones otherwise)."""
+    if method not in LEARNERS:
+        raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(LEARNERS)}")
+    return LEARNERS[method]

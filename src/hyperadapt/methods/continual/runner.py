@@ -1,8 +1,9 @@
 """The one stream runner: train on task 1, judge every task, train on task 2, ... resumable after any task.
 
-Every continual method (SwitchCIT and the baselines) is a learner with ``learn(k)`` (train on task k and
-write its files, idempotently) and ``plan(k, queries)`` (how it answers after task k); the runner fills
-the accuracy matrix a[j][i] (score on task i after training through task j) and writes the report.
+Every continual method (SwitchCIT and the baselines) is a learner (``learners.py``) with ``learn(k)``
+(train on task k and write its files, idempotently) and ``plan(k, queries)`` (how it answers after task
+k); the runner fills the accuracy matrix a[j][i] (score on task i after training through task j) and
+writes the report. ``run_stream(cfg, run_dir, method)`` is the entry point.
 """
 
 from __future__ import annotations
@@ -12,36 +13,27 @@ import shutil
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import Protocol
 
 from hyperadapt.config import to_dict, upgrade_saved
 from hyperadapt.core import BASE
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.evaluation.metrics import continual_metrics
 from hyperadapt.io import load_json, save_json
-from hyperadapt.methods.switch.stream import (
+from hyperadapt.methods.continual.config import ContinualConfig
+from hyperadapt.methods.continual.learners import LEARNERS, StreamLearner, learner_class
+from hyperadapt.methods.continual.stream import (
     RUN_KIND,
     AnswerCache,
     EvalPlan,
     StreamContext,
     answer_plan,
+    make_context,
     score_tasks,
     test_queries,
 )
 
 STATE = "state.json"
 RESULTS = "results.json"
-
-
-class StreamLearner(Protocol):
-    name: str
-    single_stage: bool  # True: one stage after the whole stream (the multi-task upper bound)
-
-    def learn(self, k: int) -> dict: ...
-
-    def plan(self, k: int, queries: list[Query]) -> EvalPlan: ...
-
-    def report(self) -> dict: ...
 
 
 def check_run_dir(run_dir: str | Path) -> dict:
@@ -139,6 +131,25 @@ def run_learner(
         if stop_after is not None and k + 1 >= stop_after and k != stages[-1]:
             return state
     return write_results(ctx, learner, state)
+
+
+def run_stream(
+    cfg: ContinualConfig, run_dir: str | Path, method: str, resume: bool = True, model_and_tokenizer=None,
+    stop_after: int | None = None, seed_from: str | Path | None = None,
+) -> dict:
+    """Run continual method ``method`` (a name in ``LEARNERS``) over the stream of ``cfg`` into ``run_dir``;
+    returns ``results.json``'s content.
+
+    Resumable after any task (and inside a task, from the training checkpoints). ``stop_after`` stops
+    after that many tasks (for tests and budgets); rerun to continue. ``seed_from``: a finished run of the
+    same stream whose base-model answers a fresh run reuses; between learners with the same per-task
+    adapters (SwitchCIT and the oracle) also its adapters and their answers, so the two differ only in routing.
+    """
+    learner = learner_class(method)
+    ctx = make_context(cfg, run_dir, model_and_tokenizer)
+    seed = Path(seed_from) if seed_from is not None else None
+    per_task = [name for name, cls in LEARNERS.items() if cls.per_task_adapters]
+    return run_learner(learner(ctx), ctx, resume, stop_after, seed, per_task)
 
 
 def ensure_zero_shot(ctx: StreamContext, state: dict, queries: list[Query], cache: AnswerCache) -> None:
