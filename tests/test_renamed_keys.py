@@ -14,8 +14,8 @@ from hyperadapt.config import from_dict, load_config, to_dict
 from hyperadapt.methods import load_run
 from hyperadapt.methods.baselines.meta import MetaICLConfig, ReptileConfig
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig
-from hyperadapt.methods.switch import SwitchConfig
 from hyperadapt.methods.continual.runner import config_differences
+from hyperadapt.methods.switch import SwitchConfig
 from hyperadapt.methods.tagi import HypernetConfig, TagiConfig
 from hyperadapt.methods.tagi.hypter import HypterConfig, train_hypter
 from hyperadapt.runs import RunDir, changed_keys, flatten
