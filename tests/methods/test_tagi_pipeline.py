@@ -139,7 +139,7 @@ def test_per_example_conditioning_shares_one_adapter_per_instruction(jsonl_data,
 def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="encoder must be one of"):
         TagiConfig(encoder="bert")
-    with pytest.raises(ValueError, match="unsupported target modules"):
+    with pytest.raises(ValueError, match="unsupported target_modules"):
         TagiConfig(target_modules=["lm_head"])
     with pytest.raises(ValueError, match="'def' or 'def2pos'"):
         TagiConfig(setting="none")

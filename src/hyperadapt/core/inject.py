@@ -21,13 +21,17 @@ ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 LINEAR_MODULES = ATTENTION_MODULES + SWIGLU_MODULES
 
 
-def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
-    """Validate module type names (``q_proj``, ``v_proj``, ...): only the Llama-family linears are allowed."""
+def check_targets(targets: Sequence[str], key: str = "target modules", required: bool = False) -> tuple[str, ...]:
+    """Validate module type names (``q_proj``, ``v_proj``, ...): only the Llama-family linears are allowed.
+
+    The one check of every config's LoRA targets; ``key`` names the setting in the error, and ``required``
+    refuses an empty list. Raises ``ValueError`` naming the unsupported names.
+    """
     if isinstance(targets, str):
         targets = (targets,)
     bad = [t for t in targets if t not in LINEAR_MODULES]
-    if bad:
-        raise ValueError(f"unsupported target modules {bad}: choose from {LINEAR_MODULES}")
+    if bad or (required and not targets):
+        raise ValueError(f"unsupported {key} {bad or '[]'}: choose from {list(LINEAR_MODULES)}, e.g. [q_proj, v_proj]")
     return tuple(targets)
 
 

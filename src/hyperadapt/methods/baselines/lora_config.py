@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hyperadapt.core.inject import LINEAR_MODULES
+from hyperadapt.core.inject import LINEAR_MODULES, check_targets
 from hyperadapt.data.prompts import check_setting
 from hyperadapt.training import TrainConfig
 
@@ -33,8 +33,4 @@ class LoraTrainingConfig:
         check_setting(self.setting)
         if self.rank < 1:
             raise ValueError(f"rank must be at least 1, got {self.rank}")
-        unknown = set(self.target_modules) - set(LINEAR_MODULES)
-        if unknown or not self.target_modules:
-            raise ValueError(
-                f"target_modules {sorted(unknown) or '[]'} not supported: choose from {list(LINEAR_MODULES)}"
-            )
+        check_targets(self.target_modules, "target_modules", required=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hyperadapt.core.inject import LINEAR_MODULES
+from hyperadapt.core.inject import LINEAR_MODULES, check_targets
 from hyperadapt.data import parse_spec
 from hyperadapt.data.prompts import check_setting
 from hyperadapt.training import TrainConfig
@@ -30,9 +30,7 @@ class LoraSpec:
     def __post_init__(self) -> None:
         if self.rank < 1 or self.alpha <= 0:
             raise ValueError(f"lora.rank must be >= 1 and lora.alpha > 0, got {self.rank} and {self.alpha}")
-        bad = [t for t in self.target_modules if t not in LINEAR_MODULES]
-        if bad or not self.target_modules:
-            raise ValueError(f"lora.target_modules {bad or '[]'} not supported: choose from {list(LINEAR_MODULES)}")
+        check_targets(self.target_modules, "lora.target_modules", required=True)
 
 
 @dataclass

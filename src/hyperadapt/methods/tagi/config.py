@@ -153,9 +153,7 @@ class TagiConfig:
             raise ValueError(f"rank must be >= 1 and alpha > 0, got {self.rank}, {self.alpha}")
         if self.max_instruction_tokens < 1:
             raise ValueError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
-        if not self.target_modules:
-            raise ValueError("target_modules must name at least one module type, e.g. [q_proj, v_proj]")
-        self.target_modules = list(check_targets(self.target_modules))
+        self.target_modules = list(check_targets(self.target_modules, "target_modules", required=True))
 
     @property
     def scale(self) -> float:
