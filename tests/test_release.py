@@ -71,3 +71,23 @@ def test_release_refuses_what_it_cannot_release(tmp_path, tagi_run):
     with pytest.raises(FileNotFoundError, match="no final hypernetwork"):
         release_checkpoint(tmp_path / "unfinished", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_default_card_records_budget_and_the_runs_scores_and_old_keys_are_renamed(tagi_run, tmp_path):
+    run = json.loads((tagi_run / "run.json").read_text())
+    cfg = run["config"]
+    cfg["targets"] = cfg.pop("target_modules")  # as a run saved before the rename
+    (tagi_run / "run.json").write_text(json.dumps(run))
+    (tagi_run / "eval").mkdir()
+    (tagi_run / "eval" / "sni-test-def.json").write_text(json.dumps(
+        {"data": "sni:x", "split": "test", "setting": "def", "mean": {"rougeL": 41.25, "em": 12.5, "n": 8}}))
+    ckpt = release_checkpoint(tagi_run, tmp_path / "ckpt")
+    card = (ckpt / "README.md").read_text()
+    teachers = cfg["teachers"]["train"]["steps"] * cfg["teachers"]["train"]["batch_size"]
+    stage2 = cfg["train"]["steps"] * cfg["train"]["batch_size"]
+    assert f"= {teachers:,} examples" in card and f"= {stage2:,} examples" in card
+    assert f"total: {teachers + stage2:,} training examples" in card and "stage 1" not in card  # pretrain off
+    assert "| `sni:x` | test | def | 8 | 41.25 | 12.50 |" in card
+    released = json.loads((ckpt / "run.json").read_text())["config"]
+    assert "targets" not in released and released["target_modules"] == cfg["targets"]
+    assert load_tagi(ckpt, model_and_tokenizer=tiny_model()).hypernet is not None

@@ -56,22 +56,78 @@ def release_checkpoint(run_dir: str | Path, out: str | Path, card: str | None = 
                 save_file(tensors, tmp / folder / path.name, metadata={"dtype": dtype})
             elif path.is_file():
                 shutil.copy2(path, tmp / folder / path.name)
-        released = {**run, "released_from": str(run_dir), "dtype": dtype}
+        released = {**run, "config": current_config(method, run.get("config", {})), "released_from": str(run_dir),
+                    "dtype": dtype}
         (tmp / "run.json").write_text(json.dumps(released, indent=1) + "\n")
-        (tmp / "README.md").write_text(card if card is not None else default_card(run))
+        (tmp / "README.md").write_text(card if card is not None else default_card(released, run_evals(run_dir)))
 
     return write_dir_atomic(out, write)
 
 
-def default_card(run: dict) -> str:
-    """A model card skeleton from a run's record: method, base model, data and the full config."""
+def current_config(method: str, config: dict) -> dict:
+    """``config`` as this version writes it: old key names renamed (``config.RENAMED_KEYS``), defaults filled."""
+    from hyperadapt.config import from_dict, to_dict
+    from hyperadapt.methods import TRAINABLE
+
+    return to_dict(from_dict(TRAINABLE[method][0], config))
+
+
+def run_evals(run_dir: Path) -> list[dict]:
+    """The evaluations saved in ``run_dir/eval/`` (``hyperadapt eval --run``), oldest first."""
+    folder = run_dir / "eval"
+    found = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            res = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(res, dict) and isinstance(res.get("mean"), dict):
+            found.append(res)
+    return found
+
+
+def budget_lines(cfg: dict) -> list[str]:
+    """One line per training stage of ``cfg``: steps × batch (× accumulation) = training examples."""
+    stages = [("stage 2" if "teachers" in cfg else "training", cfg.get("train"))]
+    if "teachers" in cfg and not (cfg["teachers"] or {}).get("path"):
+        stages.insert(0, ("teachers", cfg["teachers"].get("train")))
+    if (cfg.get("pretrain") or {}).get("enabled") and not cfg["pretrain"].get("path"):
+        stages.insert(-1, ("stage 1", cfg["pretrain"].get("train")))
+    lines, total = [], 0
+    for name, train in stages:
+        if not isinstance(train, dict):
+            continue
+        n = train.get("steps", 0) * train.get("batch_size", 0) * train.get("grad_accum", 1)
+        total += n
+        lines.append(f"- {name}: {train.get('steps')} steps × batch {train.get('batch_size')} × accumulation "
+                     f"{train.get('grad_accum', 1)} = {n:,} examples (lr {train.get('lr')}, max length "
+                     f"{train.get('max_length')})")
+    return [*lines, f"- total: {total:,} training examples"]
+
+
+def default_card(run: dict, evals: list[dict] | None = None) -> str:
+    """A model card from a run's record: method, base model, data, the budget per stage, the scores found in
+    the run's ``eval/`` folder, the library versions and the full config. The exact command and the known
+    weaknesses are for the author to add (``--card``)."""
     cfg = run.get("config", {})
-    return (
-        f"# {run.get('method')} hypernetwork for {cfg.get('model', '?')}\n\n"
-        f"Trained on `{cfg.get('data', '?')}` (split `{cfg.get('split', '?')}`). Fill in: the exact command, the "
-        "budget, the measured scores and the known weaknesses.\n\n"
-        "```json\n" + json.dumps(cfg, indent=1) + "\n```\n"
-    )
+    lines = [f"# {run.get('method')} hypernetwork for {cfg.get('model', '?')}", "",
+             f"Trained on `{cfg.get('data', '?')}` (split `{cfg.get('split', '?')}`, setting "
+             f"`{cfg.get('setting', '?')}`), seed {(cfg.get('train') or {}).get('seed', '?')}.", "",
+             "## Budget", "", *budget_lines(cfg), "", "## Scores", ""]
+    if evals:
+        lines += ["| data | split | setting | answers | ROUGE-L | EM |", "|---|---|---|---|---|---|"]
+        for res in evals:
+            mean = res["mean"]
+            lines.append(f"| `{res.get('data', '?')}` | {res.get('split', '?')} | {res.get('setting', '?')} | "
+                         f"{mean.get('n', '?')} | {mean.get('rougeL', float('nan')):.2f} | "
+                         f"{mean.get('em', float('nan')):.2f} |")
+    else:
+        lines.append("No evaluation in the run's `eval/` folder (`hyperadapt eval --run RUN ...` writes one).")
+    lines += ["", "Not recorded here: the exact command and the known weaknesses (ship them with `--card`).", ""]
+    if run.get("versions"):
+        lines += ["## Versions", "", "```json", json.dumps(run["versions"], indent=1), "```", ""]
+    lines += ["## Config", "", "```json", json.dumps(cfg, indent=1), "```", ""]
+    return "\n".join(lines)
 
 
 def checkpoint_bytes(path: str | Path) -> int:
