@@ -97,3 +97,19 @@ def test_bench_passes_options_and_help_to_the_benchmark_and_python_m_runs_it_too
     run = subprocess.run([sys.executable, "-m", "hyperadapt.benchmarks.truncation", "--help"],
                          capture_output=True, text=True, check=True)
     assert "usage: hyperadapt bench truncation" in run.stdout
+
+
+def test_tagi_efficiency_spreads_answers_over_tasks_within_the_prompt_budget():
+    from hyperadapt.evaluation.harness import EvalConfig, PromptMethod
+    from hyperadapt.testing import tiny_model
+
+    tasks = load_tasks("synthetic", "unseen")
+    chosen = tagi.spread(tasks, 15)
+    assert [len(t.instances) for t in chosen] == [2] * 5 + [1] * 5  # round-robin over the 10 tasks
+    assert all(c.instances == t.instances[: len(c.instances)] for c, t in zip(chosen, tasks, strict=False))
+    model, tok = tiny_model()
+    pair = {"a": PromptMethod("a", model, tok), "b": PromptMethod("b", model, tok, setting="none")}
+    out = tagi.efficiency(pair, tasks, 6, EvalConfig(max_new_tokens=2, max_prompt_tokens=48))
+    assert out["tasks"] == 6 and out["instances"] == 6
+    assert out["a"]["flops"] > out["b"]["flops"] > 0  # the instruction in the prompt costs
+    assert out["a"]["prompt_tokens"] <= 6 * 48 and out["ratio"]["of"] == ["a", "b"]

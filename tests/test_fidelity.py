@@ -350,3 +350,27 @@ def test_an_interrupted_evaluation_resumes_from_its_answer_log(jsonl_data, tmp_p
     with pytest.raises(ValueError, match="answers of another method or setting"):
         evaluate(PromptMethod("zero-shot", model, tok), tasks, EvalConfig(max_new_tokens=5), answers_path=log_path)
     assert isinstance(AnswerLog(tmp_path / "new.jsonl", "f").answers, dict)
+
+
+def test_answers_logged_before_a_config_key_rename_are_reused(tmp_path, jsonl_data):
+    from hyperadapt.data import load_tasks
+
+    model, tok = tiny_model()
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    cfg = EvalConfig(max_new_tokens=3, batch_size=4)
+    log_path = tmp_path / "answers.jsonl"
+    old = PromptMethod("m", model, tok, info={"rank": 8, "targets": ["q_proj"]})  # as an older version saved it
+    before = evaluate(old, tasks, cfg, answers_path=log_path)
+    calls = []
+
+    class Counting(PromptMethod):
+        def conditioning(self, queries):
+            calls.append(len(queries))
+            return contextlib.nullcontext()
+
+    renamed = Counting("m", model, tok, info={"rank": 8, "target_modules": ["q_proj"]})
+    after = evaluate(renamed, tasks, cfg, answers_path=log_path)
+    assert calls == [] and after["predictions"] == before["predictions"]
+    changed = PromptMethod("m", model, tok, info={"rank": 8, "target_modules": ["v_proj"]})
+    with pytest.raises(ValueError, match="answers of another method or setting"):
+        evaluate(changed, tasks, cfg, answers_path=log_path)

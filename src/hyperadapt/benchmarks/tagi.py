@@ -34,7 +34,7 @@ from hyperadapt.benchmarks.common import add_set_option, save, score
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
-from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries
+from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries, prompt_budget
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
 from hyperadapt.methods.tagi import TagiConfig, train_tagi
@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=20, help="instances per task to evaluate (0: all)")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--no-sensitivity", action="store_true")
+    p.add_argument("--no-eval", action="store_true",
+                   help="train or load the methods but skip their evaluations (e.g. for the efficiency rows alone)")
     p.add_argument("--efficiency-instances", type=int, default=100, help="0 skips the efficiency measurement")
     p.add_argument("--ablation-limit", type=int, default=None,
                    help="instances per task for the ablations (not TAGI without fusion, a main row) and the "
@@ -138,14 +140,25 @@ def train_method(name: str, cfg: TagiConfig, runs: Path, budget: str = "stage2")
     return train_tagi(variant, runs / name, model_and_tokenizer=fresh(cfg))
 
 
+def spread(tasks: list[Task], n: int) -> list[Task]:
+    """``n`` instances taken round-robin over ``tasks`` (first instances first), as tasks of those instances."""
+    picked: dict[str, list] = {t.name: [] for t in tasks}
+    depth = 0
+    while sum(map(len, picked.values())) < n and depth < max(len(t.instances) for t in tasks):
+        for t in tasks:
+            if depth < len(t.instances) and sum(map(len, picked.values())) < n:
+                picked[t.name].append(t.instances[depth])
+        depth += 1
+    return [t.with_instances(picked[t.name]) for t in tasks if picked[t.name]]
+
+
 def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig) -> dict:
-    """Wall time and FLOPs to answer ``n`` instances of one task (its instances repeated if fewer)."""
-    task = max(tasks, key=lambda t: len(t.instances))
-    instances = (task.instances * (n // len(task.instances) + 1))[:n]
-    task = task.with_instances(instances)
-    out = {"task": task.name, "instances": n}
+    """Wall time and FLOPs to answer ``n`` instances spread over ``tasks`` (round-robin, so that the
+    instructions' lengths are the split's mix), prompts within ``ecfg.max_prompt_tokens`` as evaluated."""
+    chosen = spread(tasks, n)
+    out = {"tasks": len(chosen), "instances": sum(len(t.instances) for t in chosen)}
     for name, method in methods.items():
-        queries = make_queries(method, [task], method.setting, None)
+        queries = make_queries(method, chosen, method.setting, None, prompt_budget(method.model, ecfg, chosen))
         reset = getattr(method, "clear_cache", lambda: None)  # encoding + adapter generation count too
         reset()
         start = time.perf_counter()
@@ -188,12 +201,13 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         trained[name] = train_method(name, cfg, runs, args.budget)
         result["train_s"][name] = time.perf_counter() - t0
-        scored_on = small if name in ABLATIONS and name not in MAIN_ROWS else ecfg
-        result["results"][name] = score(trained[name], splits, scored_on, cfg.model, cfg.data, answers)
+        if not args.no_eval:
+            scored_on = small if name in ABLATIONS and name not in MAIN_ROWS else ecfg
+            result["results"][name] = score(trained[name], splits, scored_on, cfg.model, cfg.data, answers)
         save(result, args.out)
     if "tagi" in trained:
         result["hypernet_parameters"] = trained["tagi"].hypernet.parameter_count()
-    if not args.no_sensitivity:
+    if not args.no_sensitivity and not args.no_eval:
         result["sensitivity"] = {}
         for name in ("tagi", "tagi-no-fusion"):
             if name in trained:

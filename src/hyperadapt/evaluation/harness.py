@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from hyperadapt.config import RENAMED_KEYS
 from hyperadapt.data.prompts import TruncationStats, build_prompt, check_setting
 from hyperadapt.data.schema import Instance, Task
 from hyperadapt.evaluation.generate import generate_batch, option_logprobs
@@ -149,11 +150,13 @@ class AnswerLog:
     """Answers appended to a JSONL file as batches finish, so that an interrupted evaluation resumes.
 
     The first line holds a fingerprint of what produces the answers (method, its info, the evaluation
-    settings); a log written under another fingerprint is refused. Each later line is one answer keyed
-    by task, instance id and a hash of the prompt and the task's instruction.
+    settings); a log written under another fingerprint is refused (``fingerprint`` may list several that
+    are the same thing: the first is written, any is accepted). Each later line is one answer keyed by
+    task, instance id and a hash of the prompt and the task's instruction.
     """
 
-    def __init__(self, path: str | Path, fingerprint: str) -> None:
+    def __init__(self, path: str | Path, fingerprint: str | tuple[str, ...]) -> None:
+        accepted = (fingerprint,) if isinstance(fingerprint, str) else tuple(fingerprint)
         self.path = Path(path)
         self.answers: dict[str, str] = {}
         if self.path.exists() and self.path.stat().st_size:
@@ -162,7 +165,7 @@ class AnswerLog:
                 header = json.loads(lines[0])
             except json.JSONDecodeError as err:
                 raise ValueError(f"{self.path}: not an answer log ({err}); delete it to start over") from err
-            if header.get("fingerprint") != fingerprint:
+            if header.get("fingerprint") not in accepted:
                 raise ValueError(
                     f"{self.path} holds answers of another method or setting; delete it or choose another --out"
                 )
@@ -176,7 +179,7 @@ class AnswerLog:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("w", encoding="utf-8")
-            self._fh.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+            self._fh.write(json.dumps({"fingerprint": accepted[0]}) + "\n")
             self._fh.flush()
 
     @staticmethod
@@ -199,11 +202,24 @@ class AnswerLog:
         self._fh.close()
 
 
-def fingerprint(method: Method, cfg: EvalConfig, setting: str) -> str:
-    """A hash of what determines the answers: method name and info, setting and evaluation settings."""
+def fingerprint(method: Method, cfg: EvalConfig, setting: str) -> tuple[str, ...]:
+    """Hashes of what determines the answers: method name and info, setting and evaluation settings.
+
+    The first is this version's; the others hash the same with config keys under their old names
+    (``config.RENAMED_KEYS``), so that answers logged before a rename are still reused.
+    """
     what = {"method": method.name, "info": getattr(method, "info", {}), "setting": setting, "mode": cfg.mode,
             "max_new_tokens": cfg.max_new_tokens, "max_prompt_tokens": cfg.max_prompt_tokens}
-    return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+    old_names = {new: old for old, new in RENAMED_KEYS.items()}
+
+    def with_old_names(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {old_names.get(k, k): with_old_names(v) for k, v in value.items()}
+        return value
+
+    hashes = [hashlib.sha1(json.dumps(w, sort_keys=True, default=str).encode()).hexdigest()
+              for w in (what, with_old_names(what))]
+    return tuple(dict.fromkeys(hashes))
 
 
 def _batches(queries: list[Query], size: int) -> Iterator[list[Query]]:
