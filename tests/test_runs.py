@@ -190,3 +190,42 @@ def test_the_resume_hint_of_an_unfinished_run_works_as_written(jsonl_data, tiny_
     result = CliRunner().invoke(app, shlex.split(hint)[1:])
     assert result.exit_code == 0, result.output
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(jsonl_data, tiny_dir, tmp_path, monkeypatch):
+    from hyperadapt import methods
+
+    run = tmp_path / "run"
+
+    def interrupted(cfg, run_dir, resume=True):
+        train_multitask_lora(cfg, run_dir, resume=resume, stop_at=2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(methods.TRAINABLE, "multitask-lora", (MultiTaskLoraConfig, interrupted))
+    result = CliRunner().invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
+                                      f"data=jsonl:{jsonl_data}", "--set", "rank=2", "--set", "train.steps=3",
+                                      "--set", "train.save_every=1", "--out", str(run)])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("interrupted")]
+    assert len(lines) == 1
+    line = lines[0]
+    assert f"last checkpoint is {run / 'checkpoints' / 'step-0000002'}" in line
+    assert f"resume with `hyperadapt train multitask-lora --config {run / 'run.json'} --out {run}`" in line
+    assert not (run / ".lock").exists()
+
+
+def test_ctrl_c_during_continual_says_how_to_resume(tmp_path, monkeypatch):
+    import hyperadapt.methods.continual as continual
+
+    run = tmp_path / "run"
+
+    def interrupted(cfg, run_dir, resume=True, method="switchcit"):
+        run_dir.mkdir()
+        (run_dir / "run.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(continual, "run_stream", interrupted)
+    result = CliRunner().invoke(app, ["continual", "--method", "sequential", "--out", str(run)])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert result.stderr.strip() == (f"interrupted: no checkpoint had been written yet; resume with `hyperadapt "
+                                     f"continual --config {run / 'run.json'} --method sequential --out {run}`")

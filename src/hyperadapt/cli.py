@@ -248,6 +248,7 @@ def train(
     from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods import TRAINABLE
+    from hyperadapt.runs import resume_command
 
     no_stray_overrides(ctx.args)
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
@@ -256,8 +257,24 @@ def train(
     cfg_cls, train_fn = TRAINABLE[method]
     cfg = load_config(cfg_cls, config, set_ or [])
     run_dir = check_writable(out or Path("runs") / method, "--out")
-    train_fn(cfg, run_dir, resume=resume)
+    try:
+        train_fn(cfg, run_dir, resume=resume)
+    except KeyboardInterrupt:
+        raise _interrupted(run_dir, resume_command(method, run_dir)) from None
     console.print(f"trained {method} -> {run_dir}")
+
+
+def _interrupted(run_dir: Path, resume: str) -> typer.Exit:
+    """Say in one line where an interrupted (Ctrl-C) run stands and how to resume it; exit code 130."""
+    from hyperadapt.runs import newest_checkpoint
+
+    if not (run_dir / "run.json").exists():
+        err_console.print(f"interrupted before {run_dir} was started: nothing was saved")
+    else:
+        checkpoint = newest_checkpoint(run_dir)
+        where = f"the last checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been written yet"
+        err_console.print(f"interrupted: {where}; resume with `{resume}`")
+    return typer.Exit(code=130)
 
 
 @app.command(context_settings=TAKES_STRAY)
@@ -346,13 +363,17 @@ def continual(
     from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods.continual import learner_class, run_stream
+    from hyperadapt.methods.continual.runner import resume_command
     from hyperadapt.methods.switch import SwitchConfig
 
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
     learner_class(method)  # an unknown method is refused before anything is loaded
     cfg = load_config(SwitchConfig, config, set_ or [])  # one config for SwitchCIT and its baselines
     run_dir = check_writable(out or Path("runs") / "continual" / method, "--out")
-    result = run_stream(cfg, run_dir, resume=resume, method=method)
+    try:
+        result = run_stream(cfg, run_dir, resume=resume, method=method)
+    except KeyboardInterrupt:
+        raise _interrupted(run_dir, resume_command(run_dir, method)) from None
     metrics = result["metrics"]
     console.print(f"{method}: AP {_fmt(metrics['AP'])}, BWT {_fmt(metrics['BWT'])}, "
                   f"forgetting {_fmt(metrics['Forgetting'])} -> {run_dir}")

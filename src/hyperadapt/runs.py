@@ -224,6 +224,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The most recently written training checkpoint anywhere in a run (any stage's ``checkpoints/``), or None."""
+    from hyperadapt.training import latest_checkpoint
+
+    found = [c for d in Path(run_dir).rglob("checkpoints") if d.is_dir() and (c := latest_checkpoint(d.parent))]
+    return max(found, key=lambda c: (c / "state.json").stat().st_mtime, default=None)
+
+
+def resume_command(method: str, run_dir: str | Path) -> str:
+    """The command that resumes the ``train`` run ``run_dir`` with the config it was started with."""
+    return f"hyperadapt train {method} --config {Path(run_dir) / RUN_FILE} --out {run_dir}"
+
+
 def check_finished(path: str | Path, method: str) -> None:
     """Raise ``ValueError`` for a run that has not finished training, saying how to resume it (or that it is
     being trained now)."""
@@ -236,5 +249,5 @@ def check_finished(path: str | Path, method: str) -> None:
                              f"(pid {owner}); wait for it to finish")
         raise ValueError(
             f"{path} has not finished training (status {run.get('status')!r}): resume it with "
-            f"`hyperadapt train {method} --config {run_dir.run_file} --out {path}`"
+            f"`{resume_command(method, path)}`"
         )
