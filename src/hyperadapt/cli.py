@@ -248,7 +248,7 @@ def train(
     from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods import TRAINABLE
-    from hyperadapt.runs import resume_command
+    from hyperadapt.runs import train_resume_command
 
     no_stray_overrides(ctx.args)
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
@@ -260,7 +260,7 @@ def train(
     try:
         train_fn(cfg, run_dir, resume=resume)
     except KeyboardInterrupt:
-        raise _interrupted(run_dir, resume_command(method, run_dir)) from None
+        raise _interrupted(run_dir, train_resume_command(method, run_dir)) from None
     console.print(f"trained {method} -> {run_dir}")
 
 
@@ -363,7 +363,7 @@ def continual(
     from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods.continual import learner_class, run_stream
-    from hyperadapt.methods.continual.runner import resume_command
+    from hyperadapt.methods.continual.runner import continual_resume_command
     from hyperadapt.methods.switch import SwitchConfig
 
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
@@ -373,7 +373,7 @@ def continual(
     try:
         result = run_stream(cfg, run_dir, resume=resume, method=method)
     except KeyboardInterrupt:
-        raise _interrupted(run_dir, resume_command(run_dir, method)) from None
+        raise _interrupted(run_dir, continual_resume_command(method, run_dir)) from None
     metrics = result["metrics"]
     console.print(f"{method}: AP {_fmt(metrics['AP'])}, BWT {_fmt(metrics['BWT'])}, "
                   f"forgetting {_fmt(metrics['Forgetting'])} -> {run_dir}")

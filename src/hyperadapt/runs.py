@@ -32,7 +32,6 @@ LOCK_FILE = ".lock"
 # keys that may change between a run and its resumption without changing what is trained: these settings of
 # any ``train`` section (``train.save_every``, ``teachers.train.save_every``, ``pretrain.train.log_every``, ...)
 RESUMABLE_TRAIN_KEYS = ("save_every", "keep_checkpoints", "log_every", "eval_every")
-RESUMABLE_KEYS = tuple(f"train.{key}" for key in RESUMABLE_TRAIN_KEYS)
 
 
 def resumable(key: str) -> bool:
@@ -232,7 +231,7 @@ def newest_checkpoint(run_dir: str | Path) -> Path | None:
     return max(found, key=lambda c: (c / "state.json").stat().st_mtime, default=None)
 
 
-def resume_command(method: str, run_dir: str | Path) -> str:
+def train_resume_command(method: str, run_dir: str | Path) -> str:
     """The command that resumes the ``train`` run ``run_dir`` with the config it was started with."""
     return f"hyperadapt train {method} --config {Path(run_dir) / RUN_FILE} --out {run_dir}"
 
@@ -249,5 +248,5 @@ def check_finished(path: str | Path, method: str) -> None:
                              f"(pid {owner}); wait for it to finish")
         raise ValueError(
             f"{path} has not finished training (status {run.get('status')!r}): resume it with "
-            f"`{resume_command(method, path)}`"
+            f"`{train_resume_command(method, path)}`"
         )

@@ -38,7 +38,7 @@ RESULTS = "results.json"
 START_HINT = "hyperadapt continual --config CONFIG --method METHOD --out RUN"
 
 
-def resume_command(run_dir: str | Path, method: str) -> str:
+def continual_resume_command(method: str, run_dir: str | Path) -> str:
     """The command that resumes the continual run ``run_dir`` with the config it was started with."""
     return f"hyperadapt continual --config {Path(run_dir) / 'run.json'} --method {method} --out {run_dir}"
 
@@ -66,9 +66,10 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
         if resume and (run_dir / STATE).exists():
             differ = [k for k in config_differences(run["config"], to_dict(ctx.cfg)) if not resumable(k)]
             if differ:
+                resume_it = continual_resume_command(method, run_dir)
                 raise ValueError(f"{run_dir} was started with another config (it differs in {', '.join(differ)}): "
-                                 f"resume it with its own config (`{resume_command(run_dir, method)}`), or start "
-                                 "over with --no-resume (which deletes it) or another --out")
+                                 f"resume it with its own config (`{resume_it}`), or start over with --no-resume "
+                                 "(which deletes it) or another --out")
             return load_json(run_dir / STATE, "run state")
         for item in run_dir.iterdir():  # start over, keeping this process's lock
             if item.name != LOCK_FILE:

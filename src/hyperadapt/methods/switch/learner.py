@@ -32,8 +32,8 @@ from hyperadapt.methods.continual.learners import PerTaskLearner, learner_class,
 from hyperadapt.methods.continual.runner import (
     STATE,
     check_run_dir,
+    continual_resume_command,
     ensure_zero_shot,
-    resume_command,
     run_stage,
     save_state,
     write_results,
@@ -228,7 +228,7 @@ def add_task(
         state = load_json(Path(run_dir) / STATE, "run state")
         if state["completed"] != len(existing):
             raise ValueError(f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
-                             f"resume it first: `{resume_command(run_dir, run['method'])}`")
+                             f"resume it first: `{continual_resume_command(run['method'], run_dir)}`")
         _save_added(Path(run_dir), run, train, test)
         _, ctx = load_run_context(run_dir, model_and_tokenizer)
         learner = learner_class(run["method"])(ctx)
@@ -358,7 +358,7 @@ def load_switch(run_dir: str | Path, model_and_tokenizer=None) -> SwitchMethod:
     store = AdapterStore(Path(run_dir) / "adapters")
     if not all(store.has(i, n) for i, n in enumerate(names)):
         raise FileNotFoundError(f"{run_dir} has not finished its stream: resume it first: "
-                                f"`{resume_command(run_dir, run['method'])}`")
+                                f"`{continual_resume_command(run['method'], run_dir)}`")
     router = SwitchRouter.load(Path(run_dir) / "router")
     encoder = make_router_encoder(cfg.router.encoder, model, tokenizer)
     return SwitchMethod(model, tokenizer, store.bank(model, names), router, encoder, names, cfg.setting,
