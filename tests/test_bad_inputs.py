@@ -166,6 +166,20 @@ def test_yaml_config_that_is_not_a_mapping(here):
     bad(["train", "multitask-lora", "--config", "cfg.yaml", "--out", "run"], "mapping")
 
 
+@pytest.mark.parametrize("text", ["- a\n", "hello\n"])
+@pytest.mark.parametrize("command", [["train", "tagi"], ["continual"]])
+def test_yaml_config_that_is_not_a_mapping_with_overrides(here, text, command):
+    (here / "cfg.yaml").write_text(text)
+    key = "n_tasks=2" if command == ["continual"] else "rank=4"
+    bad([*command, "--config", "cfg.yaml", "--set", key, "--out", "run"], "cfg.yaml", "mapping")
+    assert _files(here) == {"cfg.yaml"}
+
+
+def test_bare_overrides_of_continual_say_how_overrides_are_written(here):
+    bad(["continual", "train.steps=2", "n_tasks=3"], "--set KEY=VALUE (--set train.steps=2 --set n_tasks=3)")
+    assert _files(here) == set()
+
+
 def test_missing_config_file(here):
     bad(["continual", "--config", "nope.yaml", "--out", "run"], "nope.yaml")
     assert _files(here) == set()
@@ -501,3 +515,19 @@ def test_release_refuses_a_folder_that_is_not_a_run_and_a_bad_dtype(here):
 def test_eval_of_a_folder_that_is_not_a_run_is_one_line(here):
     (here / "empty").mkdir()
     bad(["eval", "--run", str(here / "empty"), "--data", "synthetic"], "not a run directory")
+
+
+def test_eval_of_a_continual_run_that_cannot_be_loaded_says_why(here):
+    (here / "seq").mkdir()
+    (here / "seq" / "run.json").write_text('{"kind": "continual", "method": "sequential", "config": {}}')
+    line = bad(["eval", "--run", str(here / "seq"), "--data", "synthetic"], "a 'sequential' run",
+               "cannot be loaded for evaluation")
+    assert "unknown method" not in line
+
+
+def test_continual_messages_name_commands_not_functions(here, tiny_dir):
+    from hyperadapt.methods.continual.runner import check_run_dir
+
+    with pytest.raises(FileNotFoundError) as err:
+        check_run_dir(here / "nothing")
+    assert "run_stream" not in str(err.value) and "`hyperadapt continual --config" in str(err.value)

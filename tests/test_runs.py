@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from hyperadapt.cli import app
+from hyperadapt.config import load_config
 from hyperadapt.methods import load_run
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
-from hyperadapt.runs import RunDir, RunLocked, changed_keys
+from hyperadapt.methods.continual import runner as runner_module
+from hyperadapt.runs import RunDir, RunLocked, changed_keys, resumable
 from hyperadapt.testing import tiny_model
 from hyperadapt.training import TrainConfig, latest_checkpoint
+
+sys.path.insert(0, str(Path(__file__).parent / "methods"))
 
 
 def cfg(jsonl_data, tiny_dir, **train) -> MultiTaskLoraConfig:
@@ -88,3 +95,137 @@ def test_changed_keys_names_nested_keys_and_ignores_keys_only_one_side_has():
     old = {"rank": 2, "train": {"lr": 1e-3, "save_every": 1}, "gone": 1}
     new = {"rank": 2, "train": {"lr": 5e-4, "save_every": 9, "precision": "auto"}}
     assert changed_keys(old, new) == ["train.lr"]
+
+
+@pytest.fixture
+def live_pid():
+    """The pid of a live process (that holds no lock of its own)."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield other.pid
+    other.kill()
+    other.wait()
+
+
+def _cli_error(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_a_locked_run_is_one_error_line_for_train_and_continual(jsonl_data, tiny_dir, tmp_path, live_pid):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text(str(live_pid))
+    line = _cli_error(CliRunner().invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
+                                              f"data=jsonl:{jsonl_data}", "--out", str(run)]))
+    assert f"another process (pid {live_pid})" in line
+    line = _cli_error(CliRunner().invoke(app, ["continual", "--set", f"model={tiny_dir}", "--out", str(run)]))
+    assert f"another process (pid {live_pid})" in line
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing written, the owner's lock kept
+
+
+def test_continual_runs_take_the_run_lock(tiny_dir, tmp_path, live_pid):
+    from test_switch_helpers import tiny_config
+
+    from hyperadapt.methods.continual import run_stream
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text(str(live_pid))
+    with pytest.raises(RunLocked, match=f"another process \\(pid {live_pid}\\)"):
+        run_stream(tiny_config(str(tiny_dir)), run, "sequential", model_and_tokenizer=tiny_model())
+    assert not (run / "run.json").exists()
+    seen = []
+    real_start = runner_module.start_run
+
+    def start_run(ctx, *args, **kwargs):
+        seen.append((ctx.run_dir / ".lock").read_text())
+        return real_start(ctx, *args, **kwargs)
+
+    (run / ".lock").write_text("999999999")  # a stale lock (no such process) is taken over
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner_module, "start_run", start_run)
+        state = run_stream(tiny_config(str(tiny_dir)), run, "sequential", model_and_tokenizer=tiny_model(),
+                           stop_after=1)
+    assert seen == [str(os.getpid())] and state["completed"] == 1 and not (run / ".lock").exists()
+    # logging and checkpointing settings may change on resume, as for train
+    cfg = tiny_config(str(tiny_dir))
+    cfg.train.save_every, cfg.train.log_every = 1, 5
+    results = run_stream(cfg, run, "sequential", model_and_tokenizer=tiny_model())
+    assert len(results["matrix"]) == 2
+    cfg.train.lr = 0.5
+    with pytest.raises(ValueError, match=r"differs in train\.lr\): resume it with its own config "
+                                         r"\(`hyperadapt continual --config .*run\.json --method sequential --out "
+                                         r".*\), or start over with --no-resume"):
+        run_stream(cfg, run, "sequential", model_and_tokenizer=tiny_model())
+    assert not (run / ".lock").exists()
+
+
+def test_resumable_keys_are_those_of_every_train_section():
+    assert resumable("train.save_every") and resumable("teachers.train.keep_checkpoints")
+    assert resumable("pretrain.train.log_every") and not resumable("save_every")
+    assert not resumable("train.lr") and not resumable("teachers.train.steps")
+    old = {"teachers": {"train": {"keep_checkpoints": 2, "lr": 1}}, "pretrain": {"train": {"save_every": 1}}}
+    new = {"teachers": {"train": {"keep_checkpoints": 5, "lr": 1}}, "pretrain": {"train": {"save_every": 7}}}
+    assert changed_keys(old, new) == []
+
+
+def test_the_resume_hint_of_an_unfinished_run_works_as_written(jsonl_data, tiny_dir, tmp_path, live_pid):
+    run = tmp_path / "run"
+    args = ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set", f"data=jsonl:{jsonl_data}",
+            "--set", "rank=2", "--set", "train.steps=3", "--set", "train.batch_size=2", "--set",
+            "train.max_length=64", "--set", "train.save_every=1", "--out", str(run)]
+    started = load_config(MultiTaskLoraConfig, None, args[3:-2:2])  # the --set values
+    train_multitask_lora(started, run, model_and_tokenizer=tiny_model(), stop_at=2)
+    with pytest.raises(ValueError) as err:
+        load_run(run)
+    hint = re.search(r"`(hyperadapt [^`]+)`", str(err.value)).group(1)
+    assert hint == f"hyperadapt train multitask-lora --config {run / 'run.json'} --out {run}"
+    assert load_config(MultiTaskLoraConfig, run / "run.json") == started
+    assert load_config(MultiTaskLoraConfig, run) == started  # the run folder also names its config
+    (run / ".lock").write_text(str(live_pid))
+    with pytest.raises(ValueError, match=f"being trained now by another process \\(pid {live_pid}\\)"):
+        load_run(run)
+    (run / ".lock").unlink()
+    result = CliRunner().invoke(app, shlex.split(hint)[1:])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(jsonl_data, tiny_dir, tmp_path, monkeypatch):
+    from hyperadapt import methods
+
+    run = tmp_path / "run"
+
+    def interrupted(cfg, run_dir, resume=True):
+        train_multitask_lora(cfg, run_dir, resume=resume, stop_at=2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(methods.TRAINABLE, "multitask-lora", (MultiTaskLoraConfig, interrupted))
+    result = CliRunner().invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
+                                      f"data=jsonl:{jsonl_data}", "--set", "rank=2", "--set", "train.steps=3",
+                                      "--set", "train.save_every=1", "--out", str(run)])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("interrupted")]
+    assert len(lines) == 1
+    line = lines[0]
+    assert f"last checkpoint is {run / 'checkpoints' / 'step-0000002'}" in line
+    assert f"resume with `hyperadapt train multitask-lora --config {run / 'run.json'} --out {run}`" in line
+    assert not (run / ".lock").exists()
+
+
+def test_ctrl_c_during_continual_says_how_to_resume(tmp_path, monkeypatch):
+    import hyperadapt.methods.continual as continual
+
+    run = tmp_path / "run"
+
+    def interrupted(cfg, run_dir, resume=True, method="switchcit"):
+        run_dir.mkdir()
+        (run_dir / "run.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(continual, "run_stream", interrupted)
+    result = CliRunner().invoke(app, ["continual", "--method", "sequential", "--out", str(run)])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert result.stderr.strip() == (f"interrupted: no checkpoint had been written yet; resume with `hyperadapt "
+                                     f"continual --config {run / 'run.json'} --method sequential --out {run}`")

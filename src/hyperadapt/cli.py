@@ -17,11 +17,13 @@ from typer.core import TyperGroup
 from hyperadapt.benchmarks import BENCHMARKS
 from hyperadapt.config import OVERRIDE_HELP
 from hyperadapt.io import check_writable, safe_name
+from hyperadapt.runs import RunLocked
 
 # Markup is off: user text, answers, task names and routes are printed exactly as given.
 console = Console(soft_wrap=True, markup=False, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
-USER_ERRORS = (ValueError, OSError, yaml.YAMLError)  # ValueError covers TaskDataError and JSON errors
+# ValueError covers TaskDataError and JSON errors; RunLocked: another process is training into the run
+USER_ERRORS = (ValueError, OSError, yaml.YAMLError, RunLocked)
 # typer parses with its own copy of click: take its exception types from there
 click_errors = sys.modules[typer.BadParameter.__module__]
 
@@ -75,6 +77,21 @@ def no_stray_overrides(stray: list[str]) -> None:
         fixed = " ".join(f"--set {s}" if "=" in s else s for s in stray)
         raise ValueError(f"unexpected argument(s) {' '.join(stray)}: config overrides are written --set KEY=VALUE "
                          f"({fixed})")
+
+
+class StrayOverridesGroup(TyperGroup):
+    """A command group with a config of its own (``continual``): a bare ``key=value`` where a subcommand's name
+    would go is refused as a stray override (``no_stray_overrides``), not as an unknown command."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and "=" in args[0] and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
+            stray = []
+            for arg in args:
+                if "=" not in arg or arg.startswith("-"):
+                    break
+                stray.append(arg)
+            no_stray_overrides(stray)
+        return super().resolve_command(ctx, args)
 
 
 app = typer.Typer(
@@ -150,7 +167,7 @@ def eval_cmd(
     """
     from hyperadapt.data import load_tasks
     from hyperadapt.evaluation.harness import EvalConfig, evaluate
-    from hyperadapt.methods import PROMPT_ONLY, check_method, load_run, run_method, run_model
+    from hyperadapt.methods import PROMPT_ONLY, check_loadable, check_method, load_run, run_method, run_model
 
     if run is not None:
         own = run_method(run)
@@ -159,8 +176,10 @@ def eval_cmd(
                              "leave --method out")
         method = own
     method = method or "zero-shot"
-    if method != "switchcit":  # a continual run's method, loadable only from its run directory
+    if run is None:  # a run's method is checked by load_run, which says why a run cannot be evaluated
         check_method(method)
+    else:
+        check_loadable(run)
     cfg = EvalConfig(setting=setting, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
                      mode=mode, max_prompt_tokens=max_prompt_tokens, metric_lang=metric_lang)
     target = _results_path(out, run, method, data, split, setting)
@@ -229,6 +248,7 @@ def train(
     from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods import TRAINABLE
+    from hyperadapt.runs import train_resume_command
 
     no_stray_overrides(ctx.args)
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
@@ -237,8 +257,24 @@ def train(
     cfg_cls, train_fn = TRAINABLE[method]
     cfg = load_config(cfg_cls, config, set_ or [])
     run_dir = check_writable(out or Path("runs") / method, "--out")
-    train_fn(cfg, run_dir, resume=resume)
+    try:
+        train_fn(cfg, run_dir, resume=resume)
+    except KeyboardInterrupt:
+        raise _interrupted(run_dir, train_resume_command(method, run_dir)) from None
     console.print(f"trained {method} -> {run_dir}")
+
+
+def _interrupted(run_dir: Path, resume: str) -> typer.Exit:
+    """Say in one line where an interrupted (Ctrl-C) run stands and how to resume it; exit code 130."""
+    from hyperadapt.runs import newest_checkpoint
+
+    if not (run_dir / "run.json").exists():
+        err_console.print(f"interrupted before {run_dir} was started: nothing was saved")
+    else:
+        checkpoint = newest_checkpoint(run_dir)
+        where = f"the last checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been written yet"
+        err_console.print(f"interrupted: {where}; resume with `{resume}`")
+    return typer.Exit(code=130)
 
 
 @app.command(context_settings=TAKES_STRAY)
@@ -303,7 +339,8 @@ def release(
     console.print(f"checkpoint written to {path} ({checkpoint_bytes(path) / 2**20:.1f} MiB)", markup=False)
 
 
-continual_app = typer.Typer(help="Continual instruction tuning: SwitchCIT and its baselines over a task stream.")
+continual_app = typer.Typer(cls=StrayOverridesGroup,
+                            help="Continual instruction tuning: SwitchCIT and its baselines over a task stream.")
 app.add_typer(continual_app, name="continual")
 
 
@@ -326,13 +363,17 @@ def continual(
     from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods.continual import learner_class, run_stream
+    from hyperadapt.methods.continual.runner import continual_resume_command
     from hyperadapt.methods.switch import SwitchConfig
 
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
     learner_class(method)  # an unknown method is refused before anything is loaded
     cfg = load_config(SwitchConfig, config, set_ or [])  # one config for SwitchCIT and its baselines
     run_dir = check_writable(out or Path("runs") / "continual" / method, "--out")
-    result = run_stream(cfg, run_dir, resume=resume, method=method)
+    try:
+        result = run_stream(cfg, run_dir, resume=resume, method=method)
+    except KeyboardInterrupt:
+        raise _interrupted(run_dir, continual_resume_command(method, run_dir)) from None
     metrics = result["metrics"]
     console.print(f"{method}: AP {_fmt(metrics['AP'])}, BWT {_fmt(metrics['BWT'])}, "
                   f"forgetting {_fmt(metrics['Forgetting'])} -> {run_dir}")

@@ -174,6 +174,8 @@ def _dataclass_type(hint: Any) -> type | None:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set ``a.b=value`` entries (values parsed as YAML) in a nested dict."""
+    if overrides and not isinstance(data, dict):
+        raise ValueError(f"the config must be a mapping of settings (key: value), got {data!r}")
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=100")
@@ -190,16 +192,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] = ()) -> T:
     """Read ``cls`` from a YAML file (or its defaults when ``path`` is None) and apply overrides; an old key
-    name (``RENAMED_KEYS``) still works, with one ``FutureWarning`` naming the new one."""
+    name (``RENAMED_KEYS``) still works, with one ``FutureWarning`` naming the new one.
+
+    ``path`` may also be a run's ``run.json`` (or its run folder): its ``config`` section, the config the
+    run was started with, is read (old key names silently), which is how a run is resumed."""
     data: dict[str, Any] = {}
+    saved_run = False
     if path is not None:
         path = Path(path)
+        if path.is_dir() and (path / "run.json").is_file():
+            path = path / "run.json"
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
         data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+        if path.name == "run.json" and isinstance(data, dict) and isinstance(data.get("config"), dict):
+            data, saved_run = data["config"], True
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config file must be a mapping of settings (key: value lines, see "
+                             f"configs/), got {type(data).__name__} {data!r}")
     renamed: list[tuple[str, str]] = []
     cfg = from_dict(cls, apply_overrides(data, list(overrides)), renamed=renamed)
-    if renamed:
+    if renamed and not saved_run:
         names = ", ".join(f"{old} is now {new}" for old, new in renamed)
         warnings.warn(f"{path or 'overrides'}: config key renamed ({names}); the old name still loads for now: "
                       "use the new one", FutureWarning, stacklevel=2)

@@ -29,8 +29,16 @@ from hyperadapt.io import load_json, save_json
 SCHEMA = 1
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-# keys that may change between a run and its resumption without changing what is trained
-RESUMABLE_KEYS = ("train.save_every", "train.keep_checkpoints", "train.log_every", "train.eval_every")
+# keys that may change between a run and its resumption without changing what is trained: these settings of
+# any ``train`` section (``train.save_every``, ``teachers.train.save_every``, ``pretrain.train.log_every``, ...)
+RESUMABLE_TRAIN_KEYS = ("save_every", "keep_checkpoints", "log_every", "eval_every")
+
+
+def resumable(key: str) -> bool:
+    """Whether the dotted config key may change when a run is resumed (a logging or checkpointing setting of
+    any ``train`` section): the one rule of ``train`` and ``continual`` runs."""
+    *section, last = key.split(".")
+    return bool(section) and section[-1] == "train" and last in RESUMABLE_TRAIN_KEYS
 
 
 def _versions() -> dict[str, str]:
@@ -67,16 +75,17 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], ignore: tuple[str, ...] = RESUMABLE_KEYS) -> list[str]:
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The dotted config keys set in both ``old`` and ``new`` whose values differ (a key that only one side
     has is an option added or removed by another library version, at its default, and is not counted; a key
-    that was renamed since ``old`` was saved is compared under its new name, see ``config.RENAMED_KEYS``)."""
+    that was renamed since ``old`` was saved is compared under its new name, see ``config.RENAMED_KEYS``;
+    the ``resumable`` keys are not counted)."""
     a, b = flatten(upgrade_saved(old, new)), flatten(new)
-    return sorted(k for k in set(a) & set(b) if a[k] != b[k] and k not in ignore)
+    return sorted(k for k in set(a) & set(b) if a[k] != b[k] and not resumable(k))
 
 
 class RunLocked(RuntimeError):
-    """Another live process is training into the run directory."""
+    """Another live process is training into the run directory (the CLI says so in one ``error:`` line)."""
 
 
 class RunDir:
@@ -115,15 +124,15 @@ class RunDir:
             shown = ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else "")
             raise ValueError(
                 f"{self.path} was trained with another config (changed: {shown}); it keeps its weights only for "
-                "the config it was trained with: use the same config to resume, or another --out for a new run"
+                f"the config it was trained with: resume with its own config (--config {self.run_file}), or "
+                "choose another --out for a new run"
             )
         return run
 
     def begin(self, method: str, config: Mapping[str, Any], model: Any = None) -> RunDir:
         """Check, lock and record the run as ``running`` (keeping a finished run finished). Returns ``self``."""
         existing = self.check(method, config)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        self.lock()
         try:
             finished = existing is not None and existing.get("status") == "finished"
             record = {"schema": SCHEMA, "kind": "train", "method": method, "config": dict(config),
@@ -147,6 +156,22 @@ class RunDir:
 
     # -- the lock ----------------------------------------------------------------------------------
 
+    def owner(self) -> int | None:
+        """The pid of another live process that holds this run's lock, or None (no lock, or a stale one)."""
+        owner = _read_pid(self.path / LOCK_FILE)
+        return owner if owner is not None and owner != os.getpid() and _alive(owner) else None
+
+    def locked_message(self, owner: int) -> str:
+        return (f"{self.path} is being trained by another process (pid {owner}); wait for it, or remove "
+                f"{self.path / LOCK_FILE} if that process is gone")
+
+    def lock(self) -> RunDir:
+        """Take the run's lock (creating the folder); ``RunLocked`` while another live process holds it, a
+        stale lock (its process is gone) is taken over. Released by ``release()`` or leaving ``with``."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        return self
+
     def _lock(self) -> None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under a launcher the main process holds the lock
             from hyperadapt.distributed import is_main
@@ -158,12 +183,9 @@ class RunDir:
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                owner = _read_pid(lock)
-                if owner is not None and owner != os.getpid() and _alive(owner):
-                    raise RunLocked(
-                        f"{self.path} is being trained by another process (pid {owner}); wait for it, or remove "
-                        f"{lock} if that process is gone"
-                    ) from None
+                owner = self.owner()
+                if owner is not None:
+                    raise RunLocked(self.locked_message(owner)) from None
                 lock.unlink(missing_ok=True)  # a stale lock (its process is gone) or our own
                 continue
             with os.fdopen(fd, "w") as fh:
@@ -201,11 +223,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The most recently written training checkpoint anywhere in a run (any stage's ``checkpoints/``), or None."""
+    from hyperadapt.training import latest_checkpoint
+
+    found = [c for d in Path(run_dir).rglob("checkpoints") if d.is_dir() and (c := latest_checkpoint(d.parent))]
+    return max(found, key=lambda c: (c / "state.json").stat().st_mtime, default=None)
+
+
+def train_resume_command(method: str, run_dir: str | Path) -> str:
+    """The command that resumes the ``train`` run ``run_dir`` with the config it was started with."""
+    return f"hyperadapt train {method} --config {Path(run_dir) / RUN_FILE} --out {run_dir}"
+
+
 def check_finished(path: str | Path, method: str) -> None:
-    """Raise ``ValueError`` for a run that has not finished training, saying how to resume it."""
-    run = RunDir(path).read()
+    """Raise ``ValueError`` for a run that has not finished training, saying how to resume it (or that it is
+    being trained now)."""
+    run_dir = RunDir(path)
+    run = run_dir.read()
     if run is not None and run.get("status", "finished") != "finished":
+        owner = run_dir.owner()
+        if owner is not None:
+            raise ValueError(f"{path} has not finished training: it is being trained now by another process "
+                             f"(pid {owner}); wait for it to finish")
         raise ValueError(
             f"{path} has not finished training (status {run.get('status')!r}): resume it with "
-            f"`hyperadapt train {method} --out {path}` and the config it was started with"
+            f"`{train_resume_command(method, path)}`"
         )

@@ -62,16 +62,23 @@ def load_run(run_dir: str | Path, model_and_tokenizer=None):
     Raises ``FileNotFoundError`` for a folder without ``run.json`` and ``ValueError`` for a run whose method
     cannot be loaded for evaluation (e.g. a sequential-finetuning stream: its adapters are rows of a matrix).
     """
+    method = check_loadable(run_dir)
+    if method in LOADABLE:
+        return LOADABLE[method](run_dir, model_and_tokenizer)
+    return load_switch(run_dir, model_and_tokenizer)
+
+
+def check_loadable(run_dir: str | Path) -> str:
+    """The method of a run directory that ``load_run`` can load (a finished run of a loadable method), else
+    the ``FileNotFoundError`` or ``ValueError`` that says why not; loads nothing."""
     from hyperadapt.runs import check_finished
 
     method = run_method(run_dir)
     check_finished(run_dir, method)
-    if method in LOADABLE:
-        return LOADABLE[method](run_dir, model_and_tokenizer)
-    if method == "switchcit":
-        return load_switch(run_dir, model_and_tokenizer)
-    raise ValueError(f"{run_dir} is a {method!r} run, which cannot be loaded for evaluation: loadable runs are "
-                     f"{', '.join([*LOADABLE, 'switchcit'])}")
+    if method not in LOADABLE and method != "switchcit":
+        raise ValueError(f"{run_dir} is a {method!r} run, which cannot be loaded for evaluation: loadable runs are "
+                         f"{', '.join([*LOADABLE, 'switchcit'])}")
+    return method
 
 
 def check_method(name: str) -> None:

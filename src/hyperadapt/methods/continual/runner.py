@@ -31,16 +31,24 @@ from hyperadapt.methods.continual.stream import (
     score_tasks,
     test_queries,
 )
+from hyperadapt.runs import LOCK_FILE, RunDir, resumable
 
 STATE = "state.json"
 RESULTS = "results.json"
+START_HINT = "hyperadapt continual --config CONFIG --method METHOD --out RUN"
+
+
+def continual_resume_command(method: str, run_dir: str | Path) -> str:
+    """The command that resumes the continual run ``run_dir`` with the config it was started with."""
+    return f"hyperadapt continual --config {Path(run_dir) / 'run.json'} --method {method} --out {run_dir}"
 
 
 def check_run_dir(run_dir: str | Path) -> dict:
     """``run.json`` of a continual run directory, or a clear error."""
     run_dir = Path(run_dir)
     if not (run_dir / "run.json").exists():
-        raise FileNotFoundError(f"{run_dir} is not a continual run directory (no run.json): start one with run_stream")
+        raise FileNotFoundError(f"{run_dir} is not a continual run directory (no run.json): start one with "
+                                f"`{START_HINT}`")
     run = load_json(run_dir / "run.json", "run file")
     if run.get("kind") != RUN_KIND:
         raise ValueError(f"{run_dir} is not a continual run directory: its run.json is for {run.get('method')!r}")
@@ -56,13 +64,17 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
         if run["method"] != method:
             raise ValueError(f"{run_dir} holds a {run['method']!r} run, not {method!r}: use another directory")
         if resume and (run_dir / STATE).exists():
-            differ = config_differences(run["config"], to_dict(ctx.cfg))
+            differ = [k for k in config_differences(run["config"], to_dict(ctx.cfg)) if not resumable(k)]
             if differ:
+                resume_it = continual_resume_command(method, run_dir)
                 raise ValueError(f"{run_dir} was started with another config (it differs in {', '.join(differ)}): "
-                                 "resume it with its own config, or start over (resume=False / another directory)")
+                                 f"resume it with its own config (`{resume_it}`), or start over with --no-resume "
+                                 "(which deletes it) or another --out")
             return load_json(run_dir / STATE, "run state")
-        shutil.rmtree(run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
+        for item in run_dir.iterdir():  # start over, keeping this process's lock
+            if item.name != LOCK_FILE:
+                shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+    elif run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise ValueError(f"{run_dir} exists and is not a continual run directory: choose an empty or new one")
     run = {"kind": RUN_KIND, "method": method, "config": to_dict(ctx.cfg), "tasks": ctx.names, "added": []}
     save_json(run, run_dir / "run.json")
@@ -146,10 +158,11 @@ def run_stream(
     adapters (SwitchCIT and the oracle) also its adapters and their answers, so the two differ only in routing.
     """
     learner = learner_class(method)
-    ctx = make_context(cfg, run_dir, model_and_tokenizer)
-    seed = Path(seed_from) if seed_from is not None else None
-    per_task = [name for name, cls in LEARNERS.items() if cls.per_task_adapters]
-    return run_learner(learner(ctx), ctx, resume, stop_after, seed, per_task)
+    with RunDir(run_dir).lock():  # one process at a time (``RunLocked`` while another live one runs it)
+        ctx = make_context(cfg, run_dir, model_and_tokenizer)
+        seed = Path(seed_from) if seed_from is not None else None
+        per_task = [name for name, cls in LEARNERS.items() if cls.per_task_adapters]
+        return run_learner(learner(ctx), ctx, resume, stop_after, seed, per_task)
 
 
 def ensure_zero_shot(ctx: StreamContext, state: dict, queries: list[Query], cache: AnswerCache) -> None:

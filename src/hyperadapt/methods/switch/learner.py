@@ -32,6 +32,7 @@ from hyperadapt.methods.continual.learners import PerTaskLearner, learner_class,
 from hyperadapt.methods.continual.runner import (
     STATE,
     check_run_dir,
+    continual_resume_command,
     ensure_zero_shot,
     run_stage,
     save_state,
@@ -49,6 +50,7 @@ from hyperadapt.methods.switch.router import (
     make_router_encoder,
     train_router,
 )
+from hyperadapt.runs import RunDir
 
 METHOD = "switchcit"
 
@@ -222,21 +224,22 @@ def add_task(
     existing = [*run["tasks"], *run["added"]]
     if train.name in existing:
         raise ValueError(f"task {train.name!r} already exists in {run_dir}: give the new task another name")
-    state = load_json(Path(run_dir) / STATE, "run state")
-    if state["completed"] != len(existing):
-        raise ValueError(f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
-                         "resume it with run_stream first")
-    _save_added(Path(run_dir), run, train, test)
-    _, ctx = load_run_context(run_dir, model_and_tokenizer)
-    learner = learner_class(run["method"])(ctx)
-    cache = AnswerCache(ctx.run_dir / "answers.json")
-    queries = test_queries(ctx)
-    ensure_zero_shot(ctx, state, queries, cache)
-    k = len(ctx.tasks) - 1
-    state["rows"].append(run_stage(learner, ctx, k, queries, cache))
-    state["completed"] = k + 1
-    save_state(ctx, state, cache)
-    return write_results(ctx, learner, state)
+    with RunDir(run_dir).lock():  # not while another process runs or extends this stream
+        state = load_json(Path(run_dir) / STATE, "run state")
+        if state["completed"] != len(existing):
+            raise ValueError(f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
+                             f"resume it first: `{continual_resume_command(run['method'], run_dir)}`")
+        _save_added(Path(run_dir), run, train, test)
+        _, ctx = load_run_context(run_dir, model_and_tokenizer)
+        learner = learner_class(run["method"])(ctx)
+        cache = AnswerCache(ctx.run_dir / "answers.json")
+        queries = test_queries(ctx)
+        ensure_zero_shot(ctx, state, queries, cache)
+        k = len(ctx.tasks) - 1
+        state["rows"].append(run_stage(learner, ctx, k, queries, cache))
+        state["completed"] = k + 1
+        save_state(ctx, state, cache)
+        return write_results(ctx, learner, state)
 
 
 def _split_new_task(train: Task, test: Task | None) -> tuple[Task, Task]:
@@ -354,7 +357,8 @@ def load_switch(run_dir: str | Path, model_and_tokenizer=None) -> SwitchMethod:
     names = [*run["tasks"], *run["added"]]
     store = AdapterStore(Path(run_dir) / "adapters")
     if not all(store.has(i, n) for i, n in enumerate(names)):
-        raise FileNotFoundError(f"{run_dir} has not finished its stream: resume it with run_stream first")
+        raise FileNotFoundError(f"{run_dir} has not finished its stream: resume it first: "
+                                f"`{continual_resume_command(run['method'], run_dir)}`")
     router = SwitchRouter.load(Path(run_dir) / "router")
     encoder = make_router_encoder(cfg.router.encoder, model, tokenizer)
     return SwitchMethod(model, tokenizer, store.bank(model, names), router, encoder, names, cfg.setting,
