@@ -531,3 +531,73 @@ def test_continual_messages_name_commands_not_functions(here, tiny_dir):
     with pytest.raises(FileNotFoundError) as err:
         check_run_dir(here / "nothing")
     assert "run_stream" not in str(err.value) and "`hyperadapt continual --config" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Outputs never replace or mix into what is not theirs, and are checked before the work
+
+
+def _snapshot(root) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()}
+
+
+def test_release_never_replaces_the_run_or_a_users_files(here):
+    run = here / "par" / "run"
+    (run / "hypernet").mkdir(parents=True)
+    (run / "run.json").write_text('{"method": "tagi", "config": {}}')
+    (run / "hypernet" / "hypernet.safetensors").write_text("weights")
+    (here / "mine").mkdir()
+    (here / "mine" / "notes.txt").write_text("my notes")
+    (here / "file.txt").write_text("a file")
+    before = _snapshot(here)
+    for out, words in [(run, ["would overwrite"]), (here / "par", ["would overwrite"]),
+                       (run / "ckpt", ["would overwrite"]), (here / "mine", ["other files", "checkpoint"]),
+                       (here / "file.txt", ["is a file"])]:
+        bad(["release", str(run), "--out", str(out)], "--out", *words)
+        assert _snapshot(here) == before, out
+    assert not (run / "ckpt").exists()
+
+
+def test_folder_outputs_refuse_an_existing_file(here, a_file):
+    for args in (["demo", "--quick"], ["train", "multitask-lora"], ["continual"],
+                 ["adapter", "runs/none", "--instruction", "Do it."]):
+        bad([*args, "--out", str(a_file)], "--out", "is a file")
+        assert a_file.read_text() == "not a folder"
+    assert _files(here) == {"a_file"}
+
+
+def test_adapter_refuses_a_folder_that_is_not_an_adapter(here):
+    (here / "run").mkdir()
+    (here / "run" / "run.json").write_text('{"method": "tagi"}')
+    bad(["adapter", "run", "--instruction", "Do it.", "--out", "run"], "--out", "adapter_config.json")
+    assert _files(here) == {"run", "run/run.json"}
+    (here / "old").mkdir()  # a previous adapter may be written anew: the check passes, the missing run is next
+    (here / "old" / "adapter_config.json").write_text("{}")
+    bad(["adapter", "runs/none", "--instruction", "Do it.", "--out", "old"], "runs/none")
+
+
+@pytest.mark.parametrize("bench", ["core", "tagi", "megan", "serve", "truncation"])
+def test_benchmarks_check_their_out_before_the_work(here, a_file, bench):
+    extra = ["--model", "tiny", "--quick"] if bench == "serve" else ["--data", "synthetic", "--limit", "1"] \
+        if bench == "truncation" else ["--quick"] if bench in ("tagi", "megan") else []
+    bad(["bench", bench, *extra, "--out", str(a_file / "r.json")], "--out", "a_file", "is a file")
+    (here / "folder").mkdir()
+    bad(["bench", bench, *extra, "--out", "folder"], "--out", "is a folder")
+    assert _files(here) == {"a_file", "folder"}
+
+
+def test_bench_continual_checks_its_out_before_the_work(here, a_file):
+    config = __import__("pathlib").Path(__file__).parents[1] / "configs" / "switch_synthetic.yaml"
+    bad(["bench", "continual", "--config", str(config), "--out", str(a_file)], "--out", "is a file")
+    assert _files(here) == {"a_file"}
+
+
+@pytest.mark.parametrize("override, words", [("nosuch=1", ["nosuch"]), ("train.lr=abc", ["train.lr", "abc"])])
+def test_bench_megan_checks_its_overrides_before_the_work(here, monkeypatch, override, words):
+    import hyperadapt.benchmarks.megan as megan
+
+    (here / "configs").symlink_to(__import__("pathlib").Path(__file__).parents[1] / "configs")
+    monkeypatch.setattr(megan, "load_tasks", lambda *a: pytest.fail("work started before the overrides were checked"))
+    bad(["bench", "megan", "--quick", "--set", override], *words)
+    bad(["bench", "megan", "--methods", "zero-shot", "--set", override], "--set", "megan")
+    assert _files(here) == {"configs"}

@@ -91,3 +91,22 @@ def test_the_default_card_records_budget_and_the_runs_scores_and_old_keys_are_re
     released = json.loads((ckpt / "run.json").read_text())["config"]
     assert "targets" not in released and released["target_modules"] == cfg["targets"]
     assert load_tagi(ckpt, model_and_tokenizer=tiny_model()).hypernet is not None
+
+
+def test_release_replaces_only_a_previous_checkpoint(tagi_run, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    assert CliRunner().invoke(app, ["release", str(tagi_run), "--out", str(ckpt)]).exit_code == 0
+    card = ["--card", str(tagi_run / "run.json")]
+    result = CliRunner().invoke(app, ["release", str(tagi_run), "--out", str(ckpt), *card])
+    assert result.exit_code == 0, result.output  # released again: the old checkpoint is replaced
+    assert (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()
+    run_files = sorted(p.relative_to(tagi_run) for p in tagi_run.rglob("*"))
+    for out in (tagi_run, tmp_path, tagi_run / "ckpt"):  # the run itself, its parent, a folder inside it
+        result = CliRunner().invoke(app, ["release", str(tagi_run), "--out", str(out)])
+        assert result.exit_code == 2 and "would overwrite" in result.output, result.output
+        assert sorted(p.relative_to(tagi_run) for p in tagi_run.rglob("*")) == run_files
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="other files"):  # the library refuses too
+        release_checkpoint(tagi_run, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"

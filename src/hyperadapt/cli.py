@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 
 from hyperadapt.benchmarks import BENCHMARKS
 from hyperadapt.config import OVERRIDE_HELP
-from hyperadapt.io import check_writable, safe_name
+from hyperadapt.io import check_out_dir, check_out_file, safe_name
 from hyperadapt.runs import RunLocked
 
 # Markup is off: user text, answers, task names and routes are printed exactly as given.
@@ -183,7 +183,7 @@ def eval_cmd(
     cfg = EvalConfig(setting=setting, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
                      mode=mode, max_prompt_tokens=max_prompt_tokens, metric_lang=metric_lang)
     target = _results_path(out, run, method, data, split, setting)
-    check_writable(target, "--out")
+    check_out_file(target, "--out")
     tasks = load_tasks(data, split)
     if method in PROMPT_ONLY:
         if run is not None:
@@ -256,7 +256,7 @@ def train(
         raise ValueError(f"cannot train {method!r}: trainable methods are {', '.join(sorted(TRAINABLE))}")
     cfg_cls, train_fn = TRAINABLE[method]
     cfg = load_config(cfg_cls, config, set_ or [])
-    run_dir = check_writable(out or Path("runs") / method, "--out")
+    run_dir = check_out_dir(out or Path("runs") / method, "--out")
     try:
         train_fn(cfg, run_dir, resume=resume)
     except KeyboardInterrupt:
@@ -295,7 +295,7 @@ def demo(
 
     no_stray_overrides(ctx.args)
     cfg = demo_config(set_ or [], quick=quick, out=out)
-    check_writable(cfg.out, "out")
+    check_out_dir(cfg.out, "--out")
     code = run_demo(cfg, console)
     if code:
         raise typer.Exit(code=code)
@@ -312,9 +312,9 @@ def adapter(
     The folder loads with peft.PeftModel.from_pretrained(base_model, OUT).
     Example: hyperadapt adapter runs/tagi --instruction "Reverse the list." --out adapters/reverse
     """
-    from hyperadapt.methods.tagi import export_adapter
+    from hyperadapt.methods.tagi.method import check_adapter_out, export_adapter
 
-    check_writable(out, "--out")
+    check_adapter_out(out)
     path = export_adapter(run, instruction, out)
     console.print(f"adapter written to {path}")
 
@@ -331,9 +331,9 @@ def release(
     The checkpoint loads like the run: hyperadapt adapter CHECKPOINT --instruction ... --out DIR.
     Example: hyperadapt release runs/tagi --out checkpoints/tagi-demo --card card.md
     """
-    from hyperadapt.release import checkpoint_bytes, release_checkpoint
+    from hyperadapt.release import check_release_out, checkpoint_bytes, release_checkpoint
 
-    check_writable(out, "--out")
+    check_release_out(run, out)
     text = card.read_text(encoding="utf-8") if card is not None else None
     path = release_checkpoint(run, out, text, dtype)
     console.print(f"checkpoint written to {path} ({checkpoint_bytes(path) / 2**20:.1f} MiB)", markup=False)
@@ -369,7 +369,7 @@ def continual(
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
     learner_class(method)  # an unknown method is refused before anything is loaded
     cfg = load_config(SwitchConfig, config, set_ or [])  # one config for SwitchCIT and its baselines
-    run_dir = check_writable(out or Path("runs") / "continual" / method, "--out")
+    run_dir = check_out_dir(out or Path("runs") / "continual" / method, "--out")
     try:
         result = run_stream(cfg, run_dir, resume=resume, method=method)
     except KeyboardInterrupt:

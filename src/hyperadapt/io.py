@@ -127,3 +127,31 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     if not os.access(folder, os.W_OK | os.X_OK) or (probe.is_file() and not os.access(probe, os.W_OK)):
         raise PermissionError(f"{what} {path} cannot be written: no write permission in {folder}")
     return path
+
+
+def check_out_file(path: str | Path, what: str = "--out") -> Path:
+    """``check_writable`` for a file output, also refusing an existing folder at ``path``."""
+    path = check_writable(path, what)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder: give a file path")
+    return path
+
+
+def check_out_dir(path: str | Path, what: str = "--out", *, inputs: tuple[str | Path, ...] = (),
+                  replaces: Callable[[Path], bool] | None = None, kind: str = "output") -> Path:
+    """``check_writable`` for a folder output, before any work: ``path`` must not be an existing file, nor
+    one of ``inputs``, a folder holding one, or a folder inside one. With ``replaces`` (the command writes
+    the whole folder anew), an existing non-empty folder must be a previous ``kind`` (``replaces(path)``):
+    any other folder's files would be lost."""
+    path = check_writable(path, what)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file, not a folder: give a folder path")
+    real = path.resolve()
+    for source in inputs:
+        src = Path(source).resolve()
+        if real == src or real in src.parents or src in real.parents:
+            raise ValueError(f"{what} {path} would overwrite or mix into {source}: choose a folder outside it")
+    if replaces is not None and path.is_dir() and any(path.iterdir()) and not replaces(path):
+        raise ValueError(f"{what} {path} is a folder with other files in it, not a previous {kind}: its files "
+                         "would be lost or mixed with the new ones; choose a new or empty folder")
+    return path

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from hyperadapt.io import load_json, write_dir_atomic
+from hyperadapt.io import check_out_dir, load_json, write_dir_atomic
 
 # the folder holding each method's final hypernetwork in its run directory
 HYPERNET_FOLDERS = {"tagi": "hypernet", "hypter": "hypernet", "megan": "hypernetwork"}
@@ -34,7 +34,7 @@ def release_checkpoint(run_dir: str | Path, out: str | Path, card: str | None = 
     stored as ``dtype``. Raises ``ValueError`` for a run that is not a hypernetwork run or an unknown
     dtype, and ``FileNotFoundError`` when the run has not finished (no final hypernetwork).
     """
-    run_dir, out = Path(run_dir), Path(out)
+    run_dir, out = check_release_out(run_dir, out)
     run = load_json(run_dir / "run.json", "run file")
     method = run.get("method")
     if method not in HYPERNET_FOLDERS:
@@ -62,6 +62,23 @@ def release_checkpoint(run_dir: str | Path, out: str | Path, card: str | None = 
         (tmp / "README.md").write_text(card if card is not None else default_card(released, run_evals(run_dir)))
 
     return write_dir_atomic(out, write)
+
+
+def is_checkpoint(path: Path) -> bool:
+    """Whether the folder ``path`` is a released checkpoint (its ``run.json`` records ``released_from``)."""
+    try:
+        run = json.loads((Path(path) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(run, dict) and "released_from" in run
+
+
+def check_release_out(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
+    """Refuse, before any work, an ``out`` whose files the release would lose: the run itself, a folder
+    holding it or inside it, an existing file, or a non-empty folder other than a previous checkpoint."""
+    out = check_out_dir(out, "--out", inputs=(run_dir,), replaces=is_checkpoint,
+                        kind="checkpoint (a folder whose run.json records released_from)")
+    return Path(run_dir), out
 
 
 def current_config(method: str, config: dict) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 from hyperadapt.config import OVERRIDE_HELP
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import EvalConfig, evaluate
-from hyperadapt.io import atomic_write_text, save_json
+from hyperadapt.io import atomic_write_text, check_out_dir, check_out_file, save_json
 
 
 def add_set_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -16,6 +16,16 @@ def add_set_option(parser: argparse.ArgumentParser, what: str) -> None:
     ``--set`` (``--set train.steps=50 eval.limit=30``)."""
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help=f"{OVERRIDE_HELP}; several may follow one --set. {what}")
+
+
+def check_outputs(out: str | Path, **folders: str | Path | None) -> None:
+    """Check before any work that the result ``out`` (JSON, with its ``.md`` table beside it) and the
+    ``folders`` (``--runs``, ``--plots``: option name without dashes -> path, None for none) can be written."""
+    check_out_file(out, "--out")
+    check_out_file(Path(out).with_suffix(".md"), "--out")
+    for name, folder in folders.items():
+        if folder is not None:
+            check_out_dir(folder, f"--{name}")
 
 
 def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig | dict[str, EvalConfig], model: str,

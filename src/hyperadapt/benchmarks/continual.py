@@ -23,7 +23,7 @@ import torch
 
 from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
-from hyperadapt.io import atomic_write_text, save_json
+from hyperadapt.io import atomic_write_text, check_out_dir, save_json
 from hyperadapt.methods.continual import LEARNERS, run_stream
 from hyperadapt.methods.switch import SwitchConfig
 from hyperadapt.models import load_base_model
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(SwitchConfig, args.config, args.set)
-    out = Path(args.out)
+    out = check_out_dir(args.out, "--out")
     model_and_tokenizer = load_base_model(cfg.model)
     summary: dict = {"config": args.config, "overrides": args.set, "stream": cfg.stream, "metric": cfg.eval.metric,
                      "budget": f"{cfg.train.steps} steps × batch {cfg.train.batch_size} per task, "

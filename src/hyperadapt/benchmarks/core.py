@@ -32,6 +32,7 @@ from peft import LoraConfig, get_peft_model
 
 from hyperadapt.benchmarks import command
 from hyperadapt.core import LINEAR_MODULES, AdapterBank, GatedMLP, conditioned, inject, remove
+from hyperadapt.io import check_out_file
 from hyperadapt.models import load_base_model
 
 QV = ("q_proj", "v_proj")
@@ -312,6 +313,8 @@ def run(config: BenchConfig | None = None, log: Callable[[str], None] = print,
     """Run the whole benchmark; returns the results dict (and writes it as JSON to ``config.out``); ``argv``,
     the options it was given (default ``sys.argv[1:]``), goes into the recorded command."""
     cfg = config or BenchConfig()
+    if cfg.out is not None:
+        check_out_file(cfg.out, "--out")
     start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from hyperadapt.benchmarks import command
-from hyperadapt.benchmarks.common import add_set_option, save, score
+from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score
 from hyperadapt.config import load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.evaluation.harness import EvalConfig
@@ -101,20 +101,25 @@ def method_config(name: str, args: argparse.Namespace):
     return load_config(cls, path, overrides)
 
 
-def train_method(name: str, args: argparse.Namespace, runs: Path):
+def train_method(name: str, args: argparse.Namespace, runs: Path, cfg=None):
     if name == "zero-shot":
         return zero_shot("default", "def", model_and_tokenizer=load_base_model("default")), None
     if name == "tagi":
         from hyperadapt.methods.tagi import load_tagi
 
         return load_tagi(args.tagi_run), None
-    cfg = method_config(name, args)
     _, _, train = CONFIGS[name]
     return train(cfg, runs / name, model_and_tokenizer=load_base_model(cfg.model)), to_dict(cfg)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    check_outputs(args.out, runs=args.runs, plots=args.plots)
+    names = [m for m in METHODS if m in args.methods] + (["tagi"] if args.tagi_run else [])
+    if args.set and not any(m.startswith("megan") for m in names):
+        raise ValueError(f"--set {' '.join(args.set)}: --set overrides the MeGan configs, and --methods has no megan")
+    # every config is built (its file read, its overrides checked) before any work
+    configs = {name: method_config(name, args) for name in names if name in CONFIGS}
     limit = 2 if args.quick else (args.limit or None)
     seen_limit = 2 if args.quick else (args.seen_limit or None)
     ecfg = {s: EvalConfig(limit=seen_limit if s in WIDE else limit, batch_size=args.batch_size,
@@ -125,11 +130,10 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {"command": command("megan", argv),
                     "eval": {s: to_dict(c) for s, c in ecfg.items()}, "host": platform.node(),
                     "threads": torch.get_num_threads(), "configs": {}, "results": {}, "train_s": {}, "info": {}}
-    names = [m for m in METHODS if m in args.methods] + (["tagi"] if args.tagi_run else [])
     plotted = next((m for m in names if m.startswith("megan")), None) if args.plots else None
     for name in names:
         t0 = time.perf_counter()
-        method, cfg = train_method(name, args, runs)
+        method, cfg = train_method(name, args, runs, configs.get(name))
         method.name = name  # megan and megan-def are both MeganMethods
         result["train_s"][name] = time.perf_counter() - t0
         result["configs"][name] = cfg

@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 import torch
 
+from hyperadapt.io import check_out_file
 from hyperadapt.serve import ByteLRU, RunningServer, ServeConfig, build_server, create_app
 from hyperadapt.serve.cache import tensor_bytes
 from hyperadapt.serve.runs import fold
@@ -187,6 +188,7 @@ def cached_phase(args, method) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    check_out_file(args.out, "--out")
     torch.set_num_threads(args.threads)
     mt = load_model(args.model)
     method = hypernet_method(*mt)

@@ -30,7 +30,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hyperadapt.benchmarks import command
-from hyperadapt.benchmarks.common import add_set_option, save, score
+from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
@@ -178,6 +178,7 @@ def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig) -> di
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    check_outputs(args.out, runs=args.runs)
     overrides = [*args.set, *(QUICK if args.quick else [])]
     cfg = load_config(TagiConfig, args.config, overrides)
     limit = 2 if args.quick else (args.limit or None)

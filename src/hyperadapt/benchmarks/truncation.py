@@ -19,7 +19,7 @@ from pathlib import Path
 from hyperadapt.benchmarks import command
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import TruncationStats, answer_ids, build_prompt, encode_instance, user_message
-from hyperadapt.io import save_json
+from hyperadapt.io import check_out_file, save_json
 from hyperadapt.models import resolve_model_path
 
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    check_out_file(args.out, "--out")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.model))

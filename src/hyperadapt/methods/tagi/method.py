@@ -20,8 +20,9 @@ from torch import Tensor
 
 from hyperadapt.config import from_dict, to_dict
 from hyperadapt.core import LoraConditioning, conditioned, export_peft, inject, target_linears
+from hyperadapt.core.peft_io import PEFT_CONFIG
 from hyperadapt.encoders import make_encoder
-from hyperadapt.io import load_json, write_dir_atomic
+from hyperadapt.io import check_out_dir, load_json, write_dir_atomic
 from hyperadapt.methods.tagi.config import TagiConfig
 from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
 from hyperadapt.methods.tagi.instructions import InstructionVectors, instruction_text
@@ -150,12 +151,20 @@ def load_tagi(run_dir: str | Path, model_and_tokenizer=None) -> TagiMethod:
     return make_method(run["method"], cfg, model, tokenizer, hypernet, vectors, run_dir)
 
 
+def check_adapter_out(out_dir: str | Path) -> Path:
+    """Refuse, before any work, an adapter folder that is a file or a non-empty folder other than a previous
+    adapter (one holding ``adapter_config.json``): its files would be mixed with the adapter's (a run's too)."""
+    return check_out_dir(out_dir, "--out", replaces=lambda path: (path / PEFT_CONFIG).is_file(),
+                         kind=f"adapter folder (one holding {PEFT_CONFIG})")
+
+
 def export_adapter(
     run_dir_or_method: str | Path | TagiMethod, instruction: str, out_dir: str | Path, model_and_tokenizer=None
 ) -> Path:
     """Generate the adapter for ``instruction`` and write it as a PEFT LoRA folder that
     ``PeftModel.from_pretrained`` loads (plus ``instruction.txt``, the text it was generated from)."""
     method = run_dir_or_method
+    check_adapter_out(out_dir)
     if not isinstance(method, TagiMethod):
         method = load_tagi(method, model_and_tokenizer)
     lora = method.adapter(instruction)
