@@ -321,6 +321,12 @@ def test_train_override_values(here, override, words):
     assert _files(here) == set()
 
 
+@pytest.mark.parametrize("override", ["fusion=true", "pretrain.enabled=true", "losses.kl_weight=5"])
+def test_hypter_refuses_what_would_make_it_tagi(here, override):
+    bad(["train", "hypter", "--set", override, "--out", "run"], override.split("=")[0], "Hypter-style")
+    assert _files(here) == set()
+
+
 def test_continual_set_value(here):
     bad(["continual", "--set", "n_tasks=two", "--out", "run"], "n_tasks", "integer")
 

@@ -68,6 +68,8 @@ def test_continual_run_add_generate(tiny_dir, tmp_path):
     assert again.exit_code == 2 and "plural" in again.output
     gen = _ok(runner.invoke(app, ["generate", str(run), "--input", "box", "--max-new-tokens", "2"]))
     assert "box" in gen.output
+    routed = runner.invoke(app, ["generate", str(run), "--input", "box", "--condition", "Pluralise."])
+    assert routed.exit_code == 2 and "routes each input" in routed.output  # not silently ignored
     _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", "synthetic", "--split", "seen", "--limit", "1",
                             "--max-new-tokens", "2"]))
     assert json.loads((run / "eval" / "synthetic-seen-own.json").read_text())["method"] == "switchcit"

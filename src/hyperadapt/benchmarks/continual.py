@@ -1,4 +1,4 @@
-"""SwitchCIT against its continual baselines on one stream, same base model and per-task budget, in one JSON.
+r"""SwitchCIT against its continual baselines on one stream, same base model and per-task budget, in one JSON.
 
     hyperadapt bench continual --config configs/switch_synthetic.yaml --out results/continual/synthetic
     hyperadapt bench continual --config configs/switch_sni.yaml --methods switchcit sequential \

@@ -1,4 +1,4 @@
-"""TAGI against its baselines and ablations, instruction sensitivity and inference cost, in one JSON.
+r"""TAGI against its baselines and ablations, instruction sensitivity and inference cost, in one JSON.
 
     hyperadapt bench tagi --config configs/tagi.yaml --eval-splits unseen --limit 20 \
         --out results/tagi_synthetic.json

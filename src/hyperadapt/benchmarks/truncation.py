@@ -1,4 +1,4 @@
-"""How many training examples lose part of their definition: the old left cut vs the one truncation rule.
+r"""How many training examples lose part of their definition: the old left cut vs the one truncation rule.
 
 For each budget (``max_length``), every training example (first reference as the answer) is encoded the old
 way (the prompt cut from the left so that the answer survives: it loses the chat header, the system text,

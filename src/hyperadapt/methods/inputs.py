@@ -17,14 +17,18 @@ def answer_inputs(
     run_dir: str | Path, inputs: list[str], conditions: list[str], max_new_tokens: int = 64
 ) -> list[tuple[str, str, str]]:
     """(input, answer, route) per input: what each answer was produced under. Continual runs route each input
-    (route = ``task: NAME``, or ``rejected``); other runs are conditioned on ``conditions`` (one for all
-    inputs, or one per input; route = ``condition: TEXT``)."""
+    (route = ``task: NAME``, or ``rejected``) and refuse ``conditions``; other runs are conditioned on
+    ``conditions`` (one for all inputs, or one per input; route = ``condition: TEXT``). Raises ``ValueError``
+    for a run that cannot generate or a mismatched number of conditions."""
     if not inputs:
         raise ValueError("give at least one --input")
     run = load_json(Path(run_dir) / "run.json", "run file")
     if run.get("kind") == "continual":
         from hyperadapt.methods.switch import generate
 
+        if conditions:
+            raise ValueError(f"{run_dir} is a continual run: it routes each input to its task's adapter itself, so "
+                             "--condition is not used; put the task's definition in the --input")
         answers = generate(run_dir, inputs, max_new_tokens)
         return [(x, a, f"task: {t}" if t else "rejected") for x, (a, t) in zip(inputs, answers, strict=True)]
     from hyperadapt.methods import LOADABLE, load_run

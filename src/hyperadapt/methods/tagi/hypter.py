@@ -25,6 +25,16 @@ class HypterConfig(TagiConfig):
     pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(enabled=False))
     losses: LossConfig = field(default_factory=lambda: LossConfig(kl_weight=0.0, align_weight=0.0))
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        turned_on = [k for k, on in (("fusion", self.fusion), ("pretrain.enabled", self.pretrain.enabled),
+                                     ("losses.kl_weight", self.losses.kl_weight != 0),
+                                     ("losses.align_weight", self.losses.align_weight not in (0, 0.0)))
+                     if on]
+        if turned_on:
+            raise ValueError(f"{', '.join(turned_on)}: Hypter-style has no fusion, stage 1, KL or alignment; "
+                             "train tagi for those (its ablations turn each off)")
+
 
 def hypter_config(cfg: TagiConfig) -> HypterConfig:
     """The Hypter-style variant of a TAGI config: same model, data, hypernetwork and budget."""
