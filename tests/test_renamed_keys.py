@@ -59,8 +59,19 @@ def test_the_old_key_in_yaml_or_an_override_warns_once_and_gives_the_same_config
     with pytest.warns(FutureWarning, match="targets is now target_modules"):
         assert load_config(HypterConfig, None, ["targets=[k_proj]"]).target_modules == ["k_proj"]
 
+    # an override replaces the file's value under either name; both names in one file are refused
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_config(TagiConfig, path.with_name("tagi.yaml"), ["target_modules=[q_proj]"]).target_modules == [
+            "q_proj"]
+    new = path.with_name("new.yaml")
+    new.write_text("target_modules: [q_proj]\n")
+    with pytest.warns(FutureWarning, match="targets is now target_modules"):
+        assert load_config(TagiConfig, new, ["targets=[k_proj]"]).target_modules == ["k_proj"]
+    both = path.with_name("both.yaml")
+    both.write_text("targets: [v_proj]\ntarget_modules: [q_proj]\n")
     with pytest.raises(ValueError, match="targets and target_modules are the same setting: keep target_modules"):
-        load_config(TagiConfig, path.with_name("tagi.yaml"), ["target_modules=[q_proj]"])
+        load_config(TagiConfig, both)
 
 
 def test_a_saved_config_with_the_old_key_loads_silently():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,6 +94,13 @@ class StrayOverridesGroup(TyperGroup):
             no_stray_overrides(stray)
         return super().resolve_command(ctx, args)
 
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Our own warnings (renamed keys, cut prompts) as one ``warning:`` line, without the source line."""
+    return f"warning: {message}\n"
+
+
+warnings.formatwarning = _one_line_warning
 
 app = typer.Typer(
     cls=ErrorGroup,

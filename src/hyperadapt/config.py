@@ -186,6 +186,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a config section")
+        # an old and a new name of one renamed key are one setting: the override replaces whichever is there
+        for before, after in RENAMED_KEYS.items():
+            if leaf == before and after in node:
+                warnings.warn(f"override {item!r}: config key renamed ({before} is now {after}); the old name still "
+                              "loads for now: use the new one", FutureWarning, stacklevel=3)
+                leaf = after
+            elif leaf == after:
+                node.pop(before, None)
         node[leaf] = parse_yaml(raw, f"override {item!r}")
     return data
 
