@@ -290,7 +290,10 @@ def demo(
     ctx: typer.Context,
     quick: Annotated[bool, typer.Option(help="a smoke-sized budget (about 5 minutes on 2 CPU cores)")] = False,
     out: Annotated[str | None, typer.Option(help="run folder (default results/demo, results/demo-quick)")] = None,
-    set_: SetOption = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", help="budget override (repeatable), the demo's own keys: --set train_steps=120 "
+        "--set limit=10 (teacher_steps, stream_steps, megan_steps, seen_limit, stream_limit, model, seed, ...)",
+    )] = None,
 ) -> None:
     """Show TAGI, SwitchCIT and MeGan against their baselines on the default model and the synthetic suite.
 
