@@ -3,6 +3,8 @@ they run (`hyperadapt bench NAME`, `python -m hyperadapt.benchmarks.NAME`, the c
 
 from __future__ import annotations
 
+import pytest
+
 from hyperadapt.benchmarks import megan, tagi
 from hyperadapt.config import load_config
 from hyperadapt.data import load_tasks
@@ -113,3 +115,34 @@ def test_tagi_efficiency_spreads_answers_over_tasks_within_the_prompt_budget():
     assert out["tasks"] == 6 and out["instances"] == 6
     assert out["a"]["flops"] > out["b"]["flops"] > 0  # the instruction in the prompt costs
     assert out["a"]["prompt_tokens"] <= 6 * 48 and out["ratio"]["of"] == ["a", "b"]
+
+
+def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path):
+    import json
+
+    def row(r: float, n: int) -> dict:
+        return {"test": {"mean": {"rougeL": r, "em": 1.0, "n": n}, "tasks": {}}}
+
+    a = {"command": "hyperadapt bench tagi --methods tagi", "results": {"tagi": row(30.0, 1240)},
+         "train_s": {"tagi": 9}, "sensitivity": {"tagi": {"shuffled": row(20.0, 620)}}}
+    b = {"command": "hyperadapt bench tagi --methods multitask-lora tagi-no-fusion --no-eval", "results": {},
+         "efficiency": {"instances": 100,
+                        "ratio": {"flops": 0.4, "wall": 0.5, "of": ["tagi-no-fusion", "multitask-lora"]}}}
+    c = {"command": "hyperadapt bench tagi --methods multitask-lora", "results": {"multitask-lora": row(28.5, 1240)},
+         "sensitivity": {"tagi": {"random": row(18.0, 620)}}}
+    paths = []
+    for name, part in {"a": a, "b": b, "c": c}.items():
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(part))
+    out = tmp_path / "table.json"
+    merged = tagi.main(["--collect", *map(str, paths), "--out", str(out), "--runs", str(tmp_path / "runs")])
+    assert list(merged["results"]) == ["tagi", "multitask-lora"]
+    assert merged["row_commands"]["multitask-lora"] == c["command"] and merged["efficiency"] == b["efficiency"]
+    assert set(merged["sensitivity"]["tagi"]) == {"shuffled", "random"}
+    table = out.with_suffix(".md").read_text()
+    assert "| tagi | 30.00 / 1.00 (1240) | 9 |" in table
+    assert "| tagi (random instruction) | 18.00 / 1.00 (620) |" in table
+    assert "tagi-no-fusion / multitask-lora FLOPs 0.400, wall time 0.500" in table
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a result of hyperadapt bench tagi"):
+        tagi.main(["--collect", str(tmp_path / "bad.json"), "--out", str(out), "--runs", str(tmp_path / "runs")])

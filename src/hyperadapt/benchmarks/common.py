@@ -57,10 +57,24 @@ def markdown(result: dict) -> str:
              "| method | " + " | ".join(f"{s} ROUGE-L / EM" for s in splits) + " | train s |",
              "|---|" + "---|" * (len(splits) + 1)]
     for name, res in rows.items():
-        cells = [f"{res[s]['mean']['rougeL']:.2f} / {res[s]['mean']['em']:.2f}" if s in res else "" for s in splits]
+        cells = [_cell(res[s]["mean"]) if s in res else "" for s in splits]
         train = result.get("train_s", {}).get(name)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {'' if train is None else f'{train:.0f}'} |")
+    eff = result.get("efficiency")
+    if eff and "ratio" in eff:
+        a, b = eff["ratio"]["of"]
+        lines += ["", f"Efficiency ({eff.get('instances')} answers): {a} / {b} FLOPs {eff['ratio']['flops']:.3f}, "
+                      f"wall time {eff['ratio']['wall']:.3f}."]
+    if result.get("row_commands"):
+        lines += ["", "Rows and the commands that produced them:", ""]
+        lines += [f"- {name}: `{cmd}`" for name, cmd in result["row_commands"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _cell(mean: dict) -> str:
+    """``ROUGE-L / EM`` of an instance mean, with its number of answers when recorded."""
+    n = f" ({mean['n']})" if "n" in mean else ""
+    return f"{mean['rougeL']:.2f} / {mean['em']:.2f}{n}"
 
 
 def save(result: dict, out: str) -> None:

@@ -35,6 +35,7 @@ from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries, prompt_budget
+from hyperadapt.io import load_json
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
 from hyperadapt.methods.tagi import TagiConfig, train_tagi
@@ -64,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=20, help="instances per task to evaluate (0: all)")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--no-sensitivity", action="store_true")
+    p.add_argument("--collect", nargs="+", default=None, metavar="RESULT.json",
+                   help="merge the results of earlier runs of this benchmark (rows, sensitivity, efficiency, train "
+                        "times, each row's command) into --out and its table; trains and evaluates nothing")
     p.add_argument("--no-eval", action="store_true",
                    help="train or load the methods but skip their evaluations (e.g. for the efficiency rows alone)")
     p.add_argument("--efficiency-instances", type=int, default=100, help="0 skips the efficiency measurement")
@@ -176,9 +180,37 @@ def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig) -> di
     return out
 
 
+def collect(paths: list[str]) -> dict:
+    """One result from several runs of this benchmark (e.g. the rows of a table run as separate jobs): rows,
+    sensitivity variants and train times are merged (a later file's row replaces an earlier one's), each
+    row keeps the command that produced it (``row_commands``), the last efficiency measurement is kept.
+    Raises ``ValueError`` for a file that is not a result of this benchmark."""
+    merged: dict = {"collected_from": [], "results": {}, "train_s": {}, "row_commands": {}}
+    for path in paths:
+        part = load_json(Path(path), "benchmark result")
+        if not isinstance(part, dict) or not isinstance(part.get("results"), dict):
+            raise ValueError(f"{path}: not a result of hyperadapt bench tagi (no 'results')")
+        merged["collected_from"].append({"path": str(path), "command": part.get("command")})
+        for key in ("config", "eval", "ablation_eval", "budget", "hypernet_parameters"):
+            merged.setdefault(key, part.get(key))
+        for name, res in part["results"].items():
+            merged["results"][name] = res
+            merged["row_commands"][name] = part.get("command")
+        merged["train_s"].update(part.get("train_s", {}))
+        for name, variants in part.get("sensitivity", {}).items():
+            merged.setdefault("sensitivity", {}).setdefault(name, {}).update(variants)
+        if "efficiency" in part:
+            merged["efficiency"] = part["efficiency"]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     check_outputs(args.out, runs=args.runs)
+    if args.collect:
+        result = {"command": command("tagi", argv), **collect(args.collect)}
+        save(result, args.out)
+        return result
     overrides = [*args.set, *(QUICK if args.quick else [])]
     cfg = load_config(TagiConfig, args.config, overrides)
     limit = 2 if args.quick else (args.limit or None)
