@@ -86,6 +86,15 @@ def test_bench_core_runs_on_the_tiny_model(tiny_dir, tmp_path):
     assert runner.invoke(app, ["bench", "nope"]).exit_code == 2
 
 
+def test_train_help_lists_the_trainable_methods():
+    from hyperadapt.cli import TRAINABLE_NAMES
+    from hyperadapt.methods import TRAINABLE
+
+    assert list(TRAINABLE_NAMES) == sorted(TRAINABLE)
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0 and ", ".join(TRAINABLE_NAMES) in result.output
+
+
 def test_help_does_not_import_torch():
     """`hyperadapt --help` and every command's --help start fast: no torch, transformers or methods."""
     import subprocess

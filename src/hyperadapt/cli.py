@@ -67,6 +67,8 @@ class ErrorGroup(TyperGroup):
 
 
 # One override syntax for every command that reads a config (train, demo, continual and the benchmarks).
+# the names of hyperadapt.methods.TRAINABLE, here so that --help imports no torch (a test keeps them equal)
+TRAINABLE_NAMES = ("hypter", "megan", "metaicl", "multitask-lora", "reptile", "tagi")
 SetOption = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=OVERRIDE_HELP)]
 # Commands with a config take extra arguments only to refuse bare KEY=VALUE ones, saying how overrides are written.
 TAKES_STRAY = {"allow_extra_args": True}
@@ -242,7 +244,7 @@ def _write_results(result: dict, path: Path) -> Path:
 @app.command(context_settings=TAKES_STRAY)
 def train(
     ctx: typer.Context,
-    method: Annotated[str, typer.Argument(help="what to train, e.g. multitask-lora")],
+    method: Annotated[str, typer.Argument(help=f"what to train: {', '.join(TRAINABLE_NAMES)}")],
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/)")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/METHOD)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the run's last checkpoint")] = True,
