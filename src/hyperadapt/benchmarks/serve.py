@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.requests, args.batch, args.distinct, args.cached = 16, 16, [1, 8], [10, 100]
+    args.clients = min(args.clients, args.requests)  # a client without a request would not be one
     return args
 
 
