@@ -143,6 +143,9 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
     assert "| tagi | 30.00 / 1.00 (1240) | 9 |" in table
     assert "| tagi (random instruction) | 18.00 / 1.00 (620) |" in table
     assert "tagi-no-fusion / multitask-lora FLOPs 0.400, wall time 0.500" in table
+    assert tagi.table_means(merged)["ROUGE-L"] == {"tagi": 30.0, "multitask-lora": 28.5, "tagi (shuffled)": 20.0,
+                                                   "tagi (random)": 18.0}
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a result of hyperadapt bench tagi"):
         tagi.main(["--collect", str(tmp_path / "bad.json"), "--out", str(out), "--runs", str(tmp_path / "runs")])

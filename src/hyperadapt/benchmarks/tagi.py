@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-sensitivity", action="store_true")
     p.add_argument("--collect", nargs="+", default=None, metavar="RESULT.json",
                    help="merge the results of earlier runs of this benchmark (rows, sensitivity, efficiency, train "
-                        "times, each row's command) into --out and its table; trains and evaluates nothing")
+                        "times, each row's command) into --out, its .md table and its .png bars; trains and evaluates "
+                        "nothing")
     p.add_argument("--no-eval", action="store_true",
                    help="train or load the methods but skip their evaluations (e.g. for the efficiency rows alone)")
     p.add_argument("--efficiency-instances", type=int, default=100, help="0 skips the efficiency measurement")
@@ -204,12 +205,39 @@ def collect(paths: list[str]) -> dict:
     return merged
 
 
+def table_means(result: dict) -> dict[str, dict[str, float]]:
+    """``{metric: {row: instance mean}}`` of the first split of every row (sensitivity variants as
+    ``"name (variant)"`` rows), the numbers the table's ``.md`` gives."""
+    means: dict[str, dict[str, float]] = {"ROUGE-L": {}, "EM": {}}
+    rows = dict(result.get("results", {}))
+    for name, variants in result.get("sensitivity", {}).items():
+        rows.update({f"{name} ({variant})": res for variant, res in variants.items()})
+    for name, res in rows.items():
+        if res:
+            mean = next(iter(res.values()))["mean"]
+            means["ROUGE-L"][name], means["EM"][name] = mean["rougeL"], mean["em"]
+    return means
+
+
+def plot_table(result: dict, path: Path) -> Path | None:
+    """Bars of every row's ROUGE-L and EM (``table_means``) in ``path``; ``None`` without matplotlib or rows."""
+    means = table_means(result)
+    if not means["ROUGE-L"]:
+        return None
+    try:
+        from hyperadapt.report.plots import plot_grouped_bars
+    except ImportError:
+        return None
+    return plot_grouped_bars(means, path, "score (instance mean)", title="hyperadapt bench tagi")
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     check_outputs(args.out, runs=args.runs)
     if args.collect:
         result = {"command": command("tagi", argv), **collect(args.collect)}
         save(result, args.out)
+        plot_table(result, Path(args.out).with_suffix(".png"))
         return result
     overrides = [*args.set, *(QUICK if args.quick else [])]
     cfg = load_config(TagiConfig, args.config, overrides)
