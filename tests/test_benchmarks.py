@@ -146,6 +146,15 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
     assert tagi.table_means(merged)["ROUGE-L"] == {"tagi": 30.0, "multitask-lora": 28.5, "tagi (shuffled)": 20.0,
                                                    "tagi (random)": 18.0}
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert merged["comparisons"] == {"reference": "multitask-lora", "method": tagi.comparisons(merged)["method"],
+                                     "rows": {}}  # these rows hold no per-task scores: nothing to pair
+    tasks = {f"t{i}": {"rougeL": 30.0 + i, "em": 1.0, "n": 20} for i in range(4)}
+    paired = {"results": {"multitask-lora": {"test": {"tasks": tasks}},
+                          "tagi": {"test": {"tasks": {t: {**v, "rougeL": v["rougeL"] + 2} for t, v in tasks.items()}}},
+                          "tagi-no-kl": {"test": {"tasks": {t: {**v, "n": 10} for t, v in tasks.items()}}}}}
+    comp = tagi.comparisons(paired)
+    assert list(comp["rows"]) == ["tagi"]  # the row on 10 instances per task is not paired with 20
+    assert comp["rows"]["tagi"]["test"]["rougeL"]["diff"] == pytest.approx(2.0)
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a result of hyperadapt bench tagi"):
         tagi.main(["--collect", str(tmp_path / "bad.json"), "--out", str(out), "--runs", str(tmp_path / "runs")])

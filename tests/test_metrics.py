@@ -11,6 +11,7 @@ from hyperadapt.evaluation.metrics import (
     continual_metrics,
     exact_match,
     normalize_answer,
+    paired_bootstrap,
     rouge_l,
     score_predictions,
 )
@@ -149,3 +150,25 @@ def test_continual_metrics_single_task_and_errors() -> None:
         continual_metrics([])
     with pytest.raises(ValueError, match="zero_shot has 1 scores for 2 tasks"):
         continual_metrics([[1.0, 2.0], [3.0, 4.0]], [0.0])
+
+
+def test_paired_bootstrap_difference_interval_and_errors() -> None:
+    a = {"t1": {"rougeL": 50.0, "em": 10.0, "n": 30}, "t2": {"rougeL": 20.0, "em": 0.0, "n": 10},
+         "t3": {"rougeL": 40.0, "em": 5.0, "n": 20}}
+    shifted = {t: {**v, "rougeL": v["rougeL"] - 5.0} for t, v in a.items()}
+    same = paired_bootstrap(a, a)
+    assert same["diff"] == same["low"] == same["high"] == 0.0 and same["ties"] == 3
+    up = paired_bootstrap(a, shifted, resamples=200)
+    assert up["diff"] == pytest.approx(5.0) and up["low"] == pytest.approx(5.0) and up["high"] == pytest.approx(5.0)
+    assert (up["wins"], up["losses"], up["n_tasks"]) == (3, 0, 3)
+    # the difference is the instance mean's: t1 (30 instances) +6, t2 (10) −6, t3 (20) 0 -> (180 - 60) / 60 = 2
+    b = {"t1": {**a["t1"], "rougeL": 44.0}, "t2": {**a["t2"], "rougeL": 26.0}, "t3": a["t3"]}
+    mixed = paired_bootstrap(a, b, resamples=2000, seed=1)
+    assert mixed["diff"] == pytest.approx(2.0) and mixed["low"] < 2.0 < mixed["high"]
+    assert mixed["low"] >= -6.0 and mixed["high"] <= 6.0
+    assert (mixed["wins"], mixed["losses"], mixed["ties"]) == (1, 1, 1)
+    assert paired_bootstrap(a, b, resamples=2000, seed=1) == mixed  # seeded: the same interval again
+    with pytest.raises(ValueError, match="different tasks"):
+        paired_bootstrap(a, {"t1": a["t1"]})
+    with pytest.raises(ValueError, match="same positive instance count"):
+        paired_bootstrap(a, {**a, "t2": {**a["t2"], "n": 5}})

@@ -65,6 +65,17 @@ def markdown(result: dict) -> str:
         a, b = eff["ratio"]["of"]
         lines += ["", f"Efficiency ({eff.get('instances')} answers): {a} / {b} FLOPs {eff['ratio']['flops']:.3f}, "
                       f"wall time {eff['ratio']['wall']:.3f}."]
+    comp = result.get("comparisons")
+    if comp and comp.get("rows"):
+        lines += ["", f"Paired differences from {comp['reference']} ({comp['method']}):", "",
+                  "| method | split | Δ ROUGE-L [CI] | Δ EM [CI] | tasks ahead / behind / equal (ROUGE-L) |",
+                  "|---|---|---|---|---|"]
+        for name, splits_ in comp["rows"].items():
+            for split, d in splits_.items():
+                r, e = d["rougeL"], d["em"]
+                lines.append(f"| {name} | {split} | {r['diff']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}] | "
+                             f"{e['diff']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}] | "
+                             f"{r['wins']} / {r['losses']} / {r['ties']} |")
     if result.get("row_commands"):
         lines += ["", "Rows and the commands that produced them:", ""]
         lines += [f"- {name}: `{cmd}`" for name, cmd in result["row_commands"].items()]

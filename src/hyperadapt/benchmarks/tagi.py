@@ -35,6 +35,7 @@ from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries, prompt_budget
+from hyperadapt.evaluation.metrics import paired_bootstrap
 from hyperadapt.io import load_json
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
@@ -205,6 +206,26 @@ def collect(paths: list[str]) -> dict:
     return merged
 
 
+def comparisons(result: dict, reference: str = "multitask-lora") -> dict | None:
+    """Every row's paired difference from ``reference`` (ROUGE-L and EM, ``paired_bootstrap`` over tasks) on
+    each split where both answered the same instances of the same tasks; ``None`` without the reference."""
+    rows = result.get("results", {})
+    if not rows.get(reference):
+        return None
+    out: dict = {"reference": reference, "method": "paired bootstrap over tasks, 10,000 resamples, 95%", "rows": {}}
+    for name, res in rows.items():
+        for split, scored in (res or {}).items():
+            base = rows[reference].get(split)
+            if name == reference or base is None:
+                continue
+            try:
+                out["rows"].setdefault(name, {})[split] = {
+                    key: paired_bootstrap(scored["tasks"], base["tasks"], key) for key in ("rougeL", "em")}
+            except ValueError:  # other instances (e.g. an ablation row on fewer per task): no paired test
+                continue
+    return out
+
+
 def table_means(result: dict) -> dict[str, dict[str, float]]:
     """``{metric: {row: instance mean}}`` of the first split of every row (sensitivity variants as
     ``"name (variant)"`` rows), the numbers the table's ``.md`` gives."""
@@ -236,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_outputs(args.out, runs=args.runs)
     if args.collect:
         result = {"command": command("tagi", argv), **collect(args.collect)}
+        result["comparisons"] = comparisons(result)
         save(result, args.out)
         plot_table(result, Path(args.out).with_suffix(".png"))
         return result
@@ -283,6 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
         first = next(iter(splits.values()))
         result["efficiency"] = efficiency(pair, first, args.efficiency_instances, replace(ecfg, limit=None))
     result["total_s"] = time.perf_counter() - started
+    result["comparisons"] = comparisons(result)
     save(result, args.out)
     return result
 

@@ -21,6 +21,7 @@ Follows the official ``eval/automatic/evaluation.py`` of allenai/natural-instruc
 from __future__ import annotations
 
 import logging
+import random
 import re
 import string
 import unicodedata
@@ -201,6 +202,45 @@ def by_category(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str
         groups.setdefault(str(scores["category"]), []).append(scores)
     return {cat: {**instance_mean(s), "task_mean": task_mean(s), "n_tasks": len(s),
                   "n": sum(int(x.get("n", 0)) for x in s)} for cat, s in sorted(groups.items())}
+
+
+def paired_bootstrap(
+    a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]], key: str = "rougeL",
+    resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
+) -> dict[str, Any]:
+    """The instance-mean difference ``a − b`` of ``key`` and its bootstrap confidence interval over tasks.
+
+    ``a`` and ``b`` map task name → per-task scores (``key`` and ``n``) of two methods on the *same*
+    instances. Tasks are resampled with replacement (``resamples`` times, ``random.Random(seed)``); each
+    resample's difference is the instance mean (per-task means weighted by ``n``) of ``a`` minus that of
+    ``b``; the interval is its percentile interval at ``confidence``. Resampling tasks rather than
+    instances keeps the answers of one task together (they share an instruction, so they are not
+    independent). Returns ``diff``, ``low``, ``high``, ``confidence``, ``resamples``, ``n_tasks`` and the
+    tasks where ``a`` is ahead / behind / equal (``wins``, ``losses``, ``ties``). Raises ``ValueError``
+    when the two cover different tasks or different instance counts, or have no task.
+    """
+    if set(a) != set(b):
+        raise ValueError(f"paired comparison over different tasks: {sorted(set(a) ^ set(b))[:5]}")
+    if not a:
+        raise ValueError("paired comparison of no tasks")
+    names = sorted(a)
+    uneven = [t for t in names if int(a[t].get("n", 0)) != int(b[t].get("n", 0)) or int(a[t].get("n", 0)) < 1]
+    if uneven:
+        raise ValueError(f"paired comparison needs the same positive instance count per task: {uneven[:5]}")
+    n = [int(a[t]["n"]) for t in names]
+    d = [(float(a[t][key]) - float(b[t][key])) * k for t, k in zip(names, n, strict=True)]  # instance-weighted
+
+    def mean_diff(idx: Sequence[int]) -> float:
+        return sum(d[i] for i in idx) / sum(n[i] for i in idx)
+
+    rng = random.Random(seed)
+    stats = sorted(mean_diff([rng.randrange(len(names)) for _ in names]) for _ in range(resamples))
+    tail = (1.0 - confidence) / 2
+    low, high = stats[int(tail * (resamples - 1))], stats[int(round((1.0 - tail) * (resamples - 1)))]
+    diffs = [float(a[t][key]) - float(b[t][key]) for t in names]
+    return {"key": key, "diff": mean_diff(range(len(names))), "low": low, "high": high, "confidence": confidence,
+            "resamples": resamples, "n_tasks": len(names), "wins": sum(x > 0 for x in diffs),
+            "losses": sum(x < 0 for x in diffs), "ties": sum(x == 0 for x in diffs)}
 
 
 def _check_matrix(acc: Sequence[Sequence[float]]) -> int:
