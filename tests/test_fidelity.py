@@ -374,3 +374,30 @@ def test_answers_logged_before_a_config_key_rename_are_reused(tmp_path, jsonl_da
     changed = PromptMethod("m", model, tok, info={"rank": 8, "target_modules": ["v_proj"]})
     with pytest.raises(ValueError, match="answers of another method or setting"):
         evaluate(changed, tasks, cfg, answers_path=log_path)
+
+
+def test_answers_logged_before_an_option_was_added_are_reused_at_its_default(tmp_path, jsonl_data):
+    from hyperadapt.data import load_tasks
+
+    model, tok = tiny_model()
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    cfg = EvalConfig(max_new_tokens=3, batch_size=4)
+    log_path = tmp_path / "answers.jsonl"
+    old = PromptMethod("m", model, tok, info={"rank": 8, "targets": ["q_proj"], "teachers": {"rank": 8}})
+    before = evaluate(old, tasks, cfg, answers_path=log_path)
+    calls = []
+
+    class Counting(PromptMethod):
+        def conditioning(self, queries):
+            calls.append(len(queries))
+            return contextlib.nullcontext()
+
+    # renamed and added (teachers.shared, at its default) at once: still the same answers
+    new = Counting("m", model, tok, info={"rank": 8, "target_modules": ["q_proj"],
+                                          "teachers": {"rank": 8, "shared": False}})
+    after = evaluate(new, tasks, cfg, answers_path=log_path)
+    assert calls == [] and after["predictions"] == before["predictions"]
+    turned_on = PromptMethod("m", model, tok, info={"rank": 8, "target_modules": ["q_proj"],
+                                                    "teachers": {"rank": 8, "shared": True}})
+    with pytest.raises(ValueError, match="answers of another method or setting"):
+        evaluate(turned_on, tasks, cfg, answers_path=log_path)

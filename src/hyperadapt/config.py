@@ -27,6 +27,9 @@ T = TypeVar("T")
 # Config keys renamed since runs were first saved: old name -> new name, in any section that has the new one
 # (the LoRA targets took PEFT's name: TAGI's `targets` and SwitchCIT's `lora.targets` are `target_modules`).
 RENAMED_KEYS: dict[str, str] = {"targets": "target_modules"}
+# Config options added since answers were first logged, with their default (dotted key -> default): at that
+# default the option changes nothing, so answers logged before it existed are still reused.
+ADDED_KEYS: dict[str, Any] = {"teachers.shared": False}
 # The one override syntax: every command and benchmark that reads a config takes `--set KEY=VALUE`, repeatable.
 OVERRIDE_HELP = "config override KEY=VALUE, the value in YAML (repeatable): --set train.steps=100 --set rank=4"
 

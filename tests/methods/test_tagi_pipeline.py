@@ -216,3 +216,45 @@ def test_stage_one_is_reused_through_pretrain_path(jsonl_data, tmp_path, monkeyp
     missing = tiny_cfg(jsonl_data, pretrain=PretrainConfig(a_tokens=8, b_tokens=4, c_tokens=4, path=str(tmp_path)))
     with pytest.raises(FileNotFoundError, match="holds no stage-1 hypernetwork"):
         train_tagi(missing, tmp_path / "third", model_and_tokenizer=tiny_model())
+
+
+def test_teachers_with_a_shared_part_start_the_students_shared_adapter(jsonl_data, tmp_path, monkeypatch):
+    from hyperadapt.core.inject import target_linears
+    from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
+    from hyperadapt.methods.tagi.teachers import Teachers
+
+    # teachers' alpha differs from the student's: the copy folds the scale ratio into B (the same ΔW)
+    cfg = tiny_cfg(jsonl_data, shared_adapter=True, teachers=TeacherConfig(rank=2, alpha=4.0, shared=True, train=tc(3)),
+                   losses=LossConfig(kl_weight=0, align_weight=0))  # no KL, no alignment: teachers still needed
+    assert cfg.needs_teachers and not cfg.losses.needs_teachers
+    started = {}
+    real = TagiHypernetwork.set_shared
+
+    def spy(net, lora):
+        real(net, lora)
+        started["student"] = {n: net.scale * net.shared_b[i] @ net.shared_a[i] for i, n in enumerate(net.module_names)}
+
+    monkeypatch.setattr(TagiHypernetwork, "set_shared", spy)
+    train_tagi(cfg, tmp_path / "run", model_and_tokenizer=tiny_model())
+    teachers = Teachers.load(tmp_path / "run" / "teachers")
+    assert teachers.shared is not None and (tmp_path / "run" / "teachers" / "shared").is_dir()
+    common = teachers.shared.adapter(0)
+    assert any(torch.count_nonzero(common.delta(n)) for n in common.factors)  # the shared part trained
+    for name in common.factors:  # stage 2 started from the teachers' shared ΔW
+        torch.testing.assert_close(started["student"][name], common.delta(name))
+    for index in ([0, 0, 0], [0, 1, 0]):  # one teacher for the batch (fast path) or one per example
+        both = teachers.conditioning(index)
+        for name in common.factors:
+            a, b = both.factors[name]
+            assert a.shape[1] == b.shape[2] == 2 * cfg.teachers.rank
+            for j, t in enumerate(index):
+                own = teachers.bank.adapter(t)
+                torch.testing.assert_close(both.example(j).delta(name), common.delta(name) + own.delta(name))
+    with pytest.raises(ValueError, match="teachers.rank"):
+        tiny_cfg(jsonl_data, shared_adapter=True, teachers=TeacherConfig(rank=4, shared=True))
+    linears = target_linears(tiny_model()[0], cfg.target_modules)
+    shapes = {n: (m.in_features, m.out_features) for n, m in linears.items()}
+    with pytest.raises(ValueError, match="no shared adapter"):
+        TagiHypernetwork(shapes, input_dim=5, rank=2, alpha=4.0, hidden=8, blocks=1).set_shared(common)
+    with pytest.raises(ValueError, match="adapter rank 2, the shared adapter's is 4"):
+        TagiHypernetwork(shapes, input_dim=5, rank=4, alpha=4.0, hidden=8, blocks=1, shared=True).set_shared(common)

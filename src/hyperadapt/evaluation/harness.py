@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from hyperadapt.config import RENAMED_KEYS
+from hyperadapt.config import ADDED_KEYS, RENAMED_KEYS
 from hyperadapt.data.prompts import TruncationStats, build_prompt, check_setting
 from hyperadapt.data.schema import Instance, Task
 from hyperadapt.evaluation.generate import generate_batch, option_logprobs
@@ -206,7 +206,8 @@ def fingerprint(method: Method, cfg: EvalConfig, setting: str) -> tuple[str, ...
     """Hashes of what determines the answers: method name and info, setting and evaluation settings.
 
     The first is this version's; the others hash the same with config keys under their old names
-    (``config.RENAMED_KEYS``), so that answers logged before a rename are still reused.
+    (``config.RENAMED_KEYS``) and without options added later that are at their default
+    (``config.ADDED_KEYS``), so that answers logged before a rename or an addition are still reused.
     """
     what = {"method": method.name, "info": getattr(method, "info", {}), "setting": setting, "mode": cfg.mode,
             "max_new_tokens": cfg.max_new_tokens, "max_prompt_tokens": cfg.max_prompt_tokens}
@@ -217,8 +218,19 @@ def fingerprint(method: Method, cfg: EvalConfig, setting: str) -> tuple[str, ...
             return {old_names.get(k, k): with_old_names(v) for k, v in value.items()}
         return value
 
-    hashes = [hashlib.sha1(json.dumps(w, sort_keys=True, default=str).encode()).hexdigest()
-              for w in (what, with_old_names(what))]
+    def without_added(value: dict) -> dict:
+        info = json.loads(json.dumps(value["info"], default=str))
+        for key, default in ADDED_KEYS.items():
+            *parents, last = key.split(".")
+            section = info
+            for p in parents:
+                section = section.get(p) if isinstance(section, dict) else None
+            if isinstance(section, dict) and last in section and section[last] == default:
+                del section[last]
+        return {**value, "info": info}
+
+    variants = (what, with_old_names(what), without_added(what), with_old_names(without_added(what)))
+    hashes = [hashlib.sha1(json.dumps(w, sort_keys=True, default=str).encode()).hexdigest() for w in variants]
     return tuple(dict.fromkeys(hashes))
 
 

@@ -41,6 +41,11 @@ class TeacherConfig:
     path: str | None = field(
         default=None, metadata={"help": "reuse teachers trained by another run (its teachers/ folder)"}
     )
+    shared: bool = field(
+        default=False,
+        metadata={"help": "the teachers add one LoRA they all train (ΔW_teacher = shared + own); with "
+                          "shared_adapter, the student's shared adapter starts from it"},
+    )
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-3))
 
     def __post_init__(self) -> None:
@@ -154,6 +159,14 @@ class TagiConfig:
         if self.max_instruction_tokens < 1:
             raise ValueError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
         self.target_modules = list(check_targets(self.target_modules, "target_modules", required=True))
+        if self.shared_adapter and self.teachers.shared and self.teachers.rank != self.rank:
+            raise ValueError(f"teachers.shared with shared_adapter starts the student's shared adapter from the "
+                             f"teachers' one: teachers.rank ({self.teachers.rank}) must equal rank ({self.rank})")
+
+    @property
+    def needs_teachers(self) -> bool:
+        """Whether stage 2 uses teachers: for KL or alignment, or to start the shared adapter from theirs."""
+        return self.losses.needs_teachers or (self.shared_adapter and self.teachers.shared)
 
     @property
     def scale(self) -> float:

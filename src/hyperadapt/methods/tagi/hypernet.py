@@ -123,6 +123,26 @@ class TagiHypernetwork(nn.Module):
                 nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # as PEFT initialises LoRA's A
                 nn.init.zeros_(b)
 
+    @torch.no_grad()
+    def set_shared(self, lora: LoraConditioning) -> None:
+        """Start the shared adapter from a single LoRA of this rank on these modules (e.g. the teachers'
+        shared one): ``A0 = A``, ``B0 = B · scale_lora / scale`` (the same ΔW). Raises ``ValueError`` without
+        a shared adapter, for a per-example LoRA, another rank or other modules."""
+        if not self.shared:
+            raise ValueError("this hypernetwork has no shared adapter (shared_adapter: false)")
+        if not lora.shared:
+            raise ValueError("set_shared needs a single adapter, not one per example")
+        if set(lora.factors) != set(self.module_names):
+            raise ValueError(f"the adapter covers other modules than the hypernetwork: "
+                             f"{sorted(set(lora.factors) ^ set(self.module_names))[:3]}")
+        fold = float(lora.scale) / self.scale
+        for slot, name in enumerate(self.module_names):
+            a, b = lora.factors[name]  # [1, r, in], [1, out, r]
+            if a.shape[1] != self.rank:
+                raise ValueError(f"{name}: adapter rank {a.shape[1]}, the shared adapter's is {self.rank}")
+            self.shared_a[slot].copy_(a[0])
+            self.shared_b[slot].copy_(b[0] * fold)
+
     def generated_parameters(self) -> dict[str, nn.Parameter]:
         """The parameters that read the instruction (all but the shared adapter)."""
         return {k: p for k, p in self.named_parameters() if not k.startswith("shared_")}

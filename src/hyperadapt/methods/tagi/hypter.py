@@ -7,7 +7,7 @@ instruction reaches it only through the generated adapter).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hyperadapt.methods.tagi.config import LossConfig, PretrainConfig, TagiConfig
@@ -29,17 +29,18 @@ class HypterConfig(TagiConfig):
         super().__post_init__()
         turned_on = [k for k, on in (("fusion", self.fusion), ("pretrain.enabled", self.pretrain.enabled),
                                      ("losses.kl_weight", self.losses.kl_weight != 0),
-                                     ("losses.align_weight", self.losses.align_weight not in (0, 0.0)))
+                                     ("losses.align_weight", self.losses.align_weight not in (0, 0.0)),
+                                     ("teachers.shared", self.teachers.shared))
                      if on]
         if turned_on:
-            raise ValueError(f"{', '.join(turned_on)}: Hypter-style has no fusion, stage 1, KL or alignment; "
-                             "train tagi for those (its ablations turn each off)")
+            raise ValueError(f"{', '.join(turned_on)}: Hypter-style has no fusion, stage 1, KL, alignment or "
+                             "teachers; train tagi for those (its ablations turn each off)")
 
 
 def hypter_config(cfg: TagiConfig) -> HypterConfig:
     """The Hypter-style variant of a TAGI config: same model, data, hypernetwork and budget."""
     base = {k: v for k, v in vars(cfg).items() if k not in ("fusion", "pretrain", "losses")}
-    return HypterConfig(**base)
+    return HypterConfig(**{**base, "teachers": replace(cfg.teachers, shared=False)})  # Hypter trains no teachers
 
 
 def train_hypter(

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from hyperadapt.core import AdapterBank, conditioned
+from hyperadapt.core import AdapterBank, LoraConditioning, conditioned
 from hyperadapt.data.schema import Task
 from hyperadapt.io import atomic_write_text
 from hyperadapt.methods.tagi.batches import encode_examples
@@ -26,13 +26,33 @@ from hyperadapt.training import Batch, Trainer, pad_batch
 TEACHERS_FILE = "teachers.json"
 
 
+SHARED_DIR = "shared"
+
+
 @dataclass
 class Teachers:
-    """A bank of teacher adapters and which group (task or category name) each one serves."""
+    """A bank of teacher adapters and which group (task or category name) each one serves.
+
+    With ``shared`` (a one-adapter bank of the same rank and alpha), teacher i is ``shared + bank[i]``: the
+    teachers learn together what every task needs and each its own rest (``teachers.shared``).
+    """
 
     bank: AdapterBank
     groups: list[str]
     group_by: str
+    shared: AdapterBank | None = None
+
+    def conditioning(self, index: Tensor | list[int]) -> LoraConditioning:
+        """Example b runs with teacher ``index[b]``: its own factors, after the shared ones when there are
+        (``A [N, 2r, in]``, ``B [N, out, 2r]``; one scale, as the two banks share rank and alpha)."""
+        own = self.bank.conditioning(index)
+        if self.shared is None:
+            return own
+        common = self.shared.factors([0])  # [1, r, in], [1, out, r]
+        factors = {name: (torch.cat([common[name][0].expand(a.shape[0], -1, -1), a], dim=1),
+                          torch.cat([common[name][1].expand(b.shape[0], -1, -1), b], dim=2))
+                   for name, (a, b) in own.factors.items()}
+        return LoraConditioning(factors, own.scale, own.batch_size)
 
     def indices(self, tasks: list[Task]) -> list[int]:
         """The teacher of each task; a task without a teacher is an error naming it."""
@@ -49,6 +69,9 @@ class Teachers:
         path = Path(path)
         self.bank.save(path / "bank")
         info = {"group_by": self.group_by, "groups": self.groups, **meta}
+        if self.shared is not None:  # only when on, so that teachers saved before the option read the same
+            self.shared.save(path / SHARED_DIR)
+            info["shared"] = True
         atomic_write_text(path / TEACHERS_FILE, json.dumps(info, indent=1))
         return path
 
@@ -60,7 +83,10 @@ class Teachers:
         info = json.loads((path / TEACHERS_FILE).read_text())
         bank = AdapterBank.load(path / "bank", device=device)
         bank.requires_grad_(False)
-        return cls(bank, list(info["groups"]), info["group_by"])
+        shared = AdapterBank.load(path / SHARED_DIR, device=device) if info.get("shared") else None
+        if shared is not None:
+            shared.requires_grad_(False)
+        return cls(bank, list(info["groups"]), info["group_by"], shared)
 
 
 def group_of(task: Task, group_by: str) -> str:
@@ -75,7 +101,7 @@ def group_names(tasks: list[Task], group_by: str) -> list[str]:
 
 def teacher_logits(model: nn.Module, teachers: Teachers, batch: Batch) -> Tensor:
     """Logits of the answer tokens from the base model with each example's teacher adapter: [n_answer, V]."""
-    with torch.no_grad(), conditioned(model, lora=teachers.bank.conditioning(batch["teacher"])):
+    with torch.no_grad(), conditioned(model, lora=teachers.conditioning(batch["teacher"])):
         return answer_logits(model, batch["teacher_input_ids"], batch["teacher_attention_mask"],
                              batch["teacher_labels"])
 
@@ -92,7 +118,9 @@ def train_teachers(
     groups = group_names(tasks, cfg.teachers.group)
     torch.manual_seed(cfg.teachers.train.seed)
     bank = AdapterBank.for_model(model, len(groups), cfg.teachers.rank, cfg.target_modules, cfg.teachers.alpha)
-    teachers = Teachers(bank, groups, cfg.teachers.group)
+    shared = (AdapterBank.for_model(model, 1, cfg.teachers.rank, cfg.target_modules, cfg.teachers.alpha)
+              if cfg.teachers.shared else None)
+    teachers = Teachers(bank, groups, cfg.teachers.group, shared)
     of_task = teachers.indices(tasks)
     tcfg = cfg.teachers.train
     examples = encode_examples(tokenizer, tasks, cfg.setting, cfg.setting, tcfg.max_length, tcfg.seed)
@@ -104,15 +132,19 @@ def train_teachers(
         return {k: v.to(device) for k, v in batch.items()}
 
     def loss_fn(batch: Batch, step: int) -> Tensor:
-        with conditioned(model, lora=bank.conditioning(batch["teacher"])):
+        with conditioned(model, lora=teachers.conditioning(batch["teacher"])):
             return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          labels=batch["labels"]).loss
 
     params = {f"bank.{n}": p for n, p in bank.named_parameters()}
+    if shared is not None:
+        params.update({f"shared.{n}": p for n, p in shared.named_parameters()})
     trainer = Trainer(params, loss_fn, make_batch, len(examples), tcfg, out_dir, desc="tagi teachers")
     if trainer.train(resume, stop_at) < tcfg.steps:
         return None
     bank.requires_grad_(False)
+    if shared is not None:
+        shared.requires_grad_(False)
     teachers.save(out_dir, {"target_modules": cfg.target_modules, "setting": cfg.setting, "model": cfg.model,
                              "train": asdict(tcfg)})
     return teachers

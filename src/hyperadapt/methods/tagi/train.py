@@ -125,7 +125,7 @@ def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int
             terms["kl"] = distill_kl(logits, teacher_logits(ctx.model, teachers, batch), cfg.losses.temperature)
             weights["kl"] = cfg.losses.kl_weight
         if cfg.losses.uses_align:
-            teacher = teachers.bank.conditioning(batch["teacher"])
+            teacher = teachers.conditioning(batch["teacher"])
             terms["align"] = alignment_loss(lora, teacher, batch["input_ids"].shape[0])
             weights["align"] = align_weight(cfg.losses.align_weight, terms["align"])
         log.record(step, terms, weights)
@@ -135,6 +135,8 @@ def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int
         init = stage1_dir(cfg, ctx.run_dir)
         if cfg.pretrain.enabled and (init / "hypernet.safetensors").exists():
             load_hypernet_weights(ctx.hypernet, init)
+        if cfg.shared_adapter and teachers is not None and teachers.shared is not None:
+            ctx.hypernet.set_shared(teachers.shared.adapter(0))  # start where the teachers' common part is
     return run_stage(ctx, out, loss_fn, make_batch, len(examples), cfg.train, resume, stop_at, "tagi finetune")
 
 
@@ -202,8 +204,8 @@ def train_tagi(
         hypernet = build_hypernet(cfg, model, vectors.dim)
         ctx = Context(cfg, model, tokenizer, tasks, hypernet, vectors, run_dir)
         method = make_method(name, cfg, model, tokenizer, hypernet, vectors, run_dir)
-        teachers = get_teachers(ctx, resume, stop_at) if cfg.losses.needs_teachers else None
-        if cfg.losses.needs_teachers and teachers is None:
+        teachers = get_teachers(ctx, resume, stop_at) if cfg.needs_teachers else None
+        if cfg.needs_teachers and teachers is None:
             return method
         if cfg.pretrain.enabled and not pretrain(ctx, resume, stop_at):
             return method
