@@ -352,15 +352,23 @@ def test_an_interrupted_evaluation_resumes_from_its_answer_log(jsonl_data, tmp_p
     assert isinstance(AnswerLog(tmp_path / "new.jsonl", "f").answers, dict)
 
 
-def test_answers_logged_before_a_config_key_rename_are_reused(tmp_path, jsonl_data):
+@pytest.mark.parametrize("older, newer, changed", [
+    # a renamed key (targets -> target_modules)
+    ({"rank": 8, "targets": ["q_proj"]}, {"rank": 8, "target_modules": ["q_proj"]},
+     {"rank": 8, "target_modules": ["v_proj"]}),
+    # renamed and added at once (teachers.shared at its default reads as before; turned on it does not)
+    ({"rank": 8, "targets": ["q_proj"], "teachers": {"rank": 8}},
+     {"rank": 8, "target_modules": ["q_proj"], "teachers": {"rank": 8, "shared": False}},
+     {"rank": 8, "target_modules": ["q_proj"], "teachers": {"rank": 8, "shared": True}}),
+])
+def test_answers_logged_before_a_key_rename_or_addition_are_reused(tmp_path, jsonl_data, older, newer, changed):
     from hyperadapt.data import load_tasks
 
     model, tok = tiny_model()
     tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
     cfg = EvalConfig(max_new_tokens=3, batch_size=4)
     log_path = tmp_path / "answers.jsonl"
-    old = PromptMethod("m", model, tok, info={"rank": 8, "targets": ["q_proj"]})  # as an older version saved it
-    before = evaluate(old, tasks, cfg, answers_path=log_path)
+    before = evaluate(PromptMethod("m", model, tok, info=older), tasks, cfg, answers_path=log_path)  # as saved then
     calls = []
 
     class Counting(PromptMethod):
@@ -368,36 +376,7 @@ def test_answers_logged_before_a_config_key_rename_are_reused(tmp_path, jsonl_da
             calls.append(len(queries))
             return contextlib.nullcontext()
 
-    renamed = Counting("m", model, tok, info={"rank": 8, "target_modules": ["q_proj"]})
-    after = evaluate(renamed, tasks, cfg, answers_path=log_path)
+    after = evaluate(Counting("m", model, tok, info=newer), tasks, cfg, answers_path=log_path)
     assert calls == [] and after["predictions"] == before["predictions"]
-    changed = PromptMethod("m", model, tok, info={"rank": 8, "target_modules": ["v_proj"]})
     with pytest.raises(ValueError, match="answers of another method or setting"):
-        evaluate(changed, tasks, cfg, answers_path=log_path)
-
-
-def test_answers_logged_before_an_option_was_added_are_reused_at_its_default(tmp_path, jsonl_data):
-    from hyperadapt.data import load_tasks
-
-    model, tok = tiny_model()
-    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
-    cfg = EvalConfig(max_new_tokens=3, batch_size=4)
-    log_path = tmp_path / "answers.jsonl"
-    old = PromptMethod("m", model, tok, info={"rank": 8, "targets": ["q_proj"], "teachers": {"rank": 8}})
-    before = evaluate(old, tasks, cfg, answers_path=log_path)
-    calls = []
-
-    class Counting(PromptMethod):
-        def conditioning(self, queries):
-            calls.append(len(queries))
-            return contextlib.nullcontext()
-
-    # renamed and added (teachers.shared, at its default) at once: still the same answers
-    new = Counting("m", model, tok, info={"rank": 8, "target_modules": ["q_proj"],
-                                          "teachers": {"rank": 8, "shared": False}})
-    after = evaluate(new, tasks, cfg, answers_path=log_path)
-    assert calls == [] and after["predictions"] == before["predictions"]
-    turned_on = PromptMethod("m", model, tok, info={"rank": 8, "target_modules": ["q_proj"],
-                                                    "teachers": {"rank": 8, "shared": True}})
-    with pytest.raises(ValueError, match="answers of another method or setting"):
-        evaluate(turned_on, tasks, cfg, answers_path=log_path)
+        evaluate(PromptMethod("m", model, tok, info=changed), tasks, cfg, answers_path=log_path)
