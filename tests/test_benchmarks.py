@@ -3,7 +3,11 @@ they run (`hyperadapt bench NAME`, `python -m hyperadapt.benchmarks.NAME`, the c
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+
 import pytest
+import torch
 
 from hyperadapt.benchmarks import megan, tagi
 from hyperadapt.config import load_config
@@ -115,6 +119,35 @@ def test_tagi_efficiency_spreads_answers_over_tasks_within_the_prompt_budget():
     assert out["tasks"] == 6 and out["instances"] == 6
     assert out["a"]["flops"] > out["b"]["flops"] > 0  # the instruction in the prompt costs
     assert out["a"]["prompt_tokens"] <= 6 * 48 and out["ratio"]["of"] == ["a", "b"]
+    assert out["a"]["setup_flops"] == 0 and out["a"]["amortized"]["20"]["flops"] == out["a"]["flops"]  # no caches
+
+    @dataclasses.dataclass
+    class Cached(PromptMethod):  # pays a forward per task the first time it sees it, like generating an adapter
+        seen: set = dataclasses.field(default_factory=set)
+
+        def clear_cache(self):
+            self.seen.clear()
+
+        def conditioning(self, queries):
+            for q in queries:
+                if q.task.name not in self.seen:
+                    self.seen.add(q.task.name)
+                    self.model(torch.ones(1, 16, dtype=torch.long))
+            return contextlib.nullcontext()
+
+    pair = {"cached": Cached("cached", model, tok, setting="none"), "b": pair["b"]}
+    out = tagi.efficiency(pair, tasks, 12, EvalConfig(max_new_tokens=2, max_prompt_tokens=48), per_task=(1, 20))
+    cached, plain = out["cached"], out["b"]
+    assert out["tasks"] == 10 and cached["answer_flops"] == plain["flops"]  # warm: the same answers as b
+    assert cached["setup_flops"] == cached["flops"] - cached["answer_flops"] > 0
+    per_task = cached["setup_flops"] / 10
+    assert cached["amortized"]["1"]["flops"] == pytest.approx(cached["answer_flops"] + 12 * per_task)
+    assert cached["amortized"]["20"]["flops"] == pytest.approx(cached["answer_flops"] + 12 / 20 * per_task)
+    ratio = out["ratio"]
+    assert ratio["amortized"]["1"]["flops"] > ratio["flops"] > ratio["amortized"]["20"]["flops"] > 1.0
+    assert ratio["answers_only"]["flops"] == 1.0
+    with pytest.raises(ValueError, match="answers per task must be at least 1"):
+        tagi.efficiency(pair, tasks, 12, EvalConfig(max_new_tokens=2), per_task=(0,))
 
 
 def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path):

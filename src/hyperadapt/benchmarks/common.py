@@ -62,9 +62,16 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {'' if train is None else f'{train:.0f}'} |")
     eff = result.get("efficiency")
     if eff and "ratio" in eff:
-        a, b = eff["ratio"]["of"]
-        lines += ["", f"Efficiency ({eff.get('instances')} answers): {a} / {b} FLOPs {eff['ratio']['flops']:.3f}, "
-                      f"wall time {eff['ratio']['wall']:.3f}."]
+        ratio = eff["ratio"]
+        a, b = ratio["of"]
+        lines += ["", f"Efficiency ({eff.get('instances')} answers over {eff.get('tasks', '?')} tasks): {a} / {b} "
+                      f"FLOPs {ratio['flops']:.3f}, wall time {ratio['wall']:.3f}."]
+        for k, r in ratio.get("amortized", {}).items():
+            lines.append(f"At {k} answers per task (set-up amortized): FLOPs {r['flops']:.3f}, wall time "
+                         f"{r['wall']:.3f}.")
+        if "answers_only" in ratio:
+            lines.append(f"Answers alone (adapters cached): FLOPs {ratio['answers_only']['flops']:.3f}, wall time "
+                         f"{ratio['answers_only']['wall']:.3f}.")
     comp = result.get("comparisons")
     if comp and comp.get("rows"):
         lines += ["", f"Paired differences from {comp['reference']} ({comp['method']}):", "",

@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-eval", action="store_true",
                    help="train or load the methods but skip their evaluations (e.g. for the efficiency rows alone)")
     p.add_argument("--efficiency-instances", type=int, default=100, help="0 skips the efficiency measurement")
+    p.add_argument("--efficiency-per-task", type=int, nargs="+", default=[20], metavar="K",
+                   help="also report the efficiency with each task's set-up (adapter generation) amortized over K "
+                        "answers per task (the SNI evaluation answers 20 per task)")
     p.add_argument("--ablation-limit", type=int, default=None,
                    help="instances per task for the ablations (not TAGI without fusion, a main row) and the "
                         "sensitivity rows (default: --limit)")
@@ -86,7 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", default="runs/bench_tagi", help="where the trained runs go (resumable)")
     p.add_argument("--out", default="results/tagi.json")
     p.add_argument("--quick", action="store_true", help="4 steps per stage, 2 instances per task: a smoke run")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if any(k < 1 for k in args.efficiency_per_task):
+        p.error(f"--efficiency-per-task: answers per task must be at least 1, got {args.efficiency_per_task}")
+    return args
 
 
 def fresh(cfg: TagiConfig):
@@ -158,27 +164,62 @@ def spread(tasks: list[Task], n: int) -> list[Task]:
     return [t.with_instances(picked[t.name]) for t in tasks if picked[t.name]]
 
 
-def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig) -> dict:
+def _cost(method, queries: list, ecfg: EvalConfig, desc: str, reset=None) -> dict[str, float]:
+    """Wall time (s) and FLOPs (torch's FlopCounterMode) to answer ``queries``, as two passes, each after
+    ``reset()`` when given (cold caches)."""
+    if reset is not None:
+        reset()
+    start = time.perf_counter()
+    answer(method, queries, ecfg, desc=desc)
+    wall = time.perf_counter() - start
+    if reset is not None:
+        reset()
+    with FlopCounterMode(display=False) as counter:
+        answer(method, queries, ecfg, desc=f"{desc} (flops)")
+    return {"wall_s": wall, "flops": float(counter.get_total_flops())}
+
+
+def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig, per_task: tuple[int, ...] = (20,)) -> dict:
     """Wall time and FLOPs to answer ``n`` instances spread over ``tasks`` (round-robin, so that the
-    instructions' lengths are the split's mix), prompts within ``ecfg.max_prompt_tokens`` as evaluated."""
+    instructions' lengths are the split's mix), prompts within ``ecfg.max_prompt_tokens`` as evaluated.
+
+    A method with caches (``clear_cache``: instruction encodings, generated adapters) is measured cold (every
+    task's adapter generated: ``wall_s``, ``flops``) and warm (adapters cached: ``answer_*``, the answers
+    alone); the difference is the set-up cost of the sample's tasks (``setup_*``). ``amortized[k]`` is the
+    cost of the same ``n`` answers at ``k`` answers per task (set-up per task × n / k + the answers; the SNI
+    evaluation answers 20 per task), beside the measured spread (about n / tasks answers per task). A method
+    without caches costs the same in every regime. ``ratio`` compares the first method with the second in
+    each regime.
+    """
+    if any(k < 1 for k in per_task):
+        raise ValueError(f"answers per task must be at least 1, got {list(per_task)}")
     chosen = spread(tasks, n)
-    out = {"tasks": len(chosen), "instances": sum(len(t.instances) for t in chosen)}
+    instances = sum(len(t.instances) for t in chosen)
+    out: dict = {"tasks": len(chosen), "instances": instances, "per_task": list(per_task)}
     for name, method in methods.items():
         queries = make_queries(method, chosen, method.setting, None, prompt_budget(method.model, ecfg, chosen))
-        reset = getattr(method, "clear_cache", lambda: None)  # encoding + adapter generation count too
-        reset()
-        start = time.perf_counter()
-        answer(method, queries, ecfg, desc="efficiency")
-        wall = time.perf_counter() - start
-        reset()
-        with FlopCounterMode(display=False) as counter:
-            answer(method, queries, ecfg, desc="flops")
-        prompt_tokens = sum(len(method.tokenizer(q.prompt, add_special_tokens=False).input_ids) for q in queries)
-        out[name] = {"wall_s": wall, "flops": counter.get_total_flops(), "prompt_tokens": prompt_tokens}
+        reset = getattr(method, "clear_cache", None)
+        cold = _cost(method, queries, ecfg, "efficiency", reset)  # every task's adapter generated in each pass
+        row = {**cold, "prompt_tokens": sum(len(method.tokenizer(q.prompt, add_special_tokens=False).input_ids)
+                                             for q in queries)}
+        warm = cold
+        if reset is not None:  # the answers again, every adapter already generated and cached
+            warm = _cost(method, queries, ecfg, "efficiency (cached)")
+        setup = {k: max(0.0, cold[k] - warm[k]) for k in ("wall_s", "flops")}
+        row.update({f"answer_{k}": warm[k] for k in ("wall_s", "flops")},
+                   **{f"setup_{k}": v for k, v in setup.items()})
+        row["amortized"] = {str(k): {m: warm[m] + setup[m] / len(chosen) * instances / k for m in ("wall_s", "flops")}
+                            for k in per_task}
+        out[name] = row
     names = list(methods)
     if len(names) == 2:
         a, b = (out[k] for k in names)
-        out["ratio"] = {"flops": a["flops"] / b["flops"], "wall": a["wall_s"] / b["wall_s"], "of": names}
+        out["ratio"] = {"flops": a["flops"] / b["flops"], "wall": a["wall_s"] / b["wall_s"], "of": names,
+                        "answers_only": {"flops": a["answer_flops"] / b["answer_flops"],
+                                         "wall": a["answer_wall_s"] / b["answer_wall_s"]},
+                        "amortized": {k: {"flops": a["amortized"][k]["flops"] / b["amortized"][k]["flops"],
+                                          "wall": a["amortized"][k]["wall_s"] / b["amortized"][k]["wall_s"]}
+                                      for k in a["amortized"]}}
     return out
 
 
@@ -303,7 +344,8 @@ def main(argv: list[str] | None = None) -> dict:
     pair = {k: trained[k] for k in ("tagi-no-fusion", "multitask-lora") if k in trained}
     if args.efficiency_instances and len(pair) == 2:
         first = next(iter(splits.values()))
-        result["efficiency"] = efficiency(pair, first, args.efficiency_instances, replace(ecfg, limit=None))
+        result["efficiency"] = efficiency(pair, first, args.efficiency_instances, replace(ecfg, limit=None),
+                                          tuple(args.efficiency_per_task))
     result["total_s"] = time.perf_counter() - started
     result["comparisons"] = comparisons(result)
     save(result, args.out)
