@@ -191,3 +191,25 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a result of hyperadapt bench tagi"):
         tagi.main(["--collect", str(tmp_path / "bad.json"), "--out", str(out), "--runs", str(tmp_path / "runs")])
+
+
+def test_tagi_ablation_rows_are_scored_under_their_own_names(tmp_path, jsonl_data, monkeypatch):
+    """An ablation is a TAGI run (its run.json says tagi) but its answers and row are its own: TAGI's answer
+    log must not receive them (it refused them, which stopped the SNI ablations once)."""
+    import json
+
+    from hyperadapt.testing import tiny_model
+
+    monkeypatch.setattr(tagi, "fresh", lambda cfg: tiny_model())
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(f"model: tiny\ndata: jsonl:{jsonl_data}\nrank: 2\nmax_instruction_tokens: 16\n"
+                   "hypernet: {hidden: 16, blocks: 1}\nteachers: {rank: 2}\n"
+                   "pretrain: {a_tokens: 8, b_tokens: 4, c_tokens: 4}\n")
+    runs = tmp_path / "runs"
+    result = tagi.main(["--config", str(cfg), "--quick", "--eval-splits", "test", "--methods", "tagi-no-kl",
+                        "--no-sensitivity", "--efficiency-instances", "0", "--max-new-tokens", "2",
+                        "--runs", str(runs), "--out", str(tmp_path / "out.json")])
+    assert list(result["results"]) == ["tagi", "tagi-no-kl"]  # TAGI first: the ablation reuses its teachers
+    assert sorted(p.name for p in (runs / "answers").iterdir()) == ["tagi-no-kl.test.answers.jsonl",
+                                                                    "tagi.test.answers.jsonl"]
+    assert json.loads((runs / "tagi-no-kl" / "run.json").read_text())["method"] == "tagi"

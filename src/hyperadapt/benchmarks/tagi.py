@@ -149,7 +149,8 @@ def train_method(name: str, cfg: TagiConfig, runs: Path, budget: str = "stage2")
     if cfg.pretrain.enabled and not cfg.pretrain.path and (stage1 / "hypernet.safetensors").exists():
         shared.append(f"pretrain.path={stage1}")  # stage 1 does not depend on KL, alignment or fusion
     variant = from_dict(TagiConfig, apply_overrides(to_dict(cfg), [*ABLATIONS[name], *shared]))
-    return train_tagi(variant, runs / name, model_and_tokenizer=fresh(cfg))
+    # a TAGI run (its run.json says tagi), scored under the ablation's name: its own answer log and result row
+    return replace(train_tagi(variant, runs / name, model_and_tokenizer=fresh(cfg)), name=name)
 
 
 def spread(tasks: list[Task], n: int) -> list[Task]:
