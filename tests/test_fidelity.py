@@ -4,6 +4,7 @@ instance mean, cross-lingual ROUGE, and training labels that are the tokens eval
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 
@@ -27,7 +28,7 @@ from hyperadapt.data.schema import Example, Instance, Task
 from hyperadapt.evaluation import metrics
 from hyperadapt.evaluation.generate import option_logprobs
 from hyperadapt.evaluation.harness import AnswerLog, EvalConfig, PromptMethod, Query, evaluate, make_queries
-from hyperadapt.evaluation.metrics import XLingualTokenizer, aggregate, by_category, rouge_l
+from hyperadapt.evaluation.metrics import XLingualTokenizer, aggregate, by_category, normalize_answer, rouge_l
 from hyperadapt.methods.megan import MeganMethod
 from hyperadapt.testing import tiny_model, tiny_tokenizer
 
@@ -380,3 +381,29 @@ def test_answers_logged_before_a_key_rename_or_addition_are_reused(tmp_path, jso
     assert calls == [] and after["predictions"] == before["predictions"]
     with pytest.raises(ValueError, match="answers of another method or setting"):
         evaluate(PromptMethod("m", model, tok, info=changed), tasks, cfg, answers_path=log_path)
+
+
+def test_an_answer_log_is_rescored_without_the_model_on_fewer_instances(tmp_path, jsonl_data):
+    from hyperadapt.data import load_tasks
+    from hyperadapt.evaluation.harness import score_answer_log
+
+    model, tok = tiny_model()
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    log_path = tmp_path / "answers.jsonl"
+    full = evaluate(PromptMethod("m", model, tok), tasks, EvalConfig(max_new_tokens=3, batch_size=4),
+                    answers_path=log_path)
+    again = score_answer_log(log_path, tasks)
+    for name, scores in full["tasks"].items():
+        assert {k: again[name][k] for k in ("rougeL", "em", "n")} == {k: scores[k] for k in ("rougeL", "em", "n")}
+    first = score_answer_log(log_path, tasks, limit=1)
+    by_id = {(p["task"], p["id"]): p for p in full["predictions"]}
+    for task in tasks:
+        pred = by_id[(task.name, task.instances[0].id)]
+        assert first[task.name]["n"] == 1
+        assert first[task.name]["em"] == 100.0 * (normalize_answer(pred["prediction"]) in
+                                                  {normalize_answer(r) for r in pred["references"]})
+    bigger = [t.with_instances([*t.instances, dataclasses.replace(t.instances[0], id="new")]) for t in tasks]
+    with pytest.raises(ValueError, match="has no answer for .* instance new"):
+        score_answer_log(log_path, bigger)
+    with pytest.raises(FileNotFoundError, match="no answer log"):
+        score_answer_log(tmp_path / "missing.jsonl", tasks)

@@ -348,6 +348,39 @@ def evaluate(
     }
 
 
+def score_answer_log(path: str | Path, tasks: list[Task], limit: int | None = None,
+                     metric_lang: str = "en") -> dict[str, dict[str, Any]]:
+    """Per task, ROUGE-L / EM / n of the answers in an answer log (:class:`AnswerLog`) on the first ``limit``
+    instances of each task, without the model: e.g. two methods' logs on the instances an ablation used.
+
+    Answers are matched by task name and instance id (a log holds one method and setting, so one prompt per
+    instance). Raises ``FileNotFoundError`` for a missing log and ``ValueError`` naming the first instance
+    the log has no answer for.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no answer log at {path}")
+    answers = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line cut by an interruption
+        task, instance, _ = row["key"].split("\t")
+        answers[(task, instance)] = row["answer"]
+    per_task = {}
+    for task in tasks:
+        chosen = task.instances[:limit] if limit else task.instances
+        missing = [x.id for x in chosen if (task.name, x.id) not in answers]
+        if missing:
+            raise ValueError(f"{path} has no answer for {task.name} instance {missing[0]}")
+        preds = [answers[(task.name, x.id)] for x in chosen]
+        scores = score_predictions(preds, [list(x.outputs) for x in chosen],
+                                   metric_tokenizer(metric_lang, task.output_language))
+        per_task[task.name] = {**scores, "category": task.category}
+    return per_task
+
+
 def write_results(result: dict, out: str | Path) -> Path:
     """Write ``result`` as JSON (predictions in a JSONL beside it) and a Markdown table; return the path."""
     out = Path(out)
