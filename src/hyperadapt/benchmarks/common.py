@@ -47,11 +47,17 @@ def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig | dict[str, Ev
     return out
 
 
-def markdown(result: dict) -> str:
-    """The means of ``result["results"]`` (and of its ``sensitivity`` variants) as a Markdown table."""
+def table_rows(result: dict, label: str = "{name} ({kind} instruction)") -> dict:
+    """``result["results"]`` and, after them, each of its ``sensitivity`` variants as a row named by ``label``."""
     rows = dict(result.get("results", {}))
     for name, variants in result.get("sensitivity", {}).items():
-        rows.update({f"{name} ({kind} instruction)": res for kind, res in variants.items()})
+        rows.update({label.format(name=name, kind=kind): res for kind, res in variants.items()})
+    return rows
+
+
+def markdown(result: dict) -> str:
+    """The means of ``result["results"]`` (and of its ``sensitivity`` variants) as a Markdown table."""
+    rows = table_rows(result)
     splits = list(dict.fromkeys(s for res in rows.values() for s in res))
     lines = [f"`{result.get('command', '')}`", "",
              "| method | " + " | ".join(f"{s} ROUGE-L / EM" for s in splits) + " | train s |",

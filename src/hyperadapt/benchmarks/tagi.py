@@ -30,7 +30,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hyperadapt.benchmarks import command
-from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score
+from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score, table_rows
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
@@ -272,10 +272,7 @@ def table_means(result: dict) -> dict[str, dict[str, float]]:
     """``{metric: {row: instance mean}}`` of the first split of every row (sensitivity variants as
     ``"name (variant)"`` rows), the numbers the table's ``.md`` gives."""
     means: dict[str, dict[str, float]] = {"ROUGE-L": {}, "EM": {}}
-    rows = dict(result.get("results", {}))
-    for name, variants in result.get("sensitivity", {}).items():
-        rows.update({f"{name} ({variant})": res for variant, res in variants.items()})
-    for name, res in rows.items():
+    for name, res in table_rows(result, "{name} ({kind})").items():
         if res:
             mean = next(iter(res.values()))["mean"]
             means["ROUGE-L"][name], means["EM"][name] = mean["rougeL"], mean["em"]

@@ -84,6 +84,15 @@ class LoraConditioning:
         return _as_float(self.scale) * (b[0].float() @ a[0].float())  # [out, in]
 
 
+def stack_rank(first: Factors, second: Factors) -> Factors:
+    """Two adapters of one module with the same scale as one of rank r1 + r2: ``(A [N, r1+r2, in],
+    B [N, out, r1+r2])``, ``first``'s rows/columns first, so that ΔW = B1 A1 + B2 A2. A side with a leading
+    1 is expanded to the other's N (e.g. one shared adapter before each example's own)."""
+    n = max(first[0].shape[0], second[0].shape[0])
+    (a1, b1), (a2, b2) = ((a.expand(n, -1, -1), b.expand(n, -1, -1)) for a, b in (first, second))
+    return torch.cat([a1, a2], dim=1), torch.cat([b1, b2], dim=2)
+
+
 def _check_factors(name: str, pair: Factors) -> int:
     """Validate one module's (A, B); return its leading (batch) size."""
     if not isinstance(pair, tuple | list) or len(pair) != 2:

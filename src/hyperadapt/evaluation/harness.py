@@ -160,27 +160,35 @@ class AnswerLog:
         self.path = Path(path)
         self.answers: dict[str, str] = {}
         if self.path.exists() and self.path.stat().st_size:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-            try:
-                header = json.loads(lines[0])
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{self.path}: not an answer log ({err}); delete it to start over") from err
+            header, self.answers = self.read(self.path)
             if header.get("fingerprint") not in accepted:
                 raise ValueError(
                     f"{self.path} holds answers of another method or setting; delete it or choose another --out"
                 )
-            for line in lines[1:]:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # a line cut by an interruption: everything before it is kept
-                self.answers[row["key"]] = row["answer"]
             self._fh = self.path.open("a", encoding="utf-8")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("w", encoding="utf-8")
             self._fh.write(json.dumps({"fingerprint": accepted[0]}) + "\n")
             self._fh.flush()
+
+    @staticmethod
+    def read(path: Path) -> tuple[dict, dict[str, str]]:
+        """The header and the answers (key -> answer) of the log at ``path``; a last line cut by an
+        interruption is dropped (everything before it is kept). Raises ``ValueError`` for another file."""
+        lines = path.read_text(encoding="utf-8").splitlines()
+        try:
+            header = json.loads(lines[0])
+        except (IndexError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not an answer log ({err}); delete it to start over") from err
+        answers = {}
+        for line in lines[1:]:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            answers[row["key"]] = row["answer"]
+        return header, answers
 
     @staticmethod
     def key(query: Query) -> str:
@@ -360,14 +368,7 @@ def score_answer_log(path: str | Path, tasks: list[Task], limit: int | None = No
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no answer log at {path}")
-    answers = {}
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut by an interruption
-        task, instance, _ = row["key"].split("\t")
-        answers[(task, instance)] = row["answer"]
+    answers = {tuple(key.split("\t")[:2]): text for key, text in AnswerLog.read(path)[1].items()}
     per_task = {}
     for task in tasks:
         chosen = task.instances[:limit] if limit else task.instances

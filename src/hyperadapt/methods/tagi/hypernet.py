@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from hyperadapt.core.lora import LoraConditioning
+from hyperadapt.core.lora import LoraConditioning, stack_rank
 
 _PATH = re.compile(r"model\.layers\.(\d+)\..*\.([a-z_]+)$")
 
@@ -179,9 +179,8 @@ class TagiHypernetwork(nn.Module):
         if self.shared:
             for slot, name in enumerate(self.module_names):
                 a, b = out[name]
-                a0 = self.shared_a[slot].to(a.dtype)[None].expand(n, -1, -1)  # [N, r, in]
-                b0 = self.shared_b[slot].to(b.dtype)[None].expand(n, -1, -1)  # [N, out, r]
-                out[name] = (torch.cat([a0, a], dim=1), torch.cat([b0, b], dim=2))  # [N, 2r, in], [N, out, 2r]
+                shared = (self.shared_a[slot].to(a.dtype)[None], self.shared_b[slot].to(b.dtype)[None])  # [1, r, *]
+                out[name] = stack_rank(shared, (a, b))  # [N, 2r, in], [N, out, 2r]
         return out
 
     def _readout(self, head: nn.Linear, z: Tensor) -> Tensor:

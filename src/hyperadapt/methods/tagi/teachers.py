@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from hyperadapt.core import AdapterBank, LoraConditioning, conditioned
+from hyperadapt.core.lora import stack_rank
 from hyperadapt.data.schema import Task
 from hyperadapt.io import atomic_write_text
 from hyperadapt.methods.tagi.batches import encode_examples
@@ -49,9 +50,7 @@ class Teachers:
         if self.shared is None:
             return own
         common = self.shared.factors([0])  # [1, r, in], [1, out, r]
-        factors = {name: (torch.cat([common[name][0].expand(a.shape[0], -1, -1), a], dim=1),
-                          torch.cat([common[name][1].expand(b.shape[0], -1, -1), b], dim=2))
-                   for name, (a, b) in own.factors.items()}
+        factors = {name: stack_rank(common[name], pair) for name, pair in own.factors.items()}
         return LoraConditioning(factors, own.scale, own.batch_size)
 
     def indices(self, tasks: list[Task]) -> list[int]:
