@@ -176,6 +176,15 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
     assert "| tagi | 30.00 / 1.00 (1240) | 9 |" in table
     assert "| tagi (random instruction) | 18.00 / 1.00 (620) |" in table
     assert "tagi-no-fusion / multitask-lora FLOPs 0.400, wall time 0.500" in table
+    # PATH=LABEL keeps a second variant of one method as its own row (unlabelled, it would replace the first)
+    variant = tmp_path / "variant=D.json"  # a '=' in a file that exists stays part of its path
+    variant.write_text(json.dumps({**a, "results": {"tagi": row(33.0, 1240)}}))
+    both = tagi.collect([str(paths[0]), f"{variant}=shared teachers", str(variant)])
+    assert both["results"]["tagi (shared teachers)"]["test"]["mean"]["rougeL"] == 33.0
+    assert both["results"]["tagi"]["test"]["mean"]["rougeL"] == 33.0  # the later unlabelled file replaced a's row
+    assert set(both["sensitivity"]) == {"tagi", "tagi (shared teachers)"}
+    assert both["train_s"]["tagi (shared teachers)"] == 9
+    assert [c["label"] for c in both["collected_from"]] == [None, "shared teachers", None]
     assert tagi.table_means(merged)["ROUGE-L"] == {"tagi": 30.0, "multitask-lora": 28.5, "tagi (shuffled)": 20.0,
                                                    "tagi (random)": 18.0}
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

@@ -66,10 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=20, help="instances per task to evaluate (0: all)")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--no-sensitivity", action="store_true")
-    p.add_argument("--collect", nargs="+", default=None, metavar="RESULT.json",
+    p.add_argument("--collect", nargs="+", default=None, metavar="RESULT.json[=LABEL]",
                    help="merge the results of earlier runs of this benchmark (rows, sensitivity, efficiency, train "
                         "times, each row's command) into --out, its .md table and its .png bars; trains and evaluates "
-                        "nothing")
+                        "nothing. RESULT.json=LABEL names that file's rows 'ROW (LABEL)', to keep two variants of "
+                        "one method apart (otherwise a later file's row replaces an earlier one's)")
     p.add_argument("--no-eval", action="store_true",
                    help="train or load the methods but skip their evaluations (e.g. for the efficiency rows alone)")
     p.add_argument("--efficiency-instances", type=int, default=100, help="0 skips the efficiency measurement")
@@ -228,21 +229,30 @@ def collect(paths: list[str]) -> dict:
     """One result from several runs of this benchmark (e.g. the rows of a table run as separate jobs): rows,
     sensitivity variants and train times are merged (a later file's row replaces an earlier one's), each
     row keeps the command that produced it (``row_commands``), the last efficiency measurement is kept.
-    Raises ``ValueError`` for a file that is not a result of this benchmark."""
+    ``PATH=LABEL`` names the rows of that file ``"ROW (LABEL)"`` (two variants of one method, e.g. two TAGI
+    configurations, then stay two rows). Raises ``ValueError`` for a file that is not a result of this
+    benchmark."""
     merged: dict = {"collected_from": [], "results": {}, "train_s": {}, "row_commands": {}}
-    for path in paths:
+    for spec in paths:
+        path, label = str(spec), ""
+        if "=" in path and not Path(path).exists():
+            path, _, label = path.rpartition("=")
+
+        def named(row: str, label: str = label) -> str:
+            return f"{row} ({label})" if label else row
+
         part = load_json(Path(path), "benchmark result")
         if not isinstance(part, dict) or not isinstance(part.get("results"), dict):
             raise ValueError(f"{path}: not a result of hyperadapt bench tagi (no 'results')")
-        merged["collected_from"].append({"path": str(path), "command": part.get("command")})
+        merged["collected_from"].append({"path": path, "label": label or None, "command": part.get("command")})
         for key in ("config", "eval", "ablation_eval", "budget", "hypernet_parameters"):
             merged.setdefault(key, part.get(key))
         for name, res in part["results"].items():
-            merged["results"][name] = res
-            merged["row_commands"][name] = part.get("command")
-        merged["train_s"].update(part.get("train_s", {}))
+            merged["results"][named(name)] = res
+            merged["row_commands"][named(name)] = part.get("command")
+        merged["train_s"].update({named(k): v for k, v in part.get("train_s", {}).items()})
         for name, variants in part.get("sensitivity", {}).items():
-            merged.setdefault("sensitivity", {}).setdefault(name, {}).update(variants)
+            merged.setdefault("sensitivity", {}).setdefault(named(name), {}).update(variants)
         if "efficiency" in part:
             merged["efficiency"] = part["efficiency"]
     return merged
