@@ -36,7 +36,8 @@ class DemoConfig:
     max_new_tokens: int = 16
     eval_batch_size: int = 16
     save_every: int = field(default=10, metadata={"help": "checkpoint interval (an interrupted run resumes)"})
-    checkpoint: str = field(default="checkpoints/tagi", metadata={"help": "a released TAGI run, used if present"})
+    checkpoint: str = field(default="checkpoints/tagi-smollm2-135m-sni",
+                            metadata={"help": "a released TAGI run (the shipped SNI one), used if present"})
 
     def __post_init__(self) -> None:
         for name in ("teacher_steps", "train_steps", "stream_tasks", "stream_steps", "megan_steps", "limit",
