@@ -1,9 +1,14 @@
 """The training loop: schedule, deterministic batches, atomic checkpoints, exact resume."""
 
+import os
+import stat
+
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from safetensors.torch import save_file
 
+from hyperadapt.io import write_dir_atomic
 from hyperadapt.testing import tiny_model
 from hyperadapt.training import StepSampler, TrainConfig, Trainer, latest_checkpoint, lr_at, pad_batch
 
@@ -82,6 +87,22 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
     assert names == ["latest", "step-0000005", "step-0000006"]
     assert latest_checkpoint(tmp_path / "r").name == "step-0000006"
     assert (tmp_path / "r" / "train_log.jsonl").exists()
+
+
+def test_written_folders_follow_the_umask(tmp_path):
+    """mkdtemp makes 0700 and safetensors writes 0600: a run shared by a group must stay readable."""
+    old = os.umask(0o022)
+    try:
+        def write(tmp):
+            save_file({"w": torch.zeros(2)}, tmp / "w.safetensors")
+            (tmp / "sub").mkdir()
+            (tmp / "sub" / "run.json").write_text("{}")
+
+        out = write_dir_atomic(tmp_path / "ckpt", write)
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in (out, *out.rglob("*"))}
+    assert modes == {"ckpt": 0o755, "ckpt/w.safetensors": 0o644, "ckpt/sub": 0o755, "ckpt/sub/run.json": 0o644}
 
 
 def test_mismatched_checkpoint_is_an_error(tmp_path):

@@ -62,6 +62,7 @@ def _write_dir(target: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         write(tmp)
+        _umask_permissions(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -73,6 +74,19 @@ def _write_dir(target: Path, write: Callable[[Path], None]) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _umask_permissions(root: Path) -> None:
+    """Give ``root`` and what it holds the permissions of an ordinary ``mkdir``/``open`` under the umask:
+    ``mkdtemp`` makes the folder 0700 and safetensors writes its files 0600, which would leave a run or a
+    released checkpoint unreadable to the rest of a group sharing it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (root, *root.rglob("*")):
+        if path.is_symlink():
+            continue
+        executable = path.is_dir() or path.stat().st_mode & 0o111
+        path.chmod((0o777 if executable else 0o666) & ~umask)
 
 
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
