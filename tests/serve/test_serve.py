@@ -102,8 +102,11 @@ def test_streaming_gives_the_same_text(served, client):
 
 
 def test_models_metrics_health_and_cache_hits(served, client):
-    names = {m.id for m in client.models.list()}
-    assert {"base", "tagi", "megan", "megan-channel", "cl"} <= names
+    listed = {m.id: m.model_extra for m in client.models.list()}
+    assert {"base", "tagi", "megan", "megan-channel", "cl"} <= set(listed)
+    # how each run wants its prompt: TAGI with fusion reads the instruction in the prompt too
+    assert listed["tagi"]["prompt_setting"] == "def" and listed["megan"]["prompt_setting"] == "none"
+    assert listed["base"]["prompt_setting"] is None
     chat(client, "tagi", "x", "A condition seen twice.")
     again = chat(client, "tagi", "y", "A condition seen twice.")
     assert again.model_extra["cache_hit"] is True

@@ -336,7 +336,8 @@ def create_app(server: Server) -> FastAPI:
         authorize(request)
         created = int(server.started)
         data = [{"id": name, "object": "model", "created": created, "owned_by": "hyperadapt", "root": server.base_id,
-                 "kind": t.kind, "needs_condition": t.needs_condition} for name, t in server.targets.items()]
+                 "kind": t.kind, "needs_condition": t.needs_condition,
+                 "prompt_setting": getattr(t, "prompt_setting", None)} for name, t in server.targets.items()]
         return {"object": "list", "data": data}
 
     @app.post("/v1/adapters")

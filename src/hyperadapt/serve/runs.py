@@ -146,6 +146,13 @@ class HypernetTarget:
     def is_megan(self) -> bool:
         return hasattr(self.method, "hypernet") and hasattr(self.method.hypernet, "spec")
 
+    @property
+    def prompt_setting(self) -> str:
+        """How the run was trained to be prompted: ``"def"`` when the condition was also in the prompt (TAGI
+        with fusion, MeGan with ``condition_in_prompt``; the user turn was ``Definition: {condition}\n\n
+        Input: {input}``, see :func:`hyperadapt.data.prompts.user_message`), ``"none"`` for the input alone."""
+        return getattr(self.method, "setting", "none")
+
     def clean(self, condition: str) -> str:
         return condition.strip() if self.is_megan else self.method.vectors.clean(condition)
 
