@@ -3,6 +3,7 @@
 import json
 import re
 
+import pytest
 from typer.testing import CliRunner
 
 from hyperadapt.cli import app
@@ -38,6 +39,9 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
                                   "--max-new-tokens", "3"]))
     assert "a b  [condition: Repeat the input.] ->" in gen.output
     _eval_run(run, jsonl_data, "tagi")
+    with pytest.warns(UserWarning, match="trained on prompts of setting 'def'; --setting none"):
+        _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", f"jsonl:{jsonl_data}", "--split", "test",
+                                "--setting", "none", "--limit", "1", "--max-new-tokens", "2"]))  # allowed, but said
 
 
 def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_path):

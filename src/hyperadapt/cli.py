@@ -205,6 +205,11 @@ def eval_cmd(
     else:
         model = run_model(run, model)
         runner = load_run(run)
+        trained = getattr(runner, "setting", None)
+        if setting is not None and trained is not None and setting != trained:
+            warnings.warn(f"{run} was trained on prompts of setting {trained!r}; --setting {setting} evaluates it on "
+                          "other prompts, so its scores are not its own (leave --setting out to use the run's)",
+                          stacklevel=2)
     answers = target.with_suffix(".answers.jsonl")
     result = evaluate(runner, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
     path = _write_results(result, target)
