@@ -418,7 +418,7 @@ def test_sni_task_whose_references_are_all_empty_is_refused(tmp_path):
 def test_generate_prints_markup_literally(here, monkeypatch):
     import hyperadapt.methods.inputs as generate_cli
 
-    monkeypatch.setattr(generate_cli, "answer_inputs", lambda run, inputs, conds, n: [
+    monkeypatch.setattr(generate_cli, "answer_inputs", lambda run, inputs, conds, n, budget=None: [
         (inputs[0], "[bold]answer[/] [/x]", f"condition: {conds[0]}")])
     result = runner.invoke(app, ["generate", "run", "--condition", "Use [red]red[/red].", "--input", "see [/x] here"])
     assert result.exit_code == 0, result.output

@@ -1,9 +1,13 @@
 """The method commands of the CLI, end to end on the tiny model: train, adapter, continual, generate."""
 
 import json
+import logging
 import re
+import shutil
 
 import pytest
+import torch
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from hyperadapt.cli import app
@@ -38,13 +42,45 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--input", "a b",
                                   "--max-new-tokens", "3"]))
     assert "a b  [condition: Repeat the input.] ->" in gen.output
+    _refuses_damaged_weights(run, tmp_path)
     _eval_run(run, jsonl_data, "tagi")
     with pytest.warns(UserWarning, match="trained on prompts of setting 'def'; --setting none"):
         _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", f"jsonl:{jsonl_data}", "--split", "test",
                                 "--setting", "none", "--limit", "1", "--max-new-tokens", "2"]))  # allowed, but said
 
 
-def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_path):
+def _refuses_damaged_weights(run, tmp_path):
+    """A checkpoint whose weights file was cut short or holds another network's tensors: one error line."""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    weights = damaged / "hypernet" / "hypernet.safetensors"  # the final hypernetwork
+    weights.write_bytes(weights.read_bytes()[:40])  # as an interrupted copy leaves it
+    adapter = ["adapter", str(damaged), "--instruction", "Repeat the input.", "--out", str(tmp_path / "never")]
+    cut = runner.invoke(app, adapter)
+    assert cut.exit_code == 2 and f"{weights} is not a readable safetensors file" in cut.output, cut.output
+    save_file({"other.weight": torch.zeros(2)}, weights)  # e.g. MeGan's weights copied into a TAGI folder
+    other = runner.invoke(app, adapter)
+    assert other.exit_code == 2 and f"{weights} do not fit this TagiHypernetwork" in other.output, other.output
+    assert not (tmp_path / "never").exists()
+
+
+def _cut_long_inputs(run, caplog, *condition: str):
+    """generate fits a prompt longer than the model's context (512 tokens) to its budget, with one warning."""
+    long = " ".join(["word"] * 700)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hyperadapt.data.prompts"):
+        _ok(runner.invoke(app, ["generate", str(run), *condition, "--input", long, "--max-new-tokens", "2"]))
+        _ok(runner.invoke(app, ["generate", str(run), *condition, "--input", long, "--max-new-tokens", "2",
+                                "--max-prompt-tokens", "40"]))
+    cut = [r.getMessage() for r in caplog.records if "did not fit" in r.getMessage()]
+    assert [m.split(" and were cut")[0] for m in cut] == ["1 of 1 inputs did not fit in 510 tokens",
+                                                           "1 of 1 inputs did not fit in 40 tokens"]
+    over = runner.invoke(app, ["generate", str(run), *condition, "--input", "x", "--max-prompt-tokens", "500",
+                               "--max-new-tokens", "64"])
+    assert over.exit_code == 2 and "exceed the model's context of 512 tokens" in over.output
+
+
+def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_path, caplog):
     run = tmp_path / "megan"
     _ok(runner.invoke(app, ["train", "megan", *sets(f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "bottleneck=8",
                                                      *TRAIN), "--out", str(run)]))
@@ -53,12 +89,13 @@ def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_pat
     assert "x  [condition: " in gen.output and "y  [condition: " in gen.output
     bad = runner.invoke(app, ["generate", str(run), "--input", "x"])
     assert bad.exit_code == 2 and "--condition" in bad.output
+    _cut_long_inputs(run, caplog, "--condition", "Repeat the input.")
     _eval_run(run, jsonl_data, "megan")
     wrong = runner.invoke(app, ["eval", "--method", "tagi", "--run", str(run), "--data", f"jsonl:{jsonl_data}"])
     assert wrong.exit_code == 2 and "holds a 'megan' run" in wrong.output
 
 
-def test_continual_run_add_generate(tiny_dir, tmp_path):
+def test_continual_run_add_generate(tiny_dir, tmp_path, caplog):
     run = tmp_path / "cl"
     overrides = [f"model={tiny_dir}", "n_tasks=2", "limit_train=8", "unseen=''", "lora.rank=2", "lora.alpha=4",
             "train.steps=2", "train.batch_size=2", "train.max_length=64", "router.encoder=base", "router.hidden=8",
@@ -74,6 +111,7 @@ def test_continual_run_add_generate(tiny_dir, tmp_path):
     assert "box" in gen.output
     routed = runner.invoke(app, ["generate", str(run), "--input", "box", "--condition", "Pluralise."])
     assert routed.exit_code == 2 and "routes each input" in routed.output  # not silently ignored
+    _cut_long_inputs(run, caplog)
     _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", "synthetic", "--split", "seen", "--limit", "1",
                             "--max-new-tokens", "2"]))
     assert json.loads((run / "eval" / "synthetic-seen-own.json").read_text())["method"] == "switchcit"

@@ -423,6 +423,9 @@ def generate(
     input_: Annotated[list[str], typer.Option("--input", help="an input text (repeatable)")],
     condition: Annotated[list[str] | None, typer.Option(help="condition/instruction: one, or one per input")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="longest answer in tokens")] = 64,
+    max_prompt_tokens: Annotated[int | None, typer.Option(
+        min=1, help="longest prompt in tokens; longer ones lose the tail of their input first, as in eval "
+                    "(default: the model's context minus --max-new-tokens)")] = None,
 ) -> None:
     """Answer inputs with a trained run: SwitchCIT routes each input; other methods take --condition.
 
@@ -430,7 +433,7 @@ def generate(
     """
     from hyperadapt.methods.inputs import answer_inputs
 
-    rows = answer_inputs(run, input_, condition or [], max_new_tokens)
+    rows = answer_inputs(run, input_, condition or [], max_new_tokens, max_prompt_tokens)
     for text, answer, route in rows:
         console.print(Text.assemble((text, "bold"), f"  [{route}]" if route else "", " -> ", answer))
 
@@ -441,7 +444,7 @@ def serve(
     model: Annotated[str | None, typer.Option(help="base model (default: the runs' own)")] = None,
     lora_modules: Annotated[list[str] | None, typer.Option(help="NAME=PEFT_DIR (repeatable)")] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
     api_key: Annotated[str | None, typer.Option(envvar="HYPERADAPT_API_KEY", help="require this bearer token")] = None,
     max_batch: Annotated[int, typer.Option(help="most sequences decoded together")] = 32,
     gather_ms: Annotated[float, typer.Option(help="how long an idle server waits to fill a batch")] = 5.0,

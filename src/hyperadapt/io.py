@@ -50,6 +50,41 @@ def load_json(path: str | Path, what: str = "file") -> dict:
         raise ValueError(f"{what} {path} is not valid JSON (line {err.lineno}): {err.msg}") from err
 
 
+def load_tensors(path: str | Path, what: str = "weights") -> dict:
+    """The tensors of the safetensors file ``path`` (``safetensors.torch.load_file``, on the CPU).
+
+    Raises ``FileNotFoundError`` when it is missing and ``ValueError`` naming the file when it is not a
+    readable safetensors file (truncated, corrupted header, another format).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return load_file(path)
+    except SafetensorError as err:
+        raise ValueError(f"{what} {path} is not a readable safetensors file ({err}): it is damaged or "
+                         "incomplete; copy or save it again") from err
+
+
+def load_state_strict(module, state: dict, path: str | Path, what: str = "weights"):
+    """``module.load_state_dict(state, strict=True)``; returns ``module``.
+
+    Raises ``ValueError`` naming ``path`` when the tensors do not fit the module (missing or unexpected
+    names, other shapes): weights of another model, method or config.
+    """
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = next((ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()), str(err))
+        first = first if len(first) <= 200 else first[:200] + " ..."
+        raise ValueError(f"{what} {path} do not fit this {type(module).__name__} (weights of another model, "
+                         f"method or config): {first}") from err
+    return module
+
+
 def write_dir_atomic(target: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_dir)``, then swap ``tmp_dir`` into place at ``target`` (the main process only)."""
     target = Path(target)

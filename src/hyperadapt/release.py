@@ -16,9 +16,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from hyperadapt.io import check_out_dir, load_json, write_dir_atomic
+from hyperadapt.io import check_out_dir, load_json, load_tensors, write_dir_atomic
 
 # the folder holding each method's final hypernetwork in its run directory
 HYPERNET_FOLDERS = {"tagi": "hypernet", "hypter": "hypernet", "megan": "hypernetwork"}
@@ -52,7 +52,7 @@ def release_checkpoint(run_dir: str | Path, out: str | Path, card: str | None = 
         for path in source.iterdir():
             if path.suffix == ".safetensors":
                 tensors = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous()
-                           for k, v in load_file(path).items()}
+                           for k, v in load_tensors(path, "hypernetwork weights").items()}
                 save_file(tensors, tmp / folder / path.name, metadata={"dtype": dtype})
             elif path.is_file():
                 shutil.copy2(path, tmp / folder / path.name)

@@ -223,6 +223,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def read_run(run_dir: str | Path, methods: tuple[str, ...] | list[str]) -> dict:
+    """The ``run.json`` of a trained run of one of ``methods``, checked before anything loads from it.
+
+    Raises ``FileNotFoundError`` without one, and ``ValueError`` naming the file when it is not a JSON object,
+    names no method or another one, or holds no ``config``.
+    """
+    path = Path(run_dir) / RUN_FILE
+    run = load_json(path, "run file")
+    if not isinstance(run, dict):
+        raise ValueError(f"run file {path} must hold a JSON object")
+    method = run.get("method")
+    if not isinstance(method, str):
+        raise ValueError(f"run file {path} names no method")
+    if method not in methods:
+        wanted = methods[0] if len(methods) == 1 else f"one of {', '.join(methods)}"
+        raise ValueError(f"{run_dir} is a {method!r} run, not {wanted}")
+    if not isinstance(run.get("config"), dict):
+        raise ValueError(f"run file {path} holds no config")
+    return run
+
+
 def newest_checkpoint(run_dir: str | Path) -> Path | None:
     """The most recently written training checkpoint anywhere in a run (any stage's ``checkpoints/``), or None."""
     from hyperadapt.training import latest_checkpoint

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from hyperadapt import distributed
-from hyperadapt.io import atomic_write_text
+from hyperadapt.io import atomic_write_text, load_json, load_tensors
 
 Batch = dict[str, torch.Tensor]
 
@@ -238,8 +238,8 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         """Restore parameters, optimiser, RNG and step from checkpoint folder ``path`` (strictly)."""
-        state = json.loads((path / "state.json").read_text())
-        saved = load_file(path / "params.safetensors")
+        state = load_json(path / "state.json", "checkpoint state")
+        saved = load_tensors(path / "params.safetensors", "checkpoint parameters")
         if set(saved) != set(self.params):
             missing, extra = set(self.params) - set(saved), set(saved) - set(self.params)
             raise ValueError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {extra}")
@@ -249,9 +249,9 @@ class Trainer:
                     raise ValueError(f"checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, "
                                      f"the model has {tuple(p.shape)}")
                 p.copy_(saved[name])
-        self.optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optimizer.safetensors"),
-                                                            state["optimizer"]))
-        torch.set_rng_state(load_file(path / "rng.safetensors")["torch_rng"])
+        optimizer = load_tensors(path / "optimizer.safetensors", "checkpoint optimizer state")
+        self.optimizer.load_state_dict(_unflatten_optimizer(optimizer, state["optimizer"]))
+        torch.set_rng_state(load_tensors(path / "rng.safetensors", "checkpoint RNG state")["torch_rng"])
         self.step = state["step"]
 
 

@@ -85,3 +85,17 @@ def test_cli_serve_help_and_errors(tmp_path):
     assert "OpenAI-compatible" in runner.invoke(app, ["serve", "--help"]).output
     result = runner.invoke(app, ["serve", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "run file" in result.output
+    port = runner.invoke(app, ["serve", str(tmp_path / "missing"), "--port", "99999"])
+    assert port.exit_code == 2 and "--port" in port.output
+
+
+@pytest.mark.parametrize("runs, adapters, message", [
+    (["a=x", "a=y"], [], "two things are named 'a'"),  # the second would replace the first without a word
+    (["a=x"], ["a=z"], "two things are named 'a'"),
+    (["base=x"], [], "two things are named 'base'"),
+    (["=x"], [], "empty name"),
+    (["a="], [], "names no folder"),
+])
+def test_serve_refuses_unusable_names_before_loading_anything(runs, adapters, message):
+    with pytest.raises(ValueError, match=message):
+        build_server(runs, ServeConfig(), adapters=adapters)  # the folders do not exist: nothing was read

@@ -13,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from hyperadapt.core.inject import target_linears
 from hyperadapt.core.lora import LoraConditioning
+from hyperadapt.io import load_json, load_state_strict, load_tensors
 
 BASE = -1
 CONFIG_NAME = "bank_config.json"
@@ -176,8 +177,10 @@ class AdapterBank(nn.Module):
         path = Path(path)
         if not (path / CONFIG_NAME).exists():
             raise FileNotFoundError(f"no {CONFIG_NAME} in {path}: save a bank there with AdapterBank.save")
-        cfg = json.loads((path / CONFIG_NAME).read_text())
-        state = load_file(path / WEIGHTS_NAME)
+        cfg = load_json(path / CONFIG_NAME, "adapter bank config")
+        state = load_tensors(path / WEIGHTS_NAME, "adapter bank weights")
+        if "lora_A.0" not in state:
+            raise ValueError(f"adapter bank weights {path / WEIGHTS_NAME} hold no adapter bank (no lora_A.0)")
         bank = cls(cfg["shapes"], cfg["num_adapters"], cfg["rank"], cfg["alpha"], dtype=state["lora_A.0"].dtype)
-        bank.load_state_dict(state, strict=True)
+        load_state_strict(bank, state, path / WEIGHTS_NAME, "adapter bank weights")
         return bank.to(device) if device is not None else bank

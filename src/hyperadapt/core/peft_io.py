@@ -14,12 +14,13 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from hyperadapt.core.bank import AdapterBank
 from hyperadapt.core.inject import LINEAR_MODULES, target_linears
 from hyperadapt.core.lora import ConditionedLinear, LoraConditioning
+from hyperadapt.io import load_tensors
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -120,7 +121,7 @@ def load_peft(path: str | Path) -> LoraConditioning:
     if not isinstance(config, dict):
         raise ValueError(f"{path / PEFT_CONFIG} must hold a JSON object")
     _check_plain_lora(config, path)
-    pairs = _pairs(load_file(path / PEFT_WEIGHTS), path)
+    pairs = _pairs(load_tensors(path / PEFT_WEIGHTS, "adapter weights"), path)
     _check_ranks(config, pairs, path)
     scales = {name: _peft_scale(config, name, a.shape[0]) for name, (a, _) in pairs.items()}
     common = next(iter(scales.values()))

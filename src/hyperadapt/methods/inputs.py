@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hyperadapt.data.prompts import TruncationStats
 from hyperadapt.data.schema import Instance, Task
-from hyperadapt.evaluation.harness import EvalConfig, Query, answer
+from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries, prompt_budget
 from hyperadapt.io import load_json
 
 
 def answer_inputs(
-    run_dir: str | Path, inputs: list[str], conditions: list[str], max_new_tokens: int = 64
+    run_dir: str | Path, inputs: list[str], conditions: list[str], max_new_tokens: int = 64,
+    max_prompt_tokens: int | None = None,
 ) -> list[tuple[str, str, str]]:
     """(input, answer, route) per input: what each answer was produced under. Continual runs route each input
     (route = ``task: NAME``, or ``rejected``) and refuse ``conditions``; other runs are conditioned on
-    ``conditions`` (one for all inputs, or one per input; route = ``condition: TEXT``). Raises ``ValueError``
-    for a run that cannot generate or a mismatched number of conditions."""
+    ``conditions`` (one for all inputs, or one per input; route = ``condition: TEXT``). Each prompt is fitted
+    to ``max_prompt_tokens`` (default: the model's context minus ``max_new_tokens``) by the one truncation rule
+    of :func:`hyperadapt.data.prompts.fit_prompt`, with one warning when any was cut. Raises ``ValueError``
+    for a run that cannot generate, a mismatched number of conditions, or budgets beyond the context."""
     if not inputs:
         raise ValueError("give at least one --input")
     run = load_json(Path(run_dir) / "run.json", "run file")
@@ -29,7 +33,7 @@ def answer_inputs(
         if conditions:
             raise ValueError(f"{run_dir} is a continual run: it routes each input to its task's adapter itself, so "
                              "--condition is not used; put the task's definition in the --input")
-        answers = generate(run_dir, inputs, max_new_tokens)
+        answers = generate(run_dir, inputs, max_new_tokens, max_prompt_tokens=max_prompt_tokens)
         return [(x, a, f"task: {t}" if t else "rejected") for x, (a, t) in zip(inputs, answers, strict=True)]
     from hyperadapt.methods import LOADABLE, load_run
 
@@ -41,13 +45,11 @@ def answer_inputs(
                          f"for {len(inputs)} inputs")
     conds = conditions * len(inputs) if len(conditions) == 1 else conditions
     method = load_run(run_dir)
-    queries = [_query(method, c, x, i) for i, (c, x) in enumerate(zip(conds, inputs, strict=True))]
-    answers = answer(method, queries, EvalConfig(max_new_tokens=max_new_tokens), desc="generate")
+    cfg = EvalConfig(max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens)
+    tasks = [Task(f"input-{i}", c, [Instance(str(i), x, ("",))]) for i, (c, x) in enumerate(zip(conds, inputs,
+                                                                                                strict=True))]
+    stats = TruncationStats()
+    queries = make_queries(method, tasks, method.setting, None, prompt_budget(method.model, cfg, tasks), stats)
+    stats.warn("inputs")
+    answers = answer(method, queries, cfg, desc="generate")
     return [(q.instance.input, answers[id(q)], f"condition: {q.task.instruction}") for q in queries]
-
-
-def _query(method, condition: str, text: str, index: int) -> Query:
-    from hyperadapt.data.prompts import build_prompt
-
-    task = Task(f"input-{index}", condition, [Instance(str(index), text, ("",))])
-    return Query(task, task.instances[0], build_prompt(method.tokenizer, task, task.instances[0], method.setting))

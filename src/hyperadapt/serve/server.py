@@ -76,9 +76,14 @@ class Server:
 
 
 def parse_named(spec: str) -> tuple[str, Path]:
-    """``NAME=PATH`` or ``PATH`` (named after its folder)."""
+    """``NAME=PATH`` or ``PATH`` (named after its folder); ``ValueError`` for an empty name or path."""
     name, sep, path = spec.partition("=")
-    return (name, Path(path)) if sep else (Path(spec).name, Path(spec))
+    name, path = (name, path) if sep else (Path(spec).name, spec)
+    if not path:
+        raise ValueError(f"{spec!r} names no folder: write PATH or NAME=PATH")
+    if not name.strip():
+        raise ValueError(f"{spec!r} gives an empty name: write NAME=PATH with a NAME that requests can use")
+    return name, Path(path)
 
 
 def build_server(
@@ -93,6 +98,11 @@ def build_server(
     """
     config = config or ServeConfig()
     named = [parse_named(r) for r in runs]
+    names = [n for n, _ in named] + [parse_named(a)[0] for a in adapters] + list(methods or {})
+    twice = sorted({n for n in names if names.count(n) > 1 or n == BASE_NAME})
+    if twice:
+        raise ValueError(f"two things are named {twice[0]!r} (the base model is {BASE_NAME!r}): name them with "
+                         "NAME=PATH")
     bases = {run_base_model(p) for _, p in named}
     if model is None and len(bases) > 1:
         raise ValueError(f"the runs were trained on different base models {sorted(bases)}: serve them separately")

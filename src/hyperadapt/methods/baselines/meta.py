@@ -31,10 +31,10 @@ from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import TruncationStats, encode_example, encode_tasks
 from hyperadapt.data.schema import Example, Task
 from hyperadapt.evaluation.harness import Query
-from hyperadapt.io import load_json, write_dir_atomic
+from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
 from hyperadapt.models import load_base_model
-from hyperadapt.runs import RunDir
+from hyperadapt.runs import RunDir, read_run
 from hyperadapt.training import TrainConfig, Trainer, pad_batch
 
 BANK_DIR = "bank"
@@ -273,9 +273,7 @@ CONFIGS = {"metaicl": MetaICLConfig, "reptile": ReptileConfig}
 def load_meta(run_dir: str | Path, model_and_tokenizer=None) -> MetaLoraMethod:
     """A trained MetaICL or Reptile/FOMAML run from ``run_dir``."""
     run_dir = Path(run_dir)
-    run = load_json(run_dir / "run.json", "run file")
-    if run.get("method") not in CONFIGS:
-        raise ValueError(f"{run_dir} is a {run.get('method')!r} run, not one of {sorted(CONFIGS)}")
+    run = read_run(run_dir, sorted(CONFIGS))
     cfg = from_dict(CONFIGS[run["method"]], run["config"])
     if not (run_dir / BANK_DIR).exists():
         raise FileNotFoundError(f"{run_dir} has no trained adapter yet: train it (or resume) first")

@@ -24,10 +24,10 @@ from hyperadapt.core.inject import injected_targets
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import encode_tasks
 from hyperadapt.evaluation.harness import Query
-from hyperadapt.io import load_json, write_dir_atomic
+from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
 from hyperadapt.models import load_base_model
-from hyperadapt.runs import RunDir
+from hyperadapt.runs import RunDir, read_run
 from hyperadapt.training import Trainer, pad_batch
 
 METHOD = "multitask-lora"
@@ -131,9 +131,7 @@ def _fit(cfg: MultiTaskLoraConfig, peft_model, tokenizer, examples, run_dir: Pat
 
 def load_multitask_lora(run_dir: str | Path, model_and_tokenizer=None) -> AdapterMethod:
     """The trained baseline from ``run_dir`` (its ``adapter/`` folder is a plain PEFT adapter)."""
-    run = load_json(Path(run_dir) / "run.json", "run file")
-    if run.get("method") != METHOD:
-        raise ValueError(f"{run_dir} is a {run.get('method')!r} run, not a {METHOD} run")
+    run = read_run(run_dir, (METHOD,))
     cfg = run["config"]
     model, tokenizer = model_and_tokenizer or load_base_model(cfg["model"])
     adapter = Path(run_dir) / "adapter"

@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core import BetaFn
-from hyperadapt.io import load_json, save_json, write_dir_atomic
+from hyperadapt.io import load_json, load_state_strict, load_tensors, save_json, write_dir_atomic
 from hyperadapt.models import decoder_layers
 
 WEIGHTS_FILE = "hypernetwork.safetensors"
@@ -257,10 +257,5 @@ def load_hypernetwork(path: str | Path, model: PreTrainedModel) -> BetaHypernetw
     check_base_model(meta["base_model"], model, path)
     hyper = BetaHypernetwork(HypernetSpec(**meta["spec"]))
     weights = path / WEIGHTS_FILE
-    if not weights.exists():
-        raise FileNotFoundError(f"hypernetwork weights not found: {weights}")
-    try:
-        hyper.load_state_dict(load_file(weights), strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"hypernetwork weights {weights} do not match its config {path / CONFIG_FILE}: {err}") from err
+    load_state_strict(hyper, load_tensors(weights, "hypernetwork weights"), weights, "hypernetwork weights")
     return hyper.to(model.get_input_embeddings().weight.device).eval()

@@ -30,7 +30,6 @@ from hyperadapt.data.prompts import TruncationStats, encode_instance, render, us
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import Query
-from hyperadapt.io import load_json
 from hyperadapt.methods.megan.config import MeganConfig
 from hyperadapt.methods.megan.hypernet import (
     BetaHypernetwork,
@@ -44,7 +43,7 @@ from hyperadapt.methods.megan.hypernet import (
     tokenize_conditions,
 )
 from hyperadapt.models import load_base_model
-from hyperadapt.runs import RunDir
+from hyperadapt.runs import RunDir, read_run
 from hyperadapt.training import Trainer, pad_batch
 
 log = logging.getLogger(__name__)
@@ -212,9 +211,7 @@ def _method(model: Any, tokenizer: Any, hyper: BetaHypernetwork, cfg: MeganConfi
 def load_megan(run_dir: str | Path, model_and_tokenizer=None) -> MeganMethod:
     """MeGan from ``run_dir``: its hypernetwork attached to its base model (an error for any other model)."""
     run_dir = Path(run_dir)
-    run = load_json(run_dir / "run.json", "run file")
-    if run.get("method") != METHOD:
-        raise ValueError(f"{run_dir} is a {run.get('method')!r} run, not a {METHOD} run")
+    run = read_run(run_dir, (METHOD,))
     cfg = from_dict(MeganConfig, run["config"])
     if not (run_dir / HYPERNET_DIR).exists():
         raise FileNotFoundError(f"{run_dir} has no trained hypernetwork yet: train it (or resume) first")

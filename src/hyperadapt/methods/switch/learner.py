@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from hyperadapt.config import from_dict
 from hyperadapt.core import BASE, AdapterBank, conditioned, inject
 from hyperadapt.data.loaders import load_jsonl, load_task_file
-from hyperadapt.data.prompts import render, user_message
+from hyperadapt.data.prompts import TruncationStats, fit_prompt, user_message
 from hyperadapt.data.schema import Task
 from hyperadapt.encoders import TextEncoder
 from hyperadapt.evaluation.generate import generate_batch
-from hyperadapt.evaluation.harness import Query
+from hyperadapt.evaluation.harness import EvalConfig, Query, prompt_budget
 from hyperadapt.evaluation.metrics import auroc
-from hyperadapt.io import load_json, safe_name, save_json, write_dir_atomic
+from hyperadapt.io import load_json, load_tensors, safe_name, save_json, write_dir_atomic
 from hyperadapt.methods.continual.learners import PerTaskLearner, learner_class, register_learner
 from hyperadapt.methods.continual.runner import (
     STATE,
@@ -121,7 +121,7 @@ class SwitchLearner(PerTaskLearner):
             return RetentionBuffer(), torch.zeros(0, self.encoder.dim), torch.zeros(0, self.encoder.dim)
         buffer = RetentionBuffer.load(self.router_dir / RETENTION)
         buffer.keep_first(k)
-        stored = load_file(self.router_dir / FEATURES)
+        stored = load_tensors(self.router_dir / FEATURES, "stored features")
         return buffer, stored["texts"][: len(buffer.texts)], stored["calib"][: len(buffer.calib_texts)]
 
     def switch(self) -> SwitchRouter:
@@ -367,18 +367,24 @@ def load_switch(run_dir: str | Path, model_and_tokenizer=None) -> SwitchMethod:
 
 def generate(
     run_dir: str | Path | SwitchMethod, inputs: list[str], max_new_tokens: int = 64, batch_size: int = 16,
-    model_and_tokenizer=None,
+    model_and_tokenizer=None, max_prompt_tokens: int | None = None,
 ) -> list[tuple[str, str | None]]:
     """Route each input (the user's text: instruction and input) and answer it with its task's adapter;
-    returns (answer, task name, or None where the switch rejected the input)."""
+    returns (answer, task name, or None where the switch rejected the input). Prompts longer than
+    ``max_prompt_tokens`` (default: the model's context minus ``max_new_tokens``) lose the tail of their text,
+    with one warning. Raises ``ValueError`` when the two budgets exceed the model's context."""
     method = run_dir if isinstance(run_dir, SwitchMethod) else load_switch(run_dir, model_and_tokenizer)
+    budget = prompt_budget(method.model, EvalConfig(max_new_tokens=max_new_tokens,
+                                                    max_prompt_tokens=max_prompt_tokens), [])
+    stats = TruncationStats(budgets={budget} if budget is not None else set())
     out: list[tuple[str, str | None]] = []
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start : start + batch_size]
         routing = method.route_texts(chunk)
-        prompts = [render(method.tokenizer, text) for text in chunk]
+        prompts = [fit_prompt(method.tokenizer, "", text, "none", max_tokens=budget, stats=stats) for text in chunk]
         with method.lora_context(routing.adapter):
             answers = generate_batch(method.model, method.tokenizer, prompts, max_new_tokens)
         out += [(a, None if r else method.tasks[c])
                 for a, c, r in zip(answers, routing.choice, routing.rejected, strict=True)]
+    stats.warn("inputs")
     return out

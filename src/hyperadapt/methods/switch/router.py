@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from hyperadapt.core.bank import BASE
 from hyperadapt.data.prompts import render
 from hyperadapt.encoders import CachedEncoder, SentenceEncoder, TextEncoder
-from hyperadapt.io import load_json, save_json
+from hyperadapt.io import load_json, load_state_strict, load_tensors, save_json
 from hyperadapt.methods.switch.config import RouterConfig
 
 ROUTER_CONFIG = "router.json"
@@ -239,9 +239,11 @@ class SwitchRouter(nn.Module):
         folder = Path(folder)
         meta = load_json(folder / ROUTER_CONFIG, "switch config")
         router = cls(meta["dim"], meta["n_tasks"], RouterConfig(**meta["router"]))
-        state = load_file(folder / ROUTER_WEIGHTS)
+        state = load_tensors(folder / ROUTER_WEIGHTS, "switch weights")
+        if "keys" not in state or "key_labels" not in state:
+            raise ValueError(f"switch weights {folder / ROUTER_WEIGHTS} hold no keys: not a switch network")
         router.keys, router.key_labels = state["keys"], state["key_labels"]
-        router.load_state_dict(state, strict=True)
+        load_state_strict(router, state, folder / ROUTER_WEIGHTS, "switch weights")
         router.threshold = float(meta["threshold"])
         return router.eval()
 

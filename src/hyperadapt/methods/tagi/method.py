@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from hyperadapt.config import from_dict, to_dict
 from hyperadapt.core import LoraConditioning, conditioned, export_peft, inject, target_linears
 from hyperadapt.core.peft_io import PEFT_CONFIG
 from hyperadapt.encoders import make_encoder
-from hyperadapt.io import check_out_dir, load_json, write_dir_atomic
+from hyperadapt.io import check_out_dir, load_json, load_state_strict, load_tensors, write_dir_atomic
 from hyperadapt.methods.tagi.config import TagiConfig
 from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
 from hyperadapt.methods.tagi.instructions import InstructionVectors, instruction_text
 from hyperadapt.models import load_base_model
+from hyperadapt.runs import read_run
 
 METHODS = ("tagi", "hypter")
 HYPERNET_DIR = "hypernet"
@@ -67,11 +68,11 @@ def load_hypernet_weights(net: TagiHypernetwork, path: str | Path) -> TagiHypern
     path = Path(path)
     if not (path / "hypernet.safetensors").exists():
         raise FileNotFoundError(f"no trained hypernetwork in {path}: train it (or resume) first")
-    saved = json.loads((path / "hypernet.json").read_text())
+    saved = load_json(path / "hypernet.json", "hypernetwork config")
     if saved != json.loads(json.dumps(net.config())):
         raise ValueError(f"the hypernetwork in {path} was built for another model or config: {saved} vs {net.config()}")
-    net.load_state_dict(load_file(path / "hypernet.safetensors"), strict=True)
-    return net
+    weights = path / "hypernet.safetensors"
+    return load_state_strict(net, load_tensors(weights, "hypernetwork weights"), weights, "hypernetwork weights")
 
 
 @dataclass
@@ -140,9 +141,7 @@ def make_method(
 def load_tagi(run_dir: str | Path, model_and_tokenizer=None) -> TagiMethod:
     """The trained TAGI (or Hypter-style) hypernetwork of ``run_dir``, ready for the harness."""
     run_dir = Path(run_dir)
-    run = load_json(run_dir / "run.json", "run file")
-    if run.get("method") not in METHODS:
-        raise ValueError(f"{run_dir} is a {run.get('method')!r} run, not one of {METHODS}")
+    run = read_run(run_dir, METHODS)
     cfg = from_dict(TagiConfig, run["config"])
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
     inject(model, cfg.target_modules, gating=False)
