@@ -582,10 +582,11 @@ def test_adapter_refuses_a_folder_that_is_not_an_adapter(here):
     bad(["adapter", "runs/none", "--instruction", "Do it.", "--out", "old"], "runs/none")
 
 
-@pytest.mark.parametrize("bench", ["core", "tagi", "megan", "serve", "truncation"])
+@pytest.mark.parametrize("bench", ["core", "tagi", "megan", "serve", "truncation", "spread"])
 def test_benchmarks_check_their_out_before_the_work(here, a_file, bench):
     extra = ["--model", "tiny", "--quick"] if bench == "serve" else ["--data", "synthetic", "--limit", "1"] \
-        if bench == "truncation" else ["--quick"] if bench in ("tagi", "megan") else []
+        if bench == "truncation" else ["--quick"] if bench in ("tagi", "megan") else ["runs/none"] \
+        if bench == "spread" else []
     bad(["bench", bench, *extra, "--out", str(a_file / "r.json")], "--out", "a_file", "is a file")
     (here / "folder").mkdir()
     bad(["bench", bench, *extra, "--out", "folder"], "--out", "is a folder")

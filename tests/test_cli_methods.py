@@ -43,6 +43,12 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
                                   "--max-new-tokens", "3"]))
     assert "a b  [condition: Repeat the input.] ->" in gen.output
     _refuses_damaged_weights(run, tmp_path)
+    spread = _ok(runner.invoke(app, ["bench", "spread", f"mine={run}", "--data", f"jsonl:{jsonl_data}", "--splits",
+                                     "train", "test", "--out", str(tmp_path / "spread.json")]))
+    assert "mine [test, 2 tasks]: |ΔW| shared" in spread.output
+    measured = json.loads((tmp_path / "spread.json").read_text())["runs"]["mine"]
+    assert set(measured) == {"path", "train", "test"} and measured["test"]["n_tasks"] == 2
+    assert 0 <= measured["test"]["instruction"] <= measured["test"]["generated"] + 1e-9
     _eval_run(run, jsonl_data, "tagi")
     with pytest.warns(UserWarning, match="trained on prompts of setting 'def'; --setting none"):
         _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", f"jsonl:{jsonl_data}", "--split", "test",

@@ -74,3 +74,33 @@ def test_bad_inputs_are_clear_errors():
     assert parse_module("model.layers.3.self_attn.q_proj") == (3, "q_proj")
     with pytest.raises(ValueError, match="cannot read layer"):
         parse_module("lm_head")
+
+
+def test_spread_splits_the_adapter_into_shared_generated_and_instruction_parts():
+    _, _, shapes, _ = make("llama", 2, ("q_proj", "v_proj"))
+    torch.manual_seed(1)
+    net = TagiHypernetwork(shapes, input_dim=12, rank=2, alpha=4, hidden=16, blocks=1, shared=True)
+    vectors = torch.randn(4, 12)
+    zero = net.spread(vectors)  # at initialisation B0 = 0 and B's head = 0: no adapter at all
+    assert zero["shared"] == zero["generated"] == zero["instruction"] == zero["instruction_share"] == 0.0
+    with torch.no_grad():
+        for b in net.shared_b:
+            b.normal_()
+        for kind in net.kinds:  # the generated part through the biases only: the same for every instruction
+            net.head_b[kind].bias.normal_()
+            net.head_a[kind].weight.zero_()
+    constant = net.spread(vectors)
+    expected = sum(float((net.scale * b @ a).detach().pow(2).sum()) for a, b in zip(net.shared_a, net.shared_b,
+                                                                                   strict=True))
+    assert constant["shared"] == pytest.approx(expected ** 0.5, rel=1e-5)
+    assert constant["generated"] > 0 and constant["instruction"] < 1e-6 * constant["generated"]
+    with torch.no_grad():
+        for head in net.head_b.values():
+            head.weight.normal_()  # now B reads the instruction (A still does not)
+    varied = net.spread(vectors)
+    assert varied["instruction"] > 0 and 0 < varied["instruction_share"] < 1
+    assert varied["shared"] == pytest.approx(constant["shared"])
+    same = net.spread(vectors[:1].repeat(3, 1))  # one instruction three times: nothing to tell apart
+    assert same["instruction"] < 1e-6 * same["generated"]
+    with pytest.raises(ValueError, match="at least 2 instruction vectors"):
+        net.spread(vectors[:1])

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "continual": "SwitchCIT vs its continual baselines on one stream",
     "serve": "load benchmark of `hyperadapt serve` over loopback",
     "truncation": "how many training prompts lose part of their definition",
+    "spread": "how much TAGI's generated adapters depend on the instruction",
 }
 
 

@@ -143,6 +143,33 @@ class TagiHypernetwork(nn.Module):
             self.shared_a[slot].copy_(a[0])
             self.shared_b[slot].copy_(b[0] * fold)
 
+    @torch.no_grad()
+    def spread(self, vectors: Tensor) -> dict[str, float]:
+        """How much the generated adapters depend on the instruction, for instruction vectors ``[N, input_dim]``
+        (N ≥ 2): Frobenius norms of ΔW = scale · B·A summed in square over all modules, as square roots.
+
+        ``shared``: the instruction-independent adapter (0 without ``shared=True``); ``generated``: the
+        generated part (the residual), root mean square over the N instructions; ``instruction``: the generated
+        part's deviation from its mean over the N instructions (root mean square), the only part that tells
+        one instruction from another; ``instruction_share``: ``instruction`` over the whole adapter's norm
+        (shared + generated, root mean square). A hypernetwork that collapsed to one adapter has
+        ``instruction`` ≈ 0 (Text-to-LoRA's failure mode; see docs/TAGI.md). Raises ``ValueError`` for N < 2.
+        """
+        if vectors.dim() != 2 or vectors.shape[0] < 2:
+            raise ValueError(f"spread needs at least 2 instruction vectors [N, {self.input_dim}], "
+                             f"got {tuple(vectors.shape)}")
+        r, n = self.rank, vectors.shape[0]
+        shared = generated = instruction = whole = 0.0
+        for a, b in self.factors(vectors).values():  # [N, r', in], [N, out, r']
+            own = self.scale * (b[:, :, -r:] @ a[:, -r:])  # [N, out, in]: the generated part
+            common = self.scale * (b[0, :, :-r] @ a[0, :-r]) if self.shared else torch.zeros_like(own[0])
+            shared += float(common.pow(2).sum())
+            generated += float(own.pow(2).sum()) / n
+            instruction += float((own - own.mean(0)).pow(2).sum()) / n
+            whole += float((own + common).pow(2).sum()) / n
+        return {"n": n, "shared": shared ** 0.5, "generated": generated ** 0.5, "instruction": instruction ** 0.5,
+                "instruction_share": (instruction / whole) ** 0.5 if whole else 0.0}
+
     def generated_parameters(self) -> dict[str, nn.Parameter]:
         """The parameters that read the instruction (all but the shared adapter)."""
         return {k: p for k, p in self.named_parameters() if not k.startswith("shared_")}
