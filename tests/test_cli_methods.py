@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import re
 import shutil
 
@@ -37,6 +38,9 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     out = tmp_path / "adapter"
     _ok(runner.invoke(app, ["adapter", str(run), "--instruction", "Repeat the input.", "--out", str(out)]))
     assert json.loads((out / "adapter_config.json").read_text())["peft_type"] == "LORA"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in out.iterdir())  # not safetensors' 0600
     bad = runner.invoke(app, ["adapter", str(run), "--instruction", "  ", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "instruction" in bad.output
     gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--input", "a b",

@@ -161,12 +161,17 @@ def export_adapter(
     run_dir_or_method: str | Path | TagiMethod, instruction: str, out_dir: str | Path, model_and_tokenizer=None
 ) -> Path:
     """Generate the adapter for ``instruction`` and write it as a PEFT LoRA folder that
-    ``PeftModel.from_pretrained`` loads (plus ``instruction.txt``, the text it was generated from)."""
+    ``PeftModel.from_pretrained`` loads (plus ``instruction.txt``, the text it was generated from); the
+    folder is written whole or not at all (a previous adapter there is replaced)."""
     method = run_dir_or_method
     check_adapter_out(out_dir)
     if not isinstance(method, TagiMethod):
         method = load_tagi(method, model_and_tokenizer)
     lora = method.adapter(instruction)
-    out = export_peft(method.model, lora, out_dir)
-    (out / "instruction.txt").write_text(method.vectors.clean(instruction))
-    return out
+    text = method.vectors.clean(instruction)
+
+    def write(tmp: Path) -> None:
+        export_peft(method.model, lora, tmp)
+        (tmp / "instruction.txt").write_text(text, encoding="utf-8")
+
+    return write_dir_atomic(out_dir, write)
