@@ -51,7 +51,7 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
                                      "train", "test", "--out", str(tmp_path / "spread.json")]))
     assert "mine [test, 2 tasks]: |ΔW| shared" in spread.output
     measured = json.loads((tmp_path / "spread.json").read_text())["runs"]["mine"]
-    assert set(measured) == {"path", "train", "test"} and measured["test"]["n_tasks"] == 2
+    assert set(measured) == {"path", "method", "train", "test"} and measured["test"]["n_tasks"] == 2
     assert 0 <= measured["test"]["instruction"] <= measured["test"]["generated"] + 1e-9
     _eval_run(run, jsonl_data, "tagi")
     with pytest.warns(UserWarning, match="trained on prompts of setting 'def'; --setting none"):
@@ -100,6 +100,11 @@ def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_pat
     bad = runner.invoke(app, ["generate", str(run), "--input", "x"])
     assert bad.exit_code == 2 and "--condition" in bad.output
     _cut_long_inputs(run, caplog, "--condition", "Repeat the input.")
+    spread = _ok(runner.invoke(app, ["bench", "spread", str(run), "--data", f"jsonl:{jsonl_data}", "--splits", "test",
+                                     "--prompts", "1", "--out", str(tmp_path / "spread.json")]))
+    assert "megan [test, 2 conditions × 1 prompts]: β − 1" in spread.output
+    measured = json.loads((tmp_path / "spread.json").read_text())["runs"][str(run)]  # labelled by its path
+    assert measured["method"] == "megan" and 0 <= measured["test"]["condition"] <= measured["test"]["deviation"]
     _eval_run(run, jsonl_data, "megan")
     wrong = runner.invoke(app, ["eval", "--method", "tagi", "--run", str(run), "--data", f"jsonl:{jsonl_data}"])
     assert wrong.exit_code == 2 and "holds a 'megan' run" in wrong.output

@@ -77,6 +77,20 @@ def test_untrained_hypernetwork_reproduces_the_base_model_exactly(arch, per_toke
 
 
 @pytest.mark.parametrize("per_token", [True, False])
+def test_spread_separates_how_far_beta_moved_from_how_much_it_depends_on_the_condition(per_token):
+    untrained = method_for(std=0.0, per_token=per_token).spread(CONDITIONS, PROMPTS)  # β ≡ 1
+    assert untrained["deviation"] == untrained["condition"] == untrained["condition_share"] == 0.0
+    method = method_for(std=2.0, per_token=per_token)
+    moved = method.spread(CONDITIONS, PROMPTS)
+    assert moved["deviation"] > 0 and 0 < moved["condition"] <= moved["deviation"]
+    assert moved["n"] == 2 and moved["prompts"] == 2
+    same = method.spread([CONDITIONS[0]] * 3, PROMPTS)  # one condition three times: nothing tells them apart
+    assert same["deviation"] > 0 and same["condition"] < 1e-4 * same["deviation"]
+    with pytest.raises(ValueError, match="at least 2 conditions"):
+        method.spread(CONDITIONS[:1], PROMPTS)
+
+
+@pytest.mark.parametrize("per_token", [True, False])
 def test_beta_stays_within_its_bounds(per_token):
     model, tok = tiny_model("llama")
     hyper = hypernet_for(model, per_token=per_token, std=50.0)

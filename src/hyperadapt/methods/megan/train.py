@@ -85,6 +85,41 @@ class MeganMethod:
             self._channel_cache.update(zip(missing, betas, strict=True))
         return channel_beta_fn(torch.stack([self._channel_cache[c] for c in conditions]))  # [B, L, I]
 
+    @torch.no_grad()
+    def spread(self, conditions: Sequence[str], prompts: Sequence[str]) -> dict[str, float]:
+        """How much β depends on the condition: every prompt is run once under each of the N conditions
+        (N ≥ 2), and every β (per layer, token and channel) is compared across them.
+
+        ``deviation``: root mean square of β − 1 (how far the gates moved from the base model, whose β ≡ 1);
+        ``condition``: root mean square of β's deviation from its mean over the N conditions (the only part
+        that tells one condition from another); ``condition_share``: ``condition / deviation``. Both are
+        means over every layer, token and channel of every prompt (β is unitless). A hypernetwork that learned
+        one gating for everything has ``condition`` ≈ 0. Raises ``ValueError`` for fewer than 2 conditions or
+        no prompt.
+        """
+        if len(conditions) < 2 or not prompts:
+            raise ValueError(f"spread needs at least 2 conditions and a prompt, got {len(conditions)} and "
+                             f"{len(prompts)}")
+        sums = {"dev": 0.0, "cond": 0.0, "count": 0}
+
+        def on_beta(layer: int, beta: Tensor) -> None:  # [N, T or 1, I]
+            beta = beta.float()
+            sums["dev"] += float((beta - 1).pow(2).sum()) / len(conditions)
+            sums["cond"] += float((beta - beta.mean(0)).pow(2).sum()) / len(conditions)
+            sums["count"] += beta[0].numel()
+
+        cond = self.condition_batch(conditions)
+        for prompt in prompts:
+            ids = self.tokenizer([prompt] * len(conditions), return_tensors="pt", add_special_tokens=False)
+            ids = {k: v.to(self.model.device) for k, v in ids.items()}
+            betas = (self.hypernet.beta_fn(cond, on_beta) if self.hypernet.spec.per_token
+                     else channel_beta_fn(self.hypernet.channel_betas(cond), on_beta))
+            with conditioned(self.model, beta=betas):
+                self.model(**ids)
+        dev, var = (sums["dev"] / sums["count"]) ** 0.5, (sums["cond"] / sums["count"]) ** 0.5
+        return {"n": len(conditions), "prompts": len(prompts), "deviation": dev, "condition": var,
+                "condition_share": var / dev if dev else 0.0}
+
     def clear_cache(self) -> None:
         """Forget cached per-channel β (call it after changing the hypernetwork's weights)."""
         self._channel_cache.clear()
