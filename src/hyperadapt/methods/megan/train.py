@@ -109,11 +109,11 @@ class MeganMethod:
             sums["count"] += beta[0].numel()
 
         cond = self.condition_batch(conditions)
+        channel = None if self.hypernet.spec.per_token else self.hypernet.channel_betas(cond)  # once: [N, L, I]
         for prompt in prompts:
             ids = self.tokenizer([prompt] * len(conditions), return_tensors="pt", add_special_tokens=False)
             ids = {k: v.to(self.model.device) for k, v in ids.items()}
-            betas = (self.hypernet.beta_fn(cond, on_beta) if self.hypernet.spec.per_token
-                     else channel_beta_fn(self.hypernet.channel_betas(cond), on_beta))
+            betas = self.hypernet.beta_fn(cond, on_beta) if channel is None else channel_beta_fn(channel, on_beta)
             with conditioned(self.model, beta=betas):
                 self.model(**ids)
         dev, var = (sums["dev"] / sums["count"]) ** 0.5, (sums["cond"] / sums["count"]) ** 0.5
