@@ -18,7 +18,8 @@ BENCHMARKS = {
     "continual": "SwitchCIT vs its continual baselines on one stream",
     "serve": "load benchmark of `hyperadapt serve` over loopback",
     "truncation": "how many training prompts lose part of their definition",
-    "spread": "how much TAGI's generated adapters depend on the instruction",
+    "spread": "how much TAGI's adapters or MeGan's beta depend on the condition",
+    "compare": "score answer logs again and compare each with the first (paired bootstrap)",
 }
 
 

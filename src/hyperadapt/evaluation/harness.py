@@ -160,7 +160,10 @@ class AnswerLog:
         self.path = Path(path)
         self.answers: dict[str, str] = {}
         if self.path.exists() and self.path.stat().st_size:
-            header, self.answers = self.read(self.path)
+            try:
+                header, self.answers = self.read(self.path)
+            except ValueError as err:
+                raise ValueError(f"{err}; delete it to start over") from err
             if header.get("fingerprint") not in accepted:
                 raise ValueError(
                     f"{self.path} holds answers of another method or setting; delete it or choose another --out"
@@ -180,13 +183,17 @@ class AnswerLog:
         try:
             header = json.loads(lines[0])
         except (IndexError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not an answer log ({err}); delete it to start over") from err
+            raise ValueError(f"{path}: not an answer log ({err})") from err
+        if not isinstance(header, dict) or "fingerprint" not in header:
+            raise ValueError(f"{path}: not an answer log (its first line has no fingerprint)")
         answers = {}
-        for line in lines[1:]:
+        for number, line in enumerate(lines[1:], start=2):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 break
+            if not isinstance(row, dict) or not isinstance(row.get("key"), str) or "answer" not in row:
+                raise ValueError(f"{path}: line {number} is not an answer (no 'key' and 'answer')")
             answers[row["key"]] = row["answer"]
         return header, answers
 

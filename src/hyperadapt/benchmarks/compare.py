@@ -1,0 +1,119 @@
+r"""Paired comparison of answer logs: score each on the same instances, and each against the first.
+
+Every evaluation appends its answers to an answer log, keyed by task and instance (``hyperadapt eval --out
+R.json`` writes ``R.answers.jsonl``; the benchmarks ``<method>.<split>.answers.jsonl`` under their runs'
+``answers/``). This benchmark scores logs again
+without a model (ROUGE-L and exact match on the first ``--limit`` instances of each task) and gives every
+log's paired difference from the first: the instance-mean difference and its 95 % bootstrap interval over
+tasks (:func:`hyperadapt.evaluation.metrics.paired_bootstrap`), with the tasks where it is ahead, behind
+and equal. Use it to put two runs on the instances an ablation used, or to check whether a difference
+is more than noise. Seconds per log.
+
+    hyperadapt bench compare "LoRA=runs/sni/tagi/answers/multitask-lora.test.answers.jsonl" \
+        "TAGI=runs/sni/tagi_D/answers/tagi.test.answers.jsonl" --data sni:../shared/data/sni --split test \
+        --limit 20 --out results/sni/tagi_vs_lora.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hyperadapt.benchmarks import command
+from hyperadapt.io import check_out_file, save_json
+
+KEYS = ("rougeL", "em")
+
+
+def compare(logs: list[tuple[str, Path]], data: str, split: str, limit: int | None,
+            resamples: int = 10_000, seed: int = 0) -> dict:
+    """Scores of each ``(label, answer log)`` on ``data``'s ``split`` (first ``limit`` instances per task)
+    and, for every log after the first, its paired difference from the first (``minus_reference``: per key
+    ``diff``, ``low``, ``high``, ``wins``, ``losses``, ``ties``, in ROUGE-L / EM points).
+
+    Raises ``FileNotFoundError`` for a missing log, ``ValueError`` for a file that is not an answer log or
+    has no answer for one of the chosen instances, and for fewer than two logs or repeated labels.
+    """
+    from hyperadapt.data import load_tasks
+    from hyperadapt.evaluation.harness import score_answer_log
+    from hyperadapt.evaluation.metrics import aggregate, by_category, paired_bootstrap
+
+    if len(logs) < 2:
+        raise ValueError(f"compare needs at least two answer logs, got {len(logs)}")
+    labels = [label for label, _ in logs]
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise ValueError(f"label {repeated[0]!r} names two answer logs: give each LABEL=PATH its own label")
+    tasks = load_tasks(data, split)
+    scored = {label: score_answer_log(path, tasks, limit) for label, path in logs}
+    reference = labels[0]
+    out: dict = {"reference": reference, "logs": {}}
+    for label, path in logs:
+        row = {"path": str(path), **aggregate(scored[label]), "by_category": by_category(scored[label]),
+               "tasks": scored[label]}
+        if label != reference:
+            row["minus_reference"] = {key: paired_bootstrap(scored[label], scored[reference], key, resamples,
+                                                            seed=seed) for key in KEYS}
+        out["logs"][label] = row
+    return out
+
+
+def table(result: dict) -> str:
+    """Markdown: one row per log, its scores and its difference from the reference with the interval."""
+    ref = result["reference"]
+    lines = [f"`{result['command']}`", "",
+             f"{result['data']} [{result['split']}], first {result['limit'] or 'all'} instances per task; "
+             f"differences are paired against **{ref}**, 95 % bootstrap interval over tasks.", "",
+             "| answers | n | ROUGE-L | EM | ROUGE-L − ref [95 % CI] | EM − ref [95 % CI] | ahead / behind / equal |",
+             "|---|---|---|---|---|---|---|"]
+    for label, row in result["logs"].items():
+        cells = ["(reference)", "", ""]
+        if "minus_reference" in row:
+            d = row["minus_reference"]
+            cells = [f"{d[k]['diff']:+.2f} [{d[k]['low']:+.2f}, {d[k]['high']:+.2f}]" for k in KEYS]
+            cells.append(f"{d['rougeL']['wins']} / {d['rougeL']['losses']} / {d['rougeL']['ties']}")
+        lines.append(f"| {label} | {row['n']} | {row['rougeL']:.2f} | {row['em']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="hyperadapt bench compare", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("logs", nargs="+", help="answer logs (*.answers.jsonl): PATH or LABEL=PATH; the first is the "
+                                            "reference")
+    ap.add_argument("--data", default="sni:../shared/data/sni", help="the task data the answers belong to")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--limit", type=int, default=None, help="the first N instances of each task (default: all)")
+    ap.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ap.add_argument("--out", type=Path, default=None, help="results JSON (a Markdown table beside it)")
+    args = ap.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        ap.error(f"--limit must be at least 1, got {args.limit}")
+    if args.resamples < 1:
+        ap.error(f"--resamples must be at least 1, got {args.resamples}")
+    if args.out is not None:
+        check_out_file(args.out, "--out")
+    logs = [(label, Path(path)) if sep and label else (spec, Path(spec))
+            for spec in args.logs for label, sep, path in [spec.partition("=")]]
+    result = {"data": args.data, "split": args.split, "limit": args.limit,
+              **compare(logs, args.data, args.split, args.limit, args.resamples, args.seed),
+              "command": command("compare", argv)}
+    for label, row in result["logs"].items():
+        line = f"{label}: ROUGE-L {row['rougeL']:.2f}, EM {row['em']:.2f} ({row['n']} answers, {row['n_tasks']} tasks)"
+        if "minus_reference" in row:
+            d = row["minus_reference"]
+            line += "; minus {}: ROUGE-L {:+.2f} [{:+.2f}, {:+.2f}], EM {:+.2f} [{:+.2f}, {:+.2f}]; ahead on {}, " \
+                    "behind on {}, equal on {} tasks".format(
+                        result["reference"], d["rougeL"]["diff"], d["rougeL"]["low"], d["rougeL"]["high"],
+                        d["em"]["diff"], d["em"]["low"], d["em"]["high"], d["rougeL"]["wins"],
+                        d["rougeL"]["losses"], d["rougeL"]["ties"])
+        print(line, flush=True)
+    if args.out is not None:
+        save_json(result, args.out)
+        args.out.with_suffix(".md").write_text(table(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

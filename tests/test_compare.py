@@ -1,0 +1,68 @@
+"""`hyperadapt bench compare`: answer logs scored again without a model, each paired against the first."""
+
+import json
+
+from typer.testing import CliRunner
+
+from hyperadapt.cli import app
+from hyperadapt.data import load_tasks
+
+runner = CliRunner()
+
+
+def write_log(path, tasks, answer, skip=()):
+    """An answer log as evaluations write it: a fingerprint line, then one answer per (task, instance)."""
+    lines = [json.dumps({"fingerprint": "test"})]
+    for task in tasks:
+        for x in task.instances:
+            if (task.name, x.id) not in skip:
+                lines.append(json.dumps({"key": f"{task.name}\t{x.id}\tdeadbeef", "answer": answer(task, x)}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_compare_scores_logs_and_pairs_them_with_the_first(jsonl_data, tmp_path):
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    right = write_log(tmp_path / "right.answers.jsonl", tasks, lambda t, x: x.outputs[0])
+    wrong = write_log(tmp_path / "wrong.answers.jsonl", tasks, lambda t, x: "zzz")
+    half = write_log(tmp_path / "half.answers.jsonl", tasks,  # right on copy, wrong on yesno
+                     lambda t, x: x.outputs[0] if t.name == "copy" else "zzz")
+    out = tmp_path / "cmp" / "c.json"
+    result = runner.invoke(app, ["bench", "compare", f"good={right}", f"bad={wrong}", str(half), "--data",
+                                 f"jsonl:{jsonl_data}", "--split", "test", "--limit", "4", "--resamples", "200",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "bad: ROUGE-L 0.00, EM 0.00 (8 answers, 2 tasks); minus good: ROUGE-L -100.00 [-100.00, -100.00]" \
+        in result.output
+    saved = json.loads(out.read_text())
+    assert saved["reference"] == "good" and saved["limit"] == 4
+    rows = saved["logs"]
+    assert rows["good"]["rougeL"] == 100.0 and rows["good"]["n"] == 8 and "minus_reference" not in rows["good"]
+    mixed = rows[str(half)]["minus_reference"]["em"]
+    assert mixed["diff"] == -50.0 and (mixed["wins"], mixed["losses"], mixed["ties"]) == (0, 1, 1)
+    assert -100.0 <= mixed["low"] <= mixed["diff"] <= mixed["high"] <= 0.0
+    assert saved["command"].startswith("hyperadapt bench compare good=")
+    assert "| bad | 8 | 0.00 | 0.00 | -100.00 [-100.00, -100.00]" in out.with_suffix(".md").read_text()
+
+
+def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path):
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    full = write_log(tmp_path / "a.answers.jsonl", tasks, lambda t, x: "x")
+    gap = write_log(tmp_path / "b.answers.jsonl", tasks, lambda t, x: "x", skip={("yesno", tasks[1].instances[2].id)})
+    data = ["--data", f"jsonl:{jsonl_data}", "--split", "test"]
+
+    def fails(*args):
+        result = runner.invoke(app, ["bench", "compare", *args, *data])
+        assert result.exit_code != 0
+        return result.output
+
+    assert "has no answer for yesno instance" in fails(str(full), str(gap))
+    ok = runner.invoke(app, ["bench", "compare", str(full), str(gap), "--limit", "2", *data])  # the gap is the 3rd
+    assert ok.exit_code == 0, ok.output
+    assert "at least two answer logs" in fails(str(full))
+    assert "label 'x' names two answer logs" in fails(f"x={full}", f"x={gap}")
+    predictions = tmp_path / "r.predictions.jsonl"  # a results file's predictions, not an answer log
+    predictions.write_text(json.dumps({"task": "copy", "prediction": "x"}) + "\n")
+    assert "not an answer log" in fails(str(full), str(predictions))
+    assert "no answer log at" in fails(str(full), str(tmp_path / "missing.jsonl"))
+    assert "--limit must be at least 1" in fails(str(full), str(gap), "--limit", "0")
