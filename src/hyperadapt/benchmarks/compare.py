@@ -1,13 +1,12 @@
 r"""Paired comparison of answer logs: score each on the same instances, and each against the first.
 
-Every evaluation appends its answers to an answer log, keyed by task and instance (``hyperadapt eval --out
-R.json`` writes ``R.answers.jsonl``; the benchmarks ``<method>.<split>.answers.jsonl`` under their runs'
-``answers/``). This benchmark scores logs again
-without a model (ROUGE-L and exact match on the first ``--limit`` instances of each task) and gives every
-log's paired difference from the first: the instance-mean difference and its 95 % bootstrap interval over
-tasks (:func:`hyperadapt.evaluation.metrics.paired_bootstrap`), with the tasks where it is ahead, behind
-and equal. Use it to put two runs on the instances an ablation used, or to check whether a difference
-is more than noise. Seconds per log.
+Every evaluation appends its answers to an answer log, keyed by task and instance (`hyperadapt eval --out
+R.json` writes R.answers.jsonl; the benchmarks <method>.<split>.answers.jsonl under their runs' answers/).
+This benchmark scores logs again without a model (ROUGE-L and exact match on the first --limit instances of
+each task) and gives every log's paired difference from the first: the instance-mean difference and its
+95 % bootstrap interval over tasks (hyperadapt.evaluation.metrics.paired_bootstrap), with the tasks where
+it is ahead, behind and equal. Use it to put two runs on the instances an ablation used, or to see whether
+a difference is more than noise. Seconds per log.
 
     hyperadapt bench compare "LoRA=runs/sni/tagi/answers/multitask-lora.test.answers.jsonl" \
         "TAGI=runs/sni/tagi_D/answers/tagi.test.answers.jsonl" --data sni:../shared/data/sni --split test \
