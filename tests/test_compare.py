@@ -45,6 +45,22 @@ def test_compare_scores_logs_and_pairs_them_with_the_first(jsonl_data, tmp_path)
     assert "| bad | 8 | 0.00 | 0.00 | -100.00 [-100.00, -100.00]" in out.with_suffix(".md").read_text()
 
 
+def test_compare_reads_the_predictions_an_evaluation_writes(jsonl_data, tmp_path):
+    """`hyperadapt eval --out R.json` keeps R.predictions.jsonl (its answer log is removed when it finishes)."""
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    log = write_log(tmp_path / "a.answers.jsonl", tasks, lambda t, x: x.outputs[0] if x.id[-1] in "02468" else "no")
+    predictions = tmp_path / "a.predictions.jsonl"
+    predictions.write_text("".join(json.dumps({"task": t.name, "id": x.id, "prediction": ans, "references": []}) + "\n"
+                                   for t in tasks for x in t.instances
+                                   for ans in [x.outputs[0] if x.id[-1] in "02468" else "no"]))
+    result = runner.invoke(app, ["bench", "compare", f"log={log}", f"predictions={predictions}", "--data",
+                                 f"jsonl:{jsonl_data}", "--split", "test", "--out", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "c.json").read_text())["logs"]
+    assert rows["log"]["tasks"] == rows["predictions"]["tasks"] and 0 < rows["log"]["rougeL"] < 100
+    assert rows["predictions"]["minus_reference"]["rougeL"]["diff"] == 0.0
+
+
 def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path):
     tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
     full = write_log(tmp_path / "a.answers.jsonl", tasks, lambda t, x: "x")
@@ -61,8 +77,11 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path):
     assert ok.exit_code == 0, ok.output
     assert "at least two answer logs" in fails(str(full))
     assert "label 'x' names two answer logs" in fails(f"x={full}", f"x={gap}")
-    predictions = tmp_path / "r.predictions.jsonl"  # a results file's predictions, not an answer log
-    predictions.write_text(json.dumps({"task": "copy", "prediction": "x"}) + "\n")
-    assert "not an answer log" in fails(str(full), str(predictions))
+    broken = tmp_path / "r.predictions.jsonl"  # a prediction without its instance id
+    broken.write_text(json.dumps({"task": "copy", "prediction": "x"}) + "\n")
+    assert "line 1 is not a prediction" in fails(str(full), str(broken))
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"method": "zero-shot"}))
+    assert "not an answer log" in fails(str(full), str(results))
     assert "no answer log at" in fails(str(full), str(tmp_path / "missing.jsonl"))
     assert "--limit must be at least 1" in fails(str(full), str(gap), "--limit", "0")

@@ -19,7 +19,7 @@ BENCHMARKS = {
     "serve": "load benchmark of `hyperadapt serve` over loopback",
     "truncation": "how many training prompts lose part of their definition",
     "spread": "how much TAGI's adapters or MeGan's beta depend on the condition",
-    "compare": "score answer logs again and compare each with the first (paired bootstrap)",
+    "compare": "score saved answers again and compare each with the first (paired bootstrap)",
 }
 
 

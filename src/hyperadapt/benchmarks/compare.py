@@ -1,8 +1,9 @@
-r"""Paired comparison of answer logs: score each on the same instances, and each against the first.
+r"""Paired comparison of answers: score each on the same instances, and each against the first.
 
-Every evaluation appends its answers to an answer log, keyed by task and instance (`hyperadapt eval --out
-R.json` writes R.answers.jsonl; the benchmarks <method>.<split>.answers.jsonl under their runs' answers/).
-This benchmark scores logs again without a model (ROUGE-L and exact match on the first --limit instances of
+Answers are read from the predictions an evaluation writes beside its results (`hyperadapt eval --out R.json`
+writes R.predictions.jsonl) or from an answer log, keyed by task and instance (R.answers.jsonl while an
+evaluation runs; the benchmarks keep <method>.<split>.answers.jsonl under their runs' answers/). This
+benchmark scores them again without a model (ROUGE-L and exact match on the first --limit instances of
 each task) and gives every log's paired difference from the first: the instance-mean difference and its
 95 % bootstrap interval over tasks (hyperadapt.evaluation.metrics.paired_bootstrap), with the tasks where
 it is ahead, behind and equal. Use it to put two runs on the instances an ablation used, or to see whether
@@ -78,8 +79,8 @@ def table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="hyperadapt bench compare", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("logs", nargs="+", help="answer logs (*.answers.jsonl): PATH or LABEL=PATH; the first is the "
-                                            "reference")
+    ap.add_argument("logs", nargs="+", help="answers (*.predictions.jsonl or *.answers.jsonl): PATH or LABEL=PATH; "
+                                            "the first is the reference")
     ap.add_argument("--data", default="sni:../shared/data/sni", help="the task data the answers belong to")
     ap.add_argument("--split", default="test")
     ap.add_argument("--limit", type=int, default=None, help="the first N instances of each task (default: all)")

@@ -363,19 +363,45 @@ def evaluate(
     }
 
 
+def read_answers(path: str | Path) -> dict[tuple[str, str], str]:
+    """``(task name, instance id) -> answer`` from an answer log (:class:`AnswerLog`, written while an
+    evaluation runs) or a results file's predictions (``R.predictions.jsonl`` beside ``R.json``: one
+    ``{"task", "id", "prediction"}`` per line). Raises ``FileNotFoundError`` for a missing file and
+    ``ValueError`` for a file that is neither."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no answer log at {path}")
+    with path.open(encoding="utf-8") as fh:
+        first = fh.readline()
+    try:
+        head = json.loads(first)
+    except json.JSONDecodeError:
+        head = None
+    if isinstance(head, dict) and "prediction" in head and "fingerprint" not in head:
+        answers = {}
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict) or not {"task", "id", "prediction"} <= set(row):
+                raise ValueError(f"{path}: line {number} is not a prediction (no 'task', 'id' and 'prediction')")
+            answers[(str(row["task"]), str(row["id"]))] = str(row["prediction"])
+        return answers
+    return {tuple(key.split("\t")[:2]): text for key, text in AnswerLog.read(path)[1].items()}
+
+
 def score_answer_log(path: str | Path, tasks: list[Task], limit: int | None = None,
                      metric_lang: str = "en") -> dict[str, dict[str, Any]]:
-    """Per task, ROUGE-L / EM / n of the answers in an answer log (:class:`AnswerLog`) on the first ``limit``
-    instances of each task, without the model: e.g. two methods' logs on the instances an ablation used.
+    """Per task, ROUGE-L / EM / n of the answers in an answer log or predictions file (:func:`read_answers`)
+    on the first ``limit`` instances of each task, without the model: e.g. two methods' answers on the
+    instances an ablation used.
 
     Answers are matched by task name and instance id (a log holds one method and setting, so one prompt per
-    instance). Raises ``FileNotFoundError`` for a missing log and ``ValueError`` naming the first instance
-    the log has no answer for.
+    instance). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for another kind of file or
+    naming the first instance the file has no answer for.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no answer log at {path}")
-    answers = {tuple(key.split("\t")[:2]): text for key, text in AnswerLog.read(path)[1].items()}
+    answers = read_answers(path)
     per_task = {}
     for task in tasks:
         chosen = task.instances[:limit] if limit else task.instances
