@@ -29,7 +29,7 @@ def test_compare_scores_logs_and_pairs_them_with_the_first(jsonl_data, tmp_path)
                      lambda t, x: x.outputs[0] if t.name == "copy" else "zzz")
     out = tmp_path / "cmp" / "c.json"
     result = runner.invoke(app, ["bench", "compare", f"good={right}", f"bad={wrong}", str(half), "--data",
-                                 f"jsonl:{jsonl_data}", "--split", "test", "--limit", "4", "--resamples", "200",
+                                 f"jsonl:{jsonl_data}", "--split", "test", "--limit", "4", "--resamples", "1000",
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "bad: ROUGE-L 0.00, EM 0.00 (8 answers, 2 tasks); minus good: ROUGE-L -100.00 [-100.00, -100.00]" \
@@ -61,6 +61,12 @@ def test_compare_reads_the_predictions_an_evaluation_writes(jsonl_data, tmp_path
     assert rows["predictions"]["minus_reference"]["rougeL"]["diff"] == 0.0
 
 
+def empty(folder):
+    path = folder / "empty.jsonl"
+    path.write_text("")
+    return path
+
+
 def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path):
     tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
     full = write_log(tmp_path / "a.answers.jsonl", tasks, lambda t, x: "x")
@@ -76,12 +82,28 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path):
     ok = runner.invoke(app, ["bench", "compare", str(full), str(gap), "--limit", "2", *data])  # the gap is the 3rd
     assert ok.exit_code == 0, ok.output
     assert "at least two answer logs" in fails(str(full))
-    assert "label 'x' names two answer logs" in fails(f"x={full}", f"x={gap}")
-    broken = tmp_path / "r.predictions.jsonl"  # a prediction without its instance id
+    assert "'x' is given twice" in fails(f"x={full}", f"x={gap}")
+    assert "are --data jsonl:" in fails(str(full), str(gap))  # the hint when an answer is missing
+    own = tmp_path / "r.predictions.jsonl"
+    own.write_text("".join(json.dumps({"task": t.name, "id": x.id, "prediction": "x"}) + "\n"
+                           for t in tasks for x in t.instances))
+    assert "would overwrite an input or the results" in fails(str(full), str(own), "--out", str(tmp_path / "r.json"))
+    assert "must end in .json" in fails(str(full), str(gap), "--limit", "2", "--out", str(tmp_path / "c.md"))
+    assert "at least 1000" in fails(str(full), str(gap), "--resamples", "10")
+    twice = tmp_path / "twice.predictions.jsonl"
+    twice.write_text(2 * (json.dumps({"task": "copy", "id": tasks[0].instances[0].id, "prediction": "x"}) + "\n"))
+    assert "a second time" in fails(str(full), str(twice))
+    odd = tmp_path / "a=b.answers.jsonl"  # an existing path is never split at '='
+    odd.write_text(full.read_text())
+    same = runner.invoke(app, ["bench", "compare", str(full), str(odd), *data])
+    assert same.exit_code == 0 and f"{odd}: ROUGE-L" in same.output, same.output
+    broken = tmp_path / "broken.predictions.jsonl"  # a prediction without its instance id
     broken.write_text(json.dumps({"task": "copy", "prediction": "x"}) + "\n")
     assert "line 1 is not a prediction" in fails(str(full), str(broken))
     results = tmp_path / "r.json"
-    results.write_text(json.dumps({"method": "zero-shot"}))
-    assert "not an answer log" in fails(str(full), str(results))
+    results.write_text(json.dumps({"method": "zero-shot"}, indent=2))
+    assert "give R.predictions.jsonl" in fails(str(full), str(results))
+    assert "is empty" in fails(str(full), str(empty(tmp_path)))
+    assert "is a folder" in fails(str(full), str(tmp_path))
     assert "no answer log at" in fails(str(full), str(tmp_path / "missing.jsonl"))
     assert "--limit must be at least 1" in fails(str(full), str(gap), "--limit", "0")

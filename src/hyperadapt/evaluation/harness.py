@@ -176,9 +176,11 @@ class AnswerLog:
             self._fh.flush()
 
     @staticmethod
-    def read(path: Path) -> tuple[dict, dict[str, str]]:
-        """The header and the answers (key -> answer) of the log at ``path``; a last line cut by an
-        interruption is dropped (everything before it is kept). Raises ``ValueError`` for another file."""
+    def read(path: Path, strict: bool = False) -> tuple[dict, dict[str, str]]:
+        """The header and the answers (key -> answer) of the log at ``path``. A line cut by an interruption
+        is skipped (a resumed evaluation answers it again; appending after a cut line damages that line, so
+        it need not be the last). Raises ``ValueError`` for another file, and with ``strict`` for a damaged
+        line other than the last (re-scoring must not lose answers silently)."""
         lines = path.read_text(encoding="utf-8").splitlines()
         try:
             header = json.loads(lines[0])
@@ -191,7 +193,9 @@ class AnswerLog:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                break
+                if strict and number < len(lines):
+                    raise ValueError(f"{path}: line {number} is not JSON (the file is damaged)") from None
+                continue
             if not isinstance(row, dict) or not isinstance(row.get("key"), str) or "answer" not in row:
                 raise ValueError(f"{path}: line {number} is not an answer (no 'key' and 'answer')")
             answers[row["key"]] = row["answer"]
@@ -369,10 +373,14 @@ def read_answers(path: str | Path) -> dict[tuple[str, str], str]:
     ``{"task", "id", "prediction"}`` per line). Raises ``FileNotFoundError`` for a missing file and
     ``ValueError`` for a file that is neither."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: give the answers file (R.predictions.jsonl or *.answers.jsonl)")
     if not path.is_file():
         raise FileNotFoundError(f"no answer log at {path}")
     with path.open(encoding="utf-8") as fh:
         first = fh.readline()
+    if not first.strip():
+        raise ValueError(f"{path} is empty: not an answer log or predictions file")
     try:
         head = json.loads(first)
     except json.JSONDecodeError:
@@ -386,13 +394,25 @@ def read_answers(path: str | Path) -> dict[tuple[str, str], str]:
                 row = None
             if not isinstance(row, dict) or not {"task", "id", "prediction"} <= set(row):
                 raise ValueError(f"{path}: line {number} is not a prediction (no 'task', 'id' and 'prediction')")
-            answers[(str(row["task"]), str(row["id"]))] = str(row["prediction"])
+            key = (str(row["task"]), str(row["id"]))
+            if key in answers:
+                raise ValueError(f"{path}: line {number} answers {key[0]} instance {key[1]} a second time")
+            answers[key] = str(row["prediction"])
         return answers
-    return {tuple(key.split("\t")[:2]): text for key, text in AnswerLog.read(path)[1].items()}
+    if not isinstance(head, dict) or "fingerprint" not in head:
+        raise ValueError(f"{path}: neither an answer log nor predictions (for an evaluation's R.json, give "
+                         "R.predictions.jsonl)")
+    answers = {}
+    for key, text in AnswerLog.read(path, strict=True)[1].items():
+        pair = tuple(key.split("\t")[:2])
+        if pair in answers:
+            raise ValueError(f"{path} answers {pair[0]} instance {pair[1]} twice (prompts of two settings?)")
+        answers[pair] = text
+    return answers
 
 
 def score_answer_log(path: str | Path, tasks: list[Task], limit: int | None = None,
-                     metric_lang: str = "en") -> dict[str, dict[str, Any]]:
+                     metric_lang: str = "auto") -> dict[str, dict[str, Any]]:
     """Per task, ROUGE-L / EM / n of the answers in an answer log or predictions file (:func:`read_answers`)
     on the first ``limit`` instances of each task, without the model: e.g. two methods' answers on the
     instances an ablation used.
