@@ -62,8 +62,10 @@ def test_result_table_lists_methods_and_sensitivity_variants(tmp_path):
 def test_tagi_baselines_get_tagis_total_budget():
     from hyperadapt.methods.tagi import TagiConfig
 
-    cfg = load_config(TagiConfig, "configs/tagi_sni.yaml", ["teachers.train.steps=100", "pretrain.train.steps=50",
-                                                            "train.steps=150"])
+    shipped = load_config(TagiConfig, "configs/tagi_sni.yaml")  # SNI-CPU v1: 2,400 examples in all
+    assert tagi.tagi_examples(shipped) == {"teachers": 800, "stage1": 0, "stage2": 1600, "total": 2400}
+    cfg = load_config(TagiConfig, "configs/tagi_sni.yaml", ["teachers.train.steps=100", "pretrain.enabled=true",
+                                                            "pretrain.train.steps=50", "train.steps=150"])
     assert tagi.tagi_examples(cfg) == {"teachers": 800, "stage1": 400, "stage2": 1200, "total": 2400}
     assert tagi.baseline_train(cfg, "total").steps == 300 and tagi.baseline_train(cfg, "stage2").steps == 150
     no_stage1 = load_config(TagiConfig, "configs/tagi_sni.yaml", ["pretrain.enabled=false", "teachers.path=x"])
