@@ -54,7 +54,7 @@ class InstructionVectors:
                 "non-empty definition of the task"
             )
         tokenizer = self.encoder.tokenizer
-        ids = tokenizer(text.strip(), add_special_tokens=False).input_ids
+        ids = tokenizer(text.strip(), add_special_tokens=False, verbose=False).input_ids  # we cut, and warn, below
         cleaned = text.strip()
         if len(ids) > self.max_tokens:
             warnings.warn(
