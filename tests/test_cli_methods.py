@@ -46,6 +46,8 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--input", "a b",
                                   "--max-new-tokens", "3"]))
     assert "a b  [condition: Repeat the input.] ->" in gen.output
+    blank = runner.invoke(app, ["generate", str(run), "--condition", " ", "--input", "a b"])
+    assert blank.exit_code == 2 and "--condition is empty (for input 1)" in blank.output
     _refuses_damaged_weights(run, tmp_path)
     spread = _ok(runner.invoke(app, ["bench", "spread", f"mine={run}", "--data", f"jsonl:{jsonl_data}", "--splits",
                                      "train", "test", "--out", str(tmp_path / "spread.json")]))

@@ -333,6 +333,8 @@ def adapter(
     from hyperadapt.methods.tagi.method import check_adapter_out, export_adapter
 
     check_adapter_out(out)
+    if not instruction.strip():  # before loading anything
+        raise ValueError("--instruction is empty: TAGI generates the adapter from the task's instruction")
     path = export_adapter(run, instruction, out)
     console.print(f"adapter written to {path}")
 

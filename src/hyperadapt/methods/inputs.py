@@ -44,6 +44,9 @@ def answer_inputs(
         raise ValueError(f"give one --condition for all inputs or one per input; got {len(conditions)} "
                          f"for {len(inputs)} inputs")
     conds = conditions * len(inputs) if len(conditions) == 1 else conditions
+    blank = [i for i, c in enumerate(conds, start=1) if not c.strip()]
+    if blank:  # before loading anything
+        raise ValueError(f"--condition is empty (for input {blank[0]}): give the instruction or style to follow")
     method = load_run(run_dir)
     cfg = EvalConfig(max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens)
     tasks = [Task(f"input-{i}", c, [Instance(str(i), x, ("",))]) for i, (c, x) in enumerate(zip(conds, inputs,
