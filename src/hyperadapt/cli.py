@@ -115,7 +115,7 @@ app = typer.Typer(
 
 @app.command()
 def info() -> None:
-    """Versions, device, and whether the default model is installed.
+    """Versions, device, and whether the default model and the sentence encoder are installed.
 
     Example: hyperadapt info
     """
@@ -138,6 +138,13 @@ def info() -> None:
     else:
         state = f"missing: {INSTALL_DEFAULT_MODEL}"
     console.print(f"{'default model':14s} {state}")
+    from hyperadapt.encoders import sentence_encoder_dir
+
+    try:
+        encoder = f"installed at {sentence_encoder_dir()} (TAGI's encoder: sentence, SwitchCIT's switch)"
+    except FileNotFoundError as err:
+        encoder = f"missing: {err}"
+    console.print(f"{'sentence enc.':14s} {encoder}", markup=False)
 
 
 @app.command("eval")
