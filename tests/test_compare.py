@@ -107,3 +107,6 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path):
     assert "is a folder" in fails(str(full), str(tmp_path))
     assert "no answer log at" in fails(str(full), str(tmp_path / "missing.jsonl"))
     assert "--limit must be at least 1" in fails(str(full), str(gap), "--limit", "0")
+    typo = runner.invoke(app, ["bench", "compare", str(full), str(gap), "--limit", "two", *data])
+    assert typo.exit_code == 2 and "usage:" not in typo.output
+    assert typo.output.startswith("error: argument --limit: invalid int value: 'two'") and typo.output.count("\n") == 1

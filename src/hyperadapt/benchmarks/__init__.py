@@ -7,6 +7,7 @@ this package. This file imports nothing heavy, so that ``hyperadapt bench --help
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 from collections.abc import Sequence
@@ -26,3 +27,12 @@ BENCHMARKS = {
 def command(name: str, argv: Sequence[str] | None = None) -> str:
     """The command that reruns benchmark ``name`` with ``argv`` (default ``sys.argv[1:]``), for its results."""
     return shlex.join(["hyperadapt", "bench", name, *(sys.argv[1:] if argv is None else argv)])
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` with the CLI's error style: a bad option is one ``error: ...`` line, exit code 2 (argparse's
+    own prints the whole usage block first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (`{self.prog} --help` lists the options)\n")
+

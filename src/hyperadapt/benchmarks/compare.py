@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hyperadapt.benchmarks import command
+from hyperadapt.benchmarks import Parser, command
 from hyperadapt.io import check_out_file, save_json
 
 KEYS = ("rougeL", "em")
@@ -88,7 +88,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="hyperadapt bench compare", description=__doc__,
+    ap = Parser(prog="hyperadapt bench compare", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("logs", nargs="+", help="answers (*.predictions.jsonl or *.answers.jsonl): PATH or LABEL=PATH "
                                             "(a PATH that exists is never split at '='); the first is the reference")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from hyperadapt.benchmarks import Parser
 from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
 from hyperadapt.io import atomic_write_text, check_out_dir, save_json
@@ -32,7 +33,7 @@ ORDER = ["switchcit", "oracle", "sequential", "replay", "olora", "multitask"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="hyperadapt bench continual", description=__doc__,
+    p = Parser(prog="hyperadapt bench continual", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/switch_synthetic.yaml", help="stream config (configs/switch_*.yaml)")
     add_set_option(p, "For every method.")

@@ -13,7 +13,6 @@ head is identical in every case and would only dilute the ratios.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import ctypes
@@ -30,7 +29,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 
-from hyperadapt.benchmarks import command
+from hyperadapt.benchmarks import Parser, command
 from hyperadapt.core import LINEAR_MODULES, AdapterBank, GatedMLP, conditioned, inject, remove
 from hyperadapt.io import check_out_file
 from hyperadapt.models import load_base_model
@@ -391,7 +390,7 @@ def _cell(row: dict, ratio_key: str) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> BenchConfig:
-    p = argparse.ArgumentParser(prog="hyperadapt bench core", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="hyperadapt bench core", description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3, help="rounds; the first measures memory, the rest time")

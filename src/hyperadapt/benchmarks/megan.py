@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from hyperadapt.benchmarks import command
+from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score
 from hyperadapt.config import load_config, to_dict
 from hyperadapt.data import load_tasks
@@ -57,7 +57,7 @@ WIDE = ("seen", "unseen_paraphrase")  # 34 tasks each: evaluated on --seen-limit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="hyperadapt bench megan", description=__doc__,
+    p = Parser(prog="hyperadapt bench megan", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=300, help="training steps (batch 8) of every trained method")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)

@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 import torch
 
+from hyperadapt.benchmarks import Parser
 from hyperadapt.io import check_out_file
 from hyperadapt.serve import ByteLRU, RunningServer, ServeConfig, build_server, create_app
 from hyperadapt.serve.cache import tensor_bytes
@@ -41,7 +42,7 @@ PROMPTS = ["the answer is", "a b c d", "Write the numbers 1 2 3", "is 4 even"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="hyperadapt bench serve", description=__doc__,
+    p = Parser(prog="hyperadapt bench serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="tiny (built in code), default, a HF id or a folder")
     p.add_argument("--requests", type=int, default=128, help="requests per throughput phase")

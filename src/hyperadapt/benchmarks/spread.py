@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hyperadapt.benchmarks import command
+from hyperadapt.benchmarks import Parser, command
 from hyperadapt.io import check_out_file, save_json
 
 
@@ -65,7 +65,7 @@ def measure(run: Path, data: str, splits: list[str], tasks: int | None, prompts:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="hyperadapt bench spread", description=__doc__,
+    ap = Parser(prog="hyperadapt bench spread", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="TAGI, Hypter or MeGan runs or released checkpoints: PATH or LABEL=PATH")
     ap.add_argument("--data", default="sni:../shared/data/sni", help="task data whose instructions are read")

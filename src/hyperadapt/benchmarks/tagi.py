@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hyperadapt.benchmarks import command
+from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score, table_rows
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
@@ -58,7 +58,7 @@ QUICK = ["train.steps=4", "teachers.train.steps=4", "pretrain.train.steps=4", "t
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="hyperadapt bench tagi", description=__doc__,
+    p = Parser(prog="hyperadapt bench tagi", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/tagi.yaml", help="TAGI config; the baselines use its budget")
     add_set_option(p, "Overrides of the TAGI config.")

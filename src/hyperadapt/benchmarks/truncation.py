@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hyperadapt.benchmarks import command
+from hyperadapt.benchmarks import Parser, command
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import TruncationStats, answer_ids, build_prompt, encode_instance, user_message
 from hyperadapt.io import check_out_file, save_json
@@ -65,7 +65,7 @@ def measure(tokenizer, tasks, setting: str, budgets: list[int]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="hyperadapt bench truncation", description=__doc__,
+    ap = Parser(prog="hyperadapt bench truncation", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="sni:../shared/data/sni")
     ap.add_argument("--split", default="train")
