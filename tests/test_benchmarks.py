@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -59,7 +60,7 @@ def test_result_table_lists_methods_and_sensitivity_variants(tmp_path):
     assert "| tagi (shuffled instruction) | 12.50 / 0.00 |  |" in table
 
 
-def test_tagi_baselines_get_tagis_total_budget():
+def test_tagi_baselines_get_tagis_total_budget(tmp_path):
     from hyperadapt.methods.tagi import TagiConfig
 
     shipped = load_config(TagiConfig, "configs/tagi_sni.yaml")  # SNI-CPU v1: 2,400 examples in all
@@ -68,8 +69,13 @@ def test_tagi_baselines_get_tagis_total_budget():
                                                             "pretrain.train.steps=50", "train.steps=150"])
     assert tagi.tagi_examples(cfg) == {"teachers": 800, "stage1": 400, "stage2": 1200, "total": 2400}
     assert tagi.baseline_train(cfg, "total").steps == 300 and tagi.baseline_train(cfg, "stage2").steps == 150
-    no_stage1 = load_config(TagiConfig, "configs/tagi_sni.yaml", ["pretrain.enabled=false", "teachers.path=x"])
-    assert tagi.tagi_examples(no_stage1)["total"] == no_stage1.train.steps * no_stage1.train.batch_size
+    # reused teachers are spent on this TAGI too: their own record counts, else the config's teachers.train
+    no_record = load_config(TagiConfig, "configs/tagi_sni.yaml", [f"teachers.path={tmp_path / 'none'}"])
+    assert tagi.tagi_examples(no_record) == tagi.tagi_examples(shipped)
+    (tmp_path / "teachers.json").write_text(json.dumps({"groups": [], "train": {"steps": 30, "batch_size": 4}}))
+    reused = load_config(TagiConfig, "configs/tagi_sni.yaml", [f"teachers.path={tmp_path}"])
+    assert tagi.tagi_examples(reused) == {"teachers": 120, "stage1": 0, "stage2": 1600, "total": 1720}
+    assert tagi.baseline_train(reused, "total").steps == 215  # ceil(1720 / 8)
 
 
 def test_every_benchmark_is_a_listed_module_of_the_installed_package_with_a_main():

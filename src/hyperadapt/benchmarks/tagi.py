@@ -43,6 +43,7 @@ from hyperadapt.methods.tagi import TagiConfig, train_tagi
 from hyperadapt.methods.tagi.hypter import hypter_config, train_hypter
 from hyperadapt.methods.tagi.instructions import shuffled_instructions as shuffled
 from hyperadapt.methods.tagi.method import HYPERNET_DIR
+from hyperadapt.methods.tagi.teachers import TEACHERS_FILE
 from hyperadapt.models import load_base_model
 
 ABLATIONS = {
@@ -112,11 +113,21 @@ def random_strings(tasks: list[Task], seed: int) -> list[Task]:
 
 
 def tagi_examples(cfg: TagiConfig) -> dict[str, int]:
-    """Training examples (steps × batch × accumulation) of each TAGI stage and their total."""
+    """Training examples (steps × batch × accumulation) of each TAGI stage and their total.
+
+    Reused teachers (``teachers.path``) count too: this TAGI distils from them, so the baselines' equal
+    budget includes them. Their own ``teachers.json`` says how they were trained; where it is missing or
+    silent, ``teachers.train`` stands in."""
     def n(t) -> int:
         return t.steps * t.batch_size * t.grad_accum
 
-    out = {"teachers": 0 if cfg.teachers.path else n(cfg.teachers.train),
+    teachers = cfg.teachers.train
+    record = Path(cfg.teachers.path) / TEACHERS_FILE if cfg.teachers.path else None
+    if record is not None and record.is_file():
+        saved = load_json(record, "teachers file").get("train")
+        if isinstance(saved, dict):
+            teachers = from_dict(type(cfg.teachers.train), saved)
+    out = {"teachers": n(teachers),
            "stage1": n(cfg.pretrain.train) if cfg.pretrain.enabled else 0, "stage2": n(cfg.train)}
     return {**out, "total": sum(out.values())}
 
