@@ -6,6 +6,7 @@ Tolerance: the 2-process run sums the same per-token gradients in another order,
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -56,6 +57,8 @@ def test_two_process_ddp_equals_one_process_and_resumes_under_another_count(tiny
     shutil.copytree(tmp_path / "two", resumed)
     shutil.rmtree(resumed / "checkpoints" / "step-0000004")
     (resumed / "checkpoints" / "latest").write_text("step-0000002")
+    record = json.loads((resumed / "run.json").read_text())  # as a run interrupted after step 2 left it
+    (resumed / "run.json").write_text(json.dumps({**record, "status": "running"}))
     again = CliRunner().invoke(app, [*args(tiny_dir, jsonl_data), "--out", str(resumed)])
     assert again.exit_code == 0, again.output
     assert max_diff(params(tmp_path / "one", 4), params(resumed, 4)) < TOLERANCE

@@ -3,6 +3,7 @@ time, unfinished runs never passed off as finished, and a checkpoint pointer tha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -229,3 +230,45 @@ def test_ctrl_c_during_continual_says_how_to_resume(tmp_path, monkeypatch):
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert result.stderr.strip() == (f"interrupted: no checkpoint had been written yet; resume with `hyperadapt "
                                      f"continual --config {run / 'run.json'} --method sequential --out {run}`")
+
+
+def test_a_finished_run_without_its_checkpoints_loads_its_weights_instead_of_training_again(
+        jsonl_data, tiny_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    from hyperadapt.data import load_tasks
+    from hyperadapt.evaluation.harness import make_queries
+    from hyperadapt.methods.baselines.meta import MetaICLConfig, train_metaicl
+    from hyperadapt.methods.megan import MeganConfig, train_megan
+    from hyperadapt.training import Trainer
+
+    data, t = f"jsonl:{jsonl_data}", TrainConfig(steps=3, batch_size=2, lr=1e-2, max_length=64, save_every=1)
+    runs = {"multitask-lora": (train_multitask_lora, cfg(jsonl_data, tiny_dir, lr=1e-2)),
+            "megan": (train_megan, MeganConfig(model=str(tiny_dir), data=data, bottleneck=8, train=t)),
+            "metaicl": (train_metaicl, MetaICLConfig(model=str(tiny_dir), data=data, rank=2, train=t))}
+    tasks = load_tasks(data, "test")
+
+    def logits(method):
+        queries = make_queries(method, tasks, method.setting, 2)
+        batch = method.tokenizer([q.prompt for q in queries], return_tensors="pt", padding=True)
+        with torch.no_grad(), method.conditioning(queries):
+            return method.model(**batch).logits
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    for name, (train, config) in runs.items():
+        run = tmp_path / name
+        trained = logits(train(config, run, model_and_tokenizer=tiny_model()))
+        shutil.rmtree(run / "checkpoints")  # e.g. deleted to save space, or the run copied without them
+        record = (run / "run.json").read_text()
+        with monkeypatch.context() as m:
+            m.setattr(Trainer, "train", no_training)
+            again = train(config, run, model_and_tokenizer=tiny_model())
+        assert torch.equal(logits(again), trained), name
+        assert (run / "run.json").read_text() == record  # still finished, its steps kept
+        with pytest.raises(ValueError, match="changed: train.steps"):  # another config is still refused
+            train(dataclasses.replace(config, train=dataclasses.replace(t, steps=4)), run,
+                  model_and_tokenizer=tiny_model())

@@ -129,6 +129,14 @@ class RunDir:
             )
         return run
 
+    def finished(self, method: str, config: Mapping[str, Any], artefact: Path) -> bool:
+        """True when this folder holds ``method``'s finished run of ``config`` with its final ``artefact``
+        (a file or folder): resuming it would only train it again, as its checkpoints may be gone (deleted
+        to save space, or copied without them), so load ``artefact`` instead. Refuses another method or
+        config as ``check`` does."""
+        run = self.check(method, config)
+        return run is not None and run.get("status") == "finished" and Path(artefact).exists()
+
     def begin(self, method: str, config: Mapping[str, Any], model: Any = None) -> RunDir:
         """Check, lock and record the run as ``running`` (keeping a finished run finished). Returns ``self``."""
         existing = self.check(method, config)

@@ -250,6 +250,8 @@ def train_reptile(
 
 def _train(name: str, cfg, run_dir, bank, loss_fn, make_batch, n, resume, stop_at, model_and_tokenizer):
     run_dir = Path(run_dir)
+    if resume and RunDir(run_dir).finished(name, to_dict(cfg), run_dir / BANK_DIR):
+        return load_meta(run_dir, model_and_tokenizer)
     with RunDir(run_dir).begin(name, to_dict(cfg), model_and_tokenizer[0]) as run:
         params = dict(bank.named_parameters())
         step = Trainer(params, loss_fn, make_batch, n, cfg.train, run_dir, desc=name).train(resume, stop_at)

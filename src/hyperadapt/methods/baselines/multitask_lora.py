@@ -79,6 +79,8 @@ def train_multitask_lora(
     """
     run_dir = Path(run_dir)
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+    if resume and RunDir(run_dir).finished(METHOD, to_dict(cfg), run_dir / "adapter" / "adapter_config.json"):
+        return load_multitask_lora(run_dir, (model, tokenizer))
     tasks = load_tasks(cfg.data, cfg.split)
     examples = encode_tasks(tokenizer, tasks, cfg.setting, cfg.train.max_length, cfg.train.seed)
     torch.manual_seed(cfg.train.seed)

@@ -216,6 +216,8 @@ def train_megan(
     """Train the β hypernetwork into ``run_dir`` (resumable) and return MeGan ready for evaluation."""
     run_dir = Path(run_dir)
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+    if resume and RunDir(run_dir).finished(METHOD, to_dict(cfg), run_dir / HYPERNET_DIR):
+        return load_megan(run_dir, (model, tokenizer))
     inject(model, targets=(), gating=True)
     tasks = load_tasks(cfg.data, cfg.split)
     examples = encode_conditioned(tokenizer, tasks, cfg.setting, cfg.train.max_length, cfg.train.seed)
