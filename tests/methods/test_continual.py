@@ -98,3 +98,19 @@ def test_seeding_from_a_folder_that_is_not_a_continual_run_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a continual run directory"):
         run_stream(tiny_config(), tmp_path / "run", method="oracle", model_and_tokenizer=tiny_model(),
                    seed_from=tmp_path / "empty")
+
+
+def test_an_unfinished_stream_writes_its_progress_and_the_results_replace_it(tmp_path):
+    import json
+
+    run = tmp_path / "seq"
+    state = run_stream(tiny_config(), run, method="sequential", model_and_tokenizer=tiny_model(), stop_after=1)
+    text = (run / "progress.md").read_text()
+    assert text.startswith("Unfinished: 1 of 2 tasks done in ") and " left at that pace" in text
+    assert "over the 1 task trained on so far" in text
+    first = state["rows"][0]["scores"][state["rows"][0]["task"]]["rougeL"]
+    assert f"| {first:.1f} | – | – | – |" in text  # AP over the one task trained on, not the whole row
+    assert not (run / "results.json").exists()
+    results = run_stream(tiny_config(), run, method="sequential", model_and_tokenizer=tiny_model())
+    assert not (run / "progress.md").exists() and (run / "results.md").exists()
+    assert json.loads((run / "results.json").read_text())["matrix"] == results["matrix"]

@@ -18,7 +18,7 @@ from hyperadapt.config import to_dict, upgrade_saved
 from hyperadapt.core import BASE
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.evaluation.metrics import continual_metrics
-from hyperadapt.io import load_json, save_json
+from hyperadapt.io import atomic_write_text, load_json, save_json
 from hyperadapt.methods.continual.config import ContinualConfig
 from hyperadapt.methods.continual.learners import LEARNERS, StreamLearner, learner_class
 from hyperadapt.methods.continual.stream import (
@@ -35,6 +35,7 @@ from hyperadapt.runs import LOCK_FILE, RunDir, resumable
 
 STATE = "state.json"
 RESULTS = "results.json"
+PROGRESS = "progress.md"  # while a stream runs: the matrix so far and the time left (results.md replaces it)
 START_HINT = "hyperadapt continual --config CONFIG --method METHOD --out RUN"
 
 
@@ -140,6 +141,8 @@ def run_learner(
         state["rows"].append(run_stage(learner, ctx, k, queries, cache))
         state["completed"] = k + 1
         save_state(ctx, state, cache)
+        if k != stages[-1]:
+            write_progress(ctx, learner.name, state, len(stages))
         if stop_after is not None and k + 1 >= stop_after and k != stages[-1]:
             return state
     return write_results(ctx, learner, state)
@@ -239,6 +242,7 @@ def write_results(ctx: StreamContext, learner: StreamLearner, state: dict) -> di
     results = summarize(ctx, learner, state)
     save_json(results, ctx.run_dir / RESULTS)
     (ctx.run_dir / "results.md").write_text(results_table(results))
+    (ctx.run_dir / PROGRESS).unlink(missing_ok=True)
     try:
         plot_matrix(results["matrix"], results["tasks"], ctx.run_dir / "matrix.png", title=results["method"],
                     rows=[results["tasks"][a] for a in results["after"]])
@@ -246,6 +250,42 @@ def write_results(ctx: StreamContext, learner: StreamLearner, state: dict) -> di
     except ImportError:  # matplotlib is optional (the 'plots' extra)
         pass
     return results
+
+
+def progress(ctx: StreamContext, method: str, state: dict, stages: int) -> dict:
+    """Where an unfinished stream stands: the accuracy matrix so far (``results_table``'s fields), AP and BWT
+    over the tasks trained on so far, and the time left at the mean pace of the finished stages (seconds)."""
+    names, metric, rows = ctx.names, ctx.cfg.eval.metric, state["rows"]
+    matrix = accuracy_matrix(rows, names, metric)
+    zero_shot = [state["zero_shot"][n][metric] for n in names]
+    seen = rows[-1]["after"] + 1
+    block = [row[:seen] for row in matrix]
+    metrics = stream_metrics(block, zero_shot[:seen])  # AP over the tasks seen, not over the whole row
+    spent = [r["seconds"]["train"] + r["seconds"]["eval"] for r in rows]
+    return {"method": method, "stream": ctx.cfg.stream, "metric": metric, "tasks": names, "matrix": matrix,
+            "zero_shot": zero_shot, "metrics": metrics, "after": [r["after"] for r in rows],
+            "stages_done": len(rows), "stages": stages, "seconds_spent": sum(spent),
+            "seconds_left": sum(spent) / len(spent) * (stages - len(rows))}
+
+
+def write_progress(ctx: StreamContext, method: str, state: dict, stages: int) -> Path:
+    """``progress.md`` in the run directory after every finished stage but the last: ``progress``'s matrix
+    and metrics under one line that says how far the run is (rerun the same command to continue)."""
+    now = progress(ctx, method, state, stages)
+    seen = now["metrics"]["over_tasks"]
+    head = (f"Unfinished: {now['stages_done']} of {now['stages']} tasks done in {_duration(now['seconds_spent'])}; "
+            f"about {_duration(now['seconds_left'])} left at that pace. AP and BWT below are over the {seen} "
+            f"task{'s' if seen != 1 else ''} trained on so far; rerun the same command to continue (results.md "
+            "replaces this file at the end).\n\n")
+    path = ctx.run_dir / PROGRESS
+    atomic_write_text(path, head + results_table(now))
+    return path
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def _fmt(v: float | None) -> str:

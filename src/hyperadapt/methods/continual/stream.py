@@ -4,7 +4,8 @@ and evaluation through an adapter bank with an answer cache (the adapter files: 
 A run directory holds ``run.json`` (``kind: continual``), ``state.json`` (progress, rows of the accuracy
 matrix), ``adapters/NNN-<task>/`` (one PEFT LoRA folder per task, never rewritten, with ``task.json``),
 ``adapters/manifest.json``, ``answers.json`` (cached answers of frozen adapters), ``train/`` (logs and
-checkpoints of the task in progress) and, at the end, ``results.json`` with its plots.
+checkpoints of the task in progress), ``progress.md`` while unfinished and, at the end, ``results.json`` with its
+plots.
 """
 
 from __future__ import annotations
