@@ -272,3 +272,14 @@ def test_a_finished_run_without_its_checkpoints_loads_its_weights_instead_of_tra
         with pytest.raises(ValueError, match="changed: train.steps"):  # another config is still refused
             train(dataclasses.replace(config, train=dataclasses.replace(t, steps=4)), run,
                   model_and_tokenizer=tiny_model())
+
+
+def test_train_says_when_a_finished_run_had_nothing_left_to_train(jsonl_data, tiny_dir, tmp_path):
+    argv = ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set", f"data=jsonl:{jsonl_data}",
+            "--set", "train.steps=2", "--set", "train.batch_size=2", "--set", "rank=2", "--out", str(tmp_path / "r")]
+    first = CliRunner().invoke(app, argv)
+    assert first.exit_code == 0 and "trained multitask-lora ->" in first.output
+    again = CliRunner().invoke(app, argv)
+    assert again.exit_code == 0 and "already holds this finished multitask-lora run: nothing to train" in again.output
+    fresh = CliRunner().invoke(app, [*argv, "--no-resume"])
+    assert fresh.exit_code == 0 and "trained multitask-lora ->" in fresh.output

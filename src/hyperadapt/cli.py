@@ -270,7 +270,7 @@ def train(
     from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods import TRAINABLE
-    from hyperadapt.runs import train_resume_command
+    from hyperadapt.runs import RunDir, train_resume_command
 
     no_stray_overrides(ctx.args)
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
@@ -279,11 +279,16 @@ def train(
     cfg_cls, train_fn = TRAINABLE[method]
     cfg = load_config(cfg_cls, config, set_ or [])
     run_dir = check_out_dir(out or Path("runs") / method, "--out")
+    done_before = resume and RunDir(run_dir).read() is not None and RunDir(run_dir).is_finished()
     try:
         train_fn(cfg, run_dir, resume=resume)
     except KeyboardInterrupt:
         raise _interrupted(run_dir, train_resume_command(method, run_dir)) from None
-    console.print(f"trained {method} -> {run_dir}")
+    if done_before:
+        console.print(f"{run_dir} already holds this finished {method} run: nothing to train "
+                      "(--no-resume trains it again from the start)", markup=False)
+    else:
+        console.print(f"trained {method} -> {run_dir}", markup=False)
 
 
 def _interrupted(run_dir: Path, resume: str) -> typer.Exit:
