@@ -114,3 +114,30 @@ def test_an_unfinished_stream_writes_its_progress_and_the_results_replace_it(tmp
     results = run_stream(tiny_config(), run, method="sequential", model_and_tokenizer=tiny_model())
     assert not (run / "progress.md").exists() and (run / "results.md").exists()
     assert json.loads((run / "results.json").read_text())["matrix"] == results["matrix"]
+
+
+def test_a_stage_interrupted_while_answering_continues_from_its_answer_log(tmp_path, monkeypatch):
+    import dataclasses
+
+    from hyperadapt.evaluation import harness
+
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, batch_size=1))  # one answer per batch
+    straight = run_stream(cfg, tmp_path / "straight", method="sequential", model_and_tokenizer=tiny_model())
+    real, calls = harness.generate_batch, []
+
+    def generate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:  # zero-shot took 4; stop in the middle of the first stage's answers
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harness, "generate_batch", generate)
+    run = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
+    assert len((run / "answering" / "after-000.jsonl").read_text().splitlines()) == 1 + 2  # header + 2 answers
+    calls.clear()
+    resumed = run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
+    assert len(calls) == 2 + 4  # the stage's last 2 answers, then the second stage's 4
+    assert resumed["matrix"] == straight["matrix"] and not (run / "answering").exists()

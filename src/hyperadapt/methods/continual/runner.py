@@ -22,6 +22,7 @@ from hyperadapt.io import atomic_write_text, load_json, save_json
 from hyperadapt.methods.continual.config import ContinualConfig
 from hyperadapt.methods.continual.learners import LEARNERS, StreamLearner, learner_class
 from hyperadapt.methods.continual.stream import (
+    ANSWERING,
     RUN_KIND,
     AnswerCache,
     EvalPlan,
@@ -120,8 +121,10 @@ def seed_run(source: Path, run_dir: Path, run: dict, shareable: Collection[str])
 
 
 def save_state(ctx: StreamContext, state: dict, cache: AnswerCache) -> None:
+    """Save the answer cache and the state; the answer log of the stage just saved is no longer needed."""
     cache.save()
     save_json(state, ctx.run_dir / STATE)
+    shutil.rmtree(ctx.run_dir / ANSWERING, ignore_errors=True)
 
 
 def run_learner(
@@ -174,7 +177,8 @@ def ensure_zero_shot(ctx: StreamContext, state: dict, queries: list[Query], cach
     todo = [q for q in queries if q.task.name not in done]
     if todo:
         plan = EvalPlan(None, [BASE] * len(todo), ["base"] * len(todo))
-        state["zero_shot"] = {**done, **score_tasks(todo, answer_plan(ctx, "zero-shot", todo, plan, cache))}
+        answers = answer_plan(ctx, "zero-shot", todo, plan, cache, stage="zero-shot")
+        state["zero_shot"] = {**done, **score_tasks(todo, answers)}
         save_state(ctx, state, cache)
 
 
@@ -184,7 +188,7 @@ def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[
     train = learner.learn(k)
     t1 = time.perf_counter()
     plan = learner.plan(k, queries)
-    answers = answer_plan(ctx, learner.name, queries, plan, cache)
+    answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=f"after-{k:03d}")
     t2 = time.perf_counter()
     return {"after": k, "task": ctx.names[k], "scores": score_tasks(queries, answers), "train": train,
             "routing": plan.stats, "seconds": {"train": round(t1 - t0, 2), "eval": round(t2 - t1, 2)}}

@@ -4,8 +4,8 @@ and evaluation through an adapter bank with an answer cache (the adapter files: 
 A run directory holds ``run.json`` (``kind: continual``), ``state.json`` (progress, rows of the accuracy
 matrix), ``adapters/NNN-<task>/`` (one PEFT LoRA folder per task, never rewritten, with ``task.json``),
 ``adapters/manifest.json``, ``answers.json`` (cached answers of frozen adapters), ``train/`` (logs and
-checkpoints of the task in progress), ``progress.md`` while unfinished and, at the end, ``results.json`` with its
-plots.
+checkpoints of the task in progress), ``answering/`` (the answers of the stage in progress), ``progress.md``
+while unfinished and, at the end, ``results.json`` with its plots.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from hyperadapt.data.loaders import load_cl_stream
 from hyperadapt.data.prompts import Encoded, TruncationStats, encode_tasks
 from hyperadapt.data.schema import Task
 from hyperadapt.data.synthetic import synthetic_stream
-from hyperadapt.evaluation.harness import EvalConfig, Query, answer, make_queries, prompt_budget
+from hyperadapt.evaluation.harness import AnswerLog, EvalConfig, Query, answer, make_queries, prompt_budget
 from hyperadapt.evaluation.metrics import score_predictions
-from hyperadapt.io import atomic_write_text, load_json
+from hyperadapt.io import atomic_write_text, load_json, safe_name
 from hyperadapt.methods.continual.config import ContinualConfig
 from hyperadapt.training import Trainer, pad_batch
 
 RUN_KIND = "continual"
+ANSWERING = "answering"  # answers of the stage in progress (see ``answer_plan``)
 
 log = logging.getLogger(__name__)
 
@@ -225,14 +226,28 @@ class AnswerCache:
         atomic_write_text(self.path, json.dumps(self.data))
 
 
-def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalPlan, cache: AnswerCache) -> list[str]:
-    """The answer to each query under ``plan``; cached answers are reused, the rest generated in batches."""
+def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalPlan, cache: AnswerCache,
+                stage: str | None = None) -> list[str]:
+    """The answer to each query under ``plan``; cached answers are reused, the rest generated in batches.
+
+    With ``stage`` (a name unique within the run, e.g. ``"after-003"``), the generated answers are also
+    appended to ``answering/<stage>.jsonl`` as each batch finishes, so that a stage interrupted while it
+    answers continues where it stopped (the runner removes the folder once the stage is saved)."""
     keys = [None if k is None else cache.key(q, k) for q, k in zip(queries, plan.keys, strict=True)]
     todo = [i for i, k in enumerate(keys) if k is None or k not in cache.data]
     route_of = {id(queries[i]): plan.routes[i] for i in todo}
     method = BankMethod(name, ctx.model, ctx.tokenizer, plan.bank, lambda qs: [route_of[id(q)] for q in qs],
                         ctx.cfg.setting)
-    fresh = answer(method, [queries[i] for i in todo], eval_config(ctx), desc=name)
+    ecfg = eval_config(ctx)
+    log_to = None
+    if stage is not None and todo:
+        what = json.dumps({"method": name, "stage": stage, "eval": vars(ecfg)}, sort_keys=True)
+        log_to = AnswerLog(ctx.run_dir / ANSWERING / f"{safe_name(stage, 'stage')}.jsonl", what)
+    try:
+        fresh = answer(method, [queries[i] for i in todo], ecfg, desc=name, log_to=log_to)
+    finally:
+        if log_to is not None:
+            log_to.close()
     out = [cache.data.get(k) if k is not None else None for k in keys]
     for i in todo:
         out[i] = fresh[id(queries[i])]
