@@ -283,3 +283,32 @@ def test_train_says_when_a_finished_run_had_nothing_left_to_train(jsonl_data, ti
     assert again.exit_code == 0 and "already holds this finished multitask-lora run: nothing to train" in again.output
     fresh = CliRunner().invoke(app, [*argv, "--no-resume"])
     assert fresh.exit_code == 0 and "trained multitask-lora ->" in fresh.output
+
+
+def test_continual_says_how_far_it_got_when_interrupted_and_what_no_resume_deletes(tiny_dir, tmp_path, monkeypatch):
+    from hyperadapt.evaluation import harness
+
+    run = tmp_path / "run"
+    argv = ["continual", "--config", "configs/switch_synthetic.yaml", "--method", "sequential", "--out", str(run)]
+    for kv in (f"model={tiny_dir}", "n_tasks=2", "limit_train=12", "train.steps=2", "train.batch_size=2",
+               "eval.limit=2", "eval.batch_size=1", "eval.max_new_tokens=2", "unseen_limit=2"):
+        argv += ["--set", kv]
+    real, calls = harness.generate_batch, []
+
+    def generate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:  # zero-shot took 4 answers; stop after 2 of the first task's
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harness, "generate_batch", generate)
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 130
+    said = [line for line in result.stderr.splitlines() if line.startswith("interrupted")]
+    assert said[0].startswith("interrupted: 0 of 2 tasks done; the task in progress: 2 of its answers are logged; "
+                              "resume with `hyperadapt continual --config ")
+    monkeypatch.setattr(harness, "generate_batch", real)
+    assert CliRunner().invoke(app, argv).exit_code == 0
+    again = CliRunner().invoke(app, [*argv, "--no-resume"])
+    assert again.exit_code == 0
+    assert f"--no-resume: deleting the run in {run} (2 of 2 tasks done) and starting over" in again.stderr

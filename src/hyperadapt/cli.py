@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from hyperadapt.benchmarks import BENCHMARKS
 from hyperadapt.config import OVERRIDE_HELP
-from hyperadapt.io import check_out_dir, check_out_file, safe_name
+from hyperadapt.io import check_out_dir, check_out_file, load_json, safe_name
 from hyperadapt.runs import RunLocked
 
 # Markup is off: user text, answers, task names and routes are printed exactly as given.
@@ -291,16 +291,25 @@ def train(
         console.print(f"trained {method} -> {run_dir}", markup=False)
 
 
-def _interrupted(run_dir: Path, resume: str) -> typer.Exit:
-    """Say in one line where an interrupted (Ctrl-C) run stands and how to resume it; exit code 130."""
+def _interrupted(run_dir: Path, resume: str, stream: str | None = None) -> typer.Exit:
+    """Say in one line where an interrupted (Ctrl-C) run stands and how to resume it; exit code 130.
+    ``stream``: how far a continual run got (``_stream_extent``); its task in progress is then described by
+    its checkpoint or by the answers it had logged."""
+    from hyperadapt.methods.continual.stream import ANSWERING
     from hyperadapt.runs import newest_checkpoint
 
     if not (run_dir / "run.json").exists():
         err_console.print(f"interrupted before {run_dir} was started: nothing was saved")
-    else:
-        checkpoint = newest_checkpoint(run_dir)
-        where = f"the last checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been written yet"
-        err_console.print(f"interrupted: {where}; resume with `{resume}`")
+        return typer.Exit(code=130)
+    checkpoint = newest_checkpoint(run_dir)
+    where = f"the last checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been written yet"
+    if stream is not None:
+        logged = sum(max(0, len(f.read_text(encoding="utf-8").splitlines()) - 1)
+                     for f in (run_dir / ANSWERING).glob("*.jsonl"))
+        now = (f"its last checkpoint is {checkpoint}" if checkpoint else
+               f"{logged} of its answers are logged" if logged else "nothing of it saved yet")
+        where = f"{stream}; the task in progress: {now}"
+    err_console.print(f"interrupted: {where}; resume with `{resume}`", markup=False)
     return typer.Exit(code=130)
 
 
@@ -383,7 +392,8 @@ def continual(
     method: Annotated[str, typer.Option(help="switchcit, sequential, replay, olora, multitask, oracle")] = "switchcit",
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/continual/METHOD)")] = None,
     set_: SetOption = None,
-    resume: Annotated[bool, typer.Option(help="continue after the last finished task")] = True,
+    resume: Annotated[bool, typer.Option(
+        help="continue after the last finished task; --no-resume deletes the run in --out and starts over")] = True,
 ) -> None:
     """Run a whole task stream: train task 1, evaluate all tasks, train task 2, ... (resumable after any task).
 
@@ -402,10 +412,14 @@ def continual(
     learner_class(method)  # an unknown method is refused before anything is loaded
     cfg = load_config(SwitchConfig, config, set_ or [])  # one config for SwitchCIT and its baselines
     run_dir = check_out_dir(out or Path("runs") / "continual" / method, "--out")
+    extent = None if resume else _stream_extent(run_dir, method)
+    if extent:
+        err_console.print(f"--no-resume: deleting the run in {run_dir} ({extent}) and starting over", markup=False)
     try:
         result = run_stream(cfg, run_dir, resume=resume, method=method)
     except KeyboardInterrupt:
-        raise _interrupted(run_dir, continual_resume_command(method, run_dir)) from None
+        resume_with = continual_resume_command(method, run_dir)
+        raise _interrupted(run_dir, resume_with, _stream_extent(run_dir, method)) from None
     metrics = result["metrics"]
     console.print(f"{method}: AP {_fmt(metrics['AP'])}, BWT {_fmt(metrics['BWT'])}, "
                   f"forgetting {_fmt(metrics['Forgetting'])} -> {run_dir}")
@@ -413,6 +427,24 @@ def continual(
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+def _stream_extent(run_dir: Path, method: str) -> str | None:
+    """How far the ``method`` continual run in ``run_dir`` got, in words ("3 of 5 tasks done, 1 added"); None
+    when ``run_dir`` holds no such run (``run_stream`` then says what it holds)."""
+    from hyperadapt.methods.continual.runner import STATE, check_run_dir
+
+    if not (run_dir / "run.json").exists():
+        return None
+    try:
+        run = check_run_dir(run_dir)
+        done = load_json(run_dir / STATE, "run state")["completed"] if (run_dir / STATE).exists() else 0
+    except (ValueError, KeyError, TypeError, FileNotFoundError):
+        return None
+    if run.get("method") != method:
+        return None
+    added = len(run.get("added", []))
+    return f"{done} of {len(run.get('tasks', [])) + added} tasks done" + (f", {added} added" if added else "")
 
 
 @continual_app.command("add")

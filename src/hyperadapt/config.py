@@ -31,7 +31,7 @@ RENAMED_KEYS: dict[str, str] = {"targets": "target_modules"}
 # default the option changes nothing, so answers logged before it existed are still reused.
 ADDED_KEYS: dict[str, Any] = {"teachers.shared": False}
 # The one override syntax: every command and benchmark that reads a config takes `--set KEY=VALUE`, repeatable.
-OVERRIDE_HELP = "config override KEY=VALUE, the value in YAML (repeatable): --set train.steps=100 --set rank=4"
+OVERRIDE_HELP = "config override KEY=VALUE, the value in YAML (repeatable): --set train.steps=100 --set train.lr=5e-4"
 
 
 class ConfigLoader(yaml.SafeLoader):

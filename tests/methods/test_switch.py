@@ -205,6 +205,17 @@ def test_add_task_leaves_earlier_adapters_byte_identical(run_copy):
     assert len(answers) == 1 and answers[0][1] in (None, "upper_case", "add", "reverse_list")
 
 
+def test_rerunning_the_stream_of_a_run_with_an_added_task_keeps_the_task(run_copy, tiny_dir):
+    train, test = synthetic_stream(0, 3)[2]
+    added = add_task(run_copy, train.head(12), test)
+    adapters = {k: v for k, v in _hashes(run_copy).items() if k.startswith("adapters/")}
+    again = run_stream(tiny_config(str(tiny_dir)), run_copy, "switchcit")  # the command that started the run
+    assert again["tasks"] == added["tasks"] == ["upper_case", "add", "reverse_list"]
+    assert again["matrix"] == added["matrix"] and again["switch"]["n_seen"] == added["switch"]["n_seen"]
+    assert json.loads((run_copy / "results.json").read_text())["matrix"] == added["matrix"]
+    assert {k: v for k, v in _hashes(run_copy).items() if k.startswith("adapters/")} == adapters
+
+
 def test_add_task_errors(run_copy, tmp_path, tiny_dir):
     train, test = synthetic_stream(0, 1)[0]
     with pytest.raises(ValueError, match="already exists"):

@@ -31,6 +31,7 @@ from hyperadapt.methods.continual.stream import (
     make_context,
     score_tasks,
     test_queries,
+    with_added_tasks,
 )
 from hyperadapt.runs import LOCK_FILE, RunDir, resumable
 
@@ -134,6 +135,7 @@ def run_learner(
     """Run the stream (or continue it); returns the results, or the state when stopped after ``stop_after`` tasks.
     A fresh run may start from another run's cached answers (``seed_from``, see ``seed_run``)."""
     state = start_run(ctx, learner.name, resume, seed_from, shareable)
+    with_added_tasks(ctx)  # a resumed run goes on with the tasks ``continual add`` gave it, as the stream's own
     cache = AnswerCache(ctx.run_dir / "answers.json")
     queries = test_queries(ctx)
     ensure_zero_shot(ctx, state, queries, cache)

@@ -27,7 +27,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core import BASE, AdapterBank, LoraConditioning, conditioned, inject
 from hyperadapt.data import load_tasks, parse_spec
-from hyperadapt.data.loaders import load_cl_stream
+from hyperadapt.data.loaders import load_cl_stream, load_task_file
 from hyperadapt.data.prompts import Encoded, TruncationStats, encode_tasks
 from hyperadapt.data.schema import Task
 from hyperadapt.data.synthetic import synthetic_stream
@@ -116,6 +116,24 @@ class StreamContext:
         spec = self.cfg.lora
         torch.manual_seed(seed)
         return AdapterBank.for_model(self.model, 1, rank or spec.rank, spec.target_modules, alpha or spec.alpha)
+
+
+def added_folder(run_dir: Path, name: str) -> Path:
+    """``added/<name>/`` of a run, with ``name`` mapped to a safe folder name (``run.json`` keeps the real one)."""
+    return Path(run_dir) / "added" / safe_name(name, "task name")
+
+
+def with_added_tasks(ctx: StreamContext) -> StreamContext:
+    """``ctx`` with the tasks appended to its run by ``continual add`` (``run.json``'s ``added``, each read back
+    from ``added/<name>/``), after the stream's own; none for a fresh run."""
+    run = load_json(ctx.run_dir / "run.json", "run file")
+    have = {task.name for task in ctx.tasks}
+    for name in run.get("added", []):
+        if name not in have:
+            folder = added_folder(ctx.run_dir, name)
+            ctx.tasks.append(StreamTask(name, load_task_file(folder / "train.json", name),
+                                        load_task_file(folder / "test.json", name)))
+    return ctx
 
 
 def make_context(cfg: ContinualConfig, run_dir: str | Path, model_and_tokenizer=None) -> StreamContext:

@@ -39,7 +39,15 @@ from hyperadapt.methods.continual.runner import (
     write_results,
 )
 from hyperadapt.methods.continual.store import AdapterStore, folder_bytes
-from hyperadapt.methods.continual.stream import AnswerCache, StreamContext, StreamTask, make_context, test_queries
+from hyperadapt.methods.continual.stream import (
+    AnswerCache,
+    StreamContext,
+    StreamTask,
+    added_folder,
+    make_context,
+    test_queries,
+    with_added_tasks,
+)
 from hyperadapt.methods.switch.config import SwitchConfig
 from hyperadapt.methods.switch.router import (
     FEATURES,
@@ -200,12 +208,7 @@ def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[dic
     """``run.json`` and the context of a continual run, with the tasks added after the stream."""
     run = check_run_dir(run_dir)
     cfg = from_dict(SwitchConfig, run["config"])
-    ctx = make_context(cfg, run_dir, model_and_tokenizer)
-    for name in run["added"]:
-        folder = added_folder(ctx.run_dir, name)
-        ctx.tasks.append(StreamTask(name, load_task_file(folder / "train.json", name),
-                                    load_task_file(folder / "test.json", name)))
-    return run, ctx
+    return run, with_added_tasks(make_context(cfg, run_dir, model_and_tokenizer))
 
 
 def add_task(
@@ -253,11 +256,6 @@ def _split_new_task(train: Task, test: Task | None) -> tuple[Task, Task]:
         raise ValueError(f"task {train.name!r} needs at least 2 instances (one to train, one to test) or a test set")
     cut = len(train.instances) - max(1, len(train.instances) // 10)
     return train.with_instances(train.instances[:cut]), train.with_instances(train.instances[cut:])
-
-
-def added_folder(run_dir: Path, name: str) -> Path:
-    """``added/<name>/`` of a run, with ``name`` mapped to a safe folder name (``run.json`` keeps the real one)."""
-    return Path(run_dir) / "added" / safe_name(name, "task name")
 
 
 def task_record(task: Task) -> dict:
