@@ -433,6 +433,7 @@ def _stream_extent(run_dir: Path, method: str) -> str | None:
     """How far the ``method`` continual run in ``run_dir`` got, in words ("3 of 5 tasks done, 1 added"); None
     when ``run_dir`` holds no such run (``run_stream`` then says what it holds)."""
     from hyperadapt.methods.continual.runner import STATE, check_run_dir
+    from hyperadapt.runs import RunDir
 
     if not (run_dir / "run.json").exists():
         return None
@@ -441,7 +442,7 @@ def _stream_extent(run_dir: Path, method: str) -> str | None:
         done = load_json(run_dir / STATE, "run state")["completed"] if (run_dir / STATE).exists() else 0
     except (ValueError, KeyError, TypeError, FileNotFoundError):
         return None
-    if run.get("method") != method:
+    if run.get("method") != method or RunDir(run_dir).owner() is not None:  # run_stream says why it stops
         return None
     added = len(run.get("added", []))
     return f"{done} of {len(run.get('tasks', [])) + added} tasks done" + (f", {added} added" if added else "")
