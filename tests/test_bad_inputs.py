@@ -524,9 +524,9 @@ def test_eval_of_a_folder_that_is_not_a_run_is_one_line(here):
 
 
 def test_eval_of_a_continual_run_that_cannot_be_loaded_says_why(here):
-    (here / "seq").mkdir()
-    (here / "seq" / "run.json").write_text('{"kind": "continual", "method": "sequential", "config": {}}')
-    line = bad(["eval", "--run", str(here / "seq"), "--data", "synthetic"], "a 'sequential' run",
+    (here / "oracle").mkdir()
+    (here / "oracle" / "run.json").write_text('{"kind": "continual", "method": "oracle", "config": {}}')
+    line = bad(["eval", "--run", str(here / "oracle"), "--data", "synthetic"], "a 'oracle' run",
                "cannot be loaded for evaluation")
     assert "unknown method" not in line
 

@@ -141,3 +141,27 @@ def test_a_stage_interrupted_while_answering_continues_from_its_answer_log(tmp_p
     resumed = run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
     assert len(calls) == 2 + 4  # the stage's last 2 answers, then the second stage's 4
     assert resumed["matrix"] == straight["matrix"] and not (run / "answering").exists()
+
+
+def test_a_finished_sequential_stream_evaluates_as_the_lora_it_ends_with(tmp_path):
+    import dataclasses
+
+    from hyperadapt.evaluation.harness import EvalConfig, evaluate
+    from hyperadapt.methods import load_run
+    from hyperadapt.methods.continual.stream import make_context
+
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, batch_size=1))
+    run = tmp_path / "seq"
+    with pytest.raises(FileNotFoundError, match="has not finished its stream: resume it first"):
+        run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model(), stop_after=1)
+        load_run(run, tiny_model())
+    results = run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
+    method = load_run(run, tiny_model())
+    assert method.name == "sequential" and method.setting == cfg.setting
+    tasks = [t.test for t in make_context(cfg, tmp_path / "ctx", tiny_model()).tasks]
+    e = cfg.eval
+    scored = evaluate(method, tasks, EvalConfig(setting=cfg.setting, limit=e.limit, batch_size=1,
+                                                max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens))
+    # the stream's last row is this adapter on the same prompts
+    assert [scored["tasks"][t.name]["rougeL"] for t in tasks] == pytest.approx(results["matrix"][-1])

@@ -55,16 +55,24 @@ def run_method(run_dir: str | Path) -> str:
     return method
 
 
+STREAMS_OF_ONE_LORA = ("sequential", "replay", "olora", "multitask")  # continual runs that end with one LoRA
+
+
 def load_run(run_dir: str | Path, model_and_tokenizer=None):
     """The ready-to-evaluate method of any run directory: a trained method (multi-task LoRA, TAGI, Hypter,
-    MeGan, MetaICL, Reptile), a released checkpoint, or a SwitchCIT continual run (routed per input).
+    MeGan, MetaICL, Reptile), a released checkpoint, a SwitchCIT continual run (routed per input), or a
+    sequential / replay / O-LoRA / multi-task stream (the LoRA it ends with, for every input).
 
-    Raises ``FileNotFoundError`` for a folder without ``run.json`` and ``ValueError`` for a run whose method
-    cannot be loaded for evaluation (e.g. a sequential-finetuning stream: its adapters are rows of a matrix).
+    Raises ``FileNotFoundError`` for a folder without ``run.json`` or an unfinished stream, and ``ValueError``
+    for a run whose method cannot be loaded for evaluation (the oracle: it needs each input's true task).
     """
     method = check_loadable(run_dir)
     if method in LOADABLE:
         return LOADABLE[method](run_dir, model_and_tokenizer)
+    if method in STREAMS_OF_ONE_LORA:
+        from hyperadapt.methods.continual.runner import load_final_adapter
+
+        return load_final_adapter(run_dir, model_and_tokenizer)
     return load_switch(run_dir, model_and_tokenizer)
 
 
@@ -75,9 +83,9 @@ def check_loadable(run_dir: str | Path) -> str:
 
     method = run_method(run_dir)
     check_finished(run_dir, method)
-    if method not in LOADABLE and method != "switchcit":
+    if method not in LOADABLE and method not in ("switchcit", *STREAMS_OF_ONE_LORA):
         raise ValueError(f"{run_dir} is a {method!r} run, which cannot be loaded for evaluation: loadable runs are "
-                         f"{', '.join([*LOADABLE, 'switchcit'])}")
+                         f"{', '.join([*LOADABLE, 'switchcit', *STREAMS_OF_ONE_LORA])}")
     return method
 
 

@@ -148,8 +148,13 @@ class SequentialLearner(LearnerBase):
         init = self.store.load(k - 1, self.ctx.names[k - 1]) if k else None
         return train_and_store(self.ctx, self.store, k, self.examples(k), init)
 
+    @staticmethod
+    def final(store: AdapterStore, names: list[str], k: int) -> LoraConditioning:
+        """The one LoRA the model runs with after task ``k`` (``names``: the stream's tasks), from the store."""
+        return store.load(k, names[k])
+
     def current(self, k: int) -> LoraConditioning:
-        return self.store.load(k, self.ctx.names[k])
+        return self.final(self.store, self.ctx.names, k)
 
     def plan(self, k: int, queries: list[Query]) -> EvalPlan:
         return EvalPlan(bank_of(self.current(k), self.ctx.model), [0] * len(queries), [None] * len(queries))
@@ -178,6 +183,10 @@ class OLoraLearner(SequentialLearner):
     def pieces(self, k: int) -> list[LoraConditioning]:
         return [self.store.load(i, self.ctx.names[i]) for i in range(k)]
 
+    @staticmethod
+    def final(store: AdapterStore, names: list[str], k: int) -> LoraConditioning:
+        return concat([store.load(i, names[i]) for i in range(k + 1)])
+
     def learn(self, k: int) -> dict:
         ctx, task = self.ctx, self.ctx.tasks[k]
         if self.store.has(k, task.name):
@@ -192,8 +201,6 @@ class OLoraLearner(SequentialLearner):
         clear_checkpoints(folder)
         return stats
 
-    def current(self, k: int) -> LoraConditioning:
-        return concat(self.pieces(k + 1))
 
 
 def orthogonality_loss(bank: AdapterBank, old: list[LoraConditioning], weight: float):
@@ -232,8 +239,9 @@ class MultitaskLearner(SequentialLearner):
         clear_checkpoints(folder)
         return stats
 
-    def current(self, k: int) -> LoraConditioning:
-        return self.store.load(0, "all-tasks")
+    @staticmethod
+    def final(store: AdapterStore, names: list[str], k: int) -> LoraConditioning:
+        return store.load(0, "all-tasks")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -15,12 +15,13 @@ from collections.abc import Collection
 from pathlib import Path
 
 from hyperadapt.config import to_dict, upgrade_saved
-from hyperadapt.core import BASE
+from hyperadapt.core import BASE, inject
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.evaluation.metrics import continual_metrics
 from hyperadapt.io import atomic_write_text, load_json, save_json
 from hyperadapt.methods.continual.config import ContinualConfig
 from hyperadapt.methods.continual.learners import LEARNERS, StreamLearner, learner_class
+from hyperadapt.methods.continual.store import AdapterStore
 from hyperadapt.methods.continual.stream import (
     ANSWERING,
     RUN_KIND,
@@ -84,6 +85,36 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
     if seed_from is not None:
         seed_run(Path(seed_from), run_dir, run, shareable)
     return {"completed": 0, "zero_shot": None, "rows": []}
+
+
+def load_final_adapter(run_dir: str | Path, model_and_tokenizer=None):
+    """The LoRA a finished sequential, replay, O-LoRA or multi-task stream ends with, as a harness method
+    that answers every input with it (a ``BankMethod`` of one adapter): what ``hyperadapt eval --run``
+    evaluates on any task set. ``FileNotFoundError`` for an unfinished stream (with the command that resumes
+    it), ``ValueError`` for another kind of run (SwitchCIT loads with ``load_switch``; the oracle needs each
+    input's true task)."""
+    from hyperadapt.methods.continual.learners import SequentialLearner, bank_of
+    from hyperadapt.methods.continual.stream import BankMethod
+
+    run = check_run_dir(run_dir)
+    cls = learner_class(run["method"])
+    if not issubclass(cls, SequentialLearner):
+        raise ValueError(f"{run_dir} is a {run['method']!r} run: only a stream that ends with one LoRA "
+                         "(sequential, replay, olora, multitask) loads as one adapter")
+    if not (Path(run_dir) / RESULTS).exists():
+        raise FileNotFoundError(f"{run_dir} has not finished its stream: resume it first: "
+                                f"`{continual_resume_command(run['method'], run_dir)}`")
+    cfg = run["config"]
+    if model_and_tokenizer is None:
+        from hyperadapt.models import load_base_model
+
+        model_and_tokenizer = load_base_model(cfg["model"])
+    model, tokenizer = model_and_tokenizer
+    inject(model, cfg["lora"]["target_modules"], gating=False)
+    names = [*run["tasks"], *run.get("added", [])]
+    lora = cls.final(AdapterStore(Path(run_dir) / "adapters"), names, len(names) - 1)
+    return BankMethod(run["method"], model, tokenizer, bank_of(lora, model), lambda queries: [0] * len(queries),
+                      cfg["setting"], info={"run": str(run_dir), "tasks": names})
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
