@@ -18,16 +18,20 @@ def answer_inputs(
     run_dir: str | Path, inputs: list[str], conditions: list[str], max_new_tokens: int = 64,
     max_prompt_tokens: int | None = None,
 ) -> list[tuple[str, str, str]]:
-    """(input, answer, route) per input: what each answer was produced under. Continual runs route each input
-    (route = ``task: NAME``, or ``rejected``) and refuse ``conditions``; other runs are conditioned on
+    """(input, answer, route) per input: what each answer was produced under. SwitchCIT runs route each input
+    (route = ``task: NAME``, or ``rejected``) and refuse ``conditions``; other runs (a sequential,
+    replay, O-LoRA or multi-task stream answers with the LoRA it ends with) are conditioned on
     ``conditions`` (one for all inputs, or one per input; route = ``condition: TEXT``). Each prompt is fitted
     to ``max_prompt_tokens`` (default: the model's context minus ``max_new_tokens``) by the one truncation rule
     of :func:`hyperadapt.data.prompts.fit_prompt`, with one warning when any was cut. Raises ``ValueError``
     for a run that cannot generate, a mismatched number of conditions, or budgets beyond the context."""
     if not inputs:
         raise ValueError("give at least one --input")
+    from hyperadapt.methods import LOADABLE, STREAMS_OF_ONE_LORA, load_run
+
     run = load_json(Path(run_dir) / "run.json", "run file")
-    if run.get("kind") == "continual":
+    method_name = run.get("method")
+    if run.get("kind") == "continual" and method_name not in STREAMS_OF_ONE_LORA:
         from hyperadapt.methods.switch import generate
 
         if conditions:
@@ -35,10 +39,7 @@ def answer_inputs(
                              "--condition is not used; put the task's definition in the --input")
         answers = generate(run_dir, inputs, max_new_tokens, max_prompt_tokens=max_prompt_tokens)
         return [(x, a, f"task: {t}" if t else "rejected") for x, (a, t) in zip(inputs, answers, strict=True)]
-    from hyperadapt.methods import LOADABLE, load_run
-
-    method_name = run.get("method")
-    if method_name not in LOADABLE:
+    if method_name not in LOADABLE and method_name not in STREAMS_OF_ONE_LORA:
         raise ValueError(f"{run_dir} is a {method_name!r} run: generate supports {sorted(LOADABLE)} and continual runs")
     if len(conditions) not in (1, len(inputs)):
         raise ValueError(f"give one --condition for all inputs or one per input; got {len(conditions)} "
