@@ -171,3 +171,12 @@ def test_a_finished_sequential_stream_evaluates_as_the_lora_it_ends_with(tmp_pat
     monkeypatch.setattr(methods, "load_run", lambda run_dir: load_run(run_dir, tiny_model()))  # the tiny model
     rows = answer_inputs(run, ["hello"], ["Convert the text to upper case."], max_new_tokens=2)
     assert len(rows) == 1 and rows[0][0] == "hello" and rows[0][2] == "condition: Convert the text to upper case."
+
+
+def test_a_stream_that_cannot_start_leaves_no_folder_behind(tmp_path):
+    import dataclasses
+
+    cfg = dataclasses.replace(tiny_config(), stream=f"cl:{tmp_path / 'no-such-stream'}")
+    with pytest.raises((FileNotFoundError, ValueError)):
+        run_stream(cfg, tmp_path / "out" / "run", method="sequential", model_and_tokenizer=tiny_model())
+    assert not (tmp_path / "out" / "run").exists()

@@ -197,11 +197,17 @@ def run_stream(
     adapters (SwitchCIT and the oracle) also its adapters and their answers, so the two differ only in routing.
     """
     learner = learner_class(method)
-    with RunDir(run_dir).lock():  # one process at a time (``RunLocked`` while another live one runs it)
-        ctx = make_context(cfg, run_dir, model_and_tokenizer)
-        seed = Path(seed_from) if seed_from is not None else None
-        per_task = [name for name, cls in LEARNERS.items() if cls.per_task_adapters]
-        return run_learner(learner(ctx), ctx, resume, stop_after, seed, per_task)
+    created = not Path(run_dir).exists()
+    try:
+        with RunDir(run_dir).lock():  # one process at a time (``RunLocked`` while another live one runs it)
+            ctx = make_context(cfg, run_dir, model_and_tokenizer)
+            seed = Path(seed_from) if seed_from is not None else None
+            per_task = [name for name, cls in LEARNERS.items() if cls.per_task_adapters]
+            return run_learner(learner(ctx), ctx, resume, stop_after, seed, per_task)
+    except BaseException:
+        if created and Path(run_dir).is_dir() and not any(Path(run_dir).iterdir()):
+            Path(run_dir).rmdir()  # a run that failed before writing anything leaves no empty folder behind
+        raise
 
 
 def ensure_zero_shot(ctx: StreamContext, state: dict, queries: list[Query], cache: AnswerCache) -> None:
