@@ -279,7 +279,7 @@ def train(
     cfg_cls, train_fn = TRAINABLE[method]
     cfg = load_config(cfg_cls, config, set_ or [])
     run_dir = check_out_dir(out or Path("runs") / method, "--out")
-    done_before = resume and RunDir(run_dir).read() is not None and RunDir(run_dir).is_finished()
+    done_before = resume and RunDir(run_dir).is_finished()
     try:
         train_fn(cfg, run_dir, resume=resume)
     except KeyboardInterrupt:
@@ -435,8 +435,6 @@ def _stream_extent(run_dir: Path, method: str) -> str | None:
     from hyperadapt.methods.continual.runner import STATE, check_run_dir
     from hyperadapt.runs import RunDir
 
-    if not (run_dir / "run.json").exists():
-        return None
     try:
         run = check_run_dir(run_dir)
         done = load_json(run_dir / STATE, "run state")["completed"] if (run_dir / STATE).exists() else 0

@@ -89,7 +89,7 @@ def table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = Parser(prog="hyperadapt bench compare", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("logs", nargs="+", help="answers (*.predictions.jsonl or *.answers.jsonl): PATH or LABEL=PATH "
                                             "(a PATH that exists is never split at '='); the first is the reference")
     ap.add_argument("--data", default="sni:../shared/data/sni",

@@ -34,7 +34,7 @@ ORDER = ["switchcit", "oracle", "sequential", "replay", "olora", "multitask"]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = Parser(prog="hyperadapt bench continual", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/switch_synthetic.yaml", help="stream config (configs/switch_*.yaml)")
     add_set_option(p, "For every method.")
     p.add_argument("--methods", nargs="+", default=ORDER, choices=list(LEARNERS))

@@ -58,7 +58,7 @@ WIDE = ("seen", "unseen_paraphrase")  # 34 tasks each: evaluated on --seen-limit
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = Parser(prog="hyperadapt bench megan", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=300, help="training steps (batch 8) of every trained method")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     add_set_option(p, "Overrides of both MeGan configs.")

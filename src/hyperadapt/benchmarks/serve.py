@@ -43,7 +43,7 @@ PROMPTS = ["the answer is", "a b c d", "Write the numbers 1 2 3", "is 4 even"]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = Parser(prog="hyperadapt bench serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="tiny (built in code), default, a HF id or a folder")
     p.add_argument("--requests", type=int, default=128, help="requests per throughput phase")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (and distinct conditions, mixed)")

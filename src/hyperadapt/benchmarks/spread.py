@@ -66,7 +66,7 @@ def measure(run: Path, data: str, splits: list[str], tasks: int | None, prompts:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = Parser(prog="hyperadapt bench spread", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="TAGI, Hypter or MeGan runs or released checkpoints: PATH or LABEL=PATH")
     ap.add_argument("--data", default="sni:../shared/data/sni", help="task data whose instructions are read")
     ap.add_argument("--splits", nargs="+", default=["train", "test"])

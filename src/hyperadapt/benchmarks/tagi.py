@@ -60,7 +60,7 @@ QUICK = ["train.steps=4", "teachers.train.steps=4", "pretrain.train.steps=4", "t
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = Parser(prog="hyperadapt bench tagi", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/tagi.yaml", help="TAGI config; the baselines use its budget")
     add_set_option(p, "Overrides of the TAGI config.")
     p.add_argument("--eval-splits", nargs="+", default=["unseen"])

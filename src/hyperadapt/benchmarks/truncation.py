@@ -66,7 +66,7 @@ def measure(tokenizer, tasks, setting: str, budgets: list[int]) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     ap = Parser(prog="hyperadapt bench truncation", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="sni:../shared/data/sni")
     ap.add_argument("--split", default="train")
     ap.add_argument("--limit", type=int, default=20, help="first N instances per task")

@@ -17,6 +17,8 @@ from hyperadapt.methods.baselines import (
     zero_shot,
 )
 from hyperadapt.methods.baselines.meta import MetaICLConfig, ReptileConfig, load_meta, train_metaicl, train_reptile
+from hyperadapt.methods.continual.learners import single_lora_methods
+from hyperadapt.methods.continual.runner import load_final_adapter
 from hyperadapt.methods.megan import MeganConfig, load_megan, train_megan
 from hyperadapt.methods.switch import load_switch
 from hyperadapt.methods.tagi import TagiConfig, load_tagi, train_tagi
@@ -55,9 +57,6 @@ def run_method(run_dir: str | Path) -> str:
     return method
 
 
-STREAMS_OF_ONE_LORA = ("sequential", "replay", "olora", "multitask")  # continual runs that end with one LoRA
-
-
 def load_run(run_dir: str | Path, model_and_tokenizer=None):
     """The ready-to-evaluate method of any run directory: a trained method (multi-task LoRA, TAGI, Hypter,
     MeGan, MetaICL, Reptile), a released checkpoint, a SwitchCIT continual run (routed per input), or a
@@ -69,9 +68,7 @@ def load_run(run_dir: str | Path, model_and_tokenizer=None):
     method = check_loadable(run_dir)
     if method in LOADABLE:
         return LOADABLE[method](run_dir, model_and_tokenizer)
-    if method in STREAMS_OF_ONE_LORA:
-        from hyperadapt.methods.continual.runner import load_final_adapter
-
+    if method in single_lora_methods():
         return load_final_adapter(run_dir, model_and_tokenizer)
     return load_switch(run_dir, model_and_tokenizer)
 
@@ -83,9 +80,10 @@ def check_loadable(run_dir: str | Path) -> str:
 
     method = run_method(run_dir)
     check_finished(run_dir, method)
-    if method not in LOADABLE and method not in ("switchcit", *STREAMS_OF_ONE_LORA):
+    loadable = [*LOADABLE, "switchcit", *single_lora_methods()]
+    if method not in loadable:
         raise ValueError(f"{run_dir} is a {method!r} run, which cannot be loaded for evaluation: loadable runs are "
-                         f"{', '.join([*LOADABLE, 'switchcit', *STREAMS_OF_ONE_LORA])}")
+                         f"{', '.join(loadable)}")
     return method
 
 

@@ -27,11 +27,11 @@ def answer_inputs(
     for a run that cannot generate, a mismatched number of conditions, or budgets beyond the context."""
     if not inputs:
         raise ValueError("give at least one --input")
-    from hyperadapt.methods import LOADABLE, STREAMS_OF_ONE_LORA, load_run
+    from hyperadapt.methods import LOADABLE, load_run, single_lora_methods
 
     run = load_json(Path(run_dir) / "run.json", "run file")
     method_name = run.get("method")
-    if run.get("kind") == "continual" and method_name not in STREAMS_OF_ONE_LORA:
+    if run.get("kind") == "continual" and method_name not in single_lora_methods():
         from hyperadapt.methods.switch import generate
 
         if conditions:
@@ -39,7 +39,7 @@ def answer_inputs(
                              "--condition is not used; put the task's definition in the --input")
         answers = generate(run_dir, inputs, max_new_tokens, max_prompt_tokens=max_prompt_tokens)
         return [(x, a, f"task: {t}" if t else "rejected") for x, (a, t) in zip(inputs, answers, strict=True)]
-    if method_name not in LOADABLE and method_name not in STREAMS_OF_ONE_LORA:
+    if method_name not in LOADABLE and method_name not in single_lora_methods():
         raise ValueError(f"{run_dir} is a {method_name!r} run: generate supports {sorted(LOADABLE)} and continual runs")
     if len(conditions) not in (1, len(inputs)):
         raise ValueError(f"give one --condition for all inputs or one per input; got {len(conditions)} "

@@ -256,6 +256,12 @@ LEARNERS: dict[str, type[StreamLearner]] = {
 }  # and "switchcit": methods/switch registers it (importing hyperadapt.methods imports that package)
 
 
+def single_lora_methods() -> list[str]:
+    """The continual methods whose stream ends with one LoRA for every input (sequential finetuning and its
+    kin: what ``SequentialLearner.final`` returns), in ``LEARNERS`` order."""
+    return [name for name, cls in LEARNERS.items() if issubclass(cls, SequentialLearner)]
+
+
 def register_learner(cls: type[StreamLearner]) -> type[StreamLearner]:
     """Add a learner class to :data:`LEARNERS` under its ``name`` (a class decorator for the method packages
     that build on this one)."""

@@ -20,12 +20,19 @@ from hyperadapt.evaluation.harness import Query
 from hyperadapt.evaluation.metrics import continual_metrics
 from hyperadapt.io import atomic_write_text, load_json, save_json
 from hyperadapt.methods.continual.config import ContinualConfig
-from hyperadapt.methods.continual.learners import LEARNERS, StreamLearner, learner_class
+from hyperadapt.methods.continual.learners import (
+    LEARNERS,
+    StreamLearner,
+    bank_of,
+    learner_class,
+    single_lora_methods,
+)
 from hyperadapt.methods.continual.store import AdapterStore
 from hyperadapt.methods.continual.stream import (
     ANSWERING,
     RUN_KIND,
     AnswerCache,
+    BankMethod,
     EvalPlan,
     StreamContext,
     answer_plan,
@@ -93,14 +100,11 @@ def load_final_adapter(run_dir: str | Path, model_and_tokenizer=None):
     evaluates on any task set. ``FileNotFoundError`` for an unfinished stream (with the command that resumes
     it), ``ValueError`` for another kind of run (SwitchCIT loads with ``load_switch``; the oracle needs each
     input's true task)."""
-    from hyperadapt.methods.continual.learners import SequentialLearner, bank_of
-    from hyperadapt.methods.continual.stream import BankMethod
-
     run = check_run_dir(run_dir)
-    cls = learner_class(run["method"])
-    if not issubclass(cls, SequentialLearner):
+    if run["method"] not in single_lora_methods():
         raise ValueError(f"{run_dir} is a {run['method']!r} run: only a stream that ends with one LoRA "
-                         "(sequential, replay, olora, multitask) loads as one adapter")
+                         f"({', '.join(single_lora_methods())}) loads as one adapter")
+    cls = learner_class(run["method"])
     if not (Path(run_dir) / RESULTS).exists():
         raise FileNotFoundError(f"{run_dir} has not finished its stream: resume it first: "
                                 f"`{continual_resume_command(run['method'], run_dir)}`")
