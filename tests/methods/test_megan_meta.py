@@ -97,6 +97,7 @@ def test_fast_weights_are_keyed_by_the_models_lora_module_names(jsonl_data):
     from hyperadapt.core import conditioned
     from hyperadapt.core.inject import target_linears
     from hyperadapt.methods.baselines.meta import _init, _setup, adapt, episode_batcher, lora_loss
+    from hyperadapt.training import answer_loss
 
     cfg = ReptileConfig(data=f"jsonl:{jsonl_data}", rank=2, target_modules=["q_proj", "v_proj", "down_proj"],
                         inner_steps=1, support_size=2, query_size=2, train=train_cfg())
@@ -111,7 +112,7 @@ def test_fast_weights_are_keyed_by_the_models_lora_module_names(jsonl_data):
         assert a.shape == (1, 2, linears[name].in_features) and b.shape == (1, linears[name].out_features, 2)
     batch = episode_batcher(cfg, tok, tasks, model.device)[0]([0, 1])
     with torch.no_grad(), conditioned(model, lora=bank.adapter(0)):
-        expected = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
+        expected = answer_loss(model, batch)
     torch.testing.assert_close(lora_loss(model, bank, init, batch), expected, atol=0, rtol=0)
     fast = adapt(model, bank, init, [batch], cfg.inner_lr)
     shapes = {n: (a.shape, b.shape) for n, (a, b) in init.items()}

@@ -35,7 +35,7 @@ from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
 from hyperadapt.models import load_base_model
 from hyperadapt.runs import RunDir, read_run
-from hyperadapt.training import TrainConfig, Trainer, pad_batch
+from hyperadapt.training import TrainConfig, Trainer, answer_loss, pad_batch
 
 BANK_DIR = "bank"
 Encoded = tuple[list[int], list[int]]  # (input_ids, labels)
@@ -134,7 +134,7 @@ def _init(bank: AdapterBank) -> FastWeights:
 def lora_loss(model: Any, bank: AdapterBank, weights: FastWeights, batch: dict[str, Tensor]) -> Tensor:
     """Causal-LM loss on the answer tokens with the LoRA ``weights`` ({name: (A, B)}, at the bank's scale)."""
     with conditioned(model, lora=LoraConditioning(weights, bank.scale)):
-        return model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
+        return answer_loss(model, batch)
 
 
 def adapt(model: Any, bank: AdapterBank, weights: FastWeights, batches: list[dict], lr: float) -> FastWeights:

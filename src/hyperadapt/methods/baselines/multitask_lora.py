@@ -28,7 +28,7 @@ from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
 from hyperadapt.models import load_base_model
 from hyperadapt.runs import RunDir, read_run
-from hyperadapt.training import Trainer, pad_batch
+from hyperadapt.training import Trainer, answer_loss, pad_batch
 
 METHOD = "multitask-lora"
 
@@ -118,7 +118,7 @@ def _fit(cfg: MultiTaskLoraConfig, peft_model, tokenizer, examples, run_dir: Pat
         return {k: v.to(peft_model.device) for k, v in batch.items()}
 
     def loss_fn(batch: dict, step: int) -> torch.Tensor:
-        return peft_model(**batch).loss
+        return answer_loss(peft_model, batch)
 
     with RunDir(run_dir).begin(METHOD, to_dict(cfg), peft_model) as run:
         peft_model.train()

@@ -35,7 +35,7 @@ from hyperadapt.evaluation.harness import AnswerLog, EvalConfig, Query, answer, 
 from hyperadapt.evaluation.metrics import score_predictions
 from hyperadapt.io import atomic_write_text, load_json, safe_name
 from hyperadapt.methods.continual.config import ContinualConfig
-from hyperadapt.training import Trainer, pad_batch
+from hyperadapt.training import Trainer, answer_loss, pad_batch
 
 RUN_KIND = "continual"
 ANSWERING = "answering"  # answers of the stage in progress (see ``answer_plan``)
@@ -171,7 +171,7 @@ def fit_lora(
 
     def loss_fn(batch: dict, step: int) -> Tensor:
         with conditioned(model, lora=lora_fn()):
-            loss = model(**batch).loss
+            loss = answer_loss(model, batch)
         return loss + extra_loss() if extra_loss is not None else loss
 
     trainer = Trainer(params, loss_fn, make_batch, len(examples), tcfg, folder, desc=folder.name)

@@ -44,7 +44,7 @@ from hyperadapt.methods.megan.hypernet import (
 )
 from hyperadapt.models import load_base_model
 from hyperadapt.runs import RunDir, read_run
-from hyperadapt.training import Trainer, pad_batch
+from hyperadapt.training import Trainer, answer_loss, pad_batch
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +201,8 @@ def megan_loss(model: Any, hyper: BetaHypernetwork, batch: dict[str, Tensor], l1
     cond = embed_condition_ids(model, batch["condition_ids"], batch["condition_mask"])
     penalties: list[Tensor] = []
     on_beta = (lambda layer, beta: penalties.append((beta - 1).abs().mean())) if l1_weight > 0 else None
-    lm_batch = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
     with conditioned(model, beta=hyper.beta_fn(cond, on_beta)):
-        loss = model(**lm_batch).loss
+        loss = answer_loss(model, batch)
     if penalties:
         loss = loss + l1_weight * torch.stack(penalties).mean()
     return loss

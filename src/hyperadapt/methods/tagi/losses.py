@@ -9,29 +9,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from hyperadapt.core.lora import LoraConditioning
+from hyperadapt.training import IGNORE, answer_logits, answer_targets
 
-IGNORE = -100
-
-
-def answer_targets(labels: Tensor) -> Tensor:
-    """The answer tokens of a batch, in order: labels [B, T] -> [n_answer] (shifted: t+1 is predicted at t)."""
-    shifted = labels[:, 1:]  # [B, T-1]
-    return shifted[shifted != IGNORE]  # [n_answer]
-
-
-def answer_logits(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> Tensor:
-    """The logits that predict the answer tokens, in order: [n_answer, V].
-
-    Runs the decoder, then the LM head only where a label follows, so no [B, T, V] tensor is formed.
-    """
-    hidden = model.get_decoder()(
-        input_ids=input_ids, attention_mask=attention_mask, use_cache=False
-    ).last_hidden_state  # [B, T, H]
-    mask = labels[:, 1:] != IGNORE  # [B, T-1]
-    return model.get_output_embeddings()(hidden[:, :-1][mask])  # [n_answer, V]
+__all__ = ["IGNORE", "alignment_loss", "align_weight", "answer_logits", "answer_targets", "distill_kl"]
 
 
 def distill_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:

@@ -22,7 +22,7 @@ from hyperadapt.io import atomic_write_text
 from hyperadapt.methods.tagi.batches import encode_examples
 from hyperadapt.methods.tagi.config import TagiConfig
 from hyperadapt.methods.tagi.losses import answer_logits
-from hyperadapt.training import Batch, Trainer, pad_batch
+from hyperadapt.training import Batch, Trainer, answer_loss, pad_batch
 
 TEACHERS_FILE = "teachers.json"
 
@@ -132,8 +132,7 @@ def train_teachers(
 
     def loss_fn(batch: Batch, step: int) -> Tensor:
         with conditioned(model, lora=teachers.conditioning(batch["teacher"])):
-            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         labels=batch["labels"]).loss
+            return answer_loss(model, batch)
 
     params = {f"bank.{n}": p for n, p in bank.named_parameters()}
     if shared is not None:
