@@ -4,7 +4,8 @@
 
 Forward latency (plain model; our per-example LoRA with one shared adapter and with B distinct adapters;
 PEFT merged, unmerged, mixed-batch, and a loop over examples), a training step (a 16-teacher bank on a
-mixed batch vs one PEFT LoRA), and the gated SwiGLU MLP vs the original, each with its peak memory.
+mixed batch vs one PEFT LoRA; one PEFT LoRA step with the LM head on every position vs on the answer
+only), and the gated SwiGLU MLP vs the original, each with its peak memory.
 Cases are measured in interleaved rounds (every case once per round) so that load from other processes
 hits them alike; the first round warms up and measures memory, each time is the median over the later
 rounds. Forward calls use ``logits_to_keep=1``: the LM
@@ -33,6 +34,7 @@ from hyperadapt.benchmarks import Parser, command
 from hyperadapt.core import LINEAR_MODULES, AdapterBank, GatedMLP, conditioned, inject, remove
 from hyperadapt.io import check_out_file
 from hyperadapt.models import load_base_model
+from hyperadapt.training import IGNORE, answer_loss
 
 QV = ("q_proj", "v_proj")
 TARGETS = {"qv": QV, "all": LINEAR_MODULES}
@@ -41,6 +43,8 @@ LIMITS = {  # name: (case, reference, batch key, most allowed ratio or least all
     "loop_vs_distinct_r8_qv": ("peft_loop_r8_qv", "ours_distinct_r8_qv", "32", 5.0),
     "bank16_step_vs_peft_step": ("bank_step_r8_qv", "peft_step_r8_qv", "train", 1.3),
     "gated_vs_mlp": ("gated_beta_BTI", "mlp", "32", 1.15),
+    "answer_head_step_vs_full_head_step": ("peft_answer_step_answer_head_r8_qv", "peft_answer_step_full_head_r8_qv",
+                                           "train", 1.0),
 }
 
 
@@ -198,9 +202,12 @@ def _peft_merge(peft_model) -> None:
     peft_model.merge_adapter()
 
 
-def train_cases(model, peft_model, ids: torch.Tensor, teachers: int, extras: bool) -> dict[str, Case]:
+def train_cases(model, peft_model, ids: torch.Tensor, teachers: int, extras: bool,
+                answer_tokens: int = 32) -> dict[str, Case]:
     """One optimiser step: a bank of ``teachers`` adapters on a mixed batch, one PEFT LoRA, and with
-    ``extras`` the bank with one adapter for the whole batch (all rank 8 on q, v; AdamW)."""
+    ``extras`` the bank with one adapter for the whole batch (all rank 8 on q, v; AdamW). Then the PEFT step
+    on a prompt-and-answer batch (the loss on the last ``answer_tokens`` tokens only, as every method trains)
+    twice: the LM head on every position (``model(**batch).loss``) and on the answer only (``answer_loss``)."""
     bank = random_bank(model, teachers, 8, QV)
     bank_opt = torch.optim.AdamW(bank.parameters(), lr=1e-4)
     mixed = torch.randperm(ids.shape[0], device=ids.device) % teachers  # every teacher, when batch >= teachers
@@ -219,6 +226,16 @@ def train_cases(model, peft_model, ids: torch.Tensor, teachers: int, extras: boo
         peft_opt.step()
         peft_opt.zero_grad(set_to_none=True)
 
+    labels = ids.clone()
+    labels[:, : max(ids.shape[1] - answer_tokens, 1)] = IGNORE  # the prompt: no loss there
+    answer_batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+    def peft_answer_step(head_on_answer_only: bool):
+        loss = answer_loss(peft_model, answer_batch) if head_on_answer_only else peft_model(**answer_batch).loss
+        loss.backward()
+        peft_opt.step()
+        peft_opt.zero_grad(set_to_none=True)
+
     def peft_setup():
         peft_model.set_adapter("a0")
         for p in peft_params:
@@ -230,6 +247,8 @@ def train_cases(model, peft_model, ids: torch.Tensor, teachers: int, extras: boo
     cases = {
         "bank_step_r8_qv": Case(lambda: bank_step(mixed), setup=ours_setup, teardown=lambda: remove(model)),
         "peft_step_r8_qv": Case(peft_step, setup=peft_setup),
+        "peft_answer_step_full_head_r8_qv": Case(lambda: peft_answer_step(False), setup=peft_setup),
+        "peft_answer_step_answer_head_r8_qv": Case(lambda: peft_answer_step(True), setup=peft_setup),
     }
     if extras:
         cases["ours_one_adapter_step_r8_qv"] = Case(
@@ -299,6 +318,7 @@ class BenchConfig:
     loop_repeats: int = 2
     train_repeats: int = 3
     train_batch: int = 16
+    answer_tokens: int = 32
     teachers: int = 16
     extras: bool = False
     device: str | None = None
@@ -336,7 +356,7 @@ def run(config: BenchConfig | None = None, log: Callable[[str], None] = print,
         add_ratios(results["gating"][str(b)], "mlp")
     log(f"training step, batch {cfg.train_batch} ...")
     ids = torch.randint(0, vocab, (cfg.train_batch, cfg.seq), device=dev)
-    cases = train_cases(model, peft_model, ids, cfg.teachers, cfg.extras)
+    cases = train_cases(model, peft_model, ids, cfg.teachers, cfg.extras, cfg.answer_tokens)
     results["train_step"] = measure_rounds(cases, cfg.train_repeats, meter)
     add_ratios(results["train_step"], "peft_step_r8_qv")
     results["targets"] = check_targets(results)
@@ -397,6 +417,8 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     p.add_argument("--loop-repeats", type=int, default=2, help="rounds for the loop-over-examples baseline")
     p.add_argument("--train-repeats", type=int, default=3, help="rounds for the training steps")
     p.add_argument("--train-batch", type=int, default=16)
+    p.add_argument("--answer-tokens", type=int, default=32,
+                   help="answer length of the prompt-and-answer training steps (full vs answer-only LM head)")
     p.add_argument("--teachers", type=int, default=16)
     p.add_argument("--extras", action="store_true", help="also PEFT's mixed-batch forward and a one-adapter step")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
