@@ -9,13 +9,12 @@ from hyperadapt.core import AdapterBank, LoraConditioning, conditioned, inject
 from hyperadapt.methods.tagi.losses import (
     align_weight,
     alignment_loss,
-    answer_logits,
-    answer_targets,
     delta_sq_distance,
     distill_kl,
 )
 from hyperadapt.methods.tagi.teachers import Teachers, teacher_logits
 from hyperadapt.testing import tiny_model
+from hyperadapt.training import answer_logits, answer_targets
 
 
 def dense(a_s, b_s, a_t, b_t, s, t):

@@ -12,9 +12,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hyperadapt.core.lora import LoraConditioning
-from hyperadapt.training import IGNORE, answer_logits, answer_targets
-
-__all__ = ["IGNORE", "alignment_loss", "align_weight", "answer_logits", "answer_targets", "distill_kl"]
 
 
 def distill_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:

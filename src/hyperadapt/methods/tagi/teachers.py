@@ -21,8 +21,7 @@ from hyperadapt.data.schema import Task
 from hyperadapt.io import atomic_write_text
 from hyperadapt.methods.tagi.batches import encode_examples
 from hyperadapt.methods.tagi.config import TagiConfig
-from hyperadapt.methods.tagi.losses import answer_logits
-from hyperadapt.training import Batch, Trainer, answer_loss, pad_batch
+from hyperadapt.training import Batch, Trainer, answer_logits, answer_loss, pad_batch
 
 TEACHERS_FILE = "teachers.json"
 

@@ -30,7 +30,7 @@ from hyperadapt.methods.tagi.batches import (
 from hyperadapt.methods.tagi.config import TagiConfig
 from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
 from hyperadapt.methods.tagi.instructions import InstructionVectors
-from hyperadapt.methods.tagi.losses import align_weight, alignment_loss, answer_logits, answer_targets, distill_kl
+from hyperadapt.methods.tagi.losses import align_weight, alignment_loss, distill_kl
 from hyperadapt.methods.tagi.method import (
     HYPERNET_DIR,
     TagiMethod,
@@ -43,7 +43,7 @@ from hyperadapt.methods.tagi.method import (
 from hyperadapt.methods.tagi.teachers import Teachers, teacher_logits, train_teachers
 from hyperadapt.models import load_base_model
 from hyperadapt.runs import RunDir
-from hyperadapt.training import Batch, Trainer
+from hyperadapt.training import Batch, Trainer, answer_logits, answer_targets
 
 
 @dataclass
