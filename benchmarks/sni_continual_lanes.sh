@@ -11,10 +11,10 @@
 #
 # Every step resumes (training checkpoints every 20 steps, cached and logged answers), so after an
 # interruption (a session that ends, a reboot) run the same command again: finished steps cost a model
-# load and a re-score. Measured pace on 2 AMD EPYC cores, one thread per job beside another job:
-# a training step (batch 8, 384 tokens, LoRA on all seven modules) 20-50 s, 16 answers (64 new tokens)
-# about 20 s; SwitchCIT order 1 about 9 h, each single-LoRA baseline 8-10 h (it answers every task after
-# every task), order 2 about 9 h, the multi-task bound about 6 h.
+# load and a re-score. Measured on 2 AMD EPYC cores: SwitchCIT + oracle order 1 took 1 h 58 min with
+# THREADS=2 alone (about 13 s per training step of batch 8 at 384 tokens, LoRA on all seven modules);
+# with one thread per job beside another job a step takes 20-50 s, so each single-LoRA baseline (it
+# answers every task after every task) takes about 8-10 h, the multi-task bound about 6 h.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 commit="$(git -C "$repo" rev-parse --short "${1:-HEAD}")"

@@ -295,7 +295,7 @@ def _share(batch: Batch) -> float:
     if not distributed.launched():
         return 1.0
     labels = batch.get("labels")
-    local = float((labels[..., 1:] != -100).sum()) if labels is not None else float(len(batch["input_ids"]))
+    local = float((labels[..., 1:] != IGNORE).sum()) if labels is not None else float(len(batch["input_ids"]))
     return local * distributed.world_size() / max(distributed.all_sum(local), 1.0)
 
 
