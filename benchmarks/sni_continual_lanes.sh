@@ -3,6 +3,7 @@
 #
 #   benchmarks/sni_continual_lanes.sh [COMMIT] [WORKDIR]
 #   THREADS=2 LANES=2 benchmarks/sni_continual_lanes.sh    # one lane (SwitchCIT first) on both cores
+#   THREADS=2 LANES=all benchmarks/sni_continual_lanes.sh  # every step in one lane, on both cores
 #
 # Makes (or reuses) a git worktree of COMMIT (default: HEAD) at WORKDIR (default: ../jobs-<short commit>)
 # so that work on this checkout does not change a running job's code, then starts both lanes there in the
@@ -38,6 +39,7 @@ cat > "$work/logs/run_step.sh" <<'EOF'
 set -uo pipefail
 cd "$(dirname "$0")/.."
 name="$1"; shift
+exec 9>"logs/$name.lock"; flock 9  # the same step started twice (the script run again) waits for the first
 if grep -q '^STEP DONE' "logs/$name.log" 2>/dev/null; then echo "$(date -u +%FT%TZ) $name: done before"; exit 0; fi
 echo "$(date -u +%FT%TZ) $name: start"
 t="${THREADS:-1}"
@@ -54,6 +56,20 @@ o2=(--set "stream=cl:../shared/data/cl-superni#2")
 
 lanes="${LANES:-1 2}"
 export THREADS="${THREADS:-1}"
+if [ "$lanes" = all ]; then  # one job at a time, in the order the rows matter: SwitchCIT, sequential, the bound
+  (
+    "$step" order1_switchcit --methods switchcit oracle --out results/continual/sni-order1
+    "$step" order2_switchcit --methods switchcit oracle "${o2[@]}" --out results/continual/sni-order2
+    "$step" order1_sequential --methods sequential --out results/continual/sni-order1
+    "$step" order1_multitask --methods multitask --out results/continual/sni-order1
+    "$step" order1_replay --methods replay --out results/continual/sni-order1
+    "$step" order1_olora --methods olora --out results/continual/sni-order1
+    "$step" order1_summary --out results/continual/sni-order1
+  ) >> "$work/logs/lane_all.log" 2>&1 &
+  disown -a
+  echo "one lane started ($THREADS torch threads) in $work (commit $commit); follow: tail -f $work/logs/lane_all.log"
+  exit 0
+fi
 [[ " $lanes " == *" 2 "* ]] && (
   "$step" order1_switchcit --methods switchcit oracle --out results/continual/sni-order1
   "$step" order2_switchcit --methods switchcit oracle "${o2[@]}" --out results/continual/sni-order2
