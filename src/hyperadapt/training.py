@@ -173,6 +173,10 @@ class Trainer:
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
         self.step = 0
+        # wall-clock seconds of optimiser steps 1..step, over every process that ran them (a checkpoint carries
+        # its share), and the part of it that the checkpoint this run resumed from carried (0.0 when fresh)
+        self.seconds = 0.0
+        self.resumed_seconds = 0.0
 
     @property
     def ckpt_root(self) -> Path:
@@ -189,8 +193,10 @@ class Trainer:
                    disable=not distributed.is_main())
         tokens, t0 = 0, time.perf_counter()
         while self.step < end:
+            started = time.perf_counter()
             loss, n_tok = self._optimiser_step()
             self.step += 1
+            self.seconds += time.perf_counter() - started
             tokens += n_tok
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}", refresh=False)
             bar.update(1)
@@ -256,7 +262,7 @@ class Trainer:
         opt_tensors, opt_meta = _flatten_optimizer(self.optimizer.state_dict())
         save_file(opt_tensors, tmp / "optimizer.safetensors")
         save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
-        meta = {"step": self.step, "optimizer": opt_meta, "config": asdict(self.cfg)}
+        meta = {"step": self.step, "seconds": self.seconds, "optimizer": opt_meta, "config": asdict(self.cfg)}
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
         # a checkpoint of the same step (saved again after a resume) is moved aside, not deleted, until the
         # new one is in place: a crash at any point leaves a complete checkpoint for ``latest`` to find
@@ -271,7 +277,8 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
 
     def load(self, path: Path) -> None:
-        """Restore parameters, optimiser, RNG and step from checkpoint folder ``path`` (strictly)."""
+        """Restore parameters, optimiser, RNG, step and the training seconds so far from checkpoint folder
+        ``path`` (strictly; a checkpoint written before the seconds were recorded carries 0.0)."""
         state = load_json(path / "state.json", "checkpoint state")
         saved = load_tensors(path / "params.safetensors", "checkpoint parameters")
         if set(saved) != set(self.params):
@@ -287,6 +294,7 @@ class Trainer:
         self.optimizer.load_state_dict(_unflatten_optimizer(optimizer, state["optimizer"]))
         torch.set_rng_state(load_tensors(path / "rng.safetensors", "checkpoint RNG state")["torch_rng"])
         self.step = state["step"]
+        self.seconds = self.resumed_seconds = float(state.get("seconds", 0.0))
 
 
 def _share(batch: Batch) -> float:

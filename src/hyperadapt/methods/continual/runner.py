@@ -226,7 +226,10 @@ def ensure_zero_shot(ctx: StreamContext, state: dict, queries: list[Query], cach
 
 
 def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache) -> dict:
-    """Train on task ``k``, then answer every task's queries: one row of the accuracy matrix."""
+    """Train on task ``k``, then answer every task's queries: one row of the accuracy matrix.
+
+    The row's training seconds include what an interrupted earlier process spent on the steps its last
+    checkpoint holds (``resumed_seconds``), so a resumed stage reports the time its training took in all."""
     t0 = time.perf_counter()
     train = learner.learn(k)
     t1 = time.perf_counter()
@@ -234,7 +237,8 @@ def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[
     answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=f"after-{k:03d}")
     t2 = time.perf_counter()
     return {"after": k, "task": ctx.names[k], "scores": score_tasks(queries, answers), "train": train,
-            "routing": plan.stats, "seconds": {"train": round(t1 - t0, 2), "eval": round(t2 - t1, 2)}}
+            "routing": plan.stats,
+            "seconds": {"train": round(t1 - t0 + train.get("resumed_seconds", 0.0), 2), "eval": round(t2 - t1, 2)}}
 
 
 # ---------------------------------------------------------------------------------------------------------

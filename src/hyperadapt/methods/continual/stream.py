@@ -159,7 +159,11 @@ def fit_lora(
     extra_loss: Callable[[], Tensor] | None = None,
     steps: int | None = None,
 ) -> dict:
-    """Train ``params`` (the factors behind ``lora_fn()``) on ``examples``; resumable from ``folder``."""
+    """Train ``params`` (the factors behind ``lora_fn()``) on ``examples``; resumable from ``folder``.
+
+    Returns ``steps``, ``examples`` and ``resumed_seconds``: the training seconds that earlier processes spent
+    on the steps the checkpoint it resumed from holds (0.0 when it started fresh), which this process did not
+    see."""
     if not examples:
         raise ValueError("no training examples for this task")
     model, pad = ctx.model, ctx.tokenizer.pad_token_id
@@ -176,7 +180,7 @@ def fit_lora(
 
     trainer = Trainer(params, loss_fn, make_batch, len(examples), tcfg, folder, desc=folder.name)
     trainer.train(resume=True)
-    return {"steps": trainer.step, "examples": len(examples)}
+    return {"steps": trainer.step, "examples": len(examples), "resumed_seconds": round(trainer.resumed_seconds, 2)}
 
 
 def bank_params(bank: AdapterBank) -> dict[str, torch.nn.Parameter]:
