@@ -29,7 +29,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     def write() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
 
     main_writes(write)

@@ -50,6 +50,18 @@ def run_copy(switch_run, tmp_path):
     return target
 
 
+def test_every_stage_keeps_its_answers_in_a_log_that_rescores_to_its_row(switch_run):
+    from hyperadapt.evaluation.harness import score_answer_log
+    from hyperadapt.methods.continual.stream import load_stream
+
+    run_dir, results = switch_run
+    cfg = tiny_config()
+    tests = [t.test for t in load_stream(cfg)]
+    for k, row in zip(results["after"], results["matrix"], strict=True):
+        scored = score_answer_log(run_dir / "answer_logs" / f"after-{k:03d}.answers.jsonl", tests, cfg.eval.limit)
+        assert [scored[t.name]["rougeL"] for t in tests] == pytest.approx(row)
+
+
 def test_run_writes_adapters_manifest_router_and_report(switch_run):
     run_dir, results = switch_run
     manifest = json.loads((run_dir / "adapters" / "manifest.json").read_text())["adapters"]

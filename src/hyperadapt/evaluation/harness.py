@@ -33,7 +33,7 @@ from hyperadapt.evaluation.metrics import (
     normalize_answer,
     score_predictions,
 )
-from hyperadapt.io import save_json
+from hyperadapt.io import atomic_write_text, save_json
 from hyperadapt.report.tables import task_table
 
 log = logging.getLogger(__name__)
@@ -211,11 +211,26 @@ class AnswerLog:
     def get(self, query: Query) -> str | None:
         return self.answers.get(self.key(query))
 
+    @staticmethod
+    def _line(query: Query, answer: str) -> str:
+        return json.dumps({"key": AnswerLog.key(query), "answer": answer}, ensure_ascii=False) + "\n"
+
     def add(self, queries: list[Query], outs: list[str]) -> None:
         for q, o in zip(queries, outs, strict=True):
             self.answers[self.key(q)] = o
-            self._fh.write(json.dumps({"key": self.key(q), "answer": o}, ensure_ascii=False) + "\n")
+            self._fh.write(self._line(q, o))
         self._fh.flush()
+
+    @classmethod
+    def write(cls, path: str | Path, fingerprint: str, queries: list[Query], outs: list[str]) -> Path:
+        """Write a complete log of ``outs`` (one answer per query) at ``path`` at once (atomically, replacing
+        any file there): what ``bench compare`` and :func:`score_answer_log` read. Returns the path."""
+        lines = [json.dumps({"fingerprint": fingerprint}) + "\n"]
+        lines += [cls._line(q, o) for q, o in zip(queries, outs, strict=True)]
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, "".join(lines))
+        return path
 
     def close(self) -> None:
         self._fh.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hyperadapt.config import to_dict, upgrade_saved
 from hyperadapt.core import BASE, inject
-from hyperadapt.evaluation.harness import Query
+from hyperadapt.evaluation.harness import AnswerLog, Query
 from hyperadapt.evaluation.metrics import continual_metrics
 from hyperadapt.io import atomic_write_text, load_json, save_json
 from hyperadapt.methods.continual.config import ContinualConfig
@@ -29,6 +29,7 @@ from hyperadapt.methods.continual.learners import (
 )
 from hyperadapt.methods.continual.store import AdapterStore
 from hyperadapt.methods.continual.stream import (
+    ANSWER_LOGS,
     ANSWERING,
     RUN_KIND,
     AnswerCache,
@@ -36,6 +37,7 @@ from hyperadapt.methods.continual.stream import (
     EvalPlan,
     StreamContext,
     answer_plan,
+    eval_config,
     make_context,
     score_tasks,
     test_queries,
@@ -229,13 +231,19 @@ def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[
     """Train on task ``k``, then answer every task's queries: one row of the accuracy matrix.
 
     The row's training seconds include what an interrupted earlier process spent on the steps its last
-    checkpoint holds (``resumed_seconds``), so a resumed stage reports the time its training took in all."""
+    checkpoint holds (``resumed_seconds``), so a resumed stage reports the time its training took in all.
+    Every query's answer is kept in ``answer_logs/after-NNN.answers.jsonl`` (the harness's answer-log format),
+    so that two methods' rows can be compared per instance: ``hyperadapt bench compare A=<run>/answer_logs/
+    after-014.answers.jsonl B=... --data <stream spec> --split test --limit <eval.limit>``."""
     t0 = time.perf_counter()
     train = learner.learn(k)
     t1 = time.perf_counter()
     plan = learner.plan(k, queries)
-    answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=f"after-{k:03d}")
+    stage = f"after-{k:03d}"
+    answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=stage)
     t2 = time.perf_counter()
+    what = json.dumps({"method": learner.name, "stage": stage, "eval": vars(eval_config(ctx))}, sort_keys=True)
+    AnswerLog.write(ctx.run_dir / ANSWER_LOGS / f"{stage}.answers.jsonl", what, queries, answers)
     return {"after": k, "task": ctx.names[k], "scores": score_tasks(queries, answers), "train": train,
             "routing": plan.stats,
             "seconds": {"train": round(t1 - t0 + train.get("resumed_seconds", 0.0), 2), "eval": round(t2 - t1, 2)}}

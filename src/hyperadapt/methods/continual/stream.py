@@ -39,6 +39,7 @@ from hyperadapt.training import Trainer, answer_loss, pad_batch
 
 RUN_KIND = "continual"
 ANSWERING = "answering"  # answers of the stage in progress (see ``answer_plan``)
+ANSWER_LOGS = "answer_logs"  # every finished stage's answers, ``after-NNN.answers.jsonl`` (see ``run_stage``)
 
 log = logging.getLogger(__name__)
 
