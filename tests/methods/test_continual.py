@@ -27,6 +27,7 @@ def test_multitask_upper_bound_is_one_stage_with_the_whole_budget(tmp_path):
     assert len(results["matrix"]) == 1 and results["after"] == [1]
     assert results["rows"][0]["train"]["steps"] == 2 * 3
     assert results["metrics"]["BWT"] is None and results["metrics"]["AP"] is not None
+    assert (tmp_path / "mt" / "matrix.png").exists() and not (tmp_path / "mt" / "ap_curve.png").exists()
 
 
 def test_replay_mixes_in_a_share_of_earlier_tasks(tmp_path):

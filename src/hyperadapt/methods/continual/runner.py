@@ -303,9 +303,12 @@ def write_results(ctx: StreamContext, learner: StreamLearner, state: dict) -> di
     (ctx.run_dir / "results.md").write_text(results_table(results))
     (ctx.run_dir / PROGRESS).unlink(missing_ok=True)
     try:
+        rows = ([f"all {len(results['tasks'])} tasks at once"] if learner.single_stage
+                else [results["tasks"][a] for a in results["after"]])
         plot_matrix(results["matrix"], results["tasks"], ctx.run_dir / "matrix.png", title=results["method"],
-                    rows=[results["tasks"][a] for a in results["after"]])
-        plot_ap_curve({results["method"]: results["ap_curve"]}, ctx.run_dir / "ap_curve.png")
+                    rows=rows)
+        if not learner.single_stage:  # one stage has one point, not a curve
+            plot_ap_curve({results["method"]: results["ap_curve"]}, ctx.run_dir / "ap_curve.png")
     except ImportError:  # matplotlib is optional (the 'plots' extra)
         pass
     return results
