@@ -227,10 +227,7 @@ class AnswerLog:
         any file there): what ``bench compare`` and :func:`score_answer_log` read. Returns the path."""
         lines = [json.dumps({"fingerprint": fingerprint}) + "\n"]
         lines += [cls._line(q, o) for q, o in zip(queries, outs, strict=True)]
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, "".join(lines))
-        return path
+        return atomic_write_text(path, "".join(lines))  # makes the folder
 
     def close(self) -> None:
         self._fh.close()

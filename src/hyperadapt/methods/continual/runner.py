@@ -37,9 +37,9 @@ from hyperadapt.methods.continual.stream import (
     EvalPlan,
     StreamContext,
     answer_plan,
-    eval_config,
     make_context,
     score_tasks,
+    stage_fingerprint,
     test_queries,
     with_added_tasks,
 )
@@ -242,8 +242,8 @@ def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[
     stage = f"after-{k:03d}"
     answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=stage)
     t2 = time.perf_counter()
-    what = json.dumps({"method": learner.name, "stage": stage, "eval": vars(eval_config(ctx))}, sort_keys=True)
-    AnswerLog.write(ctx.run_dir / ANSWER_LOGS / f"{stage}.answers.jsonl", what, queries, answers)
+    AnswerLog.write(ctx.run_dir / ANSWER_LOGS / f"{stage}.answers.jsonl", stage_fingerprint(ctx, learner.name, stage),
+                    queries, answers)
     return {"after": k, "task": ctx.names[k], "scores": score_tasks(queries, answers), "train": train,
             "routing": plan.stats,
             "seconds": {"train": round(t1 - t0 + train.get("resumed_seconds", 0.0), 2), "eval": round(t2 - t1, 2)}}

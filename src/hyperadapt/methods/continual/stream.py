@@ -264,8 +264,8 @@ def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalP
     ecfg = eval_config(ctx)
     log_to = None
     if stage is not None and todo:
-        what = json.dumps({"method": name, "stage": stage, "eval": vars(ecfg)}, sort_keys=True)
-        log_to = AnswerLog(ctx.run_dir / ANSWERING / f"{safe_name(stage, 'stage')}.jsonl", what)
+        log_to = AnswerLog(ctx.run_dir / ANSWERING / f"{safe_name(stage, 'stage')}.jsonl",
+                           stage_fingerprint(ctx, name, stage))
     try:
         fresh = answer(method, [queries[i] for i in todo], ecfg, desc=name, log_to=log_to)
     finally:
@@ -286,6 +286,11 @@ def score_tasks(queries: list[Query], answers: list[str]) -> dict[str, dict]:
         by_task.setdefault(q.task.name, []).append(i)
     return {name: score_predictions([answers[i] for i in idx], [list(queries[i].instance.outputs) for i in idx])
             for name, idx in by_task.items()}
+
+
+def stage_fingerprint(ctx: StreamContext, method: str, stage: str) -> str:
+    """What produced a stage's answers (method, stage, evaluation settings): the header of its answer logs."""
+    return json.dumps({"method": method, "stage": stage, "eval": vars(eval_config(ctx))}, sort_keys=True)
 
 
 def eval_config(ctx: StreamContext) -> EvalConfig:
