@@ -345,9 +345,12 @@ def test_an_interrupted_evaluation_resumes_from_its_answer_log(jsonl_data, tmp_p
             calls.append(len(queries))
             return contextlib.nullcontext()
 
+    logged = AnswerLog.logged_seconds(log_path)  # the interrupted run's two batches
+    assert logged > 0.0 and all("seconds" in json.loads(line) for line in log_path.read_text().splitlines()[1:])
     resumed = evaluate(Counting("zero-shot", model, tok), tasks, cfg, answers_path=log_path)
     assert sum(calls) == 12 - 8
     assert resumed["predictions"] == full["predictions"] and resumed["mean"] == full["mean"]
+    assert resumed["seconds"] >= logged  # the time reported includes what the reused answers took
     with pytest.raises(ValueError, match="answers of another method or setting"):
         evaluate(PromptMethod("zero-shot", model, tok), tasks, EvalConfig(max_new_tokens=5), answers_path=log_path)
     assert isinstance(AnswerLog(tmp_path / "new.jsonl", "f").answers, dict)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from test_switch_helpers import tiny_config
@@ -142,6 +144,50 @@ def test_a_stage_interrupted_while_answering_continues_from_its_answer_log(tmp_p
     resumed = run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
     assert len(calls) == 2 + 4  # the stage's last 2 answers, then the second stage's 4
     assert resumed["matrix"] == straight["matrix"] and not (run / "answering").exists()
+
+
+def test_a_stage_resumed_after_training_reports_the_seconds_and_statistics_of_both_processes(tmp_path, monkeypatch):
+    import dataclasses
+    import types
+
+    from hyperadapt.evaluation import harness
+    from hyperadapt.evaluation.harness import AnswerLog
+    from hyperadapt.methods.continual import runner
+
+    def clock(step: float):  # a fake perf_counter: every call is ``step`` seconds after the previous one
+        now = [0.0]
+
+        def tick() -> float:
+            now[0] += step
+            return now[0]
+        return types.SimpleNamespace(perf_counter=tick)
+
+    monkeypatch.setattr(runner, "time", clock(1000.0))  # run_stage: 1000 s between its clock readings
+    monkeypatch.setattr(harness, "time", clock(10.0))  # each batch of answers: 10 s
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, batch_size=1))
+    real, calls = harness.generate_batch, []
+
+    def generate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:  # zero-shot took 4; end the process after the first stage's training and 2 answers
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harness, "generate_batch", generate)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
+    learned = json.loads((run / "state.json").read_text())[runner.LEARNED]
+    assert learned["after"] == 0 and learned["seconds"] == 1000.0
+    assert learned["train"]["steps"] == cfg.train.steps and "reused" not in learned["train"]
+    assert AnswerLog.logged_seconds(run / "answering" / "after-000.jsonl") == 20.0  # two batches of 10 s
+    resumed = run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
+    first = resumed["rows"][0]
+    assert first["train"] == learned["train"]  # the training process's statistics, not the reload's "reused"
+    assert first["seconds"] == {"train": 1000.0 + 1000.0, "eval": 1000.0 + 20.0}  # both processes' time
+    assert resumed["rows"][1]["seconds"] == {"train": 1000.0, "eval": 1000.0}  # an uninterrupted stage
+    assert runner.LEARNED not in json.loads((run / "state.json").read_text())
 
 
 def test_a_finished_sequential_stream_evaluates_as_the_lora_it_ends_with(tmp_path, monkeypatch):

@@ -152,13 +152,17 @@ class AnswerLog:
     The first line holds a fingerprint of what produces the answers (method, its info, the evaluation
     settings); a log written under another fingerprint is refused (``fingerprint`` may list several that
     are the same thing: the first is written, any is accepted). Each later line is one answer keyed by
-    task, instance id and a hash of the prompt and the task's instruction.
+    task, instance id and a hash of the prompt and the task's instruction, with the seconds its batch took
+    divided among the batch's answers (``seconds``; absent in logs written before it was recorded).
+    ``resumed_seconds``: what the answers already in the log took the processes that wrote them (0.0 for a
+    new log), so that an evaluation resumed after an interruption reports the time it took in all.
     """
 
     def __init__(self, path: str | Path, fingerprint: str | tuple[str, ...]) -> None:
         accepted = (fingerprint,) if isinstance(fingerprint, str) else tuple(fingerprint)
         self.path = Path(path)
         self.answers: dict[str, str] = {}
+        self.resumed_seconds = 0.0
         if self.path.exists() and self.path.stat().st_size:
             try:
                 header, self.answers = self.read(self.path)
@@ -168,6 +172,7 @@ class AnswerLog:
                 raise ValueError(
                     f"{self.path} holds answers of another method or setting; delete it or choose another --out"
                 )
+            self.resumed_seconds = self.logged_seconds(self.path)
             self._fh = self.path.open("a", encoding="utf-8")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +207,22 @@ class AnswerLog:
         return header, answers
 
     @staticmethod
+    def logged_seconds(path: Path) -> float:
+        """The seconds recorded in the log at ``path`` (the sum of its answers' ``seconds``; 0.0 for a log
+        that records none or for no file). Lines that are not JSON are skipped, as :meth:`read` does."""
+        if not path.exists():
+            return 0.0
+        total = 0.0
+        for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("seconds"), int | float):
+                total += row["seconds"]
+        return total
+
+    @staticmethod
     def key(query: Query) -> str:
         # the instruction too: a method may read it outside the prompt (a hypernetwork's condition)
         text = f"{query.prompt}\0{query.task.instruction}"
@@ -212,13 +233,18 @@ class AnswerLog:
         return self.answers.get(self.key(query))
 
     @staticmethod
-    def _line(query: Query, answer: str) -> str:
-        return json.dumps({"key": AnswerLog.key(query), "answer": answer}, ensure_ascii=False) + "\n"
+    def _line(query: Query, answer: str, seconds: float | None = None) -> str:
+        row = {"key": AnswerLog.key(query), "answer": answer}
+        if seconds is not None:
+            row["seconds"] = round(seconds, 4)
+        return json.dumps(row, ensure_ascii=False) + "\n"
 
-    def add(self, queries: list[Query], outs: list[str]) -> None:
+    def add(self, queries: list[Query], outs: list[str], seconds: float | None = None) -> None:
+        """Append one batch's answers; ``seconds``: what the batch took (recorded split evenly among them)."""
+        share = seconds / len(queries) if seconds is not None and queries else None
         for q, o in zip(queries, outs, strict=True):
             self.answers[self.key(q)] = o
-            self._fh.write(self._line(q, o))
+            self._fh.write(self._line(q, o, share))
         self._fh.flush()
 
     @classmethod
@@ -276,7 +302,7 @@ def answer(
     method: Method, queries: list[Query], cfg: EvalConfig, desc: str = "eval", log_to: AnswerLog | None = None
 ) -> dict[int, str]:
     """Answers keyed by ``id(query)``, with a progress bar; with ``log_to``, answers already logged are
-    reused and new ones appended as each batch finishes."""
+    reused and new ones appended as each batch finishes, with the seconds the batch took."""
     answers: dict[int, str] = {}
     todo = queries
     if log_to is not None:
@@ -288,6 +314,7 @@ def answer(
     with tqdm(total=len(queries), initial=len(queries) - len(todo), desc=f"{desc} [{method.name}]", unit="ex",
               leave=False) as bar:
         for batch in _batches(todo, cfg.batch_size):
+            began = time.perf_counter()
             prompts = [q.prompt for q in batch]
             with method.conditioning(batch):
                 if cfg.mode == "rank":
@@ -298,7 +325,7 @@ def answer(
                     outs = generate_batch(method.model, method.tokenizer, prompts, cfg.max_new_tokens)
             answers.update({id(q): o for q, o in zip(batch, outs, strict=True)})
             if log_to is not None:
-                log_to.add(batch, outs)
+                log_to.add(batch, outs, time.perf_counter() - began)
             bar.update(len(batch))
     return answers
 
@@ -317,8 +344,9 @@ def evaluate(
 
     ``model``, ``data`` and ``split`` are recorded in the result to say what was evaluated. With
     ``answers_path``, answers are appended to that JSONL file as they come and a rerun with the same
-    method and settings continues where the last one stopped (:class:`AnswerLog`). The headline
-    ``mean`` is the official instance mean; ``mean["task_mean"]`` the mean over tasks.
+    method and settings continues where the last one stopped (:class:`AnswerLog`); ``seconds`` then includes
+    what the earlier runs spent on the answers it reuses. The headline ``mean`` is the official instance
+    mean; ``mean["task_mean"]`` the mean over tasks.
     """
     if not tasks:
         raise ValueError("no tasks to evaluate")
@@ -370,7 +398,7 @@ def evaluate(
         "tasks": per_task,
         "mean": aggregate(per_task),
         "by_category": by_category(per_task),
-        "seconds": round(time.perf_counter() - start, 2),
+        "seconds": round(time.perf_counter() - start + (log_to.resumed_seconds if log_to else 0.0), 2),
         "truncation": {**stats.as_dict(), "max_prompt_tokens": budget},
         "metric": {"lang": cfg.metric_lang, "xlingual_tasks": xlingual,
                    "xlingual_tokenizer": metric_tokenizer("xlingual").name if xlingual else None},

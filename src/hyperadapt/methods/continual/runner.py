@@ -37,6 +37,7 @@ from hyperadapt.methods.continual.stream import (
     EvalPlan,
     StreamContext,
     answer_plan,
+    answering_log,
     make_context,
     score_tasks,
     stage_fingerprint,
@@ -47,6 +48,7 @@ from hyperadapt.runs import LOCK_FILE, RunDir, resumable
 
 STATE = "state.json"
 RESULTS = "results.json"
+LEARNED = "learned"  # state key: the stage trained but not yet answered (its training statistics and seconds)
 PROGRESS = "progress.md"  # while a stream runs: the matrix so far and the time left (results.md replaces it)
 START_HINT = "hyperadapt continual --config CONFIG --method METHOD --out RUN"
 
@@ -180,9 +182,7 @@ def run_learner(
     for k in stages:
         if k < state["completed"]:
             continue
-        state["rows"].append(run_stage(learner, ctx, k, queries, cache))
-        state["completed"] = k + 1
-        save_state(ctx, state, cache)
+        complete_stage(learner, ctx, k, queries, cache, state)
         if k != stages[-1]:
             write_progress(ctx, learner.name, state, len(stages))
         if stop_after is not None and k + 1 >= stop_after and k != stages[-1]:
@@ -227,26 +227,46 @@ def ensure_zero_shot(ctx: StreamContext, state: dict, queries: list[Query], cach
         save_state(ctx, state, cache)
 
 
-def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache) -> dict:
+def complete_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache,
+                   state: dict) -> None:
+    """Run stage ``k`` (:func:`run_stage`), add its row to ``state`` and save it (the stage is then done)."""
+    state["rows"].append(run_stage(learner, ctx, k, queries, cache, state))
+    state["completed"] = k + 1
+    state.pop(LEARNED, None)
+    save_state(ctx, state, cache)
+
+
+def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache,
+              state: dict) -> dict:
     """Train on task ``k``, then answer every task's queries: one row of the accuracy matrix.
 
-    The row's training seconds include what an interrupted earlier process spent on the steps its last
-    checkpoint holds (``resumed_seconds``), so a resumed stage reports the time its training took in all.
+    A resumed stage reports the time it took in all: its training seconds include what an interrupted
+    earlier process spent on the steps its last checkpoint holds (``resumed_seconds``), or on the whole
+    training when that process was ended while it answered (``state[LEARNED]``, saved between the two: the
+    row then keeps that process's training statistics); its answer seconds include what the answers already
+    in the stage's answer log took (``AnswerLog.logged_seconds``).
     Every query's answer is kept in ``answer_logs/after-NNN.answers.jsonl`` (the harness's answer-log format),
     so that two methods' rows can be compared per instance: ``hyperadapt bench compare A=<run>/answer_logs/
     after-014.answers.jsonl B=... --data <stream spec> --split test --limit <eval.limit>``."""
     t0 = time.perf_counter()
     train = learner.learn(k)
+    train_seconds = time.perf_counter() - t0 + train.get("resumed_seconds", 0.0)
+    earlier = state.get(LEARNED)
+    if earlier is not None and earlier["after"] == k:  # trained by a process that was ended while it answered
+        train, train_seconds = earlier["train"], earlier["seconds"] + train_seconds
+    state[LEARNED] = {"after": k, "train": train, "seconds": train_seconds}
+    save_json(state, ctx.run_dir / STATE)  # keeps the answers in progress (``save_state`` would drop them)
     t1 = time.perf_counter()
     plan = learner.plan(k, queries)
     stage = f"after-{k:03d}"
+    answered_before = AnswerLog.logged_seconds(answering_log(ctx, stage))
     answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=stage)
     t2 = time.perf_counter()
     AnswerLog.write(ctx.run_dir / ANSWER_LOGS / f"{stage}.answers.jsonl", stage_fingerprint(ctx, learner.name, stage),
                     queries, answers)
     return {"after": k, "task": ctx.names[k], "scores": score_tasks(queries, answers), "train": train,
             "routing": plan.stats,
-            "seconds": {"train": round(t1 - t0 + train.get("resumed_seconds", 0.0), 2), "eval": round(t2 - t1, 2)}}
+            "seconds": {"train": round(train_seconds, 2), "eval": round(t2 - t1 + answered_before, 2)}}
 
 
 # ---------------------------------------------------------------------------------------------------------

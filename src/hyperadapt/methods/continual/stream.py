@@ -264,8 +264,7 @@ def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalP
     ecfg = eval_config(ctx)
     log_to = None
     if stage is not None and todo:
-        log_to = AnswerLog(ctx.run_dir / ANSWERING / f"{safe_name(stage, 'stage')}.jsonl",
-                           stage_fingerprint(ctx, name, stage))
+        log_to = AnswerLog(answering_log(ctx, stage), stage_fingerprint(ctx, name, stage))
     try:
         fresh = answer(method, [queries[i] for i in todo], ecfg, desc=name, log_to=log_to)
     finally:
@@ -277,6 +276,11 @@ def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalP
         if keys[i] is not None:
             cache.data[keys[i]] = out[i]
     return out
+
+
+def answering_log(ctx: StreamContext, stage: str) -> Path:
+    """Where ``answer_plan`` appends the answers of ``stage`` while it is in progress."""
+    return ctx.run_dir / ANSWERING / f"{safe_name(stage, 'stage')}.jsonl"
 
 
 def score_tasks(queries: list[Query], answers: list[str]) -> dict[str, dict]:

@@ -32,10 +32,9 @@ from hyperadapt.methods.continual.learners import PerTaskLearner, learner_class,
 from hyperadapt.methods.continual.runner import (
     STATE,
     check_run_dir,
+    complete_stage,
     continual_resume_command,
     ensure_zero_shot,
-    run_stage,
-    save_state,
     write_results,
 )
 from hyperadapt.methods.continual.store import AdapterStore, folder_bytes
@@ -239,9 +238,7 @@ def add_task(
         queries = test_queries(ctx)
         ensure_zero_shot(ctx, state, queries, cache)
         k = len(ctx.tasks) - 1
-        state["rows"].append(run_stage(learner, ctx, k, queries, cache))
-        state["completed"] = k + 1
-        save_state(ctx, state, cache)
+        complete_stage(learner, ctx, k, queries, cache, state)
         return write_results(ctx, learner, state)
 
 
