@@ -119,35 +119,46 @@ def test_an_unfinished_stream_writes_its_progress_and_the_results_replace_it(tmp
     assert json.loads((run / "results.json").read_text())["matrix"] == results["matrix"]
 
 
-def test_a_stage_interrupted_while_answering_continues_from_its_answer_log(tmp_path, monkeypatch):
+def one_answer_per_batch():
     import dataclasses
 
+    cfg = tiny_config()
+    return dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, batch_size=1))
+
+
+def run_until_answer(cfg, run, monkeypatch, n: int) -> list:
+    """Run a sequential stream into ``run`` and end it (``KeyboardInterrupt``) when it asks for its ``n``-th
+    answer (one answer per batch; zero-shot takes the first 4 of the tiny stream). Returns the list that
+    counts the answers generated from then on (one entry per call)."""
     from hyperadapt.evaluation import harness
 
-    cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, batch_size=1))  # one answer per batch
-    straight = run_stream(cfg, tmp_path / "straight", method="sequential", model_and_tokenizer=tiny_model())
     real, calls = harness.generate_batch, []
 
     def generate(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 7:  # zero-shot took 4; stop in the middle of the first stage's answers
+        if len(calls) == n:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(harness, "generate_batch", generate)
-    run = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
         run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
-    assert len((run / "answering" / "after-000.jsonl").read_text().splitlines()) == 1 + 2  # header + 2 answers
     calls.clear()
+    return calls
+
+
+def test_a_stage_interrupted_while_answering_continues_from_its_answer_log(tmp_path, monkeypatch):
+    cfg = one_answer_per_batch()
+    straight = run_stream(cfg, tmp_path / "straight", method="sequential", model_and_tokenizer=tiny_model())
+    run = tmp_path / "interrupted"
+    calls = run_until_answer(cfg, run, monkeypatch, 7)  # in the middle of the first stage's answers
+    assert len((run / "answering" / "after-000.jsonl").read_text().splitlines()) == 1 + 2  # header + 2 answers
     resumed = run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
     assert len(calls) == 2 + 4  # the stage's last 2 answers, then the second stage's 4
     assert resumed["matrix"] == straight["matrix"] and not (run / "answering").exists()
 
 
 def test_a_stage_resumed_after_training_reports_the_seconds_and_statistics_of_both_processes(tmp_path, monkeypatch):
-    import dataclasses
     import types
 
     from hyperadapt.evaluation import harness
@@ -164,20 +175,9 @@ def test_a_stage_resumed_after_training_reports_the_seconds_and_statistics_of_bo
 
     monkeypatch.setattr(runner, "time", clock(1000.0))  # run_stage: 1000 s between its clock readings
     monkeypatch.setattr(harness, "time", clock(10.0))  # each batch of answers: 10 s
-    cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, batch_size=1))
-    real, calls = harness.generate_batch, []
-
-    def generate(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 7:  # zero-shot took 4; end the process after the first stage's training and 2 answers
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(harness, "generate_batch", generate)
+    cfg = one_answer_per_batch()
     run = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
+    run_until_answer(cfg, run, monkeypatch, 7)  # after the first stage's training and 2 of its answers
     learned = json.loads((run / "state.json").read_text())[runner.LEARNED]
     assert learned["after"] == 0 and learned["seconds"] == 1000.0
     assert learned["train"]["steps"] == cfg.train.steps and "reused" not in learned["train"]
