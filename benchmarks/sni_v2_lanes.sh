@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SNI-CPU v2 (issue 36): the Def + 2 positive examples setting, second seeds and the 4x budget, as two lanes
+# of resumable jobs, one torch thread each, at nice 19.
+#
+#   benchmarks/sni_v2_lanes.sh [COMMIT] [WORKDIR]
+#
+# Makes (or reuses) a git worktree of COMMIT (default: HEAD) at WORKDIR (default: ../jobs-<short commit>) so
+# that work on this checkout does not change a running job's code, then starts both lanes there in the
+# background and returns. Logs: WORKDIR/logs/lane{A,B}.log and one log per step; results under
+# WORKDIR/results/sni/. Every step resumes (training checkpoints every 50 steps, logged answers), so after an
+# interruption run the same command again: a finished step is skipped (its log ends in STEP DONE).
+#
+# Estimates (docs/RESULTS.md, SNI-CPU v1: one thread beside another job, an answer at 64 new tokens and
+# batch 16 takes 1.2-2.5 s, a LoRA step 12-20 s, a TAGI teacher step 22-28 s, a stage-2 step 23-35 s; with
+# helpers or tests on the same cores 3-4x slower):
+#   lane A: zero-shot def2pos (1,240 answers, ~0.5-1 h), released TAGI def and def2pos (2 x 1,240, ~1-2 h),
+#           TAGI seed 1 (teachers 100 + stage 2 200 steps + 1,240 answers, ~3-4 h)
+#   lane B: multi-task LoRA seed 0 (300 steps + 1,240 answers, ~2-2.5 h), its def2pos answers (~0.5-1 h),
+#           multi-task LoRA seed 1 (~2-2.5 h)
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+commit="$(git -C "$repo" rev-parse --short "${1:-HEAD}")"
+work="${2:-$repo/../jobs-$commit}"
+data="$repo/../shared/data"
+[ -d "$data/sni" ] || { echo "error: no SNI data at $data/sni (see ../shared/data/README.md)" >&2; exit 2; }
+[ -x "$repo/.venv/bin/python" ] || { echo "error: no .venv in $repo: run 'make install' first" >&2; exit 2; }
+if [ ! -d "$work" ]; then
+  git -C "$repo" worktree add --detach "$work" "$commit" >/dev/null
+fi
+work="$(cd "$work" && pwd)"
+[ "$(git -C "$work" rev-parse --short HEAD)" = "$commit" ] || { echo "error: $work is not at $commit" >&2; exit 2; }
+ln -sfn "$repo/.venv" "$work/.venv"
+[ -d "$work/../shared/data/sni" ] || { echo "error: the configs read ../shared/data from the worktree: put WORKDIR beside $repo" >&2; exit 2; }
+mkdir -p "$work/logs"
+
+cat > "$work/logs/run_step.sh" <<'EOF'
+#!/usr/bin/env bash
+# run_step.sh NAME ARGS...: one `hyperadapt ARGS` step with the worktree's own code; skips a step whose log
+# says it finished (the command itself also resumes).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+name="$1"; shift
+exec 9>"logs/$name.lock"; flock 9
+if grep -q '^STEP DONE' "logs/$name.log" 2>/dev/null; then echo "$(date -u +%FT%TZ) $name: done before"; exit 0; fi
+echo "$(date -u +%FT%TZ) $name: start"
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH="$PWD/src" nice -n 19 .venv/bin/python -m hyperadapt "$@" \
+  >> "logs/$name.log" 2>&1
+rc=$?
+if [ $rc -eq 0 ]; then echo "STEP DONE $(date -u +%FT%TZ)" >> "logs/$name.log"; fi
+echo "$(date -u +%FT%TZ) $name: exit $rc"
+exit $rc
+EOF
+chmod +x "$work/logs/run_step.sh"
+step="$work/logs/run_step.sh"
+sni=(--data sni:../shared/data/sni --split test --limit 20 --batch-size 16 --max-new-tokens 64 --max-prompt-tokens 384)
+bench=(bench tagi --config configs/tagi_sni.yaml --eval-splits test --limit 20 --no-sensitivity
+       --efficiency-instances 0 --max-new-tokens 64 --max-prompt-tokens 384 --batch-size 16)
+tagi=checkpoints/tagi-smollm2-135m-sni
+
+(
+  "$step" zero_shot_def2pos eval --method zero-shot "${sni[@]}" --setting def2pos --out results/sni/zero-shot.def2pos.json
+  "$step" tagi_released_def eval --run "$tagi" "${sni[@]}" --setting def --out results/sni/tagi-released.def.json
+  "$step" tagi_released_def2pos eval --run "$tagi" "${sni[@]}" --setting def2pos --out results/sni/tagi-released.def2pos.json
+  "$step" tagi_seed1 "${bench[@]}" --methods tagi --set teachers.train.seed=1 train.seed=1 \
+    --runs runs/sni/seed1 --out results/sni/tagi_seed1.json
+) >> "$work/logs/laneA.log" 2>&1 &
+(
+  "$step" lora_seed0 "${bench[@]}" --methods multitask-lora --runs runs/sni/seed0 --out results/sni/multitask_lora_seed0.json
+  "$step" lora_seed0_def2pos eval --run runs/sni/seed0/multitask-lora "${sni[@]}" --setting def2pos \
+    --out results/sni/multitask-lora.def2pos.json
+  "$step" lora_seed1 "${bench[@]}" --methods multitask-lora --set teachers.train.seed=1 train.seed=1 \
+    --runs runs/sni/seed1 --out results/sni/multitask_lora_seed1.json
+) >> "$work/logs/laneB.log" 2>&1 &
+disown -a
+echo "lanes A and B started in $work (commit $commit); follow: tail -f $work/logs/lane{A,B}.log"
