@@ -194,7 +194,9 @@ def test_the_resume_hint_of_an_unfinished_run_works_as_written(jsonl_data, tiny_
 
 
 def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(jsonl_data, tiny_dir, tmp_path, monkeypatch):
-    from hyperadapt import methods
+    from dataclasses import replace
+
+    from hyperadapt import registry
 
     run = tmp_path / "run"
 
@@ -202,7 +204,8 @@ def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(jsonl_data, 
         train_multitask_lora(cfg, run_dir, resume=resume, stop_at=2)
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(methods.TRAINABLE, "multitask-lora", (MultiTaskLoraConfig, interrupted))
+    entry = registry.method_entry("multitask-lora")
+    monkeypatch.setitem(registry._ENTRIES, "multitask-lora", replace(entry, train=interrupted))
     result = CliRunner().invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
                                       f"data=jsonl:{jsonl_data}", "--set", "rank=2", "--set", "train.steps=3",
                                       "--set", "train.save_every=1", "--out", str(run)])

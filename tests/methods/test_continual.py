@@ -212,11 +212,10 @@ def test_a_finished_sequential_stream_evaluates_as_the_lora_it_ends_with(tmp_pat
                                                 max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens))
     # the stream's last row is this adapter on the same prompts
     assert [scored["tasks"][t.name]["rougeL"] for t in tasks] == pytest.approx(results["matrix"][-1])
-    import hyperadapt.methods as methods
     from hyperadapt.methods.inputs import answer_inputs  # generate: the same LoRA, under the given condition
 
-    monkeypatch.setattr(methods, "load_run", lambda run_dir: load_run(run_dir, tiny_model()))  # the tiny model
-    rows = answer_inputs(run, ["hello"], ["Convert the text to upper case."], max_new_tokens=2)
+    rows = answer_inputs(run, ["hello"], ["Convert the text to upper case."], max_new_tokens=2,
+                         model_and_tokenizer=tiny_model())
     assert len(rows) == 1 and rows[0][0] == "hello" and rows[0][2] == "condition: Convert the text to upper case."
 
 

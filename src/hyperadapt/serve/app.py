@@ -27,10 +27,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hyperadapt.core import LoraConditioning, export_peft
 from hyperadapt.serve.engine import Job, QueueFull, Sampling
 from hyperadapt.serve.metrics import Metrics
-from hyperadapt.serve.runs import AdapterTarget, HypernetTarget
+from hyperadapt.serve.runs import AdapterTarget, MethodTarget
 from hyperadapt.serve.schemas import (
     AdapterRequest,
     ChatRequest,
@@ -337,15 +336,16 @@ def create_app(server: Server) -> FastAPI:
         created = int(server.started)
         data = [{"id": name, "object": "model", "created": created, "owned_by": "hyperadapt", "root": server.base_id,
                  "kind": t.kind, "needs_condition": t.needs_condition,
-                 "prompt_setting": getattr(t, "prompt_setting", None)} for name, t in server.targets.items()]
+                 "prompt_setting": t.prompt_style.setting if t.prompt_style else None}
+                for name, t in server.targets.items()]
         return {"object": "list", "data": data}
 
     @app.post("/v1/adapters")
     async def adapters(request: Request) -> Response:
         req = await parse(request, AdapterRequest)
         target = server.targets.get(req.model)
-        if not isinstance(target, HypernetTarget) or target.is_megan:
-            names = [n for n, t in server.targets.items() if isinstance(t, HypernetTarget) and not t.is_megan]
+        if not isinstance(target, MethodTarget) or not target.exports_adapters:
+            names = [n for n, t in server.targets.items() if isinstance(t, MethodTarget) and t.exports_adapters]
             raise ApiError(400 if target else 404, f"model {req.model!r} does not generate adapters: use a TAGI or "
                                                    f"Hypter run ({', '.join(names) or 'none loaded'})", "model")
         condition = req.condition or req.instruction
@@ -354,11 +354,8 @@ def create_app(server: Server) -> FastAPI:
                            "condition")
 
         def export() -> bytes:
-            factors = target.factors(condition)
-            lora = LoraConditioning({p: (a[None], b[None]) for p, (a, b) in factors.items()}, 1.0)
             with tempfile.TemporaryDirectory() as tmp:
-                folder = export_peft(server.model, lora, Path(tmp) / "adapter")
-                (folder / "instruction.txt").write_text(target.clean(condition))
+                folder = target.export_adapter(condition, Path(tmp) / "adapter")
                 problems = vllm_problems(folder, cfg.max_lora_rank)
                 if problems:
                     raise ValueError("the generated adapter would not load in vLLM: " + "; ".join(problems))
