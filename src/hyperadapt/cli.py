@@ -487,7 +487,8 @@ def generate(
 
 @app.command()
 def serve(
-    runs: Annotated[list[str] | None, typer.Argument(help="TAGI/MeGan/SwitchCIT runs: PATH or NAME=PATH")] = None,
+    runs: Annotated[list[str] | None, typer.Argument(help="runs (any that eval --run loads): PATH or NAME=PATH")]
+        = None,
     model: Annotated[str | None, typer.Option(help="base model (default: the runs' own)")] = None,
     lora_modules: Annotated[list[str] | None, typer.Option(help="NAME=PEFT_DIR (repeatable)")] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",

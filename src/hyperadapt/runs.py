@@ -28,10 +28,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hyperadapt.config import from_dict, upgrade_saved
 from hyperadapt.io import load_json, save_json
+from hyperadapt.registry import MethodEntry, method_entry, method_names
+
+if TYPE_CHECKING:
+    from hyperadapt.data.prompts import PromptStyle
 
 SCHEMA = 1
 RUN_FILE = "run.json"
@@ -288,8 +292,6 @@ def record_file(run_dir: str | Path) -> Path:
 def new_record(kind: str, method: str, config: Mapping[str, Any], model: Any = None, status: str = "running",
                **extra: Any) -> dict:
     """A fresh record of the one schema (see the module docstring); ``model``: the base model, fingerprinted."""
-    from hyperadapt.registry import method_entry
-
     entry = method_entry(method)
     setting = entry.prompt_setting(from_dict(entry.config_cls, dict(config))) if entry.config_cls else None
     record = {"schema": SCHEMA, "kind": kind, "method": method, "config": dict(config), "status": status,
@@ -403,10 +405,8 @@ class Run:
         return "released_from" in self.record
 
     @cached_property
-    def entry(self):  # -> hyperadapt.registry.MethodEntry
+    def entry(self) -> MethodEntry:
         """The method's registry entry (``ValueError`` for a method this version does not know)."""
-        from hyperadapt.registry import method_entry
-
         return method_entry(self.method)
 
     @property
@@ -429,7 +429,7 @@ class Run:
         return BaseModel(own, saved.get("fingerprint"), int(saved.get("scheme", 1)))
 
     @property
-    def prompt_style(self):  # -> hyperadapt.data.prompts.PromptStyle
+    def prompt_style(self) -> PromptStyle:
         """How its prompts were built in training (the record's ``prompt_style``, else its config's)."""
         from hyperadapt.data.prompts import PromptStyle
 
@@ -478,8 +478,6 @@ class Run:
     def check_loadable(self) -> None:
         """The ``ValueError`` that says why ``load`` cannot load this run (unfinished, or a method whose runs
         do not load, e.g. the oracle stream); loads nothing."""
-        from hyperadapt.registry import method_names
-
         if self.entry.load is None:
             raise ValueError(f"{self.path} is a {self.method!r} run, which cannot be loaded for evaluation: loadable "
                              f"runs are {', '.join(method_names(loadable=True))}")

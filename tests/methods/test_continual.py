@@ -204,6 +204,9 @@ def test_a_finished_sequential_stream_evaluates_as_the_lora_it_ends_with(tmp_pat
         run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model(), stop_after=1)
         load_run(run, tiny_model())
     results = run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
+    record = json.loads((run / "run.json").read_text())  # the one schema of every run
+    assert {"schema", "kind", "method", "config", "status", "versions", "base_model", "prompt_style"} <= set(record)
+    assert record["status"] == "finished" and record["prompt_style"] == {"setting": cfg.setting}
     method = load_run(run, tiny_model())
     assert method.name == "sequential" and method.setting == cfg.setting
     tasks = [t.test for t in make_context(cfg, tmp_path / "ctx", tiny_model()).tasks]
