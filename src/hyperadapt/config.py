@@ -210,13 +210,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     data: dict[str, Any] = {}
     saved_run = False
     if path is not None:
+        from hyperadapt.runs import is_run, is_run_record, record_file
+
         path = Path(path)
-        if path.is_dir() and (path / "run.json").is_file():
-            path = path / "run.json"
+        if path.is_dir() and is_run(path):
+            path = record_file(path)
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
         data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
-        if path.name == "run.json" and isinstance(data, dict) and isinstance(data.get("config"), dict):
+        if is_run_record(path) and isinstance(data, dict) and isinstance(data.get("config"), dict):
             data, saved_run = data["config"], True
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config file must be a mapping of settings (key: value lines, see "

@@ -204,6 +204,30 @@ def fit_prompt(
     )
 
 
+@dataclass(frozen=True)
+class PromptStyle:
+    """How a run's prompts are built, recorded in its ``run.json`` as litgpt records a ``prompt_style``: the
+    user turn of ``setting`` (:func:`user_message`: ``Definition: {condition}\n\nInput: {input}`` for ``def``,
+    the input alone for ``none``) through the model's chat template (:func:`render`), cut by :func:`fit_prompt`."""
+
+    setting: str = "def"
+
+    def __post_init__(self) -> None:
+        check_setting(self.setting)
+
+    def user_text(self, condition: str, input_text: str) -> str:
+        """The user turn of ``input_text`` under ``condition`` (what a router reads)."""
+        return user_message(condition, input_text, self.setting)
+
+    def prompt(self, tokenizer: Tokenizer, condition: str, input_text: str, max_tokens: int | None = None,
+               stats: TruncationStats | None = None) -> str:
+        """The rendered prompt, within ``max_tokens`` (see :func:`fit_prompt`)."""
+        return fit_prompt(tokenizer, condition, input_text, self.setting, (), max_tokens, stats)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"setting": self.setting}
+
+
 def build_prompt(
     tokenizer: Tokenizer, task: Task, instance: Instance, setting: str, instruction: str | None = None,
     max_tokens: int | None = None, stats: TruncationStats | None = None,

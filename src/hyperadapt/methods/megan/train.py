@@ -18,13 +18,14 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from hyperadapt.config import from_dict, to_dict
+from hyperadapt.config import to_dict
 from hyperadapt.core import BetaFn, conditioned, inject
+from hyperadapt.core.rows import BetaSource, RowCondition
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import TruncationStats, encode_instance, render, user_message
 from hyperadapt.data.schema import Task
@@ -43,7 +44,7 @@ from hyperadapt.methods.megan.hypernet import (
     tokenize_conditions,
 )
 from hyperadapt.models import load_base_model
-from hyperadapt.runs import RunDir, read_run
+from hyperadapt.runs import Run, RunDir
 from hyperadapt.training import Trainer, answer_loss, pad_batch
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class MeganMethod:
     info: dict = field(default_factory=dict)
     name: str = METHOD
     _channel_cache: dict[str, Tensor] = field(default_factory=dict, init=False, repr=False)
+    serves_as: ClassVar[str] = "condition"  # hyperadapt.core.rows.ConditionServable
+    exports_adapters: ClassVar[bool] = False  # it makes β for the SwiGLU gates, not a LoRA adapter
 
     def __post_init__(self) -> None:
         inject(self.model, targets=(), gating=True)
@@ -132,6 +135,22 @@ class MeganMethod:
 
     def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
         return self.condition([q.task.instruction for q in queries])
+
+    # -- serving (hyperadapt.core.rows.ConditionServable)
+
+    def clean_condition(self, condition: str) -> str:
+        return condition.strip()
+
+    @torch.no_grad()
+    def serve_row(self, condition: str | None, text: str) -> RowCondition:
+        """The β source of ``condition``: its embeddings [C, H] (per token) or its β [L, I] (per channel)."""
+        cond = self.condition_batch([self.clean_condition(condition or "")])  # embeddings [1, C, H]
+        if self.hypernet.spec.per_token:
+            return RowCondition(beta=BetaSource(self.hypernet, condition=cond.embeddings[0]))
+        return RowCondition(beta=BetaSource(self.hypernet, channel=self.hypernet.channel_betas(cond)[0]))
+
+    def export_adapter(self, instruction: str, out_dir: str | Path) -> Path:
+        raise ValueError("a MeGan run makes β for the SwiGLU gates, not a LoRA adapter: use a TAGI or Hypter run")
 
 
 # -- data ------------------------------------------------------------------------------------------------
@@ -244,16 +263,18 @@ def _method(model: Any, tokenizer: Any, hyper: BetaHypernetwork, cfg: MeganConfi
     return MeganMethod(model, tokenizer, hyper, cfg.setting, info)
 
 
-def load_megan(run_dir: str | Path, model_and_tokenizer=None) -> MeganMethod:
-    """MeGan from ``run_dir``: its hypernetwork attached to its base model (an error for any other model)."""
-    run_dir = Path(run_dir)
-    run = read_run(run_dir, (METHOD,))
-    cfg = from_dict(MeganConfig, run["config"])
-    if not (run_dir / HYPERNET_DIR).exists():
-        raise FileNotFoundError(f"{run_dir} has no trained hypernetwork yet: train it (or resume) first")
-    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
-    hyper = load_hypernetwork(run_dir / HYPERNET_DIR, model)
-    return _method(model, tokenizer, hyper, cfg, run_dir)
+def load_megan(run: Run | str | Path, model_and_tokenizer=None) -> MeganMethod:
+    """MeGan from ``run`` (a :class:`~hyperadapt.runs.Run` or its folder): its hypernetwork attached to its
+    base model (an error for any other model)."""
+    run = Run.of(run)
+    if run.method != METHOD:
+        raise ValueError(f"{run.path} is a {run.method!r} run, not a {METHOD} run")
+    cfg = run.config
+    if not (run.path / HYPERNET_DIR).exists():
+        raise FileNotFoundError(f"{run.path} has no trained hypernetwork yet: train it (or resume) first")
+    model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
+    hyper = load_hypernetwork(run.path / HYPERNET_DIR, model)
+    return _method(model, tokenizer, hyper, cfg, run.path)
 
 
 def generate(
