@@ -8,7 +8,8 @@ import pytest
 
 from hyperadapt.core import AdapterBank, export_peft, inject
 from hyperadapt.serve.adapters import AdapterStore, check_name
-from hyperadapt.serve.engine import Engine, RequestRefused
+from hyperadapt.serve.engine import Engine
+from hyperadapt.serve.errors import RequestRefused
 from hyperadapt.serve.runs import AdapterTarget, BaseTarget
 from hyperadapt.testing import tiny_model
 

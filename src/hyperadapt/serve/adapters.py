@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from hyperadapt.serve.cache import tensor_bytes
-from hyperadapt.serve.engine import Engine, RequestRefused
+from hyperadapt.serve.engine import Engine
+from hyperadapt.serve.errors import RequestRefused
 from hyperadapt.serve.runs import AdapterTarget, Target
 
 MAX_NAME_CHARS = 200

@@ -36,6 +36,7 @@ from transformers.cache_utils import DynamicLayer
 from hyperadapt.core import conditioned
 from hyperadapt.models import end_of_turn_ids
 from hyperadapt.serve.conditioning import RowCondition, batch_conditioning
+from hyperadapt.serve.errors import RequestRefused, lone_surrogate
 from hyperadapt.serve.metrics import Metrics
 from hyperadapt.serve.runs import Target
 
@@ -94,24 +95,6 @@ class Sampling:
 
 def _number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x)
-
-
-def lone_surrogate(text: str) -> int | None:
-    """The index of the first lone UTF-16 surrogate in ``text`` (``"\\ud800"`` from a JSON body), else None:
-    such text cannot be encoded as UTF-8, so no tokenizer or encoder can read it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        return err.start
-    return None
-
-
-class RequestRefused(ValueError):
-    """A request that cannot run, with its HTTP status and the field at fault."""
-
-    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.param, self.status = param, status
 
 
 @dataclass(eq=False)

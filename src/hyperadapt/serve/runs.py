@@ -7,7 +7,6 @@ loader through the library's one run loader. Each target turns a request into a
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ from hyperadapt.core import BASE, inject, load_peft
 from hyperadapt.io import load_json
 from hyperadapt.serve.cache import ByteLRU, tensor_bytes
 from hyperadapt.serve.conditioning import BASE_ROW, BetaSource, RowCondition, RowFactors
+from hyperadapt.serve.conditions import normalize_condition, read_condition
 
 HYPERNET_METHODS = ("tagi", "hypter", "megan")
 SERVABLE = (*HYPERNET_METHODS, "switchcit")
@@ -125,10 +125,6 @@ class ContinualTarget:
         return RowCondition(self._rows[adapter], route=f"{self.name}:{self.method.tasks[adapter]}")
 
 
-def condition_key(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
-
-
 @dataclass
 class HypernetTarget:
     """A TAGI/Hypter run (condition -> LoRA factors) or a MeGan run (condition -> β), cached per condition."""
@@ -154,19 +150,21 @@ class HypernetTarget:
         return getattr(self.method, "setting", "none")
 
     def clean(self, condition: str) -> str:
-        return condition.strip() if self.is_megan else self.method.vectors.clean(condition)
+        text = normalize_condition(condition)
+        return text if self.is_megan else self.method.vectors.clean(text)
 
     def resolve(self, condition: str | None, text: str) -> RowCondition:
-        if not condition or not condition.strip():
+        if not condition:
             raise ValueError(f"model {self.name!r} needs a non-empty 'condition' (extra_body={{'condition': ...}})")
-        key = (self.name, self.clean(condition))
+        read = read_condition(self.method, condition)  # the condition rule of serve/conditions.py
+        key = (self.name, read.key)
         value = self.cache.get(key)
         hit = value is not None
         if not hit:
-            value = self._make(key[1])
+            value = self._make(read.text)
             size = tensor_bytes([value.condition, value.channel]) if self.is_megan else tensor_bytes(value)
             self.cache.put(key, value, size)
-        route = f"{self.name}:{condition_key(key[1])}"
+        route = f"{self.name}:{read.key[:10]}"
         if self.is_megan:
             return RowCondition(beta=value, route=route, cache_hit=hit)
         return RowCondition(value, route=route, cache_hit=hit)
