@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from torch import Tensor
 
+from hyperadapt.data.prompts import literal_ids
 from hyperadapt.data.schema import Task
 from hyperadapt.encoders import CachedEncoder
 
@@ -59,7 +60,7 @@ class InstructionVectors:
                 "non-empty definition of the task"
             )
         tokenizer = self.encoder.tokenizer
-        ids = tokenizer(text.strip(), add_special_tokens=False, verbose=False).input_ids  # we cut, and warn, below
+        ids = literal_ids(tokenizer, text.strip())  # we cut, and warn, below
         cleaned = text.strip()
         if len(ids) > self.max_tokens:
             warnings.warn(  # one text for all instructions: a server's warning registry stays bounded
