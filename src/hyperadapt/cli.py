@@ -25,6 +25,7 @@ console = Console(soft_wrap=True, markup=False, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 # ValueError covers TaskDataError and JSON errors; RunLocked: another process is training into the run
 USER_ERRORS = (ValueError, OSError, yaml.YAMLError, RunLocked)
+SHUTDOWN_GRACE_S = 10  # seconds an open request gets to finish after SIGTERM (serve)
 # typer parses with its own copy of click: take its exception types from there
 click_errors = sys.modules[typer.BadParameter.__module__]
 
@@ -515,7 +516,8 @@ def serve(
                       allow_runtime_lora=allow_runtime_lora, api_key=api_key)
     server = build_server(runs or [], cfg, adapters=lora_modules or [], model=model)
     console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1", markup=False)
-    uvicorn.run(create_app(server), host=host, port=port, log_level="info")
+    # a request still open at SIGTERM gets SHUTDOWN_GRACE_S to finish; then the engine ends it with a 503
+    uvicorn.run(create_app(server), host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
 
 
 BENCH_HELP = "\n\n".join([

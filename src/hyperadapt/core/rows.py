@@ -14,7 +14,7 @@ together (``hyperadapt.serve.conditioning.batch_conditioning``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from torch import Tensor
 
@@ -90,3 +90,7 @@ class ConditionServable(Servable, Protocol):
     """A ``"condition"`` method: also names the text that identifies a condition's conditioning."""
 
     def clean_condition(self, condition: str) -> str: ...
+
+    def condition_reader(self) -> tuple[Any, int]:
+        """The tokenizer through which the method reads a condition and how many of its tokens it keeps."""
+        ...

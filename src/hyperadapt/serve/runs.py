@@ -9,7 +9,6 @@ rendered).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ from hyperadapt.core import conditioned, inject, load_peft
 from hyperadapt.core.rows import BASE_ROW, RowCondition, RowFactors, Servable, fold
 from hyperadapt.data.prompts import PromptStyle
 from hyperadapt.serve.cache import ByteLRU, tensor_bytes
+from hyperadapt.serve.conditions import normalize_condition, read_condition
 
 
 class Target(Protocol):
@@ -70,8 +70,6 @@ class AdapterTarget:
         return RowCondition(self.factors, route=f"adapter:{self.name}")
 
 
-def condition_key(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 @dataclass
@@ -118,16 +116,17 @@ class MethodTarget:
         if not self.needs_condition:
             row = self.method.serve_row(None, text)
             return replace(row, route=f"{self.name}:{row.route}")
-        if not condition or not condition.strip():
+        if not condition:
             raise ValueError(f"model {self.name!r} needs a non-empty 'condition' (extra_body={{'condition': ...}})")
-        key = (self.name, self.method.clean_condition(condition))
+        read = read_condition(self.method, condition)  # the condition rule of serve/conditions.py
+        key = (self.name, read.key)
         row = self.cache.get(key)
         hit = row is not None
         if not hit:
-            row = self.method.serve_row(key[1], text)
+            row = self.method.serve_row(read.text, text)
             self.cache.put(key, row, tensor_bytes(row.tensors()))
-        return replace(row, route=f"{self.name}:{condition_key(key[1])}", cache_hit=hit)
+        return replace(row, route=f"{self.name}:{read.key[:10]}", cache_hit=hit)
 
     def export_adapter(self, condition: str, out_dir: Path) -> Path:
         """The adapter of ``condition`` as a PEFT folder (the method's own export); engine thread only."""
-        return self.method.export_adapter(condition, out_dir)
+        return self.method.export_adapter(normalize_condition(condition), out_dir)

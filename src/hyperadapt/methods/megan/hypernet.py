@@ -26,6 +26,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core import BetaFn
 from hyperadapt.core.rows import BetaSource
+from hyperadapt.data.prompts import literal_ids
 from hyperadapt.io import load_json, load_state_strict, load_tensors, save_json, write_dir_atomic
 from hyperadapt.models import decoder_layers
 
@@ -69,7 +70,7 @@ def tokenize_conditions(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: 
     """Token ids [B, C] (right-padded, first ``max_tokens`` tokens of each text) and mask [B, C]."""
     if isinstance(texts, str) or not texts:
         raise ValueError("conditions must be a non-empty list of strings")
-    ids = [tokenizer(t, add_special_tokens=False).input_ids[:max_tokens] for t in texts]
+    ids = [literal_ids(tokenizer, t)[:max_tokens] for t in texts]
     empty = [t for t, x in zip(texts, ids, strict=True) if not x]
     if empty:
         raise ValueError(f"condition text {empty[0]!r} has no tokens: give every example a non-empty condition")

@@ -27,7 +27,14 @@ from hyperadapt.config import to_dict
 from hyperadapt.core import BetaFn, conditioned, inject
 from hyperadapt.core.rows import BetaSource, RowCondition
 from hyperadapt.data import load_tasks
-from hyperadapt.data.prompts import TruncationStats, encode_instance, render, user_message
+from hyperadapt.data.prompts import (
+    TruncationStats,
+    encode_instance,
+    literal_ids,
+    prompt_ids,
+    render,
+    user_message,
+)
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import Query
@@ -114,8 +121,8 @@ class MeganMethod:
         cond = self.condition_batch(conditions)
         channel = None if self.hypernet.spec.per_token else self.hypernet.channel_betas(cond)  # once: [N, L, I]
         for prompt in prompts:
-            ids = self.tokenizer([prompt] * len(conditions), return_tensors="pt", add_special_tokens=False)
-            ids = {k: v.to(self.model.device) for k, v in ids.items()}
+            ids = {"input_ids": torch.tensor([prompt_ids(self.tokenizer, prompt)] * len(conditions),
+                                             device=self.model.device)}
             betas = self.hypernet.beta_fn(cond, on_beta) if channel is None else channel_beta_fn(channel, on_beta)
             with conditioned(self.model, beta=betas):
                 self.model(**ids)
@@ -140,6 +147,10 @@ class MeganMethod:
 
     def clean_condition(self, condition: str) -> str:
         return condition.strip()
+
+    def condition_reader(self) -> tuple[Any, int]:
+        """The base model's tokenizer (MeGan reads its embeddings) and ``condition_max_tokens``."""
+        return self.tokenizer, self.hypernet.spec.condition_max_tokens
 
     @torch.no_grad()
     def serve_row(self, condition: str | None, text: str) -> RowCondition:
@@ -187,7 +198,7 @@ def encode_conditioned(
 def condition_batcher(examples: list[ConditionedExample], tokenizer: Any, max_tokens: int, device: torch.device):
     """``make_batch(indices)`` for the Trainer: the padded LM batch plus condition ids and mask."""
     texts = sorted({e.condition for e in examples})
-    long = sum(len(tokenizer(t, add_special_tokens=False).input_ids) > max_tokens for t in texts)
+    long = sum(len(literal_ids(tokenizer, t)) > max_tokens for t in texts)
     if long:
         log.warning("%d of %d conditions are longer than condition_max_tokens=%d and are cut", long, len(texts),
                     max_tokens)

@@ -134,6 +134,10 @@ class TagiMethod:
     def clean_condition(self, condition: str) -> str:
         return self.vectors.clean(condition)
 
+    def condition_reader(self) -> tuple[Any, int]:
+        """The instruction encoder's tokenizer and ``max_instruction_tokens``."""
+        return self.vectors.encoder.tokenizer, self.vectors.max_tokens
+
     @torch.no_grad()
     def serve_row(self, condition: str | None, text: str) -> RowCondition:
         """The adapter generated from ``condition`` (uncached: the server keeps one cache of rows)."""
