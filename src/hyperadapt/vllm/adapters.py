@@ -56,17 +56,18 @@ class ServedAdapters:
         """Have vLLM serve the PEFT folder ``path`` as ``name`` (once; later calls return at once)."""
         if name in self.loaded:
             return
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            if name in self.loaded:
-                return
-            try:
-                await self.client.load_adapter(name, str(path))
-            except VllmError as err:
-                if ALREADY_LOADED not in str(err):
-                    raise
-            self.loaded.add(name)
-        self._locks.pop(name, None)
+        try:
+            async with self._locks.setdefault(name, asyncio.Lock()):
+                if name in self.loaded:
+                    return
+                try:
+                    await self.client.load_adapter(name, str(path))
+                except VllmError as err:
+                    if ALREADY_LOADED not in str(err):
+                        raise
+                self.loaded.add(name)
+        finally:
+            self._locks.pop(name, None)
 
     async def unload(self, name: str) -> None:
         """Have vLLM drop ``name`` if we loaded it."""

@@ -113,17 +113,20 @@ class VllmProcess:
             print(vllm.url)
     """
 
-    def __init__(self, config: VllmServerConfig | None = None, url: str | None = None) -> None:
+    def __init__(self, config: VllmServerConfig | None = None, url: str | None = None,
+                 connect_timeout: float = 30.0) -> None:
         if (config is None) == (url is None):
             raise ValueError("give either a config to start vLLM or the url of a running one")
         self.config, self._url = config, url.rstrip("/") if url else None
+        self.connect_timeout = connect_timeout
         self._proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
         self.startup_seconds: float | None = None
 
     @classmethod
-    def connect(cls, url: str) -> VllmProcess:
-        return cls(url=url)
+    def connect(cls, url: str, timeout: float = 30.0) -> VllmProcess:
+        """A server that runs elsewhere (``http://host:port``); ``start()`` waits ``timeout`` s for its health."""
+        return cls(url=url, connect_timeout=timeout)
 
     @property
     def url(self) -> str:
@@ -148,7 +151,7 @@ class VllmProcess:
         began = time.perf_counter()
         if self.owned and self._proc is None:
             self._launch()
-        timeout = self.config.startup_timeout if self.config else 30.0
+        timeout = self.config.startup_timeout if self.config else self.connect_timeout
         try:
             self._wait_healthy(timeout)
         except VllmUnavailable:
