@@ -121,7 +121,8 @@ class VllmProcess:
         self.connect_timeout = connect_timeout
         self._proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
-        self.startup_seconds: float | None = None
+        self.startup_seconds: float | None = None  # from launch to healthy (from start() for a connected one)
+        self._launched_at: float | None = None
 
     @classmethod
     def connect(cls, url: str, timeout: float = 30.0) -> VllmProcess:
@@ -148,9 +149,8 @@ class VllmProcess:
 
     def start(self) -> str:
         """Start vLLM (or reach the given URL) and wait until it is healthy; returns its base URL."""
-        began = time.perf_counter()
-        if self.owned and self._proc is None:
-            self._launch()
+        self.launch()
+        began = self._launched_at or time.perf_counter()
         timeout = self.config.startup_timeout if self.config else self.connect_timeout
         try:
             self._wait_healthy(timeout)
@@ -160,11 +160,15 @@ class VllmProcess:
         self.startup_seconds = time.perf_counter() - began
         return self.url
 
-    def _launch(self) -> None:
+    def launch(self) -> None:
+        """Start the vLLM process without waiting for it (``start()`` waits); to load other things meanwhile."""
+        if not self.owned or self._proc is not None:
+            return
         cfg = self.config
         port = cfg.port or free_port(cfg.host)
         command = cfg.command(vllm_python(cfg.python), port)
         self.log_path = Path(cfg.log_file) if cfg.log_file else Path(tempfile.mkstemp(prefix="vllm-", suffix=".log")[1])
+        self._launched_at = time.perf_counter()
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           env=cfg.environment(), start_new_session=True)
