@@ -1,5 +1,18 @@
 """The adapters vLLM serves on our behalf: one owner that loads each name once, under a per-name lock, and
 unloads what the disk cache evicted (vLLM's ``/v1/load_lora_adapter``; the engine then sees a ``LoRARequest``).
+
+Runtime loading, not a ``LoRAResolver`` plugin (``vllm/lora/resolver.py``, vLLM 0.32), because:
+
+- a refusal keeps its reason: ``load_lora_adapter`` runs the worker's checks at once and answers with them
+  ("LoRA rank 32 is greater than max_lora_rank 16"), while a resolver's failed load becomes "LoRA adapter 'x'
+  was found but could not be loaded" (400) on the user's request, the reason only in vLLM's log;
+- it works with any vLLM reached by URL: a resolver is code registered inside vLLM's process (a
+  ``vllm.general_plugins`` entry point installed in vLLM's environment), which a user's cluster may not have;
+  the stock filesystem resolver (``VLLM_LORA_RESOLVER_CACHE_DIR``) also demands that the adapter's
+  ``base_model_name_or_path`` equal the served model's path, which our generated adapters do not write;
+- eviction is explicit: the cache's evicted folders are unloaded here, while a resolver never forgets a name
+  whose folder is gone.
+Both need the folder on a filesystem vLLM reads; a load costs one round trip per new condition (20-80 ms here).
 """
 
 from __future__ import annotations
