@@ -227,3 +227,12 @@ def test_a_refused_condition_is_not_marked_loaded(tmp_path):
     with pytest.raises(AdapterRefused, match="LoRA rank 64 is greater than max_lora_rank 16"):
         run(served.condition("run", "x", big))
     assert served.loaded == set()
+
+
+def test_a_failure_inside_vllm_is_a_bad_gateway():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return vllm_error("EngineCore encountered an issue", 500, "InternalServerError")
+
+    with pytest.raises(VllmError, match="refused the chat request: EngineCore encountered an issue") as err:
+        run(client_for(handler).generate("chat", {"model": "base", "messages": []}))
+    assert err.value.status == 502

@@ -92,7 +92,7 @@ class VllmClient:
         except httpx.HTTPError as err:
             raise VllmUnavailable(f"vLLM at {self.base_url} is not reachable: {err}") from err
         if response.status_code != 200:
-            raise VllmError(f"vLLM refused to list its models: {error_message(response)}", response.status_code)
+            raise VllmError(f"vLLM refused to list its models: {error_message(response)}", _status(response))
         return [m["id"] for m in response.json()["data"]]
 
     async def load_adapter(self, name: str, path: str) -> None:
@@ -112,8 +112,7 @@ class VllmClient:
         """Have vLLM drop the adapter ``name``; raises :class:`VllmError` when vLLM does not know it."""
         response = await self._post("/v1/unload_lora_adapter", {"lora_name": name}, f"unloading adapter {name!r}")
         if response.status_code != 200:
-            raise VllmError(f"vLLM could not unload adapter {name!r}: {error_message(response)}",
-                            response.status_code if response.status_code < 500 else 502)
+            raise VllmError(f"vLLM could not unload adapter {name!r}: {error_message(response)}", _status(response))
 
     async def generate(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """vLLM's answer (the OpenAI response object) to a ``"completion"`` or ``"chat"`` request ``body``.
@@ -121,7 +120,7 @@ class VllmClient:
         Raises :class:`VllmError` with vLLM's status and reason when it refuses the request."""
         response = await self._post(_endpoint(kind), {**body, "stream": False}, f"a {kind} request")
         if response.status_code != 200:
-            raise VllmError(f"vLLM refused the {kind} request: {error_message(response)}", response.status_code)
+            raise VllmError(f"vLLM refused the {kind} request: {error_message(response)}", _status(response))
         return response.json()
 
     async def stream(self, kind: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -136,7 +135,7 @@ class VllmClient:
                 if response.status_code != 200:
                     await response.aread()
                     raise VllmError(f"vLLM refused the {kind} request: {error_message(response)}",
-                                    response.status_code)
+                                    _status(response))
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -150,6 +149,11 @@ class VllmClient:
             raise VllmTimeout(f"vLLM at {self.base_url} stopped answering a streamed {kind} request") from err
         except httpx.TransportError as err:
             raise VllmUnavailable(f"vLLM at {self.base_url} broke off a streamed {kind} request: {err}") from err
+
+
+def _status(response: httpx.Response) -> int:
+    """vLLM's own status for a refusal of the request (4xx); 502 when vLLM itself failed (5xx)."""
+    return response.status_code if response.status_code < 500 else 502
 
 
 def _json(response: httpx.Response) -> object:
