@@ -2,7 +2,8 @@
 
 Every failure becomes one :class:`~hyperadapt.vllm.errors.VllmError` whose message names the problem and whose
 ``status`` is what a front answers its own client with: vLLM not reachable (503), too slow (504), an adapter it
-refuses (422, with vLLM's reason), any other refusal (vLLM's own 4xx, with its message).
+refuses (422, with vLLM's reason), any other refusal (vLLM's own 4xx, with its message), a failure inside
+vLLM (502).
 """
 
 from __future__ import annotations
