@@ -1,5 +1,6 @@
 """SwitchCIT's reject option: the scores on hand-made features, per-task calibration, calibration inputs never
-taken from test data, save/load, a resumed run with kept features, and the reject benchmark's rules."""
+taken from test data, save/load, a resumed run with kept features (and bf16 adapters), and the reject
+benchmark's rules."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from test_switch_helpers import tiny_config
 
 from hyperadapt.benchmarks.reject import judge, rules
@@ -184,6 +186,7 @@ def test_judge_calibrates_on_dev_only_and_reports_every_rule():
 def test_resumed_run_with_kept_features_and_per_task_thresholds_equals_an_uninterrupted_one(tiny_dir, tmp_path):
     cfg = tiny_config(str(tiny_dir), encoder="base_mean", confidence="mahalanobis", calibrate_per="task",
                       reject_bank=6)
+    cfg.lora.storage_dtype = "bfloat16"  # and the adapters in bf16, read back for every answer
     straight = run_stream(cfg, tmp_path / "straight", "switchcit")
     run_stream(cfg, tmp_path / "resumed", "switchcit", stop_after=1)
     resumed = run_stream(cfg, tmp_path / "resumed", "switchcit", resume=True)
@@ -194,3 +197,6 @@ def test_resumed_run_with_kept_features_and_per_task_thresholds_equals_an_uninte
     assert router.key_labels.tolist() == [0] * 6 + [1] * 6
     a, b = (tmp_path / run / "router" / "router.safetensors" for run in ("resumed", "straight"))
     assert a.read_bytes() == b.read_bytes()
+    assert resumed["matrix"] == straight["matrix"]
+    weights = load_file(next((tmp_path / "resumed" / "adapters").glob("000-*")) / "adapter_model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
