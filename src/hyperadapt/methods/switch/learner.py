@@ -151,16 +151,16 @@ class SwitchLearner(PerTaskLearner):
         def write(tmp: Path) -> None:
             self.router.save(tmp)
             buffer.save(tmp / RETENTION)
-            save_file({"texts": feats.contiguous(), "calib": calib.contiguous(), "bank": bank[0].contiguous(),
-                       "bank_labels": bank[1].contiguous()}, tmp / FEATURES)
+            save_file({"texts": feats.contiguous(), "calib": calib.contiguous()}, tmp / FEATURES)
 
         write_dir_atomic(self.router_dir, write)
         return {**stats, "router": {**router_stats, "calibrated_on": source}, "retained": buffer.count(label)}
 
     def retained(self, k: int) -> tuple[RetentionBuffer, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The buffer of tasks 0..k-1, the stored features of its inputs and calibration inputs, and the kept
-        features of the reject score with their labels (``router.reject_bank``; empty without), so that a
-        resumed run sees the very same features as an uninterrupted one."""
+        features of the reject score with their labels (``router.reject_bank``, kept once, as the saved
+        switch's keys; empty without), so that a resumed run sees the very same features as an uninterrupted
+        one."""
         dim = self.encoder.dim
         if not k:
             return RetentionBuffer(), torch.zeros(0, dim), torch.zeros(0, dim), (torch.zeros(0, dim),
@@ -168,8 +168,10 @@ class SwitchLearner(PerTaskLearner):
         buffer = RetentionBuffer.load(self.router_dir / RETENTION)
         buffer.keep_first(k)
         stored = load_tensors(self.router_dir / FEATURES, "stored features")
-        labels = stored.get("bank_labels", torch.zeros(0, dtype=torch.long))
-        bank = stored.get("bank", torch.zeros(0, dim))[labels < k], labels[labels < k]
+        bank = torch.zeros(0, dim), torch.zeros(0, dtype=torch.long)
+        if self.ctx.cfg.router.reject_bank:
+            saved = SwitchRouter.load(self.router_dir)
+            bank = saved.keys[saved.key_labels < k], saved.key_labels[saved.key_labels < k]
         return buffer, stored["texts"][: len(buffer.texts)], stored["calib"][: len(buffer.calib_texts)], bank
 
     def switch(self) -> SwitchRouter:
