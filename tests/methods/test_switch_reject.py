@@ -200,3 +200,15 @@ def test_resumed_run_with_kept_features_and_per_task_thresholds_equals_an_uninte
     assert resumed["matrix"] == straight["matrix"]
     weights = load_file(next((tmp_path / "resumed" / "adapters").glob("000-*")) / "adapter_model.safetensors")
     assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+
+
+def test_a_run_saved_before_the_new_router_keys_keeps_its_rule():
+    from hyperadapt.config import to_dict
+    from hyperadapt.methods.switch.learner import saved_config
+
+    config = to_dict(tiny_config(confidence="knn"))
+    for key in ("knn_k", "reject_bank", "calibrate_per"):
+        del config["router"][key]
+    router = saved_config({"config": config}).router
+    assert (router.confidence, router.reject_bank, router.calibrate_per, router.knn_k) == ("knn", 0, "global", 1)
+    assert RouterConfig().confidence == "mahalanobis" and RouterConfig().reject_bank == 200  # today's defaults

@@ -36,7 +36,7 @@ class RouterConfig:
         default=0.0001, metadata={"help": "inputs kept per task: a fraction of its data (< 1) or a count (>= 1)"}
     )
     retention_min: int = field(default=10, metadata={"help": "never keep fewer inputs than this per task"})
-    calibration: int = field(default=20, metadata={"help": "held-out inputs per task to calibrate the threshold"})
+    calibration: int = field(default=100, metadata={"help": "held-out inputs per task to calibrate the threshold"})
     calibrate_on: Literal["auto", "train", "dev"] = field(
         default="auto", metadata={"help": "where the calibration inputs come from: 'dev' (the stream's dev split), "
                                           "'train' (held out of the training inputs) or 'auto' (dev when the "
@@ -46,14 +46,14 @@ class RouterConfig:
         default=0.02, metadata={"help": "share of held-out seen inputs below the threshold (0 disables rejects)"}
     )
     confidence: Literal["softmax", "energy", "knn", "mahalanobis"] = field(
-        default="knn", metadata={"help": "the reject score: 'softmax' (max probability), 'energy' (logsumexp of "
-                                         "the logits), 'knn' (cosine to the knn_k-th nearest kept input of the "
-                                         "chosen task) or 'mahalanobis' (minus the distance to the nearest task "
-                                         "mean, shared covariance)"}
+        default="mahalanobis",
+        metadata={"help": "the reject score: 'softmax' (max probability), 'energy' (logsumexp of the logits), 'knn' "
+                          "(cosine to the knn_k-th nearest kept input of the chosen task) or 'mahalanobis' (minus "
+                          "the distance to the nearest task mean, shared covariance)"},
     )
     knn_k: int = field(default=1, metadata={"help": "'knn': which nearest kept input of the chosen task counts"})
     reject_bank: int = field(
-        default=0, metadata={"help": "features (not texts) of this many training inputs per task are kept for the "
+        default=200, metadata={"help": "features (not texts) of this many training inputs per task are kept for the "
                                      "reject score (kNN keys, task means, covariance); 0: the retained inputs"}
     )
     calibrate_per: Literal["global", "task"] = field(

@@ -51,6 +51,7 @@ from hyperadapt.methods.continual.stream import (
 from hyperadapt.methods.switch.config import RouterConfig, SwitchConfig
 from hyperadapt.methods.switch.router import (
     FEATURES,
+    LEGACY_ROUTER,
     RETENTION,
     RetentionBuffer,
     Routing,
@@ -249,10 +250,19 @@ def _rate(flags: list[bool]) -> float | None:
 # Adding a task to a finished run
 
 
+def saved_config(run: dict) -> SwitchConfig:
+    """The config in a continual run's ``run.json``; router keys it predates take the values that run used
+    (``LEGACY_ROUTER``), not today's defaults."""
+    config = dict(run["config"])
+    if "router" in config:
+        config["router"] = {**LEGACY_ROUTER, **config["router"]}
+    return from_dict(SwitchConfig, config)
+
+
 def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[dict, StreamContext]:
     """``run.json`` and the context of a continual run, with the tasks added after the stream."""
     run = check_run_dir(run_dir)
-    cfg = from_dict(SwitchConfig, run["config"])
+    cfg = saved_config(run)
     return run, with_added_tasks(make_context(cfg, run_dir, model_and_tokenizer))
 
 
@@ -388,7 +398,7 @@ def load_switch(run_dir: str | Path, model_and_tokenizer=None) -> SwitchMethod:
     run = check_run_dir(run_dir)
     if run["method"] != METHOD:
         raise ValueError(f"{run_dir} is a {run['method']!r} run, not a {METHOD} run")
-    cfg = from_dict(SwitchConfig, run["config"])
+    cfg = saved_config(run)
     if model_and_tokenizer is None:
         from hyperadapt.models import load_base_model
 
