@@ -277,8 +277,10 @@ class SwitchRouter(nn.Module):
             cov = ledoit_wolf(self.keys.double() - means[self.key_labels])  # [dim, dim]
             self._gaussian = means, torch.linalg.inv(cov)
         means, precision = self._gaussian
-        diff = features.double()[:, None, :] - means[None]  # [N, T, dim]
-        dist = torch.einsum("ntd,de,nte->nt", diff, precision, diff)  # [N, T]
+        x = features.double()  # [N, dim]
+        xp = x @ precision  # [N, dim]
+        # (x - m)ᵀ P (x - m) = xᵀPx - 2 xᵀPm + mᵀPm, for every task mean m at once
+        dist = (xp * x).sum(-1)[:, None] - 2 * xp @ means.T + ((means @ precision) * means).sum(-1)[None]  # [N, T]
         return -dist.min(-1).values.float()  # [N]
 
     def calibrate(self, features: Tensor, quantile: float, labels: Tensor | None = None) -> float:
