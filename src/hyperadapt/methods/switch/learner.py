@@ -56,6 +56,7 @@ from hyperadapt.methods.switch.router import (
     RetentionBuffer,
     Routing,
     SwitchRouter,
+    kept_inputs,
     make_router_encoder,
     train_router,
 )
@@ -99,7 +100,7 @@ def retain_task(buffer: RetentionBuffer, cfg: SwitchConfig, task: StreamTask, k:
     held = router_texts(task.dev, cfg.setting, cfg.seed + k) if source == "dev" and task.dev else None
     inputs = router_texts(task.train, cfg.setting, cfg.seed + k)
     label = buffer.add(task.name, inputs, cfg.router, cfg.seed, calibration=held)
-    return label, source, buffer.bank_inputs(task.name, inputs, cfg.router, cfg.seed, held is None)
+    return label, source, kept_inputs(task.name, inputs, cfg.router, cfg.seed, held is None)
 
 
 def reject_texts(cfg: SwitchConfig, tasks: list[StreamTask], unseen: list[Task]) -> tuple[list[str], list[str]]:
@@ -219,7 +220,7 @@ class SwitchLearner(PerTaskLearner):
 
 
 def reject_rule(cfg: RouterConfig) -> str:
-    """The reject rule of a router config in one name, e.g. ``sentence/mahalanobis/task/bank200/q0.02``."""
+    """The reject rule of a router config in one name, e.g. ``sentence/mahalanobis/global/bank200/calib100/q0.02``."""
     score = f"knn{cfg.knn_k}" if cfg.confidence == "knn" else cfg.confidence
     return (f"{cfg.encoder}/{score}/{cfg.calibrate_per}/bank{cfg.reject_bank}/calib{cfg.calibration}/"
             f"q{cfg.reject_quantile:g}")

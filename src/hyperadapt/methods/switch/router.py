@@ -124,15 +124,6 @@ class RetentionBuffer:
         held = [i for i, y in enumerate(self.calib_labels) if y < n]
         self.calib_texts, self.calib_labels = [self.calib_texts[i] for i in held], [self.calib_labels[i] for i in held]
 
-    def bank_inputs(self, name: str, inputs: Sequence[str], cfg: RouterConfig, seed: int, held_out: bool) -> list[str]:
-        """The training inputs of task ``name`` (as given to ``add``) whose features the reject score keeps
-        (``cfg.reject_bank``, at least the retained ones): the retained inputs first, then the next ones of the
-        same order, skipping those held out to calibrate (``held_out``: calibrated on training inputs)."""
-        order = input_order(name, len(inputs), seed)
-        keep = cfg.retained(len(inputs))
-        rest = order[keep + (cfg.calibration if held_out else 0) :]
-        return [inputs[i] for i in order[:keep] + rest[: max(0, cfg.reject_bank - keep)]]
-
     def count(self, label: int) -> int:
         return self.labels.count(label)
 
@@ -149,6 +140,16 @@ def input_order(name: str, n: int, seed: int) -> list[int]:
     order = list(range(n))
     random.Random(f"{seed}:{name}").shuffle(order)
     return order
+
+
+def kept_inputs(name: str, inputs: Sequence[str], cfg: RouterConfig, seed: int, held_out: bool) -> list[str]:
+    """The training inputs of task ``name`` (as given to ``RetentionBuffer.add``) whose features the reject
+    score keeps (``cfg.reject_bank``, at least the retained ones): the retained inputs first, then the next
+    ones of the same order, skipping those held out to calibrate (``held_out``: calibrated on training inputs)."""
+    order = input_order(name, len(inputs), seed)
+    keep = cfg.retained(len(inputs))
+    rest = order[keep + (cfg.calibration if held_out else 0) :]
+    return [inputs[i] for i in order[:keep] + rest[: max(0, cfg.reject_bank - keep)]]
 
 
 # ---------------------------------------------------------------------------------------------------------
