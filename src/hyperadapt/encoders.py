@@ -13,13 +13,16 @@ returns the same tensor for the same text on every call.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
@@ -80,8 +83,8 @@ class CachedEncoder:
         """Vectors [N, dim] (float32, CPU) for ``texts``; each distinct text is encoded once."""
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of texts, not a single string")
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        for start in range(0, len(missing), self.batch_size):
+        missing = sorted(dict.fromkeys(t for t in texts if t not in self._cache), key=len)  # similar lengths
+        for start in range(0, len(missing), self.batch_size):  # share a batch: less padding
             chunk = missing[start : start + self.batch_size]
             vectors = self._encode_batch(chunk).detach().float().cpu()  # [n, dim]
             self._cache.update(zip(chunk, vectors, strict=True))
@@ -91,6 +94,37 @@ class CachedEncoder:
 
     def cache_size(self) -> int:
         return len(self._cache)
+
+    def save_cache(self, path: str | Path) -> Path:
+        """Write the cached vectors to a safetensors file, keyed by each text's SHA-256 (no text is stored)."""
+        keys = [hashlib.sha256(t.encode()).hexdigest() for t in self._cache]
+        vectors = torch.stack(list(self._cache.values())) if keys else torch.zeros(0, self.dim)  # [N, dim]
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({"vectors": vectors.contiguous()}, tmp, metadata={"keys": json.dumps(keys)})
+        tmp.replace(path)
+        return path
+
+    def load_cache(self, path: str | Path, texts: Sequence[str]) -> int:
+        """Fill the cache for those of ``texts`` whose vectors ``path`` (from ``save_cache``) holds; returns how
+        many. Raises ``ValueError`` when the file's vectors are not ``dim`` wide (another encoder's cache)."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            keys = json.loads(f.metadata()["keys"])
+        vectors = load_file(str(path))["vectors"]  # [N, dim]
+        if len(keys) and vectors.shape[1] != self.dim:
+            raise ValueError(f"{path} holds {vectors.shape[1]}-d vectors, this encoder makes {self.dim}-d ones: "
+                             "it is another encoder's cache; delete it or give another path")
+        row = {k: i for i, k in enumerate(keys)}
+        found = 0
+        for text in texts:
+            i = row.get(hashlib.sha256(text.encode()).hexdigest())
+            if i is not None:
+                self._cache[text] = vectors[i]
+                found += 1
+        return found
 
     def clear_cache(self) -> None:
         self._cache.clear()

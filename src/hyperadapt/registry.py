@@ -36,7 +36,8 @@ class MethodEntry:
     -> method`` for a :class:`~hyperadapt.runs.Run` (None: its runs cannot be loaded, e.g. the oracle stream);
     ``make(model=..., setting=...) -> method`` for a prompt-only method (zero-shot); ``folder``: the run's
     subfolder that holds what loading needs (released with the run); ``prompt_setting(cfg)``: the prompt
-    setting the method was trained on (``def``, ``def2pos`` or ``none``).
+    setting the method was trained on (``def``, ``def2pos`` or ``none``); ``upgrade_config(saved) -> dict``:
+    a saved config with the keys it predates at the values that run used (applied by ``Run.config``).
     """
 
     name: str
@@ -49,6 +50,7 @@ class MethodEntry:
     serves_as: ServesAs | None = None
     prompt_setting: Callable[[Any], str] = _own_setting
     releasable: bool = False
+    upgrade_config: Callable[[dict], dict] = dict
 
 
 _ENTRIES: dict[str, MethodEntry] = {}

@@ -416,8 +416,9 @@ class Run:
 
     @cached_property
     def config(self) -> Any:
-        """The config dataclass of the run's method (old key names renamed, new keys at their defaults)."""
-        return from_dict(self.entry.config_cls, self.config_dict)
+        """The config dataclass of the run's method (old key names renamed; keys the run predates at the values
+        it used where its method says so, ``MethodEntry.upgrade_config``, else at their defaults)."""
+        return from_dict(self.entry.config_cls, self.entry.upgrade_config(self.config_dict))
 
     @property
     def base_model(self) -> BaseModel:

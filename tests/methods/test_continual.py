@@ -229,3 +229,34 @@ def test_a_stream_that_cannot_start_leaves_no_folder_behind(tmp_path):
     with pytest.raises((FileNotFoundError, ValueError)):
         run_stream(cfg, tmp_path / "out" / "run", method="sequential", model_and_tokenizer=tiny_model())
     assert not (tmp_path / "out" / "run").exists()
+
+
+def test_bf16_storage_halves_the_adapter_and_loads_in_peft_and_back_as_float32(tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from hyperadapt.data.schema import Instance, Task
+    from hyperadapt.methods.continual.store import AdapterStore
+
+    model, _ = tiny_model()
+    bank = AdapterBank.for_model(model, 1, 4, ["q_proj", "v_proj", "down_proj"], alpha=8)
+    with torch.no_grad():
+        for p in bank.parameters():
+            p.normal_(std=0.1)
+    task = Task("t", "Do it.", [Instance("t-0", "x", ("y",))])
+    stored = {}
+    for dtype in ("float32", "bfloat16"):
+        store = AdapterStore(tmp_path / dtype, dtype)
+        folder = store.write(0, task, model, bank.adapter(0))
+        assert {t.dtype for t in load_file(folder / "adapter_model.safetensors").values()} == {getattr(torch, dtype)}
+        stored[dtype] = store.load(0, "t")
+        assert {a.dtype for pair in stored[dtype].factors.values() for a in pair} == {torch.float32}
+        PeftModel.from_pretrained(tiny_model()[0], folder)  # a plain PEFT folder either way
+    weights = {d: (tmp_path / d / "000-t" / "adapter_model.safetensors").stat().st_size for d in stored}
+    tensor_bytes = 4 * sum(a.numel() + b.numel() for a, b in stored["float32"].factors.values())
+    assert weights["float32"] - weights["bfloat16"] >= 0.45 * tensor_bytes  # half the tensor bytes, less header
+    for name, (a, b) in stored["float32"].factors.items():
+        a16, b16 = stored["bfloat16"].factors[name]
+        assert torch.equal(a16, a.bfloat16().float()) and torch.equal(b16, b.bfloat16().float())
+    with pytest.raises(ValueError, match="lora.storage_dtype"):
+        AdapterStore(tmp_path, "float16")

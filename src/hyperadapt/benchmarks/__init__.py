@@ -21,6 +21,7 @@ BENCHMARKS = {
     "truncation": "how many training prompts lose part of their definition",
     "spread": "how much TAGI's adapters or MeGan's beta depend on the condition",
     "compare": "score saved answers again and compare each with the first (paired bootstrap)",
+    "reject": "SwitchCIT's reject option: every reject rule (score, features, calibration) on one stream",
 }
 
 

@@ -46,8 +46,10 @@ def export_peft(
     *,
     example: int | None = None,
     base_model_name_or_path: str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write one adapter (``lora``, or example ``example`` of it) as a PEFT LoRA folder for ``model``.
+    """Write one adapter (``lora``, or example ``example`` of it) as a PEFT LoRA folder for ``model``, its
+    tensors in ``dtype`` (default: as they are; ``torch.bfloat16`` halves the folder of a float32 adapter).
 
     ``lora_alpha = scale · r`` when that is a whole number, else the scale is folded into B (alpha = r).
     Modules with a rank other than the most common one go to ``rank_pattern``/``alpha_pattern``.
@@ -63,8 +65,8 @@ def export_peft(
     tensors = {}
     for name, (a, b) in single.factors.items():
         b = b[0] * scale if fold else b[0]
-        tensors[f"{PREFIX}{name}.lora_A.weight"] = a[0].detach().contiguous().cpu()  # [r, in]
-        tensors[f"{PREFIX}{name}.lora_B.weight"] = b.detach().contiguous().cpu()  # [out, r]
+        tensors[f"{PREFIX}{name}.lora_A.weight"] = a[0].detach().to(dtype or a.dtype).contiguous().cpu()  # [r, in]
+        tensors[f"{PREFIX}{name}.lora_B.weight"] = b.detach().to(dtype or b.dtype).contiguous().cpu()  # [out, r]
     odd = {name: rank for name, rank in ranks.items() if rank != r}
     config = LoraConfig(
         r=r,

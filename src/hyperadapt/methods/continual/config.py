@@ -16,6 +16,8 @@ from hyperadapt.data import parse_spec
 from hyperadapt.data.prompts import check_setting
 from hyperadapt.training import TrainConfig
 
+STORAGE_DTYPES = ("float32", "bfloat16")
+
 
 @dataclass
 class LoraSpec:
@@ -26,11 +28,16 @@ class LoraSpec:
     target_modules: list[str] = field(
         default_factory=lambda: list(LINEAR_MODULES), metadata={"help": "module types the LoRA adapts (PEFT's name)"}
     )
+    storage_dtype: Literal["float32", "bfloat16"] = field(
+        default="float32", metadata={"help": "dtype of each task's stored adapter (bfloat16: half the bytes); "
+                                             "every answer is computed with the stored adapter"}
+    )
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.alpha <= 0:
             raise ValueError(f"lora.rank must be >= 1 and lora.alpha > 0, got {self.rank} and {self.alpha}")
         check_targets(self.target_modules, "lora.target_modules", required=True)
+        check_choice("lora.storage_dtype", self.storage_dtype, STORAGE_DTYPES)
 
 
 @dataclass

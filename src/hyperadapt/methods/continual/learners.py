@@ -86,7 +86,7 @@ class LearnerBase:
 
     def __init__(self, ctx: StreamContext) -> None:
         self.ctx = ctx
-        self.store = AdapterStore(ctx.run_dir / ADAPTERS)
+        self.store = AdapterStore(ctx.run_dir / ADAPTERS, ctx.cfg.lora.storage_dtype)
 
     def report(self) -> dict:
         return {"storage": {"per_task_bytes": {e["task"]: e["bytes"] for e in self.store.entries()}}}

@@ -11,20 +11,26 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel
 
 from hyperadapt.core import AdapterBank, LoraConditioning, export_peft, load_peft
 from hyperadapt.data.schema import Task
 from hyperadapt.io import safe_name, save_json, write_dir_atomic
+from hyperadapt.methods.continual.config import STORAGE_DTYPES, check_choice
 
 MANIFEST = "manifest.json"
 
 
 class AdapterStore:
-    """``adapters/NNN-<task>/``: one PEFT LoRA folder per task, written once, plus ``manifest.json``."""
+    """``adapters/NNN-<task>/``: one PEFT LoRA folder per task, written once, plus ``manifest.json``.
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    ``dtype`` is what ``write`` stores (``float32`` or ``bfloat16``); ``load`` always returns float32 factors.
+    """
+
+    def __init__(self, root: Path, dtype: str = "float32") -> None:
+        check_choice("lora.storage_dtype", dtype, STORAGE_DTYPES)
+        self.root, self.dtype = root, dtype
 
     def folder(self, index: int, name: str) -> Path:
         return self.root / f"{index:03d}-{safe_name(name, 'task name')}"
@@ -41,7 +47,7 @@ class AdapterStore:
                 "n_train": len(task.instances), "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
         def write(tmp: Path) -> None:
-            export_peft(model, lora, tmp)
+            export_peft(model, lora, tmp, dtype=getattr(torch, self.dtype))
             (tmp / "task.json").write_text(json.dumps(meta, indent=2) + "\n")
 
         write_dir_atomic(target, write)
@@ -57,7 +63,9 @@ class AdapterStore:
         save_json({"adapters": self.entries()}, self.root / MANIFEST)
 
     def load(self, index: int, name: str) -> LoraConditioning:
-        return load_peft(self.folder(index, name))
+        """Task ``index``'s adapter, its factors float32 whatever dtype stores them."""
+        lora = load_peft(self.folder(index, name))
+        return LoraConditioning({n: (a.float(), b.float()) for n, (a, b) in lora.factors.items()}, lora.scale)
 
     def bank(self, model: PreTrainedModel, names: Sequence[str]) -> AdapterBank:
         """All adapters of ``names`` (in order) as one bank, for per-example routing."""

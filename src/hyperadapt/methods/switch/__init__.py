@@ -24,6 +24,7 @@ from hyperadapt.methods.switch.learner import (
     generate,
     load_switch,
     load_task_spec,
+    upgrade_config,
 )
 from hyperadapt.methods.switch.router import RetentionBuffer, Routing, SwitchRouter
 from hyperadapt.registry import register_method
@@ -36,7 +37,8 @@ def _register_streams() -> None:
     for name in LEARNERS:
         load = load_switch if name == METHOD else load_final_adapter if name in single_lora_methods() else None
         serves = "input" if name == METHOD else "fixed" if load is not None else None
-        register_method(name, SwitchConfig, kind="continual", load=load, folder=ADAPTERS, serves_as=serves)
+        register_method(name, SwitchConfig, kind="continual", load=load, folder=ADAPTERS, serves_as=serves,
+                        upgrade_config=upgrade_config)
 
 
 _register_streams()

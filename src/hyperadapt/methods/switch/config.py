@@ -13,8 +13,9 @@ from typing import Literal
 from hyperadapt.data import parse_spec
 from hyperadapt.methods.continual.config import ContinualConfig, check_choice
 
-ENCODERS = ("sentence", "base")
-CONFIDENCES = ("softmax", "knn")
+ENCODERS = ("sentence", "base", "base_mean")
+CONFIDENCES = ("softmax", "energy", "knn", "mahalanobis")
+CALIBRATIONS = ("global", "task")
 FALLBACKS = ("base", "nearest")
 CALIBRATION_SOURCES = ("auto", "train", "dev")
 
@@ -23,8 +24,9 @@ CALIBRATION_SOURCES = ("auto", "train", "dev")
 class RouterConfig:
     """The switch network: an MLP over frozen features of the whole prompt, with a reject option."""
 
-    encoder: Literal["sentence", "base"] = field(
-        default="sentence", metadata={"help": "'sentence' (all-MiniLM-L6-v2) or 'base' (last-token hidden state)"}
+    encoder: Literal["sentence", "base", "base_mean"] = field(
+        default="sentence", metadata={"help": "'sentence' (all-MiniLM-L6-v2), 'base' (the base model's last-token "
+                                              "hidden state) or 'base_mean' (its mean-pooled last layer)"}
     )
     hidden: int = field(default=200, metadata={"help": "hidden units of the MLP"})
     epochs: int = field(default=20, metadata={"help": "epochs over the retention buffer after each task"})
@@ -34,7 +36,7 @@ class RouterConfig:
         default=0.0001, metadata={"help": "inputs kept per task: a fraction of its data (< 1) or a count (>= 1)"}
     )
     retention_min: int = field(default=10, metadata={"help": "never keep fewer inputs than this per task"})
-    calibration: int = field(default=20, metadata={"help": "held-out inputs per task to calibrate the threshold"})
+    calibration: int = field(default=100, metadata={"help": "held-out inputs per task to calibrate the threshold"})
     calibrate_on: Literal["auto", "train", "dev"] = field(
         default="auto", metadata={"help": "where the calibration inputs come from: 'dev' (the stream's dev split), "
                                           "'train' (held out of the training inputs) or 'auto' (dev when the "
@@ -43,8 +45,20 @@ class RouterConfig:
     reject_quantile: float = field(
         default=0.02, metadata={"help": "share of held-out seen inputs below the threshold (0 disables rejects)"}
     )
-    confidence: Literal["softmax", "knn"] = field(
-        default="knn", metadata={"help": "'softmax' (max probability) or 'knn' (cosine to retained inputs)"}
+    confidence: Literal["softmax", "energy", "knn", "mahalanobis"] = field(
+        default="mahalanobis",
+        metadata={"help": "the reject score: 'softmax' (max probability), 'energy' (logsumexp of the logits), 'knn' "
+                          "(cosine to the knn_k-th nearest kept input of the chosen task) or 'mahalanobis' (minus "
+                          "the distance to the nearest task mean, shared covariance)"},
+    )
+    knn_k: int = field(default=1, metadata={"help": "'knn': which nearest kept input of the chosen task counts"})
+    reject_bank: int = field(
+        default=200, metadata={"help": "features (not texts) of this many training inputs per task are kept for the "
+                                     "reject score (kNN keys, task means, covariance); 0: the retained inputs"}
+    )
+    calibrate_per: Literal["global", "task"] = field(
+        default="global", metadata={"help": "one threshold for every input ('global') or one per task, applied "
+                                            "to the inputs routed to it ('task')"}
     )
     fallback: Literal["base", "nearest"] = field(
         default="base", metadata={"help": "what a rejected input runs with: the base model or the best adapter"}
@@ -55,7 +69,10 @@ class RouterConfig:
         check_choice("router.confidence", self.confidence, CONFIDENCES)
         check_choice("router.fallback", self.fallback, FALLBACKS)
         check_choice("router.calibrate_on", self.calibrate_on, CALIBRATION_SOURCES)
-        for name in ("hidden", "epochs", "batch_size", "retention_min", "calibration"):
+        check_choice("router.calibrate_per", self.calibrate_per, CALIBRATIONS)
+        if self.reject_bank < 0:
+            raise ValueError(f"router.reject_bank must be >= 0 (0: the retained inputs), got {self.reject_bank}")
+        for name in ("hidden", "epochs", "batch_size", "retention_min", "calibration", "knn_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"router.{name} must be at least 1, got {getattr(self, name)}")
         if self.retention <= 0 or (self.retention >= 1 and self.retention != int(self.retention)):

