@@ -16,8 +16,11 @@ _LAZY = {
     "load_tasks": "hyperadapt.data",
     "DEFAULT_MODEL_ID": "hyperadapt.models",
     "load_base_model": "hyperadapt.models",
+    "with_overrides": "hyperadapt.config",
+    "with_steps": "hyperadapt.config",
 }
-__all__ = ["DEFAULT_MODEL_ID", "Instance", "Task", "__version__", "load_base_model", "load_tasks"]
+__all__ = ["DEFAULT_MODEL_ID", "Instance", "Task", "__version__", "load_base_model", "load_tasks", "with_overrides",
+           "with_steps"]
 
 
 def __getattr__(name: str) -> Any:
