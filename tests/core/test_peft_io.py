@@ -122,3 +122,29 @@ def test_merge_and_unmerge_round_trip():
         torch.testing.assert_close(v, weights[k], atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="example=i"):
         merge(model, bank.conditioning([0, 1]))
+
+
+def test_wrapping_a_model_with_peft_prints_no_deprecation_warning():
+    """PEFT reads transformers' deprecated ``is_gradient_checkpointing`` on every wrap: not shown to the user."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from hyperadapt.core import peft_wrapping
+
+    config = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+
+    def probe_warnings(wrap) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            wrap()
+        return [str(w.message) for w in caught if "is_gradient_checkpointing" in str(w.message)]
+
+    if not probe_warnings(lambda: get_peft_model(tiny_model("llama")[0], config)):
+        pytest.skip("PEFT no longer reads the deprecated property: peft_wrapping can go")
+
+    def wrapped():
+        with peft_wrapping():
+            get_peft_model(tiny_model("llama")[0], config)
+
+    assert probe_warnings(wrapped) == []
