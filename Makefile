@@ -4,8 +4,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hyperadapt-installed
+DOCS_STAMP := $(VENV)/.hyperadapt-docs-installed
 
-.PHONY: install test demo lint bench clean vllm
+.PHONY: install test demo docs wheel-check lint bench clean vllm
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,18 @@ test: lint
 
 demo: install
 	$(VENV)/bin/hyperadapt demo
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+# the documentation site, into site/: strict (a broken link or a docstring that does not render fails), offline
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# a wheel installed in a fresh virtualenv outside the repository: `hyperadapt info` and the README quickstart
+wheel-check: install
+	PYTHON=$(PY) scripts/check_wheel.sh
 
 bench: install
 	$(VENV)/bin/hyperadapt bench core
@@ -52,4 +65,4 @@ $(VLLM_VENV)/.vllm-installed:
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site dist build

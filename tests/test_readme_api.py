@@ -1,6 +1,8 @@
 """The README's Python snippet, run on the tiny model: training a method on the caller's model leaves that
 model answering as the base model (the zero-shot row scores the base model, not the LoRA)."""
 
+from pathlib import Path
+
 import torch
 
 from hyperadapt import load_base_model, load_tasks
@@ -63,3 +65,28 @@ def test_lora_after_tagi_on_the_same_model(tiny_dir, jsonl_data, tmp_path):
     train_multitask_lora(lora_cfg, tmp_path / "mtl", model_and_tokenizer=(model, tok))
     assert torch.equal(_logits(model, tok), before)
     assert evaluate(tagi, tasks, EvalConfig(limit=1, max_new_tokens=2))["predictions"] == first["predictions"]
+
+
+def readme_python(name: str = "Python quickstart") -> str:
+    """The first ```python block under the README's heading ``## {name}``."""
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_quickstart_runs_as_written(tiny_dir, tmp_path, monkeypatch):
+    """The README's quickstart itself, on the tiny model: only the model name and the budgets are swapped."""
+    code = readme_python()
+    tagi_sizes = ", ".join(repr(o) for o in TAGI if "steps" not in o and "max_length" not in o)
+    swaps = {'load_base_model("default")': f'load_base_model({str(tiny_dir)!r})',
+             "with_steps(MultiTaskLoraConfig(), 30)": f"with_steps(MultiTaskLoraConfig(model={str(tiny_dir)!r}), 2)",
+             "with_steps(TagiConfig(), 20)": f"with_overrides(with_steps(TagiConfig(model={str(tiny_dir)!r}), 2), "
+                                             f"{tagi_sizes})",
+             "limit=5": "limit=1"}
+    for old, new in swaps.items():
+        assert old in code, f"the README's quickstart changed: {old!r} is gone; update this test"
+        code = code.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    exec(compile("from hyperadapt import with_overrides\n" + code, "README.md", "exec"), {})
+    assert (tmp_path / "adapters" / "singular" / "adapter_config.json").exists()
+    assert (tmp_path / "runs" / "tagi" / "run.json").exists() and (tmp_path / "runs" / "mtl" / "run.json").exists()

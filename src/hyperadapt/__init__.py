@@ -9,15 +9,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version string: pyproject.toml reads it (setuptools dynamic version)
 _LAZY = {
     "Instance": "hyperadapt.data",
     "Task": "hyperadapt.data",
     "load_tasks": "hyperadapt.data",
     "DEFAULT_MODEL_ID": "hyperadapt.models",
     "load_base_model": "hyperadapt.models",
+    "with_overrides": "hyperadapt.config",
+    "with_steps": "hyperadapt.config",
 }
-__all__ = ["DEFAULT_MODEL_ID", "Instance", "Task", "__version__", "load_base_model", "load_tasks"]
+__all__ = ["DEFAULT_MODEL_ID", "Instance", "Task", "__version__", "load_base_model", "load_tasks", "with_overrides",
+           "with_steps"]
 
 
 def __getattr__(name: str) -> Any:

@@ -234,3 +234,35 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def with_overrides(cfg: T, *overrides: str) -> T:
+    """A copy of the config dataclass ``cfg`` with ``key=value`` overrides applied, as ``--set`` applies them on
+    the command line: ``with_overrides(TagiConfig(), "rank=4", "teachers.train.steps=20")``.
+
+    Raises ``ValueError`` naming the key for an unknown key, a value of the wrong type or a malformed item."""
+    return from_dict(type(cfg), apply_overrides(to_dict(cfg), list(overrides)))
+
+
+def with_steps(cfg: T, steps: int) -> T:
+    """A copy of ``cfg`` whose every training stage runs ``steps`` optimiser steps: each nested section with a
+    ``steps`` field (``train``, and for TAGI also ``teachers.train`` and ``pretrain.train``). The quick way to a
+    small budget: ``with_steps(TagiConfig(), 20)``. Raises ``ValueError`` when ``steps`` < 1 or ``cfg`` has
+    no training stage."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+    keys = _step_keys(to_dict(cfg))
+    if not keys:
+        raise ValueError(f"{type(cfg).__name__} has no training stage (no section with a `steps` field)")
+    return with_overrides(cfg, *(f"{key}={steps}" for key in keys))
+
+
+def _step_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of every ``steps`` entry inside a nested section of ``data``."""
+    keys = []
+    for name, value in data.items():
+        if isinstance(value, Mapping):
+            if "steps" in value:
+                keys.append(f"{prefix}{name}.steps")
+            keys += _step_keys(value, f"{prefix}{name}.")
+    return keys

@@ -162,3 +162,29 @@ def load_peft_state(folder):
     from safetensors.torch import load_file
 
     return load_file(folder / "adapter_model.safetensors")
+
+
+def test_wrapping_a_model_with_peft_prints_no_deprecation_warning():
+    """PEFT reads transformers' deprecated ``is_gradient_checkpointing`` on every wrap: not shown to the user."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from hyperadapt.core import peft_wrapping
+
+    config = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+
+    def probe_warnings(wrap) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            wrap()
+        return [str(w.message) for w in caught if "is_gradient_checkpointing" in str(w.message)]
+
+    if not probe_warnings(lambda: get_peft_model(tiny_model("llama")[0], config)):
+        pytest.skip("PEFT no longer reads the deprecated property: peft_wrapping can go")
+
+    def wrapped():
+        with peft_wrapping():
+            get_peft_model(tiny_model("llama")[0], config)
+
+    assert probe_warnings(wrapped) == []

@@ -31,7 +31,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from hyperadapt.benchmarks import Parser, command
-from hyperadapt.core import LINEAR_MODULES, AdapterBank, GatedMLP, conditioned, inject, remove
+from hyperadapt.core import LINEAR_MODULES, AdapterBank, GatedMLP, conditioned, inject, peft_wrapping, remove
 from hyperadapt.io import check_out_file
 from hyperadapt.models import load_base_model
 from hyperadapt.training import IGNORE, answer_loss
@@ -282,7 +282,8 @@ def gating_cases(model, batch: int, seq: int, device: torch.device) -> dict[str,
 def make_peft(model, adapters: int):
     """A PEFT copy of ``model`` with ``adapters`` random rank-8 q, v adapters named a0, a1, ..."""
     config = LoraConfig(r=8, lora_alpha=16, target_modules=list(QV), init_lora_weights=False)
-    peft_model = get_peft_model(copy.deepcopy(model), config, adapter_name="a0")
+    with peft_wrapping():
+        peft_model = get_peft_model(copy.deepcopy(model), config, adapter_name="a0")
     for i in range(1, adapters):
         peft_model.add_adapter(f"a{i}", config)
     return peft_model.eval()

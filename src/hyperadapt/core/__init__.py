@@ -19,7 +19,15 @@ from hyperadapt.core.inject import (
     target_linears,
 )
 from hyperadapt.core.lora import ConditionedLinear, LoraConditioning
-from hyperadapt.core.peft_io import bank_from_peft, export_peft, load_peft, merge, merged_count, unmerge
+from hyperadapt.core.peft_io import (
+    bank_from_peft,
+    export_peft,
+    load_peft,
+    merge,
+    merged_count,
+    peft_wrapping,
+    unmerge,
+)
 
 __all__ = [
     "ATTENTION_MODULES",
@@ -39,6 +47,7 @@ __all__ = [
     "load_peft",
     "merge",
     "merged_count",
+    "peft_wrapping",
     "remove",
     "swish_beta",
     "target_linears",

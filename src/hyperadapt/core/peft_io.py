@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,6 +31,20 @@ PREFIX = "base_model.model."
 MERGED_ATTR = "_hyperadapt_merged"
 PEFT_DEFAULTS = {"r": 8, "lora_alpha": 8}  # peft.LoraConfig's defaults, used when a config omits them
 MAX_LORA_ALPHA = 65504.0  # float16's largest number: a larger lora_alpha overflows the delta in half precision
+PEFT_PROBE_WARNING = "`is_gradient_checkpointing` is deprecated"
+
+
+@contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Wrap a model with PEFT (``get_peft_model``, ``PeftModel.from_pretrained``) inside this context.
+
+    PEFT (0.21 and earlier) reads ``model.is_gradient_checkpointing`` whenever it wraps a model
+    (``PeftModel.__init__``), and transformers 5 deprecated that property in favour of
+    ``is_activation_checkpointing``, so every PEFT wrap printed a ``FutureWarning`` that no user can act on.
+    This context silences that one warning and nothing else; drop it once PEFT reads the new name."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=re.escape(PEFT_PROBE_WARNING), category=FutureWarning)
+        yield
 
 
 def single_adapter(lora: LoraConditioning, example: int | None) -> LoraConditioning:

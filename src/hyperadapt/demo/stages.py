@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hyperadapt.config import to_dict
+from hyperadapt.core import peft_wrapping
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import build_prompt, user_message
 from hyperadapt.data.schema import Task
@@ -79,7 +80,8 @@ def check_peft_adapter(method, task: Task, folder: Path, cfg: DemoConfig) -> dic
     with method.conditioning([Query(task, inst, prompt)]):
         tagi_answer = generate_batch(method.model, method.tokenizer, [prompt], cfg.max_new_tokens)[0]
     base_dir = default_model_dir() if cfg.model == "default" else Path(cfg.model)
-    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), folder)
+    with peft_wrapping():
+        peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), folder)
     peft_answer = generate_batch(peft_model, method.tokenizer, [prompt], cfg.max_new_tokens)[0]
     return {"folder": folder.name, "task": task.name, "instruction": task.instruction, "base": str(base_dir),
             "input": inst.input, "reference": inst.outputs[0], "tagi_answer": tagi_answer,

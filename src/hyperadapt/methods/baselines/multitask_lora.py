@@ -19,7 +19,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from hyperadapt.config import to_dict
-from hyperadapt.core import AdapterBank, bank_from_peft, conditioned, inject, remove
+from hyperadapt.core import AdapterBank, bank_from_peft, conditioned, inject, peft_wrapping, remove
 from hyperadapt.core.inject import injected_targets
 from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data import load_tasks
@@ -106,7 +106,8 @@ def _train_peft(cfg: MultiTaskLoraConfig, model, tokenizer, examples, run_dir: P
                 stop_at: int | None) -> None:
     """Train a PEFT LoRA on ``model`` and save it to ``run_dir/adapter``; PEFT is removed again after."""
     trainable = {n: p.requires_grad for n, p in model.named_parameters()}
-    peft_model = get_peft_model(model, cfg.lora_config())
+    with peft_wrapping():
+        peft_model = get_peft_model(model, cfg.lora_config())
     try:
         _fit(cfg, peft_model, tokenizer, examples, run_dir, resume, stop_at)
     finally:
