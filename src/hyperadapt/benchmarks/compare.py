@@ -21,6 +21,7 @@ import argparse
 from pathlib import Path
 
 from hyperadapt.benchmarks import Parser, command
+from hyperadapt.errors import UserError
 from hyperadapt.io import check_out_file, save_json
 
 KEYS = ("rougeL", "em")
@@ -40,11 +41,11 @@ def compare(logs: list[tuple[str, Path]], data: str, split: str, limit: int | No
     from hyperadapt.evaluation.metrics import aggregate, by_category, paired_bootstrap
 
     if len(logs) < 2:
-        raise ValueError(f"compare needs at least two answer logs, got {len(logs)}")
+        raise UserError(f"compare needs at least two answer logs, got {len(logs)}")
     labels = [label for label, _ in logs]
     repeated = sorted({x for x in labels if labels.count(x) > 1})
     if repeated:
-        raise ValueError(f"{repeated[0]!r} is given twice: give each file its own label (LABEL=PATH)")
+        raise UserError(f"{repeated[0]!r} is given twice: give each file its own label (LABEL=PATH)")
     tasks = load_tasks(data, split)
     scored = {}
     for label, path in logs:
@@ -53,7 +54,7 @@ def compare(logs: list[tuple[str, Path]], data: str, split: str, limit: int | No
         except ValueError as err:
             if "has no answer for" not in str(err):
                 raise
-            raise ValueError(f"{err}: are --data {data}, --split {split} and --limit {limit or 'all'} those of the "
+            raise UserError(f"{err}: are --data {data}, --split {split} and --limit {limit or 'all'} those of the "
                              "evaluation that wrote it?") from err
     reference = labels[0]
     out: dict = {"reference": reference, "logs": {}}
@@ -104,20 +105,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="results JSON (.json; a Markdown table beside it, .md)")
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
     if args.resamples < 1000:
-        raise ValueError(f"--resamples must be at least 1000 for a 95 % interval, got {args.resamples}")
+        raise UserError(f"--resamples must be at least 1000 for a 95 % interval, got {args.resamples}")
     logs = [(spec, Path(spec)) if Path(spec).exists() or not (sep and label and path) else (label, Path(path))
             for spec in args.logs for label, sep, path in [spec.partition("=")]]
     if args.out is not None:
         if args.out.suffix != ".json":
-            raise ValueError(f"--out {args.out} must end in .json (the Markdown table is written beside it)")
+            raise UserError(f"--out {args.out} must end in .json (the Markdown table is written beside it)")
         check_out_file(args.out, "--out")
         inputs = {p.resolve() for _, p in logs}
         inputs |= {p.resolve().with_name(p.name.removesuffix(".predictions.jsonl") + ".json")
                    for _, p in logs if p.name.endswith(".predictions.jsonl")}  # the evaluation's own results
         if args.out.resolve() in inputs:
-            raise ValueError(f"--out {args.out} would overwrite an input or the results of the evaluation that wrote "
+            raise UserError(f"--out {args.out} would overwrite an input or the results of the evaluation that wrote "
                              "it: choose another file")
     result = {"data": args.data, "split": args.split, "limit": args.limit, "metric_lang": args.metric_lang,
               **compare(logs, args.data, args.split, args.limit, args.resamples, args.seed, args.metric_lang),

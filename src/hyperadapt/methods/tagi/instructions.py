@@ -17,6 +17,7 @@ from torch import Tensor
 
 from hyperadapt.data.schema import Task
 from hyperadapt.encoders import CachedEncoder
+from hyperadapt.errors import UserError
 
 
 def instruction_text(task: Task, setting: str, instruction: str | None = None) -> str:
@@ -35,7 +36,7 @@ class InstructionVectors:
 
     def __init__(self, encoder: CachedEncoder, max_tokens: int) -> None:
         if max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+            raise UserError(f"max_tokens must be at least 1, got {max_tokens}")
         self.encoder = encoder
         self.max_tokens = max_tokens
         self._clean: dict[str, str] = {}
@@ -49,7 +50,7 @@ class InstructionVectors:
         if text in self._clean:
             return self._clean[text]
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(
+            raise UserError(
                 "empty instruction: TAGI generates the adapter from the task's instruction, so give a "
                 "non-empty definition of the task"
             )
