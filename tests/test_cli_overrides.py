@@ -95,7 +95,7 @@ def test_several_items_may_follow_one_set_and_a_bare_one_is_refused_the_same_way
 def test_a_malformed_item_fails_before_any_work_with_one_message(tmp_path):
     train = runner.invoke(app, ["train", "tagi", "--set", "rank", "--out", str(tmp_path / "r")])
     bench = runner.invoke(app, ["bench", "tagi", "--set", "rank", "--out", str(tmp_path / "b.json")])
-    message = "override 'rank' must look like KEY=VALUE"
+    message = "override 'rank' must look like key=value"
     assert train.exit_code == bench.exit_code == 2
     assert message in train.output and message in bench.output
     assert not (tmp_path / "r").exists() and not (tmp_path / "b.json").exists()

@@ -185,7 +185,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     parts = [part.strip() for part in key.split(".")]
     if not sep or not all(parts):
-        raise UserError(f"override {item!r} must look like KEY=VALUE, e.g. --set train.steps=100")
+        raise UserError(f"override {item!r} must look like key=value, e.g. --set train.steps=100")
     return parts, parse_yaml(raw, f"override {item!r}")
 
 

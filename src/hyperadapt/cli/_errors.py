@@ -93,9 +93,9 @@ class ErrorGroup(TyperGroup):
                 raise
             raise fail(error_line(err)) from None
         except ImportError as err:  # an optional package is missing: our messages say what to install
-            if "pip install" not in str(err) or debugging():
+            if debugging():
                 raise
-            raise fail(error_line(err)) from None
+            raise (fail(error_line(err)) if "pip install" in str(err) else bug(err)) from None
         except Exception as err:
             if debugging():
                 raise
