@@ -8,6 +8,8 @@ import typer
 
 from hyperadapt.cli._errors import console
 
+SHUTDOWN_GRACE_S = 10  # seconds an open request gets to finish after SIGTERM
+
 
 def serve(
     runs: Annotated[list[str] | None, typer.Argument(help="runs (any that eval --run loads): PATH or NAME=PATH")]
@@ -38,4 +40,5 @@ def serve(
                       allow_runtime_lora=allow_runtime_lora, api_key=api_key)
     server = build_server(runs or [], cfg, adapters=lora_modules or [], model=model)
     console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1")
-    uvicorn.run(create_app(server), host=host, port=port, log_level="info")
+    # a request still open at SIGTERM gets SHUTDOWN_GRACE_S to finish; then the engine ends it with a 503
+    uvicorn.run(create_app(server), host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
