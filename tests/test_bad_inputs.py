@@ -292,15 +292,31 @@ def test_missing_required_option_is_one_line(here):
     bad(["generate", "nowhere"], "--input")
 
 
-def test_real_bugs_keep_their_traceback(here, monkeypatch):
+@pytest.mark.parametrize("error", [KeyError("a bug"), ValueError("a library bug's ValueError")])
+def test_real_bugs_say_so_in_one_line_and_show_their_traceback_with_the_debug_switch(here, monkeypatch, error):
     import hyperadapt.registry
 
     def broken(name):
-        raise KeyError("a bug")
+        raise error
 
     monkeypatch.setattr(hyperadapt.registry, "method_entry", broken)
     result = runner.invoke(app, ["eval"])
-    assert result.exit_code == 1 and isinstance(result.exception, KeyError)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert type(error).__name__ in lines[0] and "bug in hyperadapt" in lines[0] and "HYPERADAPT_DEBUG=1" in lines[0]
+    shown = runner.invoke(app, ["eval"], env={"HYPERADAPT_DEBUG": "1"})
+    assert shown.exit_code == 1 and shown.exception is error  # the traceback is the bug's own
+
+
+def test_a_users_mistake_is_one_line_even_when_the_library_raises_it_deep_down(here, monkeypatch):
+    from hyperadapt.errors import UserError
+
+    def refuse(*args, **kwargs):
+        raise UserError("--limit must be at least 1, got 0")
+
+    monkeypatch.setattr("hyperadapt.data.load_tasks", refuse)
+    bad(["eval", "--out", "r.json"], "--limit must be at least 1")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -52,7 +52,11 @@ def test_train_then_eval_multitask_lora(tiny_dir, jsonl_data, tmp_path):
                                  f"jsonl:{jsonl_data}", "--split", "test", "--limit", "2", "--max-new-tokens",
                                  "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert (out / "multitask-lora.test.json").exists()
+    from hyperadapt.evaluation.destination import result_name
+    from hyperadapt.runs import Run
+
+    setting = Run.open(run).prompt_style.setting
+    assert (out / result_name(f"jsonl:{jsonl_data}", "test", setting, 2)).exists()  # a folder --out: names it all
 
 
 def test_clear_errors(jsonl_data, tmp_path):

@@ -131,16 +131,25 @@ def test_continual_run_add_generate(tiny_dir, tmp_path, caplog):
     _cut_long_inputs(run, caplog)
     _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", "synthetic", "--split", "seen", "--limit", "1",
                             "--max-new-tokens", "2"]))
-    assert json.loads((run / "eval" / "synthetic-seen-own.json").read_text())["method"] == "switchcit"
+    assert json.loads(_own_result(run, "synthetic", "seen", 1).read_text())["method"] == "switchcit"
     bad = runner.invoke(app, ["continual", "--method", "magic"])
     assert bad.exit_code == 2 and "unknown continual method" in bad.output
+
+
+def _own_result(run, data: str, split: str, limit: int):
+    """Where ``eval --run RUN`` writes: RUN/eval/DATA.SPLIT.SETTING.limitN.json, in the run's own setting."""
+    from hyperadapt.evaluation.destination import result_name
+    from hyperadapt.runs import Run
+
+    opened = Run.open(run)
+    return opened.eval_dir / result_name(data, split, opened.prompt_style.setting, limit)
 
 
 def _eval_run(run, jsonl_data, method: str) -> dict:
     """``eval --run RUN`` with no --method: the run says what it is; results go to RUN/eval/."""
     _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", f"jsonl:{jsonl_data}", "--split", "test",
                             "--limit", "2", "--max-new-tokens", "2"]))
-    result = json.loads((run / "eval" / "jsonl-test-own.json").read_text())
+    result = json.loads(_own_result(run, f"jsonl:{jsonl_data}", "test", 2).read_text())
     assert result["method"] == method and result["mean"]["n"] == 4
     return result
 

@@ -67,7 +67,9 @@ def empty(folder):
     return path
 
 
-def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path):
+def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path, monkeypatch):
+    """Errors as every command's: one ``error:`` line, exit code 2; without --out, results/compare.json."""
+    monkeypatch.chdir(tmp_path)
     tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
     full = write_log(tmp_path / "a.answers.jsonl", tasks, lambda t, x: "x")
     gap = write_log(tmp_path / "b.answers.jsonl", tasks, lambda t, x: "x", skip={("yesno", tasks[1].instances[2].id)})
@@ -75,7 +77,8 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path):
 
     def fails(*args):
         result = runner.invoke(app, ["bench", "compare", *args, *data])
-        assert result.exit_code != 0
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert [line.startswith("error: ") for line in result.output.splitlines()] == [True], result.output
         return result.output
 
     assert "has no answer for yesno instance" in fails(str(full), str(gap))
@@ -97,6 +100,7 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path):
     odd.write_text(full.read_text())
     same = runner.invoke(app, ["bench", "compare", str(full), str(odd), *data])
     assert same.exit_code == 0 and f"{odd}: ROUGE-L" in same.output, same.output
+    assert json.loads((tmp_path / "results" / "compare.json").read_text())["logs"].keys() == {str(full), str(odd)}
     broken = tmp_path / "broken.predictions.jsonl"  # a prediction without its instance id
     broken.write_text(json.dumps({"task": "copy", "prediction": "x"}) + "\n")
     assert "line 1 is not a prediction" in fails(str(full), str(broken))
@@ -106,7 +110,8 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path):
     assert "is empty" in fails(str(full), str(empty(tmp_path)))
     assert "is a folder" in fails(str(full), str(tmp_path))
     assert "no answer log at" in fails(str(full), str(tmp_path / "missing.jsonl"))
-    assert "--limit must be at least 1" in fails(str(full), str(gap), "--limit", "0")
+    assert "'--limit': Input should be greater than or equal to 1" in fails(str(full), str(gap), "--limit", "0")
     typo = runner.invoke(app, ["bench", "compare", str(full), str(gap), "--limit", "two", *data])
-    assert typo.exit_code == 2 and "usage:" not in typo.output
-    assert typo.output.startswith("error: argument --limit: invalid int value: 'two'") and typo.output.count("\n") == 1
+    assert typo.exit_code == 2 and "usage:" not in typo.output.lower()
+    assert typo.output.startswith("error: Invalid value for '--limit': Input should be a valid integer")
+    assert typo.output.count("\n") == 1 and "hyperadapt bench compare --help" in typo.output

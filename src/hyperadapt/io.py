@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from hyperadapt.errors import InputNotFound, UserError
+
 
 def main_writes(write):
     """``write()`` on the main process only under a multi-process launcher (see ``hyperadapt.distributed``);
@@ -43,11 +45,11 @@ def save_json(obj: object, path: str | Path) -> Path:
 def load_json(path: str | Path, what: str = "file") -> dict:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise InputNotFound(f"{what} not found: {path}")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{what} {path} is not valid JSON (line {err.lineno}): {err.msg}") from err
+        raise UserError(f"{what} {path} is not valid JSON (line {err.lineno}): {err.msg}") from err
 
 
 def load_tensors(path: str | Path, what: str = "weights") -> dict:
@@ -61,11 +63,11 @@ def load_tensors(path: str | Path, what: str = "weights") -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise InputNotFound(f"{what} not found: {path}")
     try:
         return load_file(path)
     except SafetensorError as err:
-        raise ValueError(f"{what} {path} is not a readable safetensors file ({err}): it is damaged or "
+        raise UserError(f"{what} {path} is not a readable safetensors file ({err}): it is damaged or "
                          "incomplete; copy or save it again") from err
 
 
@@ -80,7 +82,7 @@ def load_state_strict(module, state: dict, path: str | Path, what: str = "weight
     except RuntimeError as err:
         first = next((ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()), str(err))
         first = first if len(first) <= 200 else first[:200] + " ..."
-        raise ValueError(f"{what} {path} do not fit this {type(module).__name__} (weights of another model, "
+        raise UserError(f"{what} {path} do not fit this {type(module).__name__} (weights of another model, "
                          f"method or config): {first}") from err
     return module
 
@@ -137,7 +139,7 @@ def safe_name(name: str, what: str = "name") -> str:
     Raises ``ValueError`` for an empty name.
     """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{what} is empty: give it a name")
+        raise UserError(f"{what} is empty: give it a name")
     if SAFE_CHARS.search(name) is None and not name.startswith(".") and len(name) <= MAX_NAME:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
@@ -150,7 +152,7 @@ def child_path(root: str | Path, name: str, what: str = "name", suffix: str = ""
     root = Path(root)
     path = root / f"{safe_name(name, what)}{suffix}"
     if path.resolve().parent != root.resolve():
-        raise ValueError(f"{what} {name!r} does not stay inside {root}")
+        raise UserError(f"{what} {name!r} does not stay inside {root}")
     return path
 
 
@@ -158,7 +160,7 @@ def check_plain_name(name: str, what: str, where: str | Path) -> str:
     """``name`` unchanged when it is a single file name (no separator, not ``.``/``..``, not absolute);
     else a ``ValueError`` naming ``where`` it came from: names read from data files are not paths."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise ValueError(f"{where}: {what} {name!r} is not a plain name (no path separators or '..')")
+        raise UserError(f"{where}: {what} {name!r} is not a plain name (no path separators or '..')")
     return name
 
 
@@ -171,7 +173,7 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if probe != path and not probe.is_dir():
-        raise ValueError(f"{what} {path} cannot be written: {probe} is a file, not a folder")
+        raise UserError(f"{what} {path} cannot be written: {probe} is a file, not a folder")
     folder = probe if probe.is_dir() else probe.parent
     if not os.access(folder, os.W_OK | os.X_OK) or (probe.is_file() and not os.access(probe, os.W_OK)):
         raise PermissionError(f"{what} {path} cannot be written: no write permission in {folder}")
@@ -182,7 +184,7 @@ def check_out_file(path: str | Path, what: str = "--out") -> Path:
     """``check_writable`` for a file output, also refusing an existing folder at ``path``."""
     path = check_writable(path, what)
     if path.is_dir():
-        raise ValueError(f"{what} {path} is a folder: give a file path")
+        raise UserError(f"{what} {path} is a folder: give a file path")
     return path
 
 
@@ -194,13 +196,13 @@ def check_out_dir(path: str | Path, what: str = "--out", *, inputs: tuple[str | 
     any other folder's files would be lost."""
     path = check_writable(path, what)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{what} {path} is a file, not a folder: give a folder path")
+        raise UserError(f"{what} {path} is a file, not a folder: give a folder path")
     real = path.resolve()
     for source in inputs:
         src = Path(source).resolve()
         if real == src or real in src.parents or src in real.parents:
-            raise ValueError(f"{what} {path} would overwrite or mix into {source}: choose a folder outside it")
+            raise UserError(f"{what} {path} would overwrite or mix into {source}: choose a folder outside it")
     if replaces is not None and path.is_dir() and any(path.iterdir()) and not replaces(path):
-        raise ValueError(f"{what} {path} is a folder with other files in it, not a previous {kind}: its files "
+        raise UserError(f"{what} {path} is a folder with other files in it, not a previous {kind}: its files "
                          "would be lost or mixed with the new ones; choose a new or empty folder")
     return path

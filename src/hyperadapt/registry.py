@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from hyperadapt.errors import UserError
+
 Kind = Literal["train", "continual", "prompt"]
 # what a loaded method serves as (its conditioning interface, hyperadapt.core.rows.Servable):
 #   condition: a condition text -> an adapter or β (TAGI, Hypter, MeGan); input: each input routed to an adapter
@@ -75,7 +77,7 @@ def method_entry(name: str) -> MethodEntry:
     if name not in _ENTRIES:
         _discover()
     if name not in _ENTRIES:
-        raise ValueError(f"unknown method {name!r}: use one of {', '.join(method_names())}")
+        raise UserError(f"unknown method {name!r}: use one of {', '.join(method_names())}")
     return _ENTRIES[name]
 
 

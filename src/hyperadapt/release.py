@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from hyperadapt.config import to_dict
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import check_out_dir, load_tensors, write_dir_atomic
 from hyperadapt.registry import method_entry, method_names
 from hyperadapt.runs import Run, RunDir
@@ -41,15 +42,15 @@ def release_checkpoint(run: Run | str | Path, out: str | Path, card: str | None 
     run_dir, out = check_release_out(run.path, out)
     if not run.entry.releasable:
         names = [n for n in method_names() if method_entry(n).releasable]
-        raise ValueError(f"{run_dir} is a {run.method!r} run: only {', '.join(names)} runs can be released")
+        raise UserError(f"{run_dir} is a {run.method!r} run: only {', '.join(names)} runs can be released")
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        raise UserError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     run.check_finished()
     folder = run.entry.folder
     source = run.artefact
     weights = sorted(source.glob("*.safetensors")) if source.is_dir() else []
     if not weights:
-        raise FileNotFoundError(f"{run_dir} has no final hypernetwork ({source}): finish training it first")
+        raise InputNotFound(f"{run_dir} has no final hypernetwork ({source}): finish training it first")
 
     def write(tmp: Path) -> None:
         (tmp / folder).mkdir()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hyperadapt.config import from_dict, upgrade_saved
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import load_json, save_json
 from hyperadapt.registry import MethodEntry, method_entry, method_names
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 SCHEMA = 1
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
+EVAL_DIR = "eval"  # a run's evaluation results (``hyperadapt eval --run``; see evaluation/destination.py)
 # keys that may change between a run and its resumption without changing what is trained: these settings of
 # any ``train`` section (``train.save_every``, ``teachers.train.save_every``, ``pretrain.train.log_every``, ...)
 RESUMABLE_TRAIN_KEYS = ("save_every", "keep_checkpoints", "log_every", "eval_every")
@@ -136,14 +138,14 @@ class RunDir:
         if run is None:
             return None
         if run.get("kind", "train") != "train" or run.get("method") != method:
-            raise ValueError(
+            raise UserError(
                 f"{self.path} holds a {run.get('method')!r} run; training {method!r} into it would overwrite it: "
                 "choose another --out"
             )
         changed = changed_keys(run.get("config", {}), config)
         if changed:
             shown = ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else "")
-            raise ValueError(
+            raise UserError(
                 f"{self.path} was trained with another config (changed: {shown}); it keeps its weights only for "
                 f"the config it was trained with: resume with its own config (--config {self.run_file}), or "
                 "choose another --out for a new run"
@@ -267,10 +269,10 @@ def read_record(run_dir: str | Path) -> dict:
     """
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no {RUN_FILE}): train a method into it first")
+        raise InputNotFound(f"{run_dir} is not a run directory (no {RUN_FILE}): train a method into it first")
     record = load_json(path, "run file")
     if not isinstance(record, dict):
-        raise ValueError(f"run file {path} must hold a JSON object")
+        raise UserError(f"run file {path} must hold a JSON object")
     return record
 
 
@@ -311,6 +313,15 @@ def newest_checkpoint(run_dir: str | Path) -> Path | None:
     return max(found, key=lambda c: (c / "state.json").stat().st_mtime, default=None)
 
 
+def stopped_at(run_dir: str | Path) -> str:
+    """Where a run stopped early (e.g. by Ctrl-C) stands, in words: its newest checkpoint, or that nothing
+    of it was saved (for the line that says how to resume it)."""
+    if not is_run(run_dir):
+        return f"{run_dir} was not started yet: nothing was saved"
+    checkpoint = newest_checkpoint(run_dir)
+    return f"the last checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been written yet"
+
+
 def train_resume_command(method: str, run_dir: str | Path) -> str:
     """The command that resumes the ``train`` run ``run_dir`` with the config it was started with."""
     return f"hyperadapt train {method} --config {Path(run_dir) / RUN_FILE} --out {run_dir}"
@@ -346,7 +357,7 @@ class BaseModel:
             same = not found["name_or_path"] or not self.name_or_path or same_model(found["name_or_path"],
                                                                                     self.name_or_path)
         if not same:
-            raise ValueError(f"{run} was trained on the base model {self.name_or_path!r} (fingerprint "
+            raise UserError(f"{run} was trained on the base model {self.name_or_path!r} (fingerprint "
                              f"{self.fingerprint}), not on {found['name_or_path']!r} (fingerprint "
                              f"{found['fingerprint']}): a run's adapters only fit their own base model; load it on "
                              "that one (leave out --model)")
@@ -379,9 +390,9 @@ class Run:
         record = read_record(path)
         method = record.get("method")
         if not isinstance(method, str):
-            raise ValueError(f"run file {path / RUN_FILE} names no method")
+            raise UserError(f"run file {path / RUN_FILE} names no method")
         if not isinstance(record.get("config"), dict):
-            raise ValueError(f"run file {path / RUN_FILE} holds no config")
+            raise UserError(f"run file {path / RUN_FILE} holds no config")
         kind = "continual" if record.get("kind") == "continual" else "train"
         status = record.get("status")
         if status is None:  # records without a status: old train runs were finished; old streams when done
@@ -426,7 +437,7 @@ class Run:
         saved = self.record.get("base_model") or {}
         own = self.config_dict.get("model")
         if not isinstance(own, str):
-            raise ValueError(f"{self.path / RUN_FILE} names no base model (config.model)")
+            raise UserError(f"{self.path / RUN_FILE} names no base model (config.model)")
         return BaseModel(own, saved.get("fingerprint"), int(saved.get("scheme", 1)))
 
     @property
@@ -450,6 +461,11 @@ class Run:
         return self.path / name
 
     @property
+    def eval_dir(self) -> Path:
+        """Where ``hyperadapt eval --run`` writes this run's results (one file per evaluation)."""
+        return self.path / EVAL_DIR
+
+    @property
     def artefact(self) -> Path | None:
         """The folder that holds what loading needs (``hypernet/``, ``hypernetwork/``, ``adapter/``, ...)."""
         return self.path / self.entry.folder if self.entry.folder else None
@@ -467,20 +483,20 @@ class Run:
         if self.finished:
             return
         if self.kind == "continual":
-            raise FileNotFoundError(f"{self.path} has not finished its stream: resume it first: "
+            raise InputNotFound(f"{self.path} has not finished its stream: resume it first: "
                                     f"`{self.resume_command()}`")
         owner = RunDir(self.path).owner()
         if owner is not None:
-            raise ValueError(f"{self.path} has not finished training: it is being trained now by another process "
+            raise UserError(f"{self.path} has not finished training: it is being trained now by another process "
                              f"(pid {owner}); wait for it to finish")
-        raise ValueError(f"{self.path} has not finished training (status {self.status!r}): resume it with "
+        raise UserError(f"{self.path} has not finished training (status {self.status!r}): resume it with "
                          f"`{self.resume_command()}`")
 
     def check_loadable(self) -> None:
         """The ``ValueError`` that says why ``load`` cannot load this run (unfinished, or a method whose runs
         do not load, e.g. the oracle stream); loads nothing."""
         if self.entry.load is None:
-            raise ValueError(f"{self.path} is a {self.method!r} run, which cannot be loaded for evaluation: loadable "
+            raise UserError(f"{self.path} is a {self.method!r} run, which cannot be loaded for evaluation: loadable "
                              f"runs are {', '.join(method_names(loadable=True))}")
         self.check_finished()
 
@@ -490,7 +506,7 @@ class Run:
 
         own = self.base_model.name_or_path
         if model is not None and not same_model(model, own):
-            raise ValueError(f"--model {model!r} does not match the model the run {self.path} was trained on "
+            raise UserError(f"--model {model!r} does not match the model the run {self.path} was trained on "
                              f"({own!r}): a run is evaluated on its own model; leave out --model")
         return own
 

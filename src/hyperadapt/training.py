@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from hyperadapt import distributed
+from hyperadapt.errors import UserError
 from hyperadapt.io import atomic_write_text, load_json, load_tensors
 
 Batch = dict[str, torch.Tensor]
@@ -63,13 +64,13 @@ class TrainConfig:
             check_type(getattr(self, f.name), hints[f.name], f"train.{f.name}")
         for name in ("steps", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"train.{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            raise UserError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.lr <= 0:
-            raise ValueError(f"train.lr must be positive, got {self.lr}")
+            raise UserError(f"train.lr must be positive, got {self.lr}")
         if self.precision not in ("auto", "bf16", "no"):
-            raise ValueError(f"train.precision must be auto, bf16 or no, got {self.precision!r}")
+            raise UserError(f"train.precision must be auto, bf16 or no, got {self.precision!r}")
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -87,7 +88,7 @@ class StepSampler:
 
     def __init__(self, n: int, batch_size: int, seed: int):
         if n < 1:
-            raise ValueError("no training examples")
+            raise UserError("no training examples")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self._epoch, self._perm = -1, np.arange(0)
 
@@ -283,11 +284,11 @@ class Trainer:
         saved = load_tensors(path / "params.safetensors", "checkpoint parameters")
         if set(saved) != set(self.params):
             missing, extra = set(self.params) - set(saved), set(saved) - set(self.params)
-            raise ValueError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {extra}")
+            raise UserError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {extra}")
         with torch.no_grad():
             for name, p in self.params.items():
                 if saved[name].shape != p.shape:
-                    raise ValueError(f"checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, "
+                    raise UserError(f"checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, "
                                      f"the model has {tuple(p.shape)}")
                 p.copy_(saved[name])
         optimizer = load_tensors(path / "optimizer.safetensors", "checkpoint optimizer state")

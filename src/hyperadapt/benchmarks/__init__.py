@@ -2,7 +2,8 @@
 ``python -m hyperadapt.benchmarks.NAME [options]``; module ``NAME`` runs with its ``main(argv)``.
 
 A top layer, like the CLI: a benchmark may import any method; nothing in ``hyperadapt`` but the CLI imports
-this package. This file imports nothing heavy, so that ``hyperadapt bench --help`` can list the benchmarks.
+this package. This file imports nothing heavy, so that ``hyperadapt bench --help`` can list the benchmarks. A new
+benchmark is a module ``NAME.py`` with ``main(argv)`` (an argparse ``Parser``) and one line in ``BENCHMARKS``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+
+from hyperadapt.config import OVERRIDE_HELP, expand_set_args, parse_override, refuse_stray_overrides
+from hyperadapt.errors import UserError
 
 BENCHMARKS = {
     "core": "speed and memory of the conditioning core vs PEFT",
@@ -32,8 +36,29 @@ def command(name: str, argv: Sequence[str] | None = None) -> str:
 
 class Parser(argparse.ArgumentParser):
     """``argparse`` with the CLI's error style: a bad option is one ``error: ...`` line, exit code 2 (argparse's
-    own prints the whole usage block first)."""
+    own prints the whole usage block first); ``--set`` is read as by every command (``add_set_option``)."""
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"error: {message} (`{self.prog} --help` lists the options)\n")
 
+    def add_set_option(self, what: str = "") -> None:
+        """``--set KEY=VALUE``, repeatable, several after one ``--set``: read as every ``hyperadapt`` command reads
+        it (``config.expand_set_args``, then ``config.parse_override``; ``what``: which config it overrides)."""
+        self.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help=f"{OVERRIDE_HELP}. {what}".strip())
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, with ``--set`` read as by every command: a malformed item or a bare ``KEY=VALUE`` fails
+        with the command line's message."""
+        args = expand_set_args(sys.argv[1:] if args is None else args)
+        parsed, extra = self.parse_known_args(args, namespace)
+        try:
+            if any("=" in a and not a.startswith("-") for a in extra):
+                refuse_stray_overrides(extra)
+            for item in getattr(parsed, "set", None) or []:
+                parse_override(item)
+        except UserError as err:
+            self.error(str(err))
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed

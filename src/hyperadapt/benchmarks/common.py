@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from hyperadapt.config import OVERRIDE_HELP
+from hyperadapt.benchmarks import Parser
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import EvalConfig, evaluate
 from hyperadapt.io import atomic_write_text, check_out_dir, check_out_file, save_json
 
 
-def add_set_option(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--set KEY=VALUE``, repeatable, as every ``hyperadapt`` command takes it; several may also follow one
-    ``--set`` (``--set train.steps=50 eval.limit=30``)."""
-    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help=f"{OVERRIDE_HELP}; several may follow one --set. {what}")
+def add_set_option(parser: Parser, what: str) -> None:
+    """``--set KEY=VALUE``, repeatable, as every ``hyperadapt`` command takes it (``Parser.add_set_option``)."""
+    parser.add_set_option(what)
 
 
 def check_outputs(out: str | Path, **folders: str | Path | None) -> None:

@@ -17,11 +17,15 @@ difference is more than noise. --data, --split and --limit must be those of the 
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
+from typing import Annotated
 
-from hyperadapt.benchmarks import Parser, command
-from hyperadapt.io import check_out_file, save_json
+import typer
+
+from hyperadapt.benchmarks import command
+from hyperadapt.errors import UserError
+from hyperadapt.io import atomic_write_text, check_out_file, save_json
 
 KEYS = ("rougeL", "em")
 
@@ -40,11 +44,11 @@ def compare(logs: list[tuple[str, Path]], data: str, split: str, limit: int | No
     from hyperadapt.evaluation.metrics import aggregate, by_category, paired_bootstrap
 
     if len(logs) < 2:
-        raise ValueError(f"compare needs at least two answer logs, got {len(logs)}")
+        raise UserError(f"compare needs at least two answer logs, got {len(logs)}")
     labels = [label for label, _ in logs]
     repeated = sorted({x for x in labels if labels.count(x) > 1})
     if repeated:
-        raise ValueError(f"{repeated[0]!r} is given twice: give each file its own label (LABEL=PATH)")
+        raise UserError(f"{repeated[0]!r} is given twice: give each file its own label (LABEL=PATH)")
     tasks = load_tasks(data, split)
     scored = {}
     for label, path in logs:
@@ -53,7 +57,7 @@ def compare(logs: list[tuple[str, Path]], data: str, split: str, limit: int | No
         except ValueError as err:
             if "has no answer for" not in str(err):
                 raise
-            raise ValueError(f"{err}: are --data {data}, --split {split} and --limit {limit or 'all'} those of the "
+            raise UserError(f"{err}: are --data {data}, --split {split} and --limit {limit or 'all'} those of the "
                              "evaluation that wrote it?") from err
     reference = labels[0]
     out: dict = {"reference": reference, "logs": {}}
@@ -87,41 +91,52 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = Parser(prog="hyperadapt bench compare", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("logs", nargs="+", help="answers (*.predictions.jsonl or *.answers.jsonl): PATH or LABEL=PATH "
-                                            "(a PATH that exists is never split at '='); the first is the reference")
-    ap.add_argument("--data", default="sni:../shared/data/sni",
-                    help="the task data the answers belong to (default: %(default)s)")
-    ap.add_argument("--split", default="test", help="the split that was evaluated (default: %(default)s)")
-    ap.add_argument("--limit", type=int, default=None,
-                    help="the first N instances of each task, at most the evaluations' --limit (default: all)")
-    ap.add_argument("--metric-lang", default="auto", choices=["auto", "en", "xlingual"],
-                    help="ROUGE tokenizer, as `hyperadapt eval --metric-lang` (default: %(default)s)")
-    ap.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples, at least 1000")
-    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    ap.add_argument("--out", type=Path, default=None, help="results JSON (.json; a Markdown table beside it, .md)")
-    args = ap.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    if args.resamples < 1000:
-        raise ValueError(f"--resamples must be at least 1000 for a 95 % interval, got {args.resamples}")
-    logs = [(spec, Path(spec)) if Path(spec).exists() or not (sep and label and path) else (label, Path(path))
-            for spec in args.logs for label, sep, path in [spec.partition("=")]]
-    if args.out is not None:
-        if args.out.suffix != ".json":
-            raise ValueError(f"--out {args.out} must end in .json (the Markdown table is written beside it)")
-        check_out_file(args.out, "--out")
-        inputs = {p.resolve() for _, p in logs}
-        inputs |= {p.resolve().with_name(p.name.removesuffix(".predictions.jsonl") + ".json")
-                   for _, p in logs if p.name.endswith(".predictions.jsonl")}  # the evaluation's own results
-        if args.out.resolve() in inputs:
-            raise ValueError(f"--out {args.out} would overwrite an input or the results of the evaluation that wrote "
-                             "it: choose another file")
-    result = {"data": args.data, "split": args.split, "limit": args.limit, "metric_lang": args.metric_lang,
-              **compare(logs, args.data, args.split, args.limit, args.resamples, args.seed, args.metric_lang),
-              "command": command("compare", argv)}
+def compare_command(
+    ctx: typer.Context,
+    logs: Annotated[list[str], typer.Argument(
+        help="answers (*.predictions.jsonl or *.answers.jsonl): PATH or LABEL=PATH (a PATH that exists is never "
+             "split at '='); the first is the reference", show_default=False)],
+    data: Annotated[str, typer.Option(help="the task data the answers belong to, as eval's --data")]
+        = "sni:../shared/data/sni",
+    split: Annotated[str, typer.Option(help="the split that was evaluated")] = "test",
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="the first N instances of each task, at most the evaluations' --limit (default: all)")] = None,
+    metric_lang: Annotated[str, typer.Option(help="ROUGE tokenizer, as eval's --metric-lang: auto, en or xlingual")]
+        = "auto",
+    resamples: Annotated[int, typer.Option(help="bootstrap resamples, at least 1000 (for a 95 % interval)")] = 10_000,
+    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
+    out: Annotated[Path, typer.Option(help="results JSON (.json; a Markdown table beside it, .md)")]
+        = Path("results/compare.json"),
+) -> None:
+    """Score saved answers again and compare each with the first: paired differences with 95 % intervals.
+
+    Reads the predictions an evaluation writes beside its results (R.predictions.jsonl) or an answer log
+    (R.answers.jsonl, or a benchmark's <method>.<split>.answers.jsonl), scores them without a model on the first
+    --limit instances of each task, and gives every file's paired difference from the first. --data, --split and
+    --limit must be those of the evaluations (or a smaller --limit). Writes --out (JSON + .md table), as every
+    benchmark does, and prints one line per file.
+
+    Example: hyperadapt bench compare LoRA=results/lora.test.predictions.jsonl TAGI=results/tagi.test.predictions.jsonl
+    --data sni:../shared/data/sni --split test --limit 20 --out results/tagi_vs_lora.json
+    """
+    if metric_lang not in ("auto", "en", "xlingual"):
+        raise UserError(f"--metric-lang must be auto, en or xlingual, got {metric_lang!r}")
+    if resamples < 1000:
+        raise UserError(f"--resamples must be at least 1000 for a 95 % interval, got {resamples}")
+    if out.suffix != ".json":
+        raise UserError(f"--out {out} must end in .json (the Markdown table is written beside it)")
+    check_out_file(out, "--out")
+    pairs = [(spec, Path(spec)) if Path(spec).exists() or not (sep and label and path) else (label, Path(path))
+             for spec in logs for label, sep, path in [spec.partition("=")]]
+    inputs = {p.resolve() for _, p in pairs}
+    inputs |= {p.resolve().with_name(p.name.removesuffix(".predictions.jsonl") + ".json")
+               for _, p in pairs if p.name.endswith(".predictions.jsonl")}  # the evaluation's own results
+    if out.resolve() in inputs:
+        raise UserError(f"--out {out} would overwrite an input or the results of the evaluation that wrote it: "
+                        "choose another file")
+    scores = compare(pairs, data, split, limit, resamples, seed, metric_lang)
+    result = {"data": data, "split": split, "limit": limit, "metric_lang": metric_lang, **scores,
+              "command": command("compare", ctx.obj)}
     for label, row in result["logs"].items():
         line = f"{label}: ROUGE-L {row['rougeL']:.2f}, EM {row['em']:.2f} ({row['n']} answers, {row['n_tasks']} tasks)"
         if "minus_reference" in row:
@@ -132,12 +147,21 @@ def main(argv: list[str] | None = None) -> dict:
                         d["em"]["diff"], d["em"]["low"], d["em"]["high"], d["rougeL"]["wins"],
                         d["rougeL"]["losses"], d["rougeL"]["ties"])
         print(line, flush=True)
-    if args.out is not None:
-        save_json(result, args.out)
-        args.out.with_suffix(".md").write_text(table(result))
-        print(f"-> {args.out} ({args.out.with_suffix('.md').name} beside it)", flush=True)
-    return result
+    save_json(result, out)
+    atomic_write_text(out.with_suffix(".md"), table(result))
+    print(f"-> {out} ({out.with_suffix('.md').name} beside it)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``compare_command`` on ``argv`` (default ``sys.argv[1:]``) as ``hyperadapt bench compare``: typer's help;
+    a bad option or input raises (the command line's one handler prints it); returns the exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(compare_command)
+    status = typer.main.get_command(app).main(args, prog_name="hyperadapt bench compare", obj=args,
+                                              standalone_mode=False)
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

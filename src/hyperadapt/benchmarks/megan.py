@@ -36,6 +36,7 @@ from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score
 from hyperadapt.config import load_config, to_dict
 from hyperadapt.data import load_tasks
+from hyperadapt.errors import UserError
 from hyperadapt.evaluation.harness import EvalConfig
 from hyperadapt.methods.baselines.meta import MetaICLConfig, ReptileConfig, train_metaicl, train_reptile
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_outputs(args.out, runs=args.runs, plots=args.plots)
     names = [m for m in METHODS if m in args.methods] + (["tagi"] if args.tagi_run else [])
     if args.set and not any(m.startswith("megan") for m in names):
-        raise ValueError(f"--set {' '.join(args.set)}: --set overrides the MeGan configs, and --methods has no megan")
+        raise UserError(f"--set {' '.join(args.set)}: --set overrides the MeGan configs, and --methods has no megan")
     # every config is built (its file read, its overrides checked) before any work
     configs = {name: method_config(name, args) for name in names if name in CONFIGS}
     limit = 2 if args.quick else (args.limit or None)

@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 
 from hyperadapt.benchmarks import Parser, command
+from hyperadapt.errors import UserError
 from hyperadapt.io import check_out_file, save_json
 
 
@@ -45,13 +46,13 @@ def measure(run: Path, data: str, splits: list[str], tasks: int | None, prompts:
     opened = Run.open(run)
     kind = opened.method
     if opened.entry.serves_as != "condition":
-        raise ValueError(f"{run} holds a {kind!r} run: the spread reads TAGI, Hypter and MeGan hypernetworks")
+        raise UserError(f"{run} holds a {kind!r} run: the spread reads TAGI, Hypter and MeGan hypernetworks")
     method = opened.load()
     out: dict = {"method": kind}
     for split in splits:
         chosen = load_tasks(data, split)[:tasks]
         if len(chosen) < 2:
-            raise ValueError(f"{data} [{split}] has {len(chosen)} task(s): the spread needs at least 2")
+            raise UserError(f"{data} [{split}] has {len(chosen)} task(s): the spread needs at least 2")
         if kind == "megan":
             texts = [build_prompt(method.tokenizer, t, t.instances[0], method.setting, max_tokens=max_prompt_tokens)
                      for t in chosen[:prompts]]

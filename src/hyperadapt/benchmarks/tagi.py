@@ -35,6 +35,7 @@ from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import prompt_ids
 from hyperadapt.data.schema import Task
+from hyperadapt.errors import UserError
 from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries, prompt_budget
 from hyperadapt.evaluation.metrics import paired_bootstrap
 from hyperadapt.io import load_json
@@ -206,7 +207,7 @@ def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig, per_t
     each regime.
     """
     if any(k < 1 for k in per_task):
-        raise ValueError(f"answers per task must be at least 1, got {list(per_task)}")
+        raise UserError(f"answers per task must be at least 1, got {list(per_task)}")
     chosen = spread(tasks, n)
     instances = sum(len(t.instances) for t in chosen)
     out: dict = {"tasks": len(chosen), "instances": instances, "per_task": list(per_task)}
@@ -255,7 +256,7 @@ def collect(paths: list[str]) -> dict:
 
         part = load_json(Path(path), "benchmark result")
         if not isinstance(part, dict) or not isinstance(part.get("results"), dict):
-            raise ValueError(f"{path}: not a result of hyperadapt bench tagi (no 'results')")
+            raise UserError(f"{path}: not a result of hyperadapt bench tagi (no 'results')")
         merged["collected_from"].append({"path": path, "label": label or None, "command": part.get("command")})
         for key in ("config", "eval", "ablation_eval", "budget", "hypernet_parameters"):
             merged.setdefault(key, part.get(key))

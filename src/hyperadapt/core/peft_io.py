@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from hyperadapt.core.bank import AdapterBank
 from hyperadapt.core.inject import LINEAR_MODULES, target_linears
 from hyperadapt.core.lora import ConditionedLinear, LoraConditioning
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import load_tensors
 
 PEFT_CONFIG = "adapter_config.json"
@@ -138,13 +139,13 @@ def load_peft(path: str | Path) -> LoraConditioning:
     """
     path = Path(path)
     if not (path / PEFT_CONFIG).exists() or not (path / PEFT_WEIGHTS).exists():
-        raise FileNotFoundError(f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS}")
+        raise InputNotFound(f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS}")
     try:
         config = json.loads((path / PEFT_CONFIG).read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path / PEFT_CONFIG} is not valid JSON (line {err.lineno}): {err.msg}") from err
+        raise UserError(f"{path / PEFT_CONFIG} is not valid JSON (line {err.lineno}): {err.msg}") from err
     if not isinstance(config, dict):
-        raise ValueError(f"{path / PEFT_CONFIG} must hold a JSON object")
+        raise UserError(f"{path / PEFT_CONFIG} must hold a JSON object")
     _check_plain_lora(config, path)
     pairs = _pairs(load_tensors(path / PEFT_WEIGHTS, "adapter weights"), path)
     if not pairs:
@@ -181,7 +182,7 @@ def _check_plain_lora(config: dict, path: Path) -> None:
     if config.get("bias", "none") != "none":
         unsupported.append("bias")
     if unsupported:
-        raise ValueError(f"{path}: unsupported LoRA options {unsupported}; only plain LoRA on linears loads")
+        raise UserError(f"{path}: unsupported LoRA options {unsupported}; only plain LoRA on linears loads")
 
 
 _ALPHA_BOUND = {"r": "", "lora_alpha": f" up to {MAX_LORA_ALPHA:g} (float16's largest)"}
@@ -208,7 +209,7 @@ def _pairs(state: dict[str, Tensor], path: Path) -> dict[str, tuple[Tensor, Tens
         pairs.setdefault(m.group(1), {})[m.group(2)] = value
     incomplete = [name for name, p in pairs.items() if len(p) != 2]
     if incomplete:
-        raise ValueError(f"{path}: modules without both lora_A and lora_B: {incomplete[:3]}")
+        raise UserError(f"{path}: modules without both lora_A and lora_B: {incomplete[:3]}")
     return {name: (p["A"], p["B"]) for name, p in pairs.items()}
 
 
@@ -218,10 +219,10 @@ def _check_ranks(config: dict, pairs: dict[str, tuple[Tensor, Tensor]], path: Pa
     for name, (a, b) in pairs.items():
         want = _pattern_value(config.get("rank_pattern") or {}, name, config.get("r", PEFT_DEFAULTS["r"]))
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
-            raise ValueError(f"{path}: {name} has lora_A {list(a.shape)} and lora_B {list(b.shape)}, which do "
+            raise UserError(f"{path}: {name} has lora_A {list(a.shape)} and lora_B {list(b.shape)}, which do "
                              "not make a LoRA pair ([r, in] and [out, r])")
         if a.shape[0] != want:
-            raise ValueError(f"{path}: {name} has rank {a.shape[0]} in {PEFT_WEIGHTS} but {want} in {PEFT_CONFIG} "
+            raise UserError(f"{path}: {name} has rank {a.shape[0]} in {PEFT_WEIGHTS} but {want} in {PEFT_CONFIG} "
                              "(r / rank_pattern): the config does not match the tensors")
 
 
@@ -243,13 +244,13 @@ def bank_from_peft(model: nn.Module, paths: list[str | Path], rank: int | None =
     """An ``AdapterBank`` holding the PEFT LoRA folders ``paths`` as adapters 0..N-1 (e.g. SwitchCIT's
     task adapters); its rank is the largest of theirs unless given, lower ranks are zero-padded."""
     if not paths:
-        raise ValueError("give at least one PEFT adapter folder")
+        raise UserError("give at least one PEFT adapter folder")
     adapters = [load_peft(p) for p in paths]
     names = sorted({n for a in adapters for n in a.factors})
     linears = target_linears(model, sorted({n.rsplit(".", 1)[-1] for n in names}))
     missing = [n for n in names if n not in linears]
     if missing:
-        raise ValueError(f"the adapters name modules the model lacks: {missing[:3]}")
+        raise UserError(f"the adapters name modules the model lacks: {missing[:3]}")
     shapes = {n: (linears[n].in_features, linears[n].out_features) for n in names}
     rank = rank or max(a.shape[1] for ad in adapters for a, _ in ad.factors.values())
     bank = AdapterBank(shapes, len(adapters), rank, device=next(model.parameters()).device)

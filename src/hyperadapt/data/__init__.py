@@ -8,6 +8,7 @@ for the synthetic suite, ``train``/``test``/``all`` for SNI, ``train``/``dev``/`
 from __future__ import annotations
 
 from hyperadapt.data.schema import CONDITION_TYPES, Example, Instance, Task, TaskDataError
+from hyperadapt.errors import UserError
 
 DATA_KINDS = ("synthetic", "sni", "cl", "jsonl", "hf")
 
@@ -16,9 +17,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
     """Split ``kind:argument``; a bare ``synthetic`` has no argument."""
     kind, _, arg = spec.partition(":")
     if kind not in DATA_KINDS:
-        raise ValueError(f"unknown data spec {spec!r}: use one of synthetic, sni:PATH, cl:PATH, jsonl:PATH, hf:NAME")
+        raise UserError(f"unknown data spec {spec!r}: use one of synthetic, sni:PATH, cl:PATH, jsonl:PATH, hf:NAME")
     if kind != "synthetic" and not arg:
-        raise ValueError(f"data spec {spec!r} needs a path or name after '{kind}:'")
+        raise UserError(f"data spec {spec!r} needs a path or name after '{kind}:'")
     return kind, arg
 
 
@@ -42,7 +43,7 @@ def load_tasks(spec: str, split: str) -> list[Task]:
 
         suite = synthetic_suite(int(arg) if arg else 0)
         if split not in suite:
-            raise ValueError(f"the synthetic suite has no split {split!r}: use one of {sorted(suite)}")
+            raise UserError(f"the synthetic suite has no split {split!r}: use one of {sorted(suite)}")
         return suite[split]
     from hyperadapt.data import loaders
 

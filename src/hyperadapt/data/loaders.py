@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperadapt.data.schema import Example, Instance, Task, TaskDataError
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import check_plain_name
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def _check_unique_ids(instances: list[Instance], where: str) -> None:
 def _existing_dir(path: str | Path, what: str) -> Path:
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise InputNotFound(f"{what} not found: {path}")
     return path
 
 
@@ -95,7 +96,7 @@ def _read_json(path: str | Path) -> Any:
     """Parse a JSON file; invalid JSON is a TaskDataError naming the file and the line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
+        raise InputNotFound(f"file not found: {path}")
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
@@ -182,7 +183,7 @@ def _split_file(root: Path, split: str) -> Path:
     for path in tried:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"no split file for split {split!r}: tried {', '.join(map(str, tried))}")
+    raise InputNotFound(f"no split file for split {split!r}: tried {', '.join(map(str, tried))}")
 
 
 def _read_names(path: Path) -> list[str]:
@@ -207,7 +208,7 @@ def _select(names: list[str], wanted: list[str] | None, where: Path) -> list[str
     known = set(names)
     missing = [t for t in wanted if t not in known]
     if missing:
-        raise ValueError(f"tasks not in {where}: {', '.join(missing)}")
+        raise UserError(f"tasks not in {where}: {', '.join(missing)}")
     return list(dict.fromkeys(wanted))
 
 
@@ -224,7 +225,7 @@ def load_sni(root: str | Path, split: str, tasks: list[str] | None = None) -> li
         listing: Path = task_dir
         names = sorted(p.stem for p in task_dir.glob("*.json"))
         if not names:
-            raise FileNotFoundError(f"no task files (*.json) in {task_dir}")
+            raise InputNotFound(f"no task files (*.json) in {task_dir}")
     else:
         listing = _split_file(root, split)
         names = _read_names(listing)
@@ -232,7 +233,7 @@ def load_sni(root: str | Path, split: str, tasks: list[str] | None = None) -> li
     for name in _select(names, tasks, listing):
         path = task_dir / f"{name}.json"
         if not path.is_file():
-            raise FileNotFoundError(f"task {name!r} is listed in {listing} but {path} does not exist")
+            raise InputNotFound(f"task {name!r} is listed in {listing} but {path} does not exist")
         out.append(load_task_file(path))
     return out
 
@@ -253,7 +254,7 @@ class ContinualStream:
     def split(self, name: str) -> list[Task]:
         """The ``train``, ``dev`` or ``test`` Task of every stream task, in stream order."""
         if name not in CL_SPLITS:
-            raise ValueError(f"a continual stream has no split {name!r}: use one of {', '.join(CL_SPLITS)}")
+            raise UserError(f"a continual stream has no split {name!r}: use one of {', '.join(CL_SPLITS)}")
         table: dict[str, Task] = getattr(self, name)
         return [table[n] for n in self.names]
 
@@ -267,7 +268,7 @@ def _order_names(orders: Any, order: int | str, path: Path) -> tuple[str, list[s
         raise TaskDataError(f"{path}: expected an object mapping order names to task lists ({_kind(orders)})")
     key = order if isinstance(order, str) else f"order{order}"
     if key not in orders:
-        raise ValueError(f"{path} has no order {key!r}: it has {', '.join(map(str, orders))}")
+        raise UserError(f"{path} has no order {key!r}: it has {', '.join(map(str, orders))}")
     names = [check_plain_name(n, "task name", f"{path} {key}") for n in _as_strs(orders[key], str(path), key)]
     if len(set(names)) != len(names):
         raise _error(str(path), key, "lists a task more than once")
@@ -397,10 +398,10 @@ def _jsonl_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(path.glob("*.jsonl"))
         if not files:
-            raise FileNotFoundError(f"no .jsonl files in {path}")
+            raise InputNotFound(f"no .jsonl files in {path}")
         return files
     if not path.is_file():
-        raise FileNotFoundError(f"JSONL file not found: {path}")
+        raise InputNotFound(f"JSONL file not found: {path}")
     return [path]
 
 

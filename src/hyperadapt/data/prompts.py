@@ -32,6 +32,7 @@ from typing import Literal
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.data.schema import Example, Instance, Task
+from hyperadapt.errors import UserError
 from hyperadapt.models import end_of_turn_ids
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class PromptTooLong(ValueError):
 
 def check_setting(setting: str) -> None:
     if setting not in SETTINGS:
-        raise ValueError(f"unknown prompt setting {setting!r}: use one of {', '.join(SETTINGS)}")
+        raise UserError(f"unknown prompt setting {setting!r}: use one of {', '.join(SETTINGS)}")
 
 
 def user_message(instruction: str, input_text: str, setting: str, examples: Sequence[Example] = ()) -> str:
@@ -210,7 +211,7 @@ def fit_prompt(
     if max_tokens is None:
         return prompt
     if max_tokens < 1:
-        raise ValueError(f"the prompt budget must be at least 1 token, got {max_tokens}")
+        raise UserError(f"the prompt budget must be at least 1 token, got {max_tokens}")
     cut = {"input_cut": False, "examples_dropped": False, "definition_cut": False}
 
     def done(text: str) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from hyperadapt.errors import UserError
+
 ConditionType = Literal["task", "domain", "persona", "style", "sentiment"]
 CONDITION_TYPES: tuple[str, ...] = ("task", "domain", "persona", "style", "sentiment")
 
 
-class TaskDataError(ValueError):
+class TaskDataError(UserError):
     """A task file or record is malformed; the message names the file and the field."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hyperadapt.config import apply_overrides, from_dict, to_dict
+from hyperadapt.errors import UserError
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig
 from hyperadapt.methods.megan import MeganConfig
 from hyperadapt.methods.switch import SwitchConfig
@@ -43,7 +44,7 @@ class DemoConfig:
         for name in ("teacher_steps", "train_steps", "stream_tasks", "stream_steps", "megan_steps", "limit",
                      "seen_limit", "stream_limit", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def train(self, steps: int) -> TrainConfig:
         return TrainConfig(steps=steps, batch_size=self.batch_size, lr=self.lr, seed=self.seed,

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from hyperadapt.config import ADDED_KEYS, RENAMED_KEYS
 from hyperadapt.data.prompts import TruncationStats, build_prompt, check_setting
 from hyperadapt.data.schema import Instance, Task
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.generate import generate_batch, option_logprobs
 from hyperadapt.evaluation.metrics import (
     METRIC_LANGS,
@@ -94,16 +95,16 @@ class EvalConfig:
         if self.setting is not None:
             check_setting(self.setting)
         if self.mode not in ("generate", "rank"):
-            raise ValueError(f"unknown eval mode {self.mode!r}: use 'generate' or 'rank'")
+            raise UserError(f"unknown eval mode {self.mode!r}: use 'generate' or 'rank'")
         if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("batch_size and max_new_tokens must be at least 1")
+            raise UserError("batch_size and max_new_tokens must be at least 1")
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
                                        or self.limit < 1):
-            raise ValueError(f"limit must be a positive number of instances per task, got {self.limit!r}")
+            raise UserError(f"limit must be a positive number of instances per task, got {self.limit!r}")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
-            raise ValueError(f"max_prompt_tokens must be at least 1, got {self.max_prompt_tokens}")
+            raise UserError(f"max_prompt_tokens must be at least 1, got {self.max_prompt_tokens}")
         if self.metric_lang not in METRIC_LANGS:
-            raise ValueError(f"unknown metric language {self.metric_lang!r}: use one of {', '.join(METRIC_LANGS)}")
+            raise UserError(f"unknown metric language {self.metric_lang!r}: use one of {', '.join(METRIC_LANGS)}")
 
 
 def context_length(model: Any) -> int | None:
@@ -124,7 +125,7 @@ def prompt_budget(model: Any, cfg: EvalConfig, tasks: list[Task]) -> int | None:
     if cfg.max_prompt_tokens is None:
         return None if context is None else context - answer
     if context is not None and cfg.max_prompt_tokens + answer > context:
-        raise ValueError(
+        raise UserError(
             f"max_prompt_tokens {cfg.max_prompt_tokens} + {answer} answer tokens exceed the model's context "
             f"of {context} tokens"
         )
@@ -167,9 +168,9 @@ class AnswerLog:
             try:
                 header, self.answers = self.read(self.path)
             except ValueError as err:
-                raise ValueError(f"{err}; delete it to start over") from err
+                raise UserError(f"{err}; delete it to start over") from err
             if header.get("fingerprint") not in accepted:
-                raise ValueError(
+                raise UserError(
                     f"{self.path} holds answers of another method or setting; delete it or choose another --out"
                 )
             self.resumed_seconds = self.logged_seconds(self.path)
@@ -190,19 +191,19 @@ class AnswerLog:
         try:
             header = json.loads(lines[0])
         except (IndexError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not an answer log ({err})") from err
+            raise UserError(f"{path}: not an answer log ({err})") from err
         if not isinstance(header, dict) or "fingerprint" not in header:
-            raise ValueError(f"{path}: not an answer log (its first line has no fingerprint)")
+            raise UserError(f"{path}: not an answer log (its first line has no fingerprint)")
         answers = {}
         for number, line in enumerate(lines[1:], start=2):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 if strict and number < len(lines):
-                    raise ValueError(f"{path}: line {number} is not JSON (the file is damaged)") from None
+                    raise UserError(f"{path}: line {number} is not JSON (the file is damaged)") from None
                 continue
             if not isinstance(row, dict) or not isinstance(row.get("key"), str) or "answer" not in row:
-                raise ValueError(f"{path}: line {number} is not an answer (no 'key' and 'answer')")
+                raise UserError(f"{path}: line {number} is not an answer (no 'key' and 'answer')")
             answers[row["key"]] = row["answer"]
         return header, answers
 
@@ -332,7 +333,7 @@ def answer(
 
 def _options(task: Task) -> list[str]:
     if not task.options:
-        raise ValueError(f"task {task.name!r} has no options: rank classification needs Task.options")
+        raise UserError(f"task {task.name!r} has no options: rank classification needs Task.options")
     return task.options
 
 
@@ -349,7 +350,7 @@ def evaluate(
     mean; ``mean["task_mean"]`` the mean over tasks.
     """
     if not tasks:
-        raise ValueError("no tasks to evaluate")
+        raise UserError("no tasks to evaluate")
     setting = cfg.setting or method.setting
     start = time.perf_counter()
     stats = TruncationStats()
@@ -414,13 +415,13 @@ def read_answers(path: str | Path) -> dict[tuple[str, str], str]:
     ``ValueError`` for a file that is neither."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a folder: give the answers file (R.predictions.jsonl or *.answers.jsonl)")
+        raise UserError(f"{path} is a folder: give the answers file (R.predictions.jsonl or *.answers.jsonl)")
     if not path.is_file():
-        raise FileNotFoundError(f"no answer log at {path}")
+        raise InputNotFound(f"no answer log at {path}")
     with path.open(encoding="utf-8") as fh:
         first = fh.readline()
     if not first.strip():
-        raise ValueError(f"{path} is empty: not an answer log or predictions file")
+        raise UserError(f"{path} is empty: not an answer log or predictions file")
     try:
         head = json.loads(first)
     except json.JSONDecodeError:
@@ -433,20 +434,20 @@ def read_answers(path: str | Path) -> dict[tuple[str, str], str]:
             except json.JSONDecodeError:
                 row = None
             if not isinstance(row, dict) or not {"task", "id", "prediction"} <= set(row):
-                raise ValueError(f"{path}: line {number} is not a prediction (no 'task', 'id' and 'prediction')")
+                raise UserError(f"{path}: line {number} is not a prediction (no 'task', 'id' and 'prediction')")
             key = (str(row["task"]), str(row["id"]))
             if key in answers:
-                raise ValueError(f"{path}: line {number} answers {key[0]} instance {key[1]} a second time")
+                raise UserError(f"{path}: line {number} answers {key[0]} instance {key[1]} a second time")
             answers[key] = str(row["prediction"])
         return answers
     if not isinstance(head, dict) or "fingerprint" not in head:
-        raise ValueError(f"{path}: neither an answer log nor predictions (for an evaluation's R.json, give "
+        raise UserError(f"{path}: neither an answer log nor predictions (for an evaluation's R.json, give "
                          "R.predictions.jsonl)")
     answers = {}
     for key, text in AnswerLog.read(path, strict=True)[1].items():
         pair = tuple(key.split("\t")[:2])
         if pair in answers:
-            raise ValueError(f"{path} answers {pair[0]} instance {pair[1]} twice (prompts of two settings?)")
+            raise UserError(f"{path} answers {pair[0]} instance {pair[1]} twice (prompts of two settings?)")
         answers[pair] = text
     return answers
 
@@ -467,7 +468,7 @@ def score_answer_log(path: str | Path, tasks: list[Task], limit: int | None = No
         chosen = task.instances[:limit] if limit else task.instances
         missing = [x.id for x in chosen if (task.name, x.id) not in answers]
         if missing:
-            raise ValueError(f"{path} has no answer for {task.name} instance {missing[0]}")
+            raise UserError(f"{path} has no answer for {task.name} instance {missing[0]}")
         preds = [answers[(task.name, x.id)] for x in chosen]
         scores = score_predictions(preds, [list(x.outputs) for x in chosen],
                                    metric_tokenizer(metric_lang, task.output_language))

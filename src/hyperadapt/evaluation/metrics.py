@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 from rouge_score import rouge_scorer
 
+from hyperadapt.errors import InputNotFound, UserError
+
 log = logging.getLogger(__name__)
 METRIC_LANGS: tuple[str, ...] = ("auto", "en", "xlingual")
 
@@ -74,7 +76,7 @@ def xlingual_tokenizer() -> XLingualTokenizer:
 
     path = default_model_dir()
     if not (path / "tokenizer.json").exists():
-        raise FileNotFoundError(
+        raise InputNotFound(
             "cross-lingual ROUGE needs GPT-2's tokenizer (not reachable) or the default model's "
             f"(not converted yet at {path}: load the default model once)"
         )
@@ -95,7 +97,7 @@ def metric_tokenizer(metric_lang: str, output_language: str = "") -> Tokenizer |
     and is not English). Raises ``ValueError`` for another value.
     """
     if metric_lang not in METRIC_LANGS:
-        raise ValueError(f"unknown metric language {metric_lang!r}: use one of {', '.join(METRIC_LANGS)}")
+        raise UserError(f"unknown metric language {metric_lang!r}: use one of {', '.join(METRIC_LANGS)}")
     english = not output_language or output_language.strip().lower() == "english"
     if metric_lang == "xlingual" or (metric_lang == "auto" and not english):
         return xlingual_tokenizer()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hyperadapt.data.prompts import TruncationStats
 from hyperadapt.data.schema import Instance, Task
+from hyperadapt.errors import UserError
 from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries, prompt_budget
 from hyperadapt.runs import Run
 
@@ -27,24 +28,24 @@ def answer_inputs(
     :func:`hyperadapt.data.prompts.fit_prompt`, with one warning when any was cut. Raises ``ValueError``
     for a run that cannot generate, a mismatched number of conditions, or budgets beyond the context."""
     if not inputs:
-        raise ValueError("give at least one --input")
+        raise UserError("give at least one --input")
     run = Run.of(run)
     run.check_loadable()
     if run.entry.serves_as == "input":
         from hyperadapt.methods.switch import generate
 
         if conditions:
-            raise ValueError(f"{run.path} is a continual run: it routes each input to its task's adapter itself, so "
+            raise UserError(f"{run.path} is a continual run: it routes each input to its task's adapter itself, so "
                              "--condition is not used; put the task's definition in the --input")
         answers = generate(run.load(model_and_tokenizer), inputs, max_new_tokens, max_prompt_tokens=max_prompt_tokens)
         return [(x, a, f"task: {t}" if t else "rejected") for x, (a, t) in zip(inputs, answers, strict=True)]
     if len(conditions) not in (1, len(inputs)):
-        raise ValueError(f"give one --condition for all inputs or one per input; got {len(conditions)} "
+        raise UserError(f"give one --condition for all inputs or one per input; got {len(conditions)} "
                          f"for {len(inputs)} inputs")
     conds = conditions * len(inputs) if len(conditions) == 1 else conditions
     blank = [i for i, c in enumerate(conds, start=1) if not c.strip()]
     if blank:  # before loading anything
-        raise ValueError(f"--condition is empty (for input {blank[0]}): give the instruction or style to follow")
+        raise UserError(f"--condition is empty (for input {blank[0]}): give the instruction or style to follow")
     method = run.load(model_and_tokenizer)
     cfg = EvalConfig(max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens)
     tasks = [Task(f"input-{i}", c, [Instance(str(i), x, ("",))]) for i, (c, x) in enumerate(zip(conds, inputs,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyperadapt.errors import UserError
 from hyperadapt.runs import Run
 from hyperadapt.serve.cache import ByteLRU
 from hyperadapt.serve.engine import Engine
@@ -45,11 +46,11 @@ class ServeConfig:
         for name in ("max_batch", "max_queue", "max_body_bytes", "max_prompt_tokens", "max_condition_chars",
                      "max_tokens", "default_max_tokens"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_lora_rank not in VLLM_RANKS:
-            raise ValueError(f"max_lora_rank must be one of vLLM's {VLLM_RANKS}, got {self.max_lora_rank}")
+            raise UserError(f"max_lora_rank must be one of vLLM's {VLLM_RANKS}, got {self.max_lora_rank}")
         if self.gather_ms < 0 or self.cache_mb < 0:
-            raise ValueError("gather_ms and cache_mb must be >= 0")
+            raise UserError("gather_ms and cache_mb must be >= 0")
 
 
 @dataclass
@@ -72,9 +73,9 @@ def parse_named(spec: str) -> tuple[str, Path]:
     name, sep, path = spec.partition("=")
     name, path = (name, path) if sep else (Path(spec).name, spec)
     if not path:
-        raise ValueError(f"{spec!r} names no folder: write PATH or NAME=PATH")
+        raise UserError(f"{spec!r} names no folder: write PATH or NAME=PATH")
     if not name.strip():
-        raise ValueError(f"{spec!r} gives an empty name: write NAME=PATH with a NAME that requests can use")
+        raise UserError(f"{spec!r} gives an empty name: write NAME=PATH with a NAME that requests can use")
     return name, Path(path)
 
 
@@ -96,14 +97,14 @@ def build_server(
     names = [n for n, _ in named] + [parse_named(a)[0] for a in adapters] + list(methods or {})
     twice = sorted({n for n in names if names.count(n) > 1 or n == BASE_NAME})
     if twice:
-        raise ValueError(f"two things are named {twice[0]!r} (the base model is {BASE_NAME!r}): name them with "
+        raise UserError(f"two things are named {twice[0]!r} (the base model is {BASE_NAME!r}): name them with "
                          "NAME=PATH")
     opened = [(name, Run.open(path)) for name, path in named]  # each run's record, read once
     for _, run in opened:
         run.check_loadable()  # before the base model loads
     bases = {run.base_model.name_or_path for _, run in opened}
     if model is None and len(bases) > 1:
-        raise ValueError(f"the runs were trained on different base models {sorted(bases)}: serve them separately")
+        raise UserError(f"the runs were trained on different base models {sorted(bases)}: serve them separately")
     base_id = model or (bases.pop() if bases else "default")
     if model_and_tokenizer is None:
         from hyperadapt.models import load_base_model
@@ -127,7 +128,7 @@ def build_server(
 
 def _add(targets: dict[str, Target], name: str, target: Target) -> None:
     if name in targets:
-        raise ValueError(f"two things are named {name!r}: name them with NAME=PATH")
+        raise UserError(f"two things are named {name!r}: name them with NAME=PATH")
     targets[name] = target
 
 

@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from hyperadapt.data.schema import Example, Instance, Task, TaskDataError
 from hyperadapt.data.synthetic.specs import TaskSpec, build_task_specs
+from hyperadapt.errors import UserError
 
 N_TRAIN = 300
 N_TEST = 100
@@ -89,7 +90,7 @@ def seen_pair(name: str, seed: int = 0) -> tuple[Task, Task]:
     """A seen task as (train task, test task), with the seen paraphrases only."""
     spec = task_specs()[name]
     if split_of(spec) != "seen":
-        raise ValueError(f"synthetic task {name!r} is not a seen task")
+        raise UserError(f"synthetic task {name!r} is not a seen task")
     train, test = task_instances(name, seed)
     first, *others = spec.instructions[:-1]
     return _make(spec, train, first, others, train), _make(spec, test, first, others, train)
@@ -126,5 +127,5 @@ def synthetic_stream(seed: int = 0, n_tasks: int = 5) -> list[tuple[Task, Task]]
     """An ordered continual-learning stream: the first ``n_tasks`` of ``STREAM_ORDER`` (1 to 12) as
     (train task, test task) pairs, with the same instances as in ``synthetic_suite(seed)``."""
     if not 1 <= n_tasks <= len(STREAM_ORDER):
-        raise ValueError(f"n_tasks must be between 1 and {len(STREAM_ORDER)}, got {n_tasks}")
+        raise UserError(f"n_tasks must be between 1 and {len(STREAM_ORDER)}, got {n_tasks}")
     return [seen_pair(name, seed) for name in STREAM_ORDER[:n_tasks]]

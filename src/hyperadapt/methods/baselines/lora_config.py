@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from hyperadapt.core.inject import LINEAR_MODULES, check_targets
 from hyperadapt.data.prompts import check_setting
+from hyperadapt.errors import UserError
 from hyperadapt.training import TrainConfig
 
 
@@ -32,5 +33,5 @@ class LoraTrainingConfig:
     def __post_init__(self) -> None:
         check_setting(self.setting)
         if self.rank < 1:
-            raise ValueError(f"rank must be at least 1, got {self.rank}")
+            raise UserError(f"rank must be at least 1, got {self.rank}")
         check_targets(self.target_modules, "target_modules", required=True)

@@ -31,6 +31,7 @@ from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import TruncationStats, encode_example, encode_tasks
 from hyperadapt.data.schema import Example, Task
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
@@ -52,7 +53,7 @@ class MetaICLConfig(LoraTrainingConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.setting != "def2pos":
-            raise ValueError(f"MetaICL trains and answers with two demonstrations in the prompt: setting must be "
+            raise UserError(f"MetaICL trains and answers with two demonstrations in the prompt: setting must be "
                              f"def2pos, got {self.setting!r}")
 
 
@@ -71,12 +72,12 @@ class ReptileConfig(LoraTrainingConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.algorithm not in ("reptile", "fomaml"):
-            raise ValueError(f"algorithm must be 'reptile' or 'fomaml', got {self.algorithm!r}")
+            raise UserError(f"algorithm must be 'reptile' or 'fomaml', got {self.algorithm!r}")
         for name in ("inner_steps", "support_size", "query_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.adapt_steps < 0 or self.inner_lr <= 0:
-            raise ValueError("adapt_steps must be >= 0 and inner_lr positive")
+            raise UserError("adapt_steps must be >= 0 and inner_lr positive")
 
 
 # -- the LoRA under test, as a harness method --------------------------------------------------------------
@@ -126,7 +127,7 @@ class MetaLoraMethod:
             demos = [encode_example(self.tokenizer, ex.output, 256, instruction=task.instruction,
                                     input_text=ex.input, setting=self.setting) for ex in task.positive_examples]
             if not demos:
-                raise ValueError(f"task {task.name!r} has no positive examples to adapt on: set adapt_steps=0")
+                raise UserError(f"task {task.name!r} has no positive examples to adapt on: set adapt_steps=0")
             batch = _to(pad_batch(demos, self.tokenizer.pad_token_id), self.model.device)
             with torch.enable_grad():
                 fast = adapt(self.model, self.bank, _init(self.bank), [batch] * self.adapt_steps, self.inner_lr)
@@ -284,10 +285,10 @@ def load_meta(run: Run | str | Path, model_and_tokenizer=None) -> MetaLoraMethod
     base model."""
     run = Run.of(run)
     if not isinstance(run.config, (MetaICLConfig, ReptileConfig)):
-        raise ValueError(f"{run.path} is a {run.method!r} run, not a MetaICL or Reptile run")
+        raise UserError(f"{run.path} is a {run.method!r} run, not a MetaICL or Reptile run")
     cfg = run.config
     if not (run.path / BANK_DIR).exists():
-        raise FileNotFoundError(f"{run.path} has no trained adapter yet: train it (or resume) first")
+        raise InputNotFound(f"{run.path} has no trained adapter yet: train it (or resume) first")
     model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     inject(model, targets=cfg.target_modules, gating=False)
     bank = AdapterBank.load(run.path / BANK_DIR, device=model.device)

@@ -24,6 +24,7 @@ from hyperadapt.core.inject import injected_targets
 from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import encode_tasks
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
@@ -145,10 +146,10 @@ def load_multitask_lora(run: Run | str | Path, model_and_tokenizer=None) -> Adap
     folder is a plain PEFT adapter), on the run's own base model."""
     run = Run.of(run)
     if run.method != METHOD:
-        raise ValueError(f"{run.path} is a {run.method!r} run, not a {METHOD} run")
+        raise UserError(f"{run.path} is a {run.method!r} run, not a {METHOD} run")
     adapter = run.path / ADAPTER_DIR
     if not (adapter / "adapter_config.json").exists():
-        raise FileNotFoundError(f"{run.path} has no trained adapter yet: train it (or resume) first")
+        raise InputNotFound(f"{run.path} has no trained adapter yet: train it (or resume) first")
     model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     cfg = run.config_dict
     return adapter_method(model, tokenizer, adapter, cfg["setting"], {"run": str(run.path), **cfg})

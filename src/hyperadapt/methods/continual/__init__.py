@@ -16,7 +16,7 @@ Example::
 
 from hyperadapt.methods.continual.config import BaselineConfig, ContinualConfig, LoraSpec, StreamEval
 from hyperadapt.methods.continual.learners import LEARNERS, StreamLearner, learner_class, register_learner
-from hyperadapt.methods.continual.runner import run_stream
+from hyperadapt.methods.continual.runner import run_stream, stream_extent, stream_stopped_at
 
 __all__ = [
     "LEARNERS",
@@ -28,4 +28,6 @@ __all__ = [
     "learner_class",
     "register_learner",
     "run_stream",
+    "stream_extent",
+    "stream_stopped_at",
 ]

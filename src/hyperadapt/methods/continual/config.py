@@ -14,6 +14,7 @@ from typing import Literal
 from hyperadapt.core.inject import LINEAR_MODULES, check_targets
 from hyperadapt.data import parse_spec
 from hyperadapt.data.prompts import check_setting
+from hyperadapt.errors import UserError
 from hyperadapt.training import TrainConfig
 
 STORAGE_DTYPES = ("float32", "bfloat16")
@@ -35,7 +36,7 @@ class LoraSpec:
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.alpha <= 0:
-            raise ValueError(f"lora.rank must be >= 1 and lora.alpha > 0, got {self.rank} and {self.alpha}")
+            raise UserError(f"lora.rank must be >= 1 and lora.alpha > 0, got {self.rank} and {self.alpha}")
         check_targets(self.target_modules, "lora.target_modules", required=True)
         check_choice("lora.storage_dtype", self.storage_dtype, STORAGE_DTYPES)
 
@@ -60,11 +61,11 @@ class StreamEval:
     def __post_init__(self) -> None:
         check_choice("eval.metric", self.metric, ("rougeL", "em"))
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"eval.limit must be at least 1 (or null for all), got {self.limit}")
+            raise UserError(f"eval.limit must be at least 1 (or null for all), got {self.limit}")
         if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("eval.batch_size and eval.max_new_tokens must be at least 1")
+            raise UserError("eval.batch_size and eval.max_new_tokens must be at least 1")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
-            raise ValueError(f"eval.max_prompt_tokens must be at least 1 (or null), got {self.max_prompt_tokens}")
+            raise UserError(f"eval.max_prompt_tokens must be at least 1 (or null), got {self.max_prompt_tokens}")
 
 
 @dataclass
@@ -76,9 +77,9 @@ class BaselineConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.replay_fraction <= 1:
-            raise ValueError(f"baselines.replay_fraction must be in (0, 1], got {self.replay_fraction}")
+            raise UserError(f"baselines.replay_fraction must be in (0, 1], got {self.replay_fraction}")
         if self.olora_lambda < 0:
-            raise ValueError(f"baselines.olora_lambda must be >= 0, got {self.olora_lambda}")
+            raise UserError(f"baselines.olora_lambda must be >= 0, got {self.olora_lambda}")
 
 
 @dataclass
@@ -109,18 +110,18 @@ class ContinualConfig:
             self.unseen = ""
         kind, arg = parse_spec(self.stream)
         if kind not in ("synthetic", "cl"):
-            raise ValueError(f"stream {self.stream!r} is not a stream: use synthetic, synthetic:SEED or cl:PATH#ORDER")
+            raise UserError(f"stream {self.stream!r} is not a stream: use synthetic, synthetic:SEED or cl:PATH#ORDER")
         check_setting(self.setting)
         if self.n_tasks < 1:
-            raise ValueError(f"n_tasks must be at least 1, got {self.n_tasks}")
+            raise UserError(f"n_tasks must be at least 1, got {self.n_tasks}")
         if self.limit_train is not None and self.limit_train < 2:
-            raise ValueError(f"limit_train must be at least 2 (or null for all), got {self.limit_train}")
+            raise UserError(f"limit_train must be at least 2 (or null for all), got {self.limit_train}")
         if self.unseen not in ("", "auto") and "@" not in self.unseen:
-            raise ValueError(f"unseen must look like SPEC@SPLIT (e.g. synthetic@unseen), 'auto' or '', got "
+            raise UserError(f"unseen must look like SPEC@SPLIT (e.g. synthetic@unseen), 'auto' or '', got "
                              f"{self.unseen!r}")
 
 
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     """A ``ValueError`` naming config key ``name`` unless ``value`` is one of ``allowed``."""
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise UserError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")

@@ -24,6 +24,7 @@ from torch import Tensor
 from hyperadapt.core import BASE, AdapterBank, LoraConditioning
 from hyperadapt.data.prompts import Encoded
 from hyperadapt.data.schema import Task
+from hyperadapt.errors import UserError
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import safe_name
 from hyperadapt.methods.continual.store import AdapterStore
@@ -279,5 +280,5 @@ def register_learner(cls: type[StreamLearner]) -> type[StreamLearner]:
 def learner_class(method: str) -> type[StreamLearner]:
     """The learner class of continual method ``method`` (a ``ValueError`` naming the known ones otherwise)."""
     if method not in LEARNERS:
-        raise ValueError(f"unknown continual method {method!r}: use one of {', '.join(LEARNERS)}")
+        raise UserError(f"unknown continual method {method!r}: use one of {', '.join(LEARNERS)}")
     return LEARNERS[method]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hyperadapt.config import to_dict, upgrade_saved
 from hyperadapt.core import BASE, inject
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.harness import AnswerLog, Query
 from hyperadapt.evaluation.metrics import continual_metrics
 from hyperadapt.io import atomic_write_text, load_json, save_json
@@ -45,7 +46,18 @@ from hyperadapt.methods.continual.stream import (
     test_queries,
     with_added_tasks,
 )
-from hyperadapt.runs import LOCK_FILE, RUN_FILE, Run, RunDir, continual_resume_command, is_run, new_record, resumable
+from hyperadapt.runs import (
+    LOCK_FILE,
+    RUN_FILE,
+    Run,
+    RunDir,
+    continual_resume_command,
+    is_run,
+    new_record,
+    newest_checkpoint,
+    resumable,
+    stopped_at,
+)
 
 STATE = "state.json"
 RESULTS = "results.json"
@@ -57,12 +69,41 @@ START_HINT = "hyperadapt continual --config CONFIG --method METHOD --out RUN"
 def check_run_dir(run: Run | str | Path) -> Run:
     """The continual run ``run`` (a :class:`~hyperadapt.runs.Run` or its folder), or a clear error."""
     if not isinstance(run, Run) and not is_run(run):
-        raise FileNotFoundError(f"{run} is not a continual run directory (no {RUN_FILE}): start one with "
+        raise InputNotFound(f"{run} is not a continual run directory (no {RUN_FILE}): start one with "
                                 f"`{START_HINT}`")
     run = Run.of(run)
     if run.kind != RUN_KIND:
-        raise ValueError(f"{run.path} is not a continual run directory: its run record is for {run.method!r}")
+        raise UserError(f"{run.path} is not a continual run directory: its run record is for {run.method!r}")
     return run
+
+
+def stream_extent(run_dir: str | Path, method: str) -> str | None:
+    """How far the ``method`` continual run in ``run_dir`` got, in words ("3 of 5 tasks done, 1 added"); None
+    when ``run_dir`` holds no such run, or another process runs it (``run_stream`` then says why it stops)."""
+    try:
+        run = check_run_dir(run_dir)
+        state = Path(run_dir) / STATE
+        done = load_json(state, "run state")["completed"] if state.exists() else 0
+    except (ValueError, KeyError, TypeError, FileNotFoundError):
+        return None
+    if run.method != method or RunDir(run_dir).owner() is not None:
+        return None
+    added = len(run.record.get("added", []))
+    return f"{done} of {len(run.tasks)} tasks done" + (f", {added} added" if added else "")
+
+
+def stream_stopped_at(run_dir: str | Path, method: str) -> str:
+    """Where a stream stopped early stands, in words: how far it got (:func:`stream_extent`) and how much of
+    the task in progress was saved (its checkpoint, or the answers it had logged)."""
+    extent = stream_extent(run_dir, method)
+    if extent is None:
+        return stopped_at(run_dir)
+    checkpoint = newest_checkpoint(run_dir)
+    logged = sum(max(0, len(f.read_text(encoding="utf-8").splitlines()) - 1)
+                 for f in (Path(run_dir) / ANSWERING).glob("*.jsonl"))
+    now = (f"its last checkpoint is {checkpoint}" if checkpoint else
+           f"{logged} of its answers are logged" if logged else "nothing of it saved yet")
+    return f"{extent}; the task in progress: {now}"
 
 
 def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | None = None,
@@ -72,12 +113,12 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
     if is_run(run_dir):
         run = check_run_dir(run_dir)
         if run.method != method:
-            raise ValueError(f"{run_dir} holds a {run.method!r} run, not {method!r}: use another directory")
+            raise UserError(f"{run_dir} holds a {run.method!r} run, not {method!r}: use another directory")
         if resume and (run_dir / STATE).exists():
             differ = [k for k in config_differences(run.config_dict, to_dict(ctx.cfg)) if not resumable(k)]
             if differ:
                 resume_it = continual_resume_command(method, run_dir)
-                raise ValueError(f"{run_dir} was started with another config (it differs in {', '.join(differ)}): "
+                raise UserError(f"{run_dir} was started with another config (it differs in {', '.join(differ)}): "
                                  f"resume it with its own config (`{resume_it}`), or start over with --no-resume "
                                  "(which deletes it) or another --out")
             RunDir(run_dir).update(status="running")
@@ -86,7 +127,7 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
             if item.name != LOCK_FILE:
                 shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
     elif run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
-        raise ValueError(f"{run_dir} exists and is not a continual run directory: choose an empty or new one")
+        raise UserError(f"{run_dir} exists and is not a continual run directory: choose an empty or new one")
     record = new_record(RUN_KIND, method, to_dict(ctx.cfg), ctx.model, tasks=ctx.names, added=[])
     RunDir(run_dir).write(record)
     if seed_from is not None:
@@ -102,11 +143,11 @@ def load_final_adapter(run: Run | str | Path, model_and_tokenizer=None):
     input's true task)."""
     run = check_run_dir(run)
     if run.method not in single_lora_methods():
-        raise ValueError(f"{run.path} is a {run.method!r} run: only a stream that ends with one LoRA "
+        raise UserError(f"{run.path} is a {run.method!r} run: only a stream that ends with one LoRA "
                          f"({', '.join(single_lora_methods())}) loads as one adapter")
     cls = learner_class(run.method)
     if not (run.path / RESULTS).exists():
-        raise FileNotFoundError(f"{run.path} has not finished its stream: resume it first: `{run.resume_command()}`")
+        raise InputNotFound(f"{run.path} has not finished its stream: resume it first: `{run.resume_command()}`")
     cfg = run.config_dict
     model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     inject(model, cfg["lora"]["target_modules"], gating=False)
@@ -140,7 +181,7 @@ def seed_run(source: Path, run_dir: Path, run: dict, shareable: Collection[str])
     theirs = check_run_dir(source)
     differ = [k for k in SAME_ANSWERS if theirs.config_dict.get(k) != run["config"].get(k)]
     if differ:
-        raise ValueError(f"cannot seed from {source}: its config differs in {', '.join(differ)}")
+        raise UserError(f"cannot seed from {source}: its config differs in {', '.join(differ)}")
     share_adapters = ({run["method"], theirs.method} <= set(shareable)
                       and not config_differences(theirs.config_dict, run["config"]))
     cache = source / "answers.json"

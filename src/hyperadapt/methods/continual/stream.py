@@ -32,6 +32,7 @@ from hyperadapt.data.loaders import load_cl_stream, load_task_file
 from hyperadapt.data.prompts import Encoded, TruncationStats, encode_tasks
 from hyperadapt.data.schema import Task
 from hyperadapt.data.synthetic import synthetic_stream
+from hyperadapt.errors import UserError
 from hyperadapt.evaluation.harness import AnswerLog, EvalConfig, Query, answer, make_queries, prompt_budget
 from hyperadapt.evaluation.metrics import score_predictions
 from hyperadapt.io import atomic_write_text, load_json, safe_name
@@ -169,7 +170,7 @@ def fit_lora(
     on the steps the checkpoint it resumed from holds (0.0 when it started fresh), which this process did not
     see."""
     if not examples:
-        raise ValueError("no training examples for this task")
+        raise UserError("no training examples for this task")
     model, pad = ctx.model, ctx.tokenizer.pad_token_id
     tcfg = replace(ctx.cfg.train, seed=seed, steps=steps or ctx.cfg.train.steps)
 

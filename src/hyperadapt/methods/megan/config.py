@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hyperadapt.errors import UserError
 from hyperadapt.training import TrainConfig
 
 
@@ -38,17 +39,17 @@ class MeganConfig:
 
     def __post_init__(self) -> None:
         if self.condition_max_tokens < 1:
-            raise ValueError(f"condition_max_tokens must be at least 1, got {self.condition_max_tokens}")
+            raise UserError(f"condition_max_tokens must be at least 1, got {self.condition_max_tokens}")
         if self.bottleneck < 1:
-            raise ValueError(f"bottleneck must be at least 1, got {self.bottleneck}")
+            raise UserError(f"bottleneck must be at least 1, got {self.bottleneck}")
         if not 0 < self.beta_scale < 1:
-            raise ValueError(
+            raise UserError(
                 f"beta_scale must be in (0, 1) so that β = 1 + s·tanh(h) stays positive, got {self.beta_scale}"
             )
         if self.l1_weight < 0:
-            raise ValueError(f"l1_weight must be non-negative, got {self.l1_weight}")
+            raise UserError(f"l1_weight must be non-negative, got {self.l1_weight}")
         if not isinstance(self.train, TrainConfig):
-            raise ValueError(f"train must be a TrainConfig (a mapping in YAML), got {type(self.train).__name__}")
+            raise UserError(f"train must be a TrainConfig (a mapping in YAML), got {type(self.train).__name__}")
 
     @property
     def setting(self) -> str:

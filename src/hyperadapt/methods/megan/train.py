@@ -36,6 +36,7 @@ from hyperadapt.data.prompts import (
     user_message,
 )
 from hyperadapt.data.schema import Task
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.methods.megan.config import MeganConfig
@@ -161,7 +162,7 @@ class MeganMethod:
         return RowCondition(beta=BetaSource(self.hypernet, channel=self.hypernet.channel_betas(cond)[0]))
 
     def export_adapter(self, instruction: str, out_dir: str | Path) -> Path:
-        raise ValueError("a MeGan run makes β for the SwiGLU gates, not a LoRA adapter: use a TAGI or Hypter run")
+        raise UserError("a MeGan run makes β for the SwiGLU gates, not a LoRA adapter: use a TAGI or Hypter run")
 
 
 # -- data ------------------------------------------------------------------------------------------------
@@ -279,10 +280,10 @@ def load_megan(run: Run | str | Path, model_and_tokenizer=None) -> MeganMethod:
     base model (an error for any other model)."""
     run = Run.of(run)
     if run.method != METHOD:
-        raise ValueError(f"{run.path} is a {run.method!r} run, not a {METHOD} run")
+        raise UserError(f"{run.path} is a {run.method!r} run, not a {METHOD} run")
     cfg = run.config
     if not (run.path / HYPERNET_DIR).exists():
-        raise FileNotFoundError(f"{run.path} has no trained hypernetwork yet: train it (or resume) first")
+        raise InputNotFound(f"{run.path} has no trained hypernetwork yet: train it (or resume) first")
     model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     hyper = load_hypernetwork(run.path / HYPERNET_DIR, model)
     return _method(model, tokenizer, hyper, cfg, run.path)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hyperadapt.data import parse_spec
+from hyperadapt.errors import UserError
 from hyperadapt.methods.continual.config import ContinualConfig, check_choice
 
 ENCODERS = ("sentence", "base", "base_mean")
@@ -74,15 +75,15 @@ class RouterConfig:
             raise ValueError(f"router.reject_bank must be >= 0 (0: the retained inputs), got {self.reject_bank}")
         for name in ("hidden", "epochs", "batch_size", "retention_min", "calibration", "knn_k"):
             if getattr(self, name) < 1:
-                raise ValueError(f"router.{name} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"router.{name} must be at least 1, got {getattr(self, name)}")
         if self.retention <= 0 or (self.retention >= 1 and self.retention != int(self.retention)):
-            raise ValueError(
+            raise UserError(
                 f"router.retention must be a fraction in (0, 1) or a whole count >= 1, got {self.retention}"
             )
         if not 0 <= self.reject_quantile < 0.5:
-            raise ValueError(f"router.reject_quantile must be in [0, 0.5), got {self.reject_quantile}")
+            raise UserError(f"router.reject_quantile must be in [0, 0.5), got {self.reject_quantile}")
         if self.lr <= 0:
-            raise ValueError(f"router.lr must be positive, got {self.lr}")
+            raise UserError(f"router.lr must be positive, got {self.lr}")
 
     def retained(self, n_inputs: int) -> int:
         """How many inputs of a task with ``n_inputs`` the buffer keeps."""
@@ -99,5 +100,5 @@ class SwitchConfig(ContinualConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if parse_spec(self.stream)[0] == "synthetic" and self.router.calibrate_on == "dev":
-            raise ValueError("router.calibrate_on: dev needs a stream with a dev split (cl:PATH#ORDER); the "
+            raise UserError("router.calibrate_on: dev needs a stream with a dev split (cl:PATH#ORDER); the "
                              "synthetic stream has none: use 'train' or 'auto'")

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ from hyperadapt.core import BASE, AdapterBank, conditioned, inject
 from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data.loaders import load_jsonl, load_task_file
 from hyperadapt.data.prompts import TruncationStats, fit_prompt, user_message
-from hyperadapt.data.schema import Task
+from hyperadapt.data.schema import Task, TaskDataError
 from hyperadapt.encoders import TextEncoder
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import EvalConfig, Query, prompt_budget
 from hyperadapt.evaluation.metrics import auroc
@@ -86,7 +88,7 @@ def calibration_source(cfg: SwitchConfig, task: StreamTask) -> str:
     task has a dev split, else train). Raises ``ValueError`` when ``dev`` is asked and the task has none."""
     has_dev = task.dev is not None and bool(task.dev.instances)
     if cfg.router.calibrate_on == "dev" and not has_dev:
-        raise ValueError(f"router.calibrate_on is 'dev' but task {task.name!r} has no dev split: use 'auto' "
+        raise UserError(f"router.calibrate_on is 'dev' but task {task.name!r} has no dev split: use 'auto' "
                          "(its training inputs then calibrate) or 'train'")
     if cfg.router.calibrate_on == "auto":
         return "dev" if has_dev else "train"
@@ -277,17 +279,17 @@ def add_task(
     """
     run = check_run_dir(run_dir)
     if not learner_class(run.method).per_task_adapters:
-        raise ValueError(f"tasks can be added to a run with one adapter per task ({METHOD} or oracle); {run_dir} is "
+        raise UserError(f"tasks can be added to a run with one adapter per task ({METHOD} or oracle); {run_dir} is "
                          f"a {run.method!r} run")
     safe_name(train.name, "task name")
     train, test = _split_new_task(train, test)
     existing = run.tasks
     if train.name in existing:
-        raise ValueError(f"task {train.name!r} already exists in {run_dir}: give the new task another name")
+        raise UserError(f"task {train.name!r} already exists in {run_dir}: give the new task another name")
     with RunDir(run_dir).lock():  # not while another process runs or extends this stream
         state = load_json(Path(run_dir) / STATE, "run state")
         if state["completed"] != len(existing):
-            raise ValueError(f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
+            raise UserError(f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
                              f"resume it first: `{run.resume_command()}`")
         _save_added(run, train, test)
         _, ctx = load_run_context(run_dir, model_and_tokenizer)
@@ -302,13 +304,13 @@ def add_task(
 
 def _split_new_task(train: Task, test: Task | None) -> tuple[Task, Task]:
     if not train.instances:
-        raise ValueError(f"task {train.name!r} is empty: it has no training instances")
+        raise UserError(f"task {train.name!r} is empty: it has no training instances")
     if test is not None:
         if not test.instances:
-            raise ValueError(f"the test set of task {train.name!r} is empty")
+            raise UserError(f"the test set of task {train.name!r} is empty")
         return train, test
     if len(train.instances) < 2:
-        raise ValueError(f"task {train.name!r} needs at least 2 instances (one to train, one to test) or a test set")
+        raise UserError(f"task {train.name!r} needs at least 2 instances (one to train, one to test) or a test set")
     cut = len(train.instances) - max(1, len(train.instances) // 10)
     return train.with_instances(train.instances[:cut]), train.with_instances(train.instances[cut:])
 
@@ -331,16 +333,15 @@ def _save_added(run: Run, train: Task, test: Task) -> None:
 
 
 def load_task_spec(spec: str) -> tuple[Task, Task | None]:
-    """A task to add, as (train, test): a folder with ``train.json`` (+ ``test.json``), an SNI task file,
-    ``jsonl:PATH`` (one task, rows with ``split`` train/test) or ``synthetic:NAME`` (a synthetic task)."""
+    """A task to add, as (train, test; None: ``add_task`` holds out the last tenth): a folder with ``train.json``
+    (+ ``test.json``), an SNI task file, ``jsonl:PATH`` or ``synthetic:NAME`` (a synthetic task).
+
+    ``jsonl:PATH`` holds one task; a row's optional ``split`` field ``test`` makes it a test row, every other row
+    (``split`` ``train`` or none) trains the task."""
     if spec.startswith("synthetic:"):
         return _synthetic_task(spec.partition(":")[2])
     if spec.startswith("jsonl:"):
-        path = spec.partition(":")[2]
-        train, test = load_jsonl(path, "train"), load_jsonl(path, "test")
-        if len(train) != 1:
-            raise ValueError(f"{path} must hold exactly one task with split 'train' rows, found {len(train)}")
-        return train[0], (test[0] if test else None)
+        return _jsonl_task(spec.partition(":")[2])
     path = Path(spec)
     if path.is_dir():
         test = path / "test.json"
@@ -348,7 +349,22 @@ def load_task_spec(spec: str) -> tuple[Task, Task | None]:
                                                                 else None)
     if path.suffix == ".json":
         return load_task_file(path), None
-    raise ValueError(f"cannot read task {spec!r}: give a task folder, a .json task file, jsonl:PATH or synthetic:NAME")
+    raise UserError(f"cannot read task {spec!r}: give a task folder, a .json task file, jsonl:PATH or synthetic:NAME")
+
+
+def _jsonl_task(path: str) -> tuple[Task, Task | None]:
+    """One task from JSONL rows: the rows with ``split: test`` judge it, all others train it."""
+    tasks = load_jsonl(path)
+    if len(tasks) != 1:
+        raise UserError(f"{path} must hold exactly one task (one value of 'task'), found {len(tasks)}: "
+                        f"{', '.join(t.name for t in tasks[:5])}")
+    try:
+        test = load_jsonl(path, "test")[0]
+    except TaskDataError:  # no row has split 'test'
+        return tasks[0], None
+    held_out = set(test.instances)
+    train = replace(tasks[0], instances=[i for i in tasks[0].instances if i not in held_out])
+    return train, test
 
 
 def _synthetic_task(name: str) -> tuple[Task, Task]:
@@ -359,7 +375,7 @@ def _synthetic_task(name: str) -> tuple[Task, Task]:
         pairs = {t.name: t for t in suite[train_split]}, {t.name: t for t in suite[test_split]}
         if name in pairs[0] and name in pairs[1]:
             return pairs[0][name], pairs[1][name]
-    raise ValueError(f"no synthetic task named {name!r}")
+    raise UserError(f"no synthetic task named {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -414,14 +430,14 @@ def load_switch(run: Run | str | Path, model_and_tokenizer=None) -> SwitchMethod
     ``generate`` or ``serve``, on the run's own base model."""
     run = check_run_dir(run)
     if run.method != METHOD:
-        raise ValueError(f"{run.path} is a {run.method!r} run, not a {METHOD} run")
+        raise UserError(f"{run.path} is a {run.method!r} run, not a {METHOD} run")
     cfg = run.config
     model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     inject(model, cfg.lora.target_modules, gating=False)
     names = run.tasks
     store = AdapterStore(run.path / ADAPTERS)
     if not all(store.has(i, n) for i, n in enumerate(names)):
-        raise FileNotFoundError(f"{run.path} has not finished its stream: resume it first: `{run.resume_command()}`")
+        raise InputNotFound(f"{run.path} has not finished its stream: resume it first: `{run.resume_command()}`")
     router = SwitchRouter.load(run.path / "router")
     encoder = make_router_encoder(cfg.router.encoder, model, tokenizer)
     return SwitchMethod(model, tokenizer, store.bank(model, names), router, encoder, names, cfg.setting,

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.data.prompts import TruncationStats, encode_instance, literal_ids
 from hyperadapt.data.schema import Task
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.methods.tagi.instructions import InstructionVectors, instruction_text
 from hyperadapt.training import Batch, pad_batch
 
@@ -74,10 +75,10 @@ def file_passages(path: str | Path) -> list[str]:
     """Passages of a plain-text file: blocks separated by blank lines."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"pretraining text file not found: {path}")
+        raise InputNotFound(f"pretraining text file not found: {path}")
     passages = [p.strip() for p in path.read_text().split("\n\n") if p.strip()]
     if not passages:
-        raise ValueError(f"pretraining text file {path} is empty")
+        raise UserError(f"pretraining text file {path} is empty")
     return passages
 
 
@@ -94,7 +95,7 @@ def segment_examples(
             a, b, c = ids[start : start + la], ids[start + la : start + la + lb], ids[start + la + lb : start + width]
             out.append(SegmentExample(tokenizer.decode(a), (b + c, [-100] * lb + c)))
     if not out:
-        raise ValueError(
+        raise UserError(
             f"no pretraining window of {width} tokens (a={la}, b={lb}, c={lc}) fits in the passages: "
             "use shorter segments or longer texts"
         )

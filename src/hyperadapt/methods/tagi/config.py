@@ -10,6 +10,7 @@ from typing import Literal
 
 from hyperadapt.core.inject import check_targets
 from hyperadapt.data.prompts import check_setting
+from hyperadapt.errors import UserError
 from hyperadapt.training import TrainConfig
 
 ENCODERS = ("base", "sentence")
@@ -26,9 +27,9 @@ class HypernetConfig:
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.blocks < 0:
-            raise ValueError(f"hypernet.hidden must be >= 1 and hypernet.blocks >= 0, got {self.hidden}, {self.blocks}")
+            raise UserError(f"hypernet.hidden must be >= 1 and hypernet.blocks >= 0, got {self.hidden}, {self.blocks}")
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"hypernet.dropout must be in [0, 1), got {self.dropout}")
+            raise UserError(f"hypernet.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -50,9 +51,9 @@ class TeacherConfig:
 
     def __post_init__(self) -> None:
         if self.group not in TEACHER_GROUPS:
-            raise ValueError(f"teachers.group must be one of {TEACHER_GROUPS}, got {self.group!r}")
+            raise UserError(f"teachers.group must be one of {TEACHER_GROUPS}, got {self.group!r}")
         if self.rank < 1 or self.alpha <= 0:
-            raise ValueError(f"teachers.rank must be >= 1 and teachers.alpha > 0, got {self.rank}, {self.alpha}")
+            raise UserError(f"teachers.rank must be >= 1 and teachers.alpha > 0, got {self.rank}, {self.alpha}")
 
 
 @dataclass
@@ -74,7 +75,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         if min(self.a_tokens, self.b_tokens, self.c_tokens) < 1:
-            raise ValueError("pretrain.a_tokens, b_tokens and c_tokens must each be at least 1")
+            raise UserError("pretrain.a_tokens, b_tokens and c_tokens must each be at least 1")
 
 
 @dataclass
@@ -89,14 +90,14 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.kl_weight < 0:
-            raise ValueError(f"losses.kl_weight must be >= 0, got {self.kl_weight}")
+            raise UserError(f"losses.kl_weight must be >= 0, got {self.kl_weight}")
         if self.temperature <= 0:
-            raise ValueError(f"losses.temperature must be > 0, got {self.temperature}")
+            raise UserError(f"losses.temperature must be > 0, got {self.temperature}")
         if isinstance(self.align_weight, str):
             if self.align_weight != "sigmoid":
-                raise ValueError(f"losses.align_weight must be a number >= 0 or 'sigmoid', got {self.align_weight!r}")
+                raise UserError(f"losses.align_weight must be a number >= 0 or 'sigmoid', got {self.align_weight!r}")
         elif self.align_weight < 0:
-            raise ValueError(f"losses.align_weight must be >= 0 or 'sigmoid', got {self.align_weight}")
+            raise UserError(f"losses.align_weight must be >= 0 or 'sigmoid', got {self.align_weight}")
 
     @property
     def uses_kl(self) -> bool:
@@ -149,18 +150,18 @@ class TagiConfig:
     def __post_init__(self) -> None:
         check_setting(self.setting)
         if self.setting == "none":
-            raise ValueError("setting must be 'def' or 'def2pos': the hypernetwork needs an instruction to read")
+            raise UserError("setting must be 'def' or 'def2pos': the hypernetwork needs an instruction to read")
         if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+            raise UserError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if not self.encoder_layers:
-            raise ValueError("encoder_layers must name at least one hidden state, e.g. [-1]")
+            raise UserError("encoder_layers must name at least one hidden state, e.g. [-1]")
         if self.rank < 1 or self.alpha <= 0:
-            raise ValueError(f"rank must be >= 1 and alpha > 0, got {self.rank}, {self.alpha}")
+            raise UserError(f"rank must be >= 1 and alpha > 0, got {self.rank}, {self.alpha}")
         if self.max_instruction_tokens < 1:
-            raise ValueError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
+            raise UserError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
         self.target_modules = list(check_targets(self.target_modules, "target_modules", required=True))
         if self.shared_adapter and self.teachers.shared and self.teachers.rank != self.rank:
-            raise ValueError(f"teachers.shared with shared_adapter starts the student's shared adapter from the "
+            raise UserError(f"teachers.shared with shared_adapter starts the student's shared adapter from the "
                              f"teachers' one: teachers.rank ({self.teachers.rank}) must equal rank ({self.rank})")
 
     @property

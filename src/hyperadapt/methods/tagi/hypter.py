@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hyperadapt.errors import UserError
 from hyperadapt.methods.tagi.config import LossConfig, PretrainConfig, TagiConfig
 from hyperadapt.methods.tagi.method import TagiMethod, load_tagi
 from hyperadapt.methods.tagi.train import train_tagi
@@ -34,7 +35,7 @@ class HypterConfig(TagiConfig):
                                      ("teachers.shared", self.teachers.shared))
                      if on]
         if turned_on:
-            raise ValueError(f"{', '.join(turned_on)}: Hypter-style has no fusion, stage 1, KL, alignment or "
+            raise UserError(f"{', '.join(turned_on)}: Hypter-style has no fusion, stage 1, KL, alignment or "
                              "teachers; train tagi for those (its ablations turn each off)")
 
 
@@ -57,5 +58,5 @@ def load_hypter(run: Run | str | Path, model_and_tokenizer=None) -> TagiMethod:
     """The trained baseline from ``run_dir``."""
     method = load_tagi(run, model_and_tokenizer)
     if method.name != METHOD:
-        raise ValueError(f"{method.info['run']} is a {method.name!r} run, not a {METHOD} run")
+        raise UserError(f"{method.info['run']} is a {method.name!r} run, not a {METHOD} run")
     return method

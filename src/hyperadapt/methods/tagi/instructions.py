@@ -20,6 +20,7 @@ from torch import Tensor
 from hyperadapt.data.prompts import literal_ids
 from hyperadapt.data.schema import Task
 from hyperadapt.encoders import CachedEncoder
+from hyperadapt.errors import UserError
 
 CLEAN_CACHE = 4096  # instructions whose cleaned text is remembered (a server sees unboundedly many)
 
@@ -40,7 +41,7 @@ class InstructionVectors:
 
     def __init__(self, encoder: CachedEncoder, max_tokens: int) -> None:
         if max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+            raise UserError(f"max_tokens must be at least 1, got {max_tokens}")
         self.encoder = encoder
         self.max_tokens = max_tokens
         self._clean: OrderedDict[str, str] = OrderedDict()  # the CLEAN_CACHE most recently cleaned
@@ -55,7 +56,7 @@ class InstructionVectors:
             self._clean.move_to_end(text)
             return self._clean[text]
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(
+            raise UserError(
                 "empty instruction: TAGI generates the adapter from the task's instruction, so give a "
                 "non-empty definition of the task"
             )

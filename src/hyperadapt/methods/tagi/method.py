@@ -23,6 +23,7 @@ from hyperadapt.core import LoraConditioning, conditioned, export_peft, inject, 
 from hyperadapt.core.peft_io import PEFT_CONFIG
 from hyperadapt.core.rows import RowCondition, fold
 from hyperadapt.encoders import make_encoder
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import check_out_dir, load_json, load_state_strict, load_tensors, write_dir_atomic
 from hyperadapt.methods.tagi.config import TagiConfig
 from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
@@ -66,10 +67,10 @@ def load_hypernet_weights(net: TagiHypernetwork, path: str | Path) -> TagiHypern
     """Load weights saved by ``save_hypernet`` strictly; an architecture mismatch is an error."""
     path = Path(path)
     if not (path / "hypernet.safetensors").exists():
-        raise FileNotFoundError(f"no trained hypernetwork in {path}: train it (or resume) first")
+        raise InputNotFound(f"no trained hypernetwork in {path}: train it (or resume) first")
     saved = load_json(path / "hypernet.json", "hypernetwork config")
     if saved != json.loads(json.dumps(net.config())):
-        raise ValueError(f"the hypernetwork in {path} was built for another model or config: {saved} vs {net.config()}")
+        raise UserError(f"the hypernetwork in {path} was built for another model or config: {saved} vs {net.config()}")
     weights = path / "hypernet.safetensors"
     return load_state_strict(net, load_tensors(weights, "hypernetwork weights"), weights, "hypernetwork weights")
 
@@ -173,7 +174,7 @@ def load_tagi(run: Run | str | Path, model_and_tokenizer=None) -> TagiMethod:
     folder), ready for the harness, on the run's own base model (``model_and_tokenizer`` must be that one)."""
     run = Run.of(run)
     if not isinstance(run.config, TagiConfig):
-        raise ValueError(f"{run.path} is a {run.method!r} run, not a TAGI or Hypter-style run")
+        raise UserError(f"{run.path} is a {run.method!r} run, not a TAGI or Hypter-style run")
     cfg = run.config
     model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     inject(model, cfg.target_modules, gating=False)

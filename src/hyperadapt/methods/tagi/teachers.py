@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from hyperadapt.core import AdapterBank, LoraConditioning, conditioned
 from hyperadapt.core.lora import stack_rank
 from hyperadapt.data.schema import Task
+from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import atomic_write_text
 from hyperadapt.methods.tagi.batches import encode_examples
 from hyperadapt.methods.tagi.config import TagiConfig
@@ -57,7 +58,7 @@ class Teachers:
         position = {g: i for i, g in enumerate(self.groups)}
         missing = sorted({group_of(t, self.group_by) for t in tasks} - set(position))
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"the teachers have no adapter for {self.group_by}(s) {missing[:5]}: train teachers on these "
                 "tasks (leave teachers.path empty) or point teachers.path at matching ones"
             )
@@ -77,7 +78,7 @@ class Teachers:
     def load(cls, path: str | Path, device: torch.device | str | None = None) -> Teachers:
         path = Path(path)
         if not (path / TEACHERS_FILE).exists():
-            raise FileNotFoundError(f"no trained teachers in {path}: expected {TEACHERS_FILE} (train them first)")
+            raise InputNotFound(f"no trained teachers in {path}: expected {TEACHERS_FILE} (train them first)")
         info = json.loads((path / TEACHERS_FILE).read_text())
         bank = AdapterBank.load(path / "bank", device=device)
         bank.requires_grad_(False)

@@ -20,6 +20,7 @@ from hyperadapt.config import to_dict
 from hyperadapt.core import conditioned, inject
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
+from hyperadapt.errors import InputNotFound
 from hyperadapt.methods.tagi.batches import (
     batch_maker,
     encode_examples,
@@ -85,7 +86,7 @@ def pretrain(ctx: Context, resume: bool, stop_at: int | None) -> bool:
     pcfg, out = ctx.cfg.pretrain, ctx.run_dir / "pretrain"
     if pcfg.path:
         if not (Path(pcfg.path) / "hypernet.safetensors").exists():
-            raise FileNotFoundError(f"pretrain.path {pcfg.path} holds no stage-1 hypernetwork (hypernet.safetensors)")
+            raise InputNotFound(f"pretrain.path {pcfg.path} holds no stage-1 hypernetwork (hypernet.safetensors)")
         return True
     passages = file_passages(pcfg.text_file) if pcfg.text_file else task_passages(ctx.tasks, pcfg.train.seed)
     examples = segment_examples(ctx.tokenizer, passages, (pcfg.a_tokens, pcfg.b_tokens, pcfg.c_tokens))

@@ -1,0 +1,89 @@
+"""``hyperadapt continual``: run a task stream (SwitchCIT or a baseline); ``continual add``: one more task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hyperadapt.cli._errors import console, err_console, interrupted
+from hyperadapt.cli._options import ConfigOption, SetOption, StrayOverridesGroup
+
+app = typer.Typer(cls=StrayOverridesGroup)
+
+
+@app.callback(invoke_without_command=True)
+def continual(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    method: Annotated[str, typer.Option(help="switchcit, sequential, replay, olora, multitask, oracle")] = "switchcit",
+    out: Annotated[Path | None, typer.Option(help="run directory (default runs/continual/METHOD)")] = None,
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option(
+        help="continue after the last finished task; --no-resume deletes the run in --out and starts over")] = True,
+) -> None:
+    """Continual instruction tuning: run a whole task stream with SwitchCIT or one of its baselines.
+
+    Trains task 1, evaluates all tasks, trains task 2, ... and writes the accuracy matrix, AP, BWT and
+    forgetting to OUT/results.json. Resumable after any task (Ctrl-C prints the command that resumes it).
+    Settings come from --config, then each --set KEY=VALUE (`hyperadapt config switchcit` lists them).
+    `hyperadapt continual add RUN --task ...` adds one more task to a finished run.
+
+    Example: hyperadapt continual --config configs/switch_synthetic.yaml --method switchcit --out runs/cl/switchcit
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from hyperadapt import distributed
+    from hyperadapt.config import load_config
+    from hyperadapt.io import check_out_dir
+    from hyperadapt.methods.continual import learner_class, run_stream, stream_extent, stream_stopped_at
+    from hyperadapt.methods.switch import SwitchConfig
+    from hyperadapt.runs import continual_resume_command
+
+    distributed.device()  # under accelerate launch: join the process group and take this process's GPU
+    learner_class(method)  # an unknown method is refused before anything is loaded
+    cfg = load_config(SwitchConfig, config, set_ or [])  # one config for SwitchCIT and its baselines
+    run_dir = check_out_dir(out or Path("runs") / "continual" / method, "--out")
+    extent = None if resume else stream_extent(run_dir, method)
+    if extent:
+        err_console.print(f"--no-resume: deleting the run in {run_dir} ({extent}) and starting over")
+    try:
+        result = run_stream(cfg, run_dir, resume=resume, method=method)
+    except KeyboardInterrupt:
+        raise interrupted(stream_stopped_at(run_dir, method), continual_resume_command(method, run_dir)) from None
+    metrics = result["metrics"]
+    console.print(f"{method}: AP {_fmt(metrics['AP'])}, BWT {_fmt(metrics['BWT'])}, "
+                  f"forgetting {_fmt(metrics['Forgetting'])} -> {run_dir}")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+@app.command("add")
+def add(
+    run: Annotated[Path, typer.Argument(help="a finished switchcit (or oracle) run directory")],
+    task: Annotated[str, typer.Option(help="a task folder (train.json, optional test.json), an SNI .json file, "
+                                           "jsonl:PATH (one task; see below) or synthetic:NAME")],
+) -> None:
+    """Add one more task to a finished continual run without touching the earlier adapters.
+
+    A jsonl:PATH task is one task's rows (task, instruction, input, output); an optional `split` field marks
+    the rows that judge it (`test`); all other rows train it, and without test rows the last tenth of its
+    instances is held out. An interrupted add is resumed with the command it prints
+    (hyperadapt continual --config RUN/run.json --method METHOD --out RUN).
+
+    Example: hyperadapt continual add runs/cl/switchcit --task synthetic:plural
+    """
+    from hyperadapt.methods.continual import stream_stopped_at
+    from hyperadapt.methods.switch import add_task, load_task_spec
+    from hyperadapt.runs import Run
+
+    train_task, test_task = load_task_spec(task)
+    try:
+        add_task(run, train_task, test_task)
+    except KeyboardInterrupt:
+        opened = Run.open(run)
+        raise interrupted(stream_stopped_at(run, opened.method), opened.resume_command()) from None
+    console.print(f"added {train_task.name} to {run}")

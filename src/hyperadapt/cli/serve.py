@@ -1,0 +1,44 @@
+"""``hyperadapt serve``: runs and PEFT adapters behind one OpenAI-compatible HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hyperadapt.cli._errors import console
+
+SHUTDOWN_GRACE_S = 10  # seconds an open request gets to finish after SIGTERM
+
+
+def serve(
+    runs: Annotated[list[str] | None, typer.Argument(help="runs (any that eval --run loads): PATH or NAME=PATH")]
+        = None,
+    model: Annotated[str | None, typer.Option(help="base model (default: the runs' own)")] = None,
+    lora_modules: Annotated[list[str] | None, typer.Option(help="NAME=PEFT_DIR (repeatable)")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar="HYPERADAPT_API_KEY", help="require this bearer token")] = None,
+    max_batch: Annotated[int, typer.Option(help="most sequences decoded together")] = 32,
+    gather_ms: Annotated[float, typer.Option(help="how long an idle server waits to fill a batch")] = 5.0,
+    cache_mb: Annotated[float, typer.Option(help="memory for generated adapters and β, per condition (LRU)")] = 512.0,
+    max_tokens: Annotated[int, typer.Option(help="largest max_tokens a request may ask for")] = 512,
+    max_prompt_tokens: Annotated[int, typer.Option(help="longest prompt in tokens")] = 2048,
+    max_lora_rank: Annotated[int, typer.Option(help="largest rank of exported adapters (vLLM's)")] = 16,
+    allow_runtime_lora: Annotated[bool, typer.Option(help="allow /v1/load_lora_adapter and unload")] = True,
+) -> None:
+    """Serve runs over an OpenAI-compatible HTTP API; the request's model field picks the run or adapter.
+
+    Example: hyperadapt serve runs/tagi runs/megan cl=runs/cl/switchcit --port 8000
+    """
+    import uvicorn
+
+    from hyperadapt.serve import ServeConfig, build_server, create_app
+
+    cfg = ServeConfig(max_batch=max_batch, gather_ms=gather_ms, cache_mb=cache_mb, max_tokens=max_tokens,
+                      max_prompt_tokens=max_prompt_tokens, max_lora_rank=max_lora_rank,
+                      allow_runtime_lora=allow_runtime_lora, api_key=api_key)
+    server = build_server(runs or [], cfg, adapters=lora_modules or [], model=model)
+    console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1")
+    # a request still open at SIGTERM gets SHUTDOWN_GRACE_S to finish; then the engine ends it with a 503
+    uvicorn.run(create_app(server), host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
