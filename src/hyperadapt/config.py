@@ -34,8 +34,27 @@ ADDED_KEYS: dict[str, Any] = {"teachers.shared": False}
 OVERRIDE_HELP = "config override KEY=VALUE, the value in YAML (repeatable): --set train.steps=100 --set train.lr=5e-4"
 
 
+@dataclasses.dataclass(frozen=True)
+class Word:
+    """A YAML scalar that YAML 1.1 reads as true, false or null (``yes``, ``no``, ``off``, ``~``, an empty
+    value, ...), kept with the ``text`` it was written as until the setting's type says which it is: a
+    setting typed ``str`` takes the text (``precision: no`` is ``"no"``), any other takes ``value``."""
+
+    text: str
+    value: bool | None
+
+    def __str__(self) -> str:
+        return self.text
+
+
 class ConfigLoader(yaml.SafeLoader):
-    """YAML 1.1 safe loading, but numbers written as people write them (``5e-4``, ``1e3``) are floats."""
+    """YAML 1.1 safe loading, but numbers written as people write them (``5e-4``, ``1e3``) are floats and
+    true/false/null are :class:`Word` s (:func:`check_type` decides what they are)."""
+
+
+def _construct_word(loader: ConfigLoader, node: yaml.ScalarNode) -> Word:
+    value = loader.construct_yaml_bool(node) if node.tag.endswith(":bool") else None
+    return Word(str(node.value), value)
 
 
 ConfigLoader.add_implicit_resolver(
@@ -43,11 +62,26 @@ ConfigLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.?[0-9_]*[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
+ConfigLoader.add_constructor("tag:yaml.org,2002:bool", _construct_word)
+ConfigLoader.add_constructor("tag:yaml.org,2002:null", _construct_word)
+
+
+def yaml_value(data: Any) -> Any:
+    """``data`` with every :class:`Word` replaced by what YAML reads it as (true, false or None)."""
+    if isinstance(data, Word):
+        return data.value
+    if isinstance(data, dict):
+        return {yaml_value(k): yaml_value(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [yaml_value(v) for v in data]
+    return data
 
 
 def parse_yaml(text: str, where: str) -> Any:
-    """``text`` parsed with :class:`ConfigLoader`; a syntax error is a ``ValueError`` naming ``where`` and
-    the line (tabs, for one, are not allowed for indentation in YAML)."""
+    """``text`` parsed with :class:`ConfigLoader` (an empty text is the empty :class:`Word`); a syntax error
+    is a ``ValueError`` naming ``where`` and the line (tabs, for one, are not allowed for indentation in YAML)."""
+    if not text.strip():
+        return Word("", None)
     try:
         return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
@@ -118,9 +152,20 @@ def from_dict(
 
 def check_type(value: Any, hint: Any, key: str) -> Any:
     """``value`` when it fits the type ``hint`` (an int counts as a float), else a ``ValueError`` naming
-    ``key``, e.g. ``train.steps must be an integer, got 1.5``."""
+    ``key``, e.g. ``train.steps must be an integer, got 1.5``. A :class:`Word` is what YAML reads it as when
+    that fits, else its text when that fits (``no`` for a ``str``, but ``null`` for a ``str | None`` is None).
+    """
+    if isinstance(value, Word):
+        try:
+            return check_type(value.value, hint, key)
+        except ValueError:
+            try:
+                return check_type(value.text, hint, key)
+            except ValueError:
+                pass
+            raise
     if hint is Any:
-        return value
+        return yaml_value(value)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if isinstance(hint, types.UnionType) or origin is typing.Union:
         for arg in args:
@@ -141,7 +186,7 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{key} must be a mapping, got {value!r}")
-        return value
+        return yaml_value(value)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, hint):
             raise ValueError(f"{key} must be a mapping of {hint.__name__} settings, got {value!r}")
@@ -215,7 +260,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             path = path / "run.json"
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
-        data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        data = (data.value if isinstance(data, Word) else data) or {}  # an empty file: the defaults
         if path.name == "run.json" and isinstance(data, dict) and isinstance(data.get("config"), dict):
             data, saved_run = data["config"], True
         if not isinstance(data, dict):
