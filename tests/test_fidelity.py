@@ -30,7 +30,7 @@ from hyperadapt.evaluation.generate import option_logprobs
 from hyperadapt.evaluation.harness import AnswerLog, EvalConfig, PromptMethod, Query, evaluate, make_queries
 from hyperadapt.evaluation.metrics import XLingualTokenizer, aggregate, by_category, normalize_answer, rouge_l
 from hyperadapt.methods.megan import MeganMethod
-from hyperadapt.testing import tiny_model, tiny_tokenizer
+from hyperadapt.testing import random_tagi_method, tiny_model, tiny_tokenizer
 
 WORDS = "the answer of a task is in the input word output that it for on with as are this be".split()
 
@@ -353,7 +353,45 @@ def test_an_interrupted_evaluation_resumes_from_its_answer_log(jsonl_data, tmp_p
     assert resumed["seconds"] >= logged  # the time reported includes what the reused answers took
     with pytest.raises(ValueError, match="answers of another method or setting"):
         evaluate(PromptMethod("zero-shot", model, tok), tasks, EvalConfig(max_new_tokens=5), answers_path=log_path)
-    assert isinstance(AnswerLog(tmp_path / "new.jsonl", "f").answers, dict)
+    assert AnswerLog(tmp_path / "new.jsonl", "f", {"model": "m", "weights": "0", "trained": None}).answers == {}
+
+
+def test_an_evaluation_resumed_with_another_model_refuses_the_first_models_answers(jsonl_data, tmp_path, caplog):
+    # issue 33: the log's fingerprint held no model identity, so a zero-shot evaluation interrupted with one
+    # --model and run again with another reused the first model's answers under the second one's name
+    from hyperadapt.data import load_tasks
+
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    cfg = EvalConfig(max_new_tokens=3, batch_size=4)
+    first, second = tiny_model(seed=0), tiny_model(seed=1)  # the same name and config, other weights
+    log_path = tmp_path / "zero-shot.test.answers.jsonl"
+    evaluate(PromptMethod("zero-shot", *first), tasks, cfg, answers_path=log_path)  # stopped before its results
+    with pytest.raises(ValueError, match=r"holds answers of another model \(model '\(built in code\)', weights "):
+        evaluate(PromptMethod("zero-shot", *second), tasks, cfg, answers_path=log_path)
+    own = evaluate(PromptMethod("zero-shot", *second), tasks, cfg, answers_path=tmp_path / "own.answers.jsonl")
+    assert evaluate(PromptMethod("zero-shot", *first), tasks, cfg, answers_path=log_path)["seconds"] > 0
+    # a trained method's own weights count too: the same name, info and base model, another hypernetwork
+    torch.manual_seed(0)
+    trained = random_tagi_method(*tiny_model(seed=0))
+    evaluate(trained, tasks, cfg, answers_path=tmp_path / "tagi.answers.jsonl")
+    torch.manual_seed(0)
+    retrained = random_tagi_method(*tiny_model(seed=0))
+    calls = []
+    retrained.conditioning = lambda queries: calls.append(queries) or contextlib.nullcontext()
+    evaluate(retrained, tasks, cfg, answers_path=tmp_path / "tagi.answers.jsonl")  # the same weights: reused
+    assert calls == []
+    with torch.no_grad():
+        next(iter(retrained.hypernet.parameters())).add_(1.0)
+    with pytest.raises(ValueError, match=r"weights \w+, trained weights \w+\), not of this one"):
+        evaluate(retrained, tasks, cfg, answers_path=tmp_path / "tagi.answers.jsonl")
+    # a log written before logs recorded the identity is answered again, with a warning
+    old = log_path.read_text().splitlines()
+    header = json.loads(old[0])
+    log_path.write_text("\n".join([json.dumps({"fingerprint": header["fingerprint"]}), *old[1:]]) + "\n")
+    with caplog.at_level(logging.WARNING):
+        again = evaluate(PromptMethod("zero-shot", *second), tasks, cfg, answers_path=log_path)
+    assert "answering again" in caplog.text and again["predictions"] == own["predictions"]
+    assert json.loads(log_path.read_text().splitlines()[0])["identity"]["weights"] != header["identity"]["weights"]
 
 
 @pytest.mark.parametrize("older, newer, changed", [

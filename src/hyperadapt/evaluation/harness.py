@@ -2,7 +2,9 @@
 
 A method is anything with a ``name``, a ``setting`` (how it wants prompts built), ``model``,
 ``tokenizer`` and a ``conditioning(queries)`` context manager that conditions the model for a batch
-(a no-op for prompt-only baselines; generated adapters, routed adapters or β for the methods).
+(a no-op for prompt-only baselines; generated adapters, routed adapters or β for the methods). Its
+weights are its model's and those of every torch module it holds as an attribute (a hypernetwork, an
+adapter bank, a router): :func:`answer_identity` hashes them to tell whose answers a log holds.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
 from tqdm.auto import tqdm
 
 from hyperadapt.config import ADDED_KEYS, RENAMED_KEYS
@@ -34,6 +37,7 @@ from hyperadapt.evaluation.metrics import (
     score_predictions,
 )
 from hyperadapt.io import atomic_write_text, save_json
+from hyperadapt.models import model_name, module_tensors, weights_digest
 from hyperadapt.report.tables import task_table
 
 log = logging.getLogger(__name__)
@@ -146,39 +150,74 @@ def make_queries(
     ]
 
 
+def answer_identity(method: Method) -> dict[str, str | None]:
+    """Whose answers these are, beyond the method's name and config: ``model``, the base model's name or
+    path; ``weights``, a hash of its weights (every parameter and buffer, :func:`~hyperadapt.models.weights_digest`);
+    ``trained``, a hash of the weights the method holds besides (every torch module among its attributes, in
+    the order of their names, less the base model's tensors), None for a method that holds none (zero-shot).
+    Reads every weight once (about a second for a 135M-parameter model on a CPU)."""
+    base = list(module_tensors(method.model))
+    seen = {id(t) for _, t in base}
+    held = [(f"{attr}.{name}", t) for attr, value in sorted(vars(method).items())
+            if attr != "model" and isinstance(value, torch.nn.Module)
+            for name, t in module_tensors(value) if id(t) not in seen]
+    return {"model": model_name(method.model), "weights": weights_digest(base),
+            "trained": weights_digest(held) if held else None}
+
+
 class AnswerLog:
     """Answers appended to a JSONL file as batches finish, so that an interrupted evaluation resumes.
 
     The first line holds a fingerprint of what produces the answers (method, its info, the evaluation
-    settings); a log written under another fingerprint is refused (``fingerprint`` may list several that
-    are the same thing: the first is written, any is accepted). Each later line is one answer keyed by
-    task, instance id and a hash of the prompt and the task's instruction, with the seconds its batch took
-    divided among the batch's answers (``seconds``; absent in logs written before it was recorded).
+    settings) and ``identity``, whose answers they are (:func:`answer_identity`: the base model and the hashes
+    of its and the method's weights). A log of another fingerprint or identity is refused (``fingerprint`` may
+    list several that are the same thing: the first is written, any is accepted); a log written before logs
+    recorded the identity is answered again, with a warning (its answers may be another model's). Each later
+    line is one answer keyed by task, instance id and a hash of the prompt and the task's instruction, with the
+    seconds its batch took divided among the batch's answers (``seconds``; absent in older logs).
     ``resumed_seconds``: what the answers already in the log took the processes that wrote them (0.0 for a
     new log), so that an evaluation resumed after an interruption reports the time it took in all.
     """
 
-    def __init__(self, path: str | Path, fingerprint: str | tuple[str, ...]) -> None:
+    def __init__(self, path: str | Path, fingerprint: str | tuple[str, ...], identity: dict[str, str | None]) -> None:
         accepted = (fingerprint,) if isinstance(fingerprint, str) else tuple(fingerprint)
         self.path = Path(path)
         self.answers: dict[str, str] = {}
         self.resumed_seconds = 0.0
-        if self.path.exists() and self.path.stat().st_size:
-            try:
-                header, self.answers = self.read(self.path)
-            except ValueError as err:
-                raise ValueError(f"{err}; delete it to start over") from err
-            if header.get("fingerprint") not in accepted:
-                raise ValueError(
-                    f"{self.path} holds answers of another method or setting; delete it or choose another --out"
-                )
+        if self.path.exists() and self.path.stat().st_size and self._reusable(accepted, identity):
             self.resumed_seconds = self.logged_seconds(self.path)
             self._fh = self.path.open("a", encoding="utf-8")
         else:
+            self.answers = {}
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("w", encoding="utf-8")
-            self._fh.write(json.dumps({"fingerprint": accepted[0]}) + "\n")
+            self._fh.write(self.header(accepted[0], identity))
             self._fh.flush()
+
+    def _reusable(self, accepted: tuple[str, ...], identity: dict[str, str | None]) -> bool:
+        """Read the log at ``self.path``: True when its answers are this method's, False (with a warning) for
+        a log without an identity; ``ValueError`` for another method, setting or model."""
+        try:
+            header, self.answers = self.read(self.path)
+        except ValueError as err:
+            raise ValueError(f"{err}; delete it to start over") from err
+        if header.get("fingerprint") not in accepted:
+            raise ValueError(
+                f"{self.path} holds answers of another method or setting; delete it or choose another --out"
+            )
+        logged = header.get("identity")
+        if logged is None:
+            log.warning("%s was written before answer logs recorded whose answers they are (its answers may be "
+                        "another model's): answering again", self.path)
+            return False
+        if logged != identity:
+            raise ValueError(f"{self.path} holds answers of another model ({_describe(logged)}), not of this one "
+                             f"({_describe(identity)}); delete it or choose another --out")
+        return True
+
+    @staticmethod
+    def header(fingerprint: str, identity: dict[str, str | None]) -> str:
+        return json.dumps({"fingerprint": fingerprint, "identity": identity}) + "\n"
 
     @staticmethod
     def read(path: Path, strict: bool = False) -> tuple[dict, dict[str, str]]:
@@ -248,15 +287,23 @@ class AnswerLog:
         self._fh.flush()
 
     @classmethod
-    def write(cls, path: str | Path, fingerprint: str, queries: list[Query], outs: list[str]) -> Path:
+    def write(cls, path: str | Path, fingerprint: str, identity: dict[str, str | None], queries: list[Query],
+              outs: list[str]) -> Path:
         """Write a complete log of ``outs`` (one answer per query) at ``path`` at once (atomically, replacing
         any file there): what ``bench compare`` and :func:`score_answer_log` read. Returns the path."""
-        lines = [json.dumps({"fingerprint": fingerprint}) + "\n"]
+        lines = [cls.header(fingerprint, identity)]
         lines += [cls._line(q, o) for q, o in zip(queries, outs, strict=True)]
         return atomic_write_text(path, "".join(lines))  # makes the folder
 
     def close(self) -> None:
         self._fh.close()
+
+
+def _describe(identity: dict) -> str:
+    parts = [f"model {identity.get('model') or '(built in code)'!r}", f"weights {identity.get('weights')}"]
+    if identity.get("trained"):
+        parts.append(f"trained weights {identity['trained']}")
+    return ", ".join(parts)
 
 
 def fingerprint(method: Method, cfg: EvalConfig, setting: str) -> tuple[str, ...]:
@@ -344,7 +391,7 @@ def evaluate(
 
     ``model``, ``data`` and ``split`` are recorded in the result to say what was evaluated. With
     ``answers_path``, answers are appended to that JSONL file as they come and a rerun with the same
-    method and settings continues where the last one stopped (:class:`AnswerLog`); ``seconds`` then includes
+    method, settings and weights continues where the last one stopped (:class:`AnswerLog`); ``seconds`` then includes
     what the earlier runs spent on the answers it reuses. The headline ``mean`` is the official instance
     mean; ``mean["task_mean"]`` the mean over tasks.
     """
@@ -356,7 +403,9 @@ def evaluate(
     budget = prompt_budget(method.model, cfg, tasks)
     queries = make_queries(method, tasks, setting, cfg.limit, budget, stats)
     stats.warn("evaluation prompts")
-    log_to = AnswerLog(answers_path, fingerprint(method, cfg, setting)) if answers_path else None
+    log_to = None
+    if answers_path:
+        log_to = AnswerLog(answers_path, fingerprint(method, cfg, setting), answer_identity(method))
     try:
         answers = answer(method, queries, cfg, desc=split or "eval", log_to=log_to)
     finally:

@@ -39,6 +39,7 @@ from hyperadapt.methods.continual.stream import (
     answer_plan,
     answering_log,
     make_context,
+    plan_identity,
     score_tasks,
     stage_fingerprint,
     test_queries,
@@ -263,7 +264,7 @@ def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[
     answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=stage)
     t2 = time.perf_counter()
     AnswerLog.write(ctx.run_dir / ANSWER_LOGS / f"{stage}.answers.jsonl", stage_fingerprint(ctx, learner.name, stage),
-                    queries, answers)
+                    plan_identity(ctx, plan), queries, answers)
     return {"after": k, "task": ctx.names[k], "scores": score_tasks(queries, answers), "train": train,
             "routing": plan.stats,
             "seconds": {"train": round(train_seconds, 2), "eval": round(t2 - t1 + answered_before, 2)}}

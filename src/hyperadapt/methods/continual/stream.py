@@ -31,7 +31,15 @@ from hyperadapt.data.loaders import load_cl_stream, load_task_file
 from hyperadapt.data.prompts import Encoded, TruncationStats, encode_tasks
 from hyperadapt.data.schema import Task
 from hyperadapt.data.synthetic import synthetic_stream
-from hyperadapt.evaluation.harness import AnswerLog, EvalConfig, Query, answer, make_queries, prompt_budget
+from hyperadapt.evaluation.harness import (
+    AnswerLog,
+    EvalConfig,
+    Query,
+    answer,
+    answer_identity,
+    make_queries,
+    prompt_budget,
+)
 from hyperadapt.evaluation.metrics import score_predictions
 from hyperadapt.io import atomic_write_text, load_json, safe_name
 from hyperadapt.methods.continual.config import ContinualConfig
@@ -264,7 +272,7 @@ def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalP
     ecfg = eval_config(ctx)
     log_to = None
     if stage is not None and todo:
-        log_to = AnswerLog(answering_log(ctx, stage), stage_fingerprint(ctx, name, stage))
+        log_to = AnswerLog(answering_log(ctx, stage), stage_fingerprint(ctx, name, stage), plan_identity(ctx, plan))
     try:
         fresh = answer(method, [queries[i] for i in todo], ecfg, desc=name, log_to=log_to)
     finally:
@@ -290,6 +298,12 @@ def score_tasks(queries: list[Query], answers: list[str]) -> dict[str, dict]:
         by_task.setdefault(q.task.name, []).append(i)
     return {name: score_predictions([answers[i] for i in idx], [list(queries[i].instance.outputs) for i in idx])
             for name, idx in by_task.items()}
+
+
+def plan_identity(ctx: StreamContext, plan: EvalPlan) -> dict[str, str | None]:
+    """Whose answers a stage's are (:func:`~hyperadapt.evaluation.harness.answer_identity`): the base model
+    and its weights, and the weights of the plan's bank."""
+    return answer_identity(BankMethod("plan", ctx.model, ctx.tokenizer, plan.bank, lambda qs: [], ctx.cfg.setting))
 
 
 def stage_fingerprint(ctx: StreamContext, method: str, stage: str) -> str:
