@@ -45,6 +45,7 @@ from hyperadapt.methods.continual.stream import (
     test_queries,
     with_added_tasks,
 )
+from hyperadapt.report.tables import markdown_table
 from hyperadapt.runs import LOCK_FILE, RunDir, resumable
 
 STATE = "state.json"
@@ -378,15 +379,14 @@ def _fmt(v: float | None) -> str:
 def results_table(results: dict) -> str:
     """A Markdown summary: the metrics, then the accuracy matrix."""
     m = results["metrics"]
+    keys = ["AP", "BWT", "Forgetting", "FWT"]
     lines = [f"## {results['method']} on {results['stream']} ({results['metric']})", "",
-             "| AP | BWT | Forgetting | FWT |", "|---|---|---|---|",
-             f"| {_fmt(m['AP'])} | {_fmt(m['BWT'])} | {_fmt(m['Forgetting'])} | {_fmt(m['FWT'])} |", ""]
+             markdown_table(keys, [[_fmt(m[k]) for k in keys]]), ""]
     names = results["tasks"]
-    lines += ["| after \\ task | " + " | ".join(str(i + 1) for i in range(len(names))) + " |",
-              "|---" * (len(names) + 1) + "|"]
-    lines.append("| zero-shot | " + " | ".join(_fmt(v) for v in results["zero_shot"]) + " |")
-    for after, row in zip(results["after"], results["matrix"], strict=True):
-        lines.append(f"| {after + 1}: {names[after]} | " + " | ".join(_fmt(v) for v in row) + " |")
+    rows = [["zero-shot", *map(_fmt, results["zero_shot"])]]
+    rows += [[f"{after + 1}: {names[after]}", *map(_fmt, row)]
+             for after, row in zip(results["after"], results["matrix"], strict=True)]
+    lines.append(markdown_table(["after \\ task", *range(1, len(names) + 1)], rows))
     switch = results.get("switch")
     if switch and "reject_auroc" in switch:
         lines += ["", f"Reject option (threshold calibrated on {switch['calibrated_on']} inputs): AUROC "
