@@ -16,7 +16,7 @@ import re
 import types
 import typing
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -126,6 +126,8 @@ def from_dict(
     ``renamed`` when it is given (``load_config`` warns about them; a saved run loads silently)."""
     if not isinstance(data, dict):
         raise ValueError(f"config section {where or cls.__name__!r} must be a mapping, got {data!r}")
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a config dataclass")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     data, old = rename_old_keys(data, fields, where)
     if renamed is not None:
@@ -137,7 +139,7 @@ def from_dict(
             f"unknown config key(s) {sorted(f'{where}{k}' for k in unknown)} for {cls.__name__}; "
             f"allowed: {sorted(fields)}"
         )
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for key, value in data.items():
         sub = _dataclass_type(hints[key])
         if sub and isinstance(value, dict):
@@ -187,7 +189,7 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{key} must be a mapping, got {value!r}")
         return yaml_value(value)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, hint):
             raise ValueError(f"{key} must be a mapping of {hint.__name__} settings, got {value!r}")
         return value
@@ -213,11 +215,10 @@ def _describe(hint: Any) -> str:
 
 
 def _dataclass_type(hint: Any) -> type | None:
-    if dataclasses.is_dataclass(hint):
-        return hint
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return next((a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), None)
-    return None
+    """The config dataclass ``hint`` names (itself, or the one in a union such as ``X | None``), or None."""
+    candidates = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    return next((a for a in candidates if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -246,7 +247,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] = ()) -> T:
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Read ``cls`` from a YAML file (or its defaults when ``path`` is None) and apply overrides; an old key
     name (``RENAMED_KEYS``) still works, with one ``FutureWarning`` naming the new one.
 
@@ -260,13 +261,14 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             path = path / "run.json"
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
-        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-        data = (data.value if isinstance(data, Word) else data) or {}  # an empty file: the defaults
-        if path.name == "run.json" and isinstance(data, dict) and isinstance(data.get("config"), dict):
-            data, saved_run = data["config"], True
-        if not isinstance(data, dict):
+        parsed = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        parsed = (parsed.value if isinstance(parsed, Word) else parsed) or {}  # an empty file: the defaults
+        if path.name == "run.json" and isinstance(parsed, dict) and isinstance(parsed.get("config"), dict):
+            parsed, saved_run = parsed["config"], True
+        if not isinstance(parsed, dict):
             raise ValueError(f"{path}: a config file must be a mapping of settings (key: value lines, see "
-                             f"configs/), got {type(data).__name__} {data!r}")
+                             f"configs/), got {type(parsed).__name__} {parsed!r}")
+        data = parsed
     renamed: list[tuple[str, str]] = []
     cfg = from_dict(cls, apply_overrides(data, list(overrides)), renamed=renamed)
     if renamed and not saved_run:

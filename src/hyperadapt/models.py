@@ -100,7 +100,7 @@ def check_supported(config) -> None:
         raise ValueError(f"unsupported MLP activation {act!r} in a {model_type} model: SwiGLU needs silu")
 
 
-def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The decoder layers of a Llama-family causal LM, checked to have SwiGLU MLPs."""
     layers = getattr(getattr(model, "model", None), "layers", None)
     if layers is None:

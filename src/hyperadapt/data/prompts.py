@@ -62,7 +62,7 @@ def render(tokenizer: Tokenizer, user_text: str) -> str:
     """The full prompt string, ending where the model's answer begins."""
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": "user", "content": user_text}]
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
     return f"{user_text}\nOutput: "
 
 
@@ -113,7 +113,7 @@ def _head(tokenizer: Tokenizer, text: str, tokens: int) -> str:
         return text
     if tokens <= 0:
         return ""
-    return tokenizer.decode(ids[:tokens]).rstrip() + CUT_MARKER
+    return str(tokenizer.decode(ids[:tokens])).rstrip() + CUT_MARKER
 
 
 def fit_prompt(
@@ -220,7 +220,8 @@ def answer_ids(tokenizer: Tokenizer, output: str) -> list[int]:
     Evaluation decodes an answer up to the end of turn and strips it, so these are exactly the tokens
     whose decoded text is compared with the reference.
     """
-    return tokenizer(output.strip(), add_special_tokens=False).input_ids + end_of_turn_ids(tokenizer)[:1]
+    ids: list[int] = tokenizer(output.strip(), add_special_tokens=False).input_ids
+    return ids + end_of_turn_ids(tokenizer)[:1]
 
 
 def encode_example(
