@@ -62,3 +62,27 @@ def test_string_settings_take_yamls_words_literally(tmp_path):
         load_config(Words, None, ["train.steps=no"])
     with pytest.raises(ValueError, match="flag must be true or false, got 'maybe'"):
         load_config(Words, None, ["flag=maybe"])
+
+
+def test_every_help_text_of_a_config_is_shown_with_its_key_and_default():
+    import ast
+    from pathlib import Path
+
+    from hyperadapt.config import settings_help
+    from hyperadapt.demo.config import DemoConfig
+    from hyperadapt.methods import TRAINABLE
+    from hyperadapt.methods.switch import SwitchConfig
+
+    src = Path(__file__).resolve().parents[1] / "src" / "hyperadapt"
+    written = set()  # every metadata={"help": "..."} in the package
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "help" for k in node.keys):
+                written |= {ast.literal_eval(v) for k, v in zip(node.keys, node.values, strict=True)
+                            if isinstance(k, ast.Constant) and k.value == "help"}
+    roots = [*(cls for cls, _ in TRAINABLE.values()), SwitchConfig, DemoConfig]
+    shown = "\n".join(settings_help(cls) for cls in roots)
+    assert len(written) > 50 and not [t for t in written if t not in shown]
+    lines = settings_help(SwitchConfig).splitlines()
+    assert any(line.startswith("train.steps = 150 ") and "(an integer)" in line for line in lines)  # its own default
+    assert any(line.startswith('unseen = "auto" ') for line in lines)

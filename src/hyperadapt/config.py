@@ -12,6 +12,7 @@ Renamed keys (``RENAMED_KEYS``) keep loading under their old name: silently from
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 import typing
@@ -211,6 +212,10 @@ def _describe(hint: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    if typing.get_origin(hint) in (list, tuple):
+        return "a list"
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
@@ -276,6 +281,42 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         warnings.warn(f"{path or 'overrides'}: config key renamed ({names}); the old name still loads for now: "
                       "use the new one", FutureWarning, stacklevel=2)
     return cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One key of a config, as ``--set KEY=VALUE`` names it: its default, type and help text."""
+
+    key: str
+    default: Any
+    kind: str
+    help: str
+
+
+def settings(cls: type, prefix: str = "") -> list[Setting]:
+    """Every key of config dataclass ``cls`` (nested sections as dotted keys, ``train.steps``) with its default
+    in the default config, the type it takes and its ``metadata["help"]`` ("" where a field has none)."""
+    return _settings(cls(), prefix)
+
+
+def _settings(cfg: Any, prefix: str) -> list[Setting]:
+    hints = typing.get_type_hints(type(cfg))
+    out = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out += _settings(value, f"{prefix}{f.name}.")
+        else:
+            out.append(Setting(f"{prefix}{f.name}", value, _describe(hints[f.name]), f.metadata.get("help", "")))
+    return out
+
+
+def settings_help(cls: type) -> str:
+    """The keys of config dataclass ``cls`` for a command's ``--help``: one line each, ``KEY = DEFAULT`` (the
+    default as YAML reads it), the type, and the field's help text."""
+    rows = [(s.key, json.dumps(s.default, default=str), s.kind, s.help) for s in settings(cls)]
+    width = max(len(f"{k} = {d}") for k, d, _, _ in rows)
+    return "\n".join(f"{f'{k} = {d}':<{width}}  ({kind}){f' {text}' if text else ''}" for k, d, kind, text in rows)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
