@@ -170,9 +170,10 @@ class AnswerLog:
 
     The first line holds a fingerprint of what produces the answers (method, its info, the evaluation
     settings) and ``identity``, whose answers they are (:func:`answer_identity`: the base model and the hashes
-    of its and the method's weights). A log of another fingerprint or identity is refused (``fingerprint`` may
-    list several that are the same thing: the first is written, any is accepted); a log written before logs
-    recorded the identity is answered again, with a warning (its answers may be another model's). Each later
+    of its and the method's weights). A log of another fingerprint is refused (``fingerprint`` may list several
+    that are the same thing: the first is written, any is accepted); a log of another identity (another base
+    model, other weights, another dtype), or one written before logs recorded it, is answered again from the
+    start with one warning: its answers are not this model's. Each later
     line is one answer keyed by task, instance id and a hash of the prompt and the task's instruction, with the
     seconds its batch took divided among the batch's answers (``seconds``; absent in older logs).
     ``resumed_seconds``: what the answers already in the log took the processes that wrote them (0.0 for a
@@ -196,7 +197,7 @@ class AnswerLog:
 
     def _reusable(self, accepted: tuple[str, ...], identity: dict[str, str | None]) -> bool:
         """Read the log at ``self.path``: True when its answers are this method's, False (with a warning) for
-        a log without an identity; ``ValueError`` for another method, setting or model."""
+        another model's or a log without an identity; ``ValueError`` for another method or setting."""
         try:
             header, self.answers = self.read(self.path)
         except ValueError as err:
@@ -211,8 +212,9 @@ class AnswerLog:
                         "another model's): answering again", self.path)
             return False
         if logged != identity:
-            raise ValueError(f"{self.path} holds answers of another model ({_describe(logged)}), not of this one "
-                             f"({_describe(identity)}); delete it or choose another --out")
+            log.warning("%s holds answers of another model (%s), not of this one (%s): answering again",
+                        self.path, _describe(logged), _describe(identity))
+            return False
         return True
 
     @staticmethod
