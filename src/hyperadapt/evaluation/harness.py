@@ -183,9 +183,10 @@ class AnswerLog:
     def __init__(self, path: str | Path, fingerprint: str | tuple[str, ...], identity: dict[str, str | None]) -> None:
         accepted = (fingerprint,) if isinstance(fingerprint, str) else tuple(fingerprint)
         self.path = Path(path)
-        self.answers: dict[str, str] = {}
         self.resumed_seconds = 0.0
-        if self.path.exists() and self.path.stat().st_size and self._reusable(accepted, identity):
+        reused = self.load(self.path, accepted, identity) if self.path.exists() and self.path.stat().st_size else None
+        if reused is not None:
+            self.answers = reused
             self.resumed_seconds = self.logged_seconds(self.path)
             self._fh = self.path.open("a", encoding="utf-8")
         else:
@@ -195,27 +196,27 @@ class AnswerLog:
             self._fh.write(self.header(accepted[0], identity))
             self._fh.flush()
 
-    def _reusable(self, accepted: tuple[str, ...], identity: dict[str, str | None]) -> bool:
-        """Read the log at ``self.path``: True when its answers are this method's, False (with a warning) for
-        another model's or a log without an identity; ``ValueError`` for another method or setting."""
+    @classmethod
+    def load(cls, path: Path, accepted: tuple[str, ...], identity: dict[str, str | None]) -> dict[str, str] | None:
+        """The answers (key -> answer) of the log at ``path`` when they are this method's; None, with one
+        warning, when they are another model's or the log does not say whose they are; ``ValueError`` for a
+        log of another method or setting (a fingerprint not in ``accepted``) or another kind of file."""
         try:
-            header, self.answers = self.read(self.path)
+            header, answers = cls.read(path)
         except ValueError as err:
             raise ValueError(f"{err}; delete it to start over") from err
         if header.get("fingerprint") not in accepted:
-            raise ValueError(
-                f"{self.path} holds answers of another method or setting; delete it or choose another --out"
-            )
+            raise ValueError(f"{path} holds answers of another method or setting; delete it or choose another --out")
         logged = header.get("identity")
         if logged is None:
             log.warning("%s was written before answer logs recorded whose answers they are (its answers may be "
-                        "another model's): answering again", self.path)
-            return False
+                        "another model's): answering again", path)
+            return None
         if logged != identity:
             log.warning("%s holds answers of another model (%s), not of this one (%s): answering again",
-                        self.path, _describe(logged), _describe(identity))
-            return False
-        return True
+                        path, _describe(logged), _describe(identity))
+            return None
+        return answers
 
     @staticmethod
     def header(fingerprint: str, identity: dict[str, str | None]) -> str:
@@ -274,8 +275,8 @@ class AnswerLog:
         return self.answers.get(self.key(query))
 
     @staticmethod
-    def _line(query: Query, answer: str, seconds: float | None = None) -> str:
-        row = {"key": AnswerLog.key(query), "answer": answer}
+    def _line(key: str, answer: str, seconds: float | None = None) -> str:
+        row: dict[str, Any] = {"key": key, "answer": answer}
         if seconds is not None:
             row["seconds"] = round(seconds, 4)
         return json.dumps(row, ensure_ascii=False) + "\n"
@@ -285,7 +286,7 @@ class AnswerLog:
         share = seconds / len(queries) if seconds is not None and queries else None
         for q, o in zip(queries, outs, strict=True):
             self.answers[self.key(q)] = o
-            self._fh.write(self._line(q, o, share))
+            self._fh.write(self._line(self.key(q), o, share))
         self._fh.flush()
 
     @classmethod
@@ -293,8 +294,14 @@ class AnswerLog:
               outs: list[str]) -> Path:
         """Write a complete log of ``outs`` (one answer per query) at ``path`` at once (atomically, replacing
         any file there): what ``bench compare`` and :func:`score_answer_log` read. Returns the path."""
-        lines = [cls.header(fingerprint, identity)]
-        lines += [cls._line(q, o) for q, o in zip(queries, outs, strict=True)]
+        return cls.write_answers(path, fingerprint, identity,
+                                 {cls.key(q): o for q, o in zip(queries, outs, strict=True)})
+
+    @classmethod
+    def write_answers(cls, path: str | Path, fingerprint: str, identity: dict[str, str | None],
+                      answers: dict[str, str]) -> Path:
+        """Write a complete log of ``answers`` (key -> answer) at ``path`` atomically. Returns the path."""
+        lines = [cls.header(fingerprint, identity), *(cls._line(k, a) for k, a in answers.items())]
         return atomic_write_text(path, "".join(lines))  # makes the folder
 
     def close(self) -> None:

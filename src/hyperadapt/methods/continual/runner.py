@@ -39,9 +39,10 @@ from hyperadapt.methods.continual.stream import (
     answer_plan,
     answering_log,
     make_context,
-    plan_identity,
+    open_cache,
     score_tasks,
     stage_fingerprint,
+    stream_identity,
     test_queries,
     with_added_tasks,
 )
@@ -154,10 +155,13 @@ def seed_run(source: Path, run_dir: Path, run: dict, shareable: Collection[str])
         raise ValueError(f"cannot seed from {source}: its config differs in {', '.join(differ)}")
     share_adapters = ({run["method"], theirs["method"]} <= set(shareable)
                       and not config_differences(theirs["config"], run["config"]))
-    cache = source / "answers.json"
-    answers = load_json(cache, "answer cache") if cache.exists() else {}
+    answers = AnswerCache.read(source)
     kept = {k: v for k, v in answers.items() if share_adapters or k.endswith("\tbase")}
-    save_json(kept, run_dir / "answers.json")
+    if (source / AnswerCache.FILE).exists():  # the same evaluation settings (SAME_ANSWERS) and header
+        header = AnswerLog.read(source / AnswerCache.FILE)[0]
+        AnswerLog.write_answers(run_dir / AnswerCache.FILE, header["fingerprint"], header["identity"], kept)
+    else:
+        save_json(kept, run_dir / AnswerCache.OLD_FILE)
     if share_adapters and (source / "adapters").is_dir():
         shutil.copytree(source / "adapters", run_dir / "adapters")
 
@@ -177,7 +181,7 @@ def run_learner(
     A fresh run may start from another run's cached answers (``seed_from``, see ``seed_run``)."""
     state = start_run(ctx, learner.name, resume, seed_from, shareable)
     with_added_tasks(ctx)  # a resumed run goes on with the tasks ``continual add`` gave it, as the stream's own
-    cache = AnswerCache(ctx.run_dir / "answers.json")
+    cache = open_cache(ctx)
     queries = test_queries(ctx)
     ensure_zero_shot(ctx, state, queries, cache)
     stages = [len(ctx.tasks) - 1] if learner.single_stage else list(range(len(ctx.tasks)))
@@ -265,7 +269,7 @@ def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[
     answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=stage)
     t2 = time.perf_counter()
     AnswerLog.write(ctx.run_dir / ANSWER_LOGS / f"{stage}.answers.jsonl", stage_fingerprint(ctx, learner.name, stage),
-                    plan_identity(ctx, plan), queries, answers)
+                    stream_identity(ctx, plan.bank), queries, answers)
     return {"after": k, "task": ctx.names[k], "scores": score_tasks(queries, answers), "train": train,
             "routing": plan.stats,
             "seconds": {"train": round(train_seconds, 2), "eval": round(t2 - t1 + answered_before, 2)}}
