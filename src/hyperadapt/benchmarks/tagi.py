@@ -253,7 +253,7 @@ def collect(paths: list[str]) -> dict:
             return f"{row} ({label})" if label else row
 
         part = load_json(Path(path), "benchmark result")
-        if not isinstance(part, dict) or not isinstance(part.get("results"), dict):
+        if not isinstance(part.get("results"), dict):
             raise ValueError(f"{path}: not a result of hyperadapt bench tagi (no 'results')")
         merged["collected_from"].append({"path": path, "label": label or None, "command": part.get("command")})
         for key in ("config", "eval", "ablation_eval", "budget", "hypernet_parameters"):
