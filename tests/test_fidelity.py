@@ -382,6 +382,14 @@ def test_an_evaluation_resumed_with_another_model_answers_again(jsonl_data, tmp_
     assert len(answered) == 12 and resumed["predictions"] == own["predictions"]  # none of the first model's
     assert "holds answers of another model (model '(built in code)', weights " in caplog.text
     caplog.clear()
+    # wrapping the model for conditioning adds no weight: its identity stays
+    from hyperadapt.core import inject
+    from hyperadapt.evaluation.harness import answer_identity
+
+    plain = answer_identity(PromptMethod("zero-shot", *tiny_model(seed=0)))
+    wrapped = tiny_model(seed=0)
+    inject(wrapped[0])
+    assert answer_identity(PromptMethod("zero-shot", *wrapped)) == plain
     # a trained method's own weights count too: the same name, info and base model, another hypernetwork
     torch.manual_seed(0)
     trained = random_tagi_method(*tiny_model(seed=0))

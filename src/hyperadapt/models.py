@@ -176,9 +176,10 @@ def model_name(model: torch.nn.Module) -> str:
 
 
 def module_tensors(module: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """Every parameter and buffer of ``module`` by name, each shared tensor once."""
-    yield from module.named_parameters()
-    yield from module.named_buffers()
+    """Every parameter and buffer of ``module`` by name, each shared tensor once, named as in the unwrapped
+    model (a wrapper, ours or PEFT's, keeps the original module as ``base_layer``; wrapping adds no weight)."""
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        yield name.replace(".base_layer", ""), tensor
 
 
 def weights_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
