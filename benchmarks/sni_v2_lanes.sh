@@ -17,6 +17,11 @@
 #           TAGI seed 1 (teachers 100 + stage 2 200 steps + 1,240 answers, ~3-4 h)
 #   lane B: multi-task LoRA seed 0 (300 steps + 1,240 answers, ~2-2.5 h), its def2pos answers (~0.5-1 h),
 #           multi-task LoRA seed 1 (~2-2.5 h)
+# then SNI-CPU v2, 4x the budget (9,600 examples, all stages counted; 384 tokens kept: the estimate is about 30-35
+# core-hours, under the issue's 40):
+#   lane A: TAGI (teachers 400 + stage 2 800 steps, ~10 h) and TAGI without fusion (its own stage 2 on the same
+#           teachers, ~6 h), 1,240 answers each plus the sensitivity rows (10 per task, ~1 h)
+#   lane B: multi-task LoRA and Hypter-style at 1,200 steps each (~5 h + ~7 h), 1,240 answers each (~1 h)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 commit="$(git -C "$repo" rev-parse --short "${1:-HEAD}")"
@@ -53,9 +58,11 @@ EOF
 chmod +x "$work/logs/run_step.sh"
 step="$work/logs/run_step.sh"
 sni=(--data sni:../shared/data/sni --split test --limit 20 --batch-size 16 --max-new-tokens 64 --max-prompt-tokens 384)
-bench=(bench tagi --config configs/tagi_sni.yaml --eval-splits test --limit 20 --no-sensitivity
-       --efficiency-instances 0 --max-new-tokens 64 --max-prompt-tokens 384 --batch-size 16)
+sens=(bench tagi --config configs/tagi_sni.yaml --eval-splits test --limit 20
+      --efficiency-instances 0 --max-new-tokens 64 --max-prompt-tokens 384 --batch-size 16)
+bench=("${sens[@]}" --no-sensitivity)
 tagi=checkpoints/tagi-smollm2-135m-sni
+x4=(--set teachers.train.steps=400 train.steps=800)  # 4x the v1 budget: 1,200 steps x 8 = 9,600 examples in all
 
 (
   "$step" zero_shot_def2pos eval --method zero-shot "${sni[@]}" --setting def2pos --out results/sni/zero-shot.def2pos.json
@@ -63,6 +70,8 @@ tagi=checkpoints/tagi-smollm2-135m-sni
   "$step" tagi_released_def2pos eval --run "$tagi" "${sni[@]}" --setting def2pos --out results/sni/tagi-released.def2pos.json
   "$step" tagi_seed1 "${bench[@]}" --methods tagi --set teachers.train.seed=1 train.seed=1 \
     --runs runs/sni/seed1 --out results/sni/tagi_seed1.json
+  "$step" tagi_x4 "${sens[@]}" --methods tagi tagi-no-fusion --ablation-limit 10 "${x4[@]}" \
+    --runs runs/sni/x4 --out results/sni/tagi_x4.json
 ) >> "$work/logs/laneA.log" 2>&1 &
 (
   "$step" lora_seed0 "${bench[@]}" --methods multitask-lora --runs runs/sni/seed0 --out results/sni/multitask_lora_seed0.json
@@ -70,6 +79,8 @@ tagi=checkpoints/tagi-smollm2-135m-sni
     --out results/sni/multitask-lora.def2pos.json
   "$step" lora_seed1 "${bench[@]}" --methods multitask-lora --set teachers.train.seed=1 train.seed=1 \
     --runs runs/sni/seed1 --out results/sni/multitask_lora_seed1.json
+  "$step" baselines_x4 "${bench[@]}" --methods multitask-lora hypter "${x4[@]}" --runs runs/sni/x4 \
+    --out results/sni/baselines_x4.json
 ) >> "$work/logs/laneB.log" 2>&1 &
 disown -a
 echo "lanes A and B started in $work (commit $commit); follow: tail -f $work/logs/lane{A,B}.log"

@@ -293,12 +293,12 @@ def test_missing_required_option_is_one_line(here):
 
 
 def test_real_bugs_keep_their_traceback(here, monkeypatch):
-    import hyperadapt.methods
+    import hyperadapt.registry
 
     def broken(name):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(hyperadapt.methods, "check_method", broken)
+    monkeypatch.setattr(hyperadapt.registry, "method_entry", broken)
     result = runner.invoke(app, ["eval"])
     assert result.exit_code == 1 and isinstance(result.exception, KeyError)
 
@@ -420,6 +420,8 @@ def test_generate_prints_markup_literally(here, monkeypatch):
 
     monkeypatch.setattr(generate_cli, "answer_inputs", lambda run, inputs, conds, n, budget=None: [
         (inputs[0], "[bold]answer[/] [/x]", f"condition: {conds[0]}")])
+    (here / "run").mkdir()
+    (here / "run" / "run.json").write_text('{"method": "tagi", "config": {}}')
     result = runner.invoke(app, ["generate", "run", "--condition", "Use [red]red[/red].", "--input", "see [/x] here"])
     assert result.exit_code == 0, result.output
     assert "see [/x] here  [condition: Use [red]red[/red].] -> [bold]answer[/] [/x]" in result.output

@@ -70,8 +70,8 @@ def test_every_help_text_of_a_config_is_shown_with_its_key_and_default():
 
     from hyperadapt.config import settings_help
     from hyperadapt.demo.config import DemoConfig
-    from hyperadapt.methods import TRAINABLE
     from hyperadapt.methods.switch import SwitchConfig
+    from hyperadapt.registry import method_entry, method_names
 
     src = Path(__file__).resolve().parents[1] / "src" / "hyperadapt"
     written = set()  # every metadata={"help": "..."} in the package
@@ -80,8 +80,8 @@ def test_every_help_text_of_a_config_is_shown_with_its_key_and_default():
             if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "help" for k in node.keys):
                 written |= {ast.literal_eval(v) for k, v in zip(node.keys, node.values, strict=True)
                             if isinstance(k, ast.Constant) and k.value == "help"}
-    roots = [*(cls for cls, _ in TRAINABLE.values()), SwitchConfig, DemoConfig]
-    shown = "\n".join(settings_help(cls) for cls in roots)
+    registered = {method_entry(name).config_cls for name in method_names()} - {None}
+    shown = "\n".join(settings_help(cls) for cls in [*registered, SwitchConfig, DemoConfig])
     assert len(written) > 50 and not [t for t in written if t not in shown]
     lines = settings_help(SwitchConfig).splitlines()
     assert any(line.startswith("train.steps = 150 ") and "(an integer)" in line for line in lines)  # its own default

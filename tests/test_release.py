@@ -62,7 +62,7 @@ def test_a_released_megan_checkpoint_loads(jsonl_data, tiny_dir, tmp_path):
 def test_release_refuses_what_it_cannot_release(tmp_path, tagi_run):
     (tmp_path / "lora").mkdir()
     (tmp_path / "lora" / "run.json").write_text(json.dumps({"method": "multitask-lora", "config": {}}))
-    with pytest.raises(ValueError, match="only tagi, hypter, megan runs can be released"):
+    with pytest.raises(ValueError, match="only hypter, megan, tagi runs can be released"):
         release_checkpoint(tmp_path / "lora", tmp_path / "out")
     with pytest.raises(ValueError, match="unknown dtype"):
         release_checkpoint(tagi_run, tmp_path / "out", dtype="int8")

@@ -194,7 +194,9 @@ def test_the_resume_hint_of_an_unfinished_run_works_as_written(jsonl_data, tiny_
 
 
 def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(jsonl_data, tiny_dir, tmp_path, monkeypatch):
-    from hyperadapt import methods
+    from dataclasses import replace
+
+    from hyperadapt import registry
 
     run = tmp_path / "run"
 
@@ -202,7 +204,8 @@ def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(jsonl_data, 
         train_multitask_lora(cfg, run_dir, resume=resume, stop_at=2)
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(methods.TRAINABLE, "multitask-lora", (MultiTaskLoraConfig, interrupted))
+    entry = registry.method_entry("multitask-lora")
+    monkeypatch.setitem(registry._ENTRIES, "multitask-lora", replace(entry, train=interrupted))
     result = CliRunner().invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
                                       f"data=jsonl:{jsonl_data}", "--set", "rank=2", "--set", "train.steps=3",
                                       "--set", "train.save_every=1", "--out", str(run)])
@@ -312,3 +315,61 @@ def test_continual_says_how_far_it_got_when_interrupted_and_what_no_resume_delet
     again = CliRunner().invoke(app, [*argv, "--no-resume"])
     assert again.exit_code == 0
     assert f"--no-resume: deleting the run in {run} (2 of 2 tasks done) and starting over" in again.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Run: one owner of a run folder; old records still load
+
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "tagi-smollm2-135m-sni"
+
+
+@pytest.mark.skipif(not (CHECKPOINT / "hypernet").is_dir(), reason="the released checkpoint is not in this checkout")
+def test_the_committed_checkpoint_opens_with_every_answer_from_its_record():
+    from hyperadapt.methods.tagi import TagiConfig, load_tagi
+    from hyperadapt.runs import Run
+
+    run = Run.open(CHECKPOINT)
+    assert (run.kind, run.method, run.finished, run.released) == ("train", "tagi", True, True)
+    assert run.entry.load is load_tagi and isinstance(run.config, TagiConfig)
+    assert run.prompt_style.setting == "def" and run.artefact == CHECKPOINT / "hypernet"
+    assert run.base_model.name_or_path == "default" and run.base_model.scheme == 1  # checked by name (old hash)
+
+
+def test_an_old_stream_record_is_finished_once_its_results_exist(tmp_path):
+    from hyperadapt.runs import Run
+
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "continual", "method": "sequential",
+                                                   "config": {"model": "tiny", "setting": "def"}, "tasks": ["a"],
+                                                   "added": ["b"]}))
+    run = Run.open(tmp_path)
+    assert not run.finished and run.tasks == ["a", "b"] and run.prompt_style.setting == "def"
+    with pytest.raises(FileNotFoundError, match="has not finished its stream: resume it first: `hyperadapt continual"):
+        run.check_loadable()
+    (tmp_path / "results.json").write_text("{}")
+    assert Run.open(tmp_path).finished
+
+
+@pytest.mark.parametrize("record, message", [
+    ([1, 2], "must hold a JSON object"),
+    ({"config": {}}, "names no method"),
+    ({"method": "tagi"}, "holds no config"),
+    ({"method": "nope", "config": {}}, "unknown method 'nope'"),
+])
+def test_a_bad_record_is_refused_with_what_is_wrong(tmp_path, record, message):
+    from hyperadapt.runs import Run
+
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=message):
+        Run.open(tmp_path).check_loadable()
+
+
+def test_the_weight_fingerprint_ignores_dtype_and_tells_weights_apart():
+    import torch
+
+    from hyperadapt.runs import model_fingerprint
+
+    model, _ = tiny_model()
+    same = model_fingerprint(model)["fingerprint"]
+    assert model_fingerprint(model.to(torch.bfloat16))["fingerprint"] == same
+    assert model_fingerprint(tiny_model(seed=1)[0])["fingerprint"] != same

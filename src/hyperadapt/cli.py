@@ -25,6 +25,7 @@ console = Console(soft_wrap=True, markup=False, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 # ValueError covers TaskDataError and JSON errors; RunLocked: another process is training into the run
 USER_ERRORS = (ValueError, OSError, yaml.YAMLError, RunLocked)
+SHUTDOWN_GRACE_S = 10  # seconds an open request gets to finish after SIGTERM (serve)
 # typer parses with its own copy of click: take its exception types from there
 click_errors = sys.modules[typer.BadParameter.__module__]
 
@@ -67,8 +68,6 @@ class ErrorGroup(TyperGroup):
 
 
 # One override syntax for every command that reads a config (train, demo, continual and the benchmarks).
-# the names of hyperadapt.methods.TRAINABLE, here so that --help imports no torch (a test keeps them equal)
-TRAINABLE_NAMES = ("hypter", "megan", "metaicl", "multitask-lora", "reptile", "tagi")
 SetOption = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=OVERRIDE_HELP)]
 # Commands with a config take extra arguments only to refuse bare KEY=VALUE ones, saying how overrides are written.
 TAKES_STRAY = {"allow_extra_args": True}
@@ -184,36 +183,35 @@ def eval_cmd(
     """
     from hyperadapt.data import load_tasks
     from hyperadapt.evaluation.harness import EvalConfig, evaluate
-    from hyperadapt.methods import PROMPT_ONLY, check_loadable, check_method, load_run, run_method, run_model
+    from hyperadapt.registry import method_entry
+    from hyperadapt.runs import Run
 
-    if run is not None:
-        own = run_method(run)
-        if method is not None and method != own:
-            raise ValueError(f"--method {method} does not match --run {run}, which holds a {own!r} run: "
+    opened = Run.open(run) if run is not None else None  # its record, read once
+    if opened is not None:
+        if method is not None and method != opened.method:
+            raise ValueError(f"--method {method} does not match --run {run}, which holds a {opened.method!r} run: "
                              "leave --method out")
-        method = own
+        method = opened.method
+        opened.check_loadable()  # says why a run cannot be evaluated, before any data loads
     method = method or "zero-shot"
-    if run is None:  # a run's method is checked by load_run, which says why a run cannot be evaluated
-        check_method(method)
-    else:
-        check_loadable(run)
+    entry = method_entry(method)
     cfg = EvalConfig(setting=setting, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
                      mode=mode, max_prompt_tokens=max_prompt_tokens, metric_lang=metric_lang)
     target = _results_path(out, run, method, data, split, setting)
     check_out_file(target, "--out")
     tasks = load_tasks(data, split)
-    if method in PROMPT_ONLY:
-        if run is not None:
+    if entry.make is not None:
+        if opened is not None:
             raise ValueError(f"--method {method} takes no --run (it evaluates --model as it is)")
         model = model or "default"
-        runner = PROMPT_ONLY[method](model=model, setting=setting or "def")
-    elif run is None:
+        runner = entry.make(model=model, setting=setting or "def")
+    elif opened is None:
         raise ValueError(f"--method {method} needs --run RUN_DIR (train it with: hyperadapt train {method})")
     else:
-        model = run_model(run, model)
-        runner = load_run(run)
-        trained = getattr(runner, "setting", None)
-        if setting is not None and trained is not None and setting != trained:
+        model = opened.check_model(model)
+        runner = opened.load()
+        trained = opened.prompt_style.setting
+        if setting is not None and setting != trained:
             warnings.warn(f"{run} was trained on prompts of setting {trained!r}; --setting {setting} evaluates it on "
                           "other prompts, so its scores are not its own (leave --setting out to use the run's)",
                           stacklevel=2)
@@ -256,7 +254,8 @@ def _write_results(result: dict, path: Path) -> Path:
 @app.command(context_settings=TAKES_STRAY)
 def train(
     ctx: typer.Context,
-    method: Annotated[str, typer.Argument(help=f"what to train: {', '.join(TRAINABLE_NAMES)}")],
+    method: Annotated[str, typer.Argument(help="what to train: a method's name, e.g. tagi, megan, hypter, "
+                                               "multitask-lora (an unknown name lists them all)")],
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/)")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/METHOD)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the run's last checkpoint")] = True,
@@ -269,19 +268,20 @@ def train(
     """
     from hyperadapt import distributed
     from hyperadapt.config import load_config
-    from hyperadapt.methods import TRAINABLE
+    from hyperadapt.registry import method_entry, method_names
     from hyperadapt.runs import RunDir, train_resume_command
 
     no_stray_overrides(ctx.args)
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
-    if method not in TRAINABLE:
-        raise ValueError(f"cannot train {method!r}: trainable methods are {', '.join(sorted(TRAINABLE))}")
-    cfg_cls, train_fn = TRAINABLE[method]
-    cfg = load_config(cfg_cls, config, set_ or [])
+    trainable = method_names(kind="train")
+    if method not in trainable:
+        raise ValueError(f"cannot train {method!r}: trainable methods are {', '.join(trainable)}")
+    entry = method_entry(method)
+    cfg = load_config(entry.config_cls, config, set_ or [])
     run_dir = check_out_dir(out or Path("runs") / method, "--out")
     done_before = resume and RunDir(run_dir).is_finished()
     try:
-        train_fn(cfg, run_dir, resume=resume)
+        entry.train(cfg, run_dir, resume=resume)
     except KeyboardInterrupt:
         raise _interrupted(run_dir, train_resume_command(method, run_dir)) from None
     if done_before:
@@ -296,9 +296,9 @@ def _interrupted(run_dir: Path, resume: str, stream: str | None = None) -> typer
     ``stream``: how far a continual run got (``_stream_extent``); its task in progress is then described by
     its checkpoint or by the answers it had logged."""
     from hyperadapt.methods.continual.stream import ANSWERING
-    from hyperadapt.runs import newest_checkpoint
+    from hyperadapt.runs import is_run, newest_checkpoint
 
-    if not (run_dir / "run.json").exists():
+    if not is_run(run_dir):
         err_console.print(f"interrupted before {run_dir} was started: nothing was saved")
         return typer.Exit(code=130)
     checkpoint = newest_checkpoint(run_dir)
@@ -352,11 +352,12 @@ def adapter(
     Example: hyperadapt adapter runs/tagi --instruction "Reverse the list." --out adapters/reverse
     """
     from hyperadapt.methods.tagi.method import check_adapter_out, export_adapter
+    from hyperadapt.runs import Run
 
     check_adapter_out(out)
     if not instruction.strip():  # before loading anything
         raise ValueError("--instruction is empty: TAGI generates the adapter from the task's instruction")
-    path = export_adapter(run, instruction, out)
+    path = export_adapter(Run.open(run), instruction, out)
     console.print(f"adapter written to {path}")
 
 
@@ -373,10 +374,11 @@ def release(
     Example: hyperadapt release runs/tagi --out checkpoints/tagi-demo --card card.md
     """
     from hyperadapt.release import check_release_out, checkpoint_bytes, release_checkpoint
+    from hyperadapt.runs import Run
 
     check_release_out(run, out)
     text = card.read_text(encoding="utf-8") if card is not None else None
-    path = release_checkpoint(run, out, text, dtype)
+    path = release_checkpoint(Run.open(run), out, text, dtype)
     console.print(f"checkpoint written to {path} ({checkpoint_bytes(path) / 2**20:.1f} MiB)", markup=False)
 
 
@@ -405,8 +407,8 @@ def continual(
     from hyperadapt import distributed
     from hyperadapt.config import load_config
     from hyperadapt.methods.continual import learner_class, run_stream
-    from hyperadapt.methods.continual.runner import continual_resume_command
     from hyperadapt.methods.switch import SwitchConfig
+    from hyperadapt.runs import continual_resume_command
 
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
     learner_class(method)  # an unknown method is refused before anything is loaded
@@ -440,10 +442,10 @@ def _stream_extent(run_dir: Path, method: str) -> str | None:
         done = load_json(run_dir / STATE, "run state")["completed"] if (run_dir / STATE).exists() else 0
     except (ValueError, KeyError, TypeError, FileNotFoundError):
         return None
-    if run.get("method") != method or RunDir(run_dir).owner() is not None:  # run_stream says why it stops
+    if run.method != method or RunDir(run_dir).owner() is not None:  # run_stream says why it stops
         return None
-    added = len(run.get("added", []))
-    return f"{done} of {len(run.get('tasks', [])) + added} tasks done" + (f", {added} added" if added else "")
+    added = len(run.record.get("added", []))
+    return f"{done} of {len(run.tasks)} tasks done" + (f", {added} added" if added else "")
 
 
 @continual_app.command("add")
@@ -477,15 +479,17 @@ def generate(
     Example: hyperadapt generate runs/megan --condition "Answer in upper case." --input "paris"
     """
     from hyperadapt.methods.inputs import answer_inputs
+    from hyperadapt.runs import Run
 
-    rows = answer_inputs(run, input_, condition or [], max_new_tokens, max_prompt_tokens)
+    rows = answer_inputs(Run.open(run), input_, condition or [], max_new_tokens, max_prompt_tokens)
     for text, answer, route in rows:
         console.print(Text.assemble((text, "bold"), f"  [{route}]" if route else "", " -> ", answer))
 
 
 @app.command()
 def serve(
-    runs: Annotated[list[str] | None, typer.Argument(help="TAGI/MeGan/SwitchCIT runs: PATH or NAME=PATH")] = None,
+    runs: Annotated[list[str] | None, typer.Argument(help="runs (any that eval --run loads): PATH or NAME=PATH")]
+        = None,
     model: Annotated[str | None, typer.Option(help="base model (default: the runs' own)")] = None,
     lora_modules: Annotated[list[str] | None, typer.Option(help="NAME=PEFT_DIR (repeatable)")] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -512,7 +516,8 @@ def serve(
                       allow_runtime_lora=allow_runtime_lora, api_key=api_key)
     server = build_server(runs or [], cfg, adapters=lora_modules or [], model=model)
     console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1", markup=False)
-    uvicorn.run(create_app(server), host=host, port=port, log_level="info")
+    # a request still open at SIGTERM gets SHUTDOWN_GRACE_S to finish; then the engine ends it with a 503
+    uvicorn.run(create_app(server), host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
 
 
 BENCH_HELP = "\n\n".join([

@@ -261,14 +261,16 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     data: dict[str, Any] = {}
     saved_run = False
     if path is not None:
+        from hyperadapt.runs import is_run, is_run_record, record_file
+
         path = Path(path)
-        if path.is_dir() and (path / "run.json").is_file():
-            path = path / "run.json"
+        if path.is_dir() and is_run(path):
+            path = record_file(path)
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
         parsed = parse_yaml(path.read_text(encoding="utf-8"), str(path))
         parsed = (parsed.value if isinstance(parsed, Word) else parsed) or {}  # an empty file: the defaults
-        if path.name == "run.json" and isinstance(parsed, dict) and isinstance(parsed.get("config"), dict):
+        if is_run_record(path) and isinstance(parsed, dict) and isinstance(parsed.get("config"), dict):
             parsed, saved_run = parsed["config"], True
         if not isinstance(parsed, dict):
             raise ValueError(f"{path}: a config file must be a mapping of settings (key: value lines, see "

@@ -117,7 +117,8 @@ class SentenceEncoder(CachedEncoder):
 
     def _encode_batch(self, texts: list[str]) -> Tensor:
         batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+            split_special_tokens=True,  # user text is text: a "[SEP]" in it is not the separator
         ).to(self.device)
         hidden = self.model(**batch).last_hidden_state  # [n, T, H]
         pooled = mean_pool(hidden, batch["attention_mask"])  # [n, H]
@@ -161,7 +162,8 @@ class BaseModelEncoder(CachedEncoder):
         self.tokenizer.padding_side = "right"
         try:
             batch = self.tokenizer(
-                texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+                split_special_tokens=True,  # user text is text: a "<|im_end|>" in it is not an end of turn
             ).to(self.model.device)
         finally:
             self.tokenizer.padding_side = old_side

@@ -18,31 +18,35 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from hyperadapt.io import check_out_dir, load_json, load_tensors, write_dir_atomic
+from hyperadapt.config import to_dict
+from hyperadapt.io import check_out_dir, load_tensors, write_dir_atomic
+from hyperadapt.registry import method_entry, method_names
+from hyperadapt.runs import Run, RunDir
 
-# the folder holding each method's final hypernetwork in its run directory
-HYPERNET_FOLDERS = {"tagi": "hypernet", "hypter": "hypernet", "megan": "hypernetwork"}
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def release_checkpoint(run_dir: str | Path, out: str | Path, card: str | None = None,
+def release_checkpoint(run: Run | str | Path, out: str | Path, card: str | None = None,
                        dtype: str = "bfloat16") -> Path:
-    """Write the finished hypernetwork run ``run_dir`` as a checkpoint folder ``out`` (atomically).
+    """Write the finished hypernetwork run ``run`` (a :class:`~hyperadapt.runs.Run` or its folder) as a
+    checkpoint folder ``out`` (atomically).
 
     ``card``: the model card's Markdown (data, command, budget, scores, known weaknesses); without it a
     card stating the method and config is written, to be completed by hand. Floating-point tensors are
-    stored as ``dtype``. Raises ``ValueError`` for a run that is not a hypernetwork run or an unknown
-    dtype, and ``FileNotFoundError`` when the run has not finished (no final hypernetwork).
+    stored as ``dtype``. Raises ``ValueError`` for a run of a method that is not released this way (see the
+    registry's ``releasable``), an unfinished run or an unknown dtype, and ``FileNotFoundError`` when the
+    run has no final hypernetwork.
     """
-    run_dir, out = check_release_out(run_dir, out)
-    run = load_json(run_dir / "run.json", "run file")
-    method = run.get("method")
-    if method not in HYPERNET_FOLDERS:
-        raise ValueError(f"{run_dir} is a {method!r} run: only {', '.join(HYPERNET_FOLDERS)} runs can be released")
+    run = Run.of(run)
+    run_dir, out = check_release_out(run.path, out)
+    if not run.entry.releasable:
+        names = [n for n in method_names() if method_entry(n).releasable]
+        raise ValueError(f"{run_dir} is a {run.method!r} run: only {', '.join(names)} runs can be released")
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-    folder = HYPERNET_FOLDERS[method]
-    source = run_dir / folder
+    run.check_finished()
+    folder = run.entry.folder
+    source = run.artefact
     weights = sorted(source.glob("*.safetensors")) if source.is_dir() else []
     if not weights:
         raise FileNotFoundError(f"{run_dir} has no final hypernetwork ({source}): finish training it first")
@@ -56,37 +60,28 @@ def release_checkpoint(run_dir: str | Path, out: str | Path, card: str | None = 
                 save_file(tensors, tmp / folder / path.name, metadata={"dtype": dtype})
             elif path.is_file():
                 shutil.copy2(path, tmp / folder / path.name)
-        released = {**run, "config": current_config(method, run.get("config", {})), "released_from": str(run_dir),
-                    "dtype": dtype}
-        (tmp / "run.json").write_text(json.dumps(released, indent=1) + "\n")
+        released = {**run.record, "config": to_dict(run.config), "prompt_style": run.prompt_style.to_dict(),
+                    "released_from": str(run_dir), "dtype": dtype}
+        RunDir(tmp).write(released)
         (tmp / "README.md").write_text(card if card is not None else default_card(released, run_evals(run_dir)))
 
     return write_dir_atomic(out, write)
 
 
 def is_checkpoint(path: Path) -> bool:
-    """Whether the folder ``path`` is a released checkpoint (its ``run.json`` records ``released_from``)."""
+    """Whether the folder ``path`` is a released checkpoint (its run record names ``released_from``)."""
     try:
-        run = json.loads((Path(path) / "run.json").read_text(encoding="utf-8"))
+        return Run.open(path).released
     except (OSError, ValueError):
         return False
-    return isinstance(run, dict) and "released_from" in run
 
 
 def check_release_out(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     """Refuse, before any work, an ``out`` whose files the release would lose: the run itself, a folder
     holding it or inside it, an existing file, or a non-empty folder other than a previous checkpoint."""
     out = check_out_dir(out, "--out", inputs=(run_dir,), replaces=is_checkpoint,
-                        kind="checkpoint (a folder whose run.json records released_from)")
+                        kind="checkpoint (a folder whose run record names released_from)")
     return Path(run_dir), out
-
-
-def current_config(method: str, config: dict) -> dict:
-    """``config`` as this version writes it: old key names renamed (``config.RENAMED_KEYS``), defaults filled."""
-    from hyperadapt.config import from_dict, to_dict
-    from hyperadapt.methods import TRAINABLE
-
-    return to_dict(from_dict(TRAINABLE[method][0], config))
 
 
 def run_evals(run_dir: Path) -> list[dict]:

@@ -1,16 +1,21 @@
-"""A run directory: the unit a user carries between ``train``, ``eval``, ``generate`` and ``serve``.
+"""A run directory: the unit a user carries between ``train``, ``eval``, ``generate``, ``serve`` and ``release``.
 
-:class:`RunDir` owns the one ``run.json`` schema of a trained method::
+This module owns the one ``run.json`` schema of every run (a trained method, a continual stream, a released
+checkpoint)::
 
-    {"schema": 1, "kind": "train", "method": "tagi", "config": {...}, "status": "running" | "finished",
-     "versions": {"hyperadapt": ..., "torch": ..., "transformers": ..., "peft": ...},
-     "base_model": {"name_or_path": ..., "fingerprint": ...}}
+    {"schema": 1, "kind": "train" | "continual", "method": "tagi", "config": {...},
+     "status": "running" | "finished", "versions": {"hyperadapt": ..., "torch": ..., ...},
+     "base_model": {"name_or_path": ..., "fingerprint": ..., "scheme": 2},
+     "prompt_style": {"setting": "def"},
+     ...continual: "tasks", "added"; released: "released_from", "dtype"}
 
-and its integrity: training another method into a run directory, or a different config into a run that has
-started, is refused before anything is written (the changed keys are named); two processes cannot train
-into one directory at once (``.lock`` holds the owner's pid); a run stopped early stays ``running``, and
-loading it says how to resume it. Continual runs keep their own ``run.json`` (kind ``continual``) written by
-their runner. Every other path of a run derives from its folder.
+:class:`Run` opens a run folder, reads ``run.json`` once and answers every question about it (its method's
+registry entry, typed config, status, base model, prompt style, the paths of its parts); ``Run.load`` turns it
+into a ready method on its own base model (another base model is refused). :class:`RunDir` writes the record
+and keeps a run's integrity: training another method into a run directory, or a different config into a run
+that has started, is refused before anything is written (the changed keys are named); two processes cannot
+train into one directory at once (``.lock`` holds the owner's pid); a run stopped early stays ``running``, and
+loading it says how to resume it. Every other path of a run derives from its folder.
 """
 
 from __future__ import annotations
@@ -20,11 +25,17 @@ import importlib.metadata
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from hyperadapt.config import upgrade_saved
+from hyperadapt.config import from_dict, upgrade_saved
 from hyperadapt.io import load_json, save_json
+from hyperadapt.registry import MethodEntry, method_entry, method_names
+
+if TYPE_CHECKING:
+    from hyperadapt.data.prompts import PromptStyle
 
 SCHEMA = 1
 RUN_FILE = "run.json"
@@ -51,16 +62,23 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def model_fingerprint(model: Any) -> dict[str, str]:
-    """Name and a short hash of a base model's config and first embedding rows (to tell models apart)."""
-    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or getattr(model, "name_or_path", ""))
-    digest = hashlib.sha1()
+FINGERPRINT_SCHEME = 2  # 1 (no "scheme" key) hashed the config dict too, which changes with transformers versions
+
+
+def model_fingerprint(model: Any) -> dict[str, Any]:
+    """Name and a short hash of a base model's shape (type, vocabulary, width, depth) and first 256 embedding
+    rows rounded to bf16, so that the same weights hash alike whatever dtype, device or library version
+    loaded them, and other weights do not."""
+    import torch
+
     config = getattr(model, "config", None)
-    if config is not None:
-        digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
-    embed = model.get_input_embeddings().weight[:256].detach().float().cpu().contiguous()
+    name = str(getattr(config, "_name_or_path", "") or getattr(model, "name_or_path", ""))
+    digest = hashlib.sha1()
+    shape = [getattr(config, k, None) for k in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers")]
+    digest.update(json.dumps(shape, default=str).encode())
+    embed = model.get_input_embeddings().weight[:256].detach().to(torch.bfloat16).float().cpu().contiguous()
     digest.update(embed.numpy().tobytes())
-    return {"name_or_path": name, "fingerprint": digest.hexdigest()[:16]}
+    return {"name_or_path": name, "fingerprint": digest.hexdigest()[:16], "scheme": FINGERPRINT_SCHEME}
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -104,9 +122,12 @@ class RunDir:
     def run_file(self) -> Path:
         return self.path / RUN_FILE
 
+    def exists(self) -> bool:
+        return self.run_file.is_file()
+
     def read(self) -> dict | None:
         """The run's record, or None for a folder without ``run.json``."""
-        return load_json(self.run_file, "run file") if self.run_file.exists() else None
+        return read_record(self.path) if self.run_file.exists() else None
 
     def check(self, method: str, config: Mapping[str, Any]) -> dict | None:
         """Refuse (``ValueError``) to train ``method`` with ``config`` here when the folder holds another
@@ -143,20 +164,23 @@ class RunDir:
         self.lock()
         try:
             finished = existing is not None and existing.get("status") == "finished"
-            record = {"schema": SCHEMA, "kind": "train", "method": method, "config": dict(config),
-                      "status": "finished" if finished else "running", "versions": _versions()}
-            if model is not None:
-                record["base_model"] = model_fingerprint(model)
-            save_json(record, self.run_file)
+            self.write(new_record("train", method, config, model, "finished" if finished else "running"))
         except BaseException:
             self.release()
             raise
         return self
 
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Write ``record`` as the run's ``run.json`` (atomically)."""
+        save_json(dict(record), self.run_file)
+
+    def update(self, **fields: Any) -> None:
+        """Set ``fields`` of the run's record (e.g. ``added`` of a continual run)."""
+        self.write({**(self.read() or {}), **fields})
+
     def finish(self, **extra: Any) -> None:
         """Record the run as finished (with ``extra`` fields, e.g. the number of steps)."""
-        run = self.read() or {}
-        save_json({**run, **extra, "status": "finished"}, self.run_file)
+        self.update(**extra, status="finished")
 
     def is_finished(self) -> bool:
         run = self.read()
@@ -231,25 +255,52 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_run(run_dir: str | Path, methods: tuple[str, ...] | list[str]) -> dict:
-    """The ``run.json`` of a trained run of one of ``methods``, checked before anything loads from it.
 
-    Raises ``FileNotFoundError`` without one, and ``ValueError`` naming the file when it is not a JSON object,
-    names no method or another one, or holds no ``config``.
+# ---------------------------------------------------------------------------------------------------------
+# The record: read once, written by RunDir
+
+
+def read_record(run_dir: str | Path) -> dict:
+    """The ``run.json`` of ``run_dir`` as read from disk (the one reader; :meth:`Run.open` calls it once).
+
+    Raises ``FileNotFoundError`` without one, ``ValueError`` when it is not a JSON object.
     """
     path = Path(run_dir) / RUN_FILE
-    run = load_json(path, "run file")
-    if not isinstance(run, dict):
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no {RUN_FILE}): train a method into it first")
+    record = load_json(path, "run file")
+    if not isinstance(record, dict):
         raise ValueError(f"run file {path} must hold a JSON object")
-    method = run.get("method")
-    if not isinstance(method, str):
-        raise ValueError(f"run file {path} names no method")
-    if method not in methods:
-        wanted = methods[0] if len(methods) == 1 else f"one of {', '.join(methods)}"
-        raise ValueError(f"{run_dir} is a {method!r} run, not {wanted}")
-    if not isinstance(run.get("config"), dict):
-        raise ValueError(f"run file {path} holds no config")
-    return run
+    return record
+
+
+def is_run(path: str | Path) -> bool:
+    """Whether ``path`` is a run folder (it holds a ``run.json``)."""
+    return (Path(path) / RUN_FILE).is_file()
+
+
+def is_run_record(path: str | Path) -> bool:
+    """Whether ``path`` names a run's record file (``.../run.json``), as ``--config`` may."""
+    return Path(path).name == RUN_FILE
+
+
+def record_file(run_dir: str | Path) -> Path:
+    """The path of ``run_dir``'s record file."""
+    return Path(run_dir) / RUN_FILE
+
+
+def new_record(kind: str, method: str, config: Mapping[str, Any], model: Any = None, status: str = "running",
+               **extra: Any) -> dict:
+    """A fresh record of the one schema (see the module docstring); ``model``: the base model, fingerprinted."""
+    entry = method_entry(method)
+    setting = entry.prompt_setting(from_dict(entry.config_cls, dict(config))) if entry.config_cls else None
+    record = {"schema": SCHEMA, "kind": kind, "method": method, "config": dict(config), "status": status,
+              "versions": _versions(), **extra}
+    if setting is not None:
+        record["prompt_style"] = {"setting": setting}
+    if model is not None:
+        record["base_model"] = model_fingerprint(model)
+    return record
 
 
 def newest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -265,17 +316,198 @@ def train_resume_command(method: str, run_dir: str | Path) -> str:
     return f"hyperadapt train {method} --config {Path(run_dir) / RUN_FILE} --out {run_dir}"
 
 
-def check_finished(path: str | Path, method: str) -> None:
-    """Raise ``ValueError`` for a run that has not finished training, saying how to resume it (or that it is
-    being trained now)."""
-    run_dir = RunDir(path)
-    run = run_dir.read()
-    if run is not None and run.get("status", "finished") != "finished":
-        owner = run_dir.owner()
+def continual_resume_command(method: str, run_dir: str | Path) -> str:
+    """The command that resumes the continual run ``run_dir`` with the config it was started with."""
+    return f"hyperadapt continual --config {Path(run_dir) / RUN_FILE} --method {method} --out {run_dir}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run: one owner of everything a finished folder answers
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """The base model a run was trained on: its name and the fingerprint of its weights
+    (:func:`model_fingerprint`; ``scheme`` 1, written before 2026-12, is checked by name only)."""
+
+    name_or_path: str
+    fingerprint: str | None = None
+    scheme: int = 1
+
+    def check(self, model: Any, run: str | Path) -> None:
+        """Refuse (``ValueError``) a loaded ``model`` other than this one."""
+        from hyperadapt.models import same_model
+
+        if self.fingerprint is not None and self.scheme == FINGERPRINT_SCHEME:
+            found = model_fingerprint(model)
+            same = found["fingerprint"] == self.fingerprint
+        else:  # no weight hash that can be compared across machines: the name must agree
+            found = model_fingerprint(model)
+            same = not found["name_or_path"] or not self.name_or_path or same_model(found["name_or_path"],
+                                                                                    self.name_or_path)
+        if not same:
+            raise ValueError(f"{run} was trained on the base model {self.name_or_path!r} (fingerprint "
+                             f"{self.fingerprint}), not on {found['name_or_path']!r} (fingerprint "
+                             f"{found['fingerprint']}): a run's adapters only fit their own base model; load it on "
+                             "that one (leave out --model)")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder, its ``run.json`` read once (:meth:`open`): what every command asks of a run.
+
+    ``kind``: ``train`` (a trained method or a released checkpoint) or ``continual``; ``status``: ``running`` or
+    ``finished`` (continual runs written before the schema was shared: finished once ``results.json`` exists);
+    ``record``: the raw record. Example::
+
+        run = Run.open("checkpoints/tagi-smollm2-135m-sni")
+        run.entry.name, run.config.rank, run.prompt_style.setting, run.artefact   # 'tagi', 8, 'def', .../hypernet
+        method = run.load()      # on its own base model (any other is refused)
+    """
+
+    path: Path
+    kind: Literal["train", "continual"]
+    method: str
+    status: str
+    record: dict = field(repr=False)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        """Read ``path/run.json`` (once). ``FileNotFoundError`` without one; ``ValueError`` for a record that
+        names no method or holds no config."""
+        path = Path(path)
+        record = read_record(path)
+        method = record.get("method")
+        if not isinstance(method, str):
+            raise ValueError(f"run file {path / RUN_FILE} names no method")
+        if not isinstance(record.get("config"), dict):
+            raise ValueError(f"run file {path / RUN_FILE} holds no config")
+        kind = "continual" if record.get("kind") == "continual" else "train"
+        status = record.get("status")
+        if status is None:  # records without a status: old train runs were finished; old streams when done
+            status = "finished" if kind == "train" or (path / "results.json").exists() else "running"
+        return cls(path, kind, method, str(status), record)
+
+    @classmethod
+    def of(cls, run: Run | str | Path) -> Run:
+        """``run`` itself, or the run opened at the path ``run``."""
+        return run if isinstance(run, Run) else cls.open(run)
+
+    # -- what it is
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def released(self) -> bool:
+        """Whether this is a released checkpoint (``hyperadapt release``)."""
+        return "released_from" in self.record
+
+    @cached_property
+    def entry(self) -> MethodEntry:
+        """The method's registry entry (``ValueError`` for a method this version does not know)."""
+        return method_entry(self.method)
+
+    @property
+    def config_dict(self) -> dict:
+        """The config as saved (old key names included)."""
+        return self.record["config"]
+
+    @cached_property
+    def config(self) -> Any:
+        """The config dataclass of the run's method (old key names renamed, new keys at their defaults)."""
+        return from_dict(self.entry.config_cls, self.config_dict)
+
+    @property
+    def base_model(self) -> BaseModel:
+        """The base model it was trained on (its record's fingerprint, else its config's ``model``)."""
+        saved = self.record.get("base_model") or {}
+        own = self.config_dict.get("model")
+        if not isinstance(own, str):
+            raise ValueError(f"{self.path / RUN_FILE} names no base model (config.model)")
+        return BaseModel(own, saved.get("fingerprint"), int(saved.get("scheme", 1)))
+
+    @property
+    def prompt_style(self) -> PromptStyle:
+        """How its prompts were built in training (the record's ``prompt_style``, else its config's)."""
+        from hyperadapt.data.prompts import PromptStyle
+
+        saved = self.record.get("prompt_style")
+        if isinstance(saved, dict) and "setting" in saved:
+            return PromptStyle(saved["setting"])
+        return PromptStyle(self.entry.prompt_setting(self.config))
+
+    @property
+    def tasks(self) -> list[str]:
+        """A continual run's tasks: the stream's, then those added with ``continual add``."""
+        return [*self.record.get("tasks", []), *self.record.get("added", [])]
+
+    # -- its parts
+
+    def part(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def artefact(self) -> Path | None:
+        """The folder that holds what loading needs (``hypernet/``, ``hypernetwork/``, ``adapter/``, ...)."""
+        return self.path / self.entry.folder if self.entry.folder else None
+
+    def resume_command(self) -> str:
+        if self.kind == "continual":
+            return continual_resume_command(self.method, self.path)
+        return train_resume_command(self.method, self.path)
+
+    # -- checks and loading
+
+    def check_finished(self) -> None:
+        """``ValueError`` for a trained run that has not finished, saying how to resume it (or who trains it now);
+        ``FileNotFoundError`` for an unfinished stream, with the command that resumes it."""
+        if self.finished:
+            return
+        if self.kind == "continual":
+            raise FileNotFoundError(f"{self.path} has not finished its stream: resume it first: "
+                                    f"`{self.resume_command()}`")
+        owner = RunDir(self.path).owner()
         if owner is not None:
-            raise ValueError(f"{path} has not finished training: it is being trained now by another process "
+            raise ValueError(f"{self.path} has not finished training: it is being trained now by another process "
                              f"(pid {owner}); wait for it to finish")
-        raise ValueError(
-            f"{path} has not finished training (status {run.get('status')!r}): resume it with "
-            f"`{train_resume_command(method, path)}`"
-        )
+        raise ValueError(f"{self.path} has not finished training (status {self.status!r}): resume it with "
+                         f"`{self.resume_command()}`")
+
+    def check_loadable(self) -> None:
+        """The ``ValueError`` that says why ``load`` cannot load this run (unfinished, or a method whose runs
+        do not load, e.g. the oracle stream); loads nothing."""
+        if self.entry.load is None:
+            raise ValueError(f"{self.path} is a {self.method!r} run, which cannot be loaded for evaluation: loadable "
+                             f"runs are {', '.join(method_names(loadable=True))}")
+        self.check_finished()
+
+    def check_model(self, model: str | None) -> str:
+        """The base model to evaluate the run on: its own; ``model``, when given, must name that same model."""
+        from hyperadapt.models import same_model
+
+        own = self.base_model.name_or_path
+        if model is not None and not same_model(model, own):
+            raise ValueError(f"--model {model!r} does not match the model the run {self.path} was trained on "
+                             f"({own!r}): a run is evaluated on its own model; leave out --model")
+        return own
+
+    def model_and_tokenizer(self, given: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+        """``given`` (a loaded model and tokenizer), else the run's own base model, checked to be the one the
+        run was trained on (``ValueError`` otherwise)."""
+        if given is None:
+            from hyperadapt.models import load_base_model
+
+            given = load_base_model(self.base_model.name_or_path)
+        self.base_model.check(given[0], self.path)
+        return given
+
+    def load(self, model_and_tokenizer: tuple[Any, Any] | None = None) -> Any:
+        """The run as a ready method (the harness's ``Method``; a ``Servable`` for ``serve``) on its base model.
+
+        Raises ``ValueError`` for an unfinished or unloadable run or another base model, ``FileNotFoundError``
+        for missing weights."""
+        self.check_loadable()
+        return self.entry.load(self, model_and_tokenizer)
+

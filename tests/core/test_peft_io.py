@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -122,3 +123,42 @@ def test_merge_and_unmerge_round_trip():
         torch.testing.assert_close(v, weights[k], atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="example=i"):
         merge(model, bank.conditioning([0, 1]))
+
+
+def broken_copy(src, dst, tensors=None, config=None):
+    """A copy of the PEFT folder ``src`` with its tensors and/or config changed."""
+    from safetensors.torch import load_file, save_file
+
+    dst.mkdir()
+    state = load_file(src / "adapter_model.safetensors")
+    save_file(tensors(state) if tensors else state, dst / "adapter_model.safetensors")
+    cfg = json.loads((src / "adapter_config.json").read_text())
+    (dst / "adapter_config.json").write_text(json.dumps({**cfg, **(config or {})}))
+    return dst
+
+
+def test_adapters_that_cannot_run_are_refused_at_load_with_the_tensor_or_key_named(tmp_path):
+    make_peft(tiny_model("llama")[0], rank=2, alpha=4).save_pretrained(tmp_path / "ok")
+    ok = tmp_path / "ok"
+    assert load_peft(ok).factors
+    with pytest.raises(ValueError, match="holds no tensors"):  # was a StopIteration that hung the server
+        load_peft(broken_copy(ok, tmp_path / "empty", tensors=lambda s: {}))
+    for i, value in enumerate((float("nan"), float("inf"))):
+        def poison(state, value=value):
+            key = sorted(state)[3]
+            state[key][0, 0] = value
+            return state
+        key = sorted(load_peft_state(ok))[3]
+        with pytest.raises(ValueError, match=rf"{re.escape(key)}.*NaN or infinite"):
+            load_peft(broken_copy(ok, tmp_path / f"poison{i}", tensors=poison))
+    for i, alpha in enumerate((1e30, float("nan"), float("inf"), -1)):
+        with pytest.raises(ValueError, match="lora_alpha must be a positive number up to 65504"):
+            load_peft(broken_copy(ok, tmp_path / f"alpha{i}", config={"lora_alpha": alpha}))
+    with pytest.raises(ValueError, match=r"alpha_pattern\['q_proj'\]"):
+        load_peft(broken_copy(ok, tmp_path / "pattern", config={"alpha_pattern": {"q_proj": 1e30}}))
+
+
+def load_peft_state(folder):
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter_model.safetensors")

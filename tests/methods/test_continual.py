@@ -204,6 +204,9 @@ def test_a_finished_sequential_stream_evaluates_as_the_lora_it_ends_with(tmp_pat
         run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model(), stop_after=1)
         load_run(run, tiny_model())
     results = run_stream(cfg, run, method="sequential", model_and_tokenizer=tiny_model())
+    record = json.loads((run / "run.json").read_text())  # the one schema of every run
+    assert {"schema", "kind", "method", "config", "status", "versions", "base_model", "prompt_style"} <= set(record)
+    assert record["status"] == "finished" and record["prompt_style"] == {"setting": cfg.setting}
     method = load_run(run, tiny_model())
     assert method.name == "sequential" and method.setting == cfg.setting
     tasks = [t.test for t in make_context(cfg, tmp_path / "ctx", tiny_model()).tasks]
@@ -212,11 +215,10 @@ def test_a_finished_sequential_stream_evaluates_as_the_lora_it_ends_with(tmp_pat
                                                 max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens))
     # the stream's last row is this adapter on the same prompts
     assert [scored["tasks"][t.name]["rougeL"] for t in tasks] == pytest.approx(results["matrix"][-1])
-    import hyperadapt.methods as methods
     from hyperadapt.methods.inputs import answer_inputs  # generate: the same LoRA, under the given condition
 
-    monkeypatch.setattr(methods, "load_run", lambda run_dir: load_run(run_dir, tiny_model()))  # the tiny model
-    rows = answer_inputs(run, ["hello"], ["Convert the text to upper case."], max_new_tokens=2)
+    rows = answer_inputs(run, ["hello"], ["Convert the text to upper case."], max_new_tokens=2,
+                         model_and_tokenizer=tiny_model())
     assert len(rows) == 1 and rows[0][0] == "hello" and rows[0][2] == "condition: Convert the text to upper case."
 
 

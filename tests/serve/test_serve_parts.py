@@ -73,9 +73,10 @@ def test_build_server_loads_run_folders_and_adapters(tiny_dir, tmp_path):
     adapter, _ = export_bank_adapter(tmp_path)
     server = build_server([f"style={run}"], ServeConfig(), adapters=[f"mine={adapter}"])
     assert {n: t.kind for n, t in server.targets.items()} == {"base": "base", "style": "megan", "mine": "adapter"}
-    save_json({"method": "metaicl", "config": {}}, tmp_path / "meta" / "run.json")
-    with pytest.raises(ValueError, match="serve answers with"):
-        build_server([str(tmp_path / "meta")])
+    save_json({"kind": "continual", "method": "oracle", "config": {}, "status": "finished"},
+              tmp_path / "oracle" / "run.json")
+    with pytest.raises(ValueError, match="'oracle' run, which cannot be loaded"):
+        build_server([str(tmp_path / "oracle")])
     with pytest.raises(ValueError, match="max_lora_rank"):
         ServeConfig(max_lora_rank=12)
 
@@ -84,7 +85,7 @@ def test_cli_serve_help_and_errors(tmp_path):
     runner = CliRunner()
     assert "OpenAI-compatible" in runner.invoke(app, ["serve", "--help"]).output
     result = runner.invoke(app, ["serve", str(tmp_path / "missing")])
-    assert result.exit_code == 2 and "run file" in result.output
+    assert result.exit_code == 2 and "is not a run directory" in result.output
     port = runner.invoke(app, ["serve", str(tmp_path / "missing"), "--port", "99999"])
     assert port.exit_code == 2 and "--port" in port.output
 

@@ -39,15 +39,14 @@ def measure(run: Path, data: str, splits: list[str], tasks: int | None, prompts:
     Raises ``ValueError`` for a run of another method or a split with fewer than 2 tasks."""
     from hyperadapt.data import load_tasks
     from hyperadapt.data.prompts import build_prompt
-    from hyperadapt.methods import run_method
-    from hyperadapt.methods.megan import load_megan
     from hyperadapt.methods.tagi.instructions import instruction_text
-    from hyperadapt.methods.tagi.method import METHODS, load_tagi
+    from hyperadapt.runs import Run
 
-    kind = run_method(run)
-    if kind not in (*METHODS, "megan"):
+    opened = Run.open(run)
+    kind = opened.method
+    if opened.entry.serves_as != "condition":
         raise ValueError(f"{run} holds a {kind!r} run: the spread reads TAGI, Hypter and MeGan hypernetworks")
-    method = load_megan(run) if kind == "megan" else load_tagi(run)
+    method = opened.load()
     out: dict = {"method": kind}
     for split in splits:
         chosen = load_tasks(data, split)[:tasks]

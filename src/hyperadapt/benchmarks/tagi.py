@@ -33,6 +33,7 @@ from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score, table_rows
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
+from hyperadapt.data.prompts import prompt_ids
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries, prompt_budget
 from hyperadapt.evaluation.metrics import paired_bootstrap
@@ -213,7 +214,7 @@ def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig, per_t
         queries = make_queries(method, chosen, method.setting, None, prompt_budget(method.model, ecfg, chosen))
         reset = getattr(method, "clear_cache", None)
         cold = _cost(method, queries, ecfg, "efficiency", reset)  # every task's adapter generated in each pass
-        row = {**cold, "prompt_tokens": sum(len(method.tokenizer(q.prompt, add_special_tokens=False).input_ids)
+        row = {**cold, "prompt_tokens": sum(len(prompt_ids(method.tokenizer, q.prompt))
                                              for q in queries)}
         warm = cold
         if reset is not None:  # the answers again, every adapter already generated and cached

@@ -18,16 +18,23 @@ from pathlib import Path
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.data import load_tasks
-from hyperadapt.data.prompts import TruncationStats, answer_ids, build_prompt, encode_instance, user_message
+from hyperadapt.data.prompts import (
+    TruncationStats,
+    answer_ids,
+    build_prompt,
+    encode_instance,
+    prompt_ids,
+    user_message,
+)
 from hyperadapt.io import check_out_file, save_json
 from hyperadapt.models import resolve_model_path
 
 
 def old_left_cut(tokenizer, prompt: str, output: str, max_length: int) -> list[int]:
     """The kept prompt ids of the rule before the fix (``encode_pair`` cut the prompt from the left)."""
-    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    ids = prompt_ids(tokenizer, prompt)
     answer = answer_ids(tokenizer, output)[: max_length - 1]
-    return prompt_ids[-(max_length - len(answer)):]
+    return ids[-(max_length - len(answer)):]
 
 
 def measure(tokenizer, tasks, setting: str, budgets: list[int]) -> dict:

@@ -29,6 +29,7 @@ PEFT_WEIGHTS = "adapter_model.safetensors"
 PREFIX = "base_model.model."
 MERGED_ATTR = "_hyperadapt_merged"
 PEFT_DEFAULTS = {"r": 8, "lora_alpha": 8}  # peft.LoraConfig's defaults, used when a config omits them
+MAX_LORA_ALPHA = 65504.0  # float16's largest number: a larger lora_alpha overflows the delta in half precision
 
 
 def single_adapter(lora: LoraConditioning, example: int | None) -> LoraConditioning:
@@ -115,7 +116,12 @@ def _target_modules(model: nn.Module, names: list[str]) -> list[str]:
 
 def load_peft(path: str | Path) -> LoraConditioning:
     """Read a PEFT LoRA folder as a single-adapter ``LoraConditioning`` (per-module scales folded into B
-    when they differ)."""
+    when they differ).
+
+    Raises ``FileNotFoundError`` for a folder without the two PEFT files and ``ValueError`` naming the key or
+    tensor for anything that would not run: no tensors, a NaN/inf weight, a ``lora_alpha`` that is not a
+    finite number in (0, 65504], ranks that disagree with the config, LoRA variants.
+    """
     path = Path(path)
     if not (path / PEFT_CONFIG).exists() or not (path / PEFT_WEIGHTS).exists():
         raise FileNotFoundError(f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS}")
@@ -127,6 +133,8 @@ def load_peft(path: str | Path) -> LoraConditioning:
         raise ValueError(f"{path / PEFT_CONFIG} must hold a JSON object")
     _check_plain_lora(config, path)
     pairs = _pairs(load_tensors(path / PEFT_WEIGHTS, "adapter weights"), path)
+    if not pairs:
+        raise ValueError(f"{path / PEFT_WEIGHTS} holds no tensors: export the adapter again")
     _check_ranks(config, pairs, path)
     scales = {name: _peft_scale(config, name, a.shape[0]) for name, (a, _) in pairs.items()}
     common = next(iter(scales.values()))
@@ -142,14 +150,17 @@ def _check_plain_lora(config: dict[str, Any], path: Path) -> None:
     A missing ``r``/``lora_alpha`` takes PEFT's default (8), as PEFT does."""
     for key in ("r", "lora_alpha"):
         value = config.get(key, PEFT_DEFAULTS[key])
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError(f"{path / PEFT_CONFIG}: {key} must be a positive number, got {value!r}")
-    for key in ("rank_pattern", "alpha_pattern"):
+        if not _positive(value, key):
+            raise ValueError(f"{path / PEFT_CONFIG}: {key} must be a positive number{_ALPHA_BOUND[key]}, "
+                             f"got {value!r}")
+    for key, value_key in (("rank_pattern", "r"), ("alpha_pattern", "lora_alpha")):
         patterns = config.get(key) or {}
-        if not isinstance(patterns, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in patterns.values()
-        ):
+        if not isinstance(patterns, dict):
             raise ValueError(f"{path / PEFT_CONFIG}: {key} must map module names to positive numbers")
+        for name, v in patterns.items():
+            if not _positive(v, value_key):
+                raise ValueError(f"{path / PEFT_CONFIG}: {key}[{name!r}] must be a positive number"
+                                 f"{_ALPHA_BOUND[value_key]}, got {v!r}")
     if config.get("peft_type") != "LORA":
         raise ValueError(f"{path}: only LORA adapters are supported, got peft_type={config.get('peft_type')!r}")
     unsupported = [k for k in ("use_dora", "fan_in_fan_out", "lora_bias") if config.get(k)]
@@ -159,12 +170,27 @@ def _check_plain_lora(config: dict[str, Any], path: Path) -> None:
         raise ValueError(f"{path}: unsupported LoRA options {unsupported}; only plain LoRA on linears loads")
 
 
+_ALPHA_BOUND = {"r": "", "lora_alpha": f" up to {MAX_LORA_ALPHA:g} (float16's largest)"}
+
+
+def _positive(value: object, key: str) -> bool:
+    """A positive number (no bool, no NaN/inf); a ``lora_alpha`` also at most :data:`MAX_LORA_ALPHA`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return False
+    return key != "lora_alpha" or value <= MAX_LORA_ALPHA
+
+
 def _pairs(state: dict[str, Tensor], path: Path) -> dict[str, tuple[Tensor, Tensor]]:
     pairs: dict[str, dict[str, Tensor]] = {}
     for key, value in state.items():
         m = re.fullmatch(rf"{re.escape(PREFIX)}(.+)\.lora_([AB])\.weight", key)
         if m is None:
             raise ValueError(f"{path}: unexpected tensor {key!r}; only lora_A/lora_B weights are supported")
+        if not value.is_floating_point():
+            raise ValueError(f"{path}: tensor {key!r} is {value.dtype}; LoRA weights are floating point")
+        if not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{path}: tensor {key!r} holds {bad} NaN or infinite values: the adapter is broken")
         pairs.setdefault(m.group(1), {})[m.group(2)] = value
     incomplete = [name for name, p in pairs.items() if len(p) != 2]
     if incomplete:

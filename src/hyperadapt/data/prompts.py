@@ -12,15 +12,22 @@ marked with :data:`CUT_MARKER`), the positive examples (last first), and only th
 definition (marked too). The rest of the input then goes as well, down to nothing, before
 :class:`PromptTooLong` is raised: the template and the first words of the definition must fit.
 :class:`TruncationStats` counts what was cut, and its ``warn`` logs one line per run.
+
+**User text is text.** Only the chat template produces the model's control tokens: the user's text and the
+task's data are tokenised literally (:func:`literal_ids`), so a ``<|im_end|>`` typed into an input or found in
+a training output is the characters ``<|im_end|>``, never an end of turn. Every prompt rendered here is
+tokenised by :func:`prompt_ids` (a chat by :func:`chat_ids`), and every answer by :func:`answer_ids`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
@@ -59,11 +66,78 @@ def user_message(instruction: str, input_text: str, setting: str, examples: Sequ
 
 
 def render(tokenizer: Tokenizer, user_text: str) -> str:
-    """The full prompt string, ending where the model's answer begins."""
+    """The full prompt string, ending where the model's answer begins (tokenise it with :func:`prompt_ids`)."""
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": "user", "content": user_text}]
         return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
     return f"{user_text}\nOutput: "
+
+
+def literal_ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` read as plain text: a control token's string in it (``<|im_end|>``) becomes the
+    tokens of its characters, not the control token."""
+    ids: list[int] = tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids
+    return ids
+
+
+def _whole_ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` tokenised whole, control tokens included."""
+    ids: list[int] = tokenizer(text, add_special_tokens=False).input_ids
+    return ids
+
+
+def _control_strings(tokenizer: Tokenizer) -> list[str]:
+    return [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
+
+
+_FRAMES: weakref.WeakKeyDictionary[Tokenizer, tuple[str | None, str, str]] = weakref.WeakKeyDictionary()
+_SLOT = "\ue000{}\ue001"  # a message's content while the template renders (private-use characters)
+
+
+def _frame(tokenizer: Tokenizer) -> tuple[str, str]:
+    """The text :func:`render` puts before and after the user's text."""
+    template = getattr(tokenizer, "chat_template", None)
+    cached = _FRAMES.get(tokenizer)
+    if cached is None or cached[0] != template:
+        before, _, after = render(tokenizer, _SLOT.format(0)).partition(_SLOT.format(0))
+        cached = _FRAMES[tokenizer] = (template, before, after)
+    return cached[1], cached[2]
+
+
+def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
+    """Token ids of a prompt made by :func:`render` (or :func:`fit_prompt`): the template's control tokens
+    are control tokens, the user's text in it is read literally (:func:`literal_ids`).
+
+    A prompt whose user text holds no control token's string gets exactly the ids of tokenising it whole.
+    A string that :func:`render` did not make is tokenised whole, control tokens included (its caller wrote
+    the template).
+    """
+    before, after = _frame(tokenizer)
+    if not (prompt.startswith(before) and prompt.endswith(after) and len(prompt) >= len(before) + len(after)):
+        return _whole_ids(tokenizer, prompt)
+    user = prompt[len(before):len(prompt) - len(after)]
+    if not any(c in user for c in _control_strings(tokenizer)):
+        return _whole_ids(tokenizer, prompt)
+    return _whole_ids(tokenizer, before) + literal_ids(tokenizer, user) + _whole_ids(tokenizer, after)
+
+
+def chat_ids(tokenizer: Tokenizer, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
+    """Token ids of ``messages`` (``{"role", "content"}``) under the tokenizer's chat template, with every
+    message's content read literally: only the template makes control tokens. Raises ``ValueError`` when the
+    template does not place each content exactly once (it rewrites contents), and jinja's errors when it
+    refuses the messages."""
+    slots = [{**m, "content": _SLOT.format(i)} for i, m in enumerate(messages)]
+    rendered = str(tokenizer.apply_chat_template(slots, add_generation_prompt=add_generation_prompt, tokenize=False))
+    parts = re.split("\ue000(\\d+)\ue001", rendered)  # template, index, template, index, ..., template
+    if sorted(int(i) for i in parts[1::2]) != list(range(len(messages))):
+        raise ValueError("the chat template rewrites or repeats message contents: cannot keep user text literal")
+    ids: list[int] = []
+    for k, part in enumerate(parts):
+        if k % 2:
+            ids += literal_ids(tokenizer, messages[int(part)]["content"])
+        elif part:
+            ids += tokenizer(part, add_special_tokens=False).input_ids
+    return ids
 
 
 @dataclass
@@ -102,13 +176,14 @@ class TruncationStats:
             log.warning(self.summary(what))
 
 
-def _count(tokenizer: Tokenizer, text: str) -> int:
-    return len(tokenizer(text, add_special_tokens=False).input_ids)
+def _count(tokenizer: Tokenizer, prompt: str) -> int:
+    """Tokens of a rendered prompt, read as :func:`prompt_ids` reads it."""
+    return len(prompt_ids(tokenizer, prompt))
 
 
 def _head(tokenizer: Tokenizer, text: str, tokens: int) -> str:
     """The first ``tokens`` tokens of ``text`` as text, with the cut marker (empty text for 0 tokens)."""
-    ids = tokenizer(text, add_special_tokens=False).input_ids
+    ids = literal_ids(tokenizer, text)
     if tokens >= len(ids):
         return text
     if tokens <= 0:
@@ -151,12 +226,12 @@ def fit_prompt(
 
     if _count(tokenizer, prompt) <= max_tokens:
         return done(prompt)
-    input_len = _count(tokenizer, input_text)
+    input_len = len(literal_ids(tokenizer, input_text))
     floor = min(input_len, max(16, max_tokens // 8))
 
     def fit_input(definition: str, demos: Sequence[Example], least: int) -> str | None:
         """The prompt with as much of the input as fits (at least ``least`` tokens), or None."""
-        room = max_tokens - _count(tokenizer, build(definition, "", demos)) - _count(tokenizer, CUT_MARKER)
+        room = max_tokens - _count(tokenizer, build(definition, "", demos)) - len(literal_ids(tokenizer, CUT_MARKER))
         keep = min(input_len, room)
         while keep >= least:
             text = build(definition, _head(tokenizer, input_text, keep), demos)
@@ -180,12 +255,12 @@ def fit_prompt(
     # 3. the tail of the definition (the input at its floor), then the rest of the input
     if setting != "none":
         cut["definition_cut"] = True
-        def_ids = tokenizer(instruction, add_special_tokens=False).input_ids
+        def_ids = literal_ids(tokenizer, instruction)
         least_def = min(len(def_ids), MIN_DEFINITION_TOKENS)
         for least_input in (floor, 0):
             kept_input = _head(tokenizer, input_text, least_input)
             over = _count(tokenizer, build(instruction, kept_input, [])) - max_tokens
-            keep = len(def_ids) - over - _count(tokenizer, CUT_MARKER)
+            keep = len(def_ids) - over - len(literal_ids(tokenizer, CUT_MARKER))
             while keep >= least_def:
                 text = build(_head(tokenizer, instruction, keep), kept_input, [])
                 excess = _count(tokenizer, text) - max_tokens
@@ -204,6 +279,30 @@ def fit_prompt(
     )
 
 
+@dataclass(frozen=True)
+class PromptStyle:
+    """How a run's prompts are built, recorded in its ``run.json`` as litgpt records a ``prompt_style``: the
+    user turn of ``setting`` (:func:`user_message`: ``Definition: {condition}\n\nInput: {input}`` for ``def``,
+    the input alone for ``none``) through the model's chat template (:func:`render`), cut by :func:`fit_prompt`."""
+
+    setting: str = "def"
+
+    def __post_init__(self) -> None:
+        check_setting(self.setting)
+
+    def user_text(self, condition: str, input_text: str) -> str:
+        """The user turn of ``input_text`` under ``condition`` (what a router reads)."""
+        return user_message(condition, input_text, self.setting)
+
+    def prompt(self, tokenizer: Tokenizer, condition: str, input_text: str, max_tokens: int | None = None,
+               stats: TruncationStats | None = None) -> str:
+        """The rendered prompt, within ``max_tokens`` (see :func:`fit_prompt`)."""
+        return fit_prompt(tokenizer, condition, input_text, self.setting, (), max_tokens, stats)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"setting": self.setting}
+
+
 def build_prompt(
     tokenizer: Tokenizer, task: Task, instance: Instance, setting: str, instruction: str | None = None,
     max_tokens: int | None = None, stats: TruncationStats | None = None,
@@ -218,10 +317,10 @@ def answer_ids(tokenizer: Tokenizer, output: str) -> list[int]:
     """The tokens a model is trained to produce for ``output``: its stripped text, then the end of turn.
 
     Evaluation decodes an answer up to the end of turn and strips it, so these are exactly the tokens
-    whose decoded text is compared with the reference.
+    whose decoded text is compared with the reference. ``output`` is read literally: a ``<|im_end|>`` in it
+    is text, so the one end of turn is the last label.
     """
-    ids: list[int] = tokenizer(output.strip(), add_special_tokens=False).input_ids
-    return ids + end_of_turn_ids(tokenizer)[:1]
+    return literal_ids(tokenizer, output.strip()) + end_of_turn_ids(tokenizer)[:1]
 
 
 def encode_example(
@@ -245,8 +344,8 @@ def encode_example(
     if stats is not None:
         stats.budgets.add(max_length)
     prompt = fit_prompt(tokenizer, instruction, input_text, setting, examples, max_length - len(target), stats)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
-    return prompt_ids + target, [-100] * len(prompt_ids) + target
+    ids = prompt_ids(tokenizer, prompt)
+    return ids + target, [-100] * len(ids) + target
 
 
 def encode_instance(

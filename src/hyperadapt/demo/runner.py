@@ -23,6 +23,7 @@ from hyperadapt.config import to_dict
 from hyperadapt.demo.config import DemoConfig
 from hyperadapt.demo.stages import LANES, STAGES
 from hyperadapt.io import load_json, save_json
+from hyperadapt.runs import is_run
 
 NOT_IN_KEY = ("out", "save_every", "quick", "checkpoint")  # settings that do not change a trained stage's numbers
 
@@ -32,7 +33,7 @@ def stage_key(cfg: DemoConfig, name: str = "") -> str:
     the released checkpoint is there: one that appears later is used by the next run)."""
     data = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IN_KEY}
     if name == "checkpoint":
-        data.update(checkpoint=cfg.checkpoint, present=(Path(cfg.checkpoint) / "run.json").exists())
+        data.update(checkpoint=cfg.checkpoint, present=is_run(cfg.checkpoint))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -180,12 +180,12 @@ def megan_stage(cfg: DemoConfig, run_dir: Path) -> dict:
 
 def checkpoint_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     """A released TAGI checkpoint (no training): adapters from a few unseen instructions and their answers."""
-    from hyperadapt.methods import load_run
+    from hyperadapt.runs import Run, is_run
 
     path = Path(cfg.checkpoint)
-    if not (path / "run.json").exists():
+    if not is_run(path):
         return {"available": False, "path": str(path)}
-    method = load_run(path)
+    method = Run.open(path).load()
     rows = []
     for task in load_tasks(DATA, "unseen")[:4]:
         inst = task.instances[0]

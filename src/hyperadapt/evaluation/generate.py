@@ -7,14 +7,15 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from hyperadapt.data.prompts import literal_ids, prompt_ids
 from hyperadapt.models import end_of_turn_ids
 
 
 def encode_left_padded(tokenizer: Tokenizer, prompts: list[str], device: torch.device) -> dict:
-    """Tokenise ``prompts`` (already rendered, special tokens included) with left padding."""
+    """Tokenise ``prompts`` (rendered: :func:`hyperadapt.data.prompts.prompt_ids`) with left padding."""
     if not prompts:
         raise ValueError("no prompts to encode")
-    ids = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+    ids = [prompt_ids(tokenizer, p) for p in prompts]
     width = max(len(x) for x in ids)
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
@@ -57,19 +58,18 @@ def option_logprobs(
     if any(not opts for opts in options):
         raise ValueError("every prompt needs at least one option to rank")
     eot = end_of_turn_ids(tokenizer)[:1]
-    prompt_ids = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+    prompt_tokens = [prompt_ids(tokenizer, p) for p in prompts]
     scores: list[list[float]] = [[] for _ in prompts]
     for k in range(max(len(opts) for opts in options)):
         picked = [opts[min(k, len(opts) - 1)] for opts in options]
-        seqs = [p + tokenizer(o.strip(), add_special_tokens=False).input_ids + eot
-                for p, o in zip(prompt_ids, picked, strict=True)]
+        seqs = [p + literal_ids(tokenizer, o.strip()) + eot for p, o in zip(prompt_tokens, picked, strict=True)]
         width = max(len(s) for s in seqs)
         pad = tokenizer.pad_token_id
         # right padding: every real token keeps the positions it has alone, pads only follow it
         input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=model.device)  # [B, T]
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=model.device)
         logits = model(input_ids=input_ids, attention_mask=mask).logits  # [B, T, V]
-        for i, (seq, p_ids) in enumerate(zip(seqs, prompt_ids, strict=True)):
+        for i, (seq, p_ids) in enumerate(zip(seqs, prompt_tokens, strict=True)):
             if k >= len(options[i]):
                 continue
             start = len(p_ids)  # first option token

@@ -8,7 +8,6 @@ one batched forward pass through the conditioning core. See docs/SERVING.md.
 from hyperadapt.serve.app import create_app
 from hyperadapt.serve.cache import ByteLRU
 from hyperadapt.serve.engine import Engine, Job, Sampling
-from hyperadapt.serve.runs import load_run
 from hyperadapt.serve.server import RunningServer, ServeConfig, Server, build_server
 from hyperadapt.serve.vllm_compat import VLLM_RANKS, check_vllm_adapter, vllm_problems
 
@@ -24,6 +23,5 @@ __all__ = [
     "build_server",
     "check_vllm_adapter",
     "create_app",
-    "load_run",
     "vllm_problems",
 ]

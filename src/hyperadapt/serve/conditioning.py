@@ -8,38 +8,13 @@ without β get β ≡ 1. Every request of a batch is answered in the same forwar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from hyperadapt.core import BetaFn, LoraConditioning
-from hyperadapt.methods.megan import BetaHypernetwork, ConditionBatch
+from hyperadapt.core.rows import BASE_ROW, BetaSource, RowCondition, RowFactors
 
-RowFactors = dict[str, tuple[Tensor, Tensor]]  # module path -> (A [r, in], B [out, r]), scale folded into B
-
-
-@dataclass(frozen=True, eq=False)
-class BetaSource:
-    """One request's MeGan condition: per-token (``condition`` = token embeddings [C, H]) or per-channel
-    (``channel`` = β [L, I], computed once per condition)."""
-
-    hypernet: BetaHypernetwork
-    condition: Tensor | None = None  # [C, H]
-    channel: Tensor | None = None  # [L, I]
-
-
-@dataclass(frozen=True, eq=False)
-class RowCondition:
-    """What answers one request: LoRA factors, a β source, both or neither (the base model)."""
-
-    lora: RowFactors | None = None
-    beta: BetaSource | None = None
-    route: str = "base"
-    cache_hit: bool | None = None
-
-
-BASE_ROW = RowCondition()
+__all__ = ["BASE_ROW", "BetaSource", "RowCondition", "RowFactors", "batch_conditioning"]
 
 
 def batch_conditioning(rows: list[RowCondition]) -> tuple[LoraConditioning | None, BetaFn | None]:
@@ -76,10 +51,11 @@ def _batch_beta(rows: list[RowCondition]) -> BetaFn | None:
     groups: dict[int, list[int]] = {}
     for i, row in enumerate(rows):
         if row.beta is not None:
-            groups.setdefault(id(row.beta.hypernet), []).append(i)
+            groups.setdefault(id(row.beta.owner), []).append(i)
     if not groups:
         return None
-    fns = [(torch.tensor(idx), _group_fn([rows[i].beta for i in idx])) for idx in groups.values()]
+    fns = [(torch.tensor(idx), rows[idx[0]].beta.owner.group_beta_fn([rows[i].beta for i in idx]))
+           for idx in groups.values()]
 
     def fn(layer: int, x: Tensor) -> Tensor:
         parts = [(idx, group(layer, x[idx])) for idx, group in fns]  # β [b, T|1, I] per group
@@ -91,16 +67,3 @@ def _batch_beta(rows: list[RowCondition]) -> BetaFn | None:
 
     return fn
 
-
-def _group_fn(sources: list[BetaSource]) -> BetaFn:
-    hyper = sources[0].hypernet
-    if not hyper.spec.per_token:
-        betas = torch.stack([s.channel for s in sources])  # [b, L, I]
-        return lambda layer, x: betas[:, layer, None, :]  # [b, 1, I]
-    width = max(s.condition.shape[0] for s in sources)
-    emb = sources[0].condition.new_zeros(len(sources), width, sources[0].condition.shape[1])  # [b, C, H]
-    mask = torch.zeros(len(sources), width, dtype=torch.bool, device=emb.device)  # [b, C]
-    for i, s in enumerate(sources):
-        emb[i, : s.condition.shape[0]] = s.condition
-        mask[i, : s.condition.shape[0]] = True
-    return hyper.beta_fn(ConditionBatch(emb, mask))

@@ -5,17 +5,26 @@ prefills them in one forward pass under their own conditionings, merges their KV
 batch (left padding, so every row keeps its own positions), and then decodes all running rows one token per
 forward pass under one batched conditioning (:func:`batch_conditioning`). Finished or cancelled rows leave
 the batch at once and waiting requests join it at the next step (continuous batching).
+
+**No request can fail another.** Every request is checked (:func:`check_job`) before it joins the batch and
+gets its own 4xx; a prefill that fails is retried one request at a time, so only the request at fault
+fails; choosing and emitting a row's token is guarded per row. Only a forward pass of the running batch
+that raises (a bug in the model, not a request) fails every running row. **Every request ends**: each
+job receives exactly one ``done`` or ``error`` event, every :meth:`Engine.call` resolves (whatever the
+exception type), and :meth:`Engine.stop` ends whatever is still waiting with a 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import inspect
 import logging
+import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +36,7 @@ from transformers.cache_utils import DynamicLayer
 from hyperadapt.core import conditioned
 from hyperadapt.models import end_of_turn_ids
 from hyperadapt.serve.conditioning import RowCondition, batch_conditioning
+from hyperadapt.serve.errors import RequestRefused, lone_surrogate
 from hyperadapt.serve.metrics import Metrics
 from hyperadapt.serve.runs import Target
 
@@ -34,13 +44,25 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 
 
+# vLLM's rule (vllm/sampling_params.py): a temperature below _SAMPLING_EPS is greedy decoding, and one below
+# _MAX_TEMP is raised to it (smaller ones make logits / temperature overflow to inf and NaN)
+SAMPLING_EPS = 1e-5
+MIN_TEMPERATURE = 1e-2
+SEED_RANGE = 2**64  # torch.Generator.manual_seed takes 64-bit seeds
+
+
 class QueueFull(RuntimeError):
     """The engine's waiting queue is full (answer 503 and let the client retry)."""
 
 
+class EngineStopped(RuntimeError):
+    """The engine has stopped (the server is shutting down): nothing more is run."""
+
+
 @dataclass(frozen=True)
 class Sampling:
-    """Decoding options of one request: greedy when ``temperature`` is 0."""
+    """Decoding options of one request. As vLLM: greedy when ``temperature`` < :data:`SAMPLING_EPS` (then
+    ``top_p`` is ignored), and a temperature below :data:`MIN_TEMPERATURE` samples at that temperature."""
 
     max_tokens: int = 16
     temperature: float = 1.0
@@ -48,13 +70,40 @@ class Sampling:
     seed: int | None = None
     stop: tuple[str, ...] = ()
 
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < SAMPLING_EPS
+
+    def problem(self) -> tuple[str, str] | None:
+        """(field, what is wrong) for options no request may run with, else None."""
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            return "max_tokens", f"max_tokens must be a whole number >= 1, got {self.max_tokens!r}"
+        if not _number(self.temperature) or not 0 <= self.temperature < math.inf:
+            return "temperature", f"temperature must be a finite number >= 0, got {self.temperature!r}"
+        if not _number(self.top_p) or not 0 < self.top_p <= 1:
+            return "top_p", f"top_p must be a number in (0, 1], got {self.top_p!r}"
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed < SEED_RANGE):
+            return "seed", f"seed must be a whole number in [0, 2**64), got {self.seed!r}"
+        for stop in self.stop:
+            if not isinstance(stop, str) or not stop:
+                return "stop", f"stop strings must be non-empty text, got {stop!r}"
+            if (bad := lone_surrogate(stop)) is not None:
+                return "stop", f"stop string {stop[:20]!r} holds a lone surrogate at character {bad}"
+        return None
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x)
+
 
 @dataclass(eq=False)
 class Job:
     """One request: its prompt tokens, what answers it, and ``sink(event)`` (called from the engine thread).
 
-    Events: ``{"type": "start", "route", "cache_hit"}``, ``{"type": "delta", "text"}``, ``{"type": "done",
-    "finish_reason", "prompt_tokens", "completion_tokens"}`` or ``{"type": "error", "status", "message"}``.
+    Events: ``{"type": "start", "route", "cache_hit"}``, ``{"type": "delta", "text"}``, then exactly one
+    ``{"type": "done", "finish_reason", "prompt_tokens", "completion_tokens"}`` or ``{"type": "error", "status",
+    "message", "param"}`` (none after :meth:`cancel`: whoever cancels has stopped listening).
     """
 
     prompt_ids: list[int]
@@ -65,11 +114,31 @@ class Job:
     sink: Callable[[Event], None]
     enqueued: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
+    finished: bool = False  # its done or error event was sent
     events: Any = field(default=None, repr=False)  # the HTTP layer's queue of this job's events
 
     def cancel(self) -> None:
-        """Free this request's slot (the client went away); the engine drops it before its next step."""
+        """Free this request's slot (the client went away); the engine drops it before its next step
+        (a waiting request never starts). Safe from any thread; a no-op once the request finished."""
         self.cancelled = True
+
+
+async def cancel_when_gone(jobs: Sequence[Job], is_disconnected: Callable[[], Awaitable[bool]],
+                           interval_s: float = 0.1) -> bool:
+    """Watch a client while its ``jobs`` run: cancel them all as soon as ``is_disconnected()`` (e.g.
+    Starlette's ``request.is_disconnected``) says it left, whether or not tokens are flowing. Returns True
+    when it cancelled, False once every job finished. Run it as a task beside the code that reads the
+    events, and cancel that task when the answer is sent::
+
+        watcher = asyncio.create_task(cancel_when_gone(jobs, request.is_disconnected))
+    """
+    while not all(job.finished or job.cancelled for job in jobs):
+        if await is_disconnected():
+            for job in jobs:
+                job.cancel()
+            return True
+        await asyncio.sleep(interval_s)
+    return False
 
 
 @dataclass(eq=False)
@@ -118,12 +187,18 @@ class Engine:
         return self
 
     def stop(self) -> None:
+        """Stop the engine thread, then end everything still waiting: each queued or running request gets a
+        503 error event and each pending :meth:`call` an :class:`EngineStopped` error."""
         self._stopping = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._end_all(503, "the server is shutting down: retry on another server")
 
     def submit(self, job: Job) -> None:
-        """Queue ``job``; raises :class:`QueueFull` when ``max_queue`` requests are already waiting."""
+        """Queue ``job``; raises :class:`QueueFull` when ``max_queue`` requests are already waiting and
+        :class:`EngineStopped` after :meth:`stop`."""
+        if self._stopping:
+            raise EngineStopped("the server is shutting down: retry on another server")
         try:
             self._queue.put_nowait(job)
         except queue.Full as err:
@@ -131,31 +206,47 @@ class Engine:
         self.metrics.waiting = self._queue.qsize()
 
     def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
-        """Run ``fn()`` in the engine thread between two decoding steps (anything that touches the model)."""
+        """Run ``fn()`` in the engine thread between two decoding steps (anything that touches the model).
+
+        The future always resolves: with ``fn``'s result, its exception (a ``StopIteration``, which asyncio
+        cannot carry, becomes a ``RuntimeError``), or :class:`EngineStopped` once the engine has stopped.
+        """
         future: concurrent.futures.Future = concurrent.futures.Future()
+        if self._stopping:
+            future.set_exception(EngineStopped("the server is shutting down"))
+            return future
         self._calls.put((fn, future))
+        if self._stopping:  # stop() may have drained the calls between the check and the put
+            self._end_calls()
         return future
+
+    def cancel(self, job: Job) -> None:
+        """Cancel ``job`` (its client went away): it never starts, or leaves the batch before the next step."""
+        job.cancel()
 
     # -- the loop ------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
         torch.set_grad_enabled(False)
         while not self._stopping:
-            self._run_calls()
-            jobs = self._take(block=not self.rows)
             try:
-                if jobs:
-                    self._prefill(jobs)
-                self._drop_finished()
-                if self.rows:
-                    self._decode()
-                    self._drop_finished()
-            except Exception as err:  # a bug, not a user error: fail the batch, keep serving
+                self._step()
+            except Exception as err:  # a bug, not a user error: fail the running batch, keep serving
                 log.exception("decoding failed")
                 for row in self.rows:
-                    _send(row.job, {"type": "error", "status": 500, "message": f"internal error: {err}"})
+                    _finish(row.job, {"type": "error", "status": 500, "message": f"internal error: {err}"})
                 self.rows, self._cache, self._mask, self._batch_cond = [], None, None, None
             self.metrics.active = len(self.rows)
+
+    def _step(self) -> None:
+        self._run_calls()
+        jobs = self._take(block=not self.rows)
+        if jobs:
+            self._prefill(jobs)
+        self._drop_finished()
+        if self.rows:
+            self._decode()
+            self._drop_finished()
 
     def _run_calls(self) -> None:
         while True:
@@ -166,8 +257,32 @@ class Engine:
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn())
+                except StopIteration as err:  # asyncio.wrap_future cannot carry it: the caller would hang
+                    future.set_exception(RuntimeError(f"internal error: StopIteration {err}".rstrip()))
                 except BaseException as err:  # handed to the caller
                     future.set_exception(err)
+
+    def _end_calls(self) -> None:
+        while True:
+            try:
+                _, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if future.set_running_or_notify_cancel():
+                future.set_exception(EngineStopped("the server is shutting down"))
+
+    def _end_all(self, status: int, message: str) -> None:
+        self._end_calls()
+        for row in self.rows:
+            _finish(row.job, {"type": "error", "status": status, "message": message})
+        self.rows, self._cache, self._mask, self._batch_cond = [], None, None, None
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            _finish(job, {"type": "error", "status": status, "message": message})
+        self.metrics.active = self.metrics.waiting = 0
 
     def _take(self, block: bool) -> list[Job]:
         room = self.max_batch - len(self.rows)
@@ -191,29 +306,73 @@ class Engine:
             except queue.Empty:
                 break
         self.metrics.waiting = self._queue.qsize()
+        self.metrics.cancelled += sum(j.cancelled for j in jobs)
         return [j for j in jobs if not j.cancelled]
 
     # -- prefill and decode ----------------------------------------------------------------------------
+
+    def check_job(self, job: Job) -> None:
+        """Raise :class:`RequestRefused` for a request that cannot run: sampling options out of range (NaN,
+        a seed of 2**64 or more), prompt tokens the model does not have, or text no tokenizer can read
+        (lone surrogates) in the condition or the routed text."""
+        problem = job.sampling.problem()
+        if problem is not None:
+            raise RequestRefused(problem[1], problem[0])
+        vocab = self.model.get_input_embeddings().num_embeddings
+        if not job.prompt_ids or not all(isinstance(t, int) and 0 <= t < vocab for t in job.prompt_ids):
+            raise RequestRefused(f"the prompt must be 1 or more token ids in [0, {vocab})", "prompt")
+        for param, text in (("condition", job.condition), ("prompt", job.route_text)):
+            if text is not None and (bad := lone_surrogate(text)) is not None:
+                raise RequestRefused(f"the {param} holds a lone UTF-16 surrogate at character {bad} "
+                                     f"({text[bad]!r}): send text, with surrogates only in pairs", param)
 
     def _resolve(self, jobs: list[Job]) -> list[_Row]:
         rows = []
         now = time.perf_counter()
         for job in jobs:
             try:
+                self.check_job(job)
                 cond = job.target.resolve(job.condition, job.route_text)
+            except RequestRefused as err:
+                _finish(job, {"type": "error", "status": err.status, "message": str(err), "param": err.param})
+                continue
             except (ValueError, FileNotFoundError) as err:
-                _send(job, {"type": "error", "status": 400, "message": str(err)})
+                _finish(job, {"type": "error", "status": 400, "message": str(err)})
+                continue
+            except Exception as err:  # a fault of this request's target: it fails alone
+                log.exception("resolving a request failed")
+                _finish(job, {"type": "error", "status": 500, "message": f"internal error: {err}"})
                 continue
             self.metrics.admitted(now - job.enqueued, len(job.prompt_ids))
             _send(job, {"type": "start", "route": cond.route, "cache_hit": cond.cache_hit})
             gen = None
-            if job.sampling.seed is not None:
+            if job.sampling.seed is not None and not job.sampling.greedy:
                 gen = torch.Generator(device=self.device).manual_seed(job.sampling.seed)
             rows.append(_Row(job, cond, position=len(job.prompt_ids), generator=gen))
         return rows
 
     def _prefill(self, jobs: list[Job]) -> None:
         rows = self._resolve(jobs)
+        try:
+            self._prefill_rows(rows)
+            return
+        except Exception as err:
+            if len(rows) == 1:
+                self._fail(rows[0], err)
+                return
+        for row in rows:  # find the request at fault: each alone (the running batch is not touched yet)
+            try:
+                self._prefill_rows([row])
+            except Exception as err:
+                self._fail(row, err)
+
+    def _fail(self, row: _Row, err: Exception) -> None:
+        """End one request with a 500 (a fault of this request only); it leaves the batch at the next drop."""
+        log.exception("a request failed: %s", err)
+        row.done = True
+        _finish(row.job, {"type": "error", "status": 500, "message": f"internal error: {type(err).__name__}: {err}"})
+
+    def _prefill_rows(self, rows: list[_Row]) -> None:
         if not rows:
             return
         width = max(len(r.job.prompt_ids) for r in rows)
@@ -253,16 +412,18 @@ class Engine:
 
     def _merge(self, rows: list[_Row], cache: DynamicCache, mask: Tensor) -> None:
         """Append the freshly prefilled ``rows`` (their ``cache`` and ``mask``) to the running batch."""
-        self.rows += rows
         self._batch_cond = None
         if self._cache is None:
             self._cache, self._mask = cache, mask
-            return
-        width = max(self._mask.shape[1], mask.shape[1])
-        for old, new in zip(self._cache.layers, cache.layers, strict=True):
-            old.keys = torch.cat([_pad_left(old.keys, width, 2), _pad_left(new.keys, width, 2)])  # [B, H, T, D]
-            old.values = torch.cat([_pad_left(old.values, width, 2), _pad_left(new.values, width, 2)])
-        self._mask = torch.cat([_pad_left(self._mask, width, 1), _pad_left(mask, width, 1)])  # [B, T]
+        else:
+            width = max(self._mask.shape[1], mask.shape[1])
+            merged = [(torch.cat([_pad_left(old.keys, width, 2), _pad_left(new.keys, width, 2)]),  # [B, H, T, D]
+                       torch.cat([_pad_left(old.values, width, 2), _pad_left(new.values, width, 2)]))
+                      for old, new in zip(self._cache.layers, cache.layers, strict=True)]
+            for layer, (keys, values) in zip(self._cache.layers, merged, strict=True):
+                layer.keys, layer.values = keys, values
+            self._mask = torch.cat([_pad_left(self._mask, width, 1), _pad_left(mask, width, 1)])  # [B, T]
+        self.rows += rows
 
     def _drop_finished(self) -> None:
         keep = [i for i, r in enumerate(self.rows) if not (r.job.cancelled or r.done)]
@@ -287,15 +448,20 @@ class Engine:
 
     def _accept(self, rows: list[_Row], logits: Tensor) -> None:
         for row, row_logits in zip(rows, logits, strict=True):
-            token = self._sample(row, row_logits)
-            row.next_token = token
-            self._emit(row, token)
+            try:
+                token = self._sample(row, row_logits)
+                row.next_token = token
+                self._emit(row, token)
+            except Exception as err:  # this row's fault: the others take their tokens as if it were not there
+                self._fail(row, err)
 
     def _sample(self, row: _Row, logits: Tensor) -> int:
         s = row.job.sampling
-        if s.temperature == 0:
+        if not torch.isfinite(logits).any():
+            raise ValueError("the model's logits for this request are all NaN or infinite")
+        if s.greedy:
             return int(logits.argmax())
-        probs = torch.softmax(logits / s.temperature, dim=-1)  # [V]
+        probs = torch.softmax(logits / max(s.temperature, MIN_TEMPERATURE), dim=-1)  # [V]
         if s.top_p < 1:
             sorted_p, order = probs.sort(descending=True)
             keep = sorted_p.cumsum(0) - sorted_p < s.top_p  # the smallest set whose mass reaches top_p
@@ -326,7 +492,7 @@ class Engine:
             row.sent = upto
         if finish is not None:
             row.done = True
-            _send(row.job, {"type": "done", "finish_reason": finish, "prompt_tokens": len(row.job.prompt_ids),
+            _finish(row.job, {"type": "done", "finish_reason": finish, "prompt_tokens": len(row.job.prompt_ids),
                             "completion_tokens": len(row.generated)})
 
 
@@ -342,5 +508,13 @@ def _pad_left(x: Tensor, width: int, dim: int) -> Tensor:
 def _send(job: Job, event: Event) -> None:
     try:
         job.sink(event)
-    except RuntimeError:  # the client's event loop is gone
+    except Exception:  # the client's event loop is gone, or its sink is broken: nobody is listening
         job.cancel()
+
+
+def _finish(job: Job, event: Event) -> None:
+    """Send ``job``'s one last event (done or error), unless it was sent already or the job was cancelled."""
+    if job.finished or job.cancelled:
+        return
+    job.finished = True
+    _send(job, event)

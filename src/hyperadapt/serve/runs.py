@@ -1,60 +1,32 @@
-"""Run folders as things the server answers with ("targets"), and a small run loader.
+"""What a request's ``model`` field names ("targets"): the base model, a PEFT adapter folder, or a loaded run.
 
-``load_run(path, model_and_tokenizer)`` dispatches on ``run.json`` (``kind``/``method``) to the method's own
-loader through the library's one run loader. Each target turns a request into a
-:class:`RowCondition` in the engine thread (the only thread that touches the model).
+A run is served through its method's own conditioning interface (:class:`hyperadapt.core.rows.Servable`):
+the server never asks what a method is, only what it serves as (``condition``, ``input`` or ``fixed``). Each
+target turns a request into a :class:`RowCondition` in the engine thread (the only thread that touches the
+model), and knows the prompt style its run was trained with (how a request's condition and input are
+rendered).
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
-
-from hyperadapt.core import BASE, inject, load_peft
-from hyperadapt.io import load_json
+from hyperadapt.core import conditioned, inject, load_peft
+from hyperadapt.core.rows import BASE_ROW, RowCondition, RowFactors, Servable, fold
+from hyperadapt.data.prompts import PromptStyle
 from hyperadapt.serve.cache import ByteLRU, tensor_bytes
-from hyperadapt.serve.conditioning import BASE_ROW, BetaSource, RowCondition, RowFactors
-
-HYPERNET_METHODS = ("tagi", "hypter", "megan")
-SERVABLE = (*HYPERNET_METHODS, "switchcit")
-
-
-def run_info(path: str | Path) -> dict:
-    """``run.json`` of a run folder, with a clear error for anything the server cannot answer with."""
-    run = load_json(Path(path) / "run.json", "run file")
-    kind = "continual" if run.get("kind") == "continual" else run.get("method")
-    if kind == "continual" and run.get("method") != "switchcit":
-        raise ValueError(f"{path} is a continual {run.get('method')!r} run: only switchcit continual runs are served")
-    if kind not in (*HYPERNET_METHODS, "continual"):
-        raise ValueError(f"{path} is a {run.get('method')!r} run: serve answers with {', '.join(SERVABLE)} runs")
-    return run
-
-
-def run_base_model(path: str | Path) -> str:
-    """The base model a run was trained on (its config's ``model``)."""
-    return run_info(path)["config"]["model"]
-
-
-def load_run(path: str | Path, model_and_tokenizer: tuple[Any, Any]) -> Any:
-    """The method of run folder ``path`` (TAGI/Hypter, MeGan or a SwitchCIT stream) on the given base model,
-    through the library's one run loader (:func:`hyperadapt.methods.load_run`) once ``run_info`` has checked
-    that the server can answer with it."""
-    from hyperadapt.methods import load_run as load_any_run
-
-    run_info(path)
-    return load_any_run(path, model_and_tokenizer)
+from hyperadapt.serve.conditions import normalize_condition, read_condition
 
 
 class Target(Protocol):
     """Something a request's ``model`` field can name."""
 
     name: str
-    kind: str  # base, adapter, continual, tagi, hypter, megan
+    kind: str  # base, adapter, continual, or the method's name (tagi, hypter, megan, multitask-lora, ...)
     needs_condition: bool
+    prompt_style: PromptStyle | None  # how a request's condition and input are rendered; None: send the prompt
 
     def resolve(self, condition: str | None, text: str) -> RowCondition:
         """The row conditioning for a request (``text``: what a router reads); engine thread only."""
@@ -66,14 +38,10 @@ class BaseTarget:
     name: str
     kind: str = "base"
     needs_condition: bool = False
+    prompt_style: PromptStyle | None = None
 
     def resolve(self, condition: str | None, text: str) -> RowCondition:
         return BASE_ROW
-
-
-def fold(factors: dict, scale: float) -> RowFactors:
-    """Per-module (A [1, r, in], B [1, out, r]) with a scale -> (A [r, in], s·B [out, r])."""
-    return {p: (a[0].detach(), (b[0] * scale).detach()) for p, (a, b) in factors.items()}
 
 
 @dataclass
@@ -85,14 +53,13 @@ class AdapterTarget:
     factors: RowFactors
     kind: str = "adapter"
     needs_condition: bool = False
+    prompt_style: PromptStyle | None = None
 
     @classmethod
     def load(cls, name: str, path: str | Path, model: Any) -> AdapterTarget:
         """Read ``path`` and wrap the modules it adapts; a folder for another model is a ``ValueError``."""
         lora = load_peft(path)
         inject(model, sorted({p.rsplit(".", 1)[-1] for p in lora.factors}), gating=False)
-        from hyperadapt.core import conditioned
-
         with conditioned(model, lora=lora):  # validates module names and factor shapes against the model
             pass
         device = model.get_input_embeddings().weight.device
@@ -103,88 +70,63 @@ class AdapterTarget:
         return RowCondition(self.factors, route=f"adapter:{self.name}")
 
 
-@dataclass
-class ContinualTarget:
-    """A SwitchCIT run: its switch routes each request's text to a task adapter, or rejects it (base model)."""
-
-    name: str
-    method: Any
-    kind: str = "continual"
-    needs_condition: bool = False
-
-    def __post_init__(self) -> None:
-        bank = self.method.bank
-        self._rows = [fold(bank.factors([i]), bank.scale) for i in range(len(self.method.tasks))]
-
-    def resolve(self, condition: str | None, text: str) -> RowCondition:
-        routing = self.method.route_texts([text])
-        self.method.encoder.clear_cache()  # the server holds no per-input state
-        adapter = routing.adapter[0]
-        if adapter == BASE:
-            return RowCondition(route=f"{self.name}:rejected->base")
-        return RowCondition(self._rows[adapter], route=f"{self.name}:{self.method.tasks[adapter]}")
-
-
-def condition_key(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 @dataclass
-class HypernetTarget:
-    """A TAGI/Hypter run (condition -> LoRA factors) or a MeGan run (condition -> β), cached per condition."""
+class MethodTarget:
+    """A loaded run, served as its method declares (``serves_as``):
+
+    - ``condition`` (TAGI, Hypter, MeGan): the request's condition becomes an adapter or β, cached per cleaned
+      condition text in the server's one LRU;
+    - ``input`` (SwitchCIT): the method routes each request's text to one of its adapters (or the base model);
+    - ``fixed`` (multi-task LoRA, MetaICL, Reptile, single-LoRA streams): one adapter for every request.
+
+    ``prompt_style``: the run's own (``Run.prompt_style``; by default the method's ``setting``); a routing
+    method reads the whole user turn, so its requests' input is rendered alone (``none``).
+    """
 
     name: str
-    method: Any
+    method: Servable
     cache: ByteLRU
-    kind: str = "tagi"
-    needs_condition: bool = True
+    prompt_style: PromptStyle | None = None
+    kind: str = field(init=False)
+    needs_condition: bool = field(init=False)
+    _fixed: RowCondition | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.kind = "megan" if self.is_megan else self.method.name
+        serves = self.method.serves_as
+        self.needs_condition = serves == "condition"
+        self.kind = "continual" if serves == "input" else self.method.name
+        if serves == "input":
+            self.prompt_style = PromptStyle("none")
+        elif self.prompt_style is None:
+            self.prompt_style = PromptStyle(self.method.setting)
+        if serves == "fixed":
+            row = self.method.serve_row(None, "")
+            self._fixed = replace(row, route=f"{self.name}:{row.route}")
 
     @property
-    def is_megan(self) -> bool:
-        return hasattr(self.method, "hypernet") and hasattr(self.method.hypernet, "spec")
-
-    @property
-    def prompt_setting(self) -> str:
-        """How the run was trained to be prompted: ``"def"`` when the condition was also in the prompt (TAGI
-        with fusion, MeGan with ``condition_in_prompt``; the user turn was ``Definition: {condition}\n\n
-        Input: {input}``, see :func:`hyperadapt.data.prompts.user_message`), ``"none"`` for the input alone."""
-        return getattr(self.method, "setting", "none")
-
-    def clean(self, condition: str) -> str:
-        return condition.strip() if self.is_megan else self.method.vectors.clean(condition)
+    def exports_adapters(self) -> bool:
+        """Whether ``/v1/adapters`` can export this run's adapters (a ``condition`` method that makes LoRAs)."""
+        return self.needs_condition and self.method.exports_adapters
 
     def resolve(self, condition: str | None, text: str) -> RowCondition:
-        if not condition or not condition.strip():
+        if self._fixed is not None:
+            return self._fixed
+        if not self.needs_condition:
+            row = self.method.serve_row(None, text)
+            return replace(row, route=f"{self.name}:{row.route}")
+        if not condition:
             raise ValueError(f"model {self.name!r} needs a non-empty 'condition' (extra_body={{'condition': ...}})")
-        key = (self.name, self.clean(condition))
-        value = self.cache.get(key)
-        hit = value is not None
+        read = read_condition(self.method, condition)  # the condition rule of serve/conditions.py
+        key = (self.name, read.key)
+        row = self.cache.get(key)
+        hit = row is not None
         if not hit:
-            value = self._make(key[1])
-            size = tensor_bytes([value.condition, value.channel]) if self.is_megan else tensor_bytes(value)
-            self.cache.put(key, value, size)
-        route = f"{self.name}:{condition_key(key[1])}"
-        if self.is_megan:
-            return RowCondition(beta=value, route=route, cache_hit=hit)
-        return RowCondition(value, route=route, cache_hit=hit)
+            row = self.method.serve_row(read.text, text)
+            self.cache.put(key, row, tensor_bytes(row.tensors()))
+        return replace(row, route=f"{self.name}:{read.key[:10]}", cache_hit=hit)
 
-    @torch.no_grad()
-    def _make(self, text: str) -> RowFactors | BetaSource:
-        method = self.method
-        if not self.is_megan:
-            factors = method.hypernet.factors(method.vectors([text]))  # {path: ([1, r, in], [1, out, r])}
-            method.vectors.encoder.clear_cache()  # the server's LRU is the only per-condition cache
-            return fold(factors, method.hypernet.scale)
-        cond = method.condition_batch([text])  # embeddings [1, C, H]
-        if method.hypernet.spec.per_token:
-            return BetaSource(method.hypernet, condition=cond.embeddings[0])
-        return BetaSource(method.hypernet, channel=method.hypernet.channel_betas(cond)[0])  # [L, I]
-
-    def factors(self, condition: str) -> RowFactors:
-        """The generated adapter of ``condition`` (TAGI/Hypter runs only)."""
-        if self.is_megan:
-            raise ValueError(f"{self.name!r} is a MeGan run: it makes β for the SwiGLU gates, not a LoRA adapter")
-        return self.resolve(condition, "").lora
+    def export_adapter(self, condition: str, out_dir: Path) -> Path:
+        """The adapter of ``condition`` as a PEFT folder (the method's own export); engine thread only."""
+        return self.method.export_adapter(normalize_condition(condition), out_dir)

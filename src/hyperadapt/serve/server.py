@@ -14,19 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyperadapt.runs import Run
 from hyperadapt.serve.cache import ByteLRU
 from hyperadapt.serve.engine import Engine
 from hyperadapt.serve.metrics import Metrics
-from hyperadapt.serve.runs import (
-    AdapterTarget,
-    BaseTarget,
-    ContinualTarget,
-    HypernetTarget,
-    Target,
-    load_run,
-    run_base_model,
-    run_info,
-)
+from hyperadapt.serve.runs import AdapterTarget, BaseTarget, MethodTarget, Target
 from hyperadapt.serve.vllm_compat import VLLM_RANKS
 
 BASE_NAME = "base"
@@ -90,11 +82,14 @@ def build_server(
     runs: list[str], config: ServeConfig | None = None, adapters: list[str] = (), model: str | None = None,
     model_and_tokenizer: tuple[Any, Any] | None = None, methods: dict[str, Any] | None = None,
 ) -> Server:
-    """Load every run (``PATH`` or ``NAME=PATH``) and adapter folder onto one base model.
+    """Load every run (``PATH`` or ``NAME=PATH``: any run that ``eval --run`` loads) and adapter folder onto one
+    base model.
 
-    The base model is ``model``, else the runs' (they must agree). ``methods`` maps names to methods already
-    loaded (TAGI/MeGan/SwitchCIT objects), for tests and notebooks. Raises ``ValueError`` on a name used twice
-    or runs trained on different base models, ``FileNotFoundError`` on a missing folder.
+    The base model is ``model``, else the runs' (they must agree); a run trained on another base model than the
+    one loaded is refused. ``methods`` maps names to methods already loaded (objects with the
+    ``hyperadapt.core.rows.Servable`` interface), for tests and notebooks. Raises ``ValueError`` on a name used
+    twice, a run that cannot be served (unfinished, the oracle) or runs of different base models,
+    ``FileNotFoundError`` on a missing folder.
     """
     config = config or ServeConfig()
     named = [parse_named(r) for r in runs]
@@ -103,7 +98,10 @@ def build_server(
     if twice:
         raise ValueError(f"two things are named {twice[0]!r} (the base model is {BASE_NAME!r}): name them with "
                          "NAME=PATH")
-    bases = {run_base_model(p) for _, p in named}
+    opened = [(name, Run.open(path)) for name, path in named]  # each run's record, read once
+    for _, run in opened:
+        run.check_loadable()  # before the base model loads
+    bases = {run.base_model.name_or_path for _, run in opened}
     if model is None and len(bases) > 1:
         raise ValueError(f"the runs were trained on different base models {sorted(bases)}: serve them separately")
     base_id = model or (bases.pop() if bases else "default")
@@ -114,12 +112,10 @@ def build_server(
     model_obj, tokenizer = model_and_tokenizer
     cache = ByteLRU(int(config.cache_mb * 2**20))
     targets: dict[str, Target] = {BASE_NAME: BaseTarget(BASE_NAME)}
-    loaded = dict(methods or {})
-    for name, path in named:
-        run_info(path)
-        loaded[name] = load_run(path, model_and_tokenizer)
-    for name, method in loaded.items():
-        _add(targets, name, _target(name, method, cache))
+    for name, run in opened:  # each load checks the run's base model against the one loaded
+        _add(targets, name, MethodTarget(name, run.load(model_and_tokenizer), cache, run.prompt_style))
+    for name, method in (methods or {}).items():
+        _add(targets, name, MethodTarget(name, method, cache))
     for spec in adapters:
         name, path = parse_named(spec)
         _add(targets, name, AdapterTarget.load(name, path, model_obj))
@@ -127,12 +123,6 @@ def build_server(
     metrics = Metrics()
     engine = Engine(model_obj, tokenizer, config.max_batch, config.gather_ms, config.max_queue, metrics)
     return Server(model_obj, tokenizer, base_id, targets, config, cache, engine, metrics)
-
-
-def _target(name: str, method: Any, cache: ByteLRU) -> Target:
-    if hasattr(method, "router"):
-        return ContinualTarget(name, method)
-    return HypernetTarget(name, method, cache)
 
 
 def _add(targets: dict[str, Target], name: str, target: Target) -> None:

@@ -20,13 +20,14 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
-from hyperadapt.config import from_dict, to_dict
+from hyperadapt.config import to_dict
 from hyperadapt.core import AdapterBank, LoraConditioning, conditioned, inject
+from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import TruncationStats, encode_example, encode_tasks
 from hyperadapt.data.schema import Example, Task
@@ -34,7 +35,7 @@ from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
 from hyperadapt.models import load_base_model
-from hyperadapt.runs import RunDir, read_run
+from hyperadapt.runs import Run, RunDir
 from hyperadapt.training import TrainConfig, Trainer, answer_loss, pad_batch
 
 BANK_DIR = "bank"
@@ -95,10 +96,17 @@ class MetaLoraMethod:
     info: dict = field(default_factory=dict)
     _adapted: dict[str, FastWeights] = field(default_factory=dict, init=False, repr=False)
 
+    serves_as: ClassVar[str] = "fixed"  # hyperadapt.core.rows.Servable
+
     def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
         if self.adapt_steps == 0:
             return conditioned(self.model, lora=self.bank.adapter(0))
         return self._per_task([q.task for q in queries])
+
+    def serve_row(self, condition: str | None, text: str) -> RowCondition:
+        """Serving (``hyperadapt.core.rows.Servable``, ``fixed``): its meta-learned LoRA for every request, without
+        test-time adaptation (a request brings no examples to adapt on)."""
+        return bank_row(self.bank, 0, route="adapter")
 
     @contextlib.contextmanager
     def _per_task(self, tasks: list[Task]) -> Iterator[Any]:
@@ -269,17 +277,18 @@ def _method(name: str, cfg, bank: AdapterBank, model_and_tokenizer, run_dir: Pat
                           info={"run": str(run_dir), **to_dict(cfg)})
 
 
-CONFIGS = {"metaicl": MetaICLConfig, "reptile": ReptileConfig}
 
 
-def load_meta(run_dir: str | Path, model_and_tokenizer=None) -> MetaLoraMethod:
-    """A trained MetaICL or Reptile/FOMAML run from ``run_dir``."""
-    run_dir = Path(run_dir)
-    run = read_run(run_dir, sorted(CONFIGS))
-    cfg = from_dict(CONFIGS[run["method"]], run["config"])
-    if not (run_dir / BANK_DIR).exists():
-        raise FileNotFoundError(f"{run_dir} has no trained adapter yet: train it (or resume) first")
-    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+def load_meta(run: Run | str | Path, model_and_tokenizer=None) -> MetaLoraMethod:
+    """A trained MetaICL or Reptile/FOMAML run (a :class:`~hyperadapt.runs.Run` or its folder), on its own
+    base model."""
+    run = Run.of(run)
+    if not isinstance(run.config, (MetaICLConfig, ReptileConfig)):
+        raise ValueError(f"{run.path} is a {run.method!r} run, not a MetaICL or Reptile run")
+    cfg = run.config
+    if not (run.path / BANK_DIR).exists():
+        raise FileNotFoundError(f"{run.path} has no trained adapter yet: train it (or resume) first")
+    model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     inject(model, targets=cfg.target_modules, gating=False)
-    bank = AdapterBank.load(run_dir / BANK_DIR, device=model.device)
-    return _method(run["method"], cfg, bank, (model, tokenizer), run_dir)
+    bank = AdapterBank.load(run.path / BANK_DIR, device=model.device)
+    return _method(run.method, cfg, bank, (model, tokenizer), run.path)

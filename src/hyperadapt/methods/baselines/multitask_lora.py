@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -21,16 +21,18 @@ from peft import LoraConfig, get_peft_model
 from hyperadapt.config import to_dict
 from hyperadapt.core import AdapterBank, bank_from_peft, conditioned, inject, remove
 from hyperadapt.core.inject import injected_targets
+from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import encode_tasks
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
 from hyperadapt.models import load_base_model
-from hyperadapt.runs import RunDir, read_run
+from hyperadapt.runs import Run, RunDir
 from hyperadapt.training import Trainer, answer_loss, pad_batch
 
 METHOD = "multitask-lora"
+ADAPTER_DIR = "adapter"  # a plain PEFT folder
 
 
 @dataclass
@@ -58,8 +60,14 @@ class AdapterMethod:
     setting: str = "def"
     info: dict = field(default_factory=dict)
 
+    serves_as: ClassVar[str] = "fixed"  # hyperadapt.core.rows.Servable
+
     def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
         return conditioned(self.model, lora=self.bank.conditioning([0] * len(queries)))
+
+    def serve_row(self, condition: str | None, text: str) -> RowCondition:
+        """Serving (``hyperadapt.core.rows.Servable``, ``fixed``): its one LoRA for every request."""
+        return bank_row(self.bank, 0, route="adapter")
 
 
 def adapter_method(model, tokenizer, adapter: Path, setting: str, info: dict) -> AdapterMethod:
@@ -79,7 +87,7 @@ def train_multitask_lora(
     """
     run_dir = Path(run_dir)
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
-    if resume and RunDir(run_dir).finished(METHOD, to_dict(cfg), run_dir / "adapter" / "adapter_config.json"):
+    if resume and RunDir(run_dir).finished(METHOD, to_dict(cfg), run_dir / ADAPTER_DIR / "adapter_config.json"):
         return load_multitask_lora(run_dir, (model, tokenizer))
     tasks = load_tasks(cfg.data, cfg.split)
     examples = encode_tasks(tokenizer, tasks, cfg.setting, cfg.train.max_length, cfg.train.seed)
@@ -91,7 +99,7 @@ def train_multitask_lora(
     finally:
         if was_injected[0] or was_injected[1]:
             inject(model, was_injected[0] or (), gating=was_injected[1])
-    return adapter_method(model, tokenizer, run_dir / "adapter", cfg.setting, {"run": str(run_dir), **to_dict(cfg)})
+    return adapter_method(model, tokenizer, run_dir / ADAPTER_DIR, cfg.setting, {"run": str(run_dir), **to_dict(cfg)})
 
 
 def _train_peft(cfg: MultiTaskLoraConfig, model, tokenizer, examples, run_dir: Path, resume: bool,
@@ -126,17 +134,20 @@ def _fit(cfg: MultiTaskLoraConfig, peft_model, tokenizer, examples, run_dir: Pat
             resume, stop_at)
         peft_model.eval()
         # The embeddings are frozen: say so, rather than let PEFT look the base model up on the hub.
-        write_dir_atomic(run_dir / "adapter", lambda d: peft_model.save_pretrained(d, save_embedding_layers=False))
+        write_dir_atomic(run_dir / ADAPTER_DIR, lambda d: peft_model.save_pretrained(d, save_embedding_layers=False))
         if step >= cfg.train.steps:  # a run stopped early keeps its status "running"
             run.finish(steps=step)
 
 
-def load_multitask_lora(run_dir: str | Path, model_and_tokenizer=None) -> AdapterMethod:
-    """The trained baseline from ``run_dir`` (its ``adapter/`` folder is a plain PEFT adapter)."""
-    run = read_run(run_dir, (METHOD,))
-    cfg = run["config"]
-    model, tokenizer = model_and_tokenizer or load_base_model(cfg["model"])
-    adapter = Path(run_dir) / "adapter"
+def load_multitask_lora(run: Run | str | Path, model_and_tokenizer=None) -> AdapterMethod:
+    """The trained baseline from ``run`` (a :class:`~hyperadapt.runs.Run` or its folder; its ``adapter/``
+    folder is a plain PEFT adapter), on the run's own base model."""
+    run = Run.of(run)
+    if run.method != METHOD:
+        raise ValueError(f"{run.path} is a {run.method!r} run, not a {METHOD} run")
+    adapter = run.path / ADAPTER_DIR
     if not (adapter / "adapter_config.json").exists():
-        raise FileNotFoundError(f"{run_dir} has no trained adapter yet: train it (or resume) first")
-    return adapter_method(model, tokenizer, adapter, cfg["setting"], {"run": str(run_dir), **cfg})
+        raise FileNotFoundError(f"{run.path} has no trained adapter yet: train it (or resume) first")
+    model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
+    cfg = run.config_dict
+    return adapter_method(model, tokenizer, adapter, cfg["setting"], {"run": str(run.path), **cfg})

@@ -27,7 +27,14 @@ from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import safe_name
 from hyperadapt.methods.continual.store import AdapterStore
-from hyperadapt.methods.continual.stream import EvalPlan, StreamContext, bank_params, clear_checkpoints, fit_lora
+from hyperadapt.methods.continual.stream import (
+    ADAPTERS,
+    EvalPlan,
+    StreamContext,
+    bank_params,
+    clear_checkpoints,
+    fit_lora,
+)
 
 
 class StreamLearner(Protocol):
@@ -79,7 +86,7 @@ class LearnerBase:
 
     def __init__(self, ctx: StreamContext) -> None:
         self.ctx = ctx
-        self.store = AdapterStore(ctx.run_dir / "adapters")
+        self.store = AdapterStore(ctx.run_dir / ADAPTERS)
 
     def report(self) -> dict:
         return {"storage": {"per_task_bytes": {e["task"]: e["bytes"] for e in self.store.entries()}}}

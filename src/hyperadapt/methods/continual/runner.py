@@ -29,6 +29,7 @@ from hyperadapt.methods.continual.learners import (
 )
 from hyperadapt.methods.continual.store import AdapterStore
 from hyperadapt.methods.continual.stream import (
+    ADAPTERS,
     ANSWER_LOGS,
     ANSWERING,
     RUN_KIND,
@@ -47,7 +48,7 @@ from hyperadapt.methods.continual.stream import (
     with_added_tasks,
 )
 from hyperadapt.report.tables import markdown_table
-from hyperadapt.runs import LOCK_FILE, RunDir, resumable
+from hyperadapt.runs import LOCK_FILE, RUN_FILE, Run, RunDir, continual_resume_command, is_run, new_record, resumable
 
 STATE = "state.json"
 RESULTS = "results.json"
@@ -56,20 +57,14 @@ PROGRESS = "progress.md"  # while a stream runs: the matrix so far and the time 
 START_HINT = "hyperadapt continual --config CONFIG --method METHOD --out RUN"
 
 
-def continual_resume_command(method: str, run_dir: str | Path) -> str:
-    """The command that resumes the continual run ``run_dir`` with the config it was started with."""
-    return f"hyperadapt continual --config {Path(run_dir) / 'run.json'} --method {method} --out {run_dir}"
-
-
-def check_run_dir(run_dir: str | Path) -> dict:
-    """``run.json`` of a continual run directory, or a clear error."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise FileNotFoundError(f"{run_dir} is not a continual run directory (no run.json): start one with "
+def check_run_dir(run: Run | str | Path) -> Run:
+    """The continual run ``run`` (a :class:`~hyperadapt.runs.Run` or its folder), or a clear error."""
+    if not isinstance(run, Run) and not is_run(run):
+        raise FileNotFoundError(f"{run} is not a continual run directory (no {RUN_FILE}): start one with "
                                 f"`{START_HINT}`")
-    run = load_json(run_dir / "run.json", "run file")
-    if run.get("kind") != RUN_KIND:
-        raise ValueError(f"{run_dir} is not a continual run directory: its run.json is for {run.get('method')!r}")
+    run = Run.of(run)
+    if run.kind != RUN_KIND:
+        raise ValueError(f"{run.path} is not a continual run directory: its run record is for {run.method!r}")
     return run
 
 
@@ -77,55 +72,51 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
               shareable: Collection[str] = ()) -> dict:
     """The saved state to continue from (``resume``), or a fresh run directory (seeded from ``seed_from``)."""
     run_dir = ctx.run_dir
-    if (run_dir / "run.json").exists():
+    if is_run(run_dir):
         run = check_run_dir(run_dir)
-        if run["method"] != method:
-            raise ValueError(f"{run_dir} holds a {run['method']!r} run, not {method!r}: use another directory")
+        if run.method != method:
+            raise ValueError(f"{run_dir} holds a {run.method!r} run, not {method!r}: use another directory")
         if resume and (run_dir / STATE).exists():
-            differ = [k for k in config_differences(run["config"], to_dict(ctx.cfg)) if not resumable(k)]
+            differ = [k for k in config_differences(run.config_dict, to_dict(ctx.cfg)) if not resumable(k)]
             if differ:
                 resume_it = continual_resume_command(method, run_dir)
                 raise ValueError(f"{run_dir} was started with another config (it differs in {', '.join(differ)}): "
                                  f"resume it with its own config (`{resume_it}`), or start over with --no-resume "
                                  "(which deletes it) or another --out")
+            RunDir(run_dir).update(status="running")
             return load_json(run_dir / STATE, "run state")
         for item in run_dir.iterdir():  # start over, keeping this process's lock
             if item.name != LOCK_FILE:
                 shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
     elif run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise ValueError(f"{run_dir} exists and is not a continual run directory: choose an empty or new one")
-    run = {"kind": RUN_KIND, "method": method, "config": to_dict(ctx.cfg), "tasks": ctx.names, "added": []}
-    save_json(run, run_dir / "run.json")
+    record = new_record(RUN_KIND, method, to_dict(ctx.cfg), ctx.model, tasks=ctx.names, added=[])
+    RunDir(run_dir).write(record)
     if seed_from is not None:
-        seed_run(Path(seed_from), run_dir, run, shareable)
+        seed_run(Path(seed_from), run_dir, record, shareable)
     return {"completed": 0, "zero_shot": None, "rows": []}
 
 
-def load_final_adapter(run_dir: str | Path, model_and_tokenizer=None):
+def load_final_adapter(run: Run | str | Path, model_and_tokenizer=None):
     """The LoRA a finished sequential, replay, O-LoRA or multi-task stream ends with, as a harness method
     that answers every input with it (a ``BankMethod`` of one adapter): what ``hyperadapt eval --run``
     evaluates on any task set. ``FileNotFoundError`` for an unfinished stream (with the command that resumes
     it), ``ValueError`` for another kind of run (SwitchCIT loads with ``load_switch``; the oracle needs each
     input's true task)."""
-    run = check_run_dir(run_dir)
-    if run["method"] not in single_lora_methods():
-        raise ValueError(f"{run_dir} is a {run['method']!r} run: only a stream that ends with one LoRA "
+    run = check_run_dir(run)
+    if run.method not in single_lora_methods():
+        raise ValueError(f"{run.path} is a {run.method!r} run: only a stream that ends with one LoRA "
                          f"({', '.join(single_lora_methods())}) loads as one adapter")
-    cls = learner_class(run["method"])
-    if not (Path(run_dir) / RESULTS).exists():
-        raise FileNotFoundError(f"{run_dir} has not finished its stream: resume it first: "
-                                f"`{continual_resume_command(run['method'], run_dir)}`")
-    cfg = run["config"]
-    if model_and_tokenizer is None:
-        from hyperadapt.models import load_base_model
-
-        model_and_tokenizer = load_base_model(cfg["model"])
-    model, tokenizer = model_and_tokenizer
+    cls = learner_class(run.method)
+    if not (run.path / RESULTS).exists():
+        raise FileNotFoundError(f"{run.path} has not finished its stream: resume it first: `{run.resume_command()}`")
+    cfg = run.config_dict
+    model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     inject(model, cfg["lora"]["target_modules"], gating=False)
-    names = [*run["tasks"], *run.get("added", [])]
-    lora = cls.final(AdapterStore(Path(run_dir) / "adapters"), names, len(names) - 1)
-    return BankMethod(run["method"], model, tokenizer, bank_of(lora, model), lambda queries: [0] * len(queries),
-                      cfg["setting"], info={"run": str(run_dir), "tasks": names})
+    names = run.tasks
+    lora = cls.final(AdapterStore(run.path / ADAPTERS), names, len(names) - 1)
+    return BankMethod(run.method, model, tokenizer, bank_of(lora, model), lambda queries: [0] * len(queries),
+                      cfg["setting"], info={"run": str(run.path), "tasks": names})
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
@@ -150,11 +141,11 @@ def seed_run(source: Path, run_dir: Path, run: dict, shareable: Collection[str])
     ``source``; when both methods are in ``shareable`` (learners that train one fresh LoRA per task) and the
     configs are equal, also with its adapters and their answers, which this run would train the same."""
     theirs = check_run_dir(source)
-    differ = [k for k in SAME_ANSWERS if theirs["config"].get(k) != run["config"].get(k)]
+    differ = [k for k in SAME_ANSWERS if theirs.config_dict.get(k) != run["config"].get(k)]
     if differ:
         raise ValueError(f"cannot seed from {source}: its config differs in {', '.join(differ)}")
-    share_adapters = ({run["method"], theirs["method"]} <= set(shareable)
-                      and not config_differences(theirs["config"], run["config"]))
+    share_adapters = ({run["method"], theirs.method} <= set(shareable)
+                      and not config_differences(theirs.config_dict, run["config"]))
     answers = AnswerCache.read(source)
     kept = {k: v for k, v in answers.items() if share_adapters or k.endswith("\tbase")}
     if (source / AnswerCache.FILE).exists():  # the same evaluation settings (SAME_ANSWERS) and header
@@ -162,8 +153,8 @@ def seed_run(source: Path, run_dir: Path, run: dict, shareable: Collection[str])
         AnswerLog.write_answers(run_dir / AnswerCache.FILE, header["fingerprint"], header["identity"], kept)
     else:
         save_json(kept, run_dir / AnswerCache.OLD_FILE)
-    if share_adapters and (source / "adapters").is_dir():
-        shutil.copytree(source / "adapters", run_dir / "adapters")
+    if share_adapters and (source / ADAPTERS).is_dir():
+        shutil.copytree(source / ADAPTERS, run_dir / ADAPTERS)
 
 
 def save_state(ctx: StreamContext, state: dict, cache: AnswerCache) -> None:
@@ -326,6 +317,7 @@ def write_results(ctx: StreamContext, learner: StreamLearner, state: dict) -> di
 
     results = summarize(ctx, learner, state)
     save_json(results, ctx.run_dir / RESULTS)
+    RunDir(ctx.run_dir).finish()
     (ctx.run_dir / "results.md").write_text(results_table(results))
     (ctx.run_dir / PROGRESS).unlink(missing_ok=True)
     try:

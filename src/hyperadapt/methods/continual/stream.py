@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -26,6 +26,7 @@ from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core import BASE, AdapterBank, LoraConditioning, conditioned, inject
+from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data import load_tasks, parse_spec
 from hyperadapt.data.loaders import load_cl_stream, load_task_file
 from hyperadapt.data.prompts import Encoded, TruncationStats, encode_tasks
@@ -43,9 +44,11 @@ from hyperadapt.evaluation.harness import (
 from hyperadapt.evaluation.metrics import score_predictions
 from hyperadapt.io import load_json, safe_name
 from hyperadapt.methods.continual.config import ContinualConfig
+from hyperadapt.runs import RunDir
 from hyperadapt.training import Trainer, answer_loss, pad_batch
 
 RUN_KIND = "continual"
+ADAPTERS = "adapters"  # the adapter store: one PEFT folder per task
 ANSWERING = "answering"  # answers of the stage in progress (see ``answer_plan``)
 ANSWER_LOGS = "answer_logs"  # every finished stage's answers, ``after-NNN.answers.jsonl`` (see ``run_stage``)
 
@@ -135,7 +138,7 @@ def added_folder(run_dir: Path, name: str) -> Path:
 def with_added_tasks(ctx: StreamContext) -> StreamContext:
     """``ctx`` with the tasks appended to its run by ``continual add`` (``run.json``'s ``added``, each read back
     from ``added/<name>/``), after the stream's own; none for a fresh run."""
-    run = load_json(ctx.run_dir / "run.json", "run file")
+    run = RunDir(ctx.run_dir).read() or {}
     have = {task.name for task in ctx.tasks}
     for name in run.get("added", []):
         if name not in have:
@@ -218,11 +221,18 @@ class BankMethod:
     setting: str = "def"
     info: dict = field(default_factory=dict)
 
+    serves_as: ClassVar[str] = "fixed"  # hyperadapt.core.rows.Servable
+
     def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
         routes = self.route_fn(queries)
         if self.bank is None or all(r == BASE for r in routes):
             return contextlib.nullcontext()
         return conditioned(self.model, lora=self.bank.conditioning(routes))
+
+    def serve_row(self, condition: str | None, text: str) -> RowCondition:
+        """Serving (``hyperadapt.core.rows.Servable``, ``fixed``): adapter 0 of its bank for every request (the
+        LoRA a single-LoRA stream ends with, see ``load_final_adapter``)."""
+        return bank_row(self.bank, 0, route="adapter")
 
 
 @dataclass

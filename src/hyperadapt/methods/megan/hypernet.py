@@ -25,6 +25,8 @@ from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core import BetaFn
+from hyperadapt.core.rows import BetaSource
+from hyperadapt.data.prompts import literal_ids
 from hyperadapt.io import load_json, load_state_strict, load_tensors, save_json, write_dir_atomic
 from hyperadapt.models import decoder_layers
 
@@ -68,7 +70,7 @@ def tokenize_conditions(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: 
     """Token ids [B, C] (right-padded, first ``max_tokens`` tokens of each text) and mask [B, C]."""
     if isinstance(texts, str) or not texts:
         raise ValueError("conditions must be a non-empty list of strings")
-    ids = [tokenizer(t, add_special_tokens=False).input_ids[:max_tokens] for t in texts]
+    ids = [literal_ids(tokenizer, t)[:max_tokens] for t in texts]
     empty = [t for t, x in zip(texts, ids, strict=True) if not x]
     if empty:
         raise ValueError(f"condition text {empty[0]!r} has no tokens: give every example a non-empty condition")
@@ -196,6 +198,19 @@ class BetaHypernetwork(nn.Module):
 
         return fn
 
+    def group_beta_fn(self, sources: list[BetaSource]) -> BetaFn:
+        """One ``beta_fn`` for the rows ``sources`` of a served batch (``hyperadapt.core.rows.BetaGroup``):
+        per channel, their β [b, L, I] stacked; per token, their condition embeddings [C, H] padded to [b, C, H]."""
+        if not self.spec.per_token:
+            betas = torch.stack([s.channel for s in sources])  # [b, L, I]
+            return lambda layer, x: betas[:, layer, None, :]  # [b, 1, I]
+        width = max(s.condition.shape[0] for s in sources)
+        emb = sources[0].condition.new_zeros(len(sources), width, sources[0].condition.shape[1])  # [b, C, H]
+        mask = torch.zeros(len(sources), width, dtype=torch.bool, device=emb.device)  # [b, C]
+        for i, s in enumerate(sources):
+            emb[i, : s.condition.shape[0]] = s.condition
+            mask[i, : s.condition.shape[0]] = True
+        return self.beta_fn(ConditionBatch(emb, mask))
 
 def channel_beta_fn(betas: Tensor, on_beta: Callable[[int, Tensor], None] | None = None) -> BetaFn:
     """A beta_fn serving per-channel β [B, L, I] computed earlier (e.g. cached per condition) as [B, 1, I]."""

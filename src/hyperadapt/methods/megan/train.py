@@ -18,15 +18,23 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from hyperadapt.config import from_dict, to_dict
+from hyperadapt.config import to_dict
 from hyperadapt.core import BetaFn, conditioned, inject
+from hyperadapt.core.rows import BetaSource, RowCondition
 from hyperadapt.data import load_tasks
-from hyperadapt.data.prompts import TruncationStats, encode_instance, render, user_message
+from hyperadapt.data.prompts import (
+    TruncationStats,
+    encode_instance,
+    literal_ids,
+    prompt_ids,
+    render,
+    user_message,
+)
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import Query
@@ -43,7 +51,7 @@ from hyperadapt.methods.megan.hypernet import (
     tokenize_conditions,
 )
 from hyperadapt.models import load_base_model
-from hyperadapt.runs import RunDir, read_run
+from hyperadapt.runs import Run, RunDir
 from hyperadapt.training import Trainer, answer_loss, pad_batch
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,8 @@ class MeganMethod:
     info: dict = field(default_factory=dict)
     name: str = METHOD
     _channel_cache: dict[str, Tensor] = field(default_factory=dict, init=False, repr=False)
+    serves_as: ClassVar[str] = "condition"  # hyperadapt.core.rows.ConditionServable
+    exports_adapters: ClassVar[bool] = False  # it makes β for the SwiGLU gates, not a LoRA adapter
 
     def __post_init__(self) -> None:
         inject(self.model, targets=(), gating=True)
@@ -111,8 +121,8 @@ class MeganMethod:
         cond = self.condition_batch(conditions)
         channel = None if self.hypernet.spec.per_token else self.hypernet.channel_betas(cond)  # once: [N, L, I]
         for prompt in prompts:
-            ids = self.tokenizer([prompt] * len(conditions), return_tensors="pt", add_special_tokens=False)
-            ids = {k: v.to(self.model.device) for k, v in ids.items()}
+            ids = {"input_ids": torch.tensor([prompt_ids(self.tokenizer, prompt)] * len(conditions),
+                                             device=self.model.device)}
             betas = self.hypernet.beta_fn(cond, on_beta) if channel is None else channel_beta_fn(channel, on_beta)
             with conditioned(self.model, beta=betas):
                 self.model(**ids)
@@ -132,6 +142,26 @@ class MeganMethod:
 
     def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
         return self.condition([q.task.instruction for q in queries])
+
+    # -- serving (hyperadapt.core.rows.ConditionServable)
+
+    def clean_condition(self, condition: str) -> str:
+        return condition.strip()
+
+    def condition_reader(self) -> tuple[Any, int]:
+        """The base model's tokenizer (MeGan reads its embeddings) and ``condition_max_tokens``."""
+        return self.tokenizer, self.hypernet.spec.condition_max_tokens
+
+    @torch.no_grad()
+    def serve_row(self, condition: str | None, text: str) -> RowCondition:
+        """The β source of ``condition``: its embeddings [C, H] (per token) or its β [L, I] (per channel)."""
+        cond = self.condition_batch([self.clean_condition(condition or "")])  # embeddings [1, C, H]
+        if self.hypernet.spec.per_token:
+            return RowCondition(beta=BetaSource(self.hypernet, condition=cond.embeddings[0]))
+        return RowCondition(beta=BetaSource(self.hypernet, channel=self.hypernet.channel_betas(cond)[0]))
+
+    def export_adapter(self, instruction: str, out_dir: str | Path) -> Path:
+        raise ValueError("a MeGan run makes β for the SwiGLU gates, not a LoRA adapter: use a TAGI or Hypter run")
 
 
 # -- data ------------------------------------------------------------------------------------------------
@@ -168,7 +198,7 @@ def encode_conditioned(
 def condition_batcher(examples: list[ConditionedExample], tokenizer: Any, max_tokens: int, device: torch.device):
     """``make_batch(indices)`` for the Trainer: the padded LM batch plus condition ids and mask."""
     texts = sorted({e.condition for e in examples})
-    long = sum(len(tokenizer(t, add_special_tokens=False).input_ids) > max_tokens for t in texts)
+    long = sum(len(literal_ids(tokenizer, t)) > max_tokens for t in texts)
     if long:
         log.warning("%d of %d conditions are longer than condition_max_tokens=%d and are cut", long, len(texts),
                     max_tokens)
@@ -244,16 +274,18 @@ def _method(model: Any, tokenizer: Any, hyper: BetaHypernetwork, cfg: MeganConfi
     return MeganMethod(model, tokenizer, hyper, cfg.setting, info)
 
 
-def load_megan(run_dir: str | Path, model_and_tokenizer=None) -> MeganMethod:
-    """MeGan from ``run_dir``: its hypernetwork attached to its base model (an error for any other model)."""
-    run_dir = Path(run_dir)
-    run = read_run(run_dir, (METHOD,))
-    cfg = from_dict(MeganConfig, run["config"])
-    if not (run_dir / HYPERNET_DIR).exists():
-        raise FileNotFoundError(f"{run_dir} has no trained hypernetwork yet: train it (or resume) first")
-    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
-    hyper = load_hypernetwork(run_dir / HYPERNET_DIR, model)
-    return _method(model, tokenizer, hyper, cfg, run_dir)
+def load_megan(run: Run | str | Path, model_and_tokenizer=None) -> MeganMethod:
+    """MeGan from ``run`` (a :class:`~hyperadapt.runs.Run` or its folder): its hypernetwork attached to its
+    base model (an error for any other model)."""
+    run = Run.of(run)
+    if run.method != METHOD:
+        raise ValueError(f"{run.path} is a {run.method!r} run, not a {METHOD} run")
+    cfg = run.config
+    if not (run.path / HYPERNET_DIR).exists():
+        raise FileNotFoundError(f"{run.path} has no trained hypernetwork yet: train it (or resume) first")
+    model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
+    hyper = load_hypernetwork(run.path / HYPERNET_DIR, model)
+    return _method(model, tokenizer, hyper, cfg, run.path)
 
 
 def generate(

@@ -11,8 +11,13 @@ Entry points::
     generate("runs/switch", ["Definition: ...\n\nInput: ..."])       # [(answer, task or None)]
 """
 
+from hyperadapt.methods.continual import LEARNERS
+from hyperadapt.methods.continual.learners import single_lora_methods
+from hyperadapt.methods.continual.runner import load_final_adapter
+from hyperadapt.methods.continual.stream import ADAPTERS
 from hyperadapt.methods.switch.config import RouterConfig, SwitchConfig
 from hyperadapt.methods.switch.learner import (
+    METHOD,
     SwitchLearner,
     SwitchMethod,
     add_task,
@@ -21,6 +26,20 @@ from hyperadapt.methods.switch.learner import (
     load_task_spec,
 )
 from hyperadapt.methods.switch.router import RetentionBuffer, Routing, SwitchRouter
+from hyperadapt.registry import register_method
+
+
+def _register_streams() -> None:
+    """Every continual learner as a method (they all run on ``SwitchConfig``, the one config of SwitchCIT and
+    its baselines): SwitchCIT routes each input; the streams that end with one LoRA serve it for every input;
+    the oracle (each input's true task) does not load."""
+    for name in LEARNERS:
+        load = load_switch if name == METHOD else load_final_adapter if name in single_lora_methods() else None
+        serves = "input" if name == METHOD else "fixed" if load is not None else None
+        register_method(name, SwitchConfig, kind="continual", load=load, folder=ADAPTERS, serves_as=serves)
+
+
+_register_streams()
 
 __all__ = [
     "RetentionBuffer",

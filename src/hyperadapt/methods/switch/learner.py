@@ -10,6 +10,7 @@ runs it: ``run_stream(cfg, run_dir, "switchcit")`` (``hyperadapt.methods.continu
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from safetensors.torch import save_file
 
 from hyperadapt.config import from_dict
 from hyperadapt.core import BASE, AdapterBank, conditioned, inject
+from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data.loaders import load_jsonl, load_task_file
 from hyperadapt.data.prompts import TruncationStats, fit_prompt, user_message
 from hyperadapt.data.schema import Task
@@ -33,12 +35,12 @@ from hyperadapt.methods.continual.runner import (
     STATE,
     check_run_dir,
     complete_stage,
-    continual_resume_command,
     ensure_zero_shot,
     write_results,
 )
 from hyperadapt.methods.continual.store import AdapterStore, folder_bytes
 from hyperadapt.methods.continual.stream import (
+    ADAPTERS,
     StreamContext,
     StreamTask,
     added_folder,
@@ -57,7 +59,7 @@ from hyperadapt.methods.switch.router import (
     make_router_encoder,
     train_router,
 )
-from hyperadapt.runs import RunDir
+from hyperadapt.runs import Run, RunDir
 
 METHOD = "switchcit"
 
@@ -208,10 +210,10 @@ def _rate(flags: list[bool]) -> float | None:
 # Adding a task to a finished run
 
 
-def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[dict, StreamContext]:
-    """``run.json`` and the context of a continual run, with the tasks added after the stream."""
+def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[Run, StreamContext]:
+    """The run and the context of a continual run, with the tasks added after the stream."""
     run = check_run_dir(run_dir)
-    cfg = from_dict(SwitchConfig, run["config"])
+    cfg = from_dict(SwitchConfig, run.config_dict)
     return run, with_added_tasks(make_context(cfg, run_dir, model_and_tokenizer))
 
 
@@ -224,21 +226,22 @@ def add_task(
     Without ``test``, the last tenth of ``train``'s instances is held out to judge it.
     """
     run = check_run_dir(run_dir)
-    if run["method"] not in (METHOD, "oracle"):
-        raise ValueError(f"tasks can be added to a {METHOD} or oracle run; {run_dir} is a {run['method']!r} run")
+    if not learner_class(run.method).per_task_adapters:
+        raise ValueError(f"tasks can be added to a run with one adapter per task ({METHOD} or oracle); {run_dir} is "
+                         f"a {run.method!r} run")
     safe_name(train.name, "task name")
     train, test = _split_new_task(train, test)
-    existing = [*run["tasks"], *run["added"]]
+    existing = run.tasks
     if train.name in existing:
         raise ValueError(f"task {train.name!r} already exists in {run_dir}: give the new task another name")
     with RunDir(run_dir).lock():  # not while another process runs or extends this stream
         state = load_json(Path(run_dir) / STATE, "run state")
         if state["completed"] != len(existing):
             raise ValueError(f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
-                             f"resume it first: `{continual_resume_command(run['method'], run_dir)}`")
-        _save_added(Path(run_dir), run, train, test)
+                             f"resume it first: `{run.resume_command()}`")
+        _save_added(run, train, test)
         _, ctx = load_run_context(run_dir, model_and_tokenizer)
-        learner = learner_class(run["method"])(ctx)
+        learner = learner_class(run.method)(ctx)
         cache = open_cache(ctx)
         queries = test_queries(ctx)
         ensure_zero_shot(ctx, state, queries, cache)
@@ -270,11 +273,11 @@ def task_record(task: Task) -> dict:
     }
 
 
-def _save_added(run_dir: Path, run: dict, train: Task, test: Task) -> None:
-    folder = added_folder(run_dir, train.name)
+def _save_added(run: Run, train: Task, test: Task) -> None:
+    folder = added_folder(run.path, train.name)
     save_json(task_record(train), folder / "train.json")
     save_json(task_record(test), folder / "test.json")
-    save_json({**run, "added": [*run["added"], train.name]}, run_dir / "run.json")
+    RunDir(run.path).update(added=[*run.record.get("added", []), train.name], status="running")
 
 
 def load_task_spec(spec: str) -> tuple[Task, Task | None]:
@@ -341,32 +344,42 @@ class SwitchMethod:
         routing = self.route_texts([query_text(q, self.setting) for q in queries])
         return self.lora_context(routing.adapter)
 
+    # -- serving (hyperadapt.core.rows.Servable, "input")
 
-def load_switch(run_dir: str | Path, model_and_tokenizer=None) -> SwitchMethod:
-    """The SwitchCIT method of a run directory, ready for ``evaluate`` or ``generate``."""
-    run = check_run_dir(run_dir)
-    if run["method"] != METHOD:
-        raise ValueError(f"{run_dir} is a {run['method']!r} run, not a {METHOD} run")
-    cfg = from_dict(SwitchConfig, run["config"])
-    if model_and_tokenizer is None:
-        from hyperadapt.models import load_base_model
+    serves_as = "input"
 
-        model_and_tokenizer = load_base_model(cfg.model)
-    model, tokenizer = model_and_tokenizer
+    @functools.cached_property
+    def _rows(self) -> list[RowCondition]:
+        return [bank_row(self.bank, i, route=task) for i, task in enumerate(self.tasks)]
+
+    def serve_row(self, condition: str | None, text: str) -> RowCondition:
+        """The adapter the switch picks for ``text`` (the whole user turn), or the base model when it rejects it."""
+        adapter = self.route_texts([text]).adapter[0]
+        self.encoder.clear_cache()  # the server holds no per-input state
+        return RowCondition(route="rejected->base") if adapter == BASE else self._rows[adapter]
+
+
+def load_switch(run: Run | str | Path, model_and_tokenizer=None) -> SwitchMethod:
+    """The SwitchCIT method of a run (a :class:`~hyperadapt.runs.Run` or its folder), ready for ``evaluate``,
+    ``generate`` or ``serve``, on the run's own base model."""
+    run = check_run_dir(run)
+    if run.method != METHOD:
+        raise ValueError(f"{run.path} is a {run.method!r} run, not a {METHOD} run")
+    cfg = run.config
+    model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     inject(model, cfg.lora.target_modules, gating=False)
-    names = [*run["tasks"], *run["added"]]
-    store = AdapterStore(Path(run_dir) / "adapters")
+    names = run.tasks
+    store = AdapterStore(run.path / ADAPTERS)
     if not all(store.has(i, n) for i, n in enumerate(names)):
-        raise FileNotFoundError(f"{run_dir} has not finished its stream: resume it first: "
-                                f"`{continual_resume_command(run['method'], run_dir)}`")
-    router = SwitchRouter.load(Path(run_dir) / "router")
+        raise FileNotFoundError(f"{run.path} has not finished its stream: resume it first: `{run.resume_command()}`")
+    router = SwitchRouter.load(run.path / "router")
     encoder = make_router_encoder(cfg.router.encoder, model, tokenizer)
     return SwitchMethod(model, tokenizer, store.bank(model, names), router, encoder, names, cfg.setting,
-                        info={"run": str(run_dir)})
+                        info={"run": str(run.path)})
 
 
 def generate(
-    run_dir: str | Path | SwitchMethod, inputs: list[str], max_new_tokens: int = 64, batch_size: int = 16,
+    run_dir: Run | str | Path | SwitchMethod, inputs: list[str], max_new_tokens: int = 64, batch_size: int = 16,
     model_and_tokenizer=None, max_prompt_tokens: int | None = None,
 ) -> list[tuple[str, str | None]]:
     """Route each input (the user's text: instruction and input) and answer it with its task's adapter;

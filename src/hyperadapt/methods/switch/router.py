@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core.bank import BASE
-from hyperadapt.data.prompts import render
+from hyperadapt.data.prompts import prompt_ids, render
 from hyperadapt.encoders import CachedEncoder, SentenceEncoder, TextEncoder
 from hyperadapt.io import load_json, load_state_strict, load_tensors, save_json
 from hyperadapt.methods.switch.config import RouterConfig
@@ -44,7 +44,7 @@ class LastTokenEncoder(CachedEncoder):
         self.dim = int(model.config.hidden_size)
 
     def _encode_batch(self, texts: list[str]) -> Tensor:
-        ids = [self.tokenizer(render(self.tokenizer, t), add_special_tokens=False).input_ids[-self.max_length:]
+        ids = [prompt_ids(self.tokenizer, render(self.tokenizer, t))[-self.max_length:]
                for t in texts]
         width = max(len(x) for x in ids)
         pad = self.tokenizer.pad_token_id

@@ -15,9 +15,22 @@ from hyperadapt.methods.tagi.config import (
     TeacherConfig,
 )
 from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
-from hyperadapt.methods.tagi.method import TagiMethod, export_adapter, load_tagi
+from hyperadapt.methods.tagi.hypter import METHOD as HYPTER
+from hyperadapt.methods.tagi.hypter import HypterConfig, load_hypter, train_hypter
+from hyperadapt.methods.tagi.method import HYPERNET_DIR, TagiMethod, export_adapter, load_tagi
 from hyperadapt.methods.tagi.teachers import Teachers
 from hyperadapt.methods.tagi.train import train_tagi
+from hyperadapt.registry import register_method
+
+
+def _student_setting(cfg: TagiConfig) -> str:
+    return cfg.student_setting
+
+
+register_method("tagi", TagiConfig, train=train_tagi, load=load_tagi, folder=HYPERNET_DIR, serves_as="condition",
+                prompt_setting=_student_setting, releasable=True)
+register_method(HYPTER, HypterConfig, train=train_hypter, load=load_hypter, folder=HYPERNET_DIR,
+                serves_as="condition", prompt_setting=_student_setting, releasable=True)
 
 __all__ = [
     "HypernetConfig",

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from hyperadapt.data.prompts import TruncationStats, encode_instance
+from hyperadapt.data.prompts import TruncationStats, encode_instance, literal_ids
 from hyperadapt.data.schema import Task
 from hyperadapt.methods.tagi.instructions import InstructionVectors, instruction_text
 from hyperadapt.training import Batch, pad_batch
@@ -89,7 +89,7 @@ def segment_examples(
     width = la + lb + lc
     out = []
     for text in passages:
-        ids = tokenizer(text, add_special_tokens=False).input_ids
+        ids = literal_ids(tokenizer, text)
         for start in range(0, min(len(ids) - width + 1, windows_per_passage * width), width):
             a, b, c = ids[start : start + la], ids[start + la : start + la + lb], ids[start + la + lb : start + width]
             out.append(SegmentExample(tokenizer.decode(a), (b + c, [-100] * lb + c)))

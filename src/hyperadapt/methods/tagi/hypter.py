@@ -13,6 +13,7 @@ from pathlib import Path
 from hyperadapt.methods.tagi.config import LossConfig, PretrainConfig, TagiConfig
 from hyperadapt.methods.tagi.method import TagiMethod, load_tagi
 from hyperadapt.methods.tagi.train import train_tagi
+from hyperadapt.runs import Run
 
 METHOD = "hypter"
 
@@ -52,9 +53,9 @@ def train_hypter(
     return train_tagi(cfg, run_dir, resume, model_and_tokenizer, stop_at, name=METHOD)
 
 
-def load_hypter(run_dir: str | Path, model_and_tokenizer=None) -> TagiMethod:
+def load_hypter(run: Run | str | Path, model_and_tokenizer=None) -> TagiMethod:
     """The trained baseline from ``run_dir``."""
-    method = load_tagi(run_dir, model_and_tokenizer)
+    method = load_tagi(run, model_and_tokenizer)
     if method.name != METHOD:
-        raise ValueError(f"{run_dir} is a {method.name!r} run, not a {METHOD} run")
+        raise ValueError(f"{method.info['run']} is a {method.name!r} run, not a {METHOD} run")
     return method

@@ -2,7 +2,8 @@
 
 Empty (or whitespace-only) instructions raise ``ValueError``: an adapter generated from nothing would be
 an arbitrary multi-task adapter, silently. Instructions longer than ``max_tokens`` tokens (counted by the
-encoder's tokenizer) keep their first ``max_tokens`` tokens and warn once per instruction: the encoders
+encoder's tokenizer) keep their first ``max_tokens`` tokens and warn (one text for all, so Python shows it once
+per place): the encoders
 read a bounded window anyway, and a long definition's head usually says what the task is.
 """
 
@@ -10,13 +11,17 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 
 from torch import Tensor
 
+from hyperadapt.data.prompts import literal_ids
 from hyperadapt.data.schema import Task
 from hyperadapt.encoders import CachedEncoder
+
+CLEAN_CACHE = 4096  # instructions whose cleaned text is remembered (a server sees unboundedly many)
 
 
 def instruction_text(task: Task, setting: str, instruction: str | None = None) -> str:
@@ -38,7 +43,7 @@ class InstructionVectors:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
         self.encoder = encoder
         self.max_tokens = max_tokens
-        self._clean: dict[str, str] = {}
+        self._clean: OrderedDict[str, str] = OrderedDict()  # the CLEAN_CACHE most recently cleaned
 
     @property
     def dim(self) -> int:
@@ -47,6 +52,7 @@ class InstructionVectors:
     def clean(self, text: str) -> str:
         """``text`` stripped, and cut to ``max_tokens`` tokens with a warning; empty text is an error."""
         if text in self._clean:
+            self._clean.move_to_end(text)
             return self._clean[text]
         if not isinstance(text, str) or not text.strip():
             raise ValueError(
@@ -54,16 +60,18 @@ class InstructionVectors:
                 "non-empty definition of the task"
             )
         tokenizer = self.encoder.tokenizer
-        ids = tokenizer(text.strip(), add_special_tokens=False, verbose=False).input_ids  # we cut, and warn, below
+        ids = literal_ids(tokenizer, text.strip())  # we cut, and warn, below
         cleaned = text.strip()
         if len(ids) > self.max_tokens:
-            warnings.warn(
-                f"instruction of {len(ids)} tokens is longer than max_instruction_tokens={self.max_tokens}: "
-                f"keeping its first {self.max_tokens} tokens ({cleaned[:40]!r}...)",
+            warnings.warn(  # one text for all instructions: a server's warning registry stays bounded
+                f"an instruction is longer than max_instruction_tokens={self.max_tokens}: keeping its first "
+                f"{self.max_tokens} tokens",
                 stacklevel=3,
             )
             cleaned = tokenizer.decode(ids[: self.max_tokens]).strip()
         self._clean[text] = cleaned
+        if len(self._clean) > CLEAN_CACHE:
+            self._clean.popitem(last=False)
         return cleaned
 
     def __call__(self, texts: Sequence[str]) -> Tensor:

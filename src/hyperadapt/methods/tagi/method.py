@@ -12,24 +12,23 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from hyperadapt.config import from_dict, to_dict
+from hyperadapt.config import to_dict
 from hyperadapt.core import LoraConditioning, conditioned, export_peft, inject, target_linears
 from hyperadapt.core.peft_io import PEFT_CONFIG
+from hyperadapt.core.rows import RowCondition, fold
 from hyperadapt.encoders import make_encoder
 from hyperadapt.io import check_out_dir, load_json, load_state_strict, load_tensors, write_dir_atomic
 from hyperadapt.methods.tagi.config import TagiConfig
 from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
 from hyperadapt.methods.tagi.instructions import InstructionVectors, instruction_text
-from hyperadapt.models import load_base_model
-from hyperadapt.runs import read_run
+from hyperadapt.runs import Run
 
-METHODS = ("tagi", "hypter")
 HYPERNET_DIR = "hypernet"
 CACHE_LIMIT = 256
 
@@ -88,6 +87,8 @@ class TagiMethod:
     cfg: TagiConfig
     info: dict = field(default_factory=dict)
     _cache: dict[str, Factors] = field(default_factory=dict, repr=False)
+    serves_as: ClassVar[str] = "condition"  # hyperadapt.core.rows.ConditionServable
+    exports_adapters: ClassVar[bool] = True
 
     @torch.no_grad()
     def _factors(self, instruction: str) -> Factors:
@@ -128,6 +129,35 @@ class TagiMethod:
         with conditioned(self.model, lora=self.batch_conditioning(instructions)):
             yield
 
+    # -- serving (hyperadapt.core.rows.ConditionServable)
+
+    def clean_condition(self, condition: str) -> str:
+        return self.vectors.clean(condition)
+
+    def condition_reader(self) -> tuple[Any, int]:
+        """The instruction encoder's tokenizer and ``max_instruction_tokens``."""
+        return self.vectors.encoder.tokenizer, self.vectors.max_tokens
+
+    @torch.no_grad()
+    def serve_row(self, condition: str | None, text: str) -> RowCondition:
+        """The adapter generated from ``condition`` (uncached: the server keeps one cache of rows)."""
+        factors = self.hypernet.factors(self.vectors([self.clean_condition(condition or "")]))  # [1, r, in] ...
+        self.vectors.encoder.clear_cache()
+        return RowCondition(fold(factors, self.hypernet.scale))
+
+    def export_adapter(self, instruction: str, out_dir: str | Path) -> Path:
+        """Write the adapter generated from ``instruction`` as a PEFT LoRA folder that
+        ``PeftModel.from_pretrained`` loads (plus ``instruction.txt``, the text it was generated from),
+        whole or not at all (a previous adapter there is replaced)."""
+        lora = self.adapter(instruction)
+        text = self.clean_condition(instruction)
+
+        def write(tmp: Path) -> None:
+            export_peft(self.model, lora, tmp)
+            (tmp / "instruction.txt").write_text(text, encoding="utf-8")
+
+        return write_dir_atomic(out_dir, write)
+
 
 def make_method(
     name: str, cfg: TagiConfig, model, tokenizer, hypernet: TagiHypernetwork, vectors: InstructionVectors,
@@ -138,16 +168,18 @@ def make_method(
     return TagiMethod(name, model, tokenizer, cfg.student_setting, hypernet, vectors, cfg, info)
 
 
-def load_tagi(run_dir: str | Path, model_and_tokenizer=None) -> TagiMethod:
-    """The trained TAGI (or Hypter-style) hypernetwork of ``run_dir``, ready for the harness."""
-    run_dir = Path(run_dir)
-    run = read_run(run_dir, METHODS)
-    cfg = from_dict(TagiConfig, run["config"])
-    model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
+def load_tagi(run: Run | str | Path, model_and_tokenizer=None) -> TagiMethod:
+    """The trained TAGI (or Hypter-style) hypernetwork of ``run`` (a :class:`~hyperadapt.runs.Run` or its
+    folder), ready for the harness, on the run's own base model (``model_and_tokenizer`` must be that one)."""
+    run = Run.of(run)
+    if not isinstance(run.config, TagiConfig):
+        raise ValueError(f"{run.path} is a {run.method!r} run, not a TAGI or Hypter-style run")
+    cfg = run.config
+    model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     inject(model, cfg.target_modules, gating=False)
     vectors = build_vectors(cfg, model, tokenizer)
-    hypernet = load_hypernet_weights(build_hypernet(cfg, model, vectors.dim), run_dir / HYPERNET_DIR)
-    return make_method(run["method"], cfg, model, tokenizer, hypernet, vectors, run_dir)
+    hypernet = load_hypernet_weights(build_hypernet(cfg, model, vectors.dim), run.path / HYPERNET_DIR)
+    return make_method(run.method, cfg, model, tokenizer, hypernet, vectors, run.path)
 
 
 def check_adapter_out(out_dir: str | Path) -> Path:
@@ -158,20 +190,12 @@ def check_adapter_out(out_dir: str | Path) -> Path:
 
 
 def export_adapter(
-    run_dir_or_method: str | Path | TagiMethod, instruction: str, out_dir: str | Path, model_and_tokenizer=None
+    run_or_method: Run | str | Path | TagiMethod, instruction: str, out_dir: str | Path, model_and_tokenizer=None
 ) -> Path:
-    """Generate the adapter for ``instruction`` and write it as a PEFT LoRA folder that
-    ``PeftModel.from_pretrained`` loads (plus ``instruction.txt``, the text it was generated from); the
-    folder is written whole or not at all (a previous adapter there is replaced)."""
-    method = run_dir_or_method
+    """Generate the adapter for ``instruction`` with a TAGI run (or method) and write it to ``out_dir``
+    (:meth:`TagiMethod.export_adapter`); an ``out_dir`` that holds anything but a previous adapter is refused."""
+    method = run_or_method
     check_adapter_out(out_dir)
     if not isinstance(method, TagiMethod):
         method = load_tagi(method, model_and_tokenizer)
-    lora = method.adapter(instruction)
-    text = method.vectors.clean(instruction)
-
-    def write(tmp: Path) -> None:
-        export_peft(method.model, lora, tmp)
-        (tmp / "instruction.txt").write_text(text, encoding="utf-8")
-
-    return write_dir_atomic(out_dir, write)
+    return method.export_adapter(instruction, out_dir)

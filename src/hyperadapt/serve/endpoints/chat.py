@@ -1,0 +1,112 @@
+"""``POST /v1/chat/completions``: raw ``messages`` rendered with the model's chat template as given, or an
+``input`` that the server renders with ``condition`` the way the run was trained (``common.trained_prompts``)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import Field
+
+from hyperadapt.serve.endpoints.common import (
+    ApiError,
+    Body,
+    ClientGone,
+    SamplingFields,
+    collect,
+    find_target,
+    first_event,
+    make_jobs,
+    parse,
+    route_header,
+    server_of,
+    stream,
+    trained_prompts,
+    usage,
+)
+
+router = APIRouter()
+
+
+class TextPart(Body):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(Body):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class StreamOptions(Body):
+    include_usage: bool = False
+
+
+class ChatRequest(SamplingFields):
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stream_options: StreamOptions | None = None
+
+
+def prompt_of(request: Request, req: ChatRequest, target) -> tuple[list[int], str]:
+    """The request's prompt token ids and route text (every check of what is prompted, in one place)."""
+    if (req.messages is None) == (req.input is None):
+        raise ApiError(400, "give either 'messages' (rendered as they are) or 'input' (rendered with 'condition' "
+                            "the way the run was trained)", "messages")
+    server = server_of(request)
+    if req.input is not None:
+        if not isinstance(req.input, str):
+            raise ApiError(400, "a chat completion takes one 'input' string", "input")
+        ids, texts = trained_prompts(server, target, req)
+        return ids[0], texts[0]
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+    try:
+        rendered = server.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except Exception as err:  # jinja's TemplateError and friends: the model's template refused the messages
+        raise ApiError(400, f"the model's chat template cannot render these messages: {err}", "messages") from err
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return server.tokenizer(rendered, add_special_tokens=False).input_ids, users[-1] if users else rendered
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    req = await parse(request, ChatRequest)
+    server = server_of(request)
+    target = find_target(server, req.model)
+    ids, text = prompt_of(request, req, target)
+    jobs = make_jobs(server, req, target, [ids], [text], req.max_completion_tokens or req.max_tokens)
+    job, rid, created = jobs[0], f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    try:
+        if req.stream:
+            start = await first_event(job, request)
+            base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model,
+                    "route": start["route"]}
+
+            def chunk(text, finish, first):
+                delta = {"role": "assistant", "content": ""} if first else {} if finish else {"content": text}
+                return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+            usage_chunk = None
+            if req.stream_options is not None and req.stream_options.include_usage:
+                def usage_chunk(u):
+                    return {**base, "choices": [], "usage": u}
+
+            return StreamingResponse(stream(job, chunk, usage_chunk), media_type="text/event-stream",
+                                     headers=route_header(start))
+        result = await collect(job, request)
+    except ClientGone:
+        return Response(status_code=499)
+    finally:
+        if not req.stream:
+            job.cancel()
+    body = {"id": rid, "object": "chat.completion", "created": created, "model": req.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result["text"]},
+                         "finish_reason": result["finish_reason"], "logprobs": None}],
+            "usage": usage([result]), "route": result["route"], "cache_hit": result["cache_hit"]}
+    return JSONResponse(body, headers=route_header(result))
