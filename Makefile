@@ -20,6 +20,7 @@ install: $(STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
 
 test: lint
 	$(VENV)/bin/pytest

@@ -626,3 +626,11 @@ def test_bench_megan_checks_its_overrides_before_the_work(here, monkeypatch, ove
     bad(["bench", "megan", "--quick", "--set", override], *words)
     bad(["bench", "megan", "--methods", "zero-shot", "--set", override], "--set", "megan")
     assert _files(here) == {"configs"}
+
+
+def test_a_json_file_that_holds_no_object_is_named(tmp_path):
+    from hyperadapt.io import load_json
+
+    (tmp_path / "state.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"stream state .*state\.json must hold a JSON object, got list"):
+        load_json(tmp_path / "state.json", "stream state")

@@ -206,6 +206,9 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
     assert list(comp["rows"]) == ["tagi"]  # the row on 10 instances per task is not paired with 20
     assert comp["rows"]["tagi"]["test"]["rougeL"]["diff"] == pytest.approx(2.0)
     (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="bad.json must hold a JSON object, got list"):
+        tagi.main(["--collect", str(tmp_path / "bad.json"), "--out", str(out), "--runs", str(tmp_path / "runs")])
+    (tmp_path / "bad.json").write_text('{"tasks": {}}')
     with pytest.raises(ValueError, match="not a result of hyperadapt bench tagi"):
         tagi.main(["--collect", str(tmp_path / "bad.json"), "--out", str(out), "--runs", str(tmp_path / "runs")])
 

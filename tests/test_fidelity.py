@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 
 import pytest
 import torch
@@ -30,7 +31,7 @@ from hyperadapt.evaluation.generate import option_logprobs
 from hyperadapt.evaluation.harness import AnswerLog, EvalConfig, PromptMethod, Query, evaluate, make_queries
 from hyperadapt.evaluation.metrics import XLingualTokenizer, aggregate, by_category, normalize_answer, rouge_l
 from hyperadapt.methods.megan import MeganMethod
-from hyperadapt.testing import tiny_model, tiny_tokenizer
+from hyperadapt.testing import random_tagi_method, tiny_model, tiny_tokenizer
 
 WORDS = "the answer of a task is in the input word output that it for on with as are this be".split()
 
@@ -353,7 +354,69 @@ def test_an_interrupted_evaluation_resumes_from_its_answer_log(jsonl_data, tmp_p
     assert resumed["seconds"] >= logged  # the time reported includes what the reused answers took
     with pytest.raises(ValueError, match="answers of another method or setting"):
         evaluate(PromptMethod("zero-shot", model, tok), tasks, EvalConfig(max_new_tokens=5), answers_path=log_path)
-    assert isinstance(AnswerLog(tmp_path / "new.jsonl", "f").answers, dict)
+    assert AnswerLog(tmp_path / "new.jsonl", "f", {"model": "m", "weights": "0", "trained": None}).answers == {}
+
+
+def test_an_evaluation_resumed_with_another_model_answers_again(jsonl_data, tmp_path, caplog):
+    # issue 33: the log's fingerprint held no model identity, so a zero-shot evaluation interrupted with one
+    # --model and run again with another reused the first model's answers under the second one's name
+    from hyperadapt.data import load_tasks
+
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    cfg = EvalConfig(max_new_tokens=3, batch_size=4)
+    first, second = tiny_model(seed=0), tiny_model(seed=1)  # the same name and config, other weights
+    log_path = tmp_path / "zero-shot.test.answers.jsonl"
+    answered = []
+
+    class Counting(PromptMethod):
+        def conditioning(self, queries):
+            answered.extend(queries)
+            return contextlib.nullcontext()
+
+    evaluate(Counting("zero-shot", *first), tasks, cfg, answers_path=log_path)  # stopped before its results
+    assert len(answered) == 12
+    own = evaluate(PromptMethod("zero-shot", *second), tasks, cfg, answers_path=tmp_path / "own.answers.jsonl")
+    answered.clear()
+    with caplog.at_level(logging.WARNING):
+        resumed = evaluate(Counting("zero-shot", *second), tasks, cfg, answers_path=log_path)
+    assert len(answered) == 12 and resumed["predictions"] == own["predictions"]  # none of the first model's
+    assert "holds answers of another model (model '(built in code)', weights " in caplog.text
+    caplog.clear()
+    # wrapping the model for conditioning adds no weight: its identity stays
+    from hyperadapt.core import inject
+    from hyperadapt.evaluation.harness import answer_identity
+
+    plain = answer_identity(PromptMethod("zero-shot", *tiny_model(seed=0)))
+    wrapped = tiny_model(seed=0)
+    inject(wrapped[0])
+    assert answer_identity(PromptMethod("zero-shot", *wrapped)) == plain
+    # a trained method's own weights count too: the same name, info and base model, another hypernetwork
+    torch.manual_seed(0)
+    trained = random_tagi_method(*tiny_model(seed=0))
+    evaluate(trained, tasks, cfg, answers_path=tmp_path / "tagi.answers.jsonl")
+    torch.manual_seed(0)
+    retrained = random_tagi_method(*tiny_model(seed=0))
+    calls = []
+    conditioning = retrained.conditioning
+    retrained.conditioning = lambda queries: calls.append(queries) or conditioning(queries)
+    evaluate(retrained, tasks, cfg, answers_path=tmp_path / "tagi.answers.jsonl")  # the same weights: reused
+    assert calls == []
+    with torch.no_grad():
+        next(iter(retrained.hypernet.parameters())).add_(1.0)
+    with caplog.at_level(logging.WARNING):
+        evaluate(retrained, tasks, cfg, answers_path=tmp_path / "tagi.answers.jsonl")
+    assert calls and re.search(r"weights \w+, trained weights \w+\), not of this one", caplog.text)
+    # a log written before logs recorded the identity is answered again, with a warning
+    caplog.clear()
+    old = log_path.read_text().splitlines()
+    header = json.loads(old[0])
+    log_path.write_text("\n".join([json.dumps({"fingerprint": header["fingerprint"]}), *old[1:]]) + "\n")
+    answered.clear()
+    with caplog.at_level(logging.WARNING):
+        again = evaluate(Counting("zero-shot", *second), tasks, cfg, answers_path=log_path)
+    assert "written before answer logs recorded whose answers they are" in caplog.text and len(answered) == 12
+    assert again["predictions"] == own["predictions"]
+    assert json.loads(log_path.read_text().splitlines()[0]) == header  # the header of this model, again
 
 
 @pytest.mark.parametrize("older, newer, changed", [

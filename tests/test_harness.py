@@ -43,7 +43,7 @@ def test_evaluate_writes_the_documented_schema(tiny, jsonl_data, tmp_path):
     assert "accuracy" in saved["tasks"]["yesno"] and "accuracy" not in saved["tasks"]["copy"]
     assert len(path.with_suffix(".predictions.jsonl").read_text().splitlines()) == 6
     table = path.with_suffix(".md").read_text()
-    assert "| **instance mean** (official) | | 6 |" in table and "| task mean |" in table
+    assert "| **instance mean** (official) |  | 6 |" in table and "| task mean |" in table
 
 
 def test_rank_mode_picks_an_option(tiny, jsonl_data):
@@ -61,3 +61,15 @@ def test_eval_config_errors():
         EvalConfig(mode="beam")
     with pytest.raises(ValueError, match="unknown prompt setting"):
         EvalConfig(setting="zero")
+
+
+def test_every_markdown_table_has_as_many_columns_in_each_line():
+    from hyperadapt.benchmarks.common import markdown
+    from hyperadapt.report.tables import markdown_table
+
+    table = markdown_table(["a", "b"], [[1, "x|y\nz"], ["", None]])
+    assert table == "| a | b |\n|---|---|\n| 1 | x\\|y z |\n|  | None |"
+    # a benchmark whose rows have no split (only training seconds) gave a header of three cells over two
+    table = [line for line in markdown({"results": {"tagi": {}}, "train_s": {"tagi": 12.3}}).splitlines()
+             if line.startswith("|")]
+    assert table == ["| method | train s |", "|---|---|", "| tagi | 12 |"]

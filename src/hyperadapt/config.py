@@ -12,6 +12,7 @@ Renamed keys (``RENAMED_KEYS``) keep loading under their old name: silently from
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 import typing
@@ -37,8 +38,27 @@ OVERRIDE_HELP = ("config override KEY=VALUE, the value in YAML (repeatable; seve
                  "--set train.steps=100 --set train.lr=5e-4")
 
 
+@dataclasses.dataclass(frozen=True)
+class Word:
+    """A YAML scalar that YAML 1.1 reads as true, false or null (``yes``, ``no``, ``off``, ``~``, an empty
+    value, ...), kept with the ``text`` it was written as until the setting's type says which it is: a
+    setting typed ``str`` takes the text (``precision: no`` is ``"no"``), any other takes ``value``."""
+
+    text: str
+    value: bool | None
+
+    def __str__(self) -> str:
+        return self.text
+
+
 class ConfigLoader(yaml.SafeLoader):
-    """YAML 1.1 safe loading, but numbers written as people write them (``5e-4``, ``1e3``) are floats."""
+    """YAML 1.1 safe loading, but numbers written as people write them (``5e-4``, ``1e3``) are floats and
+    true/false/null are :class:`Word` s (:func:`check_type` decides what they are)."""
+
+
+def _construct_word(loader: ConfigLoader, node: yaml.ScalarNode) -> Word:
+    value = loader.construct_yaml_bool(node) if node.tag.endswith(":bool") else None
+    return Word(str(node.value), value)
 
 
 ConfigLoader.add_implicit_resolver(
@@ -46,11 +66,26 @@ ConfigLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.?[0-9_]*[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
+ConfigLoader.add_constructor("tag:yaml.org,2002:bool", _construct_word)
+ConfigLoader.add_constructor("tag:yaml.org,2002:null", _construct_word)
+
+
+def yaml_value(data: Any) -> Any:
+    """``data`` with every :class:`Word` replaced by what YAML reads it as (true, false or None)."""
+    if isinstance(data, Word):
+        return data.value
+    if isinstance(data, dict):
+        return {yaml_value(k): yaml_value(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [yaml_value(v) for v in data]
+    return data
 
 
 def parse_yaml(text: str, where: str) -> Any:
-    """``text`` parsed with :class:`ConfigLoader`; a syntax error is a ``ValueError`` naming ``where`` and
-    the line (tabs, for one, are not allowed for indentation in YAML)."""
+    """``text`` parsed with :class:`ConfigLoader` (an empty text is the empty :class:`Word`); a syntax error
+    is a ``ValueError`` naming ``where`` and the line (tabs, for one, are not allowed for indentation in YAML)."""
+    if not text.strip():
+        return Word("", None)
     try:
         return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
@@ -95,6 +130,8 @@ def from_dict(
     ``renamed`` when it is given (``load_config`` warns about them; a saved run loads silently)."""
     if not isinstance(data, dict):
         raise UserError(f"config section {where or cls.__name__!r} must be a mapping, got {data!r}")
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a config dataclass")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     data, old = rename_old_keys(data, fields, where)
     if renamed is not None:
@@ -106,7 +143,7 @@ def from_dict(
             f"unknown config key(s) {sorted(f'{where}{k}' for k in unknown)} for {cls.__name__}; "
             f"allowed: {sorted(fields)}"
         )
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for key, value in data.items():
         sub = _dataclass_type(hints[key])
         if sub and isinstance(value, dict):
@@ -121,9 +158,20 @@ def from_dict(
 
 def check_type(value: Any, hint: Any, key: str) -> Any:
     """``value`` when it fits the type ``hint`` (an int counts as a float), else a ``ValueError`` naming
-    ``key``, e.g. ``train.steps must be an integer, got 1.5``."""
+    ``key``, e.g. ``train.steps must be an integer, got 1.5``. A :class:`Word` is what YAML reads it as when
+    that fits, else its text when that fits (``no`` for a ``str``, but ``null`` for a ``str | None`` is None).
+    """
+    if isinstance(value, Word):
+        try:
+            return check_type(value.value, hint, key)
+        except ValueError:
+            try:
+                return check_type(value.text, hint, key)
+            except ValueError:
+                pass
+            raise
     if hint is Any:
-        return value
+        return yaml_value(value)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if isinstance(hint, types.UnionType) or origin is typing.Union:
         for arg in args:
@@ -144,8 +192,8 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise UserError(f"{key} must be a mapping, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(hint):
+        return yaml_value(value)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, hint):
             raise UserError(f"{key} must be a mapping of {hint.__name__} settings, got {value!r}")
         return value
@@ -167,15 +215,18 @@ def _describe(hint: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    if typing.get_origin(hint) in (list, tuple):
+        return "a list"
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _dataclass_type(hint: Any) -> type | None:
-    if dataclasses.is_dataclass(hint):
-        return hint
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return next((a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), None)
-    return None
+    """The config dataclass ``hint`` names (itself, or the one in a union such as ``X | None``), or None."""
+    candidates = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    return next((a for a in candidates if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -240,7 +291,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] = ()) -> T:
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Read ``cls`` from a YAML file (or its defaults when ``path`` is None) and apply overrides; an old key
     name (``RENAMED_KEYS``) still works, with one ``FutureWarning`` naming the new one.
 
@@ -256,12 +307,14 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             path = record_file(path)
         if not path.exists():
             raise InputNotFound(f"config file not found: {path}")
-        data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
-        if is_run_record(path) and isinstance(data, dict) and isinstance(data.get("config"), dict):
-            data, saved_run = data["config"], True
-        if not isinstance(data, dict):
+        parsed = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        parsed = (parsed.value if isinstance(parsed, Word) else parsed) or {}  # an empty file: the defaults
+        if is_run_record(path) and isinstance(parsed, dict) and isinstance(parsed.get("config"), dict):
+            parsed, saved_run = parsed["config"], True
+        if not isinstance(parsed, dict):
             raise UserError(f"{path}: a config file must be a mapping of settings (key: value lines, see "
-                             f"configs/), got {type(data).__name__} {data!r}")
+                             f"configs/), got {type(parsed).__name__} {parsed!r}")
+        data = parsed
     renamed: list[tuple[str, str]] = []
     cfg = from_dict(cls, apply_overrides(data, list(overrides)), renamed=renamed)
     if renamed and not saved_run:
@@ -269,6 +322,42 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         warnings.warn(f"{path or 'overrides'}: config key renamed ({names}); the old name still loads for now: "
                       "use the new one", FutureWarning, stacklevel=2)
     return cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One key of a config, as ``--set KEY=VALUE`` names it: its default, type and help text."""
+
+    key: str
+    default: Any
+    kind: str
+    help: str
+
+
+def settings(cls: type, prefix: str = "") -> list[Setting]:
+    """Every key of config dataclass ``cls`` (nested sections as dotted keys, ``train.steps``) with its default
+    in the default config, the type it takes and its ``metadata["help"]`` ("" where a field has none)."""
+    return _settings(cls(), prefix)
+
+
+def _settings(cfg: Any, prefix: str) -> list[Setting]:
+    hints = typing.get_type_hints(type(cfg))
+    out = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out += _settings(value, f"{prefix}{f.name}.")
+        else:
+            out.append(Setting(f"{prefix}{f.name}", value, _describe(hints[f.name]), f.metadata.get("help", "")))
+    return out
+
+
+def settings_help(cls: type) -> str:
+    """The keys of config dataclass ``cls`` for a command's ``--help``: one line each, ``KEY = DEFAULT`` (the
+    default as YAML reads it), the type, and the field's help text."""
+    rows = [(s.key, json.dumps(s.default, default=str), s.kind, s.help) for s in settings(cls)]
+    width = max(len(f"{k} = {d}") for k, d, _, _ in rows)
+    return "\n".join(f"{f'{k} = {d}':<{width}}  ({kind}){f' {text}' if text else ''}" for k, d, kind, text in rows)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -305,31 +394,3 @@ def _step_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
                 keys.append(f"{prefix}{name}.steps")
             keys += _step_keys(value, f"{prefix}{name}.")
     return keys
-
-
-def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """Every setting of config dataclass ``cls``, nested sections flattened: ``(dotted key, type, default,
-    help)``, the help from the field's ``metadata={"help": ...}`` ("" without one). For ``hyperadapt config``."""
-    hints = typing.get_type_hints(cls)
-    rows = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        sub = _dataclass_type(hints[f.name])
-        if sub is not None and dataclasses.is_dataclass(default):
-            rows += describe_fields(sub, f"{prefix}{f.name}.")
-        else:
-            rows.append((f"{prefix}{f.name}", _type_name(hints[f.name]), default, f.metadata.get("help", "")))
-    return rows
-
-
-def _type_name(hint: Any) -> str:
-    """``hint`` for a reader: ``'def' | 'def2pos'``, ``list of str``, ``int or null``."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        return " | ".join(map(repr, args))
-    if isinstance(hint, types.UnionType) or origin is typing.Union:
-        return " or ".join(_type_name(a) for a in args)
-    if origin in (list, tuple):
-        return f"list of {_type_name(args[0])}" if args else "list"
-    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))

@@ -8,15 +8,23 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hyperadapt.errors import InputNotFound, UserError
 
+if TYPE_CHECKING:
+    import torch
 
-def main_writes(write):
+T = TypeVar("T")
+M = TypeVar("M", bound="torch.nn.Module")
+
+
+def main_writes(write: Callable[[], T]) -> T | None:
     """``write()`` on the main process only under a multi-process launcher (see ``hyperadapt.distributed``);
-    a single process writes directly, without importing torch."""
+    a single process writes directly, without importing torch. Returns what ``write`` returned (None on the
+    other processes)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return write()
     from hyperadapt.distributed import main_writes as distributed_writes
@@ -42,17 +50,22 @@ def save_json(obj: object, path: str | Path) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def load_json(path: str | Path, what: str = "file") -> dict:
+def load_json(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """The JSON object in file ``path``; ``FileNotFoundError`` without it, ``ValueError`` naming ``what`` and the
+    file when it is not JSON or holds another kind of value."""
     path = Path(path)
     if not path.exists():
         raise InputNotFound(f"{what} not found: {path}")
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise UserError(f"{what} {path} is not valid JSON (line {err.lineno}): {err.msg}") from err
+    if not isinstance(data, dict):
+        raise UserError(f"{what} {path} must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
-def load_tensors(path: str | Path, what: str = "weights") -> dict:
+def load_tensors(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:
     """The tensors of the safetensors file ``path`` (``safetensors.torch.load_file``, on the CPU).
 
     Raises ``FileNotFoundError`` when it is missing and ``ValueError`` naming the file when it is not a
@@ -71,7 +84,7 @@ def load_tensors(path: str | Path, what: str = "weights") -> dict:
                          "incomplete; copy or save it again") from err
 
 
-def load_state_strict(module, state: dict, path: str | Path, what: str = "weights"):
+def load_state_strict(module: M, state: Mapping[str, Any], path: str | Path, what: str = "weights") -> M:
     """``module.load_state_dict(state, strict=True)``; returns ``module``.
 
     Raises ``ValueError`` naming ``path`` when the tensors do not fit the module (missing or unexpected
@@ -110,7 +123,6 @@ def _write_dir(target: Path, write: Callable[[Path], None]) -> None:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _umask_permissions(root: Path) -> None:

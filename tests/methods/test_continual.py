@@ -260,3 +260,33 @@ def test_bf16_storage_halves_the_adapter_and_loads_in_peft_and_back_as_float32(t
         assert torch.equal(a16, a.bfloat16().float()) and torch.equal(b16, b.bfloat16().float())
     with pytest.raises(ValueError, match="lora.storage_dtype"):
         AdapterStore(tmp_path, "float16")
+
+
+@pytest.mark.parametrize("cache", ["old answers.json", "another model's"])
+def test_the_answer_cache_is_an_answer_log_and_an_old_one_still_reads(tmp_path, monkeypatch, caplog, cache):
+    import logging
+
+    from hyperadapt.evaluation import harness
+
+    run = tmp_path / "seq"
+    run_stream(tiny_config(), run, method="sequential", model_and_tokenizer=tiny_model(), stop_after=1)
+    header, answers = harness.AnswerLog.read(run / "answers.jsonl")
+    assert header["identity"]["weights"] and any(k.endswith("\tbase") for k in answers)
+    if cache == "old answers.json":  # as runs started before wrote it
+        (run / "answers.json").write_text(json.dumps(answers))
+        (run / "answers.jsonl").unlink()
+    else:
+        header["identity"]["weights"] = "0" * 16
+        lines = (run / "answers.jsonl").read_text().splitlines()
+        (run / "answers.jsonl").write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    real, calls = harness.generate_batch, []
+    monkeypatch.setattr(harness, "generate_batch", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    with caplog.at_level(logging.WARNING):
+        run_stream(tiny_config(), run, method="sequential", model_and_tokenizer=tiny_model())
+    reanswered = sum(calls) - 4  # the second stage's answers on its own adapter are always new
+    if cache == "old answers.json":
+        assert reanswered == 0 and not (run / "answers.json").exists()  # reused, then kept as an answer log
+    else:  # not reused: the base answers it held are dropped (the zero-shot row was scored before)
+        kept = harness.AnswerLog.read(run / "answers.jsonl")[1]
+        assert "holds answers of another model" in caplog.text and not any(k.endswith("\tbase") for k in kept)
+    assert harness.AnswerLog.read(run / "answers.jsonl")[0]["identity"]["weights"] != "0" * 16

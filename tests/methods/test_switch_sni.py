@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hyperadapt.benchmarks import continual as bench
+from hyperadapt.config import load_config
 from hyperadapt.data.prompts import CUT_MARKER
 from hyperadapt.evaluation.metrics import auroc
 from hyperadapt.methods.continual import LoraSpec, StreamEval, run_stream
@@ -110,7 +111,7 @@ def test_calibration_source_follows_the_config(cl_root):
         RouterConfig(calibrate_on="test")
     with pytest.raises(ValueError, match="synthetic stream has none"):
         SwitchConfig(router=RouterConfig(calibrate_on="dev"))
-    assert SwitchConfig(unseen=None).unseen == ""  # `unseen=` on the command line
+    assert load_config(SwitchConfig, None, ["unseen="]).unseen == ""  # `--set unseen=` on the command line
 
 
 def test_retention_buffer_takes_calibration_inputs_from_the_given_split():

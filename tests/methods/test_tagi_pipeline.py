@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import pytest
@@ -258,3 +259,26 @@ def test_teachers_with_a_shared_part_start_the_students_shared_adapter(jsonl_dat
         TagiHypernetwork(shapes, input_dim=5, rank=2, alpha=4.0, hidden=8, blocks=1).set_shared(common)
     with pytest.raises(ValueError, match="adapter rank 2, the shared adapter's is 4"):
         TagiHypernetwork(shapes, input_dim=5, rank=4, alpha=4.0, hidden=8, blocks=1, shared=True).set_shared(common)
+
+
+@pytest.mark.parametrize("leftover", ["empty", "partial"])
+def test_stage_two_killed_in_its_first_checkpoint_write_still_starts_from_stage_one(jsonl_data, tmp_path, leftover):
+    # a kill while stage 2 writes its first checkpoint leaves checkpoints/ without a complete checkpoint: the
+    # resumed stage must start as a fresh one does, from stage 1 and the teachers' shared adapter
+    cfg = tiny_cfg(jsonl_data, shared_adapter=True, teachers=TeacherConfig(rank=2, shared=True, train=tc(3)))
+    clean = train_tagi(cfg, tmp_path / "clean", model_and_tokenizer=tiny_model())
+    run = tmp_path / "killed"
+    train_tagi(cfg, run, model_and_tokenizer=tiny_model())
+    for done in (run / "finetune", run / "hypernet"):  # back to the moment stage 2 began
+        shutil.rmtree(done)
+    status = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**status, "status": "running"}))
+    checkpoints = run / "finetune" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    if leftover == "partial":  # the temporary folder of the first checkpoint, cut before its state.json
+        (checkpoints / ".tmp-step-0000002").mkdir()
+        shutil.copy(run / "pretrain" / "hypernet" / "hypernet.safetensors",
+                    checkpoints / ".tmp-step-0000002" / "params.safetensors")
+    resumed = train_tagi(cfg, run, model_and_tokenizer=tiny_model())
+    for (n, p), q in zip(clean.hypernet.state_dict().items(), resumed.hypernet.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, msg=n)

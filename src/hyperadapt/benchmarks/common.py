@@ -8,6 +8,7 @@ from hyperadapt.benchmarks import Parser
 from hyperadapt.data.schema import Task
 from hyperadapt.evaluation.harness import EvalConfig, evaluate
 from hyperadapt.io import atomic_write_text, check_out_dir, check_out_file, save_json
+from hyperadapt.report.tables import markdown_table
 
 
 def add_set_option(parser: Parser, what: str) -> None:
@@ -56,13 +57,11 @@ def markdown(result: dict) -> str:
     """The means of ``result["results"]`` (and of its ``sensitivity`` variants) as a Markdown table."""
     rows = table_rows(result)
     splits = list(dict.fromkeys(s for res in rows.values() for s in res))
+    train_s = result.get("train_s", {})
+    table = [[name, *(_cell(res[s]["mean"]) if s in res else "" for s in splits),
+              "" if train_s.get(name) is None else f"{train_s[name]:.0f}"] for name, res in rows.items()]
     lines = [f"`{result.get('command', '')}`", "",
-             "| method | " + " | ".join(f"{s} ROUGE-L / EM" for s in splits) + " | train s |",
-             "|---|" + "---|" * (len(splits) + 1)]
-    for name, res in rows.items():
-        cells = [_cell(res[s]["mean"]) if s in res else "" for s in splits]
-        train = result.get("train_s", {}).get(name)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'' if train is None else f'{train:.0f}'} |")
+             markdown_table(["method", *(f"{s} ROUGE-L / EM" for s in splits), "train s"], table)]
     eff = result.get("efficiency")
     if eff and "ratio" in eff:
         ratio = eff["ratio"]
@@ -77,19 +76,21 @@ def markdown(result: dict) -> str:
                          f"{ratio['answers_only']['wall']:.3f}.")
     comp = result.get("comparisons")
     if comp and comp.get("rows"):
+        diffs = [[name, split, _interval(d["rougeL"]), _interval(d["em"]),
+                  f"{d['rougeL']['wins']} / {d['rougeL']['losses']} / {d['rougeL']['ties']}"]
+                 for name, splits_ in comp["rows"].items() for split, d in splits_.items()]
         lines += ["", f"Paired differences from {comp['reference']} ({comp['method']}):", "",
-                  "| method | split | Δ ROUGE-L [CI] | Δ EM [CI] | tasks ahead / behind / equal (ROUGE-L) |",
-                  "|---|---|---|---|---|"]
-        for name, splits_ in comp["rows"].items():
-            for split, d in splits_.items():
-                r, e = d["rougeL"], d["em"]
-                lines.append(f"| {name} | {split} | {r['diff']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}] | "
-                             f"{e['diff']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}] | "
-                             f"{r['wins']} / {r['losses']} / {r['ties']} |")
+                  markdown_table(["method", "split", "Δ ROUGE-L [CI]", "Δ EM [CI]",
+                                  "tasks ahead / behind / equal (ROUGE-L)"], diffs)]
     if result.get("row_commands"):
         lines += ["", "Rows and the commands that produced them:", ""]
         lines += [f"- {name}: `{cmd}`" for name, cmd in result["row_commands"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _interval(d: dict) -> str:
+    """A paired difference and its interval: ``+1.23 [-0.50, +2.96]``."""
+    return f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 
 
 def _cell(mean: dict) -> str:

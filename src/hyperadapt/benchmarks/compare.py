@@ -26,6 +26,7 @@ import typer
 from hyperadapt.benchmarks import command
 from hyperadapt.errors import UserError
 from hyperadapt.io import atomic_write_text, check_out_file, save_json
+from hyperadapt.report.tables import markdown_table
 
 KEYS = ("rougeL", "em")
 
@@ -76,19 +77,18 @@ def table(result: dict) -> str:
     ref = result["reference"]
     lines = [f"`{result['command']}`", "",
              f"{result['data']} [{result['split']}], first {result['limit'] or 'all'} instances per task; "
-             f"differences are paired against **{ref}**, 95 % bootstrap interval over tasks.", "",
-             "| answers | n | ROUGE-L | EM | ROUGE-L − ref [95 % CI] | EM − ref [95 % CI] "
-             "| tasks ahead / behind / equal (ROUGE-L) |",
-             "|---|---|---|---|---|---|---|"]
+             f"differences are paired against **{ref}**, 95 % bootstrap interval over tasks.", ""]
+    rows = []
     for label, row in result["logs"].items():
         cells = ["(reference)", "", ""]
         if "minus_reference" in row:
             d = row["minus_reference"]
             cells = [f"{d[k]['diff']:+.2f} [{d[k]['low']:+.2f}, {d[k]['high']:+.2f}]" for k in KEYS]
             cells.append(f"{d['rougeL']['wins']} / {d['rougeL']['losses']} / {d['rougeL']['ties']}")
-        name = label.replace("|", "\\|")
-        lines.append(f"| {name} | {row['n']} | {row['rougeL']:.2f} | {row['em']:.2f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append([label, row["n"], f"{row['rougeL']:.2f}", f"{row['em']:.2f}", *cells])
+    header = ["answers", "n", "ROUGE-L", "EM", "ROUGE-L − ref [95 % CI]", "EM − ref [95 % CI]",
+              "tasks ahead / behind / equal (ROUGE-L)"]
+    return "\n".join([*lines, markdown_table(header, rows)]) + "\n"
 
 
 def compare_command(

@@ -28,6 +28,7 @@ from hyperadapt.io import atomic_write_text, check_out_dir, save_json
 from hyperadapt.methods.continual import LEARNERS, run_stream
 from hyperadapt.methods.switch import SwitchConfig
 from hyperadapt.models import load_base_model
+from hyperadapt.report.tables import markdown_table
 
 ORDER = ["switchcit", "oracle", "sequential", "replay", "olora", "multitask"]
 
@@ -80,19 +81,17 @@ def _auroc(value: float | None) -> str:
 
 def summary_table(summary: dict) -> str:
     lines = [f"Stream `{summary['stream']}` ({summary['metric']}), {len(summary['tasks'])} tasks; "
-             f"{summary['budget']}; base model zero-shot mean {summary['zero_shot_mean']:.1f}", "",
-             "| method | AP | BWT | Forgetting | FWT | switch acc. (final) | reject seen | reject unseen "
-             "| reject AUROC | routing ms/ex | KiB/task | train s | eval s |",
-             "|---" * 13 + "|"]
+             f"{summary['budget']}; base model zero-shot mean {summary['zero_shot_mean']:.1f}", ""]
+    rows = []
     for name, m in summary["methods"].items():
         kib = None if m["storage_bytes_per_task"] is None else m["storage_bytes_per_task"] / 1024
-        lines.append(
-            f"| {name} | {_fmt(m['AP'])} | {_fmt(m['BWT'])} | {_fmt(m['Forgetting'])} | {_fmt(m['FWT'])} | "
-            f"{_fmt(m['switch_accuracy_mean_final'])} | {_fmt(m['reject_rate_seen_final'], True)} | "
-            f"{_fmt(m['reject_rate_unseen'], True)} | {_auroc(m.get('reject_auroc'))} | "
-            f"{_fmt(m['routing_ms_per_example'])} | {_fmt(kib)} | "
-            f"{_fmt(m['train_seconds'])} | {_fmt(m['eval_seconds'])} |")
-    return "\n".join(lines) + "\n"
+        rows.append([name, _fmt(m["AP"]), _fmt(m["BWT"]), _fmt(m["Forgetting"]), _fmt(m["FWT"]),
+                     _fmt(m["switch_accuracy_mean_final"]), _fmt(m["reject_rate_seen_final"], True),
+                     _fmt(m["reject_rate_unseen"], True), _auroc(m.get("reject_auroc")),
+                     _fmt(m["routing_ms_per_example"]), _fmt(kib), _fmt(m["train_seconds"]), _fmt(m["eval_seconds"])])
+    header = ["method", "AP", "BWT", "Forgetting", "FWT", "switch acc. (final)", "reject seen", "reject unseen",
+              "reject AUROC", "routing ms/ex", "KiB/task", "train s", "eval s"]
+    return "\n".join([*lines, markdown_table(header, rows)]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

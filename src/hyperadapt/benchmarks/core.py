@@ -34,6 +34,7 @@ from hyperadapt.benchmarks import Parser, command
 from hyperadapt.core import LINEAR_MODULES, AdapterBank, GatedMLP, conditioned, inject, peft_wrapping, remove
 from hyperadapt.io import check_out_file
 from hyperadapt.models import load_base_model
+from hyperadapt.report.tables import markdown_table
 from hyperadapt.training import IGNORE, answer_loss
 
 QV = ("q_proj", "v_proj")
@@ -383,27 +384,21 @@ def run(config: BenchConfig | None = None, log: Callable[[str], None] = print,
 
 def markdown(results: dict) -> str:
     """The results as Markdown tables: latency (s), ratio to the reference, peak extra memory (MiB)."""
-    lines = []
-    fwd = results["forward"]
+    fwd, gating = results["forward"], results["gating"]
     sizes = list(fwd)
-    lines += [
-        "| forward, seq " + str(results["setup"]["seq"]) + " | " + " | ".join(f"B={b}" for b in sizes) + " |",
-        "|---|" + "---|" * len(sizes),
+    batches = [f"B={b}" for b in sizes]
+    tables = [
+        markdown_table([f"forward, seq {results['setup']['seq']}", *batches],
+                       [[case, *(_cell(fwd[b][case], "vs_plain") for b in sizes)] for case in fwd[sizes[0]]]),
+        markdown_table(["gated SwiGLU, layer-0 MLP", *batches],
+                       [[case, *(_cell(gating[b][case], "vs_mlp") for b in sizes)] for case in gating[sizes[0]]]),
+        markdown_table([f"training step, batch {results['setup']['train_batch']}", "time"],
+                       [[case, _cell(row, "vs_peft_step_r8_qv")] for case, row in results["train_step"].items()]),
+        markdown_table(["target", "measured", "limit", "met"],
+                       [[t["target"], f"{t['ratio']:.2f}×", f"{t['limit']}×", "yes" if t["met"] else "no"]
+                        for t in results["targets"]]),
     ]
-    for case in fwd[sizes[0]]:
-        cells = [_cell(fwd[b][case], "vs_plain") for b in sizes]
-        lines.append(f"| {case} | " + " | ".join(cells) + " |")
-    lines += ["", "| gated SwiGLU, layer-0 MLP | " + " | ".join(f"B={b}" for b in sizes) + " |"]
-    lines.append("|---|" + "---|" * len(sizes))
-    for case in results["gating"][sizes[0]]:
-        lines.append(f"| {case} | " + " | ".join(_cell(results["gating"][b][case], "vs_mlp") for b in sizes) + " |")
-    lines += ["", f"| training step, batch {results['setup']['train_batch']} | time |", "|---|---|"]
-    for case, row in results["train_step"].items():
-        lines.append(f"| {case} | {_cell(row, 'vs_peft_step_r8_qv')} |")
-    lines += ["", "| target | measured | limit | met |", "|---|---|---|---|"]
-    for t in results["targets"]:
-        lines.append(f"| {t['target']} | {t['ratio']:.2f}× | {t['limit']}× | {'yes' if t['met'] else 'no'} |")
-    return "\n".join(lines)
+    return "\n\n".join(tables)
 
 
 def _cell(row: dict, ratio_key: str) -> str:

@@ -6,8 +6,6 @@ from typing import Annotated
 
 import typer
 
-from hyperadapt.cli._errors import console
-
 
 def config(
     method: Annotated[str, typer.Argument(help="a method's name, e.g. tagi, megan, multitask-lora, switchcit")],
@@ -18,7 +16,7 @@ def config(
 
     Example: hyperadapt config tagi
     """
-    from hyperadapt.config import describe_fields
+    from hyperadapt.config import settings_help
     from hyperadapt.errors import UserError
     from hyperadapt.registry import method_entry, method_names
 
@@ -26,5 +24,4 @@ def config(
     if entry.config_cls is None:
         configurable = [n for n in method_names() if method_entry(n).config_cls is not None]
         raise UserError(f"{method!r} has no config: methods with one are {', '.join(configurable)}")
-    for key, kind, default, text in describe_fields(entry.config_cls):
-        console.print(f"{key} ({kind}, default {default!r})" + (f": {text}" if text else ""))
+    typer.echo(settings_help(entry.config_cls))

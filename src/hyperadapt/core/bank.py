@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from safetensors.torch import save_file
@@ -51,12 +52,11 @@ class AdapterBank(nn.Module):
         self.num_adapters = num_adapters
         self.rank = rank
         self.alpha = float(alpha if alpha is not None else rank)
-        kw = {"dtype": dtype, "device": device}
         self.lora_A = nn.ParameterList(
-            nn.Parameter(torch.empty(num_adapters, rank, i, **kw)) for i, _ in shapes.values()
+            nn.Parameter(torch.empty(num_adapters, rank, i, dtype=dtype, device=device)) for i, _ in shapes.values()
         )
         self.lora_B = nn.ParameterList(
-            nn.Parameter(torch.zeros(num_adapters, o, rank, **kw)) for _, o in shapes.values()
+            nn.Parameter(torch.zeros(num_adapters, o, rank, dtype=dtype, device=device)) for _, o in shapes.values()
         )
         self.reset_parameters()
 
@@ -71,7 +71,8 @@ class AdapterBank(nn.Module):
     ) -> AdapterBank:
         """A bank over ``targets`` of every decoder layer of ``model``, on the model's device."""
         linears = target_linears(model, targets)
-        shapes = {name: (m.in_features, m.out_features) for name, m in linears.items()}
+        shapes = {name: (lin.in_features, lin.out_features)
+                  for name, lin in ((n, cast(nn.Linear, m)) for n, m in linears.items())}  # or our wrapper of one
         device = next(model.parameters()).device
         return cls(shapes, num_adapters, rank, alpha, device=device)
 
@@ -132,7 +133,7 @@ class AdapterBank(nn.Module):
     def _single(self, i: int) -> dict[str, tuple[Tensor, Tensor]]:
         return {name: (a[i : i + 1], b[i : i + 1]) for name, a, b in self._rows()}  # [1, r, in], [1, out, r]
 
-    def _rows(self):
+    def _rows(self) -> Iterator[tuple[str, nn.Parameter, nn.Parameter]]:
         return zip(self.module_names, self.lora_A, self.lora_B, strict=True)
 
     @torch.no_grad()
@@ -160,7 +161,7 @@ class AdapterBank(nn.Module):
             a[i, :r].copy_(la[0])
             b[i, :, :r].copy_(lb[0] * fold)
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"shapes": self.shapes, "num_adapters": self.num_adapters, "rank": self.rank, "alpha": self.alpha}
 
     def save(self, path: str | Path) -> Path:

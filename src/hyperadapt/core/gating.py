@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -33,34 +34,34 @@ class GatedMLP(nn.Module):
         self.base_layer = base_layer
         self.layer_idx = layer_idx
         self.name = name
-        self.intermediate_size = base_layer.gate_proj.out_features
+        gate_proj: Any = base_layer.gate_proj  # a linear layer (or our wrapper of one)
+        self.intermediate_size = int(gate_proj.out_features)
         self.beta: Tensor | BetaFn | None = None
 
     @property
     def gate_proj(self) -> nn.Module:
-        return self.base_layer.gate_proj
+        return cast(nn.Module, self.base_layer.gate_proj)
 
     @property
     def up_proj(self) -> nn.Module:
-        return self.base_layer.up_proj
+        return cast(nn.Module, self.base_layer.up_proj)
 
     @property
     def down_proj(self) -> nn.Module:
-        return self.base_layer.down_proj
+        return cast(nn.Module, self.base_layer.down_proj)
 
     def forward(self, x: Tensor) -> Tensor:
-        beta = self.beta(self.layer_idx, x) if callable(self.beta) else self.beta
+        beta = self.beta if self.beta is None or isinstance(self.beta, Tensor) else self.beta(self.layer_idx, x)
         if beta is None:
-            return self.base_layer(x)
+            return cast(Tensor, self.base_layer(x))
         check_beta(beta, x, self.intermediate_size, self.name)
-        mlp = self.base_layer
-        gate = mlp.gate_proj(x)  # [B, T, I]
-        up = mlp.up_proj(x)  # [B, T, I]
+        gate: Tensor = self.gate_proj(x)  # [B, T, I]
+        up: Tensor = self.up_proj(x)  # [B, T, I]
         beta = beta.to(gate.dtype)
         if torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad or beta.requires_grad):
-            return mlp.down_proj(swish_beta(gate, beta) * up)
+            return cast(Tensor, self.down_proj(swish_beta(gate, beta) * up))
         h = F.silu(torch.mul(beta, gate), inplace=True).div_(beta).mul_(up)  # [B, T, I], one allocation
-        return mlp.down_proj(h)
+        return cast(Tensor, self.down_proj(h))
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, layer_idx={self.layer_idx}"

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from torch import nn
+from torch import Tensor, nn
 
-from hyperadapt.core.gating import BetaSpec, GatedMLP, beta_for_layers
+from hyperadapt.core.gating import BetaFn, BetaSpec, GatedMLP, beta_for_layers
 from hyperadapt.core.lora import ConditionedLinear, LoraConditioning, PreparedLora, prepare
 from hyperadapt.models import SWIGLU_MODULES, check_supported, decoder_layers
 
@@ -76,8 +76,9 @@ def inject(
         model.set_submodule(path, ConditionedLinear(module, name))
     if gating:
         for i, layer in enumerate(decoder_layers(model)):
-            if not isinstance(layer.mlp, GatedMLP):
-                layer.mlp = GatedMLP(layer.mlp, i, f"model.layers.{i}.mlp")
+            mlp = layer.get_submodule("mlp")
+            if not isinstance(mlp, GatedMLP):
+                layer.mlp = GatedMLP(mlp, i, f"model.layers.{i}.mlp")
     return model
 
 
@@ -135,14 +136,14 @@ def conditioned(
             for name, module in linears.items():
                 module.lora = lora_states.get(name)
         if betas is not None:
-            for module, b in zip(mlps, betas, strict=True):
-                module.beta = b
+            for mlp, b in zip(mlps, betas, strict=True):
+                mlp.beta = b
         yield model
     finally:
         for name, module in linears.items():
             module.lora = saved_lora[name]
-        for module, b in zip(mlps, saved_beta, strict=True):
-            module.beta = b
+        for mlp, b in zip(mlps, saved_beta, strict=True):
+            mlp.beta = b
 
 
 def _lora_states(linears: dict[str, ConditionedLinear], lora: LoraConditioning) -> dict[str, PreparedLora]:
@@ -159,7 +160,7 @@ def _lora_states(linears: dict[str, ConditionedLinear], lora: LoraConditioning) 
     return {name: prepare(lora, name, linears[name].base_layer) for name in lora.factors}
 
 
-def _beta_states(mlps: list[GatedMLP], beta: BetaSpec) -> list:
+def _beta_states(mlps: list[GatedMLP], beta: BetaSpec) -> list[Tensor | BetaFn | None]:
     if not mlps:
         raise ValueError("β needs gated MLPs: call inject(model, gating=True) first")
     return beta_for_layers(beta, len(mlps))

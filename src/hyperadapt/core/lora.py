@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import torch
 from torch import Tensor, nn
@@ -109,7 +110,7 @@ def _check_factors(name: str, pair: Factors) -> int:
     return max(a.shape[0], b.shape[0])
 
 
-def _is_per_example(scale: float | Tensor) -> bool:
+def _is_per_example(scale: float | Tensor) -> TypeGuard[Tensor]:
     return isinstance(scale, Tensor) and scale.dim() > 0
 
 
@@ -181,7 +182,7 @@ class ConditionedLinear(nn.Module):
         return self.base_layer.bias
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.base_layer(x)  # [B, T, out]
+        y: Tensor = self.base_layer(x)  # [B, T, out]
         lora = self.lora
         if lora is None:
             return y

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from peft import LoraConfig
@@ -25,6 +26,7 @@ from hyperadapt.core.inject import LINEAR_MODULES, target_linears
 from hyperadapt.core.lora import ConditionedLinear, LoraConditioning
 from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import load_tensors
+from hyperadapt.models import model_name
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -79,7 +81,10 @@ def export_peft(
     ranks = {name: a.shape[1] for name, (a, _) in single.factors.items()}
     r = max(set(ranks.values()), key=list(ranks.values()).count)
     fold = not all(_whole(scale * rank) for rank in ranks.values())
-    alpha_of = (lambda rank: rank) if fold else (lambda rank: round(scale * rank))
+
+    def alpha_of(rank: int) -> int:
+        return rank if fold else round(scale * rank)
+
     tensors = {}
     for name, (a, b) in single.factors.items():
         b = b[0] * scale if fold else b[0]
@@ -95,7 +100,7 @@ def export_peft(
         lora_dropout=0.0,
         bias="none",
         task_type="CAUSAL_LM",
-        base_model_name_or_path=base_model_name_or_path or model.config._name_or_path,
+        base_model_name_or_path=base_model_name_or_path or model_name(model),
     )
     path = Path(path)
     config.save_pretrained(str(path))
@@ -160,7 +165,7 @@ def load_peft(path: str | Path) -> LoraConditioning:
     return LoraConditioning(factors, 1.0)
 
 
-def _check_plain_lora(config: dict, path: Path) -> None:
+def _check_plain_lora(config: dict[str, Any], path: Path) -> None:
     """Refuse what PEFT refuses or we cannot run: other adapter types, LoRA variants, mistyped numbers.
     A missing ``r``/``lora_alpha`` takes PEFT's default (8), as PEFT does."""
     for key in ("r", "lora_alpha"):
@@ -213,7 +218,7 @@ def _pairs(state: dict[str, Tensor], path: Path) -> dict[str, tuple[Tensor, Tens
     return {name: (p["A"], p["B"]) for name, p in pairs.items()}
 
 
-def _check_ranks(config: dict, pairs: dict[str, tuple[Tensor, Tensor]], path: Path) -> None:
+def _check_ranks(config: dict[str, Any], pairs: dict[str, tuple[Tensor, Tensor]], path: Path) -> None:
     """The rank the config gives each module (``rank_pattern``, else ``r``) must be its tensors' rank, and
     A [r, in] / B [out, r] must agree: PEFT refuses such a folder with a size mismatch, and so do we."""
     for name, (a, b) in pairs.items():
@@ -226,17 +231,17 @@ def _check_ranks(config: dict, pairs: dict[str, tuple[Tensor, Tensor]], path: Pa
                              "(r / rank_pattern): the config does not match the tensors")
 
 
-def _peft_scale(config: dict, name: str, rank: int) -> float:
+def _peft_scale(config: dict[str, Any], name: str, rank: int) -> float:
     default = config.get("lora_alpha", PEFT_DEFAULTS["lora_alpha"])
     alpha = _pattern_value(config.get("alpha_pattern") or {}, name, default)
     return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
 
 
-def _pattern_value(patterns: dict, name: str, default: float) -> float:
+def _pattern_value(patterns: dict[str, Any], name: str, default: float) -> float:
     """PEFT's pattern rule: a key matches a module path it ends (after a dot) or fully matches as a regex."""
     for key, value in patterns.items():
         if re.match(rf"(.*\.)?({key})$", name):
-            return value
+            return float(value)
     return default
 
 
@@ -251,7 +256,8 @@ def bank_from_peft(model: nn.Module, paths: list[str | Path], rank: int | None =
     missing = [n for n in names if n not in linears]
     if missing:
         raise UserError(f"the adapters name modules the model lacks: {missing[:3]}")
-    shapes = {n: (linears[n].in_features, linears[n].out_features) for n in names}
+    shapes = {n: (lin.in_features, lin.out_features)
+              for n, lin in ((n, cast(nn.Linear, linears[n])) for n in names)}  # or our wrapper of one
     rank = rank or max(a.shape[1] for ad in adapters for a, _ in ad.factors.values())
     bank = AdapterBank(shapes, len(adapters), rank, device=next(model.parameters()).device)
     for i, adapter in enumerate(adapters):
@@ -293,4 +299,4 @@ def _base_linears(model: nn.Module, lora: LoraConditioning) -> dict[str, nn.Line
     if missing:
         raise ValueError(f"the adapter names modules the model lacks: {missing[:3]}")
     picked = {n: linears[n] for n in lora.factors}
-    return {n: (m.base_layer if isinstance(m, ConditionedLinear) else m) for n, m in picked.items()}
+    return {n: (m.base_layer if isinstance(m, ConditionedLinear) else cast(nn.Linear, m)) for n, m in picked.items()}

@@ -27,7 +27,7 @@ import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
@@ -70,21 +70,28 @@ def render(tokenizer: Tokenizer, user_text: str) -> str:
     """The full prompt string, ending where the model's answer begins (tokenise it with :func:`prompt_ids`)."""
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": "user", "content": user_text}]
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
     return f"{user_text}\nOutput: "
 
 
 def literal_ids(tokenizer: Tokenizer, text: str) -> list[int]:
     """Token ids of ``text`` read as plain text: a control token's string in it (``<|im_end|>``) becomes the
     tokens of its characters, not the control token."""
-    return tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids
+    ids: list[int] = tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids
+    return ids
+
+
+def _whole_ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` tokenised whole, control tokens included."""
+    ids: list[int] = tokenizer(text, add_special_tokens=False).input_ids
+    return ids
 
 
 def _control_strings(tokenizer: Tokenizer) -> list[str]:
     return [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
 
 
-_FRAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FRAMES: weakref.WeakKeyDictionary[Tokenizer, tuple[str | None, str, str]] = weakref.WeakKeyDictionary()
 _SLOT = "\ue000{}\ue001"  # a message's content while the template renders (private-use characters)
 
 
@@ -108,21 +115,20 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
     """
     before, after = _frame(tokenizer)
     if not (prompt.startswith(before) and prompt.endswith(after) and len(prompt) >= len(before) + len(after)):
-        return tokenizer(prompt, add_special_tokens=False).input_ids
+        return _whole_ids(tokenizer, prompt)
     user = prompt[len(before):len(prompt) - len(after)]
     if not any(c in user for c in _control_strings(tokenizer)):
-        return tokenizer(prompt, add_special_tokens=False).input_ids
-    return (tokenizer(before, add_special_tokens=False).input_ids + literal_ids(tokenizer, user)
-            + tokenizer(after, add_special_tokens=False).input_ids)
+        return _whole_ids(tokenizer, prompt)
+    return _whole_ids(tokenizer, before) + literal_ids(tokenizer, user) + _whole_ids(tokenizer, after)
 
 
-def chat_ids(tokenizer: Tokenizer, messages: Sequence[dict], add_generation_prompt: bool = True) -> list[int]:
+def chat_ids(tokenizer: Tokenizer, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
     """Token ids of ``messages`` (``{"role", "content"}``) under the tokenizer's chat template, with every
     message's content read literally: only the template makes control tokens. Raises ``ValueError`` when the
     template does not place each content exactly once (it rewrites contents), and jinja's errors when it
     refuses the messages."""
     slots = [{**m, "content": _SLOT.format(i)} for i, m in enumerate(messages)]
-    rendered = tokenizer.apply_chat_template(slots, add_generation_prompt=add_generation_prompt, tokenize=False)
+    rendered = str(tokenizer.apply_chat_template(slots, add_generation_prompt=add_generation_prompt, tokenize=False))
     parts = re.split("\ue000(\\d+)\ue001", rendered)  # template, index, template, index, ..., template
     if sorted(int(i) for i in parts[1::2]) != list(range(len(messages))):
         raise ValueError("the chat template rewrites or repeats message contents: cannot keep user text literal")
@@ -183,7 +189,7 @@ def _head(tokenizer: Tokenizer, text: str, tokens: int) -> str:
         return text
     if tokens <= 0:
         return ""
-    return tokenizer.decode(ids[:tokens]).rstrip() + CUT_MARKER
+    return str(tokenizer.decode(ids[:tokens])).rstrip() + CUT_MARKER
 
 
 def fit_prompt(

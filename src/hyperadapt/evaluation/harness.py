@@ -2,7 +2,9 @@
 
 A method is anything with a ``name``, a ``setting`` (how it wants prompts built), ``model``,
 ``tokenizer`` and a ``conditioning(queries)`` context manager that conditions the model for a batch
-(a no-op for prompt-only baselines; generated adapters, routed adapters or β for the methods).
+(a no-op for prompt-only baselines; generated adapters, routed adapters or β for the methods). Its
+weights are its model's and those of every torch module it holds as an attribute (a hypernetwork, an
+adapter bank, a router): :func:`answer_identity` hashes them to tell whose answers a log holds.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
 from tqdm.auto import tqdm
 
 from hyperadapt.config import ADDED_KEYS, RENAMED_KEYS
@@ -35,6 +38,7 @@ from hyperadapt.evaluation.metrics import (
     score_predictions,
 )
 from hyperadapt.io import atomic_write_text, save_json
+from hyperadapt.models import model_name, module_tensors, weights_digest
 from hyperadapt.report.tables import task_table
 
 log = logging.getLogger(__name__)
@@ -147,39 +151,77 @@ def make_queries(
     ]
 
 
+def answer_identity(method: Method) -> dict[str, str | None]:
+    """Whose answers these are, beyond the method's name and config: ``model``, the base model's name or
+    path; ``weights``, a hash of its weights (every parameter and buffer, :func:`~hyperadapt.models.weights_digest`);
+    ``trained``, a hash of the weights the method holds besides (every torch module among its attributes, in
+    the order of their names, less the base model's tensors), None for a method that holds none (zero-shot).
+    Reads every weight once (about a second for a 135M-parameter model on a CPU)."""
+    base = list(module_tensors(method.model))
+    seen = {id(t) for _, t in base}
+    held = [(f"{attr}.{name}", t) for attr, value in sorted(vars(method).items())
+            if attr != "model" and isinstance(value, torch.nn.Module)
+            for name, t in module_tensors(value) if id(t) not in seen]
+    return {"model": model_name(method.model), "weights": weights_digest(base),
+            "trained": weights_digest(held) if held else None}
+
+
 class AnswerLog:
     """Answers appended to a JSONL file as batches finish, so that an interrupted evaluation resumes.
 
     The first line holds a fingerprint of what produces the answers (method, its info, the evaluation
-    settings); a log written under another fingerprint is refused (``fingerprint`` may list several that
-    are the same thing: the first is written, any is accepted). Each later line is one answer keyed by
-    task, instance id and a hash of the prompt and the task's instruction, with the seconds its batch took
-    divided among the batch's answers (``seconds``; absent in logs written before it was recorded).
+    settings) and ``identity``, whose answers they are (:func:`answer_identity`: the base model and the hashes
+    of its and the method's weights). A log of another fingerprint is refused (``fingerprint`` may list several
+    that are the same thing: the first is written, any is accepted); a log of another identity (another base
+    model, other weights, another dtype), or one written before logs recorded it, is answered again from the
+    start with one warning: its answers are not this model's. Each later
+    line is one answer keyed by task, instance id and a hash of the prompt and the task's instruction, with the
+    seconds its batch took divided among the batch's answers (``seconds``; absent in older logs).
     ``resumed_seconds``: what the answers already in the log took the processes that wrote them (0.0 for a
     new log), so that an evaluation resumed after an interruption reports the time it took in all.
     """
 
-    def __init__(self, path: str | Path, fingerprint: str | tuple[str, ...]) -> None:
+    def __init__(self, path: str | Path, fingerprint: str | tuple[str, ...], identity: dict[str, str | None]) -> None:
         accepted = (fingerprint,) if isinstance(fingerprint, str) else tuple(fingerprint)
         self.path = Path(path)
-        self.answers: dict[str, str] = {}
         self.resumed_seconds = 0.0
-        if self.path.exists() and self.path.stat().st_size:
-            try:
-                header, self.answers = self.read(self.path)
-            except ValueError as err:
-                raise UserError(f"{err}; delete it to start over") from err
-            if header.get("fingerprint") not in accepted:
-                raise UserError(
-                    f"{self.path} holds answers of another method or setting; delete it or choose another --out"
-                )
+        reused = self.load(self.path, accepted, identity) if self.path.exists() and self.path.stat().st_size else None
+        if reused is not None:
+            self.answers = reused
             self.resumed_seconds = self.logged_seconds(self.path)
             self._fh = self.path.open("a", encoding="utf-8")
         else:
+            self.answers = {}
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("w", encoding="utf-8")
-            self._fh.write(json.dumps({"fingerprint": accepted[0]}) + "\n")
+            self._fh.write(self.header(accepted[0], identity))
             self._fh.flush()
+
+    @classmethod
+    def load(cls, path: Path, accepted: tuple[str, ...], identity: dict[str, str | None]) -> dict[str, str] | None:
+        """The answers (key -> answer) of the log at ``path`` when they are this method's; None, with one
+        warning, when they are another model's or the log does not say whose they are; ``ValueError`` for a
+        log of another method or setting (a fingerprint not in ``accepted``) or another kind of file."""
+        try:
+            header, answers = cls.read(path)
+        except ValueError as err:
+            raise UserError(f"{err}; delete it to start over") from err
+        if header.get("fingerprint") not in accepted:
+            raise UserError(f"{path} holds answers of another method or setting; delete it or choose another --out")
+        logged = header.get("identity")
+        if logged is None:
+            log.warning("%s was written before answer logs recorded whose answers they are (its answers may be "
+                        "another model's): answering again", path)
+            return None
+        if logged != identity:
+            log.warning("%s holds answers of another model (%s), not of this one (%s): answering again",
+                        path, _describe(logged), _describe(identity))
+            return None
+        return answers
+
+    @staticmethod
+    def header(fingerprint: str, identity: dict[str, str | None]) -> str:
+        return json.dumps({"fingerprint": fingerprint, "identity": identity}) + "\n"
 
     @staticmethod
     def read(path: Path, strict: bool = False) -> tuple[dict, dict[str, str]]:
@@ -234,8 +276,8 @@ class AnswerLog:
         return self.answers.get(self.key(query))
 
     @staticmethod
-    def _line(query: Query, answer: str, seconds: float | None = None) -> str:
-        row = {"key": AnswerLog.key(query), "answer": answer}
+    def _line(key: str, answer: str, seconds: float | None = None) -> str:
+        row: dict[str, Any] = {"key": key, "answer": answer}
         if seconds is not None:
             row["seconds"] = round(seconds, 4)
         return json.dumps(row, ensure_ascii=False) + "\n"
@@ -245,19 +287,33 @@ class AnswerLog:
         share = seconds / len(queries) if seconds is not None and queries else None
         for q, o in zip(queries, outs, strict=True):
             self.answers[self.key(q)] = o
-            self._fh.write(self._line(q, o, share))
+            self._fh.write(self._line(self.key(q), o, share))
         self._fh.flush()
 
     @classmethod
-    def write(cls, path: str | Path, fingerprint: str, queries: list[Query], outs: list[str]) -> Path:
+    def write(cls, path: str | Path, fingerprint: str, identity: dict[str, str | None], queries: list[Query],
+              outs: list[str]) -> Path:
         """Write a complete log of ``outs`` (one answer per query) at ``path`` at once (atomically, replacing
         any file there): what ``bench compare`` and :func:`score_answer_log` read. Returns the path."""
-        lines = [json.dumps({"fingerprint": fingerprint}) + "\n"]
-        lines += [cls._line(q, o) for q, o in zip(queries, outs, strict=True)]
+        return cls.write_answers(path, fingerprint, identity,
+                                 {cls.key(q): o for q, o in zip(queries, outs, strict=True)})
+
+    @classmethod
+    def write_answers(cls, path: str | Path, fingerprint: str, identity: dict[str, str | None],
+                      answers: dict[str, str]) -> Path:
+        """Write a complete log of ``answers`` (key -> answer) at ``path`` atomically. Returns the path."""
+        lines = [cls.header(fingerprint, identity), *(cls._line(k, a) for k, a in answers.items())]
         return atomic_write_text(path, "".join(lines))  # makes the folder
 
     def close(self) -> None:
         self._fh.close()
+
+
+def _describe(identity: dict) -> str:
+    parts = [f"model {identity.get('model') or '(built in code)'!r}", f"weights {identity.get('weights')}"]
+    if identity.get("trained"):
+        parts.append(f"trained weights {identity['trained']}")
+    return ", ".join(parts)
 
 
 def fingerprint(method: Method, cfg: EvalConfig, setting: str) -> tuple[str, ...]:
@@ -345,7 +401,7 @@ def evaluate(
 
     ``model``, ``data`` and ``split`` are recorded in the result to say what was evaluated. With
     ``answers_path``, answers are appended to that JSONL file as they come and a rerun with the same
-    method and settings continues where the last one stopped (:class:`AnswerLog`); ``seconds`` then includes
+    method, settings and weights continues where the last one stopped (:class:`AnswerLog`); ``seconds`` then includes
     what the earlier runs spent on the answers it reuses. The headline ``mean`` is the official instance
     mean; ``mean["task_mean"]`` the mean over tasks.
     """
@@ -357,7 +413,9 @@ def evaluate(
     budget = prompt_budget(method.model, cfg, tasks)
     queries = make_queries(method, tasks, setting, cfg.limit, budget, stats)
     stats.warn("evaluation prompts")
-    log_to = AnswerLog(answers_path, fingerprint(method, cfg, setting)) if answers_path else None
+    log_to = None
+    if answers_path:
+        log_to = AnswerLog(answers_path, fingerprint(method, cfg, setting), answer_identity(method))
     try:
         answers = answer(method, queries, cfg, desc=split or "eval", log_to=log_to)
     finally:

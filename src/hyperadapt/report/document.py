@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hyperadapt.io import atomic_write_text
+from hyperadapt.report.tables import markdown_table
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,6 @@ class Figure:
 Block = Heading | Para | Bullets | Table | Code | Figure
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def to_markdown(blocks: list[Block]) -> str:
     """The document as GitHub-flavoured Markdown."""
     out: list[str] = []
@@ -84,9 +81,7 @@ def to_markdown(blocks: list[Block]) -> str:
         elif isinstance(b, Bullets):
             out.append("\n".join(f"- {item}" for item in b.items))
         elif isinstance(b, Table):
-            lines = ["| " + " | ".join(_md_cell(h) for h in b.header) + " |", "|---" * len(b.header) + "|"]
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
-            out.append("\n".join(lines))
+            out.append(markdown_table(b.header, b.rows))
         elif isinstance(b, Code):
             out.append(f"```{b.language}\n{b.text.rstrip()}\n```")
         elif isinstance(b, Figure):

@@ -1,33 +1,51 @@
-"""Markdown tables from results dicts (see ``hyperadapt.evaluation.harness.evaluate``)."""
+"""Markdown tables: the one table writer (:func:`markdown_table`) and the tables of results dicts (see
+``hyperadapt.evaluation.harness.evaluate``)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def markdown_table(header: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub-flavoured Markdown table, its lines joined by newlines (no newline after the last): each cell
+    is ``str(cell)`` with ``|`` escaped and line breaks made spaces.
+
+    >>> print(markdown_table(["a", "b"], [[1, "x|y"]]))
+    | a | b |
+    |---|---|
+    | 1 | x\\|y |
+    """
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+    return "\n".join([line(header), "|---" * len(header) + "|", *(line(row) for row in rows)])
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def task_table(result: dict) -> str:
     """Per-task Markdown table of one result."""
-    lines = ["| task | type | n | ROUGE-L | EM |", "|---|---|---|---|---|"]
-    for name, s in result["tasks"].items():
-        lines.append(f"| {name} | {s.get('condition_type', '')} | {s['n']} | {s['rougeL']:.1f} | {s['em']:.1f} |")
+    rows: list[list[object]] = [[name, s.get("condition_type", ""), s["n"], f"{s['rougeL']:.1f}", f"{s['em']:.1f}"]
+                                for name, s in result["tasks"].items()]
     m = result["mean"]
-    lines.append(f"| **instance mean** (official) | | {m.get('n', '')} | **{m['rougeL']:.1f}** | **{m['em']:.1f}** |")
+    rows.append(["**instance mean** (official)", "", m.get("n", ""), f"**{m['rougeL']:.1f}**", f"**{m['em']:.1f}**"])
     if "task_mean" in m:
-        lines.append(f"| task mean | | | {m['task_mean']['rougeL']:.1f} | {m['task_mean']['em']:.1f} |")
-    return "\n".join(lines) + "\n"
+        rows.append(["task mean", "", "", f"{m['task_mean']['rougeL']:.1f}", f"{m['task_mean']['em']:.1f}"])
+    return markdown_table(["task", "type", "n", "ROUGE-L", "EM"], rows) + "\n"
 
 
 def summary_table(results: list[dict]) -> str:
     """One row per (method, split): instance-mean ROUGE-L and EM (official), the task-mean ROUGE-L beside them,
     tasks, instances and seconds."""
-    lines = [
-        "| method | data | split | setting | tasks | instances | ROUGE-L | EM | ROUGE-L task mean | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["method", "data", "split", "setting", "tasks", "instances", "ROUGE-L", "EM", "ROUGE-L task mean",
+              "seconds"]
+    rows = []
     for r in results:
-        n = sum(t["n"] for t in r["tasks"].values())
         m = r["mean"]
         tm = m.get("task_mean", m)
-        lines.append(
-            f"| {r['method']} | {r.get('data', '')} | {r.get('split', '')} | {r['setting']} | {len(r['tasks'])} "
-            f"| {n} | {m['rougeL']:.1f} | {m['em']:.1f} | {tm['rougeL']:.1f} | {r['seconds']:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append([r["method"], r.get("data", ""), r.get("split", ""), r["setting"], len(r["tasks"]),
+                     sum(t["n"] for t in r["tasks"].values()), f"{m['rougeL']:.1f}", f"{m['em']:.1f}",
+                     f"{tm['rougeL']:.1f}", f"{r['seconds']:.0f}"])
+    return markdown_table(header, rows) + "\n"

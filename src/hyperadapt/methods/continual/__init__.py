@@ -3,7 +3,7 @@ task of the stream, filling the accuracy matrix. Resumable after any task.
 
 - ``config.py``   ``ContinualConfig``: the stream, the per-task LoRA and budget, evaluation, the baselines
 - ``stream.py``   the tasks of a stream, the context a learner works in, LoRA training, evaluation through
-                  an adapter bank with the answer cache (``answers.json``)
+                  an adapter bank with the answer cache (``answers.jsonl``)
 - ``store.py``    the adapter store: one PEFT folder per task, written once (``adapters/``)
 - ``learners.py`` the learners (oracle, sequential, replay, O-LoRA, multi-task) and ``LEARNERS``, the table
                   of them by name (SwitchCIT, in ``methods/switch``, registers itself there)

@@ -106,8 +106,6 @@ class ContinualConfig:
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
-        if self.unseen is None:  # `unseen=` on the command line parses as null: no unseen tasks
-            self.unseen = ""
         kind, arg = parse_spec(self.stream)
         if kind not in ("synthetic", "cl"):
             raise UserError(f"stream {self.stream!r} is not a stream: use synthetic, synthetic:SEED or cl:PATH#ORDER")

@@ -41,11 +41,14 @@ from hyperadapt.methods.continual.stream import (
     answer_plan,
     answering_log,
     make_context,
+    open_cache,
     score_tasks,
     stage_fingerprint,
+    stream_identity,
     test_queries,
     with_added_tasks,
 )
+from hyperadapt.report.tables import markdown_table
 from hyperadapt.runs import (
     LOCK_FILE,
     RUN_FILE,
@@ -184,10 +187,13 @@ def seed_run(source: Path, run_dir: Path, run: dict, shareable: Collection[str])
         raise UserError(f"cannot seed from {source}: its config differs in {', '.join(differ)}")
     share_adapters = ({run["method"], theirs.method} <= set(shareable)
                       and not config_differences(theirs.config_dict, run["config"]))
-    cache = source / "answers.json"
-    answers = load_json(cache, "answer cache") if cache.exists() else {}
+    answers = AnswerCache.read(source)
     kept = {k: v for k, v in answers.items() if share_adapters or k.endswith("\tbase")}
-    save_json(kept, run_dir / "answers.json")
+    if (source / AnswerCache.FILE).exists():  # the same evaluation settings (SAME_ANSWERS) and header
+        header = AnswerLog.read(source / AnswerCache.FILE)[0]
+        AnswerLog.write_answers(run_dir / AnswerCache.FILE, header["fingerprint"], header["identity"], kept)
+    else:
+        save_json(kept, run_dir / AnswerCache.OLD_FILE)
     if share_adapters and (source / ADAPTERS).is_dir():
         shutil.copytree(source / ADAPTERS, run_dir / ADAPTERS)
 
@@ -207,7 +213,7 @@ def run_learner(
     A fresh run may start from another run's cached answers (``seed_from``, see ``seed_run``)."""
     state = start_run(ctx, learner.name, resume, seed_from, shareable)
     with_added_tasks(ctx)  # a resumed run goes on with the tasks ``continual add`` gave it, as the stream's own
-    cache = AnswerCache(ctx.run_dir / "answers.json")
+    cache = open_cache(ctx)
     queries = test_queries(ctx)
     ensure_zero_shot(ctx, state, queries, cache)
     stages = [len(ctx.tasks) - 1] if learner.single_stage else list(range(len(ctx.tasks)))
@@ -295,7 +301,7 @@ def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[
     answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=stage)
     t2 = time.perf_counter()
     AnswerLog.write(ctx.run_dir / ANSWER_LOGS / f"{stage}.answers.jsonl", stage_fingerprint(ctx, learner.name, stage),
-                    queries, answers)
+                    stream_identity(ctx, plan.bank), queries, answers)
     return {"after": k, "task": ctx.names[k], "scores": score_tasks(queries, answers), "train": train,
             "routing": plan.stats,
             "seconds": {"train": round(train_seconds, 2), "eval": round(t2 - t1 + answered_before, 2)}}
@@ -410,15 +416,14 @@ def _fmt(v: float | None) -> str:
 def results_table(results: dict) -> str:
     """A Markdown summary: the metrics, then the accuracy matrix."""
     m = results["metrics"]
+    keys = ["AP", "BWT", "Forgetting", "FWT"]
     lines = [f"## {results['method']} on {results['stream']} ({results['metric']})", "",
-             "| AP | BWT | Forgetting | FWT |", "|---|---|---|---|",
-             f"| {_fmt(m['AP'])} | {_fmt(m['BWT'])} | {_fmt(m['Forgetting'])} | {_fmt(m['FWT'])} |", ""]
+             markdown_table(keys, [[_fmt(m[k]) for k in keys]]), ""]
     names = results["tasks"]
-    lines += ["| after \\ task | " + " | ".join(str(i + 1) for i in range(len(names))) + " |",
-              "|---" * (len(names) + 1) + "|"]
-    lines.append("| zero-shot | " + " | ".join(_fmt(v) for v in results["zero_shot"]) + " |")
-    for after, row in zip(results["after"], results["matrix"], strict=True):
-        lines.append(f"| {after + 1}: {names[after]} | " + " | ".join(_fmt(v) for v in row) + " |")
+    rows = [["zero-shot", *map(_fmt, results["zero_shot"])]]
+    rows += [[f"{after + 1}: {names[after]}", *map(_fmt, row)]
+             for after, row in zip(results["after"], results["matrix"], strict=True)]
+    lines.append(markdown_table(["after \\ task", *range(1, len(names) + 1)], rows))
     switch = results.get("switch")
     if switch and "reject_auroc" in switch:
         lines += ["", f"Reject option (threshold calibrated on {switch['calibrated_on']} inputs): AUROC "

@@ -3,7 +3,7 @@ and evaluation through an adapter bank with an answer cache (the adapter files: 
 
 A run directory holds ``run.json`` (``kind: continual``), ``state.json`` (progress, rows of the accuracy
 matrix), ``adapters/NNN-<task>/`` (one PEFT LoRA folder per task, never rewritten, with ``task.json``),
-``adapters/manifest.json``, ``answers.json`` (cached answers of frozen adapters), ``train/`` (logs and
+``adapters/manifest.json``, ``answers.jsonl`` (cached answers of frozen adapters), ``train/`` (logs and
 checkpoints of the task in progress), ``answering/`` (the answers of the stage in progress), ``progress.md``
 while unfinished and, at the end, ``results.json`` with its plots.
 """
@@ -33,9 +33,17 @@ from hyperadapt.data.prompts import Encoded, TruncationStats, encode_tasks
 from hyperadapt.data.schema import Task
 from hyperadapt.data.synthetic import synthetic_stream
 from hyperadapt.errors import UserError
-from hyperadapt.evaluation.harness import AnswerLog, EvalConfig, Query, answer, make_queries, prompt_budget
+from hyperadapt.evaluation.harness import (
+    AnswerLog,
+    EvalConfig,
+    Query,
+    answer,
+    answer_identity,
+    make_queries,
+    prompt_budget,
+)
 from hyperadapt.evaluation.metrics import score_predictions
-from hyperadapt.io import atomic_write_text, load_json, safe_name
+from hyperadapt.io import load_json, safe_name
 from hyperadapt.methods.continual.config import ContinualConfig
 from hyperadapt.runs import RunDir
 from hyperadapt.training import Trainer, answer_loss, pad_batch
@@ -240,16 +248,37 @@ class EvalPlan:
 
 
 class AnswerCache:
-    """Answers keyed by (task, instance id, prompt hash, adapter key), persisted in ``answers.json``.
+    """Answers keyed by (task, instance id, prompt hash, adapter key), kept in the run's ``answers.jsonl`` in the
+    harness's answer-log format (:class:`~hyperadapt.evaluation.harness.AnswerLog`: its header holds the
+    stream's evaluation settings and whose answers they are, the base model and its weights' hash) and
+    rewritten whole when a stage is saved (``save``). A cache of another base model is not reused (one
+    warning). A run started before keeps ``answers.json`` (key -> answer): it is read as this run's own (its
+    config, base model included, was checked when it resumed) and replaced by ``answers.jsonl`` at the first save.
 
     The prompt hash (of the rendered, budget-cut prompt) keeps answers to one prompt from being served for
     another: a run with another prompt budget or setting never reuses them. The adapter key is last, so
     ``key.endswith("\tbase")`` picks the base model's answers.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, str] = load_json(path, "answer cache") if path.exists() else {}
+    FILE = "answers.jsonl"
+    OLD_FILE = "answers.json"  # written before the cache took the answer-log format
+
+    def __init__(self, run_dir: Path, fingerprint: str, identity: dict[str, str | None]) -> None:
+        self.run_dir, self.fingerprint, self.identity = run_dir, fingerprint, identity
+        self.data = self.read(run_dir, fingerprint, identity)
+
+    @classmethod
+    def read(cls, run_dir: Path, fingerprint: str | None = None,
+             identity: dict[str, str | None] | None = None) -> dict[str, str]:
+        """The cached answers of the run ``run_dir`` (none when it has no cache, or, with ``fingerprint`` and
+        ``identity``, when its cache was written under others)."""
+        if (run_dir / cls.FILE).exists():
+            if fingerprint is None or identity is None:
+                return AnswerLog.read(run_dir / cls.FILE)[1]
+            return AnswerLog.load(run_dir / cls.FILE, (fingerprint,), identity) or {}
+        if (run_dir / cls.OLD_FILE).exists():
+            return {str(k): str(v) for k, v in load_json(run_dir / cls.OLD_FILE, "answer cache").items()}
+        return {}
 
     @staticmethod
     def key(query: Query, adapter: str) -> str:
@@ -257,7 +286,14 @@ class AnswerCache:
         return f"{query.task.name}\t{query.instance.id}\t{digest}\t{adapter}"
 
     def save(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.data))
+        AnswerLog.write_answers(self.run_dir / self.FILE, self.fingerprint, self.identity, self.data)
+        (self.run_dir / self.OLD_FILE).unlink(missing_ok=True)
+
+
+def open_cache(ctx: StreamContext) -> AnswerCache:
+    """The answer cache of the stream's run, for its evaluation settings and base model."""
+    return AnswerCache(ctx.run_dir, json.dumps({"eval": vars(eval_config(ctx))}, sort_keys=True),
+                       stream_identity(ctx, None))
 
 
 def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalPlan, cache: AnswerCache,
@@ -275,7 +311,8 @@ def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalP
     ecfg = eval_config(ctx)
     log_to = None
     if stage is not None and todo:
-        log_to = AnswerLog(answering_log(ctx, stage), stage_fingerprint(ctx, name, stage))
+        log_to = AnswerLog(answering_log(ctx, stage), stage_fingerprint(ctx, name, stage),
+                           stream_identity(ctx, plan.bank))
     try:
         fresh = answer(method, [queries[i] for i in todo], ecfg, desc=name, log_to=log_to)
     finally:
@@ -301,6 +338,12 @@ def score_tasks(queries: list[Query], answers: list[str]) -> dict[str, dict]:
         by_task.setdefault(q.task.name, []).append(i)
     return {name: score_predictions([answers[i] for i in idx], [list(queries[i].instance.outputs) for i in idx])
             for name, idx in by_task.items()}
+
+
+def stream_identity(ctx: StreamContext, bank: AdapterBank | None) -> dict[str, str | None]:
+    """Whose answers these are (:func:`~hyperadapt.evaluation.harness.answer_identity`): the base model and
+    its weights, and the weights of ``bank`` (None: the base model's own answers)."""
+    return answer_identity(BankMethod("stream", ctx.model, ctx.tokenizer, bank, lambda qs: [], ctx.cfg.setting))
 
 
 def stage_fingerprint(ctx: StreamContext, method: str, stage: str) -> str:

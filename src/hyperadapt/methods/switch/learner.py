@@ -43,11 +43,11 @@ from hyperadapt.methods.continual.runner import (
 from hyperadapt.methods.continual.store import AdapterStore, folder_bytes
 from hyperadapt.methods.continual.stream import (
     ADAPTERS,
-    AnswerCache,
     StreamContext,
     StreamTask,
     added_folder,
     make_context,
+    open_cache,
     test_queries,
     with_added_tasks,
 )
@@ -294,7 +294,7 @@ def add_task(
         _save_added(run, train, test)
         _, ctx = load_run_context(run_dir, model_and_tokenizer)
         learner = learner_class(run.method)(ctx)
-        cache = AnswerCache(ctx.run_dir / "answers.json")
+        cache = open_cache(ctx)
         queries = test_queries(ctx)
         ensure_zero_shot(ctx, state, queries, cache)
         k = len(ctx.tasks) - 1

@@ -44,7 +44,7 @@ from hyperadapt.methods.tagi.method import (
 from hyperadapt.methods.tagi.teachers import Teachers, teacher_logits, train_teachers
 from hyperadapt.models import load_base_model
 from hyperadapt.runs import RunDir
-from hyperadapt.training import Batch, Trainer, answer_logits, answer_targets
+from hyperadapt.training import Batch, Trainer, answer_logits, answer_targets, latest_checkpoint
 
 
 @dataclass
@@ -132,7 +132,7 @@ def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int
         log.record(step, terms, weights)
         return sum(weights[k] * v for k, v in terms.items())
 
-    if not resume or not (out / "checkpoints").exists():
+    if not resume or latest_checkpoint(out) is None:  # what the Trainer resumes from; else it starts here
         init = stage1_dir(cfg, ctx.run_dir)
         if cfg.pretrain.enabled and (init / "hypernet.safetensors").exists():
             load_hypernet_weights(ctx.hypernet, init)
