@@ -19,7 +19,7 @@ def test_config_lists_every_setting_with_its_default_and_help():
     assert result.exit_code == 0, result.output
     rows = settings(method_entry("tagi").config_cls)
     assert len(result.output.splitlines()) == len(rows)
-    assert any(line.startswith("train.steps = 200 ") for line in result.output.splitlines())  # --set's dotted keys
+    assert any(line.startswith("train.steps = 300 ") for line in result.output.splitlines())  # --set's dotted keys
     helped = [s.help for s in rows if s.help]
     assert helped and all(text in result.output for text in helped)
 

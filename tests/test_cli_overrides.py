@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import hyperadapt.config
 from hyperadapt.cli import app
-from hyperadapt.config import expand_set_args, parse_override
+from hyperadapt.config import Word, expand_set_args, parse_override
 
 runner = CliRunner()
 
@@ -52,7 +52,7 @@ CASES = [
     ["train.lr=5e-4", "rank=4"],  # numbers: 5e-4 is a float, 4 an int
     ["target_modules=[q_proj, v_proj, o_proj]", "encoder_layers=[-1]"],  # lists
     ["teachers.path="],  # empty: null
-    ["train.precision=no"],  # YAML's `no`: whatever it means, the same everywhere
+    ["train.precision=no"],  # YAML's `no`: the text "no" for a setting typed str, the same everywhere
     ["unseen_key=1"],  # an unknown key: the same error
 ]
 
@@ -73,11 +73,14 @@ def test_set_gives_the_same_values_through_train_and_bench(overrides, built, tmp
             node = values
             for part in section:
                 node = node[part]
-            assert node[leaf] == parse_override(item)[1], item
+            parsed = parse_override(item)[1]  # a Word (YAML's yes/no/empty) is its text or its value, by the type
+            assert node[leaf] in ((parsed.text, parsed.value) if isinstance(parsed, Word) else (parsed,)), item
     if overrides == CASES[0]:
         assert values["train"]["lr"] == 5e-4 and isinstance(values["rank"], int) and values["rank"] == 4
     if overrides == CASES[2]:
         assert values["teachers"]["path"] is None
+    if overrides == CASES[3]:
+        assert values["train"]["precision"] == "no"
     if overrides == CASES[-1]:
         assert "unseen_key" in error
 
