@@ -1,4 +1,5 @@
-"""``train.precision=bf16`` (autocast) trains every method on the CPU, with losses close to fp32's.
+"""The memory switches on every method, on the CPU: ``train.precision=bf16`` (autocast) gives losses close
+to fp32's, and ``train.gradient_checkpointing=true`` the same losses as without (to float rounding, 1e-6).
 
 Tolerance: 1e-3 relative on every logged loss of the first steps. Measured on the tiny model (whose random
 logits keep every loss near log V, so rounding moves it little): at most 1.2e-4 (Reptile), 2.7e-5 (TAGI),
@@ -42,7 +43,7 @@ def _run(command: list[str], overrides: list[str], out: Path) -> dict[str, list[
 
 
 @pytest.mark.parametrize("method", [*METHODS, "switchcit"])
-def test_bf16_trains_every_method_with_losses_close_to_fp32(method, tiny_dir, jsonl_data, tmp_path):
+def test_bf16_and_gradient_checkpointing_train_every_method(method, tiny_dir, jsonl_data, tmp_path):
     if method == "switchcit":
         command, overrides = ["continual", "--method", "switchcit"], [f"model={tiny_dir}", *CONTINUAL, *TRAIN]
     else:
@@ -56,3 +57,8 @@ def test_bf16_trains_every_method_with_losses_close_to_fp32(method, tiny_dir, js
         for want, got in zip(losses, bf16[log], strict=True):
             assert abs(got - want) <= TOLERANCE * abs(want), (log, want, got)
     assert any(fp32[log] != bf16[log] for log in fp32), "bf16 gave fp32's losses bit for bit: autocast did not run"
+    recomputed = _run(command, [*overrides, "train.precision='no'", "train.gradient_checkpointing=true"],
+                      tmp_path / "checkpointed")
+    assert recomputed.keys() == fp32.keys()
+    for log, losses in fp32.items():
+        assert recomputed[log] == pytest.approx(losses, rel=1e-6, abs=1e-7), log

@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from hyperadapt import distributed
+from hyperadapt.core.checkpointing import set_activation_checkpointing
 from hyperadapt.io import atomic_write_text, load_json, load_tensors
 
 Batch = dict[str, torch.Tensor]
@@ -56,6 +57,7 @@ class TrainConfig:
     eval_every: int = 0
     log_every: int = 10
     precision: str = "auto"  # auto (bf16 autocast on CUDA), bf16, or no
+    gradient_checkpointing: bool = False  # recompute each decoder layer in the backward pass (less memory)
 
     def __post_init__(self) -> None:
         from hyperadapt.config import check_type
@@ -172,7 +174,9 @@ class Trainer:
     the batch's answer tokens, or a :class:`Loss`).
 
     ``make_batch(indices)`` builds a batch from example indices; ``n_examples`` is how many there are.
-    Only ``params`` reach the optimiser and only they are checkpointed.
+    Only ``params`` reach the optimiser and only they are checkpointed. ``model`` is the base model the loss
+    runs through: with ``train.gradient_checkpointing`` its decoder layers are recomputed in the backward
+    pass while this trainer trains.
     """
 
     def __init__(
@@ -185,9 +189,13 @@ class Trainer:
         run_dir: str | Path,
         eval_fn: Callable[[int], dict] | None = None,
         desc: str = "train",
+        model: torch.nn.Module | None = None,
     ):
         if not params:
             raise ValueError("nothing to train: no trainable parameters")
+        if cfg.gradient_checkpointing and model is None:
+            raise ValueError(f"{desc}: train.gradient_checkpointing is not supported by this training entry point")
+        self.model = model
         self.params, self.loss_fn, self.make_batch = params, loss_fn, make_batch
         self.cfg, self.run_dir, self.eval_fn, self.desc = cfg, Path(run_dir), eval_fn, desc
         self.sampler = StepSampler(n_examples, cfg.batch_size, cfg.seed)
@@ -215,16 +223,23 @@ class Trainer:
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.desc, unit="step", dynamic_ncols=True,
                    disable=not distributed.is_main())
         tokens, t0 = 0, time.perf_counter()
-        while self.step < end:
-            started = time.perf_counter()
-            loss, n_tok = self._optimiser_step()
-            self.step += 1
-            self.seconds += time.perf_counter() - started
-            tokens += n_tok
-            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}", refresh=False)
-            bar.update(1)
-            self._after_step(loss)
-        bar.close()
+        if self.model is not None:
+            set_activation_checkpointing(self.model, self.cfg.gradient_checkpointing)
+        try:
+            while self.step < end:
+                started = time.perf_counter()
+                loss, n_tok = self._optimiser_step()
+                self.step += 1
+                self.seconds += time.perf_counter() - started
+                tokens += n_tok
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}",
+                                refresh=False)
+                bar.update(1)
+                self._after_step(loss)
+        finally:
+            bar.close()
+            if self.model is not None:
+                set_activation_checkpointing(self.model, False)
         if self.step == self.cfg.steps or stop_at is not None:
             self.save()
         return self.step
@@ -304,7 +319,8 @@ class Trainer:
         opt_tensors, opt_meta = _flatten_optimizer(self.optimizer.state_dict())
         save_file(opt_tensors, tmp / "optimizer.safetensors")
         save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
-        meta = {"step": self.step, "seconds": self.seconds, "optimizer": opt_meta, "config": asdict(self.cfg)}
+        meta = {"step": self.step, "seconds": self.seconds, "optimizer": opt_meta, "config": asdict(self.cfg),
+                "processes": distributed.world_size(), "strategy": distributed.strategy()}
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
         # a checkpoint of the same step (saved again after a resume) is moved aside, not deleted, until the
         # new one is in place: a crash at any point leaves a complete checkpoint for ``latest`` to find
