@@ -109,6 +109,27 @@ def pretrain(ctx: Context, resume: bool, stop_at: int | None) -> bool:
             p.requires_grad_(True)
 
 
+def finetune_loss(ctx: Context, teachers: Teachers | None, batch: Batch) -> tuple[Loss, dict, dict]:
+    """Stage 2's loss on one batch, its terms and their weights. CE and KL are means over answer tokens, the
+    alignment a mean over examples: the loop weights each by its own share of the step, so several processes
+    or micro-batches give the one-batch loss."""
+    cfg = ctx.cfg
+    logits, lora = student_logits(ctx, batch)
+    terms = {"ce": F.cross_entropy(logits.float(), answer_targets(batch["labels"]))}
+    weights: dict[str, Tensor | float] = {"ce": 1.0}
+    if cfg.losses.uses_kl:
+        terms["kl"] = distill_kl(logits, teacher_logits(ctx.model, teachers, batch), cfg.losses.temperature)
+        weights["kl"] = cfg.losses.kl_weight
+    per_example: Tensor | float = 0.0
+    if cfg.losses.uses_align:
+        aligned = alignment_per_example(lora, teachers.conditioning(batch["teacher"]), len(batch["input_ids"]))
+        terms["align"] = aligned.mean()
+        weights["align"] = align_weight(cfg.losses.align_weight, global_mean(aligned))
+        per_example = weights["align"] * terms["align"]
+    per_token = sum(weights[k] * terms[k] for k in terms if k != "align")
+    return Loss(per_token, per_example), terms, weights
+
+
 def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int | None) -> bool:
     """Stage 2: CE + λ1·T²·KL(teacher ‖ student) + λ2·‖ΔW_s − ΔW_t‖² over the training tasks."""
     cfg, out = ctx.cfg, ctx.run_dir / "finetune"
@@ -119,22 +140,9 @@ def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int
     log = TermLog(out / "loss_terms.jsonl", cfg.train.log_every)
 
     def loss_fn(batch: Batch, step: int) -> Loss:
-        logits, lora = student_logits(ctx, batch)
-        terms = {"ce": F.cross_entropy(logits.float(), answer_targets(batch["labels"]))}
-        weights: dict[str, Tensor | float] = {"ce": 1.0}
-        if cfg.losses.uses_kl:
-            terms["kl"] = distill_kl(logits, teacher_logits(ctx.model, teachers, batch), cfg.losses.temperature)
-            weights["kl"] = cfg.losses.kl_weight
-        per_example = 0.0
-        if cfg.losses.uses_align:
-            aligned = alignment_per_example(lora, teachers.conditioning(batch["teacher"]), len(batch["input_ids"]))
-            terms["align"] = aligned.mean()
-            weights["align"] = align_weight(cfg.losses.align_weight, global_mean(aligned))
-            per_example = weights["align"] * terms["align"]
+        loss, terms, weights = finetune_loss(ctx, teachers, batch)
         log.record(step, terms, weights)
-        # CE and KL are means over answer tokens, the alignment a mean over examples: the loop weights each
-        # by its own share, so several processes or micro-batches give the one-batch loss
-        return Loss(sum(weights[k] * terms[k] for k in terms if k != "align"), per_example)
+        return loss
 
     if not resume or not (out / "checkpoints").exists():
         init = stage1_dir(cfg, ctx.run_dir)
