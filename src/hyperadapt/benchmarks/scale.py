@@ -37,7 +37,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.core import Meter
-from hyperadapt.core import AdapterBank, conditioned, inject, remove
+from hyperadapt.core import AdapterBank, conditioned, inject, remove, target_linears
 from hyperadapt.io import check_out_file, save_json
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig
 from hyperadapt.methods.megan.config import MeganConfig
@@ -277,6 +277,106 @@ def run(cfg: ScaleConfig, log: Callable[[str], None] = print, argv: Sequence[str
     return result
 
 
+GB = 1e9
+PLAN_GPUS, PLAN_GPU_GB = 8, 80.0
+
+
+def trainable_counts(size: str) -> dict[str, int]:
+    """Exact trainable parameters of each method's default config on ``size``'s full shape (built on the
+    meta device: no memory, no weights), and the frozen teachers' bank of TAGI's stage 2."""
+    shape = SHAPES[size]
+    config = LlamaConfig(**shape, head_dim=shape["hidden_size"] // shape["num_attention_heads"])
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+        lcfg, tcfg = MultiTaskLoraConfig(), TagiConfig()
+        lora = sum(lcfg.rank * (m.in_features + m.out_features)
+                   for m in target_linears(model, lcfg.target_modules).values())
+        teacher = sum(tcfg.teachers.rank * (m.in_features + m.out_features)
+                      for m in target_linears(model, tcfg.target_modules).values())
+        inject(model, tcfg.target_modules, gating=True)
+        tagi = sum(p.numel() for p in build_hypernet(tcfg, model, shape["hidden_size"]).parameters())
+        megan = build_hypernetwork(MeganConfig(), model).num_parameters()
+        base = sum(p.numel() for p in model.parameters())
+    embed = shape["vocab_size"] * shape["hidden_size"] * (1 if shape["tie_word_embeddings"] else 2)
+    return {"base": base, "embed_and_head": embed, "lora": lora, "tagi": tagi, "megan": megan,
+            "teacher_adapter": teacher}
+
+
+def activation_fit(result: dict, method: str) -> tuple[float, float]:
+    """Least-squares (a, b) with per-layer bytes per token = a·hidden + b·intermediate, over the measured
+    sizes (their fp32 CPU peak-memory slopes)."""
+    rows, targets = [], []
+    cfg = result["config"]
+    tokens = cfg["batch"] * cfg["seq"]
+    for size, entry in result["sizes"].items():
+        shape = SHAPES[size]
+        rows.append([shape["hidden_size"], shape["intermediate_size"]])
+        targets.append(entry["extrapolated"][f"train_{method}"]["peak_mib"]["per_layer"] * 2**20 / tokens)
+    solution = torch.linalg.lstsq(torch.tensor(rows, dtype=torch.float64),
+                                  torch.tensor(targets, dtype=torch.float64)[:, None]).solution
+    return float(solution[0]), float(solution[1])
+
+
+def plan(result: dict, sizes: Sequence[str] = ("8b", "70b")) -> dict:
+    """Memory per GPU of a training step of each method on ``sizes``, per GPU batch = the measured batch, for
+    one process, DDP and FSDP on 8 × 80 GB, with and without activation checkpointing (GB = 1e9 bytes).
+
+    Measured (on the CPU, fp32): per-layer activation bytes per token of each method at 135M/360M/1B, fitted
+    as a·hidden + b·intermediate; the fixed part (LM head on the answer, loss, teachers' logits) of the
+    largest measured size with Llama-3's vocabulary. Exact: parameter counts (meta-device models).
+    Assumed: bf16 weights and activations on the GPU (half the fp32 bytes measured), fp32 trainable
+    parameters with gradients and AdamW's two moments (16 B each), FSDP holding 1/8 of the decoder layers
+    plus two gathered layers (the running one and the prefetched one), the embeddings and head whole.
+    """
+    cfg = result["config"]
+    tokens = cfg["batch"] * cfg["seq"]
+    llama_vocab = [s for s in result["sizes"] if SHAPES[s]["vocab_size"] == 128256]
+    reference = (llama_vocab or list(result["sizes"]))[-1]
+    out: dict = {"tokens_per_gpu": tokens, "gpus": PLAN_GPUS, "gpu_gb": PLAN_GPU_GB, "fixed_from": reference,
+                 "models": {}}
+    for size in sizes:
+        shape, counts = SHAPES[size], trainable_counts(size)
+        layers, hidden = shape["num_hidden_layers"], shape["hidden_size"]
+        weights = counts["base"] * 2 / GB
+        layer_weights = (counts["base"] - counts["embed_and_head"] - hidden) / layers * 2 / GB
+        whole = counts["embed_and_head"] * 2 / GB
+        rows = {}
+        for method in ("lora", "tagi", "megan"):
+            a, b = activation_fit(result, method)
+            per_layer = (a * hidden + b * shape["intermediate_size"]) * tokens / 2 / GB  # bf16
+            fixed = result["sizes"][reference]["extrapolated"][f"train_{method}"]["peak_mib"]["fixed"] * 2**20 / GB
+            trainable = counts[method] * 16 / GB
+            if method == "tagi":
+                trainable += TEACHERS * counts["teacher_adapter"] * 4 / GB  # the frozen teachers, fp32
+            activations = {"all layers": per_layer * layers,
+                           "checkpointed": tokens * hidden * 2 * layers / GB + per_layer}
+            row = {"weights_gb": weights, "trainable_gb": trainable, "activation_per_layer_gb": per_layer,
+                   "fixed_gb": fixed}
+            for mode, act in activations.items():
+                one = weights + trainable + act + fixed
+                fsdp = (weights - whole) / PLAN_GPUS + 2 * layer_weights + whole + trainable + act + fixed
+                row[mode] = {"one_process_gb": one, "ddp_gb": one, "fsdp_gb": fsdp,
+                             "fits": {"one_process": one <= PLAN_GPU_GB, "fsdp": fsdp <= PLAN_GPU_GB}}
+            rows[method] = row
+        out["models"][size] = {"parameters": counts, "layers": layers, "methods": rows}
+    return out
+
+
+def plan_markdown(p: dict) -> str:
+    lines = [f"Per GPU, {p['tokens_per_gpu']} tokens per GPU, {p['gpus']} × {p['gpu_gb']:.0f} GB (GB = 1e9 B); "
+             "one process and DDP hold the same per GPU.", "",
+             "| model | method | weights | trainable (+ Adam) | activations / layer | one process / DDP | "
+             "FSDP | one process / DDP, ckpt | FSDP, ckpt |", "|---|---|---|---|---|---|---|---|---|"]
+    for size, model in p["models"].items():
+        for method, r in model["methods"].items():
+            lines.append(
+                f"| {size} | {method} | {r['weights_gb']:.1f} | {r['trainable_gb']:.2f} | "
+                f"{r['activation_per_layer_gb']:.2f} | {r['all layers']['one_process_gb']:.0f} | "
+                f"{r['all layers']['fsdp_gb']:.0f} | {r['checkpointed']['one_process_gb']:.0f} | "
+                f"{r['checkpointed']['fsdp_gb']:.0f} |")
+    return "\n".join(lines)
+
+
 def markdown(result: dict) -> str:
     lines = [f"`{result['command']}` ({result['device']}, {result['threads']} thread(s))", "",
              "| size | base params | step s: LoRA / TAGI / MeGan | × LoRA: TAGI / MeGan "
@@ -313,6 +413,16 @@ def parse_args(argv: Sequence[str] | None) -> ScaleConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--plan"]:  # hyperadapt bench scale --plan RESULT.json: the 8B/70B plan from a result
+        if len(argv) != 2:
+            raise SystemExit("error: --plan takes one result file: hyperadapt bench scale --plan RESULT.json")
+        path = Path(argv[1])
+        result = json.loads(path.read_text())
+        result["plan"] = plan(result)
+        save_json(result, path)
+        print(plan_markdown(result["plan"]))
+        return 0
     cfg = parse_args(argv)
     result = run(cfg, log=lambda m: print(m, file=sys.stderr, flush=True), argv=argv)
     Path(cfg.out).with_suffix(".md").write_text(markdown(result) + "\n")
