@@ -17,7 +17,8 @@ def test_a_tiny_scale_run_solves_fixed_plus_per_layer_and_plans(tmp_path):
     for case in scale.CASES:  # the solved line goes through both measured depths
         row = entry["extrapolated"][case]["seconds"]
         for depth in (1, 2):
-            assert row["fixed"] + depth * row["per_layer"] == pytest.approx(entry["depths"][str(depth)][case]["seconds"])
+            measured = entry["depths"][str(depth)][case]["seconds"]
+            assert row["fixed"] + depth * row["per_layer"] == pytest.approx(measured)
     assert entry["summary"]["base_parameters"] == 134_515_008  # SmolLM2-135M's parameter count
     assert entry["summary"]["step_vs_lora"]["lora"] == 1.0
     trainable = entry["summary"]["trainable"]
