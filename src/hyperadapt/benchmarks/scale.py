@@ -414,13 +414,20 @@ def parse_args(argv: Sequence[str] | None) -> ScaleConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--plan"]:  # hyperadapt bench scale --plan RESULT.json: the 8B/70B plan from a result
-        if len(argv) != 2:
-            raise SystemExit("error: --plan takes one result file: hyperadapt bench scale --plan RESULT.json")
+    if argv[:1] == ["--plan"]:  # --plan RESULT.json [MORE.json ...]: the 8B/70B plan, written into RESULT.json
+        if len(argv) < 2:
+            raise SystemExit("error: --plan takes result files: hyperadapt bench scale --plan RESULT.json [MORE.json]")
         path = Path(argv[1])
         result = json.loads(path.read_text())
+        for more in argv[2:]:  # sizes measured by other runs of the same settings join the first result
+            other = json.loads(Path(more).read_text())
+            if other["config"] | {"sizes": [], "out": ""} != result["config"] | {"sizes": [], "out": ""}:
+                raise SystemExit(f"error: {more} was measured with other settings than {path}")
+            result["sizes"].update(other["sizes"])
+            result.setdefault("merged", []).append({"file": more, "command": other["command"]})
         result["plan"] = plan(result)
         save_json(result, path)
+        print(markdown(result))
         print(plan_markdown(result["plan"]))
         return 0
     cfg = parse_args(argv)
