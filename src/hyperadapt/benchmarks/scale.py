@@ -15,9 +15,10 @@ its real width), the per-layer and fixed parts are solved from them, and the ful
 ``fixed + L · per_layer``: so the 1B model costs three layers' time, not sixteen. ``--full-depth SIZE``
 also measures a size at its real depth, to check the extrapolation against a measurement. Peak memory on
 the CPU is the growth of the process's peak RSS during the step (``bench core``'s meter); on CUDA the
-allocator's peak. Every case runs once to warm up, once to measure memory, then ``--repeats`` times for
-its time: CPU seconds of this process on the CPU (one thread: robust to other processes' load), wall
-seconds on CUDA.
+allocator's peak; and the bytes autograd saves for the backward pass (the activations: deterministic,
+what the 8B/70B plan scales). Every case runs once to measure memory (a warm-up too), then ``--repeats``
+times for its time: CPU seconds of this process on the CPU (one thread: robust to other processes' load),
+wall seconds on CUDA.
 """
 
 from __future__ import annotations
@@ -140,12 +141,26 @@ def generate_fn(model, cfg: ScaleConfig, vocab: int, device: torch.device, condi
     return generate
 
 
-def measure(fn: Callable[[], None], repeats: int, meter: Meter) -> dict:
-    """A warm-up call, one that measures peak memory, then ``repeats`` timed calls (their median). On the
-    CPU the time is the process's CPU time: with one thread it is the wall time of an idle machine, and other
-    processes' load on a shared one does not inflate it (it is recorded too, as ``wall_s``)."""
-    fn()
-    _, peak = meter.measure(fn, True)
+def measure(fn: Callable[[], None], repeats: int, meter: Meter, model: torch.nn.Module) -> dict:
+    """One call that measures memory (and warms up), then ``repeats`` timed calls (their median).
+
+    Memory: ``peak_mib``, the peak growth of the process's RSS (CPU) or of the CUDA allocator during the
+    call; ``saved_mib``, the bytes of the tensors autograd keeps for the backward pass (each storage once,
+    the model's own weights excluded): the activations, deterministic and independent of the allocator.
+    Time: on the CPU the process's CPU seconds (with one thread, the wall time of an idle machine; other
+    processes' load on a shared one does not inflate it; the wall time is kept as ``wall_s``), on CUDA the
+    wall time."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in weights and storage.device.type != "meta":
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _, peak = meter.measure(fn, True)
     cpu, wall = [], []
     for _ in range(repeats):
         started, started_cpu = time.perf_counter(), time.process_time()
@@ -153,7 +168,8 @@ def measure(fn: Callable[[], None], repeats: int, meter: Meter) -> dict:
         cpu.append(time.process_time() - started_cpu)
         wall.append(time.perf_counter() - started)
     times = wall if meter.device.type == "cuda" else cpu
-    return {"seconds": statistics.median(times), "times_s": times, "wall_s": wall, "peak_mib": peak / 2**20}
+    return {"seconds": statistics.median(times), "times_s": times, "wall_s": wall, "peak_mib": peak / 2**20,
+            "saved_mib": sum(saved.values()) / 2**20}
 
 
 def measure_depth(size: str, layers: int, cfg: ScaleConfig, device: torch.device, log) -> dict:
@@ -166,8 +182,11 @@ def measure_depth(size: str, layers: int, cfg: ScaleConfig, device: torch.device
 
     def run(name: str, fn: Callable[[], None], trainable: int | None = None) -> None:
         started = time.perf_counter()
-        out[name] = {**measure(fn, cfg.repeats, meter), **({} if trainable is None else {"trainable": trainable})}
-        log(f"  {size} L={layers} {name}: {out[name]['seconds']:.2f} s, {out[name]['peak_mib']:.0f} MiB "
+        out[name] = measure(fn, cfg.repeats, meter, model)
+        if trainable is not None:
+            out[name]["trainable"] = trainable
+        log(f"  {size} L={layers} {name}: {out[name]['seconds']:.2f} s, peak {out[name]['peak_mib']:.0f} MiB, "
+            f"saved {out[name]['saved_mib']:.0f} MiB"
             f"({time.perf_counter() - started:.0f} s)")
 
     run("generate_plain", generate_fn(model, cfg, vocab, device, torch.no_grad))
@@ -226,7 +245,7 @@ def solve(depths: dict[int, dict], layers: int) -> dict:
     out = {}
     for case in CASES:
         row = {}
-        for key in ("seconds", "peak_mib", "trainable"):
+        for key in ("seconds", "peak_mib", "saved_mib", "trainable"):
             if key not in a[case]:
                 continue
             per_layer = (b[case][key] - a[case][key]) / (l2 - l1)
@@ -246,6 +265,7 @@ def summary(full: dict, cfg: ScaleConfig) -> dict:
         "step_s": {m: full[f"train_{m}"]["seconds"]["full"] for m in ("lora", "tagi", "megan")},
         "step_vs_lora": {m: full[f"train_{m}"]["seconds"]["full"] / lora for m in ("lora", "tagi", "megan")},
         "peak_mib": {m: full[f"train_{m}"]["peak_mib"]["full"] for m in ("lora", "tagi", "megan")},
+        "saved_mib": {m: full[f"train_{m}"]["saved_mib"]["full"] for m in ("lora", "tagi", "megan")},
         "trainable": {m: round(full[f"train_{m}"]["trainable"]["full"]) for m in ("lora", "tagi", "megan")},
         "generate_tokens_per_s": {m: tokens / full[f"generate_{m}"]["seconds"]["full"]
                                   for m in ("plain", "tagi", "megan")},
@@ -266,7 +286,9 @@ def run(cfg: ScaleConfig, log: Callable[[str], None] = print, argv: Sequence[str
         depths = {d: measure_depth(size, d, cfg, device, log) for d in cfg.depths}
         layers = SHAPES[size]["num_hidden_layers"]
         full = solve(depths, layers)
-        entry = {"layers": layers, "depths": depths, "extrapolated": full, "summary": summary(full, cfg)}
+        entry = {"layers": layers, "tokens": cfg.batch * cfg.seq, "answer_tokens": cfg.batch * cfg.answer_tokens,
+                 "batch": [cfg.batch, cfg.seq, cfg.answer_tokens], "depths": depths, "extrapolated": full,
+                 "summary": summary(full, cfg)}
         if size in cfg.full_depth:
             measured = measure_depth(size, layers, cfg, device, log)
             entry["measured_full_depth"] = measured
@@ -303,37 +325,42 @@ def trainable_counts(size: str) -> dict[str, int]:
 
 
 def activation_fit(result: dict, method: str) -> tuple[float, float]:
-    """Least-squares (a, b) with per-layer bytes per token = a·hidden + b·intermediate, over the measured
-    sizes (their fp32 CPU peak-memory slopes)."""
+    """Least-squares (a, b) with per-layer saved bytes per token = a·hidden + b·intermediate, over the
+    measured sizes (fp32 on the CPU; each size divided by its own token count)."""
     rows, targets = [], []
-    cfg = result["config"]
-    tokens = cfg["batch"] * cfg["seq"]
     for size, entry in result["sizes"].items():
         shape = SHAPES[size]
         rows.append([shape["hidden_size"], shape["intermediate_size"]])
-        targets.append(entry["extrapolated"][f"train_{method}"]["peak_mib"]["per_layer"] * 2**20 / tokens)
+        targets.append(entry["extrapolated"][f"train_{method}"]["saved_mib"]["per_layer"] * 2**20 / entry["tokens"])
     solution = torch.linalg.lstsq(torch.tensor(rows, dtype=torch.float64),
                                   torch.tensor(targets, dtype=torch.float64)[:, None]).solution
     return float(solution[0]), float(solution[1])
 
 
-def plan(result: dict, sizes: Sequence[str] = ("8b", "70b")) -> dict:
-    """Memory per GPU of a training step of each method on ``sizes``, per GPU batch = the measured batch, for
-    one process, DDP and FSDP on 8 × 80 GB, with and without activation checkpointing (GB = 1e9 bytes).
+def plan(result: dict, sizes: Sequence[str] = ("8b", "70b"), batch: int = 8, seq: int = 384,
+         answer_tokens: int = 32) -> dict:
+    """Memory per GPU of a training step of each method on ``sizes`` with ``batch`` × ``seq`` tokens per GPU
+    (``answer_tokens`` of each the answer), for one process, DDP and FSDP on 8 × 80 GB, with and without
+    activation checkpointing (GB = 1e9 bytes).
 
-    Measured (on the CPU, fp32): per-layer activation bytes per token of each method at 135M/360M/1B, fitted
-    as a·hidden + b·intermediate; the fixed part (LM head on the answer, loss, teachers' logits) of the
-    largest measured size with Llama-3's vocabulary. Exact: parameter counts (meta-device models).
-    Assumed: bf16 weights and activations on the GPU (half the fp32 bytes measured), fp32 trainable
-    parameters with gradients and AdamW's two moments (16 B each), FSDP holding 1/8 of the decoder layers
-    plus two gathered layers (the running one and the prefetched one), the embeddings and head whole.
+    Measured (CPU, fp32): the bytes autograd saves per layer per token of each method at the measured sizes,
+    fitted as a·hidden + b·intermediate; the fixed saved bytes (LM head on the answer, loss, TAGI's teacher
+    logits) per answer token of the largest measured size with Llama-3's vocabulary. Exact: parameter
+    counts (meta-device models). Assumed: bf16 weights and activations on the GPU (half the fp32 bytes
+    measured); fp32 trainable parameters with gradients and AdamW's two moments (16 B each); FSDP holding
+    1/8 of the decoder layers plus two gathered layers (the running and the prefetched one), embeddings and
+    head whole; with checkpointing, one bf16 hidden state per layer plus one layer's activations. Not
+    counted: the backward pass's transient buffers and allocator slack.
     """
-    cfg = result["config"]
-    tokens = cfg["batch"] * cfg["seq"]
+    tokens, answers = batch * seq, batch * answer_tokens
     llama_vocab = [s for s in result["sizes"] if SHAPES[s]["vocab_size"] == 128256]
     reference = (llama_vocab or list(result["sizes"]))[-1]
-    out: dict = {"tokens_per_gpu": tokens, "gpus": PLAN_GPUS, "gpu_gb": PLAN_GPU_GB, "fixed_from": reference,
-                 "models": {}}
+    ref = result["sizes"][reference]
+    out: dict = {"tokens_per_gpu": tokens, "answer_tokens_per_gpu": answers, "gpus": PLAN_GPUS,
+                 "gpu_gb": PLAN_GPU_GB, "fixed_from": reference, "fit": {}, "models": {}}
+    for method in ("lora", "tagi", "megan"):
+        out["fit"][method] = dict(zip(("bytes_per_hidden", "bytes_per_intermediate"), activation_fit(result, method),
+                                      strict=True))
     for size in sizes:
         shape, counts = SHAPES[size], trainable_counts(size)
         layers, hidden = shape["num_hidden_layers"], shape["hidden_size"]
@@ -342,9 +369,11 @@ def plan(result: dict, sizes: Sequence[str] = ("8b", "70b")) -> dict:
         whole = counts["embed_and_head"] * 2 / GB
         rows = {}
         for method in ("lora", "tagi", "megan"):
-            a, b = activation_fit(result, method)
-            per_layer = (a * hidden + b * shape["intermediate_size"]) * tokens / 2 / GB  # bf16
-            fixed = result["sizes"][reference]["extrapolated"][f"train_{method}"]["peak_mib"]["fixed"] * 2**20 / GB
+            fit = out["fit"][method]
+            per_token = fit["bytes_per_hidden"] * hidden + fit["bytes_per_intermediate"] * shape["intermediate_size"]
+            per_layer = per_token * tokens / 2 / GB  # bf16
+            fixed_saved = ref["extrapolated"][f"train_{method}"]["saved_mib"]["fixed"] * 2**20
+            fixed = fixed_saved / ref["answer_tokens"] * answers / GB  # fp32 logits, as measured
             trainable = counts[method] * 16 / GB
             if method == "tagi":
                 trainable += TEACHERS * counts["teacher_adapter"] * 4 / GB  # the frozen teachers, fp32
@@ -355,7 +384,7 @@ def plan(result: dict, sizes: Sequence[str] = ("8b", "70b")) -> dict:
             for mode, act in activations.items():
                 one = weights + trainable + act + fixed
                 fsdp = (weights - whole) / PLAN_GPUS + 2 * layer_weights + whole + trainable + act + fixed
-                row[mode] = {"one_process_gb": one, "ddp_gb": one, "fsdp_gb": fsdp,
+                row[mode] = {"activations_gb": act, "one_process_gb": one, "ddp_gb": one, "fsdp_gb": fsdp,
                              "fits": {"one_process": one <= PLAN_GPU_GB, "fsdp": fsdp <= PLAN_GPU_GB}}
             rows[method] = row
         out["models"][size] = {"parameters": counts, "layers": layers, "methods": rows}
@@ -363,7 +392,7 @@ def plan(result: dict, sizes: Sequence[str] = ("8b", "70b")) -> dict:
 
 
 def plan_markdown(p: dict) -> str:
-    lines = [f"Per GPU, {p['tokens_per_gpu']} tokens per GPU, {p['gpus']} × {p['gpu_gb']:.0f} GB (GB = 1e9 B); "
+    lines = [f"{p['tokens_per_gpu']} tokens per GPU, {p['gpus']} × {p['gpu_gb']:.0f} GB (GB = 1e9 B); "
              "one process and DDP hold the same per GPU.", "",
              "| model | method | weights | trainable (+ Adam) | activations / layer | one process / DDP | "
              "FSDP | one process / DDP, ckpt | FSDP, ckpt |", "|---|---|---|---|---|---|---|---|---|"]
@@ -379,19 +408,22 @@ def plan_markdown(p: dict) -> str:
 
 def markdown(result: dict) -> str:
     lines = [f"`{result['command']}` ({result['device']}, {result['threads']} thread(s))", "",
-             "| size | base params | step s: LoRA / TAGI / MeGan | × LoRA: TAGI / MeGan "
-             "| peak MiB: LoRA / TAGI / MeGan | trainable: LoRA / TAGI / MeGan | gen tok/s: plain / TAGI / MeGan |",
-             "|---|---|---|---|---|---|---|"]
+             "| size | base params | batch × seq (answer) | step s: LoRA / TAGI / MeGan | × LoRA: TAGI / MeGan "
+             "| peak MiB: LoRA / TAGI / MeGan | saved MiB: LoRA / TAGI / MeGan | trainable: LoRA / TAGI / MeGan "
+             "| gen tok/s: plain / TAGI / MeGan |",
+             "|---|---|---|---|---|---|---|---|---|"]
     trio = ("lora", "tagi", "megan")
     for size, entry in result["sizes"].items():
         s = entry["summary"]
         steps = " / ".join(f"{s['step_s'][m]:.2f}" for m in trio)
         peaks = " / ".join(f"{s['peak_mib'][m]:.0f}" for m in trio)
+        saved = " / ".join(f"{s['saved_mib'][m]:.0f}" for m in trio)
+        b, t, a = entry["batch"]
         trainable = " / ".join(f"{s['trainable'][m] / 1e6:.2f} M" for m in trio)
         gen = " / ".join(f"{v:.1f}" for v in s["generate_tokens_per_s"].values())
         ratios = f"{s['step_vs_lora']['tagi']:.2f} / {s['step_vs_lora']['megan']:.2f}"
-        lines.append(f"| {size} | {s['base_parameters'] / 1e6:.0f} M | {steps} | {ratios} | {peaks} | {trainable} "
-                     f"| {gen} |")
+        lines.append(f"| {size} | {s['base_parameters'] / 1e6:.0f} M | {b} × {t} ({a}) | {steps} | {ratios} | {peaks} "
+                     f"| {saved} | {trainable} | {gen} |")
     return "\n".join(lines)
 
 
@@ -420,9 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = Path(argv[1])
         result = json.loads(path.read_text())
         for more in argv[2:]:  # sizes measured by other runs of the same settings join the first result
-            other = json.loads(Path(more).read_text())
-            if other["config"] | {"sizes": [], "out": ""} != result["config"] | {"sizes": [], "out": ""}:
-                raise SystemExit(f"error: {more} was measured with other settings than {path}")
+            other = json.loads(Path(more).read_text())  # each size keeps its own batch (entry["batch"])
             result["sizes"].update(other["sizes"])
             result.setdefault("merged", []).append({"file": more, "command": other["command"]})
         result["plan"] = plan(result)
