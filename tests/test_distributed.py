@@ -41,8 +41,8 @@ LAUNCH = {
 }
 
 
-def args(method: str, tiny_dir: Path, data: Path, out: Path) -> list[str]:
-    overrides = [f"model={tiny_dir}", f"data=jsonl:{data}", *METHODS[method][0], *TRAIN]
+def args(method: str, tiny_dir: Path, data: Path, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    overrides = [f"model={tiny_dir}", f"data=jsonl:{data}", *METHODS[method][0], *TRAIN, *extra]
     return ["train", method, "--out", str(out), *(arg for o in overrides for arg in ("--set", o))]
 
 
@@ -87,17 +87,23 @@ def interrupted_copy(run: Path, method: str, to: Path) -> Path:
     return to
 
 
-@pytest.mark.parametrize(("method", "strategy"), [("multitask-lora", "ddp"), ("multitask-lora", "fsdp"),
-                                                  ("tagi", "ddp"), ("tagi", "fsdp"), ("megan", "fsdp")])
-def test_two_processes_equal_one_process_and_resume_under_one(method, strategy, tiny_dir, jsonl_data, tmp_path):
-    launch(strategy, args(method, tiny_dir, jsonl_data, tmp_path / "two"))
+CHECKPOINTED = ("train.gradient_checkpointing=true", "teachers.train.gradient_checkpointing=true")
+
+
+@pytest.mark.parametrize(("method", "strategy", "extra"), [
+    ("multitask-lora", "ddp", ()), ("multitask-lora", "fsdp", ()), ("tagi", "ddp", ()), ("tagi", "fsdp", ()),
+    ("megan", "fsdp", ()), ("tagi", "fsdp", CHECKPOINTED)])
+def test_two_processes_equal_one_process_and_resume_under_one(method, strategy, extra, tiny_dir, jsonl_data,
+                                                               tmp_path):
+    """(the last case: FSDP with activation checkpointing against one process without it)"""
+    launch(strategy, args(method, tiny_dir, jsonl_data, tmp_path / "two", extra))
     state = json.loads((checkpoint(tmp_path / "two", method, 4) / "state.json").read_text())
     assert (state["processes"], state["strategy"]) == (2, strategy)
     one_process(args(method, tiny_dir, jsonl_data, tmp_path / "one"))
     want = params(tmp_path / "one", method, 4)
     assert max_diff(want, params(tmp_path / "two", method, 4)) < TOLERANCE
     resumed = interrupted_copy(tmp_path / "two", method, tmp_path / "resumed")
-    one_process(args(method, tiny_dir, jsonl_data, resumed))
+    one_process(args(method, tiny_dir, jsonl_data, resumed, extra))
     assert max_diff(want, params(resumed, method, 4)) < TOLERANCE
     assert all((resumed / artefact).exists() for artefact in METHODS[method][2])
 
