@@ -154,3 +154,75 @@ def test_answer_loss_equals_the_models_own_loss_and_its_gradient():
 
     peft_model = get_peft_model(tiny_model()[0], LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     torch.testing.assert_close(answer_loss(peft_model, batch), peft_model(**batch).loss, rtol=1e-5, atol=1e-6)
+
+
+def _bank_trainer(run_dir, batch_size, grad_accum, lr=1e-2, steps=1, save_every=0, seed=0):
+    """A LoRA bank on the tiny model trained on 16 examples whose answers have 1 to 16 tokens."""
+    from hyperadapt.core import AdapterBank, conditioned, inject
+    from hyperadapt.training import answer_loss
+
+    model, _ = tiny_model(seed=seed)
+    inject(model, ("q_proj", "v_proj"), gating=False)
+    torch.manual_seed(seed)
+    bank = AdapterBank.for_model(model, 1, rank=2)
+    with torch.no_grad():
+        for b in bank.lora_B:
+            b.normal_(std=0.1)
+    gen = torch.Generator().manual_seed(3)
+    examples = []
+    for i in range(16):
+        ids = torch.randint(3, 300, (18,), generator=gen).tolist()
+        answer = 1 + i  # answers of very different lengths: the case token weighting matters for
+        examples.append((ids, [-100] * (18 - answer) + ids[18 - answer :]))
+
+    def loss_fn(batch, step):
+        with conditioned(model, lora=bank.conditioning([0] * len(batch["input_ids"]))):
+            return answer_loss(model, batch)
+
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_grad_norm=0.0,
+                      warmup_ratio=0.0, save_every=save_every)
+    params = dict(bank.named_parameters())
+    return Trainer(params, loss_fn, lambda idx: pad_batch([examples[i] for i in idx], 0), 16, cfg, run_dir)
+
+
+def _first_gradient(trainer):
+    """The gradient the optimiser receives at the first step."""
+    seen = {}
+    trainer.optimizer.step = lambda: seen.update({k: p.grad.clone() for k, p in trainer.params.items()})
+    trainer.train(resume=False)
+    return seen
+
+
+def test_gradient_accumulation_gives_the_gradient_of_the_larger_batch(tmp_path):
+    """8 × 2 micro-batches weigh each answer token as 16 × 1 does (a mean of micro-batch means would not)."""
+    whole = _first_gradient(_bank_trainer(tmp_path / "a", batch_size=16, grad_accum=1))
+    for size, accum in ((8, 2), (4, 4)):
+        split = _first_gradient(_bank_trainer(tmp_path / f"{size}", batch_size=size, grad_accum=accum))
+        for name in whole:
+            torch.testing.assert_close(split[name], whole[name], rtol=1e-5, atol=1e-7)
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
+    from hyperadapt.training import NonFiniteLossError
+
+    trainer = _bank_trainer(tmp_path / "r", batch_size=4, grad_accum=1, lr=1e30, steps=6, save_every=1)
+    with pytest.raises(NonFiniteLossError, match=r"the loss is nan .* at step 2 with train.lr=1e\+30") as err:
+        trainer.train()
+    assert "step-0000001" in str(err.value) and "Lower train.lr" in str(err.value)
+    assert trainer.step == 1 and latest_checkpoint(tmp_path / "r").name == "step-0000001"
+    saved = json.loads((latest_checkpoint(tmp_path / "r") / "state.json").read_text())
+    assert saved["step"] == 1
+
+
+def test_a_diverging_run_exits_with_one_error_and_stays_unfinished(tiny_dir, jsonl_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from hyperadapt.cli import app
+
+    overrides = [f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2", "train.steps=4", "train.batch_size=2",
+                 "train.max_length=64", "train.lr=1e30", "train.save_every=1"]
+    result = CliRunner().invoke(app, ["train", "multitask-lora", "--out", str(tmp_path / "r"),
+                                      *(a for o in overrides for a in ("--set", o))])
+    assert result.exit_code == 2 and "error: multitask-lora: the loss is nan" in result.output, result.output
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "running"
+    assert not (tmp_path / "r" / "adapter").exists() and latest_checkpoint(tmp_path / "r").name == "step-0000001"

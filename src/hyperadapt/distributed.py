@@ -6,6 +6,12 @@ micro-batch (``shard``), weights its loss by its share of the batch's answer tok
 (``average_gradients``), so a step equals the single-process step on the same global batch. Only the main
 process writes files (``hyperadapt.io`` calls :func:`main_writes`); the others wait for it at a barrier.
 Without a launcher (one process) every function here is a no-op.
+
+Under ``accelerate launch --use_fsdp --fsdp_version 2`` the frozen base model is also sharded
+(:func:`shard_frozen`, PyTorch's FSDP2 ``fully_shard`` on each decoder layer): every process keeps 1/N of
+each layer's frozen weights and gathers a layer only while it runs. The trainable parameters (LoRA,
+hypernetworks, β networks) stay whole on every process and the loop averages their gradients as under DDP,
+so checkpoints, resume and the step's arithmetic are the same for one process, DDP and FSDP.
 """
 
 from __future__ import annotations
@@ -50,6 +56,49 @@ def is_main() -> bool:
 def device() -> torch.device | None:
     """This process's device under a launcher (``cuda:LOCAL_RANK`` or the CPU), else None."""
     return _state().device if launched() else None
+
+
+def fsdp() -> bool:
+    """True under ``accelerate launch --use_fsdp`` with several processes. Raises ``ValueError`` for FSDP1
+    (``--fsdp_version 1``): only FSDP2 keeps the trainable parameters out of the shards."""
+    if not launched() or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return False
+    if os.environ.get("FSDP_VERSION", "2") != "2":
+        raise ValueError(f"FSDP version {os.environ['FSDP_VERSION']} is not supported: launch with "
+                         "--use_fsdp --fsdp_version 2")
+    return True
+
+
+def shard_frozen(modules: Iterable[torch.nn.Module]) -> None:
+    """Shard each module's frozen parameters over the processes (FSDP2 ``fully_shard``, dim 0), keeping
+    its trainable ones whole; a module sharded before is left as it is. A no-op unless :func:`fsdp`.
+
+    Every process must then run the modules' forwards in the same order (FSDP gathers a module's shards
+    with a collective call): the training loop does, since each process runs the same steps."""
+    if not fsdp():
+        return
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    _sharded[0] += 1
+    mesh = init_device_mesh(device().type, (world_size(),))
+    reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() in ("true", "1", "full_shard")
+    for module in modules:
+        if isinstance(module, FSDPModule):
+            continue
+        trainable = {p for p in module.parameters() if p.requires_grad}
+        fully_shard(module, mesh=mesh, reshard_after_forward=reshard, ignored_params=trainable or None)
+
+
+_sharded = [0]  # how many times shard_frozen sharded a model in this process
+
+
+def strategy() -> str:
+    """How this process trains: ``"fsdp"`` (a base model was sharded), ``"ddp"`` (several processes, each
+    with the whole base) or ``"single"``; recorded in every checkpoint."""
+    if not launched():
+        return "single"
+    return "fsdp" if _sharded[0] else "ddp"
 
 
 def barrier() -> None:

@@ -20,6 +20,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from hyperadapt import distributed
 from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import write_dir_atomic
 
@@ -69,9 +70,12 @@ def default_model_installed() -> bool:
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, else CUDA when available, else the CPU."""
+    """The requested device, else this process's device under a launcher, else CUDA when available, else
+    the CPU."""
     if device is not None:
         return torch.device(device)
+    if distributed.launched():
+        return distributed.device()
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -328,6 +332,15 @@ def prepare(model: PreTrainedModel, tokenizer: Tokenizer, device: torch.device |
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def shard_base(model: PreTrainedModel) -> PreTrainedModel:
+    """Under an FSDP launch (``accelerate launch --use_fsdp --fsdp_version 2``), shard the frozen decoder
+    layers over the processes; the embeddings, final norm and LM head stay whole (tied embeddings cannot be
+    split between two shard groups, and they are 2-4 % of an 8-70B model). A no-op otherwise. Returns
+    ``model``; every training entry point calls it once the trainable parameters are known or absent."""
+    distributed.shard_frozen(decoder_layers(model))
+    return model
 
 
 def end_of_turn_ids(tokenizer: Tokenizer) -> list[int]:

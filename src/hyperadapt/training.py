@@ -5,11 +5,13 @@ loss and tokens/s, periodic evaluation, and atomic checkpoints (written under a 
 renamed) from which ``resume`` continues bit-for-bit: the batch order is a pure function of
 (seed, step), and the optimiser, RNG and step are restored.
 
-Under ``accelerate launch`` (several processes, see ``hyperadapt.distributed``) each global micro-batch is
-split across the processes, each process's loss is weighted by its share of the batch's answer tokens and
-the gradients are averaged, so a step equals the one-process step on the same global batch; checkpoints
-hold only global state, so a run resumes under any number of processes. ``precision="auto"`` runs the loss
-under bf16 autocast on GPUs.
+A step's ``grad_accum`` micro-batches are weighted by their share of the step's answer tokens (per-example
+terms by their share of examples), so accumulation gives the gradient of the larger batch. Under
+``accelerate launch`` (several processes, see ``hyperadapt.distributed``) each global micro-batch is split
+across the processes with the same weighting and the gradients are averaged, so a step equals the
+one-process step on the same global batch; checkpoints hold only global state, so a run resumes under any
+number of processes. A non-finite loss stops the run (:class:`NonFiniteLossError`) before the weights
+change. ``precision="auto"`` runs the loss under bf16 autocast on GPUs, ``"bf16"`` everywhere.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from hyperadapt import distributed
+from hyperadapt.core.checkpointing import set_activation_checkpointing
 from hyperadapt.errors import UserError
 from hyperadapt.io import atomic_write_text, load_json, load_tensors
 
@@ -55,6 +58,7 @@ class TrainConfig:
     eval_every: int = 0
     log_every: int = 10
     precision: str = "auto"  # auto (bf16 autocast on CUDA), bf16, or no
+    gradient_checkpointing: bool = False  # recompute each decoder layer in the backward pass (less memory)
 
     def __post_init__(self) -> None:
         from hyperadapt.config import check_type
@@ -146,26 +150,53 @@ def answer_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.float(), answer_targets(batch["labels"]))
 
 
+class NonFiniteLossError(UserError):
+    """The loss or its gradient became inf or NaN: the run stops before the weights are updated."""
+
+
+@dataclass
+class Loss:
+    """A micro-batch's loss in two parts that are averaged over different things: ``per_token`` over its
+    answer tokens (cross-entropy, distillation KL) and ``per_example`` over its examples (e.g. TAGI's
+    alignment of each example's generated adapter). The loop weights each part by the micro-batch's share
+    of the step's tokens or examples, so accumulation and several processes give the large batch's loss."""
+
+    per_token: torch.Tensor
+    per_example: torch.Tensor | float = 0.0
+
+    @classmethod
+    def of(cls, value: torch.Tensor | Loss) -> Loss:
+        """A plain tensor is a mean over answer tokens."""
+        return value if isinstance(value, Loss) else cls(value)
+
+
 class Trainer:
-    """Train the named parameters ``params`` to minimise ``loss_fn(batch, step)``.
+    """Train the named parameters ``params`` to minimise ``loss_fn(batch, step)`` (a tensor, the mean over
+    the batch's answer tokens, or a :class:`Loss`).
 
     ``make_batch(indices)`` builds a batch from example indices; ``n_examples`` is how many there are.
-    Only ``params`` reach the optimiser and only they are checkpointed.
+    Only ``params`` reach the optimiser and only they are checkpointed. ``model`` is the base model the loss
+    runs through: with ``train.gradient_checkpointing`` its decoder layers are recomputed in the backward
+    pass while this trainer trains.
     """
 
     def __init__(
         self,
         params: dict[str, torch.nn.Parameter],
-        loss_fn: Callable[[Batch, int], torch.Tensor],
+        loss_fn: Callable[[Batch, int], torch.Tensor | Loss],
         make_batch: Callable[[list[int]], Batch],
         n_examples: int,
         cfg: TrainConfig,
         run_dir: str | Path,
         eval_fn: Callable[[int], dict] | None = None,
         desc: str = "train",
+        model: torch.nn.Module | None = None,
     ):
         if not params:
             raise ValueError("nothing to train: no trainable parameters")
+        if cfg.gradient_checkpointing and model is None:
+            raise UserError(f"{desc}: train.gradient_checkpointing is not supported by this training entry point")
+        self.model = model
         self.params, self.loss_fn, self.make_batch = params, loss_fn, make_batch
         self.cfg, self.run_dir, self.eval_fn, self.desc = cfg, Path(run_dir), eval_fn, desc
         self.sampler = StepSampler(n_examples, cfg.batch_size, cfg.seed)
@@ -193,39 +224,65 @@ class Trainer:
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.desc, unit="step", dynamic_ncols=True,
                    disable=not distributed.is_main())
         tokens, t0 = 0, time.perf_counter()
-        while self.step < end:
-            started = time.perf_counter()
-            loss, n_tok = self._optimiser_step()
-            self.step += 1
-            self.seconds += time.perf_counter() - started
-            tokens += n_tok
-            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}", refresh=False)
-            bar.update(1)
-            self._after_step(loss)
-        bar.close()
+        if self.model is not None:
+            set_activation_checkpointing(self.model, self.cfg.gradient_checkpointing)
+        try:
+            while self.step < end:
+                started = time.perf_counter()
+                loss, n_tok = self._optimiser_step()
+                self.step += 1
+                self.seconds += time.perf_counter() - started
+                tokens += n_tok
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}",
+                                refresh=False)
+                bar.update(1)
+                self._after_step(loss)
+        finally:
+            bar.close()
+            if self.model is not None:
+                set_activation_checkpointing(self.model, False)
         if self.step == self.cfg.steps or stop_at is not None:
             self.save()
         return self.step
 
     def _optimiser_step(self) -> tuple[float, int]:
+        """One optimiser step over ``grad_accum`` micro-batches on every process: each micro-batch's loss is
+        weighted by its share of the step's answer tokens (and examples, for per-example terms), so the
+        gradient is the one of the whole global batch whatever the split. Returns (loss, tokens seen)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.cfg, self.step)
+        micro = [self.make_batch(distributed.shard(self.sampler.indices(self.step * self.cfg.grad_accum + k)))
+                 for k in range(self.cfg.grad_accum)]
+        counts = [_counts(batch) for batch in micro]  # (answer tokens, examples) of each local micro-batch
+        tokens = distributed.all_sum(sum(c[0] for c in counts))
+        examples = distributed.all_sum(sum(c[1] for c in counts))
         total, n_tok = 0.0, 0
-        for k in range(self.cfg.grad_accum):
-            batch = self.make_batch(distributed.shard(self.sampler.indices(self.step * self.cfg.grad_accum + k)))
+        for batch, (n_answer, n_examples) in zip(micro, counts, strict=True):
+            # gradients are averaged over processes below: the weights carry their number to make it a sum
+            token_weight = distributed.world_size() * n_answer / max(tokens, 1.0)
+            example_weight = distributed.world_size() * n_examples / max(examples, 1.0)
             with self._autocast():
-                loss = self.loss_fn(batch, self.step) * _share(batch) / self.cfg.grad_accum
-            loss.backward()
-            total += loss.item()
+                loss = Loss.of(self.loss_fn(batch, self.step))
+                weighted = loss.per_token * token_weight + loss.per_example * example_weight
+            weighted.backward()
+            total += float(weighted.detach())
             n_tok += int(batch["attention_mask"].sum())
         distributed.average_gradients(self.params.values())
         total = distributed.all_sum(total) / distributed.world_size()
         n_tok = int(distributed.all_sum(n_tok))
-        if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.cfg.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.cfg.max_grad_norm or math.inf)
+        if not (math.isfinite(total) and math.isfinite(float(norm))):
+            raise NonFiniteLossError(self._non_finite_message(total, float(norm)))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total, n_tok
+
+    def _non_finite_message(self, loss: float, norm: float) -> str:
+        last = latest_checkpoint(self.run_dir)
+        kept = f"the last checkpoint, {last}, is kept" if last else "no checkpoint was written"
+        return (f"{self.desc}: the loss is {loss} (gradient norm {norm}) at step {self.step + 1} with "
+                f"train.lr={self.cfg.lr}; training stopped before updating the weights and the run is not "
+                f"finished ({kept}). Lower train.lr (or raise train.warmup_ratio) and train into a new folder")
 
     def _autocast(self):
         on_gpu = next(iter(self.params.values())).is_cuda
@@ -263,7 +320,8 @@ class Trainer:
         opt_tensors, opt_meta = _flatten_optimizer(self.optimizer.state_dict())
         save_file(opt_tensors, tmp / "optimizer.safetensors")
         save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
-        meta = {"step": self.step, "seconds": self.seconds, "optimizer": opt_meta, "config": asdict(self.cfg)}
+        meta = {"step": self.step, "seconds": self.seconds, "optimizer": opt_meta, "config": asdict(self.cfg),
+                "processes": distributed.world_size(), "strategy": distributed.strategy()}
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
         # a checkpoint of the same step (saved again after a resume) is moved aside, not deleted, until the
         # new one is in place: a crash at any point leaves a complete checkpoint for ``latest`` to find
@@ -298,14 +356,12 @@ class Trainer:
         self.seconds = self.resumed_seconds = float(state.get("seconds", 0.0))
 
 
-def _share(batch: Batch) -> float:
-    """This process's share of the global micro-batch, times the number of processes: the weight that makes
-    the average of the processes' token-mean losses the token mean over the whole batch (1 for one process)."""
-    if not distributed.launched():
-        return 1.0
+def _counts(batch: Batch) -> tuple[float, float]:
+    """(answer tokens, examples) of a micro-batch: what its per-token and per-example losses average over
+    (a batch without ``labels`` counts each example as one token)."""
     labels = batch.get("labels")
-    local = float((labels[..., 1:] != IGNORE).sum()) if labels is not None else float(len(batch["input_ids"]))
-    return local * distributed.world_size() / max(distributed.all_sum(local), 1.0)
+    examples = float(len(batch["input_ids"]))
+    return (float((labels[..., 1:] != IGNORE).sum()) if labels is not None else examples), examples
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "serve": "load benchmark of `hyperadapt serve` over loopback",
     "truncation": "how many training prompts lose part of their definition",
     "spread": "how much TAGI's adapters or MeGan's beta depend on the condition",
+    "scale": "cost of each method's training step and generation at 135M, 360M and 1B parameters",
     "compare": "score saved answers again and compare each with the first (paired bootstrap)",
     "reject": "SwitchCIT's reject option: every reject rule (score, features, calibration) on one stream",
 }

@@ -197,21 +197,23 @@ class ConditionedLinear(nn.Module):
 
 
 def _shared_delta(x: Tensor, y: Tensor, lora: PreparedLora) -> Tensor:
-    """One adapter for the batch: y += s · (A x^T)^T B^T on the flattened tokens, in place."""
+    """One adapter for the batch: y += s · (A x^T)^T B^T on the flattened tokens, in place, in y's dtype
+    (under autocast the base layer's output may be bf16 while the factors are fp32)."""
     x2 = x.reshape(-1, x.shape[-1])  # [B*T, in]
-    xa = lora.a @ x2.T  # [r, B*T]
+    xa = (lora.a.to(x.dtype) @ x2.T).to(y.dtype)  # [r, B*T]
     out = y.reshape(-1, y.shape[-1])  # [B*T, out]
-    out.addmm_(xa.T, lora.b_t, alpha=lora.scale)
+    out.addmm_(xa.T, lora.b_t.to(y.dtype), alpha=lora.scale)
     return out.view(y.shape)
 
 
 def _batched_delta(x: Tensor, y: Tensor, lora: PreparedLora) -> Tensor:
-    """One adapter per example: y_b += s · (A_b x_b^T)^T B_b^T as two batched matmuls, in place."""
+    """One adapter per example: y_b += s · (A_b x_b^T)^T B_b^T as two batched matmuls, in place, in y's
+    dtype."""
     n = x.shape[0]
     x3 = x.reshape(n, -1, x.shape[-1])  # [B, T, in]
-    xa = torch.bmm(lora.a, x3.transpose(1, 2))  # [B, r, T]
+    xa = torch.bmm(lora.a.to(x.dtype), x3.transpose(1, 2)).to(y.dtype)  # [B, r, T]
     out = y.reshape(n, -1, y.shape[-1])  # [B, T, out]
-    out.baddbmm_(xa.transpose(1, 2), lora.b_t, alpha=lora.scale)
+    out.baddbmm_(xa.transpose(1, 2), lora.b_t.to(y.dtype), alpha=lora.scale)
     return out.view(y.shape)
 
 

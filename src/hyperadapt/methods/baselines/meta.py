@@ -35,7 +35,7 @@ from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
-from hyperadapt.models import load_base_model
+from hyperadapt.models import load_base_model, shard_base
 from hyperadapt.runs import Run, RunDir
 from hyperadapt.training import TrainConfig, Trainer, answer_loss, pad_batch
 
@@ -164,7 +164,7 @@ def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
 
 def _setup(cfg: MetaICLConfig | ReptileConfig, model_and_tokenizer) -> tuple[Any, Any, list[Task], AdapterBank]:
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
-    inject(model, targets=cfg.target_modules, gating=False)
+    shard_base(inject(model, targets=cfg.target_modules, gating=False))
     tasks = load_tasks(cfg.data, cfg.split)
     torch.manual_seed(cfg.train.seed)
     bank = AdapterBank.for_model(model, 1, rank=cfg.rank, targets=cfg.target_modules, alpha=cfg.alpha)
@@ -263,7 +263,8 @@ def _train(name: str, cfg, run_dir, bank, loss_fn, make_batch, n, resume, stop_a
         return load_meta(run_dir, model_and_tokenizer)
     with RunDir(run_dir).begin(name, to_dict(cfg), model_and_tokenizer[0]) as run:
         params = dict(bank.named_parameters())
-        step = Trainer(params, loss_fn, make_batch, n, cfg.train, run_dir, desc=name).train(resume, stop_at)
+        step = Trainer(params, loss_fn, make_batch, n, cfg.train, run_dir, desc=name,
+                       model=model_and_tokenizer[0]).train(resume, stop_at)
         if step >= cfg.train.steps:  # a run stopped early is not saved as finished
             write_dir_atomic(run_dir / BANK_DIR, bank.save)
             run.finish(steps=step)

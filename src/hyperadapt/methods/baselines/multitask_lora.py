@@ -28,7 +28,7 @@ from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
-from hyperadapt.models import load_base_model
+from hyperadapt.models import load_base_model, shard_base
 from hyperadapt.runs import Run, RunDir
 from hyperadapt.training import Trainer, answer_loss, pad_batch
 
@@ -108,7 +108,7 @@ def _train_peft(cfg: MultiTaskLoraConfig, model, tokenizer, examples, run_dir: P
     """Train a PEFT LoRA on ``model`` and save it to ``run_dir/adapter``; PEFT is removed again after."""
     trainable = {n: p.requires_grad for n, p in model.named_parameters()}
     with peft_wrapping():
-        peft_model = get_peft_model(model, cfg.lora_config())
+        peft_model = get_peft_model(shard_base(model), cfg.lora_config())
     try:
         _fit(cfg, peft_model, tokenizer, examples, run_dir, resume, stop_at)
     finally:
@@ -132,7 +132,8 @@ def _fit(cfg: MultiTaskLoraConfig, peft_model, tokenizer, examples, run_dir: Pat
 
     with RunDir(run_dir).begin(METHOD, to_dict(cfg), peft_model) as run:
         peft_model.train()
-        step = Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD).train(
+        step = Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD,
+                       model=peft_model.get_base_model()).train(
             resume, stop_at)
         peft_model.eval()
         # The embeddings are frozen: say so, rather than let PEFT look the base model up on the hub.

@@ -191,7 +191,7 @@ def fit_lora(
             loss = answer_loss(model, batch)
         return loss + extra_loss() if extra_loss is not None else loss
 
-    trainer = Trainer(params, loss_fn, make_batch, len(examples), tcfg, folder, desc=folder.name)
+    trainer = Trainer(params, loss_fn, make_batch, len(examples), tcfg, folder, desc=folder.name, model=model)
     trainer.train(resume=True)
     return {"steps": trainer.step, "examples": len(examples), "resumed_seconds": round(trainer.resumed_seconds, 2)}
 

@@ -183,15 +183,14 @@ class BetaHypernetwork(nn.Module):
         if not self.spec.per_token:
             betas = self.channel_betas(cond)  # [B, L, I], once for the whole call (every decoding step)
             return channel_beta_fn(betas, on_beta)
-        kv_cache: dict[int, tuple[Tensor, Tensor]] = {}
+        # the condition's keys and values of every head, once per call and before any layer runs (so that a
+        # layer replayed by activation checkpointing computes exactly what its forward did)
+        kv = [self.keys_values(head, cond) for head in range(len(self.heads))]
 
         def fn(layer: int, x: Tensor) -> Tensor:
             if x.shape[0] != len(cond):
                 raise ValueError(f"{len(cond)} conditions for a batch of {x.shape[0]} examples: give one each")
-            key = 0 if self.spec.shared else layer
-            if key not in kv_cache:
-                kv_cache[key] = self.keys_values(layer, cond)
-            beta = self.token_beta(layer, x, cond, kv_cache[key])  # [B, T, I]
+            beta = self.token_beta(layer, x, cond, kv[0 if self.spec.shared else layer])  # [B, T, I]
             if on_beta is not None:
                 on_beta(layer, beta)
             return beta

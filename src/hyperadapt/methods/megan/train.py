@@ -51,7 +51,7 @@ from hyperadapt.methods.megan.hypernet import (
     save_hypernetwork,
     tokenize_conditions,
 )
-from hyperadapt.models import load_base_model
+from hyperadapt.models import load_base_model, shard_base
 from hyperadapt.runs import Run, RunDir
 from hyperadapt.training import Trainer, answer_loss, pad_batch
 
@@ -248,7 +248,7 @@ def train_megan(
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
     if resume and RunDir(run_dir).finished(METHOD, to_dict(cfg), run_dir / HYPERNET_DIR):
         return load_megan(run_dir, (model, tokenizer))
-    inject(model, targets=(), gating=True)
+    shard_base(inject(model, targets=(), gating=True))
     tasks = load_tasks(cfg.data, cfg.split)
     examples = encode_conditioned(tokenizer, tasks, cfg.setting, cfg.train.max_length, cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
@@ -261,7 +261,8 @@ def train_megan(
     with RunDir(run_dir).begin(METHOD, to_dict(cfg), model) as run:
         hyper.train()
         params = dict(hyper.named_parameters())
-        step = Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD).train(
+        step = Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD,
+                       model=model).train(
             resume, stop_at)
         hyper.eval()
         if step >= cfg.train.steps:  # a run stopped early is not saved as finished

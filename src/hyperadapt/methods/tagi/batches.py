@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from hyperadapt import distributed
 from hyperadapt.data.prompts import TruncationStats, encode_instance, literal_ids
 from hyperadapt.data.schema import Task
 from hyperadapt.errors import InputNotFound, UserError
@@ -112,6 +113,11 @@ def batch_maker(
     """``make_batch(indices)`` for the Trainer: student tokens, instruction vectors of the batch's distinct
     instructions (``vectors [U, D]``, ``instruction_index [B]``) and, with ``teacher_groups`` (a teacher
     index per task), the teacher's tokens and ``teacher [B]``."""
+
+    if distributed.launched():
+        # every process encodes every instruction now, in one order: the encoder may be the (sharded) base
+        # model, whose forwards must run on all processes together
+        vectors(list(dict.fromkeys(ex.instruction for ex in examples)))
 
     def make_batch(indices: list[int]) -> Batch:
         chosen = [examples[i] for i in indices]

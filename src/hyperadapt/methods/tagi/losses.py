@@ -61,17 +61,22 @@ def delta_sq_distance(
     return dist.clamp_min(0.0)
 
 
-def alignment_loss(student: LoraConditioning, teacher: LoraConditioning, batch_size: int) -> Tensor:
-    """Mean over examples and shared modules of ‖ΔW_student − ΔW_teacher‖², each side with its own scale."""
+def alignment_per_example(student: LoraConditioning, teacher: LoraConditioning, batch_size: int) -> Tensor:
+    """‖ΔW_student − ΔW_teacher‖² of each example, each side with its own scale, averaged over the shared
+    modules: ``[batch_size]``. Raises ``ValueError`` when the two share no module."""
     common = [name for name in student.factors if name in teacher.factors]
     if not common:
         raise ValueError("the student and teacher adapters share no module: align them on the same targets")
     device = next(iter(student.factors.values()))[0].device
     s_scale, t_scale = _scales(student, batch_size, device), _scales(teacher, batch_size, device)
-    total = sum(
-        delta_sq_distance(student.factors[n], _to(teacher.factors[n], device), s_scale, t_scale).mean() for n in common
-    )
+    total = sum(delta_sq_distance(student.factors[n], _to(teacher.factors[n], device), s_scale, t_scale)
+                for n in common)  # [B]
     return total / len(common)
+
+
+def alignment_loss(student: LoraConditioning, teacher: LoraConditioning, batch_size: int) -> Tensor:
+    """Mean over examples and shared modules of ‖ΔW_student − ΔW_teacher‖², each side with its own scale."""
+    return alignment_per_example(student, teacher, batch_size).mean()
 
 
 def _to(pair: tuple[Tensor, Tensor], device: torch.device) -> tuple[Tensor, Tensor]:

@@ -137,7 +137,7 @@ def train_teachers(
     params = {f"bank.{n}": p for n, p in bank.named_parameters()}
     if shared is not None:
         params.update({f"shared.{n}": p for n, p in shared.named_parameters()})
-    trainer = Trainer(params, loss_fn, make_batch, len(examples), tcfg, out_dir, desc="tagi teachers")
+    trainer = Trainer(params, loss_fn, make_batch, len(examples), tcfg, out_dir, desc="tagi teachers", model=model)
     if trainer.train(resume, stop_at) < tcfg.steps:
         return None
     bank.requires_grad_(False)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hyperadapt import distributed
 from hyperadapt.config import to_dict
 from hyperadapt.core import conditioned, inject
 from hyperadapt.data import load_tasks
@@ -31,7 +32,7 @@ from hyperadapt.methods.tagi.batches import (
 from hyperadapt.methods.tagi.config import TagiConfig
 from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
 from hyperadapt.methods.tagi.instructions import InstructionVectors
-from hyperadapt.methods.tagi.losses import align_weight, alignment_loss, distill_kl
+from hyperadapt.methods.tagi.losses import align_weight, alignment_per_example, distill_kl
 from hyperadapt.methods.tagi.method import (
     HYPERNET_DIR,
     TagiMethod,
@@ -42,9 +43,9 @@ from hyperadapt.methods.tagi.method import (
     save_hypernet,
 )
 from hyperadapt.methods.tagi.teachers import Teachers, teacher_logits, train_teachers
-from hyperadapt.models import load_base_model
+from hyperadapt.models import load_base_model, shard_base
 from hyperadapt.runs import RunDir
-from hyperadapt.training import Batch, Trainer, answer_logits, answer_targets, latest_checkpoint
+from hyperadapt.training import Batch, Loss, Trainer, answer_logits, answer_targets, latest_checkpoint
 
 
 @dataclass
@@ -109,6 +110,27 @@ def pretrain(ctx: Context, resume: bool, stop_at: int | None) -> bool:
             p.requires_grad_(True)
 
 
+def finetune_loss(ctx: Context, teachers: Teachers | None, batch: Batch) -> tuple[Loss, dict, dict]:
+    """Stage 2's loss on one batch, its terms and their weights. CE and KL are means over answer tokens, the
+    alignment a mean over examples: the loop weights each by its own share of the step, so several processes
+    or micro-batches give the one-batch loss."""
+    cfg = ctx.cfg
+    logits, lora = student_logits(ctx, batch)
+    terms = {"ce": F.cross_entropy(logits.float(), answer_targets(batch["labels"]))}
+    weights: dict[str, Tensor | float] = {"ce": 1.0}
+    if cfg.losses.uses_kl:
+        terms["kl"] = distill_kl(logits, teacher_logits(ctx.model, teachers, batch), cfg.losses.temperature)
+        weights["kl"] = cfg.losses.kl_weight
+    per_example: Tensor | float = 0.0
+    if cfg.losses.uses_align:
+        aligned = alignment_per_example(lora, teachers.conditioning(batch["teacher"]), len(batch["input_ids"]))
+        terms["align"] = aligned.mean()
+        weights["align"] = align_weight(cfg.losses.align_weight, global_mean(aligned))
+        per_example = weights["align"] * terms["align"]
+    per_token = sum(weights[k] * terms[k] for k in terms if k != "align")
+    return Loss(per_token, per_example), terms, weights
+
+
 def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int | None) -> bool:
     """Stage 2: CE + λ1·T²·KL(teacher ‖ student) + λ2·‖ΔW_s − ΔW_t‖² over the training tasks."""
     cfg, out = ctx.cfg, ctx.run_dir / "finetune"
@@ -118,19 +140,10 @@ def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int
     make_batch = batch_maker(examples, ctx.vectors, ctx.tokenizer.pad_token_id, ctx.device, groups)
     log = TermLog(out / "loss_terms.jsonl", cfg.train.log_every)
 
-    def loss_fn(batch: Batch, step: int) -> Tensor:
-        logits, lora = student_logits(ctx, batch)
-        terms = {"ce": F.cross_entropy(logits.float(), answer_targets(batch["labels"]))}
-        weights: dict[str, Tensor | float] = {"ce": 1.0}
-        if cfg.losses.uses_kl:
-            terms["kl"] = distill_kl(logits, teacher_logits(ctx.model, teachers, batch), cfg.losses.temperature)
-            weights["kl"] = cfg.losses.kl_weight
-        if cfg.losses.uses_align:
-            teacher = teachers.conditioning(batch["teacher"])
-            terms["align"] = alignment_loss(lora, teacher, batch["input_ids"].shape[0])
-            weights["align"] = align_weight(cfg.losses.align_weight, terms["align"])
+    def loss_fn(batch: Batch, step: int) -> Loss:
+        loss, terms, weights = finetune_loss(ctx, teachers, batch)
         log.record(step, terms, weights)
-        return sum(weights[k] * v for k, v in terms.items())
+        return loss
 
     if not resume or latest_checkpoint(out) is None:  # what the Trainer resumes from; else it starts here
         init = stage1_dir(cfg, ctx.run_dir)
@@ -141,6 +154,13 @@ def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int
     return run_stage(ctx, out, loss_fn, make_batch, len(examples), cfg.train, resume, stop_at, "tagi finetune")
 
 
+def global_mean(values: Tensor) -> Tensor:
+    """The mean of per-example ``values`` [B] over the global micro-batch (every process's examples), as a
+    constant: what λ2 = sigmoid(L_param) is computed from, so that it does not depend on the process count."""
+    total = distributed.all_sum(float(values.detach().sum()))
+    return torch.tensor(total / distributed.all_sum(float(len(values))))
+
+
 class TermLog:
     """Appends each loss term and its weight to a JSONL file every ``every`` steps."""
 
@@ -148,7 +168,7 @@ class TermLog:
         self.path, self.every = path, every
 
     def record(self, step: int, terms: dict[str, Tensor], weights: dict[str, Tensor | float]) -> None:
-        if not self.every or step % self.every:
+        if not self.every or step % self.every or not distributed.is_main():
             return
         row = {"step": step, **{k: float(v.detach()) for k, v in terms.items()},
                **{f"w_{k}": float(torch.as_tensor(w)) for k, w in weights.items()}}
@@ -167,7 +187,7 @@ def run_stage(ctx: Context, out: Path, loss_fn, make_batch, n: int, tcfg, resume
         return True
     params = dict(ctx.hypernet.named_parameters()) if params is None else params
     ctx.hypernet.train()
-    step = Trainer(params, loss_fn, make_batch, n, tcfg, out, desc=desc).train(resume, stop_at)
+    step = Trainer(params, loss_fn, make_batch, n, tcfg, out, desc=desc, model=ctx.model).train(resume, stop_at)
     ctx.hypernet.eval()
     if step < tcfg.steps:
         return False
@@ -197,7 +217,7 @@ def train_tagi(
     """
     run_dir = Path(run_dir)
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
-    inject(model, cfg.target_modules, gating=False)
+    shard_base(inject(model, cfg.target_modules, gating=False))
     tasks = load_tasks(cfg.data, cfg.split)
     with RunDir(run_dir).begin(name, to_dict(cfg), model) as run:
         vectors = build_vectors(cfg, model, tokenizer)
