@@ -65,7 +65,7 @@ def _fmt(value: float | None) -> str:
 def add(
     run: Annotated[Path, typer.Argument(help="a finished switchcit (or oracle) run directory")],
     task: Annotated[str, typer.Option(help="a task folder (train.json, optional test.json), an SNI .json file, "
-                                           "jsonl:PATH (one task; see below) or synthetic:NAME")],
+                                           "jsonl:PATH (one task: the format is above) or synthetic:NAME")],
 ) -> None:
     """Add one more task to a finished continual run without touching the earlier adapters.
 
