@@ -74,8 +74,8 @@ class AdapterTarget:
 class MethodTarget:
     """A loaded run, served as its method declares (``serves_as``):
 
-    - ``condition`` (TAGI, Hypter, MeGan): the request's condition becomes an adapter or β, cached per key of the condition rule (serve/conditions.py)
-      condition text in the server's one LRU;
+    - ``condition`` (TAGI, Hypter, MeGan): the request's condition becomes an adapter or β, cached in the server's
+      one LRU under the key of the condition rule (``serve/conditions.py``);
     - ``input`` (SwitchCIT): the method routes each request's text to one of its adapters (or the base model);
     - ``fixed`` (multi-task LoRA, MetaICL, Reptile, single-LoRA streams): one adapter for every request.
 
