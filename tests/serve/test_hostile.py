@@ -352,3 +352,14 @@ def test_one_long_list_does_not_hold_back_a_later_request():
     assert order.index("small") == 1 and order[0] == "big0" and queue.get() is None
     with pytest.raises(Exception, match="at most 100"):
         queue.put([small] * 101)
+
+
+def test_the_soak_benchmark_sees_no_5xx_and_no_request_that_never_ends(tmp_path):
+    from hyperadapt.benchmarks import serve as bench
+
+    result = bench.main(["--model", "tiny", "--quick", "--soak", "3", "--clients", "4",
+                         "--out", str(tmp_path / "soak.json")])
+    soak = result["soak"]
+    assert soak["5xx"] == 0 and soak["never_ended"] == 0 and soak["unexpected"] == [], soak
+    assert {"200", "400"} <= set(soak["status"]) and soak["still_active"] == 0
+    assert json.loads((tmp_path / "soak.json").read_text())["soak"]["requests"] == soak["requests"]
