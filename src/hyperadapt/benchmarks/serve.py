@@ -136,10 +136,10 @@ def serve(model_and_tokenizer, methods: dict, **cfg) -> tuple[RunningServer, obj
     return RunningServer(create_app(server)), server
 
 
-def warm(url: str, conditions: list[str]) -> None:
+def warm(url: str, conditions: list[str], model: str = "tagi") -> None:
     with httpx.Client(base_url=url, timeout=600) as client:
         for c in conditions:
-            client.post("/v1/completions", json={"model": "tagi", "prompt": "x", "condition": c, "max_tokens": 1})
+            client.post("/v1/completions", json={"model": model, "prompt": "x", "condition": c, "max_tokens": 1})
 
 
 def rss_mb() -> float:
@@ -184,6 +184,7 @@ def throughput_phases(args, mt, method) -> dict:
     return out
 
 
+SOAK_CONDITIONS = 64  # the soak's conditions, all cached before its memory is measured
 SOAK_BAD = [  # (body changes, the status they must get)
     ({"seed": 2**64}, 400), ({"temperature": 1e-45}, 200), ({"top_p": 0}, 400), ({"best_of": 3}, 400),
     ({"logit_bias": {"5": 9}}, 400), ({"max_token": 3}, 400), ({"prompt": ["a"] * 65}, 400),
@@ -196,7 +197,7 @@ def soak_body(rng: random.Random, models: list[str], max_tokens: int) -> dict:
     body = {"model": model, "prompt": rng.choice(PROMPTS), "max_tokens": rng.randint(1, max_tokens),
             "temperature": rng.choice([0, 0.7])}
     if model != "base":
-        body["condition"] = condition(rng.randrange(64))
+        body["condition"] = condition(rng.randrange(SOAK_CONDITIONS))
     return body
 
 
@@ -249,7 +250,10 @@ def soak_phase(args, mt, methods: dict) -> dict:
     try:
         models = [*methods, "base"]
         asyncio.run(_soak(running.url, models, args, 5.0))  # warm: the first allocations are not growth
-        rss0 = current_rss_mb()
+        for name, target in server.targets.items():  # and a full condition cache is not growth either
+            if target.needs_condition:
+                warm(running.url, [condition(i) for i in range(SOAK_CONDITIONS)], name)
+        rss0, cache0 = current_rss_mb(), server.cache.bytes
         start = time.perf_counter()
         out = asyncio.run(_soak(running.url, models, args, args.soak))
         wall = time.perf_counter() - start
@@ -258,7 +262,9 @@ def soak_phase(args, mt, methods: dict) -> dict:
             time.sleep(0.1)
         out |= {"seconds": round(wall, 1), "still_active": server.metrics.active + server.metrics.waiting,
                 "rss_mb_before": round(rss0, 1),
-                "rss_mb_after": round(current_rss_mb(), 1), "cancelled_total": server.metrics.cancelled}
+                "rss_mb_after": round(current_rss_mb(), 1), "cancelled_total": server.metrics.cancelled,
+                "condition_cache_mb_before": round(cache0 / 2**20, 1),
+                "condition_cache_mb_after": round(server.cache.bytes / 2**20, 1)}
         out["never_ended"] += out["still_active"]
         out["rss_growth_mb"] = round(out["rss_mb_after"] - out["rss_mb_before"], 1)
     finally:
