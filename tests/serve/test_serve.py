@@ -146,7 +146,7 @@ BAD = [
     ("/v1/adapters", {"model": "megan", "condition": "c"}, 400),
     ("/v1/adapters", {"model": "tagi"}, 400),
     ("/v1/load_lora_adapter", {"lora_name": "x", "lora_path": "/no/such/folder"}, 400),
-    ("/v1/load_lora_adapter", {"lora_name": "base", "lora_path": "/tmp"}, 400),
+    ("/v1/load_lora_adapter", {"lora_name": "base", "lora_path": "/tmp"}, 409),
     ("/v1/unload_lora_adapter", {"lora_name": "tagi"}, 404),
     ("/v1/nothing", {}, 404),
 ]

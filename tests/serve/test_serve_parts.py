@@ -77,8 +77,8 @@ def test_build_server_loads_run_folders_and_adapters(tiny_dir, tmp_path):
               tmp_path / "oracle" / "run.json")
     with pytest.raises(ValueError, match="'oracle' run, which cannot be loaded"):
         build_server([str(tmp_path / "oracle")])
-    with pytest.raises(ValueError, match="max_lora_rank"):
-        ServeConfig(max_lora_rank=12)
+    with pytest.raises(ValueError, match="export_lora_rank"):
+        ServeConfig(export_lora_rank=12)
 
 
 def test_cli_serve_help_and_errors(tmp_path):

@@ -24,7 +24,11 @@ def serve(
     cache_mb: Annotated[float, typer.Option(help="memory for generated adapters and β, per condition (LRU)")] = 512.0,
     max_tokens: Annotated[int, typer.Option(help="largest max_tokens a request may ask for")] = 512,
     max_prompt_tokens: Annotated[int, typer.Option(help="longest prompt in tokens")] = 2048,
-    max_lora_rank: Annotated[int, typer.Option(help="largest rank of exported adapters (vLLM's)")] = 16,
+    max_prompts: Annotated[int, typer.Option(help="most prompts in one request's list")] = 64,
+    export_lora_rank: Annotated[int, typer.Option(help="largest rank /v1/adapters exports (a vLLM rank)")] = 16,
+    max_loras: Annotated[int, typer.Option(help="most adapters loaded at run time")] = 32,
+    max_lora_rank: Annotated[int, typer.Option(help="largest rank of an adapter loaded at run time")] = 64,
+    lora_cache_mb: Annotated[float, typer.Option(help="memory for adapters loaded at run time")] = 512.0,
     allow_runtime_lora: Annotated[bool, typer.Option(help="allow /v1/load_lora_adapter and unload")] = True,
 ) -> None:
     """Serve runs over an OpenAI-compatible HTTP API; the request's model field picks the run or adapter.
@@ -36,9 +40,10 @@ def serve(
     from hyperadapt.serve import ServeConfig, build_server, create_app
 
     cfg = ServeConfig(max_batch=max_batch, gather_ms=gather_ms, cache_mb=cache_mb, max_tokens=max_tokens,
-                      max_prompt_tokens=max_prompt_tokens, max_lora_rank=max_lora_rank,
+                      max_prompt_tokens=max_prompt_tokens, max_prompts=max_prompts, export_lora_rank=export_lora_rank,
+                      max_loras=max_loras, max_lora_rank=max_lora_rank, lora_cache_mb=lora_cache_mb,
                       allow_runtime_lora=allow_runtime_lora, api_key=api_key)
     server = build_server(runs or [], cfg, adapters=lora_modules or [], model=model)
-    console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1")
+    console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1", markup=False)
     # a request still open at SIGTERM gets SHUTDOWN_GRACE_S to finish; then the engine ends it with a 503
     uvicorn.run(create_app(server), host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)

@@ -52,6 +52,8 @@ class RowCondition:
     beta: BetaSource | None = None
     route: str = "base"
     cache_hit: bool | None = None
+    condition_tokens: int | None = None  # tokens of the condition text (a condition method's row)
+    condition_kept: int | None = None  # of which the method read these (fewer: the condition was cut)
 
     def tensors(self) -> list[Tensor]:
         """Every tensor the row holds (to size a cache entry)."""

@@ -4,7 +4,12 @@
 (a generated adapter as a zipped PEFT folder); vLLM's ``/v1/load_lora_adapter`` and
 ``/v1/unload_lora_adapter``; ``/health`` and ``/metrics`` (Prometheus): one module each in
 ``serve/endpoints/``. Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``; malformed
-requests get a 4xx, never a 500.
+requests get a 4xx, never a 500: :class:`RequestRefused` (from the engine's checks, the condition rule or the
+adapter store) answers its own status and ``param``, a full queue or a stopping engine a 503.
+
+``/health`` and ``/metrics`` are open (bind the server to a private address). With ``--api-key``, the
+OpenAPI schema ``/openapi.json`` needs the key too and the browser pages ``/docs`` and ``/redoc`` (which
+cannot send it) are off; without a key all three are open.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hyperadapt.serve.endpoints import ROUTERS
-from hyperadapt.serve.endpoints.common import ApiError, describe, error_response
+from hyperadapt.serve.endpoints.common import ApiError, authorize, describe, error_response
+from hyperadapt.serve.engine import EngineStopped, QueueFull
+from hyperadapt.serve.errors import RequestRefused
 from hyperadapt.serve.metrics import Metrics
 from hyperadapt.serve.server import Server
 
 ENDPOINTS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/adapters", "/v1/load_lora_adapter",
-             "/v1/unload_lora_adapter", "/health", "/metrics")
+             "/v1/unload_lora_adapter", "/health", "/metrics", "/openapi.json")
 
 
 class MetricsMiddleware:
@@ -56,6 +63,14 @@ async def _api_error(request: Request, err: ApiError) -> JSONResponse:
     return error_response(err.status, err.message, err.param)
 
 
+async def _refused(request: Request, err: RequestRefused) -> JSONResponse:
+    return error_response(err.status, str(err), err.param)
+
+
+async def _unavailable(request: Request, err: QueueFull | EngineStopped) -> JSONResponse:
+    return error_response(503, str(err))
+
+
 async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
     return error_response(err.status_code, str(err.detail))
 
@@ -77,10 +92,21 @@ def create_app(server: Server) -> FastAPI:
         yield
         server.engine.stop()
 
-    app = FastAPI(title="hyperadapt", lifespan=lifespan)
+    keyed = server.config.api_key is not None
+    app = FastAPI(title="hyperadapt", lifespan=lifespan, **(
+        {"openapi_url": None, "docs_url": None, "redoc_url": None} if keyed else {}))
     app.state.server = server
+    if keyed:
+        @app.get("/openapi.json", include_in_schema=False)
+        async def openapi(request: Request) -> dict:
+            authorize(request)
+            return app.openapi()
+
     app.add_middleware(MetricsMiddleware, metrics=server.metrics)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestRefused, _refused)
+    app.add_exception_handler(QueueFull, _unavailable)
+    app.add_exception_handler(EngineStopped, _unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

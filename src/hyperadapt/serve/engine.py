@@ -24,6 +24,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ Event = dict[str, Any]
 SAMPLING_EPS = 1e-5
 MIN_TEMPERATURE = 1e-2
 SEED_RANGE = 2**64  # torch.Generator.manual_seed takes 64-bit seeds
+MAX_LOGPROBS = 20  # vLLM's default max_logprobs: most alternatives returned per token
 
 
 class QueueFull(RuntimeError):
@@ -69,6 +71,7 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logprobs: int | None = None  # None: none; k: each answer token's log-probability and its k best alternatives
 
     @property
     def greedy(self) -> bool:
@@ -85,6 +88,9 @@ class Sampling:
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
                                       or not 0 <= self.seed < SEED_RANGE):
             return "seed", f"seed must be a whole number in [0, 2**64), got {self.seed!r}"
+        if self.logprobs is not None and (isinstance(self.logprobs, bool) or not isinstance(self.logprobs, int)
+                                          or not 0 <= self.logprobs <= MAX_LOGPROBS):
+            return "logprobs", f"logprobs must be a whole number in [0, {MAX_LOGPROBS}], got {self.logprobs!r}"
         for stop in self.stop:
             if not isinstance(stop, str) or not stop:
                 return "stop", f"stop strings must be non-empty text, got {stop!r}"
@@ -101,9 +107,12 @@ def _number(x: Any) -> bool:
 class Job:
     """One request: its prompt tokens, what answers it, and ``sink(event)`` (called from the engine thread).
 
-    Events: ``{"type": "start", "route", "cache_hit"}``, ``{"type": "delta", "text"}``, then exactly one
-    ``{"type": "done", "finish_reason", "prompt_tokens", "completion_tokens"}`` or ``{"type": "error", "status",
-    "message", "param"}`` (none after :meth:`cancel`: whoever cancels has stopped listening).
+    Events: ``{"type": "start", "route", "cache_hit", "condition_tokens", "condition_kept"}`` (the last two
+    None unless the target reads a condition), ``{"type": "delta", "text"}``, then exactly one ``{"type":
+    "done", "finish_reason", "prompt_tokens", "completion_tokens", "logprobs"}`` or ``{"type": "error",
+    "status", "message", "param"}`` (none after :meth:`cancel`: whoever cancels has stopped listening).
+    ``logprobs`` (with ``sampling.logprobs``, else None): per answer token ``(token_id, logprob, [(id,
+    logprob), ...])``, log-probabilities of the model's raw distribution (before temperature and top_p, as vLLM).
     """
 
     prompt_ids: list[int]
@@ -141,6 +150,42 @@ async def cancel_when_gone(jobs: Sequence[Job], is_disconnected: Callable[[], Aw
     return False
 
 
+class FairQueue:
+    """The waiting requests, taken round-robin between submissions: a client's list of 64 prompts is one
+    submission, so a request sent after it waits for one of its prompts, not all of them. Thread-safe;
+    ``maxsize`` bounds the prompts waiting in all."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._groups: deque[deque[Job]] = deque()
+        self._size = 0
+        self._ready = threading.Condition()
+
+    def qsize(self) -> int:
+        return self._size
+
+    def put(self, jobs: Sequence[Job]) -> None:
+        """Queue ``jobs`` as one submission, all or none: :class:`QueueFull` when they do not fit."""
+        with self._ready:
+            if self._size + len(jobs) > self.maxsize:
+                raise QueueFull(f"{self._size} requests are waiting (at most {self.maxsize}): retry later")
+            self._groups.append(deque(jobs))
+            self._size += len(jobs)
+            self._ready.notify()
+
+    def get(self, timeout: float = 0.0) -> Job | None:
+        """The next job round-robin, waiting up to ``timeout`` seconds; None when there is none."""
+        with self._ready:
+            if not self._size and (timeout <= 0 or not self._ready.wait_for(lambda: self._size, timeout)):
+                return None
+            group = self._groups.popleft()
+            job = group.popleft()
+            if group:
+                self._groups.append(group)
+            self._size -= 1
+            return job
+
+
 @dataclass(eq=False)
 class _Row:
     job: Job
@@ -151,6 +196,7 @@ class _Row:
     sent: int = 0  # characters of the answer already sent
     generator: torch.Generator | None = None
     done: bool = False
+    logprobs: list[tuple[int, float, list[tuple[int, float]]]] | None = None
 
 
 class Engine:
@@ -170,7 +216,7 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.device = model.get_input_embeddings().weight.device
         self.eos = set(end_of_turn_ids(tokenizer))
-        self._queue: queue.Queue[Job] = queue.Queue(max_queue)
+        self._queue = FairQueue(max_queue)
         self._calls: queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future]] = queue.Queue()
         self.rows: list[_Row] = []
         self._cache: DynamicCache | None = None
@@ -195,14 +241,16 @@ class Engine:
         self._end_all(503, "the server is shutting down: retry on another server")
 
     def submit(self, job: Job) -> None:
-        """Queue ``job``; raises :class:`QueueFull` when ``max_queue`` requests are already waiting and
+        """Queue ``job`` (see :meth:`submit_all`)."""
+        self.submit_all([job])
+
+    def submit_all(self, jobs: Sequence[Job]) -> None:
+        """Queue the jobs of one request, all or none; they are admitted round-robin with other requests'
+        (:class:`FairQueue`). Raises :class:`QueueFull` when they do not fit in ``max_queue`` and
         :class:`EngineStopped` after :meth:`stop`."""
         if self._stopping:
             raise EngineStopped("the server is shutting down: retry on another server")
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full as err:
-            raise QueueFull(f"{self._queue.maxsize} requests are waiting: retry later") from err
+        self._queue.put(jobs)
         self.metrics.waiting = self._queue.qsize()
 
     def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
@@ -276,11 +324,7 @@ class Engine:
         for row in self.rows:
             _finish(row.job, {"type": "error", "status": status, "message": message})
         self.rows, self._cache, self._mask, self._batch_cond = [], None, None, None
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        while (job := self._queue.get()) is not None:
             _finish(job, {"type": "error", "status": status, "message": message})
         self.metrics.active = self.metrics.waiting = 0
 
@@ -290,21 +334,16 @@ class Engine:
         if room <= 0:
             return jobs
         if block:
-            try:
-                jobs.append(self._queue.get(timeout=0.05))
-            except queue.Empty:
+            if (job := self._queue.get(timeout=0.05)) is None:
                 return jobs
+            jobs.append(job)
             deadline = time.perf_counter() + self.gather_s
             while len(jobs) < room and (left := deadline - time.perf_counter()) > 0:
-                try:
-                    jobs.append(self._queue.get(timeout=left))
-                except queue.Empty:
+                if (job := self._queue.get(timeout=left)) is None:
                     break
-        while len(jobs) < room:
-            try:
-                jobs.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+                jobs.append(job)
+        while len(jobs) < room and (job := self._queue.get()) is not None:
+            jobs.append(job)
         self.metrics.waiting = self._queue.qsize()
         self.metrics.cancelled += sum(j.cancelled for j in jobs)
         return [j for j in jobs if not j.cancelled]
@@ -344,11 +383,13 @@ class Engine:
                 _finish(job, {"type": "error", "status": 500, "message": f"internal error: {err}"})
                 continue
             self.metrics.admitted(now - job.enqueued, len(job.prompt_ids))
-            _send(job, {"type": "start", "route": cond.route, "cache_hit": cond.cache_hit})
+            _send(job, {"type": "start", "route": cond.route, "cache_hit": cond.cache_hit,
+                        "condition_tokens": cond.condition_tokens, "condition_kept": cond.condition_kept})
             gen = None
             if job.sampling.seed is not None and not job.sampling.greedy:
                 gen = torch.Generator(device=self.device).manual_seed(job.sampling.seed)
-            rows.append(_Row(job, cond, position=len(job.prompt_ids), generator=gen))
+            logprobs = [] if job.sampling.logprobs is not None else None
+            rows.append(_Row(job, cond, position=len(job.prompt_ids), generator=gen, logprobs=logprobs))
         return rows
 
     def _prefill(self, jobs: list[Job]) -> None:
@@ -450,6 +491,8 @@ class Engine:
         for row, row_logits in zip(rows, logits, strict=True):
             try:
                 token = self._sample(row, row_logits)
+                if row.logprobs is not None:
+                    row.logprobs.append(_logprobs(row_logits, token, row.job.sampling.logprobs))
                 row.next_token = token
                 self._emit(row, token)
             except Exception as err:  # this row's fault: the others take their tokens as if it were not there
@@ -493,7 +536,15 @@ class Engine:
         if finish is not None:
             row.done = True
             _finish(row.job, {"type": "done", "finish_reason": finish, "prompt_tokens": len(row.job.prompt_ids),
-                            "completion_tokens": len(row.generated)})
+                            "completion_tokens": len(row.generated),
+                              "logprobs": None if row.logprobs is None else row.logprobs[:len(row.generated)]})
+
+
+def _logprobs(logits: Tensor, token: int, top: int) -> tuple[int, float, list[tuple[int, float]]]:
+    """``token``'s log-probability under ``logits`` [V] and the ``top`` most likely tokens with theirs."""
+    logp = torch.log_softmax(logits, dim=-1)  # [V]
+    values, ids = logp.topk(top) if top else (logp[:0], logp[:0].long())
+    return token, float(logp[token]), [(int(i), float(v)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
 
 
 def _pad_left(x: Tensor, width: int, dim: int) -> Tensor:

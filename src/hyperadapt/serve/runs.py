@@ -70,14 +70,12 @@ class AdapterTarget:
         return RowCondition(self.factors, route=f"adapter:{self.name}")
 
 
-
-
 @dataclass
 class MethodTarget:
     """A loaded run, served as its method declares (``serves_as``):
 
-    - ``condition`` (TAGI, Hypter, MeGan): the request's condition becomes an adapter or β, cached per cleaned
-      condition text in the server's one LRU;
+    - ``condition`` (TAGI, Hypter, MeGan): the request's condition becomes an adapter or β, cached in the server's
+      one LRU under the key of the condition rule (``serve/conditions.py``);
     - ``input`` (SwitchCIT): the method routes each request's text to one of its adapters (or the base model);
     - ``fixed`` (multi-task LoRA, MetaICL, Reptile, single-LoRA streams): one adapter for every request.
 
@@ -125,7 +123,8 @@ class MethodTarget:
         if not hit:
             row = self.method.serve_row(read.text, text)
             self.cache.put(key, row, tensor_bytes(row.tensors()))
-        return replace(row, route=f"{self.name}:{read.key[:10]}", cache_hit=hit)
+        return replace(row, route=f"{self.name}:{read.key[:10]}", cache_hit=hit, condition_tokens=read.tokens,
+                       condition_kept=read.kept)
 
     def export_adapter(self, condition: str, out_dir: Path) -> Path:
         """The adapter of ``condition`` as a PEFT folder (the method's own export); engine thread only."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from hyperadapt.errors import UserError
 from hyperadapt.runs import Run
+from hyperadapt.serve.adapters import AdapterStore
 from hyperadapt.serve.cache import ByteLRU
 from hyperadapt.serve.engine import Engine
 from hyperadapt.serve.metrics import Metrics
@@ -27,7 +28,12 @@ BASE_NAME = "base"
 
 @dataclass
 class ServeConfig:
-    """Limits and scheduling of the server (every field is a ``hyperadapt serve`` option)."""
+    """Limits and scheduling of the server (every field is a ``hyperadapt serve`` option).
+
+    ``max_prompts``: prompts in one request's list. ``max_loras``, ``max_lora_rank`` and ``lora_cache_mb``
+    bound the adapters loaded at run time (vLLM's names; :class:`AdapterStore`); ``export_lora_rank`` is the
+    largest rank ``/v1/adapters`` may export (a vLLM rank, checked against the generated folder).
+    """
 
     max_batch: int = 32
     gather_ms: float = 5.0
@@ -35,22 +41,29 @@ class ServeConfig:
     cache_mb: float = 512.0
     max_body_bytes: int = 1_000_000
     max_prompt_tokens: int = 2048
+    max_prompts: int = 64
     max_condition_chars: int = 4000
     max_tokens: int = 512
     default_max_tokens: int = 16
-    max_lora_rank: int = 16
+    export_lora_rank: int = 16
+    max_loras: int = 32
+    max_lora_rank: int = 64
+    lora_cache_mb: float = 512.0
     allow_runtime_lora: bool = True
     api_key: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_body_bytes", "max_prompt_tokens", "max_condition_chars",
-                     "max_tokens", "default_max_tokens"):
+        for name in ("max_batch", "max_queue", "max_body_bytes", "max_prompt_tokens", "max_prompts",
+                     "max_condition_chars", "max_tokens", "default_max_tokens", "max_loras", "max_lora_rank"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_lora_rank not in VLLM_RANKS:
-            raise UserError(f"max_lora_rank must be one of vLLM's {VLLM_RANKS}, got {self.max_lora_rank}")
-        if self.gather_ms < 0 or self.cache_mb < 0:
-            raise UserError("gather_ms and cache_mb must be >= 0")
+        if self.export_lora_rank not in VLLM_RANKS:
+            raise UserError(f"export_lora_rank must be one of vLLM's {VLLM_RANKS}, got {self.export_lora_rank}")
+        if self.gather_ms < 0 or self.cache_mb < 0 or self.lora_cache_mb <= 0:
+            raise UserError("gather_ms and cache_mb must be >= 0, lora_cache_mb > 0")
+        if self.api_key is not None and not self.api_key.strip():
+            raise UserError("the API key is empty: every request would be refused. Give a key (--api-key or "
+                             "HYPERADAPT_API_KEY), or leave it unset to serve without one")
 
 
 @dataclass
@@ -65,6 +78,7 @@ class Server:
     cache: ByteLRU
     engine: Engine
     metrics: Metrics
+    adapters: AdapterStore
     started: float = field(default_factory=time.time)
 
 
@@ -123,7 +137,8 @@ def build_server(
     model_obj.eval()
     metrics = Metrics()
     engine = Engine(model_obj, tokenizer, config.max_batch, config.gather_ms, config.max_queue, metrics)
-    return Server(model_obj, tokenizer, base_id, targets, config, cache, engine, metrics)
+    store = AdapterStore(targets, config.max_loras, config.max_lora_rank, int(config.lora_cache_mb * 2**20))
+    return Server(model_obj, tokenizer, base_id, targets, config, cache, engine, metrics, store)
 
 
 def _add(targets: dict[str, Target], name: str, target: Target) -> None:
@@ -133,12 +148,15 @@ def _add(targets: dict[str, Target], name: str, target: Target) -> None:
 
 
 class RunningServer:
-    """A uvicorn server in a background thread (tests, benchmarks); ``url`` is its base URL."""
+    """A uvicorn server in a background thread (tests, benchmarks); ``url`` is its base URL. :meth:`stop`
+    gives open requests ``grace_s`` seconds to finish, then closes them (the engine ends them with a 503)."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, grace_s: float = 5.0) -> None:
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self.grace_s = grace_s
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                                    timeout_graceful_shutdown=grace_s))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
@@ -150,5 +168,8 @@ class RunningServer:
         self.url = f"http://{host}:{sock.getsockname()[1]}"
 
     def stop(self) -> None:
+        """Stop serving; ``RuntimeError`` when the server thread has not ended ``grace_s`` + 15 s later."""
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=self.grace_s + 15)
+        if self.thread.is_alive():
+            raise RuntimeError(f"the server did not stop within {self.grace_s + 15:.0f} s")

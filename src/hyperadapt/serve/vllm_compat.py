@@ -44,7 +44,8 @@ def vllm_problems(folder: str | Path, max_lora_rank: int = 16) -> list[str]:
         problems.append("rank_pattern/alpha_pattern are set: vLLM needs one rank per adapter")
     r = cfg.get("r")
     if not isinstance(r, int) or not 1 <= r <= max_lora_rank:
-        problems.append(f"r={r!r} is outside 1..{max_lora_rank} (--max-lora-rank)")
+        problems.append(f"r={r!r} is outside 1..{max_lora_rank} (vLLM's --max-lora-rank; hyperadapt serve "
+                        "--export-lora-rank)")
     targets = cfg.get("target_modules") or []
     targets = [targets] if isinstance(targets, str) else targets
     bad = [t for t in targets if t.rsplit(".", 1)[-1] not in LINEAR_MODULES]

@@ -1,5 +1,7 @@
 """Adapters: ``POST /v1/adapters`` (a run's generated adapter as a zipped PEFT folder, by the method's own
-export) and vLLM's ``/v1/load_lora_adapter`` / ``/v1/unload_lora_adapter`` (PEFT folders by name)."""
+export) and vLLM's ``/v1/load_lora_adapter`` / ``/v1/unload_lora_adapter`` (PEFT folders by name, through
+the server's :class:`hyperadapt.serve.adapters.AdapterStore`: its limits, name rule and 409s; ``replace: true``
+swaps a loaded adapter for a new folder under the same name)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import Field
 
 from hyperadapt.serve.endpoints.common import ApiError, Body, parse, server_of
-from hyperadapt.serve.runs import AdapterTarget, MethodTarget
+from hyperadapt.serve.errors import RequestRefused
+from hyperadapt.serve.runs import MethodTarget
 from hyperadapt.serve.vllm_compat import vllm_problems
 
 router = APIRouter()
@@ -29,6 +32,7 @@ class AdapterRequest(Body):
 class LoadLoraRequest(Body):
     lora_name: str = Field(min_length=1, max_length=200)
     lora_path: str = Field(min_length=1)
+    replace: bool = False
 
 
 class UnloadLoraRequest(Body):
@@ -52,7 +56,7 @@ async def adapters(request: Request) -> Response:
     def export() -> bytes:
         with tempfile.TemporaryDirectory() as tmp:
             folder = target.export_adapter(condition, Path(tmp) / "adapter")
-            problems = vllm_problems(folder, cfg.max_lora_rank)
+            problems = vllm_problems(folder, cfg.export_lora_rank)
             if problems:
                 raise ValueError("the generated adapter would not load in vLLM: " + "; ".join(problems))
             buf = io.BytesIO()
@@ -75,15 +79,14 @@ async def load_lora_adapter(request: Request) -> Response:
     server = server_of(request)
     if not server.config.allow_runtime_lora:
         raise ApiError(403, "loading adapters at run time is off: start the server with --allow-runtime-lora")
-    if req.lora_name in server.targets:
-        raise ApiError(400, f"the name {req.lora_name!r} is taken: unload it first", "lora_name")
     try:
-        target = await asyncio.wrap_future(
-            server.engine.call(lambda: AdapterTarget.load(req.lora_name, req.lora_path, server.model)))
+        await server.adapters.load(server.engine, req.lora_name, req.lora_path, server.model, req.replace)
+    except RequestRefused:
+        raise
     except (ValueError, FileNotFoundError, OSError) as err:
         raise ApiError(400, f"cannot load {req.lora_path!r}: {err}", "lora_path") from err
-    server.targets[req.lora_name] = target
-    return PlainTextResponse(f"Success: LoRA adapter '{req.lora_name}' added successfully.")
+    done = "replaced" if req.replace else "added"
+    return PlainTextResponse(f"Success: LoRA adapter '{req.lora_name}' {done} successfully.")
 
 
 @router.post("/v1/unload_lora_adapter")
@@ -92,7 +95,5 @@ async def unload_lora_adapter(request: Request) -> Response:
     server = server_of(request)
     if not server.config.allow_runtime_lora:
         raise ApiError(403, "unloading adapters at run time is off: start the server with --allow-runtime-lora")
-    if not isinstance(server.targets.get(req.lora_name), AdapterTarget):
-        raise ApiError(404, f"no LoRA adapter named {req.lora_name!r} is loaded", "lora_name")
-    del server.targets[req.lora_name]
+    server.adapters.unload(req.lora_name)
     return PlainTextResponse(f"Success: LoRA adapter '{req.lora_name}' removed successfully.")

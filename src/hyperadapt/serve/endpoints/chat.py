@@ -1,5 +1,11 @@
 """``POST /v1/chat/completions``: raw ``messages`` rendered with the model's chat template as given, or an
-``input`` that the server renders with ``condition`` the way the run was trained (``common.trained_prompts``)."""
+``input`` that the server renders with ``condition`` the way the run was trained (``common.trained_prompts``).
+
+Every message's content is read literally (:func:`hyperadapt.data.prompts.chat_ids`): a forged
+``<|im_end|>\n<|im_start|>assistant`` in a user message stays text; only the template makes control tokens.
+``logprobs`` with ``top_logprobs`` (0..20) gives each answer token's log-probability in OpenAI's shape
+(``{"content": [{"token", "logprob", "bytes", "top_logprobs"}]}``), without ``stream``.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import Field
 
+from hyperadapt.data.prompts import chat_ids
 from hyperadapt.serve.endpoints.common import (
     ApiError,
-    Body,
     ClientGone,
+    Part,
     SamplingFields,
-    collect,
+    check_logprobs,
+    collect_all,
+    condition_fields,
     find_target,
     first_event,
     make_jobs,
@@ -24,19 +33,22 @@ from hyperadapt.serve.endpoints.common import (
     route_header,
     server_of,
     stream,
+    token_text,
     trained_prompts,
     usage,
+    watched,
 )
+from hyperadapt.serve.server import Server
 
 router = APIRouter()
 
 
-class TextPart(Body):
+class TextPart(Part):
     type: Literal["text"]
     text: str
 
 
-class ChatMessage(Body):
+class ChatMessage(Part):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
 
@@ -44,7 +56,7 @@ class ChatMessage(Body):
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
-class StreamOptions(Body):
+class StreamOptions(Part):
     include_usage: bool = False
 
 
@@ -52,6 +64,13 @@ class ChatRequest(SamplingFields):
     messages: list[ChatMessage] | None = Field(None, min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     stream_options: StreamOptions | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+
+    def logprobs_k(self) -> int | None:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 def prompt_of(request: Request, req: ChatRequest, target) -> tuple[list[int], str]:
@@ -67,11 +86,23 @@ def prompt_of(request: Request, req: ChatRequest, target) -> tuple[list[int], st
         return ids[0], texts[0]
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
     try:
-        rendered = server.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = chat_ids(server.tokenizer, messages)
     except Exception as err:  # jinja's TemplateError and friends: the model's template refused the messages
         raise ApiError(400, f"the model's chat template cannot render these messages: {err}", "messages") from err
     users = [m["content"] for m in messages if m["role"] == "user"]
-    return server.tokenizer(rendered, add_special_tokens=False).input_ids, users[-1] if users else rendered
+    return ids, users[-1] if users else messages[-1]["content"]
+
+
+def chat_logprobs(server: Server, entries: list | None) -> dict | None:
+    """OpenAI's chat ``logprobs`` object for the engine's per-token entries."""
+    if entries is None:
+        return None
+
+    def one(token: int, logprob: float) -> dict:
+        text = token_text(server, token)
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    return {"content": [{**one(t, lp), "top_logprobs": [one(i, v) for i, v in top]} for t, lp, top in entries]}
 
 
 @router.post("/v1/chat/completions")
@@ -80,13 +111,14 @@ async def chat_completions(request: Request) -> Response:
     server = server_of(request)
     target = find_target(server, req.model)
     ids, text = prompt_of(request, req, target)
+    check_logprobs(req.logprobs_k(), req.stream, "logprobs")
     jobs = make_jobs(server, req, target, [ids], [text], req.max_completion_tokens or req.max_tokens)
     job, rid, created = jobs[0], f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     try:
         if req.stream:
-            start = await first_event(job, request)
+            start = await watched(jobs, request, first_event(job))
             base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model,
-                    "route": start["route"]}
+                    "route": start["route"], **condition_fields(start)}
 
             def chunk(text, finish, first):
                 delta = {"role": "assistant", "content": ""} if first else {} if finish else {"content": text}
@@ -99,7 +131,7 @@ async def chat_completions(request: Request) -> Response:
 
             return StreamingResponse(stream(job, chunk, usage_chunk), media_type="text/event-stream",
                                      headers=route_header(start))
-        result = await collect(job, request)
+        [result] = await collect_all(jobs, request)
     except ClientGone:
         return Response(status_code=499)
     finally:
@@ -107,6 +139,8 @@ async def chat_completions(request: Request) -> Response:
             job.cancel()
     body = {"id": rid, "object": "chat.completion", "created": created, "model": req.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result["text"]},
-                         "finish_reason": result["finish_reason"], "logprobs": None}],
-            "usage": usage([result]), "route": result["route"], "cache_hit": result["cache_hit"]}
+                         "finish_reason": result["finish_reason"],
+                         "logprobs": chat_logprobs(server, result["logprobs"])}],
+            "usage": usage([result]), "route": result["route"], "cache_hit": result["cache_hit"],
+            **condition_fields(result)}
     return JSONResponse(body, headers=route_header(result))

@@ -1,5 +1,12 @@
 """What every endpoint shares: OpenAI-style errors, reading a body, the sampling fields, the trained prompt of
-a ``{"condition", "input"}`` request, and turning prompts into engine jobs and their events into answers."""
+a ``{"condition", "input"}`` request, and turning prompts into engine jobs and their events into answers.
+
+**Nothing accepted is silently ignored.** A body field is either served, or refused with a 400 that names it:
+OpenAI/vLLM fields this server does not implement (:data:`REFUSED`) are refused unless they hold their no-op
+value (``"best_of": 1``, ``"frequency_penalty": 0``, ...), and unknown fields are refused too (vLLM ignores
+them with a warning; a misspelt ``max_token`` would otherwise pass unnoticed). ``user`` is an opaque
+identifier: accepted, not used.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +20,26 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hyperadapt.serve.engine import Job, QueueFull, Sampling
+from hyperadapt.data.prompts import prompt_ids
+from hyperadapt.serve.engine import MAX_LOGPROBS, Job, Sampling, cancel_when_gone
+from hyperadapt.serve.errors import lone_surrogate
 from hyperadapt.serve.runs import Target
 from hyperadapt.serve.server import Server
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
-               503: "server_busy"}
+               404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
+               422: "invalid_request_error", 503: "server_busy"}
+
+# OpenAI/vLLM fields this server does not implement -> the values that mean "off" (accepted as no-ops)
+REFUSED: dict[str, tuple[Any, ...]] = {
+    "best_of": (None, 1), "logit_bias": (None, {}), "frequency_penalty": (None, 0), "presence_penalty": (None, 0),
+    "repetition_penalty": (None, 1), "suffix": (None, ""), "tools": (None, []), "tool_choice": (None, "none"),
+    "functions": (None, []), "function_call": (None, "none"), "parallel_tool_calls": (None,),
+    "response_format": (None, {"type": "text"}), "top_k": (None, -1, 0), "min_p": (None, 0), "min_tokens": (None, 0),
+    "ignore_eos": (None, False), "guided_json": (None,), "guided_regex": (None,), "guided_choice": (None,),
+    "prompt_logprobs": (None,), "audio": (None,), "modalities": (None, ["text"]), "prediction": (None,),
+}
+IGNORED = ("user",)  # an opaque client identifier: accepted, not used
 
 
 class ApiError(Exception):
@@ -62,8 +82,34 @@ def authorize(request: Request) -> None:
         raise ApiError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'")
 
 
+def surrogate_at(data: Any, path: str = "") -> str | None:
+    """The path of the first string in the JSON value ``data`` holding a lone UTF-16 surrogate, else None."""
+    if isinstance(data, str):
+        return path if lone_surrogate(data) is not None else None
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        if (found := surrogate_at(value, f"{path}.{key}" if path else str(key))) is not None:
+            return found
+    return None
+
+
+def check_extras(body: BaseModel) -> None:
+    """400 for a field of :data:`REFUSED` with an effect, or an unknown field (see the module's docstring)."""
+    for name, value in (body.model_extra or {}).items():
+        if name in IGNORED:
+            continue
+        if name in REFUSED:
+            if value in REFUSED[name]:
+                continue
+            raise ApiError(400, f"{name!r} is not supported by this server (send it only as "
+                                f"{REFUSED[name][-1]!r}, or leave it out): see docs/SERVING.md", name)
+        known = sorted(n for n in type(body).model_fields if not n.startswith("_"))
+        raise ApiError(400, f"unknown field {name!r}: this endpoint takes {', '.join(known)}", name)
+
+
 async def parse(request: Request, model: type[BaseModel]) -> Any:
-    """The authorised request's JSON body as ``model``: 413 over the size limit, 400 for anything malformed."""
+    """The authorised request's JSON body as ``model``: 413 over the size limit, 400 for anything malformed
+    (text with a lone UTF-16 surrogate, which no tokenizer reads, a refused or unknown field)."""
     authorize(request)
     limit = server_of(request).config.max_body_bytes
     size = int(request.headers.get("content-length") or 0)
@@ -82,16 +128,28 @@ async def parse(request: Request, model: type[BaseModel]) -> Any:
         raise ApiError(400, f"the request body is not valid JSON: {err}") from err
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    if (where := surrogate_at(data)) is not None:
+        raise ApiError(400, f"{where} holds a lone UTF-16 surrogate (e.g. \\ud800): send text, with surrogates "
+                            "only in pairs", where.split(".")[0])
     try:
-        return model.model_validate(data)
+        body = model.model_validate(data)
     except ValidationError as err:
-        raise ApiError(400, describe(err.errors())) from err
+        first = err.errors()[0].get("loc", ())
+        raise ApiError(400, describe(err.errors()), str(first[0]) if first else None) from err
+    check_extras(body)
+    return body
 
 
 class Body(BaseModel):
-    """A request body (unknown fields are ignored, as vLLM does)."""
+    """A request body: its extra fields are checked by :func:`check_extras`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
+
+
+class Part(BaseModel):
+    """A nested object of a body (a message, an option): unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class SamplingFields(Body):
@@ -106,6 +164,10 @@ class SamplingFields(Body):
     condition: str | None = Field(None, description="the instruction/condition of a hypernetwork run")
     input: str | list[str] | None = Field(
         None, description="the input, rendered with 'condition' the way the run was trained (instead of a prompt)")
+
+    def logprobs_k(self) -> int | None:
+        """How many alternatives per answer token (None: no log-probabilities); each endpoint says."""
+        return None
 
     def stops(self) -> tuple[str, ...]:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -130,15 +192,22 @@ def trained_prompts(server: Server, target: Target, req: SamplingFields) -> tupl
         raise ApiError(400, f"model {req.model!r} ({target.kind}) has no trained prompt: send 'prompt' or "
                             "'messages' instead of 'input'", "input")
     inputs = [req.input] if isinstance(req.input, str) else req.input
-    if not inputs:
-        raise ApiError(400, "input is an empty list", "input")
+    check_count(server, inputs, "input")
     condition = req.condition or ""
     if style.setting != "none" and not condition.strip():
         raise ApiError(400, f"model {req.model!r} was trained with the condition in its prompt: give 'condition' "
                             "with 'input'", "condition")
-    ids = [server.tokenizer(style.prompt(server.tokenizer, condition, x), add_special_tokens=False).input_ids
-           for x in inputs]
+    ids = [prompt_ids(server.tokenizer, style.prompt(server.tokenizer, condition, x)) for x in inputs]
     return ids, [style.user_text(condition, x) for x in inputs]
+
+
+def check_count(server: Server, prompts: list, param: str) -> None:
+    """400 for an empty list of prompts or more than ``max_prompts`` of them."""
+    if not prompts:
+        raise ApiError(400, f"{param} is an empty list", param)
+    if len(prompts) > server.config.max_prompts:
+        raise ApiError(400, f"{param} holds {len(prompts)} prompts; this server takes at most "
+                            f"{server.config.max_prompts} in one request (--max-prompts)", param)
 
 
 def make_jobs(server: Server, req: SamplingFields, target: Target, prompts: list[list[int]], route_texts: list[str],
@@ -157,9 +226,12 @@ def make_jobs(server: Server, req: SamplingFields, target: Target, prompts: list
     if max_tokens > cfg.max_tokens:
         raise ApiError(400, f"max_tokens={max_tokens} exceeds this server's limit of {cfg.max_tokens}", "max_tokens")
     try:
-        sampling = Sampling(max_tokens, req.temperature, req.top_p, req.seed, req.stops())
+        stops = req.stops()
     except ValueError as err:
         raise ApiError(400, str(err), "stop") from err
+    sampling = Sampling(max_tokens, req.temperature, req.top_p, req.seed, stops, req.logprobs_k())
+    if (problem := sampling.problem()) is not None:
+        raise ApiError(400, problem[1], problem[0])
     for ids in prompts:
         if not ids:
             raise ApiError(400, "the prompt is empty", "prompt")
@@ -175,42 +247,77 @@ def make_jobs(server: Server, req: SamplingFields, target: Target, prompts: list
                   lambda ev, q=events: loop.call_soon_threadsafe(q.put_nowait, ev))
         job.events = events
         jobs.append(job)
-    try:
-        for job in jobs:
-            server.engine.submit(job)
-    except QueueFull as err:
-        for job in jobs:
-            job.cancel()
-        raise ApiError(503, str(err)) from err
+    server.engine.submit_all(jobs)  # QueueFull and EngineStopped: 503 (app.py)
     return jobs
 
 
-async def next_event(job: Job, request: Request) -> dict:
-    while True:
-        try:
-            return await asyncio.wait_for(job.events.get(), 0.5)
-        except TimeoutError:
-            if await request.is_disconnected():
-                job.cancel()
-                raise ClientGone from None
+async def watched(jobs: list[Job], request: Request, answer: Any) -> Any:
+    """Await the coroutine ``answer`` (reading ``jobs``' events) while watching the client: when it leaves,
+    every job is cancelled at once, tokens flowing or not (:func:`cancel_when_gone`), and :class:`ClientGone`
+    is raised."""
+    reading = asyncio.ensure_future(answer)
+    watcher = asyncio.ensure_future(cancel_when_gone(jobs, request.is_disconnected))
+    try:
+        await asyncio.wait({reading, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if reading.done():
+            return reading.result()
+        if watcher.result():
+            raise ClientGone
+        return await reading
+    finally:
+        for task in (reading, watcher):
+            task.cancel()
 
 
-async def first_event(job: Job, request: Request) -> dict:
-    event = await next_event(job, request)
+def raise_error(event: dict) -> None:
     if event["type"] == "error":
-        raise ApiError(event["status"], event["message"])
+        raise ApiError(event["status"], event["message"], event.get("param"))
+
+
+async def first_event(job: Job) -> dict:
+    """The job's start event (an error event raises its :class:`ApiError`)."""
+    event = await job.events.get()
+    raise_error(event)
     return event
 
 
-async def collect(job: Job, request: Request) -> dict:
-    """A job's whole answer: ``text``, ``finish_reason``, token counts, ``route`` and ``cache_hit``."""
-    start = await first_event(job, request)
+async def collect(job: Job) -> dict:
+    """A job's whole answer: ``text``, ``finish_reason``, token counts, ``logprobs``, ``route``, ``cache_hit``
+    and the condition's ``condition_tokens``/``condition_kept``."""
+    start = await first_event(job)
     text = []
-    while (event := await next_event(job, request))["type"] == "delta":
+    while (event := await job.events.get())["type"] == "delta":
         text.append(event["text"])
-    if event["type"] == "error":
-        raise ApiError(event["status"], event["message"])
-    return {**event, "text": "".join(text), "route": start["route"], "cache_hit": start["cache_hit"]}
+    raise_error(event)
+    return {**start, **event, "text": "".join(text)}
+
+
+async def collect_all(jobs: list[Job], request: Request) -> list[dict]:
+    """Every job's answer (:func:`collect`), cancelled together when the client leaves (:func:`watched`)."""
+    async def answers() -> list[dict]:
+        return [await collect(job) for job in jobs]
+
+    return await watched(jobs, request, answers())
+
+
+def condition_fields(result: dict) -> dict:
+    """``condition_tokens`` and ``condition_truncated`` (the method read only the first tokens of the condition:
+    see docs/SERVING.md, the condition rule) for a target that reads a condition; else nothing."""
+    if result.get("condition_tokens") is None:
+        return {}
+    return {"condition_tokens": result["condition_tokens"],
+            "condition_truncated": result["condition_kept"] < result["condition_tokens"]}
+
+
+def token_text(server: Server, token: int) -> str:
+    return server.tokenizer.decode([token])
+
+
+def check_logprobs(k: int | None, stream: bool, param: str) -> None:
+    if k is not None and stream:
+        raise ApiError(400, f"{param} is not served with stream: ask without stream", param)
+    if k is not None and not 0 <= k <= MAX_LOGPROBS:
+        raise ApiError(400, f"{param} must be in [0, {MAX_LOGPROBS}], got {k}", param)
 
 
 def usage(results: list[dict]) -> dict:
@@ -239,7 +346,8 @@ async def stream(job: Job, chunk: Chunk, usage_chunk: Callable[[dict], dict] | N
                 yield "data: [DONE]\n\n"
                 return
             else:
-                yield sse({"error": {"message": event["message"], "type": "server_error", "code": event["status"]}})
+                yield sse({"error": {"message": event["message"], "type": ERROR_TYPES.get(event["status"],
+                                     "server_error"), "param": event.get("param"), "code": event["status"]}})
                 return
     finally:
         job.cancel()  # a no-op for a finished request; frees the slot of a client that went away

@@ -1,5 +1,13 @@
-"""``POST /v1/completions``: a raw ``prompt`` (a string, or a list without ``stream``), or an ``input`` that the
-server renders with ``condition`` the way the run was trained (``common.trained_prompts``)."""
+"""``POST /v1/completions``: a raw ``prompt`` (a string, or a list of at most ``max_prompts`` without
+``stream``), or an ``input`` that the server renders with ``condition`` the way the run was trained
+(``common.trained_prompts``).
+
+A raw prompt is tokenised whole, control tokens included, as vLLM does: its caller writes the template, so
+``<|im_start|>`` in it is the control token. User text that must stay text goes in ``input`` or in chat
+``messages``, which are tokenised literally (``data/prompts.py``). ``echo`` puts the prompt before the answer;
+``logprobs`` (0..20) gives each answer token's log-probability and its best alternatives in OpenAI's legacy
+shape (``tokens``, ``token_logprobs``, ``top_logprobs``, ``text_offset``), without ``stream``.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +20,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from hyperadapt.serve.endpoints.common import (
     ApiError,
     ClientGone,
+    Part,
     SamplingFields,
-    collect,
+    check_count,
+    check_logprobs,
+    collect_all,
+    condition_fields,
     find_target,
     first_event,
     make_jobs,
@@ -21,15 +33,28 @@ from hyperadapt.serve.endpoints.common import (
     route_header,
     server_of,
     stream,
+    token_text,
     trained_prompts,
     usage,
+    watched,
 )
+from hyperadapt.serve.server import Server
 
 router = APIRouter()
 
 
+class StreamOptions(Part):
+    include_usage: bool = False
+
+
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | None = None
+    echo: bool = False
+    logprobs: int | None = None
+    stream_options: StreamOptions | None = None
+
+    def logprobs_k(self) -> int | None:
+        return self.logprobs
 
 
 def prompts_of(request: Request, req: CompletionRequest, target) -> tuple[list[list[int]], list[str]]:
@@ -42,12 +67,29 @@ def prompts_of(request: Request, req: CompletionRequest, target) -> tuple[list[l
         ids, texts = trained_prompts(server, target, req)
     else:
         texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-        if not texts:
-            raise ApiError(400, "prompt is an empty list", "prompt")
+        check_count(server, texts, "prompt")
         ids = [server.tokenizer(p).input_ids for p in texts]
     if req.stream and len(ids) > 1:
         raise ApiError(400, "stream takes one prompt", "prompt")
+    if req.echo and req.stream:
+        raise ApiError(400, "echo is not served with stream: ask without stream", "echo")
+    check_logprobs(req.logprobs, req.stream, "logprobs")
     return ids, texts
+
+
+def legacy_logprobs(server: Server, entries: list | None, offset: int) -> dict | None:
+    """OpenAI's completions ``logprobs`` object for the engine's per-token entries; offsets start at ``offset``
+    (the characters before the answer: the echoed prompt)."""
+    if entries is None:
+        return None
+    tokens, offsets = [], []
+    for token, _, _ in entries:
+        offsets.append(offset)
+        tokens.append(token_text(server, token))
+        offset += len(tokens[-1])
+    return {"tokens": tokens, "token_logprobs": [lp for _, lp, _ in entries],
+            "top_logprobs": [{token_text(server, i): v for i, v in top} for _, _, top in entries],
+            "text_offset": offsets}
 
 
 @router.post("/v1/completions")
@@ -60,26 +102,36 @@ async def completions(request: Request) -> Response:
     rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     try:
         if req.stream:
-            start = await first_event(jobs[0], request)
+            start = await watched(jobs, request, first_event(jobs[0]))
 
             def chunk(text, finish, first):
                 if first:
                     return None
                 return {"id": rid, "object": "text_completion", "created": created, "model": req.model,
-                        "route": start["route"],
+                        "route": start["route"], **condition_fields(start),
                         "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
 
-            return StreamingResponse(stream(jobs[0], chunk, None), media_type="text/event-stream",
+            usage_chunk = None
+            if req.stream_options is not None and req.stream_options.include_usage:
+                def usage_chunk(u):
+                    return {"id": rid, "object": "text_completion", "created": created, "model": req.model,
+                            "choices": [], "usage": u}
+
+            return StreamingResponse(stream(jobs[0], chunk, usage_chunk), media_type="text/event-stream",
                                      headers=route_header(start))
-        results = [await collect(job, request) for job in jobs]
+        results = await collect_all(jobs, request)
     except ClientGone:
         return Response(status_code=499)
     finally:
         if not req.stream:
             for job in jobs:
                 job.cancel()
-    choices = [{"index": i, "text": r["text"], "finish_reason": r["finish_reason"], "logprobs": None,
-                "route": r["route"]} for i, r in enumerate(results)]
+    choices = []
+    for i, (r, prompt_ids) in enumerate(zip(results, ids, strict=True)):
+        echoed = (texts[i] if req.input is None else server.tokenizer.decode(prompt_ids)) if req.echo else ""
+        choices.append({"index": i, "text": echoed + r["text"], "finish_reason": r["finish_reason"],
+                        "logprobs": legacy_logprobs(server, r["logprobs"], len(echoed)), "route": r["route"]})
     body = {"id": rid, "object": "text_completion", "created": created, "model": req.model, "choices": choices,
-            "usage": usage(results), "route": results[0]["route"], "cache_hit": results[0]["cache_hit"]}
+            "usage": usage(results), "route": results[0]["route"], "cache_hit": results[0]["cache_hit"],
+            **condition_fields(results[0])}
     return JSONResponse(body, headers=route_header(results[0]))
