@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,15 +25,18 @@ from hyperadapt.models import decoder_layers
 _FORWARD = "_hyperadapt_unchecked_forward"  # a checkpointed layer keeps its own forward here
 
 
-def _state(module: nn.Module):
+def _state(module: nn.Module) -> Any:
     return module.lora if isinstance(module, ConditionedLinear) else module.beta
 
 
-def _set_state(module: nn.Module, value) -> None:
+def _set_state(module: nn.Module, value: Any) -> None:
     setattr(module, "lora" if isinstance(module, ConditionedLinear) else "beta", value)
 
 
-def _contexts(layer: nn.Module) -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+Context = contextlib.AbstractContextManager[None]
+
+
+def _contexts(layer: nn.Module) -> tuple[Context, Context]:
     """(forward context, replay context): the replay sets the conditioning the forward saw, then restores."""
     saved = [(m, _state(m)) for m in layer.modules() if isinstance(m, ConditionedLinear | GatedMLP)]
 
@@ -50,7 +54,7 @@ def _contexts(layer: nn.Module) -> tuple[contextlib.AbstractContextManager, cont
     return contextlib.nullcontext(), replay()
 
 
-def _checkpointed(layer: nn.Module, *args, **kwargs):
+def _checkpointed(layer: nn.Module, *args: Any, **kwargs: Any) -> Any:
     forward = getattr(layer, _FORWARD)
     if not torch.is_grad_enabled():  # inference, generation with a KV cache: nothing to recompute
         return forward(*args, **kwargs)
