@@ -502,6 +502,13 @@ def serve(
     max_prompt_tokens: Annotated[int, typer.Option(help="longest prompt in tokens")] = 2048,
     max_lora_rank: Annotated[int, typer.Option(help="largest rank of exported adapters (vLLM's)")] = 16,
     allow_runtime_lora: Annotated[bool, typer.Option(help="allow /v1/load_lora_adapter and unload")] = True,
+    engine: Annotated[str, typer.Option(help="own (hyperadapt's decoding loop) or vllm (a vLLM server answers; "
+                                             "`make vllm` installs it)")] = "own",
+    vllm_url: Annotated[str | None, typer.Option(help="with --engine vllm: a running vLLM server to use instead "
+                                                      "of starting one (e.g. http://gpu-host:8000)")] = None,
+    vllm_max_loras: Annotated[int, typer.Option(min=1, help="with --engine vllm: adapters in one vLLM batch")] = 8,
+    vllm_adapters: Annotated[int, typer.Option(min=1, help="with --engine vllm: generated adapters kept on disk")]
+        = 512,
 ) -> None:
     """Serve runs over an OpenAI-compatible HTTP API; the request's model field picks the run or adapter.
 
@@ -514,7 +521,14 @@ def serve(
     cfg = ServeConfig(max_batch=max_batch, gather_ms=gather_ms, cache_mb=cache_mb, max_tokens=max_tokens,
                       max_prompt_tokens=max_prompt_tokens, max_lora_rank=max_lora_rank,
                       allow_runtime_lora=allow_runtime_lora, api_key=api_key)
+    if engine not in ("own", "vllm"):
+        raise typer.BadParameter(f"--engine is 'own' or 'vllm', not {engine!r}")
     server = build_server(runs or [], cfg, adapters=lora_modules or [], model=model)
+    if engine == "vllm":
+        from hyperadapt.serve.vllm_engine import use_vllm, vllm_config
+
+        use_vllm(server, None if vllm_url else vllm_config(server, max_lora_rank, vllm_max_loras), url=vllm_url,
+                 max_adapters=vllm_adapters)
     console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1", markup=False)
     # a request still open at SIGTERM gets SHUTDOWN_GRACE_S to finish; then the engine ends it with a 503
     uvicorn.run(create_app(server), host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
