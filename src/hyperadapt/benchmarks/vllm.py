@@ -14,8 +14,10 @@ cycling over K conditions (each the TAGI adapter of one instruction):
 - ``own``: hyperadapt's own engine, conditions generated on demand (its memory cache starts empty);
 - ``peft``: transformers + PEFT, one request at a time, ``--peft-requests`` of them, switching adapters.
 
-Reports requests/s, generated tokens/s, p50/p99 latency; the time to the first streamed token through the front
-for a condition never seen vs one cached; resident memory of vLLM's processes and of this one. Writes JSON and
+vLLM runs without prefix caching: the phases repeat prompts, and a phase that found the previous one's prefixes
+cached would skip most of its prefill (the bulk of the work on a CPU). Reports requests/s, generated tokens/s,
+p50/p99 latency; the time to the first streamed token through the front for a condition never seen vs one
+cached; resident memory of vLLM's processes and of this one. Writes JSON and
 a Markdown table next to it (``.md``).
 """
 
@@ -222,6 +224,13 @@ def one_k(args, k: int, vllm, server_of, method, work: Path) -> dict:
     return out
 
 
+async def _served_models(url: str) -> list[str]:
+    from hyperadapt.vllm import VllmClient
+
+    async with VllmClient(url) as client:
+        return await client.models()
+
+
 def markdown(result: dict) -> str:
     lines = [f"`{result['command']}` ({result['platform']}, {result['threads']} threads each, "
              f"{result['args']['requests']} requests from {result['args']['clients']} clients, "
@@ -254,7 +263,8 @@ def main(argv: list[str] | None = None) -> dict:
     cores = sorted(os.sched_getaffinity(0))
     bind = f"{cores[0]}-{cores[min(len(cores), args.threads) - 1]}"
     config = VllmServerConfig(model=resolve_model_path("default"), max_lora_rank=16, max_loras=args.max_loras,
-                              max_cpu_loras=max(args.ks) + 8, cpu_threads=bind, startup_timeout=1800)
+                              max_cpu_loras=max(args.ks) + 8, cpu_threads=bind, startup_timeout=1800,
+                              extra_args=["--no-enable-prefix-caching"])  # every phase prefills its prompts
     max_batch = max(args.clients, 32)
 
     def server_of():
@@ -265,6 +275,9 @@ def main(argv: list[str] | None = None) -> dict:
               "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "ks": {}}
     with tempfile.TemporaryDirectory() as tmp, VllmProcess(config) as vllm:
         result["vllm_start_s"] = round(vllm.startup_seconds, 1)
+        base = asyncio.run(_served_models(vllm.url))[0]  # a warm-up, not recorded: vLLM's first batches are slow
+        asyncio.run(load(vllm.url, vllm_bodies([base], args.clients, args.max_tokens), args.clients,
+                         "/v1/chat/completions"))
         for k in args.ks:
             result["ks"][str(k)] = one_k(args, k, vllm, server_of, method, Path(tmp))
             args.out.parent.mkdir(parents=True, exist_ok=True)
