@@ -523,6 +523,10 @@ def serve(
                       allow_runtime_lora=allow_runtime_lora, api_key=api_key)
     if engine not in ("own", "vllm"):
         raise typer.BadParameter(f"--engine is 'own' or 'vllm', not {engine!r}")
+    if engine == "vllm" and vllm_url is None:
+        from hyperadapt.vllm import vllm_python
+
+        vllm_python()  # a missing `make vllm` is one line, before the model loads
     server = build_server(runs or [], cfg, adapters=lora_modules or [], model=model)
     if engine == "vllm":
         from hyperadapt.serve.vllm_engine import use_vllm, vllm_config
