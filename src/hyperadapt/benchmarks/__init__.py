@@ -22,6 +22,7 @@ BENCHMARKS = {
     "megan": "MeGan vs its baselines, and what beta costs and looks like",
     "continual": "SwitchCIT vs its continual baselines on one stream",
     "serve": "load benchmark of `hyperadapt serve` over loopback",
+    "vllm": "vLLM alone vs `hyperadapt serve --engine vllm` vs the own engine vs PEFT, K conditions",
     "truncation": "how many training prompts lose part of their definition",
     "spread": "how much TAGI's adapters or MeGan's beta depend on the condition",
     "scale": "cost of each method's training step and generation at 135M, 360M and 1B parameters",

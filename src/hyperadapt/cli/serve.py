@@ -30,6 +30,13 @@ def serve(
     max_lora_rank: Annotated[int, typer.Option(help="largest rank of an adapter loaded at run time")] = 64,
     lora_cache_mb: Annotated[float, typer.Option(help="memory for adapters loaded at run time")] = 512.0,
     allow_runtime_lora: Annotated[bool, typer.Option(help="allow /v1/load_lora_adapter and unload")] = True,
+    engine: Annotated[str, typer.Option(help="own (hyperadapt's decoding loop) or vllm (a vLLM server answers; "
+                                             "`make vllm` installs it)")] = "own",
+    vllm_url: Annotated[str | None, typer.Option(help="with --engine vllm: a running vLLM server to use instead "
+                                                      "of starting one (e.g. http://gpu-host:8000)")] = None,
+    vllm_max_loras: Annotated[int, typer.Option(min=1, help="with --engine vllm: adapters in one vLLM batch")] = 8,
+    vllm_adapters: Annotated[int, typer.Option(min=1, help="with --engine vllm: generated adapters kept on disk")]
+        = 512,
 ) -> None:
     """Serve runs over an OpenAI-compatible HTTP API; the request's model field picks the run or adapter.
 
@@ -43,7 +50,18 @@ def serve(
                       max_prompt_tokens=max_prompt_tokens, max_prompts=max_prompts, export_lora_rank=export_lora_rank,
                       max_loras=max_loras, max_lora_rank=max_lora_rank, lora_cache_mb=lora_cache_mb,
                       allow_runtime_lora=allow_runtime_lora, api_key=api_key)
+    if engine not in ("own", "vllm"):
+        raise typer.BadParameter(f"--engine is 'own' or 'vllm', not {engine!r}")
+    if engine == "vllm" and vllm_url is None:
+        from hyperadapt.vllm import vllm_python
+
+        vllm_python()  # a missing `make vllm` is one line, before the model loads
     server = build_server(runs or [], cfg, adapters=lora_modules or [], model=model)
+    if engine == "vllm":
+        from hyperadapt.serve.vllm_engine import use_vllm, vllm_config
+
+        use_vllm(server, None if vllm_url else vllm_config(server, export_lora_rank, vllm_max_loras), url=vllm_url,
+                 max_adapters=vllm_adapters)
     console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1", markup=False)
     # a request still open at SIGTERM gets SHUTDOWN_GRACE_S to finish; then the engine ends it with a 503
     uvicorn.run(create_app(server), host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)

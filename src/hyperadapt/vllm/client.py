@@ -148,6 +148,8 @@ class VllmClient:
                 await response.aclose()
         except httpx.TimeoutException as err:
             raise VllmTimeout(f"vLLM at {self.base_url} stopped answering a streamed {kind} request") from err
+        except httpx.ConnectError as err:
+            raise VllmUnavailable(f"vLLM at {self.base_url} is not reachable ({err}): is it running?") from err
         except httpx.TransportError as err:
             raise VllmUnavailable(f"vLLM at {self.base_url} broke off a streamed {kind} request: {err}") from err
 

@@ -136,6 +136,11 @@ class VllmProcess:
         return self._url
 
     @property
+    def pid(self) -> int | None:
+        """The process id (and process group) of the vLLM we started; None for a connected one."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def owned(self) -> bool:
         """True when this object started the server (and stops it)."""
         return self.config is not None

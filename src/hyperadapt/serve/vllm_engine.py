@@ -1,0 +1,294 @@
+"""``hyperadapt serve --engine vllm``: the same requests as the own engine, answered by a vLLM server.
+
+:class:`VllmEngine` has the interface the endpoints use from :class:`~hyperadapt.serve.engine.Engine`
+(``start``, ``stop``, ``submit(job)`` with events back, ``cancel``, ``call``, ``check_job``), so every check of
+the HTTP layer applies to both engines unchanged. Each job becomes one request to vLLM:
+
+- the base model: forwarded to vLLM's base model;
+- a PEFT folder (``--lora-modules``, ``/v1/load_lora_adapter``): vLLM loads the same folder on first use;
+- a ``condition`` run that exports adapters (TAGI, Hypter): the condition becomes a PEFT folder once (the
+  method's ``export_adapter``, one hypernetwork pass, in the own engine's thread), kept in an
+  :class:`~hyperadapt.vllm.AdapterDiskCache` keyed by run and normalised condition, and loaded into vLLM;
+- an ``input`` run (SwitchCIT) or a ``fixed`` one: hyperadapt routes (or rejects) the input as today; the
+  chosen adapter is written as a PEFT folder once (keyed by run and route) and served by vLLM; a rejected input
+  goes to vLLM's base model;
+- MeGan (β for the SwiGLU gates, which no stock vLLM model takes per request): answered by the own engine in
+  the same server, as any row that carries β.
+
+The prompt goes to vLLM as token ids (the endpoint's own rendering), with the own engine's end-of-turn tokens as
+``stop_token_ids``, so both engines decode the same sequence. Responses keep ``route`` and ``cache_hit``. Every
+failure of vLLM ends its request with one error event (503 unreachable or dead, 504 too slow, 422 an adapter it
+refuses, vLLM's own 4xx otherwise); the other requests go on.
+
+Example::
+
+    server = build_server(["runs/tagi"])
+    use_vllm(server, VllmServerConfig(model=resolve_model_path(server.base_id)))  # or url="http://gpu:8000"
+    uvicorn.run(create_app(server))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hyperadapt.core import LoraConditioning
+from hyperadapt.core.peft_io import export_peft
+from hyperadapt.core.rows import RowCondition
+from hyperadapt.serve.conditions import read_condition
+from hyperadapt.serve.engine import Engine, EngineStopped, Job, QueueFull, _finish, _send
+from hyperadapt.serve.errors import RequestRefused
+from hyperadapt.serve.runs import AdapterTarget, BaseTarget, MethodTarget, Target
+from hyperadapt.vllm import (
+    AdapterDiskCache,
+    ServedAdapters,
+    VllmClient,
+    VllmError,
+    VllmProcess,
+    VllmServerConfig,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_ADAPTER_DIR = Path("~/.cache/hyperadapt/vllm-adapters")
+
+
+def run_fingerprint(target: MethodTarget) -> str:
+    """What identifies a run's adapters on disk: its folder and its ``run.json`` (a retrained run writes a new
+    record, so its conditions get new keys); the served name for a method given in code."""
+    run = target.method.info.get("run") if isinstance(getattr(target.method, "info", None), dict) else None
+    record = Path(run) / "run.json" if run else None
+    if record is None or not record.is_file():
+        return f"name:{target.name}"
+    digest = hashlib.sha256(str(record.resolve()).encode() + b"\0" + record.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def write_row(model: Any, row: RowCondition, out: Path) -> None:
+    """A row's LoRA factors (scale folded into B) as a PEFT folder for ``model``."""
+    factors = {p: (a[None], b[None]) for p, (a, b) in row.lora.items()}  # A [1, r, in], B [1, out, r]
+    export_peft(model, LoraConditioning(factors, 1.0, batch_size=1), out)
+
+
+class VllmEngine:
+    """Answers jobs through vLLM (started here from ``config``, or reached at ``url``), with ``own`` (the
+    server's own :class:`Engine`) for MeGan rows, ``call`` and ``check_job``. At most ``max_queue`` jobs are open
+    at once; generated adapters live under ``adapter_dir`` (at most ``max_adapters``, LRU)."""
+
+    def __init__(self, own: Engine, targets: dict[str, Target], config: VllmServerConfig | None = None,
+                 url: str | None = None, adapter_dir: str | Path = DEFAULT_ADAPTER_DIR, max_adapters: int = 512,
+                 max_queue: int = 1024, timeout: float = 300.0) -> None:
+        self.own, self.targets, self.metrics = own, targets, own.metrics
+        self.process = VllmProcess(config=config, url=url)
+        self.cache = AdapterDiskCache(adapter_dir, max_adapters)
+        self.max_queue, self.timeout = max_queue, timeout
+        self.base_name: str | None = None  # the model vLLM serves as its base
+        self.client: VllmClient | None = None
+        self.served: ServedAdapters | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._open: dict[Job, concurrent.futures.Future] = {}
+        self._stopping = False
+        self._fingerprints: dict[str, str] = {}
+
+    # -- the Engine interface --------------------------------------------------------------------------
+
+    def start(self) -> VllmEngine:
+        """Start the own engine, then vLLM (or reach it), and wait until it is healthy; raises
+        :class:`VllmUnavailable` (or ``FileNotFoundError`` when ``make vllm`` was not run) naming why."""
+        self.own.start()
+        self.process.start()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="hyperadapt-vllm", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._connect(), self._loop).result()
+        return self
+
+    async def _connect(self) -> None:
+        self.client = VllmClient(self.process.url, timeout=self.timeout)
+        self.served = ServedAdapters(self.client, self.cache)
+        self.base_name = (await self.client.models())[0]
+
+    def stop(self) -> None:
+        """End every open request with a 503, stop vLLM if we started it, and the own engine."""
+        self._stopping = True
+        for job, future in list(self._open.items()):
+            future.cancel()
+            _finish(job, {"type": "error", "status": 503, "message": "the server is shutting down: retry later"})
+        if self._thread is not None:
+            if self.client is not None:
+                asyncio.run_coroutine_threadsafe(self.client.aclose(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        self.process.stop()
+        self.own.stop()
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job`` (see :meth:`submit_all`)."""
+        self.submit_all([job])
+
+    def submit_all(self, jobs: Sequence[Job]) -> None:
+        """Queue the jobs of one request, all or none: the own engine takes the ones it answers (β), vLLM the
+        others. :class:`QueueFull` when vLLM's share does not fit in ``max_queue`` open jobs,
+        :class:`EngineStopped` after stop."""
+        if self._stopping or self._thread is None:
+            raise EngineStopped("the server is shutting down: retry on another server")
+        own = [job for job in jobs if self._own_answers(job.target)]
+        forwarded = [job for job in jobs if not self._own_answers(job.target)]
+        if len(self._open) + len(forwarded) > self.max_queue:
+            raise QueueFull(f"{self.max_queue} requests are open: retry later")
+        if own:
+            self.own.submit_all(own)
+        for job in forwarded:
+            future = asyncio.run_coroutine_threadsafe(self._run(job), self._loop)
+            self._open[job] = future
+            future.add_done_callback(lambda _, job=job: self._open.pop(job, None))
+
+    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
+        """Run ``fn()`` in the own engine's thread (anything that touches the model)."""
+        return self.own.call(fn)
+
+    def cancel(self, job: Job) -> None:
+        job.cancel()
+
+    def check_job(self, job: Job) -> None:
+        """The own engine's checks, and what this engine does not forward: ``logprobs`` (refused with a 400
+        naming it rather than answered without them)."""
+        self.own.check_job(job)
+        if job.sampling.logprobs is not None:
+            raise RequestRefused("logprobs are not forwarded by --engine vllm yet: ask without them, or serve with "
+                                 "the own engine", "logprobs")
+
+    # -- one request -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _own_answers(target: Target) -> bool:
+        """MeGan and any condition method without adapters: β, which stock vLLM cannot apply per request."""
+        return isinstance(target, MethodTarget) and target.needs_condition and not target.method.exports_adapters
+
+    async def _run(self, job: Job) -> None:
+        """Answer ``job``, polling its ``cancelled`` flag so that a client that left frees vLLM's slot."""
+        task = asyncio.ensure_future(self._answer(job))
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.1)
+            if job.cancelled and not task.done():
+                task.cancel()
+        if task.cancelled():
+            self.metrics.cancelled += 1
+            return
+        err = task.exception()
+        if err is None:
+            return
+        if isinstance(err, RequestRefused):
+            event = {"type": "error", "status": err.status, "message": str(err), "param": err.param}
+        elif isinstance(err, QueueFull | EngineStopped):
+            event = {"type": "error", "status": 503, "message": str(err)}
+        elif isinstance(err, VllmError):
+            event = {"type": "error", "status": err.status, "message": str(err)}
+        elif isinstance(err, ValueError | FileNotFoundError):
+            event = {"type": "error", "status": 400, "message": str(err)}
+        else:
+            log.error("a request failed", exc_info=err)
+            event = {"type": "error", "status": 500, "message": f"internal error: {type(err).__name__}: {err}"}
+        _finish(job, event)
+
+    async def _answer(self, job: Job) -> None:
+        self.check_job(job)
+        if self.process.owned:
+            self.process.check()  # a vLLM we started and that died: its exit code and log, not a timeout
+        model, route, hit = await self._model_of(job)
+        if model is None:  # a row with β: the own engine answers it
+            self.own.submit(job)
+            return
+        self.metrics.admitted(time.perf_counter() - job.enqueued, len(job.prompt_ids))
+        start = {"type": "start", "route": route, "cache_hit": hit}
+        if isinstance(job.target, MethodTarget) and job.target.needs_condition:
+            read = read_condition(job.target.method, job.condition)
+            start |= {"condition_tokens": read.tokens, "condition_kept": read.kept}
+        _send(job, start)
+        s = job.sampling
+        body = {"model": model, "prompt": job.prompt_ids, "max_tokens": s.max_tokens,
+                "temperature": 0.0 if s.greedy else s.temperature, "top_p": s.top_p, "seed": s.seed,
+                "stop": list(s.stop), "stop_token_ids": sorted(self.own.eos), "skip_special_tokens": True,
+                "stream_options": {"include_usage": True}}
+        finish, usage = None, {}
+        async for chunk in self.client.stream("completion", body):
+            for choice in chunk.get("choices") or []:
+                if choice.get("text"):
+                    _send(job, {"type": "delta", "text": choice["text"]})
+                finish = choice.get("finish_reason") or finish
+            usage = chunk.get("usage") or usage
+        _finish(job, {"type": "done", "finish_reason": finish or "stop",
+                      "prompt_tokens": usage.get("prompt_tokens", len(job.prompt_ids)),
+                      "completion_tokens": usage.get("completion_tokens", 0)})
+
+    async def _model_of(self, job: Job) -> tuple[str | None, str, bool | None]:
+        """(vLLM model name, route, cache_hit) of a job; the name is None for a row the own engine answers."""
+        target = job.target
+        if isinstance(target, BaseTarget):
+            return self.base_name, target.name, None
+        if isinstance(target, AdapterTarget):
+            await self.served.folder(f"adapter:{target.name}", target.path)
+            return f"adapter:{target.name}", f"adapter:{target.name}", None
+        if not isinstance(target, MethodTarget):
+            raise TypeError(f"the vLLM engine cannot answer a {type(target).__name__}")
+        fingerprint = self._fingerprint(target)
+        if target.needs_condition:
+            key = read_condition(target.method, job.condition).key
+            entry = await self.served.condition(fingerprint, key, self._exporter(target, job.condition))
+            return entry.name, f"{target.name}:{key[:10]}", entry.hit
+        row = await asyncio.wrap_future(self.own.call(lambda: target.resolve(None, job.route_text)))
+        if row.beta is not None:
+            return None, row.route, None
+        if row.lora is None:  # rejected by the router, or a base route
+            return self.base_name, row.route, None
+        entry = await self.served.condition(fingerprint, row.route, self._row_writer(row))
+        return entry.name, row.route, entry.hit
+
+    def _fingerprint(self, target: MethodTarget) -> str:
+        if target.name not in self._fingerprints:
+            self._fingerprints[target.name] = run_fingerprint(target)
+        return self._fingerprints[target.name]
+
+    def _exporter(self, target: MethodTarget, condition: str) -> Callable[[str, Path], None]:
+        """Writes the condition's adapter through the method's own export, in the own engine's thread (the cache
+        calls it from a worker thread, at most once per key)."""
+        def write(_key: str, out: Path) -> None:
+            self.own.call(lambda: target.export_adapter(condition, out)).result()
+        return write
+
+    def _row_writer(self, row: RowCondition) -> Callable[[str, Path], None]:
+        def write(_route: str, out: Path) -> None:
+            self.own.call(lambda: write_row(self.own.model, row, out)).result()
+        return write
+
+
+def use_vllm(server: Any, config: VllmServerConfig | None = None, url: str | None = None,
+             adapter_dir: str | Path = DEFAULT_ADAPTER_DIR, max_adapters: int = 512) -> VllmEngine:
+    """Make ``server`` (from :func:`~hyperadapt.serve.server.build_server`) answer through vLLM, started from
+    ``config`` or reached at ``url`` when the app starts. Raises ``FileNotFoundError`` at once when vLLM is to be
+    started and its environment is missing (``make vllm``)."""
+    if config is not None:
+        from hyperadapt.vllm import vllm_python
+
+        vllm_python(config.python)
+    engine = VllmEngine(server.engine, server.targets, config=config, url=url, adapter_dir=adapter_dir,
+                        max_adapters=max_adapters, max_queue=server.config.max_queue)
+    server.engine = engine
+    return engine
+
+
+
+def vllm_config(server: Any, max_lora_rank: int = 16, max_loras: int = 8, **overrides: Any) -> VllmServerConfig:
+    """How ``hyperadapt serve`` starts vLLM for ``server``: its base model folder, float32 as the own engine,
+    the adapters' rank limit; ``overrides`` are other :class:`VllmServerConfig` fields."""
+    from hyperadapt.models import resolve_model_path
+
+    fields = {"model": resolve_model_path(server.base_id), "max_lora_rank": max_lora_rank, "max_loras": max_loras,
+              "max_cpu_loras": max(max_loras, 4 * max_loras), "dtype": "float32", **overrides}
+    return VllmServerConfig(**fields)

@@ -1,0 +1,182 @@
+"""The vLLM engine of ``hyperadapt serve`` on the tiny model, against a fake vLLM (an OpenAI server that records
+what it is asked and answers with the model name it was given): which vLLM model each kind of request reaches,
+adapters written and loaded once, refusals and a vLLM that is gone become one clear error, MeGan stays home.
+The real vLLM is in ``test_vllm_serve.py``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+from serve_helpers import ROUTED, tiny_server  # noqa: E402
+
+from hyperadapt.serve import RunningServer, create_app  # noqa: E402
+from hyperadapt.serve.vllm_engine import use_vllm  # noqa: E402
+from hyperadapt.vllm import VllmUnavailable  # noqa: E402
+from hyperadapt.vllm.process import free_port  # noqa: E402
+
+CONDITIONS = ["Answer in capitals.", "Reverse the list."]
+
+
+def fake_vllm() -> tuple[FastAPI, dict]:
+    seen: dict = {"loaded": {}, "bodies": []}
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health():
+        return {}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"data": [{"id": "/models/tiny"}] + [{"id": n} for n in seen["loaded"]]}
+
+    @app.post("/v1/load_lora_adapter")
+    async def load(request: Request):
+        body = await request.json()
+        config = json.loads((Path(body["lora_path"]) / "adapter_config.json").read_text())
+        if config["r"] > 16:
+            return JSONResponse({"error": {"message": f"LoRA rank {config['r']} is greater than max_lora_rank 16"}},
+                                400)
+        seen["loaded"][body["lora_name"]] = body["lora_path"]
+        return PlainTextResponse("Success")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        body = await request.json()
+        seen["bodies"].append(body)
+
+        async def chunks():
+            for text in ("<", body["model"], ">"):
+                yield f"data: {json.dumps({'choices': [{'text': text, 'finish_reason': None}]})}\n\n"
+            done = {"choices": [{"text": "", "finish_reason": "length"}]}
+            yield f"data: {json.dumps(done)}\n\n"
+            usage = {"choices": [], "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": 3}}
+            yield f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    return app, seen
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    app, seen = fake_vllm()
+    vllm = RunningServer(app)
+    server = tiny_server()
+    engine = use_vllm(server, url=vllm.url, adapter_dir=tmp_path_factory.mktemp("adapters"), max_adapters=8)
+    running = RunningServer(create_app(server))
+    yield server, engine, seen, running
+    running.stop()
+    vllm.stop()
+
+
+def chat(url: str, model: str, text: str, condition: str | None = None, **kw):
+    client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=60)
+    extra = {"condition": condition} if condition else None
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], max_tokens=3,
+                                          temperature=0, extra_body=extra, **kw)
+
+
+def test_each_kind_of_request_reaches_its_vllm_model(served):
+    server, engine, seen, running = served
+    base = chat(running.url, "base", "hi")
+    assert base.choices[0].message.content == "</models/tiny>" and base.model_extra["route"] == "base"
+    first = chat(running.url, "tagi", "a b c", CONDITIONS[0])
+    again = chat(running.url, "tagi", "x y", f"  {CONDITIONS[0]} ")
+    other = chat(running.url, "tagi", "a b c", CONDITIONS[1])
+    assert (first.model_extra["cache_hit"], again.model_extra["cache_hit"]) == (False, True)
+    name = first.choices[0].message.content[1:-1]
+    assert name.startswith("ha-") and again.choices[0].message.content == first.choices[0].message.content
+    assert other.choices[0].message.content != first.choices[0].message.content
+    assert first.model_extra["route"].startswith("tagi:")
+    folder = Path(seen["loaded"][name])
+    assert (folder / "adapter_config.json").exists() and (folder / "instruction.txt").read_text() == CONDITIONS[0]
+    routed = [chat(running.url, "cl", text) for text in ROUTED.values()]
+    assert [r.model_extra["route"] for r in routed] == ["cl:plural", "cl:upper"]
+    assert len({r.choices[0].message.content for r in routed}) == 2
+    body = seen["bodies"][-1]  # the prompt goes as the front's token ids, stopping at the model's end of turn
+    assert body["prompt"] == server.tokenizer(server.tokenizer.apply_chat_template(
+        [{"role": "user", "content": ROUTED["upper"]}], add_generation_prompt=True, tokenize=False),
+        add_special_tokens=False).input_ids
+    assert body["stop_token_ids"] == sorted(engine.own.eos) and body["temperature"] == 0
+
+
+def test_megan_is_answered_by_the_own_engine(served):
+    _, _, seen, running = served
+    before = len(seen["bodies"])
+    answer = chat(running.url, "megan", "the answer is", CONDITIONS[0])
+    assert len(seen["bodies"]) == before and answer.choices[0].finish_reason in ("stop", "length")
+    assert not answer.choices[0].message.content.startswith("<")
+
+
+def test_streamed_chunks_carry_vllm_text(served):
+    _, _, _, running = served
+    chunks = chat(running.url, "base", "hi", stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "</models/tiny>"
+
+
+def test_an_adapter_vllm_refuses_is_one_422(served, tmp_path):
+    server, engine, _, running = served
+    folder = engine.cache.get_or_create("any", "x", lambda _, out: _big_adapter(server, out)).path
+    loaded = httpx.post(running.url + "/v1/load_lora_adapter", json={"lora_name": "big", "lora_path": str(folder)})
+    assert loaded.status_code == 200, loaded.text
+    with pytest.raises(openai.UnprocessableEntityError, match="LoRA rank 32 is greater than max_lora_rank 16"):
+        chat(running.url, "big", "hi")
+    assert chat(running.url, "base", "hi").choices[0].message.content == "</models/tiny>"
+
+
+def _big_adapter(server, out: Path) -> None:
+    """A rank-32 adapter for the tiny model (the fake vLLM, like vLLM started with --max-lora-rank 16, refuses)."""
+    from hyperadapt.core.rows import RowCondition
+    from hyperadapt.serve.vllm_engine import write_row
+
+    row = server.targets["cl"].method.serve_row(None, ROUTED["plural"])
+    lora = {p: (a.repeat(16, 1), b.repeat(1, 16) / 16) for p, (a, b) in row.lora.items()}  # r 2 -> 32
+    write_row(server.model, RowCondition(lora), out)
+
+
+def test_a_vllm_that_went_away_is_a_503_and_megan_still_answers(tmp_path):
+    app, _ = fake_vllm()
+    vllm = RunningServer(app)
+    server = tiny_server()
+    use_vllm(server, url=vllm.url, adapter_dir=tmp_path)
+    running = RunningServer(create_app(server))
+    try:
+        assert chat(running.url, "base", "hi").choices[0].message.content == "</models/tiny>"
+        vllm.stop()
+        with pytest.raises(openai.InternalServerError, match="not reachable") as err:
+            chat(running.url, "base", "hi")
+        assert err.value.status_code == 503
+        assert chat(running.url, "megan", "the answer is", CONDITIONS[0]).choices[0].finish_reason
+    finally:
+        running.stop()
+
+
+def test_a_vllm_that_never_answers_stops_the_start_with_its_reason(tmp_path):
+    server = tiny_server()
+    engine = use_vllm(server, url=f"http://127.0.0.1:{free_port()}", adapter_dir=tmp_path)
+    engine.process.connect_timeout = 1
+    with pytest.raises(VllmUnavailable, match="was not healthy within 1s"):
+        engine.start()
+    engine.stop()
+
+
+def test_serve_refuses_an_unknown_engine_and_a_missing_vllm(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hyperadapt.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["serve", "--engine", "magic"])
+    assert bad.exit_code != 0 and "'own' or 'vllm'" in bad.output
+    monkeypatch.setenv("HYPERADAPT_VLLM_PYTHON", str(tmp_path / "no-python"))
+    missing = runner.invoke(app, ["serve", "--engine", "vllm"])
+    assert missing.exit_code != 0 and "make vllm" in missing.output
