@@ -225,7 +225,7 @@ class VllmEngine:
             usage = chunk.get("usage") or usage
         _finish(job, {"type": "done", "finish_reason": finish or "stop",
                       "prompt_tokens": usage.get("prompt_tokens", len(job.prompt_ids)),
-                      "completion_tokens": usage.get("completion_tokens", 0)})
+                      "completion_tokens": usage.get("completion_tokens", 0), "logprobs": None})
 
     async def _model_of(self, job: Job) -> tuple[str | None, str, bool | None]:
         """(vLLM model name, route, cache_hit) of a job; the name is None for a row the own engine answers."""
