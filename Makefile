@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
 	$(VENV)/bin/mypy
 
 test: lint

@@ -24,16 +24,18 @@ def numbers(text: str) -> set[str]:
 
 
 def main(rev: str = BEFORE_SPLIT) -> int:
-    old = subprocess.run(["git", "show", f"{rev}:docs/RESULTS.md"], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout
+    old = subprocess.run(
+        ["git", "show", f"{rev}:docs/RESULTS.md"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     pages = [ROOT / "docs" / "RESULTS.md", *sorted((ROOT / "docs" / "results").glob("*.md"))]
     new = numbers("\n".join(p.read_text(encoding="utf-8") for p in pages))
     missing = sorted(numbers(old) - new)
     for number in missing:
         at = old.index(number)
-        print(f"missing {number!r}: ...{old[max(0, at - 60):at + 40]!r}...")
-    print(f"{len(numbers(old))} distinct numbers in RESULTS.md at {rev}; {len(missing)} missing from "
-          f"{len(pages)} pages")
+        print(f"missing {number!r}: ...{old[max(0, at - 60) : at + 40]!r}...")
+    print(
+        f"{len(numbers(old))} distinct numbers in RESULTS.md at {rev}; {len(missing)} missing from {len(pages)} pages"
+    )
     return 1 if missing else 0
 
 

@@ -10,8 +10,9 @@ import griffe
 
 
 class FieldHelp(griffe.Extension):
-    def on_attribute_instance(self, *, node: ast.AST | griffe.ObjectNode, attr: griffe.Attribute,
-                              **kwargs: Any) -> None:
+    def on_attribute_instance(
+        self, *, node: ast.AST | griffe.ObjectNode, attr: griffe.Attribute, **kwargs: Any
+    ) -> None:
         value = getattr(node, "value", None)
         if attr.docstring or not (isinstance(value, ast.Call) and getattr(value.func, "id", None) == "field"):
             return

@@ -36,10 +36,26 @@ def write_jsonl(path: Path) -> Path:
     rows = []
     for split in ("train", "test"):
         for i in range(6):
-            rows.append({"task": "copy", "instruction": "Repeat the input.", "input": f"{split} {i}",
-                         "output": f"{split} {i}", "split": split, "categories": ["string"]})
-            rows.append({"task": "yesno", "instruction": "Answer yes or no.", "input": f"is {i} even",
-                         "output": ["yes" if i % 2 == 0 else "no"], "split": split, "options": ["yes", "no"]})
+            rows.append(
+                {
+                    "task": "copy",
+                    "instruction": "Repeat the input.",
+                    "input": f"{split} {i}",
+                    "output": f"{split} {i}",
+                    "split": split,
+                    "categories": ["string"],
+                }
+            )
+            rows.append(
+                {
+                    "task": "yesno",
+                    "instruction": "Answer yes or no.",
+                    "input": f"is {i} even",
+                    "output": ["yes" if i % 2 == 0 else "no"],
+                    "split": split,
+                    "options": ["yes", "no"],
+                }
+            )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 

@@ -67,8 +67,19 @@ def a_file(tmp_path):
 # Names are not paths
 
 
-NAMES = ["../../escaped_task", "/etc/passwd", "a/b", "a\\b", "..", ".hidden", "x" * 300, "名詞の複数形", "tab\tname",
-         "C:\\evil", "nul\0byte"]
+NAMES = [
+    "../../escaped_task",
+    "/etc/passwd",
+    "a/b",
+    "a\\b",
+    "..",
+    ".hidden",
+    "x" * 300,
+    "名詞の複数形",
+    "tab\tname",
+    "C:\\evil",
+    "nul\0byte",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -105,8 +116,16 @@ def run_copy(switch_run, tmp_path):
 
 
 def _task_jsonl(path, name: str, n: int = 6):
-    rows = [{"task": name, "instruction": "Repeat the input.", "input": f"w{i}", "output": f"w{i}",
-             "split": "train" if i < n - 2 else "test"} for i in range(n)]
+    rows = [
+        {
+            "task": name,
+            "instruction": "Repeat the input.",
+            "input": f"w{i}",
+            "output": f"w{i}",
+            "split": "train" if i < n - 2 else "test",
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -125,7 +144,7 @@ def test_continual_add_never_writes_outside_the_run(run_copy, tmp_path, here):
     run = json.loads((run_copy / "run.json").read_text())
     assert run["added"] == names
     manifest = json.loads((run_copy / "adapters" / "manifest.json").read_text())
-    assert [a["task"] for a in manifest["adapters"]][-len(names):] == names
+    assert [a["task"] for a in manifest["adapters"]][-len(names) :] == names
     gen = runner.invoke(app, ["generate", str(run_copy), "--input", "see [/x] here", "--max-new-tokens", "2"])
     assert gen.exit_code == 0, gen.output
     assert "see [/x] here" in gen.output and ("task: " in gen.output or "rejected" in gen.output)
@@ -186,20 +205,27 @@ def test_missing_config_file(here):
 
 
 def test_model_folder_that_does_not_exist(here, jsonl_data):
-    line = bad(["eval", "--model", "./no/such/model", "--data", f"jsonl:{jsonl_data}", "--split", "test",
-                "--out", "res.json"], "./no/such/model", "not found")
+    line = bad(
+        ["eval", "--model", "./no/such/model", "--data", f"jsonl:{jsonl_data}", "--split", "test", "--out", "res.json"],
+        "./no/such/model",
+        "not found",
+    )
     assert "repo id" not in line.lower()
 
 
 def test_model_folder_without_config(here, jsonl_data):
     (here / "empty").mkdir()
-    bad(["eval", "--model", "empty", "--data", f"jsonl:{jsonl_data}", "--split", "test", "--out", "r.json"],
-        "config.json")
+    bad(
+        ["eval", "--model", "empty", "--data", f"jsonl:{jsonl_data}", "--split", "test", "--out", "r.json"],
+        "config.json",
+    )
 
 
 def test_model_that_is_a_file(here, jsonl_data, a_file):
-    bad(["eval", "--model", str(a_file), "--data", f"jsonl:{jsonl_data}", "--split", "test", "--out", "r.json"],
-        "is a file")
+    bad(
+        ["eval", "--model", str(a_file), "--data", f"jsonl:{jsonl_data}", "--split", "test", "--out", "r.json"],
+        "is a file",
+    )
 
 
 def test_hub_id_while_offline(here, jsonl_data, monkeypatch):
@@ -210,13 +236,34 @@ def test_hub_id_while_offline(here, jsonl_data, monkeypatch):
 
     monkeypatch.setattr(models.AutoConfig, "from_pretrained", offline)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    bad(["eval", "--model", "someorg/some-model", "--data", f"jsonl:{jsonl_data}", "--split", "test",
-         "--out", "r.json"], "someorg/some-model", "offline")
+    bad(
+        [
+            "eval",
+            "--model",
+            "someorg/some-model",
+            "--data",
+            f"jsonl:{jsonl_data}",
+            "--split",
+            "test",
+            "--out",
+            "r.json",
+        ],
+        "someorg/some-model",
+        "offline",
+    )
     assert not (here / "r.json").exists()
 
 
-@pytest.mark.parametrize("option,value", [("--limit", "0"), ("--limit", "-1"), ("--batch-size", "0"),
-                                          ("--max-new-tokens", "0"), ("--max-prompt-tokens", "0")])
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("--limit", "0"),
+        ("--limit", "-1"),
+        ("--batch-size", "0"),
+        ("--max-new-tokens", "0"),
+        ("--max-prompt-tokens", "0"),
+    ],
+)
 def test_eval_numbers_out_of_range(here, jsonl_data, option, value):
     bad(["eval", "--data", f"jsonl:{jsonl_data}", "--split", "test", option, value], option, "greater than")
     assert _files(here) == {"tasks.jsonl"}
@@ -238,8 +285,25 @@ def test_eval_results_survive_an_output_error(here, tiny_dir, jsonl_data, monkey
         return real(result, out)
 
     monkeypatch.setattr(harness, "write_results", flaky)
-    line = bad(["eval", "--model", str(tiny_dir), "--data", f"jsonl:{jsonl_data}", "--split", "test", "--limit",
-                "1", "--max-new-tokens", "2", "--out", "res.json"], "no space left", "saved to")
+    line = bad(
+        [
+            "eval",
+            "--model",
+            str(tiny_dir),
+            "--data",
+            f"jsonl:{jsonl_data}",
+            "--split",
+            "test",
+            "--limit",
+            "1",
+            "--max-new-tokens",
+            "2",
+            "--out",
+            "res.json",
+        ],
+        "no space left",
+        "saved to",
+    )
     rescued = __import__("pathlib").Path(line.rsplit("saved to ", 1)[1].strip())
     assert json.loads(rescued.read_text())["method"] == "zero-shot"
 
@@ -323,15 +387,18 @@ def test_a_users_mistake_is_one_line_even_when_the_library_raises_it_deep_down(h
 # Numbers: validated with the key named; 5e-4 is a number
 
 
-@pytest.mark.parametrize("override,words", [
-    ("train.steps=1.5", ("train.steps", "integer", "1.5")),
-    ("train.steps=-3", ("train.steps", "at least 1")),
-    ("train.lr=abc", ("train.lr", "number", "abc")),
-    ("train.lr=-5e-4", ("train.lr", "positive")),
-    ("rank=true", ("rank", "integer")),
-    ("train=5", ("train", "mapping")),
-    ("target_modules=q_proj", ("target_modules", "list")),
-])
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("train.steps=1.5", ("train.steps", "integer", "1.5")),
+        ("train.steps=-3", ("train.steps", "at least 1")),
+        ("train.lr=abc", ("train.lr", "number", "abc")),
+        ("train.lr=-5e-4", ("train.lr", "positive")),
+        ("rank=true", ("rank", "integer")),
+        ("train=5", ("train", "mapping")),
+        ("target_modules=q_proj", ("target_modules", "list")),
+    ],
+)
 def test_train_override_values(here, override, words):
     bad(["train", "multitask-lora", "--set", override, "--out", "run"], *words)
     assert _files(here) == set()
@@ -347,8 +414,10 @@ def test_continual_set_value(here):
     bad(["continual", "--set", "n_tasks=two", "--out", "run"], "n_tasks", "integer")
 
 
-@pytest.mark.parametrize("override,words", [("train_steps=1.5", ("train_steps", "integer")), ("limit=0", ("limit",)),
-                                            ("megan_steps=0", ("megan_steps",))])
+@pytest.mark.parametrize(
+    "override,words",
+    [("train_steps=1.5", ("train_steps", "integer")), ("limit=0", ("limit",)), ("megan_steps=0", ("megan_steps",))],
+)
 def test_demo_values(here, override, words):
     bad(["demo", "--set", override], *words)
     assert _files(here) == set()
@@ -380,8 +449,25 @@ def _fake_run(path, model: str):
 
 def test_eval_run_with_another_model_is_refused(here, tiny_dir, jsonl_data):
     run = _fake_run(here / "run", str(tiny_dir))
-    bad(["eval", "--method", "multitask-lora", "--run", str(run), "--model", "default", "--data",
-         f"jsonl:{jsonl_data}", "--split", "test", "--out", "r.json"], "--model", "does not match")
+    bad(
+        [
+            "eval",
+            "--method",
+            "multitask-lora",
+            "--run",
+            str(run),
+            "--model",
+            "default",
+            "--data",
+            f"jsonl:{jsonl_data}",
+            "--split",
+            "test",
+            "--out",
+            "r.json",
+        ],
+        "--model",
+        "does not match",
+    )
     assert not (here / "r.json").exists()
 
 
@@ -392,14 +478,48 @@ def test_zero_shot_takes_no_run(here, tiny_dir):
 
 def test_eval_run_records_the_runs_model(here, tiny_dir, jsonl_data):
     run = here / "mtl"
-    train = runner.invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
-                                f"data=jsonl:{jsonl_data}", "--set", "rank=2", "--set", "train.steps=2", "--set",
-                                "train.batch_size=2", "--out", str(run)])
+    train = runner.invoke(
+        app,
+        [
+            "train",
+            "multitask-lora",
+            "--set",
+            f"model={tiny_dir}",
+            "--set",
+            f"data=jsonl:{jsonl_data}",
+            "--set",
+            "rank=2",
+            "--set",
+            "train.steps=2",
+            "--set",
+            "train.batch_size=2",
+            "--out",
+            str(run),
+        ],
+    )
     assert train.exit_code == 0, train.output
     for extra in ([], ["--model", str(tiny_dir)]):
-        result = runner.invoke(app, ["eval", "--method", "multitask-lora", "--run", str(run), *extra, "--data",
-                                     f"jsonl:{jsonl_data}", "--split", "test", "--limit", "1", "--max-new-tokens",
-                                     "2", "--out", "r.json"])
+        result = runner.invoke(
+            app,
+            [
+                "eval",
+                "--method",
+                "multitask-lora",
+                "--run",
+                str(run),
+                *extra,
+                "--data",
+                f"jsonl:{jsonl_data}",
+                "--split",
+                "test",
+                "--limit",
+                "1",
+                "--max-new-tokens",
+                "2",
+                "--out",
+                "r.json",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert json.loads((here / "r.json").read_text())["model"] == str(tiny_dir)
 
@@ -409,8 +529,10 @@ def test_eval_run_records_the_runs_model(here, tiny_dir, jsonl_data):
 
 
 def _sni(path, outputs: list[list[str]]):
-    record = {"Definition": ["Say it."], "Instances": [{"id": f"i{k}", "input": "x", "output": o}
-                                                       for k, o in enumerate(outputs)]}
+    record = {
+        "Definition": ["Say it."],
+        "Instances": [{"id": f"i{k}", "input": "x", "output": o} for k, o in enumerate(outputs)],
+    }
     path.write_text(json.dumps(record))
     return path
 
@@ -434,8 +556,11 @@ def test_sni_task_whose_references_are_all_empty_is_refused(tmp_path):
 def test_generate_prints_markup_literally(here, monkeypatch):
     import hyperadapt.methods.inputs as generate_cli
 
-    monkeypatch.setattr(generate_cli, "answer_inputs", lambda run, inputs, conds, n, budget=None: [
-        (inputs[0], "[bold]answer[/] [/x]", f"condition: {conds[0]}")])
+    monkeypatch.setattr(
+        generate_cli,
+        "answer_inputs",
+        lambda run, inputs, conds, n, budget=None: [(inputs[0], "[bold]answer[/] [/x]", f"condition: {conds[0]}")],
+    )
     (here / "run").mkdir()
     (here / "run" / "run.json").write_text('{"method": "tagi", "config": {}}')
     result = runner.invoke(app, ["generate", "run", "--condition", "Use [red]red[/red].", "--input", "see [/x] here"])
@@ -467,8 +592,9 @@ def test_missing_lora_alpha_takes_peft_default(tmp_path):
     assert load_peft(path).scale == pytest.approx(8 / 2)
 
 
-@pytest.mark.parametrize("changes,match", [({"lora_alpha": "16"}, "lora_alpha"), ({"r": 4}, "rank 2"),
-                                           ({"r": None}, "rank 2")])
+@pytest.mark.parametrize(
+    "changes,match", [({"lora_alpha": "16"}, "lora_alpha"), ({"r": 4}, "rank 2"), ({"r": None}, "rank 2")]
+)
 def test_bad_adapter_config_is_refused(tmp_path, changes, match):
     with pytest.raises(ValueError, match=match):
         load_peft(_peft_folder(tmp_path, tiny_model("llama")[0], **changes))
@@ -477,8 +603,9 @@ def test_bad_adapter_config_is_refused(tmp_path, changes, match):
 def test_misshaped_lora_pair_is_refused(tmp_path):
     path = _peft_folder(tmp_path, tiny_model("llama")[0])
     key = "base_model.model.model.layers.0.self_attn.q_proj.lora_"
-    save_file({f"{key}A.weight": torch.zeros(2, 32), f"{key}B.weight": torch.zeros(32, 3)},
-              path / "adapter_model.safetensors")
+    save_file(
+        {f"{key}A.weight": torch.zeros(2, 32), f"{key}B.weight": torch.zeros(32, 3)}, path / "adapter_model.safetensors"
+    )
     with pytest.raises(ValueError, match="LoRA pair"):
         load_peft(path)
 
@@ -486,8 +613,11 @@ def test_misshaped_lora_pair_is_refused(tmp_path):
 def test_export_is_byte_identical_with_sorted_targets(tmp_path):
     model = inject(tiny_model("llama")[0], gating=False)
     torch.manual_seed(0)
-    factors = {f"model.layers.{i}.{m}": (torch.randn(1, 2, 32), torch.randn(1, 32 if "q" in m else 8, 2))
-               for i in range(2) for m in ("self_attn.v_proj", "self_attn.q_proj")}
+    factors = {
+        f"model.layers.{i}.{m}": (torch.randn(1, 2, 32), torch.randn(1, 32 if "q" in m else 8, 2))
+        for i in range(2)
+        for m in ("self_attn.v_proj", "self_attn.q_proj")
+    }
     lora = LoraConditioning(factors, 2.0)
     a = export_peft(model, lora, tmp_path / "a") / "adapter_config.json"
     b = export_peft(model, lora, tmp_path / "b") / "adapter_config.json"
@@ -544,8 +674,11 @@ def test_eval_of_a_folder_that_is_not_a_run_is_one_line(here):
 def test_eval_of_a_continual_run_that_cannot_be_loaded_says_why(here):
     (here / "oracle").mkdir()
     (here / "oracle" / "run.json").write_text('{"kind": "continual", "method": "oracle", "config": {}}')
-    line = bad(["eval", "--run", str(here / "oracle"), "--data", "synthetic"], "a 'oracle' run",
-               "cannot be loaded for evaluation")
+    line = bad(
+        ["eval", "--run", str(here / "oracle"), "--data", "synthetic"],
+        "a 'oracle' run",
+        "cannot be loaded for evaluation",
+    )
     assert "unknown method" not in line
 
 
@@ -574,17 +707,25 @@ def test_release_never_replaces_the_run_or_a_users_files(here):
     (here / "mine" / "notes.txt").write_text("my notes")
     (here / "file.txt").write_text("a file")
     before = _snapshot(here)
-    for out, words in [(run, ["would overwrite"]), (here / "par", ["would overwrite"]),
-                       (run / "ckpt", ["would overwrite"]), (here / "mine", ["other files", "checkpoint"]),
-                       (here / "file.txt", ["is a file"])]:
+    for out, words in [
+        (run, ["would overwrite"]),
+        (here / "par", ["would overwrite"]),
+        (run / "ckpt", ["would overwrite"]),
+        (here / "mine", ["other files", "checkpoint"]),
+        (here / "file.txt", ["is a file"]),
+    ]:
         bad(["release", str(run), "--out", str(out)], "--out", *words)
         assert _snapshot(here) == before, out
     assert not (run / "ckpt").exists()
 
 
 def test_folder_outputs_refuse_an_existing_file(here, a_file):
-    for args in (["demo", "--quick"], ["train", "multitask-lora"], ["continual"],
-                 ["adapter", "runs/none", "--instruction", "Do it."]):
+    for args in (
+        ["demo", "--quick"],
+        ["train", "multitask-lora"],
+        ["continual"],
+        ["adapter", "runs/none", "--instruction", "Do it."],
+    ):
         bad([*args, "--out", str(a_file)], "--out", "is a file")
         assert a_file.read_text() == "not a folder"
     assert _files(here) == {"a_file"}
@@ -602,9 +743,17 @@ def test_adapter_refuses_a_folder_that_is_not_an_adapter(here):
 
 @pytest.mark.parametrize("bench", ["core", "tagi", "megan", "serve", "truncation", "spread"])
 def test_benchmarks_check_their_out_before_the_work(here, a_file, bench):
-    extra = ["--model", "tiny", "--quick"] if bench == "serve" else ["--data", "synthetic", "--limit", "1"] \
-        if bench == "truncation" else ["--quick"] if bench in ("tagi", "megan") else ["runs/none"] \
-        if bench == "spread" else []
+    extra = (
+        ["--model", "tiny", "--quick"]
+        if bench == "serve"
+        else ["--data", "synthetic", "--limit", "1"]
+        if bench == "truncation"
+        else ["--quick"]
+        if bench in ("tagi", "megan")
+        else ["runs/none"]
+        if bench == "spread"
+        else []
+    )
     bad(["bench", bench, *extra, "--out", str(a_file / "r.json")], "--out", "a_file", "is a file")
     (here / "folder").mkdir()
     bad(["bench", bench, *extra, "--out", "folder"], "--out", "is a folder")

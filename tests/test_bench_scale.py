@@ -9,8 +9,25 @@ from hyperadapt.benchmarks import scale
 
 def test_a_tiny_scale_run_solves_fixed_plus_per_layer_and_plans(tmp_path):
     out = tmp_path / "scale.json"
-    argv = ["--sizes", "135m", "--depths", "1", "2", "--batch", "2", "--seq", "12", "--answer-tokens", "4",
-            "--gen-prompt", "4", "--gen-tokens", "1", "--out", str(out)]
+    argv = [
+        "--sizes",
+        "135m",
+        "--depths",
+        "1",
+        "2",
+        "--batch",
+        "2",
+        "--seq",
+        "12",
+        "--answer-tokens",
+        "4",
+        "--gen-prompt",
+        "4",
+        "--gen-tokens",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert scale.main(argv) == 0
     result = json.loads(out.read_text())
     entry = result["sizes"]["135m"]

@@ -51,9 +51,12 @@ def test_result_table_lists_methods_and_sensitivity_variants(tmp_path):
     from hyperadapt.benchmarks.common import save
 
     mean = {"mean": {"rougeL": 41.234, "em": 10.0}}
-    result = {"command": "hyperadapt bench tagi", "results": {"tagi": {"unseen": mean}},
-              "sensitivity": {"tagi": {"shuffled": {"unseen": {"mean": {"rougeL": 12.5, "em": 0.0}}}}},
-              "train_s": {"tagi": 61.7}}
+    result = {
+        "command": "hyperadapt bench tagi",
+        "results": {"tagi": {"unseen": mean}},
+        "sensitivity": {"tagi": {"shuffled": {"unseen": {"mean": {"rougeL": 12.5, "em": 0.0}}}}},
+        "train_s": {"tagi": 61.7},
+    }
     save(result, str(tmp_path / "r.json"))
     table = (tmp_path / "r.md").read_text()
     assert "| tagi | 41.23 / 10.00 | 62 |" in table
@@ -65,8 +68,11 @@ def test_tagi_baselines_get_tagis_total_budget(tmp_path):
 
     shipped = load_config(TagiConfig, "configs/tagi_sni.yaml")  # SNI-CPU v1: 2,400 examples in all
     assert tagi.tagi_examples(shipped) == {"teachers": 800, "stage1": 0, "stage2": 1600, "total": 2400}
-    cfg = load_config(TagiConfig, "configs/tagi_sni.yaml", ["teachers.train.steps=100", "pretrain.enabled=true",
-                                                            "pretrain.train.steps=50", "train.steps=150"])
+    cfg = load_config(
+        TagiConfig,
+        "configs/tagi_sni.yaml",
+        ["teachers.train.steps=100", "pretrain.enabled=true", "pretrain.train.steps=50", "train.steps=150"],
+    )
     assert tagi.tagi_examples(cfg) == {"teachers": 800, "stage1": 400, "stage2": 1200, "total": 2400}
     assert tagi.baseline_train(cfg, "total").steps == 300 and tagi.baseline_train(cfg, "stage2").steps == 150
     # reused teachers are spent on this TAGI too: their own record counts, else the config's teachers.train
@@ -108,8 +114,9 @@ def test_bench_passes_options_and_help_to_the_benchmark_and_python_m_runs_it_too
     result = CliRunner().invoke(app, ["bench", "truncation", "--help"])
     assert result.exit_code == 0 and "usage: hyperadapt bench truncation" in result.output
     assert "--budgets" in result.output
-    run = subprocess.run([sys.executable, "-m", "hyperadapt.benchmarks.truncation", "--help"],
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "hyperadapt.benchmarks.truncation", "--help"], capture_output=True, text=True, check=True
+    )
     assert "usage: hyperadapt bench truncation" in run.stdout
 
 
@@ -164,13 +171,25 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
     def row(r: float, n: int) -> dict:
         return {"test": {"mean": {"rougeL": r, "em": 1.0, "n": n}, "tasks": {}}}
 
-    a = {"command": "hyperadapt bench tagi --methods tagi", "results": {"tagi": row(30.0, 1240)},
-         "train_s": {"tagi": 9}, "sensitivity": {"tagi": {"shuffled": row(20.0, 620)}}}
-    b = {"command": "hyperadapt bench tagi --methods multitask-lora tagi-no-fusion --no-eval", "results": {},
-         "efficiency": {"instances": 100,
-                        "ratio": {"flops": 0.4, "wall": 0.5, "of": ["tagi-no-fusion", "multitask-lora"]}}}
-    c = {"command": "hyperadapt bench tagi --methods multitask-lora", "results": {"multitask-lora": row(28.5, 1240)},
-         "sensitivity": {"tagi": {"random": row(18.0, 620)}}}
+    a = {
+        "command": "hyperadapt bench tagi --methods tagi",
+        "results": {"tagi": row(30.0, 1240)},
+        "train_s": {"tagi": 9},
+        "sensitivity": {"tagi": {"shuffled": row(20.0, 620)}},
+    }
+    b = {
+        "command": "hyperadapt bench tagi --methods multitask-lora tagi-no-fusion --no-eval",
+        "results": {},
+        "efficiency": {
+            "instances": 100,
+            "ratio": {"flops": 0.4, "wall": 0.5, "of": ["tagi-no-fusion", "multitask-lora"]},
+        },
+    }
+    c = {
+        "command": "hyperadapt bench tagi --methods multitask-lora",
+        "results": {"multitask-lora": row(28.5, 1240)},
+        "sensitivity": {"tagi": {"random": row(18.0, 620)}},
+    }
     paths = []
     for name, part in {"a": a, "b": b, "c": c}.items():
         paths.append(tmp_path / f"{name}.json")
@@ -193,15 +212,26 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
     assert set(both["sensitivity"]) == {"tagi", "tagi (shared teachers)"}
     assert both["train_s"]["tagi (shared teachers)"] == 9
     assert [c["label"] for c in both["collected_from"]] == [None, "shared teachers", None]
-    assert tagi.table_means(merged)["ROUGE-L"] == {"tagi": 30.0, "multitask-lora": 28.5, "tagi (shuffled)": 20.0,
-                                                   "tagi (random)": 18.0}
+    assert tagi.table_means(merged)["ROUGE-L"] == {
+        "tagi": 30.0,
+        "multitask-lora": 28.5,
+        "tagi (shuffled)": 20.0,
+        "tagi (random)": 18.0,
+    }
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
-    assert merged["comparisons"] == {"reference": "multitask-lora", "method": tagi.comparisons(merged)["method"],
-                                     "rows": {}}  # these rows hold no per-task scores: nothing to pair
+    assert merged["comparisons"] == {
+        "reference": "multitask-lora",
+        "method": tagi.comparisons(merged)["method"],
+        "rows": {},
+    }  # these rows hold no per-task scores: nothing to pair
     tasks = {f"t{i}": {"rougeL": 30.0 + i, "em": 1.0, "n": 20} for i in range(4)}
-    paired = {"results": {"multitask-lora": {"test": {"tasks": tasks}},
-                          "tagi": {"test": {"tasks": {t: {**v, "rougeL": v["rougeL"] + 2} for t, v in tasks.items()}}},
-                          "tagi-no-kl": {"test": {"tasks": {t: {**v, "n": 10} for t, v in tasks.items()}}}}}
+    paired = {
+        "results": {
+            "multitask-lora": {"test": {"tasks": tasks}},
+            "tagi": {"test": {"tasks": {t: {**v, "rougeL": v["rougeL"] + 2} for t, v in tasks.items()}}},
+            "tagi-no-kl": {"test": {"tasks": {t: {**v, "n": 10} for t, v in tasks.items()}}},
+        }
+    }
     comp = tagi.comparisons(paired)
     assert list(comp["rows"]) == ["tagi"]  # the row on 10 instances per task is not paired with 20
     assert comp["rows"]["tagi"]["test"]["rougeL"]["diff"] == pytest.approx(2.0)
@@ -222,14 +252,35 @@ def test_tagi_ablation_rows_are_scored_under_their_own_names(tmp_path, jsonl_dat
 
     monkeypatch.setattr(tagi, "fresh", lambda cfg: tiny_model())
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(f"model: tiny\ndata: jsonl:{jsonl_data}\nrank: 2\nmax_instruction_tokens: 16\n"
-                   "hypernet: {hidden: 16, blocks: 1}\nteachers: {rank: 2}\n"
-                   "pretrain: {a_tokens: 8, b_tokens: 4, c_tokens: 4}\n")
+    cfg.write_text(
+        f"model: tiny\ndata: jsonl:{jsonl_data}\nrank: 2\nmax_instruction_tokens: 16\n"
+        "hypernet: {hidden: 16, blocks: 1}\nteachers: {rank: 2}\n"
+        "pretrain: {a_tokens: 8, b_tokens: 4, c_tokens: 4}\n"
+    )
     runs = tmp_path / "runs"
-    result = tagi.main(["--config", str(cfg), "--quick", "--eval-splits", "test", "--methods", "tagi-no-kl",
-                        "--no-sensitivity", "--efficiency-instances", "0", "--max-new-tokens", "2",
-                        "--runs", str(runs), "--out", str(tmp_path / "out.json")])
+    result = tagi.main(
+        [
+            "--config",
+            str(cfg),
+            "--quick",
+            "--eval-splits",
+            "test",
+            "--methods",
+            "tagi-no-kl",
+            "--no-sensitivity",
+            "--efficiency-instances",
+            "0",
+            "--max-new-tokens",
+            "2",
+            "--runs",
+            str(runs),
+            "--out",
+            str(tmp_path / "out.json"),
+        ]
+    )
     assert list(result["results"]) == ["tagi", "tagi-no-kl"]  # TAGI first: the ablation reuses its teachers
-    assert sorted(p.name for p in (runs / "answers").iterdir()) == ["tagi-no-kl.test.answers.jsonl",
-                                                                    "tagi.test.answers.jsonl"]
+    assert sorted(p.name for p in (runs / "answers").iterdir()) == [
+        "tagi-no-kl.test.answers.jsonl",
+        "tagi.test.answers.jsonl",
+    ]
     assert json.loads((runs / "tagi-no-kl" / "run.json").read_text())["method"] == "tagi"

@@ -33,24 +33,72 @@ def test_help_has_examples():
 
 def test_eval_zero_shot(tiny_dir, jsonl_data, tmp_path):
     out = tmp_path / "zs.json"
-    result = runner.invoke(app, ["eval", "--method", "zero-shot", "--model", str(tiny_dir), "--data",
-                                 f"jsonl:{jsonl_data}", "--split", "test", "--limit", "2", "--max-new-tokens",
-                                 "3", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--method",
+            "zero-shot",
+            "--model",
+            str(tiny_dir),
+            "--data",
+            f"jsonl:{jsonl_data}",
+            "--split",
+            "test",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["method"] == "zero-shot"
 
 
 def test_train_then_eval_multitask_lora(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "run"
-    result = runner.invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
-                                 f"data=jsonl:{jsonl_data}", "--set", "train.steps=3", "--set", "train.batch_size=2",
-                                 "--out", str(run)])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "multitask-lora",
+            "--set",
+            f"model={tiny_dir}",
+            "--set",
+            f"data=jsonl:{jsonl_data}",
+            "--set",
+            "train.steps=3",
+            "--set",
+            "train.batch_size=2",
+            "--out",
+            str(run),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (run / "adapter" / "adapter_config.json").exists()
     out = tmp_path / "res"
-    result = runner.invoke(app, ["eval", "--method", "multitask-lora", "--run", str(run), "--data",
-                                 f"jsonl:{jsonl_data}", "--split", "test", "--limit", "2", "--max-new-tokens",
-                                 "3", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--method",
+            "multitask-lora",
+            "--run",
+            str(run),
+            "--data",
+            f"jsonl:{jsonl_data}",
+            "--split",
+            "test",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     from hyperadapt.evaluation.destination import result_name
     from hyperadapt.runs import Run
@@ -90,8 +138,22 @@ def test_every_override_option_says_the_same():
 
 def test_bench_core_runs_on_the_tiny_model(tiny_dir, tmp_path):
     out = tmp_path / "bench.json"
-    options = ["--model", str(tiny_dir), "--batch-sizes", "2", "--seq", "8", "--repeats", "1", "--teachers", "2",
-               "--train-batch", "2", "--out", str(out)]
+    options = [
+        "--model",
+        str(tiny_dir),
+        "--batch-sizes",
+        "2",
+        "--seq",
+        "8",
+        "--repeats",
+        "1",
+        "--teachers",
+        "2",
+        "--train-batch",
+        "2",
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, ["bench", "core", *options])
     assert result.exit_code == 0, result.output
     results = json.loads(out.read_text())

@@ -29,12 +29,33 @@ def _ok(result):
 
 def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "tagi"
-    _ok(runner.invoke(app, ["train", "tagi", *sets(f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2",
-                                                    "hypernet.hidden=16", "hypernet.blocks=1", "teachers.rank=2",
-                                                    "teachers.train.steps=2", "teachers.train.batch_size=2",
-                                                    "pretrain.train.steps=2", "pretrain.a_tokens=8",
-                                                    "pretrain.b_tokens=4", "pretrain.c_tokens=4",
-                                                    "pretrain.train.batch_size=2", *TRAIN), "--out", str(run)]))
+    _ok(
+        runner.invoke(
+            app,
+            [
+                "train",
+                "tagi",
+                *sets(
+                    f"model={tiny_dir}",
+                    f"data=jsonl:{jsonl_data}",
+                    "rank=2",
+                    "hypernet.hidden=16",
+                    "hypernet.blocks=1",
+                    "teachers.rank=2",
+                    "teachers.train.steps=2",
+                    "teachers.train.batch_size=2",
+                    "pretrain.train.steps=2",
+                    "pretrain.a_tokens=8",
+                    "pretrain.b_tokens=4",
+                    "pretrain.c_tokens=4",
+                    "pretrain.train.batch_size=2",
+                    *TRAIN,
+                ),
+                "--out",
+                str(run),
+            ],
+        )
+    )
     out = tmp_path / "adapter"
     _ok(runner.invoke(app, ["adapter", str(run), "--instruction", "Repeat the input.", "--out", str(out)]))
     assert json.loads((out / "adapter_config.json").read_text())["peft_type"] == "LORA"
@@ -43,22 +64,58 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in out.iterdir())  # not safetensors' 0600
     bad = runner.invoke(app, ["adapter", str(run), "--instruction", "  ", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "instruction" in bad.output
-    gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--input", "a b",
-                                  "--max-new-tokens", "3"]))
+    gen = _ok(
+        runner.invoke(
+            app, ["generate", str(run), "--condition", "Repeat the input.", "--input", "a b", "--max-new-tokens", "3"]
+        )
+    )
     assert "a b  [condition: Repeat the input.] ->" in gen.output
     blank = runner.invoke(app, ["generate", str(run), "--condition", " ", "--input", "a b"])
     assert blank.exit_code == 2 and "--condition is empty (for input 1)" in blank.output
     _refuses_damaged_weights(run, tmp_path)
-    spread = _ok(runner.invoke(app, ["bench", "spread", f"mine={run}", "--data", f"jsonl:{jsonl_data}", "--splits",
-                                     "train", "test", "--out", str(tmp_path / "spread.json")]))
+    spread = _ok(
+        runner.invoke(
+            app,
+            [
+                "bench",
+                "spread",
+                f"mine={run}",
+                "--data",
+                f"jsonl:{jsonl_data}",
+                "--splits",
+                "train",
+                "test",
+                "--out",
+                str(tmp_path / "spread.json"),
+            ],
+        )
+    )
     assert "mine [test, 2 tasks]: |ΔW| shared" in spread.output
     measured = json.loads((tmp_path / "spread.json").read_text())["runs"]["mine"]
     assert set(measured) == {"path", "method", "train", "test"} and measured["test"]["n_tasks"] == 2
     assert 0 <= measured["test"]["instruction"] <= measured["test"]["generated"] + 1e-9
     _eval_run(run, jsonl_data, "tagi")
     with pytest.warns(UserWarning, match="trained on prompts of setting 'def'; --setting none"):
-        _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", f"jsonl:{jsonl_data}", "--split", "test",
-                                "--setting", "none", "--limit", "1", "--max-new-tokens", "2"]))  # allowed, but said
+        _ok(
+            runner.invoke(
+                app,
+                [
+                    "eval",
+                    "--run",
+                    str(run),
+                    "--data",
+                    f"jsonl:{jsonl_data}",
+                    "--split",
+                    "test",
+                    "--setting",
+                    "none",
+                    "--limit",
+                    "1",
+                    "--max-new-tokens",
+                    "2",
+                ],
+            )
+        )  # allowed, but said
 
 
 def _refuses_damaged_weights(run, tmp_path):
@@ -82,28 +139,88 @@ def _cut_long_inputs(run, caplog, *condition: str):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hyperadapt.data.prompts"):
         _ok(runner.invoke(app, ["generate", str(run), *condition, "--input", long, "--max-new-tokens", "2"]))
-        _ok(runner.invoke(app, ["generate", str(run), *condition, "--input", long, "--max-new-tokens", "2",
-                                "--max-prompt-tokens", "40"]))
+        _ok(
+            runner.invoke(
+                app,
+                [
+                    "generate",
+                    str(run),
+                    *condition,
+                    "--input",
+                    long,
+                    "--max-new-tokens",
+                    "2",
+                    "--max-prompt-tokens",
+                    "40",
+                ],
+            )
+        )
     cut = [r.getMessage() for r in caplog.records if "did not fit" in r.getMessage()]
-    assert [m.split(" and were cut")[0] for m in cut] == ["1 of 1 inputs did not fit in 510 tokens",
-                                                           "1 of 1 inputs did not fit in 40 tokens"]
-    over = runner.invoke(app, ["generate", str(run), *condition, "--input", "x", "--max-prompt-tokens", "500",
-                               "--max-new-tokens", "64"])
+    assert [m.split(" and were cut")[0] for m in cut] == [
+        "1 of 1 inputs did not fit in 510 tokens",
+        "1 of 1 inputs did not fit in 40 tokens",
+    ]
+    over = runner.invoke(
+        app, ["generate", str(run), *condition, "--input", "x", "--max-prompt-tokens", "500", "--max-new-tokens", "64"]
+    )
     assert over.exit_code == 2 and "exceed the model's context of 512 tokens" in over.output
 
 
 def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_path, caplog):
     run = tmp_path / "megan"
-    _ok(runner.invoke(app, ["train", "megan", *sets(f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "bottleneck=8",
-                                                     *TRAIN), "--out", str(run)]))
-    gen = _ok(runner.invoke(app, ["generate", str(run), "--condition", "Repeat the input.", "--condition",
-                                  "Answer yes or no.", "--input", "x", "--input", "y", "--max-new-tokens", "2"]))
+    _ok(
+        runner.invoke(
+            app,
+            [
+                "train",
+                "megan",
+                *sets(f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "bottleneck=8", *TRAIN),
+                "--out",
+                str(run),
+            ],
+        )
+    )
+    gen = _ok(
+        runner.invoke(
+            app,
+            [
+                "generate",
+                str(run),
+                "--condition",
+                "Repeat the input.",
+                "--condition",
+                "Answer yes or no.",
+                "--input",
+                "x",
+                "--input",
+                "y",
+                "--max-new-tokens",
+                "2",
+            ],
+        )
+    )
     assert "x  [condition: " in gen.output and "y  [condition: " in gen.output
     bad = runner.invoke(app, ["generate", str(run), "--input", "x"])
     assert bad.exit_code == 2 and "--condition" in bad.output
     _cut_long_inputs(run, caplog, "--condition", "Repeat the input.")
-    spread = _ok(runner.invoke(app, ["bench", "spread", str(run), "--data", f"jsonl:{jsonl_data}", "--splits", "test",
-                                     "--prompts", "1", "--out", str(tmp_path / "spread.json")]))
+    spread = _ok(
+        runner.invoke(
+            app,
+            [
+                "bench",
+                "spread",
+                str(run),
+                "--data",
+                f"jsonl:{jsonl_data}",
+                "--splits",
+                "test",
+                "--prompts",
+                "1",
+                "--out",
+                str(tmp_path / "spread.json"),
+            ],
+        )
+    )
     assert "megan [test, 2 conditions × 1 prompts]: β − 1" in spread.output
     measured = json.loads((tmp_path / "spread.json").read_text())["runs"][str(run)]  # labelled by its path
     assert measured["method"] == "megan" and 0 <= measured["test"]["condition"] <= measured["test"]["deviation"]
@@ -114,10 +231,25 @@ def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_pat
 
 def test_continual_run_add_generate(tiny_dir, tmp_path, caplog):
     run = tmp_path / "cl"
-    overrides = [f"model={tiny_dir}", "n_tasks=2", "limit_train=8", "unseen=''", "lora.rank=2", "lora.alpha=4",
-            "train.steps=2", "train.batch_size=2", "train.max_length=64", "router.encoder=base", "router.hidden=8",
-            "router.epochs=2", "router.retention=2", "router.retention_min=2", "router.calibration=2",
-            "eval.limit=2", "eval.max_new_tokens=2"]
+    overrides = [
+        f"model={tiny_dir}",
+        "n_tasks=2",
+        "limit_train=8",
+        "unseen=''",
+        "lora.rank=2",
+        "lora.alpha=4",
+        "train.steps=2",
+        "train.batch_size=2",
+        "train.max_length=64",
+        "router.encoder=base",
+        "router.hidden=8",
+        "router.epochs=2",
+        "router.retention=2",
+        "router.retention_min=2",
+        "router.calibration=2",
+        "eval.limit=2",
+        "eval.max_new_tokens=2",
+    ]
     args = ["continual", "--method", "switchcit", "--out", str(run), *sets(*overrides)]
     result = _ok(runner.invoke(app, args))
     assert re.search(r"AP \d+\.\d\d, BWT -?\d+\.\d\d", result.output) and (run / "run.json").exists()
@@ -129,8 +261,24 @@ def test_continual_run_add_generate(tiny_dir, tmp_path, caplog):
     routed = runner.invoke(app, ["generate", str(run), "--input", "box", "--condition", "Pluralise."])
     assert routed.exit_code == 2 and "routes each input" in routed.output  # not silently ignored
     _cut_long_inputs(run, caplog)
-    _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", "synthetic", "--split", "seen", "--limit", "1",
-                            "--max-new-tokens", "2"]))
+    _ok(
+        runner.invoke(
+            app,
+            [
+                "eval",
+                "--run",
+                str(run),
+                "--data",
+                "synthetic",
+                "--split",
+                "seen",
+                "--limit",
+                "1",
+                "--max-new-tokens",
+                "2",
+            ],
+        )
+    )
     assert json.loads(_own_result(run, "synthetic", "seen", 1).read_text())["method"] == "switchcit"
     bad = runner.invoke(app, ["continual", "--method", "magic"])
     assert bad.exit_code == 2 and "unknown continual method" in bad.output
@@ -147,8 +295,24 @@ def _own_result(run, data: str, split: str, limit: int):
 
 def _eval_run(run, jsonl_data, method: str) -> dict:
     """``eval --run RUN`` with no --method: the run says what it is; results go to RUN/eval/."""
-    _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", f"jsonl:{jsonl_data}", "--split", "test",
-                            "--limit", "2", "--max-new-tokens", "2"]))
+    _ok(
+        runner.invoke(
+            app,
+            [
+                "eval",
+                "--run",
+                str(run),
+                "--data",
+                f"jsonl:{jsonl_data}",
+                "--split",
+                "test",
+                "--limit",
+                "2",
+                "--max-new-tokens",
+                "2",
+            ],
+        )
+    )
     result = json.loads(_own_result(run, f"jsonl:{jsonl_data}", "test", 2).read_text())
     assert result["method"] == method and result["mean"]["n"] == 4
     return result
@@ -163,6 +327,24 @@ def test_multitask_lora_train_and_eval_run(tiny_dir, jsonl_data, tmp_path):
     assert json.loads((run / "run.json").read_text())["config"]["rank"] == 2
     _eval_run(run, jsonl_data, "multitask-lora")
     other = tmp_path / "res.json"
-    _ok(runner.invoke(app, ["eval", "--run", str(run), "--data", f"jsonl:{jsonl_data}", "--split", "test",
-                            "--limit", "1", "--max-new-tokens", "2", "--out", str(other)]))
+    _ok(
+        runner.invoke(
+            app,
+            [
+                "eval",
+                "--run",
+                str(run),
+                "--data",
+                f"jsonl:{jsonl_data}",
+                "--split",
+                "test",
+                "--limit",
+                "1",
+                "--max-new-tokens",
+                "2",
+                "--out",
+                str(other),
+            ],
+        )
+    )
     assert json.loads(other.read_text())["method"] == "multitask-lora"

@@ -45,8 +45,16 @@ def test_continual_help_has_an_example_and_add_documents_split_and_resume():
 
 
 def _rows(path, split_of):
-    rows = [{"task": "echo", "instruction": "Repeat the input.", "input": f"w{i}", "output": f"w{i}",
-             **({"split": split_of(i)} if split_of(i) else {})} for i in range(10)]
+    rows = [
+        {
+            "task": "echo",
+            "instruction": "Repeat the input.",
+            "input": f"w{i}",
+            "output": f"w{i}",
+            **({"split": split_of(i)} if split_of(i) else {}),
+        }
+        for i in range(10)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return f"jsonl:{path}"
 
@@ -68,8 +76,9 @@ def test_an_interrupted_add_says_how_to_resume(tmp_path, monkeypatch):
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"kind": "continual", "method": "switchcit", "config": {},
-                                              "status": "finished", "tasks": ["a"]}))
+    (run / "run.json").write_text(
+        json.dumps({"kind": "continual", "method": "switchcit", "config": {}, "status": "finished", "tasks": ["a"]})
+    )
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -77,5 +86,7 @@ def test_an_interrupted_add_says_how_to_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(switch, "add_task", interrupted)
     result = runner.invoke(app, ["continual", "add", str(run), "--task", _rows(tmp_path / "t.jsonl", lambda i: None)])
     assert result.exit_code == 130 and "Traceback" not in result.output
-    assert f"resume with `hyperadapt continual --config {run / 'run.json'} --method switchcit --out {run}`" \
+    assert (
+        f"resume with `hyperadapt continual --config {run / 'run.json'} --method switchcit --out {run}`"
         in result.output
+    )

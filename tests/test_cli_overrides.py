@@ -62,8 +62,16 @@ def test_set_gives_the_same_values_through_train_and_bench(overrides, built, tmp
     config = tmp_path / "tagi.yaml"
     config.write_text("rank: 8\n")
     train = ["train", "tagi", "--config", str(config), "--out", str(tmp_path / "run")]
-    bench = ["bench", "tagi", "--config", str(config), "--runs", str(tmp_path / "runs"), "--out",
-             str(tmp_path / "bench.json")]
+    bench = [
+        "bench",
+        "tagi",
+        "--config",
+        str(config),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--out",
+        str(tmp_path / "bench.json"),
+    ]
     through_train, through_bench = _through(train, overrides, built), _through(bench, overrides, built)
     assert through_train == through_bench
     values, error = through_train
@@ -86,8 +94,15 @@ def test_set_gives_the_same_values_through_train_and_bench(overrides, built, tmp
 
 
 def test_several_items_may_follow_one_set_and_a_bare_one_is_refused_the_same_way(tmp_path):
-    assert expand_set_args(["--set", "a=1", "b=2", "--out", "x", "c=3"]) == ["--set", "a=1", "--set", "b=2", "--out",
-                                                                            "x", "c=3"]
+    assert expand_set_args(["--set", "a=1", "b=2", "--out", "x", "c=3"]) == [
+        "--set",
+        "a=1",
+        "--set",
+        "b=2",
+        "--out",
+        "x",
+        "c=3",
+    ]
     assert expand_set_args(["--set=a=1", "b=", "pos"]) == ["--set=a=1", "--set", "b=", "pos"]
     train = runner.invoke(app, ["train", "tagi", "--out", str(tmp_path / "r"), "rank=4"])
     bench = runner.invoke(app, ["bench", "tagi", "--out", str(tmp_path / "b.json"), "rank=4"])

@@ -37,7 +37,8 @@ def _results(folder) -> dict[str, dict]:
 
 
 def test_zero_shot_results_of_two_data_folders_and_two_settings_do_not_replace_each_other(
-        tiny_dir, two_folders, tmp_path, monkeypatch):
+    tiny_dir, two_folders, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     a, b = (f"jsonl:{folder}" for folder in two_folders)
     for data, setting in ((a, "def"), (b, "def"), (a, "none")):
@@ -54,8 +55,19 @@ def test_zero_shot_results_of_two_data_folders_and_two_settings_do_not_replace_e
 def test_a_runs_results_of_two_data_folders_do_not_collide(tiny_dir, two_folders, tmp_path):
     run = tmp_path / "run"
     a, b = (f"jsonl:{folder}" for folder in two_folders)
-    _ok(["train", "multitask-lora", "--set", f"model={tiny_dir}", f"data={a}", "train.steps=1",
-         "train.batch_size=2", "--out", str(run)])
+    _ok(
+        [
+            "train",
+            "multitask-lora",
+            "--set",
+            f"model={tiny_dir}",
+            f"data={a}",
+            "train.steps=1",
+            "train.batch_size=2",
+            "--out",
+            str(run),
+        ]
+    )
     for data in (a, b):
         _ok(["eval", "--run", str(run), "--data", data, *FAST])
     written = _results(run / "eval")

@@ -25,15 +25,37 @@ def test_compare_scores_logs_and_pairs_them_with_the_first(jsonl_data, tmp_path)
     tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
     right = write_log(tmp_path / "right.answers.jsonl", tasks, lambda t, x: x.outputs[0])
     wrong = write_log(tmp_path / "wrong.answers.jsonl", tasks, lambda t, x: "zzz")
-    half = write_log(tmp_path / "half.answers.jsonl", tasks,  # right on copy, wrong on yesno
-                     lambda t, x: x.outputs[0] if t.name == "copy" else "zzz")
+    half = write_log(
+        tmp_path / "half.answers.jsonl",
+        tasks,  # right on copy, wrong on yesno
+        lambda t, x: x.outputs[0] if t.name == "copy" else "zzz",
+    )
     out = tmp_path / "cmp" / "c.json"
-    result = runner.invoke(app, ["bench", "compare", f"good={right}", f"bad={wrong}", str(half), "--data",
-                                 f"jsonl:{jsonl_data}", "--split", "test", "--limit", "4", "--resamples", "1000",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "compare",
+            f"good={right}",
+            f"bad={wrong}",
+            str(half),
+            "--data",
+            f"jsonl:{jsonl_data}",
+            "--split",
+            "test",
+            "--limit",
+            "4",
+            "--resamples",
+            "1000",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert "bad: ROUGE-L 0.00, EM 0.00 (8 answers, 2 tasks); minus good: ROUGE-L -100.00 [-100.00, -100.00]" \
+    assert (
+        "bad: ROUGE-L 0.00, EM 0.00 (8 answers, 2 tasks); minus good: ROUGE-L -100.00 [-100.00, -100.00]"
         in result.output
+    )
     saved = json.loads(out.read_text())
     assert saved["reference"] == "good" and saved["limit"] == 4
     rows = saved["logs"]
@@ -50,11 +72,29 @@ def test_compare_reads_the_predictions_an_evaluation_writes(jsonl_data, tmp_path
     tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
     log = write_log(tmp_path / "a.answers.jsonl", tasks, lambda t, x: x.outputs[0] if x.id[-1] in "02468" else "no")
     predictions = tmp_path / "a.predictions.jsonl"
-    predictions.write_text("".join(json.dumps({"task": t.name, "id": x.id, "prediction": ans, "references": []}) + "\n"
-                                   for t in tasks for x in t.instances
-                                   for ans in [x.outputs[0] if x.id[-1] in "02468" else "no"]))
-    result = runner.invoke(app, ["bench", "compare", f"log={log}", f"predictions={predictions}", "--data",
-                                 f"jsonl:{jsonl_data}", "--split", "test", "--out", str(tmp_path / "c.json")])
+    predictions.write_text(
+        "".join(
+            json.dumps({"task": t.name, "id": x.id, "prediction": ans, "references": []}) + "\n"
+            for t in tasks
+            for x in t.instances
+            for ans in [x.outputs[0] if x.id[-1] in "02468" else "no"]
+        )
+    )
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "compare",
+            f"log={log}",
+            f"predictions={predictions}",
+            "--data",
+            f"jsonl:{jsonl_data}",
+            "--split",
+            "test",
+            "--out",
+            str(tmp_path / "c.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "c.json").read_text())["logs"]
     assert rows["log"]["tasks"] == rows["predictions"]["tasks"] and 0 < rows["log"]["rougeL"] < 100
@@ -88,8 +128,9 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path, monkeypatch):
     assert "'x' is given twice" in fails(f"x={full}", f"x={gap}")
     assert "are --data jsonl:" in fails(str(full), str(gap))  # the hint when an answer is missing
     own = tmp_path / "r.predictions.jsonl"
-    own.write_text("".join(json.dumps({"task": t.name, "id": x.id, "prediction": "x"}) + "\n"
-                           for t in tasks for x in t.instances))
+    own.write_text(
+        "".join(json.dumps({"task": t.name, "id": x.id, "prediction": "x"}) + "\n" for t in tasks for x in t.instances)
+    )
     assert "would overwrite an input or the results" in fails(str(full), str(own), "--out", str(tmp_path / "r.json"))
     assert "must end in .json" in fails(str(full), str(gap), "--limit", "2", "--out", str(tmp_path / "c.md"))
     assert "at least 1000" in fails(str(full), str(gap), "--resamples", "10")

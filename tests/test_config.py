@@ -111,8 +111,11 @@ def test_every_help_text_of_a_config_is_shown_with_its_key_and_default():
     for path in src.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "help" for k in node.keys):
-                written |= {ast.literal_eval(v) for k, v in zip(node.keys, node.values, strict=True)
-                            if isinstance(k, ast.Constant) and k.value == "help"}
+                written |= {
+                    ast.literal_eval(v)
+                    for k, v in zip(node.keys, node.values, strict=True)
+                    if isinstance(k, ast.Constant) and k.value == "help"
+                }
     registered = {method_entry(name).config_cls for name in method_names()} - {None}
     shown = "\n".join(settings_help(cls) for cls in [*registered, SwitchConfig, DemoConfig])
     assert len(written) > 50 and not [t for t in written if t not in shown]

@@ -17,50 +17,104 @@ pytest.importorskip("matplotlib")
 
 
 def score(rouge: float, em: float, tasks=("title_case", "min_number")) -> dict:
-    return {"mean": {"rougeL": rouge, "em": em}, "n": 2 * len(tasks), "setting": "def",
-            "tasks": {t: {"rougeL": rouge + i, "em": em, "n": 2} for i, t in enumerate(tasks)}, "examples": []}
+    return {
+        "mean": {"rougeL": rouge, "em": em},
+        "n": 2 * len(tasks),
+        "setting": "def",
+        "tasks": {t: {"rougeL": rouge + i, "em": em, "n": 2} for i, t in enumerate(tasks)},
+        "examples": [],
+    }
 
 
 def stream(matrix, forgetting: float) -> dict:
-    return {"tasks": ["upper_case", "add"], "matrix": matrix, "zero_shot": [10.0, 0.0], "after": [0, 1],
-            "metric": "rougeL", "ap_curve": [matrix[0][0], sum(matrix[1]) / 2],
-            "metrics": {"AP": sum(matrix[1]) / 2, "BWT": -forgetting, "Forgetting": forgetting, "FWT": 0.0}}
+    return {
+        "tasks": ["upper_case", "add"],
+        "matrix": matrix,
+        "zero_shot": [10.0, 0.0],
+        "after": [0, 1],
+        "metric": "rougeL",
+        "ap_curve": [matrix[0][0], sum(matrix[1]) / 2],
+        "metrics": {"AP": sum(matrix[1]) / 2, "BWT": -forgetting, "Forgetting": forgetting, "FWT": 0.0},
+    }
 
 
 def tiny_results(out: str) -> dict:
     cfg = DemoConfig(out=out)
-    adapter = {"folder": "adapter-title_case", "task": "title_case", "instruction": "Capitalize.", "base": "/m",
-               "input": "red fox", "reference": "Red Fox", "tagi_answer": "Red Fox", "peft_answer": "Red Fox",
-               "files": ["adapter_config.json", "adapter_model.safetensors"]}
+    adapter = {
+        "folder": "adapter-title_case",
+        "task": "title_case",
+        "instruction": "Capitalize.",
+        "base": "/m",
+        "input": "red fox",
+        "reference": "Red Fox",
+        "tagi_answer": "Red Fox",
+        "peft_answer": "Red Fox",
+        "files": ["adapter_config.json", "adapter_model.safetensors"],
+    }
     switch = stream([[90.0, 5.0], [90.0, 40.0]], 0.0)
-    switch.update(switch_accuracy={"upper_case": 100.0, "add": 100.0}, reject_rate_seen=0.05, reject_rate_unseen=0.8,
-                  mixed_batch=[{"task": "add", "in_stream": True, "input": "1, 2", "reference": "3",
-                                "routed_to": "add", "answer": "3"},
-                               {"task": "title_case", "in_stream": False, "input": "a b", "reference": "A B",
-                                "routed_to": None, "answer": "a b"}])
-    beta = {"Convert to upper case.": [{"p1": 0.6, "q1": 0.9, "med": 1.0, "q3": 1.1, "p99": 1.4}] * 3,
-            "Start with 'BEEP:'": [{"p1": 0.7, "q1": 0.95, "med": 1.0, "q3": 1.05, "p99": 1.3}] * 3}
+    switch.update(
+        switch_accuracy={"upper_case": 100.0, "add": 100.0},
+        reject_rate_seen=0.05,
+        reject_rate_unseen=0.8,
+        mixed_batch=[
+            {"task": "add", "in_stream": True, "input": "1, 2", "reference": "3", "routed_to": "add", "answer": "3"},
+            {
+                "task": "title_case",
+                "in_stream": False,
+                "input": "a b",
+                "reference": "A B",
+                "routed_to": None,
+                "answer": "a b",
+            },
+        ],
+    )
+    beta = {
+        "Convert to upper case.": [{"p1": 0.6, "q1": 0.9, "med": 1.0, "q3": 1.1, "p99": 1.4}] * 3,
+        "Start with 'BEEP:'": [{"p1": 0.7, "q1": 0.95, "med": 1.0, "q3": 1.05, "p99": 1.3}] * 3,
+    }
     stages = {
         "zero-shot": {"seen": score(10.0, 1.0), "unseen": score(20.0, 2.0)},
-        "tagi": {"unseen": score(50.0, 30.0), "shuffled": score(15.0, 5.0), "adapter": adapter,
-                 "hypernet_parameters": 1000},
+        "tagi": {
+            "unseen": score(50.0, 30.0),
+            "shuffled": score(15.0, 5.0),
+            "adapter": adapter,
+            "hypernet_parameters": 1000,
+        },
         "hypter": {"unseen": score(40.0, 20.0)},
         "multitask-lora": {"seen": score(70.0, 60.0), "unseen": score(60.0, 35.0)},
         "switchcit": switch,
         "sequential": stream([[90.0, 5.0], [30.0, 45.0]], 60.0),
-        "megan": {"seen": score(25.0, 10.0), "unseen": score(30.0, 10.0), "hypernetwork_parameters": 12345,
-                  "beta": beta, "beta_mean_abs_dev": {k: 0.1 for k in beta},
-                  "steering": {"input": "rough, cheap", "rows": [{"condition": "Upper.", "answer": "ROUGH, CHEAP"}]}},
+        "megan": {
+            "seen": score(25.0, 10.0),
+            "unseen": score(30.0, 10.0),
+            "hypernetwork_parameters": 12345,
+            "beta": beta,
+            "beta_mean_abs_dev": {k: 0.1 for k in beta},
+            "steering": {"input": "rough, cheap", "rows": [{"condition": "Upper.", "answer": "ROUGH, CHEAP"}]},
+        },
         "checkpoint": {"available": False, "path": "checkpoints/tagi"},
     }
-    meta = {"command": reproduce_command(cfg), "model": "default", "model_path": "/m", "data": "synthetic",
-            "seed": 0, "budget": json.loads(json.dumps(cfg.__dict__)), "out": out,
-            "versions": {"python": "3.11", "torch": "2"}}
+    meta = {
+        "command": reproduce_command(cfg),
+        "model": "default",
+        "model_path": "/m",
+        "data": "synthetic",
+        "seed": 0,
+        "budget": json.loads(json.dumps(cfg.__dict__)),
+        "out": out,
+        "versions": {"python": "3.11", "torch": "2"},
+    }
     return {"meta": meta, "stages": stages, "failed": {}}
 
 
-FIGURES = ("tagi_unseen.png", "switchcit_matrix.png", "sequential_matrix.png", "stream_ap.png", "megan_splits.png",
-           "megan_beta.png")
+FIGURES = (
+    "tagi_unseen.png",
+    "switchcit_matrix.png",
+    "sequential_matrix.png",
+    "stream_ap.png",
+    "megan_splits.png",
+    "megan_beta.png",
+)
 
 
 def test_full_report_has_every_table_figure_and_inline_image(tmp_path):
@@ -103,8 +157,14 @@ def test_partial_report_names_the_failed_stage(tmp_path):
 
 def test_document_renders_markdown_and_escaped_html(tmp_path):
     (tmp_path / "f.png").write_bytes(b"\x89PNG")
-    blocks = [Heading(2, "A <b>"), Para("use `x|y` and **bold**"), Table(["a", "b"], [["1|2", "<i>"]]),
-              Code("print(1)", "python"), Figure("f.png", "cap"), Figure("gone.png", "missing")]
+    blocks = [
+        Heading(2, "A <b>"),
+        Para("use `x|y` and **bold**"),
+        Table(["a", "b"], [["1|2", "<i>"]]),
+        Code("print(1)", "python"),
+        Figure("f.png", "cap"),
+        Figure("gone.png", "missing"),
+    ]
     md = to_markdown(blocks)
     assert "## A <b>" in md and "| 1\\|2 | <i> |" in md and "```python\nprint(1)\n```" in md
     html = to_html(blocks, tmp_path, "t")

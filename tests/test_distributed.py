@@ -26,13 +26,31 @@ from hyperadapt import distributed
 from hyperadapt.cli import app
 
 TOLERANCE = 1e-5
-TRAIN = ["train.steps=4", "train.batch_size=4", "train.grad_accum=2", "train.lr=0.01", "train.save_every=2",
-         "train.max_length=64"]
+TRAIN = [
+    "train.steps=4",
+    "train.batch_size=4",
+    "train.grad_accum=2",
+    "train.lr=0.01",
+    "train.save_every=2",
+    "train.max_length=64",
+]
 METHODS = {  # overrides, the folder of the last stage's checkpoints, the final artefacts
     "multitask-lora": (["rank=2"], ".", ["adapter"]),
-    "tagi": (["rank=2", "hypernet.hidden=16", "hypernet.blocks=1", "teachers.rank=2", "teachers.train.steps=2",
-              "teachers.train.batch_size=4", "teachers.train.max_length=64", "pretrain.enabled=false",
-              "losses.align_weight=sigmoid"], "finetune", ["hypernet", "finetune/hypernet"]),
+    "tagi": (
+        [
+            "rank=2",
+            "hypernet.hidden=16",
+            "hypernet.blocks=1",
+            "teachers.rank=2",
+            "teachers.train.steps=2",
+            "teachers.train.batch_size=4",
+            "teachers.train.max_length=64",
+            "pretrain.enabled=false",
+            "losses.align_weight=sigmoid",
+        ],
+        "finetune",
+        ["hypernet", "finetune/hypernet"],
+    ),
     "megan": (["bottleneck=4"], ".", ["hypernetwork"]),
 }
 LAUNCH = {
@@ -50,10 +68,23 @@ def launch(strategy: str, cli_args: list[str]) -> None:
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     if accelerate is None:
         pytest.skip("accelerate's launcher is not installed next to this Python")
-    cmd = [accelerate, "launch", *LAUNCH[strategy], "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hyperadapt", *cli_args]
-    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=400)
+    cmd = [
+        accelerate,
+        "launch",
+        *LAUNCH[strategy],
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "hyperadapt",
+        *cli_args,
+    ]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -90,11 +121,18 @@ def interrupted_copy(run: Path, method: str, to: Path) -> Path:
 CHECKPOINTED = ("train.gradient_checkpointing=true", "teachers.train.gradient_checkpointing=true")
 
 
-@pytest.mark.parametrize(("method", "strategy", "extra"), [
-    ("multitask-lora", "ddp", ()), ("multitask-lora", "fsdp", ()), ("tagi", "ddp", ()), ("tagi", "fsdp", ()),
-    ("megan", "fsdp", ()), ("tagi", "fsdp", CHECKPOINTED)])
-def test_two_processes_equal_one_process_and_resume_under_one(method, strategy, extra, tiny_dir, jsonl_data,
-                                                               tmp_path):
+@pytest.mark.parametrize(
+    ("method", "strategy", "extra"),
+    [
+        ("multitask-lora", "ddp", ()),
+        ("multitask-lora", "fsdp", ()),
+        ("tagi", "ddp", ()),
+        ("tagi", "fsdp", ()),
+        ("megan", "fsdp", ()),
+        ("tagi", "fsdp", CHECKPOINTED),
+    ],
+)
+def test_two_processes_equal_one_process_and_resume_under_one(method, strategy, extra, tiny_dir, jsonl_data, tmp_path):
     """(the last case: FSDP with activation checkpointing against one process without it)"""
     launch(strategy, args(method, tiny_dir, jsonl_data, tmp_path / "two", extra))
     state = json.loads((checkpoint(tmp_path / "two", method, 4) / "state.json").read_text())

@@ -46,13 +46,18 @@ def sni_record(seed: int, def_words: int, input_words: int) -> dict:
     spaces and newlines, and several references."""
     return {
         "Definition": [f"Task {seed}: {words(def_words, seed)}"],
-        "Positive Examples": [{"input": words(60, seed + 1), "output": "yes", "explanation": "."},
-                              {"input": words(60, seed + 2), "output": "no", "explanation": "."}],
+        "Positive Examples": [
+            {"input": words(60, seed + 1), "output": "yes", "explanation": "."},
+            {"input": words(60, seed + 2), "output": "no", "explanation": "."},
+        ],
         "Categories": ["Answer Verification" if seed % 2 else "Text Completion"],
         "Output_language": ["English"],
         "Instances": [
-            {"id": f"t{seed}-{i}", "input": words(input_words * (i + 1), seed + 10 + i),
-             "output": [f" answer {i} is this \n", f"answer {i}"]}
+            {
+                "id": f"t{seed}-{i}",
+                "input": words(input_words * (i + 1), seed + 10 + i),
+                "output": [f" answer {i} is this \n", f"answer {i}"],
+            }
             for i in range(3)
         ],
     }
@@ -124,8 +129,7 @@ def test_the_cut_order_is_input_then_examples_then_definition():
     # tighter still: the definition's tail goes, its first words stay
     tight = fit_prompt(tok, definition, long_input, "def2pos", demos, 75, stats)
     assert " ".join(definition.split()[:2]) in tight and definition not in tight
-    assert stats.as_dict() == {"prompts": 3, "affected": 3, "input_cut": 3, "examples_dropped": 2,
-                               "definition_cut": 1}
+    assert stats.as_dict() == {"prompts": 3, "affected": 3, "input_cut": 3, "examples_dropped": 2, "definition_cut": 1}
     with pytest.raises(PromptTooLong, match="budget of 20 tokens cannot hold the chat template"):
         fit_prompt(tok, definition, long_input, "def", (), 20)
 
@@ -141,10 +145,12 @@ def test_one_warning_per_run_with_the_right_counts(sni_dir, caplog):
     with caplog.at_level(logging.WARNING, logger="hyperadapt.data.prompts"):
         encode_tasks(tok, tasks, "def", 256)
     warnings = [r.getMessage() for r in caplog.records if "did not fit" in r.getMessage()]
-    assert warnings == [f"{expected.affected} of {expected.prompts} training examples did not fit in "
-                        f"256 tokens and were cut: {expected.input_cut} lost the tail of their input, "
-                        f"{expected.examples_dropped} positive examples, {expected.definition_cut} the tail "
-                        "of their definition"]
+    assert warnings == [
+        f"{expected.affected} of {expected.prompts} training examples did not fit in "
+        f"256 tokens and were cut: {expected.input_cut} lost the tail of their input, "
+        f"{expected.examples_dropped} positive examples, {expected.definition_cut} the tail "
+        "of their definition"
+    ]
 
 
 def test_evaluation_records_its_prompt_budget_and_cuts(sni_dir):
@@ -161,8 +167,15 @@ def test_evaluation_records_its_prompt_budget_and_cuts(sni_dir):
 
 
 def _queries(tok, n_tasks: int = 3) -> list[Query]:
-    tasks = [Task(f"t{i}", f"Answer for task {i}.", [Instance(f"{i}", words(5 + 3 * i, i), ("yes",))],
-                  options=["yes", "no", "the answer is"][: 2 + i % 2]) for i in range(n_tasks)]
+    tasks = [
+        Task(
+            f"t{i}",
+            f"Answer for task {i}.",
+            [Instance(f"{i}", words(5 + 3 * i, i), ("yes",))],
+            options=["yes", "no", "the answer is"][: 2 + i % 2],
+        )
+        for i in range(n_tasks)
+    ]
     return make_queries(PromptMethod("x", None, tok), tasks, "def", None)
 
 
@@ -180,15 +193,29 @@ def _methods():
     model, tok = tiny_model()
     inject(model)
     bank = random_bank(model, 3)
-    yield "bank", _Conditioned(model, tok, lambda qs: conditioned(
-        model, lora=bank.conditioning([int(q.task.name[1:]) for q in qs])))
+    yield (
+        "bank",
+        _Conditioned(
+            model, tok, lambda qs: conditioned(model, lora=bank.conditioning([int(q.task.name[1:]) for q in qs]))
+        ),
+    )
     torch.manual_seed(3)
-    generated = {f"t{i}": {name: (a[i : i + 1] * 0 + torch.randn_like(a[i : i + 1]), torch.randn_like(b[i : i + 1]))
-                           for name, (a, b) in bank.factors([0, 1, 2]).items()} for i in range(3)}
+    generated = {
+        f"t{i}": {
+            name: (a[i : i + 1] * 0 + torch.randn_like(a[i : i + 1]), torch.randn_like(b[i : i + 1]))
+            for name, (a, b) in bank.factors([0, 1, 2]).items()
+        }
+        for i in range(3)
+    }
 
     def per_example(qs):
-        factors = {name: (torch.cat([generated[q.task.name][name][0] for q in qs]),
-                          torch.cat([generated[q.task.name][name][1] for q in qs])) for name in bank.module_names}
+        factors = {
+            name: (
+                torch.cat([generated[q.task.name][name][0] for q in qs]),
+                torch.cat([generated[q.task.name][name][1] for q in qs]),
+            )
+            for name in bank.module_names
+        }
         return conditioned(model, lora=LoraConditioning(factors, 0.5))
 
     yield "generated", _Conditioned(model, tok, per_example)
@@ -227,8 +254,10 @@ def test_rank_mode_picks_the_forced_answer():
         return out
 
     handle = model.lm_head.register_forward_hook(force)
-    tasks = [Task(f"t{i}", "Answer yes or no.", [Instance(f"{i}", words(6, i), ("no",))], options=["yes", "no"])
-             for i in range(4)]
+    tasks = [
+        Task(f"t{i}", "Answer yes or no.", [Instance(f"{i}", words(6, i), ("no",))], options=["yes", "no"])
+        for i in range(4)
+    ]
     try:
         result = evaluate(PromptMethod("zero-shot", model, tok), tasks, EvalConfig(mode="rank", batch_size=4))
     finally:
@@ -254,9 +283,11 @@ def test_tagi_runs_in_rank_mode(jsonl_data, tmp_path):
 
 
 def test_the_headline_is_the_instance_mean_with_the_task_mean_beside_it():
-    per_task = {"a": {"rougeL": 100.0, "em": 100.0, "n": 1, "category": "x"},
-                "b": {"rougeL": 0.0, "em": 0.0, "n": 3, "category": "x"},
-                "c": {"rougeL": 50.0, "em": 0.0, "n": 4, "category": "y"}}
+    per_task = {
+        "a": {"rougeL": 100.0, "em": 100.0, "n": 1, "category": "x"},
+        "b": {"rougeL": 0.0, "em": 0.0, "n": 3, "category": "x"},
+        "c": {"rougeL": 50.0, "em": 0.0, "n": 4, "category": "y"},
+    }
     mean = aggregate(per_task)
     assert mean["rougeL"] == pytest.approx((100 + 0 + 50 * 4) / 8)  # 37.5: every instance weighs the same
     assert mean["em"] == pytest.approx(100 / 8)
@@ -419,15 +450,23 @@ def test_an_evaluation_resumed_with_another_model_answers_again(jsonl_data, tmp_
     assert json.loads(log_path.read_text().splitlines()[0]) == header  # the header of this model, again
 
 
-@pytest.mark.parametrize("older, newer, changed", [
-    # a renamed key (targets -> target_modules)
-    ({"rank": 8, "targets": ["q_proj"]}, {"rank": 8, "target_modules": ["q_proj"]},
-     {"rank": 8, "target_modules": ["v_proj"]}),
-    # renamed and added at once (teachers.shared at its default reads as before; turned on it does not)
-    ({"rank": 8, "targets": ["q_proj"], "teachers": {"rank": 8}},
-     {"rank": 8, "target_modules": ["q_proj"], "teachers": {"rank": 8, "shared": False}},
-     {"rank": 8, "target_modules": ["q_proj"], "teachers": {"rank": 8, "shared": True}}),
-])
+@pytest.mark.parametrize(
+    "older, newer, changed",
+    [
+        # a renamed key (targets -> target_modules)
+        (
+            {"rank": 8, "targets": ["q_proj"]},
+            {"rank": 8, "target_modules": ["q_proj"]},
+            {"rank": 8, "target_modules": ["v_proj"]},
+        ),
+        # renamed and added at once (teachers.shared at its default reads as before; turned on it does not)
+        (
+            {"rank": 8, "targets": ["q_proj"], "teachers": {"rank": 8}},
+            {"rank": 8, "target_modules": ["q_proj"], "teachers": {"rank": 8, "shared": False}},
+            {"rank": 8, "target_modules": ["q_proj"], "teachers": {"rank": 8, "shared": True}},
+        ),
+    ],
+)
 def test_answers_logged_before_a_key_rename_or_addition_are_reused(tmp_path, jsonl_data, older, newer, changed):
     from hyperadapt.data import load_tasks
 
@@ -456,8 +495,9 @@ def test_an_answer_log_is_rescored_without_the_model_on_fewer_instances(tmp_path
     model, tok = tiny_model()
     tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
     log_path = tmp_path / "answers.jsonl"
-    full = evaluate(PromptMethod("m", model, tok), tasks, EvalConfig(max_new_tokens=3, batch_size=4),
-                    answers_path=log_path)
+    full = evaluate(
+        PromptMethod("m", model, tok), tasks, EvalConfig(max_new_tokens=3, batch_size=4), answers_path=log_path
+    )
     again = score_answer_log(log_path, tasks)
     for name, scores in full["tasks"].items():
         assert {k: again[name][k] for k in ("rougeL", "em", "n")} == {k: scores[k] for k in ("rougeL", "em", "n")}
@@ -466,8 +506,9 @@ def test_an_answer_log_is_rescored_without_the_model_on_fewer_instances(tmp_path
     for task in tasks:
         pred = by_id[(task.name, task.instances[0].id)]
         assert first[task.name]["n"] == 1
-        assert first[task.name]["em"] == 100.0 * (normalize_answer(pred["prediction"]) in
-                                                  {normalize_answer(r) for r in pred["references"]})
+        assert first[task.name]["em"] == 100.0 * (
+            normalize_answer(pred["prediction"]) in {normalize_answer(r) for r in pred["references"]}
+        )
     bigger = [t.with_instances([*t.instances, dataclasses.replace(t.instances[0], id="new")]) for t in tasks]
     with pytest.raises(ValueError, match="has no answer for .* instance new"):
         score_answer_log(log_path, bigger)

@@ -10,8 +10,10 @@ from hyperadapt.evaluation.harness import EvalConfig, PromptMethod, evaluate, wr
 
 def test_batched_left_padded_generation_matches_one_by_one(tiny):
     model, tok = tiny
-    prompts = ["<|im_start|>user\nab<|im_end|>\n<|im_start|>assistant\n",
-               "<|im_start|>user\na much longer prompt 1 2 3<|im_end|>\n<|im_start|>assistant\n"]
+    prompts = [
+        "<|im_start|>user\nab<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_start|>user\na much longer prompt 1 2 3<|im_end|>\n<|im_start|>assistant\n",
+    ]
     together = generate_batch(model, tok, prompts, max_new_tokens=6)
     alone = [generate_batch(model, tok, [p], max_new_tokens=6)[0] for p in prompts]
     assert together == alone
@@ -32,8 +34,9 @@ def test_evaluate_writes_the_documented_schema(tiny, jsonl_data, tmp_path):
     model, tok = tiny
     method = PromptMethod("zero-shot", model, tok)
     tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
-    result = evaluate(method, tasks, EvalConfig(limit=3, max_new_tokens=4, batch_size=4), model="tiny",
-                      data="jsonl", split="test")
+    result = evaluate(
+        method, tasks, EvalConfig(limit=3, max_new_tokens=4, batch_size=4), model="tiny", data="jsonl", split="test"
+    )
     path = write_results(result, tmp_path / "out.json")
     saved = json.loads(path.read_text())
     assert {"method", "model", "data", "setting", "tasks", "mean", "seconds", "config"} <= set(saved)
@@ -70,6 +73,9 @@ def test_every_markdown_table_has_as_many_columns_in_each_line():
     table = markdown_table(["a", "b"], [[1, "x|y\nz"], ["", None]])
     assert table == "| a | b |\n|---|---|\n| 1 | x\\|y z |\n|  | None |"
     # a benchmark whose rows have no split (only training seconds) gave a header of three cells over two
-    table = [line for line in markdown({"results": {"tagi": {}}, "train_s": {"tagi": 12.3}}).splitlines()
-             if line.startswith("|")]
+    table = [
+        line
+        for line in markdown({"results": {"tagi": {}}, "train_s": {"tagi": 12.3}}).splitlines()
+        if line.startswith("|")
+    ]
     assert table == ["| method | train s |", "|---|---|", "| tagi | 12 |"]

@@ -26,8 +26,10 @@ def imported_modules(path: Path) -> set[str]:
 @pytest.mark.parametrize("part", LOWER)
 def test_lower_layers_import_no_method(part):
     files = [SRC / part] if part.endswith(".py") else sorted((SRC / part).rglob("*.py"))
-    offenders = {f.relative_to(SRC).as_posix(): sorted(m for m in imported_modules(f)
-                                                        if m.startswith("hyperadapt.methods")) for f in files}
+    offenders = {
+        f.relative_to(SRC).as_posix(): sorted(m for m in imported_modules(f) if m.startswith("hyperadapt.methods"))
+        for f in files
+    }
     assert not {k: v for k, v in offenders.items() if v}
 
 
@@ -61,12 +63,15 @@ def test_benchmarks_are_a_top_layer_only_the_cli_imports_and_no_module_touches_s
     importers, path_edits = set(), set()
     for f in SRC.rglob("*.py"):
         rel = f.relative_to(SRC).as_posix()
-        if not rel.startswith("benchmarks/") and any(m.startswith("hyperadapt.benchmarks")
-                                                     for m in imported_modules(f)):
+        if not rel.startswith("benchmarks/") and any(
+            m.startswith("hyperadapt.benchmarks") for m in imported_modules(f)
+        ):
             importers.add(rel)
         tree = ast.parse(f.read_text(encoding="utf-8"))
-        if any(isinstance(n, ast.Attribute) and n.attr == "path" and isinstance(n.value, ast.Name)
-               and n.value.id == "sys" for n in ast.walk(tree)):
+        if any(
+            isinstance(n, ast.Attribute) and n.attr == "path" and isinstance(n.value, ast.Name) and n.value.id == "sys"
+            for n in ast.walk(tree)
+        ):
             path_edits.add(rel)
     assert importers and all(name.startswith("cli/") for name in importers), importers
     assert not path_edits

@@ -32,9 +32,7 @@ def sni_record(tag: str = "a", n: int = 2, **overrides: Any) -> dict[str, Any]:
             {"input": "q2", "output": "a2"},
         ],
         "Negative Examples": [],
-        "Instances": [
-            {"id": f"{tag}-{i}", "input": f"in {i}", "output": [f"out {i}", f"alt {i}"]} for i in range(n)
-        ],
+        "Instances": [{"id": f"{tag}-{i}", "input": f"in {i}", "output": [f"out {i}", f"alt {i}"]} for i in range(n)],
         "Instance License": ["MIT"],
     }
     record.update(overrides)

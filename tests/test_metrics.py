@@ -153,8 +153,11 @@ def test_continual_metrics_single_task_and_errors() -> None:
 
 
 def test_paired_bootstrap_difference_interval_and_errors() -> None:
-    a = {"t1": {"rougeL": 50.0, "em": 10.0, "n": 30}, "t2": {"rougeL": 20.0, "em": 0.0, "n": 10},
-         "t3": {"rougeL": 40.0, "em": 5.0, "n": 20}}
+    a = {
+        "t1": {"rougeL": 50.0, "em": 10.0, "n": 30},
+        "t2": {"rougeL": 20.0, "em": 0.0, "n": 10},
+        "t3": {"rougeL": 40.0, "em": 5.0, "n": 20},
+    }
     shifted = {t: {**v, "rougeL": v["rougeL"] - 5.0} for t, v in a.items()}
     same = paired_bootstrap(a, a)
     assert same["diff"] == same["low"] == same["high"] == 0.0 and same["ties"] == 3

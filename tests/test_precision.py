@@ -18,9 +18,21 @@ from hyperadapt.cli import app
 
 TOLERANCE = 1e-3  # relative, per logged loss
 TRAIN = ["train.steps=3", "train.batch_size=2", "train.max_length=64", "train.log_every=1"]
-TAGI = ["rank=2", "hypernet.hidden=16", "hypernet.blocks=1", "teachers.rank=2", "teachers.train.steps=2",
-        "teachers.train.batch_size=2", "teachers.train.log_every=1", "pretrain.train.steps=2", "pretrain.a_tokens=8",
-        "pretrain.b_tokens=4", "pretrain.c_tokens=4", "pretrain.train.batch_size=2", "pretrain.train.log_every=1"]
+TAGI = [
+    "rank=2",
+    "hypernet.hidden=16",
+    "hypernet.blocks=1",
+    "teachers.rank=2",
+    "teachers.train.steps=2",
+    "teachers.train.batch_size=2",
+    "teachers.train.log_every=1",
+    "pretrain.train.steps=2",
+    "pretrain.a_tokens=8",
+    "pretrain.b_tokens=4",
+    "pretrain.c_tokens=4",
+    "pretrain.train.batch_size=2",
+    "pretrain.train.log_every=1",
+]
 METHODS = {
     "multitask-lora": ["rank=2"],
     "tagi": TAGI,
@@ -29,17 +41,31 @@ METHODS = {
     "metaicl": ["rank=2"],
     "reptile": ["rank=2", "inner_steps=1", "support_size=2", "query_size=2"],
 }
-CONTINUAL = ["n_tasks=2", "limit_train=8", "unseen=''", "lora.rank=2", "lora.alpha=4", "router.encoder=base",
-             "router.hidden=8", "router.epochs=2", "router.retention=2", "router.retention_min=2",
-             "router.calibration=2", "eval.limit=1", "eval.max_new_tokens=1"]
+CONTINUAL = [
+    "n_tasks=2",
+    "limit_train=8",
+    "unseen=''",
+    "lora.rank=2",
+    "lora.alpha=4",
+    "router.encoder=base",
+    "router.hidden=8",
+    "router.epochs=2",
+    "router.retention=2",
+    "router.retention_min=2",
+    "router.calibration=2",
+    "eval.limit=1",
+    "eval.max_new_tokens=1",
+]
 
 
 def _run(command: list[str], overrides: list[str], out: Path) -> dict[str, list[float]]:
     args = [*command, "--out", str(out), *(a for o in overrides for a in ("--set", o))]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    return {log.relative_to(out).as_posix(): [json.loads(line)["loss"] for line in log.read_text().splitlines()]
-            for log in sorted(out.rglob("train_log.jsonl"))}
+    return {
+        log.relative_to(out).as_posix(): [json.loads(line)["loss"] for line in log.read_text().splitlines()]
+        for log in sorted(out.rglob("train_log.jsonl"))
+    }
 
 
 @pytest.mark.parametrize("method", [*METHODS, "switchcit"])
@@ -57,8 +83,9 @@ def test_bf16_and_gradient_checkpointing_train_every_method(method, tiny_dir, js
         for want, got in zip(losses, bf16[log], strict=True):
             assert abs(got - want) <= TOLERANCE * abs(want), (log, want, got)
     assert any(fp32[log] != bf16[log] for log in fp32), "bf16 gave fp32's losses bit for bit: autocast did not run"
-    recomputed = _run(command, [*overrides, "train.precision='no'", "train.gradient_checkpointing=true"],
-                      tmp_path / "checkpointed")
+    recomputed = _run(
+        command, [*overrides, "train.precision='no'", "train.gradient_checkpointing=true"], tmp_path / "checkpointed"
+    )
     assert recomputed.keys() == fp32.keys()
     for log, losses in fp32.items():
         assert recomputed[log] == pytest.approx(losses, rel=1e-6, abs=1e-7), log

@@ -5,8 +5,13 @@ from hyperadapt.data.schema import Example, Instance, Task, TaskDataError
 
 
 def _task():
-    return Task("t", "Say it back.", [Instance("1", "abc", ("abc",))],
-                positive_examples=[Example("x", "x"), Example("y", "y")], paraphrases=["Echo the input."])
+    return Task(
+        "t",
+        "Say it back.",
+        [Instance("1", "abc", ("abc",))],
+        positive_examples=[Example("x", "x"), Example("y", "y")],
+        paraphrases=["Echo the input."],
+    )
 
 
 def test_settings():
@@ -86,8 +91,12 @@ def test_chat_ids_keep_every_message_literal(tiny):
     from hyperadapt.data.prompts import chat_ids
 
     _, tok = tiny
-    clean = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
-             {"role": "assistant", "content": "hello"}, {"role": "user", "content": "abc"}]
+    clean = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "abc"},
+    ]
     whole = tok.apply_chat_template(clean, add_generation_prompt=True, tokenize=False)
     assert chat_ids(tok, clean) == tok(whole, add_special_tokens=False).input_ids
     forged = [*clean[:-1], {"role": "user", "content": FORGED}]
@@ -100,8 +109,9 @@ def test_a_training_output_with_a_control_string_ends_its_turn_once(tiny):
     from hyperadapt.models import end_of_turn_ids
 
     _, tok = tiny
-    ids, labels = encode_example(tok, "yes<|im_end|>no", 512, instruction="Say it back.", input_text="abc",
-                                 setting="def")
+    ids, labels = encode_example(
+        tok, "yes<|im_end|>no", 512, instruction="Say it back.", input_text="abc", setting="def"
+    )
     answer = [t for t in labels if t != -100]
     eot = end_of_turn_ids(tok)[0]
     assert answer.count(eot) == 1 and answer[-1] == eot  # the one end of turn is the last label

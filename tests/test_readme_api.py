@@ -11,10 +11,22 @@ from hyperadapt.evaluation import EvalConfig, evaluate, write_results
 from hyperadapt.methods.baselines import MultiTaskLoraConfig, train_multitask_lora, zero_shot
 from hyperadapt.methods.tagi import TagiConfig, export_adapter, train_tagi
 
-TAGI = ["rank=2", "hypernet.hidden=16", "hypernet.blocks=1", "teachers.rank=2", "teachers.train.steps=2",
-        "teachers.train.batch_size=2", "pretrain.train.steps=2", "pretrain.a_tokens=8", "pretrain.b_tokens=4",
-        "pretrain.c_tokens=4", "pretrain.train.batch_size=2", "train.steps=2", "train.batch_size=2",
-        "train.max_length=64"]
+TAGI = [
+    "rank=2",
+    "hypernet.hidden=16",
+    "hypernet.blocks=1",
+    "teachers.rank=2",
+    "teachers.train.steps=2",
+    "teachers.train.batch_size=2",
+    "pretrain.train.steps=2",
+    "pretrain.a_tokens=8",
+    "pretrain.b_tokens=4",
+    "pretrain.c_tokens=4",
+    "pretrain.train.batch_size=2",
+    "train.steps=2",
+    "train.batch_size=2",
+    "train.max_length=64",
+]
 
 
 def _logits(model, tok) -> torch.Tensor:
@@ -30,8 +42,12 @@ def test_readme_snippet_keeps_the_callers_model(tiny_dir, jsonl_data, tmp_path):
     before = _logits(model, tok)
     first = evaluate(zero_shot(model_and_tokenizer=(model, tok)), tasks, EvalConfig(limit=2, max_new_tokens=3))
 
-    lora_cfg = from_dict(MultiTaskLoraConfig, apply_overrides({}, [
-        f"model={tiny_dir}", f"data={data}", "rank=2", "train.steps=3", "train.batch_size=2", "train.lr=5e-2"]))
+    lora_cfg = from_dict(
+        MultiTaskLoraConfig,
+        apply_overrides(
+            {}, [f"model={tiny_dir}", f"data={data}", "rank=2", "train.steps=3", "train.batch_size=2", "train.lr=5e-2"]
+        ),
+    )
     lora = train_multitask_lora(lora_cfg, tmp_path / "runs" / "mtl", model_and_tokenizer=(model, tok))
     write_results(evaluate(lora, tasks, EvalConfig(limit=2, max_new_tokens=3)), tmp_path / "results" / "mtl.json")
     assert torch.equal(_logits(model, tok), before), "training the LoRA changed the caller's model"
@@ -57,11 +73,16 @@ def test_lora_after_tagi_on_the_same_model(tiny_dir, jsonl_data, tmp_path):
     model, tok = load_base_model(str(tiny_dir))
     tasks = load_tasks(data, "test")
     before = _logits(model, tok)
-    tagi = train_tagi(from_dict(TagiConfig, apply_overrides({}, [f"model={tiny_dir}", f"data={data}", *TAGI])),
-                      tmp_path / "tagi", model_and_tokenizer=(model, tok))
+    tagi = train_tagi(
+        from_dict(TagiConfig, apply_overrides({}, [f"model={tiny_dir}", f"data={data}", *TAGI])),
+        tmp_path / "tagi",
+        model_and_tokenizer=(model, tok),
+    )
     first = evaluate(tagi, tasks, EvalConfig(limit=1, max_new_tokens=2))
-    lora_cfg = from_dict(MultiTaskLoraConfig, apply_overrides({}, [
-        f"model={tiny_dir}", f"data={data}", "rank=2", "train.steps=1", "train.batch_size=2"]))
+    lora_cfg = from_dict(
+        MultiTaskLoraConfig,
+        apply_overrides({}, [f"model={tiny_dir}", f"data={data}", "rank=2", "train.steps=1", "train.batch_size=2"]),
+    )
     train_multitask_lora(lora_cfg, tmp_path / "mtl", model_and_tokenizer=(model, tok))
     assert torch.equal(_logits(model, tok), before)
     assert evaluate(tagi, tasks, EvalConfig(limit=1, max_new_tokens=2))["predictions"] == first["predictions"]
@@ -78,11 +99,13 @@ def test_readme_quickstart_runs_as_written(tiny_dir, tmp_path, monkeypatch):
     """The README's quickstart itself, on the tiny model: only the model name and the budgets are swapped."""
     code = readme_python()
     tagi_sizes = ", ".join(repr(o) for o in TAGI if "steps" not in o and "max_length" not in o)
-    swaps = {'load_base_model("default")': f'load_base_model({str(tiny_dir)!r})',
-             "with_steps(MultiTaskLoraConfig(), 30)": f"with_steps(MultiTaskLoraConfig(model={str(tiny_dir)!r}), 2)",
-             "with_steps(TagiConfig(), 20)": f"with_overrides(with_steps(TagiConfig(model={str(tiny_dir)!r}), 2), "
-                                             f"{tagi_sizes})",
-             "limit=5": "limit=1"}
+    swaps = {
+        'load_base_model("default")': f"load_base_model({str(tiny_dir)!r})",
+        "with_steps(MultiTaskLoraConfig(), 30)": f"with_steps(MultiTaskLoraConfig(model={str(tiny_dir)!r}), 2)",
+        "with_steps(TagiConfig(), 20)": f"with_overrides(with_steps(TagiConfig(model={str(tiny_dir)!r}), 2), "
+        f"{tagi_sizes})",
+        "limit=5": "limit=1",
+    }
     for old, new in swaps.items():
         assert old in code, f"the README's quickstart changed: {old!r} is gone; update this test"
         code = code.replace(old, new)

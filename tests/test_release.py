@@ -21,8 +21,13 @@ from hyperadapt.training import TrainConfig
 
 @pytest.fixture
 def tagi_run(jsonl_data, tiny_dir, tmp_path):
-    cfg = tiny_cfg(jsonl_data, model=str(tiny_dir), pretrain=PretrainConfig(enabled=False),
-                   losses=LossConfig(kl_weight=0, align_weight=0), shared_adapter=True)
+    cfg = tiny_cfg(
+        jsonl_data,
+        model=str(tiny_dir),
+        pretrain=PretrainConfig(enabled=False),
+        losses=LossConfig(kl_weight=0, align_weight=0),
+        shared_adapter=True,
+    )
     train_tagi(cfg, tmp_path / "run", model_and_tokenizer=tiny_model())
     return tmp_path / "run"
 
@@ -44,15 +49,38 @@ def test_a_released_tagi_checkpoint_makes_adapters_and_evaluates(tagi_run, jsonl
     assert result.exit_code == 0, result.output
     PeftModel.from_pretrained(tiny_model()[0], out)
     res = tmp_path / "res.json"
-    result = CliRunner().invoke(app, ["eval", "--method", "tagi", "--run", str(ckpt), "--data", f"jsonl:{jsonl_data}",
-                                      "--split", "test", "--limit", "2", "--max-new-tokens", "2", "--out", str(res)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--method",
+            "tagi",
+            "--run",
+            str(ckpt),
+            "--data",
+            f"jsonl:{jsonl_data}",
+            "--split",
+            "test",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "2",
+            "--out",
+            str(res),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(res.read_text())["mean"]["n"] == 4
 
 
 def test_a_released_megan_checkpoint_loads(jsonl_data, tiny_dir, tmp_path):
-    cfg = MeganConfig(model=str(tiny_dir), data=f"jsonl:{jsonl_data}", split="train", bottleneck=8,
-                      train=TrainConfig(steps=2, batch_size=2, max_length=64, save_every=0))
+    cfg = MeganConfig(
+        model=str(tiny_dir),
+        data=f"jsonl:{jsonl_data}",
+        split="train",
+        bottleneck=8,
+        train=TrainConfig(steps=2, batch_size=2, max_length=64, save_every=0),
+    )
     train_megan(cfg, tmp_path / "run", model_and_tokenizer=tiny_model())
     ckpt = release_checkpoint(tmp_path / "run", tmp_path / "ckpt", card="# card\n")
     assert (ckpt / "README.md").read_text() == "# card\n"
@@ -79,8 +107,9 @@ def test_the_default_card_records_budget_and_the_runs_scores_and_old_keys_are_re
     cfg["targets"] = cfg.pop("target_modules")  # as a run saved before the rename
     (tagi_run / "run.json").write_text(json.dumps(run))
     (tagi_run / "eval").mkdir()
-    (tagi_run / "eval" / "sni-test-def.json").write_text(json.dumps(
-        {"data": "sni:x", "split": "test", "setting": "def", "mean": {"rougeL": 41.25, "em": 12.5, "n": 8}}))
+    (tagi_run / "eval" / "sni-test-def.json").write_text(
+        json.dumps({"data": "sni:x", "split": "test", "setting": "def", "mean": {"rougeL": 41.25, "em": 12.5, "n": 8}})
+    )
     ckpt = release_checkpoint(tagi_run, tmp_path / "ckpt")
     card = (ckpt / "README.md").read_text()
     teachers = cfg["teachers"]["train"]["steps"] * cfg["teachers"]["train"]["batch_size"]

@@ -27,16 +27,23 @@ CONFIGS = (TagiConfig, HypterConfig, SwitchConfig, MultiTaskLoraConfig, MetaICLC
 
 def old(data: dict) -> dict:
     """``data`` as the code before the rename saved it: ``target_modules`` spelled ``targets``."""
-    return {("targets" if k == "target_modules" else k): old(v) if isinstance(v, dict) else v
-            for k, v in data.items()}
+    return {("targets" if k == "target_modules" else k): old(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
 @pytest.mark.parametrize("cls", CONFIGS)
 def test_every_config_names_its_targets_target_modules_and_round_trips(cls, tmp_path):
     keys = [k.rsplit(".", 1)[-1] for k in flatten(to_dict(cls()))]
     assert "target_modules" in keys and "targets" not in keys
-    cfg = cls(**{**vars(cls()), **({"lora": type(cls().lora)(target_modules=["v_proj"])} if cls is SwitchConfig
-                                   else {"target_modules": ["v_proj"]})})
+    cfg = cls(
+        **{
+            **vars(cls()),
+            **(
+                {"lora": type(cls().lora)(target_modules=["v_proj"])}
+                if cls is SwitchConfig
+                else {"target_modules": ["v_proj"]}
+            ),
+        }
+    )
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(to_dict(cfg)))
     with warnings.catch_warnings():
@@ -63,7 +70,8 @@ def test_the_old_key_in_yaml_or_an_override_warns_once_and_gives_the_same_config
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_config(TagiConfig, path.with_name("tagi.yaml"), ["target_modules=[q_proj]"]).target_modules == [
-            "q_proj"]
+            "q_proj"
+        ]
     new = path.with_name("new.yaml")
     new.write_text("target_modules: [q_proj]\n")
     with pytest.warns(FutureWarning, match="targets is now target_modules"):
@@ -100,8 +108,15 @@ def test_run_integrity_compares_an_old_key_under_its_new_name(tmp_path):
 
 def test_a_run_saved_with_the_old_key_resumes_refuses_a_change_and_loads(jsonl_data, tmp_path):
     train = TrainConfig(steps=3, batch_size=4, max_length=64, save_every=1)
-    cfg = HypterConfig(model="tiny", data=f"jsonl:{jsonl_data}", rank=2, max_instruction_tokens=16,
-                       target_modules=["q_proj", "v_proj"], hypernet=HypernetConfig(hidden=16, blocks=1), train=train)
+    cfg = HypterConfig(
+        model="tiny",
+        data=f"jsonl:{jsonl_data}",
+        rank=2,
+        max_instruction_tokens=16,
+        target_modules=["q_proj", "v_proj"],
+        hypernet=HypernetConfig(hidden=16, blocks=1),
+        train=train,
+    )
     run = tmp_path / "run"
 
     def save_old_keys() -> None:  # the run.json the code before the rename wrote
@@ -121,4 +136,5 @@ def test_a_run_saved_with_the_old_key_resumes_refuses_a_change_and_loads(jsonl_d
         warnings.simplefilter("error", FutureWarning)
         method = load_run(run, tiny_model())
     assert method.name == "hypter" and set(method.hypernet.shapes) == {
-        f"model.layers.{i}.self_attn.{m}" for i in range(2) for m in ("q_proj", "v_proj")}
+        f"model.layers.{i}.self_attn.{m}" for i in range(2) for m in ("q_proj", "v_proj")
+    }

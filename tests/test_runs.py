@@ -52,11 +52,28 @@ def test_a_different_config_or_method_is_refused_before_anything_is_written(json
     train_multitask_lora(cfg(jsonl_data, tiny_dir), run, model_and_tokenizer=tiny_model())
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     with pytest.raises(ValueError, match=r"changed: rank, train\.lr"):
-        train_multitask_lora(MultiTaskLoraConfig(**{**vars(cfg(jsonl_data, tiny_dir, lr=5e-4)), "rank": 4}), run,
-                             model_and_tokenizer=tiny_model())
-    result = CliRunner().invoke(app, ["train", "megan", "--set", f"model={tiny_dir}", "--set",
-                                      f"data=jsonl:{jsonl_data}", "--set", "bottleneck=8", "--set", "train.steps=1",
-                                      "--out", str(run)])
+        train_multitask_lora(
+            MultiTaskLoraConfig(**{**vars(cfg(jsonl_data, tiny_dir, lr=5e-4)), "rank": 4}),
+            run,
+            model_and_tokenizer=tiny_model(),
+        )
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "megan",
+            "--set",
+            f"model={tiny_dir}",
+            "--set",
+            f"data=jsonl:{jsonl_data}",
+            "--set",
+            "bottleneck=8",
+            "--set",
+            "train.steps=1",
+            "--out",
+            str(run),
+        ],
+    )
     assert result.exit_code == 2 and "holds a 'multitask-lora' run" in result.output
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
@@ -117,8 +134,21 @@ def test_a_locked_run_is_one_error_line_for_train_and_continual(jsonl_data, tiny
     run = tmp_path / "run"
     run.mkdir()
     (run / ".lock").write_text(str(live_pid))
-    line = _cli_error(CliRunner().invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
-                                              f"data=jsonl:{jsonl_data}", "--out", str(run)]))
+    line = _cli_error(
+        CliRunner().invoke(
+            app,
+            [
+                "train",
+                "multitask-lora",
+                "--set",
+                f"model={tiny_dir}",
+                "--set",
+                f"data=jsonl:{jsonl_data}",
+                "--out",
+                str(run),
+            ],
+        )
+    )
     assert f"another process (pid {live_pid})" in line
     line = _cli_error(CliRunner().invoke(app, ["continual", "--set", f"model={tiny_dir}", "--out", str(run)]))
     assert f"another process (pid {live_pid})" in line
@@ -146,8 +176,9 @@ def test_continual_runs_take_the_run_lock(tiny_dir, tmp_path, live_pid):
     (run / ".lock").write_text("999999999")  # a stale lock (no such process) is taken over
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(runner_module, "start_run", start_run)
-        state = run_stream(tiny_config(str(tiny_dir)), run, "sequential", model_and_tokenizer=tiny_model(),
-                           stop_after=1)
+        state = run_stream(
+            tiny_config(str(tiny_dir)), run, "sequential", model_and_tokenizer=tiny_model(), stop_after=1
+        )
     assert seen == [str(os.getpid())] and state["completed"] == 1 and not (run / ".lock").exists()
     # logging and checkpointing settings may change on resume, as for train
     cfg = tiny_config(str(tiny_dir))
@@ -155,9 +186,12 @@ def test_continual_runs_take_the_run_lock(tiny_dir, tmp_path, live_pid):
     results = run_stream(cfg, run, "sequential", model_and_tokenizer=tiny_model())
     assert len(results["matrix"]) == 2
     cfg.train.lr = 0.5
-    with pytest.raises(ValueError, match=r"differs in train\.lr\): resume it with its own config "
-                                         r"\(`hyperadapt continual --config .*run\.json --method sequential --out "
-                                         r".*\), or start over with --no-resume"):
+    with pytest.raises(
+        ValueError,
+        match=r"differs in train\.lr\): resume it with its own config "
+        r"\(`hyperadapt continual --config .*run\.json --method sequential --out "
+        r".*\), or start over with --no-resume",
+    ):
         run_stream(cfg, run, "sequential", model_and_tokenizer=tiny_model())
     assert not (run / ".lock").exists()
 
@@ -173,9 +207,26 @@ def test_resumable_keys_are_those_of_every_train_section():
 
 def test_the_resume_hint_of_an_unfinished_run_works_as_written(jsonl_data, tiny_dir, tmp_path, live_pid):
     run = tmp_path / "run"
-    args = ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set", f"data=jsonl:{jsonl_data}",
-            "--set", "rank=2", "--set", "train.steps=3", "--set", "train.batch_size=2", "--set",
-            "train.max_length=64", "--set", "train.save_every=1", "--out", str(run)]
+    args = [
+        "train",
+        "multitask-lora",
+        "--set",
+        f"model={tiny_dir}",
+        "--set",
+        f"data=jsonl:{jsonl_data}",
+        "--set",
+        "rank=2",
+        "--set",
+        "train.steps=3",
+        "--set",
+        "train.batch_size=2",
+        "--set",
+        "train.max_length=64",
+        "--set",
+        "train.save_every=1",
+        "--out",
+        str(run),
+    ]
     started = load_config(MultiTaskLoraConfig, None, args[3:-2:2])  # the --set values
     train_multitask_lora(started, run, model_and_tokenizer=tiny_model(), stop_at=2)
     with pytest.raises(ValueError) as err:
@@ -206,9 +257,25 @@ def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(jsonl_data, 
 
     entry = registry.method_entry("multitask-lora")
     monkeypatch.setitem(registry._ENTRIES, "multitask-lora", replace(entry, train=interrupted))
-    result = CliRunner().invoke(app, ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set",
-                                      f"data=jsonl:{jsonl_data}", "--set", "rank=2", "--set", "train.steps=3",
-                                      "--set", "train.save_every=1", "--out", str(run)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "multitask-lora",
+            "--set",
+            f"model={tiny_dir}",
+            "--set",
+            f"data=jsonl:{jsonl_data}",
+            "--set",
+            "rank=2",
+            "--set",
+            "train.steps=3",
+            "--set",
+            "train.save_every=1",
+            "--out",
+            str(run),
+        ],
+    )
     assert result.exit_code == 130 and "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.startswith("interrupted")]
     assert len(lines) == 1
@@ -231,12 +298,15 @@ def test_ctrl_c_during_continual_says_how_to_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(continual, "run_stream", interrupted)
     result = CliRunner().invoke(app, ["continual", "--method", "sequential", "--out", str(run)])
     assert result.exit_code == 130 and "Traceback" not in result.output
-    assert result.stderr.strip() == (f"interrupted: no checkpoint had been written yet; resume with `hyperadapt "
-                                     f"continual --config {run / 'run.json'} --method sequential --out {run}`")
+    assert result.stderr.strip() == (
+        f"interrupted: no checkpoint had been written yet; resume with `hyperadapt "
+        f"continual --config {run / 'run.json'} --method sequential --out {run}`"
+    )
 
 
 def test_a_finished_run_without_its_checkpoints_loads_its_weights_instead_of_training_again(
-        jsonl_data, tiny_dir, tmp_path, monkeypatch):
+    jsonl_data, tiny_dir, tmp_path, monkeypatch
+):
     import shutil
 
     import torch
@@ -248,9 +318,11 @@ def test_a_finished_run_without_its_checkpoints_loads_its_weights_instead_of_tra
     from hyperadapt.training import Trainer
 
     data, t = f"jsonl:{jsonl_data}", TrainConfig(steps=3, batch_size=2, lr=1e-2, max_length=64, save_every=1)
-    runs = {"multitask-lora": (train_multitask_lora, cfg(jsonl_data, tiny_dir, lr=1e-2)),
-            "megan": (train_megan, MeganConfig(model=str(tiny_dir), data=data, bottleneck=8, train=t)),
-            "metaicl": (train_metaicl, MetaICLConfig(model=str(tiny_dir), data=data, rank=2, train=t))}
+    runs = {
+        "multitask-lora": (train_multitask_lora, cfg(jsonl_data, tiny_dir, lr=1e-2)),
+        "megan": (train_megan, MeganConfig(model=str(tiny_dir), data=data, bottleneck=8, train=t)),
+        "metaicl": (train_metaicl, MetaICLConfig(model=str(tiny_dir), data=data, rank=2, train=t)),
+    }
     tasks = load_tasks(data, "test")
 
     def logits(method):
@@ -273,13 +345,30 @@ def test_a_finished_run_without_its_checkpoints_loads_its_weights_instead_of_tra
         assert torch.equal(logits(again), trained), name
         assert (run / "run.json").read_text() == record  # still finished, its steps kept
         with pytest.raises(ValueError, match="changed: train.steps"):  # another config is still refused
-            train(dataclasses.replace(config, train=dataclasses.replace(t, steps=4)), run,
-                  model_and_tokenizer=tiny_model())
+            train(
+                dataclasses.replace(config, train=dataclasses.replace(t, steps=4)),
+                run,
+                model_and_tokenizer=tiny_model(),
+            )
 
 
 def test_train_says_when_a_finished_run_had_nothing_left_to_train(jsonl_data, tiny_dir, tmp_path):
-    argv = ["train", "multitask-lora", "--set", f"model={tiny_dir}", "--set", f"data=jsonl:{jsonl_data}",
-            "--set", "train.steps=2", "--set", "train.batch_size=2", "--set", "rank=2", "--out", str(tmp_path / "r")]
+    argv = [
+        "train",
+        "multitask-lora",
+        "--set",
+        f"model={tiny_dir}",
+        "--set",
+        f"data=jsonl:{jsonl_data}",
+        "--set",
+        "train.steps=2",
+        "--set",
+        "train.batch_size=2",
+        "--set",
+        "rank=2",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     first = CliRunner().invoke(app, argv)
     assert first.exit_code == 0 and "trained multitask-lora ->" in first.output
     again = CliRunner().invoke(app, argv)
@@ -293,8 +382,17 @@ def test_continual_says_how_far_it_got_when_interrupted_and_what_no_resume_delet
 
     run = tmp_path / "run"
     argv = ["continual", "--config", "configs/switch_synthetic.yaml", "--method", "sequential", "--out", str(run)]
-    for kv in (f"model={tiny_dir}", "n_tasks=2", "limit_train=12", "train.steps=2", "train.batch_size=2",
-               "eval.limit=2", "eval.batch_size=1", "eval.max_new_tokens=2", "unseen_limit=2"):
+    for kv in (
+        f"model={tiny_dir}",
+        "n_tasks=2",
+        "limit_train=12",
+        "train.steps=2",
+        "train.batch_size=2",
+        "eval.limit=2",
+        "eval.batch_size=1",
+        "eval.max_new_tokens=2",
+        "unseen_limit=2",
+    ):
         argv += ["--set", kv]
     real, calls = harness.generate_batch, []
 
@@ -308,8 +406,10 @@ def test_continual_says_how_far_it_got_when_interrupted_and_what_no_resume_delet
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 130
     said = [line for line in result.stderr.splitlines() if line.startswith("interrupted")]
-    assert said[0].startswith("interrupted: 0 of 2 tasks done; the task in progress: 2 of its answers are logged; "
-                              "resume with `hyperadapt continual --config ")
+    assert said[0].startswith(
+        "interrupted: 0 of 2 tasks done; the task in progress: 2 of its answers are logged; "
+        "resume with `hyperadapt continual --config "
+    )
     monkeypatch.setattr(harness, "generate_batch", real)
     assert CliRunner().invoke(app, argv).exit_code == 0
     again = CliRunner().invoke(app, [*argv, "--no-resume"])
@@ -339,9 +439,17 @@ def test_the_committed_checkpoint_opens_with_every_answer_from_its_record():
 def test_an_old_stream_record_is_finished_once_its_results_exist(tmp_path):
     from hyperadapt.runs import Run
 
-    (tmp_path / "run.json").write_text(json.dumps({"kind": "continual", "method": "sequential",
-                                                   "config": {"model": "tiny", "setting": "def"}, "tasks": ["a"],
-                                                   "added": ["b"]}))
+    (tmp_path / "run.json").write_text(
+        json.dumps(
+            {
+                "kind": "continual",
+                "method": "sequential",
+                "config": {"model": "tiny", "setting": "def"},
+                "tasks": ["a"],
+                "added": ["b"],
+            }
+        )
+    )
     run = Run.open(tmp_path)
     assert not run.finished and run.tasks == ["a", "b"] and run.prompt_style.setting == "def"
     with pytest.raises(FileNotFoundError, match="has not finished its stream: resume it first: `hyperadapt continual"):
@@ -350,12 +458,15 @@ def test_an_old_stream_record_is_finished_once_its_results_exist(tmp_path):
     assert Run.open(tmp_path).finished
 
 
-@pytest.mark.parametrize("record, message", [
-    ([1, 2], "must hold a JSON object"),
-    ({"config": {}}, "names no method"),
-    ({"method": "tagi"}, "holds no config"),
-    ({"method": "nope", "config": {}}, "unknown method 'nope'"),
-])
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ([1, 2], "must hold a JSON object"),
+        ({"config": {}}, "names no method"),
+        ({"method": "tagi"}, "holds no config"),
+        ({"method": "nope", "config": {}}, "unknown method 'nope'"),
+    ],
+)
 def test_a_bad_record_is_refused_with_what_is_wrong(tmp_path, record, message):
     from hyperadapt.runs import Run
 

@@ -237,9 +237,11 @@ def test_modules_only_define_names_at_top_level(module: str) -> None:
 
 
 def test_importing_builds_nothing() -> None:
-    code = ("import hyperadapt.data.synthetic as s, hyperadapt.data.synthetic.suite as suite; "
-            "assert suite.task_specs.cache_info().currsize == 0; s.TASK_SPECS; "
-            "assert suite.task_specs.cache_info().currsize == 1")
+    code = (
+        "import hyperadapt.data.synthetic as s, hyperadapt.data.synthetic.suite as suite; "
+        "assert suite.task_specs.cache_info().currsize == 0; s.TASK_SPECS; "
+        "assert suite.task_specs.cache_info().currsize == 1"
+    )
     src = Path(synthetic.__file__).parents[3]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)

@@ -107,6 +107,7 @@ def test_written_folders_follow_the_umask(tmp_path):
     """mkdtemp makes 0700 and safetensors writes 0600: a run shared by a group must stay readable."""
     old = os.umask(0o022)
     try:
+
         def write(tmp):
             save_file({"w": torch.zeros(2)}, tmp / "w.safetensors")
             (tmp / "sub").mkdir()
@@ -133,8 +134,10 @@ def test_answer_loss_equals_the_models_own_loss_and_its_gradient():
     from hyperadapt.core import AdapterBank, conditioned, inject
     from hyperadapt.training import answer_loss
 
-    batch = pad_batch([([5, 6, 7, 8, 9], [-100, -100, 7, 8, 9]), ([5, 6, 7], [-100, 6, 7]),
-                       ([4, 5, 6, 7], [-100, -100, -100, -100])], pad_id=0)
+    batch = pad_batch(
+        [([5, 6, 7, 8, 9], [-100, -100, 7, 8, 9]), ([5, 6, 7], [-100, 6, 7]), ([4, 5, 6, 7], [-100, -100, -100, -100])],
+        pad_id=0,
+    )
     model, _ = tiny_model()
     torch.testing.assert_close(answer_loss(model, batch), model(**batch).loss, rtol=1e-5, atol=1e-6)
 
@@ -179,8 +182,15 @@ def _bank_trainer(run_dir, batch_size, grad_accum, lr=1e-2, steps=1, save_every=
         with conditioned(model, lora=bank.conditioning([0] * len(batch["input_ids"]))):
             return answer_loss(model, batch)
 
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_grad_norm=0.0,
-                      warmup_ratio=0.0, save_every=save_every)
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        max_grad_norm=0.0,
+        warmup_ratio=0.0,
+        save_every=save_every,
+    )
     params = dict(bank.named_parameters())
     return Trainer(params, loss_fn, lambda idx: pad_batch([examples[i] for i in idx], 0), 16, cfg, run_dir)
 
@@ -219,10 +229,19 @@ def test_a_diverging_run_exits_with_one_error_and_stays_unfinished(tiny_dir, jso
 
     from hyperadapt.cli import app
 
-    overrides = [f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2", "train.steps=4", "train.batch_size=2",
-                 "train.max_length=64", "train.lr=1e30", "train.save_every=1"]
-    result = CliRunner().invoke(app, ["train", "multitask-lora", "--out", str(tmp_path / "r"),
-                                      *(a for o in overrides for a in ("--set", o))])
+    overrides = [
+        f"model={tiny_dir}",
+        f"data=jsonl:{jsonl_data}",
+        "rank=2",
+        "train.steps=4",
+        "train.batch_size=2",
+        "train.max_length=64",
+        "train.lr=1e30",
+        "train.save_every=1",
+    ]
+    result = CliRunner().invoke(
+        app, ["train", "multitask-lora", "--out", str(tmp_path / "r"), *(a for o in overrides for a in ("--set", o))]
+    )
     assert result.exit_code == 2 and "error: multitask-lora: the loss is nan" in result.output, result.output
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "running"
     assert not (tmp_path / "r" / "adapter").exists() and latest_checkpoint(tmp_path / "r").name == "step-0000001"

@@ -19,8 +19,16 @@ _LAZY = {
     "with_overrides": "hyperadapt.config",
     "with_steps": "hyperadapt.config",
 }
-__all__ = ["DEFAULT_MODEL_ID", "Instance", "Task", "__version__", "load_base_model", "load_tasks", "with_overrides",
-           "with_steps"]
+__all__ = [
+    "DEFAULT_MODEL_ID",
+    "Instance",
+    "Task",
+    "__version__",
+    "load_base_model",
+    "load_tasks",
+    "with_overrides",
+    "with_steps",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -34,8 +34,10 @@ RENAMED_KEYS: dict[str, str] = {"targets": "target_modules"}
 # default the option changes nothing, so answers logged before it existed are still reused.
 ADDED_KEYS: dict[str, Any] = {"teachers.shared": False}
 # The one override syntax: every command and benchmark that reads a config takes `--set KEY=VALUE`, repeatable.
-OVERRIDE_HELP = ("config override KEY=VALUE, the value in YAML (repeatable; several may follow one --set): "
-                 "--set train.steps=100 --set train.lr=5e-4")
+OVERRIDE_HELP = (
+    "config override KEY=VALUE, the value in YAML (repeatable; several may follow one --set): "
+    "--set train.steps=100 --set train.lr=5e-4"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +108,10 @@ def rename_old_keys(
     for before, after in RENAMED_KEYS.items():
         if before in out and before not in known and after in known:
             if after in out:
-                raise UserError(f"config keys {where}{before} and {where}{after} are the same setting: keep "
-                                 f"{where}{after} ({where}{before} is its old name)")
+                raise UserError(
+                    f"config keys {where}{before} and {where}{after} are the same setting: keep "
+                    f"{where}{after} ({where}{before} is its old name)"
+                )
             out = {after if k == before else k: v for k, v in out.items()}
             renamed.append((f"{where}{before}", f"{where}{after}"))
     return out, renamed
@@ -117,13 +121,13 @@ def upgrade_saved(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[
     """A config saved by an older version (``run.json``) with its old key names renamed as in ``current`` (a
     config of this version, as a dict), so that the two compare key by key."""
     out, _ = rename_old_keys(saved, current)
-    return {k: upgrade_saved(v, current[k]) if isinstance(v, Mapping) and isinstance(current.get(k), Mapping) else v
-            for k, v in out.items()}
+    return {
+        k: upgrade_saved(v, current[k]) if isinstance(v, Mapping) and isinstance(current.get(k), Mapping) else v
+        for k, v in out.items()
+    }
 
 
-def from_dict(
-    cls: type[T], data: dict[str, Any], where: str = "", renamed: list[tuple[str, str]] | None = None
-) -> T:
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "", renamed: list[tuple[str, str]] | None = None) -> T:
     """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses; unknown keys are errors.
 
     Old key names (``RENAMED_KEYS``) are read as their new names; the (old, new) dotted keys are appended to
@@ -224,8 +228,11 @@ def _describe(hint: Any) -> str:
 
 def _dataclass_type(hint: Any) -> type | None:
     """The config dataclass ``hint`` names (itself, or the one in a union such as ``X | None``), or None."""
-    candidates = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+    candidates = (
+        typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
         else (hint,)
+    )
     return next((a for a in candidates if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
 
 
@@ -264,8 +271,9 @@ def refuse_stray_overrides(args: Collection[str]) -> None:
     ``key=value`` (the old override syntax)."""
     if args:
         fixed = " ".join(f"--set {a}" if "=" in a and not a.startswith("-") else a for a in args)
-        raise UserError(f"unexpected argument(s) {' '.join(args)}: config overrides are written --set KEY=VALUE "
-                        f"({fixed})")
+        raise UserError(
+            f"unexpected argument(s) {' '.join(args)}: config overrides are written --set KEY=VALUE ({fixed})"
+        )
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -282,8 +290,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         # an old and a new name of one renamed key are one setting: the override replaces whichever is there
         for before, after in RENAMED_KEYS.items():
             if leaf == before and after in node:
-                warnings.warn(f"override {item!r}: config key renamed ({before} is now {after}); the old name still "
-                              "loads for now: use the new one", FutureWarning, stacklevel=3)
+                warnings.warn(
+                    f"override {item!r}: config key renamed ({before} is now {after}); the old name still "
+                    "loads for now: use the new one",
+                    FutureWarning,
+                    stacklevel=3,
+                )
                 leaf = after
             elif leaf == after:
                 node.pop(before, None)
@@ -312,15 +324,20 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         if is_run_record(path) and isinstance(parsed, dict) and isinstance(parsed.get("config"), dict):
             parsed, saved_run = parsed["config"], True
         if not isinstance(parsed, dict):
-            raise UserError(f"{path}: a config file must be a mapping of settings (key: value lines, see "
-                             f"configs/), got {type(parsed).__name__} {parsed!r}")
+            raise UserError(
+                f"{path}: a config file must be a mapping of settings (key: value lines, see "
+                f"configs/), got {type(parsed).__name__} {parsed!r}"
+            )
         data = parsed
     renamed: list[tuple[str, str]] = []
     cfg = from_dict(cls, apply_overrides(data, list(overrides)), renamed=renamed)
     if renamed and not saved_run:
         names = ", ".join(f"{old} is now {new}" for old, new in renamed)
-        warnings.warn(f"{path or 'overrides'}: config key renamed ({names}); the old name still loads for now: "
-                      "use the new one", FutureWarning, stacklevel=2)
+        warnings.warn(
+            f"{path or 'overrides'}: config key renamed ({names}); the old name still loads for now: use the new one",
+            FutureWarning,
+            stacklevel=2,
+        )
     return cfg
 
 

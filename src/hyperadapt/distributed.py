@@ -64,8 +64,9 @@ def fsdp() -> bool:
     if not launched() or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
         return False
     if os.environ.get("FSDP_VERSION", "2") != "2":
-        raise ValueError(f"FSDP version {os.environ['FSDP_VERSION']} is not supported: launch with "
-                         "--use_fsdp --fsdp_version 2")
+        raise ValueError(
+            f"FSDP version {os.environ['FSDP_VERSION']} is not supported: launch with --use_fsdp --fsdp_version 2"
+        )
     return True
 
 
@@ -111,8 +112,10 @@ def shard(indices: Sequence[T]) -> list[T]:
     if not launched():
         return list(indices)
     if len(indices) < world_size():
-        raise UserError(f"train.batch_size={len(indices)} is smaller than the {world_size()} processes: "
-                         "give every process at least one example")
+        raise UserError(
+            f"train.batch_size={len(indices)} is smaller than the {world_size()} processes: "
+            "give every process at least one example"
+        )
     return list(indices)[rank() :: world_size()]
 
 
@@ -153,5 +156,8 @@ def main_writes(write: Callable[[], T]) -> T | None:
 
 
 def _reduce_device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" \
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if torch.distributed.get_backend() == "nccl"
         else torch.device("cpu")
+    )

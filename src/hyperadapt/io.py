@@ -80,8 +80,10 @@ def load_tensors(path: str | Path, what: str = "weights") -> dict[str, torch.Ten
     try:
         return load_file(path)
     except SafetensorError as err:
-        raise UserError(f"{what} {path} is not a readable safetensors file ({err}): it is damaged or "
-                         "incomplete; copy or save it again") from err
+        raise UserError(
+            f"{what} {path} is not a readable safetensors file ({err}): it is damaged or "
+            "incomplete; copy or save it again"
+        ) from err
 
 
 def load_state_strict(module: M, state: Mapping[str, Any], path: str | Path, what: str = "weights") -> M:
@@ -95,8 +97,10 @@ def load_state_strict(module: M, state: Mapping[str, Any], path: str | Path, wha
     except RuntimeError as err:
         first = next((ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()), str(err))
         first = first if len(first) <= 200 else first[:200] + " ..."
-        raise UserError(f"{what} {path} do not fit this {type(module).__name__} (weights of another model, "
-                         f"method or config): {first}") from err
+        raise UserError(
+            f"{what} {path} do not fit this {type(module).__name__} (weights of another model, "
+            f"method or config): {first}"
+        ) from err
     return module
 
 
@@ -200,8 +204,14 @@ def check_out_file(path: str | Path, what: str = "--out") -> Path:
     return path
 
 
-def check_out_dir(path: str | Path, what: str = "--out", *, inputs: tuple[str | Path, ...] = (),
-                  replaces: Callable[[Path], bool] | None = None, kind: str = "output") -> Path:
+def check_out_dir(
+    path: str | Path,
+    what: str = "--out",
+    *,
+    inputs: tuple[str | Path, ...] = (),
+    replaces: Callable[[Path], bool] | None = None,
+    kind: str = "output",
+) -> Path:
     """``check_writable`` for a folder output, before any work: ``path`` must not be an existing file, nor
     one of ``inputs``, a folder holding one, or a folder inside one. With ``replaces`` (the command writes
     the whole folder anew), an existing non-empty folder must be a previous ``kind`` (``replaces(path)``):
@@ -215,6 +225,8 @@ def check_out_dir(path: str | Path, what: str = "--out", *, inputs: tuple[str | 
         if real == src or real in src.parents or src in real.parents:
             raise UserError(f"{what} {path} would overwrite or mix into {source}: choose a folder outside it")
     if replaces is not None and path.is_dir() and any(path.iterdir()) and not replaces(path):
-        raise UserError(f"{what} {path} is a folder with other files in it, not a previous {kind}: its files "
-                         "would be lost or mixed with the new ones; choose a new or empty folder")
+        raise UserError(
+            f"{what} {path} is a folder with other files in it, not a previous {kind}: its files "
+            "would be lost or mixed with the new ones; choose a new or empty folder"
+        )
     return path

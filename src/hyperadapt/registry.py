@@ -84,5 +84,6 @@ def method_entry(name: str) -> MethodEntry:
 def method_names(kind: Kind | None = None, loadable: bool = False) -> list[str]:
     """The registered names (of one ``kind``; with ``loadable``, only those whose runs load), sorted."""
     _discover()
-    return sorted(n for n, e in _ENTRIES.items()
-                  if (kind is None or e.kind == kind) and (not loadable or e.load is not None))
+    return sorted(
+        n for n, e in _ENTRIES.items() if (kind is None or e.kind == kind) and (not loadable or e.load is not None)
+    )

@@ -27,8 +27,9 @@ from hyperadapt.runs import Run, RunDir
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def release_checkpoint(run: Run | str | Path, out: str | Path, card: str | None = None,
-                       dtype: str = "bfloat16") -> Path:
+def release_checkpoint(
+    run: Run | str | Path, out: str | Path, card: str | None = None, dtype: str = "bfloat16"
+) -> Path:
     """Write the finished hypernetwork run ``run`` (a :class:`~hyperadapt.runs.Run` or its folder) as a
     checkpoint folder ``out`` (atomically).
 
@@ -56,13 +57,20 @@ def release_checkpoint(run: Run | str | Path, out: str | Path, card: str | None 
         (tmp / folder).mkdir()
         for path in source.iterdir():
             if path.suffix == ".safetensors":
-                tensors = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous()
-                           for k, v in load_tensors(path, "hypernetwork weights").items()}
+                tensors = {
+                    k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous()
+                    for k, v in load_tensors(path, "hypernetwork weights").items()
+                }
                 save_file(tensors, tmp / folder / path.name, metadata={"dtype": dtype})
             elif path.is_file():
                 shutil.copy2(path, tmp / folder / path.name)
-        released = {**run.record, "config": to_dict(run.config), "prompt_style": run.prompt_style.to_dict(),
-                    "released_from": str(run_dir), "dtype": dtype}
+        released = {
+            **run.record,
+            "config": to_dict(run.config),
+            "prompt_style": run.prompt_style.to_dict(),
+            "released_from": str(run_dir),
+            "dtype": dtype,
+        }
         RunDir(tmp).write(released)
         (tmp / "README.md").write_text(card if card is not None else default_card(released, run_evals(run_dir)))
 
@@ -80,8 +88,13 @@ def is_checkpoint(path: Path) -> bool:
 def check_release_out(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
     """Refuse, before any work, an ``out`` whose files the release would lose: the run itself, a folder
     holding it or inside it, an existing file, or a non-empty folder other than a previous checkpoint."""
-    out = check_out_dir(out, "--out", inputs=(run_dir,), replaces=is_checkpoint,
-                        kind="checkpoint (a folder whose run record names released_from)")
+    out = check_out_dir(
+        out,
+        "--out",
+        inputs=(run_dir,),
+        replaces=is_checkpoint,
+        kind="checkpoint (a folder whose run record names released_from)",
+    )
     return Path(run_dir), out
 
 
@@ -112,9 +125,11 @@ def budget_lines(cfg: dict) -> list[str]:
             continue
         n = train.get("steps", 0) * train.get("batch_size", 0) * train.get("grad_accum", 1)
         total += n
-        lines.append(f"- {name}: {train.get('steps')} steps × batch {train.get('batch_size')} × accumulation "
-                     f"{train.get('grad_accum', 1)} = {n:,} examples (lr {train.get('lr')}, max length "
-                     f"{train.get('max_length')})")
+        lines.append(
+            f"- {name}: {train.get('steps')} steps × batch {train.get('batch_size')} × accumulation "
+            f"{train.get('grad_accum', 1)} = {n:,} examples (lr {train.get('lr')}, max length "
+            f"{train.get('max_length')})"
+        )
     return [*lines, f"- total: {total:,} training examples"]
 
 
@@ -123,17 +138,28 @@ def default_card(run: dict, evals: list[dict] | None = None) -> str:
     the run's ``eval/`` folder, the library versions and the full config. The exact command and the known
     weaknesses are for the author to add (``--card``)."""
     cfg = run.get("config", {})
-    lines = [f"# {run.get('method')} hypernetwork for {cfg.get('model', '?')}", "",
-             f"Trained on `{cfg.get('data', '?')}` (split `{cfg.get('split', '?')}`, setting "
-             f"`{cfg.get('setting', '?')}`), seed {(cfg.get('train') or {}).get('seed', '?')}.", "",
-             "## Budget", "", *budget_lines(cfg), "", "## Scores", ""]
+    lines = [
+        f"# {run.get('method')} hypernetwork for {cfg.get('model', '?')}",
+        "",
+        f"Trained on `{cfg.get('data', '?')}` (split `{cfg.get('split', '?')}`, setting "
+        f"`{cfg.get('setting', '?')}`), seed {(cfg.get('train') or {}).get('seed', '?')}.",
+        "",
+        "## Budget",
+        "",
+        *budget_lines(cfg),
+        "",
+        "## Scores",
+        "",
+    ]
     if evals:
         lines += ["| data | split | setting | answers | ROUGE-L | EM |", "|---|---|---|---|---|---|"]
         for res in evals:
             mean = res["mean"]
-            lines.append(f"| `{res.get('data', '?')}` | {res.get('split', '?')} | {res.get('setting', '?')} | "
-                         f"{mean.get('n', '?')} | {mean.get('rougeL', float('nan')):.2f} | "
-                         f"{mean.get('em', float('nan')):.2f} |")
+            lines.append(
+                f"| `{res.get('data', '?')}` | {res.get('split', '?')} | {res.get('setting', '?')} | "
+                f"{mean.get('n', '?')} | {mean.get('rougeL', float('nan')):.2f} | "
+                f"{mean.get('em', float('nan')):.2f} |"
+            )
     else:
         lines.append("No evaluation in the run's `eval/` folder (`hyperadapt eval --run RUN ...` writes one).")
     lines += ["", "Not recorded here: the exact command and the known weaknesses (ship them with `--card`).", ""]

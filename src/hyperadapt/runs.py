@@ -111,9 +111,9 @@ class RunLocked(RuntimeError):
 class RunDir:
     """One run's folder and its ``run.json`` (see the module docstring). Use it around training::
 
-        with RunDir(out).begin("tagi", to_dict(cfg), model) as run:
-            ...train...
-            run.finish()
+    with RunDir(out).begin("tagi", to_dict(cfg), model) as run:
+        ...train...
+        run.finish()
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -196,8 +196,10 @@ class RunDir:
         return owner if owner is not None and owner != os.getpid() and _alive(owner) else None
 
     def locked_message(self, owner: int) -> str:
-        return (f"{self.path} is being trained by another process (pid {owner}); wait for it, or remove "
-                f"{self.path / LOCK_FILE} if that process is gone")
+        return (
+            f"{self.path} is being trained by another process (pid {owner}); wait for it, or remove "
+            f"{self.path / LOCK_FILE} if that process is gone"
+        )
 
     def lock(self) -> RunDir:
         """Take the run's lock (creating the folder); ``RunLocked`` while another live process holds it, a
@@ -257,7 +259,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-
 # ---------------------------------------------------------------------------------------------------------
 # The record: read once, written by RunDir
 
@@ -291,13 +292,21 @@ def record_file(run_dir: str | Path) -> Path:
     return Path(run_dir) / RUN_FILE
 
 
-def new_record(kind: str, method: str, config: Mapping[str, Any], model: Any = None, status: str = "running",
-               **extra: Any) -> dict:
+def new_record(
+    kind: str, method: str, config: Mapping[str, Any], model: Any = None, status: str = "running", **extra: Any
+) -> dict:
     """A fresh record of the one schema (see the module docstring); ``model``: the base model, fingerprinted."""
     entry = method_entry(method)
     setting = entry.prompt_setting(from_dict(entry.config_cls, dict(config))) if entry.config_cls else None
-    record = {"schema": SCHEMA, "kind": kind, "method": method, "config": dict(config), "status": status,
-              "versions": _versions(), **extra}
+    record = {
+        "schema": SCHEMA,
+        "kind": kind,
+        "method": method,
+        "config": dict(config),
+        "status": status,
+        "versions": _versions(),
+        **extra,
+    }
     if setting is not None:
         record["prompt_style"] = {"setting": setting}
     if model is not None:
@@ -354,13 +363,18 @@ class BaseModel:
             same = found["fingerprint"] == self.fingerprint
         else:  # no weight hash that can be compared across machines: the name must agree
             found = model_fingerprint(model)
-            same = not found["name_or_path"] or not self.name_or_path or same_model(found["name_or_path"],
-                                                                                    self.name_or_path)
+            same = (
+                not found["name_or_path"]
+                or not self.name_or_path
+                or same_model(found["name_or_path"], self.name_or_path)
+            )
         if not same:
-            raise UserError(f"{run} was trained on the base model {self.name_or_path!r} (fingerprint "
-                             f"{self.fingerprint}), not on {found['name_or_path']!r} (fingerprint "
-                             f"{found['fingerprint']}): a run's adapters only fit their own base model; load it on "
-                             "that one (leave out --model)")
+            raise UserError(
+                f"{run} was trained on the base model {self.name_or_path!r} (fingerprint "
+                f"{self.fingerprint}), not on {found['name_or_path']!r} (fingerprint "
+                f"{found['fingerprint']}): a run's adapters only fit their own base model; load it on "
+                "that one (leave out --model)"
+            )
 
 
 @dataclass(frozen=True)
@@ -483,21 +497,25 @@ class Run:
         if self.finished:
             return
         if self.kind == "continual":
-            raise InputNotFound(f"{self.path} has not finished its stream: resume it first: "
-                                    f"`{self.resume_command()}`")
+            raise InputNotFound(f"{self.path} has not finished its stream: resume it first: `{self.resume_command()}`")
         owner = RunDir(self.path).owner()
         if owner is not None:
-            raise UserError(f"{self.path} has not finished training: it is being trained now by another process "
-                             f"(pid {owner}); wait for it to finish")
-        raise UserError(f"{self.path} has not finished training (status {self.status!r}): resume it with "
-                         f"`{self.resume_command()}`")
+            raise UserError(
+                f"{self.path} has not finished training: it is being trained now by another process "
+                f"(pid {owner}); wait for it to finish"
+            )
+        raise UserError(
+            f"{self.path} has not finished training (status {self.status!r}): resume it with `{self.resume_command()}`"
+        )
 
     def check_loadable(self) -> None:
         """The ``ValueError`` that says why ``load`` cannot load this run (unfinished, or a method whose runs
         do not load, e.g. the oracle stream); loads nothing."""
         if self.entry.load is None:
-            raise UserError(f"{self.path} is a {self.method!r} run, which cannot be loaded for evaluation: loadable "
-                             f"runs are {', '.join(method_names(loadable=True))}")
+            raise UserError(
+                f"{self.path} is a {self.method!r} run, which cannot be loaded for evaluation: loadable "
+                f"runs are {', '.join(method_names(loadable=True))}"
+            )
         self.check_finished()
 
     def check_model(self, model: str | None) -> str:
@@ -506,8 +524,10 @@ class Run:
 
         own = self.base_model.name_or_path
         if model is not None and not same_model(model, own):
-            raise UserError(f"--model {model!r} does not match the model the run {self.path} was trained on "
-                             f"({own!r}): a run is evaluated on its own model; leave out --model")
+            raise UserError(
+                f"--model {model!r} does not match the model the run {self.path} was trained on "
+                f"({own!r}): a run is evaluated on its own model; leave out --model"
+            )
         return own
 
     def model_and_tokenizer(self, given: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
@@ -527,4 +547,3 @@ class Run:
         for missing weights."""
         self.check_loadable()
         return self.entry.load(self, model_and_tokenizer)
-

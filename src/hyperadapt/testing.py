@@ -111,16 +111,28 @@ def save_tiny_model(path: str | Path, arch: str = "llama", seed: int = 0) -> Pat
     return path
 
 
-def random_tagi_method(model, tokenizer, rank: int = 2, hidden: int = 16, blocks: int = 1, std: float = 0.5,
-                       max_instruction_tokens: int = 16, run: str = "in-memory"):
+def random_tagi_method(
+    model,
+    tokenizer,
+    rank: int = 2,
+    hidden: int = 16,
+    blocks: int = 1,
+    std: float = 0.5,
+    max_instruction_tokens: int = 16,
+    run: str = "in-memory",
+):
     """A TAGI method on ``model`` with an untrained hypernetwork whose B heads are random (``std``), so that
     different instructions give different, non-zero adapters (an untrained one gives ΔW = 0)."""
     from hyperadapt.core import inject
     from hyperadapt.methods.tagi.config import HypernetConfig, TagiConfig
     from hyperadapt.methods.tagi.method import build_hypernet, build_vectors, make_method
 
-    cfg = TagiConfig(model=run, rank=rank, max_instruction_tokens=max_instruction_tokens,
-                     hypernet=HypernetConfig(hidden=hidden, blocks=blocks))
+    cfg = TagiConfig(
+        model=run,
+        rank=rank,
+        max_instruction_tokens=max_instruction_tokens,
+        hypernet=HypernetConfig(hidden=hidden, blocks=blocks),
+    )
     inject(model, cfg.target_modules, gating=False)
     vectors = build_vectors(cfg, model, tokenizer)
     net = build_hypernet(cfg, model, vectors.dim)

@@ -221,8 +221,14 @@ class Trainer:
         else:
             torch.manual_seed(self.cfg.seed)
         end = min(self.cfg.steps, stop_at or self.cfg.steps)
-        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.desc, unit="step", dynamic_ncols=True,
-                   disable=not distributed.is_main())
+        bar = tqdm(
+            total=self.cfg.steps,
+            initial=self.step,
+            desc=self.desc,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not distributed.is_main(),
+        )
         tokens, t0 = 0, time.perf_counter()
         if self.model is not None:
             set_activation_checkpointing(self.model, self.cfg.gradient_checkpointing)
@@ -233,8 +239,7 @@ class Trainer:
                 self.step += 1
                 self.seconds += time.perf_counter() - started
                 tokens += n_tok
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}",
-                                refresh=False)
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}", refresh=False)
                 bar.update(1)
                 self._after_step(loss)
         finally:
@@ -251,8 +256,10 @@ class Trainer:
         gradient is the one of the whole global batch whatever the split. Returns (loss, tokens seen)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.cfg, self.step)
-        micro = [self.make_batch(distributed.shard(self.sampler.indices(self.step * self.cfg.grad_accum + k)))
-                 for k in range(self.cfg.grad_accum)]
+        micro = [
+            self.make_batch(distributed.shard(self.sampler.indices(self.step * self.cfg.grad_accum + k)))
+            for k in range(self.cfg.grad_accum)
+        ]
         counts = [_counts(batch) for batch in micro]  # (answer tokens, examples) of each local micro-batch
         tokens = distributed.all_sum(sum(c[0] for c in counts))
         examples = distributed.all_sum(sum(c[1] for c in counts))
@@ -280,9 +287,11 @@ class Trainer:
     def _non_finite_message(self, loss: float, norm: float) -> str:
         last = latest_checkpoint(self.run_dir)
         kept = f"the last checkpoint, {last}, is kept" if last else "no checkpoint was written"
-        return (f"{self.desc}: the loss is {loss} (gradient norm {norm}) at step {self.step + 1} with "
-                f"train.lr={self.cfg.lr}; training stopped before updating the weights and the run is not "
-                f"finished ({kept}). Lower train.lr (or raise train.warmup_ratio) and train into a new folder")
+        return (
+            f"{self.desc}: the loss is {loss} (gradient norm {norm}) at step {self.step + 1} with "
+            f"train.lr={self.cfg.lr}; training stopped before updating the weights and the run is not "
+            f"finished ({kept}). Lower train.lr (or raise train.warmup_ratio) and train into a new folder"
+        )
 
     def _autocast(self):
         on_gpu = next(iter(self.params.values())).is_cuda
@@ -320,8 +329,14 @@ class Trainer:
         opt_tensors, opt_meta = _flatten_optimizer(self.optimizer.state_dict())
         save_file(opt_tensors, tmp / "optimizer.safetensors")
         save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
-        meta = {"step": self.step, "seconds": self.seconds, "optimizer": opt_meta, "config": asdict(self.cfg),
-                "processes": distributed.world_size(), "strategy": distributed.strategy()}
+        meta = {
+            "step": self.step,
+            "seconds": self.seconds,
+            "optimizer": opt_meta,
+            "config": asdict(self.cfg),
+            "processes": distributed.world_size(),
+            "strategy": distributed.strategy(),
+        }
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
         # a checkpoint of the same step (saved again after a resume) is moved aside, not deleted, until the
         # new one is in place: a crash at any point leaves a complete checkpoint for ``latest`` to find
@@ -346,8 +361,10 @@ class Trainer:
         with torch.no_grad():
             for name, p in self.params.items():
                 if saved[name].shape != p.shape:
-                    raise UserError(f"checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, "
-                                     f"the model has {tuple(p.shape)}")
+                    raise UserError(
+                        f"checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, "
+                        f"the model has {tuple(p.shape)}"
+                    )
                 p.copy_(saved[name])
         optimizer = load_tensors(path / "optimizer.safetensors", "checkpoint optimizer state")
         self.optimizer.load_state_dict(_unflatten_optimizer(optimizer, state["optimizer"]))

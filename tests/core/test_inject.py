@@ -59,9 +59,10 @@ def test_state_is_cleared_after_an_error_and_nesting_restores():
 
 def generate(model, tok, prompts, **kw):
     batch = tok(prompts, return_tensors="pt", padding=True)
-    out = model.generate(**batch, max_new_tokens=6, do_sample=False, output_scores=True,
-                         return_dict_in_generate=True, **kw)
-    return out.sequences[:, batch.input_ids.shape[1]:], torch.stack(out.scores, 1)
+    out = model.generate(
+        **batch, max_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True, **kw
+    )
+    return out.sequences[:, batch.input_ids.shape[1] :], torch.stack(out.scores, 1)
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)

@@ -109,8 +109,12 @@ def test_wrong_factor_shapes_are_refused():
     with pytest.raises(ValueError, match="do not fit the layer"), conditioned(model, lora=misfit):
         pass
     with pytest.raises(ValueError, match="disagree on the batch size"):
-        LoraConditioning({name: (torch.zeros(2, 4, 32), torch.zeros(2, 32, 4)),
-                          "other": (torch.zeros(3, 4, 32), torch.zeros(3, 32, 4))})
+        LoraConditioning(
+            {
+                name: (torch.zeros(2, 4, 32), torch.zeros(2, 32, 4)),
+                "other": (torch.zeros(3, 4, 32), torch.zeros(3, 32, 4)),
+            }
+        )
 
 
 def test_batch_size_mismatch_is_refused():

@@ -47,8 +47,9 @@ def test_export_generated_adapter_loads_in_peft(saved_llama, tmp_path, scale):
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["task_type"] == "CAUSAL_LM"
     assert config["r"] == 4 and config["lora_alpha"] == (8 if scale == 2.0 else 4)
-    assert sorted(config["target_modules"]) == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                       "up_proj", "down_proj"])
+    assert sorted(config["target_modules"]) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     torch.testing.assert_close(peft_logits(saved_llama, out, batch), ours, atol=1e-5, rtol=0)
 
 
@@ -77,8 +78,9 @@ def test_import_peft_folder_into_a_bank(tmp_path):
     with torch.no_grad():
         want = peft_model(**batch).logits
     lora = load_peft(tmp_path / "peft")
-    torch.testing.assert_close(lora.delta("model.layers.1.mlp.up_proj"),
-                               peft_adapter(peft_model).delta("model.layers.1.mlp.up_proj"))
+    torch.testing.assert_close(
+        lora.delta("model.layers.1.mlp.up_proj"), peft_adapter(peft_model).delta("model.layers.1.mlp.up_proj")
+    )
     inject(model)
     bank = random_bank(model, 3)  # rank 4: the rank-2 adapter is zero-padded
     bank.set_adapter(1, lora)
@@ -144,10 +146,12 @@ def test_adapters_that_cannot_run_are_refused_at_load_with_the_tensor_or_key_nam
     with pytest.raises(ValueError, match="holds no tensors"):  # was a StopIteration that hung the server
         load_peft(broken_copy(ok, tmp_path / "empty", tensors=lambda s: {}))
     for i, value in enumerate((float("nan"), float("inf"))):
+
         def poison(state, value=value):
             key = sorted(state)[3]
             state[key][0, 0] = value
             return state
+
         key = sorted(load_peft_state(ok))[3]
         with pytest.raises(ValueError, match=rf"{re.escape(key)}.*NaN or infinite"):
             load_peft(broken_copy(ok, tmp_path / f"poison{i}", tensors=poison))

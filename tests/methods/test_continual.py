@@ -41,8 +41,10 @@ def test_replay_mixes_in_a_share_of_earlier_tasks(tmp_path):
 
 def _random_lora(model_shapes, rank, seed, scale):
     g = torch.Generator().manual_seed(seed)
-    factors = {n: (torch.randn(1, rank, i, generator=g), torch.randn(1, o, rank, generator=g))
-               for n, (i, o) in model_shapes.items()}
+    factors = {
+        n: (torch.randn(1, rank, i, generator=g), torch.randn(1, o, rank, generator=g))
+        for n, (i, o) in model_shapes.items()
+    }
     return LoraConditioning(factors, scale)
 
 
@@ -77,8 +79,9 @@ def test_oracle_seeded_from_switchcit_reuses_its_adapters_and_matches_a_fresh_or
     cfg, model = tiny_config(), tiny_model()
     run_stream(cfg, tmp_path / "switchcit", "switchcit", model_and_tokenizer=model)
     fresh = run_stream(cfg, tmp_path / "fresh", method="oracle", model_and_tokenizer=model)
-    seeded = run_stream(cfg, tmp_path / "oracle", method="oracle", model_and_tokenizer=model,
-                        seed_from=tmp_path / "switchcit")
+    seeded = run_stream(
+        cfg, tmp_path / "oracle", method="oracle", model_and_tokenizer=model, seed_from=tmp_path / "switchcit"
+    )
     assert seeded["matrix"] == fresh["matrix"] and seeded["zero_shot"] == fresh["zero_shot"]
     assert all(row["train"] == {"reused": True} for row in seeded["rows"])
 
@@ -86,21 +89,28 @@ def test_oracle_seeded_from_switchcit_reuses_its_adapters_and_matches_a_fresh_or
 def test_seeding_shares_only_base_answers_across_learner_kinds_and_refuses_another_stream(tmp_path):
     cfg, model = tiny_config(), tiny_model()
     run_stream(cfg, tmp_path / "switchcit", "switchcit", model_and_tokenizer=model)
-    seq = run_stream(cfg, tmp_path / "seq", method="sequential", model_and_tokenizer=model,
-                     seed_from=tmp_path / "switchcit")
+    seq = run_stream(
+        cfg, tmp_path / "seq", method="sequential", model_and_tokenizer=model, seed_from=tmp_path / "switchcit"
+    )
     assert all("reused" not in row["train"] for row in seq["rows"])
     other = tiny_config()
     other.setting = "none"
     with pytest.raises(ValueError, match="differs in setting"):
-        run_stream(other, tmp_path / "other", method="oracle", model_and_tokenizer=model,
-                   seed_from=tmp_path / "switchcit")
+        run_stream(
+            other, tmp_path / "other", method="oracle", model_and_tokenizer=model, seed_from=tmp_path / "switchcit"
+        )
 
 
 def test_seeding_from_a_folder_that_is_not_a_continual_run_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="not a continual run directory"):
-        run_stream(tiny_config(), tmp_path / "run", method="oracle", model_and_tokenizer=tiny_model(),
-                   seed_from=tmp_path / "empty")
+        run_stream(
+            tiny_config(),
+            tmp_path / "run",
+            method="oracle",
+            model_and_tokenizer=tiny_model(),
+            seed_from=tmp_path / "empty",
+        )
 
 
 def test_an_unfinished_stream_writes_its_progress_and_the_results_replace_it(tmp_path):
@@ -171,6 +181,7 @@ def test_a_stage_resumed_after_training_reports_the_seconds_and_statistics_of_bo
         def tick() -> float:
             now[0] += step
             return now[0]
+
         return types.SimpleNamespace(perf_counter=tick)
 
     monkeypatch.setattr(runner, "time", clock(1000.0))  # run_stage: 1000 s between its clock readings
@@ -211,14 +222,24 @@ def test_a_finished_sequential_stream_evaluates_as_the_lora_it_ends_with(tmp_pat
     assert method.name == "sequential" and method.setting == cfg.setting
     tasks = [t.test for t in make_context(cfg, tmp_path / "ctx", tiny_model()).tasks]
     e = cfg.eval
-    scored = evaluate(method, tasks, EvalConfig(setting=cfg.setting, limit=e.limit, batch_size=1,
-                                                max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens))
+    scored = evaluate(
+        method,
+        tasks,
+        EvalConfig(
+            setting=cfg.setting,
+            limit=e.limit,
+            batch_size=1,
+            max_new_tokens=e.max_new_tokens,
+            max_prompt_tokens=e.max_prompt_tokens,
+        ),
+    )
     # the stream's last row is this adapter on the same prompts
     assert [scored["tasks"][t.name]["rougeL"] for t in tasks] == pytest.approx(results["matrix"][-1])
     from hyperadapt.methods.inputs import answer_inputs  # generate: the same LoRA, under the given condition
 
-    rows = answer_inputs(run, ["hello"], ["Convert the text to upper case."], max_new_tokens=2,
-                         model_and_tokenizer=tiny_model())
+    rows = answer_inputs(
+        run, ["hello"], ["Convert the text to upper case."], max_new_tokens=2, model_and_tokenizer=tiny_model()
+    )
     assert len(rows) == 1 and rows[0][0] == "hello" and rows[0][2] == "condition: Convert the text to upper case."
 
 

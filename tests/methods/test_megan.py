@@ -37,7 +37,6 @@ CONDITIONS = ["Answer in capitals.", "Reverse the order of the words in the inpu
 PROMPTS = ["the answer is", "a b c d e f g h"]
 
 
-
 def hypernet_for(model, per_token: bool = True, shared: bool = True, std: float = 0.0, seed: int = 0):
     """A hypernetwork for ``model``; ``std`` > 0 gives its output layer random weights (β ≠ 1)."""
     torch.manual_seed(seed)
@@ -72,8 +71,16 @@ def test_untrained_hypernetwork_reproduces_the_base_model_exactly(arch, per_toke
         out = model(**batch).logits  # with gradients enabled: the training path
     assert torch.equal(out, ref)
     assert generate(method, CONDITIONS, PROMPTS, max_new_tokens=6) == generate_batch(
-        model, tok, [method.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                                          add_generation_prompt=True) for p in PROMPTS], 6)
+        model,
+        tok,
+        [
+            method.tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            )
+            for p in PROMPTS
+        ],
+        6,
+    )
 
 
 @pytest.mark.parametrize("per_token", [True, False])
@@ -182,8 +189,9 @@ def test_loading_onto_a_different_base_model_is_an_error(tmp_path):
 
 
 def tiny_cfg(jsonl_data, **kw) -> MeganConfig:
-    train = TrainConfig(steps=kw.pop("steps", 4), batch_size=4, lr=kw.pop("lr", 1e-2), max_length=48,
-                        save_every=2, log_every=1)
+    train = TrainConfig(
+        steps=kw.pop("steps", 4), batch_size=4, lr=kw.pop("lr", 1e-2), max_length=48, save_every=2, log_every=1
+    )
     return MeganConfig(data=f"jsonl:{jsonl_data}", split="train", bottleneck=16, train=train, **kw)
 
 
@@ -275,8 +283,12 @@ def test_clear_errors():
     fn = method.beta_fn(CONDITIONS)
     with pytest.raises(ValueError, match="2 conditions for a batch of 3"), conditioned(method.model, beta=fn):
         method.model(**encode_left_padded(method.tokenizer, PROMPTS + ["x"], method.model.device))
-    for bad, match in [({"beta_scale": 1.0}, "beta_scale"), ({"bottleneck": 0}, "bottleneck"),
-                       ({"l1_weight": -1.0}, "l1_weight"), ({"condition_max_tokens": 0}, "condition_max_tokens")]:
+    for bad, match in [
+        ({"beta_scale": 1.0}, "beta_scale"),
+        ({"bottleneck": 0}, "bottleneck"),
+        ({"l1_weight": -1.0}, "l1_weight"),
+        ({"condition_max_tokens": 0}, "condition_max_tokens"),
+    ]:
         with pytest.raises(ValueError, match=match):
             MeganConfig(**bad)
     with pytest.raises(ValueError, match="unknown config key"):

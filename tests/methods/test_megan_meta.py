@@ -50,22 +50,33 @@ def test_metaicl_trains_on_fresh_demonstrations_and_round_trips(tmp_path, jsonl_
 
 @pytest.mark.parametrize("algorithm", ["reptile", "fomaml"])
 def test_reptile_and_fomaml_adapt_each_task_and_route_per_example(tmp_path, jsonl_data, algorithm):
-    cfg = ReptileConfig(data=f"jsonl:{jsonl_data}", rank=2, algorithm=algorithm, inner_steps=2, support_size=2,
-                        query_size=2, adapt_steps=2, train=train_cfg())
+    cfg = ReptileConfig(
+        data=f"jsonl:{jsonl_data}",
+        rank=2,
+        algorithm=algorithm,
+        inner_steps=2,
+        support_size=2,
+        query_size=2,
+        adapt_steps=2,
+        train=train_cfg(),
+    )
     method = train_reptile(cfg, tmp_path / "run", model_and_tokenizer=tiny_model("qwen2"))
     assert any(b.abs().sum() > 0 for b in method.bank.lora_B)
-    tasks = [replace(t, positive_examples=[Example(i.input, i.outputs[0]) for i in t.instances[-2:]])
-             for t in load_tasks(cfg.data, "test")]
+    tasks = [
+        replace(t, positive_examples=[Example(i.input, i.outputs[0]) for i in t.instances[-2:]])
+        for t in load_tasks(cfg.data, "test")
+    ]
     queries = make_queries(method, tasks, "def", 2)  # two tasks, mixed in one batch
     both, mask = logits(method, queries)
     assert len(method._adapted) == 2  # one adapted LoRA per task, by module name: A [r, in], B [out, r]
     for weights in method._adapted.values():
         assert {n: (a.shape, b.shape) for n, (a, b) in weights.items()} == {
-            n: (a.shape[1:], b.shape[1:]) for n, a, b in zip(method.bank.module_names, method.bank.lora_A,
-                                                            method.bank.lora_B, strict=True)}
+            n: (a.shape[1:], b.shape[1:])
+            for n, a, b in zip(method.bank.module_names, method.bank.lora_A, method.bank.lora_B, strict=True)
+        }
     for i, q in enumerate(queries):
         alone, _ = logits(method, [q])
-        torch.testing.assert_close(both[i, mask[i].bool()], alone[0, -int(mask[i].sum()):], atol=1e-5, rtol=0)
+        torch.testing.assert_close(both[i, mask[i].bool()], alone[0, -int(mask[i].sum()) :], atol=1e-5, rtol=0)
     loaded = load_meta(tmp_path / "run", model_and_tokenizer=tiny_model("qwen2"))
     torch.testing.assert_close(logits(loaded, queries)[0], both, atol=1e-6, rtol=0)
 
@@ -73,8 +84,9 @@ def test_reptile_and_fomaml_adapt_each_task_and_route_per_example(tmp_path, json
 def test_reptile_gradient_is_the_mean_inner_step(jsonl_data):
     from hyperadapt.methods.baselines.meta import _init, _setup, adapt, episode_batcher
 
-    cfg = ReptileConfig(data=f"jsonl:{jsonl_data}", rank=2, inner_steps=2, support_size=2, query_size=2,
-                        train=train_cfg())
+    cfg = ReptileConfig(
+        data=f"jsonl:{jsonl_data}", rank=2, inner_steps=2, support_size=2, query_size=2, train=train_cfg()
+    )
     model, tok, tasks, bank = _setup(cfg, tiny_model("llama"))
     with torch.no_grad():
         for b in bank.lora_B:
@@ -99,8 +111,15 @@ def test_fast_weights_are_keyed_by_the_models_lora_module_names(jsonl_data):
     from hyperadapt.methods.baselines.meta import _init, _setup, adapt, episode_batcher, lora_loss
     from hyperadapt.training import answer_loss
 
-    cfg = ReptileConfig(data=f"jsonl:{jsonl_data}", rank=2, target_modules=["q_proj", "v_proj", "down_proj"],
-                        inner_steps=1, support_size=2, query_size=2, train=train_cfg())
+    cfg = ReptileConfig(
+        data=f"jsonl:{jsonl_data}",
+        rank=2,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        inner_steps=1,
+        support_size=2,
+        query_size=2,
+        train=train_cfg(),
+    )
     model, tok, tasks, bank = _setup(cfg, tiny_model("llama"))
     with torch.no_grad():
         for b in bank.lora_B:

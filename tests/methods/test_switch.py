@@ -175,8 +175,12 @@ def test_routing_stats_per_task():
     queries = [Q("a"), Q("a"), Q("b"), Q("c")]
     from hyperadapt.methods.switch.router import Routing
 
-    routing = Routing(choice=[0, 1, 1, 0], confidence=[0.9, 0.8, 0.9, 0.1], rejected=[False, False, True, True],
-                      adapter=[0, 1, -1, -1])
+    routing = Routing(
+        choice=[0, 1, 1, 0],
+        confidence=[0.9, 0.8, 0.9, 0.1],
+        rejected=[False, False, True, True],
+        adapter=[0, 1, -1, -1],
+    )
     stats = routing_stats(["a", "b", "c"], 1, queries, routing)
     assert stats["switch_accuracy"] == {"a": 50.0, "b": 100.0}
     assert stats["reject_rate_seen"] == pytest.approx(1 / 3) and stats["reject_rate_future"] == 1.0
@@ -198,7 +202,8 @@ def test_resume_after_task_k_gives_the_same_result(switch_run, tiny_dir, tmp_pat
     straight_dir, straight = switch_run
     assert resumed["matrix"] == straight["matrix"] and resumed["zero_shot"] == straight["zero_shot"]
     assert {k: v for k, v in _hashes(run_dir).items() if "task.json" not in k} == {
-        k: v for k, v in _hashes(straight_dir).items() if "task.json" not in k}
+        k: v for k, v in _hashes(straight_dir).items() if "task.json" not in k
+    }
     a = (run_dir / "router" / "router.safetensors").read_bytes()
     assert a == (straight_dir / "router" / "router.safetensors").read_bytes()
 

@@ -27,8 +27,9 @@ SQUARE = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])  # c
 
 def _router(confidence: str, keys: torch.Tensor, labels: torch.Tensor, **cfg) -> SwitchRouter:
     """A 2-d switch fitted on ``keys`` (its MLP routes by the nearest cluster), scoring with ``confidence``."""
-    router = SwitchRouter(2, int(labels.max()) + 1, RouterConfig(hidden=8, epochs=40, lr=3e-2,
-                                                                 confidence=confidence, **cfg))
+    router = SwitchRouter(
+        2, int(labels.max()) + 1, RouterConfig(hidden=8, epochs=40, lr=3e-2, confidence=confidence, **cfg)
+    )
     router.fit(keys, labels, seed=0)
     return router
 
@@ -93,8 +94,9 @@ def test_per_task_calibration_sets_one_threshold_per_task_from_its_own_inputs():
 def test_save_load_round_trip_keeps_score_bank_and_task_thresholds(tmp_path):
     keys, labels = torch.cat([SQUARE, SQUARE + 10]), torch.tensor([0] * 4 + [1] * 4)
     bank = torch.cat([SQUARE * 1.5, SQUARE * 1.5 + 10, SQUARE + 10]), torch.tensor([0] * 4 + [1] * 8)
-    router = SwitchRouter(2, 2, RouterConfig(hidden=8, epochs=5, confidence="mahalanobis", calibrate_per="task",
-                                             reject_bank=6))
+    router = SwitchRouter(
+        2, 2, RouterConfig(hidden=8, epochs=5, confidence="mahalanobis", calibrate_per="task", reject_bank=6)
+    )
     router.fit(keys, labels, seed=0, bank=bank)
     router.calibrate(keys, 0.3, labels)
     router.save(tmp_path)
@@ -114,8 +116,12 @@ def test_save_load_round_trip_keeps_score_bank_and_task_thresholds(tmp_path):
 def test_bank_needs_every_task():
     router = SwitchRouter(2, 2, RouterConfig(hidden=8, epochs=1))
     with pytest.raises(ValueError, match="kept features of all 2 tasks"):
-        router.fit(torch.cat([SQUARE, SQUARE + 10]), torch.tensor([0] * 4 + [1] * 4), 0,
-                   bank=(SQUARE, torch.zeros(4, dtype=torch.long)))
+        router.fit(
+            torch.cat([SQUARE, SQUARE + 10]),
+            torch.tensor([0] * 4 + [1] * 4),
+            0,
+            bank=(SQUARE, torch.zeros(4, dtype=torch.long)),
+        )
     with pytest.raises(ValueError, match="router.reject_bank"):
         RouterConfig(reject_bank=-1)
     with pytest.raises(ValueError, match="router.calibrate_per"):
@@ -125,8 +131,7 @@ def test_bank_needs_every_task():
 
 
 def _task(name: str, split: str, n: int) -> Task:
-    return Task(name, f"Do {name}.", [Instance(f"{name}-{split}-{i}", f"{split} input {i}", ("x",))
-                                      for i in range(n)])
+    return Task(name, f"Do {name}.", [Instance(f"{name}-{split}-{i}", f"{split} input {i}", ("x",)) for i in range(n)])
 
 
 def _stream() -> list[StreamTask]:
@@ -135,17 +140,20 @@ def _stream() -> list[StreamTask]:
 
 def test_dev_calibration_never_reads_test_inputs_and_the_bank_skips_held_out_inputs():
     stream = _stream()
-    cfg = SwitchConfig(stream="cl:nowhere#1", router=RouterConfig(retention=4, retention_min=4, calibration=5,
-                                                                  calibrate_on="dev", reject_bank=10))
+    cfg = SwitchConfig(
+        stream="cl:nowhere#1",
+        router=RouterConfig(retention=4, retention_min=4, calibration=5, calibrate_on="dev", reject_bank=10),
+    )
     buffer = RetentionBuffer()
     banks = [retain_task(buffer, cfg, task, k) for k, task in enumerate(stream)]
     assert [(label, source, len(bank)) for label, source, bank in banks] == [(0, "dev", 10), (1, "dev", 10)]
     assert all("dev input" in t for t in buffer.calib_texts) and len(buffer.calib_texts) == 10
     assert not any("test input" in t for t in [*buffer.texts, *buffer.calib_texts, *banks[0][2], *banks[1][2]])
     assert banks[0][2][:4] == buffer.texts[:4]  # the retained inputs first
-    train_cfg = SwitchConfig(stream="cl:nowhere#1", router=RouterConfig(retention=4, retention_min=4,
-                                                                        calibration=5, calibrate_on="train",
-                                                                        reject_bank=10))
+    train_cfg = SwitchConfig(
+        stream="cl:nowhere#1",
+        router=RouterConfig(retention=4, retention_min=4, calibration=5, calibrate_on="train", reject_bank=10),
+    )
     held = RetentionBuffer()
     _, source, bank = retain_task(held, train_cfg, stream[0], 0)
     assert source == "train" and not set(bank) & set(held.calib_texts) and len(bank) == 10
@@ -153,21 +161,33 @@ def test_dev_calibration_never_reads_test_inputs_and_the_bank_skips_held_out_inp
 
 def _fake_encode(texts: list[str]) -> torch.Tensor:
     """Task a around 10 e1, b around 10 e2, other tasks around 10 e3; the offset from the text's number."""
+
     def vec(text: str) -> list[float]:
         i = int(text.rsplit(" ", 1)[-1])
         axis = 0 if "Do a." in text else 1 if "Do b." in text else 2
         return [10.0 * (axis == d) + math.cos(i + d) for d in range(3)]
+
     return torch.tensor([vec(t) for t in texts])
 
 
 def test_judge_calibrates_on_dev_only_and_reports_every_rule():
     stream = _stream()
-    cfg = SwitchConfig(stream="cl:nowhere#1", router=RouterConfig(retention=4, retention_min=4, calibration=5,
-                                                                  calibrate_on="dev", hidden=8, epochs=50, lr=1e-2))
+    cfg = SwitchConfig(
+        stream="cl:nowhere#1",
+        router=RouterConfig(
+            retention=4, retention_min=4, calibration=5, calibrate_on="dev", hidden=8, epochs=50, lr=1e-2
+        ),
+    )
     seen_task = torch.tensor([0] * 6 + [1] * 6)
     unseen = _fake_encode([f"Do c. input {i}" for i in range(6)])
-    args = argparse.Namespace(banks=[0, 10], calibrations=[5], confidences=["knn", "mahalanobis"], knn_k=[1, 3],
-                              calibrate_per=["global", "task"], quantiles=[0.1])
+    args = argparse.Namespace(
+        banks=[0, 10],
+        calibrations=[5],
+        confidences=["knn", "mahalanobis"],
+        knn_k=[1, 3],
+        calibrate_per=["global", "task"],
+        quantiles=[0.1],
+    )
     grid = rules(cfg, args, "sentence")
     assert len(grid) == 2 * (2 + 1) * 2 and {r.knn_k for r in grid if r.confidence == "mahalanobis"} == {1}
     oracle = {"matrix": [[50.0, 30.0]], "zero_shot": [10.0, 20.0]}
@@ -179,14 +199,14 @@ def test_judge_calibrates_on_dev_only_and_reports_every_rule():
         assert (a["threshold"], a["task_thresholds"]) == (b["threshold"], b["task_thresholds"])
         assert a["reject_auroc"] == 1.0 and a["unseen_reject_rate"] == 1.0 and a["switch_accuracy"] == 1.0
         share = list(a["seen_rejected_per_task"].values())
-        assert a["ap_estimate"] == pytest.approx(((1 - share[0]) * 50 + share[0] * 10
-                                                  + (1 - share[1]) * 30 + share[1] * 20) / 2)
+        assert a["ap_estimate"] == pytest.approx(
+            ((1 - share[0]) * 50 + share[0] * 10 + (1 - share[1]) * 30 + share[1] * 20) / 2
+        )
         assert a["kept_features"] == (20 if router.reject_bank else 8)
 
 
 def test_resumed_run_with_kept_features_and_per_task_thresholds_equals_an_uninterrupted_one(tiny_dir, tmp_path):
-    cfg = tiny_config(str(tiny_dir), encoder="base_mean", confidence="mahalanobis", calibrate_per="task",
-                      reject_bank=6)
+    cfg = tiny_config(str(tiny_dir), encoder="base_mean", confidence="mahalanobis", calibrate_per="task", reject_bank=6)
     cfg.lora.storage_dtype = "bfloat16"  # and the adapters in bf16, read back for every answer
     straight = run_stream(cfg, tmp_path / "straight", "switchcit")
     run_stream(cfg, tmp_path / "resumed", "switchcit", stop_after=1)

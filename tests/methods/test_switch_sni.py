@@ -31,8 +31,14 @@ def _task(name: str, split: str, n: int) -> dict:
         "Definition": [f"Answer the {name} question."],
         "Categories": ["Question Answering"],
         "Positive Examples": [],
-        "Instances": [{"id": f"{name}-{split}-{i}", "input": LONG if (split, i) == ("test", 0) else f"{split} {i}",
-                       "output": [f"out {i}"]} for i in range(n)],
+        "Instances": [
+            {
+                "id": f"{name}-{split}-{i}",
+                "input": LONG if (split, i) == ("test", 0) else f"{split} {i}",
+                "output": [f"out {i}"],
+            }
+            for i in range(n)
+        ],
     }
 
 
@@ -50,11 +56,23 @@ def cl_root(tmp_path) -> Path:
 
 def cl_config(root: Path, unseen: str = "", budget: int | None = None, **router) -> SwitchConfig:
     return SwitchConfig(
-        model="tiny", stream=f"cl:{root}#1", unseen=unseen, unseen_limit=3,
+        model="tiny",
+        stream=f"cl:{root}#1",
+        unseen=unseen,
+        unseen_limit=3,
         lora=LoraSpec(rank=2, alpha=4, target_modules=["q_proj", "v_proj"]),
         train=TrainConfig(steps=2, batch_size=2, lr=1e-2, max_length=96, save_every=0, log_every=0),
-        router=RouterConfig(**{"encoder": "base", "hidden": 8, "epochs": 3, "retention": 3, "retention_min": 3,
-                               "calibration": 4, **router}),
+        router=RouterConfig(
+            **{
+                "encoder": "base",
+                "hidden": 8,
+                "epochs": 3,
+                "retention": 3,
+                "retention_min": 3,
+                "calibration": 4,
+                **router,
+            }
+        ),
         eval=StreamEval(limit=3, batch_size=4, max_new_tokens=3, max_prompt_tokens=budget),
     )
 
@@ -159,18 +177,42 @@ def test_auroc_of_a_hand_computed_case():
 
 def test_benchmark_summary_carries_the_reject_option():
     result = {
-        "metrics": {"AP": 50.0, "BWT": 0.0, "Forgetting": 0.0, "FWT": 1.0}, "ap_curve": [40.0, 50.0],
-        "tasks": ["a", "b"], "matrix": [[40.0, None], [45.0, 55.0]],
-        "rows": [{"routing": {"switch_accuracy": {"a": 100.0}, "switch_accuracy_mean": 100.0,
-                              "reject_rate_seen": 0.05, "reject_rate_future": 0.5}}],
-        "switch": {"unseen_reject_rate": 0.75, "reject_rate_seen": 0.04, "reject_auroc": 0.8125, "threshold": 0.3,
-                   "calibrated_on": "dev", "routing_ms_per_example": 2.0},
+        "metrics": {"AP": 50.0, "BWT": 0.0, "Forgetting": 0.0, "FWT": 1.0},
+        "ap_curve": [40.0, 50.0],
+        "tasks": ["a", "b"],
+        "matrix": [[40.0, None], [45.0, 55.0]],
+        "rows": [
+            {
+                "routing": {
+                    "switch_accuracy": {"a": 100.0},
+                    "switch_accuracy_mean": 100.0,
+                    "reject_rate_seen": 0.05,
+                    "reject_rate_future": 0.5,
+                }
+            }
+        ],
+        "switch": {
+            "unseen_reject_rate": 0.75,
+            "reject_rate_seen": 0.04,
+            "reject_auroc": 0.8125,
+            "threshold": 0.3,
+            "calibrated_on": "dev",
+            "routing_ms_per_example": 2.0,
+        },
         "storage": {"per_task_bytes": {"a": 2048, "b": 2048}, "router_bytes": 100},
         "seconds": {"train": 10.0, "eval": 5.0},
     }
     row = bench.summary_row(result)
     assert row["reject_auroc"] == 0.8125 and row["reject_rate_unseen"] == 0.75
     assert row["reject_rate_seen_heldout"] == 0.04 and row["calibrated_on"] == "dev"
-    table = bench.summary_table({"stream": "cl:x#1", "metric": "rougeL", "tasks": ["a", "b"], "budget": "tiny",
-                                 "zero_shot_mean": 10.0, "methods": {"switchcit": row}})
+    table = bench.summary_table(
+        {
+            "stream": "cl:x#1",
+            "metric": "rougeL",
+            "tasks": ["a", "b"],
+            "budget": "tiny",
+            "zero_shot_mean": 10.0,
+            "methods": {"switchcit": row},
+        }
+    )
     assert "reject AUROC" in table and "| 0.812 |" in table and "75.0 %" in table

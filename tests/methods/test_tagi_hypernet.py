@@ -90,9 +90,10 @@ def test_spread_splits_the_adapter_into_shared_generated_and_instruction_parts()
             net.head_b[kind].bias.normal_()
             net.head_a[kind].weight.zero_()
     constant = net.spread(vectors)
-    expected = sum(float((net.scale * b @ a).detach().pow(2).sum()) for a, b in zip(net.shared_a, net.shared_b,
-                                                                                   strict=True))
-    assert constant["shared"] == pytest.approx(expected ** 0.5, rel=1e-5)
+    expected = sum(
+        float((net.scale * b @ a).detach().pow(2).sum()) for a, b in zip(net.shared_a, net.shared_b, strict=True)
+    )
+    assert constant["shared"] == pytest.approx(expected**0.5, rel=1e-5)
     assert constant["generated"] > 0 and constant["instruction"] < 1e-6 * constant["generated"]
     with torch.no_grad():
         for head in net.head_b.values():

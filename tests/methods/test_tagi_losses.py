@@ -38,8 +38,9 @@ def test_alignment_loss_broadcasts_shared_factors_and_scales():
     a_t, b_t = torch.randn(1, 4, 6, generator=g), torch.randn(1, 4, 4, generator=g)
     student = LoraConditioning({"m": (a_s, b_s)}, 2.0)
     teacher = LoraConditioning({"m": (a_t, b_t), "other": (a_t, b_t)}, 0.5, batch_size=3)
-    want = dense(a_s, b_s, a_t.expand(3, -1, -1), b_t.expand(3, -1, -1), torch.full((3,), 2.0),
-                 torch.full((3,), 0.5)).mean()
+    want = dense(
+        a_s, b_s, a_t.expand(3, -1, -1), b_t.expand(3, -1, -1), torch.full((3,), 2.0), torch.full((3,), 0.5)
+    ).mean()
     torch.testing.assert_close(alignment_loss(student, teacher, 3), want, rtol=1e-5, atol=1e-5)
     assert float(alignment_loss(teacher, teacher, 3)) == pytest.approx(0.0, abs=1e-4)
     with pytest.raises(ValueError, match="share no module"):
@@ -85,8 +86,12 @@ def test_teacher_logits_come_from_each_examples_teacher():
         bank.lora_B[0][1].normal_()  # teacher 1 differs from the base model, teacher 0 does not
     teachers = Teachers(bank, ["a", "b"], "task")
     ids = torch.tensor([[5, 6, 7, 8], [5, 6, 7, 8]])
-    batch = {"teacher_input_ids": ids, "teacher_attention_mask": torch.ones_like(ids),
-             "teacher_labels": torch.tensor([[-100, -100, 7, 8]] * 2), "teacher": torch.tensor([0, 1])}
+    batch = {
+        "teacher_input_ids": ids,
+        "teacher_attention_mask": torch.ones_like(ids),
+        "teacher_labels": torch.tensor([[-100, -100, 7, 8]] * 2),
+        "teacher": torch.tensor([0, 1]),
+    }
     got = teacher_logits(model, teachers, batch)  # [4, V]: 2 answer tokens per example
     base = answer_logits(model, ids, torch.ones_like(ids), batch["teacher_labels"])
     torch.testing.assert_close(got[:2], base[:2])

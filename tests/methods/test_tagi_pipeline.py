@@ -36,12 +36,17 @@ def tc(steps: int) -> TrainConfig:
 
 def tiny_cfg(data, **kw) -> TagiConfig:
     fields = dict(
-        model="tiny", data=f"jsonl:{data}", split="train", rank=2, max_instruction_tokens=16,
-        hypernet=HypernetConfig(hidden=16, blocks=1), teachers=TeacherConfig(rank=2, train=tc(3)),
-        pretrain=PretrainConfig(a_tokens=8, b_tokens=4, c_tokens=4, train=tc(3)), train=tc(4),
+        model="tiny",
+        data=f"jsonl:{data}",
+        split="train",
+        rank=2,
+        max_instruction_tokens=16,
+        hypernet=HypernetConfig(hidden=16, blocks=1),
+        teachers=TeacherConfig(rank=2, train=tc(3)),
+        pretrain=PretrainConfig(a_tokens=8, b_tokens=4, c_tokens=4, train=tc(3)),
+        train=tc(4),
     )
     return TagiConfig(**{**fields, **kw})
-
 
 
 def test_two_stages_end_to_end_and_resume(jsonl_data, tmp_path):
@@ -77,8 +82,11 @@ def test_stage_two_resumes_from_its_checkpoint(jsonl_data, tmp_path):
 def test_teachers_are_reused_and_must_cover_the_tasks(jsonl_data, tmp_path):
     cfg = tiny_cfg(jsonl_data, pretrain=PretrainConfig(enabled=False), fusion=False)
     train_tagi(cfg, tmp_path / "first", model_and_tokenizer=tiny_model())
-    reuse = tiny_cfg(jsonl_data, pretrain=PretrainConfig(enabled=False),
-                     teachers=TeacherConfig(rank=2, path=str(tmp_path / "first" / "teachers")))
+    reuse = tiny_cfg(
+        jsonl_data,
+        pretrain=PretrainConfig(enabled=False),
+        teachers=TeacherConfig(rank=2, path=str(tmp_path / "first" / "teachers")),
+    )
     method = train_tagi(reuse, tmp_path / "second", model_and_tokenizer=tiny_model())
     assert not (tmp_path / "second" / "teachers").exists() and method.setting == "def"
     info = json.loads((tmp_path / "first" / "teachers" / "teachers.json").read_text())
@@ -90,8 +98,12 @@ def test_teachers_are_reused_and_must_cover_the_tasks(jsonl_data, tmp_path):
 
 
 def test_exported_adapter_gives_the_same_logits_in_peft(jsonl_data, tmp_path):
-    cfg = tiny_cfg(jsonl_data, pretrain=PretrainConfig(enabled=False), losses=LossConfig(kl_weight=0, align_weight=0),
-                   target_modules=["q_proj", "v_proj", "down_proj"])
+    cfg = tiny_cfg(
+        jsonl_data,
+        pretrain=PretrainConfig(enabled=False),
+        losses=LossConfig(kl_weight=0, align_weight=0),
+        target_modules=["q_proj", "v_proj", "down_proj"],
+    )
     method = train_tagi(cfg, tmp_path / "run", model_and_tokenizer=tiny_model())
     with torch.no_grad():  # make the generated adapter clearly non-zero
         for head in method.hypernet.head_b.values():
@@ -182,7 +194,7 @@ def test_shared_adapter_residual_trains_in_stage_two_only_and_exports(jsonl_data
     assert a.shape[1] == b.shape[2] == 2 * cfg.rank
     slot = method.hypernet.module_names.index(name)
     shared = method.hypernet.scale * method.hypernet.shared_b[slot] @ method.hypernet.shared_a[slot]
-    generated = method.hypernet.scale * b[0, :, cfg.rank:] @ a[0, cfg.rank:]
+    generated = method.hypernet.scale * b[0, :, cfg.rank :] @ a[0, cfg.rank :]
     torch.testing.assert_close(lora.delta(name), shared + generated)  # ΔW = s·(B0 A0 + B(z) A(z))
     out = export_adapter(method, "Repeat the input.", tmp_path / "adapter")
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 2 * cfg.rank
@@ -199,8 +211,12 @@ def test_stage_one_is_reused_through_pretrain_path(jsonl_data, tmp_path, monkeyp
     first = tmp_path / "first"
     train_tagi(tiny_cfg(jsonl_data), first, model_and_tokenizer=tiny_model())
     stage1 = first / "pretrain" / "hypernet"
-    reuse = tiny_cfg(jsonl_data, fusion=False, teachers=TeacherConfig(rank=2, path=str(first / "teachers")),
-                     pretrain=PretrainConfig(a_tokens=8, b_tokens=4, c_tokens=4, train=tc(3), path=str(stage1)))
+    reuse = tiny_cfg(
+        jsonl_data,
+        fusion=False,
+        teachers=TeacherConfig(rank=2, path=str(first / "teachers")),
+        pretrain=PretrainConfig(a_tokens=8, b_tokens=4, c_tokens=4, train=tc(3), path=str(stage1)),
+    )
     # stage 2 of the reusing run starts from the first run's stage-1 weights
     started = {}
     import hyperadapt.methods.tagi.train as tagi_train
@@ -225,8 +241,12 @@ def test_teachers_with_a_shared_part_start_the_students_shared_adapter(jsonl_dat
     from hyperadapt.methods.tagi.teachers import Teachers
 
     # teachers' alpha differs from the student's: the copy folds the scale ratio into B (the same ΔW)
-    cfg = tiny_cfg(jsonl_data, shared_adapter=True, teachers=TeacherConfig(rank=2, alpha=4.0, shared=True, train=tc(3)),
-                   losses=LossConfig(kl_weight=0, align_weight=0))  # no KL, no alignment: teachers still needed
+    cfg = tiny_cfg(
+        jsonl_data,
+        shared_adapter=True,
+        teachers=TeacherConfig(rank=2, alpha=4.0, shared=True, train=tc(3)),
+        losses=LossConfig(kl_weight=0, align_weight=0),
+    )  # no KL, no alignment: teachers still needed
     assert cfg.needs_teachers and not cfg.losses.needs_teachers
     started = {}
     real = TagiHypernetwork.set_shared
@@ -277,8 +297,10 @@ def test_stage_two_killed_in_its_first_checkpoint_write_still_starts_from_stage_
     checkpoints.mkdir(parents=True)
     if leftover == "partial":  # the temporary folder of the first checkpoint, cut before its state.json
         (checkpoints / ".tmp-step-0000002").mkdir()
-        shutil.copy(run / "pretrain" / "hypernet" / "hypernet.safetensors",
-                    checkpoints / ".tmp-step-0000002" / "params.safetensors")
+        shutil.copy(
+            run / "pretrain" / "hypernet" / "hypernet.safetensors",
+            checkpoints / ".tmp-step-0000002" / "params.safetensors",
+        )
     resumed = train_tagi(cfg, run, model_and_tokenizer=tiny_model())
     for (n, p), q in zip(clean.hypernet.state_dict().items(), resumed.hypernet.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, msg=n)

@@ -11,8 +11,10 @@ from hyperadapt.methods.switch.router import make_router_encoder
 from hyperadapt.serve import ServeConfig, build_server
 from hyperadapt.testing import random_tagi_method, tiny_model
 
-ROUTED = {"plural": "Definition: Write the plural form.\n\nInput: box",
-          "upper": "Definition: Upper case it.\n\nInput: x"}
+ROUTED = {
+    "plural": "Definition: Write the plural form.\n\nInput: box",
+    "upper": "Definition: Upper case it.\n\nInput: x",
+}
 
 
 def tagi_method(model, tok):
@@ -46,7 +48,11 @@ def switch_method(model, tok):
 
 def tiny_server(**config):
     model, tok = tiny_model("llama")
-    methods = {"tagi": tagi_method(model, tok), "megan": megan_method(model, tok),
-               "megan-channel": megan_method(model, tok, per_token=False), "cl": switch_method(model, tok)}
+    methods = {
+        "tagi": tagi_method(model, tok),
+        "megan": megan_method(model, tok),
+        "megan-channel": megan_method(model, tok, per_token=False),
+        "cl": switch_method(model, tok),
+    }
     cfg = ServeConfig(**{"gather_ms": 100.0, "max_tokens": 64, "max_prompt_tokens": 200, **config})
     return build_server([], cfg, model_and_tokenizer=(model, tok), methods=methods)

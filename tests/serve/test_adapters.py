@@ -67,8 +67,11 @@ def test_one_load_per_name_unless_an_explicit_replace(served):
     store = store_of()
 
     async def twice():
-        return await asyncio.gather(store.load(engine, "same", folders[2], model),
-                                    store.load(engine, "same", folders[2], model), return_exceptions=True)
+        return await asyncio.gather(
+            store.load(engine, "same", folders[2], model),
+            store.load(engine, "same", folders[2], model),
+            return_exceptions=True,
+        )
 
     results = asyncio.run(twice())
     assert sum(isinstance(r, AdapterTarget) for r in results) == 1

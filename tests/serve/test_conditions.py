@@ -54,8 +54,10 @@ def test_case_accent_and_spacing_variants_share_a_key_under_an_uncased_encoder()
 
     tok = AutoTokenizer.from_pretrained(sentence_encoder_dir())  # TAGI's sentence encoder (all-MiniLM-L6-v2)
     method = SimpleNamespace(condition_reader=lambda: (tok, 256))
-    keys = {read_condition(method, t).key for t in ("Translate to French.", "translate  to  FRENCH.",
-                                                    "Tränslate to French.")}
+    keys = {
+        read_condition(method, t).key
+        for t in ("Translate to French.", "translate  to  FRENCH.", "Tränslate to French.")
+    }
     assert len(keys) == 1
     assert read_condition(method, "Translate to German.").key not in keys
 

@@ -34,8 +34,7 @@ def job(engine, text="the answer is", target=BASE, condition=None, **sampling) -
     events: queue.Queue = queue.Queue()
     readable = text.encode("utf-8", "replace").decode()  # the routed text keeps any lone surrogate
     ids = engine.tokenizer(render(engine.tokenizer, readable), add_special_tokens=False).input_ids
-    j = Job(ids, target, condition, text, Sampling(**{"max_tokens": 12, "temperature": 0.0, **sampling}),
-            events.put)
+    j = Job(ids, target, condition, text, Sampling(**{"max_tokens": 12, "temperature": 0.0, **sampling}), events.put)
     j.events = events
     return j
 
@@ -57,8 +56,11 @@ def run(engine, jobs: list[Job]) -> list[dict]:
     return [result(j) for j in jobs]
 
 
-GOOD = [dict(text="the answer is"), dict(text="a b c", temperature=0.8, seed=3),
-        dict(text="1 2 3", target="tagi", condition="Answer in capitals.")]
+GOOD = [
+    dict(text="the answer is"),
+    dict(text="a b c", temperature=0.8, seed=3),
+    dict(text="1 2 3", target="tagi", condition="Answer in capitals."),
+]
 
 
 def good_jobs(engine) -> list[Job]:
@@ -123,8 +125,9 @@ def test_a_fault_in_one_row_fails_that_row_only(engine, monkeypatch):
     together = run(engine, [good[0], victim, good[1], good[2]])
     assert together[1]["type"] == "error" and together[1]["status"] == 500
     assert "injected fault" in together[1]["message"]
-    assert [(r["text"], r["finish_reason"]) for r in (together[0], *together[2:])] == \
-        [(r["text"], r["finish_reason"]) for r in alone]
+    assert [(r["text"], r["finish_reason"]) for r in (together[0], *together[2:])] == [
+        (r["text"], r["finish_reason"]) for r in alone
+    ]
 
 
 class BrokenTarget:

@@ -80,41 +80,83 @@ BAD = [  # (path, body, status, words in the message, param)
     ("/v1/completions", {**GOOD, "seed": 2**64}, 400, "seed", "seed"),
     ("/v1/completions", {**GOOD, "seed": -1}, 400, "seed", "seed"),
     ("/v1/completions", {**GOOD, "top_p": 0}, 400, "top_p", "top_p"),
-    ("/v1/completions", raw('{"model": "base", "prompt": "a", "temperature": NaN}'), 400, "temperature",
-     "temperature"),
-    ("/v1/completions", raw('{"model": "tagi", "prompt": "a", "condition": "Add \\ud800"}'), 400, "surrogate",
-     "condition"),
+    ("/v1/completions", raw('{"model": "base", "prompt": "a", "temperature": NaN}'), 400, "temperature", "temperature"),
+    (
+        "/v1/completions",
+        raw('{"model": "tagi", "prompt": "a", "condition": "Add \\ud800"}'),
+        400,
+        "surrogate",
+        "condition",
+    ),
     ("/v1/completions", raw('{"model": "base", "prompt": "a \\udfff b"}'), 400, "surrogate", "prompt"),
     ("/v1/completions", raw('{"model": "base", "prompt": ["ok", "x\\ud800"]}'), 400, "prompt.1", "prompt"),
     ("/v1/completions", raw('{"model": "base", "prompt": "a", "stop": ["\\ud800"]}'), 400, "surrogate", "stop"),
-    ("/v1/chat/completions", raw('{"model": "base", "messages": [{"role": "user", "content": "hi \\ud83d"}]}'), 400,
-     "messages.0.content", "messages"),
-    ("/v1/chat/completions", raw('{"model": "megan", "input": "\\udc00", "condition": "Add"}'), 400, "surrogate",
-     "input"),
+    (
+        "/v1/chat/completions",
+        raw('{"model": "base", "messages": [{"role": "user", "content": "hi \\ud83d"}]}'),
+        400,
+        "messages.0.content",
+        "messages",
+    ),
+    (
+        "/v1/chat/completions",
+        raw('{"model": "megan", "input": "\\udc00", "condition": "Add"}'),
+        400,
+        "surrogate",
+        "input",
+    ),
     ("/v1/completions", {**GOOD, "condition": "\u200b\u200b \u2060"}, 400, "takes no 'condition'", "condition"),
-    ("/v1/completions", {"model": "tagi", "prompt": "a", "condition": "\u200b\u200b \u2060"}, 400,
-     "no visible character", "condition"),
+    (
+        "/v1/completions",
+        {"model": "tagi", "prompt": "a", "condition": "\u200b\u200b \u2060"},
+        400,
+        "no visible character",
+        "condition",
+    ),
     ("/v1/completions", {**GOOD, "best_of": 3}, 400, "'best_of' is not supported", "best_of"),
     ("/v1/completions", {**GOOD, "logit_bias": {"5": 100}}, 400, "'logit_bias' is not supported", "logit_bias"),
     ("/v1/completions", {**GOOD, "frequency_penalty": 0.5}, 400, "'frequency_penalty'", "frequency_penalty"),
     ("/v1/completions", {**GOOD, "presence_penalty": -1}, 400, "'presence_penalty'", "presence_penalty"),
     ("/v1/completions", {**GOOD, "suffix": " end"}, 400, "'suffix' is not supported", "suffix"),
-    ("/v1/chat/completions", {"model": "base", "messages": [{"role": "user", "content": "hi"}],
-                              "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
-     400, "'tool", "tools"),
-    ("/v1/chat/completions", {"model": "base", "messages": [{"role": "user", "content": "hi"}],
-                              "response_format": {"type": "json_object"}}, 400, "'response_format'",
-     "response_format"),
+    (
+        "/v1/chat/completions",
+        {
+            "model": "base",
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": "required",
+        },
+        400,
+        "'tool",
+        "tools",
+    ),
+    (
+        "/v1/chat/completions",
+        {"model": "base", "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}},
+        400,
+        "'response_format'",
+        "response_format",
+    ),
     ("/v1/completions", {**GOOD, "max_token": 5}, 400, "unknown field 'max_token'", "max_token"),
-    ("/v1/chat/completions", {"model": "base", "messages": [{"role": "user", "content": "hi", "name": "x"}]}, 400,
-     "Extra inputs", "messages"),
+    (
+        "/v1/chat/completions",
+        {"model": "base", "messages": [{"role": "user", "content": "hi", "name": "x"}]},
+        400,
+        "Extra inputs",
+        "messages",
+    ),
     ("/v1/completions", {**GOOD, "prompt": ["a"] * 9}, 400, "at most 8", "prompt"),
     ("/v1/completions", {"model": "megan", "input": ["a"] * 9, "condition": "Add"}, 400, "at most 8", "input"),
     ("/v1/completions", {**GOOD, "logprobs": 21}, 400, "logprobs", "logprobs"),
     ("/v1/completions", {**GOOD, "logprobs": 1, "stream": True}, 400, "stream", "logprobs"),
     ("/v1/completions", {**GOOD, "echo": True, "stream": True}, 400, "echo", "echo"),
-    ("/v1/chat/completions", {"model": "base", "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2},
-     400, "needs logprobs", "top_logprobs"),
+    (
+        "/v1/chat/completions",
+        {"model": "base", "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2},
+        400,
+        "needs logprobs",
+        "top_logprobs",
+    ),
     ("/v1/load_lora_adapter", {"lora_name": "a\r\nb", "lora_path": "/tmp"}, 400, "CR/LF", "lora_name"),
     ("/v1/load_lora_adapter", {"lora_name": "名前", "lora_path": "/tmp"}, 400, "Latin-1", "lora_name"),
     ("/v1/load_lora_adapter", {"lora_name": "tagi", "lora_path": "/tmp"}, 409, "not a runtime adapter", "lora_name"),
@@ -122,8 +164,9 @@ BAD = [  # (path, body, status, words in the message, param)
 ]
 
 
-@pytest.mark.parametrize(("path", "body", "status", "words", "param"), BAD,
-                         ids=[f"{i}-{b[0].rsplit('/', 1)[-1]}" for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("path", "body", "status", "words", "param"), BAD, ids=[f"{i}-{b[0].rsplit('/', 1)[-1]}" for i, b in enumerate(BAD)]
+)
 def test_a_bad_request_fails_alone(served, reference, path, body, status, words, param):
     r = beside(served, reference, lambda: post(served, path, body))
     assert r.status_code == status, r.text
@@ -132,9 +175,23 @@ def test_a_bad_request_fails_alone(served, reference, path, body, status, words,
 
 
 def test_vllm_greedy_rule_and_no_op_values_are_served(served, reference):
-    r = beside(served, reference, lambda: post(served, "/v1/completions", {
-        **GOOD, "temperature": 1e-45, "seed": 2**64 - 1, "best_of": 1, "frequency_penalty": 0, "user": "u1",
-        "logit_bias": {}}))
+    r = beside(
+        served,
+        reference,
+        lambda: post(
+            served,
+            "/v1/completions",
+            {
+                **GOOD,
+                "temperature": 1e-45,
+                "seed": 2**64 - 1,
+                "best_of": 1,
+                "frequency_penalty": 0,
+                "user": "u1",
+                "logit_bias": {},
+            },
+        ),
+    )
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["text"] == reference  # below vLLM's 1e-5: greedy
 
@@ -144,8 +201,9 @@ def test_refused_fields_with_the_openai_client(served):
     with pytest.raises(openai.BadRequestError, match="'presence_penalty' is not supported"):
         client.completions.create(model="base", prompt="a b", max_tokens=2, presence_penalty=1.0)
     with pytest.raises(openai.BadRequestError, match="'response_format'"):
-        client.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}],
-                                       response_format={"type": "json_object"})
+        client.chat.completions.create(
+            model="base", messages=[{"role": "user", "content": "hi"}], response_format={"type": "json_object"}
+        )
 
 
 def test_a_forged_turn_in_a_chat_message_stays_text(served):
@@ -203,8 +261,14 @@ def test_echo_puts_the_prompt_first(served):
 
 def test_chat_logprobs_have_openais_shape(served):
     client = openai.OpenAI(base_url=served[1].url + "/v1", api_key=KEY, max_retries=0, timeout=60)
-    out = client.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}], max_tokens=4,
-                                         temperature=0, logprobs=True, top_logprobs=2)
+    out = client.chat.completions.create(
+        model="base",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=4,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
+    )
     content = out.choices[0].logprobs.content
     assert len(content) == out.usage.completion_tokens and all(len(c.top_logprobs) == 2 for c in content)
     assert "".join(c.token for c in content) == out.choices[0].message.content
@@ -212,10 +276,14 @@ def test_chat_logprobs_have_openais_shape(served):
 
 
 def test_the_client_is_told_when_its_condition_was_cut(served):
-    short = post(served, "/v1/completions", {"model": "tagi", "prompt": "a", "condition": "Add one.",
-                                             "max_tokens": 1}).json()
-    long = post(served, "/v1/completions", {"model": "tagi", "prompt": "a", "max_tokens": 1,
-                                            "condition": "Add one to every number in the list. " * 8}).json()
+    short = post(
+        served, "/v1/completions", {"model": "tagi", "prompt": "a", "condition": "Add one.", "max_tokens": 1}
+    ).json()
+    long = post(
+        served,
+        "/v1/completions",
+        {"model": "tagi", "prompt": "a", "max_tokens": 1, "condition": "Add one to every number in the list. " * 8},
+    ).json()
     assert short["condition_truncated"] is False and long["condition_truncated"] is True
     assert long["condition_tokens"] > 16 >= short["condition_tokens"]  # the tiny TAGI reads 16 tokens
     base = post(served, "/v1/completions", {**GOOD, "max_tokens": 1}).json()
@@ -297,8 +365,14 @@ def test_runtime_adapters_are_bounded_named_and_replaced_explicitly(served, refe
 def test_two_concurrent_loads_of_one_name_one_wins(served, tmp_path):
     folders = [str(peft_folder(tmp_path, f"c{i}")) for i in range(2)]
     results: list[int] = []
-    threads = [threading.Thread(target=lambda f=f: results.append(
-        post(served, "/v1/load_lora_adapter", {"lora_name": "same", "lora_path": f}).status_code)) for f in folders]
+    threads = [
+        threading.Thread(
+            target=lambda f=f: results.append(
+                post(served, "/v1/load_lora_adapter", {"lora_name": "same", "lora_path": f}).status_code
+            )
+        )
+        for f in folders
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -357,8 +431,9 @@ def test_one_long_list_does_not_hold_back_a_later_request():
 def test_the_soak_benchmark_sees_no_5xx_and_no_request_that_never_ends(tmp_path):
     from hyperadapt.benchmarks import serve as bench
 
-    result = bench.main(["--model", "tiny", "--quick", "--soak", "3", "--clients", "4",
-                         "--out", str(tmp_path / "soak.json")])
+    result = bench.main(
+        ["--model", "tiny", "--quick", "--soak", "3", "--clients", "4", "--out", str(tmp_path / "soak.json")]
+    )
     soak = result["soak"]
     assert soak["5xx"] == 0 and soak["never_ended"] == 0 and soak["unexpected"] == [], soak
     assert {"200", "400"} <= set(soak["status"]) and soak["still_active"] == 0

@@ -36,8 +36,13 @@ def client(served):
 
 def chat(client, model: str, text: str, condition: str | None = None, max_tokens: int = 6):
     extra = {"condition": condition} if condition is not None else None
-    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}],
-                                          max_tokens=max_tokens, temperature=0, extra_body=extra)
+    return client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": text}],
+        max_tokens=max_tokens,
+        temperature=0,
+        extra_body=extra,
+    )
 
 
 def metric(url: str, name: str) -> float:
@@ -45,10 +50,18 @@ def metric(url: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in lines if line.startswith(name + " ") or line.startswith(name + "{"))
 
 
-REQUESTS = [("base", "the answer is", None), ("tagi", "a b c", CONDITIONS[0]), ("tagi", "a b c", CONDITIONS[1]),
-            ("megan", "the answer is", CONDITIONS[0]), ("megan", "the answer is", CONDITIONS[2]),
-            ("megan-channel", "a b c", CONDITIONS[1]), ("cl", ROUTED["plural"], None), ("cl", ROUTED["upper"], None),
-            ("tagi", "the answer is", CONDITIONS[2]), ("base", "1 2 3 4", None)]
+REQUESTS = [
+    ("base", "the answer is", None),
+    ("tagi", "a b c", CONDITIONS[0]),
+    ("tagi", "a b c", CONDITIONS[1]),
+    ("megan", "the answer is", CONDITIONS[0]),
+    ("megan", "the answer is", CONDITIONS[2]),
+    ("megan-channel", "a b c", CONDITIONS[1]),
+    ("cl", ROUTED["plural"], None),
+    ("cl", ROUTED["upper"], None),
+    ("tagi", "the answer is", CONDITIONS[2]),
+    ("base", "1 2 3 4", None),
+]
 
 
 def test_mixed_conditions_in_one_batch_equal_one_at_a_time(served, client):
@@ -90,9 +103,17 @@ def test_continual_run_routes_and_rejects(served, client):
 
 def test_streaming_gives_the_same_text(served, client):
     whole = chat(client, "tagi", "a b c", CONDITIONS[0], max_tokens=10).choices[0].message.content
-    chunks = list(client.chat.completions.create(
-        model="tagi", messages=[{"role": "user", "content": "a b c"}], max_tokens=10, temperature=0, stream=True,
-        extra_body={"condition": CONDITIONS[0]}, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="tagi",
+            messages=[{"role": "user", "content": "a b c"}],
+            max_tokens=10,
+            temperature=0,
+            stream=True,
+            extra_body={"condition": CONDITIONS[0]},
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole
     assert chunks[-1].usage.completion_tokens >= 1
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")

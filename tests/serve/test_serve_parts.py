@@ -43,8 +43,9 @@ def test_vllm_constraints(tmp_path):
     folder, _ = export_bank_adapter(tmp_path)
     assert vllm_problems(folder, 8) == []
     config = json.loads((folder / "adapter_config.json").read_text())
-    (folder / "adapter_config.json").write_text(json.dumps({**config, "r": 4, "rank_pattern": {"x": 2},
-                                                             "target_modules": ["q_proj", "lm_head"]}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({**config, "r": 4, "rank_pattern": {"x": 2}, "target_modules": ["q_proj", "lm_head"]})
+    )
     problems = " ".join(vllm_problems(folder, 8))
     assert "rank_pattern" in problems and "lm_head" in problems
     (folder / "adapter_config.json").write_text(json.dumps({**config, "r": 16}))
@@ -73,8 +74,9 @@ def test_build_server_loads_run_folders_and_adapters(tiny_dir, tmp_path):
     adapter, _ = export_bank_adapter(tmp_path)
     server = build_server([f"style={run}"], ServeConfig(), adapters=[f"mine={adapter}"])
     assert {n: t.kind for n, t in server.targets.items()} == {"base": "base", "style": "megan", "mine": "adapter"}
-    save_json({"kind": "continual", "method": "oracle", "config": {}, "status": "finished"},
-              tmp_path / "oracle" / "run.json")
+    save_json(
+        {"kind": "continual", "method": "oracle", "config": {}, "status": "finished"}, tmp_path / "oracle" / "run.json"
+    )
     with pytest.raises(ValueError, match="'oracle' run, which cannot be loaded"):
         build_server([str(tmp_path / "oracle")])
     with pytest.raises(ValueError, match="export_lora_rank"):
@@ -90,13 +92,16 @@ def test_cli_serve_help_and_errors(tmp_path):
     assert port.exit_code == 2 and "--port" in port.output
 
 
-@pytest.mark.parametrize("runs, adapters, message", [
-    (["a=x", "a=y"], [], "two things are named 'a'"),  # the second would replace the first without a word
-    (["a=x"], ["a=z"], "two things are named 'a'"),
-    (["base=x"], [], "two things are named 'base'"),
-    (["=x"], [], "empty name"),
-    (["a="], [], "names no folder"),
-])
+@pytest.mark.parametrize(
+    "runs, adapters, message",
+    [
+        (["a=x", "a=y"], [], "two things are named 'a'"),  # the second would replace the first without a word
+        (["a=x"], ["a=z"], "two things are named 'a'"),
+        (["base=x"], [], "two things are named 'base'"),
+        (["=x"], [], "empty name"),
+        (["a="], [], "names no folder"),
+    ],
+)
 def test_serve_refuses_unusable_names_before_loading_anything(runs, adapters, message):
     with pytest.raises(ValueError, match=message):
         build_server(runs, ServeConfig(), adapters=adapters)  # the folders do not exist: nothing was read

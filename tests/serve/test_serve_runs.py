@@ -38,8 +38,13 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tagi_run(jsonl, model_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("tagi") / "run"
-    cfg = tiny_cfg(jsonl, model=str(model_dir), pretrain=PretrainConfig(enabled=False),
-                   losses=LossConfig(kl_weight=0, align_weight=0), shared_adapter=True)
+    cfg = tiny_cfg(
+        jsonl,
+        model=str(model_dir),
+        pretrain=PretrainConfig(enabled=False),
+        losses=LossConfig(kl_weight=0, align_weight=0),
+        shared_adapter=True,
+    )
     train_tagi(cfg, run, model_and_tokenizer=tiny_model())
     method = load_tagi(run, tiny_model())  # a few steps leave B ≈ 0: perturb it, so that adapters change answers
     torch.manual_seed(0)
@@ -53,8 +58,9 @@ def tagi_run(jsonl, model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def lora_run(jsonl, model_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("lora") / "run"
-    cfg = MultiTaskLoraConfig(model=str(model_dir), data=f"jsonl:{jsonl}", rank=2,
-                              train=TrainConfig(steps=3, batch_size=2, max_length=64))
+    cfg = MultiTaskLoraConfig(
+        model=str(model_dir), data=f"jsonl:{jsonl}", rank=2, train=TrainConfig(steps=3, batch_size=2, max_length=64)
+    )
     train_multitask_lora(cfg, run, model_and_tokenizer=tiny_model())
     weights = run / "adapter" / "adapter_model.safetensors"  # perturbed as the TAGI run's, for the same reason
     torch.manual_seed(0)
@@ -64,8 +70,9 @@ def lora_run(jsonl, model_dir, tmp_path_factory):
 
 def generated(run) -> str:
     """What `hyperadapt generate RUN --condition C --input X` answers (greedy)."""
-    result = CliRunner().invoke(app, ["generate", str(run), "--condition", CONDITION, "--input", INPUT,
-                                      "--max-new-tokens", "8"])
+    result = CliRunner().invoke(
+        app, ["generate", str(run), "--condition", CONDITION, "--input", INPUT, "--max-new-tokens", "8"]
+    )
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.replace("\r", "\n").splitlines() if f"{INPUT}  [condition:" in x)
     return line.split(" -> ", 1)[1]
@@ -80,8 +87,11 @@ def test_condition_and_input_are_answered_as_generate_answers_them(kind, tagi_ru
         body = {"model": "r", "condition": CONDITION, "input": INPUT, "max_tokens": 8, "temperature": 0}
         completion = httpx.post(running.url + "/v1/completions", json=body, timeout=60)
         chat = httpx.post(running.url + "/v1/chat/completions", json=body, timeout=60)
-        raw = httpx.post(running.url + "/v1/completions", timeout=60,
-                         json={**{k: v for k, v in body.items() if k != "input"}, "prompt": INPUT})
+        raw = httpx.post(
+            running.url + "/v1/completions",
+            timeout=60,
+            json={**{k: v for k, v in body.items() if k != "input"}, "prompt": INPUT},
+        )
     finally:
         running.stop()
     assert completion.status_code == 200, completion.text
@@ -89,8 +99,9 @@ def test_condition_and_input_are_answered_as_generate_answers_them(kind, tagi_ru
     assert answer and answer == generated(run)
     assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"].strip() == answer
     trained = render(server.tokenizer, user_message(CONDITION, INPUT, "def"))  # both runs were trained on 'def'
-    assert completion.json()["usage"]["prompt_tokens"] == len(server.tokenizer(trained,
-                                                                                add_special_tokens=False).input_ids)
+    assert completion.json()["usage"]["prompt_tokens"] == len(
+        server.tokenizer(trained, add_special_tokens=False).input_ids
+    )
     route = completion.json()["route"]
     assert route.startswith("r:") and (route == "r:adapter") == (kind == "lora")
     if kind == "lora":  # a plain prompt with a condition: the LoRA run takes no condition outside its trained prompt
@@ -101,8 +112,11 @@ def test_a_request_gives_prompt_or_input_not_both(tagi_run):
     server = build_server([f"r={tagi_run}"], ServeConfig(gather_ms=0.0))
     running = RunningServer(create_app(server))
     try:
-        both = httpx.post(running.url + "/v1/completions", timeout=60,
-                          json={"model": "r", "condition": CONDITION, "input": INPUT, "prompt": INPUT})
+        both = httpx.post(
+            running.url + "/v1/completions",
+            timeout=60,
+            json={"model": "r", "condition": CONDITION, "input": INPUT, "prompt": INPUT},
+        )
         base = httpx.post(running.url + "/v1/completions", timeout=60, json={"model": "base", "input": INPUT})
         missing = httpx.post(running.url + "/v1/completions", timeout=60, json={"model": "r", "input": INPUT})
     finally:
@@ -126,8 +140,24 @@ def test_each_command_reads_the_run_record_once(tagi_run, jsonl, tmp_path, monke
     reads = []
     read = runs.read_record
     monkeypatch.setattr(runs, "read_record", lambda path: reads.append(path) or read(path))
-    result = CliRunner().invoke(app, ["eval", "--run", str(tagi_run), "--data", f"jsonl:{jsonl}", "--split", "test",
-                                      "--limit", "1", "--max-new-tokens", "2", "--out", str(tmp_path / "e.json")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--run",
+            str(tagi_run),
+            "--data",
+            f"jsonl:{jsonl}",
+            "--split",
+            "test",
+            "--limit",
+            "1",
+            "--max-new-tokens",
+            "2",
+            "--out",
+            str(tmp_path / "e.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(reads) == 1
     generated(tagi_run)

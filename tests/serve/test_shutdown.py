@@ -23,8 +23,13 @@ def test_a_failing_adapter_load_is_answered_and_sigterm_stops_the_server(tmp_pat
     (empty / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 2, "lora_alpha": 2}')
     save_file({}, empty / "adapter_model.safetensors")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hyperadapt", "serve", "--model", str(model), "--port", "0"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hyperadapt", "serve", "--model", str(model), "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url, seen = None, []
         deadline = time.monotonic() + 120

@@ -97,8 +97,9 @@ def test_concurrent_requests_for_one_new_condition_write_it_once(tmp_path):
         write(text, out)
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get_or_create("r", "same", slow)))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_create("r", "same", slow))) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     gate.set()

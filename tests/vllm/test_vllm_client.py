@@ -54,15 +54,22 @@ class FakeVllm:
         name, folder = body["lora_name"], Path(body["lora_path"])
         self.load_calls.append(name)
         if name in self.loaded:
-            return vllm_error(f"The lora adapter '{name}' has already been loaded. If you want to load the adapter "
-                              "in place, set 'load_inplace' to True.", 400)
+            return vllm_error(
+                f"The lora adapter '{name}' has already been loaded. If you want to load the adapter "
+                "in place, set 'load_inplace' to True.",
+                400,
+            )
         if not (folder / "adapter_config.json").exists():
             return vllm_error(f"Loading lora {name} failed: No adapter found for <path>", 404, "NotFoundError")
         rank = json.loads((folder / "adapter_config.json").read_text()).get("r", 8)
         if rank > 16:
-            return vllm_error("Call to add_lora method failed: Worker failed with error 'LoRA rank "
-                              f"{rank} is greater than max_lora_rank 16.', please check the stack trace above for "
-                              "the root cause", 500, "InternalServerError")
+            return vllm_error(
+                "Call to add_lora method failed: Worker failed with error 'LoRA rank "
+                f"{rank} is greater than max_lora_rank 16.', please check the stack trace above for "
+                "the root cause",
+                500,
+                "InternalServerError",
+            )
         self.loaded[name] = str(folder)
         return httpx.Response(200, text=f"Success: LoRA adapter '{name}' added successfully.")
 
@@ -70,8 +77,9 @@ class FakeVllm:
         if body["model"] != "base" and body["model"] not in self.loaded:
             return vllm_error(f"The model `{body['model']}` does not exist.", 404, "NotFoundError")
         if body["max_tokens"] > 1024:
-            return vllm_error(f"max_tokens={body['max_tokens']} cannot be greater than max_model_len=1024.", 400,
-                              "BadRequestError")
+            return vllm_error(
+                f"max_tokens={body['max_tokens']} cannot be greater than max_model_len=1024.", 400, "BadRequestError"
+            )
         text = f"answer from {body['model']}"
         if not body.get("stream"):
             return httpx.Response(200, json={"choices": [{"index": 0, "text": text}], "model": body["model"]})
@@ -102,8 +110,10 @@ def test_load_generate_stream_and_unload(tmp_path):
         async with client_for(fake) as vllm:
             await vllm.load_adapter("movie", str(adapter_folder(tmp_path, "movie")))
             answer = await vllm.generate("completion", {"model": "movie", "prompt": "hi", "max_tokens": 4})
-            chunks = [c["choices"][0]["text"] async for c in vllm.stream(
-                "completion", {"model": "movie", "prompt": "hi", "max_tokens": 4})]
+            chunks = [
+                c["choices"][0]["text"]
+                async for c in vllm.stream("completion", {"model": "movie", "prompt": "hi", "max_tokens": 4})
+            ]
             models = await vllm.models()
             await vllm.unload_adapter("movie")
             return answer, chunks, models
@@ -140,18 +150,25 @@ def test_a_refused_request_keeps_vllms_status_and_reason():
 
 def test_a_refused_stream_fails_before_its_first_chunk():
     async def go():
-        return [c async for c in client_for(FakeVllm()).stream("completion", {"model": "gone", "prompt": "x",
-                                                                              "max_tokens": 2})]
+        return [
+            c
+            async for c in client_for(FakeVllm()).stream(
+                "completion", {"model": "gone", "prompt": "x", "max_tokens": 2}
+            )
+        ]
 
     with pytest.raises(VllmError, match="The model `gone` does not exist") as err:
         run(go())
     assert err.value.status == 404
 
 
-@pytest.mark.parametrize(("failure", "error", "status", "words"), [
-    (httpx.ConnectError("Connection refused"), VllmUnavailable, 503, "is not reachable"),
-    (httpx.ReadTimeout("timed out"), VllmTimeout, 504, "did not answer a completion request within"),
-])
+@pytest.mark.parametrize(
+    ("failure", "error", "status", "words"),
+    [
+        (httpx.ConnectError("Connection refused"), VllmUnavailable, 503, "is not reachable"),
+        (httpx.ReadTimeout("timed out"), VllmTimeout, 504, "did not answer a completion request within"),
+    ],
+)
 def test_a_dead_or_slow_server_gives_one_clear_error(failure, error, status, words):
     def handler(request: httpx.Request) -> httpx.Response:
         raise failure

@@ -43,8 +43,9 @@ def fake_vllm() -> tuple[FastAPI, dict]:
         body = await request.json()
         config = json.loads((Path(body["lora_path"]) / "adapter_config.json").read_text())
         if config["r"] > 16:
-            return JSONResponse({"error": {"message": f"LoRA rank {config['r']} is greater than max_lora_rank 16"}},
-                                400)
+            return JSONResponse(
+                {"error": {"message": f"LoRA rank {config['r']} is greater than max_lora_rank 16"}}, 400
+            )
         seen["loaded"][body["lora_name"]] = body["lora_path"]
         return PlainTextResponse("Success")
 
@@ -81,8 +82,9 @@ def served(tmp_path_factory):
 def chat(url: str, model: str, text: str, condition: str | None = None, **kw):
     client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=60)
     extra = {"condition": condition} if condition else None
-    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], max_tokens=3,
-                                          temperature=0, extra_body=extra, **kw)
+    return client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": text}], max_tokens=3, temperature=0, extra_body=extra, **kw
+    )
 
 
 def test_each_kind_of_request_reaches_its_vllm_model(served):
@@ -103,9 +105,15 @@ def test_each_kind_of_request_reaches_its_vllm_model(served):
     assert [r.model_extra["route"] for r in routed] == ["cl:plural", "cl:upper"]
     assert len({r.choices[0].message.content for r in routed}) == 2
     body = seen["bodies"][-1]  # the prompt goes as the front's token ids, stopping at the model's end of turn
-    assert body["prompt"] == server.tokenizer(server.tokenizer.apply_chat_template(
-        [{"role": "user", "content": ROUTED["upper"]}], add_generation_prompt=True, tokenize=False),
-        add_special_tokens=False).input_ids
+    assert (
+        body["prompt"]
+        == server.tokenizer(
+            server.tokenizer.apply_chat_template(
+                [{"role": "user", "content": ROUTED["upper"]}], add_generation_prompt=True, tokenize=False
+            ),
+            add_special_tokens=False,
+        ).input_ids
+    )
     assert body["stop_token_ids"] == sorted(engine.own.eos) and body["temperature"] == 0
 
 

@@ -20,8 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = Path(os.environ.get("HYPERADAPT_VLLM_PYTHON") or ROOT / ".venv-vllm" / "bin" / "python")
 TAGI = ROOT / "checkpoints" / "tagi-smollm2-135m-sni"
 MOVIES = "Given a movie review, answer 'positive' or 'negative'."
-REVIEWS = ["A wonderful film, moving and beautifully acted.", "Dull, too long and the plot makes no sense.",
-           "I expected to hate it, but it won me over by the end."]
+REVIEWS = [
+    "A wonderful film, moving and beautifully acted.",
+    "Dull, too long and the plot makes no sense.",
+    "I expected to hate it, but it won me over by the end.",
+]
 MAX_TOKENS = 32
 
 
@@ -51,8 +54,10 @@ def bigger_rank_copy(folder: Path, out: Path) -> Path:
 
     out.mkdir()
     weights = load_file(folder / "adapter_model.safetensors")
-    save_file({k: torch.cat([v, v], dim=0 if ".lora_A." in k else 1) for k, v in weights.items()},
-              out / "adapter_model.safetensors")
+    save_file(
+        {k: torch.cat([v, v], dim=0 if ".lora_A." in k else 1) for k, v in weights.items()},
+        out / "adapter_model.safetensors",
+    )
     config = json.loads((folder / "adapter_config.json").read_text())
     (out / "adapter_config.json").write_text(json.dumps({**config, "r": 2 * config["r"]}))
     return out
@@ -64,9 +69,19 @@ def test_vllm_serves_generated_adapters_as_hyperadapt_answers(tmp_path):
     from hyperadapt.methods.inputs import answer_inputs
     from hyperadapt.models import resolve_model_path
 
-    vllm = VllmProcess(VllmServerConfig(model=resolve_model_path("default"), python=PYTHON, cpu_threads=one_core(),
-                                        max_lora_rank=16, max_loras=4, max_model_len=1024, dtype="float32",
-                                        log_file=tmp_path / "vllm.log", startup_timeout=900))
+    vllm = VllmProcess(
+        VllmServerConfig(
+            model=resolve_model_path("default"),
+            python=PYTHON,
+            cpu_threads=one_core(),
+            max_lora_rank=16,
+            max_loras=4,
+            max_model_len=1024,
+            dtype="float32",
+            log_file=tmp_path / "vllm.log",
+            startup_timeout=900,
+        )
+    )
     vllm.launch()  # vLLM boots while hyperadapt answers on its own
     try:
         expected = [answer for _, answer, _ in answer_inputs(TAGI, REVIEWS, [MOVIES], max_new_tokens=MAX_TOKENS)]
@@ -94,11 +109,16 @@ async def ask(url: str, method, prompts: list[str], tmp_path: Path) -> tuple[lis
         again = await served.condition("tagi-smollm2-135m-sni", f" {MOVIES}\n", write)
         answers = []
         for prompt in prompts:
-            response = await client.generate("completion", {"model": entry.name, "prompt": prompt,
-                                                            "max_tokens": MAX_TOKENS, "temperature": 0})
+            response = await client.generate(
+                "completion", {"model": entry.name, "prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0}
+            )
             answers.append(response["choices"][0]["text"].strip())
-        chunks = [c["choices"][0]["text"] async for c in client.stream(
-            "completion", {"model": entry.name, "prompt": prompts[0], "max_tokens": MAX_TOKENS, "temperature": 0})]
+        chunks = [
+            c["choices"][0]["text"]
+            async for c in client.stream(
+                "completion", {"model": entry.name, "prompt": prompts[0], "max_tokens": MAX_TOKENS, "temperature": 0}
+            )
+        ]
         with pytest.raises(AdapterRefused, match="LoRA rank 32 is greater than max_lora_rank 16"):
             await client.load_adapter("too-big", str(bigger_rank_copy(entry.path, tmp_path / "r32")))
         base = await client.models()  # the server still answers after a refusal

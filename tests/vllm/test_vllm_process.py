@@ -71,6 +71,7 @@ def test_the_command_and_environment_are_vllms(tmp_path):
     cfg = VllmServerConfig(model=str(model_dir(tmp_path)), max_cpu_loras=8, cpu_threads="0", kv_cache_gib=2)
     cmd = cfg.command(Path("/env/bin/python"), 8123)
     assert cmd[:3] == ["/env/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+
     def flag(name: str) -> str:
         return cmd[cmd.index(name) + 1]
 

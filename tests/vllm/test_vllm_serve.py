@@ -26,11 +26,16 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = Path(os.environ.get("HYPERADAPT_VLLM_PYTHON") or ROOT / ".venv-vllm" / "bin" / "python")
 TAGI = ROOT / "checkpoints" / "tagi-smollm2-135m-sni"
 MEGAN = ROOT / "checkpoints" / "megan-smollm2-135m-sni"
-CONDITIONS = ["Given a movie review, answer 'positive' or 'negative'.", "Translate the sentence into French.",
-              "Answer the question with one word."]
+CONDITIONS = [
+    "Given a movie review, answer 'positive' or 'negative'.",
+    "Translate the sentence into French.",
+    "Answer the question with one word.",
+]
 TEXTS = ["A wonderful film, moving and beautifully acted.", "What is the capital of Italy?"]
-ROUTED = {"sentiment": "Is this review positive or negative? The plot was dull and far too long.",
-          "arithmetic": "Add the two numbers and give the sum: 17 and 25."}
+ROUTED = {
+    "sentiment": "Is this review positive or negative? The plot was dull and far too long.",
+    "arithmetic": "Add the two numbers and give the sum: 17 and 25.",
+}
 REJECTED = "Write a haiku about the autumn sea."
 MAX_TOKENS = 24
 NEAR_TIE = 1e-3  # a parting is float rounding where vLLM's token is this close (relative) to the own top logit
@@ -75,8 +80,14 @@ def switch_method(model, tok):
 def requests() -> list[tuple[str, str, str | None]]:
     """(model, user text, condition) of every request, in the order answers are compared."""
     tagi = [("tagi", text, c) for c in CONDITIONS for text in TEXTS]
-    return tagi + [("cl", ROUTED["sentiment"], None), ("cl", ROUTED["arithmetic"], None), ("cl", REJECTED, None),
-                   ("peft", TEXTS[0], None), ("base", TEXTS[1], None), ("megan", TEXTS[0], CONDITIONS[0])]
+    return tagi + [
+        ("cl", ROUTED["sentiment"], None),
+        ("cl", ROUTED["arithmetic"], None),
+        ("cl", REJECTED, None),
+        ("peft", TEXTS[0], None),
+        ("base", TEXTS[1], None),
+        ("megan", TEXTS[0], CONDITIONS[0]),
+    ]
 
 
 async def ask_all(url: str) -> list[tuple[str, str, bool | None]]:
@@ -85,8 +96,13 @@ async def ask_all(url: str) -> list[tuple[str, str, bool | None]]:
 
     async def one(model: str, text: str, condition: str | None):
         extra = {"condition": condition} if condition else None
-        r = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}],
-                                                 max_tokens=MAX_TOKENS, temperature=0, extra_body=extra)
+        r = await client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": text}],
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+            extra_body=extra,
+        )
         return r.choices[0].message.content, r.model_extra["route"], r.model_extra["cache_hit"]
 
     try:
@@ -108,12 +124,23 @@ def served(tmp_path_factory):
     runs = [f"tagi={TAGI}", f"megan={MEGAN}"]
 
     def server():
-        return build_server(runs, ServeConfig(gather_ms=50), model_and_tokenizer=model_and_tok,
-                            methods={"cl": switch_method(*model_and_tok)}, adapters=[f"peft={tmp / 'peft'}"])
+        return build_server(
+            runs,
+            ServeConfig(gather_ms=50),
+            model_and_tokenizer=model_and_tok,
+            methods={"cl": switch_method(*model_and_tok)},
+            adapters=[f"peft={tmp / 'peft'}"],
+        )
 
     export_adapter(TAGI, "Answer in one short sentence.", tmp / "peft", model_and_tok)
-    config = vllm_config(server := server(), max_lora_rank=16, max_loras=4, cpu_threads=cores,
-                         log_file=tmp / "vllm.log", startup_timeout=900)
+    config = vllm_config(
+        server := server(),
+        max_lora_rank=16,
+        max_loras=4,
+        cpu_threads=cores,
+        log_file=tmp / "vllm.log",
+        startup_timeout=900,
+    )
     process = VllmProcess(config)
     began = time.perf_counter()
     process.launch()  # vLLM boots while the own engine answers
@@ -125,8 +152,13 @@ def served(tmp_path_factory):
             own.stop()
         process.start()
         boot = time.perf_counter() - began
-        served = build_server(runs, ServeConfig(gather_ms=50), model_and_tokenizer=model_and_tok,
-                              methods={"cl": server.targets["cl"].method}, adapters=[f"peft={tmp / 'peft'}"])
+        served = build_server(
+            runs,
+            ServeConfig(gather_ms=50),
+            model_and_tokenizer=model_and_tok,
+            methods={"cl": server.targets["cl"].method},
+            adapters=[f"peft={tmp / 'peft'}"],
+        )
         engine = use_vllm(served, url=process.url, adapter_dir=tmp / "adapters", max_adapters=16)
         running = RunningServer(create_app(served))
         try:
@@ -138,8 +170,9 @@ def served(tmp_path_factory):
     print(f"vLLM started in {boot:.0f}s; the whole module took {time.perf_counter() - began:.0f}s")
 
 
-def first_difference_is_a_near_tie(server, model: str, text: str, condition: str | None, own: str,
-                                   got: str) -> tuple[str, bool]:
+def first_difference_is_a_near_tie(
+    server, model: str, text: str, condition: str | None, own: str, got: str
+) -> tuple[str, bool]:
     """Where two greedy answers part, the own model's top two logits at that step (a float rounding can only
     flip a near-tie). Returns a description and whether
     the two tokens' logits are within ``NEAR_TIE`` (relative) of each other."""
@@ -148,15 +181,20 @@ def first_difference_is_a_near_tie(server, model: str, text: str, condition: str
 
     tok = server.tokenizer
     prompt = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
-    ids, a, b = (tok(prompt, add_special_tokens=False).input_ids, tok(own, add_special_tokens=False).input_ids,
-                 tok(got, add_special_tokens=False).input_ids)
+    ids, a, b = (
+        tok(prompt, add_special_tokens=False).input_ids,
+        tok(own, add_special_tokens=False).input_ids,
+        tok(got, add_special_tokens=False).input_ids,
+    )
     step = next(i for i, (x, y) in enumerate(zip(a + [-1], b + [-2], strict=False)) if x != y)
     lora, beta = batch_conditioning([server.targets[model].resolve(condition, text)])
     with torch.no_grad(), conditioned(server.model, lora=lora, beta=beta):
         logits = server.model(input_ids=torch.tensor([ids + a[:step]])).logits[0, -1].float()  # [V]
     own_logit, got_logit = float(logits[a[step]]), float(logits[b[step]]) if step < len(b) else float("nan")
-    note = (f"{model} {text[:20]!r} parts at step {step}: own {tok.decode(a[step:step + 1])!r} {own_logit:.4f}, "
-            f"vLLM {tok.decode(b[step:step + 1])!r} {got_logit:.4f}, argmax {tok.decode([int(logits.argmax())])!r}")
+    note = (
+        f"{model} {text[:20]!r} parts at step {step}: own {tok.decode(a[step : step + 1])!r} {own_logit:.4f}, "
+        f"vLLM {tok.decode(b[step : step + 1])!r} {got_logit:.4f}, argmax {tok.decode([int(logits.argmax())])!r}"
+    )
     print(note)
     return note, own_logit - got_logit < NEAR_TIE * abs(own_logit)
 
@@ -168,8 +206,11 @@ def test_mixed_requests_through_vllm_equal_the_own_engine(served):
     assert routes == [route for _, route, _ in expected]
     assert routes[6:10] == ["cl:sentiment", "cl:arithmetic", "cl:rejected->base", "adapter:peft"]
     print("answers:", [g[0] for g in got], "own:", [e[0] for e in expected])
-    notes = [first_difference_is_a_near_tie(server, m, t, c, e[0], g[0])
-             for (m, t, c), e, g in zip(requests(), expected, got, strict=True) if e[0] != g[0]]
+    notes = [
+        first_difference_is_a_near_tie(server, m, t, c, e[0], g[0])
+        for (m, t, c), e, g in zip(requests(), expected, got, strict=True)
+        if e[0] != g[0]
+    ]
     # the rejected input's long answer from vLLM's base model, batched beside LoRA rows, is not one: see below
     assert all(tie for note, tie in notes if REJECTED[:20] not in note), notes
     # each condition and route became one adapter folder: 3 TAGI conditions and the switch's 2 tasks
@@ -185,8 +226,9 @@ def test_the_rejected_input_alone_equals_the_own_engine(served):
     vLLM's token 0.6-1.3 logits below the own model's top (of ~17.5): no float rounding. Alone, it must agree."""
     _, running, _, _, expected, _ = served
     client = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0, timeout=300)
-    alone = client.chat.completions.create(model="cl", messages=[{"role": "user", "content": REJECTED}],
-                                           max_tokens=MAX_TOKENS, temperature=0)
+    alone = client.chat.completions.create(
+        model="cl", messages=[{"role": "user", "content": REJECTED}], max_tokens=MAX_TOKENS, temperature=0
+    )
     assert alone.model_extra["route"] == "cl:rejected->base"
     assert alone.choices[0].message.content == expected[8][0]
 
@@ -194,9 +236,14 @@ def test_the_rejected_input_alone_equals_the_own_engine(served):
 def test_streamed_answer_equals_whole(served):
     _, running, _, _, expected, _ = served
     client = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0, timeout=300)
-    chunks = client.chat.completions.create(model="tagi", messages=[{"role": "user", "content": TEXTS[0]}],
-                                            max_tokens=MAX_TOKENS, temperature=0, stream=True,
-                                            extra_body={"condition": CONDITIONS[0]})
+    chunks = client.chat.completions.create(
+        model="tagi",
+        messages=[{"role": "user", "content": TEXTS[0]}],
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        stream=True,
+        extra_body={"condition": CONDITIONS[0]},
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == asyncio.run(ask_all(running.url))[0][0]
 
@@ -208,11 +255,14 @@ def test_an_adapter_vllm_refuses_is_a_422_and_the_rest_go_on(served):
     big = tmp / "r32"
     big.mkdir()
     weights = load_file(tmp / "peft" / "adapter_model.safetensors")
-    save_file({k: torch.cat([v, v], dim=0 if ".lora_A." in k else 1) for k, v in weights.items()},
-              big / "adapter_model.safetensors")
+    save_file(
+        {k: torch.cat([v, v], dim=0 if ".lora_A." in k else 1) for k, v in weights.items()},
+        big / "adapter_model.safetensors",
+    )
     config = json.loads((tmp / "peft" / "adapter_config.json").read_text())
-    (big / "adapter_config.json").write_text(json.dumps({**config, "r": 2 * config["r"], "lora_alpha": 2 * config[
-        "lora_alpha"]}))
+    (big / "adapter_config.json").write_text(
+        json.dumps({**config, "r": 2 * config["r"], "lora_alpha": 2 * config["lora_alpha"]})
+    )
     client = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0, timeout=300)
     loaded = httpx.post(running.url + "/v1/load_lora_adapter", json={"lora_name": "big", "lora_path": str(big)})
     assert loaded.status_code == 200, loaded.text
@@ -230,7 +280,11 @@ def test_a_dead_vllm_is_a_503_and_megan_still_answers(served):
     with pytest.raises(openai.InternalServerError) as err:
         client.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
     assert err.value.status_code == 503 and "not reachable" in str(err.value)
-    megan = client.chat.completions.create(model="megan", messages=[{"role": "user", "content": TEXTS[0]}],
-                                           max_tokens=MAX_TOKENS, temperature=0,
-                                           extra_body={"condition": CONDITIONS[0]})
+    megan = client.chat.completions.create(
+        model="megan",
+        messages=[{"role": "user", "content": TEXTS[0]}],
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        extra_body={"condition": CONDITIONS[0]},
+    )
     assert megan.choices[0].message.content == expected[-1][0]

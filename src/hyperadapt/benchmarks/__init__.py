@@ -46,8 +46,9 @@ class Parser(argparse.ArgumentParser):
     def add_set_option(self, what: str = "") -> None:
         """``--set KEY=VALUE``, repeatable, several after one ``--set``: read as every ``hyperadapt`` command reads
         it (``config.expand_set_args``, then ``config.parse_override``; ``what``: which config it overrides)."""
-        self.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help=f"{OVERRIDE_HELP}. {what}".strip())
+        self.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help=f"{OVERRIDE_HELP}. {what}".strip()
+        )
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         """As argparse's, with ``--set`` read as by every command: a malformed item or a bare ``KEY=VALUE`` fails

@@ -26,8 +26,14 @@ def check_outputs(out: str | Path, **folders: str | Path | None) -> None:
             check_out_dir(folder, f"--{name}")
 
 
-def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig | dict[str, EvalConfig], model: str,
-          data: str, answers_dir: str | Path | None = None) -> dict:
+def score(
+    method,
+    splits: dict[str, list[Task]],
+    ecfg: EvalConfig | dict[str, EvalConfig],
+    model: str,
+    data: str,
+    answers_dir: str | Path | None = None,
+) -> dict:
     """Mean and per-task ROUGE-L / EM of ``method`` on every split (``ecfg`` may differ per split).
 
     With ``answers_dir``, answers are logged there as they come (``<method>.<split>.answers.jsonl``) and
@@ -38,10 +44,13 @@ def score(method, splits: dict[str, list[Task]], ecfg: EvalConfig | dict[str, Ev
         cfg = ecfg[split] if isinstance(ecfg, dict) else ecfg
         answers = None if answers_dir is None else Path(answers_dir) / f"{method.name}.{split}.answers.jsonl"
         res = evaluate(method, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
-        out[split] = {"mean": res["mean"], "tasks": {k: {m: v[m] for m in ("rougeL", "em", "n")}
-                                                     for k, v in res["tasks"].items()}}
-        print(f"  {method.name:<18} {split:<18} rougeL={res['mean']['rougeL']:.2f} em={res['mean']['em']:.2f}",
-              flush=True)
+        out[split] = {
+            "mean": res["mean"],
+            "tasks": {k: {m: v[m] for m in ("rougeL", "em", "n")} for k, v in res["tasks"].items()},
+        }
+        print(
+            f"  {method.name:<18} {split:<18} rougeL={res['mean']['rougeL']:.2f} em={res['mean']['em']:.2f}", flush=True
+        )
     return out
 
 
@@ -58,30 +67,58 @@ def markdown(result: dict) -> str:
     rows = table_rows(result)
     splits = list(dict.fromkeys(s for res in rows.values() for s in res))
     train_s = result.get("train_s", {})
-    table = [[name, *(_cell(res[s]["mean"]) if s in res else "" for s in splits),
-              "" if train_s.get(name) is None else f"{train_s[name]:.0f}"] for name, res in rows.items()]
-    lines = [f"`{result.get('command', '')}`", "",
-             markdown_table(["method", *(f"{s} ROUGE-L / EM" for s in splits), "train s"], table)]
+    table = [
+        [
+            name,
+            *(_cell(res[s]["mean"]) if s in res else "" for s in splits),
+            "" if train_s.get(name) is None else f"{train_s[name]:.0f}",
+        ]
+        for name, res in rows.items()
+    ]
+    lines = [
+        f"`{result.get('command', '')}`",
+        "",
+        markdown_table(["method", *(f"{s} ROUGE-L / EM" for s in splits), "train s"], table),
+    ]
     eff = result.get("efficiency")
     if eff and "ratio" in eff:
         ratio = eff["ratio"]
         a, b = ratio["of"]
-        lines += ["", f"Efficiency ({eff.get('instances')} answers over {eff.get('tasks', '?')} tasks): {a} / {b} "
-                      f"FLOPs {ratio['flops']:.3f}, wall time {ratio['wall']:.3f}."]
+        lines += [
+            "",
+            f"Efficiency ({eff.get('instances')} answers over {eff.get('tasks', '?')} tasks): {a} / {b} "
+            f"FLOPs {ratio['flops']:.3f}, wall time {ratio['wall']:.3f}.",
+        ]
         for k, r in ratio.get("amortized", {}).items():
-            lines.append(f"At {k} answers per task (set-up amortized): FLOPs {r['flops']:.3f}, wall time "
-                         f"{r['wall']:.3f}.")
+            lines.append(
+                f"At {k} answers per task (set-up amortized): FLOPs {r['flops']:.3f}, wall time {r['wall']:.3f}."
+            )
         if "answers_only" in ratio:
-            lines.append(f"Answers alone (adapters cached): FLOPs {ratio['answers_only']['flops']:.3f}, wall time "
-                         f"{ratio['answers_only']['wall']:.3f}.")
+            lines.append(
+                f"Answers alone (adapters cached): FLOPs {ratio['answers_only']['flops']:.3f}, wall time "
+                f"{ratio['answers_only']['wall']:.3f}."
+            )
     comp = result.get("comparisons")
     if comp and comp.get("rows"):
-        diffs = [[name, split, _interval(d["rougeL"]), _interval(d["em"]),
-                  f"{d['rougeL']['wins']} / {d['rougeL']['losses']} / {d['rougeL']['ties']}"]
-                 for name, splits_ in comp["rows"].items() for split, d in splits_.items()]
-        lines += ["", f"Paired differences from {comp['reference']} ({comp['method']}):", "",
-                  markdown_table(["method", "split", "Δ ROUGE-L [CI]", "Δ EM [CI]",
-                                  "tasks ahead / behind / equal (ROUGE-L)"], diffs)]
+        diffs = [
+            [
+                name,
+                split,
+                _interval(d["rougeL"]),
+                _interval(d["em"]),
+                f"{d['rougeL']['wins']} / {d['rougeL']['losses']} / {d['rougeL']['ties']}",
+            ]
+            for name, splits_ in comp["rows"].items()
+            for split, d in splits_.items()
+        ]
+        lines += [
+            "",
+            f"Paired differences from {comp['reference']} ({comp['method']}):",
+            "",
+            markdown_table(
+                ["method", "split", "Δ ROUGE-L [CI]", "Δ EM [CI]", "tasks ahead / behind / equal (ROUGE-L)"], diffs
+            ),
+        ]
     if result.get("row_commands"):
         lines += ["", "Rows and the commands that produced them:", ""]
         lines += [f"- {name}: `{cmd}`" for name, cmd in result["row_commands"].items()]

@@ -31,8 +31,15 @@ from hyperadapt.report.tables import markdown_table
 KEYS = ("rougeL", "em")
 
 
-def compare(logs: list[tuple[str, Path]], data: str, split: str, limit: int | None,
-            resamples: int = 10_000, seed: int = 0, metric_lang: str = "auto") -> dict:
+def compare(
+    logs: list[tuple[str, Path]],
+    data: str,
+    split: str,
+    limit: int | None,
+    resamples: int = 10_000,
+    seed: int = 0,
+    metric_lang: str = "auto",
+) -> dict:
     """Scores of each ``(label, answer log)`` on ``data``'s ``split`` (first ``limit`` instances per task)
     and, for every log after the first, its paired difference from the first (``minus_reference``: per key
     ``diff``, ``low``, ``high``, ``wins``, ``losses``, ``ties``, in ROUGE-L / EM points).
@@ -58,16 +65,23 @@ def compare(logs: list[tuple[str, Path]], data: str, split: str, limit: int | No
         except ValueError as err:
             if "has no answer for" not in str(err):
                 raise
-            raise UserError(f"{err}: are --data {data}, --split {split} and --limit {limit or 'all'} those of the "
-                             "evaluation that wrote it?") from err
+            raise UserError(
+                f"{err}: are --data {data}, --split {split} and --limit {limit or 'all'} those of the "
+                "evaluation that wrote it?"
+            ) from err
     reference = labels[0]
     out: dict = {"reference": reference, "logs": {}}
     for label, path in logs:
-        row = {"path": str(path), **aggregate(scored[label]), "by_category": by_category(scored[label]),
-               "tasks": scored[label]}
+        row = {
+            "path": str(path),
+            **aggregate(scored[label]),
+            "by_category": by_category(scored[label]),
+            "tasks": scored[label],
+        }
         if label != reference:
-            row["minus_reference"] = {key: paired_bootstrap(scored[label], scored[reference], key, resamples,
-                                                            seed=seed) for key in KEYS}
+            row["minus_reference"] = {
+                key: paired_bootstrap(scored[label], scored[reference], key, resamples, seed=seed) for key in KEYS
+            }
         out["logs"][label] = row
     return out
 
@@ -75,9 +89,13 @@ def compare(logs: list[tuple[str, Path]], data: str, split: str, limit: int | No
 def table(result: dict) -> str:
     """Markdown: one row per log, its scores and its difference from the reference with the interval."""
     ref = result["reference"]
-    lines = [f"`{result['command']}`", "",
-             f"{result['data']} [{result['split']}], first {result['limit'] or 'all'} instances per task; "
-             f"differences are paired against **{ref}**, 95 % bootstrap interval over tasks.", ""]
+    lines = [
+        f"`{result['command']}`",
+        "",
+        f"{result['data']} [{result['split']}], first {result['limit'] or 'all'} instances per task; "
+        f"differences are paired against **{ref}**, 95 % bootstrap interval over tasks.",
+        "",
+    ]
     rows = []
     for label, row in result["logs"].items():
         cells = ["(reference)", "", ""]
@@ -86,27 +104,44 @@ def table(result: dict) -> str:
             cells = [f"{d[k]['diff']:+.2f} [{d[k]['low']:+.2f}, {d[k]['high']:+.2f}]" for k in KEYS]
             cells.append(f"{d['rougeL']['wins']} / {d['rougeL']['losses']} / {d['rougeL']['ties']}")
         rows.append([label, row["n"], f"{row['rougeL']:.2f}", f"{row['em']:.2f}", *cells])
-    header = ["answers", "n", "ROUGE-L", "EM", "ROUGE-L − ref [95 % CI]", "EM − ref [95 % CI]",
-              "tasks ahead / behind / equal (ROUGE-L)"]
+    header = [
+        "answers",
+        "n",
+        "ROUGE-L",
+        "EM",
+        "ROUGE-L − ref [95 % CI]",
+        "EM − ref [95 % CI]",
+        "tasks ahead / behind / equal (ROUGE-L)",
+    ]
     return "\n".join([*lines, markdown_table(header, rows)]) + "\n"
 
 
 def compare_command(
     ctx: typer.Context,
-    logs: Annotated[list[str], typer.Argument(
-        help="answers (*.predictions.jsonl or *.answers.jsonl): PATH or LABEL=PATH (a PATH that exists is never "
-             "split at '='); the first is the reference", show_default=False)],
-    data: Annotated[str, typer.Option(help="the task data the answers belong to, as eval's --data")]
-        = "sni:../shared/data/sni",
+    logs: Annotated[
+        list[str],
+        typer.Argument(
+            help="answers (*.predictions.jsonl or *.answers.jsonl): PATH or LABEL=PATH (a PATH that exists is never "
+            "split at '='); the first is the reference",
+            show_default=False,
+        ),
+    ],
+    data: Annotated[
+        str, typer.Option(help="the task data the answers belong to, as eval's --data")
+    ] = "sni:../shared/data/sni",
     split: Annotated[str, typer.Option(help="the split that was evaluated")] = "test",
-    limit: Annotated[int | None, typer.Option(
-        min=1, help="the first N instances of each task, at most the evaluations' --limit (default: all)")] = None,
-    metric_lang: Annotated[str, typer.Option(help="ROUGE tokenizer, as eval's --metric-lang: auto, en or xlingual")]
-        = "auto",
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="the first N instances of each task, at most the evaluations' --limit (default: all)"),
+    ] = None,
+    metric_lang: Annotated[
+        str, typer.Option(help="ROUGE tokenizer, as eval's --metric-lang: auto, en or xlingual")
+    ] = "auto",
     resamples: Annotated[int, typer.Option(help="bootstrap resamples, at least 1000 (for a 95 % interval)")] = 10_000,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
-    out: Annotated[Path, typer.Option(help="results JSON (.json; a Markdown table beside it, .md)")]
-        = Path("results/compare.json"),
+    out: Annotated[Path, typer.Option(help="results JSON (.json; a Markdown table beside it, .md)")] = Path(
+        "results/compare.json"
+    ),
 ) -> None:
     """Score saved answers again and compare each with the first: paired differences with 95 % intervals.
 
@@ -126,26 +161,49 @@ def compare_command(
     if out.suffix != ".json":
         raise UserError(f"--out {out} must end in .json (the Markdown table is written beside it)")
     check_out_file(out, "--out")
-    pairs = [(spec, Path(spec)) if Path(spec).exists() or not (sep and label and path) else (label, Path(path))
-             for spec in logs for label, sep, path in [spec.partition("=")]]
+    pairs = [
+        (spec, Path(spec)) if Path(spec).exists() or not (sep and label and path) else (label, Path(path))
+        for spec in logs
+        for label, sep, path in [spec.partition("=")]
+    ]
     inputs = {p.resolve() for _, p in pairs}
-    inputs |= {p.resolve().with_name(p.name.removesuffix(".predictions.jsonl") + ".json")
-               for _, p in pairs if p.name.endswith(".predictions.jsonl")}  # the evaluation's own results
+    inputs |= {
+        p.resolve().with_name(p.name.removesuffix(".predictions.jsonl") + ".json")
+        for _, p in pairs
+        if p.name.endswith(".predictions.jsonl")
+    }  # the evaluation's own results
     if out.resolve() in inputs:
-        raise UserError(f"--out {out} would overwrite an input or the results of the evaluation that wrote it: "
-                        "choose another file")
+        raise UserError(
+            f"--out {out} would overwrite an input or the results of the evaluation that wrote it: choose another file"
+        )
     scores = compare(pairs, data, split, limit, resamples, seed, metric_lang)
-    result = {"data": data, "split": split, "limit": limit, "metric_lang": metric_lang, **scores,
-              "command": command("compare", ctx.obj)}
+    result = {
+        "data": data,
+        "split": split,
+        "limit": limit,
+        "metric_lang": metric_lang,
+        **scores,
+        "command": command("compare", ctx.obj),
+    }
     for label, row in result["logs"].items():
         line = f"{label}: ROUGE-L {row['rougeL']:.2f}, EM {row['em']:.2f} ({row['n']} answers, {row['n_tasks']} tasks)"
         if "minus_reference" in row:
             d = row["minus_reference"]
-            line += "; minus {}: ROUGE-L {:+.2f} [{:+.2f}, {:+.2f}], EM {:+.2f} [{:+.2f}, {:+.2f}]; ahead on {}, " \
-                    "behind on {}, equal on {} tasks (ROUGE-L)".format(
-                        result["reference"], d["rougeL"]["diff"], d["rougeL"]["low"], d["rougeL"]["high"],
-                        d["em"]["diff"], d["em"]["low"], d["em"]["high"], d["rougeL"]["wins"],
-                        d["rougeL"]["losses"], d["rougeL"]["ties"])
+            line += (
+                "; minus {}: ROUGE-L {:+.2f} [{:+.2f}, {:+.2f}], EM {:+.2f} [{:+.2f}, {:+.2f}]; ahead on {}, "
+                "behind on {}, equal on {} tasks (ROUGE-L)".format(
+                    result["reference"],
+                    d["rougeL"]["diff"],
+                    d["rougeL"]["low"],
+                    d["rougeL"]["high"],
+                    d["em"]["diff"],
+                    d["em"]["low"],
+                    d["em"]["high"],
+                    d["rougeL"]["wins"],
+                    d["rougeL"]["losses"],
+                    d["rougeL"]["ties"],
+                )
+            )
         print(line, flush=True)
     save_json(result, out)
     atomic_write_text(out.with_suffix(".md"), table(result))
@@ -158,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(compare_command)
-    status = typer.main.get_command(app).main(args, prog_name="hyperadapt bench compare", obj=args,
-                                              standalone_mode=False)
+    status = typer.main.get_command(app).main(
+        args, prog_name="hyperadapt bench compare", obj=args, standalone_mode=False
+    )
     return status if isinstance(status, int) else 0
 
 

@@ -34,8 +34,9 @@ ORDER = ["switchcit", "oracle", "sequential", "replay", "olora", "multitask"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = Parser(prog="hyperadapt bench continual", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(
+        prog="hyperadapt bench continual", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", default="configs/switch_synthetic.yaml", help="stream config (configs/switch_*.yaml)")
     add_set_option(p, "For every method.")
     p.add_argument("--methods", nargs="+", default=ORDER, choices=list(LEARNERS))
@@ -65,7 +66,8 @@ def summary_row(result: dict) -> dict:
         "routing_ms_per_example": switch.get("routing_ms_per_example"),
         "storage_bytes_per_task": sum(per_task.values()) / max(1, len(per_task)) if per_task else None,
         "router_bytes": result.get("storage", {}).get("router_bytes"),
-        "train_seconds": result["seconds"]["train"], "eval_seconds": result["seconds"]["eval"],
+        "train_seconds": result["seconds"]["train"],
+        "eval_seconds": result["seconds"]["eval"],
     }
 
 
@@ -80,17 +82,46 @@ def _auroc(value: float | None) -> str:
 
 
 def summary_table(summary: dict) -> str:
-    lines = [f"Stream `{summary['stream']}` ({summary['metric']}), {len(summary['tasks'])} tasks; "
-             f"{summary['budget']}; base model zero-shot mean {summary['zero_shot_mean']:.1f}", ""]
+    lines = [
+        f"Stream `{summary['stream']}` ({summary['metric']}), {len(summary['tasks'])} tasks; "
+        f"{summary['budget']}; base model zero-shot mean {summary['zero_shot_mean']:.1f}",
+        "",
+    ]
     rows = []
     for name, m in summary["methods"].items():
         kib = None if m["storage_bytes_per_task"] is None else m["storage_bytes_per_task"] / 1024
-        rows.append([name, _fmt(m["AP"]), _fmt(m["BWT"]), _fmt(m["Forgetting"]), _fmt(m["FWT"]),
-                     _fmt(m["switch_accuracy_mean_final"]), _fmt(m["reject_rate_seen_final"], True),
-                     _fmt(m["reject_rate_unseen"], True), _auroc(m.get("reject_auroc")),
-                     _fmt(m["routing_ms_per_example"]), _fmt(kib), _fmt(m["train_seconds"]), _fmt(m["eval_seconds"])])
-    header = ["method", "AP", "BWT", "Forgetting", "FWT", "switch acc. (final)", "reject seen", "reject unseen",
-              "reject AUROC", "routing ms/ex", "KiB/task", "train s", "eval s"]
+        rows.append(
+            [
+                name,
+                _fmt(m["AP"]),
+                _fmt(m["BWT"]),
+                _fmt(m["Forgetting"]),
+                _fmt(m["FWT"]),
+                _fmt(m["switch_accuracy_mean_final"]),
+                _fmt(m["reject_rate_seen_final"], True),
+                _fmt(m["reject_rate_unseen"], True),
+                _auroc(m.get("reject_auroc")),
+                _fmt(m["routing_ms_per_example"]),
+                _fmt(kib),
+                _fmt(m["train_seconds"]),
+                _fmt(m["eval_seconds"]),
+            ]
+        )
+    header = [
+        "method",
+        "AP",
+        "BWT",
+        "Forgetting",
+        "FWT",
+        "switch acc. (final)",
+        "reject seen",
+        "reject unseen",
+        "reject AUROC",
+        "routing ms/ex",
+        "KiB/task",
+        "train s",
+        "eval s",
+    ]
     return "\n".join([*lines, markdown_table(header, rows)]) + "\n"
 
 
@@ -101,16 +132,26 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(SwitchConfig, args.config, args.set)
     out = check_out_dir(args.out, "--out")
     model_and_tokenizer = load_base_model(cfg.model)
-    summary: dict = {"config": args.config, "overrides": args.set, "stream": cfg.stream, "metric": cfg.eval.metric,
-                     "budget": f"{cfg.train.steps} steps × batch {cfg.train.batch_size} per task, "
-                               f"LoRA rank {cfg.lora.rank} on {', '.join(cfg.lora.target_modules)}, "
-                               f"first {cfg.eval.limit} test instances per task, prompts within "
-                               f"{cfg.eval.max_prompt_tokens or 'context'} tokens (training "
-                               f"{cfg.train.max_length}), at most {cfg.eval.max_new_tokens} new tokens",
-                     "unseen": cfg.unseen, "calibrate_on": cfg.router.calibrate_on,
-                     "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
-                                 "threads": torch.get_num_threads(), "platform": platform.platform()},
-                     "methods": {}}
+    summary: dict = {
+        "config": args.config,
+        "overrides": args.set,
+        "stream": cfg.stream,
+        "metric": cfg.eval.metric,
+        "budget": f"{cfg.train.steps} steps × batch {cfg.train.batch_size} per task, "
+        f"LoRA rank {cfg.lora.rank} on {', '.join(cfg.lora.target_modules)}, "
+        f"first {cfg.eval.limit} test instances per task, prompts within "
+        f"{cfg.eval.max_prompt_tokens or 'context'} tokens (training "
+        f"{cfg.train.max_length}), at most {cfg.eval.max_new_tokens} new tokens",
+        "unseen": cfg.unseen,
+        "calibrate_on": cfg.router.calibrate_on,
+        "machine": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+        },
+        "methods": {},
+    }
     first: Path | None = None  # the first run (SwitchCIT's, when it runs): every later run is seeded from it
     for method in [m for m in ORDER if m in args.methods]:
         run_dir = out / method
@@ -119,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         summary["zero_shot_mean"] = sum(result["zero_shot"]) / len(result["zero_shot"])
         summary["methods"][method] = summary_row(result)
         first = first or run_dir
-        print(f"{method}: AP {_fmt(result['metrics']['AP'])}, forgetting {_fmt(result['metrics']['Forgetting'])}",
-              flush=True)
+        print(
+            f"{method}: AP {_fmt(result['metrics']['AP'])}, forgetting {_fmt(result['metrics']['Forgetting'])}",
+            flush=True,
+        )
     save_json(summary, out / "summary.json")
     atomic_write_text(out / "summary.md", summary_table(summary))
     try:

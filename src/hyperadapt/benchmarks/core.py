@@ -44,8 +44,12 @@ LIMITS = {  # name: (case, reference, batch key, most allowed ratio or least all
     "loop_vs_distinct_r8_qv": ("peft_loop_r8_qv", "ours_distinct_r8_qv", "32", 5.0),
     "bank16_step_vs_peft_step": ("bank_step_r8_qv", "peft_step_r8_qv", "train", 1.3),
     "gated_vs_mlp": ("gated_beta_BTI", "mlp", "32", 1.15),
-    "answer_head_step_vs_full_head_step": ("peft_answer_step_answer_head_r8_qv", "peft_answer_step_full_head_r8_qv",
-                                           "train", 1.0),
+    "answer_head_step_vs_full_head_step": (
+        "peft_answer_step_answer_head_r8_qv",
+        "peft_answer_step_full_head_r8_qv",
+        "train",
+        1.0,
+    ),
 }
 
 
@@ -203,8 +207,9 @@ def _peft_merge(peft_model) -> None:
     peft_model.merge_adapter()
 
 
-def train_cases(model, peft_model, ids: torch.Tensor, teachers: int, extras: bool,
-                answer_tokens: int = 32) -> dict[str, Case]:
+def train_cases(
+    model, peft_model, ids: torch.Tensor, teachers: int, extras: bool, answer_tokens: int = 32
+) -> dict[str, Case]:
     """One optimiser step: a bank of ``teachers`` adapters on a mixed batch, one PEFT LoRA, and with
     ``extras`` the bank with one adapter for the whole batch (all rank 8 on q, v; AdamW). Then the PEFT step
     on a prompt-and-answer batch (the loss on the last ``answer_tokens`` tokens only, as every method trains)
@@ -329,8 +334,9 @@ class BenchConfig:
     out: str | None = "results/bench_core.json"
 
 
-def run(config: BenchConfig | None = None, log: Callable[[str], None] = print,
-        argv: Sequence[str] | None = None) -> dict:
+def run(
+    config: BenchConfig | None = None, log: Callable[[str], None] = print, argv: Sequence[str] | None = None
+) -> dict:
     """Run the whole benchmark; returns the results dict (and writes it as JSON to ``config.out``); ``argv``,
     the options it was given (default ``sys.argv[1:]``), goes into the recorded command."""
     cfg = config or BenchConfig()
@@ -388,15 +394,25 @@ def markdown(results: dict) -> str:
     sizes = list(fwd)
     batches = [f"B={b}" for b in sizes]
     tables = [
-        markdown_table([f"forward, seq {results['setup']['seq']}", *batches],
-                       [[case, *(_cell(fwd[b][case], "vs_plain") for b in sizes)] for case in fwd[sizes[0]]]),
-        markdown_table(["gated SwiGLU, layer-0 MLP", *batches],
-                       [[case, *(_cell(gating[b][case], "vs_mlp") for b in sizes)] for case in gating[sizes[0]]]),
-        markdown_table([f"training step, batch {results['setup']['train_batch']}", "time"],
-                       [[case, _cell(row, "vs_peft_step_r8_qv")] for case, row in results["train_step"].items()]),
-        markdown_table(["target", "measured", "limit", "met"],
-                       [[t["target"], f"{t['ratio']:.2f}×", f"{t['limit']}×", "yes" if t["met"] else "no"]
-                        for t in results["targets"]]),
+        markdown_table(
+            [f"forward, seq {results['setup']['seq']}", *batches],
+            [[case, *(_cell(fwd[b][case], "vs_plain") for b in sizes)] for case in fwd[sizes[0]]],
+        ),
+        markdown_table(
+            ["gated SwiGLU, layer-0 MLP", *batches],
+            [[case, *(_cell(gating[b][case], "vs_mlp") for b in sizes)] for case in gating[sizes[0]]],
+        ),
+        markdown_table(
+            [f"training step, batch {results['setup']['train_batch']}", "time"],
+            [[case, _cell(row, "vs_peft_step_r8_qv")] for case, row in results["train_step"].items()],
+        ),
+        markdown_table(
+            ["target", "measured", "limit", "met"],
+            [
+                [t["target"], f"{t['ratio']:.2f}×", f"{t['limit']}×", "yes" if t["met"] else "no"]
+                for t in results["targets"]
+            ],
+        ),
     ]
     return "\n\n".join(tables)
 
@@ -413,8 +429,12 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     p.add_argument("--loop-repeats", type=int, default=2, help="rounds for the loop-over-examples baseline")
     p.add_argument("--train-repeats", type=int, default=3, help="rounds for the training steps")
     p.add_argument("--train-batch", type=int, default=16)
-    p.add_argument("--answer-tokens", type=int, default=32,
-                   help="answer length of the prompt-and-answer training steps (full vs answer-only LM head)")
+    p.add_argument(
+        "--answer-tokens",
+        type=int,
+        default=32,
+        help="answer length of the prompt-and-answer training steps (full vs answer-only LM head)",
+    )
     p.add_argument("--teachers", type=int, default=16)
     p.add_argument("--extras", action="store_true", help="also PEFT's mixed-batch forward and a one-adapter step")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

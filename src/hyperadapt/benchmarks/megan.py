@@ -58,24 +58,34 @@ WIDE = ("seen", "unseen_paraphrase")  # 34 tasks each: evaluated on --seen-limit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = Parser(prog="hyperadapt bench megan", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="hyperadapt bench megan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=300, help="training steps (batch 8) of every trained method")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     add_set_option(p, "Overrides of both MeGan configs.")
-    p.add_argument("--data", default="synthetic",
-                   help="training and evaluation data (synthetic, sni:PATH); the configs are the synthetic ones "
-                        "with `data` replaced: for SNI also pass --splits test and, for MeGan, --set "
-                        "condition_max_tokens=64 train.max_length=384 (as configs/megan_sni.yaml)")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="training and evaluation data (synthetic, sni:PATH); the configs are the synthetic ones "
+        "with `data` replaced: for SNI also pass --splits test and, for MeGan, --set "
+        "condition_max_tokens=64 train.max_length=384 (as configs/megan_sni.yaml)",
+    )
     p.add_argument("--splits", nargs="+", default=SPLITS)
     p.add_argument("--limit", type=int, default=20, help="instances per task to evaluate (0: all)")
     p.add_argument("--seen-limit", type=int, default=5, help="instances per task on seen / unseen_paraphrase")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=None,
-                   help="train.max_length of every trained method (SNI-CPU v1: 384); default: each config's")
-    p.add_argument("--max-prompt-tokens", type=int, default=None,
-                   help="evaluation prompt budget (the one truncation rule); default: the model's context")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="train.max_length of every trained method (SNI-CPU v1: 384); default: each config's",
+    )
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=None,
+        help="evaluation prompt budget (the one truncation rule); default: the model's context",
+    )
     p.add_argument("--tagi-run", default=None, help="also evaluate this trained TAGI run")
     p.add_argument("--plots", default=None, help="write MeGan's β plot and cost report into this folder")
     p.add_argument("--runs", default="runs/bench_megan", help="where the trained runs go (resumable)")
@@ -123,14 +133,27 @@ def main(argv: list[str] | None = None) -> dict:
     configs = {name: method_config(name, args) for name in names if name in CONFIGS}
     limit = 2 if args.quick else (args.limit or None)
     seen_limit = 2 if args.quick else (args.seen_limit or None)
-    ecfg = {s: EvalConfig(limit=seen_limit if s in WIDE else limit, batch_size=args.batch_size,
-                          max_new_tokens=args.max_new_tokens, max_prompt_tokens=args.max_prompt_tokens)
-            for s in args.splits}
+    ecfg = {
+        s: EvalConfig(
+            limit=seen_limit if s in WIDE else limit,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            max_prompt_tokens=args.max_prompt_tokens,
+        )
+        for s in args.splits
+    }
     splits = {s: load_tasks(args.data, s) for s in args.splits}
     runs, started = Path(args.runs), time.perf_counter()
-    result: dict = {"command": command("megan", argv),
-                    "eval": {s: to_dict(c) for s, c in ecfg.items()}, "host": platform.node(),
-                    "threads": torch.get_num_threads(), "configs": {}, "results": {}, "train_s": {}, "info": {}}
+    result: dict = {
+        "command": command("megan", argv),
+        "eval": {s: to_dict(c) for s, c in ecfg.items()},
+        "host": platform.node(),
+        "threads": torch.get_num_threads(),
+        "configs": {},
+        "results": {},
+        "train_s": {},
+        "info": {},
+    }
     plotted = next((m for m in names if m.startswith("megan")), None) if args.plots else None
     for name in names:
         t0 = time.perf_counter()

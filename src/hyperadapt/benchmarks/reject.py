@@ -47,8 +47,9 @@ TARGET = {"auroc": 0.95, "unseen_rejected": 0.80, "seen_rejected": 0.05}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = Parser(prog="hyperadapt bench reject", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(
+        prog="hyperadapt bench reject", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", default="configs/switch_sni.yaml", help="stream config (configs/switch_*.yaml)")
     add_set_option(p, "The stream, the switch and the unseen tasks.")
     p.add_argument("--encoders", nargs="+", default=["sentence"], choices=ENCODERS)
@@ -57,8 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--banks", nargs="+", type=int, default=[0, 200], help="router.reject_bank values")
     p.add_argument("--calibrations", nargs="+", type=int, default=[20, 100], help="router.calibration values")
     p.add_argument("--calibrate-per", nargs="+", default=list(CALIBRATIONS), choices=CALIBRATIONS)
-    p.add_argument("--quantiles", nargs="+", type=float, default=None,
-                   help="router.reject_quantile values (default: the config's)")
+    p.add_argument(
+        "--quantiles", nargs="+", type=float, default=None, help="router.reject_quantile values (default: the config's)"
+    )
     p.add_argument("--ap-from", default=None, help="an oracle run's results.json on the same stream: AP estimates")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", default="results/reject", help="folder for reject.json, reject.md and the features")
@@ -68,17 +70,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def rules(cfg: SwitchConfig, args: argparse.Namespace, encoder: str) -> list:
     """Every router config of the grid for ``encoder`` (knn once per k; the other scores once)."""
     out = []
-    grid = itertools.product(args.banks, args.calibrations, args.confidences, args.calibrate_per,
-                             args.quantiles or [cfg.router.reject_quantile])
+    grid = itertools.product(
+        args.banks,
+        args.calibrations,
+        args.confidences,
+        args.calibrate_per,
+        args.quantiles or [cfg.router.reject_quantile],
+    )
     for bank, calibration, confidence, per, quantile in grid:
         for k in args.knn_k if confidence == "knn" else [1]:
-            out.append(replace(cfg.router, encoder=encoder, reject_bank=bank, calibration=calibration,
-                               confidence=confidence, knn_k=k, calibrate_per=per, reject_quantile=quantile))
+            out.append(
+                replace(
+                    cfg.router,
+                    encoder=encoder,
+                    reject_bank=bank,
+                    calibration=calibration,
+                    confidence=confidence,
+                    knn_k=k,
+                    calibrate_per=per,
+                    reject_quantile=quantile,
+                )
+            )
     return out
 
 
-def judge(cfg: SwitchConfig, tasks, seen: torch.Tensor, seen_task: torch.Tensor, unseen: torch.Tensor,
-          encode, ap_from: dict | None) -> dict:
+def judge(
+    cfg: SwitchConfig,
+    tasks,
+    seen: torch.Tensor,
+    seen_task: torch.Tensor,
+    unseen: torch.Tensor,
+    encode,
+    ap_from: dict | None,
+) -> dict:
     """Build the final switch of the stream under ``cfg.router`` and judge its reject option."""
     buffer, bank_texts, bank_labels = RetentionBuffer(), [], []
     for k, task in enumerate(tasks):
@@ -86,39 +110,53 @@ def judge(cfg: SwitchConfig, tasks, seen: torch.Tensor, seen_task: torch.Tensor,
         bank_texts += texts
         bank_labels += [label] * len(texts)
     bank = (encode(bank_texts), torch.tensor(bank_labels)) if cfg.router.reject_bank else None
-    router, stats = train_router(buffer, encode(buffer.texts), encode(buffer.calib_texts), cfg.router,
-                                 cfg.seed + len(tasks) - 1, bank)
-    out = {"rule": reject_rule(cfg.router), "router": asdict(cfg.router), **reject_stats(router, seen, unseen),
-           "calibration_reject_rate": stats["calibration_reject_rate"],
-           "switch_accuracy": sum(c == int(t) for c, t in zip(router.route(seen).choice, seen_task, strict=True))
-           / len(seen_task), "kept_features": len(router.keys)}
+    router, stats = train_router(
+        buffer, encode(buffer.texts), encode(buffer.calib_texts), cfg.router, cfg.seed + len(tasks) - 1, bank
+    )
+    out = {
+        "rule": reject_rule(cfg.router),
+        "router": asdict(cfg.router),
+        **reject_stats(router, seen, unseen),
+        "calibration_reject_rate": stats["calibration_reject_rate"],
+        "switch_accuracy": sum(c == int(t) for c, t in zip(router.route(seen).choice, seen_task, strict=True))
+        / len(seen_task),
+        "kept_features": len(router.keys),
+    }
     rejected = torch.tensor(router.route(seen).rejected, dtype=torch.float)  # [N]
     share = [float(rejected[seen_task == i].mean()) for i in range(len(tasks))]
     out["seen_rejected_per_task"] = dict(zip([t.name for t in tasks], share, strict=True))
     if ap_from is not None:
         oracle, zero = ap_from["matrix"][-1], ap_from["zero_shot"]
         out["ap_estimate"] = sum((1 - r) * o + r * z for r, o, z in zip(share, oracle, zero, strict=True)) / len(share)
-    out["meets_target"] = (out["reject_auroc"] is not None and out["reject_auroc"] >= TARGET["auroc"]
-                           and out["unseen_reject_rate"] >= TARGET["unseen_rejected"]
-                           and out["reject_rate_seen"] <= TARGET["seen_rejected"])
+    out["meets_target"] = (
+        out["reject_auroc"] is not None
+        and out["reject_auroc"] >= TARGET["auroc"]
+        and out["unseen_reject_rate"] >= TARGET["unseen_rejected"]
+        and out["reject_rate_seen"] <= TARGET["seen_rejected"]
+    )
     return out
 
 
 def table(result: dict) -> str:
     has_ap = any("ap_estimate" in r for r in result["rules"])
-    lines = [f"Stream `{result['stream']}`: {result['n_seen']} held-out seen inputs ({result['n_tasks']} tasks) "
-             f"against {result['n_unseen']} inputs of {result['n_unseen_tasks']} unseen tasks; thresholds from "
-             f"the `{result['calibrate_on']}` split. Target: AUROC >= {TARGET['auroc']}, >= "
-             f"{100 * TARGET['unseen_rejected']:.0f} % of unseen rejected at <= {100 * TARGET['seen_rejected']:.0f} "
-             "% of seen rejected.", "",
-             "| rule (encoder/score/calibration/kept/calib. inputs/quantile) | AUROC | seen rejected | "
-             "unseen rejected | switch acc. |" + (" AP estimate |" if has_ap else "") + " target |",
-             "|---" * (6 + has_ap) + "|"]
+    lines = [
+        f"Stream `{result['stream']}`: {result['n_seen']} held-out seen inputs ({result['n_tasks']} tasks) "
+        f"against {result['n_unseen']} inputs of {result['n_unseen_tasks']} unseen tasks; thresholds from "
+        f"the `{result['calibrate_on']}` split. Target: AUROC >= {TARGET['auroc']}, >= "
+        f"{100 * TARGET['unseen_rejected']:.0f} % of unseen rejected at <= {100 * TARGET['seen_rejected']:.0f} "
+        "% of seen rejected.",
+        "",
+        "| rule (encoder/score/calibration/kept/calib. inputs/quantile) | AUROC | seen rejected | "
+        "unseen rejected | switch acc. |" + (" AP estimate |" if has_ap else "") + " target |",
+        "|---" * (6 + has_ap) + "|",
+    ]
     for r in result["rules"]:
         ap = f" {r['ap_estimate']:.1f} |" if has_ap else ""
-        lines.append(f"| {r['rule']} | {r['reject_auroc']:.3f} | {100 * r['reject_rate_seen']:.1f} % | "
-                     f"{100 * r['unseen_reject_rate']:.1f} % | {100 * r['switch_accuracy']:.1f} % |{ap} "
-                     f"{'yes' if r['meets_target'] else 'no'} |")
+        lines.append(
+            f"| {r['rule']} | {r['reject_auroc']:.3f} | {100 * r['reject_rate_seen']:.1f} % | "
+            f"{100 * r['unseen_reject_rate']:.1f} % | {100 * r['switch_accuracy']:.1f} % |{ap} "
+            f"{'yes' if r['meets_target'] else 'no'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -137,12 +175,28 @@ def main(argv: list[str] | None = None) -> int:
     seen_task = torch.tensor([k for k, t in enumerate(tasks) for _ in t.test.head(cfg.eval.limit).instances])
     ap_from = load_json(args.ap_from, "oracle results") if args.ap_from else None
     model_and_tokenizer = None
-    result = {"command": command("reject", argv), "config": args.config, "overrides": args.set,
-              "stream": cfg.stream, "seed": cfg.seed, "unseen": cfg.unseen, "calibrate_on": cfg.router.calibrate_on,
-              "n_tasks": len(tasks), "n_seen": len(seen_texts), "n_unseen": len(unseen_texts),
-              "n_unseen_tasks": len(unseen_tasks), "target": TARGET, "ap_from": args.ap_from,
-              "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
-                          "threads": torch.get_num_threads(), "platform": platform.platform()}, "rules": []}
+    result = {
+        "command": command("reject", argv),
+        "config": args.config,
+        "overrides": args.set,
+        "stream": cfg.stream,
+        "seed": cfg.seed,
+        "unseen": cfg.unseen,
+        "calibrate_on": cfg.router.calibrate_on,
+        "n_tasks": len(tasks),
+        "n_seen": len(seen_texts),
+        "n_unseen": len(unseen_texts),
+        "n_unseen_tasks": len(unseen_tasks),
+        "target": TARGET,
+        "ap_from": args.ap_from,
+        "machine": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+        },
+        "rules": [],
+    }
     for name in args.encoders:
         if name != "sentence" and model_and_tokenizer is None:
             from hyperadapt.models import load_base_model
@@ -169,8 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         for router in rules(cfg, args, name):
             row = judge(replace(cfg, router=router), tasks, seen, seen_task, unseen, encode, ap_from)
             result["rules"].append(row)
-            print(f"{row['rule']}: AUROC {row['reject_auroc']:.3f}, seen {100 * row['reject_rate_seen']:.1f} %, "
-                  f"unseen {100 * row['unseen_reject_rate']:.1f} %", flush=True)
+            print(
+                f"{row['rule']}: AUROC {row['reject_auroc']:.3f}, seen {100 * row['reject_rate_seen']:.1f} %, "
+                f"unseen {100 * row['unseen_reject_rate']:.1f} %",
+                flush=True,
+            )
     result["seconds"] = time.time() - start
     save_json(result, out / "reject.json")
     atomic_write_text(out / "reject.md", table(result))

@@ -51,16 +51,51 @@ from hyperadapt.methods.tagi.train import Context, finetune_loss
 from hyperadapt.training import IGNORE, Loss, answer_loss
 
 SHAPES = {  # Llama-family shapes from the models' published config.json files
-    "135m": {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
-             "num_key_value_heads": 3, "vocab_size": 49152, "tie_word_embeddings": True},  # SmolLM2-135M
-    "360m": {"hidden_size": 960, "intermediate_size": 2560, "num_hidden_layers": 32, "num_attention_heads": 15,
-             "num_key_value_heads": 5, "vocab_size": 49152, "tie_word_embeddings": True},  # SmolLM2-360M
-    "1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
-           "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": True},  # Llama-3.2-1B
-    "8b": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
-           "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": False},  # Llama-3-8B
-    "70b": {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80, "num_attention_heads": 64,
-            "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": False},  # Llama-3-70B
+    "135m": {
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "vocab_size": 49152,
+        "tie_word_embeddings": True,
+    },  # SmolLM2-135M
+    "360m": {
+        "hidden_size": 960,
+        "intermediate_size": 2560,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 15,
+        "num_key_value_heads": 5,
+        "vocab_size": 49152,
+        "tie_word_embeddings": True,
+    },  # SmolLM2-360M
+    "1b": {
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "tie_word_embeddings": True,
+    },  # Llama-3.2-1B
+    "8b": {
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "tie_word_embeddings": False,
+    },  # Llama-3-8B
+    "70b": {
+        "hidden_size": 8192,
+        "intermediate_size": 28672,
+        "num_hidden_layers": 80,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "tie_word_embeddings": False,
+    },  # Llama-3-70B
 }
 TEACHERS = 8  # teacher adapters in the bank (one per example of a batch of 8)
 
@@ -85,8 +120,9 @@ class ScaleConfig:
         if unknown:
             raise ValueError(f"unknown sizes {unknown}: choose from {list(SHAPES)}")
         if len(set(self.depths)) < 2 or min(self.depths) < 1:
-            raise ValueError(f"--depths needs two different layer counts >= 1 to solve cost = fixed + L·per_layer, "
-                             f"got {self.depths}")
+            raise ValueError(
+                f"--depths needs two different layer counts >= 1 to solve cost = fixed + L·per_layer, got {self.depths}"
+            )
         if not 0 < self.answer_tokens < self.seq:
             raise ValueError(f"--answer-tokens must be in 1..{self.seq - 1}, got {self.answer_tokens}")
         if self.repeats < 1:
@@ -97,8 +133,13 @@ def build_model(size: str, layers: int, device: torch.device) -> torch.nn.Module
     """A frozen random-weight model of ``size``'s shape with ``layers`` decoder layers (fp32 on the CPU,
     bf16 on CUDA)."""
     shape = {**SHAPES[size], "num_hidden_layers": layers}
-    config = LlamaConfig(**shape, head_dim=shape["hidden_size"] // shape["num_attention_heads"],
-                         max_position_embeddings=8192, rope_theta=100000.0, hidden_act="silu")
+    config = LlamaConfig(
+        **shape,
+        head_dim=shape["hidden_size"] // shape["num_attention_heads"],
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        hidden_act="silu",
+    )
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
@@ -135,8 +176,14 @@ def generate_fn(model, cfg: ScaleConfig, vocab: int, device: torch.device, condi
     @torch.no_grad()
     def generate() -> None:
         with condition():
-            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=cfg.gen_tokens,
-                           min_new_tokens=cfg.gen_tokens, do_sample=False, pad_token_id=0)
+            model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=cfg.gen_tokens,
+                min_new_tokens=cfg.gen_tokens,
+                do_sample=False,
+                pad_token_id=0,
+            )
 
     return generate
 
@@ -168,8 +215,13 @@ def measure(fn: Callable[[], None], repeats: int, meter: Meter, model: torch.nn.
         cpu.append(time.process_time() - started_cpu)
         wall.append(time.perf_counter() - started)
     times = wall if meter.device.type == "cuda" else cpu
-    return {"seconds": statistics.median(times), "times_s": times, "wall_s": wall, "peak_mib": peak / 2**20,
-            "saved_mib": sum(saved.values()) / 2**20}
+    return {
+        "seconds": statistics.median(times),
+        "times_s": times,
+        "wall_s": wall,
+        "peak_mib": peak / 2**20,
+        "saved_mib": sum(saved.values()) / 2**20,
+    }
 
 
 def measure_depth(size: str, layers: int, cfg: ScaleConfig, device: torch.device, log) -> dict:
@@ -185,9 +237,11 @@ def measure_depth(size: str, layers: int, cfg: ScaleConfig, device: torch.device
         out[name] = measure(fn, cfg.repeats, meter, model)
         if trainable is not None:
             out[name]["trainable"] = trainable
-        log(f"  {size} L={layers} {name}: {out[name]['seconds']:.2f} s, peak {out[name]['peak_mib']:.0f} MiB, "
+        log(
+            f"  {size} L={layers} {name}: {out[name]['seconds']:.2f} s, peak {out[name]['peak_mib']:.0f} MiB, "
             f"saved {out[name]['saved_mib']:.0f} MiB"
-            f"({time.perf_counter() - started:.0f} s)")
+            f"({time.perf_counter() - started:.0f} s)"
+        )
 
     run("generate_plain", generate_fn(model, cfg, vocab, device, torch.no_grad))
 
@@ -209,15 +263,24 @@ def measure_depth(size: str, layers: int, cfg: ScaleConfig, device: torch.device
     teachers = Teachers(bank, [f"task{i}" for i in range(TEACHERS)], "task")
     ctx = Context(tcfg, model, None, [], hypernet, None, Path("."))
     index = torch.arange(cfg.batch, device=device)
-    tagi_batch = {**batch, **{f"teacher_{k}": v for k, v in batch.items()},
-                  "vectors": torch.randn(cfg.batch, model.config.hidden_size, device=device),
-                  "instruction_index": index, "teacher": index % TEACHERS}
+    tagi_batch = {
+        **batch,
+        **{f"teacher_{k}": v for k, v in batch.items()},
+        "vectors": torch.randn(cfg.batch, model.config.hidden_size, device=device),
+        "instruction_index": index,
+        "teacher": index % TEACHERS,
+    }
     hyper_params = list(hypernet.parameters())
-    run("train_tagi", step_fn(lambda: finetune_loss(ctx, teachers, tagi_batch)[0], hyper_params),
-        sum(p.numel() for p in hyper_params))
+    run(
+        "train_tagi",
+        step_fn(lambda: finetune_loss(ctx, teachers, tagi_batch)[0], hyper_params),
+        sum(p.numel() for p in hyper_params),
+    )
     vectors = tagi_batch["vectors"]
-    run("generate_tagi", generate_fn(model, cfg, vocab, device,
-                                     lambda: conditioned(model, lora=hypernet(vectors, index))))
+    run(
+        "generate_tagi",
+        generate_fn(model, cfg, vocab, device, lambda: conditioned(model, lora=hypernet(vectors, index))),
+    )
     remove(model)
 
     mcfg = MeganConfig()
@@ -226,8 +289,11 @@ def measure_depth(size: str, layers: int, cfg: ScaleConfig, device: torch.device
     cond_ids = torch.randint(3, vocab, (cfg.batch, mcfg.condition_max_tokens), device=device)
     megan_batch = {**batch, "condition_ids": cond_ids, "condition_mask": torch.ones_like(cond_ids, dtype=torch.bool)}
     hyper.train()
-    run("train_megan", step_fn(lambda: megan_loss(model, hyper, megan_batch, mcfg.l1_weight), list(hyper.parameters())),
-        hyper.num_parameters())
+    run(
+        "train_megan",
+        step_fn(lambda: megan_loss(model, hyper, megan_batch, mcfg.l1_weight), list(hyper.parameters())),
+        hyper.num_parameters(),
+    )
     hyper.eval()
     cond = embed_condition_ids(model, cond_ids, megan_batch["condition_mask"])
     run("generate_megan", generate_fn(model, cfg, vocab, device, lambda: conditioned(model, beta=hyper.beta_fn(cond))))
@@ -267,8 +333,9 @@ def summary(full: dict, cfg: ScaleConfig) -> dict:
         "peak_mib": {m: full[f"train_{m}"]["peak_mib"]["full"] for m in ("lora", "tagi", "megan")},
         "saved_mib": {m: full[f"train_{m}"]["saved_mib"]["full"] for m in ("lora", "tagi", "megan")},
         "trainable": {m: round(full[f"train_{m}"]["trainable"]["full"]) for m in ("lora", "tagi", "megan")},
-        "generate_tokens_per_s": {m: tokens / full[f"generate_{m}"]["seconds"]["full"]
-                                  for m in ("plain", "tagi", "megan")},
+        "generate_tokens_per_s": {
+            m: tokens / full[f"generate_{m}"]["seconds"]["full"] for m in ("plain", "tagi", "megan")
+        },
         "base_parameters": round(full["base_parameters"]),
     }
 
@@ -278,17 +345,30 @@ def run(cfg: ScaleConfig, log: Callable[[str], None] = print, argv: Sequence[str
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    result: dict = {"command": command("scale", argv), "config": asdict(cfg), "device": str(device),
-                    "torch": torch.__version__, "platform": platform.platform(), "threads": torch.get_num_threads(),
-                    "memory": Meter(device).method, "sizes": {}}
+    result: dict = {
+        "command": command("scale", argv),
+        "config": asdict(cfg),
+        "device": str(device),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "memory": Meter(device).method,
+        "sizes": {},
+    }
     for size in cfg.sizes:
         started = time.perf_counter()
         depths = {d: measure_depth(size, d, cfg, device, log) for d in cfg.depths}
         layers = SHAPES[size]["num_hidden_layers"]
         full = solve(depths, layers)
-        entry = {"layers": layers, "tokens": cfg.batch * cfg.seq, "answer_tokens": cfg.batch * cfg.answer_tokens,
-                 "batch": [cfg.batch, cfg.seq, cfg.answer_tokens], "depths": depths, "extrapolated": full,
-                 "summary": summary(full, cfg)}
+        entry = {
+            "layers": layers,
+            "tokens": cfg.batch * cfg.seq,
+            "answer_tokens": cfg.batch * cfg.answer_tokens,
+            "batch": [cfg.batch, cfg.seq, cfg.answer_tokens],
+            "depths": depths,
+            "extrapolated": full,
+            "summary": summary(full, cfg),
+        }
         if size in cfg.full_depth:
             measured = measure_depth(size, layers, cfg, device, log)
             entry["measured_full_depth"] = measured
@@ -311,17 +391,26 @@ def trainable_counts(size: str) -> dict[str, int]:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
         lcfg, tcfg = MultiTaskLoraConfig(), TagiConfig()
-        lora = sum(lcfg.rank * (m.in_features + m.out_features)
-                   for m in target_linears(model, lcfg.target_modules).values())
-        teacher = sum(tcfg.teachers.rank * (m.in_features + m.out_features)
-                      for m in target_linears(model, tcfg.target_modules).values())
+        lora = sum(
+            lcfg.rank * (m.in_features + m.out_features) for m in target_linears(model, lcfg.target_modules).values()
+        )
+        teacher = sum(
+            tcfg.teachers.rank * (m.in_features + m.out_features)
+            for m in target_linears(model, tcfg.target_modules).values()
+        )
         inject(model, tcfg.target_modules, gating=True)
         tagi = sum(p.numel() for p in build_hypernet(tcfg, model, shape["hidden_size"]).parameters())
         megan = build_hypernetwork(MeganConfig(), model).num_parameters()
         base = sum(p.numel() for p in model.parameters())
     embed = shape["vocab_size"] * shape["hidden_size"] * (1 if shape["tie_word_embeddings"] else 2)
-    return {"base": base, "embed_and_head": embed, "lora": lora, "tagi": tagi, "megan": megan,
-            "teacher_adapter": teacher}
+    return {
+        "base": base,
+        "embed_and_head": embed,
+        "lora": lora,
+        "tagi": tagi,
+        "megan": megan,
+        "teacher_adapter": teacher,
+    }
 
 
 def activation_fit(result: dict, method: str) -> tuple[float, float]:
@@ -332,13 +421,15 @@ def activation_fit(result: dict, method: str) -> tuple[float, float]:
         shape = SHAPES[size]
         rows.append([shape["hidden_size"], shape["intermediate_size"]])
         targets.append(entry["extrapolated"][f"train_{method}"]["saved_mib"]["per_layer"] * 2**20 / entry["tokens"])
-    solution = torch.linalg.lstsq(torch.tensor(rows, dtype=torch.float64),
-                                  torch.tensor(targets, dtype=torch.float64)[:, None]).solution
+    solution = torch.linalg.lstsq(
+        torch.tensor(rows, dtype=torch.float64), torch.tensor(targets, dtype=torch.float64)[:, None]
+    ).solution
     return float(solution[0]), float(solution[1])
 
 
-def plan(result: dict, sizes: Sequence[str] = ("8b", "70b"), batch: int = 8, seq: int = 384,
-         answer_tokens: int = 32) -> dict:
+def plan(
+    result: dict, sizes: Sequence[str] = ("8b", "70b"), batch: int = 8, seq: int = 384, answer_tokens: int = 32
+) -> dict:
     """Memory per GPU of a training step of each method on ``sizes`` with ``batch`` × ``seq`` tokens per GPU
     (``answer_tokens`` of each the answer), for one process, DDP and FSDP on 8 × 80 GB, with and without
     activation checkpointing (GB = 1e9 bytes).
@@ -356,11 +447,19 @@ def plan(result: dict, sizes: Sequence[str] = ("8b", "70b"), batch: int = 8, seq
     llama_vocab = [s for s in result["sizes"] if SHAPES[s]["vocab_size"] == 128256]
     reference = (llama_vocab or list(result["sizes"]))[-1]
     ref = result["sizes"][reference]
-    out: dict = {"tokens_per_gpu": tokens, "answer_tokens_per_gpu": answers, "gpus": PLAN_GPUS,
-                 "gpu_gb": PLAN_GPU_GB, "fixed_from": reference, "fit": {}, "models": {}}
+    out: dict = {
+        "tokens_per_gpu": tokens,
+        "answer_tokens_per_gpu": answers,
+        "gpus": PLAN_GPUS,
+        "gpu_gb": PLAN_GPU_GB,
+        "fixed_from": reference,
+        "fit": {},
+        "models": {},
+    }
     for method in ("lora", "tagi", "megan"):
-        out["fit"][method] = dict(zip(("bytes_per_hidden", "bytes_per_intermediate"), activation_fit(result, method),
-                                      strict=True))
+        out["fit"][method] = dict(
+            zip(("bytes_per_hidden", "bytes_per_intermediate"), activation_fit(result, method), strict=True)
+        )
     for size in sizes:
         shape, counts = SHAPES[size], trainable_counts(size)
         layers, hidden = shape["num_hidden_layers"], shape["hidden_size"]
@@ -377,41 +476,60 @@ def plan(result: dict, sizes: Sequence[str] = ("8b", "70b"), batch: int = 8, seq
             trainable = counts[method] * 16 / GB
             if method == "tagi":
                 trainable += TEACHERS * counts["teacher_adapter"] * 4 / GB  # the frozen teachers, fp32
-            activations = {"all layers": per_layer * layers,
-                           "checkpointed": tokens * hidden * 2 * layers / GB + per_layer}
-            row = {"weights_gb": weights, "trainable_gb": trainable, "activation_per_layer_gb": per_layer,
-                   "fixed_gb": fixed}
+            activations = {
+                "all layers": per_layer * layers,
+                "checkpointed": tokens * hidden * 2 * layers / GB + per_layer,
+            }
+            row = {
+                "weights_gb": weights,
+                "trainable_gb": trainable,
+                "activation_per_layer_gb": per_layer,
+                "fixed_gb": fixed,
+            }
             for mode, act in activations.items():
                 one = weights + trainable + act + fixed
                 fsdp = (weights - whole) / PLAN_GPUS + 2 * layer_weights + whole + trainable + act + fixed
-                row[mode] = {"activations_gb": act, "one_process_gb": one, "ddp_gb": one, "fsdp_gb": fsdp,
-                             "fits": {"one_process": one <= PLAN_GPU_GB, "fsdp": fsdp <= PLAN_GPU_GB}}
+                row[mode] = {
+                    "activations_gb": act,
+                    "one_process_gb": one,
+                    "ddp_gb": one,
+                    "fsdp_gb": fsdp,
+                    "fits": {"one_process": one <= PLAN_GPU_GB, "fsdp": fsdp <= PLAN_GPU_GB},
+                }
             rows[method] = row
         out["models"][size] = {"parameters": counts, "layers": layers, "methods": rows}
     return out
 
 
 def plan_markdown(p: dict) -> str:
-    lines = [f"{p['tokens_per_gpu']} tokens per GPU, {p['gpus']} × {p['gpu_gb']:.0f} GB (GB = 1e9 B); "
-             "one process and DDP hold the same per GPU.", "",
-             "| model | method | weights | trainable (+ Adam) | activations / layer | one process / DDP | "
-             "FSDP | one process / DDP, ckpt | FSDP, ckpt |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{p['tokens_per_gpu']} tokens per GPU, {p['gpus']} × {p['gpu_gb']:.0f} GB (GB = 1e9 B); "
+        "one process and DDP hold the same per GPU.",
+        "",
+        "| model | method | weights | trainable (+ Adam) | activations / layer | one process / DDP | "
+        "FSDP | one process / DDP, ckpt | FSDP, ckpt |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for size, model in p["models"].items():
         for method, r in model["methods"].items():
             lines.append(
                 f"| {size} | {method} | {r['weights_gb']:.1f} | {r['trainable_gb']:.2f} | "
                 f"{r['activation_per_layer_gb']:.2f} | {r['all layers']['one_process_gb']:.0f} | "
                 f"{r['all layers']['fsdp_gb']:.0f} | {r['checkpointed']['one_process_gb']:.0f} | "
-                f"{r['checkpointed']['fsdp_gb']:.0f} |")
+                f"{r['checkpointed']['fsdp_gb']:.0f} |"
+            )
     return "\n".join(lines)
 
 
 def markdown(result: dict) -> str:
-    lines = [f"`{result['command']}` ({result['device']}, {result['threads']} thread(s))", "",
-             "| size | base params | batch × seq (answer) | step s: LoRA / TAGI / MeGan | × LoRA: TAGI / MeGan "
-             "| peak MiB: LoRA / TAGI / MeGan | saved MiB: LoRA / TAGI / MeGan | trainable: LoRA / TAGI / MeGan "
-             "| gen tok/s: plain / TAGI / MeGan |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{result['command']}` ({result['device']}, {result['threads']} thread(s))",
+        "",
+        "| size | base params | batch × seq (answer) | step s: LoRA / TAGI / MeGan | × LoRA: TAGI / MeGan "
+        "| peak MiB: LoRA / TAGI / MeGan | saved MiB: LoRA / TAGI / MeGan | trainable: LoRA / TAGI / MeGan "
+        "| gen tok/s: plain / TAGI / MeGan |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     trio = ("lora", "tagi", "megan")
     for size, entry in result["sizes"].items():
         s = entry["summary"]
@@ -422,8 +540,10 @@ def markdown(result: dict) -> str:
         trainable = " / ".join(f"{s['trainable'][m] / 1e6:.2f} M" for m in trio)
         gen = " / ".join(f"{v:.1f}" for v in s["generate_tokens_per_s"].values())
         ratios = f"{s['step_vs_lora']['tagi']:.2f} / {s['step_vs_lora']['megan']:.2f}"
-        lines.append(f"| {size} | {s['base_parameters'] / 1e6:.0f} M | {b} × {t} ({a}) | {steps} | {ratios} | {peaks} "
-                     f"| {saved} | {trainable} | {gen} |")
+        lines.append(
+            f"| {size} | {s['base_parameters'] / 1e6:.0f} M | {b} × {t} ({a}) | {steps} | {ratios} | {peaks} "
+            f"| {saved} | {trainable} | {gen} |"
+        )
     return "\n".join(lines)
 
 

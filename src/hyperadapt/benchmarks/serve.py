@@ -56,8 +56,7 @@ PROMPTS = ["the answer is", "a b c d", "Write the numbers 1 2 3", "is 4 even"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = Parser(prog="hyperadapt bench serve", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="hyperadapt bench serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="tiny (built in code), default, a HF id or a folder")
     p.add_argument("--requests", type=int, default=128, help="requests per throughput phase")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (and distinct conditions, mixed)")
@@ -90,8 +89,9 @@ def load_model(name: str):
 
 def hypernet_method(model, tok):
     """TAGI's hypernetwork with random B heads (an untrained one would give ΔW = 0 and hide the cost)."""
-    return random_tagi_method(model, tok, rank=8, hidden=256, blocks=2, std=0.02, max_instruction_tokens=32,
-                              run="benchmark")
+    return random_tagi_method(
+        model, tok, rank=8, hidden=256, blocks=2, std=0.02, max_instruction_tokens=32, run="benchmark"
+    )
 
 
 def condition(i: int) -> str:
@@ -110,6 +110,7 @@ async def _load(url: str, bodies: list[dict], clients: int) -> dict:
     latencies: list[float] = []
     queue = list(reversed(bodies))
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+
         async def worker() -> int:
             tokens = 0
             while queue:
@@ -120,15 +121,29 @@ async def _load(url: str, bodies: list[dict], clients: int) -> dict:
         tokens = sum(await asyncio.gather(*(worker() for _ in range(clients))))
         wall = time.perf_counter() - start
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return {"requests": len(bodies), "clients": clients, "seconds": round(wall, 3),
-            "requests_per_s": round(len(bodies) / wall, 3), "tokens_per_s": round(tokens / wall, 2),
-            "p50_s": round(statistics.median(latencies), 4), "p99_s": round(q[98], 4)}
+    return {
+        "requests": len(bodies),
+        "clients": clients,
+        "seconds": round(wall, 3),
+        "requests_per_s": round(len(bodies) / wall, 3),
+        "tokens_per_s": round(tokens / wall, 2),
+        "p50_s": round(statistics.median(latencies), 4),
+        "p99_s": round(q[98], 4),
+    }
 
 
 def bodies(n: int, conditions: list[str], max_tokens: int) -> list[dict]:
     # "stop": [] and an end-of-turn-free prompt: the tiny models rarely stop early; the count is reported anyway
-    return [{"model": "tagi", "prompt": PROMPTS[i % len(PROMPTS)], "condition": conditions[i % len(conditions)],
-             "max_tokens": max_tokens, "temperature": 0} for i in range(n)]
+    return [
+        {
+            "model": "tagi",
+            "prompt": PROMPTS[i % len(PROMPTS)],
+            "condition": conditions[i % len(conditions)],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        }
+        for i in range(n)
+    ]
 
 
 def serve(model_and_tokenizer, methods: dict, **cfg) -> tuple[RunningServer, object]:
@@ -156,14 +171,21 @@ def current_rss_mb() -> float:
 def throughput_phases(args, mt, method) -> dict:
     out = {}
     mixed_conditions = [condition(i) for i in range(args.clients)]
-    running, _ = serve(mt, {"tagi": method}, max_batch=max(args.clients, args.batch, max(args.distinct)), gather_ms=5.0,
-                       max_tokens=args.max_tokens)
+    running, _ = serve(
+        mt,
+        {"tagi": method},
+        max_batch=max(args.clients, args.batch, max(args.distinct)),
+        gather_ms=5.0,
+        max_tokens=args.max_tokens,
+    )
     try:
         warm(running.url, [*mixed_conditions, condition(10_000 + 0)])
-        out["mixed"] = asyncio.run(_load(running.url, bodies(args.requests, mixed_conditions, args.max_tokens),
-                                         args.clients))
-        out["single"] = asyncio.run(_load(running.url, bodies(args.requests, [condition(10_000)], args.max_tokens),
-                                          args.clients))
+        out["mixed"] = asyncio.run(
+            _load(running.url, bodies(args.requests, mixed_conditions, args.max_tokens), args.clients)
+        )
+        out["single"] = asyncio.run(
+            _load(running.url, bodies(args.requests, [condition(10_000)], args.max_tokens), args.clients)
+        )
         out["distinct"] = {}
         for k in args.distinct:
             conds = [condition(20_000 + i) for i in range(k)]
@@ -174,8 +196,9 @@ def throughput_phases(args, mt, method) -> dict:
         running.stop()
     running, _ = serve(mt, {"tagi": method}, max_batch=1, gather_ms=0.0, max_tokens=args.max_tokens)
     try:
-        out["sequential"] = asyncio.run(_load(running.url, bodies(args.requests, mixed_conditions, args.max_tokens),
-                                              args.clients))
+        out["sequential"] = asyncio.run(
+            _load(running.url, bodies(args.requests, mixed_conditions, args.max_tokens), args.clients)
+        )
     finally:
         running.stop()
     out["mixed_vs_single"] = round(out["mixed"]["tokens_per_s"] / out["single"]["tokens_per_s"], 3)
@@ -186,16 +209,28 @@ def throughput_phases(args, mt, method) -> dict:
 
 SOAK_CONDITIONS = 64  # the soak's conditions, all cached before its memory is measured
 SOAK_BAD = [  # (body changes, the status they must get)
-    ({"seed": 2**64}, 400), ({"temperature": 1e-45}, 200), ({"top_p": 0}, 400), ({"best_of": 3}, 400),
-    ({"logit_bias": {"5": 9}}, 400), ({"max_token": 3}, 400), ({"prompt": ["a"] * 65}, 400),
-    ({"stop": ["\ud800"]}, 400), ({"condition": "Add \ud800"}, 400), ({"logprobs": 2}, 200), ({"echo": True}, 200),
+    ({"seed": 2**64}, 400),
+    ({"temperature": 1e-45}, 200),
+    ({"top_p": 0}, 400),
+    ({"best_of": 3}, 400),
+    ({"logit_bias": {"5": 9}}, 400),
+    ({"max_token": 3}, 400),
+    ({"prompt": ["a"] * 65}, 400),
+    ({"stop": ["\ud800"]}, 400),
+    ({"condition": "Add \ud800"}, 400),
+    ({"logprobs": 2}, 200),
+    ({"echo": True}, 200),
 ]
 
 
 def soak_body(rng: random.Random, models: list[str], max_tokens: int) -> dict:
     model = rng.choice(models)
-    body = {"model": model, "prompt": rng.choice(PROMPTS), "max_tokens": rng.randint(1, max_tokens),
-            "temperature": rng.choice([0, 0.7])}
+    body = {
+        "model": model,
+        "prompt": rng.choice(PROMPTS),
+        "max_tokens": rng.randint(1, max_tokens),
+        "temperature": rng.choice([0, 0.7]),
+    }
     if model != "base":
         body["condition"] = condition(rng.randrange(SOAK_CONDITIONS))
     return body
@@ -211,14 +246,19 @@ async def _soak_one(client: httpx.AsyncClient, rng: random.Random, models: list[
     timeout = rng.uniform(0.05, 1.0) if leave else 300.0
     try:
         if stream:
-            async with client.stream("POST", "/v1/completions", json={**body, "stream": True},
-                                     timeout=timeout) as r:
+            async with client.stream("POST", "/v1/completions", json={**body, "stream": True}, timeout=timeout) as r:
                 status = r.status_code
                 async for _ in r.aiter_lines():
                     pass
         else:
-            status = (await client.post("/v1/completions", content=json.dumps(body), timeout=timeout,
-                                        headers={"content-type": "application/json"})).status_code
+            status = (
+                await client.post(
+                    "/v1/completions",
+                    content=json.dumps(body),
+                    timeout=timeout,
+                    headers={"content-type": "application/json"},
+                )
+            ).status_code
     except httpx.TimeoutException:
         tally["left" if leave else "never_ended"] += 1
         return
@@ -233,6 +273,7 @@ async def _soak(url: str, models: list[str], args, seconds: float) -> dict:
     tally = {"status": {}, "5xx": 0, "never_ended": 0, "left": 0, "unexpected": []}
     deadline = time.perf_counter() + seconds
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+
         async def worker(seed: int) -> int:
             rng, n = random.Random(seed), 0
             while time.perf_counter() < deadline:
@@ -260,11 +301,15 @@ def soak_phase(args, mt, methods: dict) -> dict:
         deadline = time.monotonic() + 60
         while (server.metrics.active or server.metrics.waiting) and time.monotonic() < deadline:
             time.sleep(0.1)
-        out |= {"seconds": round(wall, 1), "still_active": server.metrics.active + server.metrics.waiting,
-                "rss_mb_before": round(rss0, 1),
-                "rss_mb_after": round(current_rss_mb(), 1), "cancelled_total": server.metrics.cancelled,
-                "condition_cache_mb_before": round(cache0 / 2**20, 1),
-                "condition_cache_mb_after": round(server.cache.bytes / 2**20, 1)}
+        out |= {
+            "seconds": round(wall, 1),
+            "still_active": server.metrics.active + server.metrics.waiting,
+            "rss_mb_before": round(rss0, 1),
+            "rss_mb_after": round(current_rss_mb(), 1),
+            "cancelled_total": server.metrics.cancelled,
+            "condition_cache_mb_before": round(cache0 / 2**20, 1),
+            "condition_cache_mb_after": round(server.cache.bytes / 2**20, 1),
+        }
         out["never_ended"] += out["still_active"]
         out["rss_growth_mb"] = round(out["rss_mb_after"] - out["rss_mb_before"], 1)
     finally:
@@ -285,18 +330,24 @@ def cached_phase(args, method) -> dict:
             vectors = torch.randn(min(256, n - lo), net.input_dim)
             factors = net.factors(vectors)  # {path: ([k, r, in], [k, out, r])}
             for j in range(vectors.shape[0]):
-                cache.put(("tagi", lo + j), fold({p: (a[j : j + 1].clone(), b[j : j + 1].clone())
-                                                  for p, (a, b) in factors.items()}, net.scale))
+                cache.put(
+                    ("tagi", lo + j),
+                    fold({p: (a[j : j + 1].clone(), b[j : j + 1].clone()) for p, (a, b) in factors.items()}, net.scale),
+                )
         build = time.perf_counter() - start
         start = time.perf_counter()
         for i in range(1000):
             cache.get(("tagi", (i * 7919) % n))
         lookup_us = (time.perf_counter() - start) / 1000 * 1e6
         per = cache.bytes / n
-        out[str(n)] = {"bytes_per_adapter": int(per), "total_mb": round(cache.bytes / 2**20, 1),
-                       "generate_s": round(build, 3), "lookup_us": round(lookup_us, 2),
-                       "max_rss_growth_mb": round(rss_mb() - rss0, 1),
-                       "fit_in_512mb": int(512 * 2**20 // per)}
+        out[str(n)] = {
+            "bytes_per_adapter": int(per),
+            "total_mb": round(cache.bytes / 2**20, 1),
+            "generate_s": round(build, 3),
+            "lookup_us": round(lookup_us, 2),
+            "max_rss_growth_mb": round(rss_mb() - rss0, 1),
+            "fit_in_512mb": int(512 * 2**20 // per),
+        }
         del cache
     return out
 
@@ -308,9 +359,13 @@ def main(argv: list[str] | None = None) -> dict:
     mt = load_model(args.model)
     methods = {name: Run.open(path).load(mt) for name, path in map(parse_named, args.run)}
     method = next(iter(methods.values())) if methods else hypernet_method(*mt)
-    result = {"model": args.model, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "platform": platform.platform(), "torch_threads": torch.get_num_threads(),
-              **throughput_phases(args, mt, method)}
+    result = {
+        "model": args.model,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        **throughput_phases(args, mt, method),
+    }
     if hasattr(method, "hypernet"):  # a TAGI-style method: what one adapter and a full cache cost
         one = fold(method.hypernet.factors(method.vectors([condition(0)])), method.hypernet.scale)
         result |= {"adapter_bytes": tensor_bytes(one), "cached": cached_phase(args, method)}
@@ -318,9 +373,24 @@ def main(argv: list[str] | None = None) -> dict:
         result["soak"] = soak_phase(args, mt, methods or {"tagi": method})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("mixed", "single", "sequential", "mixed_vs_single",
-                                             "mixed_vs_single_requests", "mixed_vs_sequential", "soak")
-                      if k in result}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "mixed",
+                    "single",
+                    "sequential",
+                    "mixed_vs_single",
+                    "mixed_vs_single_requests",
+                    "mixed_vs_sequential",
+                    "soak",
+                )
+                if k in result
+            },
+            indent=1,
+        )
+    )
     return result
 
 

@@ -34,8 +34,9 @@ def mean_cosine(vectors) -> float:
     return float(sims[~torch.eye(n, dtype=torch.bool)].mean())
 
 
-def measure(run: Path, data: str, splits: list[str], tasks: int | None, prompts: int = 8,
-            max_prompt_tokens: int = 384) -> dict:
+def measure(
+    run: Path, data: str, splits: list[str], tasks: int | None, prompts: int = 8, max_prompt_tokens: int = 384
+) -> dict:
     """``{"method": ..., split: spread + n_tasks (+ mean_cosine for TAGI)}`` of the hypernetwork in ``run``.
     Raises ``ValueError`` for a run of another method or a split with fewer than 2 tasks."""
     from hyperadapt.data import load_tasks
@@ -54,19 +55,26 @@ def measure(run: Path, data: str, splits: list[str], tasks: int | None, prompts:
         if len(chosen) < 2:
             raise UserError(f"{data} [{split}] has {len(chosen)} task(s): the spread needs at least 2")
         if kind == "megan":
-            texts = [build_prompt(method.tokenizer, t, t.instances[0], method.setting, max_tokens=max_prompt_tokens)
-                     for t in chosen[:prompts]]
+            texts = [
+                build_prompt(method.tokenizer, t, t.instances[0], method.setting, max_tokens=max_prompt_tokens)
+                for t in chosen[:prompts]
+            ]
             out[split] = {**method.spread([t.instruction for t in chosen], texts), "n_tasks": len(chosen)}
             continue
         vectors = method.vectors([instruction_text(t, method.cfg.setting) for t in chosen])  # [N, D]
-        out[split] = {**method.hypernet.spread(vectors), "mean_cosine": mean_cosine(vectors),
-                      "n_tasks": len(chosen), "encoder": method.cfg.encoder}
+        out[split] = {
+            **method.hypernet.spread(vectors),
+            "mean_cosine": mean_cosine(vectors),
+            "n_tasks": len(chosen),
+            "encoder": method.cfg.encoder,
+        }
     return out
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = Parser(prog="hyperadapt bench spread", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(
+        prog="hyperadapt bench spread", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("runs", nargs="+", help="TAGI, Hypter or MeGan runs or released checkpoints: PATH or LABEL=PATH")
     ap.add_argument("--data", default="sni:../shared/data/sni", help="task data whose instructions are read")
     ap.add_argument("--splits", nargs="+", default=["train", "test"])
@@ -80,23 +88,33 @@ def main(argv: list[str] | None = None) -> dict:
     if args.prompts < 1 or args.max_prompt_tokens < 1:
         ap.error(f"--prompts and --max-prompt-tokens must be at least 1, got {args.prompts}, {args.max_prompt_tokens}")
     check_out_file(args.out, "--out")
-    named = [(label, Path(path)) if sep else (spec, Path(spec))
-             for spec in args.runs for label, sep, path in [spec.partition("=")]]
+    named = [
+        (label, Path(path)) if sep else (spec, Path(spec))
+        for spec in args.runs
+        for label, sep, path in [spec.partition("=")]
+    ]
     result: dict = {"data": args.data, "splits": args.splits, "runs": {}, "command": command("spread", argv)}
     for label, run in named:
-        result["runs"][label] = {"path": str(run), **measure(run, args.data, args.splits, args.tasks, args.prompts,
-                                                                  args.max_prompt_tokens)}
+        result["runs"][label] = {
+            "path": str(run),
+            **measure(run, args.data, args.splits, args.tasks, args.prompts, args.max_prompt_tokens),
+        }
         for split in args.splits:
             s = result["runs"][label][split]
             if result["runs"][label]["method"] == "megan":
-                print(f"{label} [{split}, {s['n']} conditions × {s['prompts']} prompts]: β − 1 {s['deviation']:.4f} "
-                      f"(RMS), condition-dependent {s['condition']:.4f} ({100 * s['condition_share']:.2f} %)",
-                      flush=True)
+                print(
+                    f"{label} [{split}, {s['n']} conditions × {s['prompts']} prompts]: β − 1 {s['deviation']:.4f} "
+                    f"(RMS), condition-dependent {s['condition']:.4f} ({100 * s['condition_share']:.2f} %)",
+                    flush=True,
+                )
                 continue
-            print(f"{label} [{split}, {s['n_tasks']} tasks]: |ΔW| shared {s['shared']:.4f}, generated "
-                  f"{s['generated']:.4f}, instruction-dependent {s['instruction']:.4f} "
-                  f"({100 * s['instruction_share']:.2f} % of the adapter); instruction vectors' mean cosine "
-                  f"{s['mean_cosine']:.3f} ({s['encoder']} encoder)", flush=True)
+            print(
+                f"{label} [{split}, {s['n_tasks']} tasks]: |ΔW| shared {s['shared']:.4f}, generated "
+                f"{s['generated']:.4f}, instruction-dependent {s['instruction']:.4f} "
+                f"({100 * s['instruction_share']:.2f} % of the adapter); instruction vectors' mean cosine "
+                f"{s['mean_cosine']:.3f} ({s['encoder']} encoder)",
+                flush=True,
+            )
         save_json(result, args.out)
     return result
 

@@ -56,40 +56,71 @@ ABLATIONS = {
 }
 MAIN_ROWS = {"tagi-no-fusion"}  # a variant scored on --limit like TAGI, not on --ablation-limit
 METHODS = ["zero-shot", "multitask-lora", "hypter", "tagi", *ABLATIONS]
-QUICK = ["train.steps=4", "teachers.train.steps=4", "pretrain.train.steps=4", "train.save_every=0",
-         "teachers.train.save_every=0", "pretrain.train.save_every=0"]
+QUICK = [
+    "train.steps=4",
+    "teachers.train.steps=4",
+    "pretrain.train.steps=4",
+    "train.save_every=0",
+    "teachers.train.save_every=0",
+    "pretrain.train.save_every=0",
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = Parser(prog="hyperadapt bench tagi", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="hyperadapt bench tagi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/tagi.yaml", help="TAGI config; the baselines use its budget")
     add_set_option(p, "Overrides of the TAGI config.")
     p.add_argument("--eval-splits", nargs="+", default=["unseen"])
     p.add_argument("--limit", type=int, default=20, help="instances per task to evaluate (0: all)")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--no-sensitivity", action="store_true")
-    p.add_argument("--collect", nargs="+", default=None, metavar="RESULT.json[=LABEL]",
-                   help="merge the results of earlier runs of this benchmark (rows, sensitivity, efficiency, train "
-                        "times, each row's command) into --out, its .md table and its .png bars; trains and evaluates "
-                        "nothing. RESULT.json=LABEL names that file's rows 'ROW (LABEL)', to keep two variants of "
-                        "one method apart (otherwise a later file's row replaces an earlier one's)")
-    p.add_argument("--no-eval", action="store_true",
-                   help="train or load the methods but skip their evaluations (e.g. for the efficiency rows alone)")
+    p.add_argument(
+        "--collect",
+        nargs="+",
+        default=None,
+        metavar="RESULT.json[=LABEL]",
+        help="merge the results of earlier runs of this benchmark (rows, sensitivity, efficiency, train "
+        "times, each row's command) into --out, its .md table and its .png bars; trains and evaluates "
+        "nothing. RESULT.json=LABEL names that file's rows 'ROW (LABEL)', to keep two variants of "
+        "one method apart (otherwise a later file's row replaces an earlier one's)",
+    )
+    p.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="train or load the methods but skip their evaluations (e.g. for the efficiency rows alone)",
+    )
     p.add_argument("--efficiency-instances", type=int, default=100, help="0 skips the efficiency measurement")
-    p.add_argument("--efficiency-per-task", type=int, nargs="+", default=[20], metavar="K",
-                   help="also report the efficiency with each task's set-up (adapter generation) amortized over K "
-                        "answers per task (the SNI evaluation answers 20 per task)")
-    p.add_argument("--ablation-limit", type=int, default=None,
-                   help="instances per task for the ablations (not TAGI without fusion, a main row) and the "
-                        "sensitivity rows (default: --limit)")
-    p.add_argument("--budget", choices=["total", "stage2"], default="total",
-                   help="total: the multi-task LoRA and Hypter train on as many examples as TAGI's teachers, "
-                        "stage 1 and stage 2 together (SNI-CPU v1); stage2: on TAGI's stage-2 steps only")
+    p.add_argument(
+        "--efficiency-per-task",
+        type=int,
+        nargs="+",
+        default=[20],
+        metavar="K",
+        help="also report the efficiency with each task's set-up (adapter generation) amortized over K "
+        "answers per task (the SNI evaluation answers 20 per task)",
+    )
+    p.add_argument(
+        "--ablation-limit",
+        type=int,
+        default=None,
+        help="instances per task for the ablations (not TAGI without fusion, a main row) and the "
+        "sensitivity rows (default: --limit)",
+    )
+    p.add_argument(
+        "--budget",
+        choices=["total", "stage2"],
+        default="total",
+        help="total: the multi-task LoRA and Hypter train on as many examples as TAGI's teachers, "
+        "stage 1 and stage 2 together (SNI-CPU v1); stage2: on TAGI's stage-2 steps only",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--max-prompt-tokens", type=int, default=None,
-                   help="evaluation prompt budget (the one truncation rule); default: the model's context")
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=None,
+        help="evaluation prompt budget (the one truncation rule); default: the model's context",
+    )
     p.add_argument("--runs", default="runs/bench_tagi", help="where the trained runs go (resumable)")
     p.add_argument("--out", default="results/tagi.json")
     p.add_argument("--quick", action="store_true", help="4 steps per stage, 2 instances per task: a smoke run")
@@ -120,6 +151,7 @@ def tagi_examples(cfg: TagiConfig) -> dict[str, int]:
     Reused teachers (``teachers.path``) count too: this TAGI distils from them, so the baselines' equal
     budget includes them. Their own ``teachers.json`` says how they were trained; where it is missing or
     silent, ``teachers.train`` stands in."""
+
     def n(t) -> int:
         return t.steps * t.batch_size * t.grad_accum
 
@@ -129,8 +161,11 @@ def tagi_examples(cfg: TagiConfig) -> dict[str, int]:
         saved = load_json(record, "teachers file").get("train")
         if isinstance(saved, dict):
             teachers = from_dict(type(cfg.teachers.train), saved)
-    out = {"teachers": n(teachers),
-           "stage1": n(cfg.pretrain.train) if cfg.pretrain.enabled else 0, "stage2": n(cfg.train)}
+    out = {
+        "teachers": n(teachers),
+        "stage1": n(cfg.pretrain.train) if cfg.pretrain.enabled else 0,
+        "stage2": n(cfg.train),
+    }
     return {**out, "total": sum(out.values())}
 
 
@@ -148,9 +183,16 @@ def train_method(name: str, cfg: TagiConfig, runs: Path, budget: str = "stage2")
     if name == "zero-shot":
         return zero_shot(cfg.model, cfg.setting, model_and_tokenizer=fresh(cfg))
     if name == "multitask-lora":
-        mcfg = MultiTaskLoraConfig(model=cfg.model, data=cfg.data, split=cfg.split, setting=cfg.setting, rank=cfg.rank,
-                                   alpha=cfg.alpha, target_modules=list(cfg.target_modules),
-                                   train=baseline_train(cfg, budget))
+        mcfg = MultiTaskLoraConfig(
+            model=cfg.model,
+            data=cfg.data,
+            split=cfg.split,
+            setting=cfg.setting,
+            rank=cfg.rank,
+            alpha=cfg.alpha,
+            target_modules=list(cfg.target_modules),
+            train=baseline_train(cfg, budget),
+        )
         return train_multitask_lora(mcfg, runs / name, model_and_tokenizer=fresh(cfg))
     if name == "hypter":
         hcfg = replace(hypter_config(cfg), train=baseline_train(cfg, budget))
@@ -215,26 +257,35 @@ def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig, per_t
         queries = make_queries(method, chosen, method.setting, None, prompt_budget(method.model, ecfg, chosen))
         reset = getattr(method, "clear_cache", None)
         cold = _cost(method, queries, ecfg, "efficiency", reset)  # every task's adapter generated in each pass
-        row = {**cold, "prompt_tokens": sum(len(prompt_ids(method.tokenizer, q.prompt))
-                                             for q in queries)}
+        row = {**cold, "prompt_tokens": sum(len(prompt_ids(method.tokenizer, q.prompt)) for q in queries)}
         warm = cold
         if reset is not None:  # the answers again, every adapter already generated and cached
             warm = _cost(method, queries, ecfg, "efficiency (cached)")
         setup = {k: max(0.0, cold[k] - warm[k]) for k in ("wall_s", "flops")}
-        row.update({f"answer_{k}": warm[k] for k in ("wall_s", "flops")},
-                   **{f"setup_{k}": v for k, v in setup.items()})
-        row["amortized"] = {str(k): {m: warm[m] + setup[m] / len(chosen) * instances / k for m in ("wall_s", "flops")}
-                            for k in per_task}
+        row.update({f"answer_{k}": warm[k] for k in ("wall_s", "flops")}, **{f"setup_{k}": v for k, v in setup.items()})
+        row["amortized"] = {
+            str(k): {m: warm[m] + setup[m] / len(chosen) * instances / k for m in ("wall_s", "flops")} for k in per_task
+        }
         out[name] = row
     names = list(methods)
     if len(names) == 2:
         a, b = (out[k] for k in names)
-        out["ratio"] = {"flops": a["flops"] / b["flops"], "wall": a["wall_s"] / b["wall_s"], "of": names,
-                        "answers_only": {"flops": a["answer_flops"] / b["answer_flops"],
-                                         "wall": a["answer_wall_s"] / b["answer_wall_s"]},
-                        "amortized": {k: {"flops": a["amortized"][k]["flops"] / b["amortized"][k]["flops"],
-                                          "wall": a["amortized"][k]["wall_s"] / b["amortized"][k]["wall_s"]}
-                                      for k in a["amortized"]}}
+        out["ratio"] = {
+            "flops": a["flops"] / b["flops"],
+            "wall": a["wall_s"] / b["wall_s"],
+            "of": names,
+            "answers_only": {
+                "flops": a["answer_flops"] / b["answer_flops"],
+                "wall": a["answer_wall_s"] / b["answer_wall_s"],
+            },
+            "amortized": {
+                k: {
+                    "flops": a["amortized"][k]["flops"] / b["amortized"][k]["flops"],
+                    "wall": a["amortized"][k]["wall_s"] / b["amortized"][k]["wall_s"],
+                }
+                for k in a["amortized"]
+            },
+        }
     return out
 
 
@@ -285,7 +336,8 @@ def comparisons(result: dict, reference: str = "multitask-lora") -> dict | None:
                 continue
             try:
                 out["rows"].setdefault(name, {})[split] = {
-                    key: paired_bootstrap(scored["tasks"], base["tasks"], key) for key in ("rougeL", "em")}
+                    key: paired_bootstrap(scored["tasks"], base["tasks"], key) for key in ("rougeL", "em")
+                }
             except ValueError:  # other instances (e.g. an ablation row on fewer per task): no paired test
                 continue
     return out
@@ -326,18 +378,31 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = [*args.set, *(QUICK if args.quick else [])]
     cfg = load_config(TagiConfig, args.config, overrides)
     limit = 2 if args.quick else (args.limit or None)
-    ecfg = EvalConfig(limit=limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                      max_prompt_tokens=args.max_prompt_tokens)
+    ecfg = EvalConfig(
+        limit=limit,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        max_prompt_tokens=args.max_prompt_tokens,
+    )
     small = replace(ecfg, limit=args.ablation_limit) if args.ablation_limit and not args.quick else ecfg
     runs, started = Path(args.runs), time.perf_counter()
     answers = runs / "answers"  # every evaluation logs its answers here and resumes from them
     splits = {s: load_tasks(cfg.data, s) for s in args.eval_splits}
-    result: dict = {"command": command("tagi", argv),
-                    "config": to_dict(cfg), "eval": to_dict(ecfg), "ablation_eval": to_dict(small),
-                    "host": platform.node(), "threads": torch.get_num_threads(), "results": {}, "train_s": {},
-                    "budget": {"rule": args.budget, "tagi_examples": tagi_examples(cfg),
-                               "baseline_examples": baseline_train(cfg, args.budget).steps * cfg.train.batch_size
-                               * cfg.train.grad_accum}}
+    result: dict = {
+        "command": command("tagi", argv),
+        "config": to_dict(cfg),
+        "eval": to_dict(ecfg),
+        "ablation_eval": to_dict(small),
+        "host": platform.node(),
+        "threads": torch.get_num_threads(),
+        "results": {},
+        "train_s": {},
+        "budget": {
+            "rule": args.budget,
+            "tagi_examples": tagi_examples(cfg),
+            "baseline_examples": baseline_train(cfg, args.budget).steps * cfg.train.batch_size * cfg.train.grad_accum,
+        },
+    }
     trained = {}
     order = [m for m in METHODS if m in args.methods]
     if any(m in ABLATIONS for m in order) and "tagi" not in order and not cfg.teachers.path:
@@ -357,16 +422,20 @@ def main(argv: list[str] | None = None) -> dict:
         for name in ("tagi", "tagi-no-fusion"):
             if name in trained:
                 seed = cfg.train.seed
-                variants = {"shuffled": {s: shuffled(t, seed) for s, t in splits.items()},
-                            "random": {s: random_strings(t, seed) for s, t in splits.items()}}
+                variants = {
+                    "shuffled": {s: shuffled(t, seed) for s, t in splits.items()},
+                    "random": {s: random_strings(t, seed) for s, t in splits.items()},
+                }
                 result["sensitivity"][name] = {
-                    k: score(trained[name], v, small, cfg.model, cfg.data, answers / k) for k, v in variants.items()}
+                    k: score(trained[name], v, small, cfg.model, cfg.data, answers / k) for k, v in variants.items()
+                }
                 save(result, args.out)
     pair = {k: trained[k] for k in ("tagi-no-fusion", "multitask-lora") if k in trained}
     if args.efficiency_instances and len(pair) == 2:
         first = next(iter(splits.values()))
-        result["efficiency"] = efficiency(pair, first, args.efficiency_instances, replace(ecfg, limit=None),
-                                          tuple(args.efficiency_per_task))
+        result["efficiency"] = efficiency(
+            pair, first, args.efficiency_instances, replace(ecfg, limit=None), tuple(args.efficiency_per_task)
+        )
     result["total_s"] = time.perf_counter() - started
     result["comparisons"] = comparisons(result)
     save(result, args.out)

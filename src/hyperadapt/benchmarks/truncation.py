@@ -34,7 +34,7 @@ def old_left_cut(tokenizer, prompt: str, output: str, max_length: int) -> list[i
     """The kept prompt ids of the rule before the fix (``encode_pair`` cut the prompt from the left)."""
     ids = prompt_ids(tokenizer, prompt)
     answer = answer_ids(tokenizer, output)[: max_length - 1]
-    return ids[-(max_length - len(answer)):]
+    return ids[-(max_length - len(answer)) :]
 
 
 def measure(tokenizer, tasks, setting: str, budgets: list[int]) -> dict:
@@ -58,22 +58,29 @@ def measure(tokenizer, tasks, setting: str, budgets: list[int]) -> dict:
                 new_start += start not in " ".join(kept.split())
         rows[str(budget)] = {
             "examples": total,
-            "old_lose_definition": old, "old_share": old / total,
-            "new_lose_definition": new, "new_share": new / total,
-            "old_lose_first_words": old_start, "new_lose_first_words": new_start,
+            "old_lose_definition": old,
+            "old_share": old / total,
+            "new_lose_definition": new,
+            "new_share": new / total,
+            "old_lose_first_words": old_start,
+            "new_lose_first_words": new_start,
             "new_cuts": stats.as_dict(),
         }
-        print(f"max_length {budget}: {total} examples; lose part of the definition: old rule {old} "
-              f"({100 * old / total:.1f} %), new rule {new} ({100 * new / total:.1f} %); lose its first words: "
-              f"old {old_start}, new {new_start}; new rule cut "
-              f"{stats.affected} ({stats.input_cut} input, {stats.examples_dropped} examples, "
-              f"{stats.definition_cut} definition)", flush=True)
+        print(
+            f"max_length {budget}: {total} examples; lose part of the definition: old rule {old} "
+            f"({100 * old / total:.1f} %), new rule {new} ({100 * new / total:.1f} %); lose its first words: "
+            f"old {old_start}, new {new_start}; new rule cut "
+            f"{stats.affected} ({stats.input_cut} input, {stats.examples_dropped} examples, "
+            f"{stats.definition_cut} definition)",
+            flush=True,
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = Parser(prog="hyperadapt bench truncation", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(
+        prog="hyperadapt bench truncation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", default="sni:../shared/data/sni")
     ap.add_argument("--split", default="train")
     ap.add_argument("--limit", type=int, default=20, help="first N instances per task")
@@ -87,9 +94,15 @@ def main(argv: list[str] | None = None) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.model))
     tasks = [t.head(args.limit) for t in load_tasks(args.data, args.split)]
-    result = {"data": args.data, "split": args.split, "limit": args.limit, "setting": args.setting,
-              "model": args.model, "budgets": measure(tokenizer, tasks, args.setting, args.budgets),
-              "command": command("truncation", argv)}
+    result = {
+        "data": args.data,
+        "split": args.split,
+        "limit": args.limit,
+        "setting": args.setting,
+        "model": args.model,
+        "budgets": measure(tokenizer, tasks, args.setting, args.budgets),
+        "command": command("truncation", argv),
+    }
     save_json(result, args.out)
     print(json.dumps({k: v["old_share"] for k, v in result["budgets"].items()}))
 

@@ -40,8 +40,12 @@ from hyperadapt.benchmarks import Parser, command
 from hyperadapt.io import check_out_file
 
 RUN = Path("checkpoints/tagi-smollm2-135m-sni")
-TEXTS = ["A wonderful film, moving and beautifully acted.", "What is the capital of Italy?",
-         "Dull, too long and the plot makes no sense.", "List three colours of the rainbow."]
+TEXTS = [
+    "A wonderful film, moving and beautifully acted.",
+    "What is the capital of Italy?",
+    "Dull, too long and the plot makes no sense.",
+    "List three colours of the rainbow.",
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,6 +99,7 @@ async def load(url: str, bodies: list[dict], clients: int, path: str) -> dict:
     latencies: list[float] = []
     queue = list(reversed(bodies))
     async with httpx.AsyncClient(base_url=url, timeout=1800) as client:
+
         async def worker() -> int:
             tokens = 0
             while queue:
@@ -110,9 +115,15 @@ async def load(url: str, bodies: list[dict], clients: int, path: str) -> dict:
         tokens = sum(await asyncio.gather(*(worker() for _ in range(clients))))
         wall = time.perf_counter() - start
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return {"requests": len(bodies), "clients": clients, "seconds": round(wall, 2),
-            "requests_per_s": round(len(bodies) / wall, 3), "tokens_per_s": round(tokens / wall, 2),
-            "p50_s": round(statistics.median(latencies), 3), "p99_s": round(q[98], 3)}
+    return {
+        "requests": len(bodies),
+        "clients": clients,
+        "seconds": round(wall, 2),
+        "requests_per_s": round(len(bodies) / wall, 3),
+        "tokens_per_s": round(tokens / wall, 2),
+        "p50_s": round(statistics.median(latencies), 3),
+        "p99_s": round(q[98], 3),
+    }
 
 
 async def first_token_s(url: str, body: dict) -> float:
@@ -129,8 +140,12 @@ async def first_token_s(url: str, body: dict) -> float:
 def chat_bodies(model: str, conditions: list[str] | None, n: int, max_tokens: int) -> list[dict]:
     out = []
     for i in range(n):
-        body = {"model": model, "messages": [{"role": "user", "content": TEXTS[i % len(TEXTS)]}],
-                "max_tokens": max_tokens, "temperature": 0}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": TEXTS[i % len(TEXTS)]}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        }
         if conditions is not None:
             body["condition"] = conditions[i % len(conditions)]
         out.append(body)
@@ -138,8 +153,15 @@ def chat_bodies(model: str, conditions: list[str] | None, n: int, max_tokens: in
 
 
 def vllm_bodies(names: list[str], n: int, max_tokens: int) -> list[dict]:
-    return [{"model": names[i % len(names)], "messages": [{"role": "user", "content": TEXTS[i % len(TEXTS)]}],
-             "max_tokens": max_tokens, "temperature": 0} for i in range(n)]
+    return [
+        {
+            "model": names[i % len(names)],
+            "messages": [{"role": "user", "content": TEXTS[i % len(TEXTS)]}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        }
+        for i in range(n)
+    ]
 
 
 def peft_phase(args, folders: list[Path]) -> dict:
@@ -158,8 +180,12 @@ def peft_phase(args, folders: list[Path]) -> dict:
     start = time.perf_counter()
     for i in range(args.peft_requests):
         peft.set_adapter(f"a{i % n_adapters}")
-        prompt = tok.apply_chat_template([{"role": "user", "content": TEXTS[i % len(TEXTS)]}],
-                                         add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        prompt = tok.apply_chat_template(
+            [{"role": "user", "content": TEXTS[i % len(TEXTS)]}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
         t0 = time.perf_counter()
         with torch.no_grad():
             out = peft.generate(**prompt, max_new_tokens=args.max_tokens, do_sample=False)
@@ -167,9 +193,16 @@ def peft_phase(args, folders: list[Path]) -> dict:
         tokens += out.shape[1] - prompt["input_ids"].shape[1]
     wall = time.perf_counter() - start
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return {"requests": args.peft_requests, "clients": 1, "adapters": n_adapters, "seconds": round(wall, 2),
-            "requests_per_s": round(args.peft_requests / wall, 3), "tokens_per_s": round(tokens / wall, 2),
-            "p50_s": round(statistics.median(latencies), 3), "p99_s": round(q[98], 3)}
+    return {
+        "requests": args.peft_requests,
+        "clients": 1,
+        "adapters": n_adapters,
+        "seconds": round(wall, 2),
+        "requests_per_s": round(args.peft_requests / wall, 3),
+        "tokens_per_s": round(tokens / wall, 2),
+        "p50_s": round(statistics.median(latencies), 3),
+        "p99_s": round(q[98], 3),
+    }
 
 
 def one_k(args, k: int, vllm, server_of, method, work: Path) -> dict:
@@ -188,8 +221,9 @@ def one_k(args, k: int, vllm, server_of, method, work: Path) -> dict:
                 await (client.load_adapter(name, str(folder)) if op == "load" else client.unload_adapter(name))
 
     asyncio.run(loaded("load"))
-    out["vllm"] = asyncio.run(load(vllm.url, vllm_bodies(names, args.requests, args.max_tokens), args.clients,
-                                   "/v1/chat/completions"))
+    out["vllm"] = asyncio.run(
+        load(vllm.url, vllm_bodies(names, args.requests, args.max_tokens), args.clients, "/v1/chat/completions")
+    )
     out["vllm"]["vllm_rss_mb"] = rss_mb(group_pids(vllm.pid))
     asyncio.run(loaded("unload"))
 
@@ -232,20 +266,31 @@ async def _served_models(url: str) -> list[str]:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"`{result['command']}` ({result['platform']}, {result['threads']} threads each, "
-             f"{result['args']['requests']} requests from {result['args']['clients']} clients, "
-             f"{result['args']['max_tokens']} new tokens, greedy; vLLM started in {result['vllm_start_s']} s)", "",
-             "| K | engine | req/s | tokens/s | p50 s | p99 s | memory MB |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{result['command']}` ({result['platform']}, {result['threads']} threads each, "
+        f"{result['args']['requests']} requests from {result['args']['clients']} clients, "
+        f"{result['args']['max_tokens']} new tokens, greedy; vLLM started in {result['vllm_start_s']} s)",
+        "",
+        "| K | engine | req/s | tokens/s | p50 s | p99 s | memory MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k, phases in result["ks"].items():
         for name in ("vllm", "front_new", "front_cached", "own", "peft"):
             ph = phases[name]
             mem = ph.get("vllm_rss_mb", 0) + ph.get("front_rss_mb", 0) or ""
-            lines.append(f"| {k} | {name} | {ph['requests_per_s']} | {ph['tokens_per_s']} | {ph['p50_s']} | "
-                         f"{ph['p99_s']} | {mem} |")
-    lines += ["", "| K | front_cached / vllm | own / vllm | first token, new condition s | first token, cached s |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {k} | {p['front_cached_vs_vllm']} | {p['own_vs_vllm']} | {p['ttft_new_s']} | {p['ttft_cached_s']} |"
-              for k, p in result["ks"].items()]
+            lines.append(
+                f"| {k} | {name} | {ph['requests_per_s']} | {ph['tokens_per_s']} | {ph['p50_s']} | "
+                f"{ph['p99_s']} | {mem} |"
+            )
+    lines += [
+        "",
+        "| K | front_cached / vllm | own / vllm | first token, new condition s | first token, cached s |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {p['front_cached_vs_vllm']} | {p['own_vs_vllm']} | {p['ttft_new_s']} | {p['ttft_cached_s']} |"
+        for k, p in result["ks"].items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -262,22 +307,38 @@ def main(argv: list[str] | None = None) -> dict:
     method = Run.open(args.run).load(mt)
     cores = sorted(os.sched_getaffinity(0))
     bind = f"{cores[0]}-{cores[min(len(cores), args.threads) - 1]}"
-    config = VllmServerConfig(model=resolve_model_path("default"), max_lora_rank=16, max_loras=args.max_loras,
-                              max_cpu_loras=max(args.ks) + 8, cpu_threads=bind, startup_timeout=1800,
-                              extra_args=["--no-enable-prefix-caching"])  # every phase prefills its prompts
+    config = VllmServerConfig(
+        model=resolve_model_path("default"),
+        max_lora_rank=16,
+        max_loras=args.max_loras,
+        max_cpu_loras=max(args.ks) + 8,
+        cpu_threads=bind,
+        startup_timeout=1800,
+        extra_args=["--no-enable-prefix-caching"],
+    )  # every phase prefills its prompts
     max_batch = max(args.clients, 32)
 
     def server_of():
-        return build_server([], ServeConfig(max_batch=max_batch, max_tokens=max(512, args.max_tokens)),
-                            model_and_tokenizer=mt, methods={"tagi": method})
+        return build_server(
+            [],
+            ServeConfig(max_batch=max_batch, max_tokens=max(512, args.max_tokens)),
+            model_and_tokenizer=mt,
+            methods={"tagi": method},
+        )
 
-    result = {"command": command("vllm", argv), "platform": platform.platform(), "threads": args.threads,
-              "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "ks": {}}
+    result = {
+        "command": command("vllm", argv),
+        "platform": platform.platform(),
+        "threads": args.threads,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "ks": {},
+    }
     with tempfile.TemporaryDirectory() as tmp, VllmProcess(config) as vllm:
         result["vllm_start_s"] = round(vllm.startup_seconds, 1)
         base = asyncio.run(_served_models(vllm.url))[0]  # a warm-up, not recorded: vLLM's first batches are slow
-        asyncio.run(load(vllm.url, vllm_bodies([base], args.clients, args.max_tokens), args.clients,
-                         "/v1/chat/completions"))
+        asyncio.run(
+            load(vllm.url, vllm_bodies([base], args.clients, args.max_tokens), args.clients, "/v1/chat/completions")
+        )
         for k in args.ks:
             result["ks"][str(k)] = one_k(args, k, vllm, server_of, method, Path(tmp))
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -61,8 +61,11 @@ def bug(err: Exception) -> typer.Exit:
     while frame is not None and frame.tb_next is not None:
         frame = frame.tb_next
     where = f" at {frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else ""
-    return fail(f"{type(err).__name__}{where}: {error_line(err)} -- this is a bug in hyperadapt; rerun with "
-                f"{DEBUG_ENV}=1 to see the traceback, and please report it", code=1)
+    return fail(
+        f"{type(err).__name__}{where}: {error_line(err)} -- this is a bug in hyperadapt; rerun with "
+        f"{DEBUG_ENV}=1 to see the traceback, and please report it",
+        code=1,
+    )
 
 
 def interrupted(where: str, resume: str) -> typer.Exit:

@@ -26,12 +26,18 @@ def set_option(help: str = OVERRIDE_HELP) -> Any:
 
 SetOption = Annotated[list[str] | None, set_option()]
 ConfigOption = Annotated[Path | None, typer.Option(help="YAML config (see configs/), or a run's run.json to resume it")]
-ModelOption = Annotated[str | None, typer.Option(
-    help="default, a HF id, a folder or a .gguf file (with a run: the run's own model)")]
+ModelOption = Annotated[
+    str | None, typer.Option(help="default, a HF id, a folder or a .gguf file (with a run: the run's own model)")
+]
 MaxNewTokensOption = Annotated[int, typer.Option(min=1, help="longest answer in tokens")]
-MaxPromptTokensOption = Annotated[int | None, typer.Option(
-    min=1, help="prompt budget in tokens; longer prompts lose their input's tail, then examples, then the "
-                "definition's tail (default: the model's context minus --max-new-tokens)")]
+MaxPromptTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="prompt budget in tokens; longer prompts lose their input's tail, then examples, then the "
+        "definition's tail (default: the model's context minus --max-new-tokens)",
+    ),
+]
 ResumeOption = Annotated[bool, typer.Option(help="continue from where the run stopped (its last checkpoint)")]
 
 # Commands with a config take extra arguments only to refuse bare KEY=VALUE ones, saying how overrides are written.

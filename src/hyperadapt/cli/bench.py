@@ -17,9 +17,9 @@ PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 app = typer.Typer(
     help="Run a benchmark with its own options (`hyperadapt bench NAME --help` lists them). Each writes JSON "
-         "(to results/ unless --out says otherwise) that records its command; NAME is the module "
-         "hyperadapt.benchmarks.NAME (also `python -m hyperadapt.benchmarks.NAME`).\n\n"
-         "Example: hyperadapt bench core --batch-sizes 1 8 32 --seq 128 --out results/bench_core.json",
+    "(to results/ unless --out says otherwise) that records its command; NAME is the module "
+    "hyperadapt.benchmarks.NAME (also `python -m hyperadapt.benchmarks.NAME`).\n\n"
+    "Example: hyperadapt bench core --batch-sizes 1 8 32 --seq 128 --out results/bench_core.json",
     no_args_is_help=True,
 )
 

@@ -20,8 +20,12 @@ def continual(
     method: Annotated[str, typer.Option(help="switchcit, sequential, replay, olora, multitask, oracle")] = "switchcit",
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/continual/METHOD)")] = None,
     set_: SetOption = None,
-    resume: Annotated[bool, typer.Option(
-        help="continue after the last finished task; --no-resume deletes the run in --out and starts over")] = True,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="continue after the last finished task; --no-resume deletes the run in --out and starts over"
+        ),
+    ] = True,
 ) -> None:
     """Continual instruction tuning: run a whole task stream with SwitchCIT or one of its baselines.
 
@@ -53,8 +57,10 @@ def continual(
     except KeyboardInterrupt:
         raise interrupted(stream_stopped_at(run_dir, method), continual_resume_command(method, run_dir)) from None
     metrics = result["metrics"]
-    console.print(f"{method}: AP {_fmt(metrics['AP'])}, BWT {_fmt(metrics['BWT'])}, "
-                  f"forgetting {_fmt(metrics['Forgetting'])} -> {run_dir}")
+    console.print(
+        f"{method}: AP {_fmt(metrics['AP'])}, BWT {_fmt(metrics['BWT'])}, "
+        f"forgetting {_fmt(metrics['Forgetting'])} -> {run_dir}"
+    )
 
 
 def _fmt(value: float | None) -> str:
@@ -64,8 +70,13 @@ def _fmt(value: float | None) -> str:
 @app.command("add")
 def add(
     run: Annotated[Path, typer.Argument(help="a finished switchcit (or oracle) run directory")],
-    task: Annotated[str, typer.Option(help="a task folder (train.json, optional test.json), an SNI .json file, "
-                                           "jsonl:PATH (one task: the format is above) or synthetic:NAME")],
+    task: Annotated[
+        str,
+        typer.Option(
+            help="a task folder (train.json, optional test.json), an SNI .json file, "
+            "jsonl:PATH (one task: the format is above) or synthetic:NAME"
+        ),
+    ],
 ) -> None:
     """Add one more task to a finished continual run without touching the earlier adapters.
 

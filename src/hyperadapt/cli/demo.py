@@ -9,8 +9,10 @@ import typer
 from hyperadapt.cli._errors import console
 from hyperadapt.cli._options import no_stray_overrides, set_option
 
-DEMO_SET_HELP = ("budget override (repeatable), the demo's own keys: --set train_steps=120 --set limit=10 "
-                 "(teacher_steps, stream_steps, megan_steps, seen_limit, stream_limit, model, seed, ...)")
+DEMO_SET_HELP = (
+    "budget override (repeatable), the demo's own keys: --set train_steps=120 --set limit=10 "
+    "(teacher_steps, stream_steps, megan_steps, seen_limit, stream_limit, model, seed, ...)"
+)
 
 
 def demo(
@@ -35,4 +37,3 @@ def demo(
     code = run_demo(cfg, console)
     if code:
         raise typer.Exit(code=code)
-

@@ -13,10 +13,12 @@ from hyperadapt.cli._options import MaxNewTokensOption, MaxPromptTokensOption, M
 
 
 def eval_cmd(
-    method: Annotated[str | None, typer.Option(
-        help="zero-shot (default without --run); with --run the run's own method")] = None,
-    run: Annotated[Path | None, typer.Option(
-        help="run directory: a trained method, a released checkpoint or a SwitchCIT run")] = None,
+    method: Annotated[
+        str | None, typer.Option(help="zero-shot (default without --run); with --run the run's own method")
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option(help="run directory: a trained method, a released checkpoint or a SwitchCIT run")
+    ] = None,
     model: ModelOption = None,
     data: Annotated[str, typer.Option(help="synthetic, sni:PATH, cl:PATH, jsonl:PATH, hf:NAME")] = "synthetic",
     split: Annotated[str, typer.Option(help="which tasks: e.g. seen/unseen (synthetic), test (sni)")] = "seen",
@@ -26,14 +28,23 @@ def eval_cmd(
     max_new_tokens: MaxNewTokensOption = 32,
     mode: Annotated[str, typer.Option(help="generate, or rank (classification over Task.options)")] = "generate",
     max_prompt_tokens: MaxPromptTokensOption = None,
-    metric_lang: Annotated[str, typer.Option(
-        help="ROUGE tokenizer: en (official English), xlingual (official cross-lingual), or auto "
-             "(xlingual for tasks whose output language is not English)")] = "auto",
-    out: Annotated[Path | None, typer.Option(
-        help="results JSON file or folder (default: RUN/eval/ with --run, else results/; the file name says the "
-             "data source, split, setting and limit, and without --run the method and model)")] = None,
-    overwrite: Annotated[bool, typer.Option(
-        help="replace results of another evaluation at the same path (refused otherwise)")] = False,
+    metric_lang: Annotated[
+        str,
+        typer.Option(
+            help="ROUGE tokenizer: en (official English), xlingual (official cross-lingual), or auto "
+            "(xlingual for tasks whose output language is not English)"
+        ),
+    ] = "auto",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="results JSON file or folder (default: RUN/eval/ with --run, else results/; the file name says the "
+            "data source, split, setting and limit, and without --run the method and model)"
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace results of another evaluation at the same path (refused otherwise)")
+    ] = False,
 ) -> None:
     """Evaluate a method on a task set and write results JSON + a Markdown table.
 
@@ -57,8 +68,9 @@ def eval_cmd(
     opened = Run.open(run) if run is not None else None  # its record, read once
     if opened is not None:
         if method is not None and method != opened.method:
-            raise UserError(f"--method {method} does not match --run {run}, which holds a {opened.method!r} run: "
-                            "leave --method out")
+            raise UserError(
+                f"--method {method} does not match --run {run}, which holds a {opened.method!r} run: leave --method out"
+            )
         method = opened.method
         opened.check_loadable()  # says why a run cannot be evaluated, before any data loads
     method = method or "zero-shot"
@@ -67,8 +79,15 @@ def eval_cmd(
         raise UserError(f"--method {method} takes no --run (it evaluates --model as it is)")
     if entry.make is None and opened is None:
         raise UserError(f"--method {method} needs --run RUN_DIR (train it with: hyperadapt train {method})")
-    cfg = EvalConfig(setting=setting, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                     mode=mode, max_prompt_tokens=max_prompt_tokens, metric_lang=metric_lang)
+    cfg = EvalConfig(
+        setting=setting,
+        limit=limit,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        mode=mode,
+        max_prompt_tokens=max_prompt_tokens,
+        metric_lang=metric_lang,
+    )
     model = opened.check_model(model) if opened is not None else model or "default"
     own = opened.prompt_style.setting if opened is not None else "def"
     target = results_path(out, data, split, setting or own, limit, method=method, model=model, run=opened)
@@ -79,18 +98,22 @@ def eval_cmd(
     else:
         runner = opened.load()
         if setting is not None and setting != own:
-            warnings.warn(f"{run} was trained on prompts of setting {own!r}; --setting {setting} evaluates it on "
-                          "other prompts, so its scores are not its own (leave --setting out to use the run's)",
-                          stacklevel=2)
+            warnings.warn(
+                f"{run} was trained on prompts of setting {own!r}; --setting {setting} evaluates it on "
+                "other prompts, so its scores are not its own (leave --setting out to use the run's)",
+                stacklevel=2,
+            )
     check_results_target(target, expected_identity(runner, cfg, model=model, data=data, split=split), overwrite)
     answers = target.with_suffix(".answers.jsonl")
     result = evaluate(runner, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
     path = _write_results(result, target)
     answers.unlink(missing_ok=True)  # the answers are in the results now; a later run starts afresh
     m = result["mean"]
-    console.print(f"{method} on {data} [{split}, {result['setting']}]: {len(tasks)} tasks, {m['n']} instances, "
-                  f"ROUGE-L {m['rougeL']:.2f}, EM {m['em']:.2f} (instance mean; task mean ROUGE-L "
-                  f"{m['task_mean']['rougeL']:.2f}) -> {path}")
+    console.print(
+        f"{method} on {data} [{split}, {result['setting']}]: {len(tasks)} tasks, {m['n']} instances, "
+        f"ROUGE-L {m['rougeL']:.2f}, EM {m['em']:.2f} (instance mean; task mean ROUGE-L "
+        f"{m['task_mean']['rougeL']:.2f}) -> {path}"
+    )
 
 
 def _write_results(result: dict, path: Path) -> Path:

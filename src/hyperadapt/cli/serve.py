@@ -12,8 +12,9 @@ SHUTDOWN_GRACE_S = 10  # seconds an open request gets to finish after SIGTERM
 
 
 def serve(
-    runs: Annotated[list[str] | None, typer.Argument(help="runs (any that eval --run loads): PATH or NAME=PATH")]
-        = None,
+    runs: Annotated[
+        list[str] | None, typer.Argument(help="runs (any that eval --run loads): PATH or NAME=PATH")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="base model (default: the runs' own)")] = None,
     lora_modules: Annotated[list[str] | None, typer.Option(help="NAME=PEFT_DIR (repeatable)")] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -30,13 +31,20 @@ def serve(
     max_lora_rank: Annotated[int, typer.Option(help="largest rank of an adapter loaded at run time")] = 64,
     lora_cache_mb: Annotated[float, typer.Option(help="memory for adapters loaded at run time")] = 512.0,
     allow_runtime_lora: Annotated[bool, typer.Option(help="allow /v1/load_lora_adapter and unload")] = True,
-    engine: Annotated[str, typer.Option(help="own (hyperadapt's decoding loop) or vllm (a vLLM server answers; "
-                                             "`make vllm` installs it)")] = "own",
-    vllm_url: Annotated[str | None, typer.Option(help="with --engine vllm: a running vLLM server to use instead "
-                                                      "of starting one (e.g. http://gpu-host:8000)")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="own (hyperadapt's decoding loop) or vllm (a vLLM server answers; `make vllm` installs it)"),
+    ] = "own",
+    vllm_url: Annotated[
+        str | None,
+        typer.Option(
+            help="with --engine vllm: a running vLLM server to use instead of starting one (e.g. http://gpu-host:8000)"
+        ),
+    ] = None,
     vllm_max_loras: Annotated[int, typer.Option(min=1, help="with --engine vllm: adapters in one vLLM batch")] = 8,
-    vllm_adapters: Annotated[int, typer.Option(min=1, help="with --engine vllm: generated adapters kept on disk")]
-        = 512,
+    vllm_adapters: Annotated[
+        int, typer.Option(min=1, help="with --engine vllm: generated adapters kept on disk")
+    ] = 512,
 ) -> None:
     """Serve runs over an OpenAI-compatible HTTP API; the request's model field picks the run or adapter.
 
@@ -46,10 +54,20 @@ def serve(
 
     from hyperadapt.serve import ServeConfig, build_server, create_app
 
-    cfg = ServeConfig(max_batch=max_batch, gather_ms=gather_ms, cache_mb=cache_mb, max_tokens=max_tokens,
-                      max_prompt_tokens=max_prompt_tokens, max_prompts=max_prompts, export_lora_rank=export_lora_rank,
-                      max_loras=max_loras, max_lora_rank=max_lora_rank, lora_cache_mb=lora_cache_mb,
-                      allow_runtime_lora=allow_runtime_lora, api_key=api_key)
+    cfg = ServeConfig(
+        max_batch=max_batch,
+        gather_ms=gather_ms,
+        cache_mb=cache_mb,
+        max_tokens=max_tokens,
+        max_prompt_tokens=max_prompt_tokens,
+        max_prompts=max_prompts,
+        export_lora_rank=export_lora_rank,
+        max_loras=max_loras,
+        max_lora_rank=max_lora_rank,
+        lora_cache_mb=lora_cache_mb,
+        allow_runtime_lora=allow_runtime_lora,
+        api_key=api_key,
+    )
     if engine not in ("own", "vllm"):
         raise typer.BadParameter(f"--engine is 'own' or 'vllm', not {engine!r}")
     if engine == "vllm" and vllm_url is None:
@@ -60,8 +78,12 @@ def serve(
     if engine == "vllm":
         from hyperadapt.serve.vllm_engine import use_vllm, vllm_config
 
-        use_vllm(server, None if vllm_url else vllm_config(server, export_lora_rank, vllm_max_loras), url=vllm_url,
-                 max_adapters=vllm_adapters)
+        use_vllm(
+            server,
+            None if vllm_url else vllm_config(server, export_lora_rank, vllm_max_loras),
+            url=vllm_url,
+            max_adapters=vllm_adapters,
+        )
     console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1", markup=False)
     # a request still open at SIGTERM gets SHUTDOWN_GRACE_S to finish; then the engine ends it with a 503
     uvicorn.run(create_app(server), host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)

@@ -13,8 +13,13 @@ from hyperadapt.cli._options import ConfigOption, ResumeOption, SetOption, no_st
 
 def train(
     ctx: typer.Context,
-    method: Annotated[str, typer.Argument(help="what to train: a method's name, e.g. tagi, megan, hypter, "
-                                               "multitask-lora (an unknown name lists them all)")],
+    method: Annotated[
+        str,
+        typer.Argument(
+            help="what to train: a method's name, e.g. tagi, megan, hypter, "
+            "multitask-lora (an unknown name lists them all)"
+        ),
+    ],
     config: ConfigOption = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/METHOD)")] = None,
     resume: ResumeOption = True,
@@ -47,7 +52,9 @@ def train(
     except KeyboardInterrupt:
         raise interrupted(stopped_at(run_dir), train_resume_command(method, run_dir)) from None
     if done_before:
-        console.print(f"{run_dir} already holds this finished {method} run: nothing to train "
-                      "(--no-resume trains it again from the start)")
+        console.print(
+            f"{run_dir} already holds this finished {method} run: nothing to train "
+            "(--no-resume trains it again from the start)"
+        )
     else:
         console.print(f"trained {method} -> {run_dir}")

@@ -71,8 +71,10 @@ class AdapterBank(nn.Module):
     ) -> AdapterBank:
         """A bank over ``targets`` of every decoder layer of ``model``, on the model's device."""
         linears = target_linears(model, targets)
-        shapes = {name: (lin.in_features, lin.out_features)
-                  for name, lin in ((n, cast(nn.Linear, m)) for n, m in linears.items())}  # or our wrapper of one
+        shapes = {
+            name: (lin.in_features, lin.out_features)
+            for name, lin in ((n, cast(nn.Linear, m)) for n, m in linears.items())
+        }  # or our wrapper of one
         device = next(model.parameters()).device
         return cls(shapes, num_adapters, rank, alpha, device=device)
 

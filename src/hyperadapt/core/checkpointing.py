@@ -58,8 +58,7 @@ def _checkpointed(layer: nn.Module, *args: Any, **kwargs: Any) -> Any:
     forward = getattr(layer, _FORWARD)
     if not torch.is_grad_enabled():  # inference, generation with a KV cache: nothing to recompute
         return forward(*args, **kwargs)
-    return checkpoint(forward, *args, use_reentrant=False, context_fn=functools.partial(_contexts, layer),
-                      **kwargs)
+    return checkpoint(forward, *args, use_reentrant=False, context_fn=functools.partial(_contexts, layer), **kwargs)
 
 
 def set_activation_checkpointing(model: nn.Module, enabled: bool) -> None:

@@ -57,9 +57,7 @@ def _find_linears(model: nn.Module, targets: Sequence[str]) -> list[tuple[str, s
     return found
 
 
-def inject(
-    model: nn.Module, targets: Sequence[str] = LINEAR_MODULES, gating: bool = True
-) -> nn.Module:
+def inject(model: nn.Module, targets: Sequence[str] = LINEAR_MODULES, gating: bool = True) -> nn.Module:
     """Wrap ``targets`` of every decoder layer for per-example LoRA, and the MLPs for Swish_β gating.
 
     Idempotent and additive: modules already wrapped stay as they are. Returns ``model``.

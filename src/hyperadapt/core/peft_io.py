@@ -171,16 +171,17 @@ def _check_plain_lora(config: dict[str, Any], path: Path) -> None:
     for key in ("r", "lora_alpha"):
         value = config.get(key, PEFT_DEFAULTS[key])
         if not _positive(value, key):
-            raise ValueError(f"{path / PEFT_CONFIG}: {key} must be a positive number{_ALPHA_BOUND[key]}, "
-                             f"got {value!r}")
+            raise ValueError(f"{path / PEFT_CONFIG}: {key} must be a positive number{_ALPHA_BOUND[key]}, got {value!r}")
     for key, value_key in (("rank_pattern", "r"), ("alpha_pattern", "lora_alpha")):
         patterns = config.get(key) or {}
         if not isinstance(patterns, dict):
             raise ValueError(f"{path / PEFT_CONFIG}: {key} must map module names to positive numbers")
         for name, v in patterns.items():
             if not _positive(v, value_key):
-                raise ValueError(f"{path / PEFT_CONFIG}: {key}[{name!r}] must be a positive number"
-                                 f"{_ALPHA_BOUND[value_key]}, got {v!r}")
+                raise ValueError(
+                    f"{path / PEFT_CONFIG}: {key}[{name!r}] must be a positive number"
+                    f"{_ALPHA_BOUND[value_key]}, got {v!r}"
+                )
     if config.get("peft_type") != "LORA":
         raise ValueError(f"{path}: only LORA adapters are supported, got peft_type={config.get('peft_type')!r}")
     unsupported = [k for k in ("use_dora", "fan_in_fan_out", "lora_bias") if config.get(k)]
@@ -224,11 +225,15 @@ def _check_ranks(config: dict[str, Any], pairs: dict[str, tuple[Tensor, Tensor]]
     for name, (a, b) in pairs.items():
         want = _pattern_value(config.get("rank_pattern") or {}, name, config.get("r", PEFT_DEFAULTS["r"]))
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
-            raise UserError(f"{path}: {name} has lora_A {list(a.shape)} and lora_B {list(b.shape)}, which do "
-                             "not make a LoRA pair ([r, in] and [out, r])")
+            raise UserError(
+                f"{path}: {name} has lora_A {list(a.shape)} and lora_B {list(b.shape)}, which do "
+                "not make a LoRA pair ([r, in] and [out, r])"
+            )
         if a.shape[0] != want:
-            raise UserError(f"{path}: {name} has rank {a.shape[0]} in {PEFT_WEIGHTS} but {want} in {PEFT_CONFIG} "
-                             "(r / rank_pattern): the config does not match the tensors")
+            raise UserError(
+                f"{path}: {name} has rank {a.shape[0]} in {PEFT_WEIGHTS} but {want} in {PEFT_CONFIG} "
+                "(r / rank_pattern): the config does not match the tensors"
+            )
 
 
 def _peft_scale(config: dict[str, Any], name: str, rank: int) -> float:
@@ -256,8 +261,9 @@ def bank_from_peft(model: nn.Module, paths: list[str | Path], rank: int | None =
     missing = [n for n in names if n not in linears]
     if missing:
         raise UserError(f"the adapters name modules the model lacks: {missing[:3]}")
-    shapes = {n: (lin.in_features, lin.out_features)
-              for n, lin in ((n, cast(nn.Linear, linears[n])) for n in names)}  # or our wrapper of one
+    shapes = {
+        n: (lin.in_features, lin.out_features) for n, lin in ((n, cast(nn.Linear, linears[n])) for n in names)
+    }  # or our wrapper of one
     rank = rank or max(a.shape[1] for ad in adapters for a, _ in ad.factors.values())
     bank = AdapterBank(shapes, len(adapters), rank, device=next(model.parameters()).device)
     for i, adapter in enumerate(adapters):

@@ -58,6 +58,13 @@ def load_tasks(spec: str, split: str) -> list[Task]:
 
 
 __all__ = [
-    "CONDITION_TYPES", "DATA_KINDS", "Example", "Instance", "Task", "TaskDataError", "load_tasks", "parse_spec",
+    "CONDITION_TYPES",
+    "DATA_KINDS",
+    "Example",
+    "Instance",
+    "Task",
+    "TaskDataError",
+    "load_tasks",
+    "parse_spec",
     "split_names",
 ]

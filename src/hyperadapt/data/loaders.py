@@ -471,6 +471,12 @@ def load_hf(name: str, split: str, config: str | None = None) -> list[Task]:
 
 
 __all__ = [
-    "ContinualStream", "load_cl_stream", "load_hf", "load_jsonl", "load_sni", "load_task_file",
-    "task_from_sni", "tasks_from_rows",
+    "ContinualStream",
+    "load_cl_stream",
+    "load_hf",
+    "load_jsonl",
+    "load_sni",
+    "load_task_file",
+    "task_from_sni",
+    "tasks_from_rows",
 ]

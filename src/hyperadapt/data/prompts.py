@@ -116,7 +116,7 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
     before, after = _frame(tokenizer)
     if not (prompt.startswith(before) and prompt.endswith(after) and len(prompt) >= len(before) + len(after)):
         return _whole_ids(tokenizer, prompt)
-    user = prompt[len(before):len(prompt) - len(after)]
+    user = prompt[len(before) : len(prompt) - len(after)]
     if not any(c in user for c in _control_strings(tokenizer)):
         return _whole_ids(tokenizer, prompt)
     return _whole_ids(tokenizer, before) + literal_ids(tokenizer, user) + _whole_ids(tokenizer, after)
@@ -160,8 +160,13 @@ class TruncationStats:
         self.affected += input_cut or examples_dropped or definition_cut
 
     def as_dict(self) -> dict[str, int]:
-        return {"prompts": self.prompts, "affected": self.affected, "input_cut": self.input_cut,
-                "examples_dropped": self.examples_dropped, "definition_cut": self.definition_cut}
+        return {
+            "prompts": self.prompts,
+            "affected": self.affected,
+            "input_cut": self.input_cut,
+            "examples_dropped": self.examples_dropped,
+            "definition_cut": self.definition_cut,
+        }
 
     def summary(self, what: str = "prompts") -> str:
         budget = "/".join(str(b) for b in sorted(self.budgets)) or "?"
@@ -272,8 +277,11 @@ def fit_prompt(
         text = fit_input(instruction, [], 0)
         if text is not None:
             return done(text)
-    kept = "the chat template" if setting == "none" else (
-        f"the chat template and the first {MIN_DEFINITION_TOKENS} tokens of the definition")
+    kept = (
+        "the chat template"
+        if setting == "none"
+        else (f"the chat template and the first {MIN_DEFINITION_TOKENS} tokens of the definition")
+    )
     raise PromptTooLong(
         f"a prompt budget of {max_tokens} tokens cannot hold {kept}: raise the budget "
         "(train.max_length, or --max-prompt-tokens for evaluation)"
@@ -295,8 +303,14 @@ class PromptStyle:
         """The user turn of ``input_text`` under ``condition`` (what a router reads)."""
         return user_message(condition, input_text, self.setting)
 
-    def prompt(self, tokenizer: Tokenizer, condition: str, input_text: str, max_tokens: int | None = None,
-               stats: TruncationStats | None = None) -> str:
+    def prompt(
+        self,
+        tokenizer: Tokenizer,
+        condition: str,
+        input_text: str,
+        max_tokens: int | None = None,
+        stats: TruncationStats | None = None,
+    ) -> str:
         """The rendered prompt, within ``max_tokens`` (see :func:`fit_prompt`)."""
         return fit_prompt(tokenizer, condition, input_text, self.setting, (), max_tokens, stats)
 
@@ -305,13 +319,19 @@ class PromptStyle:
 
 
 def build_prompt(
-    tokenizer: Tokenizer, task: Task, instance: Instance, setting: str, instruction: str | None = None,
-    max_tokens: int | None = None, stats: TruncationStats | None = None,
+    tokenizer: Tokenizer,
+    task: Task,
+    instance: Instance,
+    setting: str,
+    instruction: str | None = None,
+    max_tokens: int | None = None,
+    stats: TruncationStats | None = None,
 ) -> str:
     """Prompt for ``instance`` of ``task`` within ``max_tokens`` (see :func:`fit_prompt`); ``instruction``
     overrides the task's own (paraphrases)."""
-    return fit_prompt(tokenizer, instruction or task.instruction, instance.input, setting,
-                      task.positive_examples, max_tokens, stats)
+    return fit_prompt(
+        tokenizer, instruction or task.instruction, instance.input, setting, task.positive_examples, max_tokens, stats
+    )
 
 
 def answer_ids(tokenizer: Tokenizer, output: str) -> list[int]:
@@ -350,13 +370,25 @@ def encode_example(
 
 
 def encode_instance(
-    tokenizer: Tokenizer, task: Task, instance: Instance, setting: str, max_length: int,
-    instruction: str | None = None, stats: TruncationStats | None = None,
+    tokenizer: Tokenizer,
+    task: Task,
+    instance: Instance,
+    setting: str,
+    max_length: int,
+    instruction: str | None = None,
+    stats: TruncationStats | None = None,
 ) -> tuple[list[int], list[int]]:
     """:func:`encode_example` for ``instance`` of ``task`` with its first reference as the target."""
-    return encode_example(tokenizer, instance.outputs[0], max_length, instruction=instruction or task.instruction,
-                          input_text=instance.input, setting=setting, examples=task.positive_examples,
-                          stats=stats)
+    return encode_example(
+        tokenizer,
+        instance.outputs[0],
+        max_length,
+        instruction=instruction or task.instruction,
+        input_text=instance.input,
+        setting=setting,
+        examples=task.positive_examples,
+        stats=stats,
+    )
 
 
 @dataclass(frozen=True)
@@ -382,8 +414,9 @@ def encode_tasks(
     out = []
     for t_idx, task in enumerate(tasks):
         for inst in task.instances:
-            ids, labels = encode_instance(tokenizer, task, inst, setting, max_length,
-                                          instruction=rng.choice(task.instructions), stats=stats)
+            ids, labels = encode_instance(
+                tokenizer, task, inst, setting, max_length, instruction=rng.choice(task.instructions), stats=stats
+            )
             out.append(Encoded(t_idx, ids, labels))
     stats.warn("training examples")
     return out

@@ -68,8 +68,7 @@ class Task:
             raise TaskDataError(f"task {self.name!r}{where}: field 'instances' is empty")
         if self.condition_type not in CONDITION_TYPES:
             raise TaskDataError(
-                f"task {self.name!r}{where}: condition_type {self.condition_type!r} is not one of "
-                f"{CONDITION_TYPES}"
+                f"task {self.name!r}{where}: condition_type {self.condition_type!r} is not one of {CONDITION_TYPES}"
             )
 
     @property

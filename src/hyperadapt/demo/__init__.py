@@ -64,8 +64,10 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> int:
     out = Path(cfg.out)
     start = time.perf_counter()
     todo = pending(cfg)
-    console.print(f"hyperadapt demo -> {out}/: {sum(map(len, todo))} of {len(STAGES)} stages to run "
-                  f"({'; '.join(' → '.join(lane) for lane in todo if lane) or 'all cached'})")
+    console.print(
+        f"hyperadapt demo -> {out}/: {sum(map(len, todo))} of {len(STAGES)} stages to run "
+        f"({'; '.join(' → '.join(lane) for lane in todo if lane) or 'all cached'})"
+    )
     if any(todo):
         from hyperadapt.models import load_base_model
 
@@ -74,9 +76,17 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> int:
         console.print(f"✓ base model ready in {time.perf_counter() - t0:.0f} s")
         run_stages(cfg)
     results, failed, seconds = collect(cfg)
-    meta = {"command": reproduce_command(cfg), "model": cfg.model, "model_path": model_path(cfg), "data": "synthetic",
-            "seed": cfg.seed, "budget": to_dict(cfg), "out": str(out), "versions": versions(),
-            "lanes": [list(lane) for lane in LANES]}
+    meta = {
+        "command": reproduce_command(cfg),
+        "model": cfg.model,
+        "model_path": model_path(cfg),
+        "data": "synthetic",
+        "seed": cfg.seed,
+        "budget": to_dict(cfg),
+        "out": str(out),
+        "versions": versions(),
+        "lanes": [list(lane) for lane in LANES],
+    }
     save_json({"meta": meta, "stages": results, "failed": failed}, out / "results.json")
     md, page = write_demo_report({"meta": meta, "stages": results, "failed": failed}, out)
     total = time.perf_counter() - start
@@ -84,7 +94,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> int:
     save_json({"stages": seconds, "cpu_s_per_lane": lanes_cpu, "this_invocation_s": total}, out / "timings.json")
     console.print(f"report: {md} and {page} ({len(results)} of {len(STAGES)} stages; this run took {total:.0f} s)")
     if failed:
-        console.print(f"failed stages: {', '.join(f'{n} ({e})' for n, e in failed.items())}; "
-                      "rerun the same command to retry them")
+        console.print(
+            f"failed stages: {', '.join(f'{n} ({e})' for n, e in failed.items())}; rerun the same command to retry them"
+        )
         return 1
     return 0

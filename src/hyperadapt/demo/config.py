@@ -37,48 +37,92 @@ class DemoConfig:
     max_new_tokens: int = 16
     eval_batch_size: int = 16
     save_every: int = field(default=10, metadata={"help": "checkpoint interval (an interrupted run resumes)"})
-    checkpoint: str = field(default="checkpoints/tagi-smollm2-135m-sni",
-                            metadata={"help": "a released TAGI run (the shipped SNI one), used if present"})
+    checkpoint: str = field(
+        default="checkpoints/tagi-smollm2-135m-sni",
+        metadata={"help": "a released TAGI run (the shipped SNI one), used if present"},
+    )
 
     def __post_init__(self) -> None:
-        for name in ("teacher_steps", "train_steps", "stream_tasks", "stream_steps", "megan_steps", "limit",
-                     "seen_limit", "stream_limit", "max_new_tokens", "batch_size"):
+        for name in (
+            "teacher_steps",
+            "train_steps",
+            "stream_tasks",
+            "stream_steps",
+            "megan_steps",
+            "limit",
+            "seen_limit",
+            "stream_limit",
+            "max_new_tokens",
+            "batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def train(self, steps: int) -> TrainConfig:
-        return TrainConfig(steps=steps, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                           save_every=self.save_every)
+        return TrainConfig(
+            steps=steps, batch_size=self.batch_size, lr=self.lr, seed=self.seed, save_every=self.save_every
+        )
 
     def tagi(self) -> TagiConfig:
         """TAGI without stage-1 pretraining (it changed nothing at 40 steps in docs/RESULTS.md)."""
-        return TagiConfig(model=self.model, data=DATA, target_modules=list(TARGET_MODULES),
-                          teachers=from_dict(type(TagiConfig().teachers), {
-                              **to_dict(TagiConfig().teachers), "train": to_dict(self.train(self.teacher_steps))}),
-                          pretrain=from_dict(type(TagiConfig().pretrain), {"enabled": False}),
-                          train=self.train(self.train_steps))
+        return TagiConfig(
+            model=self.model,
+            data=DATA,
+            target_modules=list(TARGET_MODULES),
+            teachers=from_dict(
+                type(TagiConfig().teachers),
+                {**to_dict(TagiConfig().teachers), "train": to_dict(self.train(self.teacher_steps))},
+            ),
+            pretrain=from_dict(type(TagiConfig().pretrain), {"enabled": False}),
+            train=self.train(self.train_steps),
+        )
 
     def multitask_lora(self) -> MultiTaskLoraConfig:
-        return MultiTaskLoraConfig(model=self.model, data=DATA, setting="def", rank=8, alpha=16,
-                                   target_modules=list(TARGET_MODULES), train=self.train(self.train_steps))
+        return MultiTaskLoraConfig(
+            model=self.model,
+            data=DATA,
+            setting="def",
+            rank=8,
+            alpha=16,
+            target_modules=list(TARGET_MODULES),
+            train=self.train(self.train_steps),
+        )
 
     def stream(self) -> SwitchConfig:
-        data = apply_overrides(to_dict(SwitchConfig()), [
-            f"model={self.model}", f"n_tasks={self.stream_tasks}", f"seed={self.seed}",
-            f"lora.target_modules={TARGET_MODULES}", f"eval.limit={self.stream_limit}",
-            f"eval.max_new_tokens={self.max_new_tokens}", f"eval.batch_size={self.eval_batch_size}"])
+        data = apply_overrides(
+            to_dict(SwitchConfig()),
+            [
+                f"model={self.model}",
+                f"n_tasks={self.stream_tasks}",
+                f"seed={self.seed}",
+                f"lora.target_modules={TARGET_MODULES}",
+                f"eval.limit={self.stream_limit}",
+                f"eval.max_new_tokens={self.max_new_tokens}",
+                f"eval.batch_size={self.eval_batch_size}",
+            ],
+        )
         data["train"] = to_dict(self.train(self.stream_steps))
         return from_dict(SwitchConfig, data)
 
     def megan(self) -> MeganConfig:
         """MeGan with the condition only through β, per-channel β (it scored like per-token β at 1.02× the
         base forward instead of 1.30× in docs/RESULTS.md), lr 1e-3 (better than 1e-4 at short budgets)."""
-        return MeganConfig(model=self.model, data=DATA, condition_max_tokens=32, per_token=False,
-                           train=self.train(self.megan_steps))
+        return MeganConfig(
+            model=self.model, data=DATA, condition_max_tokens=32, per_token=False, train=self.train(self.megan_steps)
+        )
 
 
-QUICK = {"out": "results/demo-quick", "teacher_steps": 6, "train_steps": 10, "stream_steps": 5, "megan_steps": 10,
-         "limit": 2, "seen_limit": 1, "stream_limit": 3, "save_every": 5}
+QUICK = {
+    "out": "results/demo-quick",
+    "teacher_steps": 6,
+    "train_steps": 10,
+    "stream_steps": 5,
+    "megan_steps": 10,
+    "limit": 2,
+    "seen_limit": 1,
+    "stream_limit": 3,
+    "save_every": 5,
+}
 
 
 def demo_config(overrides: list[str], quick: bool = False, out: str | None = None) -> DemoConfig:

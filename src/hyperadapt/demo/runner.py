@@ -70,13 +70,16 @@ def run_stage(cfg: DemoConfig, name: str, log=print) -> bool:
     try:
         result = STAGES[name](cfg, run_dir)
     except Exception as err:  # noqa: BLE001 - any failure is recorded, named, and the other stages go on
-        save_json({"stage": name, "error": f"{type(err).__name__}: {err}",
-                   "traceback": traceback.format_exc()}, failure_file(out, name))
+        save_json(
+            {"stage": name, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()},
+            failure_file(out, name),
+        )
         log(f"✗ {name} failed after {time.perf_counter() - start:.0f} s: {type(err).__name__}: {err}")
         return False
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    save_json({"stage": name, "key": key, "seconds": seconds, "cpu_seconds": cpu, "result": result},
-              stage_file(out, name))
+    save_json(
+        {"stage": name, "key": key, "seconds": seconds, "cpu_seconds": cpu, "result": result}, stage_file(out, name)
+    )
     log(f"✓ {name} finished in {seconds:.0f} s ({cpu:.0f} s of CPU)")
     return True
 
@@ -130,8 +133,10 @@ def run_stages(cfg: DemoConfig) -> None:
     ctx = mp.get_context("spawn")  # torch and fork do not mix
     lock = ctx.RLock()  # one lock for every progress bar of both lanes
     tqdm.set_lock(lock)
-    procs = [ctx.Process(target=run_lane, args=(to_dict(cfg), lane, i, lock), name=f"demo-lane-{i}")
-             for i, lane in enumerate(lanes)]
+    procs = [
+        ctx.Process(target=run_lane, args=(to_dict(cfg), lane, i, lock), name=f"demo-lane-{i}")
+        for i, lane in enumerate(lanes)
+    ]
     for p in procs:
         p.start()
     try:

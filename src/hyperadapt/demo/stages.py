@@ -32,9 +32,13 @@ def score(method, tasks: list[Task], limit: int, cfg: DemoConfig, split: str) ->
     """Mean and per-task ROUGE-L / EM of ``method`` on ``tasks`` (first ``limit`` instances), a few answers."""
     ecfg = EvalConfig(limit=limit, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
     res = evaluate(method, tasks, ecfg, model=cfg.model, data=DATA, split=split)
-    return {"mean": res["mean"], "n": len(res["predictions"]), "setting": res["setting"],
-            "tasks": {k: {m: v[m] for m in ("rougeL", "em", "n")} for k, v in res["tasks"].items()},
-            "examples": res["predictions"][:EXAMPLES]}
+    return {
+        "mean": res["mean"],
+        "n": len(res["predictions"]),
+        "setting": res["setting"],
+        "tasks": {k: {m: v[m] for m in ("rougeL", "em", "n")} for k, v in res["tasks"].items()},
+        "examples": res["predictions"][:EXAMPLES],
+    }
 
 
 def _splits(cfg: DemoConfig) -> dict[str, tuple[list[Task], int]]:
@@ -58,9 +62,12 @@ def tagi_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     tcfg = cfg.tagi()
     method = train_tagi(tcfg, run_dir, model_and_tokenizer=load_base_model(cfg.model))
     unseen = load_tasks(DATA, "unseen")
-    out = {"config": to_dict(tcfg), "hypernet_parameters": method.hypernet.parameter_count(),
-           "unseen": score(method, unseen, cfg.limit, cfg, "unseen"),
-           "shuffled": score(method, shuffled_instructions(unseen, cfg.seed), cfg.limit, cfg, "unseen")}
+    out = {
+        "config": to_dict(tcfg),
+        "hypernet_parameters": method.hypernet.parameter_count(),
+        "unseen": score(method, unseen, cfg.limit, cfg, "unseen"),
+        "shuffled": score(method, shuffled_instructions(unseen, cfg.seed), cfg.limit, cfg, "unseen"),
+    }
     task = next(t for t in unseen if t.name == ADAPTER_TASK)
     folder = export_adapter(method, task.instruction, Path(cfg.out) / f"adapter-{task.name}")
     out["adapter"] = check_peft_adapter(method, task, folder, cfg)
@@ -83,9 +90,17 @@ def check_peft_adapter(method, task: Task, folder: Path, cfg: DemoConfig) -> dic
     with peft_wrapping():
         peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), folder)
     peft_answer = generate_batch(peft_model, method.tokenizer, [prompt], cfg.max_new_tokens)[0]
-    return {"folder": folder.name, "task": task.name, "instruction": task.instruction, "base": str(base_dir),
-            "input": inst.input, "reference": inst.outputs[0], "tagi_answer": tagi_answer,
-            "peft_answer": peft_answer, "files": sorted(p.name for p in folder.iterdir())}
+    return {
+        "folder": folder.name,
+        "task": task.name,
+        "instruction": task.instruction,
+        "base": str(base_dir),
+        "input": inst.input,
+        "reference": inst.outputs[0],
+        "tagi_answer": tagi_answer,
+        "peft_answer": peft_answer,
+        "files": sorted(p.name for p in folder.iterdir()),
+    }
 
 
 def hypter_stage(cfg: DemoConfig, run_dir: Path) -> dict:
@@ -134,9 +149,17 @@ def switchcit_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     texts = [user_message(t.instruction, t.instances[-1].input, scfg.setting) for t, _ in picked]
     method = load_switch(run_dir / "stream", model_and_tokenizer)
     answers = generate(method, texts, max_new_tokens=cfg.max_new_tokens)
-    out["mixed_batch"] = [{"task": t.name, "in_stream": known, "input": t.instances[-1].input,
-                           "reference": t.instances[-1].outputs[0], "routed_to": route, "answer": answer}
-                          for (t, known), (answer, route) in zip(picked, answers, strict=True)]
+    out["mixed_batch"] = [
+        {
+            "task": t.name,
+            "in_stream": known,
+            "input": t.instances[-1].input,
+            "reference": t.instances[-1].outputs[0],
+            "routed_to": route,
+            "answer": answer,
+        }
+        for (t, known), (answer, route) in zip(picked, answers, strict=True)
+    ]
     return out
 
 
@@ -147,8 +170,9 @@ def sequential_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     scfg = cfg.stream()
     source = run_dir.parent / "switchcit" / "stream"
     seed = source if (source / "results.json").exists() and not (run_dir / "stream").exists() else None
-    result = run_stream(scfg, run_dir / "stream", method="sequential", model_and_tokenizer=load_base_model(cfg.model),
-                        seed_from=seed)
+    result = run_stream(
+        scfg, run_dir / "stream", method="sequential", model_and_tokenizer=load_base_model(cfg.model), seed_from=seed
+    )
     return {"config": to_dict(scfg), **_stream_result(result)}
 
 
@@ -161,22 +185,29 @@ def megan_stage(cfg: DemoConfig, run_dir: Path) -> dict:
 
     mcfg = cfg.megan()
     method = train_megan(mcfg, run_dir, model_and_tokenizer=load_base_model(cfg.model))
-    out = {"config": to_dict(mcfg), "hypernetwork_parameters": method.hypernet.num_parameters(),
-           **{split: score(method, tasks, limit, cfg, split) for split, (tasks, limit) in _splits(cfg).items()}}
+    out = {
+        "config": to_dict(mcfg),
+        "hypernetwork_parameters": method.hypernet.num_parameters(),
+        **{split: score(method, tasks, limit, cfg, split) for split, (tasks, limit) in _splits(cfg).items()},
+    }
     seen = {t.name: t for t in load_tasks(DATA, "seen")}
     persona = load_tasks(DATA, "unseen_type")[0]
     conditions = [seen[n].instruction for n in BETA_TASKS] + [persona.instruction]
     inputs = [i.input for n in BETA_TASKS for i in seen[n].instances[:2]]
     betas = collect_betas(method, conditions, inputs, seed=cfg.seed)
     q = [1, 25, 50, 75, 99]
-    out["beta"] = {c: [dict(zip(("p1", "q1", "med", "q3", "p99"), map(float, np.percentile(v, q)), strict=True))
-                       for v in layers] for c, layers in betas.items()}
+    out["beta"] = {
+        c: [dict(zip(("p1", "q1", "med", "q3", "p99"), map(float, np.percentile(v, q)), strict=True)) for v in layers]
+        for c, layers in betas.items()
+    }
     out["beta_mean_abs_dev"] = {c: float(np.mean(np.abs(np.concatenate(v) - 1))) for c, v in betas.items()}
     text = seen["antonym"].instances[-1].input
     steer = [seen[n].instruction for n in STEER_TASKS] + [persona.instruction]
     answers = generate(method, steer, [text] * len(steer), max_new_tokens=cfg.max_new_tokens)
-    out["steering"] = {"input": text, "rows": [{"condition": c, "answer": a} for c, a in zip(steer, answers,
-                                                                                          strict=True)]}
+    out["steering"] = {
+        "input": text,
+        "rows": [{"condition": c, "answer": a} for c, a in zip(steer, answers, strict=True)],
+    }
     return out
 
 
@@ -194,8 +225,15 @@ def checkpoint_stage(cfg: DemoConfig, run_dir: Path) -> dict:
         prompt = build_prompt(method.tokenizer, task, inst, method.setting)
         with method.conditioning([Query(task, inst, prompt)]):
             answer = generate_batch(method.model, method.tokenizer, [prompt], cfg.max_new_tokens)[0]
-        rows.append({"task": task.name, "instruction": task.instruction, "input": inst.input,
-                     "reference": inst.outputs[0], "answer": answer})
+        rows.append(
+            {
+                "task": task.name,
+                "instruction": task.instruction,
+                "input": inst.input,
+                "reference": inst.outputs[0],
+                "answer": answer,
+            }
+        )
     return {"available": True, "path": str(path), "rows": rows}
 
 

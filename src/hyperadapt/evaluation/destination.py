@@ -53,8 +53,17 @@ def result_name(data: str, split: str, setting: str, limit: int | None = None) -
     return ".".join(parts + ([f"limit{limit}"] if limit is not None else [])) + ".json"
 
 
-def results_path(out: str | Path | None, data: str, split: str, setting: str, limit: int | None, *,
-                 method: str, model: str, run: Run | None = None) -> Path:
+def results_path(
+    out: str | Path | None,
+    data: str,
+    split: str,
+    setting: str,
+    limit: int | None,
+    *,
+    method: str,
+    model: str,
+    run: Run | None = None,
+) -> Path:
     """Where ``eval`` writes: ``out`` when it names a ``.json`` file; else in the folder ``out`` (default: the
     run's ``Run.eval_dir``, or ``results/``) the file :func:`result_name`, prefixed ``METHOD.MODEL.`` without a
     run (a run's folder already names both)."""
@@ -79,8 +88,17 @@ def identity(result: Mapping[str, Any]) -> dict[str, Any]:
 
 def expected_identity(method: Any, cfg: EvalConfig, *, model: str, data: str, split: str) -> dict[str, Any]:
     """The :func:`identity` of the results that ``evaluate(method, tasks, cfg, model=, data=, split=)`` writes."""
-    return identity({"method": method.name, "model": model, "data": data, "split": split,
-                     "setting": cfg.setting or method.setting, "mode": cfg.mode, "config": {"eval": vars(cfg)}})
+    return identity(
+        {
+            "method": method.name,
+            "model": model,
+            "data": data,
+            "split": split,
+            "setting": cfg.setting or method.setting,
+            "mode": cfg.mode,
+            "config": {"eval": vars(cfg)},
+        }
+    )
 
 
 def check_results_target(path: str | Path, expected: Mapping[str, Any], overwrite: bool = False) -> None:
@@ -96,5 +114,7 @@ def check_results_target(path: str | Path, expected: Mapping[str, Any], overwrit
     differ = [k for k, v in expected.items() if found.get(k) != v]
     if differ:
         was = ", ".join(f"{k} {found.get(k)!r}" for k in differ)
-        raise UserError(f"{path} holds the results of another evaluation ({was}): pass --overwrite to replace "
-                        "them, or --out another file")
+        raise UserError(
+            f"{path} holds the results of another evaluation ({was}): pass --overwrite to replace "
+            "them, or --out another file"
+        )

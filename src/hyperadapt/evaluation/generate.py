@@ -36,7 +36,7 @@ def generate_batch(
         eos_token_id=end_of_turn_ids(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
     )
-    new_tokens = out[:, batch["input_ids"].shape[1]:]  # [B, new]
+    new_tokens = out[:, batch["input_ids"].shape[1] :]  # [B, new]
     return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
@@ -74,6 +74,6 @@ def option_logprobs(
                 continue
             start = len(p_ids)  # first option token
             logp = F.log_softmax(logits[i, start - 1 : len(seq) - 1].float(), -1)  # [n_option_tokens, V]
-            targets = torch.tensor(seq[len(p_ids):], device=model.device)
+            targets = torch.tensor(seq[len(p_ids) :], device=model.device)
             scores[i].append(logp.gather(-1, targets[:, None]).sum().item())
     return scores

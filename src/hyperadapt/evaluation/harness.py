@@ -102,8 +102,9 @@ class EvalConfig:
             raise UserError(f"unknown eval mode {self.mode!r}: use 'generate' or 'rank'")
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise UserError("batch_size and max_new_tokens must be at least 1")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 1):
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
+        ):
             raise UserError(f"limit must be a positive number of instances per task, got {self.limit!r}")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
             raise UserError(f"max_prompt_tokens must be at least 1, got {self.max_prompt_tokens}")
@@ -137,15 +138,20 @@ def prompt_budget(model: Any, cfg: EvalConfig, tasks: list[Task]) -> int | None:
 
 
 def make_queries(
-    method: Method, tasks: list[Task], setting: str, limit: int | None, max_prompt_tokens: int | None = None,
+    method: Method,
+    tasks: list[Task],
+    setting: str,
+    limit: int | None,
+    max_prompt_tokens: int | None = None,
     stats: TruncationStats | None = None,
 ) -> list[Query]:
     """One query per instance (the first ``limit`` of each task), its prompt within ``max_prompt_tokens``."""
     if stats is not None and max_prompt_tokens is not None:
         stats.budgets.add(max_prompt_tokens)
     return [
-        Query(task, inst, build_prompt(method.tokenizer, task, inst, setting, max_tokens=max_prompt_tokens,
-                                       stats=stats))
+        Query(
+            task, inst, build_prompt(method.tokenizer, task, inst, setting, max_tokens=max_prompt_tokens, stats=stats)
+        )
         for task in tasks
         for inst in task.head(limit).instances
     ]
@@ -159,11 +165,18 @@ def answer_identity(method: Method) -> dict[str, str | None]:
     Reads every weight once (about a second for a 135M-parameter model on a CPU)."""
     base = list(module_tensors(method.model))
     seen = {id(t) for _, t in base}
-    held = [(f"{attr}.{name}", t) for attr, value in sorted(vars(method).items())
-            if attr != "model" and isinstance(value, torch.nn.Module)
-            for name, t in module_tensors(value) if id(t) not in seen]
-    return {"model": model_name(method.model), "weights": weights_digest(base),
-            "trained": weights_digest(held) if held else None}
+    held = [
+        (f"{attr}.{name}", t)
+        for attr, value in sorted(vars(method).items())
+        if attr != "model" and isinstance(value, torch.nn.Module)
+        for name, t in module_tensors(value)
+        if id(t) not in seen
+    ]
+    return {
+        "model": model_name(method.model),
+        "weights": weights_digest(base),
+        "trained": weights_digest(held) if held else None,
+    }
 
 
 class AnswerLog:
@@ -210,12 +223,19 @@ class AnswerLog:
             raise UserError(f"{path} holds answers of another method or setting; delete it or choose another --out")
         logged = header.get("identity")
         if logged is None:
-            log.warning("%s was written before answer logs recorded whose answers they are (its answers may be "
-                        "another model's): answering again", path)
+            log.warning(
+                "%s was written before answer logs recorded whose answers they are (its answers may be "
+                "another model's): answering again",
+                path,
+            )
             return None
         if logged != identity:
-            log.warning("%s holds answers of another model (%s), not of this one (%s): answering again",
-                        path, _describe(logged), _describe(identity))
+            log.warning(
+                "%s holds answers of another model (%s), not of this one (%s): answering again",
+                path,
+                _describe(logged),
+                _describe(identity),
+            )
             return None
         return answers
 
@@ -291,16 +311,19 @@ class AnswerLog:
         self._fh.flush()
 
     @classmethod
-    def write(cls, path: str | Path, fingerprint: str, identity: dict[str, str | None], queries: list[Query],
-              outs: list[str]) -> Path:
+    def write(
+        cls, path: str | Path, fingerprint: str, identity: dict[str, str | None], queries: list[Query], outs: list[str]
+    ) -> Path:
         """Write a complete log of ``outs`` (one answer per query) at ``path`` at once (atomically, replacing
         any file there): what ``bench compare`` and :func:`score_answer_log` read. Returns the path."""
-        return cls.write_answers(path, fingerprint, identity,
-                                 {cls.key(q): o for q, o in zip(queries, outs, strict=True)})
+        return cls.write_answers(
+            path, fingerprint, identity, {cls.key(q): o for q, o in zip(queries, outs, strict=True)}
+        )
 
     @classmethod
-    def write_answers(cls, path: str | Path, fingerprint: str, identity: dict[str, str | None],
-                      answers: dict[str, str]) -> Path:
+    def write_answers(
+        cls, path: str | Path, fingerprint: str, identity: dict[str, str | None], answers: dict[str, str]
+    ) -> Path:
         """Write a complete log of ``answers`` (key -> answer) at ``path`` atomically. Returns the path."""
         lines = [cls.header(fingerprint, identity), *(cls._line(k, a) for k, a in answers.items())]
         return atomic_write_text(path, "".join(lines))  # makes the folder
@@ -323,8 +346,14 @@ def fingerprint(method: Method, cfg: EvalConfig, setting: str) -> tuple[str, ...
     (``config.RENAMED_KEYS``) and without options added later that are at their default
     (``config.ADDED_KEYS``), so that answers logged before a rename or an addition are still reused.
     """
-    what = {"method": method.name, "info": getattr(method, "info", {}), "setting": setting, "mode": cfg.mode,
-            "max_new_tokens": cfg.max_new_tokens, "max_prompt_tokens": cfg.max_prompt_tokens}
+    what = {
+        "method": method.name,
+        "info": getattr(method, "info", {}),
+        "setting": setting,
+        "mode": cfg.mode,
+        "max_new_tokens": cfg.max_new_tokens,
+        "max_prompt_tokens": cfg.max_prompt_tokens,
+    }
     old_names = {new: old for old, new in RENAMED_KEYS.items()}
 
     def with_old_names(value: Any) -> Any:
@@ -368,8 +397,9 @@ def answer(
             if done is not None:
                 answers[id(q)] = done
         todo = [q for q in queries if id(q) not in answers]
-    with tqdm(total=len(queries), initial=len(queries) - len(todo), desc=f"{desc} [{method.name}]", unit="ex",
-              leave=False) as bar:
+    with tqdm(
+        total=len(queries), initial=len(queries) - len(todo), desc=f"{desc} [{method.name}]", unit="ex", leave=False
+    ) as bar:
         for batch in _batches(todo, cfg.batch_size):
             began = time.perf_counter()
             prompts = [q.prompt for q in batch]
@@ -394,7 +424,12 @@ def _options(task: Task) -> list[str]:
 
 
 def evaluate(
-    method: Method, tasks: list[Task], cfg: EvalConfig, model: str = "", data: str = "", split: str = "",
+    method: Method,
+    tasks: list[Task],
+    cfg: EvalConfig,
+    model: str = "",
+    data: str = "",
+    split: str = "",
     answers_path: str | Path | None = None,
 ) -> dict:
     """Score ``method`` on ``tasks``; returns the results dict (see ``write_results``).
@@ -431,8 +466,12 @@ def evaluate(
         if rouge_tok is None and any(has_non_latin(r) for rs in refs for r in rs):
             english_on_non_latin.append(task.name)
         scores = score_predictions(preds, refs, rouge_tok)
-        per_task[task.name] = {**scores, "category": task.category, "condition_type": task.condition_type,
-                               "metric": "en" if rouge_tok is None else "xlingual"}
+        per_task[task.name] = {
+            **scores,
+            "category": task.category,
+            "condition_type": task.condition_type,
+            "metric": "en" if rouge_tok is None else "xlingual",
+        }
         if task.options:  # classification: the share of answers that are exactly the label
             labels = [normalize_answer(q.instance.outputs[0]) for q in qs]
             per_task[task.name]["accuracy"] = accuracy([normalize_answer(p) for p in preds], labels)
@@ -444,7 +483,8 @@ def evaluate(
         log.warning(
             "English ROUGE drops non-Latin characters, and %d task(s) have non-Latin references (%s): score "
             "them with metric_lang='xlingual' (--metric-lang xlingual)",
-            len(english_on_non_latin), ", ".join(english_on_non_latin[:5]),
+            len(english_on_non_latin),
+            ", ".join(english_on_non_latin[:5]),
         )
     xlingual = [t for t, s in per_task.items() if s["metric"] == "xlingual"]
     return {
@@ -459,8 +499,11 @@ def evaluate(
         "by_category": by_category(per_task),
         "seconds": round(time.perf_counter() - start + (log_to.resumed_seconds if log_to else 0.0), 2),
         "truncation": {**stats.as_dict(), "max_prompt_tokens": budget},
-        "metric": {"lang": cfg.metric_lang, "xlingual_tasks": xlingual,
-                   "xlingual_tokenizer": metric_tokenizer("xlingual").name if xlingual else None},
+        "metric": {
+            "lang": cfg.metric_lang,
+            "xlingual_tasks": xlingual,
+            "xlingual_tokenizer": metric_tokenizer("xlingual").name if xlingual else None,
+        },
         "config": {"eval": asdict(cfg), "method": getattr(method, "info", {})},
         "predictions": predictions,
     }
@@ -499,8 +542,9 @@ def read_answers(path: str | Path) -> dict[tuple[str, str], str]:
             answers[key] = str(row["prediction"])
         return answers
     if not isinstance(head, dict) or "fingerprint" not in head:
-        raise UserError(f"{path}: neither an answer log nor predictions (for an evaluation's R.json, give "
-                         "R.predictions.jsonl)")
+        raise UserError(
+            f"{path}: neither an answer log nor predictions (for an evaluation's R.json, give R.predictions.jsonl)"
+        )
     answers = {}
     for key, text in AnswerLog.read(path, strict=True)[1].items():
         pair = tuple(key.split("\t")[:2])
@@ -510,8 +554,9 @@ def read_answers(path: str | Path) -> dict[tuple[str, str], str]:
     return answers
 
 
-def score_answer_log(path: str | Path, tasks: list[Task], limit: int | None = None,
-                     metric_lang: str = "auto") -> dict[str, dict[str, Any]]:
+def score_answer_log(
+    path: str | Path, tasks: list[Task], limit: int | None = None, metric_lang: str = "auto"
+) -> dict[str, dict[str, Any]]:
     """Per task, ROUGE-L / EM / n of the answers in an answer log or predictions file (:func:`read_answers`)
     on the first ``limit`` instances of each task, without the model: e.g. two methods' answers on the
     instances an ablation used.
@@ -528,8 +573,9 @@ def score_answer_log(path: str | Path, tasks: list[Task], limit: int | None = No
         if missing:
             raise UserError(f"{path} has no answer for {task.name} instance {missing[0]}")
         preds = [answers[(task.name, x.id)] for x in chosen]
-        scores = score_predictions(preds, [list(x.outputs) for x in chosen],
-                                   metric_tokenizer(metric_lang, task.output_language))
+        scores = score_predictions(
+            preds, [list(x.outputs) for x in chosen], metric_tokenizer(metric_lang, task.output_language)
+        )
         per_task[task.name] = {**scores, "category": task.category}
     return per_task
 
@@ -547,4 +593,3 @@ def write_results(result: dict, out: str | Path) -> Path:
         fh.writelines(json.dumps(p) + "\n" for p in preds)
     out.with_suffix(".md").write_text(task_table(body))
     return out
-

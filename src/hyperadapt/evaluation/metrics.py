@@ -80,8 +80,10 @@ def xlingual_tokenizer() -> XLingualTokenizer:
             "cross-lingual ROUGE needs GPT-2's tokenizer (not reachable) or the default model's "
             f"(not converted yet at {path}: load the default model once)"
         )
-    log.warning("cross-lingual ROUGE: gpt2's tokenizer is not available offline; using the default "
-                "model's byte-level BPE tokenizer instead (scores close to, not equal to, the official ones)")
+    log.warning(
+        "cross-lingual ROUGE: gpt2's tokenizer is not available offline; using the default "
+        "model's byte-level BPE tokenizer instead (scores close to, not equal to, the official ones)"
+    )
     return XLingualTokenizer(AutoTokenizer.from_pretrained(path), f"byte-level BPE of {path.name}")
 
 
@@ -190,8 +192,13 @@ def aggregate(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     if not per_task:
         raise ValueError("no task scores to aggregate")
     scores = list(per_task.values())
-    return {**instance_mean(scores), "aggregation": "instance_mean", "task_mean": task_mean(scores),
-            "n_tasks": len(scores), "n": sum(int(s.get("n", 0)) for s in scores)}
+    return {
+        **instance_mean(scores),
+        "aggregation": "instance_mean",
+        "task_mean": task_mean(scores),
+        "n_tasks": len(scores),
+        "n": sum(int(s.get("n", 0)) for s in scores),
+    }
 
 
 def by_category(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -202,13 +209,19 @@ def by_category(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str
         if "category" not in scores:
             raise ValueError(f"scores of task {name!r} have no 'category'")
         groups.setdefault(str(scores["category"]), []).append(scores)
-    return {cat: {**instance_mean(s), "task_mean": task_mean(s), "n_tasks": len(s),
-                  "n": sum(int(x.get("n", 0)) for x in s)} for cat, s in sorted(groups.items())}
+    return {
+        cat: {**instance_mean(s), "task_mean": task_mean(s), "n_tasks": len(s), "n": sum(int(x.get("n", 0)) for x in s)}
+        for cat, s in sorted(groups.items())
+    }
 
 
 def paired_bootstrap(
-    a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]], key: str = "rougeL",
-    resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
+    a: Mapping[str, Mapping[str, Any]],
+    b: Mapping[str, Mapping[str, Any]],
+    key: str = "rougeL",
+    resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The instance-mean difference ``a − b`` of ``key`` and its bootstrap confidence interval over tasks.
 
@@ -240,9 +253,18 @@ def paired_bootstrap(
     tail = (1.0 - confidence) / 2
     low, high = stats[int(tail * (resamples - 1))], stats[int(round((1.0 - tail) * (resamples - 1)))]
     diffs = [float(a[t][key]) - float(b[t][key]) for t in names]
-    return {"key": key, "diff": mean_diff(range(len(names))), "low": low, "high": high, "confidence": confidence,
-            "resamples": resamples, "n_tasks": len(names), "wins": sum(x > 0 for x in diffs),
-            "losses": sum(x < 0 for x in diffs), "ties": sum(x == 0 for x in diffs)}
+    return {
+        "key": key,
+        "diff": mean_diff(range(len(names))),
+        "low": low,
+        "high": high,
+        "confidence": confidence,
+        "resamples": resamples,
+        "n_tasks": len(names),
+        "wins": sum(x > 0 for x in diffs),
+        "losses": sum(x < 0 for x in diffs),
+        "ties": sum(x == 0 for x in diffs),
+    }
 
 
 def _check_matrix(acc: Sequence[Sequence[float]]) -> int:
@@ -285,8 +307,9 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
     chance. Raises ``ValueError`` when either side is empty or a score is NaN.
     """
     if not positives or not negatives:
-        raise ValueError(f"AUROC needs scores on both sides, got {len(positives)} positive and "
-                         f"{len(negatives)} negative")
+        raise ValueError(
+            f"AUROC needs scores on both sides, got {len(positives)} positive and {len(negatives)} negative"
+        )
     values = [float(v) for v in positives] + [float(v) for v in negatives]
     if any(v != v for v in values):
         raise ValueError("AUROC of NaN scores is undefined")
@@ -306,8 +329,21 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
 
 
 __all__ = [
-    "METRIC_LANGS", "Tokenizer", "XLingualTokenizer", "accuracy", "aggregate", "auroc", "by_category",
-    "continual_metrics", "exact_match", "has_non_latin", "instance_mean", "metric_tokenizer", "normalize_answer",
+    "METRIC_LANGS",
+    "Tokenizer",
+    "XLingualTokenizer",
+    "accuracy",
+    "aggregate",
+    "auroc",
+    "by_category",
+    "continual_metrics",
+    "exact_match",
+    "has_non_latin",
+    "instance_mean",
+    "metric_tokenizer",
+    "normalize_answer",
     "rouge_l",
-    "score_predictions", "task_mean", "xlingual_tokenizer",
+    "score_predictions",
+    "task_mean",
+    "xlingual_tokenizer",
 ]

@@ -16,8 +16,12 @@ from hyperadapt.runs import Run
 
 
 def answer_inputs(
-    run: Run | str | Path, inputs: list[str], conditions: list[str], max_new_tokens: int = 64,
-    max_prompt_tokens: int | None = None, model_and_tokenizer=None,
+    run: Run | str | Path,
+    inputs: list[str],
+    conditions: list[str],
+    max_new_tokens: int = 64,
+    max_prompt_tokens: int | None = None,
+    model_and_tokenizer=None,
 ) -> list[tuple[str, str, str]]:
     """(input, answer, route) per input: what each answer was produced under. Runs that route each input
     (SwitchCIT: route = ``task: NAME``, or ``rejected``) refuse ``conditions``; other runs (a sequential,
@@ -35,21 +39,25 @@ def answer_inputs(
         from hyperadapt.methods.switch import generate
 
         if conditions:
-            raise UserError(f"{run.path} is a continual run: it routes each input to its task's adapter itself, so "
-                             "--condition is not used; put the task's definition in the --input")
+            raise UserError(
+                f"{run.path} is a continual run: it routes each input to its task's adapter itself, so "
+                "--condition is not used; put the task's definition in the --input"
+            )
         answers = generate(run.load(model_and_tokenizer), inputs, max_new_tokens, max_prompt_tokens=max_prompt_tokens)
         return [(x, a, f"task: {t}" if t else "rejected") for x, (a, t) in zip(inputs, answers, strict=True)]
     if len(conditions) not in (1, len(inputs)):
-        raise UserError(f"give one --condition for all inputs or one per input; got {len(conditions)} "
-                         f"for {len(inputs)} inputs")
+        raise UserError(
+            f"give one --condition for all inputs or one per input; got {len(conditions)} for {len(inputs)} inputs"
+        )
     conds = conditions * len(inputs) if len(conditions) == 1 else conditions
     blank = [i for i, c in enumerate(conds, start=1) if not c.strip()]
     if blank:  # before loading anything
         raise UserError(f"--condition is empty (for input {blank[0]}): give the instruction or style to follow")
     method = run.load(model_and_tokenizer)
     cfg = EvalConfig(max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens)
-    tasks = [Task(f"input-{i}", c, [Instance(str(i), x, ("",))]) for i, (c, x) in enumerate(zip(conds, inputs,
-                                                                                                strict=True))]
+    tasks = [
+        Task(f"input-{i}", c, [Instance(str(i), x, ("",))]) for i, (c, x) in enumerate(zip(conds, inputs, strict=True))
+    ]
     stats = TruncationStats()
     budget = prompt_budget(method.model, cfg, tasks)
     queries = make_queries(method, tasks, run.prompt_style.setting, None, budget, stats)

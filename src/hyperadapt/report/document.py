@@ -97,8 +97,11 @@ def _inline_html(text: str) -> str:
     parts, pos = [], 0
     for m in _INLINE.finditer(text):
         parts.append(html.escape(text[pos : m.start()]))
-        parts.append(f"<code>{html.escape(m.group(1))}</code>" if m.group(1) is not None
-                     else f"<strong>{html.escape(m.group(2))}</strong>")
+        parts.append(
+            f"<code>{html.escape(m.group(1))}</code>"
+            if m.group(1) is not None
+            else f"<strong>{html.escape(m.group(2))}</strong>"
+        )
         pos = m.end()
     parts.append(html.escape(text[pos:]))
     return "".join(parts)
@@ -138,11 +141,16 @@ def to_html(blocks: list[Block], root: Path, title: str) -> str:
             body.append(f"<pre><code>{html.escape(b.text.rstrip())}</code></pre>")
         elif isinstance(b, Figure):
             src = _image_src(root, b.path)
-            img = (f'<img src="{src}" alt="{html.escape(b.caption)}">' if src
-                   else f"<p><em>figure missing: {html.escape(b.path)}</em></p>")
+            img = (
+                f'<img src="{src}" alt="{html.escape(b.caption)}">'
+                if src
+                else f"<p><em>figure missing: {html.escape(b.path)}</em></p>"
+            )
             body.append(f"<figure>{img}<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_report(blocks: list[Block], root: Path, title: str) -> tuple[Path, Path]:

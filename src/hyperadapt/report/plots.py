@@ -64,8 +64,12 @@ def _save_png(fig, path: str | Path) -> Path:
 
 
 def plot_matrix(
-    matrix: Sequence[Sequence[float | None]], tasks: Sequence[str], path: str | Path, title: str = "",
-    rows: Sequence[str] | None = None, value_label: str = "score",
+    matrix: Sequence[Sequence[float | None]],
+    tasks: Sequence[str],
+    path: str | Path,
+    title: str = "",
+    rows: Sequence[str] | None = None,
+    value_label: str = "score",
 ) -> Path:
     """Heatmap of a[j][i] (score on task i after training through row j's task); blank where not measured.
 
@@ -83,8 +87,7 @@ def plot_matrix(
     for j, row in enumerate(matrix):
         for i, v in enumerate(row):
             if v is not None and len(tasks) <= 20:
-                ax.text(i, j, f"{v:.0f}", ha="center", va="center", fontsize=7,
-                        color="white" if v < 60 else "black")
+                ax.text(i, j, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 60 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, label=value_label)
     ax.set_title(title or "accuracy matrix")
     path = _save_png(fig, path)
@@ -112,7 +115,10 @@ def plot_ap_curve(curves: Mapping[str, Sequence[float]], path: str | Path, ylabe
 
 
 def plot_grouped_bars(
-    values: Mapping[str, Mapping[str, float]], path: str | Path, ylabel: str, title: str = "",
+    values: Mapping[str, Mapping[str, float]],
+    path: str | Path,
+    ylabel: str,
+    title: str = "",
     ymax: float = 100.0,
 ) -> Path:
     """Bars of ``values[series][group]`` (e.g. method -> split -> ROUGE-L), one colour per series, each bar
@@ -144,8 +150,12 @@ def plot_grouped_bars(
 
 
 def plot_box_stats(
-    stats_by_panel: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path, ylabel: str, xlabel: str,
-    title: str = "", reference: float | None = None,
+    stats_by_panel: Mapping[str, Sequence[Mapping[str, float]]],
+    path: str | Path,
+    ylabel: str,
+    xlabel: str,
+    title: str = "",
+    reference: float | None = None,
 ) -> Path:
     """Box plots drawn from precomputed statistics, one panel per key (e.g. β per layer per condition).
 
@@ -158,8 +168,10 @@ def plot_box_stats(
     n = len(stats_by_panel)
     fig, axes = plt.subplots(n, 1, figsize=(10, 1.9 * n + 0.8), sharex=True, sharey=True, squeeze=False)
     for ax, (name, stats) in zip(axes[:, 0], stats_by_panel.items(), strict=True):
-        boxes = [{"med": s["med"], "q1": s["q1"], "q3": s["q3"], "whislo": s["p1"], "whishi": s["p99"],
-                  "label": str(i)} for i, s in enumerate(stats)]
+        boxes = [
+            {"med": s["med"], "q1": s["q1"], "q3": s["q3"], "whislo": s["p1"], "whishi": s["p99"], "label": str(i)}
+            for i, s in enumerate(stats)
+        ]
         ax.bxp(boxes, showfliers=False)
         if reference is not None:
             ax.axhline(reference, color="grey", linestyle="--", linewidth=0.8)

@@ -15,6 +15,7 @@ def markdown_table(header: Sequence[object], rows: Iterable[Sequence[object]]) -
     |---|---|
     | 1 | x\\|y |
     """
+
     def line(cells: Sequence[object]) -> str:
         return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
@@ -27,8 +28,10 @@ def _cell(value: object) -> str:
 
 def task_table(result: dict) -> str:
     """Per-task Markdown table of one result."""
-    rows: list[list[object]] = [[name, s.get("condition_type", ""), s["n"], f"{s['rougeL']:.1f}", f"{s['em']:.1f}"]
-                                for name, s in result["tasks"].items()]
+    rows: list[list[object]] = [
+        [name, s.get("condition_type", ""), s["n"], f"{s['rougeL']:.1f}", f"{s['em']:.1f}"]
+        for name, s in result["tasks"].items()
+    ]
     m = result["mean"]
     rows.append(["**instance mean** (official)", "", m.get("n", ""), f"**{m['rougeL']:.1f}**", f"**{m['em']:.1f}**"])
     if "task_mean" in m:
@@ -39,13 +42,34 @@ def task_table(result: dict) -> str:
 def summary_table(results: list[dict]) -> str:
     """One row per (method, split): instance-mean ROUGE-L and EM (official), the task-mean ROUGE-L beside them,
     tasks, instances and seconds."""
-    header = ["method", "data", "split", "setting", "tasks", "instances", "ROUGE-L", "EM", "ROUGE-L task mean",
-              "seconds"]
+    header = [
+        "method",
+        "data",
+        "split",
+        "setting",
+        "tasks",
+        "instances",
+        "ROUGE-L",
+        "EM",
+        "ROUGE-L task mean",
+        "seconds",
+    ]
     rows = []
     for r in results:
         m = r["mean"]
         tm = m.get("task_mean", m)
-        rows.append([r["method"], r.get("data", ""), r.get("split", ""), r["setting"], len(r["tasks"]),
-                     sum(t["n"] for t in r["tasks"].values()), f"{m['rougeL']:.1f}", f"{m['em']:.1f}",
-                     f"{tm['rougeL']:.1f}", f"{r['seconds']:.0f}"])
+        rows.append(
+            [
+                r["method"],
+                r.get("data", ""),
+                r.get("split", ""),
+                r["setting"],
+                len(r["tasks"]),
+                sum(t["n"] for t in r["tasks"].values()),
+                f"{m['rougeL']:.1f}",
+                f"{m['em']:.1f}",
+                f"{tm['rougeL']:.1f}",
+                f"{r['seconds']:.0f}",
+            ]
+        )
     return markdown_table(header, rows) + "\n"

@@ -38,9 +38,11 @@ def check_name(name: str) -> None:
         raise RequestRefused(f"an adapter name has 1 to {MAX_NAME_CHARS} characters", "lora_name")
     bad = next((c for c in name if not (" " <= c <= "~" or "\xa0" <= c <= "\xff")), None)
     if bad is not None:
-        raise RequestRefused(f"the adapter name {name!r} holds {bad!r}: names are Latin-1 printable text "
-                             "(letters, digits, punctuation, spaces; no CR/LF or other control characters)",
-                             "lora_name")
+        raise RequestRefused(
+            f"the adapter name {name!r} holds {bad!r}: names are Latin-1 printable text "
+            "(letters, digits, punctuation, spaces; no CR/LF or other control characters)",
+            "lora_name",
+        )
     if name != name.strip():
         raise RequestRefused(f"the adapter name {name!r} starts or ends with a space", "lora_name")
 
@@ -68,8 +70,9 @@ class AdapterStore:
     def bytes(self) -> int:
         return sum(tensor_bytes(t.factors) for t in self.runtime().values())
 
-    async def load(self, engine: Engine, name: str, path: str | Path, model: Any,
-                   replace: bool = False) -> AdapterTarget:
+    async def load(
+        self, engine: Engine, name: str, path: str | Path, model: Any, replace: bool = False
+    ) -> AdapterTarget:
         """Load the PEFT folder ``path`` as ``name`` in the engine thread (``replace``: swap a loaded adapter
         of that name for it). Raises :class:`RequestRefused`: 400 for a bad name or an adapter beyond the
         limits, 409 for a name that is taken or being loaded; ``ValueError``/``FileNotFoundError`` for a
@@ -89,8 +92,9 @@ class AdapterStore:
         it is being loaded."""
         with self._lock:
             if name in self._loading:
-                raise RequestRefused(f"the adapter {name!r} is being loaded: unload it when that ends", "lora_name",
-                                     409)
+                raise RequestRefused(
+                    f"the adapter {name!r} is being loaded: unload it when that ends", "lora_name", 409
+                )
             if not isinstance(self.targets.get(name), AdapterTarget):
                 raise RequestRefused(f"no LoRA adapter named {name!r} is loaded", "lora_name", 404)
             del self.targets[name]
@@ -102,25 +106,33 @@ class AdapterStore:
                 raise RequestRefused(f"the adapter {name!r} is being loaded by another request", "lora_name", 409)
             current = self.targets.get(name)
             if current is not None and not isinstance(current, AdapterTarget):
-                raise RequestRefused(f"the name {name!r} is a {current.kind} target, not a runtime adapter: "
-                                     "choose another name", "lora_name", 409)
+                raise RequestRefused(
+                    f"the name {name!r} is a {current.kind} target, not a runtime adapter: choose another name",
+                    "lora_name",
+                    409,
+                )
             if current is not None and not replace:
-                raise RequestRefused(f"the name {name!r} is taken: unload it first, or load with replace",
-                                     "lora_name", 409)
+                raise RequestRefused(
+                    f"the name {name!r} is taken: unload it first, or load with replace", "lora_name", 409
+                )
             if current is None and len(self.runtime()) + len(self._loading) >= self.max_loras:
-                raise RequestRefused(f"{self.max_loras} adapters are loaded (max_loras): unload one first",
-                                     "lora_name")
+                raise RequestRefused(f"{self.max_loras} adapters are loaded (max_loras): unload one first", "lora_name")
             self._loading.add(name)
 
     def _read(self, name: str, path: str | Path, model: Any) -> AdapterTarget:
         target = AdapterTarget.load(name, path, model)
         rank = max(a.shape[0] for a, _ in target.factors.values())
         if rank > self.max_lora_rank:
-            raise RequestRefused(f"the adapter has rank {rank}; this server loads ranks up to {self.max_lora_rank} "
-                                 "(max_lora_rank)", "lora_path")
+            raise RequestRefused(
+                f"the adapter has rank {rank}; this server loads ranks up to {self.max_lora_rank} (max_lora_rank)",
+                "lora_path",
+            )
         others = sum(tensor_bytes(t.factors) for n, t in self.runtime().items() if n != name)
         size = tensor_bytes(target.factors)
         if others + size > self.max_bytes:
-            raise RequestRefused(f"the adapter needs {size} bytes and the loaded ones hold {others} of the "
-                                 f"{self.max_bytes} allowed (max_bytes): unload one first", "lora_path")
+            raise RequestRefused(
+                f"the adapter needs {size} bytes and the loaded ones hold {others} of the "
+                f"{self.max_bytes} allowed (max_bytes): unload one first",
+                "lora_path",
+            )
         return target

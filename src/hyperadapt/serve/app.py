@@ -30,8 +30,17 @@ from hyperadapt.serve.errors import RequestRefused
 from hyperadapt.serve.metrics import Metrics
 from hyperadapt.serve.server import Server
 
-ENDPOINTS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/adapters", "/v1/load_lora_adapter",
-             "/v1/unload_lora_adapter", "/health", "/metrics", "/openapi.json")
+ENDPOINTS = (
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/v1/models",
+    "/v1/adapters",
+    "/v1/load_lora_adapter",
+    "/v1/unload_lora_adapter",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+)
 
 
 class MetricsMiddleware:
@@ -93,10 +102,14 @@ def create_app(server: Server) -> FastAPI:
         server.engine.stop()
 
     keyed = server.config.api_key is not None
-    app = FastAPI(title="hyperadapt", lifespan=lifespan, **(
-        {"openapi_url": None, "docs_url": None, "redoc_url": None} if keyed else {}))
+    app = FastAPI(
+        title="hyperadapt",
+        lifespan=lifespan,
+        **({"openapi_url": None, "docs_url": None, "redoc_url": None} if keyed else {}),
+    )
     app.state.server = server
     if keyed:
+
         @app.get("/openapi.json", include_in_schema=False)
         async def openapi(request: Request) -> dict:
             authorize(request)

@@ -87,5 +87,12 @@ class ByteLRU:
         return self.hits / total if total else 0.0
 
     def stats(self) -> dict[str, float]:
-        return {"entries": len(self._items), "bytes": self.bytes, "max_bytes": self.max_bytes, "hits": self.hits,
-                "misses": self.misses, "evictions": self.evictions, "hit_rate": self.hit_rate}
+        return {
+            "entries": len(self._items),
+            "bytes": self.bytes,
+            "max_bytes": self.max_bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "hit_rate": self.hit_rate,
+        }

@@ -54,8 +54,10 @@ def _batch_beta(rows: list[RowCondition]) -> BetaFn | None:
             groups.setdefault(id(row.beta.owner), []).append(i)
     if not groups:
         return None
-    fns = [(torch.tensor(idx), rows[idx[0]].beta.owner.group_beta_fn([rows[i].beta for i in idx]))
-           for idx in groups.values()]
+    fns = [
+        (torch.tensor(idx), rows[idx[0]].beta.owner.group_beta_fn([rows[i].beta for i in idx]))
+        for idx in groups.values()
+    ]
 
     def fn(layer: int, x: Tensor) -> Tensor:
         parts = [(idx, group(layer, x[idx])) for idx, group in fns]  # β [b, T|1, I] per group
@@ -66,4 +68,3 @@ def _batch_beta(rows: list[RowCondition]) -> BetaFn | None:
         return out
 
     return fn
-

@@ -48,12 +48,17 @@ def normalize_condition(text: str) -> str:
     if not isinstance(text, str):
         raise RequestRefused("the condition must be text", "condition")
     if (at := lone_surrogate(text)) is not None:
-        raise RequestRefused(f"the condition holds a lone UTF-16 surrogate at character {at}: send text, with "
-                             "surrogates only in pairs", "condition")
+        raise RequestRefused(
+            f"the condition holds a lone UTF-16 surrogate at character {at}: send text, with surrogates only in pairs",
+            "condition",
+        )
     text = unicodedata.normalize("NFC", text).strip()
     if all(unicodedata.category(c) in INVISIBLE for c in text):
-        raise RequestRefused("the condition has no visible character (only spaces, control or invisible "
-                             "format characters): give the instruction in words", "condition")
+        raise RequestRefused(
+            "the condition has no visible character (only spaces, control or invisible "
+            "format characters): give the instruction in words",
+            "condition",
+        )
     return text
 
 

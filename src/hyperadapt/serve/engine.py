@@ -85,11 +85,15 @@ class Sampling:
             return "temperature", f"temperature must be a finite number >= 0, got {self.temperature!r}"
         if not _number(self.top_p) or not 0 < self.top_p <= 1:
             return "top_p", f"top_p must be a number in (0, 1], got {self.top_p!r}"
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                                      or not 0 <= self.seed < SEED_RANGE):
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < SEED_RANGE
+        ):
             return "seed", f"seed must be a whole number in [0, 2**64), got {self.seed!r}"
-        if self.logprobs is not None and (isinstance(self.logprobs, bool) or not isinstance(self.logprobs, int)
-                                          or not 0 <= self.logprobs <= MAX_LOGPROBS):
+        if self.logprobs is not None and (
+            isinstance(self.logprobs, bool)
+            or not isinstance(self.logprobs, int)
+            or not 0 <= self.logprobs <= MAX_LOGPROBS
+        ):
             return "logprobs", f"logprobs must be a whole number in [0, {MAX_LOGPROBS}], got {self.logprobs!r}"
         for stop in self.stop:
             if not isinstance(stop, str) or not stop:
@@ -132,8 +136,9 @@ class Job:
         self.cancelled = True
 
 
-async def cancel_when_gone(jobs: Sequence[Job], is_disconnected: Callable[[], Awaitable[bool]],
-                           interval_s: float = 0.1) -> bool:
+async def cancel_when_gone(
+    jobs: Sequence[Job], is_disconnected: Callable[[], Awaitable[bool]], interval_s: float = 0.1
+) -> bool:
     """Watch a client while its ``jobs`` run: cancel them all as soon as ``is_disconnected()`` (e.g.
     Starlette's ``request.is_disconnected``) says it left, whether or not tokens are flowing. Returns True
     when it cancelled, False once every job finished. Run it as a task beside the code that reads the
@@ -202,8 +207,15 @@ class _Row:
 class Engine:
     """Continuous batching over one conditioned model. Start with :meth:`start`; submit :class:`Job` s."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 32, gather_ms: float = 5.0,
-                 max_queue: int = 1024, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_batch: int = 32,
+        gather_ms: float = 5.0,
+        max_queue: int = 1024,
+        metrics: Metrics | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         layers = DynamicCache(config=model.config).layers
@@ -362,8 +374,11 @@ class Engine:
             raise RequestRefused(f"the prompt must be 1 or more token ids in [0, {vocab})", "prompt")
         for param, text in (("condition", job.condition), ("prompt", job.route_text)):
             if text is not None and (bad := lone_surrogate(text)) is not None:
-                raise RequestRefused(f"the {param} holds a lone UTF-16 surrogate at character {bad} "
-                                     f"({text[bad]!r}): send text, with surrogates only in pairs", param)
+                raise RequestRefused(
+                    f"the {param} holds a lone UTF-16 surrogate at character {bad} "
+                    f"({text[bad]!r}): send text, with surrogates only in pairs",
+                    param,
+                )
 
     def _resolve(self, jobs: list[Job]) -> list[_Row]:
         rows = []
@@ -383,8 +398,16 @@ class Engine:
                 _finish(job, {"type": "error", "status": 500, "message": f"internal error: {err}"})
                 continue
             self.metrics.admitted(now - job.enqueued, len(job.prompt_ids))
-            _send(job, {"type": "start", "route": cond.route, "cache_hit": cond.cache_hit,
-                        "condition_tokens": cond.condition_tokens, "condition_kept": cond.condition_kept})
+            _send(
+                job,
+                {
+                    "type": "start",
+                    "route": cond.route,
+                    "cache_hit": cond.cache_hit,
+                    "condition_tokens": cond.condition_tokens,
+                    "condition_kept": cond.condition_kept,
+                },
+            )
             gen = None
             if job.sampling.seed is not None and not job.sampling.greedy:
                 gen = torch.Generator(device=self.device).manual_seed(job.sampling.seed)
@@ -418,10 +441,12 @@ class Engine:
             return
         width = max(len(r.job.prompt_ids) for r in rows)
         pad = self.tokenizer.pad_token_id or 0
-        ids = torch.tensor([[pad] * (width - len(r.job.prompt_ids)) + r.job.prompt_ids for r in rows],
-                           device=self.device)  # [n, W]
-        mask = torch.tensor([[0] * (width - len(r.job.prompt_ids)) + [1] * len(r.job.prompt_ids) for r in rows],
-                            device=self.device)  # [n, W]
+        ids = torch.tensor(
+            [[pad] * (width - len(r.job.prompt_ids)) + r.job.prompt_ids for r in rows], device=self.device
+        )  # [n, W]
+        mask = torch.tensor(
+            [[0] * (width - len(r.job.prompt_ids)) + [1] * len(r.job.prompt_ids) for r in rows], device=self.device
+        )  # [n, W]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [n, W]
         cache = DynamicCache(config=self.model.config)
         logits = self._forward([r.cond for r in rows], ids, mask, positions, cache)  # [n, V]
@@ -443,8 +468,9 @@ class Engine:
         lora, beta = batch_conditioning(conds) if isinstance(conds, list) else conds
         start = time.perf_counter()
         with conditioned(self.model, lora=lora, beta=beta):
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                             **{self._cache_arg: cache})
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{self._cache_arg: cache}
+            )
         logits = out.logits[:, -1].float()  # [B, V]
         self.metrics.forward(ids.shape[0], time.perf_counter() - start, ids.shape[0])
         return logits
@@ -458,9 +484,13 @@ class Engine:
             self._cache, self._mask = cache, mask
         else:
             width = max(self._mask.shape[1], mask.shape[1])
-            merged = [(torch.cat([_pad_left(old.keys, width, 2), _pad_left(new.keys, width, 2)]),  # [B, H, T, D]
-                       torch.cat([_pad_left(old.values, width, 2), _pad_left(new.values, width, 2)]))
-                      for old, new in zip(self._cache.layers, cache.layers, strict=True)]
+            merged = [
+                (
+                    torch.cat([_pad_left(old.keys, width, 2), _pad_left(new.keys, width, 2)]),  # [B, H, T, D]
+                    torch.cat([_pad_left(old.values, width, 2), _pad_left(new.values, width, 2)]),
+                )
+                for old, new in zip(self._cache.layers, cache.layers, strict=True)
+            ]
             for layer, (keys, values) in zip(self._cache.layers, merged, strict=True):
                 layer.keys, layer.values = keys, values
             self._mask = torch.cat([_pad_left(self._mask, width, 1), _pad_left(mask, width, 1)])  # [B, T]
@@ -531,13 +561,20 @@ class Engine:
             if text.endswith("\ufffd"):  # an incomplete UTF-8 character
                 upto = min(upto, len(text) - 1)
         if upto > row.sent:
-            _send(row.job, {"type": "delta", "text": text[row.sent:upto]})
+            _send(row.job, {"type": "delta", "text": text[row.sent : upto]})
             row.sent = upto
         if finish is not None:
             row.done = True
-            _finish(row.job, {"type": "done", "finish_reason": finish, "prompt_tokens": len(row.job.prompt_ids),
-                            "completion_tokens": len(row.generated),
-                              "logprobs": None if row.logprobs is None else row.logprobs[:len(row.generated)]})
+            _finish(
+                row.job,
+                {
+                    "type": "done",
+                    "finish_reason": finish,
+                    "prompt_tokens": len(row.job.prompt_ids),
+                    "completion_tokens": len(row.generated),
+                    "logprobs": None if row.logprobs is None else row.logprobs[: len(row.generated)],
+                },
+            )
 
 
 def _logprobs(logits: Tensor, token: int, top: int) -> tuple[int, float, list[tuple[int, float]]]:

@@ -71,14 +71,26 @@ class Metrics:
         p = "hyperadapt"
         with self._lock:
             lines = [f"# TYPE {p}_requests_total counter"]
-            lines += [f'{p}_requests_total{{endpoint="{e}",status="{s}"}} {n}'
-                      for (e, s), n in sorted(self.requests.items())]
-            lines += [f"# TYPE {p}_batch_size histogram", *self.batch_size.lines(f"{p}_batch_size"),
-                      f"# TYPE {p}_queue_seconds histogram", *self.queue_seconds.lines(f"{p}_queue_seconds")]
-            counters = {"forward_seconds_total": self.forward_seconds, "prompt_tokens_total": self.prompt_tokens,
-                        "generated_tokens_total": self.generated_tokens, "cancelled_total": self.cancelled}
-            gauges = {"active_sequences": self.active, "waiting_requests": self.waiting,
-                      "generation_tokens_per_second": self.tokens_per_second()}
+            lines += [
+                f'{p}_requests_total{{endpoint="{e}",status="{s}"}} {n}' for (e, s), n in sorted(self.requests.items())
+            ]
+            lines += [
+                f"# TYPE {p}_batch_size histogram",
+                *self.batch_size.lines(f"{p}_batch_size"),
+                f"# TYPE {p}_queue_seconds histogram",
+                *self.queue_seconds.lines(f"{p}_queue_seconds"),
+            ]
+            counters = {
+                "forward_seconds_total": self.forward_seconds,
+                "prompt_tokens_total": self.prompt_tokens,
+                "generated_tokens_total": self.generated_tokens,
+                "cancelled_total": self.cancelled,
+            }
+            gauges = {
+                "active_sequences": self.active,
+                "waiting_requests": self.waiting,
+                "generation_tokens_per_second": self.tokens_per_second(),
+            }
         counters |= {f"condition_cache_{k}_total": cache_stats[k] for k in ("hits", "misses", "evictions")}
         gauges |= {f"condition_cache_{k}": cache_stats[k] for k in ("entries", "bytes", "max_bytes", "hit_rate")}
         for kind, values in (("counter", counters), ("gauge", gauges)):

@@ -123,8 +123,13 @@ class MethodTarget:
         if not hit:
             row = self.method.serve_row(read.text, text)
             self.cache.put(key, row, tensor_bytes(row.tensors()))
-        return replace(row, route=f"{self.name}:{read.key[:10]}", cache_hit=hit, condition_tokens=read.tokens,
-                       condition_kept=read.kept)
+        return replace(
+            row,
+            route=f"{self.name}:{read.key[:10]}",
+            cache_hit=hit,
+            condition_tokens=read.tokens,
+            condition_kept=read.kept,
+        )
 
     def export_adapter(self, condition: str, out_dir: Path) -> Path:
         """The adapter of ``condition`` as a PEFT folder (the method's own export); engine thread only."""

@@ -53,8 +53,18 @@ class ServeConfig:
     api_key: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_body_bytes", "max_prompt_tokens", "max_prompts",
-                     "max_condition_chars", "max_tokens", "default_max_tokens", "max_loras", "max_lora_rank"):
+        for name in (
+            "max_batch",
+            "max_queue",
+            "max_body_bytes",
+            "max_prompt_tokens",
+            "max_prompts",
+            "max_condition_chars",
+            "max_tokens",
+            "default_max_tokens",
+            "max_loras",
+            "max_lora_rank",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.export_lora_rank not in VLLM_RANKS:
@@ -62,8 +72,10 @@ class ServeConfig:
         if self.gather_ms < 0 or self.cache_mb < 0 or self.lora_cache_mb <= 0:
             raise UserError("gather_ms and cache_mb must be >= 0, lora_cache_mb > 0")
         if self.api_key is not None and not self.api_key.strip():
-            raise UserError("the API key is empty: every request would be refused. Give a key (--api-key or "
-                             "HYPERADAPT_API_KEY), or leave it unset to serve without one")
+            raise UserError(
+                "the API key is empty: every request would be refused. Give a key (--api-key or "
+                "HYPERADAPT_API_KEY), or leave it unset to serve without one"
+            )
 
 
 @dataclass
@@ -94,8 +106,12 @@ def parse_named(spec: str) -> tuple[str, Path]:
 
 
 def build_server(
-    runs: list[str], config: ServeConfig | None = None, adapters: list[str] = (), model: str | None = None,
-    model_and_tokenizer: tuple[Any, Any] | None = None, methods: dict[str, Any] | None = None,
+    runs: list[str],
+    config: ServeConfig | None = None,
+    adapters: list[str] = (),
+    model: str | None = None,
+    model_and_tokenizer: tuple[Any, Any] | None = None,
+    methods: dict[str, Any] | None = None,
 ) -> Server:
     """Load every run (``PATH`` or ``NAME=PATH``: any run that ``eval --run`` loads) and adapter folder onto one
     base model.
@@ -111,8 +127,9 @@ def build_server(
     names = [n for n, _ in named] + [parse_named(a)[0] for a in adapters] + list(methods or {})
     twice = sorted({n for n in names if names.count(n) > 1 or n == BASE_NAME})
     if twice:
-        raise UserError(f"two things are named {twice[0]!r} (the base model is {BASE_NAME!r}): name them with "
-                         "NAME=PATH")
+        raise UserError(
+            f"two things are named {twice[0]!r} (the base model is {BASE_NAME!r}): name them with NAME=PATH"
+        )
     opened = [(name, Run.open(path)) for name, path in named]  # each run's record, read once
     for _, run in opened:
         run.check_loadable()  # before the base model loads
@@ -155,8 +172,9 @@ class RunningServer:
         import uvicorn
 
         self.grace_s = grace_s
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                    timeout_graceful_shutdown=grace_s))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=grace_s)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30

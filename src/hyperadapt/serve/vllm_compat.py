@@ -38,14 +38,16 @@ def vllm_problems(folder: str | Path, max_lora_rank: int = 16) -> list[str]:
         problems.append(f"peft_type is {cfg.get('peft_type')!r}, not 'LORA'")
     if cfg.get("bias", "none") != "none":
         problems.append(f"bias is {cfg.get('bias')!r}: vLLM needs 'none'")
-    problems += [f"{k} is set: vLLM does not support it" for k in ("use_dora", "modules_to_save", "fan_in_fan_out")
-                 if cfg.get(k)]
+    problems += [
+        f"{k} is set: vLLM does not support it" for k in ("use_dora", "modules_to_save", "fan_in_fan_out") if cfg.get(k)
+    ]
     if cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
         problems.append("rank_pattern/alpha_pattern are set: vLLM needs one rank per adapter")
     r = cfg.get("r")
     if not isinstance(r, int) or not 1 <= r <= max_lora_rank:
-        problems.append(f"r={r!r} is outside 1..{max_lora_rank} (vLLM's --max-lora-rank; hyperadapt serve "
-                        "--export-lora-rank)")
+        problems.append(
+            f"r={r!r} is outside 1..{max_lora_rank} (vLLM's --max-lora-rank; hyperadapt serve --export-lora-rank)"
+        )
     targets = cfg.get("target_modules") or []
     targets = [targets] if isinstance(targets, str) else targets
     bad = [t for t in targets if t.rsplit(".", 1)[-1] not in LINEAR_MODULES]

@@ -81,9 +81,17 @@ class VllmEngine:
     server's own :class:`Engine`) for MeGan rows, ``call`` and ``check_job``. At most ``max_queue`` jobs are open
     at once; generated adapters live under ``adapter_dir`` (at most ``max_adapters``, LRU)."""
 
-    def __init__(self, own: Engine, targets: dict[str, Target], config: VllmServerConfig | None = None,
-                 url: str | None = None, adapter_dir: str | Path = DEFAULT_ADAPTER_DIR, max_adapters: int = 512,
-                 max_queue: int = 1024, timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        own: Engine,
+        targets: dict[str, Target],
+        config: VllmServerConfig | None = None,
+        url: str | None = None,
+        adapter_dir: str | Path = DEFAULT_ADAPTER_DIR,
+        max_adapters: int = 512,
+        max_queue: int = 1024,
+        timeout: float = 300.0,
+    ) -> None:
         self.own, self.targets, self.metrics = own, targets, own.metrics
         self.process = VllmProcess(config=config, url=url)
         self.cache = AdapterDiskCache(adapter_dir, max_adapters)
@@ -161,8 +169,10 @@ class VllmEngine:
         naming it rather than answered without them)."""
         self.own.check_job(job)
         if job.sampling.logprobs is not None:
-            raise RequestRefused("logprobs are not forwarded by --engine vllm yet: ask without them, or serve with "
-                                 "the own engine", "logprobs")
+            raise RequestRefused(
+                "logprobs are not forwarded by --engine vllm yet: ask without them, or serve with the own engine",
+                "logprobs",
+            )
 
     # -- one request -----------------------------------------------------------------------------------
 
@@ -212,10 +222,18 @@ class VllmEngine:
             start |= {"condition_tokens": read.tokens, "condition_kept": read.kept}
         _send(job, start)
         s = job.sampling
-        body = {"model": model, "prompt": job.prompt_ids, "max_tokens": s.max_tokens,
-                "temperature": 0.0 if s.greedy else s.temperature, "top_p": s.top_p, "seed": s.seed,
-                "stop": list(s.stop), "stop_token_ids": sorted(self.own.eos), "skip_special_tokens": True,
-                "stream_options": {"include_usage": True}}
+        body = {
+            "model": model,
+            "prompt": job.prompt_ids,
+            "max_tokens": s.max_tokens,
+            "temperature": 0.0 if s.greedy else s.temperature,
+            "top_p": s.top_p,
+            "seed": s.seed,
+            "stop": list(s.stop),
+            "stop_token_ids": sorted(self.own.eos),
+            "skip_special_tokens": True,
+            "stream_options": {"include_usage": True},
+        }
         finish, usage = None, {}
         async for chunk in self.client.stream("completion", body):
             for choice in chunk.get("choices") or []:
@@ -223,9 +241,16 @@ class VllmEngine:
                     _send(job, {"type": "delta", "text": choice["text"]})
                 finish = choice.get("finish_reason") or finish
             usage = chunk.get("usage") or usage
-        _finish(job, {"type": "done", "finish_reason": finish or "stop",
-                      "prompt_tokens": usage.get("prompt_tokens", len(job.prompt_ids)),
-                      "completion_tokens": usage.get("completion_tokens", 0), "logprobs": None})
+        _finish(
+            job,
+            {
+                "type": "done",
+                "finish_reason": finish or "stop",
+                "prompt_tokens": usage.get("prompt_tokens", len(job.prompt_ids)),
+                "completion_tokens": usage.get("completion_tokens", 0),
+                "logprobs": None,
+            },
+        )
 
     async def _model_of(self, job: Job) -> tuple[str | None, str, bool | None]:
         """(vLLM model name, route, cache_hit) of a job; the name is None for a row the own engine answers."""
@@ -258,18 +283,26 @@ class VllmEngine:
     def _exporter(self, target: MethodTarget, condition: str) -> Callable[[str, Path], None]:
         """Writes the condition's adapter through the method's own export, in the own engine's thread (the cache
         calls it from a worker thread, at most once per key)."""
+
         def write(_key: str, out: Path) -> None:
             self.own.call(lambda: target.export_adapter(condition, out)).result()
+
         return write
 
     def _row_writer(self, row: RowCondition) -> Callable[[str, Path], None]:
         def write(_route: str, out: Path) -> None:
             self.own.call(lambda: write_row(self.own.model, row, out)).result()
+
         return write
 
 
-def use_vllm(server: Any, config: VllmServerConfig | None = None, url: str | None = None,
-             adapter_dir: str | Path = DEFAULT_ADAPTER_DIR, max_adapters: int = 512) -> VllmEngine:
+def use_vllm(
+    server: Any,
+    config: VllmServerConfig | None = None,
+    url: str | None = None,
+    adapter_dir: str | Path = DEFAULT_ADAPTER_DIR,
+    max_adapters: int = 512,
+) -> VllmEngine:
     """Make ``server`` (from :func:`~hyperadapt.serve.server.build_server`) answer through vLLM, started from
     ``config`` or reached at ``url`` when the app starts. Raises ``FileNotFoundError`` at once when vLLM is to be
     started and its environment is missing (``make vllm``)."""
@@ -277,11 +310,17 @@ def use_vllm(server: Any, config: VllmServerConfig | None = None, url: str | Non
         from hyperadapt.vllm import vllm_python
 
         vllm_python(config.python)
-    engine = VllmEngine(server.engine, server.targets, config=config, url=url, adapter_dir=adapter_dir,
-                        max_adapters=max_adapters, max_queue=server.config.max_queue)
+    engine = VllmEngine(
+        server.engine,
+        server.targets,
+        config=config,
+        url=url,
+        adapter_dir=adapter_dir,
+        max_adapters=max_adapters,
+        max_queue=server.config.max_queue,
+    )
     server.engine = engine
     return engine
-
 
 
 def vllm_config(server: Any, max_lora_rank: int = 16, max_loras: int = 8, **overrides: Any) -> VllmServerConfig:
@@ -289,6 +328,12 @@ def vllm_config(server: Any, max_lora_rank: int = 16, max_loras: int = 8, **over
     the adapters' rank limit; ``overrides`` are other :class:`VllmServerConfig` fields."""
     from hyperadapt.models import resolve_model_path
 
-    fields = {"model": resolve_model_path(server.base_id), "max_lora_rank": max_lora_rank, "max_loras": max_loras,
-              "max_cpu_loras": max(max_loras, 4 * max_loras), "dtype": "float32", **overrides}
+    fields = {
+        "model": resolve_model_path(server.base_id),
+        "max_lora_rank": max_lora_rank,
+        "max_loras": max_loras,
+        "max_cpu_loras": max(max_loras, 4 * max_loras),
+        "dtype": "float32",
+        **overrides,
+    }
     return VllmServerConfig(**fields)

@@ -11,6 +11,18 @@ from hyperadapt.vllm.client import VllmClient
 from hyperadapt.vllm.errors import AdapterRefused, VllmError, VllmTimeout, VllmUnavailable
 from hyperadapt.vllm.process import VllmProcess, VllmServerConfig, vllm_python
 
-__all__ = ["AdapterDiskCache", "AdapterRefused", "CachedAdapter", "ServedAdapters", "VllmClient", "VllmError",
-           "VllmProcess", "VllmServerConfig", "VllmTimeout", "VllmUnavailable", "adapter_key", "normalise_condition",
-           "vllm_python"]
+__all__ = [
+    "AdapterDiskCache",
+    "AdapterRefused",
+    "CachedAdapter",
+    "ServedAdapters",
+    "VllmClient",
+    "VllmError",
+    "VllmProcess",
+    "VllmServerConfig",
+    "VllmTimeout",
+    "VllmUnavailable",
+    "adapter_key",
+    "normalise_condition",
+    "vllm_python",
+]

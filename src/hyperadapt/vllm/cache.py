@@ -62,8 +62,9 @@ class AdapterDiskCache:
         entry.path  # a PEFT folder; entry.hit is False the first time
     """
 
-    def __init__(self, root: str | Path, max_adapters: int, on_evict: Callable[[str], None] | None = None,
-                 prefix: str = "ha-") -> None:
+    def __init__(
+        self, root: str | Path, max_adapters: int, on_evict: Callable[[str], None] | None = None, prefix: str = "ha-"
+    ) -> None:
         if max_adapters < 1:
             raise ValueError(f"max_adapters must be >= 1, got {max_adapters}")
         self.root = Path(root).expanduser()
@@ -72,7 +73,8 @@ class AdapterDiskCache:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._order: OrderedDict[str, None] = OrderedDict(
-            (p.name, None) for p in sorted(self._finished(), key=lambda p: p.stat().st_mtime_ns))
+            (p.name, None) for p in sorted(self._finished(), key=lambda p: p.stat().st_mtime_ns)
+        )
         self.hits = self.misses = self.evictions = 0
         self._evict_over(self.max_adapters)
 

@@ -53,8 +53,13 @@ class VllmClient:
             answer = await vllm.generate("completion", {"model": "movie", "prompt": "...", "max_tokens": 8})
     """
 
-    def __init__(self, base_url: str, timeout: float = 300.0, api_key: str | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 300.0,
+        api_key: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, headers=headers, transport=transport)
@@ -72,11 +77,13 @@ class VllmClient:
         try:
             response = await self._http.post(path, json=body)
         except httpx.TimeoutException as err:
-            raise VllmTimeout(f"vLLM at {self.base_url} did not answer {what} within "
-                              f"{self._http.timeout.read}s") from err
+            raise VllmTimeout(
+                f"vLLM at {self.base_url} did not answer {what} within {self._http.timeout.read}s"
+            ) from err
         except httpx.TransportError as err:
-            raise VllmUnavailable(f"vLLM at {self.base_url} is not reachable ({type(err).__name__}: {err}): "
-                                  "is it running?") from err
+            raise VllmUnavailable(
+                f"vLLM at {self.base_url} is not reachable ({type(err).__name__}: {err}): is it running?"
+            ) from err
         return response
 
     async def healthy(self) -> bool:
@@ -101,11 +108,15 @@ class VllmClient:
         ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``; ``path`` is read by the server, so it must see that folder).
 
         Raises :class:`AdapterRefused` with vLLM's reason when it will not serve the adapter."""
-        response = await self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)},
-                                    f"loading adapter {name!r}")
+        response = await self._post(
+            "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}, f"loading adapter {name!r}"
+        )
         if response.status_code == 404 and _json(response) == NO_ROUTE:
-            raise VllmError(f"vLLM at {self.base_url} cannot load adapters at runtime: start it with --enable-lora "
-                            "and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True", 503)
+            raise VllmError(
+                f"vLLM at {self.base_url} cannot load adapters at runtime: start it with --enable-lora "
+                "and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True",
+                503,
+            )
         if response.status_code != 200:
             raise AdapterRefused(f"vLLM refused adapter {name!r} ({path}): {error_message(response)}")
 
@@ -135,12 +146,11 @@ class VllmClient:
             try:
                 if response.status_code != 200:
                     await response.aread()
-                    raise VllmError(f"vLLM refused the {kind} request: {error_message(response)}",
-                                    _status(response))
+                    raise VllmError(f"vLLM refused the {kind} request: {error_message(response)}", _status(response))
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
-                    data = line[len("data:"):].strip()
+                    data = line[len("data:") :].strip()
                     if data == "[DONE]":
                         return
                     yield json.loads(data)

@@ -33,9 +33,11 @@ def vllm_python(python: str | Path | None = None) -> Path:
     chosen = python or os.environ.get(VLLM_PYTHON_ENV) or DEFAULT_VENV / "bin" / "python"
     path = Path(chosen).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"vLLM's environment is missing ({path} does not exist): run `make vllm` in the "
-                                f"hyperadapt checkout, set {VLLM_PYTHON_ENV} to the python of an environment with "
-                                "vLLM, or connect to a running vLLM server by its URL")
+        raise FileNotFoundError(
+            f"vLLM's environment is missing ({path} does not exist): run `make vllm` in the "
+            f"hyperadapt checkout, set {VLLM_PYTHON_ENV} to the python of an environment with "
+            "vLLM, or connect to a running vLLM server by its URL"
+        )
     return path
 
 
@@ -76,15 +78,33 @@ class VllmServerConfig:
         if not folder.exists():
             return self.model
         if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"{folder} is not a model folder (no config.json): give vLLM a converted "
-                                    "transformers folder, e.g. ~/.cache/hyperadapt/models/SmolLM2-135M-Instruct")
+            raise FileNotFoundError(
+                f"{folder} is not a model folder (no config.json): give vLLM a converted "
+                "transformers folder, e.g. ~/.cache/hyperadapt/models/SmolLM2-135M-Instruct"
+            )
         return str(folder)
 
     def command(self, python: Path, port: int) -> list[str]:
-        cmd = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_path(),
-               "--host", self.host, "--port", str(port), "--enable-lora",
-               "--max-lora-rank", str(self.max_lora_rank), "--max-loras", str(self.max_loras),
-               "--max-model-len", str(self.max_model_len), "--dtype", self.dtype]
+        cmd = [
+            str(python),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            self.model_path(),
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--enable-lora",
+            "--max-lora-rank",
+            str(self.max_lora_rank),
+            "--max-loras",
+            str(self.max_loras),
+            "--max-model-len",
+            str(self.max_model_len),
+            "--dtype",
+            self.dtype,
+        ]
         if self.served_model_name:
             cmd += ["--served-model-name", self.served_model_name]
         if self.max_cpu_loras is not None:
@@ -92,8 +112,11 @@ class VllmServerConfig:
         return cmd + list(self.extra_args)
 
     def environment(self) -> dict[str, str]:
-        env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
-               "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib)}
+        env = {
+            **os.environ,
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+            "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
+        }
         if self.cpu_threads is not None:
             env["VLLM_CPU_OMP_THREADS_BIND"] = self.cpu_threads
         return {**env, **self.env}
@@ -113,8 +136,9 @@ class VllmProcess:
             print(vllm.url)
     """
 
-    def __init__(self, config: VllmServerConfig | None = None, url: str | None = None,
-                 connect_timeout: float = 30.0) -> None:
+    def __init__(
+        self, config: VllmServerConfig | None = None, url: str | None = None, connect_timeout: float = 30.0
+    ) -> None:
         if (config is None) == (url is None):
             raise ValueError("give either a config to start vLLM or the url of a running one")
         self.config, self._url = config, url.rstrip("/") if url else None
@@ -175,8 +199,14 @@ class VllmProcess:
         self.log_path = Path(cfg.log_file) if cfg.log_file else Path(tempfile.mkstemp(prefix="vllm-", suffix=".log")[1])
         self._launched_at = time.perf_counter()
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          env=cfg.environment(), start_new_session=True)
+            self._proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=cfg.environment(),
+                start_new_session=True,
+            )
         self._url = f"http://{cfg.host}:{port}"
 
     def _wait_healthy(self, timeout: float) -> None:
@@ -190,8 +220,7 @@ class VllmProcess:
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise VllmUnavailable(f"vLLM at {self.url} was not healthy within {timeout:g}s"
-                                          + self._log_tail())
+                    raise VllmUnavailable(f"vLLM at {self.url} was not healthy within {timeout:g}s" + self._log_tail())
                 time.sleep(0.5)
 
     def _raise_if_exited(self) -> None:

@@ -32,8 +32,20 @@ from hyperadapt.data.synthetic.suite import (
 )
 
 __all__ = [
-    "HELD_OUT_TYPES", "N_TEST", "N_TRAIN", "SPLITS", "STREAM_ORDER", "SYNTHETIC_TASKS", "TASK_SPECS", "TaskSpec",
-    "seen_pair", "split_of", "synthetic_stream", "synthetic_suite", "synthetic_tasks", "task_instances",
+    "HELD_OUT_TYPES",
+    "N_TEST",
+    "N_TRAIN",
+    "SPLITS",
+    "STREAM_ORDER",
+    "SYNTHETIC_TASKS",
+    "TASK_SPECS",
+    "TaskSpec",
+    "seen_pair",
+    "split_of",
+    "synthetic_stream",
+    "synthetic_suite",
+    "synthetic_tasks",
+    "task_instances",
     "task_specs",
 ]
 

@@ -44,9 +44,11 @@ def phrase(lo: int, hi: int, case: Callable[[str], str] = str) -> Sampler:
 
 def items(pool: Sequence[str], lo: int, hi: int, sep: str = ", ", distinct: bool = True) -> Sampler:
     """``lo``..``hi`` items of ``pool`` joined by ``sep`` (distinct, or drawn with replacement)."""
+
     def sample(rng: random.Random) -> str:
         k = rng.randint(lo, hi)
         return sep.join(rng.sample(pool, k) if distinct else rng.choices(pool, k=k))
+
     return sample
 
 
@@ -98,9 +100,12 @@ def review(domain: str) -> Sampler:
 
     def sample(rng: random.Random) -> str:
         words = POSITIVE + positive if rng.random() < 0.5 else NEGATIVE + negative
-        clauses = [f"the {subject} was {rng.choice(INTENSIFIERS)}{rng.choice(words)}"
-                   for subject in rng.sample(subjects, rng.randint(1, 2))]
+        clauses = [
+            f"the {subject} was {rng.choice(INTENSIFIERS)}{rng.choice(words)}"
+            for subject in rng.sample(subjects, rng.randint(1, 2))
+        ]
         return " and ".join(clauses)
+
     return sample
 
 

@@ -21,27 +21,33 @@ def each(fn: Callable[[str], str], sep: str = ", ") -> Solver:
 
 def on_list(fn: Callable[[list[str]], object], sep: str = ", ") -> Solver:
     """Apply ``fn`` to the items of a ``sep``-separated input; a list result is joined back with ``sep``."""
+
     def solve(s: str) -> str:
         out = fn(s.split(sep))
         return sep.join(out) if isinstance(out, list) else str(out)
+
     return solve
 
 
 def lookup_word(table: dict[str, str]) -> Solver:
     """The label of the one input word (or multi-word key) found in ``table``."""
+
     def solve(s: str) -> str:
         hits = {table[k] for k in table if f" {k} " in f" {s} "}
         if len(hits) != 1:
             raise TaskDataError(f"synthetic input {s!r} matches {sorted(hits)} in its table")
         return hits.pop()
+
     return solve
 
 
 def date_as(fmt: str) -> Solver:
     """A ``YYYY-MM-DD`` date rewritten by ``fmt`` (fields ``y``, ``m``, ``d`` and ``month``, its name)."""
+
     def solve(s: str) -> str:
         y, m, d = s.split("-")
         return fmt.format(y=y, m=m, d=d, month=MONTHS[int(m) - 1])
+
     return solve
 
 

@@ -23,8 +23,18 @@ HELD_OUT_TYPES: tuple[str, ...] = ("persona",)
 """Condition types held out entirely: their tasks are only in ``unseen_type`` (and ``unseen_train``)."""
 
 STREAM_ORDER: tuple[str, ...] = (
-    "upper_case", "add", "reverse_list", "antonym", "date_dmy", "animal_class", "sentiment_movie",
-    "time_12h", "capital", "topic", "even_odd", "plural",
+    "upper_case",
+    "add",
+    "reverse_list",
+    "antonym",
+    "date_dmy",
+    "animal_class",
+    "sentiment_movie",
+    "time_12h",
+    "capital",
+    "topic",
+    "even_odd",
+    "plural",
 )
 """The continual-learning stream: clearly distinct seen tasks (families and input formats differ)."""
 
@@ -71,8 +81,9 @@ def _demonstrations(train: list[Instance]) -> list[Instance]:
     return [train[0], second]
 
 
-def _make(spec: TaskSpec, instances: list[Instance], instruction: str, paraphrases: Sequence[str],
-          train: list[Instance]) -> Task:
+def _make(
+    spec: TaskSpec, instances: list[Instance], instruction: str, paraphrases: Sequence[str], train: list[Instance]
+) -> Task:
     return Task(
         name=spec.name,
         instruction=instruction,
@@ -113,8 +124,9 @@ def synthetic_suite(seed: int = 0) -> dict[str, list[Task]]:
             train_task, test_task = seen_pair(name, seed)
             suite["train"].append(train_task)
             suite["seen"].append(test_task)
-            suite["unseen_paraphrase"].append(_make(spec, test_task.instances, spec.instructions[-1], [],
-                                                    train_task.instances))
+            suite["unseen_paraphrase"].append(
+                _make(spec, test_task.instances, spec.instructions[-1], [], train_task.instances)
+            )
         else:
             train, test = task_instances(name, seed)
             first, *others = spec.instructions

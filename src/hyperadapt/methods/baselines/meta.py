@@ -53,8 +53,10 @@ class MetaICLConfig(LoraTrainingConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.setting != "def2pos":
-            raise UserError(f"MetaICL trains and answers with two demonstrations in the prompt: setting must be "
-                             f"def2pos, got {self.setting!r}")
+            raise UserError(
+                f"MetaICL trains and answers with two demonstrations in the prompt: setting must be "
+                f"def2pos, got {self.setting!r}"
+            )
 
 
 @dataclass
@@ -81,6 +83,7 @@ class ReptileConfig(LoraTrainingConfig):
 
 
 # -- the LoRA under test, as a harness method --------------------------------------------------------------
+
 
 @dataclass
 class MetaLoraMethod:
@@ -124,8 +127,17 @@ class MetaLoraMethod:
         by task name and instruction)."""
         key = f"{task.name}\n{task.instruction}"
         if key not in self._adapted:
-            demos = [encode_example(self.tokenizer, ex.output, 256, instruction=task.instruction,
-                                    input_text=ex.input, setting=self.setting) for ex in task.positive_examples]
+            demos = [
+                encode_example(
+                    self.tokenizer,
+                    ex.output,
+                    256,
+                    instruction=task.instruction,
+                    input_text=ex.input,
+                    setting=self.setting,
+                )
+                for ex in task.positive_examples
+            ]
             if not demos:
                 raise UserError(f"task {task.name!r} has no positive examples to adapt on: set adapt_steps=0")
             batch = _to(pad_batch(demos, self.tokenizer.pad_token_id), self.model.device)
@@ -150,13 +162,15 @@ def adapt(model: Any, bank: AdapterBank, weights: FastWeights, batches: list[dic
     """Plain SGD steps from ``weights``, first order: the result depends on ``weights`` with Jacobian I."""
     for batch in batches:
         flat = {(name, i): w for name, pair in weights.items() for i, w in enumerate(pair)}  # (name, 0): A ...
-        grads = dict(zip(flat, torch.autograd.grad(lora_loss(model, bank, weights, batch), list(flat.values())),
-                         strict=True))
+        grads = dict(
+            zip(flat, torch.autograd.grad(lora_loss(model, bank, weights, batch), list(flat.values())), strict=True)
+        )
         weights = {name: (a - lr * grads[name, 0], b - lr * grads[name, 1]) for name, (a, b) in weights.items()}
     return weights
 
 
 # -- training ----------------------------------------------------------------------------------------------
+
 
 def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
@@ -180,14 +194,27 @@ def metaicl_examples(tokenizer: Any, tasks: list[Task], max_length: int, seed: i
         for i, inst in enumerate(task.instances):
             others = [j for j in rng.sample(range(len(task.instances)), min(3, len(task.instances))) if j != i][:2]
             demos = [Example(task.instances[j].input, task.instances[j].outputs[0]) for j in others]
-            out.append(encode_example(tokenizer, inst.outputs[0], max_length, instruction=rng.choice(task.instructions),
-                                      input_text=inst.input, setting="def2pos", examples=demos, stats=stats))
+            out.append(
+                encode_example(
+                    tokenizer,
+                    inst.outputs[0],
+                    max_length,
+                    instruction=rng.choice(task.instructions),
+                    input_text=inst.input,
+                    setting="def2pos",
+                    examples=demos,
+                    stats=stats,
+                )
+            )
     stats.warn("MetaICL training examples")
     return out
 
 
 def train_metaicl(
-    cfg: MetaICLConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
+    cfg: MetaICLConfig,
+    run_dir: str | Path,
+    resume: bool = True,
+    model_and_tokenizer=None,
     stop_at: int | None = None,
 ) -> MetaLoraMethod:
     """MetaICL-style meta-training into ``run_dir`` (resumable); returns the method for the harness."""
@@ -200,8 +227,9 @@ def train_metaicl(
     def loss_fn(batch: dict[str, Tensor], step: int) -> Tensor:
         return lora_loss(model, bank, _init(bank), batch)
 
-    return _train("metaicl", cfg, run_dir, bank, loss_fn, make_batch, len(examples), resume, stop_at,
-                  (model, tokenizer))
+    return _train(
+        "metaicl", cfg, run_dir, bank, loss_fn, make_batch, len(examples), resume, stop_at, (model, tokenizer)
+    )
 
 
 def episode_batcher(cfg: ReptileConfig, tokenizer: Any, tasks: list[Task], device: torch.device):
@@ -229,14 +257,17 @@ def episode_batcher(cfg: ReptileConfig, tokenizer: Any, tasks: list[Task], devic
 def reptile_loss(model: Any, bank: AdapterBank, cfg: ReptileConfig, batch: dict[str, Tensor]) -> Tensor:
     """One episode's meta-loss: its gradient w.r.t. the LoRA init is the FOMAML or Reptile direction."""
     init = _init(bank)
-    support = [{k.split(".", 1)[1]: v for k, v in batch.items() if k.startswith(f"support{s}.")}
-               for s in range(cfg.inner_steps)]
+    support = [
+        {k.split(".", 1)[1]: v for k, v in batch.items() if k.startswith(f"support{s}.")}
+        for s in range(cfg.inner_steps)
+    ]
     fast = adapt(model, bank, init, support, cfg.inner_lr)
     if cfg.algorithm == "fomaml":
         return lora_loss(model, bank, fast, batch)
     # Reptile: gradient (θ − θ') / (α·K), the mean inner gradient; the value shown is the query loss.
-    surrogate = sum(((w - f.detach()).detach() * w).sum()
-                    for name in init for w, f in zip(init[name], fast[name], strict=True))
+    surrogate = sum(
+        ((w - f.detach()).detach() * w).sum() for name in init for w, f in zip(init[name], fast[name], strict=True)
+    )
     surrogate = surrogate / (cfg.inner_lr * cfg.inner_steps)
     with torch.no_grad():
         shown = lora_loss(model, bank, {n: (a.detach(), b.detach()) for n, (a, b) in fast.items()}, batch)
@@ -244,7 +275,10 @@ def reptile_loss(model: Any, bank: AdapterBank, cfg: ReptileConfig, batch: dict[
 
 
 def train_reptile(
-    cfg: ReptileConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
+    cfg: ReptileConfig,
+    run_dir: str | Path,
+    resume: bool = True,
+    model_and_tokenizer=None,
     stop_at: int | None = None,
 ) -> MetaLoraMethod:
     """Reptile / FOMAML on a LoRA into ``run_dir`` (resumable); returns the method for the harness."""
@@ -263,8 +297,9 @@ def _train(name: str, cfg, run_dir, bank, loss_fn, make_batch, n, resume, stop_a
         return load_meta(run_dir, model_and_tokenizer)
     with RunDir(run_dir).begin(name, to_dict(cfg), model_and_tokenizer[0]) as run:
         params = dict(bank.named_parameters())
-        step = Trainer(params, loss_fn, make_batch, n, cfg.train, run_dir, desc=name,
-                       model=model_and_tokenizer[0]).train(resume, stop_at)
+        step = Trainer(
+            params, loss_fn, make_batch, n, cfg.train, run_dir, desc=name, model=model_and_tokenizer[0]
+        ).train(resume, stop_at)
         if step >= cfg.train.steps:  # a run stopped early is not saved as finished
             write_dir_atomic(run_dir / BANK_DIR, bank.save)
             run.finish(steps=step)
@@ -275,10 +310,9 @@ def _method(name: str, cfg, bank: AdapterBank, model_and_tokenizer, run_dir: Pat
     model, tokenizer = model_and_tokenizer
     adapt_steps = getattr(cfg, "adapt_steps", 0)  # MetaICL answers with its one LoRA
     inner_lr = getattr(cfg, "inner_lr", 0.0)
-    return MetaLoraMethod(name, model, tokenizer, bank, cfg.setting, adapt_steps, inner_lr,
-                          info={"run": str(run_dir), **to_dict(cfg)})
-
-
+    return MetaLoraMethod(
+        name, model, tokenizer, bank, cfg.setting, adapt_steps, inner_lr, info={"run": str(run_dir), **to_dict(cfg)}
+    )
 
 
 def load_meta(run: Run | str | Path, model_and_tokenizer=None) -> MetaLoraMethod:

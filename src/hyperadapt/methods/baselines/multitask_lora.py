@@ -44,8 +44,11 @@ class MultiTaskLoraConfig(LoraTrainingConfig):
 
     def lora_config(self) -> LoraConfig:
         return LoraConfig(
-            r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
-            target_modules=list(self.target_modules), task_type="CAUSAL_LM",
+            r=self.rank,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            task_type="CAUSAL_LM",
         )
 
 
@@ -78,7 +81,10 @@ def adapter_method(model, tokenizer, adapter: Path, setting: str, info: dict) ->
 
 
 def train_multitask_lora(
-    cfg: MultiTaskLoraConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
+    cfg: MultiTaskLoraConfig,
+    run_dir: str | Path,
+    resume: bool = True,
+    model_and_tokenizer=None,
     stop_at: int | None = None,
 ) -> AdapterMethod:
     """Train the baseline into ``run_dir`` (resumable) and return it ready for evaluation.
@@ -103,8 +109,9 @@ def train_multitask_lora(
     return adapter_method(model, tokenizer, run_dir / ADAPTER_DIR, cfg.setting, {"run": str(run_dir), **to_dict(cfg)})
 
 
-def _train_peft(cfg: MultiTaskLoraConfig, model, tokenizer, examples, run_dir: Path, resume: bool,
-                stop_at: int | None) -> None:
+def _train_peft(
+    cfg: MultiTaskLoraConfig, model, tokenizer, examples, run_dir: Path, resume: bool, stop_at: int | None
+) -> None:
     """Train a PEFT LoRA on ``model`` and save it to ``run_dir/adapter``; PEFT is removed again after."""
     trainable = {n: p.requires_grad for n, p in model.named_parameters()}
     with peft_wrapping():
@@ -119,8 +126,9 @@ def _train_peft(cfg: MultiTaskLoraConfig, model, tokenizer, examples, run_dir: P
             param.requires_grad_(trainable.get(name, False))
 
 
-def _fit(cfg: MultiTaskLoraConfig, peft_model, tokenizer, examples, run_dir: Path, resume: bool,
-         stop_at: int | None) -> None:
+def _fit(
+    cfg: MultiTaskLoraConfig, peft_model, tokenizer, examples, run_dir: Path, resume: bool, stop_at: int | None
+) -> None:
     params = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
 
     def make_batch(indices: list[int]) -> dict:
@@ -132,9 +140,16 @@ def _fit(cfg: MultiTaskLoraConfig, peft_model, tokenizer, examples, run_dir: Pat
 
     with RunDir(run_dir).begin(METHOD, to_dict(cfg), peft_model) as run:
         peft_model.train()
-        step = Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD,
-                       model=peft_model.get_base_model()).train(
-            resume, stop_at)
+        step = Trainer(
+            params,
+            loss_fn,
+            make_batch,
+            len(examples),
+            cfg.train,
+            run_dir,
+            desc=METHOD,
+            model=peft_model.get_base_model(),
+        ).train(resume, stop_at)
         peft_model.eval()
         # The embeddings are frozen: say so, rather than let PEFT look the base model up on the hub.
         write_dir_atomic(run_dir / ADAPTER_DIR, lambda d: peft_model.save_pretrained(d, save_embedding_layers=False))

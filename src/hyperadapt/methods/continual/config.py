@@ -30,8 +30,11 @@ class LoraSpec:
         default_factory=lambda: list(LINEAR_MODULES), metadata={"help": "module types the LoRA adapts (PEFT's name)"}
     )
     storage_dtype: Literal["float32", "bfloat16"] = field(
-        default="float32", metadata={"help": "dtype of each task's stored adapter (bfloat16: half the bytes); "
-                                             "every answer is computed with the stored adapter"}
+        default="float32",
+        metadata={
+            "help": "dtype of each task's stored adapter (bfloat16: half the bytes); "
+            "every answer is computed with the stored adapter"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -115,8 +118,9 @@ class ContinualConfig:
         if self.limit_train is not None and self.limit_train < 2:
             raise UserError(f"limit_train must be at least 2 (or null for all), got {self.limit_train}")
         if self.unseen not in ("", "auto") and "@" not in self.unseen:
-            raise UserError(f"unseen must look like SPEC@SPLIT (e.g. synthetic@unseen), 'auto' or '', got "
-                             f"{self.unseen!r}")
+            raise UserError(
+                f"unseen must look like SPEC@SPLIT (e.g. synthetic@unseen), 'auto' or '', got {self.unseen!r}"
+            )
 
 
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

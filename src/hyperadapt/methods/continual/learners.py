@@ -203,22 +203,31 @@ class OLoraLearner(SequentialLearner):
         old = self.pieces(k)
         folder = ctx.run_dir / "train" / f"{k:03d}-{safe_name(task.name, 'task name')}"
         extra = orthogonality_loss(bank, old, ctx.cfg.baselines.olora_lambda) if old else None
-        stats = fit_lora(ctx, self.examples(k), bank_params(bank), lambda: concat([*old, bank.adapter(0)]),
-                         folder, ctx.cfg.train.seed + k, extra_loss=extra)
+        stats = fit_lora(
+            ctx,
+            self.examples(k),
+            bank_params(bank),
+            lambda: concat([*old, bank.adapter(0)]),
+            folder,
+            ctx.cfg.train.seed + k,
+            extra_loss=extra,
+        )
         self.store.write(k, task.train, ctx.model, bank.adapter(0))
         clear_checkpoints(folder)
         return stats
 
 
-
 def orthogonality_loss(bank: AdapterBank, old: list[LoraConditioning], weight: float):
     """λ Σ_modules ||A_new A_oldᵀ||²_F over the earlier tasks' A rows (O-LoRA, Wang et al. 2023)."""
-    old_a = {name: torch.cat([lora.factors[name][0][0] for lora in old]).detach()  # [k r, in]
-             for name in bank.module_names}
+    old_a = {
+        name: torch.cat([lora.factors[name][0][0] for lora in old]).detach()  # [k r, in]
+        for name in bank.module_names
+    }
 
     def loss() -> Tensor:
-        total = sum(((a[0] @ old_a[name].T) ** 2).sum() for name, a in zip(bank.module_names, bank.lora_A,
-                                                                              strict=True))  # a[0]: [r, in]
+        total = sum(
+            ((a[0] @ old_a[name].T) ** 2).sum() for name, a in zip(bank.module_names, bank.lora_A, strict=True)
+        )  # a[0]: [r, in]
         return weight * total
 
     return loss
@@ -241,8 +250,15 @@ class MultitaskLearner(SequentialLearner):
             return {"reused": True}
         bank = ctx.new_bank(ctx.cfg.seed)
         folder = ctx.run_dir / "train" / "all-tasks"
-        stats = fit_lora(ctx, self.examples(k), bank_params(bank), lambda: bank.adapter(0), folder,
-                         ctx.cfg.train.seed, steps=ctx.cfg.train.steps * (k + 1))
+        stats = fit_lora(
+            ctx,
+            self.examples(k),
+            bank_params(bank),
+            lambda: bank.adapter(0),
+            folder,
+            ctx.cfg.train.seed,
+            steps=ctx.cfg.train.steps * (k + 1),
+        )
         self.store.write(0, task, ctx.model, bank.adapter(0))
         clear_checkpoints(folder)
         return stats

@@ -72,8 +72,7 @@ START_HINT = "hyperadapt continual --config CONFIG --method METHOD --out RUN"
 def check_run_dir(run: Run | str | Path) -> Run:
     """The continual run ``run`` (a :class:`~hyperadapt.runs.Run` or its folder), or a clear error."""
     if not isinstance(run, Run) and not is_run(run):
-        raise InputNotFound(f"{run} is not a continual run directory (no {RUN_FILE}): start one with "
-                                f"`{START_HINT}`")
+        raise InputNotFound(f"{run} is not a continual run directory (no {RUN_FILE}): start one with `{START_HINT}`")
     run = Run.of(run)
     if run.kind != RUN_KIND:
         raise UserError(f"{run.path} is not a continual run directory: its run record is for {run.method!r}")
@@ -102,15 +101,22 @@ def stream_stopped_at(run_dir: str | Path, method: str) -> str:
     if extent is None:
         return stopped_at(run_dir)
     checkpoint = newest_checkpoint(run_dir)
-    logged = sum(max(0, len(f.read_text(encoding="utf-8").splitlines()) - 1)
-                 for f in (Path(run_dir) / ANSWERING).glob("*.jsonl"))
-    now = (f"its last checkpoint is {checkpoint}" if checkpoint else
-           f"{logged} of its answers are logged" if logged else "nothing of it saved yet")
+    logged = sum(
+        max(0, len(f.read_text(encoding="utf-8").splitlines()) - 1) for f in (Path(run_dir) / ANSWERING).glob("*.jsonl")
+    )
+    now = (
+        f"its last checkpoint is {checkpoint}"
+        if checkpoint
+        else f"{logged} of its answers are logged"
+        if logged
+        else "nothing of it saved yet"
+    )
     return f"{extent}; the task in progress: {now}"
 
 
-def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | None = None,
-              shareable: Collection[str] = ()) -> dict:
+def start_run(
+    ctx: StreamContext, method: str, resume: bool, seed_from: Path | None = None, shareable: Collection[str] = ()
+) -> dict:
     """The saved state to continue from (``resume``), or a fresh run directory (seeded from ``seed_from``)."""
     run_dir = ctx.run_dir
     if is_run(run_dir):
@@ -121,9 +127,11 @@ def start_run(ctx: StreamContext, method: str, resume: bool, seed_from: Path | N
             differ = [k for k in config_differences(run.config_dict, to_dict(ctx.cfg)) if not resumable(k)]
             if differ:
                 resume_it = continual_resume_command(method, run_dir)
-                raise UserError(f"{run_dir} was started with another config (it differs in {', '.join(differ)}): "
-                                 f"resume it with its own config (`{resume_it}`), or start over with --no-resume "
-                                 "(which deletes it) or another --out")
+                raise UserError(
+                    f"{run_dir} was started with another config (it differs in {', '.join(differ)}): "
+                    f"resume it with its own config (`{resume_it}`), or start over with --no-resume "
+                    "(which deletes it) or another --out"
+                )
             RunDir(run_dir).update(status="running")
             return load_json(run_dir / STATE, "run state")
         for item in run_dir.iterdir():  # start over, keeping this process's lock
@@ -146,8 +154,10 @@ def load_final_adapter(run: Run | str | Path, model_and_tokenizer=None):
     input's true task)."""
     run = check_run_dir(run)
     if run.method not in single_lora_methods():
-        raise UserError(f"{run.path} is a {run.method!r} run: only a stream that ends with one LoRA "
-                         f"({', '.join(single_lora_methods())}) loads as one adapter")
+        raise UserError(
+            f"{run.path} is a {run.method!r} run: only a stream that ends with one LoRA "
+            f"({', '.join(single_lora_methods())}) loads as one adapter"
+        )
     cls = learner_class(run.method)
     if not (run.path / RESULTS).exists():
         raise InputNotFound(f"{run.path} has not finished its stream: resume it first: `{run.resume_command()}`")
@@ -156,8 +166,15 @@ def load_final_adapter(run: Run | str | Path, model_and_tokenizer=None):
     inject(model, cfg["lora"]["target_modules"], gating=False)
     names = run.tasks
     lora = cls.final(AdapterStore(run.path / ADAPTERS), names, len(names) - 1)
-    return BankMethod(run.method, model, tokenizer, bank_of(lora, model), lambda queries: [0] * len(queries),
-                      cfg["setting"], info={"run": str(run.path), "tasks": names})
+    return BankMethod(
+        run.method,
+        model,
+        tokenizer,
+        bank_of(lora, model),
+        lambda queries: [0] * len(queries),
+        cfg["setting"],
+        info={"run": str(run.path), "tasks": names},
+    )
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
@@ -185,8 +202,9 @@ def seed_run(source: Path, run_dir: Path, run: dict, shareable: Collection[str])
     differ = [k for k in SAME_ANSWERS if theirs.config_dict.get(k) != run["config"].get(k)]
     if differ:
         raise UserError(f"cannot seed from {source}: its config differs in {', '.join(differ)}")
-    share_adapters = ({run["method"], theirs.method} <= set(shareable)
-                      and not config_differences(theirs.config_dict, run["config"]))
+    share_adapters = {run["method"], theirs.method} <= set(shareable) and not config_differences(
+        theirs.config_dict, run["config"]
+    )
     answers = AnswerCache.read(source)
     kept = {k: v for k, v in answers.items() if share_adapters or k.endswith("\tbase")}
     if (source / AnswerCache.FILE).exists():  # the same evaluation settings (SAME_ANSWERS) and header
@@ -206,8 +224,12 @@ def save_state(ctx: StreamContext, state: dict, cache: AnswerCache) -> None:
 
 
 def run_learner(
-    learner: StreamLearner, ctx: StreamContext, resume: bool = True, stop_after: int | None = None,
-    seed_from: Path | None = None, shareable: Collection[str] = (),
+    learner: StreamLearner,
+    ctx: StreamContext,
+    resume: bool = True,
+    stop_after: int | None = None,
+    seed_from: Path | None = None,
+    shareable: Collection[str] = (),
 ) -> dict:
     """Run the stream (or continue it); returns the results, or the state when stopped after ``stop_after`` tasks.
     A fresh run may start from another run's cached answers (``seed_from``, see ``seed_run``)."""
@@ -229,8 +251,13 @@ def run_learner(
 
 
 def run_stream(
-    cfg: ContinualConfig, run_dir: str | Path, method: str, resume: bool = True, model_and_tokenizer=None,
-    stop_after: int | None = None, seed_from: str | Path | None = None,
+    cfg: ContinualConfig,
+    run_dir: str | Path,
+    method: str,
+    resume: bool = True,
+    model_and_tokenizer=None,
+    stop_after: int | None = None,
+    seed_from: str | Path | None = None,
 ) -> dict:
     """Run continual method ``method`` (a name in ``LEARNERS``) over the stream of ``cfg`` into ``run_dir``;
     returns ``results.json``'s content.
@@ -265,8 +292,9 @@ def ensure_zero_shot(ctx: StreamContext, state: dict, queries: list[Query], cach
         save_state(ctx, state, cache)
 
 
-def complete_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache,
-                   state: dict) -> None:
+def complete_stage(
+    learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache, state: dict
+) -> None:
     """Run stage ``k`` (:func:`run_stage`), add its row to ``state`` and save it (the stage is then done)."""
     state["rows"].append(run_stage(learner, ctx, k, queries, cache, state))
     state["completed"] = k + 1
@@ -274,8 +302,9 @@ def complete_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: 
     save_state(ctx, state, cache)
 
 
-def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache,
-              state: dict) -> dict:
+def run_stage(
+    learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache, state: dict
+) -> dict:
     """Train on task ``k``, then answer every task's queries: one row of the accuracy matrix.
 
     A resumed stage reports the time it took in all: its training seconds include what an interrupted
@@ -300,11 +329,21 @@ def run_stage(learner: StreamLearner, ctx: StreamContext, k: int, queries: list[
     answered_before = AnswerLog.logged_seconds(answering_log(ctx, stage))
     answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=stage)
     t2 = time.perf_counter()
-    AnswerLog.write(ctx.run_dir / ANSWER_LOGS / f"{stage}.answers.jsonl", stage_fingerprint(ctx, learner.name, stage),
-                    stream_identity(ctx, plan.bank), queries, answers)
-    return {"after": k, "task": ctx.names[k], "scores": score_tasks(queries, answers), "train": train,
-            "routing": plan.stats,
-            "seconds": {"train": round(train_seconds, 2), "eval": round(t2 - t1 + answered_before, 2)}}
+    AnswerLog.write(
+        ctx.run_dir / ANSWER_LOGS / f"{stage}.answers.jsonl",
+        stage_fingerprint(ctx, learner.name, stage),
+        stream_identity(ctx, plan.bank),
+        queries,
+        answers,
+    )
+    return {
+        "after": k,
+        "task": ctx.names[k],
+        "scores": score_tasks(queries, answers),
+        "train": train,
+        "routing": plan.stats,
+        "seconds": {"train": round(train_seconds, 2), "eval": round(t2 - t1 + answered_before, 2)},
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -321,8 +360,7 @@ def stream_metrics(matrix: list[list[float | None]], zero_shot: list[float]) -> 
     that was fully measured (the stream before any task was added; none for a one-stage run)."""
     last = [v for v in matrix[-1] if v is not None]
     n = 0
-    while n < min(len(matrix), len(matrix[0])) and all(v is not None for row in matrix[: n + 1]
-                                                       for v in row[: n + 1]):
+    while n < min(len(matrix), len(matrix[0])) and all(v is not None for row in matrix[: n + 1] for v in row[: n + 1]):
         n += 1
     block = [row[:n] for row in matrix[:n]]
     metrics = continual_metrics(block, zero_shot[:n]) if n > 1 else {"BWT": None, "Forgetting": None, "FWT": None}
@@ -343,12 +381,20 @@ def summarize(ctx: StreamContext, learner: StreamLearner, state: dict) -> dict:
     matrix = accuracy_matrix(state["rows"], names, metric)
     zero_shot = [state["zero_shot"][n][metric] for n in names]
     return {
-        "method": learner.name, "model": ctx.cfg.model, "stream": ctx.cfg.stream, "metric": metric,
-        "tasks": names, "matrix": matrix, "zero_shot": zero_shot, "metrics": stream_metrics(matrix, zero_shot),
-        "ap_curve": ap_curve(state["rows"], names, metric), "after": [r["after"] for r in state["rows"]],
+        "method": learner.name,
+        "model": ctx.cfg.model,
+        "stream": ctx.cfg.stream,
+        "metric": metric,
+        "tasks": names,
+        "matrix": matrix,
+        "zero_shot": zero_shot,
+        "metrics": stream_metrics(matrix, zero_shot),
+        "ap_curve": ap_curve(state["rows"], names, metric),
+        "after": [r["after"] for r in state["rows"]],
         **learner.report(),
         "seconds": {k: round(sum(r["seconds"][k] for r in state["rows"]), 1) for k in ("train", "eval")},
-        "rows": state["rows"], "config": to_dict(ctx.cfg),
+        "rows": state["rows"],
+        "config": to_dict(ctx.cfg),
     }
 
 
@@ -362,10 +408,12 @@ def write_results(ctx: StreamContext, learner: StreamLearner, state: dict) -> di
     (ctx.run_dir / "results.md").write_text(results_table(results))
     (ctx.run_dir / PROGRESS).unlink(missing_ok=True)
     try:
-        rows = ([f"all {len(results['tasks'])} tasks at once"] if learner.single_stage
-                else [results["tasks"][a] for a in results["after"]])
-        plot_matrix(results["matrix"], results["tasks"], ctx.run_dir / "matrix.png", title=results["method"],
-                    rows=rows)
+        rows = (
+            [f"all {len(results['tasks'])} tasks at once"]
+            if learner.single_stage
+            else [results["tasks"][a] for a in results["after"]]
+        )
+        plot_matrix(results["matrix"], results["tasks"], ctx.run_dir / "matrix.png", title=results["method"], rows=rows)
         if not learner.single_stage:  # one stage has one point, not a curve
             plot_ap_curve({results["method"]: results["ap_curve"]}, ctx.run_dir / "ap_curve.png")
     except ImportError:  # matplotlib is optional (the 'plots' extra)
@@ -383,10 +431,20 @@ def progress(ctx: StreamContext, method: str, state: dict, stages: int) -> dict:
     block = [row[:seen] for row in matrix]
     metrics = stream_metrics(block, zero_shot[:seen])  # AP over the tasks seen, not over the whole row
     spent = [r["seconds"]["train"] + r["seconds"]["eval"] for r in rows]
-    return {"method": method, "stream": ctx.cfg.stream, "metric": metric, "tasks": names, "matrix": matrix,
-            "zero_shot": zero_shot, "metrics": metrics, "after": [r["after"] for r in rows],
-            "stages_done": len(rows), "stages": stages, "seconds_spent": sum(spent),
-            "seconds_left": sum(spent) / len(spent) * (stages - len(rows))}
+    return {
+        "method": method,
+        "stream": ctx.cfg.stream,
+        "metric": metric,
+        "tasks": names,
+        "matrix": matrix,
+        "zero_shot": zero_shot,
+        "metrics": metrics,
+        "after": [r["after"] for r in rows],
+        "stages_done": len(rows),
+        "stages": stages,
+        "seconds_spent": sum(spent),
+        "seconds_left": sum(spent) / len(spent) * (stages - len(rows)),
+    }
 
 
 def write_progress(ctx: StreamContext, method: str, state: dict, stages: int) -> Path:
@@ -394,10 +452,12 @@ def write_progress(ctx: StreamContext, method: str, state: dict, stages: int) ->
     and metrics under one line that says how far the run is (rerun the same command to continue)."""
     now = progress(ctx, method, state, stages)
     seen = now["metrics"]["over_tasks"]
-    head = (f"Unfinished: {now['stages_done']} of {now['stages']} tasks done in {_duration(now['seconds_spent'])}; "
-            f"about {_duration(now['seconds_left'])} left at that pace. AP and BWT below are over the {seen} "
-            f"task{'s' if seen != 1 else ''} trained on so far; rerun the same command to continue (results.md "
-            "replaces this file at the end).\n\n")
+    head = (
+        f"Unfinished: {now['stages_done']} of {now['stages']} tasks done in {_duration(now['seconds_spent'])}; "
+        f"about {_duration(now['seconds_left'])} left at that pace. AP and BWT below are over the {seen} "
+        f"task{'s' if seen != 1 else ''} trained on so far; rerun the same command to continue (results.md "
+        "replaces this file at the end).\n\n"
+    )
     path = ctx.run_dir / PROGRESS
     atomic_write_text(path, head + results_table(now))
     return path
@@ -417,20 +477,29 @@ def results_table(results: dict) -> str:
     """A Markdown summary: the metrics, then the accuracy matrix."""
     m = results["metrics"]
     keys = ["AP", "BWT", "Forgetting", "FWT"]
-    lines = [f"## {results['method']} on {results['stream']} ({results['metric']})", "",
-             markdown_table(keys, [[_fmt(m[k]) for k in keys]]), ""]
+    lines = [
+        f"## {results['method']} on {results['stream']} ({results['metric']})",
+        "",
+        markdown_table(keys, [[_fmt(m[k]) for k in keys]]),
+        "",
+    ]
     names = results["tasks"]
     rows = [["zero-shot", *map(_fmt, results["zero_shot"])]]
-    rows += [[f"{after + 1}: {names[after]}", *map(_fmt, row)]
-             for after, row in zip(results["after"], results["matrix"], strict=True)]
+    rows += [
+        [f"{after + 1}: {names[after]}", *map(_fmt, row)]
+        for after, row in zip(results["after"], results["matrix"], strict=True)
+    ]
     lines.append(markdown_table(["after \\ task", *range(1, len(names) + 1)], rows))
     switch = results.get("switch")
     if switch and "reject_auroc" in switch:
-        lines += ["", f"Reject option (threshold calibrated on {switch['calibrated_on']} inputs): AUROC "
-                      f"{_fmt(None if switch['reject_auroc'] is None else 100 * switch['reject_auroc'])} (seen "
-                      f"test inputs vs {switch['n_unseen']} inputs of {switch['n_unseen_tasks']} unseen tasks); "
-                      f"rejected {_pct(switch['reject_rate_seen'])} of {switch['n_seen']} seen, "
-                      f"{_pct(switch['unseen_reject_rate'])} of unseen."]
+        lines += [
+            "",
+            f"Reject option (threshold calibrated on {switch['calibrated_on']} inputs): AUROC "
+            f"{_fmt(None if switch['reject_auroc'] is None else 100 * switch['reject_auroc'])} (seen "
+            f"test inputs vs {switch['n_unseen']} inputs of {switch['n_unseen_tasks']} unseen tasks); "
+            f"rejected {_pct(switch['reject_rate_seen'])} of {switch['n_seen']} seen, "
+            f"{_pct(switch['unseen_reject_rate'])} of unseen.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -43,8 +43,14 @@ class AdapterStore:
         target = self.folder(index, task.name)
         if self.has(index, task.name):
             raise ValueError(f"adapter {target} already exists: adapters are never rewritten")
-        meta = {"index": index, "task": task.name, "instruction": task.instruction, "data_hash": data_hash(task),
-                "n_train": len(task.instances), "date": datetime.now(UTC).isoformat(timespec="seconds")}
+        meta = {
+            "index": index,
+            "task": task.name,
+            "instruction": task.instruction,
+            "data_hash": data_hash(task),
+            "n_train": len(task.instances),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
 
         def write(tmp: Path) -> None:
             export_peft(model, lora, tmp, dtype=getattr(torch, self.dtype))
@@ -82,4 +88,3 @@ def data_hash(task: Task) -> str:
     """SHA-256 of a task's instruction and instances: what its adapter was trained on."""
     payload = [task.instruction, *[(i.id, i.input, list(i.outputs)) for i in task.instances]]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
-

@@ -71,8 +71,10 @@ def load_stream(cfg: ContinualConfig) -> list[StreamTask]:
     """The tasks of ``cfg.stream`` in order (training instances cut to ``cfg.limit_train``)."""
     kind, arg = parse_spec(cfg.stream)
     if kind == "synthetic":
-        return [StreamTask(tr.name, tr.head(cfg.limit_train), te)
-                for tr, te in synthetic_stream(int(arg) if arg else 0, cfg.n_tasks)]
+        return [
+            StreamTask(tr.name, tr.head(cfg.limit_train), te)
+            for tr, te in synthetic_stream(int(arg) if arg else 0, cfg.n_tasks)
+        ]
     path, _, order = arg.partition("#")
     stream = load_cl_stream(path, int(order or 1))
     return [StreamTask(n, stream.train[n].head(cfg.limit_train), stream.test[n], stream.dev[n]) for n in stream.names]
@@ -90,8 +92,9 @@ def load_unseen(cfg: ContinualConfig, stream: Collection[str] = ()) -> list[Task
     tasks = [t.head(cfg.unseen_limit) for t in load_tasks(data, split)]
     overlap = [t.name for t in tasks if t.name in stream]
     if overlap:  # a task of the stream is not unseen
-        log.warning("%d unseen task(s) are part of the stream and are left out: %s", len(overlap),
-                    ", ".join(overlap[:5]))
+        log.warning(
+            "%d unseen task(s) are part of the stream and are left out: %s", len(overlap), ", ".join(overlap[:5])
+        )
     return [t for t in tasks if t.name not in stream]
 
 
@@ -120,8 +123,9 @@ class StreamContext:
         task = self.tasks[k].train
         if task.name not in self._encoded:
             cfg = self.cfg
-            self._encoded[task.name] = encode_tasks(self.tokenizer, [task], cfg.setting, cfg.train.max_length,
-                                                    cfg.seed + k)
+            self._encoded[task.name] = encode_tasks(
+                self.tokenizer, [task], cfg.setting, cfg.train.max_length, cfg.seed + k
+            )
         return self._encoded[task.name]
 
     def new_bank(self, seed: int, rank: int | None = None, alpha: float | None = None) -> AdapterBank:
@@ -144,8 +148,11 @@ def with_added_tasks(ctx: StreamContext) -> StreamContext:
     for name in run.get("added", []):
         if name not in have:
             folder = added_folder(ctx.run_dir, name)
-            ctx.tasks.append(StreamTask(name, load_task_file(folder / "train.json", name),
-                                        load_task_file(folder / "test.json", name)))
+            ctx.tasks.append(
+                StreamTask(
+                    name, load_task_file(folder / "train.json", name), load_task_file(folder / "test.json", name)
+                )
+            )
     return ctx
 
 
@@ -268,8 +275,9 @@ class AnswerCache:
         self.data = self.read(run_dir, fingerprint, identity)
 
     @classmethod
-    def read(cls, run_dir: Path, fingerprint: str | None = None,
-             identity: dict[str, str | None] | None = None) -> dict[str, str]:
+    def read(
+        cls, run_dir: Path, fingerprint: str | None = None, identity: dict[str, str | None] | None = None
+    ) -> dict[str, str]:
         """The cached answers of the run ``run_dir`` (none when it has no cache, or, with ``fingerprint`` and
         ``identity``, when its cache was written under others)."""
         if (run_dir / cls.FILE).exists():
@@ -292,12 +300,14 @@ class AnswerCache:
 
 def open_cache(ctx: StreamContext) -> AnswerCache:
     """The answer cache of the stream's run, for its evaluation settings and base model."""
-    return AnswerCache(ctx.run_dir, json.dumps({"eval": vars(eval_config(ctx))}, sort_keys=True),
-                       stream_identity(ctx, None))
+    return AnswerCache(
+        ctx.run_dir, json.dumps({"eval": vars(eval_config(ctx))}, sort_keys=True), stream_identity(ctx, None)
+    )
 
 
-def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalPlan, cache: AnswerCache,
-                stage: str | None = None) -> list[str]:
+def answer_plan(
+    ctx: StreamContext, name: str, queries: list[Query], plan: EvalPlan, cache: AnswerCache, stage: str | None = None
+) -> list[str]:
     """The answer to each query under ``plan``; cached answers are reused, the rest generated in batches.
 
     With ``stage`` (a name unique within the run, e.g. ``"after-003"``), the generated answers are also
@@ -306,13 +316,15 @@ def answer_plan(ctx: StreamContext, name: str, queries: list[Query], plan: EvalP
     keys = [None if k is None else cache.key(q, k) for q, k in zip(queries, plan.keys, strict=True)]
     todo = [i for i, k in enumerate(keys) if k is None or k not in cache.data]
     route_of = {id(queries[i]): plan.routes[i] for i in todo}
-    method = BankMethod(name, ctx.model, ctx.tokenizer, plan.bank, lambda qs: [route_of[id(q)] for q in qs],
-                        ctx.cfg.setting)
+    method = BankMethod(
+        name, ctx.model, ctx.tokenizer, plan.bank, lambda qs: [route_of[id(q)] for q in qs], ctx.cfg.setting
+    )
     ecfg = eval_config(ctx)
     log_to = None
     if stage is not None and todo:
-        log_to = AnswerLog(answering_log(ctx, stage), stage_fingerprint(ctx, name, stage),
-                           stream_identity(ctx, plan.bank))
+        log_to = AnswerLog(
+            answering_log(ctx, stage), stage_fingerprint(ctx, name, stage), stream_identity(ctx, plan.bank)
+        )
     try:
         fresh = answer(method, [queries[i] for i in todo], ecfg, desc=name, log_to=log_to)
     finally:
@@ -336,8 +348,10 @@ def score_tasks(queries: list[Query], answers: list[str]) -> dict[str, dict]:
     by_task: dict[str, list[int]] = {}
     for i, q in enumerate(queries):
         by_task.setdefault(q.task.name, []).append(i)
-    return {name: score_predictions([answers[i] for i in idx], [list(queries[i].instance.outputs) for i in idx])
-            for name, idx in by_task.items()}
+    return {
+        name: score_predictions([answers[i] for i in idx], [list(queries[i].instance.outputs) for i in idx])
+        for name, idx in by_task.items()
+    }
 
 
 def stream_identity(ctx: StreamContext, bank: AdapterBank | None) -> dict[str, str | None]:
@@ -354,8 +368,13 @@ def stage_fingerprint(ctx: StreamContext, method: str, stage: str) -> str:
 def eval_config(ctx: StreamContext) -> EvalConfig:
     """The harness settings of the stream's evaluation (``cfg.eval``)."""
     e = ctx.cfg.eval
-    return EvalConfig(setting=ctx.cfg.setting, limit=e.limit, batch_size=e.batch_size,
-                      max_new_tokens=e.max_new_tokens, max_prompt_tokens=e.max_prompt_tokens)
+    return EvalConfig(
+        setting=ctx.cfg.setting,
+        limit=e.limit,
+        batch_size=e.batch_size,
+        max_new_tokens=e.max_new_tokens,
+        max_prompt_tokens=e.max_prompt_tokens,
+    )
 
 
 def test_queries(ctx: StreamContext) -> list[Query]:

@@ -17,8 +17,9 @@ from hyperadapt.methods.megan.hypernet import (
 from hyperadapt.methods.megan.train import HYPERNET_DIR, METHOD, MeganMethod, generate, load_megan, train_megan
 from hyperadapt.registry import register_method
 
-register_method(METHOD, MeganConfig, train=train_megan, load=load_megan, folder=HYPERNET_DIR, serves_as="condition",
-                releasable=True)
+register_method(
+    METHOD, MeganConfig, train=train_megan, load=load_megan, folder=HYPERNET_DIR, serves_as="condition", releasable=True
+)
 
 __all__ = [
     "METHOD",

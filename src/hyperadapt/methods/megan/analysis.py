@@ -25,9 +25,7 @@ def collect_betas(
     Each layer keeps at most ``max_values`` values (a fixed random subsample), enough for a distribution plot.
     """
     rng = np.random.default_rng(seed)
-    return {
-        c: [_subsample(v, max_values, rng) for v in _layer_betas(method, c, inputs)] for c in conditions
-    }
+    return {c: [_subsample(v, max_values, rng) for v in _layer_betas(method, c, inputs)] for c in conditions}
 
 
 @torch.inference_mode()
@@ -60,8 +58,10 @@ def beta_summary(betas: dict[str, list[np.ndarray]], beta_scale: float, margin: 
     for condition, layers in betas.items():
         values = np.concatenate(layers) if layers else np.zeros(0)
         dev = np.abs(values - 1.0)
-        out[condition] = {"mean_abs_dev": float(dev.mean()) if dev.size else 0.0,
-                          "saturated": float((dev >= (1 - margin) * beta_scale).mean()) if dev.size else 0.0}
+        out[condition] = {
+            "mean_abs_dev": float(dev.mean()) if dev.size else 0.0,
+            "saturated": float((dev >= (1 - margin) * beta_scale).mean()) if dev.size else 0.0,
+        }
     return out
 
 
@@ -127,14 +127,16 @@ def beta_plot_and_cost(method: MeganMethod, out_dir: str | Path, n_inputs: int =
     betas = collect_betas(method, [t.instruction for t in picked], inputs)
     plot_beta_distribution(betas, out_dir / "megan_beta.png")
     batch = list(seen.values())[:8]
-    prompts = [render(method.tokenizer, user_message(t.instruction, t.instances[0].input, method.setting))
-               for t in batch]
+    prompts = [
+        render(method.tokenizer, user_message(t.instruction, t.instances[0].input, method.setting)) for t in batch
+    ]
     conditions = [t.instruction for t in batch]
     spec = dataclasses.replace(method.hypernet.spec, per_token=not method.hypernet.spec.per_token)
-    twin = MeganMethod(method.model, method.tokenizer, BetaHypernetwork(spec).to(method.model.device),
-                       method.setting)
-    report = {("per_token" if m.hypernet.spec.per_token else "per_channel"): cost_report(m, prompts, conditions)
-              for m in (method, twin)}
+    twin = MeganMethod(method.model, method.tokenizer, BetaHypernetwork(spec).to(method.model.device), method.setting)
+    report = {
+        ("per_token" if m.hypernet.spec.per_token else "per_channel"): cost_report(m, prompts, conditions)
+        for m in (method, twin)
+    }
     report["beta"] = beta_summary(betas, method.hypernet.spec.beta_scale)
     save_json(report, out_dir / "megan_cost.json")
     return report

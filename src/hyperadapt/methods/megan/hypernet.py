@@ -32,8 +32,7 @@ from hyperadapt.models import decoder_layers
 
 WEIGHTS_FILE = "hypernetwork.safetensors"
 CONFIG_FILE = "hypernetwork.json"
-BASE_MODEL_KEYS = ("name_or_path", "model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
-                   "vocab_size")
+BASE_MODEL_KEYS = ("name_or_path", "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size")
 
 
 @dataclass(frozen=True)
@@ -211,6 +210,7 @@ class BetaHypernetwork(nn.Module):
             mask[i, : s.condition.shape[0]] = True
         return self.beta_fn(ConditionBatch(emb, mask))
 
+
 def channel_beta_fn(betas: Tensor, on_beta: Callable[[int, Tensor], None] | None = None) -> BetaFn:
     """A beta_fn serving per-channel β [B, L, I] computed earlier (e.g. cached per condition) as [B, 1, I]."""
 
@@ -226,6 +226,7 @@ def channel_beta_fn(betas: Tensor, on_beta: Callable[[int, Tensor], None] | None
 
 
 # -- saving and loading ----------------------------------------------------------------------------------
+
 
 def base_model_info(model: PreTrainedModel) -> dict:
     """What identifies a base model for a hypernetwork: its name and the dimensions β depends on."""
@@ -246,8 +247,14 @@ def save_hypernetwork(hyper: BetaHypernetwork, model: PreTrainedModel, path: str
 
     def write(tmp: Path) -> None:
         save_file(tensors, tmp / WEIGHTS_FILE)
-        save_json({"spec": asdict(hyper.spec), "base_model": base_model_info(model),
-                   "num_parameters": hyper.num_parameters()}, tmp / CONFIG_FILE)
+        save_json(
+            {
+                "spec": asdict(hyper.spec),
+                "base_model": base_model_info(model),
+                "num_parameters": hyper.num_parameters(),
+            },
+            tmp / CONFIG_FILE,
+        )
 
     return write_dir_atomic(path, write)
 

@@ -109,8 +109,9 @@ class MeganMethod:
         no prompt.
         """
         if len(conditions) < 2 or not prompts:
-            raise ValueError(f"spread needs at least 2 conditions and a prompt, got {len(conditions)} and "
-                             f"{len(prompts)}")
+            raise ValueError(
+                f"spread needs at least 2 conditions and a prompt, got {len(conditions)} and {len(prompts)}"
+            )
         sums = {"dev": 0.0, "cond": 0.0, "count": 0}
 
         def on_beta(layer: int, beta: Tensor) -> None:  # [N, T or 1, I]
@@ -122,14 +123,22 @@ class MeganMethod:
         cond = self.condition_batch(conditions)
         channel = None if self.hypernet.spec.per_token else self.hypernet.channel_betas(cond)  # once: [N, L, I]
         for prompt in prompts:
-            ids = {"input_ids": torch.tensor([prompt_ids(self.tokenizer, prompt)] * len(conditions),
-                                             device=self.model.device)}
+            ids = {
+                "input_ids": torch.tensor(
+                    [prompt_ids(self.tokenizer, prompt)] * len(conditions), device=self.model.device
+                )
+            }
             betas = self.hypernet.beta_fn(cond, on_beta) if channel is None else channel_beta_fn(channel, on_beta)
             with conditioned(self.model, beta=betas):
                 self.model(**ids)
         dev, var = (sums["dev"] / sums["count"]) ** 0.5, (sums["cond"] / sums["count"]) ** 0.5
-        return {"n": len(conditions), "prompts": len(prompts), "deviation": dev, "condition": var,
-                "condition_share": var / dev if dev else 0.0}
+        return {
+            "n": len(conditions),
+            "prompts": len(prompts),
+            "deviation": dev,
+            "condition": var,
+            "condition_share": var / dev if dev else 0.0,
+        }
 
     def clear_cache(self) -> None:
         """Forget cached per-channel β (call it after changing the hypernetwork's weights)."""
@@ -167,6 +176,7 @@ class MeganMethod:
 
 # -- data ------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ConditionedExample:
     """A tokenised training example with the condition text it is trained under."""
@@ -201,8 +211,9 @@ def condition_batcher(examples: list[ConditionedExample], tokenizer: Any, max_to
     texts = sorted({e.condition for e in examples})
     long = sum(len(literal_ids(tokenizer, t)) > max_tokens for t in texts)
     if long:
-        log.warning("%d of %d conditions are longer than condition_max_tokens=%d and are cut", long, len(texts),
-                    max_tokens)
+        log.warning(
+            "%d of %d conditions are longer than condition_max_tokens=%d and are cut", long, len(texts), max_tokens
+        )
     ids, mask = tokenize_conditions(tokenizer, texts, max_tokens)  # [N, C] each
     row = {t: i for i, t in enumerate(texts)}
 
@@ -219,10 +230,15 @@ def condition_batcher(examples: list[ConditionedExample], tokenizer: Any, max_to
 
 # -- training --------------------------------------------------------------------------------------------
 
+
 def build_hypernetwork(cfg: MeganConfig, model: Any) -> BetaHypernetwork:
     spec = HypernetSpec.for_model(
-        model, bottleneck=cfg.bottleneck, beta_scale=cfg.beta_scale, per_token=cfg.per_token,
-        shared=cfg.shared, condition_max_tokens=cfg.condition_max_tokens,
+        model,
+        bottleneck=cfg.bottleneck,
+        beta_scale=cfg.beta_scale,
+        per_token=cfg.per_token,
+        shared=cfg.shared,
+        condition_max_tokens=cfg.condition_max_tokens,
     )
     return BetaHypernetwork(spec).to(model.get_input_embeddings().weight.device)
 
@@ -240,7 +256,10 @@ def megan_loss(model: Any, hyper: BetaHypernetwork, batch: dict[str, Tensor], l1
 
 
 def train_megan(
-    cfg: MeganConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
+    cfg: MeganConfig,
+    run_dir: str | Path,
+    resume: bool = True,
+    model_and_tokenizer=None,
     stop_at: int | None = None,
 ) -> MeganMethod:
     """Train the β hypernetwork into ``run_dir`` (resumable) and return MeGan ready for evaluation."""
@@ -261,9 +280,9 @@ def train_megan(
     with RunDir(run_dir).begin(METHOD, to_dict(cfg), model) as run:
         hyper.train()
         params = dict(hyper.named_parameters())
-        step = Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD,
-                       model=model).train(
-            resume, stop_at)
+        step = Trainer(params, loss_fn, make_batch, len(examples), cfg.train, run_dir, desc=METHOD, model=model).train(
+            resume, stop_at
+        )
         hyper.eval()
         if step >= cfg.train.steps:  # a run stopped early is not saved as finished
             save_hypernetwork(hyper, model, run_dir / HYPERNET_DIR)
@@ -291,7 +310,10 @@ def load_megan(run: Run | str | Path, model_and_tokenizer=None) -> MeganMethod:
 
 
 def generate(
-    method: MeganMethod, conditions: Sequence[str], inputs: Sequence[str], max_new_tokens: int = 32,
+    method: MeganMethod,
+    conditions: Sequence[str],
+    inputs: Sequence[str],
+    max_new_tokens: int = 32,
     batch_size: int = 32,
 ) -> list[str]:
     """Greedy answers to ``inputs``, each under its own condition (one condition is used for all inputs)."""
@@ -301,8 +323,9 @@ def generate(
         conditions = list(conditions) * len(inputs)
     if len(conditions) != len(inputs):
         raise ValueError(f"{len(conditions)} conditions for {len(inputs)} inputs: give one condition, or one each")
-    prompts = [render(method.tokenizer, user_message(c, x, method.setting)) for c, x in zip(conditions, inputs,
-                                                                                           strict=True)]
+    prompts = [
+        render(method.tokenizer, user_message(c, x, method.setting)) for c, x in zip(conditions, inputs, strict=True)
+    ]
     out: list[str] = []
     for i in range(0, len(prompts), batch_size):
         with method.condition(conditions[i : i + batch_size]):

@@ -37,8 +37,15 @@ def _register_streams() -> None:
     for name in LEARNERS:
         load = load_switch if name == METHOD else load_final_adapter if name in single_lora_methods() else None
         serves = "input" if name == METHOD else "fixed" if load is not None else None
-        register_method(name, SwitchConfig, kind="continual", load=load, folder=ADAPTERS, serves_as=serves,
-                        upgrade_config=upgrade_config)
+        register_method(
+            name,
+            SwitchConfig,
+            kind="continual",
+            load=load,
+            folder=ADAPTERS,
+            serves_as=serves,
+            upgrade_config=upgrade_config,
+        )
 
 
 _register_streams()

@@ -26,8 +26,11 @@ class RouterConfig:
     """The switch network: an MLP over frozen features of the whole prompt, with a reject option."""
 
     encoder: Literal["sentence", "base", "base_mean"] = field(
-        default="sentence", metadata={"help": "'sentence' (all-MiniLM-L6-v2), 'base' (the base model's last-token "
-                                              "hidden state) or 'base_mean' (its mean-pooled last layer)"}
+        default="sentence",
+        metadata={
+            "help": "'sentence' (all-MiniLM-L6-v2), 'base' (the base model's last-token "
+            "hidden state) or 'base_mean' (its mean-pooled last layer)"
+        },
     )
     hidden: int = field(default=200, metadata={"help": "hidden units of the MLP"})
     epochs: int = field(default=20, metadata={"help": "epochs over the retention buffer after each task"})
@@ -39,27 +42,38 @@ class RouterConfig:
     retention_min: int = field(default=10, metadata={"help": "never keep fewer inputs than this per task"})
     calibration: int = field(default=100, metadata={"help": "held-out inputs per task to calibrate the threshold"})
     calibrate_on: Literal["auto", "train", "dev"] = field(
-        default="auto", metadata={"help": "where the calibration inputs come from: 'dev' (the stream's dev split), "
-                                          "'train' (held out of the training inputs) or 'auto' (dev when the "
-                                          "stream has one, else train)"}
+        default="auto",
+        metadata={
+            "help": "where the calibration inputs come from: 'dev' (the stream's dev split), "
+            "'train' (held out of the training inputs) or 'auto' (dev when the "
+            "stream has one, else train)"
+        },
     )
     reject_quantile: float = field(
         default=0.02, metadata={"help": "share of held-out seen inputs below the threshold (0 disables rejects)"}
     )
     confidence: Literal["softmax", "energy", "knn", "mahalanobis"] = field(
         default="mahalanobis",
-        metadata={"help": "the reject score: 'softmax' (max probability), 'energy' (logsumexp of the logits), 'knn' "
-                          "(cosine to the knn_k-th nearest kept input of the chosen task) or 'mahalanobis' (minus "
-                          "the distance to the nearest task mean, shared covariance)"},
+        metadata={
+            "help": "the reject score: 'softmax' (max probability), 'energy' (logsumexp of the logits), 'knn' "
+            "(cosine to the knn_k-th nearest kept input of the chosen task) or 'mahalanobis' (minus "
+            "the distance to the nearest task mean, shared covariance)"
+        },
     )
     knn_k: int = field(default=1, metadata={"help": "'knn': which nearest kept input of the chosen task counts"})
     reject_bank: int = field(
-        default=200, metadata={"help": "features (not texts) of this many training inputs per task are kept for the "
-                                     "reject score (kNN keys, task means, covariance); 0: the retained inputs"}
+        default=200,
+        metadata={
+            "help": "features (not texts) of this many training inputs per task are kept for the "
+            "reject score (kNN keys, task means, covariance); 0: the retained inputs"
+        },
     )
     calibrate_per: Literal["global", "task"] = field(
-        default="global", metadata={"help": "one threshold for every input ('global') or one per task, applied "
-                                            "to the inputs routed to it ('task')"}
+        default="global",
+        metadata={
+            "help": "one threshold for every input ('global') or one per task, applied "
+            "to the inputs routed to it ('task')"
+        },
     )
     fallback: Literal["base", "nearest"] = field(
         default="base", metadata={"help": "what a rejected input runs with: the base model or the best adapter"}
@@ -100,5 +114,7 @@ class SwitchConfig(ContinualConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if parse_spec(self.stream)[0] == "synthetic" and self.router.calibrate_on == "dev":
-            raise UserError("router.calibrate_on: dev needs a stream with a dev split (cl:PATH#ORDER); the "
-                             "synthetic stream has none: use 'train' or 'auto'")
+            raise UserError(
+                "router.calibrate_on: dev needs a stream with a dev split (cl:PATH#ORDER); the "
+                "synthetic stream has none: use 'train' or 'auto'"
+            )

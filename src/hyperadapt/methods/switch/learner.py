@@ -73,8 +73,10 @@ def router_texts(task: Task, setting: str, seed: int) -> list[str]:
     rng = torch.Generator().manual_seed(seed)
     wordings = task.instructions
     picks = torch.randint(len(wordings), (len(task.instances),), generator=rng).tolist()
-    return [user_message(wordings[p], i.input, setting, task.positive_examples)
-            for p, i in zip(picks, task.instances, strict=True)]
+    return [
+        user_message(wordings[p], i.input, setting, task.positive_examples)
+        for p, i in zip(picks, task.instances, strict=True)
+    ]
 
 
 def query_text(query: Query, setting: str) -> str:
@@ -88,8 +90,10 @@ def calibration_source(cfg: SwitchConfig, task: StreamTask) -> str:
     task has a dev split, else train). Raises ``ValueError`` when ``dev`` is asked and the task has none."""
     has_dev = task.dev is not None and bool(task.dev.instances)
     if cfg.router.calibrate_on == "dev" and not has_dev:
-        raise UserError(f"router.calibrate_on is 'dev' but task {task.name!r} has no dev split: use 'auto' "
-                         "(its training inputs then calibrate) or 'train'")
+        raise UserError(
+            f"router.calibrate_on is 'dev' but task {task.name!r} has no dev split: use 'auto' "
+            "(its training inputs then calibrate) or 'train'"
+        )
     if cfg.router.calibrate_on == "auto":
         return "dev" if has_dev else "train"
     return cfg.router.calibrate_on
@@ -109,8 +113,11 @@ def retain_task(buffer: RetentionBuffer, cfg: SwitchConfig, task: StreamTask, k:
 def reject_texts(cfg: SwitchConfig, tasks: list[StreamTask], unseen: list[Task]) -> tuple[list[str], list[str]]:
     """The inputs the reject option is judged on: held-out inputs of the seen tasks (their first ``eval.limit``
     test inputs, which neither train nor calibrate the switch) and the inputs of the ``unseen`` tasks."""
-    seen = [user_message(t.test.instruction, i.input, cfg.setting, t.test.positive_examples)
-            for t in tasks for i in t.test.head(cfg.eval.limit).instances]
+    seen = [
+        user_message(t.test.instruction, i.input, cfg.setting, t.test.positive_examples)
+        for t in tasks
+        for i in t.test.head(cfg.eval.limit).instances
+    ]
     return seen, [text for t in unseen for text in router_texts(t, cfg.setting, 0)]
 
 
@@ -124,7 +131,8 @@ def reject_stats(router: SwitchRouter, seen: Tensor, unseen: Tensor) -> dict:
         "unseen_reject_rate": on_unseen.reject_rate if on_unseen else None,
         "reject_rate_seen": on_seen.reject_rate,
         "reject_auroc": auroc(on_seen.confidence, on_unseen.confidence) if on_unseen else None,
-        "threshold": router.threshold, "task_thresholds": router.task_thresholds,
+        "threshold": router.threshold,
+        "task_thresholds": router.task_thresholds,
     }
 
 
@@ -145,13 +153,14 @@ class SwitchLearner(PerTaskLearner):
         cfg, task = self.ctx.cfg, self.ctx.tasks[k]
         buffer, feats, calib, bank = self.retained(k)
         label, source, bank_texts = retain_task(buffer, cfg, task, k)
-        feats = torch.cat([feats, self.encoder.encode(buffer.texts[len(feats):])])  # [N, dim]
-        calib = torch.cat([calib, self.encoder.encode(buffer.calib_texts[len(calib):])])
+        feats = torch.cat([feats, self.encoder.encode(buffer.texts[len(feats) :])])  # [N, dim]
+        calib = torch.cat([calib, self.encoder.encode(buffer.calib_texts[len(calib) :])])
         if cfg.router.reject_bank:
             new = self.encoder.encode(bank_texts)
             bank = torch.cat([bank[0], new]), torch.cat([bank[1], torch.full((len(new),), label)])  # [K, dim], [K]
-        self.router, router_stats = train_router(buffer, feats, calib, cfg.router, cfg.seed + k,
-                                                 bank if cfg.router.reject_bank else None)
+        self.router, router_stats = train_router(
+            buffer, feats, calib, cfg.router, cfg.seed + k, bank if cfg.router.reject_bank else None
+        )
 
         def write(tmp: Path) -> None:
             self.router.save(tmp)
@@ -168,8 +177,12 @@ class SwitchLearner(PerTaskLearner):
         one."""
         dim = self.encoder.dim
         if not k:
-            return RetentionBuffer(), torch.zeros(0, dim), torch.zeros(0, dim), (torch.zeros(0, dim),
-                                                                              torch.zeros(0, dtype=torch.long))
+            return (
+                RetentionBuffer(),
+                torch.zeros(0, dim),
+                torch.zeros(0, dim),
+                (torch.zeros(0, dim), torch.zeros(0, dtype=torch.long)),
+            )
         buffer = RetentionBuffer.load(self.router_dir / RETENTION)
         buffer.keep_first(k)
         stored = load_tensors(self.router_dir / FEATURES, "stored features")
@@ -204,8 +217,14 @@ class SwitchLearner(PerTaskLearner):
         seen, unseen = reject_texts(cfg, self.ctx.tasks, self.ctx.unseen)
         quality = reject_stats(self.switch(), self.encoder.encode(seen), self.encoder.encode(unseen))
         sources = sorted({calibration_source(cfg, t) for t in self.ctx.tasks})
-        return {**quality, "n_seen": len(seen), "n_unseen": len(unseen), "n_unseen_tasks": len(self.ctx.unseen),
-                "calibrated_on": "+".join(sources), "rule": reject_rule(cfg.router)}
+        return {
+            **quality,
+            "n_seen": len(seen),
+            "n_unseen": len(unseen),
+            "n_unseen_tasks": len(self.ctx.unseen),
+            "calibrated_on": "+".join(sources),
+            "rule": reject_rule(cfg.router),
+        }
 
     def overhead(self, n: int = 64) -> dict:
         """Routing cost per example (encoder + switch), measured on uncached inputs.
@@ -225,8 +244,10 @@ class SwitchLearner(PerTaskLearner):
 def reject_rule(cfg: RouterConfig) -> str:
     """The reject rule of a router config in one name, e.g. ``sentence/mahalanobis/global/bank200/calib100/q0.02``."""
     score = f"knn{cfg.knn_k}" if cfg.confidence == "knn" else cfg.confidence
-    return (f"{cfg.encoder}/{score}/{cfg.calibrate_per}/bank{cfg.reject_bank}/calib{cfg.calibration}/"
-            f"q{cfg.reject_quantile:g}")
+    return (
+        f"{cfg.encoder}/{score}/{cfg.calibrate_per}/bank{cfg.reject_bank}/calib{cfg.calibration}/"
+        f"q{cfg.reject_quantile:g}"
+    )
 
 
 def routing_stats(names: list[str], k: int, queries: list[Query], routing: Routing) -> dict:
@@ -242,8 +263,12 @@ def routing_stats(names: list[str], k: int, queries: list[Query], routing: Routi
         else:
             future_rejects.append(rejected)
     accuracy = {n: 100 * sum(v) / len(v) for n, v in per_task.items()}
-    return {"switch_accuracy": accuracy, "switch_accuracy_mean": sum(accuracy.values()) / len(accuracy),
-            "reject_rate_seen": _rate(seen_rejects), "reject_rate_future": _rate(future_rejects)}
+    return {
+        "switch_accuracy": accuracy,
+        "switch_accuracy_mean": sum(accuracy.values()) / len(accuracy),
+        "reject_rate_seen": _rate(seen_rejects),
+        "reject_rate_future": _rate(future_rejects),
+    }
 
 
 def _rate(flags: list[bool]) -> float | None:
@@ -269,9 +294,7 @@ def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[Run
     return run, with_added_tasks(make_context(cfg, run_dir, model_and_tokenizer))
 
 
-def add_task(
-    run_dir: str | Path, train: Task, test: Task | None = None, model_and_tokenizer=None
-) -> dict:
+def add_task(run_dir: str | Path, train: Task, test: Task | None = None, model_and_tokenizer=None) -> dict:
     """Add one more task to a finished SwitchCIT (or oracle) run: train its adapter, retrain the switch,
     and add a row to the accuracy matrix. Earlier adapters are never rewritten.
 
@@ -279,8 +302,10 @@ def add_task(
     """
     run = check_run_dir(run_dir)
     if not learner_class(run.method).per_task_adapters:
-        raise UserError(f"tasks can be added to a run with one adapter per task ({METHOD} or oracle); {run_dir} is "
-                         f"a {run.method!r} run")
+        raise UserError(
+            f"tasks can be added to a run with one adapter per task ({METHOD} or oracle); {run_dir} is "
+            f"a {run.method!r} run"
+        )
     safe_name(train.name, "task name")
     train, test = _split_new_task(train, test)
     existing = run.tasks
@@ -289,8 +314,10 @@ def add_task(
     with RunDir(run_dir).lock():  # not while another process runs or extends this stream
         state = load_json(Path(run_dir) / STATE, "run state")
         if state["completed"] != len(existing):
-            raise UserError(f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
-                             f"resume it first: `{run.resume_command()}`")
+            raise UserError(
+                f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
+                f"resume it first: `{run.resume_command()}`"
+            )
         _save_added(run, train, test)
         _, ctx = load_run_context(run_dir, model_and_tokenizer)
         learner = learner_class(run.method)(ctx)
@@ -345,8 +372,9 @@ def load_task_spec(spec: str) -> tuple[Task, Task | None]:
     path = Path(spec)
     if path.is_dir():
         test = path / "test.json"
-        return load_task_file(path / "train.json", path.name), (load_task_file(test, path.name) if test.exists()
-                                                                else None)
+        return load_task_file(path / "train.json", path.name), (
+            load_task_file(test, path.name) if test.exists() else None
+        )
     if path.suffix == ".json":
         return load_task_file(path), None
     raise UserError(f"cannot read task {spec!r}: give a task folder, a .json task file, jsonl:PATH or synthetic:NAME")
@@ -356,8 +384,10 @@ def _jsonl_task(path: str) -> tuple[Task, Task | None]:
     """One task from JSONL rows: the rows with ``split: test`` judge it, all others train it."""
     tasks = load_jsonl(path)
     if len(tasks) != 1:
-        raise UserError(f"{path} must hold exactly one task (one value of 'task'), found {len(tasks)}: "
-                        f"{', '.join(t.name for t in tasks[:5])}")
+        raise UserError(
+            f"{path} must hold exactly one task (one value of 'task'), found {len(tasks)}: "
+            f"{', '.join(t.name for t in tasks[:5])}"
+        )
     try:
         test = load_jsonl(path, "test")[0]
     except TaskDataError:  # no row has split 'test'
@@ -386,8 +416,17 @@ class SwitchMethod:
     """The harness method of a SwitchCIT run: each example of a batch is routed by the switch and runs with
     its task's adapter in one forward pass through the bank; rejected inputs are counted (Wu et al. 2024)."""
 
-    def __init__(self, model: Any, tokenizer: Any, bank: AdapterBank, router: SwitchRouter, encoder: TextEncoder,
-                 tasks: list[str], setting: str = "def", info: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        bank: AdapterBank,
+        router: SwitchRouter,
+        encoder: TextEncoder,
+        tasks: list[str],
+        setting: str = "def",
+        info: dict | None = None,
+    ) -> None:
         self.name, self.model, self.tokenizer, self.setting = METHOD, model, tokenizer, setting
         self.bank, self.router, self.encoder, self.tasks = bank, router, encoder, tasks
         self.info = info or {}
@@ -440,21 +479,27 @@ def load_switch(run: Run | str | Path, model_and_tokenizer=None) -> SwitchMethod
         raise InputNotFound(f"{run.path} has not finished its stream: resume it first: `{run.resume_command()}`")
     router = SwitchRouter.load(run.path / "router")
     encoder = make_router_encoder(cfg.router.encoder, model, tokenizer)
-    return SwitchMethod(model, tokenizer, store.bank(model, names), router, encoder, names, cfg.setting,
-                        info={"run": str(run.path)})
+    return SwitchMethod(
+        model, tokenizer, store.bank(model, names), router, encoder, names, cfg.setting, info={"run": str(run.path)}
+    )
 
 
 def generate(
-    run_dir: Run | str | Path | SwitchMethod, inputs: list[str], max_new_tokens: int = 64, batch_size: int = 16,
-    model_and_tokenizer=None, max_prompt_tokens: int | None = None,
+    run_dir: Run | str | Path | SwitchMethod,
+    inputs: list[str],
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    model_and_tokenizer=None,
+    max_prompt_tokens: int | None = None,
 ) -> list[tuple[str, str | None]]:
     """Route each input (the user's text: instruction and input) and answer it with its task's adapter;
     returns (answer, task name, or None where the switch rejected the input). Prompts longer than
     ``max_prompt_tokens`` (default: the model's context minus ``max_new_tokens``) lose the tail of their text,
     with one warning. Raises ``ValueError`` when the two budgets exceed the model's context."""
     method = run_dir if isinstance(run_dir, SwitchMethod) else load_switch(run_dir, model_and_tokenizer)
-    budget = prompt_budget(method.model, EvalConfig(max_new_tokens=max_new_tokens,
-                                                    max_prompt_tokens=max_prompt_tokens), [])
+    budget = prompt_budget(
+        method.model, EvalConfig(max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens), []
+    )
     stats = TruncationStats(budgets={budget} if budget is not None else set())
     out: list[tuple[str, str | None]] = []
     for start in range(0, len(inputs), batch_size):
@@ -463,7 +508,9 @@ def generate(
         prompts = [fit_prompt(method.tokenizer, "", text, "none", max_tokens=budget, stats=stats) for text in chunk]
         with method.lora_context(routing.adapter):
             answers = generate_batch(method.model, method.tokenizer, prompts, max_new_tokens)
-        out += [(a, None if r else method.tasks[c])
-                for a, c, r in zip(answers, routing.choice, routing.rejected, strict=True)]
+        out += [
+            (a, None if r else method.tasks[c])
+            for a, c, r in zip(answers, routing.choice, routing.rejected, strict=True)
+        ]
     stats.warn("inputs")
     return out

@@ -47,8 +47,7 @@ class LastTokenEncoder(CachedEncoder):
         self.dim = int(model.config.hidden_size)
 
     def _encode_batch(self, texts: list[str]) -> Tensor:
-        ids = [prompt_ids(self.tokenizer, render(self.tokenizer, t))[-self.max_length:]
-               for t in texts]
+        ids = [prompt_ids(self.tokenizer, render(self.tokenizer, t))[-self.max_length :] for t in texts]
         width = max(len(x) for x in ids)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.model.device)
@@ -220,8 +219,10 @@ class SwitchRouter(nn.Module):
             raise ValueError(f"the switch needs examples of all {self.n_tasks} tasks, got labels {found}")
         keys, key_labels = bank if bank is not None else (features, labels)
         if set(key_labels.tolist()) != set(range(self.n_tasks)):
-            raise ValueError(f"the reject score needs kept features of all {self.n_tasks} tasks, got labels "
-                             f"{sorted(set(key_labels.tolist()))}")
+            raise ValueError(
+                f"the reject score needs kept features of all {self.n_tasks} tasks, got labels "
+                f"{sorted(set(key_labels.tolist()))}"
+            )
         self.mean.copy_(features.mean(0))
         if len(features) > 1:
             self.std.copy_(features.std(0, unbiased=False).clamp_min(1e-6))
@@ -296,8 +297,10 @@ class SwitchRouter(nn.Module):
         if self.cfg.calibrate_per == "task":
             if labels is None or len(labels) != len(conf):
                 raise ValueError("calibrate_per 'task' needs the task label of every calibration input")
-            self.task_thresholds = [float(torch.quantile(conf[labels == t], quantile)) if (labels == t).any()
-                                    else self.threshold for t in range(self.n_tasks)]
+            self.task_thresholds = [
+                float(torch.quantile(conf[labels == t], quantile)) if (labels == t).any() else self.threshold
+                for t in range(self.n_tasks)
+            ]
         return self.threshold
 
     def route(self, features: Tensor) -> Routing:
@@ -312,8 +315,13 @@ class SwitchRouter(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, folder / ROUTER_WEIGHTS)
-        meta = {"dim": self.dim, "n_tasks": self.n_tasks, "threshold": self.threshold,
-                "task_thresholds": self.task_thresholds, "router": asdict(self.cfg)}
+        meta = {
+            "dim": self.dim,
+            "n_tasks": self.n_tasks,
+            "threshold": self.threshold,
+            "task_thresholds": self.task_thresholds,
+            "router": asdict(self.cfg),
+        }
         (folder / ROUTER_CONFIG).write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -332,7 +340,11 @@ class SwitchRouter(nn.Module):
 
 
 def train_router(
-    buffer: RetentionBuffer, features: Tensor, calib: Tensor, cfg: RouterConfig, seed: int,
+    buffer: RetentionBuffer,
+    features: Tensor,
+    calib: Tensor,
+    cfg: RouterConfig,
+    seed: int,
     bank: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[SwitchRouter, dict]:
     """Retrain the switch over every task in ``buffer`` (its inputs' ``features`` [N, dim]; ``bank``: the kept
@@ -343,6 +355,11 @@ def train_router(
     threshold = router.calibrate(calib, cfg.reject_quantile, torch.tensor(buffer.calib_labels))
     routing = router.route(calib)
     correct = [c == y for c, y in zip(routing.choice, buffer.calib_labels, strict=True)]
-    stats = {"final_loss": losses[-1], "threshold": threshold, "calibration_accuracy": sum(correct) / len(correct),
-             "calibration_reject_rate": routing.reject_rate, "retained": len(buffer.texts)}
+    stats = {
+        "final_loss": losses[-1],
+        "threshold": threshold,
+        "calibration_accuracy": sum(correct) / len(correct),
+        "calibration_reject_rate": routing.reject_rate,
+        "retained": len(buffer.texts),
+    }
     return router, stats

@@ -27,10 +27,26 @@ def _student_setting(cfg: TagiConfig) -> str:
     return cfg.student_setting
 
 
-register_method("tagi", TagiConfig, train=train_tagi, load=load_tagi, folder=HYPERNET_DIR, serves_as="condition",
-                prompt_setting=_student_setting, releasable=True)
-register_method(HYPTER, HypterConfig, train=train_hypter, load=load_hypter, folder=HYPERNET_DIR,
-                serves_as="condition", prompt_setting=_student_setting, releasable=True)
+register_method(
+    "tagi",
+    TagiConfig,
+    train=train_tagi,
+    load=load_tagi,
+    folder=HYPERNET_DIR,
+    serves_as="condition",
+    prompt_setting=_student_setting,
+    releasable=True,
+)
+register_method(
+    HYPTER,
+    HypterConfig,
+    train=train_hypter,
+    load=load_hypter,
+    folder=HYPERNET_DIR,
+    serves_as="condition",
+    prompt_setting=_student_setting,
+    releasable=True,
+)
 
 __all__ = [
     "HypernetConfig",

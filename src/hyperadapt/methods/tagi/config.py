@@ -44,8 +44,10 @@ class TeacherConfig:
     )
     shared: bool = field(
         default=False,
-        metadata={"help": "the teachers add one LoRA they all train (ΔW_teacher = shared + own); with "
-                          "shared_adapter, the student's shared adapter starts from it"},
+        metadata={
+            "help": "the teachers add one LoRA they all train (ΔW_teacher = shared + own); with "
+            "shared_adapter, the student's shared adapter starts from it"
+        },
     )
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-3))
 
@@ -161,8 +163,10 @@ class TagiConfig:
             raise UserError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
         self.target_modules = list(check_targets(self.target_modules, "target_modules", required=True))
         if self.shared_adapter and self.teachers.shared and self.teachers.rank != self.rank:
-            raise UserError(f"teachers.shared with shared_adapter starts the student's shared adapter from the "
-                             f"teachers' one: teachers.rank ({self.teachers.rank}) must equal rank ({self.rank})")
+            raise UserError(
+                f"teachers.shared with shared_adapter starts the student's shared adapter from the "
+                f"teachers' one: teachers.rank ({self.teachers.rank}) must equal rank ({self.rank})"
+            )
 
     @property
     def needs_teachers(self) -> bool:

@@ -80,8 +80,10 @@ class TagiHypernetwork(nn.Module):
         self.rank, self.alpha, self.input_dim, self.hidden = rank, float(alpha), input_dim, hidden
         parsed = [parse_module(n) for n in self.module_names]
         self.kinds = sorted({kind for _, kind in parsed})
-        kind_shapes = {kind: {self.shapes[n] for n, (_, k) in zip(self.module_names, parsed, strict=True) if k == kind}
-                       for kind in self.kinds}
+        kind_shapes = {
+            kind: {self.shapes[n] for n, (_, k) in zip(self.module_names, parsed, strict=True) if k == kind}
+            for kind in self.kinds
+        }
         uneven = {k: s for k, s in kind_shapes.items() if len(s) != 1}
         if uneven:
             raise ValueError(f"modules of one type must share a shape, got {uneven}")
@@ -133,8 +135,10 @@ class TagiHypernetwork(nn.Module):
         if not lora.shared:
             raise ValueError("set_shared needs a single adapter, not one per example")
         if set(lora.factors) != set(self.module_names):
-            raise ValueError(f"the adapter covers other modules than the hypernetwork: "
-                             f"{sorted(set(lora.factors) ^ set(self.module_names))[:3]}")
+            raise ValueError(
+                f"the adapter covers other modules than the hypernetwork: "
+                f"{sorted(set(lora.factors) ^ set(self.module_names))[:3]}"
+            )
         fold = float(lora.scale) / self.scale
         for slot, name in enumerate(self.module_names):
             a, b = lora.factors[name]  # [1, r, in], [1, out, r]
@@ -156,8 +160,9 @@ class TagiHypernetwork(nn.Module):
         ``instruction`` ≈ 0 (Text-to-LoRA's failure mode; see docs/TAGI.md). Raises ``ValueError`` for N < 2.
         """
         if vectors.dim() != 2 or vectors.shape[0] < 2:
-            raise ValueError(f"spread needs at least 2 instruction vectors [N, {self.input_dim}], "
-                             f"got {tuple(vectors.shape)}")
+            raise ValueError(
+                f"spread needs at least 2 instruction vectors [N, {self.input_dim}], got {tuple(vectors.shape)}"
+            )
         r, n = self.rank, vectors.shape[0]
         shared = generated = instruction = whole = 0.0
         for a, b in self.factors(vectors).values():  # [N, r', in], [N, out, r']
@@ -167,8 +172,13 @@ class TagiHypernetwork(nn.Module):
             generated += float(own.pow(2).sum()) / n
             instruction += float((own - own.mean(0)).pow(2).sum()) / n
             whole += float((own + common).pow(2).sum()) / n
-        return {"n": n, "shared": shared ** 0.5, "generated": generated ** 0.5, "instruction": instruction ** 0.5,
-                "instruction_share": (instruction / whole) ** 0.5 if whole else 0.0}
+        return {
+            "n": n,
+            "shared": shared**0.5,
+            "generated": generated**0.5,
+            "instruction": instruction**0.5,
+            "instruction_share": (instruction / whole) ** 0.5 if whole else 0.0,
+        }
 
     def generated_parameters(self) -> dict[str, nn.Parameter]:
         """The parameters that read the instruction (all but the shared adapter)."""
@@ -179,8 +189,14 @@ class TagiHypernetwork(nn.Module):
 
     def config(self) -> dict:
         """Everything needed to rebuild the network (saved next to its weights)."""
-        out = {"shapes": self.shapes, "input_dim": self.input_dim, "rank": self.rank, "alpha": self.alpha,
-               "hidden": self.hidden, "blocks": sum(isinstance(m, ResidualBlock) for m in self.trunk)}
+        out = {
+            "shapes": self.shapes,
+            "input_dim": self.input_dim,
+            "rank": self.rank,
+            "alpha": self.alpha,
+            "hidden": self.hidden,
+            "blocks": sum(isinstance(m, ResidualBlock) for m in self.trunk),
+        }
         if self.shared:  # only when on, so that folders saved before the option still load
             out["shared"] = True
         return out

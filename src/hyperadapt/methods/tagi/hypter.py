@@ -29,14 +29,22 @@ class HypterConfig(TagiConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        turned_on = [k for k, on in (("fusion", self.fusion), ("pretrain.enabled", self.pretrain.enabled),
-                                     ("losses.kl_weight", self.losses.kl_weight != 0),
-                                     ("losses.align_weight", self.losses.align_weight not in (0, 0.0)),
-                                     ("teachers.shared", self.teachers.shared))
-                     if on]
+        turned_on = [
+            k
+            for k, on in (
+                ("fusion", self.fusion),
+                ("pretrain.enabled", self.pretrain.enabled),
+                ("losses.kl_weight", self.losses.kl_weight != 0),
+                ("losses.align_weight", self.losses.align_weight not in (0, 0.0)),
+                ("teachers.shared", self.teachers.shared),
+            )
+            if on
+        ]
         if turned_on:
-            raise UserError(f"{', '.join(turned_on)}: Hypter-style has no fusion, stage 1, KL, alignment or "
-                             "teachers; train tagi for those (its ablations turn each off)")
+            raise UserError(
+                f"{', '.join(turned_on)}: Hypter-style has no fusion, stage 1, KL, alignment or "
+                "teachers; train tagi for those (its ablations turn each off)"
+            )
 
 
 def hypter_config(cfg: TagiConfig) -> HypterConfig:

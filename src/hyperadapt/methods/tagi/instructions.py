@@ -86,5 +86,7 @@ def shuffled_instructions(tasks: list[Task], seed: int) -> list[Task]:
     rng = random.Random(seed)
     while len(tasks) > 1 and any(i == j for i, j in enumerate(order)):
         rng.shuffle(order)
-    return [replace(t, instruction=tasks[j].instruction, positive_examples=tasks[j].positive_examples,
-                    paraphrases=[]) for t, j in zip(tasks, order, strict=True)]
+    return [
+        replace(t, instruction=tasks[j].instruction, positive_examples=tasks[j].positive_examples, paraphrases=[])
+        for t, j in zip(tasks, order, strict=True)
+    ]

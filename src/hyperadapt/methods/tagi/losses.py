@@ -69,8 +69,9 @@ def alignment_per_example(student: LoraConditioning, teacher: LoraConditioning, 
         raise ValueError("the student and teacher adapters share no module: align them on the same targets")
     device = next(iter(student.factors.values()))[0].device
     s_scale, t_scale = _scales(student, batch_size, device), _scales(teacher, batch_size, device)
-    total = sum(delta_sq_distance(student.factors[n], _to(teacher.factors[n], device), s_scale, t_scale)
-                for n in common)  # [B]
+    total = sum(
+        delta_sq_distance(student.factors[n], _to(teacher.factors[n], device), s_scale, t_scale) for n in common
+    )  # [B]
     return total / len(common)
 
 
@@ -88,4 +89,3 @@ def align_weight(weight: float | str, loss: Tensor) -> Tensor | float:
     if weight == "sigmoid":
         return torch.sigmoid(loss.detach())
     return float(weight)
-

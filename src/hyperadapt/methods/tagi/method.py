@@ -57,8 +57,7 @@ def save_hypernet(net: TagiHypernetwork, path: str | Path) -> Path:
 
     def write(tmp: Path) -> None:
         (tmp / "hypernet.json").write_text(json.dumps(net.config(), indent=1))
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
-                  tmp / "hypernet.safetensors")
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, tmp / "hypernet.safetensors")
 
     return write_dir_atomic(path, write)
 
@@ -161,7 +160,12 @@ class TagiMethod:
 
 
 def make_method(
-    name: str, cfg: TagiConfig, model, tokenizer, hypernet: TagiHypernetwork, vectors: InstructionVectors,
+    name: str,
+    cfg: TagiConfig,
+    model,
+    tokenizer,
+    hypernet: TagiHypernetwork,
+    vectors: InstructionVectors,
     run_dir: str | Path,
 ) -> TagiMethod:
     hypernet.eval()
@@ -186,8 +190,12 @@ def load_tagi(run: Run | str | Path, model_and_tokenizer=None) -> TagiMethod:
 def check_adapter_out(out_dir: str | Path) -> Path:
     """Refuse, before any work, an adapter folder that is a file or a non-empty folder other than a previous
     adapter (one holding ``adapter_config.json``): its files would be mixed with the adapter's (a run's too)."""
-    return check_out_dir(out_dir, "--out", replaces=lambda path: (path / PEFT_CONFIG).is_file(),
-                         kind=f"adapter folder (one holding {PEFT_CONFIG})")
+    return check_out_dir(
+        out_dir,
+        "--out",
+        replaces=lambda path: (path / PEFT_CONFIG).is_file(),
+        kind=f"adapter folder (one holding {PEFT_CONFIG})",
+    )
 
 
 def export_adapter(

@@ -101,12 +101,18 @@ def group_names(tasks: list[Task], group_by: str) -> list[str]:
 def teacher_logits(model: nn.Module, teachers: Teachers, batch: Batch) -> Tensor:
     """Logits of the answer tokens from the base model with each example's teacher adapter: [n_answer, V]."""
     with torch.no_grad(), conditioned(model, lora=teachers.conditioning(batch["teacher"])):
-        return answer_logits(model, batch["teacher_input_ids"], batch["teacher_attention_mask"],
-                             batch["teacher_labels"])
+        return answer_logits(
+            model, batch["teacher_input_ids"], batch["teacher_attention_mask"], batch["teacher_labels"]
+        )
 
 
 def train_teachers(
-    model: nn.Module, tokenizer, tasks: list[Task], cfg: TagiConfig, out_dir: str | Path, resume: bool = True,
+    model: nn.Module,
+    tokenizer,
+    tasks: list[Task],
+    cfg: TagiConfig,
+    out_dir: str | Path,
+    resume: bool = True,
     stop_at: int | None = None,
 ) -> Teachers | None:
     """Train one adapter per group on all of ``tasks`` in one pass over mixed batches; ``None`` when stopped
@@ -117,8 +123,11 @@ def train_teachers(
     groups = group_names(tasks, cfg.teachers.group)
     torch.manual_seed(cfg.teachers.train.seed)
     bank = AdapterBank.for_model(model, len(groups), cfg.teachers.rank, cfg.target_modules, cfg.teachers.alpha)
-    shared = (AdapterBank.for_model(model, 1, cfg.teachers.rank, cfg.target_modules, cfg.teachers.alpha)
-              if cfg.teachers.shared else None)
+    shared = (
+        AdapterBank.for_model(model, 1, cfg.teachers.rank, cfg.target_modules, cfg.teachers.alpha)
+        if cfg.teachers.shared
+        else None
+    )
     teachers = Teachers(bank, groups, cfg.teachers.group, shared)
     of_task = teachers.indices(tasks)
     tcfg = cfg.teachers.train
@@ -143,6 +152,8 @@ def train_teachers(
     bank.requires_grad_(False)
     if shared is not None:
         shared.requires_grad_(False)
-    teachers.save(out_dir, {"target_modules": cfg.target_modules, "setting": cfg.setting, "model": cfg.model,
-                             "train": asdict(tcfg)})
+    teachers.save(
+        out_dir,
+        {"target_modules": cfg.target_modules, "setting": cfg.setting, "model": cfg.model, "train": asdict(tcfg)},
+    )
     return teachers

@@ -103,8 +103,9 @@ def pretrain(ctx: Context, resume: bool, stop_at: int | None) -> bool:
     for p in frozen:
         p.requires_grad_(False)
     try:
-        return run_stage(ctx, out, loss_fn, make_batch, len(examples), pcfg.train, resume, stop_at,
-                         "tagi pretrain", params=params)
+        return run_stage(
+            ctx, out, loss_fn, make_batch, len(examples), pcfg.train, resume, stop_at, "tagi pretrain", params=params
+        )
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -134,8 +135,9 @@ def finetune_loss(ctx: Context, teachers: Teachers | None, batch: Batch) -> tupl
 def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int | None) -> bool:
     """Stage 2: CE + λ1·T²·KL(teacher ‖ student) + λ2·‖ΔW_s − ΔW_t‖² over the training tasks."""
     cfg, out = ctx.cfg, ctx.run_dir / "finetune"
-    examples = encode_examples(ctx.tokenizer, ctx.tasks, cfg.setting, cfg.student_setting,
-                               cfg.train.max_length, cfg.train.seed)
+    examples = encode_examples(
+        ctx.tokenizer, ctx.tasks, cfg.setting, cfg.student_setting, cfg.train.max_length, cfg.train.seed
+    )
     groups = teachers.indices(ctx.tasks) if teachers is not None else None
     make_batch = batch_maker(examples, ctx.vectors, ctx.tokenizer.pad_token_id, ctx.device, groups)
     log = TermLog(out / "loss_terms.jsonl", cfg.train.log_every)
@@ -170,15 +172,28 @@ class TermLog:
     def record(self, step: int, terms: dict[str, Tensor], weights: dict[str, Tensor | float]) -> None:
         if not self.every or step % self.every or not distributed.is_main():
             return
-        row = {"step": step, **{k: float(v.detach()) for k, v in terms.items()},
-               **{f"w_{k}": float(torch.as_tensor(w)) for k, w in weights.items()}}
+        row = {
+            "step": step,
+            **{k: float(v.detach()) for k, v in terms.items()},
+            **{f"w_{k}": float(torch.as_tensor(w)) for k, w in weights.items()},
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
 
 
-def run_stage(ctx: Context, out: Path, loss_fn, make_batch, n: int, tcfg, resume: bool, stop_at: int | None,
-              desc: str, params: dict | None = None) -> bool:
+def run_stage(
+    ctx: Context,
+    out: Path,
+    loss_fn,
+    make_batch,
+    n: int,
+    tcfg,
+    resume: bool,
+    stop_at: int | None,
+    desc: str,
+    params: dict | None = None,
+) -> bool:
     """Train the hypernetwork (``params``: a subset of its parameters) in ``out``; save it to ``out/hypernet``
     when done. True when finished."""
     done = out / HYPERNET_DIR
@@ -207,8 +222,12 @@ def get_teachers(ctx: Context, resume: bool, stop_at: int | None) -> Teachers | 
 
 
 def train_tagi(
-    cfg: TagiConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None,
-    stop_at: int | None = None, name: str = "tagi",
+    cfg: TagiConfig,
+    run_dir: str | Path,
+    resume: bool = True,
+    model_and_tokenizer=None,
+    stop_at: int | None = None,
+    name: str = "tagi",
 ) -> TagiMethod:
     """Train TAGI into ``run_dir`` (resumable stage by stage) and return it ready for evaluation.
 

@@ -46,12 +46,15 @@ async def adapters(request: Request) -> Response:
     target = server.targets.get(req.model)
     if not isinstance(target, MethodTarget) or not target.exports_adapters:
         names = [n for n, t in server.targets.items() if isinstance(t, MethodTarget) and t.exports_adapters]
-        raise ApiError(400 if target else 404, f"model {req.model!r} does not generate adapters: use a TAGI or "
-                                               f"Hypter run ({', '.join(names) or 'none loaded'})", "model")
+        raise ApiError(
+            400 if target else 404,
+            f"model {req.model!r} does not generate adapters: use a TAGI or "
+            f"Hypter run ({', '.join(names) or 'none loaded'})",
+            "model",
+        )
     condition = req.condition or req.instruction
     if not (condition or "").strip() or len(condition) > cfg.max_condition_chars:
-        raise ApiError(400, f"give 'condition' (the instruction), 1..{cfg.max_condition_chars} characters",
-                       "condition")
+        raise ApiError(400, f"give 'condition' (the instruction), 1..{cfg.max_condition_chars} characters", "condition")
 
     def export() -> bytes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -69,8 +72,9 @@ async def adapters(request: Request) -> Response:
         data = await asyncio.wrap_future(server.engine.call(export))
     except ValueError as err:
         raise ApiError(422, str(err), "model") from err
-    return Response(data, media_type="application/zip",
-                    headers={"content-disposition": 'attachment; filename="adapter.zip"'})
+    return Response(
+        data, media_type="application/zip", headers={"content-disposition": 'attachment; filename="adapter.zip"'}
+    )
 
 
 @router.post("/v1/load_lora_adapter")

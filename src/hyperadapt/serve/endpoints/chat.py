@@ -76,8 +76,12 @@ class ChatRequest(SamplingFields):
 def prompt_of(request: Request, req: ChatRequest, target) -> tuple[list[int], str]:
     """The request's prompt token ids and route text (every check of what is prompted, in one place)."""
     if (req.messages is None) == (req.input is None):
-        raise ApiError(400, "give either 'messages' (rendered as they are) or 'input' (rendered with 'condition' "
-                            "the way the run was trained)", "messages")
+        raise ApiError(
+            400,
+            "give either 'messages' (rendered as they are) or 'input' (rendered with 'condition' "
+            "the way the run was trained)",
+            "messages",
+        )
     server = server_of(request)
     if req.input is not None:
         if not isinstance(req.input, str):
@@ -117,8 +121,14 @@ async def chat_completions(request: Request) -> Response:
     try:
         if req.stream:
             start = await watched(jobs, request, first_event(job))
-            base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model,
-                    "route": start["route"], **condition_fields(start)}
+            base = {
+                "id": rid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": req.model,
+                "route": start["route"],
+                **condition_fields(start),
+            }
 
             def chunk(text, finish, first):
                 delta = {"role": "assistant", "content": ""} if first else {} if finish else {"content": text}
@@ -126,21 +136,35 @@ async def chat_completions(request: Request) -> Response:
 
             usage_chunk = None
             if req.stream_options is not None and req.stream_options.include_usage:
+
                 def usage_chunk(u):
                     return {**base, "choices": [], "usage": u}
 
-            return StreamingResponse(stream(job, chunk, usage_chunk), media_type="text/event-stream",
-                                     headers=route_header(start))
+            return StreamingResponse(
+                stream(job, chunk, usage_chunk), media_type="text/event-stream", headers=route_header(start)
+            )
         [result] = await collect_all(jobs, request)
     except ClientGone:
         return Response(status_code=499)
     finally:
         if not req.stream:
             job.cancel()
-    body = {"id": rid, "object": "chat.completion", "created": created, "model": req.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result["text"]},
-                         "finish_reason": result["finish_reason"],
-                         "logprobs": chat_logprobs(server, result["logprobs"])}],
-            "usage": usage([result]), "route": result["route"], "cache_hit": result["cache_hit"],
-            **condition_fields(result)}
+    body = {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": req.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result["text"]},
+                "finish_reason": result["finish_reason"],
+                "logprobs": chat_logprobs(server, result["logprobs"]),
+            }
+        ],
+        "usage": usage([result]),
+        "route": result["route"],
+        "cache_hit": result["cache_hit"],
+        **condition_fields(result),
+    }
     return JSONResponse(body, headers=route_header(result))

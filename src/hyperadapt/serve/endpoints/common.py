@@ -26,18 +26,42 @@ from hyperadapt.serve.errors import lone_surrogate
 from hyperadapt.serve.runs import Target
 from hyperadapt.serve.server import Server
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
-               422: "invalid_request_error", 503: "server_busy"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    503: "server_busy",
+}
 
 # OpenAI/vLLM fields this server does not implement -> the values that mean "off" (accepted as no-ops)
 REFUSED: dict[str, tuple[Any, ...]] = {
-    "best_of": (None, 1), "logit_bias": (None, {}), "frequency_penalty": (None, 0), "presence_penalty": (None, 0),
-    "repetition_penalty": (None, 1), "suffix": (None, ""), "tools": (None, []), "tool_choice": (None, "none"),
-    "functions": (None, []), "function_call": (None, "none"), "parallel_tool_calls": (None,),
-    "response_format": (None, {"type": "text"}), "top_k": (None, -1, 0), "min_p": (None, 0), "min_tokens": (None, 0),
-    "ignore_eos": (None, False), "guided_json": (None,), "guided_regex": (None,), "guided_choice": (None,),
-    "prompt_logprobs": (None,), "audio": (None,), "modalities": (None, ["text"]), "prediction": (None,),
+    "best_of": (None, 1),
+    "logit_bias": (None, {}),
+    "frequency_penalty": (None, 0),
+    "presence_penalty": (None, 0),
+    "repetition_penalty": (None, 1),
+    "suffix": (None, ""),
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "parallel_tool_calls": (None,),
+    "response_format": (None, {"type": "text"}),
+    "top_k": (None, -1, 0),
+    "min_p": (None, 0),
+    "min_tokens": (None, 0),
+    "ignore_eos": (None, False),
+    "guided_json": (None,),
+    "guided_regex": (None,),
+    "guided_choice": (None,),
+    "prompt_logprobs": (None,),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
 }
 IGNORED = ("user",)  # an opaque client identifier: accepted, not used
 
@@ -55,8 +79,9 @@ class ClientGone(Exception):
 
 
 def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": param,
-                      "code": status}}
+    body = {
+        "error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": param, "code": status}
+    }
     return JSONResponse(body, status_code=status)
 
 
@@ -101,8 +126,12 @@ def check_extras(body: BaseModel) -> None:
         if name in REFUSED:
             if value in REFUSED[name]:
                 continue
-            raise ApiError(400, f"{name!r} is not supported by this server (send it only as "
-                                f"{REFUSED[name][-1]!r}, or leave it out): see docs/SERVING.md", name)
+            raise ApiError(
+                400,
+                f"{name!r} is not supported by this server (send it only as "
+                f"{REFUSED[name][-1]!r}, or leave it out): see docs/SERVING.md",
+                name,
+            )
         known = sorted(n for n in type(body).model_fields if not n.startswith("_"))
         raise ApiError(400, f"unknown field {name!r}: this endpoint takes {', '.join(known)}", name)
 
@@ -129,8 +158,11 @@ async def parse(request: Request, model: type[BaseModel]) -> Any:
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     if (where := surrogate_at(data)) is not None:
-        raise ApiError(400, f"{where} holds a lone UTF-16 surrogate (e.g. \\ud800): send text, with surrogates "
-                            "only in pairs", where.split(".")[0])
+        raise ApiError(
+            400,
+            f"{where} holds a lone UTF-16 surrogate (e.g. \\ud800): send text, with surrogates only in pairs",
+            where.split(".")[0],
+        )
     try:
         body = model.model_validate(data)
     except ValidationError as err:
@@ -163,7 +195,8 @@ class SamplingFields(Body):
     seed: int | None = None
     condition: str | None = Field(None, description="the instruction/condition of a hypernetwork run")
     input: str | list[str] | None = Field(
-        None, description="the input, rendered with 'condition' the way the run was trained (instead of a prompt)")
+        None, description="the input, rendered with 'condition' the way the run was trained (instead of a prompt)"
+    )
 
     def logprobs_k(self) -> int | None:
         """How many alternatives per answer token (None: no log-probabilities); each endpoint says."""
@@ -189,14 +222,21 @@ def trained_prompts(server: Server, target: Target, req: SamplingFields) -> tupl
     a ``def`` run, the input alone for ``none``), as ``hyperadapt generate`` renders them."""
     style = target.prompt_style
     if style is None:
-        raise ApiError(400, f"model {req.model!r} ({target.kind}) has no trained prompt: send 'prompt' or "
-                            "'messages' instead of 'input'", "input")
+        raise ApiError(
+            400,
+            f"model {req.model!r} ({target.kind}) has no trained prompt: send 'prompt' or "
+            "'messages' instead of 'input'",
+            "input",
+        )
     inputs = [req.input] if isinstance(req.input, str) else req.input
     check_count(server, inputs, "input")
     condition = req.condition or ""
     if style.setting != "none" and not condition.strip():
-        raise ApiError(400, f"model {req.model!r} was trained with the condition in its prompt: give 'condition' "
-                            "with 'input'", "condition")
+        raise ApiError(
+            400,
+            f"model {req.model!r} was trained with the condition in its prompt: give 'condition' with 'input'",
+            "condition",
+        )
     ids = [prompt_ids(server.tokenizer, style.prompt(server.tokenizer, condition, x)) for x in inputs]
     return ids, [style.user_text(condition, x) for x in inputs]
 
@@ -206,18 +246,32 @@ def check_count(server: Server, prompts: list, param: str) -> None:
     if not prompts:
         raise ApiError(400, f"{param} is an empty list", param)
     if len(prompts) > server.config.max_prompts:
-        raise ApiError(400, f"{param} holds {len(prompts)} prompts; this server takes at most "
-                            f"{server.config.max_prompts} in one request (--max-prompts)", param)
+        raise ApiError(
+            400,
+            f"{param} holds {len(prompts)} prompts; this server takes at most "
+            f"{server.config.max_prompts} in one request (--max-prompts)",
+            param,
+        )
 
 
-def make_jobs(server: Server, req: SamplingFields, target: Target, prompts: list[list[int]], route_texts: list[str],
-              max_tokens: int | None) -> list[Job]:
+def make_jobs(
+    server: Server,
+    req: SamplingFields,
+    target: Target,
+    prompts: list[list[int]],
+    route_texts: list[str],
+    max_tokens: int | None,
+) -> list[Job]:
     """Validate a generation request (its condition, limits and prompts) and queue one job per prompt."""
     cfg = server.config
     in_prompt = req.input is not None and target.prompt_style is not None and target.prompt_style.setting != "none"
     if target.needs_condition and not (req.condition or "").strip():
-        raise ApiError(400, f"model {req.model!r} is a {target.kind} run: give the condition in the body field "
-                            "'condition' (openai client: extra_body={'condition': ...})", "condition")
+        raise ApiError(
+            400,
+            f"model {req.model!r} is a {target.kind} run: give the condition in the body field "
+            "'condition' (openai client: extra_body={'condition': ...})",
+            "condition",
+        )
     if not target.needs_condition and req.condition is not None and not in_prompt:
         raise ApiError(400, f"model {req.model!r} ({target.kind}) takes no 'condition'", "condition")
     if req.condition is not None and len(req.condition) > cfg.max_condition_chars:
@@ -236,15 +290,17 @@ def make_jobs(server: Server, req: SamplingFields, target: Target, prompts: list
         if not ids:
             raise ApiError(400, "the prompt is empty", "prompt")
         if len(ids) > cfg.max_prompt_tokens:
-            raise ApiError(400, f"the prompt has {len(ids)} tokens; this server takes at most "
-                                f"{cfg.max_prompt_tokens}", "prompt")
+            raise ApiError(
+                400, f"the prompt has {len(ids)} tokens; this server takes at most {cfg.max_prompt_tokens}", "prompt"
+            )
     condition = req.condition if target.needs_condition else None
     loop = asyncio.get_running_loop()
     jobs = []
     for ids, text in zip(prompts, route_texts, strict=True):
         events: asyncio.Queue = asyncio.Queue()
-        job = Job(ids, target, condition, text, sampling,
-                  lambda ev, q=events: loop.call_soon_threadsafe(q.put_nowait, ev))
+        job = Job(
+            ids, target, condition, text, sampling, lambda ev, q=events: loop.call_soon_threadsafe(q.put_nowait, ev)
+        )
         job.events = events
         jobs.append(job)
     server.engine.submit_all(jobs)  # QueueFull and EngineStopped: 503 (app.py)
@@ -294,6 +350,7 @@ async def collect(job: Job) -> dict:
 
 async def collect_all(jobs: list[Job], request: Request) -> list[dict]:
     """Every job's answer (:func:`collect`), cancelled together when the client leaves (:func:`watched`)."""
+
     async def answers() -> list[dict]:
         return [await collect(job) for job in jobs]
 
@@ -305,8 +362,10 @@ def condition_fields(result: dict) -> dict:
     see docs/SERVING.md, the condition rule) for a target that reads a condition; else nothing."""
     if result.get("condition_tokens") is None:
         return {}
-    return {"condition_tokens": result["condition_tokens"],
-            "condition_truncated": result["condition_kept"] < result["condition_tokens"]}
+    return {
+        "condition_tokens": result["condition_tokens"],
+        "condition_truncated": result["condition_kept"] < result["condition_tokens"],
+    }
 
 
 def token_text(server: Server, token: int) -> str:
@@ -346,8 +405,16 @@ async def stream(job: Job, chunk: Chunk, usage_chunk: Callable[[dict], dict] | N
                 yield "data: [DONE]\n\n"
                 return
             else:
-                yield sse({"error": {"message": event["message"], "type": ERROR_TYPES.get(event["status"],
-                                     "server_error"), "param": event.get("param"), "code": event["status"]}})
+                yield sse(
+                    {
+                        "error": {
+                            "message": event["message"],
+                            "type": ERROR_TYPES.get(event["status"], "server_error"),
+                            "param": event.get("param"),
+                            "code": event["status"],
+                        }
+                    }
+                )
                 return
     finally:
         job.cancel()  # a no-op for a finished request; frees the slot of a client that went away

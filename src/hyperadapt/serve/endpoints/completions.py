@@ -60,8 +60,11 @@ class CompletionRequest(SamplingFields):
 def prompts_of(request: Request, req: CompletionRequest, target) -> tuple[list[list[int]], list[str]]:
     """The request's prompt token ids and route texts (every check of what is prompted, in one place)."""
     if (req.prompt is None) == (req.input is None):
-        raise ApiError(400, "give either 'prompt' (sent as it is) or 'input' (rendered with 'condition' the way the "
-                            "run was trained)", "prompt")
+        raise ApiError(
+            400,
+            "give either 'prompt' (sent as it is) or 'input' (rendered with 'condition' the way the run was trained)",
+            "prompt",
+        )
     server = server_of(request)
     if req.input is not None:
         ids, texts = trained_prompts(server, target, req)
@@ -87,9 +90,12 @@ def legacy_logprobs(server: Server, entries: list | None, offset: int) -> dict |
         offsets.append(offset)
         tokens.append(token_text(server, token))
         offset += len(tokens[-1])
-    return {"tokens": tokens, "token_logprobs": [lp for _, lp, _ in entries],
-            "top_logprobs": [{token_text(server, i): v for i, v in top} for _, _, top in entries],
-            "text_offset": offsets}
+    return {
+        "tokens": tokens,
+        "token_logprobs": [lp for _, lp, _ in entries],
+        "top_logprobs": [{token_text(server, i): v for i, v in top} for _, _, top in entries],
+        "text_offset": offsets,
+    }
 
 
 @router.post("/v1/completions")
@@ -107,18 +113,32 @@ async def completions(request: Request) -> Response:
             def chunk(text, finish, first):
                 if first:
                     return None
-                return {"id": rid, "object": "text_completion", "created": created, "model": req.model,
-                        "route": start["route"], **condition_fields(start),
-                        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
+                return {
+                    "id": rid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": req.model,
+                    "route": start["route"],
+                    **condition_fields(start),
+                    "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+                }
 
             usage_chunk = None
             if req.stream_options is not None and req.stream_options.include_usage:
-                def usage_chunk(u):
-                    return {"id": rid, "object": "text_completion", "created": created, "model": req.model,
-                            "choices": [], "usage": u}
 
-            return StreamingResponse(stream(jobs[0], chunk, usage_chunk), media_type="text/event-stream",
-                                     headers=route_header(start))
+                def usage_chunk(u):
+                    return {
+                        "id": rid,
+                        "object": "text_completion",
+                        "created": created,
+                        "model": req.model,
+                        "choices": [],
+                        "usage": u,
+                    }
+
+            return StreamingResponse(
+                stream(jobs[0], chunk, usage_chunk), media_type="text/event-stream", headers=route_header(start)
+            )
         results = await collect_all(jobs, request)
     except ClientGone:
         return Response(status_code=499)
@@ -129,9 +149,24 @@ async def completions(request: Request) -> Response:
     choices = []
     for i, (r, prompt_ids) in enumerate(zip(results, ids, strict=True)):
         echoed = (texts[i] if req.input is None else server.tokenizer.decode(prompt_ids)) if req.echo else ""
-        choices.append({"index": i, "text": echoed + r["text"], "finish_reason": r["finish_reason"],
-                        "logprobs": legacy_logprobs(server, r["logprobs"], len(echoed)), "route": r["route"]})
-    body = {"id": rid, "object": "text_completion", "created": created, "model": req.model, "choices": choices,
-            "usage": usage(results), "route": results[0]["route"], "cache_hit": results[0]["cache_hit"],
-            **condition_fields(results[0])}
+        choices.append(
+            {
+                "index": i,
+                "text": echoed + r["text"],
+                "finish_reason": r["finish_reason"],
+                "logprobs": legacy_logprobs(server, r["logprobs"], len(echoed)),
+                "route": r["route"],
+            }
+        )
+    body = {
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": req.model,
+        "choices": choices,
+        "usage": usage(results),
+        "route": results[0]["route"],
+        "cache_hit": results[0]["cache_hit"],
+        **condition_fields(results[0]),
+    }
     return JSONResponse(body, headers=route_header(results[0]))

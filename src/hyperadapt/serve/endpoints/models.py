@@ -14,8 +14,17 @@ async def models(request: Request) -> dict:
     authorize(request)
     server = server_of(request)
     created = int(server.started)
-    data = [{"id": name, "object": "model", "created": created, "owned_by": "hyperadapt", "root": server.base_id,
-             "kind": t.kind, "needs_condition": t.needs_condition,
-             "prompt_setting": t.prompt_style.setting if t.prompt_style else None}
-            for name, t in server.targets.items()]
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "hyperadapt",
+            "root": server.base_id,
+            "kind": t.kind,
+            "needs_condition": t.needs_condition,
+            "prompt_setting": t.prompt_style.setting if t.prompt_style else None,
+        }
+        for name, t in server.targets.items()
+    ]
     return {"object": "list", "data": data}
