@@ -38,7 +38,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.core import Meter
-from hyperadapt.core import AdapterBank, conditioned, inject, remove, target_linears
+from hyperadapt.core import AdapterBank, conditioned, inject, peft_wrapping, remove, target_linears
 from hyperadapt.io import check_out_file, save_json
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig
 from hyperadapt.methods.megan.config import MeganConfig
@@ -246,7 +246,8 @@ def measure_depth(size: str, layers: int, cfg: ScaleConfig, device: torch.device
     run("generate_plain", generate_fn(model, cfg, vocab, device, torch.no_grad))
 
     lcfg = MultiTaskLoraConfig()
-    peft_model = get_peft_model(model, lcfg.lora_config())
+    with peft_wrapping():
+        peft_model = get_peft_model(model, lcfg.lora_config())
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
     run("train_lora", step_fn(lambda: answer_loss(peft_model, batch), params), sum(p.numel() for p in params))

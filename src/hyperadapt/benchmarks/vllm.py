@@ -169,11 +169,13 @@ def peft_phase(args, folders: list[Path]) -> dict:
     adapter (at most ``--peft-requests`` adapters loaded)."""
     from peft import PeftModel
 
+    from hyperadapt.core import peft_wrapping
     from hyperadapt.models import load_base_model
 
     model, tok = load_base_model("default", dtype="float32")
     n_adapters = min(len(folders), args.peft_requests)
-    peft = PeftModel.from_pretrained(model, str(folders[0]), adapter_name="a0")
+    with peft_wrapping():
+        peft = PeftModel.from_pretrained(model, str(folders[0]), adapter_name="a0")
     for i in range(1, n_adapters):
         peft.load_adapter(str(folders[i]), adapter_name=f"a{i}")
     latencies, tokens = [], 0
