@@ -99,6 +99,13 @@ class DemoConfig:
                 f"eval.limit={self.stream_limit}",
                 f"eval.max_new_tokens={self.max_new_tokens}",
                 f"eval.batch_size={self.eval_batch_size}",
+                # the reject rule measured on the synthetic stream (configs/switch_synthetic.yaml); the library's
+                # default (Mahalanobis over kept features) was chosen on the SNI stream
+                "router.confidence=knn",
+                "router.knn_k=1",
+                "router.reject_bank=0",
+                "router.calibrate_per=global",
+                "router.calibration=20",
             ],
         )
         data["train"] = to_dict(self.train(self.stream_steps))
