@@ -71,14 +71,14 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 def test_training_seconds_carry_over_a_resume(tmp_path):
     fresh, _ = _setup(tmp_path / "b")
     fresh.train(stop_at=3)
-    assert fresh.resumed_seconds == 0.0 and fresh.seconds > 0.0
+    assert fresh.clock.before == 0.0 and fresh.clock.seconds > 0.0
     saved = json.loads((latest_checkpoint(tmp_path / "b") / "state.json").read_text())["seconds"]
-    assert saved == pytest.approx(fresh.seconds)
+    assert saved == pytest.approx(fresh.clock.seconds)
     resumed, _ = _setup(tmp_path / "b")
     resumed.train(resume=True)
     # the seconds of steps 1..3 come from the checkpoint; steps 4..6 add this process's own
-    assert resumed.resumed_seconds == pytest.approx(saved)
-    assert resumed.seconds > resumed.resumed_seconds
+    assert resumed.clock.before == pytest.approx(saved)
+    assert resumed.clock.seconds > resumed.clock.before
 
 
 def test_resume_from_periodic_checkpoint(tmp_path):

@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from hyperadapt import distributed
+from hyperadapt.clock import Stopwatch
 from hyperadapt.core.checkpointing import set_activation_checkpointing
 from hyperadapt.errors import UserError
 from hyperadapt.io import atomic_write_text, load_json, load_tensors
@@ -205,10 +206,9 @@ class Trainer:
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
         self.step = 0
-        # wall-clock seconds of optimiser steps 1..step, over every process that ran them (a checkpoint carries
-        # its share), and the part of it that the checkpoint this run resumed from carried (0.0 when fresh)
-        self.seconds = 0.0
-        self.resumed_seconds = 0.0
+        # wall-clock seconds of optimiser steps 1..step, over every process that ran them: a checkpoint carries
+        # its share (``before`` of the stopwatch of a resumed run; 0.0 when fresh)
+        self.clock = Stopwatch()
 
     @property
     def ckpt_root(self) -> Path:
@@ -234,10 +234,9 @@ class Trainer:
             set_activation_checkpointing(self.model, self.cfg.gradient_checkpointing)
         try:
             while self.step < end:
-                started = time.perf_counter()
-                loss, n_tok = self._optimiser_step()
-                self.step += 1
-                self.seconds += time.perf_counter() - started
+                with self.clock:
+                    loss, n_tok = self._optimiser_step()
+                    self.step += 1
                 tokens += n_tok
                 bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}", refresh=False)
                 bar.update(1)
@@ -331,7 +330,7 @@ class Trainer:
         save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
         meta = {
             "step": self.step,
-            "seconds": self.seconds,
+            "seconds": self.clock.seconds,
             "optimizer": opt_meta,
             "config": asdict(self.cfg),
             "processes": distributed.world_size(),
@@ -370,7 +369,7 @@ class Trainer:
         self.optimizer.load_state_dict(_unflatten_optimizer(optimizer, state["optimizer"]))
         torch.set_rng_state(load_tensors(path / "rng.safetensors", "checkpoint RNG state")["torch_rng"])
         self.step = state["step"]
-        self.seconds = self.resumed_seconds = float(state.get("seconds", 0.0))
+        self.clock = Stopwatch(before=float(state.get("seconds", 0.0)))
 
 
 def _counts(batch: Batch) -> tuple[float, float]:

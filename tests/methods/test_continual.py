@@ -169,23 +169,22 @@ def test_a_stage_interrupted_while_answering_continues_from_its_answer_log(tmp_p
 
 
 def test_a_stage_resumed_after_training_reports_the_seconds_and_statistics_of_both_processes(tmp_path, monkeypatch):
-    import types
-
+    from hyperadapt.clock import Stopwatch
     from hyperadapt.evaluation import harness
     from hyperadapt.evaluation.harness import AnswerLog
     from hyperadapt.methods.continual import runner
 
-    def clock(step: float):  # a fake perf_counter: every call is ``step`` seconds after the previous one
+    def clock(step: float) -> type[Stopwatch]:  # every reading of its clock is ``step`` seconds after the last
         now = [0.0]
 
         def tick() -> float:
             now[0] += step
             return now[0]
 
-        return types.SimpleNamespace(perf_counter=tick)
+        return type("FakeStopwatch", (Stopwatch,), {"now": staticmethod(tick)})
 
-    monkeypatch.setattr(runner, "time", clock(1000.0))  # run_stage: 1000 s between its clock readings
-    monkeypatch.setattr(harness, "time", clock(10.0))  # each batch of answers: 10 s
+    monkeypatch.setattr(runner, "Stopwatch", clock(1000.0))  # run_stage: 1000 s between its clock readings
+    monkeypatch.setattr(harness, "Stopwatch", clock(10.0))  # each batch of answers: 10 s
     cfg = one_answer_per_batch()
     run = tmp_path / "run"
     run_until_answer(cfg, run, monkeypatch, 7)  # after the first stage's training and 2 of its answers

@@ -14,6 +14,7 @@ from hyperadapt.core import conditioned, inject
 from hyperadapt.data import load_tasks
 from hyperadapt.evaluation.generate import encode_left_padded, generate_batch
 from hyperadapt.evaluation.harness import EvalConfig, evaluate
+from hyperadapt.methods.inputs import answer_texts
 from hyperadapt.methods.megan import (
     BetaHypernetwork,
     HypernetSpec,
@@ -23,7 +24,6 @@ from hyperadapt.methods.megan import (
     beta_summary,
     collect_betas,
     embed_conditions,
-    generate,
     load_hypernetwork,
     load_megan,
     save_hypernetwork,
@@ -35,6 +35,11 @@ from hyperadapt.training import TrainConfig
 
 CONDITIONS = ["Answer in capitals.", "Reverse the order of the words in the input, then answer"]
 PROMPTS = ["the answer is", "a b c d e f g h"]
+
+
+def generate(method, conditions, prompts, max_new_tokens=32):
+    """Greedy answers through the one free-form path, each prompt under its own condition."""
+    return [a.answer for a in answer_texts(method, prompts, conditions, max_new_tokens=max_new_tokens)]
 
 
 def hypernet_for(model, per_token: bool = True, shared: bool = True, std: float = 0.0, seed: int = 0):
@@ -276,7 +281,7 @@ def test_beta_summary_counts_saturated_gates():
 
 def test_clear_errors():
     method = method_for()
-    with pytest.raises(ValueError, match="one condition, or one each"):
+    with pytest.raises(ValueError, match="one --condition for all inputs or one per input"):
         generate(method, CONDITIONS, PROMPTS + ["x"])
     with pytest.raises(ValueError, match="has no tokens"):
         method.beta_fn([""])

@@ -16,13 +16,13 @@ from hyperadapt.evaluation.generate import encode_left_padded
 from hyperadapt.methods.continual import run_stream
 from hyperadapt.methods.continual.runner import stream_metrics
 from hyperadapt.methods.continual.stream import test_queries as make_test_queries
+from hyperadapt.methods.inputs import answer_inputs
 from hyperadapt.methods.switch import (
     RetentionBuffer,
     RouterConfig,
     SwitchConfig,
     SwitchRouter,
     add_task,
-    generate,
     load_switch,
     load_task_spec,
 )
@@ -48,6 +48,28 @@ def run_copy(switch_run, tmp_path):
     target = tmp_path / "run"
     shutil.copytree(switch_run[0], target)
     return target
+
+
+def test_free_form_inputs_are_routed_on_the_whole_turn_and_answered_with_their_adapter(switch_run):
+    from hyperadapt.data.prompts import render
+    from hyperadapt.evaluation.generate import generate_batch
+    from hyperadapt.methods.inputs import answer_texts
+
+    method = load_switch(switch_run[0])
+    texts = [
+        f"Definition: {d}\n\nInput: {x}" for d, x in [("Write the words in capitals.", "red fox"), ("Add.", "2 3")]
+    ]
+    texts.append("no definition at all")
+    got = answer_texts(method, texts, max_new_tokens=4)
+    routing = method.route_texts(texts)
+    with method.lora_context(routing.adapter):  # what the switch picks for each raw turn, in one batch
+        expected = generate_batch(method.model, method.tokenizer, [render(method.tokenizer, t) for t in texts], 4)
+    assert [a.input for a in got] == texts and [a.answer for a in got] == expected
+    assert [a.route for a in got] == [
+        "rejected" if r else f"task: {method.tasks[c]}" for c, r in zip(routing.choice, routing.rejected, strict=True)
+    ]
+    with pytest.raises(ValueError, match="--condition is not used"):
+        answer_texts(method, texts, ["Add."])
 
 
 def test_every_stage_keeps_its_answers_in_a_log_that_rescores_to_its_row(switch_run):
@@ -218,8 +240,8 @@ def test_add_task_leaves_earlier_adapters_byte_identical(run_copy):
     assert results["tasks"][-1] == "reverse_list" and len(results["matrix"]) == 3
     assert results["matrix"][0][2] is None and results["matrix"][2][2] is not None
     assert RetentionBuffer.load(run_copy / "router" / "retention.json").tasks == ["upper_case", "add", "reverse_list"]
-    answers = generate(run_copy, ["Definition: Reverse the list.\n\nInput: a, b, c"], max_new_tokens=3)
-    assert len(answers) == 1 and answers[0][1] in (None, "upper_case", "add", "reverse_list")
+    answers = answer_inputs(run_copy, ["Definition: Reverse the list.\n\nInput: a, b, c"], [], max_new_tokens=3)
+    assert len(answers) == 1 and answers[0].route in ("rejected", "task: upper_case", "task: add", "task: reverse_list")
 
 
 def test_rerunning_the_stream_of_a_run_with_an_added_task_keeps_the_task(run_copy, tiny_dir):

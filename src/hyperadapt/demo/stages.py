@@ -19,7 +19,7 @@ from hyperadapt.data.prompts import build_prompt, user_message
 from hyperadapt.data.schema import Task
 from hyperadapt.demo.config import DATA, DemoConfig
 from hyperadapt.evaluation.generate import generate_batch
-from hyperadapt.evaluation.harness import EvalConfig, Query, evaluate
+from hyperadapt.evaluation.harness import EvalConfig, evaluate
 from hyperadapt.models import load_base_model
 
 EXAMPLES = 3  # predictions kept per score, to show in the report
@@ -80,12 +80,12 @@ def check_peft_adapter(method, task: Task, folder: Path, cfg: DemoConfig) -> dic
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from hyperadapt.methods.inputs import answer_texts
     from hyperadapt.models import default_model_dir
 
     inst = task.instances[0]
-    prompt = build_prompt(method.tokenizer, task, inst, method.setting)
-    with method.conditioning([Query(task, inst, prompt)]):
-        tagi_answer = generate_batch(method.model, method.tokenizer, [prompt], cfg.max_new_tokens)[0]
+    tagi_answer = answer_texts(method, [inst.input], [task.instruction], max_new_tokens=cfg.max_new_tokens)[0].answer
+    prompt = build_prompt(method.tokenizer, task, inst, method.setting)  # the same prompt, for plain PEFT
     base_dir = default_model_dir() if cfg.model == "default" else Path(cfg.model)
     with peft_wrapping():
         peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), folder)
@@ -137,7 +137,8 @@ def switchcit_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     """SwitchCIT over the stream, then one mixed batch routed by the switch: one input of every stream task
     and two of tasks it never saw (which it should reject to the base model)."""
     from hyperadapt.methods.continual import run_stream
-    from hyperadapt.methods.switch import generate, load_switch
+    from hyperadapt.methods.inputs import answer_texts
+    from hyperadapt.methods.switch import load_switch
 
     scfg = cfg.stream()
     model_and_tokenizer = load_base_model(cfg.model)
@@ -148,17 +149,17 @@ def switchcit_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     picked = [(seen[n], True) for n in result["tasks"]] + [(unseen[0], False), (unseen[7], False)]
     texts = [user_message(t.instruction, t.instances[-1].input, scfg.setting) for t, _ in picked]
     method = load_switch(run_dir / "stream", model_and_tokenizer)
-    answers = generate(method, texts, max_new_tokens=cfg.max_new_tokens)
+    answers = answer_texts(method, texts, max_new_tokens=cfg.max_new_tokens)
     out["mixed_batch"] = [
         {
             "task": t.name,
             "in_stream": known,
             "input": t.instances[-1].input,
             "reference": t.instances[-1].outputs[0],
-            "routed_to": route,
-            "answer": answer,
+            "routed_to": None if a.route == "rejected" else a.route.removeprefix("task: "),
+            "answer": a.answer,
         }
-        for (t, known), (answer, route) in zip(picked, answers, strict=True)
+        for (t, known), a in zip(picked, answers, strict=True)
     ]
     return out
 
@@ -181,7 +182,8 @@ def megan_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     answered under five conditions switched per example inside one batch."""
     import numpy as np
 
-    from hyperadapt.methods.megan import collect_betas, generate, train_megan
+    from hyperadapt.methods.inputs import answer_texts
+    from hyperadapt.methods.megan import collect_betas, train_megan
 
     mcfg = cfg.megan()
     method = train_megan(mcfg, run_dir, model_and_tokenizer=load_base_model(cfg.model))
@@ -203,10 +205,10 @@ def megan_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     out["beta_mean_abs_dev"] = {c: float(np.mean(np.abs(np.concatenate(v) - 1))) for c, v in betas.items()}
     text = seen["antonym"].instances[-1].input
     steer = [seen[n].instruction for n in STEER_TASKS] + [persona.instruction]
-    answers = generate(method, steer, [text] * len(steer), max_new_tokens=cfg.max_new_tokens)
+    answers = answer_texts(method, [text] * len(steer), steer, max_new_tokens=cfg.max_new_tokens)
     out["steering"] = {
         "input": text,
-        "rows": [{"condition": c, "answer": a} for c, a in zip(steer, answers, strict=True)],
+        "rows": [{"condition": c, "answer": a.answer} for c, a in zip(steer, answers, strict=True)],
     }
     return out
 
@@ -218,22 +220,23 @@ def checkpoint_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     path = Path(cfg.checkpoint)
     if not is_run(path):
         return {"available": False, "path": str(path)}
+    from hyperadapt.methods.inputs import answer_texts
+
     method = Run.open(path).load()
-    rows = []
-    for task in load_tasks(DATA, "unseen")[:4]:
-        inst = task.instances[0]
-        prompt = build_prompt(method.tokenizer, task, inst, method.setting)
-        with method.conditioning([Query(task, inst, prompt)]):
-            answer = generate_batch(method.model, method.tokenizer, [prompt], cfg.max_new_tokens)[0]
-        rows.append(
-            {
-                "task": task.name,
-                "instruction": task.instruction,
-                "input": inst.input,
-                "reference": inst.outputs[0],
-                "answer": answer,
-            }
-        )
+    tasks = load_tasks(DATA, "unseen")[:4]
+    answers = answer_texts(
+        method, [t.instances[0].input for t in tasks], [t.instruction for t in tasks], max_new_tokens=cfg.max_new_tokens
+    )
+    rows = [
+        {
+            "task": task.name,
+            "instruction": task.instruction,
+            "input": task.instances[0].input,
+            "reference": task.instances[0].outputs[0],
+            "answer": a.answer,
+        }
+        for task, a in zip(tasks, answers, strict=True)
+    ]
     return {"available": True, "path": str(path), "rows": rows}
 
 

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from hyperadapt.clock import Stopwatch
 from hyperadapt.config import ADDED_KEYS, RENAMED_KEYS
 from hyperadapt.data.prompts import TruncationStats, build_prompt, check_setting
 from hyperadapt.data.schema import Instance, Task
@@ -46,11 +46,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Query:
-    """One instance to answer, with the task it belongs to and its rendered prompt."""
+    """One instance to answer, with the task it belongs to, its rendered prompt and the prompt setting it was
+    rendered in (None: unknown, read as the method's own)."""
 
     task: Task
     instance: Instance
     prompt: str
+    setting: str | None = None
 
 
 class Method(Protocol):
@@ -150,7 +152,10 @@ def make_queries(
         stats.budgets.add(max_prompt_tokens)
     return [
         Query(
-            task, inst, build_prompt(method.tokenizer, task, inst, setting, max_tokens=max_prompt_tokens, stats=stats)
+            task,
+            inst,
+            build_prompt(method.tokenizer, task, inst, setting, max_tokens=max_prompt_tokens, stats=stats),
+            setting,
         )
         for task in tasks
         for inst in task.head(limit).instances
@@ -401,7 +406,7 @@ def answer(
         total=len(queries), initial=len(queries) - len(todo), desc=f"{desc} [{method.name}]", unit="ex", leave=False
     ) as bar:
         for batch in _batches(todo, cfg.batch_size):
-            began = time.perf_counter()
+            batch_clock = Stopwatch().start()
             prompts = [q.prompt for q in batch]
             with method.conditioning(batch):
                 if cfg.mode == "rank":
@@ -412,7 +417,7 @@ def answer(
                     outs = generate_batch(method.model, method.tokenizer, prompts, cfg.max_new_tokens)
             answers.update({id(q): o for q, o in zip(batch, outs, strict=True)})
             if log_to is not None:
-                log_to.add(batch, outs, time.perf_counter() - began)
+                log_to.add(batch, outs, batch_clock.stop())
             bar.update(len(batch))
     return answers
 
@@ -443,7 +448,7 @@ def evaluate(
     if not tasks:
         raise UserError("no tasks to evaluate")
     setting = cfg.setting or method.setting
-    start = time.perf_counter()
+    clock = Stopwatch().start()
     stats = TruncationStats()
     budget = prompt_budget(method.model, cfg, tasks)
     queries = make_queries(method, tasks, setting, cfg.limit, budget, stats)
@@ -451,6 +456,7 @@ def evaluate(
     log_to = None
     if answers_path:
         log_to = AnswerLog(answers_path, fingerprint(method, cfg, setting), answer_identity(method))
+        clock.carry(log_to.resumed_seconds)
     try:
         answers = answer(method, queries, cfg, desc=split or "eval", log_to=log_to)
     finally:
@@ -497,7 +503,7 @@ def evaluate(
         "tasks": per_task,
         "mean": aggregate(per_task),
         "by_category": by_category(per_task),
-        "seconds": round(time.perf_counter() - start + (log_to.resumed_seconds if log_to else 0.0), 2),
+        "seconds": round(clock.seconds, 2),
         "truncation": {**stats.as_dict(), "max_prompt_tokens": budget},
         "metric": {
             "lang": cfg.metric_lang,

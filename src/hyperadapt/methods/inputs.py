@@ -1,66 +1,127 @@
-"""Answer free-form inputs with any trained run (what ``hyperadapt generate`` calls).
+"""Answer free-form inputs with any trained run or loaded method: the one free-form generation path.
 
-It lives with the methods, not in ``evaluation/``: the evaluation layer knows no method, and this is where
-a run directory becomes a method (``load_run``).
+``hyperadapt generate``, the demo and the Python API (``answer_inputs`` for a run, ``answer_texts`` for a
+method in hand) all come here; the server answers through its own engine (``serve/``), which batches requests
+as they arrive. It lives with the methods, not in ``evaluation/``: the evaluation layer knows no method, and
+this is where a run directory becomes a method (:meth:`~hyperadapt.runs.Run.load`). The answers are those of
+the harness (:func:`hyperadapt.evaluation.harness.answer`: greedy, batched by prompt length).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NamedTuple, Protocol, cast
 
 from hyperadapt.data.prompts import TruncationStats
 from hyperadapt.data.schema import Instance, Task
 from hyperadapt.errors import UserError
-from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries, prompt_budget
+from hyperadapt.evaluation.harness import EvalConfig, Method, answer, make_queries, prompt_budget
+from hyperadapt.registry import method_entry
 from hyperadapt.runs import Run
 
 
-def answer_inputs(
-    run: Run | str | Path,
+class RoutesInputs(Protocol):
+    """A method that routes each input itself (``serves_as="input"``)."""
+
+    def routes(self, texts: list[str]) -> list[str | None]:
+        """The task each text is routed to, None where it is rejected (to the base model)."""
+        ...
+
+
+class Answered(NamedTuple):
+    """One free-form answer and what it was produced under: ``route`` is ``condition: TEXT`` for a
+    conditioned method, ``task: NAME`` or ``rejected`` (answered by the base model) for a routed one."""
+
+    input: str
+    answer: str
+    route: str
+
+
+def answer_texts(
+    method: Method,
     inputs: list[str],
-    conditions: list[str],
+    conditions: Sequence[str] = (),
+    setting: str | None = None,
     max_new_tokens: int = 64,
     max_prompt_tokens: int | None = None,
-    model_and_tokenizer=None,
-) -> list[tuple[str, str, str]]:
-    """(input, answer, route) per input: what each answer was produced under. Runs that route each input
-    (SwitchCIT: route = ``task: NAME``, or ``rejected``) refuse ``conditions``; other runs (a sequential,
-    replay, O-LoRA or multi-task stream answers with the LoRA it ends with) are conditioned on
-    ``conditions`` (one for all inputs, or one per input; route = ``condition: TEXT``), each prompt rendered
-    in the run's own prompt style (:attr:`Run.prompt_style`) and fitted to ``max_prompt_tokens`` (default: the
-    model's context minus ``max_new_tokens``) by the one truncation rule of
-    :func:`hyperadapt.data.prompts.fit_prompt`, with one warning when any was cut. Raises ``ValueError``
-    for a run that cannot generate, a mismatched number of conditions, or budgets beyond the context."""
+    batch_size: int = 32,
+) -> list[Answered]:
+    """Greedy answers of a loaded ``method`` to ``inputs``, in their order.
+
+    A method that routes each input itself (registry ``serves_as="input"``: SwitchCIT) reads each input as the
+    whole user turn (put the task's definition in it) and refuses ``conditions``; any other is conditioned on
+    ``conditions`` (one for all inputs, or one per input), each prompt rendered in ``setting`` (default: the
+    method's own) and fitted to ``max_prompt_tokens`` (default: the model's context minus ``max_new_tokens``)
+    by the one truncation rule of :func:`hyperadapt.data.prompts.fit_prompt`, with one warning when any was cut.
+    Raises :class:`~hyperadapt.errors.UserError` for no inputs, conditions given to a routed method, a
+    mismatched number of conditions, an empty condition, or budgets beyond the model's context."""
     if not inputs:
         raise UserError("give at least one --input")
-    run = Run.of(run)
-    run.check_loadable()
-    if run.entry.serves_as == "input":
-        from hyperadapt.methods.switch import generate
-
+    routed = method_entry(method.name).serves_as == "input"
+    if routed:
         if conditions:
             raise UserError(
-                f"{run.path} is a continual run: it routes each input to its task's adapter itself, so "
-                "--condition is not used; put the task's definition in the --input"
+                f"{method.name} routes each input to its task's adapter itself, so --condition is not used; "
+                "put the task's definition in the --input"
             )
-        answers = generate(run.load(model_and_tokenizer), inputs, max_new_tokens, max_prompt_tokens=max_prompt_tokens)
-        return [(x, a, f"task: {t}" if t else "rejected") for x, (a, t) in zip(inputs, answers, strict=True)]
-    if len(conditions) not in (1, len(inputs)):
-        raise UserError(
-            f"give one --condition for all inputs or one per input; got {len(conditions)} for {len(inputs)} inputs"
-        )
-    conds = conditions * len(inputs) if len(conditions) == 1 else conditions
-    blank = [i for i, c in enumerate(conds, start=1) if not c.strip()]
-    if blank:  # before loading anything
-        raise UserError(f"--condition is empty (for input {blank[0]}): give the instruction or style to follow")
-    method = run.load(model_and_tokenizer)
-    cfg = EvalConfig(max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens)
+        conds, setting = list(inputs), "none"  # the input is its own condition: the switch reads the whole turn
+    else:
+        conds = check_conditions(conditions, len(inputs))
+    cfg = EvalConfig(max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, batch_size=batch_size)
     tasks = [
         Task(f"input-{i}", c, [Instance(str(i), x, ("",))]) for i, (c, x) in enumerate(zip(conds, inputs, strict=True))
     ]
     stats = TruncationStats()
     budget = prompt_budget(method.model, cfg, tasks)
-    queries = make_queries(method, tasks, run.prompt_style.setting, None, budget, stats)
+    queries = make_queries(method, tasks, setting or method.setting, None, budget, stats)
     stats.warn("inputs")
     answers = answer(method, queries, cfg, desc="generate")
-    return [(q.instance.input, answers[id(q)], f"condition: {q.task.instruction}") for q in queries]
+    if routed:
+        chosen = cast(RoutesInputs, method).routes(inputs)
+        routes = [f"task: {t}" if t is not None else "rejected" for t in chosen]
+    else:
+        routes = [f"condition: {c}" for c in conds]
+    return [Answered(x, answers[id(q)], r) for x, q, r in zip(inputs, queries, routes, strict=True)]
+
+
+def check_conditions(conditions: Sequence[str], n_inputs: int) -> list[str]:
+    """One condition per input (one given for all is repeated); raises ``UserError`` for another number or
+    an empty condition."""
+    if len(conditions) not in (1, n_inputs):
+        raise UserError(
+            f"give one --condition for all inputs or one per input; got {len(conditions)} for {n_inputs} inputs"
+        )
+    conds = list(conditions) * n_inputs if len(conditions) == 1 else list(conditions)
+    blank = [i for i, c in enumerate(conds, start=1) if not c.strip()]
+    if blank:
+        raise UserError(f"--condition is empty (for input {blank[0]}): give the instruction or style to follow")
+    return conds
+
+
+def answer_inputs(
+    run: Run | str | Path,
+    inputs: list[str],
+    conditions: Sequence[str],
+    max_new_tokens: int = 64,
+    max_prompt_tokens: int | None = None,
+    model_and_tokenizer: Any = None,
+) -> list[Answered]:
+    """:func:`answer_texts` with the method of a trained run (a :class:`~hyperadapt.runs.Run` or its folder),
+    loaded on its own base model, its prompts rendered in the run's own prompt style
+    (:attr:`Run.prompt_style`). The inputs and conditions are checked before anything loads."""
+    if not inputs:
+        raise UserError("give at least one --input")
+    run = Run.of(run)
+    run.check_loadable()
+    if run.entry.serves_as == "input":
+        if conditions:
+            raise UserError(
+                f"{run.path} is a continual run: it routes each input to its task's adapter itself, so "
+                "--condition is not used; put the task's definition in the --input"
+            )
+        setting = None
+    else:
+        check_conditions(conditions, len(inputs))  # before loading anything
+        setting = run.prompt_style.setting
+    return answer_texts(run.load(model_and_tokenizer), inputs, conditions, setting, max_new_tokens, max_prompt_tokens)

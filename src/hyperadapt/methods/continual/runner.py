@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Collection
 from pathlib import Path
 
+from hyperadapt.clock import Stopwatch
 from hyperadapt.config import to_dict, upgrade_saved
 from hyperadapt.core import BASE, inject
 from hyperadapt.errors import InputNotFound, UserError
@@ -315,20 +315,19 @@ def run_stage(
     Every query's answer is kept in ``answer_logs/after-NNN.answers.jsonl`` (the harness's answer-log format),
     so that two methods' rows can be compared per instance: ``hyperadapt bench compare A=<run>/answer_logs/
     after-014.answers.jsonl B=... --data <stream spec> --split test --limit <eval.limit>``."""
-    t0 = time.perf_counter()
-    train = learner.learn(k)
-    train_seconds = time.perf_counter() - t0 + train.get("resumed_seconds", 0.0)
+    with Stopwatch() as training:
+        train = learner.learn(k)
+    training.carry(train.get("resumed_seconds", 0.0))
     earlier = state.get(LEARNED)
     if earlier is not None and earlier["after"] == k:  # trained by a process that was ended while it answered
-        train, train_seconds = earlier["train"], earlier["seconds"] + train_seconds
-    state[LEARNED] = {"after": k, "train": train, "seconds": train_seconds}
+        train = earlier["train"]
+        training.carry(earlier["seconds"])
+    state[LEARNED] = {"after": k, "train": train, "seconds": training.seconds}
     save_json(state, ctx.run_dir / STATE)  # keeps the answers in progress (``save_state`` would drop them)
-    t1 = time.perf_counter()
-    plan = learner.plan(k, queries)
     stage = f"after-{k:03d}"
-    answered_before = AnswerLog.logged_seconds(answering_log(ctx, stage))
-    answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=stage)
-    t2 = time.perf_counter()
+    with Stopwatch(before=AnswerLog.logged_seconds(answering_log(ctx, stage))) as answering:
+        plan = learner.plan(k, queries)
+        answers = answer_plan(ctx, learner.name, queries, plan, cache, stage=stage)
     AnswerLog.write(
         ctx.run_dir / ANSWER_LOGS / f"{stage}.answers.jsonl",
         stage_fingerprint(ctx, learner.name, stage),
@@ -342,7 +341,7 @@ def run_stage(
         "scores": score_tasks(queries, answers),
         "train": train,
         "routing": plan.stats,
-        "seconds": {"train": round(train_seconds, 2), "eval": round(t2 - t1 + answered_before, 2)},
+        "seconds": {"train": round(training.seconds, 2), "eval": round(answering.seconds, 2)},
     }
 
 

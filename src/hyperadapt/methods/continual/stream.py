@@ -200,7 +200,7 @@ def fit_lora(
 
     trainer = Trainer(params, loss_fn, make_batch, len(examples), tcfg, folder, desc=folder.name, model=model)
     trainer.train(resume=True)
-    return {"steps": trainer.step, "examples": len(examples), "resumed_seconds": round(trainer.resumed_seconds, 2)}
+    return {"steps": trainer.step, "examples": len(examples), "resumed_seconds": round(trainer.clock.before, 2)}
 
 
 def bank_params(bank: AdapterBank) -> dict[str, torch.nn.Parameter]:

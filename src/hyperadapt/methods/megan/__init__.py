@@ -1,6 +1,7 @@
 """MeGan: meta-gated SwiGLU, a hypernetwork that maps textual conditions to per-token Swish_β gates.
 
-Entry points: :func:`train_megan`, :func:`load_megan`, :func:`generate`; :class:`MeganMethod` is what the
+Entry points: :func:`train_megan`, :func:`load_megan` (answer with
+:func:`hyperadapt.methods.inputs.answer_texts`); :class:`MeganMethod` is what the
 evaluation harness runs; :func:`collect_betas` and :func:`cost_report` show what β does and what it costs.
 """
 
@@ -14,7 +15,7 @@ from hyperadapt.methods.megan.hypernet import (
     load_hypernetwork,
     save_hypernetwork,
 )
-from hyperadapt.methods.megan.train import HYPERNET_DIR, METHOD, MeganMethod, generate, load_megan, train_megan
+from hyperadapt.methods.megan.train import HYPERNET_DIR, METHOD, MeganMethod, load_megan, train_megan
 from hyperadapt.registry import register_method
 
 register_method(
@@ -33,7 +34,6 @@ __all__ = [
     "collect_betas",
     "cost_report",
     "embed_conditions",
-    "generate",
     "load_hypernetwork",
     "load_megan",
     "save_hypernetwork",

@@ -1,4 +1,4 @@
-"""Train MeGan's β hypernetwork on a frozen model, save and load it, and answer with switching conditions.
+"""Train MeGan's β hypernetwork on a frozen model, save and load it.
 
 The base model stays frozen; only the hypernetwork trains, on examples paired with their condition texts
 (the training split mixes condition types: task, style, domain), with the causal-LM loss on the answer
@@ -7,7 +7,8 @@ tokens plus an optional L1 penalty on β − 1. Training goes through the shared
 Example::
 
     method = train_megan(MeganConfig(model="default"), "runs/megan")
-    generate(method, ["Write the words in capitals.", "Reverse the list."], ["red fox", "a, b, c"])
+    answer_texts(method, ["red fox", "a, b, c"], ["Write the words in capitals.", "Reverse the list."])
+    # hyperadapt.methods.inputs.answer_texts: one condition per input, switched per example in one batch
 """
 
 from __future__ import annotations
@@ -32,12 +33,9 @@ from hyperadapt.data.prompts import (
     encode_instance,
     literal_ids,
     prompt_ids,
-    render,
-    user_message,
 )
 from hyperadapt.data.schema import Task
 from hyperadapt.errors import InputNotFound, UserError
-from hyperadapt.evaluation.generate import generate_batch
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.methods.megan.config import MeganConfig
 from hyperadapt.methods.megan.hypernet import (
@@ -307,27 +305,3 @@ def load_megan(run: Run | str | Path, model_and_tokenizer=None) -> MeganMethod:
     model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
     hyper = load_hypernetwork(run.path / HYPERNET_DIR, model)
     return _method(model, tokenizer, hyper, cfg, run.path)
-
-
-def generate(
-    method: MeganMethod,
-    conditions: Sequence[str],
-    inputs: Sequence[str],
-    max_new_tokens: int = 32,
-    batch_size: int = 32,
-) -> list[str]:
-    """Greedy answers to ``inputs``, each under its own condition (one condition is used for all inputs)."""
-    if isinstance(conditions, str) or isinstance(inputs, str):
-        raise ValueError("conditions and inputs must be lists of strings")
-    if len(conditions) == 1:
-        conditions = list(conditions) * len(inputs)
-    if len(conditions) != len(inputs):
-        raise ValueError(f"{len(conditions)} conditions for {len(inputs)} inputs: give one condition, or one each")
-    prompts = [
-        render(method.tokenizer, user_message(c, x, method.setting)) for c, x in zip(conditions, inputs, strict=True)
-    ]
-    out: list[str] = []
-    for i in range(0, len(prompts), batch_size):
-        with method.condition(conditions[i : i + batch_size]):
-            out += generate_batch(method.model, method.tokenizer, prompts[i : i + batch_size], max_new_tokens)
-    return out

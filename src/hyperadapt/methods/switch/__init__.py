@@ -8,7 +8,7 @@ Entry points::
     results = run_stream(cfg, "runs/switch", "switchcit")            # hyperadapt.methods.continual.run_stream
     add_task("runs/switch", *load_task_spec("synthetic:plural"))
     method = load_switch("runs/switch")                              # a harness method
-    generate("runs/switch", ["Definition: ...\n\nInput: ..."])       # [(answer, task or None)]
+    answer_inputs("runs/switch", ["Definition: ...\n\nInput: ..."], [])  # methods.inputs: (input, answer, route)
 """
 
 from hyperadapt.methods.continual import LEARNERS
@@ -21,7 +21,6 @@ from hyperadapt.methods.switch.learner import (
     SwitchLearner,
     SwitchMethod,
     add_task,
-    generate,
     load_switch,
     load_task_spec,
     upgrade_config,
@@ -59,7 +58,6 @@ __all__ = [
     "SwitchMethod",
     "SwitchRouter",
     "add_task",
-    "generate",
     "load_switch",
     "load_task_spec",
 ]

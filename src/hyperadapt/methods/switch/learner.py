@@ -4,7 +4,8 @@
 ``SwitchLearner`` registers itself as ``switchcit`` among the continual learners, so the continual runner
 runs it: ``run_stream(cfg, run_dir, "switchcit")`` (``hyperadapt.methods.continual``).
 ``add_task(run_dir, train, test)`` adds one more task to a finished run without touching earlier adapters;
-``load_switch(run_dir)`` is the harness method; ``generate(run_dir, inputs)`` routes and answers.
+``load_switch(run_dir)`` is the harness method (``hyperadapt.methods.inputs.answer_inputs`` routes and answers
+free-form inputs with it).
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from torch import Tensor
 from hyperadapt.core import BASE, AdapterBank, conditioned, inject
 from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data.loaders import load_jsonl, load_task_file
-from hyperadapt.data.prompts import TruncationStats, fit_prompt, user_message
+from hyperadapt.data.prompts import user_message
 from hyperadapt.data.schema import Task, TaskDataError
 from hyperadapt.encoders import TextEncoder
 from hyperadapt.errors import InputNotFound, UserError
-from hyperadapt.evaluation.generate import generate_batch
-from hyperadapt.evaluation.harness import EvalConfig, Query, prompt_budget
+from hyperadapt.evaluation.harness import Query
 from hyperadapt.evaluation.metrics import auroc
 from hyperadapt.io import load_json, load_tensors, safe_name, save_json, write_dir_atomic
 from hyperadapt.methods.continual.learners import PerTaskLearner, learner_class, register_learner
@@ -446,8 +446,14 @@ class SwitchMethod:
         return conditioned(self.model, lora=self.bank.conditioning(adapters))
 
     def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
-        routing = self.route_texts([query_text(q, self.setting) for q in queries])
+        routing = self.route_texts([query_text(q, q.setting or self.setting) for q in queries])
         return self.lora_context(routing.adapter)
+
+    def routes(self, texts: list[str]) -> list[str | None]:
+        """The task each user turn is routed to, None where the switch rejects it (not counted in
+        ``routed``/``rejected``: the answers' own routing was)."""
+        routing = self.router.route(self.encoder.encode(texts))
+        return [None if r else self.tasks[c] for c, r in zip(routing.choice, routing.rejected, strict=True)]
 
     # -- serving (hyperadapt.core.rows.Servable, "input")
 
@@ -482,35 +488,3 @@ def load_switch(run: Run | str | Path, model_and_tokenizer=None) -> SwitchMethod
     return SwitchMethod(
         model, tokenizer, store.bank(model, names), router, encoder, names, cfg.setting, info={"run": str(run.path)}
     )
-
-
-def generate(
-    run_dir: Run | str | Path | SwitchMethod,
-    inputs: list[str],
-    max_new_tokens: int = 64,
-    batch_size: int = 16,
-    model_and_tokenizer=None,
-    max_prompt_tokens: int | None = None,
-) -> list[tuple[str, str | None]]:
-    """Route each input (the user's text: instruction and input) and answer it with its task's adapter;
-    returns (answer, task name, or None where the switch rejected the input). Prompts longer than
-    ``max_prompt_tokens`` (default: the model's context minus ``max_new_tokens``) lose the tail of their text,
-    with one warning. Raises ``ValueError`` when the two budgets exceed the model's context."""
-    method = run_dir if isinstance(run_dir, SwitchMethod) else load_switch(run_dir, model_and_tokenizer)
-    budget = prompt_budget(
-        method.model, EvalConfig(max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens), []
-    )
-    stats = TruncationStats(budgets={budget} if budget is not None else set())
-    out: list[tuple[str, str | None]] = []
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start : start + batch_size]
-        routing = method.route_texts(chunk)
-        prompts = [fit_prompt(method.tokenizer, "", text, "none", max_tokens=budget, stats=stats) for text in chunk]
-        with method.lora_context(routing.adapter):
-            answers = generate_batch(method.model, method.tokenizer, prompts, max_new_tokens)
-        out += [
-            (a, None if r else method.tasks[c])
-            for a, c, r in zip(answers, routing.choice, routing.rejected, strict=True)
-        ]
-    stats.warn("inputs")
-    return out
