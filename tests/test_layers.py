@@ -75,3 +75,19 @@ def test_benchmarks_are_a_top_layer_only_the_cli_imports_and_no_module_touches_s
             path_edits.add(rel)
     assert importers and all(name.startswith("cli/") for name in importers), importers
     assert not path_edits
+
+
+def test_only_the_run_owner_names_the_run_record_and_serve_asks_no_method_what_it_has():
+    naming = {f.relative_to(SRC).as_posix() for f in SRC.rglob("*.py") if "run.json" in f.read_text(encoding="utf-8")}
+    # runs.py owns the record; the others only mention it in a docstring or a help text, never as a path
+    for rel in naming - {"runs.py"}:
+        tree = ast.parse((SRC / rel).read_text(encoding="utf-8"))
+        literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == "run.json"]
+        assert not literals, f"{rel} builds a path to run.json itself: ask hyperadapt.runs"
+    probes = {
+        f.relative_to(SRC).as_posix()
+        for f in (SRC / "serve").rglob("*.py")
+        for n in ast.walk(ast.parse(f.read_text(encoding="utf-8")))
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "hasattr"
+    }
+    assert not probes, f"serve/ probes methods with hasattr: {sorted(probes)}"

@@ -429,6 +429,13 @@ class Run:
         """Whether this is a released checkpoint (``hyperadapt release``)."""
         return "released_from" in self.record
 
+    @property
+    def digest(self) -> str:
+        """16 hex digits of a hash of the folder's resolved path and its record: what identifies this run's
+        artefacts in a cache (a retrained run writes a new record, so it gets a new digest)."""
+        payload = str(self.path.resolve()).encode() + b"\0" + json.dumps(self.record, sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
     @cached_property
     def entry(self) -> MethodEntry:
         """The method's registry entry (``ValueError`` for a method this version does not know)."""

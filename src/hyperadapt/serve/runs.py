@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from hyperadapt.core import conditioned, inject, load_peft
 from hyperadapt.core.rows import BASE_ROW, RowCondition, RowFactors, Servable, fold
 from hyperadapt.data.prompts import PromptStyle
+from hyperadapt.runs import Run
 from hyperadapt.serve.cache import ByteLRU, tensor_bytes
 from hyperadapt.serve.conditions import normalize_condition, read_condition
 
@@ -80,13 +81,15 @@ class MethodTarget:
     - ``fixed`` (multi-task LoRA, MetaICL, Reptile, single-LoRA streams): one adapter for every request.
 
     ``prompt_style``: the run's own (``Run.prompt_style``; by default the method's ``setting``); a routing
-    method reads the whole user turn, so its requests' input is rendered alone (``none``).
+    method reads the whole user turn, so its requests' input is rendered alone (``none``). ``run``: the run it
+    was loaded from (None for a method given in code).
     """
 
     name: str
     method: Servable
     cache: ByteLRU
     prompt_style: PromptStyle | None = None
+    run: Run | None = None
     kind: str = field(init=False)
     needs_condition: bool = field(init=False)
     _fixed: RowCondition | None = field(default=None, init=False, repr=False)

@@ -145,7 +145,7 @@ def build_server(
     cache = ByteLRU(int(config.cache_mb * 2**20))
     targets: dict[str, Target] = {BASE_NAME: BaseTarget(BASE_NAME)}
     for name, run in opened:  # each load checks the run's base model against the one loaded
-        _add(targets, name, MethodTarget(name, run.load(model_and_tokenizer), cache, run.prompt_style))
+        _add(targets, name, MethodTarget(name, run.load(model_and_tokenizer), cache, run.prompt_style, run))
     for name, method in (methods or {}).items():
         _add(targets, name, MethodTarget(name, method, cache))
     for spec in adapters:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import logging
 import threading
 import time
@@ -60,14 +59,9 @@ DEFAULT_ADAPTER_DIR = Path("~/.cache/hyperadapt/vllm-adapters")
 
 
 def run_fingerprint(target: MethodTarget) -> str:
-    """What identifies a run's adapters on disk: its folder and its ``run.json`` (a retrained run writes a new
-    record, so its conditions get new keys); the served name for a method given in code."""
-    run = target.method.info.get("run") if isinstance(getattr(target.method, "info", None), dict) else None
-    record = Path(run) / "run.json" if run else None
-    if record is None or not record.is_file():
-        return f"name:{target.name}"
-    digest = hashlib.sha256(str(record.resolve()).encode() + b"\0" + record.read_bytes())
-    return digest.hexdigest()[:16]
+    """What identifies a run's adapters on disk: the run's digest (its folder and record: a retrained run
+    writes a new record, so its conditions get new keys); the served name for a method given in code."""
+    return target.run.digest if target.run is not None else f"name:{target.name}"
 
 
 def write_row(model: Any, row: RowCondition, out: Path) -> None:
