@@ -17,7 +17,9 @@ app = typer.Typer(cls=StrayOverridesGroup)
 def continual(
     ctx: typer.Context,
     config: ConfigOption = None,
-    method: Annotated[str, typer.Option(help="switchcit, sequential, replay, olora, multitask, oracle")] = "switchcit",
+    method: Annotated[
+        str, typer.Option(help="switchcit or one of its baselines, e.g. sequential (an unknown name lists them all)")
+    ] = "switchcit",
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/continual/METHOD)")] = None,
     set_: SetOption = None,
     resume: Annotated[
