@@ -22,6 +22,7 @@ from hyperadapt.config import to_dict
 from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import check_out_dir, load_tensors, write_dir_atomic
 from hyperadapt.registry import method_entry, method_names
+from hyperadapt.report.tables import markdown_table
 from hyperadapt.runs import Run, RunDir
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -152,14 +153,18 @@ def default_card(run: dict, evals: list[dict] | None = None) -> str:
         "",
     ]
     if evals:
-        lines += ["| data | split | setting | answers | ROUGE-L | EM |", "|---|---|---|---|---|---|"]
-        for res in evals:
-            mean = res["mean"]
-            lines.append(
-                f"| `{res.get('data', '?')}` | {res.get('split', '?')} | {res.get('setting', '?')} | "
-                f"{mean.get('n', '?')} | {mean.get('rougeL', float('nan')):.2f} | "
-                f"{mean.get('em', float('nan')):.2f} |"
-            )
+        rows = [
+            [
+                f"`{res.get('data', '?')}`",
+                res.get("split", "?"),
+                res.get("setting", "?"),
+                res["mean"].get("n", "?"),
+                f"{res['mean'].get('rougeL', float('nan')):.2f}",
+                f"{res['mean'].get('em', float('nan')):.2f}",
+            ]
+            for res in evals
+        ]
+        lines.append(markdown_table(["data", "split", "setting", "answers", "ROUGE-L", "EM"], rows))
     else:
         lines.append("No evaluation in the run's `eval/` folder (`hyperadapt eval --run RUN ...` writes one).")
     lines += ["", "Not recorded here: the exact command and the known weaknesses (ship them with `--card`).", ""]

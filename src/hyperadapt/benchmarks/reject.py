@@ -42,6 +42,7 @@ from hyperadapt.methods.switch import RetentionBuffer, SwitchConfig
 from hyperadapt.methods.switch.config import CALIBRATIONS, CONFIDENCES, ENCODERS
 from hyperadapt.methods.switch.learner import reject_rule, reject_stats, reject_texts, retain_task
 from hyperadapt.methods.switch.router import make_router_encoder, train_router
+from hyperadapt.report.tables import markdown_table
 
 TARGET = {"auroc": 0.95, "unseen_rejected": 0.80, "seen_rejected": 0.05}
 
@@ -146,17 +147,22 @@ def table(result: dict) -> str:
         f"{100 * TARGET['unseen_rejected']:.0f} % of unseen rejected at <= {100 * TARGET['seen_rejected']:.0f} "
         "% of seen rejected.",
         "",
-        "| rule (encoder/score/calibration/kept/calib. inputs/quantile) | AUROC | seen rejected | "
-        "unseen rejected | switch acc. |" + (" AP estimate |" if has_ap else "") + " target |",
-        "|---" * (6 + has_ap) + "|",
     ]
-    for r in result["rules"]:
-        ap = f" {r['ap_estimate']:.1f} |" if has_ap else ""
-        lines.append(
-            f"| {r['rule']} | {r['reject_auroc']:.3f} | {100 * r['reject_rate_seen']:.1f} % | "
-            f"{100 * r['unseen_reject_rate']:.1f} % | {100 * r['switch_accuracy']:.1f} % |{ap} "
-            f"{'yes' if r['meets_target'] else 'no'} |"
-        )
+    header = ["rule (encoder/score/calibration/kept/calib. inputs/quantile)", "AUROC", "seen rejected"]
+    header += ["unseen rejected", "switch acc."] + (["AP estimate"] if has_ap else []) + ["target"]
+    rows = [
+        [
+            r["rule"],
+            f"{r['reject_auroc']:.3f}",
+            f"{100 * r['reject_rate_seen']:.1f} %",
+            f"{100 * r['unseen_reject_rate']:.1f} %",
+            f"{100 * r['switch_accuracy']:.1f} %",
+            *([f"{r['ap_estimate']:.1f}"] if has_ap else []),
+            "yes" if r["meets_target"] else "no",
+        ]
+        for r in result["rules"]
+    ]
+    lines.append(markdown_table(header, rows))
     return "\n".join(lines) + "\n"
 
 

@@ -38,6 +38,7 @@ import torch
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.io import check_out_file
+from hyperadapt.report.tables import markdown_table
 
 RUN = Path("checkpoints/tagi-smollm2-135m-sni")
 TEXTS = [
@@ -273,26 +274,20 @@ def markdown(result: dict) -> str:
         f"{result['args']['requests']} requests from {result['args']['clients']} clients, "
         f"{result['args']['max_tokens']} new tokens, greedy; vLLM started in {result['vllm_start_s']} s)",
         "",
-        "| K | engine | req/s | tokens/s | p50 s | p99 s | memory MB |",
-        "|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for k, phases in result["ks"].items():
         for name in ("vllm", "front_new", "front_cached", "own", "peft"):
             ph = phases[name]
             mem = ph.get("vllm_rss_mb", 0) + ph.get("front_rss_mb", 0) or ""
-            lines.append(
-                f"| {k} | {name} | {ph['requests_per_s']} | {ph['tokens_per_s']} | {ph['p50_s']} | "
-                f"{ph['p99_s']} | {mem} |"
-            )
-    lines += [
-        "",
-        "| K | front_cached / vllm | own / vllm | first token, new condition s | first token, cached s |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {k} | {p['front_cached_vs_vllm']} | {p['own_vs_vllm']} | {p['ttft_new_s']} | {p['ttft_cached_s']} |"
+            rows.append([k, name, ph["requests_per_s"], ph["tokens_per_s"], ph["p50_s"], ph["p99_s"], mem])
+    lines += [markdown_table(["K", "engine", "req/s", "tokens/s", "p50 s", "p99 s", "memory MB"], rows), ""]
+    header = ["K", "front_cached / vllm", "own / vllm", "first token, new condition s", "first token, cached s"]
+    rows = [
+        [k, p["front_cached_vs_vllm"], p["own_vs_vllm"], p["ttft_new_s"], p["ttft_cached_s"]]
         for k, p in result["ks"].items()
     ]
+    lines.append(markdown_table(header, rows))
     return "\n".join(lines) + "\n"
 
 
