@@ -22,6 +22,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/ruff format --check src tests scripts
 	$(VENV)/bin/mypy
+	$(PY) scripts/mypy_countdown.py
 
 test: lint
 	$(VENV)/bin/pytest

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from hyperadapt.errors import UserError
 
@@ -26,7 +26,14 @@ Kind = Literal["train", "continual", "prompt"]
 ServesAs = Literal["condition", "input", "fixed"]
 
 
-def _own_setting(cfg: Any) -> str:
+class _WithSetting(Protocol):
+    """A config that names its own prompt setting (``setting: Literal["def", "def2pos", ...]``)."""
+
+    @property
+    def setting(self) -> str: ...
+
+
+def _own_setting(cfg: _WithSetting) -> str:
     return cfg.setting
 
 
@@ -43,7 +50,7 @@ class MethodEntry:
     """
 
     name: str
-    config_cls: type | None
+    config_cls: type[Any] | None
     kind: Kind = "train"
     train: Callable[..., Any] | None = None
     load: Callable[..., Any] | None = None
@@ -52,13 +59,13 @@ class MethodEntry:
     serves_as: ServesAs | None = None
     prompt_setting: Callable[[Any], str] = _own_setting
     releasable: bool = False
-    upgrade_config: Callable[[dict], dict] = dict
+    upgrade_config: Callable[[dict[str, Any]], dict[str, Any]] = dict
 
 
 _ENTRIES: dict[str, MethodEntry] = {}
 
 
-def register_method(name: str, config_cls: type | None, **fields: Any) -> MethodEntry:
+def register_method(name: str, config_cls: type[Any] | None, **fields: Any) -> MethodEntry:
     """Register method ``name`` (``fields``: those of :class:`MethodEntry`); ``ValueError`` when the name is
     taken by another entry."""
     entry = MethodEntry(name, config_cls, **fields)

@@ -24,11 +24,11 @@ import hashlib
 import importlib.metadata
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
 
 from hyperadapt.config import from_dict, upgrade_saved
 from hyperadapt.errors import InputNotFound, UserError
@@ -45,6 +45,34 @@ EVAL_DIR = "eval"  # a run's evaluation results (``hyperadapt eval --run``; see 
 # keys that may change between a run and its resumption without changing what is trained: these settings of
 # any ``train`` section (``train.save_every``, ``teachers.train.save_every``, ``pretrain.train.log_every``, ...)
 RESUMABLE_TRAIN_KEYS = ("save_every", "keep_checkpoints", "log_every", "eval_every")
+RunKind = Literal["train", "continual"]
+
+
+class Fingerprint(TypedDict):
+    """A base model's identity (:func:`model_fingerprint`); records written before 2026-12 lack ``scheme``."""
+
+    name_or_path: str
+    fingerprint: str
+    scheme: NotRequired[int]
+
+
+class RunRecord(TypedDict, total=False):
+    """A run's ``run.json`` (the schema in the module docstring). Records of older versions may lack any key;
+    :meth:`Run.open` refuses one without ``method`` or ``config``."""
+
+    schema: int
+    kind: RunKind
+    method: str
+    config: dict[str, Any]
+    status: str
+    versions: dict[str, str]
+    base_model: Fingerprint
+    prompt_style: dict[str, str]
+    steps: int  # trained methods, when they finish
+    tasks: list[str]  # continual runs: the stream's tasks, then those added with ``continual add``
+    added: list[str]
+    released_from: str  # released checkpoints: the run they were released from, and their weights' dtype
+    dtype: str
 
 
 def resumable(key: str) -> bool:
@@ -67,7 +95,7 @@ def _versions() -> dict[str, str]:
 FINGERPRINT_SCHEME = 2  # 1 (no "scheme" key) hashed the config dict too, which changes with transformers versions
 
 
-def model_fingerprint(model: Any) -> dict[str, Any]:
+def model_fingerprint(model: Any) -> Fingerprint:
     """Name and a short hash of a base model's shape (type, vocabulary, width, depth) and first 256 embedding
     rows rounded to bf16, so that the same weights hash alike whatever dtype, device or library version
     loaded them, and other weights do not."""
@@ -127,11 +155,11 @@ class RunDir:
     def exists(self) -> bool:
         return self.run_file.is_file()
 
-    def read(self) -> dict | None:
+    def read(self) -> RunRecord | None:
         """The run's record, or None for a folder without ``run.json``."""
         return read_record(self.path) if self.run_file.exists() else None
 
-    def check(self, method: str, config: Mapping[str, Any]) -> dict | None:
+    def check(self, method: str, config: Mapping[str, Any]) -> RunRecord | None:
         """Refuse (``ValueError``) to train ``method`` with ``config`` here when the folder holds another
         method's run, or this method's run with another config; return the existing record (or None)."""
         run = self.read()
@@ -263,7 +291,7 @@ def _alive(pid: int) -> bool:
 # The record: read once, written by RunDir
 
 
-def read_record(run_dir: str | Path) -> dict:
+def read_record(run_dir: str | Path) -> RunRecord:
     """The ``run.json`` of ``run_dir`` as read from disk (the one reader; :meth:`Run.open` calls it once).
 
     Raises ``FileNotFoundError`` without one, ``ValueError`` when it is not a JSON object.
@@ -274,7 +302,7 @@ def read_record(run_dir: str | Path) -> dict:
     record = load_json(path, "run file")
     if not isinstance(record, dict):
         raise UserError(f"run file {path} must hold a JSON object")
-    return record
+    return cast(RunRecord, record)  # JSON from disk: Run.open checks the keys it relies on
 
 
 def is_run(path: str | Path) -> bool:
@@ -293,20 +321,30 @@ def record_file(run_dir: str | Path) -> Path:
 
 
 def new_record(
-    kind: str, method: str, config: Mapping[str, Any], model: Any = None, status: str = "running", **extra: Any
-) -> dict:
-    """A fresh record of the one schema (see the module docstring); ``model``: the base model, fingerprinted."""
+    kind: RunKind,
+    method: str,
+    config: Mapping[str, Any],
+    model: Any = None,
+    status: str = "running",
+    tasks: list[str] | None = None,
+    added: list[str] | None = None,
+) -> RunRecord:
+    """A fresh record of the one schema (see the module docstring); ``model``: the base model, fingerprinted;
+    ``tasks`` and ``added``: a continual run's stream and the tasks added to it."""
     entry = method_entry(method)
     setting = entry.prompt_setting(from_dict(entry.config_cls, dict(config))) if entry.config_cls else None
-    record = {
+    record: RunRecord = {
         "schema": SCHEMA,
         "kind": kind,
         "method": method,
         "config": dict(config),
         "status": status,
         "versions": _versions(),
-        **extra,
     }
+    if tasks is not None:
+        record["tasks"] = tasks
+    if added is not None:
+        record["added"] = added
     if setting is not None:
         record["prompt_style"] = {"setting": setting}
     if model is not None:
@@ -391,10 +429,10 @@ class Run:
     """
 
     path: Path
-    kind: Literal["train", "continual"]
+    kind: RunKind
     method: str
     status: str
-    record: dict = field(repr=False)
+    record: RunRecord = field(repr=False)
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
@@ -407,7 +445,7 @@ class Run:
             raise UserError(f"run file {path / RUN_FILE} names no method")
         if not isinstance(record.get("config"), dict):
             raise UserError(f"run file {path / RUN_FILE} holds no config")
-        kind = "continual" if record.get("kind") == "continual" else "train"
+        kind: RunKind = "continual" if record.get("kind") == "continual" else "train"
         status = record.get("status")
         if status is None:  # records without a status: old train runs were finished; old streams when done
             status = "finished" if kind == "train" or (path / "results.json").exists() else "running"
@@ -442,7 +480,7 @@ class Run:
         return method_entry(self.method)
 
     @property
-    def config_dict(self) -> dict:
+    def config_dict(self) -> dict[str, Any]:
         """The config as saved (old key names included)."""
         return self.record["config"]
 
@@ -450,12 +488,15 @@ class Run:
     def config(self) -> Any:
         """The config dataclass of the run's method (old key names renamed; keys the run predates at the values
         it used where its method says so, ``MethodEntry.upgrade_config``, else at their defaults)."""
-        return from_dict(self.entry.config_cls, self.entry.upgrade_config(self.config_dict))
+        config_cls = self.entry.config_cls
+        if config_cls is None:  # a prompt-only method (zero-shot): nothing is trained, so no run holds it
+            raise UserError(f"run file {self.path / RUN_FILE} names {self.method!r}, a method that has no runs")
+        return from_dict(config_cls, self.entry.upgrade_config(self.config_dict))
 
     @property
     def base_model(self) -> BaseModel:
         """The base model it was trained on (its record's fingerprint, else its config's ``model``)."""
-        saved = self.record.get("base_model") or {}
+        saved: Mapping[str, Any] = self.record.get("base_model") or {}
         own = self.config_dict.get("model")
         if not isinstance(own, str):
             raise UserError(f"{self.path / RUN_FILE} names no base model (config.model)")
@@ -518,12 +559,17 @@ class Run:
     def check_loadable(self) -> None:
         """The ``ValueError`` that says why ``load`` cannot load this run (unfinished, or a method whose runs
         do not load, e.g. the oracle stream); loads nothing."""
+        self._loader()
+        self.check_finished()
+
+    def _loader(self) -> Callable[..., Any]:
+        """The method's ``load``; ``ValueError`` for a method whose runs do not load."""
         if self.entry.load is None:
             raise UserError(
                 f"{self.path} is a {self.method!r} run, which cannot be loaded for evaluation: loadable "
                 f"runs are {', '.join(method_names(loadable=True))}"
             )
-        self.check_finished()
+        return self.entry.load
 
     def check_model(self, model: str | None) -> str:
         """The base model to evaluate the run on: its own; ``model``, when given, must name that same model."""
@@ -552,5 +598,6 @@ class Run:
 
         Raises ``ValueError`` for an unfinished or unloadable run or another base model, ``FileNotFoundError``
         for missing weights."""
-        self.check_loadable()
-        return self.entry.load(self, model_and_tokenizer)
+        load = self._loader()
+        self.check_finished()
+        return load(self, model_and_tokenizer)

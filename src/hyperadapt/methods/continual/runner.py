@@ -54,6 +54,7 @@ from hyperadapt.runs import (
     RUN_FILE,
     Run,
     RunDir,
+    RunRecord,
     continual_resume_command,
     is_run,
     new_record,
@@ -194,7 +195,7 @@ def config_differences(saved: dict, current: dict) -> list[str]:
 SAME_ANSWERS = ("model", "stream", "n_tasks", "setting", "eval", "seed")  # what the base model's answers depend on
 
 
-def seed_run(source: Path, run_dir: Path, run: dict, shareable: Collection[str]) -> None:
+def seed_run(source: Path, run_dir: Path, run: RunRecord, shareable: Collection[str]) -> None:
     """Start ``run_dir`` (whose ``run.json`` is ``run``) with the base model's cached answers of the run
     ``source``; when both methods are in ``shareable`` (learners that train one fresh LoRA per task) and the
     configs are equal, also with its adapters and their answers, which this run would train the same."""

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import torch
 from torch import Tensor
@@ -48,7 +48,7 @@ from hyperadapt.methods.continual.config import ContinualConfig
 from hyperadapt.runs import RunDir
 from hyperadapt.training import Trainer, answer_loss, pad_batch
 
-RUN_KIND = "continual"
+RUN_KIND: Final = "continual"
 ADAPTERS = "adapters"  # the adapter store: one PEFT folder per task
 ANSWERING = "answering"  # answers of the stage in progress (see ``answer_plan``)
 ANSWER_LOGS = "answer_logs"  # every finished stage's answers, ``after-NNN.answers.jsonl`` (see ``run_stage``)
