@@ -63,7 +63,17 @@ def test_counts_that_went_down_are_recorded_only_with_update(countdown, tmp_path
     assert countdown.check(comparison, update=False, path=baseline) == 0
     assert baseline.read_text() == before
     assert countdown.check(comparison, update=True, path=baseline) == 0
-    assert json.loads(baseline.read_text()) == {"total": 7, "modules": {"serve": 7}}
+    recorded = json.loads(baseline.read_text())
+    assert recorded["total"] == 7 and recorded["modules"] == {"serve": 7}
+    assert recorded["versions"] == countdown.typed_versions()  # counts are comparable under these versions only
+
+
+def test_growth_under_other_library_versions_warns_and_passes(countdown, tmp_path, capsys):
+    baseline = write(tmp_path / "baseline.json", {"serve": 1})
+    changed = {"transformers": ("5.0.0", "6.0.0")}
+    assert countdown.check(countdown.Comparison({"serve": 1}, {"serve": 3}, changed), update=False, path=baseline) == 0
+    assert "transformers 5.0.0 -> 6.0.0" in capsys.readouterr().out
+    assert countdown.check(countdown.Comparison({"serve": 1}, {"serve": 3}, {}), update=False, path=baseline) == 1
 
 
 def test_a_mypy_crash_is_not_read_as_zero_errors(countdown, monkeypatch):
