@@ -27,41 +27,13 @@
 # Every step resumes (training checkpoints every 20 steps, cached and logged answers): after an interruption
 # run the same command again; a step whose log ends in STEP DONE is skipped.
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-commit="$(git -C "$repo" rev-parse --short "${1:-HEAD}")"
-work="${2:-$repo/../jobs-$commit}"
-data="$repo/../shared/data"
-[ -d "$data/cl-superni" ] || { echo "error: no continual stream at $data/cl-superni (see ../shared/data/README.md)" >&2; exit 2; }
-[ -x "$repo/.venv/bin/python" ] || { echo "error: no .venv in $repo: run 'make install' first" >&2; exit 2; }
-if [ ! -d "$work" ]; then
-  git -C "$repo" worktree add --detach "$work" "$commit" >/dev/null
-fi
-work="$(cd "$work" && pwd)"
-[ "$(git -C "$work" rev-parse --short HEAD)" = "$commit" ] || { echo "error: $work is not at $commit" >&2; exit 2; }
-ln -sfn "$repo/.venv" "$work/.venv"
-[ -d "$work/../shared/data/cl-superni" ] || { echo "error: the configs read ../shared/data from the worktree: put WORKDIR beside $repo" >&2; exit 2; }
-mkdir -p "$work/logs"
-
-cat > "$work/logs/storage_step.sh" <<'EOF'
-#!/usr/bin/env bash
-# storage_step.sh ROW MODULES: SwitchCIT + oracle on order 1 with the LoRA on MODULES (comma-separated),
-# adapters stored in bf16; skips a row whose log says it finished (the bench command itself also resumes).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-row="$1"; modules="$2"; name="storage_$row"
-exec 9>"logs/$name.lock"; flock 9  # the same step started twice (the script run again) waits for the first
-if grep -q '^STEP DONE' "logs/$name.log" 2>/dev/null; then echo "$(date -u +%FT%TZ) $name: done before"; exit 0; fi
-echo "$(date -u +%FT%TZ) $name: start"
-t="${THREADS:-2}"
-OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t PYTHONPATH="$PWD/src" nice -n 19 .venv/bin/python -m hyperadapt bench continual \
-  --config configs/switch_sni.yaml --threads "$t" --methods switchcit oracle \
-  --set "lora.target_modules=[$modules]" lora.storage_dtype=bfloat16 \
-  --out "results/continual/sni-order1-storage/$row" >> "logs/$name.log" 2>&1
-rc=$?
-if [ $rc -eq 0 ]; then echo "STEP DONE $(date -u +%FT%TZ)" >> "logs/$name.log"; fi
-echo "$(date -u +%FT%TZ) $name: exit $rc"
-exit $rc
-EOF
+source "$(dirname "$0")/lanes_common.sh"
+lanes_setup cl-superni "continual stream" "$@"
+export THREADS="${THREADS:-2}"
+row() {  # row ROW MODULES: SwitchCIT + oracle on order 1 with the LoRA on MODULES (comma-separated), stored in bf16
+  "$step" "storage_$1" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
+    --set "lora.target_modules=[$2]" lora.storage_dtype=bfloat16 --out "results/continual/sni-order1-storage/$1"
+}
 cat > "$work/logs/storage_table.py" <<'EOF'
 """AP and MiB per task of every finished storage row, beside SNI-CPU v1's fp32 row: storage.{json,md}."""
 import json
@@ -95,19 +67,16 @@ for name, r in rows.items():
 (out / "storage.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
-chmod +x "$work/logs/storage_step.sh"
-step="$work/logs/storage_step.sh"
 table=(env -C "$work" .venv/bin/python logs/storage_table.py)
 
 lanes="${LANES:-all}"
-export THREADS="${THREADS:-2}"
 if [ "$lanes" = all ]; then  # one job at a time, the rows under the 2.5 MiB target first
   (
-    "$step" qv q_proj,v_proj
-    "$step" attn q_proj,k_proj,v_proj,o_proj
-    "$step" mlp gate_proj,up_proj,down_proj
+    row qv q_proj,v_proj
+    row attn q_proj,k_proj,v_proj,o_proj
+    row mlp gate_proj,up_proj,down_proj
     "${table[@]}"
-    "$step" all7 q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
+    row all7 q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
     "${table[@]}"
   ) >> "$work/logs/storage_lane_all.log" 2>&1 &
   disown -a
@@ -115,13 +84,13 @@ if [ "$lanes" = all ]; then  # one job at a time, the rows under the 2.5 MiB tar
   exit 0
 fi
 (
-  "$step" qv q_proj,v_proj
-  "$step" mlp gate_proj,up_proj,down_proj
+  row qv q_proj,v_proj
+  row mlp gate_proj,up_proj,down_proj
 ) >> "$work/logs/storage_lane1.log" 2>&1 &
 (
-  "$step" attn q_proj,k_proj,v_proj,o_proj
-  "$step" all7 q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
-  until grep -q '^STEP DONE' "$work/logs/storage_mlp.log" 2>/dev/null; do sleep 300; done
+  row attn q_proj,k_proj,v_proj,o_proj
+  row all7 q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
+  wait_done storage_mlp
   "${table[@]}"
 ) >> "$work/logs/storage_lane2.log" 2>&1 &
 disown -a

@@ -23,40 +23,9 @@
 #           teachers, ~6 h), 1,240 answers each plus the sensitivity rows (10 per task, ~1 h)
 #   lane B: multi-task LoRA and Hypter-style at 1,200 steps each (~5 h + ~7 h), 1,240 answers each (~1 h)
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-commit="$(git -C "$repo" rev-parse --short "${1:-HEAD}")"
-work="${2:-$repo/../jobs-$commit}"
-data="$repo/../shared/data"
-[ -d "$data/sni" ] || { echo "error: no SNI data at $data/sni (see ../shared/data/README.md)" >&2; exit 2; }
-[ -x "$repo/.venv/bin/python" ] || { echo "error: no .venv in $repo: run 'make install' first" >&2; exit 2; }
-if [ ! -d "$work" ]; then
-  git -C "$repo" worktree add --detach "$work" "$commit" >/dev/null
-fi
-work="$(cd "$work" && pwd)"
-[ "$(git -C "$work" rev-parse --short HEAD)" = "$commit" ] || { echo "error: $work is not at $commit" >&2; exit 2; }
-ln -sfn "$repo/.venv" "$work/.venv"
-[ -d "$work/../shared/data/sni" ] || { echo "error: the configs read ../shared/data from the worktree: put WORKDIR beside $repo" >&2; exit 2; }
-mkdir -p "$work/logs"
-
-cat > "$work/logs/run_step.sh" <<'EOF'
-#!/usr/bin/env bash
-# run_step.sh NAME ARGS...: one `hyperadapt ARGS` step with the worktree's own code; skips a step whose log
-# says it finished (the command itself also resumes).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-name="$1"; shift
-exec 9>"logs/$name.lock"; flock 9
-if grep -q '^STEP DONE' "logs/$name.log" 2>/dev/null; then echo "$(date -u +%FT%TZ) $name: done before"; exit 0; fi
-echo "$(date -u +%FT%TZ) $name: start"
-OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH="$PWD/src" nice -n 19 .venv/bin/python -m hyperadapt "$@" \
-  >> "logs/$name.log" 2>&1
-rc=$?
-if [ $rc -eq 0 ]; then echo "STEP DONE $(date -u +%FT%TZ)" >> "logs/$name.log"; fi
-echo "$(date -u +%FT%TZ) $name: exit $rc"
-exit $rc
-EOF
-chmod +x "$work/logs/run_step.sh"
-step="$work/logs/run_step.sh"
+source "$(dirname "$0")/lanes_common.sh"
+lanes_setup sni "SNI data" "$@"
+export THREADS=1
 sni=(--data sni:../shared/data/sni --split test --limit 20 --batch-size 16 --max-new-tokens 64 --max-prompt-tokens 384)
 sens=(bench tagi --config configs/tagi_sni.yaml --eval-splits test --limit 20
       --efficiency-instances 0 --max-new-tokens 64 --max-prompt-tokens 384 --batch-size 16)

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import save_file
-from typer.testing import CliRunner
+from tests.cli_helpers import eval_args, runner, train_args
 
 from hyperadapt.cli import app
 from hyperadapt.config import load_config
@@ -25,7 +25,6 @@ from hyperadapt.methods.baselines import MultiTaskLoraConfig
 from hyperadapt.models import load_base_model
 from hyperadapt.testing import tiny_model
 
-runner = CliRunner()
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent / "methods"))
 from test_switch_helpers import tiny_config  # noqa: E402
 
@@ -205,27 +204,17 @@ def test_missing_config_file(here):
 
 
 def test_model_folder_that_does_not_exist(here, jsonl_data):
-    line = bad(
-        ["eval", "--model", "./no/such/model", "--data", f"jsonl:{jsonl_data}", "--split", "test", "--out", "res.json"],
-        "./no/such/model",
-        "not found",
-    )
+    line = bad(eval_args(jsonl_data, "--model", "./no/such/model", out="res.json"), "./no/such/model", "not found")
     assert "repo id" not in line.lower()
 
 
 def test_model_folder_without_config(here, jsonl_data):
     (here / "empty").mkdir()
-    bad(
-        ["eval", "--model", "empty", "--data", f"jsonl:{jsonl_data}", "--split", "test", "--out", "r.json"],
-        "config.json",
-    )
+    bad(eval_args(jsonl_data, "--model", "empty", out="r.json"), "config.json")
 
 
 def test_model_that_is_a_file(here, jsonl_data, a_file):
-    bad(
-        ["eval", "--model", str(a_file), "--data", f"jsonl:{jsonl_data}", "--split", "test", "--out", "r.json"],
-        "is a file",
-    )
+    bad(eval_args(jsonl_data, "--model", str(a_file), out="r.json"), "is a file")
 
 
 def test_hub_id_while_offline(here, jsonl_data, monkeypatch):
@@ -236,21 +225,7 @@ def test_hub_id_while_offline(here, jsonl_data, monkeypatch):
 
     monkeypatch.setattr(models.AutoConfig, "from_pretrained", offline)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    bad(
-        [
-            "eval",
-            "--model",
-            "someorg/some-model",
-            "--data",
-            f"jsonl:{jsonl_data}",
-            "--split",
-            "test",
-            "--out",
-            "r.json",
-        ],
-        "someorg/some-model",
-        "offline",
-    )
+    bad(eval_args(jsonl_data, "--model", "someorg/some-model", out="r.json"), "someorg/some-model", "offline")
     assert not (here / "r.json").exists()
 
 
@@ -265,7 +240,7 @@ def test_hub_id_while_offline(here, jsonl_data, monkeypatch):
     ],
 )
 def test_eval_numbers_out_of_range(here, jsonl_data, option, value):
-    bad(["eval", "--data", f"jsonl:{jsonl_data}", "--split", "test", option, value], option, "greater than")
+    bad(eval_args(jsonl_data, option, value), option, "greater than")
     assert _files(here) == {"tasks.jsonl"}
 
 
@@ -285,25 +260,8 @@ def test_eval_results_survive_an_output_error(here, tiny_dir, jsonl_data, monkey
         return real(result, out)
 
     monkeypatch.setattr(harness, "write_results", flaky)
-    line = bad(
-        [
-            "eval",
-            "--model",
-            str(tiny_dir),
-            "--data",
-            f"jsonl:{jsonl_data}",
-            "--split",
-            "test",
-            "--limit",
-            "1",
-            "--max-new-tokens",
-            "2",
-            "--out",
-            "res.json",
-        ],
-        "no space left",
-        "saved to",
-    )
+    args = eval_args(jsonl_data, "--model", str(tiny_dir), limit=1, max_new_tokens=2, out="res.json")
+    line = bad(args, "no space left", "saved to")
     rescued = __import__("pathlib").Path(line.rsplit("saved to ", 1)[1].strip())
     assert json.loads(rescued.read_text())["method"] == "zero-shot"
 
@@ -449,25 +407,8 @@ def _fake_run(path, model: str):
 
 def test_eval_run_with_another_model_is_refused(here, tiny_dir, jsonl_data):
     run = _fake_run(here / "run", str(tiny_dir))
-    bad(
-        [
-            "eval",
-            "--method",
-            "multitask-lora",
-            "--run",
-            str(run),
-            "--model",
-            "default",
-            "--data",
-            f"jsonl:{jsonl_data}",
-            "--split",
-            "test",
-            "--out",
-            "r.json",
-        ],
-        "--model",
-        "does not match",
-    )
+    args = eval_args(jsonl_data, "--method", "multitask-lora", "--run", str(run), "--model", "default", out="r.json")
+    bad(args, "--model", "does not match")
     assert not (here / "r.json").exists()
 
 
@@ -478,48 +419,12 @@ def test_zero_shot_takes_no_run(here, tiny_dir):
 
 def test_eval_run_records_the_runs_model(here, tiny_dir, jsonl_data):
     run = here / "mtl"
-    train = runner.invoke(
-        app,
-        [
-            "train",
-            "multitask-lora",
-            "--set",
-            f"model={tiny_dir}",
-            "--set",
-            f"data=jsonl:{jsonl_data}",
-            "--set",
-            "rank=2",
-            "--set",
-            "train.steps=2",
-            "--set",
-            "train.batch_size=2",
-            "--out",
-            str(run),
-        ],
-    )
+    overrides = ("rank=2", "train.steps=2", "train.batch_size=2")
+    train = runner.invoke(app, train_args("multitask-lora", tiny_dir, jsonl_data, run, *overrides))
     assert train.exit_code == 0, train.output
     for extra in ([], ["--model", str(tiny_dir)]):
-        result = runner.invoke(
-            app,
-            [
-                "eval",
-                "--method",
-                "multitask-lora",
-                "--run",
-                str(run),
-                *extra,
-                "--data",
-                f"jsonl:{jsonl_data}",
-                "--split",
-                "test",
-                "--limit",
-                "1",
-                "--max-new-tokens",
-                "2",
-                "--out",
-                "r.json",
-            ],
-        )
+        options = ("--method", "multitask-lora", "--run", str(run), *extra)
+        result = runner.invoke(app, eval_args(jsonl_data, *options, limit=1, max_new_tokens=2, out="r.json"))
         assert result.exit_code == 0, result.output
         assert json.loads((here / "r.json").read_text())["model"] == str(tiny_dir)
 

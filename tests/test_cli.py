@@ -2,11 +2,9 @@
 
 import json
 
-from typer.testing import CliRunner
+from tests.cli_helpers import eval_args, runner, train_args
 
 from hyperadapt.cli import app
-
-runner = CliRunner()
 
 
 def test_info():
@@ -33,72 +31,21 @@ def test_help_has_examples():
 
 def test_eval_zero_shot(tiny_dir, jsonl_data, tmp_path):
     out = tmp_path / "zs.json"
-    result = runner.invoke(
-        app,
-        [
-            "eval",
-            "--method",
-            "zero-shot",
-            "--model",
-            str(tiny_dir),
-            "--data",
-            f"jsonl:{jsonl_data}",
-            "--split",
-            "test",
-            "--limit",
-            "2",
-            "--max-new-tokens",
-            "3",
-            "--out",
-            str(out),
-        ],
-    )
+    args = eval_args(jsonl_data, "--method", "zero-shot", "--model", str(tiny_dir), limit=2, max_new_tokens=3, out=out)
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["method"] == "zero-shot"
 
 
 def test_train_then_eval_multitask_lora(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "run"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "multitask-lora",
-            "--set",
-            f"model={tiny_dir}",
-            "--set",
-            f"data=jsonl:{jsonl_data}",
-            "--set",
-            "train.steps=3",
-            "--set",
-            "train.batch_size=2",
-            "--out",
-            str(run),
-        ],
-    )
+    args = train_args("multitask-lora", tiny_dir, jsonl_data, run, "train.steps=3", "train.batch_size=2")
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (run / "adapter" / "adapter_config.json").exists()
     out = tmp_path / "res"
-    result = runner.invoke(
-        app,
-        [
-            "eval",
-            "--method",
-            "multitask-lora",
-            "--run",
-            str(run),
-            "--data",
-            f"jsonl:{jsonl_data}",
-            "--split",
-            "test",
-            "--limit",
-            "2",
-            "--max-new-tokens",
-            "3",
-            "--out",
-            str(out),
-        ],
-    )
+    args = eval_args(jsonl_data, "--method", "multitask-lora", "--run", str(run), limit=2, max_new_tokens=3, out=out)
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     from hyperadapt.evaluation.destination import result_name
     from hyperadapt.runs import Run
@@ -110,8 +57,7 @@ def test_train_then_eval_multitask_lora(tiny_dir, jsonl_data, tmp_path):
 def test_clear_errors(jsonl_data, tmp_path):
     bad = runner.invoke(app, ["eval", "--method", "magic"])
     assert bad.exit_code == 2 and "unknown method 'magic'" in bad.output
-    args = ["eval", "--method", "multitask-lora", "--data", f"jsonl:{jsonl_data}", "--split", "test"]
-    no_run = runner.invoke(app, args)
+    no_run = runner.invoke(app, eval_args(jsonl_data, "--method", "multitask-lora"))
     assert no_run.exit_code == 2 and "needs --run" in no_run.output
     bad_key = runner.invoke(app, ["train", "multitask-lora", "--set", "train.stepz=3", "--out", str(tmp_path / "r")])
     assert bad_key.exit_code == 2 and "stepz" in bad_key.output

@@ -9,62 +9,25 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import save_file
-from typer.testing import CliRunner
+from tests.cli_helpers import TINY_STREAM, TINY_TAGI, eval_args, ok, runner, sets, train_args
 
 from hyperadapt.cli import app
 
-runner = CliRunner()
 TRAIN = ["train.steps=2", "train.batch_size=2", "train.max_length=64"]
-
-
-def sets(*overrides: str) -> list[str]:
-    """``--set`` before each override, as every command takes them."""
-    return [arg for o in overrides for arg in ("--set", o)]
-
-
-def _ok(result):
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "tagi"
-    _ok(
-        runner.invoke(
-            app,
-            [
-                "train",
-                "tagi",
-                *sets(
-                    f"model={tiny_dir}",
-                    f"data=jsonl:{jsonl_data}",
-                    "rank=2",
-                    "hypernet.hidden=16",
-                    "hypernet.blocks=1",
-                    "teachers.rank=2",
-                    "teachers.train.steps=2",
-                    "teachers.train.batch_size=2",
-                    "pretrain.train.steps=2",
-                    "pretrain.a_tokens=8",
-                    "pretrain.b_tokens=4",
-                    "pretrain.c_tokens=4",
-                    "pretrain.train.batch_size=2",
-                    *TRAIN,
-                ),
-                "--out",
-                str(run),
-            ],
-        )
-    )
+    ok(runner.invoke(app, train_args("tagi", tiny_dir, jsonl_data, run, *TINY_TAGI, *TRAIN)))
     out = tmp_path / "adapter"
-    _ok(runner.invoke(app, ["adapter", str(run), "--instruction", "Repeat the input.", "--out", str(out)]))
+    ok(runner.invoke(app, ["adapter", str(run), "--instruction", "Repeat the input.", "--out", str(out)]))
     assert json.loads((out / "adapter_config.json").read_text())["peft_type"] == "LORA"
     umask = os.umask(0)
     os.umask(umask)
     assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in out.iterdir())  # not safetensors' 0600
     bad = runner.invoke(app, ["adapter", str(run), "--instruction", "  ", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "instruction" in bad.output
-    gen = _ok(
+    gen = ok(
         runner.invoke(
             app, ["generate", str(run), "--condition", "Repeat the input.", "--input", "a b", "--max-new-tokens", "3"]
         )
@@ -73,7 +36,7 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     blank = runner.invoke(app, ["generate", str(run), "--condition", " ", "--input", "a b"])
     assert blank.exit_code == 2 and "--condition is empty (for input 1)" in blank.output
     _refuses_damaged_weights(run, tmp_path)
-    spread = _ok(
+    spread = ok(
         runner.invoke(
             app,
             [
@@ -96,26 +59,8 @@ def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     assert 0 <= measured["test"]["instruction"] <= measured["test"]["generated"] + 1e-9
     _eval_run(run, jsonl_data, "tagi")
     with pytest.warns(UserWarning, match="trained on prompts of setting 'def'; --setting none"):
-        _ok(
-            runner.invoke(
-                app,
-                [
-                    "eval",
-                    "--run",
-                    str(run),
-                    "--data",
-                    f"jsonl:{jsonl_data}",
-                    "--split",
-                    "test",
-                    "--setting",
-                    "none",
-                    "--limit",
-                    "1",
-                    "--max-new-tokens",
-                    "2",
-                ],
-            )
-        )  # allowed, but said
+        args = eval_args(jsonl_data, "--run", str(run), "--setting", "none", limit=1, max_new_tokens=2)
+        ok(runner.invoke(app, args))  # allowed, but said
 
 
 def _refuses_damaged_weights(run, tmp_path):
@@ -138,8 +83,8 @@ def _cut_long_inputs(run, caplog, *condition: str):
     long = " ".join(["word"] * 700)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hyperadapt.data.prompts"):
-        _ok(runner.invoke(app, ["generate", str(run), *condition, "--input", long, "--max-new-tokens", "2"]))
-        _ok(
+        ok(runner.invoke(app, ["generate", str(run), *condition, "--input", long, "--max-new-tokens", "2"]))
+        ok(
             runner.invoke(
                 app,
                 [
@@ -168,19 +113,8 @@ def _cut_long_inputs(run, caplog, *condition: str):
 
 def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_path, caplog):
     run = tmp_path / "megan"
-    _ok(
-        runner.invoke(
-            app,
-            [
-                "train",
-                "megan",
-                *sets(f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "bottleneck=8", *TRAIN),
-                "--out",
-                str(run),
-            ],
-        )
-    )
-    gen = _ok(
+    ok(runner.invoke(app, train_args("megan", tiny_dir, jsonl_data, run, "bottleneck=8", *TRAIN)))
+    gen = ok(
         runner.invoke(
             app,
             [
@@ -203,7 +137,7 @@ def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_pat
     bad = runner.invoke(app, ["generate", str(run), "--input", "x"])
     assert bad.exit_code == 2 and "--condition" in bad.output
     _cut_long_inputs(run, caplog, "--condition", "Repeat the input.")
-    spread = _ok(
+    spread = ok(
         runner.invoke(
             app,
             [
@@ -231,37 +165,19 @@ def test_megan_train_generate_switching_conditions(tiny_dir, jsonl_data, tmp_pat
 
 def test_continual_run_add_generate(tiny_dir, tmp_path, caplog):
     run = tmp_path / "cl"
-    overrides = [
-        f"model={tiny_dir}",
-        "n_tasks=2",
-        "limit_train=8",
-        "unseen=''",
-        "lora.rank=2",
-        "lora.alpha=4",
-        "train.steps=2",
-        "train.batch_size=2",
-        "train.max_length=64",
-        "router.encoder=base",
-        "router.hidden=8",
-        "router.epochs=2",
-        "router.retention=2",
-        "router.retention_min=2",
-        "router.calibration=2",
-        "eval.limit=2",
-        "eval.max_new_tokens=2",
-    ]
+    overrides = [f"model={tiny_dir}", *TINY_STREAM, *TRAIN, "eval.limit=2", "eval.max_new_tokens=2"]
     args = ["continual", "--method", "switchcit", "--out", str(run), *sets(*overrides)]
-    result = _ok(runner.invoke(app, args))
+    result = ok(runner.invoke(app, args))
     assert re.search(r"AP \d+\.\d\d, BWT -?\d+\.\d\d", result.output) and (run / "run.json").exists()
-    _ok(runner.invoke(app, ["continual", "add", str(run), "--task", "synthetic:plural"]))
+    ok(runner.invoke(app, ["continual", "add", str(run), "--task", "synthetic:plural"]))
     again = runner.invoke(app, ["continual", "add", str(run), "--task", "synthetic:plural"])
     assert again.exit_code == 2 and "plural" in again.output
-    gen = _ok(runner.invoke(app, ["generate", str(run), "--input", "box", "--max-new-tokens", "2"]))
+    gen = ok(runner.invoke(app, ["generate", str(run), "--input", "box", "--max-new-tokens", "2"]))
     assert "box" in gen.output
     routed = runner.invoke(app, ["generate", str(run), "--input", "box", "--condition", "Pluralise."])
     assert routed.exit_code == 2 and "routes each input" in routed.output  # not silently ignored
     _cut_long_inputs(run, caplog)
-    _ok(
+    ok(
         runner.invoke(
             app,
             [
@@ -295,24 +211,7 @@ def _own_result(run, data: str, split: str, limit: int):
 
 def _eval_run(run, jsonl_data, method: str) -> dict:
     """``eval --run RUN`` with no --method: the run says what it is; results go to RUN/eval/."""
-    _ok(
-        runner.invoke(
-            app,
-            [
-                "eval",
-                "--run",
-                str(run),
-                "--data",
-                f"jsonl:{jsonl_data}",
-                "--split",
-                "test",
-                "--limit",
-                "2",
-                "--max-new-tokens",
-                "2",
-            ],
-        )
-    )
+    ok(runner.invoke(app, eval_args(jsonl_data, "--run", str(run), limit=2, max_new_tokens=2)))
     result = json.loads(_own_result(run, f"jsonl:{jsonl_data}", "test", 2).read_text())
     assert result["method"] == method and result["mean"]["n"] == 4
     return result
@@ -320,31 +219,11 @@ def _eval_run(run, jsonl_data, method: str) -> dict:
 
 def test_multitask_lora_train_and_eval_run(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "mtl"
-    overrides = sets(f"model={tiny_dir}", f"data=jsonl:{jsonl_data}", "rank=2", *TRAIN)
-    _ok(runner.invoke(app, ["train", "multitask-lora", *overrides, "--out", str(run)]))
+    ok(runner.invoke(app, train_args("multitask-lora", tiny_dir, jsonl_data, run, "rank=2", *TRAIN)))
     stray = runner.invoke(app, ["train", "multitask-lora", "rank=2", "--out", str(tmp_path / "x")])
     assert stray.exit_code == 2 and "written --set KEY=VALUE (--set rank=2)" in stray.output  # the old syntax
     assert json.loads((run / "run.json").read_text())["config"]["rank"] == 2
     _eval_run(run, jsonl_data, "multitask-lora")
     other = tmp_path / "res.json"
-    _ok(
-        runner.invoke(
-            app,
-            [
-                "eval",
-                "--run",
-                str(run),
-                "--data",
-                f"jsonl:{jsonl_data}",
-                "--split",
-                "test",
-                "--limit",
-                "1",
-                "--max-new-tokens",
-                "2",
-                "--out",
-                str(other),
-            ],
-        )
-    )
+    ok(runner.invoke(app, eval_args(jsonl_data, "--run", str(run), limit=1, max_new_tokens=2, out=other)))
     assert json.loads(other.read_text())["method"] == "multitask-lora"

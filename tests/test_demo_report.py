@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -10,10 +11,15 @@ import pytest
 from hyperadapt.demo import demo_config, reproduce_command
 from hyperadapt.demo import runner as demo_runner
 from hyperadapt.demo.config import DemoConfig
+from hyperadapt.evaluation.harness import EvalConfig
 from hyperadapt.report.demo_report import write_demo_report
 from hyperadapt.report.document import Code, Figure, Heading, Para, Table, to_html, to_markdown
+from hyperadapt.training import TrainConfig
 
 pytest.importorskip("matplotlib")
+
+TRAINED = {"tagi", "hypter", "multitask-lora", "switchcit", "sequential", "megan"}  # stages that train
+SCORED = {"zero-shot", "tagi", "hypter", "multitask-lora", "megan"}  # stages scored by the shared harness
 
 
 def score(rouge: float, em: float, tasks=("title_case", "min_number")) -> dict:
@@ -208,10 +214,29 @@ def test_stage_cache_failure_and_rerun(tmp_path, monkeypatch):
 
 def test_a_released_checkpoint_that_appears_reruns_the_checkpoint_stage(tmp_path):
     cfg = DemoConfig(out=str(tmp_path / "out"), checkpoint=str(tmp_path / "ck"))
-    before = demo_runner.stage_key(cfg, "checkpoint")
-    assert demo_runner.stage_key(cfg, "tagi") == demo_runner.stage_key(cfg)
+    before, tagi = demo_runner.stage_key(cfg, "checkpoint"), demo_runner.stage_key(cfg, "tagi")
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "run.json").write_text("{}")
     assert demo_runner.stage_key(cfg, "checkpoint") != before
+    assert demo_runner.stage_key(cfg, "tagi") == tagi
     moved = DemoConfig(out=str(tmp_path / "out"), checkpoint=str(tmp_path / "elsewhere"))
     assert demo_runner.stage_key(moved, "tagi") == demo_runner.stage_key(cfg, "tagi")
+
+
+@pytest.mark.parametrize(
+    ("where", "base", "name", "value", "reached"),
+    [
+        ("hyperadapt.demo.config.TrainConfig", TrainConfig, "weight_decay", 0.5, TRAINED),
+        ("hyperadapt.demo.stages.EvalConfig", EvalConfig, "max_prompt_tokens", 100, SCORED),
+    ],
+)
+def test_a_changed_library_default_reruns_the_stages_it_reaches(monkeypatch, where, base, name, value, reached):
+    cfg = DemoConfig()
+    before = {stage: demo_runner.stage_key(cfg, stage) for stage in demo_runner.STAGES}
+    assert before == {s: demo_runner.stage_key(DemoConfig(save_every=3), s) for s in demo_runner.STAGES}
+    new_default = dataclasses.make_dataclass(
+        base.__name__, [(name, object, dataclasses.field(default=value))], bases=(base,)
+    )
+    monkeypatch.setattr(where, new_default)
+    after = {stage: demo_runner.stage_key(cfg, stage) for stage in demo_runner.STAGES}
+    assert {stage for stage in before if after[stage] != before[stage]} == reached

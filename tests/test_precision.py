@@ -12,27 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from tests.cli_helpers import TINY_STREAM, TINY_TAGI, runner, sets
 
 from hyperadapt.cli import app
 
 TOLERANCE = 1e-3  # relative, per logged loss
 TRAIN = ["train.steps=3", "train.batch_size=2", "train.max_length=64", "train.log_every=1"]
-TAGI = [
-    "rank=2",
-    "hypernet.hidden=16",
-    "hypernet.blocks=1",
-    "teachers.rank=2",
-    "teachers.train.steps=2",
-    "teachers.train.batch_size=2",
-    "teachers.train.log_every=1",
-    "pretrain.train.steps=2",
-    "pretrain.a_tokens=8",
-    "pretrain.b_tokens=4",
-    "pretrain.c_tokens=4",
-    "pretrain.train.batch_size=2",
-    "pretrain.train.log_every=1",
-]
+TAGI = [*TINY_TAGI, "teachers.train.log_every=1", "pretrain.train.log_every=1"]
 METHODS = {
     "multitask-lora": ["rank=2"],
     "tagi": TAGI,
@@ -41,26 +27,12 @@ METHODS = {
     "metaicl": ["rank=2"],
     "reptile": ["rank=2", "inner_steps=1", "support_size=2", "query_size=2"],
 }
-CONTINUAL = [
-    "n_tasks=2",
-    "limit_train=8",
-    "unseen=''",
-    "lora.rank=2",
-    "lora.alpha=4",
-    "router.encoder=base",
-    "router.hidden=8",
-    "router.epochs=2",
-    "router.retention=2",
-    "router.retention_min=2",
-    "router.calibration=2",
-    "eval.limit=1",
-    "eval.max_new_tokens=1",
-]
+CONTINUAL = [*TINY_STREAM, "eval.limit=1", "eval.max_new_tokens=1"]
 
 
 def _run(command: list[str], overrides: list[str], out: Path) -> dict[str, list[float]]:
-    args = [*command, "--out", str(out), *(a for o in overrides for a in ("--set", o))]
-    result = CliRunner().invoke(app, args)
+    args = [*command, "--out", str(out), *sets(*overrides)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return {
         log.relative_to(out).as_posix(): [json.loads(line)["loss"] for line in log.read_text().splitlines()]

@@ -4,6 +4,7 @@ model answering as the base model (the zero-shot row scores the base model, not 
 from pathlib import Path
 
 import torch
+from tests.cli_helpers import TINY_TAGI
 
 from hyperadapt import load_base_model, load_tasks
 from hyperadapt.config import apply_overrides, from_dict
@@ -11,22 +12,7 @@ from hyperadapt.evaluation import EvalConfig, evaluate, write_results
 from hyperadapt.methods.baselines import MultiTaskLoraConfig, train_multitask_lora, zero_shot
 from hyperadapt.methods.tagi import TagiConfig, export_adapter, train_tagi
 
-TAGI = [
-    "rank=2",
-    "hypernet.hidden=16",
-    "hypernet.blocks=1",
-    "teachers.rank=2",
-    "teachers.train.steps=2",
-    "teachers.train.batch_size=2",
-    "pretrain.train.steps=2",
-    "pretrain.a_tokens=8",
-    "pretrain.b_tokens=4",
-    "pretrain.c_tokens=4",
-    "pretrain.train.batch_size=2",
-    "train.steps=2",
-    "train.batch_size=2",
-    "train.max_length=64",
-]
+TAGI = [*TINY_TAGI, "train.steps=2", "train.batch_size=2", "train.max_length=64"]
 
 
 def _logits(model, tok) -> torch.Tensor:

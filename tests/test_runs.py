@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from tests.cli_helpers import runner, sets, train_args
 
 from hyperadapt.cli import app
 from hyperadapt.config import load_config
@@ -57,23 +57,7 @@ def test_a_different_config_or_method_is_refused_before_anything_is_written(json
             run,
             model_and_tokenizer=tiny_model(),
         )
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            "megan",
-            "--set",
-            f"model={tiny_dir}",
-            "--set",
-            f"data=jsonl:{jsonl_data}",
-            "--set",
-            "bottleneck=8",
-            "--set",
-            "train.steps=1",
-            "--out",
-            str(run),
-        ],
-    )
+    result = runner.invoke(app, train_args("megan", tiny_dir, jsonl_data, run, "bottleneck=8", "train.steps=1"))
     assert result.exit_code == 2 and "holds a 'multitask-lora' run" in result.output
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
@@ -134,23 +118,9 @@ def test_a_locked_run_is_one_error_line_for_train_and_continual(jsonl_data, tiny
     run = tmp_path / "run"
     run.mkdir()
     (run / ".lock").write_text(str(live_pid))
-    line = _cli_error(
-        CliRunner().invoke(
-            app,
-            [
-                "train",
-                "multitask-lora",
-                "--set",
-                f"model={tiny_dir}",
-                "--set",
-                f"data=jsonl:{jsonl_data}",
-                "--out",
-                str(run),
-            ],
-        )
-    )
+    line = _cli_error(runner.invoke(app, train_args("multitask-lora", tiny_dir, jsonl_data, run)))
     assert f"another process (pid {live_pid})" in line
-    line = _cli_error(CliRunner().invoke(app, ["continual", "--set", f"model={tiny_dir}", "--out", str(run)]))
+    line = _cli_error(runner.invoke(app, ["continual", "--set", f"model={tiny_dir}", "--out", str(run)]))
     assert f"another process (pid {live_pid})" in line
     assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing written, the owner's lock kept
 
@@ -207,26 +177,8 @@ def test_resumable_keys_are_those_of_every_train_section():
 
 def test_the_resume_hint_of_an_unfinished_run_works_as_written(jsonl_data, tiny_dir, tmp_path, live_pid):
     run = tmp_path / "run"
-    args = [
-        "train",
-        "multitask-lora",
-        "--set",
-        f"model={tiny_dir}",
-        "--set",
-        f"data=jsonl:{jsonl_data}",
-        "--set",
-        "rank=2",
-        "--set",
-        "train.steps=3",
-        "--set",
-        "train.batch_size=2",
-        "--set",
-        "train.max_length=64",
-        "--set",
-        "train.save_every=1",
-        "--out",
-        str(run),
-    ]
+    overrides = ("rank=2", "train.steps=3", "train.batch_size=2", "train.max_length=64", "train.save_every=1")
+    args = train_args("multitask-lora", tiny_dir, jsonl_data, run, *overrides)
     started = load_config(MultiTaskLoraConfig, None, args[3:-2:2])  # the --set values
     train_multitask_lora(started, run, model_and_tokenizer=tiny_model(), stop_at=2)
     with pytest.raises(ValueError) as err:
@@ -239,7 +191,7 @@ def test_the_resume_hint_of_an_unfinished_run_works_as_written(jsonl_data, tiny_
     with pytest.raises(ValueError, match=f"being trained now by another process \\(pid {live_pid}\\)"):
         load_run(run)
     (run / ".lock").unlink()
-    result = CliRunner().invoke(app, shlex.split(hint)[1:])
+    result = runner.invoke(app, shlex.split(hint)[1:])
     assert result.exit_code == 0, result.output
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
@@ -257,25 +209,8 @@ def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(jsonl_data, 
 
     entry = registry.method_entry("multitask-lora")
     monkeypatch.setitem(registry._ENTRIES, "multitask-lora", replace(entry, train=interrupted))
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            "multitask-lora",
-            "--set",
-            f"model={tiny_dir}",
-            "--set",
-            f"data=jsonl:{jsonl_data}",
-            "--set",
-            "rank=2",
-            "--set",
-            "train.steps=3",
-            "--set",
-            "train.save_every=1",
-            "--out",
-            str(run),
-        ],
-    )
+    args = train_args("multitask-lora", tiny_dir, jsonl_data, run, "rank=2", "train.steps=3", "train.save_every=1")
+    result = runner.invoke(app, args)
     assert result.exit_code == 130 and "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.startswith("interrupted")]
     assert len(lines) == 1
@@ -296,7 +231,7 @@ def test_ctrl_c_during_continual_says_how_to_resume(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(continual, "run_stream", interrupted)
-    result = CliRunner().invoke(app, ["continual", "--method", "sequential", "--out", str(run)])
+    result = runner.invoke(app, ["continual", "--method", "sequential", "--out", str(run)])
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert result.stderr.strip() == (
         f"interrupted: no checkpoint had been written yet; resume with `hyperadapt "
@@ -353,27 +288,13 @@ def test_a_finished_run_without_its_checkpoints_loads_its_weights_instead_of_tra
 
 
 def test_train_says_when_a_finished_run_had_nothing_left_to_train(jsonl_data, tiny_dir, tmp_path):
-    argv = [
-        "train",
-        "multitask-lora",
-        "--set",
-        f"model={tiny_dir}",
-        "--set",
-        f"data=jsonl:{jsonl_data}",
-        "--set",
-        "train.steps=2",
-        "--set",
-        "train.batch_size=2",
-        "--set",
-        "rank=2",
-        "--out",
-        str(tmp_path / "r"),
-    ]
-    first = CliRunner().invoke(app, argv)
+    overrides = ("train.steps=2", "train.batch_size=2", "rank=2")
+    argv = train_args("multitask-lora", tiny_dir, jsonl_data, tmp_path / "r", *overrides)
+    first = runner.invoke(app, argv)
     assert first.exit_code == 0 and "trained multitask-lora ->" in first.output
-    again = CliRunner().invoke(app, argv)
+    again = runner.invoke(app, argv)
     assert again.exit_code == 0 and "already holds this finished multitask-lora run: nothing to train" in again.output
-    fresh = CliRunner().invoke(app, [*argv, "--no-resume"])
+    fresh = runner.invoke(app, [*argv, "--no-resume"])
     assert fresh.exit_code == 0 and "trained multitask-lora ->" in fresh.output
 
 
@@ -382,7 +303,7 @@ def test_continual_says_how_far_it_got_when_interrupted_and_what_no_resume_delet
 
     run = tmp_path / "run"
     argv = ["continual", "--config", "configs/switch_synthetic.yaml", "--method", "sequential", "--out", str(run)]
-    for kv in (
+    argv += sets(
         f"model={tiny_dir}",
         "n_tasks=2",
         "limit_train=12",
@@ -392,8 +313,7 @@ def test_continual_says_how_far_it_got_when_interrupted_and_what_no_resume_delet
         "eval.batch_size=1",
         "eval.max_new_tokens=2",
         "unseen_limit=2",
-    ):
-        argv += ["--set", kv]
+    )
     real, calls = harness.generate_batch, []
 
     def generate(*args, **kwargs):
@@ -403,7 +323,7 @@ def test_continual_says_how_far_it_got_when_interrupted_and_what_no_resume_delet
         return real(*args, **kwargs)
 
     monkeypatch.setattr(harness, "generate_batch", generate)
-    result = CliRunner().invoke(app, argv)
+    result = runner.invoke(app, argv)
     assert result.exit_code == 130
     said = [line for line in result.stderr.splitlines() if line.startswith("interrupted")]
     assert said[0].startswith(
@@ -411,8 +331,8 @@ def test_continual_says_how_far_it_got_when_interrupted_and_what_no_resume_delet
         "resume with `hyperadapt continual --config "
     )
     monkeypatch.setattr(harness, "generate_batch", real)
-    assert CliRunner().invoke(app, argv).exit_code == 0
-    again = CliRunner().invoke(app, [*argv, "--no-resume"])
+    assert runner.invoke(app, argv).exit_code == 0
+    again = runner.invoke(app, [*argv, "--no-resume"])
     assert again.exit_code == 0
     assert f"--no-resume: deleting the run in {run} (2 of 2 tasks done) and starting over" in again.stderr
 

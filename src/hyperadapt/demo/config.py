@@ -10,6 +10,7 @@ from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig
 from hyperadapt.methods.megan import MeganConfig
 from hyperadapt.methods.switch import SwitchConfig
 from hyperadapt.methods.tagi import TagiConfig
+from hyperadapt.methods.tagi.hypter import HypterConfig, hypter_config
 from hyperadapt.training import TrainConfig
 
 DATA = "synthetic"
@@ -76,6 +77,10 @@ class DemoConfig:
             pretrain=from_dict(type(TagiConfig().pretrain), {"enabled": False}),
             train=self.train(self.train_steps),
         )
+
+    def hypter(self) -> HypterConfig:
+        """The Hypter-style hypernetwork on TAGI's budget (CE only, no fusion)."""
+        return hypter_config(self.tagi())
 
     def multitask_lora(self) -> MultiTaskLoraConfig:
         return MultiTaskLoraConfig(

@@ -1,11 +1,11 @@
 """Run the demo's stages in two lanes (one process and one torch thread each), cache every finished stage,
 and write the report for whatever exists.
 
-``OUT/stages/<stage>.json`` holds a finished stage's result and the config it was computed with: a rerun
-with the same config reuses it, a changed config reruns that stage from scratch, and an interrupted stage
-resumes from its training checkpoints in ``OUT/runs/<stage>``. A stage that raises is recorded in
-``OUT/stages/<stage>.failed.json`` and named at the end; the other stages go on, and the report covers
-what finished.
+``OUT/stages/<stage>.json`` holds a finished stage's result and the config it was computed with: a rerun with
+the same config (the demo's, and the library configs the stage derives from it) reuses it, a changed config
+reruns that stage from scratch, and an interrupted stage resumes from its training checkpoints in
+``OUT/runs/<stage>``. A stage that raises is recorded in ``OUT/stages/<stage>.failed.json`` and named at the
+end; the other stages go on, and the report covers what finished.
 """
 
 from __future__ import annotations
@@ -21,20 +21,32 @@ from pathlib import Path
 
 from hyperadapt.config import to_dict
 from hyperadapt.demo.config import DemoConfig
-from hyperadapt.demo.stages import LANES, STAGES
+from hyperadapt.demo.stages import LANES, STAGE_CONFIGS, STAGES
 from hyperadapt.io import load_json, save_json
 from hyperadapt.runs import is_run
 
 NOT_IN_KEY = ("out", "save_every", "quick", "checkpoint")  # settings that do not change a trained stage's numbers
+DERIVED_NOT_IN_KEY = ("save_every",)  # where the derived configs carry one of them (every train section)
 
 
-def stage_key(cfg: DemoConfig, name: str = "") -> str:
-    """A hash of every setting that changes stage ``name``'s numbers (for the checkpoint stage, also whether
-    the released checkpoint is there: one that appears later is used by the next run)."""
+def stage_key(cfg: DemoConfig, name: str) -> str:
+    """A hash of every setting that changes stage ``name``'s numbers: the demo config's, the library configs
+    the stage derives from it (``STAGE_CONFIGS``: a changed library default reruns the stage), and for the
+    checkpoint stage whether the released checkpoint is there (one that appears later is used by the next run)."""
     data = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IN_KEY}
+    if name in STAGE_CONFIGS:
+        derived = {part: to_dict(c) for part, c in STAGE_CONFIGS[name](cfg).items()}
+        data["derived"] = _without(derived, DERIVED_NOT_IN_KEY)
     if name == "checkpoint":
         data.update(checkpoint=cfg.checkpoint, present=is_run(cfg.checkpoint))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _without(data, keys: tuple[str, ...]):
+    """``data`` with the dict keys ``keys`` removed at every depth."""
+    if isinstance(data, dict):
+        return {k: _without(v, keys) for k, v in data.items() if k not in keys}
+    return data
 
 
 def stage_file(out: Path, name: str) -> Path:

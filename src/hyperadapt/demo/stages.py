@@ -28,10 +28,14 @@ BETA_TASKS = ("upper_case", "reverse_list", "antonym", "sentiment_movie")
 STEER_TASKS = ("upper_case", "antonym", "reverse_list", "first_item", "plural")
 
 
+def eval_config(cfg: DemoConfig, limit: int) -> EvalConfig:
+    """How every stage scores a method: the first ``limit`` instances per task."""
+    return EvalConfig(limit=limit, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
+
+
 def score(method, tasks: list[Task], limit: int, cfg: DemoConfig, split: str) -> dict:
     """Mean and per-task ROUGE-L / EM of ``method`` on ``tasks`` (first ``limit`` instances), a few answers."""
-    ecfg = EvalConfig(limit=limit, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
-    res = evaluate(method, tasks, ecfg, model=cfg.model, data=DATA, split=split)
+    res = evaluate(method, tasks, eval_config(cfg, limit), model=cfg.model, data=DATA, split=split)
     return {
         "mean": res["mean"],
         "n": len(res["predictions"]),
@@ -41,8 +45,12 @@ def score(method, tasks: list[Task], limit: int, cfg: DemoConfig, split: str) ->
     }
 
 
+def _limits(cfg: DemoConfig) -> dict[str, int]:
+    return {"seen": cfg.seen_limit, "unseen": cfg.limit}
+
+
 def _splits(cfg: DemoConfig) -> dict[str, tuple[list[Task], int]]:
-    return {"seen": (load_tasks(DATA, "seen"), cfg.seen_limit), "unseen": (load_tasks(DATA, "unseen"), cfg.limit)}
+    return {split: (load_tasks(DATA, split), limit) for split, limit in _limits(cfg).items()}
 
 
 def zero_shot_stage(cfg: DemoConfig, run_dir: Path) -> dict:
@@ -105,9 +113,9 @@ def check_peft_adapter(method, task: Task, folder: Path, cfg: DemoConfig) -> dic
 
 def hypter_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     """The Hypter-style hypernetwork (CE only, no fusion) on TAGI's budget, on unseen tasks."""
-    from hyperadapt.methods.tagi.hypter import hypter_config, train_hypter
+    from hyperadapt.methods.tagi.hypter import train_hypter
 
-    hcfg = hypter_config(cfg.tagi())
+    hcfg = cfg.hypter()
     method = train_hypter(hcfg, run_dir, model_and_tokenizer=load_base_model(cfg.model))
     return {"config": to_dict(hcfg), "unseen": score(method, load_tasks(DATA, "unseen"), cfg.limit, cfg, "unseen")}
 
@@ -250,6 +258,23 @@ STAGES: dict[str, Stage] = {
     "sequential": sequential_stage,
     "megan": megan_stage,
     "checkpoint": checkpoint_stage,
+}
+
+
+def _scored(cfg: DemoConfig, *splits: str) -> dict[str, EvalConfig]:
+    return {f"eval-{split}": eval_config(cfg, _limits(cfg)[split]) for split in splits}
+
+
+# The library configs each stage runs with, derived from the demo config (the stage cache's key holds them, so
+# that a changed library default reruns the stages it reaches); a stage that derives none is absent.
+STAGE_CONFIGS: dict[str, Callable[[DemoConfig], dict]] = {
+    "zero-shot": lambda cfg: _scored(cfg, "seen", "unseen"),
+    "tagi": lambda cfg: {"tagi": cfg.tagi(), **_scored(cfg, "unseen")},
+    "hypter": lambda cfg: {"hypter": cfg.hypter(), **_scored(cfg, "unseen")},
+    "multitask-lora": lambda cfg: {"multitask-lora": cfg.multitask_lora(), **_scored(cfg, "seen", "unseen")},
+    "switchcit": lambda cfg: {"stream": cfg.stream()},
+    "sequential": lambda cfg: {"stream": cfg.stream()},
+    "megan": lambda cfg: {"megan": cfg.megan(), **_scored(cfg, "seen", "unseen")},
 }
 # Two lanes of stages that run side by side, one process (one torch thread) each, about equally long.
 LANES = (("zero-shot", "tagi", "hypter", "checkpoint"), ("multitask-lora", "switchcit", "sequential", "megan"))

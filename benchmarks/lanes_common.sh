@@ -1,0 +1,58 @@
+# Sourced by benchmarks/*_lanes.sh: what every lane script does before it lists its steps.
+#
+#   source "$(dirname "$0")/lanes_common.sh"
+#   lanes_setup DATASET WHAT [COMMIT] [WORKDIR]
+#
+# Makes (or reuses) a git worktree of COMMIT (default: HEAD) at WORKDIR (default: ../jobs-<short commit>) so that
+# work on this checkout does not change a running job's code, links this checkout's .venv into it, checks that
+# ../shared/data/DATASET (WHAT, for the error) is seen from both, and writes WORKDIR/logs/run_step.sh. Sets
+# `repo`, `commit`, `work` and `step` (the path of run_step.sh) for the lane script.
+#
+# run_step.sh NAME ARGS... runs `hyperadapt ARGS` in the worktree with its own code, at nice 19 and THREADS
+# (default 1) torch threads, appending to logs/NAME.log; a step whose log has a line starting STEP DONE is
+# skipped, so running a lane script again resumes where it stopped (the commands themselves also resume).
+
+lanes_setup() {
+  local dataset="$1" what="$2" data
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  commit="$(git -C "$repo" rev-parse --short "${3:-HEAD}")"
+  work="${4:-$repo/../jobs-$commit}"
+  data="$repo/../shared/data"
+  [ -d "$data/$dataset" ] || { echo "error: no $what at $data/$dataset (see ../shared/data/README.md)" >&2; exit 2; }
+  [ -x "$repo/.venv/bin/python" ] || { echo "error: no .venv in $repo: run 'make install' first" >&2; exit 2; }
+  if [ ! -d "$work" ]; then
+    git -C "$repo" worktree add --detach "$work" "$commit" >/dev/null
+  fi
+  work="$(cd "$work" && pwd)"
+  [ "$(git -C "$work" rev-parse --short HEAD)" = "$commit" ] || { echo "error: $work is not at $commit" >&2; exit 2; }
+  ln -sfn "$repo/.venv" "$work/.venv"
+  [ -d "$work/../shared/data/$dataset" ] || { echo "error: the configs read ../shared/data from the worktree: put WORKDIR beside $repo" >&2; exit 2; }
+  mkdir -p "$work/logs"
+  step="$work/logs/run_step.sh"
+  # written beside and moved into place: a run_step.sh that is running keeps reading its own copy
+  cat > "$step.new" <<'EOF'
+#!/usr/bin/env bash
+# run_step.sh NAME ARGS...: one `hyperadapt ARGS` step with the worktree's own code, THREADS (default 1) torch
+# threads; skips a step whose log says it finished (the command itself also resumes).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+name="$1"; shift
+exec 9>"logs/$name.lock"; flock 9  # the same step started twice (the script run again) waits for the first
+if grep -q '^STEP DONE' "logs/$name.log" 2>/dev/null; then echo "$(date -u +%FT%TZ) $name: done before"; exit 0; fi
+echo "$(date -u +%FT%TZ) $name: start"
+t="${THREADS:-1}"
+OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t PYTHONPATH="$PWD/src" nice -n 19 .venv/bin/python -m hyperadapt "$@" \
+  >> "logs/$name.log" 2>&1
+rc=$?
+if [ $rc -eq 0 ]; then echo "STEP DONE $(date -u +%FT%TZ)" >> "logs/$name.log"; fi
+echo "$(date -u +%FT%TZ) $name: exit $rc"
+exit $rc
+EOF
+  chmod +x "$step.new"
+  mv -f "$step.new" "$step"
+}
+
+# wait_done NAME: block until step NAME's log says it finished (a step of another lane).
+wait_done() {
+  until grep -q '^STEP DONE' "$work/logs/$1.log" 2>/dev/null; do sleep 300; done
+}
