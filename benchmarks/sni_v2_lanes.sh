@@ -37,6 +37,8 @@ x4=(--set teachers.train.steps=400 train.steps=800)  # 4x the v1 budget: 1,200 s
   "$step" zero_shot_def2pos eval --method zero-shot "${sni[@]}" --setting def2pos --out results/sni/zero-shot.def2pos.json
   "$step" tagi_released_def eval --run "$tagi" "${sni[@]}" --setting def --out results/sni/tagi-released.def.json
   "$step" tagi_released_def2pos eval --run "$tagi" "${sni[@]}" --setting def2pos --out results/sni/tagi-released.def2pos.json
+  # v1 kept no zero-shot Def answers: answered again for the paired interval against Def + 2 pos (~1,240 answers)
+  "$step" zero_shot_def eval --method zero-shot "${sni[@]}" --setting def --out results/sni/zero-shot.def.json
   "$step" tagi_seed1 "${bench[@]}" --methods tagi --set teachers.train.seed=1 train.seed=1 \
     --runs runs/sni/seed1 --out results/sni/tagi_seed1.json
   "$step" tagi_x4 "${sens[@]}" --methods tagi tagi-no-fusion --ablation-limit 10 "${x4[@]}" \
