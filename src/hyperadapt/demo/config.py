@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hyperadapt.config import apply_overrides, from_dict, to_dict
 from hyperadapt.errors import UserError
@@ -139,7 +140,7 @@ QUICK = {
 
 def demo_config(overrides: list[str], quick: bool = False, out: str | None = None) -> DemoConfig:
     """The defaults, then the quick preset, then ``key=value`` overrides, then ``out``."""
-    data: dict = {**QUICK, "quick": True} if quick else {}
+    data: dict[str, Any] = {**QUICK, "quick": True} if quick else {}
     data = apply_overrides(data, overrides)
     if out is not None:
         data["out"] = out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hyperadapt.config import to_dict
 from hyperadapt.core import peft_wrapping
@@ -19,7 +20,7 @@ from hyperadapt.data.prompts import build_prompt, user_message
 from hyperadapt.data.schema import Task
 from hyperadapt.demo.config import DATA, DemoConfig
 from hyperadapt.evaluation.generate import generate_batch
-from hyperadapt.evaluation.harness import EvalConfig, evaluate
+from hyperadapt.evaluation.harness import EvalConfig, Method, evaluate
 from hyperadapt.models import load_base_model
 
 EXAMPLES = 3  # predictions kept per score, to show in the report
@@ -33,7 +34,7 @@ def eval_config(cfg: DemoConfig, limit: int) -> EvalConfig:
     return EvalConfig(limit=limit, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
 
 
-def score(method, tasks: list[Task], limit: int, cfg: DemoConfig, split: str) -> dict:
+def score(method: Method, tasks: list[Task], limit: int, cfg: DemoConfig, split: str) -> dict[str, Any]:
     """Mean and per-task ROUGE-L / EM of ``method`` on ``tasks`` (first ``limit`` instances), a few answers."""
     res = evaluate(method, tasks, eval_config(cfg, limit), model=cfg.model, data=DATA, split=split)
     return {
@@ -53,7 +54,7 @@ def _splits(cfg: DemoConfig) -> dict[str, tuple[list[Task], int]]:
     return {split: (load_tasks(DATA, split), limit) for split, limit in _limits(cfg).items()}
 
 
-def zero_shot_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+def zero_shot_stage(cfg: DemoConfig, run_dir: Path) -> dict[str, Any]:
     """The frozen model with the instruction in its prompt, on seen and unseen tasks."""
     from hyperadapt.methods.baselines import zero_shot
 
@@ -61,7 +62,7 @@ def zero_shot_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     return {split: score(method, tasks, limit, cfg, split) for split, (tasks, limit) in _splits(cfg).items()}
 
 
-def tagi_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+def tagi_stage(cfg: DemoConfig, run_dir: Path) -> dict[str, Any]:
     """TAGI: teachers, then distillation; scored on unseen tasks with their own and with shuffled
     instructions; the adapter of one unseen task's instruction exported as a PEFT folder and reloaded."""
     from hyperadapt.methods.tagi import export_adapter, train_tagi
@@ -82,7 +83,7 @@ def tagi_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     return out
 
 
-def check_peft_adapter(method, task: Task, folder: Path, cfg: DemoConfig) -> dict:
+def check_peft_adapter(method: Any, task: Task, folder: Path, cfg: DemoConfig) -> dict[str, Any]:
     """Load the exported folder with plain PEFT onto the default model and answer one input with it, next to
     TAGI's own answer: the folder is a standard adapter that needs nothing from hyperadapt."""
     from peft import PeftModel
@@ -111,7 +112,7 @@ def check_peft_adapter(method, task: Task, folder: Path, cfg: DemoConfig) -> dic
     }
 
 
-def hypter_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+def hypter_stage(cfg: DemoConfig, run_dir: Path) -> dict[str, Any]:
     """The Hypter-style hypernetwork (CE only, no fusion) on TAGI's budget, on unseen tasks."""
     from hyperadapt.methods.tagi.hypter import train_hypter
 
@@ -120,7 +121,7 @@ def hypter_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     return {"config": to_dict(hcfg), "unseen": score(method, load_tasks(DATA, "unseen"), cfg.limit, cfg, "unseen")}
 
 
-def multitask_lora_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+def multitask_lora_stage(cfg: DemoConfig, run_dir: Path) -> dict[str, Any]:
     """The multi-task LoRA with the instruction in its prompt, on seen and unseen tasks."""
     from hyperadapt.methods.baselines import train_multitask_lora
 
@@ -130,7 +131,7 @@ def multitask_lora_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     return {"config": to_dict(mcfg), **out}
 
 
-def _stream_result(result: dict) -> dict:
+def _stream_result(result: dict) -> dict[str, Any]:
     keep = ("tasks", "matrix", "zero_shot", "metrics", "ap_curve", "after", "metric")
     out = {k: result[k] for k in keep}
     rows = [r["routing"] for r in result["rows"] if r.get("routing")]
@@ -141,7 +142,7 @@ def _stream_result(result: dict) -> dict:
     return out
 
 
-def switchcit_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+def switchcit_stage(cfg: DemoConfig, run_dir: Path) -> dict[str, Any]:
     """SwitchCIT over the stream, then one mixed batch routed by the switch: one input of every stream task
     and two of tasks it never saw (which it should reject to the base model)."""
     from hyperadapt.methods.continual import run_stream
@@ -172,7 +173,7 @@ def switchcit_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     return out
 
 
-def sequential_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+def sequential_stage(cfg: DemoConfig, run_dir: Path) -> dict[str, Any]:
     """Sequential finetuning of one LoRA over the same stream and budget (reuses SwitchCIT's base answers)."""
     from hyperadapt.methods.continual import run_stream
 
@@ -185,7 +186,7 @@ def sequential_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     return {"config": to_dict(scfg), **_stream_result(result)}
 
 
-def megan_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+def megan_stage(cfg: DemoConfig, run_dir: Path) -> dict[str, Any]:
     """MeGan (condition through β only) on seen and unseen tasks; β per layer for five conditions; one input
     answered under five conditions switched per example inside one batch."""
     import numpy as np
@@ -221,7 +222,7 @@ def megan_stage(cfg: DemoConfig, run_dir: Path) -> dict:
     return out
 
 
-def checkpoint_stage(cfg: DemoConfig, run_dir: Path) -> dict:
+def checkpoint_stage(cfg: DemoConfig, run_dir: Path) -> dict[str, Any]:
     """A released TAGI checkpoint (no training): adapters from a few unseen instructions and their answers."""
     from hyperadapt.runs import Run, is_run
 
