@@ -243,6 +243,68 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
         tagi.main(["--collect", str(tmp_path / "bad.json"), "--out", str(out), "--runs", str(tmp_path / "runs")])
 
 
+def test_tagi_collect_by_budget_pairs_each_row_with_the_lora_of_its_budget_and_plots_the_curves(tmp_path):
+    def scored(offset: float) -> dict:
+        return {
+            "test": {
+                "mean": {"rougeL": 0.0, "em": 0.0},
+                "tasks": {f"t{i}": {"rougeL": 10.0 * i + offset, "em": 1.0, "n": 20} for i in range(5)},
+            }
+        }
+
+    one = {"command": "v1", "results": {"multitask-lora": scored(0.0), "tagi": scored(1.0)}}
+    four = {"command": "x4", "results": {"multitask-lora": scored(5.0), "tagi": scored(9.0)}}
+    paths = [tmp_path / "v1.json", tmp_path / "x4.json"]
+    for path, part in zip(paths, (one, four), strict=True):
+        path.write_text(json.dumps(part))
+    out = tmp_path / "budget.json"
+    merged = tagi.main(
+        ["--collect", f"{paths[0]}=1x", f"{paths[1]}=4x", "--out", str(out), "--runs", str(tmp_path / "r")]
+    )
+    rows = merged["comparisons"]["rows"]
+    # each budget's TAGI against the LoRA trained on the same budget, not against another budget's
+    assert rows["tagi (1x)"]["test"]["against"] == "multitask-lora (1x)"
+    assert rows["tagi (1x)"]["test"]["rougeL"]["diff"] == pytest.approx(1.0)
+    assert rows["tagi (4x)"]["test"]["against"] == "multitask-lora (4x)"
+    assert rows["tagi (4x)"]["test"]["rougeL"]["diff"] == pytest.approx(4.0)
+    assert "multitask-lora (4x)" not in rows  # the reference of its own budget
+    curves = merged["budget_curves"]
+    assert [p["x"] for p in curves["tagi"]] == [1.0, 4.0]
+    assert [p["mean"] for p in curves["tagi"]] == pytest.approx([21.0, 29.0])  # instance means over the 5 tasks
+    assert all(p["low"] < p["mean"] < p["high"] for p in curves["tagi"] + curves["multitask-lora"])
+    assert out.with_suffix(".budget.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| tagi (4x) vs multitask-lora (4x) | test | +4.00 [+4.00, +4.00] |" in out.with_suffix(".md").read_text()
+    unlabelled = tagi.collect([str(paths[0])])
+    assert tagi.budget_curves(unlabelled) == {}
+
+
+def test_bootstrap_mean_is_the_instance_mean_with_an_interval_over_tasks():
+    from hyperadapt.evaluation.metrics import bootstrap_mean, paired_bootstrap
+
+    tasks = {"a": {"rougeL": 10.0, "n": 30}, "b": {"rougeL": 40.0, "n": 10}, "c": {"rougeL": 20.0, "n": 20}}
+    got = bootstrap_mean(tasks, resamples=2000)
+    assert got["mean"] == pytest.approx((300 + 400 + 400) / 60)  # weighted by instances, not a task mean
+    assert 10.0 <= got["low"] < got["mean"] < got["high"] <= 40.0 and got["n_tasks"] == 3
+    flat = bootstrap_mean({t: {"rougeL": 7.0, "n": 5} for t in "xyz"})
+    assert flat["low"] == flat["mean"] == flat["high"] == 7.0
+    zero = {t: {**v, "rougeL": 0.0} for t, v in tasks.items()}  # the paired test against zeros: the same interval
+    paired = paired_bootstrap(tasks, zero, resamples=2000)
+    assert (paired["diff"], paired["low"], paired["high"]) == (got["mean"], got["low"], got["high"])
+    with pytest.raises(ValueError, match="no tasks"):
+        bootstrap_mean({})
+    with pytest.raises(ValueError, match="positive instance count"):
+        bootstrap_mean({"a": {"rougeL": 1.0, "n": 0}})
+
+
+def test_budget_curves_plot_refuses_an_interval_that_misses_its_mean(tmp_path):
+    from hyperadapt.report.plots import plot_budget_curves
+
+    with pytest.raises(ValueError, match="low <= mean <= high"):
+        plot_budget_curves({"tagi": [{"x": 1, "mean": 5.0, "low": 6.0, "high": 7.0}]}, tmp_path / "p.png", "x", "y")
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_budget_curves({}, tmp_path / "p.png", "x", "y")
+
+
 def test_tagi_ablation_rows_are_scored_under_their_own_names(tmp_path, jsonl_data, monkeypatch):
     """An ablation is a TAGI run (its run.json says tagi) but its answers and row are its own: TAGI's answer
     log must not receive them (it refused them, which stopped the SNI ablations once)."""

@@ -102,7 +102,7 @@ def markdown(result: dict) -> str:
     if comp and comp.get("rows"):
         diffs = [
             [
-                name,
+                name if d.get("against", comp["reference"]) == comp["reference"] else f"{name} vs {d['against']}",
                 split,
                 _interval(d["rougeL"]),
                 _interval(d["em"]),

@@ -25,6 +25,7 @@ import string
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -37,7 +38,7 @@ from hyperadapt.data.prompts import prompt_ids
 from hyperadapt.data.schema import Task
 from hyperadapt.errors import UserError
 from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries, prompt_budget
-from hyperadapt.evaluation.metrics import paired_bootstrap
+from hyperadapt.evaluation.metrics import bootstrap_mean, paired_bootstrap
 from hyperadapt.io import load_json
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
@@ -82,7 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="merge the results of earlier runs of this benchmark (rows, sensitivity, efficiency, train "
         "times, each row's command) into --out, its .md table and its .png bars; trains and evaluates "
         "nothing. RESULT.json=LABEL names that file's rows 'ROW (LABEL)', to keep two variants of "
-        "one method apart (otherwise a later file's row replaces an earlier one's)",
+        "one method apart (otherwise a later file's row replaces an earlier one's); labels that are budgets "
+        "(RESULT.json=1x, RESULT.json=4x) pair each row with the multi-task LoRA of its own budget and draw "
+        "each method's score against budget with 95%% intervals in OUT.budget.png",
     )
     p.add_argument(
         "--no-eval",
@@ -324,23 +327,56 @@ def collect(paths: list[str]) -> dict:
 
 def comparisons(result: dict, reference: str = "multitask-lora") -> dict | None:
     """Every row's paired difference from ``reference`` (ROUGE-L and EM, ``paired_bootstrap`` over tasks) on
-    each split where both answered the same instances of the same tasks; ``None`` without the reference."""
+    each split where both answered the same instances of the same tasks; ``None`` without the reference.
+    A collected row ``"NAME (LABEL)"`` is compared with ``"REFERENCE (LABEL)"`` when the result has it (the
+    reference at the same budget), named in the split's ``against``."""
     rows = result.get("results", {})
-    if not rows.get(reference):
+    if not any(n == reference or n.startswith(f"{reference} (") for n, r in rows.items() if r):
         return None
     out: dict = {"reference": reference, "method": "paired bootstrap over tasks, 10,000 resamples, 95%", "rows": {}}
     for name, res in rows.items():
+        label = _label(name)
+        against = f"{reference} ({label})" if label and rows.get(f"{reference} ({label})") else reference
         for split, scored in (res or {}).items():
-            base = rows[reference].get(split)
-            if name == reference or base is None:
+            base = (rows.get(against) or {}).get(split)
+            if name == against or base is None:
                 continue
             try:
                 out["rows"].setdefault(name, {})[split] = {
-                    key: paired_bootstrap(scored["tasks"], base["tasks"], key) for key in ("rougeL", "em")
+                    **{key: paired_bootstrap(scored["tasks"], base["tasks"], key) for key in ("rougeL", "em")},
+                    "against": against,
                 }
             except ValueError:  # other instances (e.g. an ablation row on fewer per task): no paired test
                 continue
     return out
+
+
+def _label(row: str) -> str | None:
+    """The label of a collected row ``"NAME (LABEL)"``, else None."""
+    name, sep, rest = row.rpartition(" (")
+    return rest[:-1] if sep and name and rest.endswith(")") else None
+
+
+def budget_curves(result: dict[str, Any], key: str = "rougeL") -> dict[str, list[dict[str, float]]]:
+    """Each method's score against its training budget, from rows collected with budget labels
+    (``--collect v1.json=1x x4.json=4x``: rows ``"tagi (1x)"``, ``"tagi (4x)"``): per method, one point per
+    budget with ``x`` (the multiple), the instance ``mean`` of ``key`` on the row's first split and its 95%
+    bootstrap interval over tasks (``low``, ``high``; :func:`~hyperadapt.evaluation.metrics.bootstrap_mean`).
+    Rows without a budget label are left out; empty when none has one."""
+    curves: dict[str, list[dict[str, float]]] = {}
+    for row, res in result.get("results", {}).items():
+        label = _label(row)
+        if not res or label is None or not label.endswith("x"):
+            continue
+        try:
+            multiple = float(label[:-1])
+        except ValueError:
+            continue
+        scored = next(iter(res.values()))
+        interval = bootstrap_mean(scored["tasks"], key)
+        point = {"x": multiple, "mean": interval["mean"], "low": interval["low"], "high": interval["high"]}
+        curves.setdefault(row.rpartition(" (")[0], []).append(point)
+    return {name: sorted(points, key=lambda p: p["x"]) for name, points in curves.items()}
 
 
 def table_means(result: dict) -> dict[str, dict[str, float]]:
@@ -366,14 +402,29 @@ def plot_table(result: dict, path: Path) -> Path | None:
     return plot_grouped_bars(means, path, "score (instance mean)", title="hyperadapt bench tagi")
 
 
+def plot_budget(curves: dict[str, list[dict[str, float]]], path: Path) -> Path | None:
+    """:func:`budget_curves` as lines with their intervals in ``path``; ``None`` without matplotlib."""
+    try:
+        from hyperadapt.report.plots import plot_budget_curves
+    except ImportError:
+        return None
+    xlabel, ylabel = "training budget (multiple of the 1x rows' examples)", "ROUGE-L (instance mean, 95% CI)"
+    return plot_budget_curves(curves, path, xlabel, ylabel)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     check_outputs(args.out, runs=args.runs)
     if args.collect:
         result = {"command": command("tagi", argv), **collect(args.collect)}
         result["comparisons"] = comparisons(result)
+        curves = budget_curves(result)
+        if curves:
+            result["budget_curves"] = curves
         save(result, args.out)
         plot_table(result, Path(args.out).with_suffix(".png"))
+        if curves:
+            plot_budget(curves, Path(args.out).with_suffix(".budget.png"))
         return result
     overrides = [*args.set, *(QUICK if args.quick else [])]
     cfg = load_config(TagiConfig, args.config, overrides)

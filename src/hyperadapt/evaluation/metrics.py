@@ -243,19 +243,11 @@ def paired_bootstrap(
     if uneven:
         raise ValueError(f"paired comparison needs the same positive instance count per task: {uneven[:5]}")
     n = [int(a[t]["n"]) for t in names]
-    d = [(float(a[t][key]) - float(b[t][key])) * k for t, k in zip(names, n, strict=True)]  # instance-weighted
-
-    def mean_diff(idx: Sequence[int]) -> float:
-        return sum(d[i] for i in idx) / sum(n[i] for i in idx)
-
-    rng = random.Random(seed)
-    stats = sorted(mean_diff([rng.randrange(len(names)) for _ in names]) for _ in range(resamples))
-    tail = (1.0 - confidence) / 2
-    low, high = stats[int(tail * (resamples - 1))], stats[int(round((1.0 - tail) * (resamples - 1)))]
     diffs = [float(a[t][key]) - float(b[t][key]) for t in names]
+    diff, low, high = _task_bootstrap(diffs, n, resamples, confidence, seed)
     return {
         "key": key,
-        "diff": mean_diff(range(len(names))),
+        "diff": diff,
         "low": low,
         "high": high,
         "confidence": confidence,
@@ -265,6 +257,56 @@ def paired_bootstrap(
         "losses": sum(x < 0 for x in diffs),
         "ties": sum(x == 0 for x in diffs),
     }
+
+
+def bootstrap_mean(
+    a: Mapping[str, Mapping[str, Any]],
+    key: str = "rougeL",
+    resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The instance mean of ``key`` over the tasks of ``a`` (task name → per-task scores with ``key`` and ``n``)
+    and its bootstrap interval over tasks, resampled as :func:`paired_bootstrap` resamples them (the interval of
+    one method's score, e.g. for a plot; to compare two methods on the same instances use the paired test,
+    whose interval is narrower). Returns ``mean``, ``low``, ``high``, ``confidence``, ``resamples``,
+    ``n_tasks``. Raises ``ValueError`` for no task or a task without a positive ``n``."""
+    if not a:
+        raise ValueError("a bootstrap interval of no tasks")
+    names = sorted(a)
+    if any(int(a[t].get("n", 0)) < 1 for t in names):
+        raise ValueError(
+            f"every task needs a positive instance count 'n': {[t for t in names if int(a[t].get('n', 0)) < 1][:5]}"
+        )
+    n = [int(a[t]["n"]) for t in names]
+    mean, low, high = _task_bootstrap([float(a[t][key]) for t in names], n, resamples, confidence, seed)
+    return {
+        "key": key,
+        "mean": mean,
+        "low": low,
+        "high": high,
+        "confidence": confidence,
+        "resamples": resamples,
+        "n_tasks": len(names),
+    }
+
+
+def _task_bootstrap(
+    values: Sequence[float], n: Sequence[int], resamples: int, confidence: float, seed: int
+) -> tuple[float, float, float]:
+    """(instance mean, low, high): per-task ``values`` weighted by their instance counts ``n``; tasks resampled
+    with replacement ``resamples`` times (``random.Random(seed)``), the percentile interval at ``confidence``."""
+    weighted = [v * k for v, k in zip(values, n, strict=True)]
+
+    def mean(idx: Sequence[int]) -> float:
+        return sum(weighted[i] for i in idx) / sum(n[i] for i in idx)
+
+    rng = random.Random(seed)
+    count = len(values)
+    stats = sorted(mean([rng.randrange(count) for _ in range(count)]) for _ in range(resamples))
+    tail = (1.0 - confidence) / 2
+    low, high = stats[int(tail * (resamples - 1))], stats[int(round((1.0 - tail) * (resamples - 1)))]
+    return mean(range(count)), low, high
 
 
 def _check_matrix(acc: Sequence[Sequence[float]]) -> int:

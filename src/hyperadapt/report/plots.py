@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def _pyplot():
+def _pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend, or an error that says how to install it."""
     try:
         import matplotlib
@@ -51,7 +52,7 @@ def plot_beta_distribution(
     return path
 
 
-def _save_png(fig, path: str | Path) -> Path:
+def _save_png(fig: Any, path: str | Path) -> Path:
     """Save ``fig`` as a PNG atomically (a temporary name, then renamed)."""
     import os
 
@@ -109,6 +110,44 @@ def plot_ap_curve(curves: Mapping[str, Sequence[float]], path: str | Path, ylabe
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()
+    path = _save_png(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_budget_curves(
+    curves: Mapping[str, Sequence[Mapping[str, float]]],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+) -> Path:
+    """One line per series through its points, each a mapping with ``x`` (a budget, drawn on a log-2 axis),
+    ``mean`` and its interval ``low``/``high`` (error bars); a series of one point is a marker. Raises
+    ``ValueError`` for no series or a point whose interval does not hold its mean."""
+    if not curves or not any(curves.values()):
+        raise ValueError("nothing to plot: give at least one series with a point")
+    for name, points in curves.items():
+        if any(not (p["low"] <= p["mean"] <= p["high"]) for p in points):
+            raise ValueError(f"series {name!r}: every point needs low <= mean <= high")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    xs_all = sorted({float(p["x"]) for points in curves.values() for p in points})
+    for k, (name, points) in enumerate(curves.items()):
+        ordered = sorted(points, key=lambda p: p["x"])
+        shift = 2 ** ((k - (len(curves) - 1) / 2) * 0.03)  # keeps overlapping error bars apart
+        xs = [float(p["x"]) * shift for p in ordered]
+        ys = [p["mean"] for p in ordered]
+        err = [[p["mean"] - p["low"] for p in ordered], [p["high"] - p["mean"] for p in ordered]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs_all, [f"{x:g}" for x in xs_all])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        ax.set_title(title)
     path = _save_png(fig, path)
     plt.close(fig)
     return path
