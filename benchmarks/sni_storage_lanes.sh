@@ -11,7 +11,8 @@
 # background (nohup, nice 19) and returns. Logs: WORKDIR/logs/storage_lane*.log and one log per step.
 # Results: WORKDIR/results/continual/sni-order1-storage/<row>/ (bench continual's summary.json per row) and
 # WORKDIR/results/continual/sni-order1-storage/storage.{json,md}: AP, AP of the oracle, MiB per task and the
-# switch's size per row, beside SNI-CPU v1's fp32 row (docs/results/continual/sni_v1_order1_*_results.json).
+# switch's size per row, beside SNI-CPU v1's fp32 row (docs/results/continual/sni_v1_order1_summary.json), by
+# `hyperadapt bench continual --storage-table` (rerun it by hand from WORKDIR any time: see table() below).
 #
 # Rows (configs/switch_sni.yaml, lora.storage_dtype=bfloat16, rank 8; MiB per task = 30 layers x rank 8 x
 # (in + out) x 2 bytes for SmolLM2-135M, plus the folder's config and task.json):
@@ -30,44 +31,21 @@ set -euo pipefail
 source "$(dirname "$0")/lanes_common.sh"
 lanes_setup cl-superni "continual stream" "$@"
 export THREADS="${THREADS:-2}"
+results=results/continual/sni-order1-storage  # in $work
+rows=(qv attn mlp all7)
 row() {  # row ROW MODULES: SwitchCIT + oracle on order 1 with the LoRA on MODULES (comma-separated), stored in bf16
   "$step" "storage_$1" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
-    --set "lora.target_modules=[$2]" lora.storage_dtype=bfloat16 --out "results/continual/sni-order1-storage/$1"
+    --set "lora.target_modules=[$2]" lora.storage_dtype=bfloat16 --out "$results/$1"
 }
-cat > "$work/logs/storage_table.py" <<'EOF'
-"""AP and MiB per task of every finished storage row, beside SNI-CPU v1's fp32 row: storage.{json,md}."""
-import json
-from pathlib import Path
-
-out = Path("results/continual/sni-order1-storage")
-v1 = json.loads(Path("docs/results/continual/sni_v1_order1_switchcit_results.json").read_text())
-v1_oracle = json.loads(Path("docs/results/continual/sni_v1_order1_oracle_results.json").read_text())
-rows = {"all7-fp32 (SNI-CPU v1)": {"AP": v1["metrics"]["AP"], "oracle_AP": v1_oracle["metrics"]["AP"],
-                                   "mib_per_task": sum(v1["storage"]["per_task_bytes"].values())
-                                   / len(v1["storage"]["per_task_bytes"]) / 2**20,
-                                   "router_mib": v1["storage"]["router_bytes"] / 2**20,
-                                   "reject_auroc": v1["switch"]["reject_auroc"], "train_seconds": v1["seconds"]["train"]}}
-for summary in sorted(out.glob("*/summary.json")):
-    m = json.loads(summary.read_text())["methods"]
-    s, o = m["switchcit"], m.get("oracle", {})
-    rows[f"{summary.parent.name}-bf16"] = {"AP": s["AP"], "oracle_AP": o.get("AP"),
-                                           "mib_per_task": s["storage_bytes_per_task"] / 2**20,
-                                           "router_mib": s["router_bytes"] / 2**20,
-                                           "reject_auroc": s["reject_auroc"], "train_seconds": s["train_seconds"]}
-# The oracle's AP (true task ids) separates the adapters' change from the reject rule's (the rows use the
-# default rule of their commit; v1 used knn1/global).
-base, base_oracle = rows["all7-fp32 (SNI-CPU v1)"]["AP"], rows["all7-fp32 (SNI-CPU v1)"]["oracle_AP"]
-lines = ["| row | AP | ΔAP vs v1 | oracle AP | Δ oracle AP vs v1 | MiB per task | switch MiB | reject AUROC | train s |",
-         "|---" * 9 + "|"]
-for name, r in rows.items():
-    oracle = "– | –" if r["oracle_AP"] is None else f"{r['oracle_AP']:.1f} | {r['oracle_AP'] - base_oracle:+.1f}"
-    lines.append(f"| {name} | {r['AP']:.1f} | {r['AP'] - base:+.1f} | {oracle} | {r['mib_per_task']:.2f} | "
-                 f"{r['router_mib']:.2f} | {r['reject_auroc']:.3f} | {r['train_seconds']:.0f} |")
-(out / "storage.json").write_text(json.dumps(rows, indent=2) + "\n")
-(out / "storage.md").write_text("\n".join(lines) + "\n")
-print("\n".join(lines))
-EOF
-table=(env -C "$work" .venv/bin/python logs/storage_table.py)
+# The rows finished so far beside SNI-CPU v1's fp32 row: $results/storage.{json,md}; never stops a lane. The rows use
+# the default reject rule of their commit (v1 used knn1/global): the oracle's AP isolates the adapters' change.
+table() {
+  local r rc runs=()
+  for r in "${rows[@]}"; do runs+=("$r-bf16=$results/$r"); done
+  env -C "$work" OMP_NUM_THREADS=1 PYTHONPATH="$work/src" .venv/bin/python -m hyperadapt bench continual \
+    --storage-table "${runs[@]}" --reference "all7-fp32 (SNI-CPU v1)=docs/results/continual/sni_v1_order1_summary.json" \
+    --out "$results" || { rc=$?; echo "$(date -u +%FT%TZ) storage table: exit $rc"; }
+}
 
 lanes="${LANES:-all}"
 if [ "$lanes" = all ]; then  # one job at a time, the rows under the 2.5 MiB target first
@@ -75,9 +53,9 @@ if [ "$lanes" = all ]; then  # one job at a time, the rows under the 2.5 MiB tar
     row qv q_proj,v_proj
     row attn q_proj,k_proj,v_proj,o_proj
     row mlp gate_proj,up_proj,down_proj
-    "${table[@]}"
+    table
     row all7 q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
-    "${table[@]}"
+    table
   ) >> "$work/logs/storage_lane_all.log" 2>&1 &
   disown -a
   echo "one lane started ($THREADS torch threads) in $work (commit $commit); follow: tail -f $work/logs/storage_lane_all.log"
@@ -91,7 +69,7 @@ fi
   row attn q_proj,k_proj,v_proj,o_proj
   row all7 q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
   wait_done storage_mlp
-  "${table[@]}"
+  table
 ) >> "$work/logs/storage_lane2.log" 2>&1 &
 disown -a
 echo "two lanes started ($THREADS torch threads each) in $work (commit $commit); follow: tail -f $work/logs/storage_lane{1,2}.log"

@@ -10,6 +10,14 @@ base model's (zero-shot) answers are computed once and shared, and the oracle re
 (the same config would train the very same ones) and their cached answers, so it differs only in routing.
 ``OUT/summary.json`` holds every method's continual metrics, switch statistics, storage and wall time;
 ``OUT/summary.md`` the table and ``OUT/ap_curves.png`` AP after each task, one line per method.
+
+With ``--storage-table`` it runs nothing: it puts SwitchCIT's AP, the oracle's AP, MiB per task, the switch's MiB,
+reject AUROC and training time of finished runs (their ``summary.json``) beside a reference run, with each AP's
+difference from the reference, in ``OUT/storage.json`` and ``OUT/storage.md`` (seconds):
+
+    hyperadapt bench continual --storage-table qv-bf16=results/continual/sni-order1-storage/qv \
+        --reference "all7-fp32 (SNI-CPU v1)=docs/results/continual/sni_v1_order1_summary.json" \
+        --out results/continual/sni-order1-storage
 """
 
 from __future__ import annotations
@@ -17,20 +25,25 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from hyperadapt.benchmarks import Parser
+from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
-from hyperadapt.io import atomic_write_text, check_out_dir, save_json
+from hyperadapt.errors import UserError
+from hyperadapt.io import atomic_write_text, check_out_dir, check_out_file, load_json, save_json
 from hyperadapt.methods.continual import LEARNERS, run_stream
 from hyperadapt.methods.switch import SwitchConfig
 from hyperadapt.models import load_base_model
 from hyperadapt.report.tables import markdown_table
 
 ORDER = ["switchcit", "oracle", "sequential", "replay", "olora", "multitask"]
+DEFAULT_OUT = "results/continual/synthetic"
+MIB = 2**20
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,11 +54,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_set_option(p, "For every method.")
     p.add_argument("--methods", nargs="+", default=ORDER, choices=list(LEARNERS))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--out", default="results/continual/synthetic", help="folder for the runs and the summary")
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"folder for the runs and the summary (default: {DEFAULT_OUT}); with --storage-table, required: the "
+        "folder for storage.json and storage.md",
+    )
+    p.add_argument(
+        "--storage-table",
+        nargs="+",
+        default=None,
+        metavar="[LABEL=]RUN",
+        help="run nothing: tabulate SwitchCIT's (and the oracle's) AP and storage in each RUN (an --out folder "
+        "of this benchmark, or its summary.json) against --reference; LABEL names its row (default: the "
+        "folder's name; a RUN that exists is never split at '='); a RUN without summary.json yet is skipped",
+    )
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="[LABEL=]RUN",
+        help="with --storage-table: the first row, which the AP differences are taken against",
+    )
     return p.parse_args(argv)
 
 
-def summary_row(result: dict) -> dict:
+def summary_row(result: dict[str, Any]) -> dict[str, Any]:
     """What the summary keeps of one method's ``results.json``."""
     rows = result["rows"]
     routing = [r["routing"] for r in rows if r.get("routing")]
@@ -71,7 +104,7 @@ def summary_row(result: dict) -> dict:
     }
 
 
-def _fmt(value, pct: bool = False) -> str:
+def _fmt(value: float | None, pct: bool = False) -> str:
     if value is None:
         return "–"
     return f"{100 * value:.1f} %" if pct else f"{value:.1f}"
@@ -81,7 +114,7 @@ def _auroc(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def summary_table(summary: dict) -> str:
+def summary_table(summary: dict[str, Any]) -> str:
     lines = [
         f"Stream `{summary['stream']}` ({summary['metric']}), {len(summary['tasks'])} tasks; "
         f"{summary['budget']}; base model zero-shot mean {summary['zero_shot_mean']:.1f}",
@@ -125,14 +158,127 @@ def summary_table(summary: dict) -> str:
     return "\n".join([*lines, markdown_table(header, rows)]) + "\n"
 
 
+def labelled_run(spec: str) -> tuple[str, Path]:
+    """``LABEL=RUN`` or ``RUN`` as ``(label, path of its summary.json)``: RUN is an --out folder of this benchmark
+    or a summary JSON; a RUN that exists is never split at '='. Without a label: the folder's name (a summary
+    JSON not named summary.json: its stem)."""
+    label, sep, rest = spec.partition("=")
+    if Path(spec).exists() or not (sep and label and rest):
+        label, rest = "", spec
+    run = Path(rest)
+    summary = run if run.suffix == ".json" else run / "summary.json"
+    return label or (summary.parent.name if summary.name == "summary.json" else summary.stem), summary
+
+
+def storage_row(summary: dict[str, Any], path: Path) -> dict[str, Any]:
+    """SwitchCIT's AP, the oracle's AP (None without it), MiB per task (2**20 bytes, the mean over tasks), the
+    switch's MiB, reject AUROC and training seconds in one summary of this benchmark (at ``path``, for the
+    error). Raises ``UserError`` when the summary has no SwitchCIT run."""
+    methods = summary.get("methods")
+    if not isinstance(methods, dict):
+        raise UserError(f"{path} is not a summary of hyperadapt bench continual (no 'methods'): give its --out folder")
+    if "switchcit" not in methods:
+        raise UserError(f"{path} has no switchcit run: give a run of `hyperadapt bench continual --methods switchcit`")
+    s, oracle = methods["switchcit"], methods.get("oracle")
+    per_task, router = s.get("storage_bytes_per_task"), s.get("router_bytes")
+    return {
+        "summary": str(path),
+        "AP": s["AP"],
+        "oracle_AP": None if oracle is None else oracle["AP"],
+        "mib_per_task": None if per_task is None else per_task / MIB,
+        "router_mib": None if router is None else router / MIB,
+        "reject_auroc": s.get("reject_auroc"),
+        "train_seconds": s["train_seconds"],
+    }
+
+
+def storage_table(runs: list[str], reference: str) -> dict[str, Any]:
+    """``reference`` and every finished run of ``runs`` (``[LABEL=]RUN``, see :func:`labelled_run`) as rows of
+    :func:`storage_row` plus ``delta_AP`` and ``delta_oracle_AP`` (row minus reference, AP points; None where
+    either has no oracle), in ``{"reference": label, "rows": {label: row}, "skipped": [paths]}``. A run without
+    ``summary.json`` yet is skipped with a warning. Raises ``UserError`` when none has finished, when the
+    reference has no summary or two rows share a label."""
+    ref_label, ref_path = labelled_run(reference)
+    ref = storage_row(load_json(ref_path, "--reference summary"), ref_path)
+    labelled = [labelled_run(spec) for spec in runs]
+    finished = [(label, path) for label, path in labelled if path.exists()]
+    skipped = [(label, path) for label, path in labelled if not path.exists()]
+    if not finished:
+        names = ", ".join(str(path) for _, path in skipped)
+        raise UserError(f"no run has finished yet: none of {names} exists; nothing written")
+    for label, path in skipped:
+        warnings.warn(f"no {path} yet (the run has not finished): row {label!r} left out", stacklevel=2)
+    rows = {ref_label: ref}
+    for label, path in finished:
+        if label in rows:
+            raise UserError(f"two rows are labelled {label!r}: name them apart with LABEL=RUN")
+        rows[label] = storage_row(load_json(path, "summary"), path)
+    for row in rows.values():
+        row["delta_AP"] = row["AP"] - ref["AP"]
+        both = row["oracle_AP"] is not None and ref["oracle_AP"] is not None
+        row["delta_oracle_AP"] = row["oracle_AP"] - ref["oracle_AP"] if both else None
+    return {"reference": ref_label, "rows": rows, "skipped": [str(path) for _, path in skipped]}
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def storage_markdown(result: dict[str, Any]) -> str:
+    """The storage table of :func:`storage_table`'s result (with its ``command``): AP to 0.1, MiB to 0.01."""
+    header = ["row", "AP", "ΔAP", "oracle AP", "Δ oracle AP", "MiB per task", "switch MiB", "reject AUROC", "train s"]
+    rows = [
+        [
+            label,
+            _num(r["AP"], ".1f"),
+            _num(r["delta_AP"], "+.1f"),
+            _num(r["oracle_AP"], ".1f"),
+            _num(r["delta_oracle_AP"], "+.1f"),
+            _num(r["mib_per_task"], ".2f"),
+            _num(r["router_mib"], ".2f"),
+            _num(r["reject_auroc"], ".3f"),
+            _num(r["train_seconds"], ".0f"),
+        ]
+        for label, r in result["rows"].items()
+    ]
+    lines = [
+        f"`{result['command']}`",
+        "",
+        f"SwitchCIT per run; Δ: minus **{result['reference']}**; the oracle routes by the true task id, so its AP "
+        "separates the adapters' change from the reject rule's; MiB = 2^20 bytes.",
+        "",
+        markdown_table(header, rows),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def storage_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--storage-table``: check the outputs, build the table, write ``OUT/storage.{json,md}``, print it."""
+    if args.reference is None or args.out is None:
+        raise UserError("--storage-table needs --reference [LABEL=]RUN and --out FOLDER (for storage.json and .md)")
+    out = Path(args.out)
+    for name in ("storage.json", "storage.md"):
+        check_out_file(out / name, "--out")
+    result = {"command": command("continual", argv), **storage_table(args.storage_table, args.reference)}
+    save_json(result, out / "storage.json")
+    table = storage_markdown(result)
+    atomic_write_text(out / "storage.md", table)
+    print(table, flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.storage_table is not None:
+        return storage_main(args, argv)
+    if args.reference is not None:
+        raise UserError("--reference goes with --storage-table")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(SwitchConfig, args.config, args.set)
-    out = check_out_dir(args.out, "--out")
+    out = check_out_dir(args.out or DEFAULT_OUT, "--out")
     model_and_tokenizer = load_base_model(cfg.model)
-    summary: dict = {
+    summary: dict[str, Any] = {
         "config": args.config,
         "overrides": args.set,
         "stream": cfg.stream,

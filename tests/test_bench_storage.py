@@ -1,0 +1,114 @@
+"""`hyperadapt bench continual --storage-table`: SwitchCIT's AP and storage of finished runs against a reference,
+from their summary.json alone (fake summaries here: no model, no data)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from hyperadapt.benchmarks import continual
+from hyperadapt.cli import app
+
+runner = CliRunner()
+MIB = 2**20
+
+
+def summary(folder, ap, oracle_ap=None, per_task=3 * MIB, router=MIB // 2, auroc=0.9, train=100.0):
+    """A `bench continual` summary.json in ``folder`` with SwitchCIT (and the oracle when ``oracle_ap``)."""
+    methods = {
+        "switchcit": {
+            "AP": ap,
+            "storage_bytes_per_task": per_task,
+            "router_bytes": router,
+            "reject_auroc": auroc,
+            "train_seconds": train,
+        }
+    }
+    if oracle_ap is not None:
+        methods["oracle"] = {"AP": oracle_ap, "storage_bytes_per_task": per_task, "router_bytes": None}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps({"methods": methods}))
+    return folder
+
+
+def test_storage_table_rows_against_the_reference(tmp_path):
+    ref = summary(tmp_path / "v1", 39.25, oracle_ap=39.5, per_task=9824917.5, router=1664685, auroc=0.9149, train=6242)
+    qv = summary(tmp_path / "runs" / "qv", 38.8, oracle_ap=39.875, per_task=943718.4, router=1700000, train=5000.4)
+    attn = summary(tmp_path / "runs" / "attn", 40.125, per_task=1887436.8, router=1700001, auroc=None, train=5400.6)
+    out = tmp_path / "table"
+    argv = [
+        "--storage-table",
+        f"qv-bf16={qv}",
+        str(attn),
+        f"mlp-bf16={tmp_path / 'runs' / 'mlp'}",  # not finished: skipped
+        "--reference",
+        f"v1 fp32={ref / 'summary.json'}",
+        "--out",
+        str(out),
+    ]
+    with pytest.warns(UserWarning, match=r"mlp/summary.json yet .* row 'mlp-bf16' left out"):
+        assert continual.main(argv) == 0
+    saved = json.loads((out / "storage.json").read_text())
+    assert saved["reference"] == "v1 fp32" and saved["skipped"] == [str(tmp_path / "runs" / "mlp" / "summary.json")]
+    assert saved["command"].startswith("hyperadapt bench continual --storage-table qv-bf16=")
+    rows = saved["rows"]
+    assert list(rows) == ["v1 fp32", "qv-bf16", "attn"]  # the reference first, then the given order
+    assert rows["qv-bf16"]["delta_AP"] == pytest.approx(38.8 - 39.25)
+    assert rows["qv-bf16"]["delta_oracle_AP"] == pytest.approx(39.875 - 39.5)
+    assert rows["qv-bf16"]["mib_per_task"] == pytest.approx(0.9)  # bytes / 2**20, unrounded
+    assert rows["v1 fp32"]["mib_per_task"] == pytest.approx(9824917.5 / MIB)
+    assert rows["v1 fp32"]["router_mib"] == pytest.approx(1664685 / MIB)
+    assert rows["v1 fp32"]["delta_AP"] == 0.0 and rows["v1 fp32"]["train_seconds"] == 6242
+    assert rows["attn"]["delta_AP"] == pytest.approx(40.125 - 39.25)
+    assert rows["attn"]["oracle_AP"] is None and rows["attn"]["delta_oracle_AP"] is None
+    table = (out / "storage.md").read_text()
+    assert "| row | AP | ΔAP | oracle AP | Δ oracle AP | MiB per task | switch MiB | reject AUROC | train s |" in table
+    assert "| v1 fp32 | 39.2 | +0.0 | 39.5 | +0.0 | 9.37 | 1.59 | 0.915 | 6242 |" in table
+    assert "| qv-bf16 | 38.8 | -0.5 | 39.9 | +0.4 | 0.90 | 1.62 | 0.900 | 5000 |" in table
+    assert "| attn | 40.1 | +0.9 | – | – | 1.80 | 1.62 | – | 5401 |" in table
+    assert "minus **v1 fp32**" in table and "mlp" not in table.split("\n\n", 1)[1]
+
+
+def test_storage_table_labels_and_oracle_only_in_the_reference(tmp_path):
+    odd = summary(tmp_path / "a=b", 30.0, oracle_ap=31.0)  # an existing path is never split at '='
+    ref = summary(tmp_path / "ref", 31.0)  # no oracle in the reference: no Δ oracle anywhere
+    result = continual.storage_table([str(odd)], str(ref))
+    assert result["reference"] == "ref" and list(result["rows"]) == ["ref", "a=b"]
+    assert result["rows"]["a=b"]["oracle_AP"] == 31.0 and result["rows"]["a=b"]["delta_oracle_AP"] is None
+    assert continual.labelled_run(f"x={odd}") == ("x", odd / "summary.json")
+    assert continual.labelled_run("docs/v1_summary.json")[0] == "v1_summary"
+
+
+def test_storage_table_refuses_what_it_cannot_tabulate(tmp_path):
+    """One ``error:`` line, exit code 2, nothing written."""
+    ref = summary(tmp_path / "ref", 39.0, oracle_ap=39.0)
+    out = tmp_path / "out"
+
+    def fails(*args):
+        result = runner.invoke(app, ["bench", "continual", *args])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert [line.startswith("error: ") for line in result.output.splitlines()] == [True], result.output
+        assert not out.exists()
+        return result.output
+
+    pending = [str(tmp_path / "qv"), str(tmp_path / "attn")]
+    no_row = fails("--storage-table", *pending, "--reference", str(ref), "--out", str(out))
+    assert "no run has finished yet" in no_row and str(tmp_path / "attn" / "summary.json") in no_row
+    assert "needs --reference" in fails("--storage-table", str(ref), "--out", str(out))
+    assert "needs --reference" in fails("--storage-table", str(ref), "--reference", str(ref))
+    assert "--reference summary not found" in fails(
+        "--storage-table", str(ref), "--reference", str(tmp_path / "none"), "--out", str(out)
+    )
+    twice = fails("--storage-table", str(ref), "--reference", str(ref), "--out", str(out))
+    assert "two rows are labelled 'ref'" in twice
+    results = tmp_path / "switchcit_results.json"  # one method's results.json, not a summary
+    results.write_text(json.dumps({"metrics": {"AP": 1.0}}))
+    assert "not a summary of hyperadapt bench continual" in fails(
+        "--storage-table", str(results), "--reference", str(ref), "--out", str(out)
+    )
+    (tmp_path / "seq" / "summary.json").parent.mkdir()
+    (tmp_path / "seq" / "summary.json").write_text(json.dumps({"methods": {"sequential": {"AP": 1.0}}}))
+    assert "has no switchcit run" in fails(
+        "--storage-table", str(tmp_path / "seq"), "--reference", str(ref), "--out", str(out)
+    )
+    assert "--reference goes with --storage-table" in fails("--reference", str(ref))
