@@ -12,7 +12,7 @@
 # Results: WORKDIR/results/continual/sni-order1-storage/<row>/ (bench continual's summary.json per row) and
 # WORKDIR/results/continual/sni-order1-storage/storage.{json,md}: AP, AP of the oracle, MiB per task and the
 # switch's size per row, beside SNI-CPU v1's fp32 row (docs/results/continual/sni_v1_order1_summary.json), by
-# `hyperadapt bench continual --storage-table` (rerun it by hand from WORKDIR any time: see table() below).
+# `hyperadapt bench continual --storage-table` of this checkout (rerun it by hand from WORKDIR: see table() below).
 #
 # Rows (configs/switch_sni.yaml, lora.storage_dtype=bfloat16, rank 8; MiB per task = 30 layers x rank 8 x
 # (in + out) x 2 bytes for SmolLM2-135M, plus the folder's config and task.json):
@@ -42,7 +42,8 @@ row() {  # row ROW MODULES: SwitchCIT + oracle on order 1 with the LoRA on MODUL
 table() {
   local r rc runs=()
   for r in "${rows[@]}"; do runs+=("$r-bf16=$results/$r"); done
-  env -C "$work" OMP_NUM_THREADS=1 PYTHONPATH="$work/src" .venv/bin/python -m hyperadapt bench continual \
+  # the table reads JSON only: it runs this checkout's code, so a worktree pinned before the command existed works
+  env -C "$work" OMP_NUM_THREADS=1 PYTHONPATH="$repo/src" .venv/bin/python -m hyperadapt bench continual \
     --storage-table "${runs[@]}" --reference "all7-fp32 (SNI-CPU v1)=docs/results/continual/sni_v1_order1_summary.json" \
     --out "$results" || { rc=$?; echo "$(date -u +%FT%TZ) storage table: exit $rc"; }
 }
