@@ -56,18 +56,10 @@ def answer_texts(
     by the one truncation rule of :func:`hyperadapt.data.prompts.fit_prompt`, with one warning when any was cut.
     Raises :class:`~hyperadapt.errors.UserError` for no inputs, conditions given to a routed method, a
     mismatched number of conditions, an empty condition, or budgets beyond the model's context."""
-    if not inputs:
-        raise UserError("give at least one --input")
     routed = method_entry(method.name).serves_as == "input"
+    conds = check_request(routed, inputs, conditions, method.name)
     if routed:
-        if conditions:
-            raise UserError(
-                f"{method.name} routes each input to its task's adapter itself, so --condition is not used; "
-                "put the task's definition in the --input"
-            )
-        conds, setting = list(inputs), "none"  # the input is its own condition: the switch reads the whole turn
-    else:
-        conds = check_conditions(conditions, len(inputs))
+        setting = "none"  # the switch reads the whole turn
     cfg = EvalConfig(max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, batch_size=batch_size)
     tasks = [
         Task(f"input-{i}", c, [Instance(str(i), x, ("",))]) for i, (c, x) in enumerate(zip(conds, inputs, strict=True))
@@ -85,14 +77,25 @@ def answer_texts(
     return [Answered(x, answers[id(q)], r) for x, q, r in zip(inputs, queries, routes, strict=True)]
 
 
-def check_conditions(conditions: Sequence[str], n_inputs: int) -> list[str]:
-    """One condition per input (one given for all is repeated); raises ``UserError`` for another number or
-    an empty condition."""
-    if len(conditions) not in (1, n_inputs):
+def check_request(routed: bool, inputs: Sequence[str], conditions: Sequence[str], who: str) -> list[str]:
+    """One condition per input: ``conditions`` (one given for all is repeated), or for a method that routes
+    each input itself (``routed``) the inputs themselves (the switch reads the whole turn). Raises
+    ``UserError`` for no inputs, conditions given to a routed method (``who`` names it), another number of
+    conditions, or an empty one."""
+    if not inputs:
+        raise UserError("give at least one --input")
+    if routed:
+        if conditions:
+            raise UserError(
+                f"{who} routes each input to its task's adapter itself, so --condition is not used; "
+                "put the task's definition in the --input"
+            )
+        return list(inputs)
+    if len(conditions) not in (1, len(inputs)):
         raise UserError(
-            f"give one --condition for all inputs or one per input; got {len(conditions)} for {n_inputs} inputs"
+            f"give one --condition for all inputs or one per input; got {len(conditions)} for {len(inputs)} inputs"
         )
-    conds = list(conditions) * n_inputs if len(conditions) == 1 else list(conditions)
+    conds = list(conditions) * len(inputs) if len(conditions) == 1 else list(conditions)
     blank = [i for i, c in enumerate(conds, start=1) if not c.strip()]
     if blank:
         raise UserError(f"--condition is empty (for input {blank[0]}): give the instruction or style to follow")
@@ -110,18 +113,9 @@ def answer_inputs(
     """:func:`answer_texts` with the method of a trained run (a :class:`~hyperadapt.runs.Run` or its folder),
     loaded on its own base model, its prompts rendered in the run's own prompt style
     (:attr:`Run.prompt_style`). The inputs and conditions are checked before anything loads."""
-    if not inputs:
-        raise UserError("give at least one --input")
     run = Run.of(run)
     run.check_loadable()
-    if run.entry.serves_as == "input":
-        if conditions:
-            raise UserError(
-                f"{run.path} is a continual run: it routes each input to its task's adapter itself, so "
-                "--condition is not used; put the task's definition in the --input"
-            )
-        setting = None
-    else:
-        check_conditions(conditions, len(inputs))  # before loading anything
-        setting = run.prompt_style.setting
+    routed = run.entry.serves_as == "input"
+    check_request(routed, inputs, conditions, f"{run.path} (a continual run)")  # before anything loads
+    setting = None if routed else run.prompt_style.setting
     return answer_texts(run.load(model_and_tokenizer), inputs, conditions, setting, max_new_tokens, max_prompt_tokens)
