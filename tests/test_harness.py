@@ -79,3 +79,28 @@ def test_every_markdown_table_has_as_many_columns_in_each_line():
         if line.startswith("|")
     ]
     assert table == ["| method | train s |", "|---|---|", "| tagi | 12 |"]
+
+
+def test_a_method_of_ones_own_answers_free_form_inputs_through_the_one_path():
+    import contextlib
+
+    from hyperadapt.evaluation.generate import generate_batch
+    from hyperadapt.methods.inputs import answer_texts
+    from hyperadapt.testing import tiny_model
+
+    class Own:  # the harness's Method protocol, not registered
+        name, setting = "my-own-method", "def"
+
+        def __init__(self) -> None:
+            self.model, self.tokenizer = tiny_model()
+
+        def conditioning(self, queries):
+            return contextlib.nullcontext()
+
+    method = Own()
+    got = answer_texts(method, ["a b", "c"], ["Copy the input."], max_new_tokens=3)
+    assert [a.route for a in got] == ["condition: Copy the input."] * 2
+    from hyperadapt.data.prompts import render, user_message
+
+    prompts = [render(method.tokenizer, user_message("Copy the input.", x, "def")) for x in ("a b", "c")]
+    assert [a.answer for a in got] == generate_batch(method.model, method.tokenizer, prompts, 3)

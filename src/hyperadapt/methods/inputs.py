@@ -17,7 +17,7 @@ from hyperadapt.data.prompts import TruncationStats
 from hyperadapt.data.schema import Instance, Task
 from hyperadapt.errors import UserError
 from hyperadapt.evaluation.harness import EvalConfig, Method, answer, make_queries, prompt_budget
-from hyperadapt.registry import method_entry
+from hyperadapt.registry import method_entry, method_names
 from hyperadapt.runs import Run
 
 
@@ -49,14 +49,16 @@ def answer_texts(
 ) -> list[Answered]:
     """Greedy answers of a loaded ``method`` to ``inputs``, in their order.
 
-    A method that routes each input itself (registry ``serves_as="input"``: SwitchCIT) reads each input as the
+    Any harness method (:class:`~hyperadapt.evaluation.harness.Method`, registered or your own) answers. A
+    method that routes each input itself (registry ``serves_as="input"``: SwitchCIT) reads each input as the
     whole user turn (put the task's definition in it) and refuses ``conditions``; any other is conditioned on
     ``conditions`` (one for all inputs, or one per input), each prompt rendered in ``setting`` (default: the
     method's own) and fitted to ``max_prompt_tokens`` (default: the model's context minus ``max_new_tokens``)
     by the one truncation rule of :func:`hyperadapt.data.prompts.fit_prompt`, with one warning when any was cut.
     Raises :class:`~hyperadapt.errors.UserError` for no inputs, conditions given to a routed method, a
     mismatched number of conditions, an empty condition, or budgets beyond the model's context."""
-    routed = method_entry(method.name).serves_as == "input"
+    # a method of your own (not registered) is conditioned like TAGI's
+    routed = method.name in method_names() and method_entry(method.name).serves_as == "input"
     conds = check_request(routed, inputs, conditions, method.name)
     if routed:
         setting = "none"  # the switch reads the whole turn
