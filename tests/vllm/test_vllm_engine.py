@@ -55,8 +55,17 @@ def fake_vllm() -> tuple[FastAPI, dict]:
         seen["bodies"].append(body)
 
         async def chunks():
-            for text in ("<", body["model"], ">"):
-                yield f"data: {json.dumps({'choices': [{'text': text, 'finish_reason': None}]})}\n\n"
+            for i, text in enumerate(("<", body["model"], ">")):
+                choice: dict = {"text": text, "finish_reason": None}
+                if body.get("logprobs") is not None:  # vLLM's shape with return_tokens_as_token_ids
+                    chosen, other = f"token_id:{10 + i}", f"token_id:{20 + i}"
+                    choice["logprobs"] = {
+                        "tokens": [chosen],
+                        "token_logprobs": [-0.5 - i],
+                        "top_logprobs": [{chosen: -0.5 - i, other: -0.25 - i}],  # the chosen one is not the best
+                        "text_offset": [i],
+                    }
+                yield f"data: {json.dumps({'choices': [choice]})}\n\n"
             done = {"choices": [{"text": "", "finish_reason": "length"}]}
             yield f"data: {json.dumps(done)}\n\n"
             usage = {"choices": [], "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": 3}}
@@ -129,6 +138,35 @@ def test_streamed_chunks_carry_vllm_text(served):
     _, _, _, running = served
     chunks = chat(running.url, "base", "hi", stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "</models/tiny>"
+
+
+def test_logprobs_are_asked_of_vllm_as_token_ids_and_answered_in_openais_shape(served):
+    server, _, seen, running = served
+    answer = chat(running.url, "tagi", "a b c", CONDITIONS[0], logprobs=True, top_logprobs=1)
+    body = seen["bodies"][-1]
+    assert body["logprobs"] == 1 and body["return_tokens_as_token_ids"] is True
+    content = answer.choices[0].logprobs.content
+    text = [server.tokenizer.decode([i]) for i in (10, 11, 12)]
+    assert [c.token for c in content] == text and [c.logprob for c in content] == [-0.5, -1.5, -2.5]
+    best = [server.tokenizer.decode([i]) for i in (20, 21, 22)]  # the better alternative, not the chosen token
+    assert [[t.token for t in c.top_logprobs] for c in content] == [[b] for b in best]
+    plain = chat(running.url, "base", "hi")
+    assert plain.choices[0].logprobs is None and "logprobs" not in seen["bodies"][-1]
+
+
+def test_vllm_logprobs_become_the_own_engines_entries():
+    from hyperadapt.serve.vllm_engine import vllm_logprobs
+    from hyperadapt.vllm import VllmError
+
+    block = {
+        "tokens": ["token_id:7", "token_id:3"],
+        "token_logprobs": [-0.1, -2.0],
+        "top_logprobs": [{"token_id:7": -0.1, "token_id:9": -3.0, "token_id:4": -2.5}, {"token_id:3": -2.0}],
+    }
+    assert vllm_logprobs(block, 2) == [(7, -0.1, [(7, -0.1), (4, -2.5)]), (3, -2.0, [(3, -2.0)])]
+    assert vllm_logprobs(block, 0) == [(7, -0.1, []), (3, -2.0, [])]
+    with pytest.raises(VllmError, match="not 'token_id:N'"):
+        vllm_logprobs({"tokens": ["Paris"], "token_logprobs": [-0.1], "top_logprobs": [None]}, 0)
 
 
 def test_an_adapter_vllm_refuses_is_one_422(served, tmp_path):

@@ -248,6 +248,32 @@ def test_streamed_answer_equals_whole(served):
     assert text == asyncio.run(ask_all(running.url))[0][0]
 
 
+def test_logprobs_through_vllm_are_the_own_models(served):
+    """vLLM's raw-distribution logprobs (its default ``raw_logprobs`` mode), mapped back to token ids, equal the
+    own model's log-softmax at the first answer step: the chosen token, its log-probability and the best two."""
+    server, running, engine, _, _, _ = served
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0, timeout=300)
+    messages = [{"role": "user", "content": TEXTS[1]}]
+    answer = client.chat.completions.create(
+        model="base", messages=messages, max_tokens=3, temperature=0, logprobs=True, top_logprobs=2
+    )
+    content = answer.choices[0].logprobs.content
+    assert len(content) == answer.usage.completion_tokens
+    tok = server.tokenizer
+    prompt = tok(
+        tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False), add_special_tokens=False
+    )
+    with torch.no_grad():
+        logits = engine.own.model(torch.tensor([prompt.input_ids])).logits[0, -1]
+    best = torch.topk(torch.log_softmax(logits.float(), -1), 2)
+    first = content[0]
+    assert first.token == tok.decode(best.indices[:1]) and first.logprob == pytest.approx(
+        best.values[0].item(), abs=2e-3
+    )
+    assert [t.token for t in first.top_logprobs] == [tok.decode([i]) for i in best.indices.tolist()]
+    assert [t.logprob for t in first.top_logprobs] == pytest.approx(best.values.tolist(), abs=2e-3)
+
+
 def test_an_adapter_vllm_refuses_is_a_422_and_the_rest_go_on(served):
     _, running, _, _, _, tmp = served
     from safetensors.torch import load_file, save_file

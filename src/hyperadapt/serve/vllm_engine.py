@@ -64,6 +64,26 @@ def run_fingerprint(target: MethodTarget) -> str:
     return target.run.digest if target.run is not None else f"name:{target.name}"
 
 
+def vllm_logprobs(block: dict[str, Any], top: int) -> list[tuple[int, float, list[tuple[int, float]]]]:
+    """The own engine's per-token entries ``(token_id, logprob, [(id, logprob), ...] of the ``top`` best)``
+    from a vLLM completion chunk's ``logprobs`` asked with ``return_tokens_as_token_ids`` (tokens
+    ``"token_id:N"``; each ``top_logprobs`` dict holds the chosen token and the best ``top``). Raises
+    ``VllmError`` for a token that is not in that form."""
+
+    def token_id(token: str) -> int:
+        name, _, number = token.partition(":")
+        if name != "token_id" or not number.lstrip("-").isdigit():
+            raise VllmError(f"vLLM returned the logprob token {token!r}, not 'token_id:N'")
+        return int(number)
+
+    entries = []
+    tops = block.get("top_logprobs") or [None] * len(block["tokens"])
+    for token, logprob, alternatives in zip(block["tokens"], block["token_logprobs"], tops, strict=True):
+        best = sorted(((token_id(t), float(v)) for t, v in (alternatives or {}).items()), key=lambda a: -a[1])
+        entries.append((token_id(token), float(logprob), best[:top]))
+    return entries
+
+
 def write_row(model: Any, row: RowCondition, out: Path) -> None:
     """A row's LoRA factors (scale folded into B) as a PEFT folder for ``model``."""
     factors = {p: (a[None], b[None]) for p, (a, b) in row.lora.items()}  # A [1, r, in], B [1, out, r]
@@ -159,14 +179,8 @@ class VllmEngine:
         job.cancel()
 
     def check_job(self, job: Job) -> None:
-        """The own engine's checks, and what this engine does not forward: ``logprobs`` (refused with a 400
-        naming it rather than answered without them)."""
+        """The own engine's checks (vLLM answers what they accept, ``logprobs`` included)."""
         self.own.check_job(job)
-        if job.sampling.logprobs is not None:
-            raise RequestRefused(
-                "logprobs are not forwarded by --engine vllm yet: ask without them, or serve with the own engine",
-                "logprobs",
-            )
 
     # -- one request -----------------------------------------------------------------------------------
 
@@ -228,11 +242,16 @@ class VllmEngine:
             "skip_special_tokens": True,
             "stream_options": {"include_usage": True},
         }
+        if s.logprobs is not None:  # the raw distribution's, as the own engine gives them; tokens as their ids
+            body |= {"logprobs": s.logprobs, "return_tokens_as_token_ids": True}
         finish, usage = None, {}
+        logprobs: list[tuple[int, float, list[tuple[int, float]]]] | None = [] if s.logprobs is not None else None
         async for chunk in self.client.stream("completion", body):
             for choice in chunk.get("choices") or []:
                 if choice.get("text"):
                     _send(job, {"type": "delta", "text": choice["text"]})
+                if logprobs is not None and choice.get("logprobs"):
+                    logprobs += vllm_logprobs(choice["logprobs"], s.logprobs or 0)
                 finish = choice.get("finish_reason") or finish
             usage = chunk.get("usage") or usage
         _finish(
@@ -242,7 +261,7 @@ class VllmEngine:
                 "finish_reason": finish or "stop",
                 "prompt_tokens": usage.get("prompt_tokens", len(job.prompt_ids)),
                 "completion_tokens": usage.get("completion_tokens", 0),
-                "logprobs": None,
+                "logprobs": logprobs,
             },
         )
 
