@@ -105,3 +105,21 @@ def test_cli_serve_help_and_errors(tmp_path):
 def test_serve_refuses_unusable_names_before_loading_anything(runs, adapters, message):
     with pytest.raises(ValueError, match=message):
         build_server(runs, ServeConfig(), adapters=adapters)  # the folders do not exist: nothing was read
+
+
+def test_the_benchmarks_load_driver_sends_every_body_and_counts_the_answer_tokens():
+    import asyncio
+
+    from serve_helpers import tiny_server
+
+    from hyperadapt.benchmarks.common import drive_load
+    from hyperadapt.serve import RunningServer, create_app
+
+    running = RunningServer(create_app(tiny_server()))
+    try:
+        bodies = [{"model": "base", "prompt": f"hello {i}", "max_tokens": 2, "temperature": 0} for i in range(3)]
+        got = asyncio.run(drive_load(running.url, bodies, clients=2))
+    finally:
+        running.stop()
+    assert got["requests"] == 3 and got["clients"] == 2
+    assert got["tokens_per_s"] > 0 and 0 < got["p50_s"] <= got["p99_s"]

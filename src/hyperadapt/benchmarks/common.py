@@ -1,8 +1,15 @@
-"""Pieces the quality benchmarks share: scoring a method on several splits, writing the result JSON + table."""
+"""Pieces the benchmarks share: scoring a method on several splits, writing the result JSON + table, and driving
+an OpenAI-compatible server with concurrent clients (``drive_load``)."""
 
 from __future__ import annotations
 
+import asyncio
+import statistics
+import time
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from hyperadapt.benchmarks import Parser
 from hyperadapt.data.schema import Task
@@ -140,3 +147,44 @@ def save(result: dict, out: str) -> None:
     """``out`` (JSON) and, beside it, ``out`` with suffix ``.md`` (the means table)."""
     save_json(result, out)
     atomic_write_text(Path(out).with_suffix(".md"), markdown(result))
+
+
+async def drive_load(
+    url: str, bodies: list[dict[str, Any]], clients: int, path: str = "/v1/completions", timeout: float = 600
+) -> dict[str, Any]:
+    """Send ``bodies`` to ``url + path`` from ``clients`` concurrent clients (each takes the next body when its
+    last answer came back): requests, seconds, requests/s, answer tokens/s (the responses' ``usage``) and the
+    p50/p99 latency in seconds. Raises ``httpx.HTTPStatusError`` for a request that failed."""
+    latencies: list[float] = []
+    queue = list(reversed(bodies))
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+
+        async def worker() -> int:
+            tokens = 0
+            while queue:
+                body = queue.pop()
+                start = time.perf_counter()
+                r = await client.post(path, json=body)
+                r.raise_for_status()
+                latencies.append(time.perf_counter() - start)
+                tokens += int(r.json()["usage"]["completion_tokens"])
+            return tokens
+
+        start = time.perf_counter()
+        tokens = sum(await asyncio.gather(*(worker() for _ in range(clients))))
+        wall = time.perf_counter() - start
+    return load_summary(len(bodies), clients, wall, tokens, latencies)
+
+
+def load_summary(requests: int, clients: int, wall: float, tokens: int, latencies: list[float]) -> dict[str, Any]:
+    """Requests, clients, seconds, requests/s, tokens/s and the p50/p99 of ``latencies`` (seconds)."""
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return {
+        "requests": requests,
+        "clients": clients,
+        "seconds": round(wall, 3),
+        "requests_per_s": round(requests / wall, 3),
+        "tokens_per_s": round(tokens / wall, 2),
+        "p50_s": round(statistics.median(latencies), 4),
+        "p99_s": round(q[98], 4),
+    }

@@ -36,7 +36,6 @@ import json
 import platform
 import random
 import resource
-import statistics
 import time
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import httpx
 import torch
 
 from hyperadapt.benchmarks import Parser
+from hyperadapt.benchmarks.common import drive_load
 from hyperadapt.io import check_out_file
 from hyperadapt.runs import Run
 from hyperadapt.serve import ByteLRU, RunningServer, ServeConfig, build_server, create_app
@@ -98,40 +98,6 @@ def condition(i: int) -> str:
     return f"Task {i}: answer in style number {i}."
 
 
-async def _one(client: httpx.AsyncClient, body: dict, latencies: list[float]) -> int:
-    start = time.perf_counter()
-    r = await client.post("/v1/completions", json=body)
-    r.raise_for_status()
-    latencies.append(time.perf_counter() - start)
-    return r.json()["usage"]["completion_tokens"]
-
-
-async def _load(url: str, bodies: list[dict], clients: int) -> dict:
-    latencies: list[float] = []
-    queue = list(reversed(bodies))
-    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
-
-        async def worker() -> int:
-            tokens = 0
-            while queue:
-                tokens += await _one(client, queue.pop(), latencies)
-            return tokens
-
-        start = time.perf_counter()
-        tokens = sum(await asyncio.gather(*(worker() for _ in range(clients))))
-        wall = time.perf_counter() - start
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return {
-        "requests": len(bodies),
-        "clients": clients,
-        "seconds": round(wall, 3),
-        "requests_per_s": round(len(bodies) / wall, 3),
-        "tokens_per_s": round(tokens / wall, 2),
-        "p50_s": round(statistics.median(latencies), 4),
-        "p99_s": round(q[98], 4),
-    }
-
-
 def bodies(n: int, conditions: list[str], max_tokens: int) -> list[dict]:
     # "stop": [] and an end-of-turn-free prompt: the tiny models rarely stop early; the count is reported anyway
     return [
@@ -181,23 +147,23 @@ def throughput_phases(args, mt, method) -> dict:
     try:
         warm(running.url, [*mixed_conditions, condition(10_000 + 0)])
         out["mixed"] = asyncio.run(
-            _load(running.url, bodies(args.requests, mixed_conditions, args.max_tokens), args.clients)
+            drive_load(running.url, bodies(args.requests, mixed_conditions, args.max_tokens), args.clients)
         )
         out["single"] = asyncio.run(
-            _load(running.url, bodies(args.requests, [condition(10_000)], args.max_tokens), args.clients)
+            drive_load(running.url, bodies(args.requests, [condition(10_000)], args.max_tokens), args.clients)
         )
         out["distinct"] = {}
         for k in args.distinct:
             conds = [condition(20_000 + i) for i in range(k)]
             warm(running.url, conds)
-            res = asyncio.run(_load(running.url, bodies(args.batch, conds, args.max_tokens), args.batch))
+            res = asyncio.run(drive_load(running.url, bodies(args.batch, conds, args.max_tokens), args.batch))
             out["distinct"][str(k)] = {**res, "max_rss_mb": round(rss_mb(), 1)}
     finally:
         running.stop()
     running, _ = serve(mt, {"tagi": method}, max_batch=1, gather_ms=0.0, max_tokens=args.max_tokens)
     try:
         out["sequential"] = asyncio.run(
-            _load(running.url, bodies(args.requests, mixed_conditions, args.max_tokens), args.clients)
+            drive_load(running.url, bodies(args.requests, mixed_conditions, args.max_tokens), args.clients)
         )
     finally:
         running.stop()

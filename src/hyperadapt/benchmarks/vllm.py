@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import httpx
 import torch
 
 from hyperadapt.benchmarks import Parser, command
+from hyperadapt.benchmarks.common import drive_load, load_summary
 from hyperadapt.io import check_out_file
 from hyperadapt.report.tables import markdown_table
 
@@ -83,6 +83,11 @@ def rss_mb(pids: list[int]) -> float:
     return round(total / 1024, 1)
 
 
+def chat_load(url: str, bodies: list[dict], clients: int):
+    """:func:`~hyperadapt.benchmarks.common.drive_load` of chat requests (vLLM on a CPU may take long)."""
+    return drive_load(url, bodies, clients, "/v1/chat/completions", timeout=1800)
+
+
 def group_pids(pgid: int) -> list[int]:
     """The processes of a process group (vLLM's API server and its engine core)."""
     out = []
@@ -94,37 +99,6 @@ def group_pids(pgid: int) -> list[int]:
             except OSError:
                 continue
     return out
-
-
-async def load(url: str, bodies: list[dict], clients: int, path: str) -> dict:
-    latencies: list[float] = []
-    queue = list(reversed(bodies))
-    async with httpx.AsyncClient(base_url=url, timeout=1800) as client:
-
-        async def worker() -> int:
-            tokens = 0
-            while queue:
-                body = queue.pop()
-                start = time.perf_counter()
-                r = await client.post(path, json=body)
-                r.raise_for_status()
-                latencies.append(time.perf_counter() - start)
-                tokens += r.json()["usage"]["completion_tokens"]
-            return tokens
-
-        start = time.perf_counter()
-        tokens = sum(await asyncio.gather(*(worker() for _ in range(clients))))
-        wall = time.perf_counter() - start
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return {
-        "requests": len(bodies),
-        "clients": clients,
-        "seconds": round(wall, 2),
-        "requests_per_s": round(len(bodies) / wall, 3),
-        "tokens_per_s": round(tokens / wall, 2),
-        "p50_s": round(statistics.median(latencies), 3),
-        "p99_s": round(q[98], 3),
-    }
 
 
 async def first_token_s(url: str, body: dict) -> float:
@@ -195,17 +169,7 @@ def peft_phase(args, folders: list[Path]) -> dict:
         latencies.append(time.perf_counter() - t0)
         tokens += out.shape[1] - prompt["input_ids"].shape[1]
     wall = time.perf_counter() - start
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return {
-        "requests": args.peft_requests,
-        "clients": 1,
-        "adapters": n_adapters,
-        "seconds": round(wall, 2),
-        "requests_per_s": round(args.peft_requests / wall, 3),
-        "tokens_per_s": round(tokens / wall, 2),
-        "p50_s": round(statistics.median(latencies), 3),
-        "p99_s": round(q[98], 3),
-    }
+    return {**load_summary(args.peft_requests, 1, wall, tokens, latencies), "adapters": n_adapters}
 
 
 def one_k(args, k: int, vllm, server_of, method, work: Path) -> dict:
@@ -224,9 +188,7 @@ def one_k(args, k: int, vllm, server_of, method, work: Path) -> dict:
                 await (client.load_adapter(name, str(folder)) if op == "load" else client.unload_adapter(name))
 
     asyncio.run(loaded("load"))
-    out["vllm"] = asyncio.run(
-        load(vllm.url, vllm_bodies(names, args.requests, args.max_tokens), args.clients, "/v1/chat/completions")
-    )
+    out["vllm"] = asyncio.run(chat_load(vllm.url, vllm_bodies(names, args.requests, args.max_tokens), args.clients))
     out["vllm"]["vllm_rss_mb"] = rss_mb(group_pids(vllm.pid))
     asyncio.run(loaded("unload"))
 
@@ -235,8 +197,8 @@ def one_k(args, k: int, vllm, server_of, method, work: Path) -> dict:
     running = RunningServer(create_app(server))
     try:
         bodies = chat_bodies("tagi", conds, args.requests, args.max_tokens)
-        out["front_new"] = asyncio.run(load(running.url, bodies, args.clients, "/v1/chat/completions"))
-        out["front_cached"] = asyncio.run(load(running.url, bodies, args.clients, "/v1/chat/completions"))
+        out["front_new"] = asyncio.run(chat_load(running.url, bodies, args.clients))
+        out["front_cached"] = asyncio.run(chat_load(running.url, bodies, args.clients))
         new = chat_bodies("tagi", [condition(k, 10_000)], 1, args.max_tokens)[0]
         out["ttft_new_s"] = asyncio.run(first_token_s(running.url, new))
         out["ttft_cached_s"] = asyncio.run(first_token_s(running.url, new))
@@ -250,7 +212,7 @@ def one_k(args, k: int, vllm, server_of, method, work: Path) -> dict:
     running = RunningServer(create_app(server_of()))
     try:
         bodies = chat_bodies("tagi", conds, args.requests, args.max_tokens)
-        out["own"] = asyncio.run(load(running.url, bodies, args.clients, "/v1/chat/completions"))
+        out["own"] = asyncio.run(chat_load(running.url, bodies, args.clients))
         out["own"]["front_rss_mb"] = rss_mb([os.getpid()])
     finally:
         running.stop()
@@ -333,9 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp, VllmProcess(config) as vllm:
         result["vllm_start_s"] = round(vllm.startup_seconds, 1)
         base = asyncio.run(_served_models(vllm.url))[0]  # a warm-up, not recorded: vLLM's first batches are slow
-        asyncio.run(
-            load(vllm.url, vllm_bodies([base], args.clients, args.max_tokens), args.clients, "/v1/chat/completions")
-        )
+        asyncio.run(chat_load(vllm.url, vllm_bodies([base], args.clients, args.max_tokens), args.clients))
         for k in args.ks:
             result["ks"][str(k)] = one_k(args, k, vllm, server_of, method, Path(tmp))
             args.out.parent.mkdir(parents=True, exist_ok=True)
