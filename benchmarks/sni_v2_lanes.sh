@@ -7,7 +7,7 @@
 # Makes (or reuses) a git worktree of COMMIT (default: HEAD) at WORKDIR (default: ../jobs-<short commit>) so
 # that work on this checkout does not change a running job's code, then starts both lanes there in the
 # background and returns. Logs: WORKDIR/logs/lane{A,B}.log and one log per step; results under
-# WORKDIR/results/sni/. Every step resumes (training checkpoints every 50 steps, logged answers), so after an
+# WORKDIR/results/sni/. Every step resumes (training checkpoints every 10 steps, logged answers), so after an
 # interruption run the same command again: a finished step is skipped (its log ends in STEP DONE).
 #
 # Estimates (docs/RESULTS.md, SNI-CPU v1: one thread beside another job, an answer at 64 new tokens and
@@ -29,6 +29,8 @@ export THREADS=1
 sni=(--data sni:../shared/data/sni --split test --limit 20 --batch-size 16 --max-new-tokens 64 --max-prompt-tokens 384)
 sens=(bench tagi --config configs/tagi_sni.yaml --eval-splits test --limit 20
       --efficiency-instances 0 --max-new-tokens 64 --max-prompt-tokens 384 --batch-size 16)
+# checkpoints every 10 steps (a resumable setting: a run started with 50 resumes): a session that ends loses less
+sens+=(--set train.save_every=10 teachers.train.save_every=10)
 bench=("${sens[@]}" --no-sensitivity)
 tagi=checkpoints/tagi-smollm2-135m-sni
 x4=(--set teachers.train.steps=400 train.steps=800)  # 4x the v1 budget: 1,200 steps x 8 = 9,600 examples in all
