@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# SNI-CPU v2 (issue 36): bring the rows that benchmarks/sni_v2_lanes.sh finished into docs/results/sni/ and pair
+# them, with no model involved (a few seconds a comparison). Run it whenever a lane step has finished; it is
+# idempotent (a copied file is copied again only when its source is newer) and skips what has not landed yet.
+#
+#   benchmarks/sni_v2_collect.sh [WORKDIR]      # WORKDIR: the lanes' worktree (default: ../jobs-16aa7dc)
+#
+# Copies each finished step's result JSON and answer log (names below), then runs, where both sides exist,
+# `hyperadapt bench compare` (paired bootstrap over the 62 tasks, each log against the first) and, once both 4x
+# rows exist, `hyperadapt bench tagi --collect` with budget labels (OUT.budget.png: ROUGE-L against budget with
+# 95% intervals). Every comparison command is printed before it runs; the docs quote them.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(cd "${1:-$repo/../jobs-16aa7dc}" && pwd)"
+docs="$repo/docs/results/sni"
+cd "$repo"
+hx() { echo "+ hyperadapt $*"; OMP_NUM_THREADS=1 PYTHONPATH="$repo/src" .venv/bin/python -m hyperadapt "$@"; }
+done_step() { grep -q '^STEP DONE' "$work/logs/$1.log" 2>/dev/null; }
+take() {  # take SRC DEST: copy SRC (in the worktree) to DEST (in docs/results/sni) when it is new or newer
+  [ -f "$work/$1" ] || { echo "missing: $work/$1" >&2; return 1; }
+  if [ ! -f "$docs/$2" ] || [ "$work/$1" -nt "$docs/$2" ]; then cp -p "$work/$1" "$docs/$2"; echo "copied $1 -> docs/results/sni/$2"; fi
+}
+have() { local f; for f in "$@"; do [ -f "$docs/$f" ] || return 1; done; }
+sni=(--data sni:../shared/data/sni --split test --limit 20)
+compare() {  # compare OUT LABEL=FILE...: the first file is the reference
+  local out="$1"; shift
+  local args=() spec
+  for spec in "$@"; do args+=("${spec%%=*}=docs/results/sni/${spec#*=}"); done
+  hx bench compare "${args[@]}" "${sni[@]}" --out "docs/results/sni/$out.json"
+}
+
+# part 2: the second setting (Def + 2 positive examples)
+if done_step zero_shot_def; then
+  take results/sni/zero-shot.def.json zero_shot_def.json
+  take results/sni/zero-shot.def.predictions.jsonl zero_shot_def.predictions.jsonl
+  compare def2pos_zero_shot "zero-shot Def=zero_shot_def.predictions.jsonl" \
+    "zero-shot Def+2Pos=zero_shot_def2pos.predictions.jsonl"
+fi
+if done_step lora_seed0_def2pos; then
+  take results/sni/multitask-lora.def2pos.json multitask_lora_def2pos.json
+  take results/sni/multitask-lora.def2pos.predictions.jsonl multitask_lora_def2pos.predictions.jsonl
+  compare def2pos_lora "multi-task LoRA Def=multitask_lora_seed0.test.answers.jsonl" \
+    "multi-task LoRA Def+2Pos=multitask_lora_def2pos.predictions.jsonl"
+  compare def2pos_tagi_vs_lora "multi-task LoRA Def+2Pos=multitask_lora_def2pos.predictions.jsonl" \
+    "TAGI Def+2Pos=tagi_released_def2pos.predictions.jsonl"
+fi
+
+# part 3: second seeds at 1x
+if done_step tagi_seed1; then
+  take results/sni/tagi_seed1.json tagi_seed1.json
+  take runs/sni/seed1/answers/tagi.test.answers.jsonl tagi_seed1.test.answers.jsonl
+  compare tagi_seed1_vs_seed0 "TAGI seed 0 (released)=tagi_released_def.predictions.jsonl" \
+    "TAGI seed 1=tagi_seed1.test.answers.jsonl"
+fi
+if done_step lora_seed1; then
+  take results/sni/multitask_lora_seed1.json multitask_lora_seed1.json
+  take runs/sni/seed1/answers/multitask-lora.test.answers.jsonl multitask_lora_seed1.test.answers.jsonl
+  compare lora_seed1_vs_seed0 "multi-task LoRA seed 0=multitask_lora_seed0.test.answers.jsonl" \
+    "multi-task LoRA seed 1=multitask_lora_seed1.test.answers.jsonl"
+fi
+if have tagi_seed1.test.answers.jsonl multitask_lora_seed1.test.answers.jsonl; then
+  compare tagi_vs_lora_seed1 "multi-task LoRA seed 1=multitask_lora_seed1.test.answers.jsonl" \
+    "TAGI seed 1=tagi_seed1.test.answers.jsonl"
+fi
+
+# part 3: 4x the budget
+if done_step tagi_x4; then
+  take results/sni/tagi_x4.json tagi_x4.json
+  for m in tagi tagi-no-fusion; do take "runs/sni/x4/answers/$m.test.answers.jsonl" "${m//-/_}_x4.test.answers.jsonl"; done
+fi
+if done_step baselines_x4; then
+  take results/sni/baselines_x4.json baselines_x4.json
+  for m in multitask-lora hypter; do take "runs/sni/x4/answers/$m.test.answers.jsonl" "${m//-/_}_x4.test.answers.jsonl"; done
+fi
+if have tagi_x4.json baselines_x4.json; then
+  compare x4_compare "multi-task LoRA 4x=multitask_lora_x4.test.answers.jsonl" "TAGI 4x=tagi_x4.test.answers.jsonl" \
+    "TAGI without fusion 4x=tagi_no_fusion_x4.test.answers.jsonl" "Hypter-style 4x=hypter_x4.test.answers.jsonl"
+  hx bench tagi --collect docs/results/sni/multitask_lora_def.json=1x docs/results/sni/tagi_sent.json=1x \
+    docs/results/sni/hypter_sent.json=1x docs/results/sni/tagi_x4.json=4x docs/results/sni/baselines_x4.json=4x \
+    --out docs/results/sni/budget.json
+fi
