@@ -19,7 +19,12 @@ __all__ = ["BASE_ROW", "BetaSource", "RowCondition", "RowFactors", "batch_condit
 
 
 def batch_conditioning(rows: list[RowCondition]) -> tuple[LoraConditioning | None, BetaFn | None]:
-    """The ``lora`` and ``beta`` arguments of ``conditioned`` for a batch whose row i is ``rows[i]``."""
+    """The ``lora`` and ``beta`` arguments of ``conditioned`` for a batch whose row i is ``rows[i]`` (B rows).
+
+    ``lora``: per module A [B, r, in] and B [B, out, r], r the largest rank of the batch (A [1, r, in] and
+    B [1, out, r] when every row holds the same factors), scale 1 (folded in); None when no row has factors.
+    ``beta``: ``beta(layer, x)`` for the MLP input x [B, T, H], β [B, T or 1, I] (None at a layer no row
+    gates); None when no row has β."""
     return _batch_lora(rows), _batch_beta(rows)
 
 

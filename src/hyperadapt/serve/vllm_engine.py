@@ -96,8 +96,8 @@ def vllm_logprobs(block: dict[str, Any], top: int) -> list[TokenLogprobs]:
 
 
 def write_row(model: Any, row: RowCondition, out: Path) -> None:
-    """A row's LoRA factors (scale folded into B) as a PEFT folder for ``model``; ``ValueError`` for a row
-    without them (the base model, or β)."""
+    """A row's LoRA factors (A [r, in], B [out, r] per module, scale folded into B) as a PEFT folder ``out`` for
+    ``model``; ``ValueError`` for a row without them (the base model, or β)."""
     if row.lora is None:
         raise ValueError(f"the row {row.route!r} holds no LoRA factors: it is no adapter")
     factors = {p: (a[None], b[None]) for p, (a, b) in row.lora.items()}  # A [1, r, in], B [1, out, r]
