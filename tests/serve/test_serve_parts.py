@@ -16,7 +16,7 @@ from hyperadapt.io import save_json
 from hyperadapt.methods.megan import MeganConfig, save_hypernetwork
 from hyperadapt.models import load_base_model
 from hyperadapt.serve import ByteLRU, ServeConfig, build_server, check_vllm_adapter, vllm_problems
-from hyperadapt.serve.conditioning import RowCondition, batch_conditioning
+from hyperadapt.serve.conditioning import BetaSource, RowCondition, batch_conditioning
 from hyperadapt.testing import tiny_model
 
 
@@ -63,6 +63,32 @@ def test_mixed_ranks_and_modules_pad_to_one_batch():
     assert lora.factors["m.q"][0][1].abs().sum() == 0 and lora.factors["m.v"][0][0].abs().sum() == 0
     shared, _ = batch_conditioning([RowCondition(a), RowCondition(a)])
     assert shared.shared and shared.batch_size == 2
+
+
+class SomeGates:
+    """A β maker that gates only the layers in ``gated``: its ``beta_fn`` gives None (β ≡ 1, as ``BetaFn``
+    allows) for the others."""
+
+    def __init__(self, gated):
+        self.gated = gated
+
+    def group_beta_fn(self, sources):
+        def fn(layer, x):  # x [b, T, 2] -> β [b, 1, 3]
+            return torch.stack([s.channel for s in sources])[:, None, :] if layer in self.gated else None
+
+        return fn
+
+
+def test_a_beta_group_may_leave_a_layer_ungated():
+    one = BetaSource(SomeGates({1}), channel=torch.full((3,), 2.0))
+    both = BetaSource(SomeGates({0, 1}), channel=torch.full((3,), 3.0))
+    _, beta = batch_conditioning([RowCondition(beta=one), RowCondition(), RowCondition(beta=one)])
+    x = torch.zeros(3, 4, 2)  # [B, T, H]
+    assert beta(0, x) is None  # no group gates layer 0: the base model's MLP
+    assert beta(1, x).tolist() == [[[2.0] * 3], [[1.0] * 3], [[2.0] * 3]]
+    _, mixed = batch_conditioning([RowCondition(beta=one), RowCondition(beta=both), RowCondition()])
+    assert mixed(0, x).tolist() == [[[1.0] * 3], [[3.0] * 3], [[1.0] * 3]]
+    assert mixed(1, x).tolist() == [[[2.0] * 3], [[3.0] * 3], [[1.0] * 3]]
 
 
 def test_build_server_loads_run_folders_and_adapters(tiny_dir, tmp_path):

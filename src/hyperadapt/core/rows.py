@@ -14,6 +14,7 @@ together (``hyperadapt.serve.conditioning.batch_conditioning``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from torch import Tensor
@@ -81,6 +82,7 @@ class Servable(Protocol):
 
     name: str
     serves_as: ServesAs
+    setting: str  # the prompt setting it was trained in (``data/prompts.py``): how the server renders an input
 
     def serve_row(self, condition: str | None, text: str) -> RowCondition:
         """The conditioning of one request: ``condition`` (``"condition"`` methods), ``text`` (the user's text,
@@ -91,8 +93,18 @@ class Servable(Protocol):
 class ConditionServable(Servable, Protocol):
     """A ``"condition"`` method: also names the text that identifies a condition's conditioning."""
 
+    @property
+    def exports_adapters(self) -> bool:
+        """Whether its conditioning is a LoRA adapter that :meth:`export_adapter` writes (TAGI, Hypter; not MeGan)."""
+        ...
+
     def clean_condition(self, condition: str) -> str: ...
 
     def condition_reader(self) -> tuple[Any, int]:
         """The tokenizer through which the method reads a condition and how many of its tokens it keeps."""
+        ...
+
+    def export_adapter(self, instruction: str, out_dir: str | Path) -> Path:
+        """The adapter of ``instruction`` written as a PEFT folder ``out_dir`` (its path); a ``UserError`` for a
+        method whose conditioning is not an adapter (``exports_adapters`` False)."""
         ...

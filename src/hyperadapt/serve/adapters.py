@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperadapt.serve.cache import tensor_bytes
-from hyperadapt.serve.engine import Engine
+from hyperadapt.serve.engine import ServingEngine
 from hyperadapt.serve.errors import RequestRefused
 from hyperadapt.serve.runs import AdapterTarget, Target
 
@@ -71,7 +71,7 @@ class AdapterStore:
         return sum(tensor_bytes(t.factors) for t in self.runtime().values())
 
     async def load(
-        self, engine: Engine, name: str, path: str | Path, model: Any, replace: bool = False
+        self, engine: ServingEngine, name: str, path: str | Path, model: Any, replace: bool = False
     ) -> AdapterTarget:
         """Load the PEFT folder ``path`` as ``name`` in the engine thread (``replace``: swap a loaded adapter
         of that name for it). Raises :class:`RequestRefused`: 400 for a bad name or an adapter beyond the

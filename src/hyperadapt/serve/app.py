@@ -14,14 +14,15 @@ cannot send it) are off; without a key all three are open.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, HTTPExceptionHandler, Message, Receive, Scope, Send
 
 from hyperadapt.serve.endpoints import ROUTERS
 from hyperadapt.serve.endpoints.common import ApiError, authorize, describe, error_response
@@ -41,21 +42,22 @@ ENDPOINTS = (
     "/metrics",
     "/openapi.json",
 )
+E = TypeVar("E", bound=Exception)
 
 
 class MetricsMiddleware:
     """Counts every HTTP request by endpoint and status (pure ASGI, so streaming and disconnects pass through)."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = 500
 
-        async def send_and_record(message: dict) -> None:
+        async def send_and_record(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -92,6 +94,12 @@ async def _validation_error(request: Request, err: RequestValidationError) -> JS
     return error_response(400, describe(err.errors()))
 
 
+def _on(app: FastAPI, kind: type[E], handler: Callable[[Request, E], Awaitable[JSONResponse]]) -> None:
+    """Answer the exceptions of type ``kind`` with ``handler``."""
+    # Starlette types every handler as taking any Exception; it calls this one for ``kind`` only
+    app.add_exception_handler(kind, cast(HTTPExceptionHandler, handler))
+
+
 def create_app(server: Server) -> FastAPI:
     """The FastAPI app serving ``server`` (its engine starts and stops with the app)."""
 
@@ -102,27 +110,24 @@ def create_app(server: Server) -> FastAPI:
         server.engine.stop()
 
     keyed = server.config.api_key is not None
-    app = FastAPI(
-        title="hyperadapt",
-        lifespan=lifespan,
-        **({"openapi_url": None, "docs_url": None, "redoc_url": None} if keyed else {}),
-    )
+    hidden: dict[str, Any] = {"openapi_url": None, "docs_url": None, "redoc_url": None} if keyed else {}
+    app = FastAPI(title="hyperadapt", lifespan=lifespan, **hidden)
     app.state.server = server
     if keyed:
 
         @app.get("/openapi.json", include_in_schema=False)
-        async def openapi(request: Request) -> dict:
+        async def openapi(request: Request) -> dict[str, Any]:
             authorize(request)
             return app.openapi()
 
     app.add_middleware(MetricsMiddleware, metrics=server.metrics)
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestRefused, _refused)
-    app.add_exception_handler(QueueFull, _unavailable)
-    app.add_exception_handler(EngineStopped, _unavailable)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _internal_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    _on(app, ApiError, _api_error)
+    _on(app, RequestRefused, _refused)
+    _on(app, QueueFull, _unavailable)
+    _on(app, EngineStopped, _unavailable)
+    _on(app, StarletteHTTPException, _http_error)
+    _on(app, Exception, _internal_error)
+    _on(app, RequestValidationError, _validation_error)
     for router in ROUTERS:
         app.include_router(router)
     return app

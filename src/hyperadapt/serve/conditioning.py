@@ -3,7 +3,8 @@
 A row carries LoRA factors (scale folded in) and/or a β source; :func:`batch_conditioning` lays the rows of
 a batch out for ``conditioned(model, lora=..., beta=...)``: ranks are zero-padded to the largest in the batch
 and modules missing from a row get zero factors (both leave that row's output exactly as it was), rows
-without β get β ≡ 1. Every request of a batch is answered in the same forward pass.
+without β get β ≡ 1, and so do the layers that a row's β maker leaves ungated (its ``BetaFn`` gives None).
+Every request of a batch is answered in the same forward pass.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ __all__ = ["BASE_ROW", "BetaSource", "RowCondition", "RowFactors", "batch_condit
 
 
 def batch_conditioning(rows: list[RowCondition]) -> tuple[LoraConditioning | None, BetaFn | None]:
-    """The ``lora`` and ``beta`` arguments of ``conditioned`` for a batch whose row i is ``rows[i]``."""
+    """The ``lora`` and ``beta`` arguments of ``conditioned`` for a batch whose row i is ``rows[i]`` (B rows).
+
+    ``lora``: per module A [B, r, in] and B [B, out, r], r the largest rank of the batch (A [1, r, in] and
+    B [1, out, r] when every row holds the same factors), scale 1 (folded in); None when no row has factors.
+    ``beta``: ``beta(layer, x)`` for the MLP input x [B, T, H], β [B, T or 1, I] (None at a layer no row
+    gates); None when no row has β."""
     return _batch_lora(rows), _batch_beta(rows)
 
 
@@ -48,19 +54,21 @@ def _batch_lora(rows: list[RowCondition]) -> LoraConditioning | None:
 
 
 def _batch_beta(rows: list[RowCondition]) -> BetaFn | None:
-    groups: dict[int, list[int]] = {}
+    groups: dict[int, list[tuple[int, BetaSource]]] = {}  # β maker -> (row, its source) of the rows it conditions
     for i, row in enumerate(rows):
         if row.beta is not None:
-            groups.setdefault(id(row.beta.owner), []).append(i)
+            groups.setdefault(id(row.beta.owner), []).append((i, row.beta))
     if not groups:
         return None
     fns = [
-        (torch.tensor(idx), rows[idx[0]].beta.owner.group_beta_fn([rows[i].beta for i in idx]))
-        for idx in groups.values()
+        (torch.tensor([i for i, _ in members]), members[0][1].owner.group_beta_fn([s for _, s in members]))
+        for members in groups.values()
     ]
 
-    def fn(layer: int, x: Tensor) -> Tensor:
-        parts = [(idx, group(layer, x[idx])) for idx, group in fns]  # β [b, T|1, I] per group
+    def fn(layer: int, x: Tensor) -> Tensor | None:
+        parts = [(idx, beta) for idx, group in fns if (beta := group(layer, x[idx])) is not None]  # β [b, T|1, I]
+        if not parts:  # no group gates this layer (a BetaFn's None): the base model's MLP
+            return None
         width = max(beta.shape[1] for _, beta in parts)
         out = x.new_ones(x.shape[0], width, parts[0][1].shape[-1])  # [B, T|1, I]; β ≡ 1 is the base model
         for idx, beta in parts:

@@ -22,6 +22,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from hyperadapt.core.rows import ConditionServable
 from hyperadapt.serve.errors import RequestRefused, lone_surrogate
 
 INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}  # control, format, surrogate, private, unassigned, spaces
@@ -42,9 +43,9 @@ class ConditionText:
         return self.kept < self.tokens
 
 
-def normalize_condition(text: str) -> str:
-    """``text`` in NFC with its ends stripped; :class:`RequestRefused` (400) for a lone surrogate or for text
-    without a visible character."""
+def normalize_condition(text: str | None) -> str:
+    """``text`` in NFC with its ends stripped; :class:`RequestRefused` (400) for no text (None), a lone surrogate
+    or text without a visible character."""
     if not isinstance(text, str):
         raise RequestRefused("the condition must be text", "condition")
     if (at := lone_surrogate(text)) is not None:
@@ -62,14 +63,15 @@ def normalize_condition(text: str) -> str:
     return text
 
 
-def condition_reader(method: Any) -> tuple[Any, int]:
+def condition_reader(method: ConditionServable) -> tuple[Any, int]:
     """The tokenizer and the token limit through which ``method`` (TAGI/Hypter or MeGan: its
     ``ConditionServable.condition_reader``) reads a condition."""
     return method.condition_reader()
 
 
-def read_condition(method: Any, text: str) -> ConditionText:
-    """The condition ``text`` under the rule of this module, for ``method`` (see :func:`condition_reader`)."""
+def read_condition(method: ConditionServable, text: str | None) -> ConditionText:
+    """The condition ``text`` under the rule of this module, for ``method`` (see :func:`condition_reader`);
+    :class:`RequestRefused` (400) as :func:`normalize_condition`."""
     text = normalize_condition(text)
     tokenizer, limit = condition_reader(method)
     ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True, verbose=False).input_ids

@@ -27,14 +27,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, TypeVar
 
 import torch
 from torch import Tensor
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from hyperadapt.core import conditioned
+from hyperadapt.core import BetaFn, LoraConditioning, conditioned
 from hyperadapt.models import end_of_turn_ids
 from hyperadapt.serve.conditioning import RowCondition, batch_conditioning
 from hyperadapt.serve.errors import RequestRefused, lone_surrogate
@@ -42,7 +42,49 @@ from hyperadapt.serve.metrics import Metrics
 from hyperadapt.serve.runs import Target
 
 log = logging.getLogger(__name__)
-Event = dict[str, Any]
+T = TypeVar("T")
+TokenLogprobs = tuple[int, float, list[tuple[int, float]]]  # (token id, log-probability, [(id, log-prob), ...])
+BatchConditioning = tuple[LoraConditioning | None, BetaFn | None]  # ``conditioned``'s lora and beta of a batch
+
+
+class RowInfo(TypedDict):
+    """What answers a request: ``route`` and ``cache_hit`` of its row, and for a target that reads a condition
+    the condition's tokens and how many of them the method read (else None)."""
+
+    route: str
+    cache_hit: bool | None
+    condition_tokens: int | None
+    condition_kept: int | None
+
+
+class TokenCounts(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class StartEvent(RowInfo):
+    type: Literal["start"]
+
+
+class DeltaEvent(TypedDict):
+    type: Literal["delta"]
+    text: str
+
+
+class DoneEvent(TokenCounts):
+    type: Literal["done"]
+    finish_reason: str  # "stop" or "length"
+    logprobs: list[TokenLogprobs] | None
+
+
+class ErrorEvent(TypedDict):
+    type: Literal["error"]
+    status: int  # the HTTP status to answer with
+    message: str
+    param: NotRequired[str | None]  # the request field at fault
+
+
+Event = StartEvent | DeltaEvent | DoneEvent | ErrorEvent
 
 
 # vLLM's rule (vllm/sampling_params.py): a temperature below _SAMPLING_EPS is greedy decoding, and one below
@@ -111,10 +153,11 @@ def _number(x: Any) -> bool:
 class Job:
     """One request: its prompt tokens, what answers it, and ``sink(event)`` (called from the engine thread).
 
-    Events: ``{"type": "start", "route", "cache_hit", "condition_tokens", "condition_kept"}`` (the last two
-    None unless the target reads a condition), ``{"type": "delta", "text"}``, then exactly one ``{"type":
-    "done", "finish_reason", "prompt_tokens", "completion_tokens", "logprobs"}`` or ``{"type": "error",
-    "status", "message", "param"}`` (none after :meth:`cancel`: whoever cancels has stopped listening).
+    Events (:data:`Event`): :class:`StartEvent` ``{"type": "start", "route", "cache_hit", "condition_tokens",
+    "condition_kept"}`` (the last two None unless the target reads a condition), :class:`DeltaEvent` ``{"type":
+    "delta", "text"}``, then exactly one :class:`DoneEvent` ``{"type": "done", "finish_reason", "prompt_tokens",
+    "completion_tokens", "logprobs"}`` or :class:`ErrorEvent` ``{"type": "error", "status", "message", "param"}``
+    (none after :meth:`cancel`: whoever cancels has stopped listening).
     ``logprobs`` (with ``sampling.logprobs``, else None): per answer token ``(token_id, logprob, [(id,
     logprob), ...])``, log-probabilities of the model's raw distribution (before temperature and top_p, as vLLM).
     """
@@ -128,7 +171,7 @@ class Job:
     enqueued: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
     finished: bool = False  # its done or error event was sent
-    events: Any = field(default=None, repr=False)  # the HTTP layer's queue of this job's events
+    events: asyncio.Queue[Event] | None = field(default=None, repr=False)  # the HTTP layer's queue of its events
 
     def cancel(self) -> None:
         """Free this request's slot (the client went away); the engine drops it before its next step
@@ -201,7 +244,28 @@ class _Row:
     sent: int = 0  # characters of the answer already sent
     generator: torch.Generator | None = None
     done: bool = False
-    logprobs: list[tuple[int, float, list[tuple[int, float]]]] | None = None
+    logprobs: list[TokenLogprobs] | None = None
+
+
+class ServingEngine(Protocol):
+    """What the server and its endpoints use of an engine: :class:`Engine`, or ``VllmEngine``
+    (``serve/vllm_engine.py``) which answers through a vLLM server."""
+
+    metrics: Metrics
+
+    def start(self) -> ServingEngine: ...
+
+    def stop(self) -> None: ...
+
+    def submit(self, job: Job) -> None: ...
+
+    def submit_all(self, jobs: Sequence[Job]) -> None: ...
+
+    def call(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]: ...
+
+    def cancel(self, job: Job) -> None: ...
+
+    def check_job(self, job: Job) -> None: ...
 
 
 class Engine:
@@ -229,11 +293,11 @@ class Engine:
         self.device = model.get_input_embeddings().weight.device
         self.eos = set(end_of_turn_ids(tokenizer))
         self._queue = FairQueue(max_queue)
-        self._calls: queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future]] = queue.Queue()
+        self._calls: queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = queue.Queue()
         self.rows: list[_Row] = []
         self._cache: DynamicCache | None = None
         self._mask: Tensor | None = None  # [B, T] 1 on real tokens
-        self._batch_cond: tuple | None = None
+        self._batch_cond: BatchConditioning | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -265,13 +329,13 @@ class Engine:
         self._queue.put(jobs)
         self.metrics.waiting = self._queue.qsize()
 
-    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
+    def call(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
         """Run ``fn()`` in the engine thread between two decoding steps (anything that touches the model).
 
         The future always resolves: with ``fn``'s result, its exception (a ``StopIteration``, which asyncio
         cannot carry, becomes a ``RuntimeError``), or :class:`EngineStopped` once the engine has stopped.
         """
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
         if self._stopping:
             future.set_exception(EngineStopped("the server is shutting down"))
             return future
@@ -411,7 +475,7 @@ class Engine:
             gen = None
             if job.sampling.seed is not None and not job.sampling.greedy:
                 gen = torch.Generator(device=self.device).manual_seed(job.sampling.seed)
-            logprobs = [] if job.sampling.logprobs is not None else None
+            logprobs: list[TokenLogprobs] | None = [] if job.sampling.logprobs is not None else None
             rows.append(_Row(job, cond, position=len(job.prompt_ids), generator=gen, logprobs=logprobs))
         return rows
 
@@ -454,28 +518,44 @@ class Engine:
         self._accept(rows, logits)
 
     def _decode(self) -> None:
+        cache, mask = self._running()
         ids = torch.tensor([[r.next_token] for r in self.rows], device=self.device)  # [B, 1]
         positions = torch.tensor([[r.position] for r in self.rows], device=self.device)  # [B, 1]
-        self._mask = torch.cat([self._mask, self._mask.new_ones(len(self.rows), 1)], dim=1)  # [B, T + 1]
+        self._mask = torch.cat([mask, mask.new_ones(len(self.rows), 1)], dim=1)  # [B, T + 1]
         if self._batch_cond is None:
             self._batch_cond = batch_conditioning([r.cond for r in self.rows])
-        logits = self._forward(self._batch_cond, ids, self._mask, positions, self._cache)  # [B, V]
+        logits = self._forward(self._batch_cond, ids, self._mask, positions, cache)  # [B, V]
         for row in self.rows:
             row.position += 1
         self._accept(list(self.rows), logits)
 
-    def _forward(self, conds, ids: Tensor, mask: Tensor, positions: Tensor, cache: DynamicCache) -> Tensor:
+    def _forward(
+        self,
+        conds: list[RowCondition] | BatchConditioning,
+        ids: Tensor,
+        mask: Tensor,
+        positions: Tensor,
+        cache: DynamicCache,
+    ) -> Tensor:
+        """The last position's logits [B, V] of ``ids`` [B, T] (``mask``, ``positions`` [B, T']) under the rows'
+        conditionings (``conds``: one row per example, or the batch's conditioning laid out already)."""
         lora, beta = batch_conditioning(conds) if isinstance(conds, list) else conds
         start = time.perf_counter()
         with conditioned(self.model, lora=lora, beta=beta):
             out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{self._cache_arg: cache}
             )
-        logits = out.logits[:, -1].float()  # [B, V]
+        logits: Tensor = out.logits[:, -1].float()  # [B, V]
         self.metrics.forward(ids.shape[0], time.perf_counter() - start, ids.shape[0])
         return logits
 
     # -- the KV cache of the running batch -------------------------------------------------------------
+
+    def _running(self) -> tuple[DynamicCache, Tensor]:
+        """The running batch's KV cache and mask [B, T]; a ``RuntimeError`` (a bug) when there is none."""
+        if self._cache is None or self._mask is None:
+            raise RuntimeError("the running batch has no KV cache")
+        return self._cache, self._mask
 
     def _merge(self, rows: list[_Row], cache: DynamicCache, mask: Tensor) -> None:
         """Append the freshly prefilled ``rows`` (their ``cache`` and ``mask``) to the running batch."""
@@ -483,17 +563,21 @@ class Engine:
         if self._cache is None:
             self._cache, self._mask = cache, mask
         else:
-            width = max(self._mask.shape[1], mask.shape[1])
+            old_cache, old_mask = self._running()
+            width = max(old_mask.shape[1], mask.shape[1])
+            old_layers = _filled_layers(old_cache)
             merged = [
                 (
-                    torch.cat([_pad_left(old.keys, width, 2), _pad_left(new.keys, width, 2)]),  # [B, H, T, D]
-                    torch.cat([_pad_left(old.values, width, 2), _pad_left(new.values, width, 2)]),
+                    torch.cat([_pad_left(old_keys, width, 2), _pad_left(new_keys, width, 2)]),  # [B, H, T, D]
+                    torch.cat([_pad_left(old_values, width, 2), _pad_left(new_values, width, 2)]),
                 )
-                for old, new in zip(self._cache.layers, cache.layers, strict=True)
+                for (_, old_keys, old_values), (_, new_keys, new_values) in zip(
+                    old_layers, _filled_layers(cache), strict=True
+                )
             ]
-            for layer, (keys, values) in zip(self._cache.layers, merged, strict=True):
+            for (layer, _, _), (keys, values) in zip(old_layers, merged, strict=True):
                 layer.keys, layer.values = keys, values
-            self._mask = torch.cat([_pad_left(self._mask, width, 1), _pad_left(mask, width, 1)])  # [B, T]
+            self._mask = torch.cat([_pad_left(old_mask, width, 1), _pad_left(mask, width, 1)])  # [B, T]
         self.rows += rows
 
     def _drop_finished(self) -> None:
@@ -507,13 +591,14 @@ class Engine:
         if not self.rows:
             self._cache = self._mask = None
             return
+        cache, old_mask = self._running()
         index = torch.tensor(keep, device=self.device)
-        mask = self._mask[index]  # [B', T]
+        mask = old_mask[index]  # [B', T]
         lead = int((mask.sum(0) > 0).nonzero()[0])  # columns that are padding in every remaining row
         self._mask = mask[:, lead:]
-        for layer in self._cache.layers:
-            layer.keys = layer.keys[index, :, lead:]
-            layer.values = layer.values[index, :, lead:]
+        for layer, keys, values in _filled_layers(cache):
+            layer.keys = keys[index, :, lead:]
+            layer.values = values[index, :, lead:]
 
     # -- tokens ----------------------------------------------------------------------------------------
 
@@ -522,7 +607,7 @@ class Engine:
             try:
                 token = self._sample(row, row_logits)
                 if row.logprobs is not None:
-                    row.logprobs.append(_logprobs(row_logits, token, row.job.sampling.logprobs))
+                    row.logprobs.append(_logprobs(row_logits, token, row.job.sampling.logprobs or 0))
                 row.next_token = token
                 self._emit(row, token)
             except Exception as err:  # this row's fault: the others take their tokens as if it were not there
@@ -577,11 +662,22 @@ class Engine:
             )
 
 
-def _logprobs(logits: Tensor, token: int, top: int) -> tuple[int, float, list[tuple[int, float]]]:
+def _logprobs(logits: Tensor, token: int, top: int) -> TokenLogprobs:
     """``token``'s log-probability under ``logits`` [V] and the ``top`` most likely tokens with theirs."""
     logp = torch.log_softmax(logits, dim=-1)  # [V]
     values, ids = logp.topk(top) if top else (logp[:0], logp[:0].long())
     return token, float(logp[token]), [(int(i), float(v)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
+
+
+def _filled_layers(cache: DynamicCache) -> list[tuple[DynamicLayer, Tensor, Tensor]]:
+    """Each layer of a prefilled ``cache`` with its keys and values [B, H, T, D]; the engine serves full-attention
+    models only (``DynamicLayer``, checked in :class:`Engine`), so any other layer is a bug (``RuntimeError``)."""
+    layers = []
+    for layer in cache.layers:
+        if not isinstance(layer, DynamicLayer) or layer.keys is None or layer.values is None:
+            raise RuntimeError(f"the KV cache holds an empty or {type(layer).__name__} layer")
+        layers.append((layer, layer.keys, layer.values))
+    return layers
 
 
 def _pad_left(x: Tensor, width: int, dim: int) -> Tensor:

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from hyperadapt.core import conditioned, inject, load_peft
-from hyperadapt.core.rows import BASE_ROW, RowCondition, RowFactors, Servable, fold
+from hyperadapt.core.rows import BASE_ROW, ConditionServable, RowCondition, RowFactors, Servable, fold
 from hyperadapt.data.prompts import PromptStyle
 from hyperadapt.runs import Run
 from hyperadapt.serve.cache import ByteLRU, tensor_bytes
-from hyperadapt.serve.conditions import normalize_condition, read_condition
+from hyperadapt.serve.conditions import ConditionText, normalize_condition, read_condition
+
+
+def serves_conditions(method: Servable) -> TypeGuard[ConditionServable]:
+    """Whether ``method`` serves as ``"condition"``, i.e. has the members of :class:`ConditionServable`."""
+    return method.serves_as == "condition"
 
 
 class Target(Protocol):
@@ -109,21 +114,27 @@ class MethodTarget:
     @property
     def exports_adapters(self) -> bool:
         """Whether ``/v1/adapters`` can export this run's adapters (a ``condition`` method that makes LoRAs)."""
-        return self.needs_condition and self.method.exports_adapters
+        return serves_conditions(self.method) and self.method.exports_adapters
+
+    def read_condition(self, condition: str | None) -> ConditionText:
+        """``condition`` as this run's method reads it (the condition rule of serve/conditions.py);
+        :class:`~hyperadapt.serve.errors.RequestRefused` (400) for a bad condition, ``TypeError`` for a run that
+        takes none."""
+        return read_condition(self._condition_method(), condition)
 
     def resolve(self, condition: str | None, text: str) -> RowCondition:
         if self._fixed is not None:
             return self._fixed
-        if not self.needs_condition:
-            row = self.method.serve_row(None, text)
-            return replace(row, route=f"{self.name}:{row.route}")
+        if not serves_conditions(self.method):
+            routed = self.method.serve_row(None, text)
+            return replace(routed, route=f"{self.name}:{routed.route}")
         if not condition:
             raise ValueError(f"model {self.name!r} needs a non-empty 'condition' (extra_body={{'condition': ...}})")
         read = read_condition(self.method, condition)  # the condition rule of serve/conditions.py
         key = (self.name, read.key)
-        row = self.cache.get(key)
+        row: RowCondition | None = self.cache.get(key)
         hit = row is not None
-        if not hit:
+        if row is None:
             row = self.method.serve_row(read.text, text)
             self.cache.put(key, row, tensor_bytes(row.tensors()))
         return replace(
@@ -135,5 +146,11 @@ class MethodTarget:
         )
 
     def export_adapter(self, condition: str, out_dir: Path) -> Path:
-        """The adapter of ``condition`` as a PEFT folder (the method's own export); engine thread only."""
-        return self.method.export_adapter(normalize_condition(condition), out_dir)
+        """The adapter of ``condition`` as a PEFT folder (the method's own export); engine thread only.
+        ``TypeError`` for a run that takes no condition."""
+        return self._condition_method().export_adapter(normalize_condition(condition), out_dir)
+
+    def _condition_method(self) -> ConditionServable:
+        if not serves_conditions(self.method):
+            raise TypeError(f"model {self.name!r} serves as {self.method.serves_as!r}: it takes no condition")
+        return self.method

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyperadapt.core.rows import Servable
 from hyperadapt.errors import UserError
 from hyperadapt.runs import Run
 from hyperadapt.serve.adapters import AdapterStore
 from hyperadapt.serve.cache import ByteLRU
-from hyperadapt.serve.engine import Engine
+from hyperadapt.serve.engine import Engine, ServingEngine
 from hyperadapt.serve.metrics import Metrics
 from hyperadapt.serve.runs import AdapterTarget, BaseTarget, MethodTarget, Target
 from hyperadapt.serve.vllm_compat import VLLM_RANKS
@@ -80,7 +82,8 @@ class ServeConfig:
 
 @dataclass
 class Server:
-    """The model, its targets by name (``model`` field of a request), the condition cache and the engine."""
+    """The model, its targets by name (``model`` field of a request), the condition cache and the engine (the
+    own :class:`Engine`, or a ``VllmEngine`` after ``serve/vllm_engine.py::use_vllm``)."""
 
     model: Any
     tokenizer: Any
@@ -88,7 +91,7 @@ class Server:
     targets: dict[str, Target]
     config: ServeConfig
     cache: ByteLRU
-    engine: Engine
+    engine: ServingEngine
     metrics: Metrics
     adapters: AdapterStore
     started: float = field(default_factory=time.time)
@@ -106,12 +109,12 @@ def parse_named(spec: str) -> tuple[str, Path]:
 
 
 def build_server(
-    runs: list[str],
+    runs: Sequence[str],
     config: ServeConfig | None = None,
-    adapters: list[str] = (),
+    adapters: Sequence[str] = (),
     model: str | None = None,
     model_and_tokenizer: tuple[Any, Any] | None = None,
-    methods: dict[str, Any] | None = None,
+    methods: Mapping[str, Servable] | None = None,
 ) -> Server:
     """Load every run (``PATH`` or ``NAME=PATH``: any run that ``eval --run`` loads) and adapter folder onto one
     base model.
@@ -172,9 +175,14 @@ class RunningServer:
         import uvicorn
 
         self.grace_s = grace_s
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=grace_s)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=grace_s,  # type: ignore[arg-type]  # annotated int; used as asyncio.timeout's float
         )
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30

@@ -31,20 +31,30 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hyperadapt.core import LoraConditioning
 from hyperadapt.core.peft_io import export_peft
 from hyperadapt.core.rows import RowCondition
-from hyperadapt.serve.conditions import read_condition
-from hyperadapt.serve.engine import Engine, EngineStopped, Job, QueueFull, _finish, _send
+from hyperadapt.serve.engine import (
+    Engine,
+    EngineStopped,
+    ErrorEvent,
+    Job,
+    QueueFull,
+    TokenLogprobs,
+    _finish,
+    _send,
+)
 from hyperadapt.serve.errors import RequestRefused
 from hyperadapt.serve.runs import AdapterTarget, BaseTarget, MethodTarget, Target
+from hyperadapt.serve.server import Server
 from hyperadapt.vllm import (
     AdapterDiskCache,
     ServedAdapters,
@@ -55,6 +65,7 @@ from hyperadapt.vllm import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 DEFAULT_ADAPTER_DIR = Path("~/.cache/hyperadapt/vllm-adapters")
 
 
@@ -64,7 +75,7 @@ def run_fingerprint(target: MethodTarget) -> str:
     return target.run.digest if target.run is not None else f"name:{target.name}"
 
 
-def vllm_logprobs(block: dict[str, Any], top: int) -> list[tuple[int, float, list[tuple[int, float]]]]:
+def vllm_logprobs(block: dict[str, Any], top: int) -> list[TokenLogprobs]:
     """The own engine's per-token entries ``(token_id, logprob, [(id, logprob), ...] of the ``top`` best)``
     from a vLLM completion chunk's ``logprobs`` asked with ``return_tokens_as_token_ids`` (tokens
     ``"token_id:N"``; each ``top_logprobs`` dict holds the chosen token and the best ``top``). Raises
@@ -76,7 +87,7 @@ def vllm_logprobs(block: dict[str, Any], top: int) -> list[tuple[int, float, lis
             raise VllmError(f"vLLM returned the logprob token {token!r}, not 'token_id:N'")
         return int(number)
 
-    entries = []
+    entries: list[TokenLogprobs] = []
     tops = block.get("top_logprobs") or [None] * len(block["tokens"])
     for token, logprob, alternatives in zip(block["tokens"], block["token_logprobs"], tops, strict=True):
         best = sorted(((token_id(t), float(v)) for t, v in (alternatives or {}).items()), key=lambda a: -a[1])
@@ -85,7 +96,10 @@ def vllm_logprobs(block: dict[str, Any], top: int) -> list[tuple[int, float, lis
 
 
 def write_row(model: Any, row: RowCondition, out: Path) -> None:
-    """A row's LoRA factors (scale folded into B) as a PEFT folder for ``model``."""
+    """A row's LoRA factors (A [r, in], B [out, r] per module, scale folded into B) as a PEFT folder ``out`` for
+    ``model``; ``ValueError`` for a row without them (the base model, or β)."""
+    if row.lora is None:
+        raise ValueError(f"the row {row.route!r} holds no LoRA factors: it is no adapter")
     factors = {p: (a[None], b[None]) for p, (a, b) in row.lora.items()}  # A [1, r, in], B [1, out, r]
     export_peft(model, LoraConditioning(factors, 1.0, batch_size=1), out)
 
@@ -115,7 +129,7 @@ class VllmEngine:
         self.served: ServedAdapters | None = None
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
-        self._open: dict[Job, concurrent.futures.Future] = {}
+        self._open: dict[Job, concurrent.futures.Future[None]] = {}
         self._stopping = False
         self._fingerprints: dict[str, str] = {}
 
@@ -169,9 +183,12 @@ class VllmEngine:
         for job in forwarded:
             future = asyncio.run_coroutine_threadsafe(self._run(job), self._loop)
             self._open[job] = future
-            future.add_done_callback(lambda _, job=job: self._open.pop(job, None))
+            future.add_done_callback(functools.partial(self._closed, job))
 
-    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
+    def _closed(self, job: Job, _future: concurrent.futures.Future[None]) -> None:
+        self._open.pop(job, None)
+
+    def call(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
         """Run ``fn()`` in the own engine's thread (anything that touches the model)."""
         return self.own.call(fn)
 
@@ -187,7 +204,7 @@ class VllmEngine:
     @staticmethod
     def _own_answers(target: Target) -> bool:
         """MeGan and any condition method without adapters: β, which stock vLLM cannot apply per request."""
-        return isinstance(target, MethodTarget) and target.needs_condition and not target.method.exports_adapters
+        return isinstance(target, MethodTarget) and target.needs_condition and not target.exports_adapters
 
     async def _run(self, job: Job) -> None:
         """Answer ``job``, polling its ``cancelled`` flag so that a client that left frees vLLM's slot."""
@@ -202,6 +219,7 @@ class VllmEngine:
         err = task.exception()
         if err is None:
             return
+        event: ErrorEvent
         if isinstance(err, RequestRefused):
             event = {"type": "error", "status": err.status, "message": str(err), "param": err.param}
         elif isinstance(err, QueueFull | EngineStopped):
@@ -215,6 +233,12 @@ class VllmEngine:
             event = {"type": "error", "status": 500, "message": f"internal error: {type(err).__name__}: {err}"}
         _finish(job, event)
 
+    def _connected(self) -> tuple[VllmClient, ServedAdapters]:
+        """The client and the adapters of the vLLM reached by :meth:`start` (``RuntimeError`` before it)."""
+        if self.client is None or self.served is None:
+            raise RuntimeError("the vLLM engine is not connected: call start() first")
+        return self.client, self.served
+
     async def _answer(self, job: Job) -> None:
         self.check_job(job)
         if self.process.owned:
@@ -224,13 +248,17 @@ class VllmEngine:
             self.own.submit(job)
             return
         self.metrics.admitted(time.perf_counter() - job.enqueued, len(job.prompt_ids))
-        start = {"type": "start", "route": route, "cache_hit": hit}
+        tokens = kept = None
         if isinstance(job.target, MethodTarget) and job.target.needs_condition:
-            read = read_condition(job.target.method, job.condition)
-            start |= {"condition_tokens": read.tokens, "condition_kept": read.kept}
-        _send(job, start)
+            read = job.target.read_condition(job.condition)
+            tokens, kept = read.tokens, read.kept
+        _send(
+            job,
+            {"type": "start", "route": route, "cache_hit": hit, "condition_tokens": tokens, "condition_kept": kept},
+        )
+        client, _ = self._connected()
         s = job.sampling
-        body = {
+        body: dict[str, Any] = {
             "model": model,
             "prompt": job.prompt_ids,
             "max_tokens": s.max_tokens,
@@ -244,9 +272,10 @@ class VllmEngine:
         }
         if s.logprobs is not None:  # the raw distribution's, as the own engine gives them; tokens as their ids
             body |= {"logprobs": s.logprobs, "return_tokens_as_token_ids": True}
-        finish, usage = None, {}
-        logprobs: list[tuple[int, float, list[tuple[int, float]]]] | None = [] if s.logprobs is not None else None
-        async for chunk in self.client.stream("completion", body):
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        logprobs: list[TokenLogprobs] | None = [] if s.logprobs is not None else None
+        async for chunk in client.stream("completion", body):
             for choice in chunk.get("choices") or []:
                 if choice.get("text"):
                     _send(job, {"type": "delta", "text": choice["text"]})
@@ -270,22 +299,23 @@ class VllmEngine:
         target = job.target
         if isinstance(target, BaseTarget):
             return self.base_name, target.name, None
+        _, served = self._connected()
         if isinstance(target, AdapterTarget):
-            await self.served.folder(f"adapter:{target.name}", target.path)
+            await served.folder(f"adapter:{target.name}", target.path)
             return f"adapter:{target.name}", f"adapter:{target.name}", None
         if not isinstance(target, MethodTarget):
             raise TypeError(f"the vLLM engine cannot answer a {type(target).__name__}")
         fingerprint = self._fingerprint(target)
         if target.needs_condition:
-            key = read_condition(target.method, job.condition).key
-            entry = await self.served.condition(fingerprint, key, self._exporter(target, job.condition))
-            return entry.name, f"{target.name}:{key[:10]}", entry.hit
+            read = target.read_condition(job.condition)
+            entry = await served.condition(fingerprint, read.key, self._exporter(target, read.text))
+            return entry.name, f"{target.name}:{read.key[:10]}", entry.hit
         row = await asyncio.wrap_future(self.own.call(lambda: target.resolve(None, job.route_text)))
         if row.beta is not None:
             return None, row.route, None
         if row.lora is None:  # rejected by the router, or a base route
             return self.base_name, row.route, None
-        entry = await self.served.condition(fingerprint, row.route, self._row_writer(row))
+        entry = await served.condition(fingerprint, row.route, self._row_writer(row))
         return entry.name, row.route, entry.hit
 
     def _fingerprint(self, target: MethodTarget) -> str:
@@ -294,8 +324,8 @@ class VllmEngine:
         return self._fingerprints[target.name]
 
     def _exporter(self, target: MethodTarget, condition: str) -> Callable[[str, Path], None]:
-        """Writes the condition's adapter through the method's own export, in the own engine's thread (the cache
-        calls it from a worker thread, at most once per key)."""
+        """Writes the adapter of ``condition`` (normalised by the condition rule) through the method's own export,
+        in the own engine's thread (the cache calls it from a worker thread, at most once per key)."""
 
         def write(_key: str, out: Path) -> None:
             self.own.call(lambda: target.export_adapter(condition, out)).result()
@@ -310,7 +340,7 @@ class VllmEngine:
 
 
 def use_vllm(
-    server: Any,
+    server: Server,
     config: VllmServerConfig | None = None,
     url: str | None = None,
     adapter_dir: str | Path = DEFAULT_ADAPTER_DIR,
@@ -318,7 +348,9 @@ def use_vllm(
 ) -> VllmEngine:
     """Make ``server`` (from :func:`~hyperadapt.serve.server.build_server`) answer through vLLM, started from
     ``config`` or reached at ``url`` when the app starts. Raises ``FileNotFoundError`` at once when vLLM is to be
-    started and its environment is missing (``make vllm``)."""
+    started and its environment is missing (``make vllm``), ``ValueError`` when it answers through vLLM already."""
+    if not isinstance(server.engine, Engine):
+        raise ValueError("the server answers through vLLM already: call use_vllm once per server")
     if config is not None:
         from hyperadapt.vllm import vllm_python
 
@@ -336,12 +368,12 @@ def use_vllm(
     return engine
 
 
-def vllm_config(server: Any, max_lora_rank: int = 16, max_loras: int = 8, **overrides: Any) -> VllmServerConfig:
+def vllm_config(server: Server, max_lora_rank: int = 16, max_loras: int = 8, **overrides: Any) -> VllmServerConfig:
     """How ``hyperadapt serve`` starts vLLM for ``server``: its base model folder, float32 as the own engine,
     the adapters' rank limit; ``overrides`` are other :class:`VllmServerConfig` fields."""
     from hyperadapt.models import resolve_model_path
 
-    fields = {
+    fields: dict[str, Any] = {
         "model": resolve_model_path(server.base_id),
         "max_lora_rank": max_lora_rank,
         "max_loras": max_loras,

@@ -133,7 +133,8 @@ class VllmClient:
         response = await self._post(_endpoint(kind), {**body, "stream": False}, f"a {kind} request")
         if response.status_code != 200:
             raise VllmError(f"vLLM refused the {kind} request: {error_message(response)}", _status(response))
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     async def stream(self, kind: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The chunks of vLLM's streamed answer to ``body``, each a parsed ``data:`` event, up to ``[DONE]``.

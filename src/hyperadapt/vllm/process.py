@@ -44,7 +44,8 @@ def vllm_python(python: str | Path | None = None) -> Path:
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]  # (host, port)
+        return port
 
 
 @dataclass
@@ -143,7 +144,7 @@ class VllmProcess:
             raise ValueError("give either a config to start vLLM or the url of a running one")
         self.config, self._url = config, url.rstrip("/") if url else None
         self.connect_timeout = connect_timeout
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
         self.startup_seconds: float | None = None  # from launch to healthy (from start() for a connected one)
         self._launched_at: float | None = None
@@ -191,9 +192,9 @@ class VllmProcess:
 
     def launch(self) -> None:
         """Start the vLLM process without waiting for it (``start()`` waits); to load other things meanwhile."""
-        if not self.owned or self._proc is not None:
-            return
         cfg = self.config
+        if cfg is None or self._proc is not None:  # a connected server, or started already
+            return
         port = cfg.port or free_port(cfg.host)
         command = cfg.command(vllm_python(cfg.python), port)
         self.log_path = Path(cfg.log_file) if cfg.log_file else Path(tempfile.mkstemp(prefix="vllm-", suffix=".log")[1])

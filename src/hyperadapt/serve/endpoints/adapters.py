@@ -52,8 +52,8 @@ async def adapters(request: Request) -> Response:
             f"Hypter run ({', '.join(names) or 'none loaded'})",
             "model",
         )
-    condition = req.condition or req.instruction
-    if not (condition or "").strip() or len(condition) > cfg.max_condition_chars:
+    condition = req.condition or req.instruction or ""
+    if not condition.strip() or len(condition) > cfg.max_condition_chars:
         raise ApiError(400, f"give 'condition' (the instruction), 1..{cfg.max_condition_chars} characters", "condition")
 
     def export() -> bytes:

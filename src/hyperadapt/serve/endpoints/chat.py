@@ -21,6 +21,7 @@ from hyperadapt.data.prompts import chat_ids
 from hyperadapt.serve.endpoints.common import (
     ApiError,
     ClientGone,
+    Json,
     Part,
     SamplingFields,
     check_logprobs,
@@ -38,6 +39,8 @@ from hyperadapt.serve.endpoints.common import (
     usage,
     watched,
 )
+from hyperadapt.serve.engine import TokenLogprobs
+from hyperadapt.serve.runs import Target
 from hyperadapt.serve.server import Server
 
 router = APIRouter()
@@ -73,7 +76,7 @@ class ChatRequest(SamplingFields):
         return (self.top_logprobs or 0) if self.logprobs else None
 
 
-def prompt_of(request: Request, req: ChatRequest, target) -> tuple[list[int], str]:
+def prompt_of(request: Request, req: ChatRequest, target: Target) -> tuple[list[int], str]:
     """The request's prompt token ids and route text (every check of what is prompted, in one place)."""
     if (req.messages is None) == (req.input is None):
         raise ApiError(
@@ -86,9 +89,11 @@ def prompt_of(request: Request, req: ChatRequest, target) -> tuple[list[int], st
     if req.input is not None:
         if not isinstance(req.input, str):
             raise ApiError(400, "a chat completion takes one 'input' string", "input")
-        ids, texts = trained_prompts(server, target, req)
-        return ids[0], texts[0]
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+        rendered, texts = trained_prompts(server, target, req)
+        return rendered[0], texts[0]
+    messages = [
+        {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages or []
+    ]
     try:
         ids = chat_ids(server.tokenizer, messages)
     except Exception as err:  # jinja's TemplateError and friends: the model's template refused the messages
@@ -97,12 +102,12 @@ def prompt_of(request: Request, req: ChatRequest, target) -> tuple[list[int], st
     return ids, users[-1] if users else messages[-1]["content"]
 
 
-def chat_logprobs(server: Server, entries: list | None) -> dict | None:
+def chat_logprobs(server: Server, entries: list[TokenLogprobs] | None) -> Json | None:
     """OpenAI's chat ``logprobs`` object for the engine's per-token entries."""
     if entries is None:
         return None
 
-    def one(token: int, logprob: float) -> dict:
+    def one(token: int, logprob: float) -> Json:
         text = token_text(server, token)
         return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
 
@@ -121,7 +126,7 @@ async def chat_completions(request: Request) -> Response:
     try:
         if req.stream:
             start = await watched(jobs, request, first_event(job))
-            base = {
+            base: Json = {
                 "id": rid,
                 "object": "chat.completion.chunk",
                 "created": created,
@@ -130,16 +135,14 @@ async def chat_completions(request: Request) -> Response:
                 **condition_fields(start),
             }
 
-            def chunk(text, finish, first):
+            def chunk(text: str | None, finish: str | None, first: bool) -> Json | None:
                 delta = {"role": "assistant", "content": ""} if first else {} if finish else {"content": text}
                 return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
-            usage_chunk = None
-            if req.stream_options is not None and req.stream_options.include_usage:
+            def with_usage(u: dict[str, int]) -> Json:
+                return {**base, "choices": [], "usage": u}
 
-                def usage_chunk(u):
-                    return {**base, "choices": [], "usage": u}
-
+            usage_chunk = with_usage if req.stream_options is not None and req.stream_options.include_usage else None
             return StreamingResponse(
                 stream(job, chunk, usage_chunk), media_type="text/event-stream", headers=route_header(start)
             )
@@ -149,7 +152,7 @@ async def chat_completions(request: Request) -> Response:
     finally:
         if not req.stream:
             job.cancel()
-    body = {
+    body: Json = {
         "id": rid,
         "object": "chat.completion",
         "created": created,

@@ -13,15 +13,26 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hyperadapt.data.prompts import prompt_ids
-from hyperadapt.serve.engine import MAX_LOGPROBS, Job, Sampling, cancel_when_gone
+from hyperadapt.serve.engine import (
+    MAX_LOGPROBS,
+    DoneEvent,
+    Event,
+    Job,
+    RowInfo,
+    Sampling,
+    StartEvent,
+    TokenCounts,
+    TokenLogprobs,
+    cancel_when_gone,
+)
 from hyperadapt.serve.errors import lone_surrogate
 from hyperadapt.serve.runs import Target
 from hyperadapt.serve.server import Server
@@ -64,6 +75,18 @@ REFUSED: dict[str, tuple[Any, ...]] = {
     "prediction": (None,),
 }
 IGNORED = ("user",)  # an opaque client identifier: accepted, not used
+Json = dict[str, Any]  # a JSON object of a response body
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
+
+
+class Answer(RowInfo, TokenCounts):
+    """A job's whole answer (:func:`collect`): what answered it (its start event), its text, why it ended, its
+    token counts and log-probabilities (its done event)."""
+
+    text: str
+    finish_reason: str
+    logprobs: list[TokenLogprobs] | None
 
 
 class ApiError(Exception):
@@ -85,7 +108,7 @@ def error_response(status: int, message: str, param: str | None = None) -> JSONR
     return JSONResponse(body, status_code=status)
 
 
-def describe(errors: list[dict]) -> str:
+def describe(errors: Sequence[Mapping[str, Any]]) -> str:
     """pydantic's validation errors as one message."""
     parts = []
     for e in errors[:5]:
@@ -95,7 +118,8 @@ def describe(errors: list[dict]) -> str:
 
 
 def server_of(request: Request) -> Server:
-    return request.app.state.server
+    server: Server = request.app.state.server  # set by create_app
+    return server
 
 
 def authorize(request: Request) -> None:
@@ -136,7 +160,7 @@ def check_extras(body: BaseModel) -> None:
         raise ApiError(400, f"unknown field {name!r}: this endpoint takes {', '.join(known)}", name)
 
 
-async def parse(request: Request, model: type[BaseModel]) -> Any:
+async def parse(request: Request, model: type[M]) -> M:
     """The authorised request's JSON body as ``model``: 413 over the size limit, 400 for anything malformed
     (text with a lone UTF-16 surrogate, which no tokenizer reads, a refused or unknown field)."""
     authorize(request)
@@ -228,7 +252,7 @@ def trained_prompts(server: Server, target: Target, req: SamplingFields) -> tupl
             "'messages' instead of 'input'",
             "input",
         )
-    inputs = [req.input] if isinstance(req.input, str) else req.input
+    inputs = [req.input] if isinstance(req.input, str) else req.input or []
     check_count(server, inputs, "input")
     condition = req.condition or ""
     if style.setting != "none" and not condition.strip():
@@ -241,7 +265,7 @@ def trained_prompts(server: Server, target: Target, req: SamplingFields) -> tupl
     return ids, [style.user_text(condition, x) for x in inputs]
 
 
-def check_count(server: Server, prompts: list, param: str) -> None:
+def check_count(server: Server, prompts: Sequence[object], param: str) -> None:
     """400 for an empty list of prompts or more than ``max_prompts`` of them."""
     if not prompts:
         raise ApiError(400, f"{param} is an empty list", param)
@@ -297,17 +321,24 @@ def make_jobs(
     loop = asyncio.get_running_loop()
     jobs = []
     for ids, text in zip(prompts, route_texts, strict=True):
-        events: asyncio.Queue = asyncio.Queue()
-        job = Job(
-            ids, target, condition, text, sampling, lambda ev, q=events: loop.call_soon_threadsafe(q.put_nowait, ev)
-        )
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        job = Job(ids, target, condition, text, sampling, queue_sink(loop, events))
         job.events = events
         jobs.append(job)
     server.engine.submit_all(jobs)  # QueueFull and EngineStopped: 503 (app.py)
     return jobs
 
 
-async def watched(jobs: list[Job], request: Request, answer: Any) -> Any:
+def queue_sink(loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Event]) -> Callable[[Event], None]:
+    """A job's ``sink``: puts each event (sent from the engine thread) on ``events`` in ``loop``'s thread."""
+
+    def put(event: Event) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    return put
+
+
+async def watched(jobs: list[Job], request: Request, answer: Coroutine[Any, Any, R]) -> R:
     """Await the coroutine ``answer`` (reading ``jobs``' events) while watching the client: when it leaves,
     every job is cancelled at once, tokens flowing or not (:func:`cancel_when_gone`), and :class:`ClientGone`
     is raised."""
@@ -325,51 +356,80 @@ async def watched(jobs: list[Job], request: Request, answer: Any) -> Any:
             task.cancel()
 
 
-def raise_error(event: dict) -> None:
+def raise_error(event: Event) -> None:
     if event["type"] == "error":
         raise ApiError(event["status"], event["message"], event.get("param"))
 
 
-async def first_event(job: Job) -> dict:
+async def next_event(job: Job) -> Event:
+    """The next event of a job made by :func:`make_jobs` (``RuntimeError`` for one without an event queue)."""
+    if job.events is None:
+        raise RuntimeError("the job has no event queue: make it with make_jobs")
+    return await job.events.get()
+
+
+def unexpected(event: Event, expected: str) -> ApiError:
+    """A 500 for an event out of order (a bug of the engine)."""
+    return ApiError(500, f"internal error: the engine sent a {event['type']!r} event where a {expected} was due")
+
+
+async def first_event(job: Job) -> StartEvent:
     """The job's start event (an error event raises its :class:`ApiError`)."""
-    event = await job.events.get()
+    event = await next_event(job)
     raise_error(event)
+    if event["type"] != "start":
+        raise unexpected(event, "start")
     return event
 
 
-async def collect(job: Job) -> dict:
+async def collect(job: Job) -> Answer:
     """A job's whole answer: ``text``, ``finish_reason``, token counts, ``logprobs``, ``route``, ``cache_hit``
     and the condition's ``condition_tokens``/``condition_kept``."""
     start = await first_event(job)
     text = []
-    while (event := await job.events.get())["type"] == "delta":
+    while (event := await next_event(job))["type"] == "delta":
         text.append(event["text"])
     raise_error(event)
-    return {**start, **event, "text": "".join(text)}
+    if event["type"] != "done":
+        raise unexpected(event, "done")
+    return answer_of(start, event, "".join(text))
 
 
-async def collect_all(jobs: list[Job], request: Request) -> list[dict]:
+def answer_of(start: StartEvent, done: DoneEvent, text: str) -> Answer:
+    return {
+        "route": start["route"],
+        "cache_hit": start["cache_hit"],
+        "condition_tokens": start["condition_tokens"],
+        "condition_kept": start["condition_kept"],
+        "text": text,
+        "finish_reason": done["finish_reason"],
+        "prompt_tokens": done["prompt_tokens"],
+        "completion_tokens": done["completion_tokens"],
+        "logprobs": done["logprobs"],
+    }
+
+
+async def collect_all(jobs: list[Job], request: Request) -> list[Answer]:
     """Every job's answer (:func:`collect`), cancelled together when the client leaves (:func:`watched`)."""
 
-    async def answers() -> list[dict]:
+    async def answers() -> list[Answer]:
         return [await collect(job) for job in jobs]
 
     return await watched(jobs, request, answers())
 
 
-def condition_fields(result: dict) -> dict:
+def condition_fields(result: RowInfo) -> dict[str, int | bool]:
     """``condition_tokens`` and ``condition_truncated`` (the method read only the first tokens of the condition:
     see docs/SERVING.md, the condition rule) for a target that reads a condition; else nothing."""
-    if result.get("condition_tokens") is None:
+    tokens, kept = result["condition_tokens"], result["condition_kept"]
+    if tokens is None or kept is None:
         return {}
-    return {
-        "condition_tokens": result["condition_tokens"],
-        "condition_truncated": result["condition_kept"] < result["condition_tokens"],
-    }
+    return {"condition_tokens": tokens, "condition_truncated": kept < tokens}
 
 
 def token_text(server: Server, token: int) -> str:
-    return server.tokenizer.decode([token])
+    text: str = server.tokenizer.decode([token])
+    return text
 
 
 def check_logprobs(k: int | None, stream: bool, param: str) -> None:
@@ -379,23 +439,23 @@ def check_logprobs(k: int | None, stream: bool, param: str) -> None:
         raise ApiError(400, f"{param} must be in [0, {MAX_LOGPROBS}], got {k}", param)
 
 
-def usage(results: list[dict]) -> dict:
+def usage(results: Sequence[TokenCounts]) -> dict[str, int]:
     p = sum(r["prompt_tokens"] for r in results)
     c = sum(r["completion_tokens"] for r in results)
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-Chunk = Callable[[str | None, str | None, bool], dict | None]
+Chunk = Callable[[str | None, str | None, bool], Json | None]  # (text, finish_reason, first) -> an SSE chunk
 
 
-async def stream(job: Job, chunk: Chunk, usage_chunk: Callable[[dict], dict] | None) -> AsyncIterator[str]:
+async def stream(job: Job, chunk: Chunk, usage_chunk: Callable[[dict[str, int]], Json] | None) -> AsyncIterator[str]:
     """Server-sent events of one job: ``chunk(text, finish_reason, first)`` per event, then ``[DONE]``."""
     try:
         first = chunk(None, None, True)
         if first is not None:
             yield sse(first)
         while True:
-            event = await job.events.get()
+            event = await next_event(job)
             if event["type"] == "delta":
                 yield sse(chunk(event["text"], None, False))
             elif event["type"] == "done":
@@ -404,6 +464,8 @@ async def stream(job: Job, chunk: Chunk, usage_chunk: Callable[[dict], dict] | N
                     yield sse(usage_chunk(usage([event])))
                 yield "data: [DONE]\n\n"
                 return
+            elif event["type"] == "start":
+                raise unexpected(event, "delta or done")
             else:
                 yield sse(
                     {
@@ -420,9 +482,9 @@ async def stream(job: Job, chunk: Chunk, usage_chunk: Callable[[dict], dict] | N
         job.cancel()  # a no-op for a finished request; frees the slot of a client that went away
 
 
-def sse(data: dict) -> str:
+def sse(data: Json | None) -> str:
     return f"data: {json.dumps(data)}\n\n"
 
 
-def route_header(start: dict) -> dict:
+def route_header(start: RowInfo) -> dict[str, str]:
     return {"x-hyperadapt-route": start["route"]}

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from hyperadapt.serve.endpoints.common import (
     ApiError,
     ClientGone,
+    Json,
     Part,
     SamplingFields,
     check_count,
@@ -38,6 +39,8 @@ from hyperadapt.serve.endpoints.common import (
     usage,
     watched,
 )
+from hyperadapt.serve.engine import TokenLogprobs
+from hyperadapt.serve.runs import Target
 from hyperadapt.serve.server import Server
 
 router = APIRouter()
@@ -57,7 +60,7 @@ class CompletionRequest(SamplingFields):
         return self.logprobs
 
 
-def prompts_of(request: Request, req: CompletionRequest, target) -> tuple[list[list[int]], list[str]]:
+def prompts_of(request: Request, req: CompletionRequest, target: Target) -> tuple[list[list[int]], list[str]]:
     """The request's prompt token ids and route texts (every check of what is prompted, in one place)."""
     if (req.prompt is None) == (req.input is None):
         raise ApiError(
@@ -69,7 +72,7 @@ def prompts_of(request: Request, req: CompletionRequest, target) -> tuple[list[l
     if req.input is not None:
         ids, texts = trained_prompts(server, target, req)
     else:
-        texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt or []
         check_count(server, texts, "prompt")
         ids = [server.tokenizer(p).input_ids for p in texts]
     if req.stream and len(ids) > 1:
@@ -80,12 +83,13 @@ def prompts_of(request: Request, req: CompletionRequest, target) -> tuple[list[l
     return ids, texts
 
 
-def legacy_logprobs(server: Server, entries: list | None, offset: int) -> dict | None:
+def legacy_logprobs(server: Server, entries: list[TokenLogprobs] | None, offset: int) -> Json | None:
     """OpenAI's completions ``logprobs`` object for the engine's per-token entries; offsets start at ``offset``
     (the characters before the answer: the echoed prompt)."""
     if entries is None:
         return None
-    tokens, offsets = [], []
+    tokens: list[str] = []
+    offsets: list[int] = []
     for token, _, _ in entries:
         offsets.append(offset)
         tokens.append(token_text(server, token))
@@ -110,7 +114,7 @@ async def completions(request: Request) -> Response:
         if req.stream:
             start = await watched(jobs, request, first_event(jobs[0]))
 
-            def chunk(text, finish, first):
+            def chunk(text: str | None, finish: str | None, first: bool) -> Json | None:
                 if first:
                     return None
                 return {
@@ -123,19 +127,17 @@ async def completions(request: Request) -> Response:
                     "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
                 }
 
-            usage_chunk = None
-            if req.stream_options is not None and req.stream_options.include_usage:
+            def with_usage(u: dict[str, int]) -> Json:
+                return {
+                    "id": rid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": req.model,
+                    "choices": [],
+                    "usage": u,
+                }
 
-                def usage_chunk(u):
-                    return {
-                        "id": rid,
-                        "object": "text_completion",
-                        "created": created,
-                        "model": req.model,
-                        "choices": [],
-                        "usage": u,
-                    }
-
+            usage_chunk = with_usage if req.stream_options is not None and req.stream_options.include_usage else None
             return StreamingResponse(
                 stream(jobs[0], chunk, usage_chunk), media_type="text/event-stream", headers=route_header(start)
             )
@@ -146,7 +148,7 @@ async def completions(request: Request) -> Response:
         if not req.stream:
             for job in jobs:
                 job.cancel()
-    choices = []
+    choices: list[Json] = []
     for i, (r, prompt_ids) in enumerate(zip(results, ids, strict=True)):
         echoed = (texts[i] if req.input is None else server.tokenizer.decode(prompt_ids)) if req.echo else ""
         choices.append(
@@ -158,7 +160,7 @@ async def completions(request: Request) -> Response:
                 "route": r["route"],
             }
         )
-    body = {
+    body: Json = {
         "id": rid,
         "object": "text_completion",
         "created": created,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from hyperadapt.serve.endpoints.common import authorize, server_of
+from hyperadapt.serve.endpoints.common import Json, authorize, server_of
 
 router = APIRouter()
 
 
 @router.get("/v1/models")
-async def models(request: Request) -> dict:
+async def models(request: Request) -> Json:
     authorize(request)
     server = server_of(request)
     created = int(server.started)
