@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel
+from transformers import GenerationMixin, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.data.prompts import literal_ids, prompt_ids
 from hyperadapt.models import end_of_turn_ids
 
 
-def encode_left_padded(tokenizer: Tokenizer, prompts: list[str], device: torch.device) -> dict:
+def encode_left_padded(tokenizer: Tokenizer, prompts: list[str], device: torch.device) -> dict[str, torch.Tensor]:
     """Tokenise ``prompts`` (rendered: :func:`hyperadapt.data.prompts.prompt_ids`) with left padding."""
     if not prompts:
         raise ValueError("no prompts to encode")
@@ -29,7 +31,9 @@ def generate_batch(
 ) -> list[str]:
     """Greedy answers to ``prompts`` (one batch), stopping at the end of the assistant's turn."""
     batch = encode_left_padded(tokenizer, prompts, model.device)
-    out = model.generate(
+    # transformers 5 declares generate on GenerationMixin, which every causal LM class mixes in (and PEFT's
+    # wrapper forwards to), not on PreTrainedModel
+    out = cast(GenerationMixin, model).generate(
         **batch,
         max_new_tokens=max_new_tokens,
         do_sample=False,
