@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,9 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.data.prompts import literal_ids, prompt_ids
 from hyperadapt.models import end_of_turn_ids
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 
 def encode_left_padded(tokenizer: Tokenizer, prompts: list[str], device: torch.device) -> dict[str, torch.Tensor]:
@@ -27,12 +30,13 @@ def encode_left_padded(tokenizer: Tokenizer, prompts: list[str], device: torch.d
 
 @torch.inference_mode()
 def generate_batch(
-    model: PreTrainedModel, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int = 32
+    model: PreTrainedModel | PeftModel, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int = 32
 ) -> list[str]:
-    """Greedy answers to ``prompts`` (one batch), stopping at the end of the assistant's turn."""
+    """Greedy answers to ``prompts`` (one batch), stopping at the end of the assistant's turn. ``model``: a causal
+    LM, or PEFT's wrapper of one."""
     batch = encode_left_padded(tokenizer, prompts, model.device)
     # transformers 5 declares generate on GenerationMixin, which every causal LM class mixes in (and PEFT's
-    # wrapper forwards to), not on PreTrainedModel
+    # wrapper calls), not on PreTrainedModel
     out = cast(GenerationMixin, model).generate(
         **batch,
         max_new_tokens=max_new_tokens,
