@@ -19,11 +19,14 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
 from hyperadapt.errors import UserError
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
 
 T = TypeVar("T")
 
@@ -34,7 +37,7 @@ def launched() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _state():
+def _state() -> PartialState:
     from accelerate import PartialState
 
     # joins the process group (gloo on CPUs, NCCL on GPUs) and sets this process's device
@@ -82,7 +85,7 @@ def shard_frozen(modules: Iterable[torch.nn.Module]) -> None:
     from torch.distributed.fsdp import FSDPModule, fully_shard
 
     _sharded[0] += 1
-    mesh = init_device_mesh(device().type, (world_size(),))
+    mesh = init_device_mesh(_state().device.type, (world_size(),))  # fsdp(): launched, so this process's device
     reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() in ("true", "1", "full_shard")
     for module in modules:
         if isinstance(module, FSDPModule):

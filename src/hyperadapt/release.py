@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -42,14 +44,13 @@ def release_checkpoint(
     """
     run = Run.of(run)
     run_dir, out = check_release_out(run.path, out)
-    if not run.entry.releasable:
+    folder, source = run.entry.folder, run.artefact  # None for a method without an artefact folder
+    if not run.entry.releasable or folder is None or source is None:
         names = [n for n in method_names() if method_entry(n).releasable]
         raise UserError(f"{run_dir} is a {run.method!r} run: only {', '.join(names)} runs can be released")
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     run.check_finished()
-    folder = run.entry.folder
-    source = run.artefact
     weights = sorted(source.glob("*.safetensors")) if source.is_dir() else []
     if not weights:
         raise InputNotFound(f"{run_dir} has no final hypernetwork ({source}): finish training it first")
@@ -99,7 +100,7 @@ def check_release_out(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]
     return Path(run_dir), out
 
 
-def run_evals(run_dir: Path) -> list[dict]:
+def run_evals(run_dir: Path) -> list[dict[str, Any]]:
     """The evaluations saved in ``run_dir/eval/`` (``hyperadapt eval --run``), oldest first."""
     folder = run_dir / "eval"
     found = []
@@ -113,7 +114,7 @@ def run_evals(run_dir: Path) -> list[dict]:
     return found
 
 
-def budget_lines(cfg: dict) -> list[str]:
+def budget_lines(cfg: Mapping[str, Any]) -> list[str]:
     """One line per training stage of ``cfg``: steps × batch (× accumulation) = training examples."""
     stages = [("stage 2" if "teachers" in cfg else "training", cfg.get("train"))]
     if "teachers" in cfg and not (cfg["teachers"] or {}).get("path"):
@@ -134,7 +135,7 @@ def budget_lines(cfg: dict) -> list[str]:
     return [*lines, f"- total: {total:,} training examples"]
 
 
-def default_card(run: dict, evals: list[dict] | None = None) -> str:
+def default_card(run: Mapping[str, Any], evals: list[dict[str, Any]] | None = None) -> str:
     """A model card from a run's record: method, base model, data, the budget per stage, the scores found in
     the run's ``eval/`` folder, the library versions and the full config. The exact command and the known
     weaknesses are for the author to add (``--card``)."""

@@ -9,12 +9,23 @@ from __future__ import annotations
 import string
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    PreTrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 from hyperadapt.models import prepare
+
+if TYPE_CHECKING:
+    from hyperadapt.methods.tagi.method import TagiMethod
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHATML_TEMPLATE = (
@@ -54,7 +65,7 @@ def _tokenizer_json() -> str:
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer (vocabulary ~400) with a ChatML chat template."""
-    tok = PreTrainedTokenizerFast(
+    tok = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers leaves its __init__ unannotated
         tokenizer_object=Tokenizer.from_str(_tokenizer_json()),
         bos_token="<|im_start|>",
         eos_token="<|im_end|>",
@@ -65,7 +76,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tok
 
 
-def tiny_config(arch: str = "llama", vocab_size: int = 400, layers: int = 2, hidden: int = 32):
+def tiny_config(arch: str = "llama", vocab_size: int = 400, layers: int = 2, hidden: int = 32) -> PreTrainedConfig:
     if arch not in TINY_ARCHITECTURES:
         raise ValueError(f"unknown tiny architecture {arch!r}: use one of {TINY_ARCHITECTURES}")
     return AutoConfig.for_model(
@@ -96,7 +107,9 @@ def tiny_model(
     config.pad_token_id = tokenizer.pad_token_id
     config.bos_token_id = tokenizer.bos_token_id
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model: PreTrainedModel = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]  # unannotated
+        config, dtype=torch.float32
+    )
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return prepare(model, tokenizer, torch.device("cpu"))
@@ -112,15 +125,15 @@ def save_tiny_model(path: str | Path, arch: str = "llama", seed: int = 0) -> Pat
 
 
 def random_tagi_method(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     rank: int = 2,
     hidden: int = 16,
     blocks: int = 1,
     std: float = 0.5,
     max_instruction_tokens: int = 16,
     run: str = "in-memory",
-):
+) -> TagiMethod:
     """A TAGI method on ``model`` with an untrained hypernetwork whose B heads are random (``std``), so that
     different instructions give different, non-zero adapters (an untrained one gives ΔW = 0)."""
     from hyperadapt.core import inject
@@ -138,5 +151,5 @@ def random_tagi_method(
     net = build_hypernet(cfg, model, vectors.dim)
     with torch.no_grad():
         for head in net.head_b.values():
-            head.weight.normal_(std=std)
+            cast(torch.nn.Linear, head).weight.normal_(std=std)  # ModuleDict types its values as Module
     return make_method("tagi", cfg, model, tokenizer, net, vectors, run)

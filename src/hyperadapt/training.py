@@ -25,6 +25,7 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -38,6 +39,15 @@ from hyperadapt.errors import UserError
 from hyperadapt.io import atomic_write_text, load_json, load_tensors
 
 Batch = dict[str, torch.Tensor]
+
+
+class CausalLM(Protocol):
+    """A causal LM split into its decoder and LM head: a transformers model, or one wrapped by ``conditioned``
+    or by PEFT (whose model forwards both methods to the one it wraps)."""
+
+    def get_decoder(self) -> torch.nn.Module: ...
+
+    def get_output_embeddings(self) -> torch.nn.Module: ...
 
 
 @dataclass
@@ -133,11 +143,12 @@ def answer_logits(
 
     Runs the decoder, then the LM head only where a label follows, so no [B, T, V] tensor is formed.
     """
-    hidden = model.get_decoder()(
+    lm = cast(CausalLM, model)  # nn.Module types the attributes it forwards (``__getattr__``) as tensor or module
+    hidden = lm.get_decoder()(
         input_ids=input_ids, attention_mask=attention_mask, use_cache=False
     ).last_hidden_state  # [B, T, H]
     mask = labels[:, 1:] != IGNORE  # [B, T-1]
-    return model.get_output_embeddings()(hidden[:, :-1][mask])  # [n_answer, V]
+    return cast(torch.Tensor, lm.get_output_embeddings()(hidden[:, :-1][mask]))  # [n_answer, V]
 
 
 def answer_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -189,7 +200,7 @@ class Trainer:
         n_examples: int,
         cfg: TrainConfig,
         run_dir: str | Path,
-        eval_fn: Callable[[int], dict] | None = None,
+        eval_fn: Callable[[int], dict[str, Any]] | None = None,
         desc: str = "train",
         model: torch.nn.Module | None = None,
     ):
@@ -216,8 +227,9 @@ class Trainer:
 
     def train(self, resume: bool = True, stop_at: int | None = None) -> int:
         """Run to ``cfg.steps`` (or stop after ``stop_at`` steps, for tests); return the last step."""
-        if resume and latest_checkpoint(self.run_dir) is not None:
-            self.load(latest_checkpoint(self.run_dir))
+        last = latest_checkpoint(self.run_dir) if resume else None
+        if last is not None:
+            self.load(last)
         else:
             torch.manual_seed(self.cfg.seed)
         end = min(self.cfg.steps, stop_at or self.cfg.steps)
@@ -270,7 +282,7 @@ class Trainer:
             with self._autocast():
                 loss = Loss.of(self.loss_fn(batch, self.step))
                 weighted = loss.per_token * token_weight + loss.per_example * example_weight
-            weighted.backward()
+            weighted.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             total += float(weighted.detach())
             n_tok += int(batch["attention_mask"].sum())
         distributed.average_gradients(self.params.values())
@@ -292,14 +304,14 @@ class Trainer:
             f"finished ({kept}). Lower train.lr (or raise train.warmup_ratio) and train into a new folder"
         )
 
-    def _autocast(self):
+    def _autocast(self) -> torch.autocast:
         on_gpu = next(iter(self.params.values())).is_cuda
         bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and on_gpu)
         return torch.autocast("cuda" if on_gpu else "cpu", dtype=torch.bfloat16, enabled=bf16)
 
     def _after_step(self, loss: float) -> None:
         cfg = self.cfg
-        record: dict = {}
+        record: dict[str, Any] = {}
         if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
             record = {"step": self.step, "loss": loss, "lr": lr_at(cfg, self.step - 1)}
         if cfg.eval_every and self.eval_fn and self.step % cfg.eval_every == 0:
@@ -396,7 +408,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return aside[-1] if aside else None
 
 
-def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
+def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, scalars = {}, {}
     for idx, pstate in sd["state"].items():
         for key, val in pstate.items():
@@ -407,8 +419,8 @@ def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict] = {}
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
     for flat, val in [*tensors.items(), *meta["scalars"].items()]:
         idx, key = flat.split(".", 1)
         state.setdefault(int(idx), {})[key] = val

@@ -105,7 +105,9 @@ class ErrorGroup(TyperGroup):
             raise bug(err) from None
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     """Our own warnings (renamed keys, cut prompts) as one ``warning:`` line, without the source line."""
     return f"warning: {message}\n"
 

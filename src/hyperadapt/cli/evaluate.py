@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -93,9 +93,7 @@ def eval_cmd(
     target = results_path(out, data, split, setting or own, limit, method=method, model=model, run=opened)
     check_out_file(target, "--out")
     tasks = load_tasks(data, split)
-    if opened is None:
-        runner = entry.make(model=model, setting=setting or own)
-    else:
+    if opened is not None:
         runner = opened.load()
         if setting is not None and setting != own:
             warnings.warn(
@@ -103,6 +101,8 @@ def eval_cmd(
                 "other prompts, so its scores are not its own (leave --setting out to use the run's)",
                 stacklevel=2,
             )
+    elif entry.make is not None:  # always, without a run: a method without make was refused above
+        runner = entry.make(model=model, setting=setting or own)
     check_results_target(target, expected_identity(runner, cfg, model=model, data=data, split=split), overwrite)
     answers = target.with_suffix(".answers.jsonl")
     result = evaluate(runner, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
@@ -116,7 +116,7 @@ def eval_cmd(
     )
 
 
-def _write_results(result: dict, path: Path) -> Path:
+def _write_results(result: dict[str, Any], path: Path) -> Path:
     """Write the results; if that fails after the work is done, save them in the temp folder instead and
     say where (finished work is never lost to an output error)."""
     import tempfile

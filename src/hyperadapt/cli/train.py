@@ -41,9 +41,9 @@ def train(
     no_stray_overrides(ctx)
     distributed.device()  # under accelerate launch: join the process group and take this process's GPU
     trainable = method_names(kind="train")
-    if method not in trainable:
+    entry = method_entry(method) if method in trainable else None
+    if entry is None or entry.config_cls is None or entry.train is None:  # a trainable method has both
         raise UserError(f"cannot train {method!r}: trainable methods are {', '.join(trainable)}")
-    entry = method_entry(method)
     cfg = load_config(entry.config_cls, config, set_ or [])
     run_dir = check_out_dir(out or Path("runs") / method, "--out")
     done_before = resume and RunDir(run_dir).is_finished()

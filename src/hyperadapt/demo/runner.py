@@ -17,13 +17,20 @@ import multiprocessing as mp
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hyperadapt.config import to_dict
 from hyperadapt.demo.config import DemoConfig
 from hyperadapt.demo.stages import LANES, STAGE_CONFIGS, STAGES
 from hyperadapt.io import load_json, save_json
 from hyperadapt.runs import is_run
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import RLock
+
+    from tqdm.auto import tqdm as Bar
 
 NOT_IN_KEY = ("out", "save_every", "quick", "checkpoint")  # settings that do not change a trained stage's numbers
 DERIVED_NOT_IN_KEY = ("save_every",)  # where the derived configs carry one of them (every train section)
@@ -42,7 +49,7 @@ def stage_key(cfg: DemoConfig, name: str) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _without(data, keys: tuple[str, ...]):
+def _without(data: object, keys: tuple[str, ...]) -> object:
     """``data`` with the dict keys ``keys`` removed at every depth."""
     if isinstance(data, dict):
         return {k: _without(v, keys) for k, v in data.items() if k not in keys}
@@ -57,7 +64,7 @@ def failure_file(out: Path, name: str) -> Path:
     return out / "stages" / f"{name}.failed.json"
 
 
-def cached(out: Path, name: str, key: str) -> dict | None:
+def cached(out: Path, name: str, key: str) -> dict[str, Any] | None:
     """The finished stage ``name`` computed under ``key``, else None."""
     path = stage_file(out, name)
     if not path.exists():
@@ -66,7 +73,7 @@ def cached(out: Path, name: str, key: str) -> dict | None:
     return data if data.get("key") == key else None
 
 
-def run_stage(cfg: DemoConfig, name: str, log=print) -> bool:
+def run_stage(cfg: DemoConfig, name: str, log: Callable[[str], object] = print) -> bool:
     """Run one stage (unless cached) and record its result or its failure; True when it finished."""
     out, key = Path(cfg.out), stage_key(cfg, name)
     if cached(out, name, key) is not None:
@@ -96,11 +103,11 @@ def run_stage(cfg: DemoConfig, name: str, log=print) -> bool:
     return True
 
 
-def _lane_bars(position: int, stage: list[str]):
+def _lane_bars(position: int, stage: list[str]) -> Callable[..., Bar[Any]]:
     """tqdm for one lane: its own terminal line, the stage's name in front, cleared when done."""
     from tqdm.auto import tqdm
 
-    def bar(*args, **kwargs):
+    def bar(*args: Any, **kwargs: Any) -> Bar[Any]:
         kwargs.update(position=position, leave=False, dynamic_ncols=True)
         kwargs["desc"] = f"[{stage[0]}] {kwargs.get('desc') or ''}"
         return tqdm(*args, **kwargs)
@@ -108,7 +115,7 @@ def _lane_bars(position: int, stage: list[str]):
     return bar
 
 
-def run_lane(cfg_dict: dict, names: list[str], position: int, lock=None) -> None:
+def run_lane(cfg_dict: dict[str, Any], names: list[str], position: int, lock: RLock | None = None) -> None:
     """One lane in its own process: one torch thread, progress bars on line ``position``."""
     import torch
     from tqdm.auto import tqdm
@@ -122,7 +129,9 @@ def run_lane(cfg_dict: dict, names: list[str], position: int, lock=None) -> None
         tqdm.set_lock(lock)
     cfg = from_dict(DemoConfig, cfg_dict)
     current = [""]
-    harness.tqdm = training.tqdm = _lane_bars(position, current)
+    bars = _lane_bars(position, current)
+    for module in (harness, training):
+        vars(module)["tqdm"] = bars  # the progress bars the harness and the training loop open
     for name in names:
         current[0] = name
         run_stage(cfg, name, log=functools.partial(tqdm.write))
@@ -160,10 +169,12 @@ def run_stages(cfg: DemoConfig) -> None:
         raise
 
 
-def collect(cfg: DemoConfig) -> tuple[dict, dict, dict]:
+def collect(cfg: DemoConfig) -> tuple[dict[str, Any], dict[str, str], dict[str, dict[str, Any]]]:
     """(results per finished stage, error per failed stage, wall and CPU seconds per finished stage)."""
     out = Path(cfg.out)
-    results, failed, seconds = {}, {}, {}
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    seconds: dict[str, dict[str, Any]] = {}
     for name in STAGES:
         data = cached(out, name, stage_key(cfg, name))
         if data is not None:

@@ -131,7 +131,7 @@ def multitask_lora_stage(cfg: DemoConfig, run_dir: Path) -> dict[str, Any]:
     return {"config": to_dict(mcfg), **out}
 
 
-def _stream_result(result: dict) -> dict[str, Any]:
+def _stream_result(result: dict[str, Any]) -> dict[str, Any]:
     keep = ("tasks", "matrix", "zero_shot", "metrics", "ap_curve", "after", "metric")
     out = {k: result[k] for k in keep}
     rows = [r["routing"] for r in result["rows"] if r.get("routing")]
@@ -249,7 +249,7 @@ def checkpoint_stage(cfg: DemoConfig, run_dir: Path) -> dict[str, Any]:
     return {"available": True, "path": str(path), "rows": rows}
 
 
-Stage = Callable[[DemoConfig, Path], dict]
+Stage = Callable[[DemoConfig, Path], dict[str, Any]]
 STAGES: dict[str, Stage] = {
     "zero-shot": zero_shot_stage,
     "tagi": tagi_stage,
@@ -268,7 +268,7 @@ def _scored(cfg: DemoConfig, *splits: str) -> dict[str, EvalConfig]:
 
 # The library configs each stage runs with, derived from the demo config (the stage cache's key holds them, so
 # that a changed library default reruns the stages it reaches); a stage that derives none is absent.
-STAGE_CONFIGS: dict[str, Callable[[DemoConfig], dict]] = {
+STAGE_CONFIGS: dict[str, Callable[[DemoConfig], dict[str, Any]]] = {
     "zero-shot": lambda cfg: _scored(cfg, "seen", "unseen"),
     "tagi": lambda cfg: {"tagi": cfg.tagi(), **_scored(cfg, "unseen")},
     "hypter": lambda cfg: {"hypter": cfg.hypter(), **_scored(cfg, "unseen")},

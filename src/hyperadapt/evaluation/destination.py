@@ -81,8 +81,9 @@ def identity(result: Mapping[str, Any]) -> dict[str, Any]:
     settings = (result.get("config") or {}).get("eval") or {}
     found = {**{k: result.get(k) for k in RESULT_KEYS}, **{k: settings.get(k) for k in EVAL_KEYS}}
     for key in ("data", "model"):  # one folder, however its path is written
-        if isinstance(found[key], str) and found[key]:
-            found[key] = source_tag(found[key])
+        value = found[key]
+        if isinstance(value, str) and value:
+            found[key] = source_tag(value)
     return found
 
 

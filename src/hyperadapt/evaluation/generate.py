@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel
+from transformers import GenerationMixin, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.data.prompts import literal_ids, prompt_ids
 from hyperadapt.models import end_of_turn_ids
 
+if TYPE_CHECKING:
+    from peft import PeftModel
 
-def encode_left_padded(tokenizer: Tokenizer, prompts: list[str], device: torch.device) -> dict:
+
+def encode_left_padded(tokenizer: Tokenizer, prompts: list[str], device: torch.device) -> dict[str, torch.Tensor]:
     """Tokenise ``prompts`` (rendered: :func:`hyperadapt.data.prompts.prompt_ids`) with left padding."""
     if not prompts:
         raise ValueError("no prompts to encode")
@@ -25,11 +30,14 @@ def encode_left_padded(tokenizer: Tokenizer, prompts: list[str], device: torch.d
 
 @torch.inference_mode()
 def generate_batch(
-    model: PreTrainedModel, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int = 32
+    model: PreTrainedModel | PeftModel, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int = 32
 ) -> list[str]:
-    """Greedy answers to ``prompts`` (one batch), stopping at the end of the assistant's turn."""
+    """Greedy answers to ``prompts`` (one batch), stopping at the end of the assistant's turn. ``model``: a causal
+    LM, or PEFT's wrapper of one."""
     batch = encode_left_padded(tokenizer, prompts, model.device)
-    out = model.generate(
+    # transformers 5 declares generate on GenerationMixin, which every causal LM class mixes in (and PEFT's
+    # wrapper calls), not on PreTrainedModel
+    out = cast(GenerationMixin, model).generate(
         **batch,
         max_new_tokens=max_new_tokens,
         do_sample=False,

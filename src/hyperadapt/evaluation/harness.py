@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +36,7 @@ from hyperadapt.evaluation.metrics import (
     metric_tokenizer,
     normalize_answer,
     score_predictions,
+    xlingual_tokenizer,
 )
 from hyperadapt.io import atomic_write_text, save_json
 from hyperadapt.models import model_name, module_tensors, weights_digest
@@ -61,7 +62,7 @@ class Method(Protocol):
     model: Any
     tokenizer: Any
 
-    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager: ...
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager[object]: ...
 
 
 @dataclass
@@ -72,9 +73,9 @@ class PromptMethod:
     model: Any
     tokenizer: Any
     setting: str = "def"
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
-    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
 
@@ -249,7 +250,7 @@ class AnswerLog:
         return json.dumps({"fingerprint": fingerprint, "identity": identity}) + "\n"
 
     @staticmethod
-    def read(path: Path, strict: bool = False) -> tuple[dict, dict[str, str]]:
+    def read(path: Path, strict: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
         """The header and the answers (key -> answer) of the log at ``path``. A line cut by an interruption
         is skipped (a resumed evaluation answers it again; appending after a cut line damages that line, so
         it need not be the last). Raises ``ValueError`` for another file, and with ``strict`` for a damaged
@@ -337,7 +338,7 @@ class AnswerLog:
         self._fh.close()
 
 
-def _describe(identity: dict) -> str:
+def _describe(identity: Mapping[str, str | None]) -> str:
     parts = [f"model {identity.get('model') or '(built in code)'!r}", f"weights {identity.get('weights')}"]
     if identity.get("trained"):
         parts.append(f"trained weights {identity['trained']}")
@@ -366,7 +367,7 @@ def fingerprint(method: Method, cfg: EvalConfig, setting: str) -> tuple[str, ...
             return {old_names.get(k, k): with_old_names(v) for k, v in value.items()}
         return value
 
-    def without_added(value: dict) -> dict:
+    def without_added(value: dict[str, Any]) -> dict[str, Any]:
         info = json.loads(json.dumps(value["info"], default=str))
         for key, default in ADDED_KEYS.items():
             *parents, last = key.split(".")
@@ -436,7 +437,7 @@ def evaluate(
     data: str = "",
     split: str = "",
     answers_path: str | Path | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Score ``method`` on ``tasks``; returns the results dict (see ``write_results``).
 
     ``model``, ``data`` and ``split`` are recorded in the result to say what was evaluated. With
@@ -508,14 +509,14 @@ def evaluate(
         "metric": {
             "lang": cfg.metric_lang,
             "xlingual_tasks": xlingual,
-            "xlingual_tokenizer": metric_tokenizer("xlingual").name if xlingual else None,
+            "xlingual_tokenizer": xlingual_tokenizer().name if xlingual else None,
         },
         "config": {"eval": asdict(cfg), "method": getattr(method, "info", {})},
         "predictions": predictions,
     }
 
 
-def read_answers(path: str | Path) -> dict[tuple[str, str], str]:
+def read_answers(path: str | Path) -> dict[tuple[str, ...], str]:
     """``(task name, instance id) -> answer`` from an answer log (:class:`AnswerLog`, written while an
     evaluation runs) or a results file's predictions (``R.predictions.jsonl`` beside ``R.json``: one
     ``{"task", "id", "prediction"}`` per line). Raises ``FileNotFoundError`` for a missing file and
@@ -533,8 +534,8 @@ def read_answers(path: str | Path) -> dict[tuple[str, str], str]:
         head = json.loads(first)
     except json.JSONDecodeError:
         head = None
+    answers: dict[tuple[str, ...], str] = {}
     if isinstance(head, dict) and "prediction" in head and "fingerprint" not in head:
-        answers = {}
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             try:
                 row = json.loads(line)
@@ -551,9 +552,8 @@ def read_answers(path: str | Path) -> dict[tuple[str, str], str]:
         raise UserError(
             f"{path}: neither an answer log nor predictions (for an evaluation's R.json, give R.predictions.jsonl)"
         )
-    answers = {}
-    for key, text in AnswerLog.read(path, strict=True)[1].items():
-        pair = tuple(key.split("\t")[:2])
+    for logged_key, text in AnswerLog.read(path, strict=True)[1].items():
+        pair = tuple(logged_key.split("\t")[:2])
         if pair in answers:
             raise UserError(f"{path} answers {pair[0]} instance {pair[1]} twice (prompts of two settings?)")
         answers[pair] = text
@@ -586,7 +586,7 @@ def score_answer_log(
     return per_task
 
 
-def write_results(result: dict, out: str | Path) -> Path:
+def write_results(result: dict[str, Any], out: str | Path) -> Path:
     """Write ``result`` as JSON (predictions in a JSONL beside it) and a Markdown table; return the path."""
     out = Path(out)
     if out.suffix != ".json":

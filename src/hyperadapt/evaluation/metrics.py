@@ -41,9 +41,11 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 class Tokenizer(Protocol):
-    """Anything ``rouge_score`` accepts as a tokenizer."""
+    """Anything ``rouge_score`` accepts as a tokenizer (hashable: scorers are cached per tokenizer)."""
 
     def tokenize(self, text: str) -> list[str]: ...
+
+    def __hash__(self) -> int: ...
 
 
 class XLingualTokenizer:
@@ -137,7 +139,7 @@ def rouge_l(prediction: str, references: Sequence[str], tokenizer: Tokenizer | N
     """ROUGE-L F-measure x100, max over references (default: rouge_score tokenizer with stemming)."""
     _check_references(references)
     scorer = _scorer(tokenizer)
-    return 100.0 * max(scorer.score(target=r, prediction=prediction)["rougeL"].fmeasure for r in references)
+    return 100.0 * max(float(scorer.score(target=r, prediction=prediction)["rougeL"].fmeasure) for r in references)
 
 
 def accuracy(predictions: Sequence[Any], labels: Sequence[Any]) -> float:
@@ -146,7 +148,7 @@ def accuracy(predictions: Sequence[Any], labels: Sequence[Any]) -> float:
         raise ValueError(f"{len(predictions)} predictions but {len(labels)} labels")
     if not labels:
         raise ValueError("accuracy of no predictions")
-    return 100.0 * sum(p == y for p, y in zip(predictions, labels, strict=True)) / len(labels)
+    return 100.0 * sum(bool(p == y) for p, y in zip(predictions, labels, strict=True)) / len(labels)
 
 
 def score_predictions(
@@ -322,7 +324,9 @@ def _check_matrix(acc: Sequence[Sequence[float]]) -> int:
     return size
 
 
-def continual_metrics(acc: Sequence[Sequence[float]], zero_shot: Sequence[float] | None = None) -> dict:
+def continual_metrics(
+    acc: Sequence[Sequence[float]], zero_shot: Sequence[float] | None = None
+) -> dict[str, float | None]:
     """AP, BWT, Forgetting and FWT from ``acc[j][i]``: the score on task i after training through task j.
 
     With T tasks (0-based): AP = mean_i a[T-1][i]; BWT = mean_{i<T-1} (a[T-1][i] - a[i][i]);

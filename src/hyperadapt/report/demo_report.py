@@ -8,7 +8,9 @@ and a partial run (some stages failed or not run yet) still gets a report for wh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from hyperadapt.report.document import Block, Code, Figure, Heading, Para, Table, write_report
 
@@ -29,16 +31,16 @@ def _d(a: float, b: float) -> str:
     return f"+{d:.1f}" if d >= 0 else f"−{-d:.1f}"
 
 
-def _rl(score: dict) -> float:
-    return score["mean"]["rougeL"]
+def _rl(score: Mapping[str, Any]) -> float:
+    return float(score["mean"]["rougeL"])
 
 
-def _cell(score: dict | None) -> str:
+def _cell(score: Mapping[str, Any] | None) -> str:
     return "–" if score is None else f"{score['mean']['rougeL']:.1f} / {score['mean']['em']:.1f}"
 
 
-def _missing(failed: dict, names: list[str], stages: dict) -> list[Block]:
-    out = []
+def _missing(failed: Mapping[str, str], names: list[str], stages: Mapping[str, Any]) -> list[Block]:
+    out: list[Block] = []
     for n in names:
         if n not in stages:
             why = f"failed: `{failed[n]}`" if n in failed else "has not run"
@@ -58,7 +60,7 @@ def _beats(a: float, b: float, plural: bool = False) -> str:
 # -- sections ----------------------------------------------------------------------------------------------
 
 
-def header(meta: dict, failed: dict) -> list[Block]:
+def header(meta: Mapping[str, Any], failed: Mapping[str, str]) -> list[Block]:
     b = meta["budget"]
     blocks: list[Block] = [
         Heading(1, TITLE),
@@ -107,7 +109,9 @@ def header(meta: dict, failed: dict) -> list[Block]:
     return blocks
 
 
-def tagi_section(stages: dict, failed: dict, meta: dict, fig: Path) -> list[Block]:
+def tagi_section(
+    stages: Mapping[str, Any], failed: Mapping[str, str], meta: Mapping[str, Any], fig: Path
+) -> list[Block]:
     from hyperadapt.report.plots import plot_grouped_bars
 
     blocks: list[Block] = [Heading(2, "TAGI: adapters generated from instructions of unseen tasks")]
@@ -189,7 +193,7 @@ def tagi_section(stages: dict, failed: dict, meta: dict, fig: Path) -> list[Bloc
     return blocks
 
 
-def adapter_blocks(adapter: dict | None, meta: dict) -> list[Block]:
+def adapter_blocks(adapter: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> list[Block]:
     if not adapter:
         return []
     out = Path(meta["out"]) / adapter["folder"]
@@ -215,7 +219,9 @@ def adapter_blocks(adapter: dict | None, meta: dict) -> list[Block]:
     ]
 
 
-def switch_section(stages: dict, failed: dict, meta: dict, fig: Path) -> list[Block]:
+def switch_section(
+    stages: Mapping[str, Any], failed: Mapping[str, str], meta: Mapping[str, Any], fig: Path
+) -> list[Block]:
     from hyperadapt.report.plots import plot_ap_curve, plot_matrix
 
     blocks: list[Block] = [Heading(2, "SwitchCIT: a stream of tasks without forgetting, and routing")]
@@ -314,17 +320,19 @@ def switch_section(stages: dict, failed: dict, meta: dict, fig: Path) -> list[Bl
     return blocks
 
 
-def megan_section(stages: dict, failed: dict, meta: dict, fig: Path) -> list[Block]:
+def megan_section(
+    stages: Mapping[str, Any], failed: Mapping[str, str], meta: Mapping[str, Any], fig: Path
+) -> list[Block]:
     from hyperadapt.report.plots import plot_box_stats, plot_grouped_bars
 
     blocks: list[Block] = [Heading(2, "MeGan: one frozen model steered by conditions through β")]
     blocks += _missing(failed, ["megan", "zero-shot", "multitask-lora"], stages)
-    rows = {
+    candidates = {
         "zero-shot (condition in prompt)": stages.get("zero-shot"),
         "multi-task LoRA (condition in prompt)": stages.get("multitask-lora"),
         "MeGan (condition through β only)": stages.get("megan"),
     }
-    rows = {k: v for k, v in rows.items() if v is not None}
+    rows = {k: v for k, v in candidates.items() if v is not None}
     if not rows:
         return blocks
     splits = ("seen", "unseen")
@@ -415,7 +423,7 @@ def megan_section(stages: dict, failed: dict, meta: dict, fig: Path) -> list[Blo
     return blocks
 
 
-def checkpoint_section(stages: dict) -> list[Block]:
+def checkpoint_section(stages: Mapping[str, Any]) -> list[Block]:
     ck = stages.get("checkpoint")
     blocks: list[Block] = [Heading(2, "Released TAGI checkpoint")]
     if ck is None or not ck.get("available"):
@@ -456,11 +464,11 @@ def larger_section() -> list[Block]:
     ]
 
 
-def versions_section(meta: dict) -> list[Block]:
+def versions_section(meta: Mapping[str, Any]) -> list[Block]:
     return [Heading(2, "Versions"), Table(["package", "version"], [[k, v] for k, v in meta["versions"].items()])]
 
 
-def write_demo_report(results: dict, out: Path) -> tuple[Path, Path]:
+def write_demo_report(results: Mapping[str, Any], out: Path) -> tuple[Path, Path]:
     """Figures under ``out/figures``, ``out/report.md`` and ``out/report.html``; returns the two reports."""
     meta, stages, failed = results["meta"], results["stages"], results.get("failed", {})
     fig = out / "figures"

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
 def markdown_table(header: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
@@ -26,7 +27,7 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def task_table(result: dict) -> str:
+def task_table(result: Mapping[str, Any]) -> str:
     """Per-task Markdown table of one result."""
     rows: list[list[object]] = [
         [name, s.get("condition_type", ""), s["n"], f"{s['rougeL']:.1f}", f"{s['em']:.1f}"]
@@ -39,7 +40,7 @@ def task_table(result: dict) -> str:
     return markdown_table(["task", "type", "n", "ROUGE-L", "EM"], rows) + "\n"
 
 
-def summary_table(results: list[dict]) -> str:
+def summary_table(results: Sequence[Mapping[str, Any]]) -> str:
     """One row per (method, split): instance-mean ROUGE-L and EM (official), the task-mean ROUGE-L beside them,
     tasks, instances and seconds."""
     header = [
