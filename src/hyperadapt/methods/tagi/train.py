@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +66,7 @@ class Context:
 
     cfg: TagiConfig
     model: torch.nn.Module
-    tokenizer: Tokenizer
+    tokenizer: Any  # Any, as on the method objects: benchmarks/scale.py passes None (the loss alone needs none)
     tasks: list[Task]
     hypernet: TagiHypernetwork
     vectors: InstructionVectors
