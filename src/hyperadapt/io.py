@@ -104,14 +104,14 @@ def load_state_strict(module: M, state: Mapping[str, Any], path: str | Path, wha
     return module
 
 
-def write_dir_atomic(target: str | Path, write: Callable[[Path], None]) -> Path:
+def write_dir_atomic(target: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_dir)``, then swap ``tmp_dir`` into place at ``target`` (the main process only)."""
     target = Path(target)
     main_writes(lambda: _write_dir(target, write))
     return target
 
 
-def _write_dir(target: Path, write: Callable[[Path], None]) -> None:
+def _write_dir(target: Path, write: Callable[[Path], object]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:

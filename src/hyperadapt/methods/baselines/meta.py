@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 from torch import Tensor
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.config import to_dict
 from hyperadapt.core import AdapterBank, LoraConditioning, conditioned, inject
@@ -37,11 +39,12 @@ from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
 from hyperadapt.models import load_base_model, shard_base
 from hyperadapt.runs import Run, RunDir
-from hyperadapt.training import TrainConfig, Trainer, answer_loss, pad_batch
+from hyperadapt.training import Batch, TrainConfig, Trainer, answer_loss, pad_batch
 
 BANK_DIR = "bank"
 Encoded = tuple[list[int], list[int]]  # (input_ids, labels)
 FastWeights = dict[str, tuple[Tensor, Tensor]]  # module name -> (A [1, r, in], B [1, out, r]), or [r, in], [out, r]
+ModelAndTokenizer = tuple[PreTrainedModel, Tokenizer]
 
 
 @dataclass
@@ -97,12 +100,12 @@ class MetaLoraMethod:
     setting: str
     adapt_steps: int = 0
     inner_lr: float = 0.05
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
     _adapted: dict[str, FastWeights] = field(default_factory=dict, init=False, repr=False)
 
     serves_as: ClassVar[str] = "fixed"  # hyperadapt.core.rows.Servable
 
-    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager[object]:
         if self.adapt_steps == 0:
             return conditioned(self.model, lora=self.bank.adapter(0))
         return self._per_task([q.task for q in queries])
@@ -158,7 +161,7 @@ def lora_loss(model: Any, bank: AdapterBank, weights: FastWeights, batch: dict[s
         return answer_loss(model, batch)
 
 
-def adapt(model: Any, bank: AdapterBank, weights: FastWeights, batches: list[dict], lr: float) -> FastWeights:
+def adapt(model: Any, bank: AdapterBank, weights: FastWeights, batches: list[Batch], lr: float) -> FastWeights:
     """Plain SGD steps from ``weights``, first order: the result depends on ``weights`` with Jacobian I."""
     for batch in batches:
         flat = {(name, i): w for name, pair in weights.items() for i, w in enumerate(pair)}  # (name, 0): A ...
@@ -176,9 +179,12 @@ def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _setup(cfg: MetaICLConfig | ReptileConfig, model_and_tokenizer) -> tuple[Any, Any, list[Task], AdapterBank]:
+def _setup(
+    cfg: MetaICLConfig | ReptileConfig, model_and_tokenizer: ModelAndTokenizer | None
+) -> tuple[PreTrainedModel, Tokenizer, list[Task], AdapterBank]:
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
-    shard_base(inject(model, targets=cfg.target_modules, gating=False))
+    inject(model, targets=cfg.target_modules, gating=False)
+    shard_base(model)
     tasks = load_tasks(cfg.data, cfg.split)
     torch.manual_seed(cfg.train.seed)
     bank = AdapterBank.for_model(model, 1, rank=cfg.rank, targets=cfg.target_modules, alpha=cfg.alpha)
@@ -214,7 +220,7 @@ def train_metaicl(
     cfg: MetaICLConfig,
     run_dir: str | Path,
     resume: bool = True,
-    model_and_tokenizer=None,
+    model_and_tokenizer: ModelAndTokenizer | None = None,
     stop_at: int | None = None,
 ) -> MetaLoraMethod:
     """MetaICL-style meta-training into ``run_dir`` (resumable); returns the method for the harness."""
@@ -232,7 +238,9 @@ def train_metaicl(
     )
 
 
-def episode_batcher(cfg: ReptileConfig, tokenizer: Any, tasks: list[Task], device: torch.device):
+def episode_batcher(
+    cfg: ReptileConfig, tokenizer: Any, tasks: list[Task], device: torch.device
+) -> tuple[Callable[[list[int]], Batch], int]:
     """``make_batch(indices)`` for one episode: the task of ``indices[0]``, with ``inner_steps`` support
     batches and one query batch of its instances, drawn deterministically from the indices."""
     encoded = encode_tasks(tokenizer, tasks, cfg.setting, cfg.train.max_length, cfg.train.seed)
@@ -265,8 +273,11 @@ def reptile_loss(model: Any, bank: AdapterBank, cfg: ReptileConfig, batch: dict[
     if cfg.algorithm == "fomaml":
         return lora_loss(model, bank, fast, batch)
     # Reptile: gradient (θ − θ') / (α·K), the mean inner gradient; the value shown is the query loss.
-    surrogate = sum(
-        ((w - f.detach()).detach() * w).sum() for name in init for w, f in zip(init[name], fast[name], strict=True)
+    surrogate = cast(  # the bank has modules: never the 0 of an empty sum
+        Tensor,
+        sum(
+            ((w - f.detach()).detach() * w).sum() for name in init for w, f in zip(init[name], fast[name], strict=True)
+        ),
     )
     surrogate = surrogate / (cfg.inner_lr * cfg.inner_steps)
     with torch.no_grad():
@@ -278,7 +289,7 @@ def train_reptile(
     cfg: ReptileConfig,
     run_dir: str | Path,
     resume: bool = True,
-    model_and_tokenizer=None,
+    model_and_tokenizer: ModelAndTokenizer | None = None,
     stop_at: int | None = None,
 ) -> MetaLoraMethod:
     """Reptile / FOMAML on a LoRA into ``run_dir`` (resumable); returns the method for the harness."""
@@ -291,7 +302,18 @@ def train_reptile(
     return _train("reptile", cfg, run_dir, bank, loss_fn, make_batch, n, resume, stop_at, (model, tokenizer))
 
 
-def _train(name: str, cfg, run_dir, bank, loss_fn, make_batch, n, resume, stop_at, model_and_tokenizer):
+def _train(
+    name: str,
+    cfg: MetaICLConfig | ReptileConfig,
+    run_dir: str | Path,
+    bank: AdapterBank,
+    loss_fn: Callable[[Batch, int], Tensor],
+    make_batch: Callable[[list[int]], Batch],
+    n: int,
+    resume: bool,
+    stop_at: int | None,
+    model_and_tokenizer: ModelAndTokenizer,
+) -> MetaLoraMethod:
     run_dir = Path(run_dir)
     if resume and RunDir(run_dir).finished(name, to_dict(cfg), run_dir / BANK_DIR):
         return load_meta(run_dir, model_and_tokenizer)
@@ -306,7 +328,13 @@ def _train(name: str, cfg, run_dir, bank, loss_fn, make_batch, n, resume, stop_a
     return _method(name, cfg, bank, model_and_tokenizer, run_dir)
 
 
-def _method(name: str, cfg, bank: AdapterBank, model_and_tokenizer, run_dir: Path) -> MetaLoraMethod:
+def _method(
+    name: str,
+    cfg: MetaICLConfig | ReptileConfig,
+    bank: AdapterBank,
+    model_and_tokenizer: ModelAndTokenizer,
+    run_dir: Path,
+) -> MetaLoraMethod:
     model, tokenizer = model_and_tokenizer
     adapt_steps = getattr(cfg, "adapt_steps", 0)  # MetaICL answers with its one LoRA
     inner_lr = getattr(cfg, "inner_lr", 0.0)
@@ -315,7 +343,7 @@ def _method(name: str, cfg, bank: AdapterBank, model_and_tokenizer, run_dir: Pat
     )
 
 
-def load_meta(run: Run | str | Path, model_and_tokenizer=None) -> MetaLoraMethod:
+def load_meta(run: Run | str | Path, model_and_tokenizer: ModelAndTokenizer | None = None) -> MetaLoraMethod:
     """A trained MetaICL or Reptile/FOMAML run (a :class:`~hyperadapt.runs.Run` or its folder), on its own
     base model."""
     run = Run.of(run)

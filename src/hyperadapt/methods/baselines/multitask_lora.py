@@ -16,21 +16,23 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.config import to_dict
 from hyperadapt.core import AdapterBank, bank_from_peft, conditioned, inject, peft_wrapping, remove
 from hyperadapt.core.inject import injected_targets
 from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data import load_tasks
-from hyperadapt.data.prompts import encode_tasks
+from hyperadapt.data.prompts import Encoded, encode_tasks
 from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import write_dir_atomic
 from hyperadapt.methods.baselines.lora_config import LoraTrainingConfig
 from hyperadapt.models import load_base_model, shard_base
 from hyperadapt.runs import Run, RunDir
-from hyperadapt.training import Trainer, answer_loss, pad_batch
+from hyperadapt.training import Batch, Trainer, answer_loss, pad_batch
 
 METHOD = "multitask-lora"
 ADAPTER_DIR = "adapter"  # a plain PEFT folder
@@ -45,7 +47,7 @@ class MultiTaskLoraConfig(LoraTrainingConfig):
     def lora_config(self) -> LoraConfig:
         return LoraConfig(
             r=self.rank,
-            lora_alpha=self.alpha,
+            lora_alpha=self.alpha,  # type: ignore[arg-type]  # PEFT annotates an int; it scales by any number
             lora_dropout=self.dropout,
             target_modules=list(self.target_modules),
             task_type="CAUSAL_LM",
@@ -62,11 +64,11 @@ class AdapterMethod:
     tokenizer: Any
     bank: AdapterBank
     setting: str = "def"
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
     serves_as: ClassVar[str] = "fixed"  # hyperadapt.core.rows.Servable
 
-    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager[object]:
         return conditioned(self.model, lora=self.bank.conditioning([0] * len(queries)))
 
     def serve_row(self, condition: str | None, text: str) -> RowCondition:
@@ -74,7 +76,9 @@ class AdapterMethod:
         return bank_row(self.bank, 0, route="adapter")
 
 
-def adapter_method(model, tokenizer, adapter: Path, setting: str, info: dict) -> AdapterMethod:
+def adapter_method(
+    model: PreTrainedModel, tokenizer: Tokenizer, adapter: Path, setting: str, info: dict[str, Any]
+) -> AdapterMethod:
     """The multi-task LoRA in ``adapter`` (a PEFT folder) on ``model``, through the shared core."""
     inject(model, gating=False)
     return AdapterMethod(METHOD, model, tokenizer, bank_from_peft(model, [adapter]), setting, info)
@@ -84,7 +88,7 @@ def train_multitask_lora(
     cfg: MultiTaskLoraConfig,
     run_dir: str | Path,
     resume: bool = True,
-    model_and_tokenizer=None,
+    model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None,
     stop_at: int | None = None,
 ) -> AdapterMethod:
     """Train the baseline into ``run_dir`` (resumable) and return it ready for evaluation.
@@ -110,7 +114,13 @@ def train_multitask_lora(
 
 
 def _train_peft(
-    cfg: MultiTaskLoraConfig, model, tokenizer, examples, run_dir: Path, resume: bool, stop_at: int | None
+    cfg: MultiTaskLoraConfig,
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
+    examples: list[Encoded],
+    run_dir: Path,
+    resume: bool,
+    stop_at: int | None,
 ) -> None:
     """Train a PEFT LoRA on ``model`` and save it to ``run_dir/adapter``; PEFT is removed again after."""
     trainable = {n: p.requires_grad for n, p in model.named_parameters()}
@@ -121,21 +131,27 @@ def _train_peft(
     finally:
         peft_model.unload()  # the original linears go back into the caller's model
         model.__dict__.pop("peft_config", None)
-        model.eval()
+        model.eval()  # type: ignore[no-untyped-call]  # transformers' override of Module.eval is unannotated
         for name, param in model.named_parameters():
             param.requires_grad_(trainable.get(name, False))
 
 
 def _fit(
-    cfg: MultiTaskLoraConfig, peft_model, tokenizer, examples, run_dir: Path, resume: bool, stop_at: int | None
+    cfg: MultiTaskLoraConfig,
+    peft_model: PeftModel,
+    tokenizer: Tokenizer,
+    examples: list[Encoded],
+    run_dir: Path,
+    resume: bool,
+    stop_at: int | None,
 ) -> None:
     params = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
 
-    def make_batch(indices: list[int]) -> dict:
+    def make_batch(indices: list[int]) -> Batch:
         batch = pad_batch([(examples[i].input_ids, examples[i].labels) for i in indices], tokenizer.pad_token_id)
         return {k: v.to(peft_model.device) for k, v in batch.items()}
 
-    def loss_fn(batch: dict, step: int) -> torch.Tensor:
+    def loss_fn(batch: Batch, step: int) -> torch.Tensor:
         return answer_loss(peft_model, batch)
 
     with RunDir(run_dir).begin(METHOD, to_dict(cfg), peft_model) as run:
@@ -152,12 +168,16 @@ def _fit(
         ).train(resume, stop_at)
         peft_model.eval()
         # The embeddings are frozen: say so, rather than let PEFT look the base model up on the hub.
-        write_dir_atomic(run_dir / ADAPTER_DIR, lambda d: peft_model.save_pretrained(d, save_embedding_layers=False))
+        write_dir_atomic(
+            run_dir / ADAPTER_DIR, lambda d: peft_model.save_pretrained(str(d), save_embedding_layers=False)
+        )
         if step >= cfg.train.steps:  # a run stopped early keeps its status "running"
             run.finish(steps=step)
 
 
-def load_multitask_lora(run: Run | str | Path, model_and_tokenizer=None) -> AdapterMethod:
+def load_multitask_lora(
+    run: Run | str | Path, model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None
+) -> AdapterMethod:
     """The trained baseline from ``run`` (a :class:`~hyperadapt.runs.Run` or its folder; its ``adapter/``
     folder is a plain PEFT adapter), on the run's own base model."""
     run = Run.of(run)

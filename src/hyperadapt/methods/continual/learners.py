@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -49,11 +50,11 @@ class StreamLearner(Protocol):
 
     def __init__(self, ctx: StreamContext) -> None: ...
 
-    def learn(self, k: int) -> dict: ...
+    def learn(self, k: int) -> dict[str, Any]: ...
 
     def plan(self, k: int, queries: list[Query]) -> EvalPlan: ...
 
-    def report(self) -> dict: ...
+    def report(self) -> dict[str, Any]: ...
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ class StreamLearner(Protocol):
 
 def train_and_store(
     ctx: StreamContext, store: AdapterStore, k: int, examples: list[Encoded], init: LoraConditioning | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Train task ``k``'s adapter on ``examples`` (from ``init``, else fresh) and export it, unless its
     folder already exists (resume)."""
     task = ctx.tasks[k]
@@ -89,7 +90,7 @@ class LearnerBase:
         self.ctx = ctx
         self.store = AdapterStore(ctx.run_dir / ADAPTERS, ctx.cfg.lora.storage_dtype)
 
-    def report(self) -> dict:
+    def report(self) -> dict[str, Any]:
         return {"storage": {"per_task_bytes": {e["task"]: e["bytes"] for e in self.store.entries()}}}
 
 
@@ -104,7 +105,7 @@ class PerTaskLearner(LearnerBase):
         super().__init__(ctx)
         self._bank: tuple[int, AdapterBank] | None = None
 
-    def learn(self, k: int) -> dict:
+    def learn(self, k: int) -> dict[str, Any]:
         """Train task ``k``'s adapter and export it, unless its folder already exists (resume)."""
         return train_and_store(self.ctx, self.store, k, self.ctx.encoded(k))
 
@@ -114,7 +115,7 @@ class PerTaskLearner(LearnerBase):
             self._bank = (k, self.store.bank(self.ctx.model, self.ctx.names[: k + 1]))
         return self._bank[1]
 
-    def routes(self, k: int, queries: list[Query]) -> tuple[list[int], dict]:
+    def routes(self, k: int, queries: list[Query]) -> tuple[list[int], dict[str, Any]]:
         index = {n: i for i, n in enumerate(self.ctx.names[: k + 1])}
         return [index.get(q.task.name, BASE) for q in queries], {}
 
@@ -152,7 +153,7 @@ class SequentialLearner(LearnerBase):
     def examples(self, k: int) -> list[Encoded]:
         return self.ctx.encoded(k)
 
-    def learn(self, k: int) -> dict:
+    def learn(self, k: int) -> dict[str, Any]:
         init = self.store.load(k - 1, self.ctx.names[k - 1]) if k else None
         return train_and_store(self.ctx, self.store, k, self.examples(k), init)
 
@@ -195,7 +196,7 @@ class OLoraLearner(SequentialLearner):
     def final(store: AdapterStore, names: list[str], k: int) -> LoraConditioning:
         return concat([store.load(i, names[i]) for i in range(k + 1)])
 
-    def learn(self, k: int) -> dict:
+    def learn(self, k: int) -> dict[str, Any]:
         ctx, task = self.ctx, self.ctx.tasks[k]
         if self.store.has(k, task.name):
             return {"reused": True}
@@ -217,7 +218,7 @@ class OLoraLearner(SequentialLearner):
         return stats
 
 
-def orthogonality_loss(bank: AdapterBank, old: list[LoraConditioning], weight: float):
+def orthogonality_loss(bank: AdapterBank, old: list[LoraConditioning], weight: float) -> Callable[[], Tensor]:
     """λ Σ_modules ||A_new A_oldᵀ||²_F over the earlier tasks' A rows (O-LoRA, Wang et al. 2023)."""
     old_a = {
         name: torch.cat([lora.factors[name][0][0] for lora in old]).detach()  # [k r, in]
@@ -225,7 +226,7 @@ def orthogonality_loss(bank: AdapterBank, old: list[LoraConditioning], weight: f
     }
 
     def loss() -> Tensor:
-        total = sum(
+        total: Tensor = sum(
             ((a[0] @ old_a[name].T) ** 2).sum() for name, a in zip(bank.module_names, bank.lora_A, strict=True)
         )  # a[0]: [r, in]
         return weight * total
@@ -242,7 +243,7 @@ class MultitaskLearner(SequentialLearner):
     def examples(self, k: int) -> list[Encoded]:
         return [e for i in range(k + 1) for e in self.ctx.encoded(i)]
 
-    def learn(self, k: int) -> dict:
+    def learn(self, k: int) -> dict[str, Any]:
         ctx = self.ctx
         every = [t.train for t in ctx.tasks[: k + 1]]
         task = Task("all-tasks", "; ".join(t.instruction for t in every), [i for t in every for i in t.instances])
@@ -283,7 +284,12 @@ LEARNERS: dict[str, type[StreamLearner]] = {
 def single_lora_methods() -> list[str]:
     """The continual methods whose stream ends with one LoRA for every input (sequential finetuning and its
     kin: what ``SequentialLearner.final`` returns), in ``LEARNERS`` order."""
-    return [name for name, cls in LEARNERS.items() if issubclass(cls, SequentialLearner)]
+    return list(single_lora_learners())
+
+
+def single_lora_learners() -> dict[str, type[SequentialLearner]]:
+    """The learner classes of :func:`single_lora_methods`, by name."""
+    return {name: cls for name, cls in LEARNERS.items() if issubclass(cls, SequentialLearner)}
 
 
 def register_learner(cls: type[StreamLearner]) -> type[StreamLearner]:

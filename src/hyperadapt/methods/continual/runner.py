@@ -12,6 +12,10 @@ import json
 import shutil
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any, Final, NotRequired, TypedDict, cast
+
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.clock import Stopwatch
 from hyperadapt.config import to_dict, upgrade_saved
@@ -26,7 +30,7 @@ from hyperadapt.methods.continual.learners import (
     StreamLearner,
     bank_of,
     learner_class,
-    single_lora_methods,
+    single_lora_learners,
 )
 from hyperadapt.methods.continual.store import AdapterStore
 from hyperadapt.methods.continual.stream import (
@@ -65,9 +69,44 @@ from hyperadapt.runs import (
 
 STATE = "state.json"
 RESULTS = "results.json"
-LEARNED = "learned"  # state key: the stage trained but not yet answered (its training statistics and seconds)
+LEARNED: Final = "learned"  # state key: the stage trained but not yet answered (its training statistics and seconds)
 PROGRESS = "progress.md"  # while a stream runs: the matrix so far and the time left (results.md replaces it)
 START_HINT = "hyperadapt continual --config CONFIG --method METHOD --out RUN"
+
+Scores = dict[str, dict[str, float]]  # task -> ``rougeL``, ``em`` and ``n`` (``score_tasks``)
+
+
+class StageRow(TypedDict):
+    """One row of the accuracy matrix: what ``run_stage`` measured after training on task ``after``."""
+
+    after: int
+    task: str
+    scores: Scores
+    train: dict[str, Any]  # the learner's training statistics (``learn``)
+    routing: dict[str, Any]  # how it routed the queries (``EvalPlan.stats``)
+    seconds: dict[str, float]  # ``train`` and ``eval``
+
+
+class Learned(TypedDict):
+    """A stage trained but not yet answered: its training statistics and seconds."""
+
+    after: int
+    train: dict[str, Any]
+    seconds: float
+
+
+class StreamState(TypedDict):
+    """``state.json``: the stages completed, the base model's scores and one row per completed stage."""
+
+    completed: int
+    zero_shot: Scores | None
+    rows: list[StageRow]
+    learned: NotRequired[Learned]  # LEARNED
+
+
+def load_state(run_dir: str | Path) -> StreamState:
+    """The ``state.json`` of the continual run ``run_dir``."""
+    return cast(StreamState, load_json(Path(run_dir) / STATE, "run state"))  # JSON written by save_state
 
 
 def check_run_dir(run: Run | str | Path) -> Run:
@@ -117,7 +156,7 @@ def stream_stopped_at(run_dir: str | Path, method: str) -> str:
 
 def start_run(
     ctx: StreamContext, method: str, resume: bool, seed_from: Path | None = None, shareable: Collection[str] = ()
-) -> dict:
+) -> StreamState:
     """The saved state to continue from (``resume``), or a fresh run directory (seeded from ``seed_from``)."""
     run_dir = ctx.run_dir
     if is_run(run_dir):
@@ -134,7 +173,7 @@ def start_run(
                     "(which deletes it) or another --out"
                 )
             RunDir(run_dir).update(status="running")
-            return load_json(run_dir / STATE, "run state")
+            return load_state(run_dir)
         for item in run_dir.iterdir():  # start over, keeping this process's lock
             if item.name != LOCK_FILE:
                 shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
@@ -147,19 +186,22 @@ def start_run(
     return {"completed": 0, "zero_shot": None, "rows": []}
 
 
-def load_final_adapter(run: Run | str | Path, model_and_tokenizer=None):
+def load_final_adapter(
+    run: Run | str | Path, model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None
+) -> BankMethod:
     """The LoRA a finished sequential, replay, O-LoRA or multi-task stream ends with, as a harness method
     that answers every input with it (a ``BankMethod`` of one adapter): what ``hyperadapt eval --run``
     evaluates on any task set. ``FileNotFoundError`` for an unfinished stream (with the command that resumes
     it), ``ValueError`` for another kind of run (SwitchCIT loads with ``load_switch``; the oracle needs each
     input's true task)."""
     run = check_run_dir(run)
-    if run.method not in single_lora_methods():
+    learners = single_lora_learners()
+    if run.method not in learners:
         raise UserError(
             f"{run.path} is a {run.method!r} run: only a stream that ends with one LoRA "
-            f"({', '.join(single_lora_methods())}) loads as one adapter"
+            f"({', '.join(learners)}) loads as one adapter"
         )
-    cls = learner_class(run.method)
+    cls = learners[run.method]
     if not (run.path / RESULTS).exists():
         raise InputNotFound(f"{run.path} has not finished its stream: resume it first: `{run.resume_command()}`")
     cfg = run.config_dict
@@ -178,7 +220,7 @@ def load_final_adapter(run: Run | str | Path, model_and_tokenizer=None):
     )
 
 
-def config_differences(saved: dict, current: dict) -> list[str]:
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The dotted keys in which two configs (as saved in ``run.json``) differ, compared as JSON (a key renamed
     since ``saved`` was written under its new name)."""
     saved, current = json.loads(json.dumps(upgrade_saved(saved, current))), json.loads(json.dumps(current))
@@ -217,7 +259,7 @@ def seed_run(source: Path, run_dir: Path, run: RunRecord, shareable: Collection[
         shutil.copytree(source / ADAPTERS, run_dir / ADAPTERS)
 
 
-def save_state(ctx: StreamContext, state: dict, cache: AnswerCache) -> None:
+def save_state(ctx: StreamContext, state: StreamState, cache: AnswerCache) -> None:
     """Save the answer cache and the state; the answer log of the stage just saved is no longer needed."""
     cache.save()
     save_json(state, ctx.run_dir / STATE)
@@ -231,7 +273,7 @@ def run_learner(
     stop_after: int | None = None,
     seed_from: Path | None = None,
     shareable: Collection[str] = (),
-) -> dict:
+) -> dict[str, Any]:
     """Run the stream (or continue it); returns the results, or the state when stopped after ``stop_after`` tasks.
     A fresh run may start from another run's cached answers (``seed_from``, see ``seed_run``)."""
     state = start_run(ctx, learner.name, resume, seed_from, shareable)
@@ -247,7 +289,7 @@ def run_learner(
         if k != stages[-1]:
             write_progress(ctx, learner.name, state, len(stages))
         if stop_after is not None and k + 1 >= stop_after and k != stages[-1]:
-            return state
+            return dict(state)
     return write_results(ctx, learner, state)
 
 
@@ -256,10 +298,10 @@ def run_stream(
     run_dir: str | Path,
     method: str,
     resume: bool = True,
-    model_and_tokenizer=None,
+    model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None,
     stop_after: int | None = None,
     seed_from: str | Path | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Run continual method ``method`` (a name in ``LEARNERS``) over the stream of ``cfg`` into ``run_dir``;
     returns ``results.json``'s content.
 
@@ -282,7 +324,7 @@ def run_stream(
         raise
 
 
-def ensure_zero_shot(ctx: StreamContext, state: dict, queries: list[Query], cache: AnswerCache) -> None:
+def ensure_zero_shot(ctx: StreamContext, state: StreamState, queries: list[Query], cache: AnswerCache) -> None:
     """Score the base model on every task that has no zero-shot score yet (the row FWT is measured from)."""
     done = state["zero_shot"] or {}
     todo = [q for q in queries if q.task.name not in done]
@@ -294,7 +336,7 @@ def ensure_zero_shot(ctx: StreamContext, state: dict, queries: list[Query], cach
 
 
 def complete_stage(
-    learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache, state: dict
+    learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache, state: StreamState
 ) -> None:
     """Run stage ``k`` (:func:`run_stage`), add its row to ``state`` and save it (the stage is then done)."""
     state["rows"].append(run_stage(learner, ctx, k, queries, cache, state))
@@ -304,8 +346,8 @@ def complete_stage(
 
 
 def run_stage(
-    learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache, state: dict
-) -> dict:
+    learner: StreamLearner, ctx: StreamContext, k: int, queries: list[Query], cache: AnswerCache, state: StreamState
+) -> StageRow:
     """Train on task ``k``, then answer every task's queries: one row of the accuracy matrix.
 
     A resumed stage reports the time it took in all: its training seconds include what an interrupted
@@ -350,24 +392,32 @@ def run_stage(
 # Results
 
 
-def accuracy_matrix(rows: list[dict], names: list[str], metric: str) -> list[list[float | None]]:
+def accuracy_matrix(rows: list[StageRow], names: list[str], metric: str) -> list[list[float | None]]:
     """a[j][i]: the score on task i in row j (None where task i was not evaluated)."""
     return [[row["scores"].get(n, {}).get(metric) for n in names] for row in rows]
 
 
-def stream_metrics(matrix: list[list[float | None]], zero_shot: list[float]) -> dict:
+def stream_metrics(matrix: list[list[float | None]], zero_shot: list[float]) -> dict[str, Any]:
     """AP over the last row; BWT/Forgetting/FWT (``continual_metrics``) over the largest leading square block
     that was fully measured (the stream before any task was added; none for a one-stage run)."""
     last = [v for v in matrix[-1] if v is not None]
     n = 0
     while n < min(len(matrix), len(matrix[0])) and all(v is not None for row in matrix[: n + 1] for v in row[: n + 1]):
         n += 1
-    block = [row[:n] for row in matrix[:n]]
+    block = [[v for v in row[:n] if v is not None] for row in matrix[:n]]  # all measured (the loop above)
     metrics = continual_metrics(block, zero_shot[:n]) if n > 1 else {"BWT": None, "Forgetting": None, "FWT": None}
     return {**metrics, "AP": sum(last) / len(last), "over_tasks": n}
 
 
-def ap_curve(rows: list[dict], names: list[str], metric: str) -> list[float]:
+def zero_shot_row(state: StreamState, names: list[str], metric: str) -> list[float]:
+    """The base model's score on each task of ``names`` (``ensure_zero_shot`` measured them)."""
+    scores = state["zero_shot"]
+    if scores is None:
+        raise ValueError("the stream has no zero-shot scores yet: ensure_zero_shot measures them first")
+    return [scores[n][metric] for n in names]
+
+
+def ap_curve(rows: list[StageRow], names: list[str], metric: str) -> list[float]:
     """AP after each stage: the mean score over the tasks trained on so far."""
     out = []
     for row in rows:
@@ -376,10 +426,10 @@ def ap_curve(rows: list[dict], names: list[str], metric: str) -> list[float]:
     return out
 
 
-def summarize(ctx: StreamContext, learner: StreamLearner, state: dict) -> dict:
+def summarize(ctx: StreamContext, learner: StreamLearner, state: StreamState) -> dict[str, Any]:
     names, metric = ctx.names, ctx.cfg.eval.metric
     matrix = accuracy_matrix(state["rows"], names, metric)
-    zero_shot = [state["zero_shot"][n][metric] for n in names]
+    zero_shot = zero_shot_row(state, names, metric)
     return {
         "method": learner.name,
         "model": ctx.cfg.model,
@@ -398,7 +448,7 @@ def summarize(ctx: StreamContext, learner: StreamLearner, state: dict) -> dict:
     }
 
 
-def write_results(ctx: StreamContext, learner: StreamLearner, state: dict) -> dict:
+def write_results(ctx: StreamContext, learner: StreamLearner, state: StreamState) -> dict[str, Any]:
     """``results.json``, ``results.md`` and the plots (heatmap, AP curve) in the run directory."""
     from hyperadapt.report.plots import plot_ap_curve, plot_matrix
 
@@ -421,12 +471,12 @@ def write_results(ctx: StreamContext, learner: StreamLearner, state: dict) -> di
     return results
 
 
-def progress(ctx: StreamContext, method: str, state: dict, stages: int) -> dict:
+def progress(ctx: StreamContext, method: str, state: StreamState, stages: int) -> dict[str, Any]:
     """Where an unfinished stream stands: the accuracy matrix so far (``results_table``'s fields), AP and BWT
     over the tasks trained on so far, and the time left at the mean pace of the finished stages (seconds)."""
     names, metric, rows = ctx.names, ctx.cfg.eval.metric, state["rows"]
     matrix = accuracy_matrix(rows, names, metric)
-    zero_shot = [state["zero_shot"][n][metric] for n in names]
+    zero_shot = zero_shot_row(state, names, metric)
     seen = rows[-1]["after"] + 1
     block = [row[:seen] for row in matrix]
     metrics = stream_metrics(block, zero_shot[:seen])  # AP over the tasks seen, not over the whole row
@@ -447,7 +497,7 @@ def progress(ctx: StreamContext, method: str, state: dict, stages: int) -> dict:
     }
 
 
-def write_progress(ctx: StreamContext, method: str, state: dict, stages: int) -> Path:
+def write_progress(ctx: StreamContext, method: str, state: StreamState, stages: int) -> Path:
     """``progress.md`` in the run directory after every finished stage but the last: ``progress``'s matrix
     and metrics under one line that says how far the run is (rerun the same command to continue)."""
     now = progress(ctx, method, state, stages)
@@ -473,7 +523,7 @@ def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.1f}"
 
 
-def results_table(results: dict) -> str:
+def results_table(results: dict[str, Any]) -> str:
     """A Markdown summary: the metrics, then the accuracy matrix."""
     m = results["metrics"]
     keys = ["AP", "BWT", "Forgetting", "FWT"]

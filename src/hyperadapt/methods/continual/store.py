@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
@@ -60,7 +61,7 @@ class AdapterStore:
         self.write_manifest()
         return target
 
-    def entries(self) -> list[dict]:
+    def entries(self) -> list[dict[str, Any]]:
         """The ``task.json`` of every adapter folder, in index order."""
         found = sorted(self.root.glob("[0-9][0-9][0-9]-*/task.json"))
         return [{**json.loads(p.read_text()), "path": p.parent.name, "bytes": folder_bytes(p.parent)} for p in found]

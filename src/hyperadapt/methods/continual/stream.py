@@ -46,7 +46,7 @@ from hyperadapt.evaluation.metrics import score_predictions
 from hyperadapt.io import load_json, safe_name
 from hyperadapt.methods.continual.config import ContinualConfig
 from hyperadapt.runs import RunDir
-from hyperadapt.training import Trainer, answer_loss, pad_batch
+from hyperadapt.training import Batch, Trainer, answer_loss, pad_batch
 
 RUN_KIND: Final = "continual"
 ADAPTERS = "adapters"  # the adapter store: one PEFT folder per task
@@ -156,7 +156,9 @@ def with_added_tasks(ctx: StreamContext) -> StreamContext:
     return ctx
 
 
-def make_context(cfg: ContinualConfig, run_dir: str | Path, model_and_tokenizer=None) -> StreamContext:
+def make_context(
+    cfg: ContinualConfig, run_dir: str | Path, model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None
+) -> StreamContext:
     from hyperadapt.models import load_base_model
 
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
@@ -178,7 +180,7 @@ def fit_lora(
     seed: int,
     extra_loss: Callable[[], Tensor] | None = None,
     steps: int | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Train ``params`` (the factors behind ``lora_fn()``) on ``examples``; resumable from ``folder``.
 
     Returns ``steps``, ``examples`` and ``resumed_seconds``: the training seconds that earlier processes spent
@@ -189,11 +191,11 @@ def fit_lora(
     model, pad = ctx.model, ctx.tokenizer.pad_token_id
     tcfg = replace(ctx.cfg.train, seed=seed, steps=steps or ctx.cfg.train.steps)
 
-    def make_batch(indices: list[int]) -> dict:
+    def make_batch(indices: list[int]) -> Batch:
         batch = pad_batch([(examples[i].input_ids, examples[i].labels) for i in indices], pad)
         return {k: v.to(model.device) for k, v in batch.items()}
 
-    def loss_fn(batch: dict, step: int) -> Tensor:
+    def loss_fn(batch: Batch, step: int) -> Tensor:
         with conditioned(model, lora=lora_fn()):
             loss = answer_loss(model, batch)
         return loss + extra_loss() if extra_loss is not None else loss
@@ -227,11 +229,11 @@ class BankMethod:
     bank: AdapterBank | None
     route_fn: Callable[[list[Query]], list[int]]
     setting: str = "def"
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
     serves_as: ClassVar[str] = "fixed"  # hyperadapt.core.rows.Servable
 
-    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager[object]:
         routes = self.route_fn(queries)
         if self.bank is None or all(r == BASE for r in routes):
             return contextlib.nullcontext()
@@ -240,6 +242,8 @@ class BankMethod:
     def serve_row(self, condition: str | None, text: str) -> RowCondition:
         """Serving (``hyperadapt.core.rows.Servable``, ``fixed``): adapter 0 of its bank for every request (the
         LoRA a single-LoRA stream ends with, see ``load_final_adapter``)."""
+        if self.bank is None:
+            raise ValueError(f"{self.name} has no adapter to serve: it answers with the base model")
         return bank_row(self.bank, 0, route="adapter")
 
 
@@ -251,7 +255,7 @@ class EvalPlan:
     bank: AdapterBank | None
     routes: list[int]
     keys: list[str | None]
-    stats: dict = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 class AnswerCache:
@@ -330,11 +334,14 @@ def answer_plan(
     finally:
         if log_to is not None:
             log_to.close()
-    out = [cache.data.get(k) if k is not None else None for k in keys]
+    out = [
+        fresh[id(q)] if k is None or k not in cache.data else cache.data[k]  # generated now: the todo ones
+        for q, k in zip(queries, keys, strict=True)
+    ]
     for i in todo:
-        out[i] = fresh[id(queries[i])]
-        if keys[i] is not None:
-            cache.data[keys[i]] = out[i]
+        key = keys[i]
+        if key is not None:
+            cache.data[key] = out[i]
     return out
 
 
@@ -343,7 +350,7 @@ def answering_log(ctx: StreamContext, stage: str) -> Path:
     return ctx.run_dir / ANSWERING / f"{safe_name(stage, 'stage')}.jsonl"
 
 
-def score_tasks(queries: list[Query], answers: list[str]) -> dict[str, dict]:
+def score_tasks(queries: list[Query], answers: list[str]) -> dict[str, dict[str, float]]:
     """Per task: ``rougeL``, ``em`` and ``n``."""
     by_task: dict[str, list[int]] = {}
     for i, q in enumerate(queries):

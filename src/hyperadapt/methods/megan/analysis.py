@@ -6,6 +6,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,9 @@ def _layer_betas(method: MeganMethod, condition: str, inputs: Sequence[str]) -> 
     return [per_layer[k].numpy() for k in sorted(per_layer)]
 
 
-def beta_summary(betas: dict[str, list[np.ndarray]], beta_scale: float, margin: float = 0.02) -> dict:
+def beta_summary(
+    betas: dict[str, list[np.ndarray]], beta_scale: float, margin: float = 0.02
+) -> dict[str, dict[str, float]]:
     """Per condition: mean |β − 1| and the share of β within ``margin``·s of a bound (tanh saturated).
 
     ``betas`` is :func:`collect_betas`'s output. A saturated β has (almost) no gradient left: many of them
@@ -91,7 +94,9 @@ def forward_latency(
     return float(np.median(times[1:]))
 
 
-def cost_report(method: MeganMethod, prompts: Sequence[str], conditions: Sequence[str], repeats: int = 5) -> dict:
+def cost_report(
+    method: MeganMethod, prompts: Sequence[str], conditions: Sequence[str], repeats: int = 5
+) -> dict[str, Any]:
     """Extra parameters and forward latency of MeGan over its frozen base model."""
     base_params = sum(p.numel() for p in method.model.parameters())
     base = forward_latency(method, prompts, None, repeats)
@@ -111,7 +116,7 @@ def cost_report(method: MeganMethod, prompts: Sequence[str], conditions: Sequenc
 BETA_PLOT_TASKS = ("upper_case", "reverse_list", "antonym", "sentiment_movie")
 
 
-def beta_plot_and_cost(method: MeganMethod, out_dir: str | Path, n_inputs: int = 2) -> dict:
+def beta_plot_and_cost(method: MeganMethod, out_dir: str | Path, n_inputs: int = 2) -> dict[str, Any]:
     """Write ``megan_beta.png`` (β per layer for four seen synthetic tasks and one held-out persona) and
     ``megan_cost.json`` (parameters and forward latency of this method and of a per-channel twin, batch 8,
     and under ``"beta"`` the :func:`beta_summary` of the plotted conditions)."""
@@ -133,7 +138,7 @@ def beta_plot_and_cost(method: MeganMethod, out_dir: str | Path, n_inputs: int =
     conditions = [t.instruction for t in batch]
     spec = dataclasses.replace(method.hypernet.spec, per_token=not method.hypernet.spec.per_token)
     twin = MeganMethod(method.model, method.tokenizer, BetaHypernetwork(spec).to(method.model.device), method.setting)
-    report = {
+    report: dict[str, Any] = {
         ("per_token" if m.hypernet.spec.per_token else "per_channel"): cost_report(m, prompts, conditions)
         for m in (method, twin)
     }

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from safetensors.torch import save_file
@@ -33,6 +34,7 @@ from hyperadapt.models import decoder_layers
 WEIGHTS_FILE = "hypernetwork.safetensors"
 CONFIG_FILE = "hypernetwork.json"
 BASE_MODEL_KEYS = ("name_or_path", "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size")
+LayerBeta = Callable[[int, Tensor], Tensor]  # a BetaFn that gives every layer a β: (layer index, MLP input) -> β
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class HypernetSpec:
     condition_max_tokens: int = 16
 
     @classmethod
-    def for_model(cls, model: PreTrainedModel, **options) -> HypernetSpec:
+    def for_model(cls, model: PreTrainedModel, **options: Any) -> HypernetSpec:
         cfg = model.config
         return cls(cfg.hidden_size, cfg.intermediate_size, len(decoder_layers(model)), **options)
 
@@ -80,11 +82,16 @@ def tokenize_conditions(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: 
     return id_rows, mask
 
 
+def input_embeddings(model: PreTrainedModel) -> nn.Embedding:
+    """The frozen model's input embedding table."""
+    return cast(nn.Embedding, model.get_input_embeddings())  # transformers types it as any Module
+
+
 @torch.no_grad()
 def embed_condition_ids(model: PreTrainedModel, ids: Tensor, mask: Tensor) -> ConditionBatch:
     """Look condition token ids up in the frozen model's input embedding table."""
-    device = model.get_input_embeddings().weight.device
-    emb = model.get_input_embeddings()(ids.to(device))  # [B, C, H]
+    device = input_embeddings(model).weight.device
+    emb = input_embeddings(model)(ids.to(device))  # [B, C, H]
     return ConditionBatch(emb, mask.to(device))
 
 
@@ -138,7 +145,7 @@ class BetaHypernetwork(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def head(self, layer: int) -> BetaHead:
-        return self.heads[0 if self.spec.shared else layer]
+        return cast(BetaHead, self.heads[0 if self.spec.shared else layer])  # ModuleList types its items as Module
 
     def _dtype(self) -> torch.dtype:
         return self.layer_embedding.dtype
@@ -174,7 +181,7 @@ class BetaHypernetwork(nn.Module):
             out.append(self.layer_beta(layer, query, *kv, cond.mask)[:, 0])  # [B, I]
         return torch.stack(out, dim=1)  # [B, L, I]
 
-    def beta_fn(self, cond: ConditionBatch, on_beta: Callable[[int, Tensor], None] | None = None) -> BetaFn:
+    def beta_fn(self, cond: ConditionBatch, on_beta: Callable[[int, Tensor], None] | None = None) -> LayerBeta:
         """A ``beta_fn(layer_idx, mlp_input) -> β`` for ``conditioned(model, beta=...)``, one condition per example.
 
         ``on_beta(layer, β)`` sees every β produced (for an L1 penalty or for plots).
@@ -200,18 +207,26 @@ class BetaHypernetwork(nn.Module):
         """One ``beta_fn`` for the rows ``sources`` of a served batch (``hyperadapt.core.rows.BetaGroup``):
         per channel, their β [b, L, I] stacked; per token, their condition embeddings [C, H] padded to [b, C, H]."""
         if not self.spec.per_token:
-            betas = torch.stack([s.channel for s in sources])  # [b, L, I]
+            betas = torch.stack([_made(s.channel, "per-channel β") for s in sources])  # [b, L, I]
             return lambda layer, x: betas[:, layer, None, :]  # [b, 1, I]
-        width = max(s.condition.shape[0] for s in sources)
-        emb = sources[0].condition.new_zeros(len(sources), width, sources[0].condition.shape[1])  # [b, C, H]
+        conditions = [_made(s.condition, "condition embeddings") for s in sources]  # [C, H] each
+        width = max(c.shape[0] for c in conditions)
+        emb = conditions[0].new_zeros(len(sources), width, conditions[0].shape[1])  # [b, C, H]
         mask = torch.zeros(len(sources), width, dtype=torch.bool, device=emb.device)  # [b, C]
-        for i, s in enumerate(sources):
-            emb[i, : s.condition.shape[0]] = s.condition
-            mask[i, : s.condition.shape[0]] = True
+        for i, c in enumerate(conditions):
+            emb[i, : c.shape[0]] = c
+            mask[i, : c.shape[0]] = True
         return self.beta_fn(ConditionBatch(emb, mask))
 
 
-def channel_beta_fn(betas: Tensor, on_beta: Callable[[int, Tensor], None] | None = None) -> BetaFn:
+def _made(part: Tensor | None, what: str) -> Tensor:
+    """A part of a β source that this hypernetwork's ``serve_row`` makes (the other stays None)."""
+    if part is None:
+        raise ValueError(f"a β source without {what}: make it with this hypernetwork's method's serve_row")
+    return part
+
+
+def channel_beta_fn(betas: Tensor, on_beta: Callable[[int, Tensor], None] | None = None) -> LayerBeta:
     """A beta_fn serving per-channel β [B, L, I] computed earlier (e.g. cached per condition) as [B, 1, I]."""
 
     def fn(layer: int, x: Tensor) -> Tensor:
@@ -228,7 +243,7 @@ def channel_beta_fn(betas: Tensor, on_beta: Callable[[int, Tensor], None] | None
 # -- saving and loading ----------------------------------------------------------------------------------
 
 
-def base_model_info(model: PreTrainedModel) -> dict:
+def base_model_info(model: PreTrainedModel) -> dict[str, Any]:
     """What identifies a base model for a hypernetwork: its name and the dimensions β depends on."""
     cfg = model.config
     return {
@@ -259,7 +274,7 @@ def save_hypernetwork(hyper: BetaHypernetwork, model: PreTrainedModel, path: str
     return write_dir_atomic(path, write)
 
 
-def check_base_model(saved: dict, model: PreTrainedModel, where: str | Path) -> None:
+def check_base_model(saved: dict[str, Any], model: PreTrainedModel, where: str | Path) -> None:
     """Raise if ``model`` is not the base model the hypernetwork in ``where`` was trained for."""
     have = base_model_info(model)
     diff = {k: (saved.get(k), have[k]) for k in BASE_MODEL_KEYS if saved.get(k) != have[k]}
@@ -279,4 +294,4 @@ def load_hypernetwork(path: str | Path, model: PreTrainedModel) -> BetaHypernetw
     hyper = BetaHypernetwork(HypernetSpec(**meta["spec"]))
     weights = path / WEIGHTS_FILE
     load_state_strict(hyper, load_tensors(weights, "hypernetwork weights"), weights, "hypernetwork weights")
-    return hyper.to(model.get_input_embeddings().weight.device).eval()
+    return hyper.to(input_embeddings(model).weight.device).eval()

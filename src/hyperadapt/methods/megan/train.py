@@ -16,16 +16,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.config import to_dict
-from hyperadapt.core import BetaFn, conditioned, inject
+from hyperadapt.core import conditioned, inject
 from hyperadapt.core.rows import BetaSource, RowCondition
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import (
@@ -42,9 +44,11 @@ from hyperadapt.methods.megan.hypernet import (
     BetaHypernetwork,
     ConditionBatch,
     HypernetSpec,
+    LayerBeta,
     channel_beta_fn,
     embed_condition_ids,
     embed_conditions,
+    input_embeddings,
     load_hypernetwork,
     save_hypernetwork,
     tokenize_conditions,
@@ -71,7 +75,7 @@ class MeganMethod:
     tokenizer: Any
     hypernet: BetaHypernetwork
     setting: str = "none"
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
     name: str = METHOD
     _channel_cache: dict[str, Tensor] = field(default_factory=dict, init=False, repr=False)
     serves_as: ClassVar[str] = "condition"  # hyperadapt.core.rows.ConditionServable
@@ -83,7 +87,7 @@ class MeganMethod:
     def condition_batch(self, conditions: Sequence[str]) -> ConditionBatch:
         return embed_conditions(self.model, self.tokenizer, conditions, self.hypernet.spec.condition_max_tokens)
 
-    def beta_fn(self, conditions: Sequence[str]) -> BetaFn:
+    def beta_fn(self, conditions: Sequence[str]) -> LayerBeta:
         """The β of each example's condition, as a ``beta_fn`` for ``conditioned(model, beta=...)``."""
         if self.hypernet.spec.per_token:
             return self.hypernet.beta_fn(self.condition_batch(conditions))
@@ -148,7 +152,7 @@ class MeganMethod:
         with conditioned(self.model, beta=self.beta_fn(conditions)) as model:
             yield model
 
-    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager[Any]:
         return self.condition([q.task.instruction for q in queries])
 
     # -- serving (hyperadapt.core.rows.ConditionServable)
@@ -204,7 +208,9 @@ def encode_conditioned(
     return out
 
 
-def condition_batcher(examples: list[ConditionedExample], tokenizer: Any, max_tokens: int, device: torch.device):
+def condition_batcher(
+    examples: list[ConditionedExample], tokenizer: Any, max_tokens: int, device: torch.device
+) -> Callable[[list[int]], dict[str, Tensor]]:
     """``make_batch(indices)`` for the Trainer: the padded LM batch plus condition ids and mask."""
     texts = sorted({e.condition for e in examples})
     long = sum(len(literal_ids(tokenizer, t)) > max_tokens for t in texts)
@@ -238,7 +244,7 @@ def build_hypernetwork(cfg: MeganConfig, model: Any) -> BetaHypernetwork:
         shared=cfg.shared,
         condition_max_tokens=cfg.condition_max_tokens,
     )
-    return BetaHypernetwork(spec).to(model.get_input_embeddings().weight.device)
+    return BetaHypernetwork(spec).to(input_embeddings(model).weight.device)
 
 
 def megan_loss(model: Any, hyper: BetaHypernetwork, batch: dict[str, Tensor], l1_weight: float) -> Tensor:
@@ -257,7 +263,7 @@ def train_megan(
     cfg: MeganConfig,
     run_dir: str | Path,
     resume: bool = True,
-    model_and_tokenizer=None,
+    model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None,
     stop_at: int | None = None,
 ) -> MeganMethod:
     """Train the β hypernetwork into ``run_dir`` (resumable) and return MeGan ready for evaluation."""
@@ -265,7 +271,8 @@ def train_megan(
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
     if resume and RunDir(run_dir).finished(METHOD, to_dict(cfg), run_dir / HYPERNET_DIR):
         return load_megan(run_dir, (model, tokenizer))
-    shard_base(inject(model, targets=(), gating=True))
+    inject(model, targets=(), gating=True)
+    shard_base(model)
     tasks = load_tasks(cfg.data, cfg.split)
     examples = encode_conditioned(tokenizer, tasks, cfg.setting, cfg.train.max_length, cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
@@ -293,7 +300,9 @@ def _method(model: Any, tokenizer: Any, hyper: BetaHypernetwork, cfg: MeganConfi
     return MeganMethod(model, tokenizer, hyper, cfg.setting, info)
 
 
-def load_megan(run: Run | str | Path, model_and_tokenizer=None) -> MeganMethod:
+def load_megan(
+    run: Run | str | Path, model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None
+) -> MeganMethod:
     """MeGan from ``run`` (a :class:`~hyperadapt.runs.Run` or its folder): its hypernetwork attached to its
     base model (an error for any other model)."""
     run = Run.of(run)

@@ -21,23 +21,25 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 from torch import Tensor
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core import BASE, AdapterBank, conditioned, inject
 from hyperadapt.core.rows import RowCondition, bank_row
 from hyperadapt.data.loaders import load_jsonl, load_task_file
 from hyperadapt.data.prompts import user_message
 from hyperadapt.data.schema import Task, TaskDataError
-from hyperadapt.encoders import TextEncoder
+from hyperadapt.encoders import CachedEncoder
 from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.harness import Query
 from hyperadapt.evaluation.metrics import auroc
-from hyperadapt.io import load_json, load_tensors, safe_name, save_json, write_dir_atomic
+from hyperadapt.io import load_tensors, safe_name, save_json, write_dir_atomic
 from hyperadapt.methods.continual.learners import PerTaskLearner, learner_class, register_learner
 from hyperadapt.methods.continual.runner import (
-    STATE,
     check_run_dir,
     complete_stage,
     ensure_zero_shot,
+    load_state,
     write_results,
 )
 from hyperadapt.methods.continual.store import AdapterStore, folder_bytes
@@ -121,7 +123,7 @@ def reject_texts(cfg: SwitchConfig, tasks: list[StreamTask], unseen: list[Task])
     return seen, [text for t in unseen for text in router_texts(t, cfg.setting, 0)]
 
 
-def reject_stats(router: SwitchRouter, seen: Tensor, unseen: Tensor) -> dict:
+def reject_stats(router: SwitchRouter, seen: Tensor, unseen: Tensor) -> dict[str, Any]:
     """How well ``router``'s reject score separates the features of held-out seen inputs ``seen`` [N, dim]
     (positives) from those of unseen tasks' inputs ``unseen`` [M, dim] (negatives; may be empty):
     ``reject_auroc`` (None without negatives) and the rejection rates at the calibrated threshold."""
@@ -144,13 +146,16 @@ class SwitchLearner(PerTaskLearner):
 
     def __init__(self, ctx: StreamContext) -> None:
         super().__init__(ctx)
-        self.encoder = make_router_encoder(ctx.cfg.router.encoder, ctx.model, ctx.tokenizer)
+        if not isinstance(ctx.cfg, SwitchConfig):
+            raise UserError(f"{METHOD} needs a SwitchCIT config (one with a router section), not a continual one")
+        self.cfg = ctx.cfg
+        self.encoder = make_router_encoder(self.cfg.router.encoder, ctx.model, ctx.tokenizer)
         self.router_dir = ctx.run_dir / "router"
         self.router: SwitchRouter | None = None
 
-    def learn(self, k: int) -> dict:
+    def learn(self, k: int) -> dict[str, Any]:
         stats = super().learn(k)
-        cfg, task = self.ctx.cfg, self.ctx.tasks[k]
+        cfg, task = self.cfg, self.ctx.tasks[k]
         buffer, feats, calib, bank = self.retained(k)
         label, source, bank_texts = retain_task(buffer, cfg, task, k)
         feats = torch.cat([feats, self.encoder.encode(buffer.texts[len(feats) :])])  # [N, dim]
@@ -158,12 +163,13 @@ class SwitchLearner(PerTaskLearner):
         if cfg.router.reject_bank:
             new = self.encoder.encode(bank_texts)
             bank = torch.cat([bank[0], new]), torch.cat([bank[1], torch.full((len(new),), label)])  # [K, dim], [K]
-        self.router, router_stats = train_router(
+        router, router_stats = train_router(
             buffer, feats, calib, cfg.router, cfg.seed + k, bank if cfg.router.reject_bank else None
         )
+        self.router = router
 
         def write(tmp: Path) -> None:
-            self.router.save(tmp)
+            router.save(tmp)
             buffer.save(tmp / RETENTION)
             save_file({"texts": feats.contiguous(), "calib": calib.contiguous()}, tmp / FEATURES)
 
@@ -187,7 +193,7 @@ class SwitchLearner(PerTaskLearner):
         buffer.keep_first(k)
         stored = load_tensors(self.router_dir / FEATURES, "stored features")
         bank = torch.zeros(0, dim), torch.zeros(0, dtype=torch.long)
-        if self.ctx.cfg.router.reject_bank:
+        if self.cfg.router.reject_bank:
             saved = SwitchRouter.load(self.router_dir)
             bank = saved.keys[saved.key_labels < k], saved.key_labels[saved.key_labels < k]
         return buffer, stored["texts"][: len(buffer.texts)], stored["calib"][: len(buffer.calib_texts)], bank
@@ -197,23 +203,23 @@ class SwitchLearner(PerTaskLearner):
             self.router = SwitchRouter.load(self.router_dir)
         return self.router
 
-    def routes(self, k: int, queries: list[Query]) -> tuple[list[int], dict]:
+    def routes(self, k: int, queries: list[Query]) -> tuple[list[int], dict[str, Any]]:
         texts = [query_text(q, self.ctx.cfg.setting) for q in queries]
         routing = self.switch().route(self.encoder.encode(texts))
         return routing.adapter, routing_stats(self.ctx.names, k, queries, routing)
 
-    def report(self) -> dict:
+    def report(self) -> dict[str, Any]:
         out = super().report()
         out["storage"].update(router_bytes=folder_bytes(self.router_dir))
         out["switch"] = {**self.reject_quality(), **self.overhead()}
         return out
 
-    def reject_quality(self) -> dict:
+    def reject_quality(self) -> dict[str, Any]:
         """How well the final switch's confidence separates inputs of tasks it never saw (``cfg.unseen``) from
         held-out inputs of the seen tasks (their first ``eval.limit`` test inputs, which neither train nor
         calibrate it): ``reject_auroc`` (seen inputs as positives; None without unseen inputs), and the
         rejection rates on both at the calibrated threshold (``reject_rate_seen``, ``unseen_reject_rate``)."""
-        cfg = self.ctx.cfg
+        cfg = self.cfg
         seen, unseen = reject_texts(cfg, self.ctx.tasks, self.ctx.unseen)
         quality = reject_stats(self.switch(), self.encoder.encode(seen), self.encoder.encode(unseen))
         sources = sorted({calibration_source(cfg, t) for t in self.ctx.tasks})
@@ -226,7 +232,7 @@ class SwitchLearner(PerTaskLearner):
             "rule": reject_rule(cfg.router),
         }
 
-    def overhead(self, n: int = 64) -> dict:
+    def overhead(self, n: int = 64) -> dict[str, float]:
         """Routing cost per example (encoder + switch), measured on uncached inputs.
 
         One warm-up call on other texts comes first, so that a freshly loaded encoder's first-call
@@ -250,7 +256,7 @@ def reject_rule(cfg: RouterConfig) -> str:
     )
 
 
-def routing_stats(names: list[str], k: int, queries: list[Query], routing: Routing) -> dict:
+def routing_stats(names: list[str], k: int, queries: list[Query], routing: Routing) -> dict[str, Any]:
     """Switch accuracy per seen task, reject rate on seen tasks and on tasks not trained yet."""
     index = {n: i for i, n in enumerate(names)}
     per_task: dict[str, list[bool]] = {}
@@ -279,7 +285,7 @@ def _rate(flags: list[bool]) -> float | None:
 # Adding a task to a finished run
 
 
-def upgrade_config(config: dict) -> dict:
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
     """A continual run's saved config with the router keys it predates at the values that run used
     (``LEGACY_ROUTER``), not today's defaults (the registry's ``upgrade_config`` hook, read by ``Run.config``)."""
     if "router" not in config:
@@ -287,14 +293,21 @@ def upgrade_config(config: dict) -> dict:
     return {**config, "router": {**LEGACY_ROUTER, **config["router"]}}
 
 
-def load_run_context(run_dir: str | Path, model_and_tokenizer=None) -> tuple[Run, StreamContext]:
+def load_run_context(
+    run_dir: str | Path, model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None
+) -> tuple[Run, StreamContext]:
     """The run and the context of a continual run, with the tasks added after the stream."""
     run = check_run_dir(run_dir)
     cfg = run.config
     return run, with_added_tasks(make_context(cfg, run_dir, model_and_tokenizer))
 
 
-def add_task(run_dir: str | Path, train: Task, test: Task | None = None, model_and_tokenizer=None) -> dict:
+def add_task(
+    run_dir: str | Path,
+    train: Task,
+    test: Task | None = None,
+    model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None,
+) -> dict[str, Any]:
     """Add one more task to a finished SwitchCIT (or oracle) run: train its adapter, retrain the switch,
     and add a row to the accuracy matrix. Earlier adapters are never rewritten.
 
@@ -312,7 +325,7 @@ def add_task(run_dir: str | Path, train: Task, test: Task | None = None, model_a
     if train.name in existing:
         raise UserError(f"task {train.name!r} already exists in {run_dir}: give the new task another name")
     with RunDir(run_dir).lock():  # not while another process runs or extends this stream
-        state = load_json(Path(run_dir) / STATE, "run state")
+        state = load_state(run_dir)
         if state["completed"] != len(existing):
             raise UserError(
                 f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
@@ -342,7 +355,7 @@ def _split_new_task(train: Task, test: Task | None) -> tuple[Task, Task]:
     return train.with_instances(train.instances[:cut]), train.with_instances(train.instances[cut:])
 
 
-def task_record(task: Task) -> dict:
+def task_record(task: Task) -> dict[str, Any]:
     """``task`` in the Super-NaturalInstructions schema (read back by ``load_task_file``)."""
     return {
         "Definition": task.instructions,
@@ -422,10 +435,10 @@ class SwitchMethod:
         tokenizer: Any,
         bank: AdapterBank,
         router: SwitchRouter,
-        encoder: TextEncoder,
+        encoder: CachedEncoder,
         tasks: list[str],
         setting: str = "def",
-        info: dict | None = None,
+        info: dict[str, Any] | None = None,
     ) -> None:
         self.name, self.model, self.tokenizer, self.setting = METHOD, model, tokenizer, setting
         self.bank, self.router, self.encoder, self.tasks = bank, router, encoder, tasks
@@ -440,12 +453,12 @@ class SwitchMethod:
         self.rejected += sum(routing.rejected)
         return routing
 
-    def lora_context(self, adapters: list[int]) -> contextlib.AbstractContextManager:
+    def lora_context(self, adapters: list[int]) -> contextlib.AbstractContextManager[object]:
         if all(a == BASE for a in adapters):
             return contextlib.nullcontext()
         return conditioned(self.model, lora=self.bank.conditioning(adapters))
 
-    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager:
+    def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager[object]:
         routing = self.route_texts([query_text(q, q.setting or self.setting) for q in queries])
         return self.lora_context(routing.adapter)
 
@@ -470,7 +483,9 @@ class SwitchMethod:
         return RowCondition(route="rejected->base") if adapter == BASE else self._rows[adapter]
 
 
-def load_switch(run: Run | str | Path, model_and_tokenizer=None) -> SwitchMethod:
+def load_switch(
+    run: Run | str | Path, model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None
+) -> SwitchMethod:
     """The SwitchCIT method of a run (a :class:`~hyperadapt.runs.Run` or its folder), ready for ``evaluate``,
     ``generate`` or ``serve``, on the run's own base model."""
     run = check_run_dir(run)

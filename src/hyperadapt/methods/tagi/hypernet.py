@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +39,8 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.mlp(self.norm(x))  # [..., H]
+        h: Tensor = self.mlp(self.norm(x))  # [..., H]
+        return x + h  # [..., H]
 
 
 class TagiHypernetwork(nn.Module):
@@ -58,6 +60,9 @@ class TagiHypernetwork(nn.Module):
     it exports as a plain PEFT adapter. The shared part learns what every task needs (where a multi-task
     LoRA would be), and distillation trains the generated part on what depends on the instruction.
     """
+
+    slot_layer: Tensor  # [M] buffers: the layer and module type of each slot
+    slot_kind: Tensor
 
     def __init__(
         self,
@@ -113,7 +118,7 @@ class TagiHypernetwork(nn.Module):
         nn.init.normal_(self.layer_emb.weight, std=0.02)
         nn.init.normal_(self.kind_emb.weight, std=0.02)
         for kind, (fan_in, _) in self.kind_shape.items():
-            head_a, head_b = self.head_a[kind], self.head_b[kind]
+            head_a, head_b = self._head(self.head_a, kind), self._head(self.head_b, kind)
             nn.init.normal_(head_a.weight, std=math.sqrt(self.hidden / fan_in))  # read out ×1/hidden
             bias = torch.empty(self.rank, fan_in)  # [r, in]
             nn.init.kaiming_uniform_(bias, a=math.sqrt(5))
@@ -187,9 +192,9 @@ class TagiHypernetwork(nn.Module):
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         """Everything needed to rebuild the network (saved next to its weights)."""
-        out = {
+        out: dict[str, Any] = {
             "shapes": self.shapes,
             "input_dim": self.input_dim,
             "rank": self.rank,
@@ -215,8 +220,9 @@ class TagiHypernetwork(nn.Module):
             idx = (self.slot_kind == self.kinds.index(kind)).nonzero().squeeze(1)  # [L_k]
             zk = z[:, idx]  # [N, L_k, H]
             fan_in, fan_out = self.kind_shape[kind]
-            a = self._readout(self.head_a[kind], zk).view(n, len(idx), self.rank, fan_in)  # [N, L_k, r, in]
-            b = self._readout(self.head_b[kind], zk).view(n, len(idx), fan_out, self.rank)  # [N, L_k, out, r]
+            head_a, head_b = self._head(self.head_a, kind), self._head(self.head_b, kind)
+            a = self._readout(head_a, zk).view(n, len(idx), self.rank, fan_in)  # [N, L_k, r, in]
+            b = self._readout(head_b, zk).view(n, len(idx), fan_out, self.rank)  # [N, L_k, out, r]
             for j, slot in enumerate(idx.tolist()):
                 out[self.module_names[slot]] = (a[:, j], b[:, j])  # [N, r, in], [N, out, r]
         if self.shared:
@@ -225,6 +231,10 @@ class TagiHypernetwork(nn.Module):
                 shared = (self.shared_a[slot].to(a.dtype)[None], self.shared_b[slot].to(b.dtype)[None])  # [1, r, *]
                 out[name] = stack_rank(shared, (a, b))  # [N, 2r, in], [N, out, 2r]
         return out
+
+    @staticmethod
+    def _head(heads: nn.ModuleDict, kind: str) -> nn.Linear:
+        return cast(nn.Linear, heads[kind])  # ModuleDict types its values as Module
 
     def _readout(self, head: nn.Linear, z: Tensor) -> Tensor:
         """``head(z)`` with the weight part scaled by 1/hidden (a LoRA-like step size per generated entry)."""

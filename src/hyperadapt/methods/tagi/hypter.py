@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
 from hyperadapt.errors import UserError
 from hyperadapt.methods.tagi.config import LossConfig, PretrainConfig, TagiConfig
 from hyperadapt.methods.tagi.method import TagiMethod, load_tagi
@@ -54,7 +57,11 @@ def hypter_config(cfg: TagiConfig) -> HypterConfig:
 
 
 def train_hypter(
-    cfg: TagiConfig, run_dir: str | Path, resume: bool = True, model_and_tokenizer=None, stop_at: int | None = None
+    cfg: TagiConfig,
+    run_dir: str | Path,
+    resume: bool = True,
+    model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None,
+    stop_at: int | None = None,
 ) -> TagiMethod:
     """Train the baseline into ``run_dir``; a plain ``TagiConfig`` is turned into its Hypter preset first."""
     if not isinstance(cfg, HypterConfig):
@@ -62,7 +69,9 @@ def train_hypter(
     return train_tagi(cfg, run_dir, resume, model_and_tokenizer, stop_at, name=METHOD)
 
 
-def load_hypter(run: Run | str | Path, model_and_tokenizer=None) -> TagiMethod:
+def load_hypter(
+    run: Run | str | Path, model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None
+) -> TagiMethod:
     """The trained baseline from ``run_dir``."""
     method = load_tagi(run, model_and_tokenizer)
     if method.name != METHOD:

@@ -69,7 +69,7 @@ class InstructionVectors:
                 f"{self.max_tokens} tokens",
                 stacklevel=3,
             )
-            cleaned = tokenizer.decode(ids[: self.max_tokens]).strip()
+            cleaned = str(tokenizer.decode(ids[: self.max_tokens])).strip()
         self._clean[text] = cleaned
         if len(self._clean) > CLEAN_CACHE:
             self._clean.popitem(last=False)

@@ -7,6 +7,8 @@ products ΔW = s·B·A with each side's own scaling (LoRA factors are not identi
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -69,8 +71,9 @@ def alignment_per_example(student: LoraConditioning, teacher: LoraConditioning, 
         raise ValueError("the student and teacher adapters share no module: align them on the same targets")
     device = next(iter(student.factors.values()))[0].device
     s_scale, t_scale = _scales(student, batch_size, device), _scales(teacher, batch_size, device)
-    total = sum(
-        delta_sq_distance(student.factors[n], _to(teacher.factors[n], device), s_scale, t_scale) for n in common
+    total = cast(  # common is not empty: never the 0 of an empty sum
+        Tensor,
+        sum(delta_sq_distance(student.factors[n], _to(teacher.factors[n], device), s_scale, t_scale) for n in common),
     )  # [B]
     return total / len(common)
 

@@ -12,11 +12,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from safetensors.torch import save_file
-from torch import Tensor
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.config import to_dict
 from hyperadapt.core import LoraConditioning, conditioned, export_peft, inject, target_linears
@@ -24,6 +26,7 @@ from hyperadapt.core.peft_io import PEFT_CONFIG
 from hyperadapt.core.rows import RowCondition, fold
 from hyperadapt.encoders import make_encoder
 from hyperadapt.errors import InputNotFound, UserError
+from hyperadapt.evaluation.harness import Query
 from hyperadapt.io import check_out_dir, load_json, load_state_strict, load_tensors, write_dir_atomic
 from hyperadapt.methods.tagi.config import TagiConfig
 from hyperadapt.methods.tagi.hypernet import TagiHypernetwork
@@ -39,13 +42,15 @@ Factors = dict[str, tuple[Tensor, Tensor]]
 def build_hypernet(cfg: TagiConfig, model: torch.nn.Module, input_dim: int) -> TagiHypernetwork:
     """A fresh hypernetwork over ``cfg.target_modules`` of every layer of ``model``, on the model's device."""
     linears = target_linears(model, cfg.target_modules)
-    shapes = {name: (m.in_features, m.out_features) for name, m in linears.items()}
+    shapes = {
+        name: (lin.in_features, lin.out_features) for name, lin in ((n, cast(nn.Linear, m)) for n, m in linears.items())
+    }  # or our wrapper of one
     h = cfg.hypernet
     net = TagiHypernetwork(shapes, input_dim, cfg.rank, cfg.alpha, h.hidden, h.blocks, h.dropout, cfg.shared_adapter)
     return net.to(next(model.parameters()).device)
 
 
-def build_vectors(cfg: TagiConfig, model: torch.nn.Module, tokenizer) -> InstructionVectors:
+def build_vectors(cfg: TagiConfig, model: PreTrainedModel, tokenizer: Tokenizer) -> InstructionVectors:
     """The instruction encoder of ``cfg`` with TAGI's empty/over-long policy."""
     limit = cfg.max_instruction_tokens + 8  # room for special tokens
     encoder = make_encoder(cfg.encoder, model, tokenizer, layers=cfg.encoder_layers, max_length=limit)
@@ -85,7 +90,7 @@ class TagiMethod:
     hypernet: TagiHypernetwork
     vectors: InstructionVectors
     cfg: TagiConfig
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
     _cache: dict[str, Factors] = field(default_factory=dict, repr=False)
     serves_as: ClassVar[str] = "condition"  # hyperadapt.core.rows.ConditionServable
     exports_adapters: ClassVar[bool] = True
@@ -123,7 +128,7 @@ class TagiMethod:
         return LoraConditioning(factors, self.hypernet.scale)
 
     @contextlib.contextmanager
-    def conditioning(self, queries: list) -> Iterator[None]:
+    def conditioning(self, queries: list[Query]) -> Iterator[None]:
         """Condition the model on each query's task instruction for the calls inside the block."""
         instructions = [instruction_text(q.task, self.cfg.setting) for q in queries]
         with conditioned(self.model, lora=self.batch_conditioning(instructions)):
@@ -162,8 +167,8 @@ class TagiMethod:
 def make_method(
     name: str,
     cfg: TagiConfig,
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
     hypernet: TagiHypernetwork,
     vectors: InstructionVectors,
     run_dir: str | Path,
@@ -173,7 +178,9 @@ def make_method(
     return TagiMethod(name, model, tokenizer, cfg.student_setting, hypernet, vectors, cfg, info)
 
 
-def load_tagi(run: Run | str | Path, model_and_tokenizer=None) -> TagiMethod:
+def load_tagi(
+    run: Run | str | Path, model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None
+) -> TagiMethod:
     """The trained TAGI (or Hypter-style) hypernetwork of ``run`` (a :class:`~hyperadapt.runs.Run` or its
     folder), ready for the harness, on the run's own base model (``model_and_tokenizer`` must be that one)."""
     run = Run.of(run)
@@ -199,7 +206,10 @@ def check_adapter_out(out_dir: str | Path) -> Path:
 
 
 def export_adapter(
-    run_or_method: Run | str | Path | TagiMethod, instruction: str, out_dir: str | Path, model_and_tokenizer=None
+    run_or_method: Run | str | Path | TagiMethod,
+    instruction: str,
+    out_dir: str | Path,
+    model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None,
 ) -> Path:
     """Generate the adapter for ``instruction`` with a TAGI run (or method) and write it to ``out_dir``
     (:meth:`TagiMethod.export_adapter`); an ``out_dir`` that holds anything but a previous adapter is refused."""

@@ -11,9 +11,11 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core import AdapterBank, LoraConditioning, conditioned
 from hyperadapt.core.lora import stack_rank
@@ -64,7 +66,7 @@ class Teachers:
             )
         return [position[group_of(t, self.group_by)] for t in tasks]
 
-    def save(self, path: str | Path, meta: dict) -> Path:
+    def save(self, path: str | Path, meta: dict[str, Any]) -> Path:
         path = Path(path)
         self.bank.save(path / "bank")
         info = {"group_by": self.group_by, "groups": self.groups, **meta}
@@ -108,7 +110,7 @@ def teacher_logits(model: nn.Module, teachers: Teachers, batch: Batch) -> Tensor
 
 def train_teachers(
     model: nn.Module,
-    tokenizer,
+    tokenizer: Tokenizer,
     tasks: list[Task],
     cfg: TagiConfig,
     out_dir: str | Path,

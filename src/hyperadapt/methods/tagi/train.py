@@ -9,16 +9,20 @@ Each stage runs through the shared Trainer in its own folder of ``run_dir`` (``t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt import distributed
 from hyperadapt.config import to_dict
-from hyperadapt.core import conditioned, inject
+from hyperadapt.core import LoraConditioning, conditioned, inject
 from hyperadapt.data import load_tasks
 from hyperadapt.data.schema import Task
 from hyperadapt.errors import InputNotFound
@@ -45,7 +49,15 @@ from hyperadapt.methods.tagi.method import (
 from hyperadapt.methods.tagi.teachers import Teachers, teacher_logits, train_teachers
 from hyperadapt.models import load_base_model, shard_base
 from hyperadapt.runs import RunDir
-from hyperadapt.training import Batch, Loss, Trainer, answer_logits, answer_targets, latest_checkpoint
+from hyperadapt.training import (
+    Batch,
+    Loss,
+    TrainConfig,
+    Trainer,
+    answer_logits,
+    answer_targets,
+    latest_checkpoint,
+)
 
 
 @dataclass
@@ -54,7 +66,7 @@ class Context:
 
     cfg: TagiConfig
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: Any  # Any, as on the method objects: benchmarks/scale.py passes None (the loss alone needs none)
     tasks: list[Task]
     hypernet: TagiHypernetwork
     vectors: InstructionVectors
@@ -65,7 +77,7 @@ class Context:
         return next(self.model.parameters()).device
 
 
-def student_logits(ctx: Context, batch: Batch):
+def student_logits(ctx: Context, batch: Batch) -> tuple[Tensor, LoraConditioning]:
     """Generate each example's adapter and return (answer logits [n, V], the adapters)."""
     lora = ctx.hypernet(batch["vectors"], batch["instruction_index"])
     with conditioned(ctx.model, lora=lora):
@@ -111,7 +123,9 @@ def pretrain(ctx: Context, resume: bool, stop_at: int | None) -> bool:
             p.requires_grad_(True)
 
 
-def finetune_loss(ctx: Context, teachers: Teachers | None, batch: Batch) -> tuple[Loss, dict, dict]:
+def finetune_loss(
+    ctx: Context, teachers: Teachers | None, batch: Batch
+) -> tuple[Loss, dict[str, Tensor], dict[str, Tensor | float]]:
     """Stage 2's loss on one batch, its terms and their weights. CE and KL are means over answer tokens, the
     alignment a mean over examples: the loop weights each by its own share of the step, so several processes
     or micro-batches give the one-batch loss."""
@@ -120,16 +134,24 @@ def finetune_loss(ctx: Context, teachers: Teachers | None, batch: Batch) -> tupl
     terms = {"ce": F.cross_entropy(logits.float(), answer_targets(batch["labels"]))}
     weights: dict[str, Tensor | float] = {"ce": 1.0}
     if cfg.losses.uses_kl:
-        terms["kl"] = distill_kl(logits, teacher_logits(ctx.model, teachers, batch), cfg.losses.temperature)
+        terms["kl"] = distill_kl(logits, teacher_logits(ctx.model, _given(teachers), batch), cfg.losses.temperature)
         weights["kl"] = cfg.losses.kl_weight
     per_example: Tensor | float = 0.0
     if cfg.losses.uses_align:
-        aligned = alignment_per_example(lora, teachers.conditioning(batch["teacher"]), len(batch["input_ids"]))
+        teacher = _given(teachers).conditioning(batch["teacher"])
+        aligned = alignment_per_example(lora, teacher, len(batch["input_ids"]))
         terms["align"] = aligned.mean()
         weights["align"] = align_weight(cfg.losses.align_weight, global_mean(aligned))
         per_example = weights["align"] * terms["align"]
-    per_token = sum(weights[k] * terms[k] for k in terms if k != "align")
+    per_token = cast(Tensor, sum(weights[k] * terms[k] for k in terms if k != "align"))  # "ce" is always there
     return Loss(per_token, per_example), terms, weights
+
+
+def _given(teachers: Teachers | None) -> Teachers:
+    """The teachers the KL and alignment losses read; ``train_tagi`` loads or trains them for those losses."""
+    if teachers is None:
+        raise ValueError("the KL and alignment losses need teachers: none were loaded or trained")
+    return teachers
 
 
 def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int | None) -> bool:
@@ -185,14 +207,14 @@ class TermLog:
 def run_stage(
     ctx: Context,
     out: Path,
-    loss_fn,
-    make_batch,
+    loss_fn: Callable[[Batch, int], Tensor | Loss],
+    make_batch: Callable[[list[int]], Batch],
     n: int,
-    tcfg,
+    tcfg: TrainConfig,
     resume: bool,
     stop_at: int | None,
     desc: str,
-    params: dict | None = None,
+    params: dict[str, torch.nn.Parameter] | None = None,
 ) -> bool:
     """Train the hypernetwork (``params``: a subset of its parameters) in ``out``; save it to ``out/hypernet``
     when done. True when finished."""
@@ -225,7 +247,7 @@ def train_tagi(
     cfg: TagiConfig,
     run_dir: str | Path,
     resume: bool = True,
-    model_and_tokenizer=None,
+    model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None = None,
     stop_at: int | None = None,
     name: str = "tagi",
 ) -> TagiMethod:
@@ -236,7 +258,8 @@ def train_tagi(
     """
     run_dir = Path(run_dir)
     model, tokenizer = model_and_tokenizer or load_base_model(cfg.model)
-    shard_base(inject(model, cfg.target_modules, gating=False))
+    inject(model, cfg.target_modules, gating=False)
+    shard_base(model)
     tasks = load_tasks(cfg.data, cfg.split)
     with RunDir(run_dir).begin(name, to_dict(cfg), model) as run:
         vectors = build_vectors(cfg, model, tokenizer)
