@@ -20,7 +20,7 @@ from hyperadapt.methods.continual import run_stream
 from hyperadapt.methods.continual.stream import StreamTask
 from hyperadapt.methods.switch import RetentionBuffer, RouterConfig, SwitchConfig, SwitchRouter
 from hyperadapt.methods.switch.learner import retain_task
-from hyperadapt.methods.switch.router import ledoit_wolf
+from hyperadapt.methods.switch.router import ledoit_wolf, make_router_encoder
 
 SQUARE = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])  # centred, covariance exactly I
 
@@ -233,3 +233,10 @@ def test_a_run_saved_before_the_new_router_keys_keeps_its_rule():
     router = from_dict(SwitchConfig, upgrade_config(config)).router
     assert (router.confidence, router.reject_bank, router.calibrate_per, router.knn_k) == ("knn", 0, "global", 1)
     assert RouterConfig().confidence == "mahalanobis" and RouterConfig().reject_bank == 200  # today's defaults
+
+
+def test_a_base_model_router_encoder_without_the_model_names_the_fix():
+    with pytest.raises(ValueError, match="'base_mean' router encoder reads the base model"):
+        make_router_encoder("base_mean", None, None)
+    with pytest.raises(ValueError, match="unknown router encoder 'nope'"):
+        make_router_encoder("nope", None, None)

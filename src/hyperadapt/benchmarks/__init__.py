@@ -12,6 +12,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from hyperadapt.config import OVERRIDE_HELP, expand_set_args, parse_override, refuse_stray_overrides
 from hyperadapt.errors import UserError
@@ -40,7 +41,7 @@ class Parser(argparse.ArgumentParser):
     """``argparse`` with the CLI's error style: a bad option is one ``error: ...`` line, exit code 2 (argparse's
     own prints the whole usage block first); ``--set`` is read as by every command (``add_set_option``)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (`{self.prog} --help` lists the options)\n")
 
     def add_set_option(self, what: str = "") -> None:
@@ -50,7 +51,9 @@ class Parser(argparse.ArgumentParser):
             "--set", action="append", default=[], metavar="KEY=VALUE", help=f"{OVERRIDE_HELP}. {what}".strip()
         )
 
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_args(  # type: ignore[override]  # argparse's overloads also return a caller's Namespace subclass
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
         """As argparse's, with ``--set`` read as by every command: a malformed item or a bare ``KEY=VALUE`` fails
         with the command line's message."""
         args = expand_set_args(sys.argv[1:] if args is None else args)

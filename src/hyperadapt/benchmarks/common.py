@@ -6,16 +6,25 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
 from hyperadapt.benchmarks import Parser
 from hyperadapt.data.schema import Task
-from hyperadapt.evaluation.harness import EvalConfig, evaluate
+from hyperadapt.evaluation.harness import EvalConfig, Method, evaluate
 from hyperadapt.io import atomic_write_text, check_out_dir, check_out_file, save_json
 from hyperadapt.report.tables import markdown_table
+
+
+class SplitScore(TypedDict):
+    """A method's score on one split, as ``score`` records it: the instance mean (``rougeL``, ``em``, ``n``) and
+    each task's ``rougeL``, ``em`` and ``n``."""
+
+    mean: dict[str, float]
+    tasks: dict[str, dict[str, float]]
 
 
 def add_set_option(parser: Parser, what: str) -> None:
@@ -34,19 +43,19 @@ def check_outputs(out: str | Path, **folders: str | Path | None) -> None:
 
 
 def score(
-    method,
+    method: Method,
     splits: dict[str, list[Task]],
     ecfg: EvalConfig | dict[str, EvalConfig],
     model: str,
     data: str,
     answers_dir: str | Path | None = None,
-) -> dict:
+) -> dict[str, SplitScore]:
     """Mean and per-task ROUGE-L / EM of ``method`` on every split (``ecfg`` may differ per split).
 
     With ``answers_dir``, answers are logged there as they come (``<method>.<split>.answers.jsonl``) and
     a rerun continues an interrupted evaluation.
     """
-    out = {}
+    out: dict[str, SplitScore] = {}
     for split, tasks in splits.items():
         cfg = ecfg[split] if isinstance(ecfg, dict) else ecfg
         answers = None if answers_dir is None else Path(answers_dir) / f"{method.name}.{split}.answers.jsonl"
@@ -61,7 +70,7 @@ def score(
     return out
 
 
-def table_rows(result: dict, label: str = "{name} ({kind} instruction)") -> dict:
+def table_rows(result: Mapping[str, Any], label: str = "{name} ({kind} instruction)") -> dict[str, Any]:
     """``result["results"]`` and, after them, each of its ``sensitivity`` variants as a row named by ``label``."""
     rows = dict(result.get("results", {}))
     for name, variants in result.get("sensitivity", {}).items():
@@ -69,7 +78,7 @@ def table_rows(result: dict, label: str = "{name} ({kind} instruction)") -> dict
     return rows
 
 
-def markdown(result: dict) -> str:
+def markdown(result: Mapping[str, Any]) -> str:
     """The means of ``result["results"]`` (and of its ``sensitivity`` variants) as a Markdown table."""
     rows = table_rows(result)
     splits = list(dict.fromkeys(s for res in rows.values() for s in res))
@@ -132,18 +141,18 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _interval(d: dict) -> str:
+def _interval(d: Mapping[str, float]) -> str:
     """A paired difference and its interval: ``+1.23 [-0.50, +2.96]``."""
     return f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 
 
-def _cell(mean: dict) -> str:
+def _cell(mean: Mapping[str, float]) -> str:
     """``ROUGE-L / EM`` of an instance mean, with its number of answers when recorded."""
     n = f" ({mean['n']})" if "n" in mean else ""
     return f"{mean['rougeL']:.2f} / {mean['em']:.2f}{n}"
 
 
-def save(result: dict, out: str) -> None:
+def save(result: Mapping[str, Any], out: str) -> None:
     """``out`` (JSON) and, beside it, ``out`` with suffix ``.md`` (the means table)."""
     save_json(result, out)
     atomic_write_text(Path(out).with_suffix(".md"), markdown(result))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -39,7 +39,7 @@ def compare(
     resamples: int = 10_000,
     seed: int = 0,
     metric_lang: str = "auto",
-) -> dict:
+) -> dict[str, Any]:
     """Scores of each ``(label, answer log)`` on ``data``'s ``split`` (first ``limit`` instances per task)
     and, for every log after the first, its paired difference from the first (``minus_reference``: per key
     ``diff``, ``low``, ``high``, ``wins``, ``losses``, ``ties``, in ROUGE-L / EM points).
@@ -70,7 +70,7 @@ def compare(
                 "evaluation that wrote it?"
             ) from err
     reference = labels[0]
-    out: dict = {"reference": reference, "logs": {}}
+    out: dict[str, Any] = {"reference": reference, "logs": {}}
     for label, path in logs:
         row = {
             "path": str(path),
@@ -86,7 +86,7 @@ def compare(
     return out
 
 
-def table(result: dict) -> str:
+def table(result: dict[str, Any]) -> str:
     """Markdown: one row per log, its scores and its difference from the reference with the interval."""
     ref = result["reference"]
     lines = [

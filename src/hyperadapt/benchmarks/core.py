@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import functools
 import json
 import os
 import platform
@@ -26,9 +27,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import PreTrainedModel
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.core import LINEAR_MODULES, AdapterBank, GatedMLP, conditioned, inject, peft_wrapping, remove
@@ -125,14 +128,14 @@ def _status_kib(key: str) -> int:
     return 0
 
 
-def measure_rounds(cases: dict[str, Case], repeats: int, meter: Meter) -> dict[str, dict]:
+def measure_rounds(cases: dict[str, Case], repeats: int, meter: Meter) -> dict[str, dict[str, Any]]:
     """``repeats`` rounds (fewer for cases that ask), every case once per round. The first round warms up
     and measures peak memory (slower on the CPU: every allocation is mmapped), so the median is over the
     later rounds unless there is only one."""
     for r in range(repeats):
         for case in cases.values():
             if r < (case.repeats or repeats):
-                seconds, peak = _in_case(case, lambda c=case, first=r == 0: meter.measure(c.call, first))
+                seconds, peak = _in_case(case, functools.partial(meter.measure, case.call, r == 0))
                 case.times.append(seconds)
                 case.peak = max(case.peak, peak)
     return {
@@ -149,7 +152,7 @@ def _in_case(case: Case, fn: Callable[[], tuple[float, int]]) -> tuple[float, in
         case.teardown()
 
 
-def random_bank(model, num_adapters: int, rank: int, targets: Sequence[str]) -> AdapterBank:
+def random_bank(model: PreTrainedModel, num_adapters: int, rank: int, targets: Sequence[str]) -> AdapterBank:
     """A bank with non-zero B, so every adapter does real work."""
     bank = AdapterBank.for_model(model, num_adapters, rank=rank, targets=targets, alpha=2 * rank)
     with torch.no_grad():
@@ -158,10 +161,12 @@ def random_bank(model, num_adapters: int, rank: int, targets: Sequence[str]) -> 
     return bank
 
 
-def ours_case(model, bank: AdapterBank, targets: Sequence[str], index: torch.Tensor, ids: torch.Tensor) -> Case:
+def ours_case(
+    model: PreTrainedModel, bank: AdapterBank, targets: Sequence[str], index: torch.Tensor, ids: torch.Tensor
+) -> Case:
     """Our wrappers on ``targets`` only; timed: gather from the bank, enter the context, forward."""
 
-    def call():
+    def call() -> None:
         with torch.inference_mode(), conditioned(model, lora=bank.conditioning(index)):
             model(ids, logits_to_keep=1)
 
@@ -169,22 +174,27 @@ def ours_case(model, bank: AdapterBank, targets: Sequence[str], index: torch.Ten
 
 
 def forward_cases(
-    model, peft_model, banks: dict, ids: torch.Tensor, loop_repeats: int, extras: bool
+    model: PreTrainedModel,
+    peft_model: PeftModel,
+    banks: dict[tuple[int, str], AdapterBank],
+    ids: torch.Tensor,
+    loop_repeats: int,
+    extras: bool,
 ) -> dict[str, Case]:
     n = ids.shape[0]
     distinct = torch.randperm(banks[8, "qv"].num_adapters, device=ids.device)[:n]  # a mixed batch
     shared = torch.zeros(n, dtype=torch.long, device=ids.device)
     names = [f"a{i}" for i in range(n)]
 
-    def plain():
+    def plain() -> None:
         with torch.inference_mode():
             model(ids, logits_to_keep=1)
 
-    def peft(**kw):
+    def peft(**kw: object) -> None:
         with torch.inference_mode():
             peft_model(ids, logits_to_keep=1, **kw)
 
-    def loop():
+    def loop() -> None:
         with torch.inference_mode():
             for i, name in enumerate(names):
                 peft_model.set_adapter(name)
@@ -202,13 +212,18 @@ def forward_cases(
     return cases
 
 
-def _peft_merge(peft_model) -> None:
+def _peft_merge(peft_model: PeftModel) -> None:
     peft_model.set_adapter("a0")
     peft_model.merge_adapter()
 
 
 def train_cases(
-    model, peft_model, ids: torch.Tensor, teachers: int, extras: bool, answer_tokens: int = 32
+    model: PreTrainedModel,
+    peft_model: PeftModel,
+    ids: torch.Tensor,
+    teachers: int,
+    extras: bool,
+    answer_tokens: int = 32,
 ) -> dict[str, Case]:
     """One optimiser step: a bank of ``teachers`` adapters on a mixed batch, one PEFT LoRA, and with
     ``extras`` the bank with one adapter for the whole batch (all rank 8 on q, v; AdamW). Then the PEFT step
@@ -221,13 +236,13 @@ def train_cases(
     peft_params = [p for n, p in peft_model.named_parameters() if ".a0." in n]
     peft_opt = torch.optim.AdamW(peft_params, lr=1e-4)
 
-    def bank_step(index):
+    def bank_step(index: torch.Tensor) -> None:
         with conditioned(model, lora=bank.conditioning(index)):
             model(ids, labels=ids).loss.backward()
         bank_opt.step()
         bank_opt.zero_grad(set_to_none=True)
 
-    def peft_step():
+    def peft_step() -> None:
         peft_model(ids, labels=ids).loss.backward()
         peft_opt.step()
         peft_opt.zero_grad(set_to_none=True)
@@ -236,18 +251,18 @@ def train_cases(
     labels[:, : max(ids.shape[1] - answer_tokens, 1)] = IGNORE  # the prompt: no loss there
     answer_batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
-    def peft_answer_step(head_on_answer_only: bool):
+    def peft_answer_step(head_on_answer_only: bool) -> None:
         loss = answer_loss(peft_model, answer_batch) if head_on_answer_only else peft_model(**answer_batch).loss
         loss.backward()
         peft_opt.step()
         peft_opt.zero_grad(set_to_none=True)
 
-    def peft_setup():
+    def peft_setup() -> None:
         peft_model.set_adapter("a0")
         for p in peft_params:
             p.requires_grad_(True)
 
-    def ours_setup():
+    def ours_setup() -> None:
         inject(model, targets=QV, gating=False)
 
     cases = {
@@ -263,9 +278,9 @@ def train_cases(
     return cases
 
 
-def gating_cases(model, batch: int, seq: int, device: torch.device) -> dict[str, Case]:
+def gating_cases(model: PreTrainedModel, batch: int, seq: int, device: torch.device) -> dict[str, Case]:
     """Layer 0's MLP alone: the original, and Swish_β with β [B, T, I] (MeGan's form) and [B, 1, I]."""
-    mlp = model.model.layers[0].mlp
+    mlp = model.get_submodule("model.layers.0.mlp")
     gated = GatedMLP(mlp, 0, "model.layers.0.mlp")
     dtype = next(mlp.parameters()).dtype
     x = torch.randn(batch, seq, model.config.hidden_size, device=device, dtype=dtype)
@@ -275,17 +290,17 @@ def gating_cases(model, batch: int, seq: int, device: torch.device) -> dict[str,
         "gated_beta_B1I": 1 + 0.5 * torch.tanh(torch.randn(batch, 1, inter, device=device, dtype=dtype)),
     }
 
-    def run(module):
+    def run(module: torch.nn.Module) -> None:
         with torch.inference_mode():
             module(x)
 
     cases = {"mlp": Case(lambda: run(mlp))}
     for name, beta in betas.items():
-        cases[name] = Case(lambda: run(gated), setup=lambda b=beta: setattr(gated, "beta", b))
+        cases[name] = Case(lambda: run(gated), setup=functools.partial(setattr, gated, "beta", beta))
     return cases
 
 
-def make_peft(model, adapters: int):
+def make_peft(model: PreTrainedModel, adapters: int) -> PeftModel:
     """A PEFT copy of ``model`` with ``adapters`` random rank-8 q, v adapters named a0, a1, ..."""
     config = LoraConfig(r=8, lora_alpha=16, target_modules=list(QV), init_lora_weights=False)
     with peft_wrapping():
@@ -295,15 +310,24 @@ def make_peft(model, adapters: int):
     return peft_model.eval()
 
 
-def add_ratios(table: dict[str, dict], reference: str) -> None:
+def add_ratios(table: dict[str, dict[str, Any]], reference: str) -> None:
     ref = table[reference]["median_s"]
     for row in table.values():
         row[f"vs_{reference}"] = row["median_s"] / ref
 
 
-def check_targets(results: dict) -> list[dict]:
+class Target(TypedDict):
+    """One target of ``LIMITS``: its measured ratio, the limit, and whether it is met."""
+
+    target: str
+    ratio: float
+    limit: float
+    met: bool
+
+
+def check_targets(results: dict[str, Any]) -> list[Target]:
     """Each target of the issue, its measured ratio, and whether it is met."""
-    out = []
+    out: list[Target] = []
     sections = {"train": results["train_step"], **results["forward"]}
     for name, (case, ref, key, limit) in LIMITS.items():
         section = results["gating"].get(key) if case.startswith(("gated", "mlp")) else sections.get(key)
@@ -336,7 +360,7 @@ class BenchConfig:
 
 def run(
     config: BenchConfig | None = None, log: Callable[[str], None] = print, argv: Sequence[str] | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Run the whole benchmark; returns the results dict (and writes it as JSON to ``config.out``); ``argv``,
     the options it was given (default ``sys.argv[1:]``), goes into the recorded command."""
     cfg = config or BenchConfig()
@@ -353,7 +377,7 @@ def run(
     n = max(cfg.batch_sizes)
     peft_model = make_peft(model, n)
     banks = {(r, k): random_bank(model, n, r, t) for r in (8, 32) for k, t in TARGETS.items()}
-    results: dict = {"forward": {}, "gating": {}}
+    results: dict[str, Any] = {"forward": {}, "gating": {}}
     for b in cfg.batch_sizes:
         log(f"forward, batch {b} ...")
         ids = torch.randint(0, vocab, (b, cfg.seq), device=dev)
@@ -388,7 +412,7 @@ def run(
     return results
 
 
-def markdown(results: dict) -> str:
+def markdown(results: dict[str, Any]) -> str:
     """The results as Markdown tables: latency (s), ratio to the reference, peak extra memory (MiB)."""
     fwd, gating = results["forward"], results["gating"]
     sizes = list(fwd)
@@ -417,7 +441,7 @@ def markdown(results: dict) -> str:
     return "\n\n".join(tables)
 
 
-def _cell(row: dict, ratio_key: str) -> str:
+def _cell(row: dict[str, Any], ratio_key: str) -> str:
     return f"{row['median_s'] * 1e3:.1f} ms ({row[ratio_key]:.2f}×, {row['peak_mib']:.0f} MiB)"
 
 

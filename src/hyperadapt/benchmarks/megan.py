@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,15 +39,17 @@ from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, sc
 from hyperadapt.config import load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.errors import UserError
-from hyperadapt.evaluation.harness import EvalConfig
+from hyperadapt.evaluation.harness import EvalConfig, Method
 from hyperadapt.methods.baselines.meta import MetaICLConfig, ReptileConfig, train_metaicl, train_reptile
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
-from hyperadapt.methods.megan import MeganConfig, train_megan
+from hyperadapt.methods.megan import MeganConfig, MeganMethod, train_megan
 from hyperadapt.methods.megan.analysis import beta_plot_and_cost
 from hyperadapt.models import load_base_model
 
-CONFIGS = {
+MethodConfig = MultiTaskLoraConfig | MetaICLConfig | ReptileConfig | MeganConfig
+# name: (config class, config file, train(cfg, out_dir, model_and_tokenizer=...) -> method)
+CONFIGS: dict[str, tuple[type[MethodConfig], str, Callable[..., Method]]] = {
     "multitask-lora": (MultiTaskLoraConfig, "configs/multitask_lora.yaml", train_multitask_lora),
     "metaicl": (MetaICLConfig, "configs/megan_metaicl.yaml", train_metaicl),
     "reptile": (ReptileConfig, "configs/megan_reptile.yaml", train_reptile),
@@ -94,12 +98,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def method_config(name: str, args: argparse.Namespace):
+def method_config(name: str, args: argparse.Namespace) -> MethodConfig:
     """The config of ``name``: its file, the shared data and budget, and (for MeGan) ``--set``."""
     cls, path, _ = CONFIGS[name]
     steps = 4 if args.quick else args.steps
     if name == "reptile":
-        base = load_config(cls, path, [f"data={args.data}"])
+        base = load_config(ReptileConfig, path, [f"data={args.data}"])
         per_step = base.inner_steps * base.support_size
         steps = max(1, round(steps * 8 / per_step))
     overrides = [f"data={args.data}", f"train.steps={steps}"]
@@ -112,7 +116,11 @@ def method_config(name: str, args: argparse.Namespace):
     return load_config(cls, path, overrides)
 
 
-def train_method(name: str, args: argparse.Namespace, runs: Path, cfg=None):
+def train_method(
+    name: str, args: argparse.Namespace, runs: Path, cfg: MethodConfig | None = None
+) -> tuple[Method, dict[str, Any] | None]:
+    """The method ``name``, trained into ``runs`` with ``cfg`` (default: ``method_config(name, args)``), and its
+    config as a dict (None for zero-shot and a loaded TAGI run)."""
     if name == "zero-shot":
         return zero_shot("default", "def", model_and_tokenizer=load_base_model("default")), None
     if name == "tagi":
@@ -120,10 +128,12 @@ def train_method(name: str, args: argparse.Namespace, runs: Path, cfg=None):
 
         return load_tagi(args.tagi_run), None
     _, _, train = CONFIGS[name]
+    if cfg is None:
+        cfg = method_config(name, args)
     return train(cfg, runs / name, model_and_tokenizer=load_base_model(cfg.model)), to_dict(cfg)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     check_outputs(args.out, runs=args.runs, plots=args.plots)
     names = [m for m in METHODS if m in args.methods] + (["tagi"] if args.tagi_run else [])
@@ -144,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     splits = {s: load_tasks(args.data, s) for s in args.splits}
     runs, started = Path(args.runs), time.perf_counter()
-    result: dict = {
+    result: dict[str, Any] = {
         "command": command("megan", argv),
         "eval": {s: to_dict(c) for s, c in ecfg.items()},
         "host": platform.node(),
@@ -161,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
         method.name = name  # megan and megan-def are both MeganMethods
         result["train_s"][name] = time.perf_counter() - t0
         result["configs"][name] = cfg
-        if name.startswith("megan"):
+        if isinstance(method, MeganMethod):  # megan, megan-def
             result["info"][name] = {"hypernetwork_parameters": method.hypernet.num_parameters()}
             if name == plotted:
                 result["info"][name]["cost"] = beta_plot_and_cost(method, args.plots)

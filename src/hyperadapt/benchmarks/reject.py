@@ -29,21 +29,26 @@ import itertools
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
+from hyperadapt.encoders import CachedEncoder
 from hyperadapt.io import atomic_write_text, check_out_dir, load_json, save_json
-from hyperadapt.methods.continual.stream import load_stream, load_unseen
+from hyperadapt.methods.continual.stream import StreamTask, load_stream, load_unseen
 from hyperadapt.methods.switch import RetentionBuffer, SwitchConfig
-from hyperadapt.methods.switch.config import CALIBRATIONS, CONFIDENCES, ENCODERS
+from hyperadapt.methods.switch.config import CALIBRATIONS, CONFIDENCES, ENCODERS, RouterConfig
 from hyperadapt.methods.switch.learner import reject_rule, reject_stats, reject_texts, retain_task
 from hyperadapt.methods.switch.router import make_router_encoder, train_router
 from hyperadapt.report.tables import markdown_table
 
+Encoder = Literal["sentence", "base", "base_mean"]  # ENCODERS, as RouterConfig.encoder takes them
 TARGET = {"auroc": 0.95, "unseen_rejected": 0.80, "seen_rejected": 0.05}
 
 
@@ -68,9 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def rules(cfg: SwitchConfig, args: argparse.Namespace, encoder: str) -> list:
+def rules(cfg: SwitchConfig, args: argparse.Namespace, encoder: Encoder) -> list[RouterConfig]:
     """Every router config of the grid for ``encoder`` (knn once per k; the other scores once)."""
-    out = []
+    out: list[RouterConfig] = []
     grid = itertools.product(
         args.banks,
         args.calibrations,
@@ -97,15 +102,17 @@ def rules(cfg: SwitchConfig, args: argparse.Namespace, encoder: str) -> list:
 
 def judge(
     cfg: SwitchConfig,
-    tasks,
+    tasks: list[StreamTask],
     seen: torch.Tensor,
     seen_task: torch.Tensor,
     unseen: torch.Tensor,
-    encode,
-    ap_from: dict | None,
-) -> dict:
+    encode: Callable[[list[str]], torch.Tensor],
+    ap_from: dict[str, Any] | None,
+) -> dict[str, Any]:
     """Build the final switch of the stream under ``cfg.router`` and judge its reject option."""
-    buffer, bank_texts, bank_labels = RetentionBuffer(), [], []
+    buffer = RetentionBuffer()
+    bank_texts: list[str] = []
+    bank_labels: list[int] = []
     for k, task in enumerate(tasks):
         label, _, texts = retain_task(buffer, cfg, task, k)
         bank_texts += texts
@@ -114,7 +121,7 @@ def judge(
     router, stats = train_router(
         buffer, encode(buffer.texts), encode(buffer.calib_texts), cfg.router, cfg.seed + len(tasks) - 1, bank
     )
-    out = {
+    out: dict[str, Any] = {
         "rule": reject_rule(cfg.router),
         "router": asdict(cfg.router),
         **reject_stats(router, seen, unseen),
@@ -138,7 +145,7 @@ def judge(
     return out
 
 
-def table(result: dict) -> str:
+def table(result: dict[str, Any]) -> str:
     has_ap = any("ap_estimate" in r for r in result["rules"])
     lines = [
         f"Stream `{result['stream']}`: {result['n_seen']} held-out seen inputs ({result['n_tasks']} tasks) "
@@ -181,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     seen_task = torch.tensor([k for k, t in enumerate(tasks) for _ in t.test.head(cfg.eval.limit).instances])
     ap_from = load_json(args.ap_from, "oracle results") if args.ap_from else None
     model_and_tokenizer = None
-    result = {
+    result: dict[str, Any] = {
         "command": command("reject", argv),
         "config": args.config,
         "overrides": args.set,
@@ -214,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
 
         known: set[str] = set()  # texts this encoder has read from the cache or encoded
 
-        def encode(texts: list[str], encoder=encoder, cache=cache, known=known) -> torch.Tensor:
+        def encode(
+            texts: list[str], encoder: CachedEncoder = encoder, cache: Path = cache, known: set[str] = known
+        ) -> torch.Tensor:
             todo = [t for t in texts if t not in known]
             if todo and cache.exists():
                 encoder.load_cache(cache, todo)

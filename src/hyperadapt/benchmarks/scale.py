@@ -29,12 +29,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict, cast
 
 import torch
 from peft import get_peft_model
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import AutoModelForCausalLM, GenerationMixin, LlamaConfig, PreTrainedModel
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.core import Meter
@@ -50,7 +52,20 @@ from hyperadapt.methods.tagi.teachers import Teachers
 from hyperadapt.methods.tagi.train import Context, finetune_loss
 from hyperadapt.training import IGNORE, Loss, answer_loss
 
-SHAPES = {  # Llama-family shapes from the models' published config.json files
+
+class Shape(TypedDict):
+    """The ``LlamaConfig`` fields that give a model its size."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+    tie_word_embeddings: bool
+
+
+SHAPES: dict[str, Shape] = {  # Llama-family shapes from the models' published config.json files
     "135m": {
         "hidden_size": 576,
         "intermediate_size": 1536,
@@ -129,22 +144,25 @@ class ScaleConfig:
             raise ValueError(f"--repeats must be at least 1, got {self.repeats}")
 
 
-def build_model(size: str, layers: int, device: torch.device) -> torch.nn.Module:
+def build_model(size: str, layers: int, device: torch.device) -> PreTrainedModel:
     """A frozen random-weight model of ``size``'s shape with ``layers`` decoder layers (fp32 on the CPU,
     bf16 on CUDA)."""
-    shape = {**SHAPES[size], "num_hidden_layers": layers}
+    shape: Shape = {**SHAPES[size], "num_hidden_layers": layers}
     config = LlamaConfig(
         **shape,
         head_dim=shape["hidden_size"] // shape["num_attention_heads"],
         max_position_embeddings=8192,
-        rope_theta=100000.0,
+        rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
         hidden_act="silu",
     )
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
+    model: PreTrainedModel = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]  # unannotated
+        config, dtype=dtype
+    ).to(device)
     model.requires_grad_(False)
-    return model.eval()
+    model.eval()  # type: ignore[no-untyped-call]  # transformers' override of Module.eval is unannotated
+    return model
 
 
 def lm_batch(cfg: ScaleConfig, vocab: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -161,22 +179,28 @@ def step_fn(loss_of: Callable[[], torch.Tensor | Loss], params: list[torch.nn.Pa
 
     def step() -> None:
         loss = Loss.of(loss_of())
-        (loss.per_token + loss.per_example).backward()
+        (loss.per_token + loss.per_example).backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     return step
 
 
-def generate_fn(model, cfg: ScaleConfig, vocab: int, device: torch.device, condition) -> Callable[[], None]:
+def generate_fn(
+    model: PreTrainedModel,
+    cfg: ScaleConfig,
+    vocab: int,
+    device: torch.device,
+    condition: Callable[[], AbstractContextManager[object]],
+) -> Callable[[], None]:
     """Greedy generation of exactly ``gen_tokens`` tokens for a batch of ``gen_prompt``-token prompts, under
     ``condition()`` (a context manager factory, built anew per call as a server would)."""
     ids = torch.randint(3, vocab, (cfg.batch, cfg.gen_prompt), generator=torch.Generator().manual_seed(1)).to(device)
 
     @torch.no_grad()
     def generate() -> None:
-        with condition():
-            model.generate(
+        with condition():  # transformers 5 declares generate on GenerationMixin, which every causal LM mixes in
+            cast(GenerationMixin, model).generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=cfg.gen_tokens,
@@ -188,7 +212,7 @@ def generate_fn(model, cfg: ScaleConfig, vocab: int, device: torch.device, condi
     return generate
 
 
-def measure(fn: Callable[[], None], repeats: int, meter: Meter, model: torch.nn.Module) -> dict:
+def measure(fn: Callable[[], None], repeats: int, meter: Meter, model: torch.nn.Module) -> dict[str, Any]:
     """One call that measures memory (and warms up), then ``repeats`` timed calls (their median).
 
     Memory: ``peak_mib``, the peak growth of the process's RSS (CPU) or of the CUDA allocator during the
@@ -208,7 +232,8 @@ def measure(fn: Callable[[], None], repeats: int, meter: Meter, model: torch.nn.
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         _, peak = meter.measure(fn, True)
-    cpu, wall = [], []
+    cpu: list[float] = []
+    wall: list[float] = []
     for _ in range(repeats):
         started, started_cpu = time.perf_counter(), time.process_time()
         meter.measure(fn, False)
@@ -224,9 +249,12 @@ def measure(fn: Callable[[], None], repeats: int, meter: Meter, model: torch.nn.
     }
 
 
-def measure_depth(size: str, layers: int, cfg: ScaleConfig, device: torch.device, log) -> dict:
+def measure_depth(
+    size: str, layers: int, cfg: ScaleConfig, device: torch.device, log: Callable[[str], None]
+) -> dict[str, Any]:
     """Every case of one model of ``size``'s width with ``layers`` decoder layers."""
-    meter, out = Meter(device), {}
+    meter = Meter(device)
+    out: dict[str, Any] = {}
     model = build_model(size, layers, device)
     vocab = model.config.vocab_size
     batch = lm_batch(cfg, vocab, device)
@@ -262,7 +290,8 @@ def measure_depth(size: str, layers: int, cfg: ScaleConfig, device: torch.device
     bank = AdapterBank.for_model(model, TEACHERS, tcfg.teachers.rank, tcfg.target_modules, tcfg.teachers.alpha)
     bank.requires_grad_(False)
     teachers = Teachers(bank, [f"task{i}" for i in range(TEACHERS)], "task")
-    ctx = Context(tcfg, model, None, [], hypernet, None, Path("."))
+    # finetune_loss reads the config, model and hypernetwork only: no tokenizer, no instruction vectors here
+    ctx = Context(tcfg, model, None, [], hypernet, None, Path("."))  # type: ignore[arg-type]  # vectors: unread
     index = torch.arange(cfg.batch, device=device)
     tagi_batch = {
         **batch,
@@ -305,13 +334,13 @@ def measure_depth(size: str, layers: int, cfg: ScaleConfig, device: torch.device
 CASES = ("train_lora", "train_tagi", "train_megan", "generate_plain", "generate_tagi", "generate_megan")
 
 
-def solve(depths: dict[int, dict], layers: int) -> dict:
+def solve(depths: dict[int, dict[str, Any]], layers: int) -> dict[str, Any]:
     """Per case: ``fixed`` and ``per_layer`` seconds, MiB and trainable parameters from the two smallest
     depths, and the full depth's ``fixed + layers · per_layer``."""
     (l1, a), (l2, b) = sorted(depths.items())[:2]
-    out = {}
+    out: dict[str, Any] = {}
     for case in CASES:
-        row = {}
+        row: dict[str, dict[str, float]] = {}
         for key in ("seconds", "peak_mib", "saved_mib", "trainable"):
             if key not in a[case]:
                 continue
@@ -324,7 +353,7 @@ def solve(depths: dict[int, dict], layers: int) -> dict:
     return out
 
 
-def summary(full: dict, cfg: ScaleConfig) -> dict:
+def summary(full: dict[str, Any], cfg: ScaleConfig) -> dict[str, Any]:
     """Ratios to the LoRA step and generation tokens/s at full depth."""
     lora = full["train_lora"]["seconds"]["full"]
     tokens = cfg.batch * cfg.gen_tokens
@@ -341,12 +370,12 @@ def summary(full: dict, cfg: ScaleConfig) -> dict:
     }
 
 
-def run(cfg: ScaleConfig, log: Callable[[str], None] = print, argv: Sequence[str] | None = None) -> dict:
+def run(cfg: ScaleConfig, log: Callable[[str], None] = print, argv: Sequence[str] | None = None) -> dict[str, Any]:
     check_out_file(cfg.out, "--out")
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    result: dict = {
+    result: dict[str, Any] = {
         "command": command("scale", argv),
         "config": asdict(cfg),
         "device": str(device),
@@ -361,7 +390,7 @@ def run(cfg: ScaleConfig, log: Callable[[str], None] = print, argv: Sequence[str
         depths = {d: measure_depth(size, d, cfg, device, log) for d in cfg.depths}
         layers = SHAPES[size]["num_hidden_layers"]
         full = solve(depths, layers)
-        entry = {
+        entry: dict[str, Any] = {
             "layers": layers,
             "tokens": cfg.batch * cfg.seq,
             "answer_tokens": cfg.batch * cfg.answer_tokens,
@@ -390,14 +419,11 @@ def trainable_counts(size: str) -> dict[str, int]:
     shape = SHAPES[size]
     config = LlamaConfig(**shape, head_dim=shape["hidden_size"] // shape["num_attention_heads"])
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+        model: PreTrainedModel = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]  # unannotated
         lcfg, tcfg = MultiTaskLoraConfig(), TagiConfig()
-        lora = sum(
-            lcfg.rank * (m.in_features + m.out_features) for m in target_linears(model, lcfg.target_modules).values()
-        )
+        lora = sum(lcfg.rank * (m.in_features + m.out_features) for m in _plain_linears(model, lcfg.target_modules))
         teacher = sum(
-            tcfg.teachers.rank * (m.in_features + m.out_features)
-            for m in target_linears(model, tcfg.target_modules).values()
+            tcfg.teachers.rank * (m.in_features + m.out_features) for m in _plain_linears(model, tcfg.target_modules)
         )
         inject(model, tcfg.target_modules, gating=True)
         tagi = sum(p.numel() for p in build_hypernet(tcfg, model, shape["hidden_size"]).parameters())
@@ -414,10 +440,16 @@ def trainable_counts(size: str) -> dict[str, int]:
     }
 
 
-def activation_fit(result: dict, method: str) -> tuple[float, float]:
+def _plain_linears(model: PreTrainedModel, targets: Sequence[str]) -> list[torch.nn.Linear]:
+    """The target linears of a model nothing has wrapped yet: ``target_linears`` types them as modules."""
+    return [cast(torch.nn.Linear, m) for m in target_linears(model, targets).values()]
+
+
+def activation_fit(result: dict[str, Any], method: str) -> tuple[float, float]:
     """Least-squares (a, b) with per-layer saved bytes per token = a·hidden + b·intermediate, over the
     measured sizes (fp32 on the CPU; each size divided by its own token count)."""
-    rows, targets = [], []
+    rows: list[list[int]] = []
+    targets: list[float] = []
     for size, entry in result["sizes"].items():
         shape = SHAPES[size]
         rows.append([shape["hidden_size"], shape["intermediate_size"]])
@@ -429,8 +461,12 @@ def activation_fit(result: dict, method: str) -> tuple[float, float]:
 
 
 def plan(
-    result: dict, sizes: Sequence[str] = ("8b", "70b"), batch: int = 8, seq: int = 384, answer_tokens: int = 32
-) -> dict:
+    result: dict[str, Any],
+    sizes: Sequence[str] = ("8b", "70b"),
+    batch: int = 8,
+    seq: int = 384,
+    answer_tokens: int = 32,
+) -> dict[str, Any]:
     """Memory per GPU of a training step of each method on ``sizes`` with ``batch`` × ``seq`` tokens per GPU
     (``answer_tokens`` of each the answer), for one process, DDP and FSDP on 8 × 80 GB, with and without
     activation checkpointing (GB = 1e9 bytes).
@@ -448,7 +484,7 @@ def plan(
     llama_vocab = [s for s in result["sizes"] if SHAPES[s]["vocab_size"] == 128256]
     reference = (llama_vocab or list(result["sizes"]))[-1]
     ref = result["sizes"][reference]
-    out: dict = {
+    out: dict[str, Any] = {
         "tokens_per_gpu": tokens,
         "answer_tokens_per_gpu": answers,
         "gpus": PLAN_GPUS,
@@ -467,7 +503,7 @@ def plan(
         weights = counts["base"] * 2 / GB
         layer_weights = (counts["base"] - counts["embed_and_head"] - hidden) / layers * 2 / GB
         whole = counts["embed_and_head"] * 2 / GB
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
         for method in ("lora", "tagi", "megan"):
             fit = out["fit"][method]
             per_token = fit["bytes_per_hidden"] * hidden + fit["bytes_per_intermediate"] * shape["intermediate_size"]
@@ -481,7 +517,7 @@ def plan(
                 "all layers": per_layer * layers,
                 "checkpointed": tokens * hidden * 2 * layers / GB + per_layer,
             }
-            row = {
+            row: dict[str, Any] = {
                 "weights_gb": weights,
                 "trainable_gb": trainable,
                 "activation_per_layer_gb": per_layer,
@@ -502,7 +538,7 @@ def plan(
     return out
 
 
-def plan_markdown(p: dict) -> str:
+def plan_markdown(p: dict[str, Any]) -> str:
     lines = [
         f"{p['tokens_per_gpu']} tokens per GPU, {p['gpus']} × {p['gpu_gb']:.0f} GB (GB = 1e9 B); "
         "one process and DDP hold the same per GPU.",
@@ -522,7 +558,7 @@ def plan_markdown(p: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"`{result['command']}` ({result['device']}, {result['threads']} thread(s))",
         "",

@@ -38,20 +38,25 @@ import random
 import resource
 import time
 from pathlib import Path
+from typing import Any, TypedDict
 
 import httpx
 import torch
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.benchmarks import Parser
 from hyperadapt.benchmarks.common import drive_load
+from hyperadapt.core.rows import Servable, fold
 from hyperadapt.io import check_out_file
+from hyperadapt.methods.tagi import TagiMethod
 from hyperadapt.runs import Run
-from hyperadapt.serve import ByteLRU, RunningServer, ServeConfig, build_server, create_app
+from hyperadapt.serve import ByteLRU, RunningServer, ServeConfig, Server, build_server, create_app
 from hyperadapt.serve.cache import tensor_bytes
-from hyperadapt.serve.runs import fold
 from hyperadapt.serve.server import parse_named
 from hyperadapt.testing import random_tagi_method
 
+ModelAndTokenizer = tuple[PreTrainedModel, Tokenizer]
 PROMPTS = ["the answer is", "a b c d", "Write the numbers 1 2 3", "is 4 even"]
 
 
@@ -77,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_model(name: str):
+def load_model(name: str) -> ModelAndTokenizer:
     if name == "tiny":
         from hyperadapt.testing import tiny_model
 
@@ -87,7 +92,7 @@ def load_model(name: str):
     return load_base_model(name, dtype="float32")
 
 
-def hypernet_method(model, tok):
+def hypernet_method(model: PreTrainedModel, tok: Tokenizer) -> TagiMethod:
     """TAGI's hypernetwork with random B heads (an untrained one would give ΔW = 0 and hide the cost)."""
     return random_tagi_method(
         model, tok, rank=8, hidden=256, blocks=2, std=0.02, max_instruction_tokens=32, run="benchmark"
@@ -98,7 +103,7 @@ def condition(i: int) -> str:
     return f"Task {i}: answer in style number {i}."
 
 
-def bodies(n: int, conditions: list[str], max_tokens: int) -> list[dict]:
+def bodies(n: int, conditions: list[str], max_tokens: int) -> list[dict[str, Any]]:
     # "stop": [] and an end-of-turn-free prompt: the tiny models rarely stop early; the count is reported anyway
     return [
         {
@@ -112,7 +117,9 @@ def bodies(n: int, conditions: list[str], max_tokens: int) -> list[dict]:
     ]
 
 
-def serve(model_and_tokenizer, methods: dict, **cfg) -> tuple[RunningServer, object]:
+def serve(
+    model_and_tokenizer: ModelAndTokenizer, methods: dict[str, Servable], **cfg: Any
+) -> tuple[RunningServer, Server]:
     server = build_server([], ServeConfig(**cfg), model_and_tokenizer=model_and_tokenizer, methods=methods)
     return RunningServer(create_app(server)), server
 
@@ -134,8 +141,8 @@ def current_rss_mb() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
-def throughput_phases(args, mt, method) -> dict:
-    out = {}
+def throughput_phases(args: argparse.Namespace, mt: ModelAndTokenizer, method: Servable) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     mixed_conditions = [condition(i) for i in range(args.clients)]
     running, _ = serve(
         mt,
@@ -174,7 +181,7 @@ def throughput_phases(args, mt, method) -> dict:
 
 
 SOAK_CONDITIONS = 64  # the soak's conditions, all cached before its memory is measured
-SOAK_BAD = [  # (body changes, the status they must get)
+SOAK_BAD: list[tuple[dict[str, Any], int]] = [  # (body changes, the status they must get)
     ({"seed": 2**64}, 400),
     ({"temperature": 1e-45}, 200),
     ({"top_p": 0}, 400),
@@ -189,9 +196,15 @@ SOAK_BAD = [  # (body changes, the status they must get)
 ]
 
 
-def soak_body(rng: random.Random, models: list[str], max_tokens: int) -> dict:
+SoakTally = TypedDict(
+    "SoakTally",
+    {"status": dict[str, int], "5xx": int, "never_ended": int, "left": int, "unexpected": list[dict[str, object]]},
+)  # the soak's answers by status, 5xx answers, requests that never ended or whose client left, wrong statuses
+
+
+def soak_body(rng: random.Random, models: list[str], max_tokens: int) -> dict[str, Any]:
     model = rng.choice(models)
-    body = {
+    body: dict[str, Any] = {
         "model": model,
         "prompt": rng.choice(PROMPTS),
         "max_tokens": rng.randint(1, max_tokens),
@@ -202,7 +215,9 @@ def soak_body(rng: random.Random, models: list[str], max_tokens: int) -> dict:
     return body
 
 
-async def _soak_one(client: httpx.AsyncClient, rng: random.Random, models: list[str], args, tally: dict) -> None:
+async def _soak_one(
+    client: httpx.AsyncClient, rng: random.Random, models: list[str], args: argparse.Namespace, tally: SoakTally
+) -> None:
     body, kind, expect = soak_body(rng, models, args.max_tokens), rng.random(), None
     stream = rng.random() < 0.5
     if kind < 0.15:  # a bad request (or a hostile but valid one), answered whole
@@ -235,8 +250,8 @@ async def _soak_one(client: httpx.AsyncClient, rng: random.Random, models: list[
         tally["unexpected"].append({"body": str(body)[:200], "status": status})
 
 
-async def _soak(url: str, models: list[str], args, seconds: float) -> dict:
-    tally = {"status": {}, "5xx": 0, "never_ended": 0, "left": 0, "unexpected": []}
+async def _soak(url: str, models: list[str], args: argparse.Namespace, seconds: float) -> dict[str, Any]:
+    tally: SoakTally = {"status": {}, "5xx": 0, "never_ended": 0, "left": 0, "unexpected": []}
     deadline = time.perf_counter() + seconds
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
 
@@ -251,7 +266,7 @@ async def _soak(url: str, models: list[str], args, seconds: float) -> dict:
     return {"requests": sent, **tally}
 
 
-def soak_phase(args, mt, methods: dict) -> dict:
+def soak_phase(args: argparse.Namespace, mt: ModelAndTokenizer, methods: dict[str, Servable]) -> dict[str, Any]:
     """``--soak`` seconds of random good, leaving and bad clients on one server (see the module docstring)."""
     running, server = serve(mt, methods, max_batch=args.clients, gather_ms=5.0, max_tokens=args.max_tokens)
     try:
@@ -284,9 +299,9 @@ def soak_phase(args, mt, methods: dict) -> dict:
 
 
 @torch.no_grad()
-def cached_phase(args, method) -> dict:
+def cached_phase(args: argparse.Namespace, method: TagiMethod) -> dict[str, Any]:
     """Fill a cache with generated adapters (from random instruction vectors, in chunks) and measure it."""
-    out = {}
+    out: dict[str, Any] = {}
     net = method.hypernet
     for n in args.cached:
         cache = ByteLRU(2**62)
@@ -318,14 +333,14 @@ def cached_phase(args, method) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     check_out_file(args.out, "--out")
     torch.set_num_threads(args.threads)
     mt = load_model(args.model)
     methods = {name: Run.open(path).load(mt) for name, path in map(parse_named, args.run)}
     method = next(iter(methods.values())) if methods else hypernet_method(*mt)
-    result = {
+    result: dict[str, Any] = {
         "model": args.model,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "platform": platform.platform(),

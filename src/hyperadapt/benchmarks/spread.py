@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.errors import UserError
 from hyperadapt.io import check_out_file, save_json
 
+if TYPE_CHECKING:
+    from torch import Tensor
 
-def mean_cosine(vectors) -> float:
+
+def mean_cosine(vectors: Tensor) -> float:
     """Mean cosine similarity over the distinct pairs of the rows of ``vectors`` ``[N, D]`` (N ≥ 2)."""
     import torch
     from torch.nn import functional as F
@@ -36,7 +40,7 @@ def mean_cosine(vectors) -> float:
 
 def measure(
     run: Path, data: str, splits: list[str], tasks: int | None, prompts: int = 8, max_prompt_tokens: int = 384
-) -> dict:
+) -> dict[str, Any]:
     """``{"method": ..., split: spread + n_tasks (+ mean_cosine for TAGI)}`` of the hypernetwork in ``run``.
     Raises ``ValueError`` for a run of another method or a split with fewer than 2 tasks."""
     from hyperadapt.data import load_tasks
@@ -49,7 +53,7 @@ def measure(
     if opened.entry.serves_as != "condition":
         raise UserError(f"{run} holds a {kind!r} run: the spread reads TAGI, Hypter and MeGan hypernetworks")
     method = opened.load()
-    out: dict = {"method": kind}
+    out: dict[str, Any] = {"method": kind}
     for split in splits:
         chosen = load_tasks(data, split)[:tasks]
         if len(chosen) < 2:
@@ -71,7 +75,7 @@ def measure(
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = Parser(
         prog="hyperadapt bench spread", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         for spec in args.runs
         for label, sep, path in [spec.partition("=")]
     ]
-    result: dict = {"data": args.data, "splits": args.splits, "runs": {}, "command": command("spread", argv)}
+    result: dict[str, Any] = {"data": args.data, "splits": args.splits, "runs": {}, "command": command("spread", argv)}
     for label, run in named:
         result["runs"][label] = {
             "path": str(run),

@@ -23,31 +23,35 @@ import platform
 import random
 import string
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score, table_rows
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import prompt_ids
-from hyperadapt.data.schema import Task
+from hyperadapt.data.schema import Instance, Task
 from hyperadapt.errors import UserError
-from hyperadapt.evaluation.harness import EvalConfig, answer, make_queries, prompt_budget
+from hyperadapt.evaluation.harness import EvalConfig, Method, PromptMethod, Query, answer, make_queries, prompt_budget
 from hyperadapt.evaluation.metrics import bootstrap_mean, paired_bootstrap
 from hyperadapt.io import load_json
-from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
+from hyperadapt.methods.baselines.multitask_lora import AdapterMethod, MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
-from hyperadapt.methods.tagi import TagiConfig, train_tagi
+from hyperadapt.methods.tagi import TagiConfig, TagiMethod, train_tagi
 from hyperadapt.methods.tagi.hypter import hypter_config, train_hypter
 from hyperadapt.methods.tagi.instructions import shuffled_instructions as shuffled
 from hyperadapt.methods.tagi.method import HYPERNET_DIR
 from hyperadapt.methods.tagi.teachers import TEACHERS_FILE
 from hyperadapt.models import load_base_model
+from hyperadapt.training import TrainConfig
 
 ABLATIONS = {
     "tagi-no-pretrain": ["pretrain.enabled=false"],
@@ -133,7 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def fresh(cfg: TagiConfig):
+def fresh(cfg: TagiConfig) -> tuple[PreTrainedModel, Tokenizer]:
     """A fresh copy of the base model per method: methods wrap it (injection, PEFT)."""
     return load_base_model(cfg.model)
 
@@ -141,7 +145,7 @@ def fresh(cfg: TagiConfig):
 def random_strings(tasks: list[Task], seed: int) -> list[Task]:
     """Each task's instruction replaced by random lowercase words of the same length."""
     rng = random.Random(seed)
-    out = []
+    out: list[Task] = []
     for t in tasks:
         words = [("".join(rng.choices(string.ascii_lowercase, k=len(w)))) for w in t.instruction.split()]
         out.append(replace(t, instruction=" ".join(words), positive_examples=[], paraphrases=[]))
@@ -155,7 +159,7 @@ def tagi_examples(cfg: TagiConfig) -> dict[str, int]:
     budget includes them. Their own ``teachers.json`` says how they were trained; where it is missing or
     silent, ``teachers.train`` stands in."""
 
-    def n(t) -> int:
+    def n(t: TrainConfig) -> int:
         return t.steps * t.batch_size * t.grad_accum
 
     teachers = cfg.teachers.train
@@ -172,7 +176,7 @@ def tagi_examples(cfg: TagiConfig) -> dict[str, int]:
     return {**out, "total": sum(out.values())}
 
 
-def baseline_train(cfg: TagiConfig, budget: str):
+def baseline_train(cfg: TagiConfig, budget: str) -> TrainConfig:
     """The baselines' train config: TAGI's stage-2 settings, with as many steps as ``budget`` gives."""
     train = copy.deepcopy(cfg.train)
     if budget == "total":
@@ -181,7 +185,9 @@ def baseline_train(cfg: TagiConfig, budget: str):
     return train
 
 
-def train_method(name: str, cfg: TagiConfig, runs: Path, budget: str = "stage2"):
+def train_method(
+    name: str, cfg: TagiConfig, runs: Path, budget: str = "stage2"
+) -> PromptMethod | AdapterMethod | TagiMethod:
     """Train (or resume) ``name`` with the budget of ``cfg``; returns the harness method."""
     if name == "zero-shot":
         return zero_shot(cfg.model, cfg.setting, model_and_tokenizer=fresh(cfg))
@@ -214,7 +220,7 @@ def train_method(name: str, cfg: TagiConfig, runs: Path, budget: str = "stage2")
 
 def spread(tasks: list[Task], n: int) -> list[Task]:
     """``n`` instances taken round-robin over ``tasks`` (first instances first), as tasks of those instances."""
-    picked: dict[str, list] = {t.name: [] for t in tasks}
+    picked: dict[str, list[Instance]] = {t.name: [] for t in tasks}
     depth = 0
     while sum(map(len, picked.values())) < n and depth < max(len(t.instances) for t in tasks):
         for t in tasks:
@@ -224,7 +230,13 @@ def spread(tasks: list[Task], n: int) -> list[Task]:
     return [t.with_instances(picked[t.name]) for t in tasks if picked[t.name]]
 
 
-def _cost(method, queries: list, ecfg: EvalConfig, desc: str, reset=None) -> dict[str, float]:
+def _cost(
+    method: Method,
+    queries: list[Query],
+    ecfg: EvalConfig,
+    desc: str,
+    reset: Callable[[], object] | None = None,
+) -> dict[str, float]:
     """Wall time (s) and FLOPs (torch's FlopCounterMode) to answer ``queries``, as two passes, each after
     ``reset()`` when given (cold caches)."""
     if reset is not None:
@@ -239,7 +251,9 @@ def _cost(method, queries: list, ecfg: EvalConfig, desc: str, reset=None) -> dic
     return {"wall_s": wall, "flops": float(counter.get_total_flops())}
 
 
-def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig, per_task: tuple[int, ...] = (20,)) -> dict:
+def efficiency(
+    methods: dict[str, Method], tasks: list[Task], n: int, ecfg: EvalConfig, per_task: tuple[int, ...] = (20,)
+) -> dict[str, Any]:
     """Wall time and FLOPs to answer ``n`` instances spread over ``tasks`` (round-robin, so that the
     instructions' lengths are the split's mix), prompts within ``ecfg.max_prompt_tokens`` as evaluated.
 
@@ -255,12 +269,15 @@ def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig, per_t
         raise UserError(f"answers per task must be at least 1, got {list(per_task)}")
     chosen = spread(tasks, n)
     instances = sum(len(t.instances) for t in chosen)
-    out: dict = {"tasks": len(chosen), "instances": instances, "per_task": list(per_task)}
+    out: dict[str, Any] = {"tasks": len(chosen), "instances": instances, "per_task": list(per_task)}
     for name, method in methods.items():
         queries = make_queries(method, chosen, method.setting, None, prompt_budget(method.model, ecfg, chosen))
         reset = getattr(method, "clear_cache", None)
         cold = _cost(method, queries, ecfg, "efficiency", reset)  # every task's adapter generated in each pass
-        row = {**cold, "prompt_tokens": sum(len(prompt_ids(method.tokenizer, q.prompt)) for q in queries)}
+        row: dict[str, Any] = {
+            **cold,
+            "prompt_tokens": sum(len(prompt_ids(method.tokenizer, q.prompt)) for q in queries),
+        }
         warm = cold
         if reset is not None:  # the answers again, every adapter already generated and cached
             warm = _cost(method, queries, ecfg, "efficiency (cached)")
@@ -292,14 +309,14 @@ def efficiency(methods: dict, tasks: list[Task], n: int, ecfg: EvalConfig, per_t
     return out
 
 
-def collect(paths: list[str]) -> dict:
+def collect(paths: list[str]) -> dict[str, Any]:
     """One result from several runs of this benchmark (e.g. the rows of a table run as separate jobs): rows,
     sensitivity variants and train times are merged (a later file's row replaces an earlier one's), each
     row keeps the command that produced it (``row_commands``), the last efficiency measurement is kept.
     ``PATH=LABEL`` names the rows of that file ``"ROW (LABEL)"`` (two variants of one method, e.g. two TAGI
     configurations, then stay two rows). Raises ``ValueError`` for a file that is not a result of this
     benchmark."""
-    merged: dict = {"collected_from": [], "results": {}, "train_s": {}, "row_commands": {}}
+    merged: dict[str, Any] = {"collected_from": [], "results": {}, "train_s": {}, "row_commands": {}}
     for spec in paths:
         path, label = str(spec), ""
         if "=" in path and not Path(path).exists():
@@ -325,7 +342,7 @@ def collect(paths: list[str]) -> dict:
     return merged
 
 
-def comparisons(result: dict, reference: str = "multitask-lora") -> dict | None:
+def comparisons(result: dict[str, Any], reference: str = "multitask-lora") -> dict[str, Any] | None:
     """Every row's paired difference from ``reference`` (ROUGE-L and EM, ``paired_bootstrap`` over tasks) on
     each split where both answered the same instances of the same tasks; ``None`` without the reference.
     A collected row ``"NAME (LABEL)"`` is compared with ``"REFERENCE (LABEL)"`` when the result has it (the
@@ -333,7 +350,11 @@ def comparisons(result: dict, reference: str = "multitask-lora") -> dict | None:
     rows = result.get("results", {})
     if not any(n == reference or n.startswith(f"{reference} (") for n, r in rows.items() if r):
         return None
-    out: dict = {"reference": reference, "method": "paired bootstrap over tasks, 10,000 resamples, 95%", "rows": {}}
+    out: dict[str, Any] = {
+        "reference": reference,
+        "method": "paired bootstrap over tasks, 10,000 resamples, 95%",
+        "rows": {},
+    }
     for name, res in rows.items():
         label = _label(name)
         against = f"{reference} ({label})" if label and rows.get(f"{reference} ({label})") else reference
@@ -379,7 +400,7 @@ def budget_curves(result: dict[str, Any], key: str = "rougeL") -> dict[str, list
     return {name: sorted(points, key=lambda p: p["x"]) for name, points in curves.items()}
 
 
-def table_means(result: dict) -> dict[str, dict[str, float]]:
+def table_means(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     """``{metric: {row: instance mean}}`` of the first split of every row (sensitivity variants as
     ``"name (variant)"`` rows), the numbers the table's ``.md`` gives."""
     means: dict[str, dict[str, float]] = {"ROUGE-L": {}, "EM": {}}
@@ -390,7 +411,7 @@ def table_means(result: dict) -> dict[str, dict[str, float]]:
     return means
 
 
-def plot_table(result: dict, path: Path) -> Path | None:
+def plot_table(result: dict[str, Any], path: Path) -> Path | None:
     """Bars of every row's ROUGE-L and EM (``table_means``) in ``path``; ``None`` without matplotlib or rows."""
     means = table_means(result)
     if not means["ROUGE-L"]:
@@ -412,11 +433,11 @@ def plot_budget(curves: dict[str, list[dict[str, float]]], path: Path) -> Path |
     return plot_budget_curves(curves, path, xlabel, ylabel)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     check_outputs(args.out, runs=args.runs)
     if args.collect:
-        result = {"command": command("tagi", argv), **collect(args.collect)}
+        result: dict[str, Any] = {"command": command("tagi", argv), **collect(args.collect)}
         result["comparisons"] = comparisons(result)
         curves = budget_curves(result)
         if curves:
@@ -439,7 +460,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs, started = Path(args.runs), time.perf_counter()
     answers = runs / "answers"  # every evaluation logs its answers here and resumes from them
     splits = {s: load_tasks(cfg.data, s) for s in args.eval_splits}
-    result: dict = {
+    result = {
         "command": command("tagi", argv),
         "config": to_dict(cfg),
         "eval": to_dict(ecfg),
@@ -454,7 +475,7 @@ def main(argv: list[str] | None = None) -> dict:
             "baseline_examples": baseline_train(cfg, args.budget).steps * cfg.train.batch_size * cfg.train.grad_accum,
         },
     }
-    trained = {}
+    trained: dict[str, PromptMethod | AdapterMethod | TagiMethod] = {}
     order = [m for m in METHODS if m in args.methods]
     if any(m in ABLATIONS for m in order) and "tagi" not in order and not cfg.teachers.path:
         order.insert(order.index(next(m for m in order if m in ABLATIONS)), "tagi")  # the ablations' teachers
@@ -466,8 +487,9 @@ def main(argv: list[str] | None = None) -> dict:
             scored_on = small if name in ABLATIONS and name not in MAIN_ROWS else ecfg
             result["results"][name] = score(trained[name], splits, scored_on, cfg.model, cfg.data, answers)
         save(result, args.out)
-    if "tagi" in trained:
-        result["hypernet_parameters"] = trained["tagi"].hypernet.parameter_count()
+    tagi = trained.get("tagi")
+    if isinstance(tagi, TagiMethod):
+        result["hypernet_parameters"] = tagi.hypernet.parameter_count()
     if not args.no_sensitivity and not args.no_eval:
         result["sensitivity"] = {}
         for name in ("tagi", "tagi-no-fusion"):
@@ -481,7 +503,7 @@ def main(argv: list[str] | None = None) -> dict:
                     k: score(trained[name], v, small, cfg.model, cfg.data, answers / k) for k, v in variants.items()
                 }
                 save(result, args.out)
-    pair = {k: trained[k] for k in ("tagi-no-fusion", "multitask-lora") if k in trained}
+    pair: dict[str, Method] = {k: trained[k] for k in ("tagi-no-fusion", "multitask-lora") if k in trained}
     if args.efficiency_instances and len(pair) == 2:
         first = next(iter(splits.values()))
         result["efficiency"] = efficiency(

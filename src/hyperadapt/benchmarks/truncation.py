@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TypedDict
+
+from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.data import load_tasks
@@ -26,19 +29,33 @@ from hyperadapt.data.prompts import (
     prompt_ids,
     user_message,
 )
+from hyperadapt.data.schema import Task
 from hyperadapt.io import check_out_file, save_json
 from hyperadapt.models import resolve_model_path
 
 
-def old_left_cut(tokenizer, prompt: str, output: str, max_length: int) -> list[int]:
+def old_left_cut(tokenizer: Tokenizer, prompt: str, output: str, max_length: int) -> list[int]:
     """The kept prompt ids of the rule before the fix (``encode_pair`` cut the prompt from the left)."""
     ids = prompt_ids(tokenizer, prompt)
     answer = answer_ids(tokenizer, output)[: max_length - 1]
     return ids[-(max_length - len(answer)) :]
 
 
-def measure(tokenizer, tasks, setting: str, budgets: list[int]) -> dict:
-    rows = {}
+class BudgetRow(TypedDict):
+    """What one budget (``max_length``) does to the examples: counts and shares under the old and the new rule."""
+
+    examples: int
+    old_lose_definition: int
+    old_share: float
+    new_lose_definition: int
+    new_share: float
+    old_lose_first_words: int
+    new_lose_first_words: int
+    new_cuts: dict[str, int]
+
+
+def measure(tokenizer: Tokenizer, tasks: list[Task], setting: str, budgets: list[int]) -> dict[str, BudgetRow]:
+    rows: dict[str, BudgetRow] = {}
     for budget in budgets:
         old = new = old_start = new_start = total = 0
         stats = TruncationStats()
@@ -48,12 +65,12 @@ def measure(tokenizer, tasks, setting: str, budgets: list[int]) -> dict:
             for inst in task.instances:
                 total += 1
                 prompt = build_prompt(tokenizer, task, inst, setting)
-                kept = tokenizer.decode(old_left_cut(tokenizer, prompt, inst.outputs[0], budget))
+                kept = str(tokenizer.decode(old_left_cut(tokenizer, prompt, inst.outputs[0], budget)))
                 old += definition not in kept
                 old_start += start not in " ".join(kept.split())
                 ids, labels = encode_instance(tokenizer, task, inst, setting, budget, stats=stats)
                 n_prompt = sum(label == -100 for label in labels)
-                kept = tokenizer.decode(ids[:n_prompt])
+                kept = str(tokenizer.decode(ids[:n_prompt]))
                 new += definition not in kept
                 new_start += start not in " ".join(kept.split())
         rows[str(budget)] = {
@@ -94,17 +111,18 @@ def main(argv: list[str] | None = None) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.model))
     tasks = [t.head(args.limit) for t in load_tasks(args.data, args.split)]
+    budgets = measure(tokenizer, tasks, args.setting, args.budgets)
     result = {
         "data": args.data,
         "split": args.split,
         "limit": args.limit,
         "setting": args.setting,
         "model": args.model,
-        "budgets": measure(tokenizer, tasks, args.setting, args.budgets),
+        "budgets": budgets,
         "command": command("truncation", argv),
     }
     save_json(result, args.out)
-    print(json.dumps({k: v["old_share"] for k, v in result["budgets"].items()}))
+    print(json.dumps({k: v["old_share"] for k, v in budgets.items()}))
 
 
 if __name__ == "__main__":

@@ -30,15 +30,23 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import torch
+from transformers import BatchEncoding
 
 from hyperadapt.benchmarks import Parser, command
 from hyperadapt.benchmarks.common import drive_load, load_summary
 from hyperadapt.io import check_out_file
 from hyperadapt.report.tables import markdown_table
+
+if TYPE_CHECKING:
+    from hyperadapt.core.rows import ConditionServable
+    from hyperadapt.serve import Server
+    from hyperadapt.vllm import VllmProcess
 
 RUN = Path("checkpoints/tagi-smollm2-135m-sni")
 TEXTS = [
@@ -83,14 +91,14 @@ def rss_mb(pids: list[int]) -> float:
     return round(total / 1024, 1)
 
 
-def chat_load(url: str, bodies: list[dict], clients: int):
+def chat_load(url: str, bodies: list[dict[str, Any]], clients: int) -> Coroutine[Any, Any, dict[str, Any]]:
     """:func:`~hyperadapt.benchmarks.common.drive_load` of chat requests (vLLM on a CPU may take long)."""
     return drive_load(url, bodies, clients, "/v1/chat/completions", timeout=1800)
 
 
-def group_pids(pgid: int) -> list[int]:
-    """The processes of a process group (vLLM's API server and its engine core)."""
-    out = []
+def group_pids(pgid: int | None) -> list[int]:
+    """The processes of a process group (vLLM's API server and its engine core); none for ``None``."""
+    out: list[int] = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -101,7 +109,7 @@ def group_pids(pgid: int) -> list[int]:
     return out
 
 
-async def first_token_s(url: str, body: dict) -> float:
+async def first_token_s(url: str, body: dict[str, Any]) -> float:
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         start = time.perf_counter()
         async with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
@@ -112,10 +120,10 @@ async def first_token_s(url: str, body: dict) -> float:
     raise RuntimeError("the stream ended without a token")
 
 
-def chat_bodies(model: str, conditions: list[str] | None, n: int, max_tokens: int) -> list[dict]:
-    out = []
+def chat_bodies(model: str, conditions: list[str] | None, n: int, max_tokens: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for i in range(n):
-        body = {
+        body: dict[str, Any] = {
             "model": model,
             "messages": [{"role": "user", "content": TEXTS[i % len(TEXTS)]}],
             "max_tokens": max_tokens,
@@ -127,7 +135,7 @@ def chat_bodies(model: str, conditions: list[str] | None, n: int, max_tokens: in
     return out
 
 
-def vllm_bodies(names: list[str], n: int, max_tokens: int) -> list[dict]:
+def vllm_bodies(names: list[str], n: int, max_tokens: int) -> list[dict[str, Any]]:
     return [
         {
             "model": names[i % len(names)],
@@ -139,7 +147,7 @@ def vllm_bodies(names: list[str], n: int, max_tokens: int) -> list[dict]:
     ]
 
 
-def peft_phase(args, folders: list[Path]) -> dict:
+def peft_phase(args: argparse.Namespace, folders: list[Path]) -> dict[str, Any]:
     """transformers + PEFT on a fresh copy of the base model, one request at a time, each under its condition's
     adapter (at most ``--peft-requests`` adapters loaded)."""
     from peft import PeftModel
@@ -153,31 +161,44 @@ def peft_phase(args, folders: list[Path]) -> dict:
         peft = PeftModel.from_pretrained(model, str(folders[0]), adapter_name="a0")
     for i in range(1, n_adapters):
         peft.load_adapter(str(folders[i]), adapter_name=f"a{i}")
-    latencies, tokens = [], 0
+    latencies: list[float] = []
+    tokens = 0
     start = time.perf_counter()
     for i in range(args.peft_requests):
         peft.set_adapter(f"a{i % n_adapters}")
-        prompt = tok.apply_chat_template(
-            [{"role": "user", "content": TEXTS[i % len(TEXTS)]}],
-            add_generation_prompt=True,
-            return_tensors="pt",
-            return_dict=True,
+        prompt = cast(  # return_dict=True: a BatchEncoding (transformers' annotation is the union of every form)
+            BatchEncoding,
+            tok.apply_chat_template(
+                [{"role": "user", "content": TEXTS[i % len(TEXTS)]}],
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
+            ),
         )
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = peft.generate(**prompt, max_new_tokens=args.max_tokens, do_sample=False)
+            out = peft.generate(  # type: ignore[no-untyped-call]  # peft's generate is untyped
+                **prompt, max_new_tokens=args.max_tokens, do_sample=False
+            )
         latencies.append(time.perf_counter() - t0)
         tokens += out.shape[1] - prompt["input_ids"].shape[1]
     wall = time.perf_counter() - start
     return {**load_summary(args.peft_requests, 1, wall, tokens, latencies), "adapters": n_adapters}
 
 
-def one_k(args, k: int, vllm, server_of, method, work: Path) -> dict:
+def one_k(
+    args: argparse.Namespace,
+    k: int,
+    vllm: VllmProcess,
+    server_of: Callable[[], Server],
+    method: ConditionServable,
+    work: Path,
+) -> dict[str, Any]:
     from hyperadapt.serve import RunningServer, create_app
     from hyperadapt.serve.vllm_engine import use_vllm
     from hyperadapt.vllm import VllmClient
 
-    out: dict = {}
+    out: dict[str, Any] = {}
     conds = [condition(k, i) for i in range(k)]
     folders = [method.export_adapter(c, work / f"k{k}" / f"a{i}") for i, c in enumerate(conds)]
     names = [f"bench-{k}-{i}" for i in range(k)]
@@ -204,8 +225,9 @@ def one_k(args, k: int, vllm, server_of, method, work: Path) -> dict:
         out["ttft_cached_s"] = asyncio.run(first_token_s(running.url, new))
         out["front_cached"]["vllm_rss_mb"] = rss_mb(group_pids(vllm.pid))
         out["front_cached"]["front_rss_mb"] = rss_mb([os.getpid()])
-        for name in list(engine.served.loaded):  # leave vLLM as the next K finds it
-            asyncio.run_coroutine_threadsafe(engine.served.unload(name), engine._loop).result()
+        _, served = engine._connected()
+        for name in list(served.loaded):  # leave vLLM as the next K finds it
+            asyncio.run_coroutine_threadsafe(served.unload(name), engine._loop).result()
     finally:
         running.stop()
 
@@ -230,7 +252,7 @@ async def _served_models(url: str) -> list[str]:
         return await client.models()
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"`{result['command']}` ({result['platform']}, {result['threads']} threads each, "
         f"{result['args']['requests']} requests from {result['args']['clients']} clients, "
@@ -253,7 +275,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     from hyperadapt.models import load_base_model, resolve_model_path
     from hyperadapt.runs import Run
     from hyperadapt.serve import ServeConfig, build_server
@@ -277,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
     )  # every phase prefills its prompts
     max_batch = max(args.clients, 32)
 
-    def server_of():
+    def server_of() -> Server:
         return build_server(
             [],
             ServeConfig(max_batch=max_batch, max_tokens=max(512, args.max_tokens)),
@@ -285,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
             methods={"tagi": method},
         )
 
-    result = {
+    result: dict[str, Any] = {
         "command": command("vllm", argv),
         "platform": platform.platform(),
         "threads": args.threads,
@@ -293,7 +315,8 @@ def main(argv: list[str] | None = None) -> dict:
         "ks": {},
     }
     with tempfile.TemporaryDirectory() as tmp, VllmProcess(config) as vllm:
-        result["vllm_start_s"] = round(vllm.startup_seconds, 1)
+        start_s = vllm.startup_seconds  # set by start()
+        result["vllm_start_s"] = None if start_s is None else round(start_s, 1)
         base = asyncio.run(_served_models(vllm.url))[0]  # a warm-up, not recorded: vLLM's first batches are slow
         asyncio.run(chat_load(vllm.url, vllm_bodies([base], args.clients, args.max_tokens), args.clients))
         for k in args.ks:

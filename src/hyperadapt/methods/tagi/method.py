@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from hyperadapt.config import to_dict
 from hyperadapt.core import LoraConditioning, conditioned, export_peft, inject, target_linears
 from hyperadapt.core.peft_io import PEFT_CONFIG
-from hyperadapt.core.rows import RowCondition, fold
+from hyperadapt.core.rows import RowCondition, ServesAs, fold
 from hyperadapt.encoders import make_encoder
 from hyperadapt.errors import InputNotFound, UserError
 from hyperadapt.evaluation.harness import Query
@@ -92,7 +92,7 @@ class TagiMethod:
     cfg: TagiConfig
     info: dict[str, Any] = field(default_factory=dict)
     _cache: dict[str, Factors] = field(default_factory=dict, repr=False)
-    serves_as: ClassVar[str] = "condition"  # hyperadapt.core.rows.ConditionServable
+    serves_as: ClassVar[ServesAs] = "condition"  # hyperadapt.core.rows.ConditionServable
     exports_adapters: ClassVar[bool] = True
 
     @torch.no_grad()
