@@ -29,12 +29,25 @@ compare() {  # compare OUT LABEL=FILE...: the first file is the reference
   hx bench compare "${args[@]}" "${sni[@]}" --out "docs/results/sni/$out.json"
 }
 
-# part 2: the second setting (Def + 2 positive examples)
+# part 2: the second setting (Def + 2 positive examples); the released TAGI's and zero-shot Def + 2 pos rows (and
+# the retrained LoRA of seed 0) were brought in by hand when they landed, before this script existed
+if have tagi_released_def.predictions.jsonl tagi_released_def2pos.predictions.jsonl zero_shot_def2pos.predictions.jsonl; then
+  compare def2pos_compare "TAGI Def=tagi_released_def.predictions.jsonl" "TAGI Def+2Pos=tagi_released_def2pos.predictions.jsonl" \
+    "zero-shot Def+2Pos=zero_shot_def2pos.predictions.jsonl"
+  compare def2pos_tagi_vs_zero_shot "zero-shot Def+2Pos=zero_shot_def2pos.predictions.jsonl" \
+    "TAGI Def+2Pos=tagi_released_def2pos.predictions.jsonl"
+fi
+if have multitask_lora_seed0.test.answers.jsonl tagi_released_def.predictions.jsonl; then
+  compare tagi_vs_lora_seed0 "multi-task LoRA Def (seed 0, retrained)=multitask_lora_seed0.test.answers.jsonl" \
+    "released TAGI Def=tagi_released_def.predictions.jsonl"
+fi
 if done_step zero_shot_def; then
   take results/sni/zero-shot.def.json zero_shot_def.json
   take results/sni/zero-shot.def.predictions.jsonl zero_shot_def.predictions.jsonl
   compare def2pos_zero_shot "zero-shot Def=zero_shot_def.predictions.jsonl" \
     "zero-shot Def+2Pos=zero_shot_def2pos.predictions.jsonl"
+  compare def_tagi_vs_zero_shot "zero-shot Def=zero_shot_def.predictions.jsonl" \
+    "TAGI Def=tagi_released_def.predictions.jsonl"
 fi
 if done_step lora_seed0_def2pos; then
   take results/sni/multitask-lora.def2pos.json multitask_lora_def2pos.json
