@@ -29,7 +29,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.config import to_dict
 from hyperadapt.core import AdapterBank, LoraConditioning, conditioned, inject
-from hyperadapt.core.rows import RowCondition, bank_row
+from hyperadapt.core.rows import RowCondition, ServesAs, bank_row
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import TruncationStats, encode_example, encode_tasks
 from hyperadapt.data.schema import Example, Task
@@ -103,7 +103,7 @@ class MetaLoraMethod:
     info: dict[str, Any] = field(default_factory=dict)
     _adapted: dict[str, FastWeights] = field(default_factory=dict, init=False, repr=False)
 
-    serves_as: ClassVar[str] = "fixed"  # hyperadapt.core.rows.Servable
+    serves_as: ClassVar[ServesAs] = "fixed"  # hyperadapt.core.rows.Servable
 
     def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager[object]:
         if self.adapt_steps == 0:

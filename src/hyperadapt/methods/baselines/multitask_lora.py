@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from hyperadapt.config import to_dict
 from hyperadapt.core import AdapterBank, bank_from_peft, conditioned, inject, peft_wrapping, remove
 from hyperadapt.core.inject import injected_targets
-from hyperadapt.core.rows import RowCondition, bank_row
+from hyperadapt.core.rows import RowCondition, ServesAs, bank_row
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import Encoded, encode_tasks
 from hyperadapt.errors import InputNotFound, UserError
@@ -66,7 +66,7 @@ class AdapterMethod:
     setting: str = "def"
     info: dict[str, Any] = field(default_factory=dict)
 
-    serves_as: ClassVar[str] = "fixed"  # hyperadapt.core.rows.Servable
+    serves_as: ClassVar[ServesAs] = "fixed"  # hyperadapt.core.rows.Servable
 
     def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager[object]:
         return conditioned(self.model, lora=self.bank.conditioning([0] * len(queries)))

@@ -26,7 +26,7 @@ from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core import BASE, AdapterBank, LoraConditioning, conditioned, inject
-from hyperadapt.core.rows import RowCondition, bank_row
+from hyperadapt.core.rows import RowCondition, ServesAs, bank_row
 from hyperadapt.data import load_tasks, parse_spec
 from hyperadapt.data.loaders import load_cl_stream, load_task_file
 from hyperadapt.data.prompts import Encoded, TruncationStats, encode_tasks
@@ -231,7 +231,7 @@ class BankMethod:
     setting: str = "def"
     info: dict[str, Any] = field(default_factory=dict)
 
-    serves_as: ClassVar[str] = "fixed"  # hyperadapt.core.rows.Servable
+    serves_as: ClassVar[ServesAs] = "fixed"  # hyperadapt.core.rows.Servable
 
     def conditioning(self, queries: list[Query]) -> contextlib.AbstractContextManager[object]:
         routes = self.route_fn(queries)

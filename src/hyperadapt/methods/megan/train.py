@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.config import to_dict
 from hyperadapt.core import conditioned, inject
-from hyperadapt.core.rows import BetaSource, RowCondition
+from hyperadapt.core.rows import BetaSource, RowCondition, ServesAs
 from hyperadapt.data import load_tasks
 from hyperadapt.data.prompts import (
     TruncationStats,
@@ -78,7 +78,7 @@ class MeganMethod:
     info: dict[str, Any] = field(default_factory=dict)
     name: str = METHOD
     _channel_cache: dict[str, Tensor] = field(default_factory=dict, init=False, repr=False)
-    serves_as: ClassVar[str] = "condition"  # hyperadapt.core.rows.ConditionServable
+    serves_as: ClassVar[ServesAs] = "condition"  # hyperadapt.core.rows.ConditionServable
     exports_adapters: ClassVar[bool] = False  # it makes β for the SwiGLU gates, not a LoRA adapter
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors.torch import save_file
@@ -25,7 +25,7 @@ from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from hyperadapt.core import BASE, AdapterBank, conditioned, inject
-from hyperadapt.core.rows import RowCondition, bank_row
+from hyperadapt.core.rows import RowCondition, ServesAs, bank_row
 from hyperadapt.data.loaders import load_jsonl, load_task_file
 from hyperadapt.data.prompts import user_message
 from hyperadapt.data.schema import Task, TaskDataError
@@ -470,7 +470,7 @@ class SwitchMethod:
 
     # -- serving (hyperadapt.core.rows.Servable, "input")
 
-    serves_as = "input"
+    serves_as: ClassVar[ServesAs] = "input"
 
     @functools.cached_property
     def _rows(self) -> list[RowCondition]:
