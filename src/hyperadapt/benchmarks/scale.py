@@ -49,7 +49,7 @@ from hyperadapt.methods.megan.train import build_hypernetwork, megan_loss
 from hyperadapt.methods.tagi.config import TagiConfig
 from hyperadapt.methods.tagi.method import build_hypernet
 from hyperadapt.methods.tagi.teachers import Teachers
-from hyperadapt.methods.tagi.train import Context, finetune_loss
+from hyperadapt.methods.tagi.train import Student, finetune_loss
 from hyperadapt.training import IGNORE, Loss, answer_loss
 
 
@@ -290,8 +290,7 @@ def measure_depth(
     bank = AdapterBank.for_model(model, TEACHERS, tcfg.teachers.rank, tcfg.target_modules, tcfg.teachers.alpha)
     bank.requires_grad_(False)
     teachers = Teachers(bank, [f"task{i}" for i in range(TEACHERS)], "task")
-    # finetune_loss reads the config, model and hypernetwork only: no tokenizer, no instruction vectors here
-    ctx = Context(tcfg, model, None, [], hypernet, None, Path("."))  # type: ignore[arg-type]  # vectors: unread
+    student = Student(tcfg, model, hypernet)
     index = torch.arange(cfg.batch, device=device)
     tagi_batch = {
         **batch,
@@ -303,7 +302,7 @@ def measure_depth(
     hyper_params = list(hypernet.parameters())
     run(
         "train_tagi",
-        step_fn(lambda: finetune_loss(ctx, teachers, tagi_batch)[0], hyper_params),
+        step_fn(lambda: finetune_loss(student, teachers, tagi_batch)[0], hyper_params),
         sum(p.numel() for p in hyper_params),
     )
     vectors = tagi_batch["vectors"]

@@ -60,13 +60,23 @@ from hyperadapt.training import (
 )
 
 
+@dataclass(frozen=True)
+class Student:
+    """What the student's losses read: the config, the frozen model (its target modules injected) and the
+    hypernetwork (``benchmarks/scale.py`` times stage 2's step on these alone)."""
+
+    cfg: TagiConfig
+    model: torch.nn.Module
+    hypernet: TagiHypernetwork
+
+
 @dataclass
 class Context:
     """What every stage works on."""
 
     cfg: TagiConfig
     model: torch.nn.Module
-    tokenizer: Any  # Any, as on the method objects: benchmarks/scale.py passes None (the loss alone needs none)
+    tokenizer: Any  # Any, as on the method objects
     tasks: list[Task]
     hypernet: TagiHypernetwork
     vectors: InstructionVectors
@@ -76,12 +86,16 @@ class Context:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def student(self) -> Student:
+        return Student(self.cfg, self.model, self.hypernet)
 
-def student_logits(ctx: Context, batch: Batch) -> tuple[Tensor, LoraConditioning]:
+
+def student_logits(student: Student, batch: Batch) -> tuple[Tensor, LoraConditioning]:
     """Generate each example's adapter and return (answer logits [n, V], the adapters)."""
-    lora = ctx.hypernet(batch["vectors"], batch["instruction_index"])
-    with conditioned(ctx.model, lora=lora):
-        logits = answer_logits(ctx.model, batch["input_ids"], batch["attention_mask"], batch["labels"])  # [n, V]
+    lora = student.hypernet(batch["vectors"], batch["instruction_index"])
+    with conditioned(student.model, lora=lora):
+        logits = answer_logits(student.model, batch["input_ids"], batch["attention_mask"], batch["labels"])  # [n, V]
     return logits, lora
 
 
@@ -106,7 +120,7 @@ def pretrain(ctx: Context, resume: bool, stop_at: int | None) -> bool:
     make_batch = batch_maker(examples, ctx.vectors, ctx.tokenizer.pad_token_id, ctx.device)
 
     def loss_fn(batch: Batch, step: int) -> Tensor:
-        logits, _ = student_logits(ctx, batch)
+        logits, _ = student_logits(ctx.student, batch)
         return F.cross_entropy(logits.float(), answer_targets(batch["labels"]))
 
     # the shared adapter (if any) stays frozen at ΔW = 0 here: stage 1 teaches reading text, not the tasks
@@ -124,17 +138,17 @@ def pretrain(ctx: Context, resume: bool, stop_at: int | None) -> bool:
 
 
 def finetune_loss(
-    ctx: Context, teachers: Teachers | None, batch: Batch
+    student: Student, teachers: Teachers | None, batch: Batch
 ) -> tuple[Loss, dict[str, Tensor], dict[str, Tensor | float]]:
     """Stage 2's loss on one batch, its terms and their weights. CE and KL are means over answer tokens, the
     alignment a mean over examples: the loop weights each by its own share of the step, so several processes
     or micro-batches give the one-batch loss."""
-    cfg = ctx.cfg
-    logits, lora = student_logits(ctx, batch)
+    cfg = student.cfg
+    logits, lora = student_logits(student, batch)
     terms = {"ce": F.cross_entropy(logits.float(), answer_targets(batch["labels"]))}
     weights: dict[str, Tensor | float] = {"ce": 1.0}
     if cfg.losses.uses_kl:
-        terms["kl"] = distill_kl(logits, teacher_logits(ctx.model, _given(teachers), batch), cfg.losses.temperature)
+        terms["kl"] = distill_kl(logits, teacher_logits(student.model, _given(teachers), batch), cfg.losses.temperature)
         weights["kl"] = cfg.losses.kl_weight
     per_example: Tensor | float = 0.0
     if cfg.losses.uses_align:
@@ -165,7 +179,7 @@ def finetune(ctx: Context, teachers: Teachers | None, resume: bool, stop_at: int
     log = TermLog(out / "loss_terms.jsonl", cfg.train.log_every)
 
     def loss_fn(batch: Batch, step: int) -> Loss:
-        loss, terms, weights = finetune_loss(ctx, teachers, batch)
+        loss, terms, weights = finetune_loss(ctx.student, teachers, batch)
         log.record(step, terms, weights)
         return loss
 
