@@ -157,6 +157,13 @@ BAD = [  # (path, body, status, words in the message, param)
         "needs logprobs",
         "top_logprobs",
     ),
+    (
+        "/v1/chat/completions",
+        {"model": "base", "messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 21},
+        400,
+        "less than or equal to 20",
+        "top_logprobs",
+    ),
     ("/v1/load_lora_adapter", {"lora_name": "a\r\nb", "lora_path": "/tmp"}, 400, "CR/LF", "lora_name"),
     ("/v1/load_lora_adapter", {"lora_name": "名前", "lora_path": "/tmp"}, 400, "Latin-1", "lora_name"),
     ("/v1/load_lora_adapter", {"lora_name": "tagi", "lora_path": "/tmp"}, 409, "not a runtime adapter", "lora_name"),
@@ -386,6 +393,11 @@ def test_the_schema_needs_the_key(served):
     assert httpx.get(url + "/openapi.json").status_code == 401
     assert httpx.get(url + "/openapi.json", headers=AUTH).json()["info"]["title"] == "hyperadapt"
     assert httpx.get(url + "/docs").status_code == 404 and httpx.get(url + "/redoc").status_code == 404
+
+
+def test_a_wrong_http_method_is_a_client_error(served):
+    r = httpx.get(served[1].url + "/v1/chat/completions", headers=AUTH)
+    assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_an_empty_api_key_is_refused_at_start():
