@@ -688,3 +688,17 @@ def test_a_json_file_that_holds_no_object_is_named(tmp_path):
     (tmp_path / "state.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"stream state .*state\.json must hold a JSON object, got list"):
         load_json(tmp_path / "state.json", "stream state")
+
+
+def test_serve_on_a_taken_port_fails_before_any_model_loads(monkeypatch):
+    import socket
+
+    import hyperadapt.serve as serve
+
+    monkeypatch.setattr(serve, "build_server", lambda *a, **k: pytest.fail("the model loaded before the port check"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        bad(["serve", "--port", str(port)], f"127.0.0.1:{port}", "--port")
+    bad(["serve", "--host", "no-such-host.invalid"], "--host", "no-such-host.invalid")
