@@ -702,3 +702,15 @@ def test_serve_on_a_taken_port_fails_before_any_model_loads(monkeypatch):
         port = taken.getsockname()[1]
         bad(["serve", "--port", str(port)], f"127.0.0.1:{port}", "--port")
     bad(["serve", "--host", "no-such-host.invalid"], "--host", "no-such-host.invalid")
+
+
+def test_a_reader_that_stops_reading_is_not_an_error(monkeypatch):
+    """`hyperadapt config tagi | head -3`: the pipe closes under the command; no `error:` line, exit 141."""
+    import hyperadapt.config
+
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(hyperadapt.config, "settings_help", closed)
+    result = runner.invoke(app, ["config", "tagi"])
+    assert result.exit_code == 141 and "error" not in result.output, result.output
