@@ -714,3 +714,19 @@ def test_a_reader_that_stops_reading_is_not_an_error(monkeypatch):
     monkeypatch.setattr(hyperadapt.config, "settings_help", closed)
     result = runner.invoke(app, ["config", "tagi"])
     assert result.exit_code == 141 and "error" not in result.output, result.output
+
+
+def test_a_folder_that_cannot_be_made_is_named_as_given(tmp_path, monkeypatch):
+    """A read-only mount (or /proc, even as root) fails naming the user's folder, not the temporary one."""
+    import errno
+    import tempfile
+
+    from hyperadapt.io import write_dir_atomic
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".out.tmp-abc"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(OSError, match="Read-only") as caught:
+        write_dir_atomic(tmp_path / "out", lambda tmp: None)
+    assert caught.value.filename == str(tmp_path / "out")
