@@ -149,6 +149,12 @@ def test_continual_add_never_writes_outside_the_run(run_copy, tmp_path, here):
     assert "see [/x] here" in gen.output and ("task: " in gen.output or "rejected" in gen.output)
 
 
+def test_continual_add_lists_the_synthetic_tasks_for_an_unknown_name(run_copy):
+    before = _files(run_copy)
+    bad(["continual", "add", str(run_copy), "--task", "synthetic:plurall"], "'plurall'", "use one of", "plural")
+    assert _files(run_copy) == before
+
+
 def test_continual_add_refuses_an_empty_task_name(run_copy, tmp_path):
     before = _files(run_copy)
     bad(["continual", "add", str(run_copy), "--task", f"jsonl:{_task_jsonl(tmp_path / 't.jsonl', '')}"], "task")
