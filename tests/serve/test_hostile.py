@@ -77,6 +77,11 @@ def raw(body: str) -> bytes:
 
 
 BAD = [  # (path, body, status, words in the message, param)
+    ("/v1/completions", raw("[" * 100_000 + "]" * 100_000), 400, "too deeply", None),
+    *(
+        ("/v1/completions", raw('{"model": "base", "prompt": "a", "x": ' + "[" * n + "]" * n + "}"), 400, w, p)
+        for n, w, p in ((900, "unknown field 'x'", "x"), (5000, "too deeply", None))
+    ),
     ("/v1/completions", {**GOOD, "seed": 2**64}, 400, "seed", "seed"),
     ("/v1/completions", {**GOOD, "seed": -1}, 400, "seed", "seed"),
     ("/v1/completions", {**GOOD, "top_p": 0}, 400, "top_p", "top_p"),
