@@ -149,6 +149,12 @@ def test_continual_add_never_writes_outside_the_run(run_copy, tmp_path, here):
     assert "see [/x] here" in gen.output and ("task: " in gen.output or "rejected" in gen.output)
 
 
+def test_continual_add_lists_the_synthetic_tasks_for_an_unknown_name(run_copy):
+    before = _files(run_copy)
+    bad(["continual", "add", str(run_copy), "--task", "synthetic:plurall"], "'plurall'", "use one of", "plural")
+    assert _files(run_copy) == before
+
+
 def test_continual_add_refuses_an_empty_task_name(run_copy, tmp_path):
     before = _files(run_copy)
     bad(["continual", "add", str(run_copy), "--task", f"jsonl:{_task_jsonl(tmp_path / 't.jsonl', '')}"], "task")
@@ -688,3 +694,45 @@ def test_a_json_file_that_holds_no_object_is_named(tmp_path):
     (tmp_path / "state.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"stream state .*state\.json must hold a JSON object, got list"):
         load_json(tmp_path / "state.json", "stream state")
+
+
+def test_serve_on_a_taken_port_fails_before_any_model_loads(monkeypatch):
+    import socket
+
+    import hyperadapt.serve as serve
+
+    monkeypatch.setattr(serve, "build_server", lambda *a, **k: pytest.fail("the model loaded before the port check"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        bad(["serve", "--port", str(port)], f"127.0.0.1:{port}", "--port")
+    bad(["serve", "--host", "no-such-host.invalid"], "--host", "no-such-host.invalid")
+
+
+def test_a_reader_that_stops_reading_is_not_an_error(monkeypatch):
+    """`hyperadapt config tagi | head -3`: the pipe closes under the command; no `error:` line, exit 141."""
+    import hyperadapt.config
+
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(hyperadapt.config, "settings_help", closed)
+    result = runner.invoke(app, ["config", "tagi"])
+    assert result.exit_code == 141 and "error" not in result.output, result.output
+
+
+def test_a_folder_that_cannot_be_made_is_named_as_given(tmp_path, monkeypatch):
+    """A read-only mount (or /proc, even as root) fails naming the user's folder, not the temporary one."""
+    import errno
+    import tempfile
+
+    from hyperadapt.io import write_dir_atomic
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".out.tmp-abc"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(OSError, match="Read-only") as caught:
+        write_dir_atomic(tmp_path / "out", lambda tmp: None)
+    assert caught.value.filename == str(tmp_path / "out")

@@ -16,6 +16,16 @@ from hyperadapt.cli import app
 TRAIN = ["train.steps=2", "train.batch_size=2", "train.max_length=64"]
 
 
+def test_train_steps_sets_every_stage(tiny_dir, jsonl_data, tmp_path):
+    """`--set train.steps=N` is TAGI's last stage only; `--steps N` is every stage (the CLI's with_steps)."""
+    run = tmp_path / "tagi"
+    ok(runner.invoke(app, [*train_args("tagi", tiny_dir, jsonl_data, run, *TINY_TAGI, *TRAIN), "--steps", "1"]))
+    cfg = json.loads((run / "run.json").read_text())["config"]
+    assert cfg["train"]["steps"] == cfg["teachers"]["train"]["steps"] == cfg["pretrain"]["train"]["steps"] == 1
+    bad = runner.invoke(app, [*train_args("tagi", tiny_dir, jsonl_data, run, *TINY_TAGI, *TRAIN), "--steps", "0"])
+    assert bad.exit_code == 2 and "--steps" in bad.output
+
+
 def test_tagi_train_adapter_generate(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "tagi"
     ok(runner.invoke(app, train_args("tagi", tiny_dir, jsonl_data, run, *TINY_TAGI, *TRAIN)))

@@ -113,7 +113,10 @@ def write_dir_atomic(target: str | Path, write: Callable[[Path], object]) -> Pat
 
 def _write_dir(target: Path, write: Callable[[Path], object]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    except OSError as err:  # name the folder the user gave, not the temporary one beside it
+        raise OSError(err.errno, err.strerror, str(target)) from None
     try:
         write(tmp)
         _umask_permissions(tmp)

@@ -77,6 +77,11 @@ def raw(body: str) -> bytes:
 
 
 BAD = [  # (path, body, status, words in the message, param)
+    ("/v1/completions", raw("[" * 100_000 + "]" * 100_000), 400, "too deeply", None),
+    *(
+        ("/v1/completions", raw('{"model": "base", "prompt": "a", "x": ' + "[" * n + "]" * n + "}"), 400, w, p)
+        for n, w, p in ((900, "unknown field 'x'", "x"), (5000, "too deeply", None))
+    ),
     ("/v1/completions", {**GOOD, "seed": 2**64}, 400, "seed", "seed"),
     ("/v1/completions", {**GOOD, "seed": -1}, 400, "seed", "seed"),
     ("/v1/completions", {**GOOD, "top_p": 0}, 400, "top_p", "top_p"),
@@ -155,6 +160,13 @@ BAD = [  # (path, body, status, words in the message, param)
         {"model": "base", "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2},
         400,
         "needs logprobs",
+        "top_logprobs",
+    ),
+    (
+        "/v1/chat/completions",
+        {"model": "base", "messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 21},
+        400,
+        "less than or equal to 20",
         "top_logprobs",
     ),
     ("/v1/load_lora_adapter", {"lora_name": "a\r\nb", "lora_path": "/tmp"}, 400, "CR/LF", "lora_name"),
@@ -386,6 +398,11 @@ def test_the_schema_needs_the_key(served):
     assert httpx.get(url + "/openapi.json").status_code == 401
     assert httpx.get(url + "/openapi.json", headers=AUTH).json()["info"]["title"] == "hyperadapt"
     assert httpx.get(url + "/docs").status_code == 404 and httpx.get(url + "/redoc").status_code == 404
+
+
+def test_a_wrong_http_method_is_a_client_error(served):
+    r = httpx.get(served[1].url + "/v1/chat/completions", headers=AUTH)
+    assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_an_empty_api_key_is_refused_at_start():

@@ -9,6 +9,7 @@ that says how to resume (:func:`interrupted`), exit code 130.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -86,6 +87,10 @@ class ErrorGroup(TyperGroup):
             return super().invoke(ctx)
         except (click_errors.NoArgsIsHelpError, typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:  # whoever read our output stopped (`hyperadapt ... --help | head`): not an error
+            with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor has nothing to flush
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit stays quiet
+            raise typer.Exit(code=141) from None  # 128 + SIGPIPE, as a shell reports a writer its reader left
         except click_errors.UsageError as err:
             name = err.ctx.command_path if err.ctx is not None else "hyperadapt"
             raise fail(f"{error_line(err)} (see: {name} --help)") from None

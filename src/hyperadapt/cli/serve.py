@@ -11,6 +11,27 @@ from hyperadapt.cli._errors import console
 SHUTDOWN_GRACE_S = 10  # seconds an open request gets to finish after SIGTERM
 
 
+def check_listenable(host: str, port: int) -> None:
+    """Fail in one line, before any model loads, when ``host:port`` cannot be listened on (the port is taken,
+    or the address is not this machine's). Raises ``UserError``."""
+    import socket
+
+    from hyperadapt.errors import UserError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise UserError(f"--host {host!r} is not an address of this machine: {err.strerror}") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed port is free
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise UserError(
+                f"cannot listen on {host}:{port}: {err.strerror}; pick another --port or stop what holds it"
+            ) from None
+
+
 def serve(
     runs: Annotated[
         list[str] | None, typer.Argument(help="runs (any that eval --run loads): PATH or NAME=PATH")
@@ -70,6 +91,7 @@ def serve(
     )
     if engine not in ("own", "vllm"):
         raise typer.BadParameter(f"--engine is 'own' or 'vllm', not {engine!r}")
+    check_listenable(host, port)
     if engine == "vllm" and vllm_url is None:
         from hyperadapt.vllm import vllm_python
 

@@ -24,15 +24,24 @@ def train(
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/METHOD)")] = None,
     resume: ResumeOption = True,
     set_: SetOption = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="every training stage runs this many steps (TAGI: teachers, pretraining and finetuning), "
+            "after --config and --set; --set train.steps sets the last stage only",
+        ),
+    ] = None,
 ) -> None:
     """Train a method into a run directory (resumable; checkpoints are written atomically).
 
     Settings come from --config, then each --set KEY=VALUE (the override syntax of every command);
     `hyperadapt config METHOD` lists every setting with its default and meaning.
     Example: hyperadapt train multitask-lora --config configs/multitask_lora.yaml --set train.steps=100
+    A quick try of any method: hyperadapt train tagi --config configs/tagi.yaml --steps 2
     """
     from hyperadapt import distributed
-    from hyperadapt.config import load_config
+    from hyperadapt.config import load_config, with_steps
     from hyperadapt.errors import UserError
     from hyperadapt.io import check_out_dir
     from hyperadapt.registry import method_entry, method_names
@@ -45,6 +54,8 @@ def train(
     if entry is None or entry.config_cls is None or entry.train is None:  # a trainable method has both
         raise UserError(f"cannot train {method!r}: trainable methods are {', '.join(trainable)}")
     cfg = load_config(entry.config_cls, config, set_ or [])
+    if steps is not None:
+        cfg = with_steps(cfg, steps)
     run_dir = check_out_dir(out or Path("runs") / method, "--out")
     done_before = resume and RunDir(run_dir).is_finished()
     try:

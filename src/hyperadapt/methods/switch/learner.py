@@ -414,11 +414,13 @@ def _synthetic_task(name: str) -> tuple[Task, Task]:
     from hyperadapt.data.synthetic import synthetic_suite
 
     suite = synthetic_suite()
+    names: set[str] = set()
     for train_split, test_split in (("train", "seen"), ("unseen_train", "unseen"), ("unseen_train", "unseen_type")):
         pairs = {t.name: t for t in suite[train_split]}, {t.name: t for t in suite[test_split]}
         if name in pairs[0] and name in pairs[1]:
             return pairs[0][name], pairs[1][name]
-    raise UserError(f"no synthetic task named {name!r}")
+        names |= pairs[0].keys() & pairs[1].keys()
+    raise UserError(f"no synthetic task named {name!r}: use one of {', '.join(sorted(names))}")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from hyperadapt.serve.endpoints.common import (
     usage,
     watched,
 )
-from hyperadapt.serve.engine import TokenLogprobs
+from hyperadapt.serve.engine import MAX_LOGPROBS, TokenLogprobs
 from hyperadapt.serve.runs import Target
 from hyperadapt.serve.server import Server
 
@@ -68,7 +68,7 @@ class ChatRequest(SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1)
     stream_options: StreamOptions | None = None
     logprobs: bool = False
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
 
     def logprobs_k(self) -> int | None:
         if self.top_logprobs is not None and not self.logprobs:

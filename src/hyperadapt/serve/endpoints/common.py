@@ -42,6 +42,7 @@ ERROR_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
@@ -179,6 +180,8 @@ async def parse(request: Request, model: type[M]) -> M:
         data = json.loads(b"".join(chunks) or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, f"the request body is not valid JSON: {err}") from err
+    except RecursionError:
+        raise ApiError(400, "the request body nests JSON arrays or objects too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     if (where := surrogate_at(data)) is not None:
