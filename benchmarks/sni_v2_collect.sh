@@ -20,6 +20,17 @@ take() {  # take SRC DEST: copy SRC (in the worktree) to DEST (in docs/results/s
   [ -f "$work/$1" ] || { echo "missing: $work/$1" >&2; return 1; }
   if [ ! -f "$docs/$2" ] || [ "$work/$1" -nt "$docs/$2" ]; then cp -p "$work/$1" "$docs/$2"; echo "copied $1 -> docs/results/sni/$2"; fi
 }
+take_eval() {  # take_eval OUT NAME: an eval step's OUT.json and OUT.predictions.jsonl as NAME.json, NAME.predictions.jsonl
+  take "$1.json" "$2.json" && take "$1.predictions.jsonl" "$2.predictions.jsonl"
+}
+# take_bench OUT RUNS METHOD...: a bench step's results/sni/OUT.json, and each METHOD's answer log under RUNS as
+# METHOD_SUFFIX.test.answers.jsonl, SUFFIX being OUT's last part (tagi_x4, tagi-no-fusion -> tagi_no_fusion_x4)
+take_bench() {
+  local out="$1" runs="$2" m
+  shift 2
+  take "results/sni/$out.json" "$out.json"
+  for m in "$@"; do take "$runs/answers/$m.test.answers.jsonl" "${m//-/_}_${out##*_}.test.answers.jsonl"; done
+}
 have() { local f; for f in "$@"; do [ -f "$docs/$f" ] || return 1; done; }
 sni=(--data sni:../shared/data/sni --split test --limit 20)
 compare() {  # compare OUT LABEL=FILE...: the first file is the reference
@@ -42,16 +53,14 @@ if have multitask_lora_seed0.test.answers.jsonl tagi_released_def.predictions.js
     "released TAGI Def=tagi_released_def.predictions.jsonl"
 fi
 if done_step zero_shot_def; then
-  take results/sni/zero-shot.def.json zero_shot_def.json
-  take results/sni/zero-shot.def.predictions.jsonl zero_shot_def.predictions.jsonl
+  take_eval results/sni/zero-shot.def zero_shot_def
   compare def2pos_zero_shot "zero-shot Def=zero_shot_def.predictions.jsonl" \
     "zero-shot Def+2Pos=zero_shot_def2pos.predictions.jsonl"
   compare def_tagi_vs_zero_shot "zero-shot Def=zero_shot_def.predictions.jsonl" \
     "TAGI Def=tagi_released_def.predictions.jsonl"
 fi
 if done_step lora_seed0_def2pos; then
-  take results/sni/multitask-lora.def2pos.json multitask_lora_def2pos.json
-  take results/sni/multitask-lora.def2pos.predictions.jsonl multitask_lora_def2pos.predictions.jsonl
+  take_eval results/sni/multitask-lora.def2pos multitask_lora_def2pos
   compare def2pos_lora "multi-task LoRA Def=multitask_lora_seed0.test.answers.jsonl" \
     "multi-task LoRA Def+2Pos=multitask_lora_def2pos.predictions.jsonl"
   compare def2pos_tagi_vs_lora "multi-task LoRA Def+2Pos=multitask_lora_def2pos.predictions.jsonl" \
@@ -60,14 +69,12 @@ fi
 
 # part 3: second seeds at 1x
 if done_step tagi_seed1; then
-  take results/sni/tagi_seed1.json tagi_seed1.json
-  take runs/sni/seed1/answers/tagi.test.answers.jsonl tagi_seed1.test.answers.jsonl
+  take_bench tagi_seed1 runs/sni/seed1 tagi
   compare tagi_seed1_vs_seed0 "TAGI seed 0 (released)=tagi_released_def.predictions.jsonl" \
     "TAGI seed 1=tagi_seed1.test.answers.jsonl"
 fi
 if done_step lora_seed1; then
-  take results/sni/multitask_lora_seed1.json multitask_lora_seed1.json
-  take runs/sni/seed1/answers/multitask-lora.test.answers.jsonl multitask_lora_seed1.test.answers.jsonl
+  take_bench multitask_lora_seed1 runs/sni/seed1 multitask-lora
   compare lora_seed1_vs_seed0 "multi-task LoRA seed 0=multitask_lora_seed0.test.answers.jsonl" \
     "multi-task LoRA seed 1=multitask_lora_seed1.test.answers.jsonl"
 fi
@@ -78,12 +85,10 @@ fi
 
 # part 3: 4x the budget
 if done_step tagi_x4; then
-  take results/sni/tagi_x4.json tagi_x4.json
-  for m in tagi tagi-no-fusion; do take "runs/sni/x4/answers/$m.test.answers.jsonl" "${m//-/_}_x4.test.answers.jsonl"; done
+  take_bench tagi_x4 runs/sni/x4 tagi tagi-no-fusion
 fi
 if done_step baselines_x4; then
-  take results/sni/baselines_x4.json baselines_x4.json
-  for m in multitask-lora hypter; do take "runs/sni/x4/answers/$m.test.answers.jsonl" "${m//-/_}_x4.test.answers.jsonl"; done
+  take_bench baselines_x4 runs/sni/x4 multitask-lora hypter
 fi
 if have tagi_x4.json baselines_x4.json; then
   compare x4_compare "multi-task LoRA 4x=multitask_lora_x4.test.answers.jsonl" "TAGI 4x=tagi_x4.test.answers.jsonl" \
