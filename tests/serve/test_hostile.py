@@ -76,6 +76,7 @@ def raw(body: str) -> bytes:
     return body.encode()
 
 
+FINITE = "Input should be a finite number"
 BAD = [  # (path, body, status, words in the message, param)
     ("/v1/completions", raw("[" * 100_000 + "]" * 100_000), 400, "too deeply", None),
     *(
@@ -85,7 +86,10 @@ BAD = [  # (path, body, status, words in the message, param)
     ("/v1/completions", {**GOOD, "seed": 2**64}, 400, "seed", "seed"),
     ("/v1/completions", {**GOOD, "seed": -1}, 400, "seed", "seed"),
     ("/v1/completions", {**GOOD, "top_p": 0}, 400, "top_p", "top_p"),
-    ("/v1/completions", raw('{"model": "base", "prompt": "a", "temperature": NaN}'), 400, "temperature", "temperature"),
+    *(  # named non-finite, not as out of bounds (which NaN would be reported as)
+        ("/v1/completions", raw(f'{{"model": "base", "prompt": "a", "{p}": {v}}}'), 400, f"{p}: {FINITE}", p)
+        for p, v in (("temperature", "NaN"), ("top_p", "-Infinity"), ("temperature", "Infinity"))
+    ),
     (
         "/v1/completions",
         raw('{"model": "tagi", "prompt": "a", "condition": "Add \\ud800"}'),

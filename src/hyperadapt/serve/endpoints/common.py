@@ -200,15 +200,16 @@ async def parse(request: Request, model: type[M]) -> M:
 
 
 class Body(BaseModel):
-    """A request body: its extra fields are checked by :func:`check_extras`."""
+    """A request body: its extra fields are checked by :func:`check_extras`. A float field refuses NaN and
+    infinities by name ("a finite number"), before its bounds would misname them."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class Part(BaseModel):
-    """A nested object of a body (a message, an option): unknown fields are refused."""
+    """A nested object of a body (a message, an option): unknown fields and non-finite floats are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SamplingFields(Body):
