@@ -4,12 +4,11 @@ from their summary.json alone (fake summaries here: no model, no data)."""
 import json
 
 import pytest
-from typer.testing import CliRunner
+from tests.cli_helpers import runner
 
 from hyperadapt.benchmarks import continual
 from hyperadapt.cli import app
 
-runner = CliRunner()
 MIB = 2**20
 
 

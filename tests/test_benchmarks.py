@@ -107,11 +107,11 @@ def test_bench_passes_options_and_help_to_the_benchmark_and_python_m_runs_it_too
     import subprocess
     import sys
 
-    from typer.testing import CliRunner
+    from tests.cli_helpers import runner
 
     from hyperadapt.cli import app
 
-    result = CliRunner().invoke(app, ["bench", "truncation", "--help"])
+    result = runner.invoke(app, ["bench", "truncation", "--help"])
     assert result.exit_code == 0 and "usage: hyperadapt bench truncation" in result.output
     assert "--budgets" in result.output
     run = subprocess.run(

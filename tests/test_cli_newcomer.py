@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
+from tests.cli_helpers import runner
 
 from hyperadapt.cli import app
 from hyperadapt.config import settings
 from hyperadapt.registry import method_entry
-
-runner = CliRunner()
 
 
 def test_config_lists_every_setting_with_its_default_and_help():

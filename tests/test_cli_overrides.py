@@ -6,13 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from typer.testing import CliRunner
+from tests.cli_helpers import runner
 
 import hyperadapt.config
 from hyperadapt.cli import app
 from hyperadapt.config import Word, expand_set_args, parse_override
-
-runner = CliRunner()
 
 
 class Captured(Exception):

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.cli_helpers import runner
 from tests.conftest import write_jsonl
-from typer.testing import CliRunner
 
 from hyperadapt.cli import app
 from hyperadapt.evaluation.destination import result_name, source_tag
 
-runner = CliRunner()
 FAST = ["--split", "test", "--limit", "1", "--max-new-tokens", "2"]
 
 

@@ -2,12 +2,10 @@
 
 import json
 
-from typer.testing import CliRunner
+from tests.cli_helpers import runner
 
 from hyperadapt.cli import app
 from hyperadapt.data import load_tasks
-
-runner = CliRunner()
 
 
 def write_log(path, tasks, answer, skip=()):

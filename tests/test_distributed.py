@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from typer.testing import CliRunner
+from tests.cli_helpers import runner
 
 from hyperadapt import distributed
 from hyperadapt.cli import app
@@ -89,7 +89,7 @@ def launch(strategy: str, cli_args: list[str]) -> None:
 
 
 def one_process(cli_args: list[str]) -> None:
-    result = CliRunner().invoke(app, cli_args)
+    result = runner.invoke(app, cli_args)
     assert result.exit_code == 0, result.output
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
+from tests.cli_helpers import runner
 from tests.methods.test_tagi_pipeline import tiny_cfg
-from typer.testing import CliRunner
 
 from hyperadapt.cli import app
 from hyperadapt.methods.megan import MeganConfig, load_megan, train_megan
@@ -34,7 +34,7 @@ def tagi_run(jsonl_data, tiny_dir, tmp_path):
 
 def test_a_released_tagi_checkpoint_makes_adapters_and_evaluates(tagi_run, jsonl_data, tiny_dir, tmp_path):
     ckpt = tmp_path / "checkpoints" / "tagi-tiny"
-    result = CliRunner().invoke(app, ["release", str(tagi_run), "--out", str(ckpt)])
+    result = runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in ckpt.iterdir()) == ["README.md", "hypernet", "run.json"]
     weights = load_file(ckpt / "hypernet" / "hypernet.safetensors")
@@ -45,11 +45,11 @@ def test_a_released_tagi_checkpoint_makes_adapters_and_evaluates(tagi_run, jsonl
     for k, v in run.hypernet.state_dict().items():  # the same weights, up to bf16 rounding
         torch.testing.assert_close(released.hypernet.state_dict()[k], v.to(torch.bfloat16).float())
     out = tmp_path / "adapter"
-    result = CliRunner().invoke(app, ["adapter", str(ckpt), "--instruction", "Repeat the input.", "--out", str(out)])
+    result = runner.invoke(app, ["adapter", str(ckpt), "--instruction", "Repeat the input.", "--out", str(out)])
     assert result.exit_code == 0, result.output
     PeftModel.from_pretrained(tiny_model()[0], out)
     res = tmp_path / "res.json"
-    result = CliRunner().invoke(
+    result = runner.invoke(
         app,
         [
             "eval",
@@ -124,14 +124,14 @@ def test_the_default_card_records_budget_and_the_runs_scores_and_old_keys_are_re
 
 def test_release_replaces_only_a_previous_checkpoint(tagi_run, tmp_path):
     ckpt = tmp_path / "ckpt"
-    assert CliRunner().invoke(app, ["release", str(tagi_run), "--out", str(ckpt)]).exit_code == 0
+    assert runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt)]).exit_code == 0
     card = ["--card", str(tagi_run / "run.json")]
-    result = CliRunner().invoke(app, ["release", str(tagi_run), "--out", str(ckpt), *card])
+    result = runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt), *card])
     assert result.exit_code == 0, result.output  # released again: the old checkpoint is replaced
     assert (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()
     run_files = sorted(p.relative_to(tagi_run) for p in tagi_run.rglob("*"))
     for out in (tagi_run, tmp_path, tagi_run / "ckpt"):  # the run itself, its parent, a folder inside it
-        result = CliRunner().invoke(app, ["release", str(tagi_run), "--out", str(out)])
+        result = runner.invoke(app, ["release", str(tagi_run), "--out", str(out)])
         assert result.exit_code == 2 and "would overwrite" in result.output, result.output
         assert sorted(p.relative_to(tagi_run) for p in tagi_run.rglob("*")) == run_files
     (tmp_path / "mine").mkdir()

@@ -8,6 +8,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
+from tests.cli_helpers import runner
 
 from hyperadapt.io import write_dir_atomic
 from hyperadapt.testing import tiny_model
@@ -225,7 +226,6 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path)
 
 
 def test_a_diverging_run_exits_with_one_error_and_stays_unfinished(tiny_dir, jsonl_data, tmp_path):
-    from typer.testing import CliRunner
 
     from hyperadapt.cli import app
 
@@ -239,7 +239,7 @@ def test_a_diverging_run_exits_with_one_error_and_stays_unfinished(tiny_dir, jso
         "train.lr=1e30",
         "train.save_every=1",
     ]
-    result = CliRunner().invoke(
+    result = runner.invoke(
         app, ["train", "multitask-lora", "--out", str(tmp_path / "r"), *(a for o in overrides for a in ("--set", o))]
     )
     assert result.exit_code == 2 and "error: multitask-lora: the loss is nan" in result.output, result.output

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from serve_helpers import megan_method
-from typer.testing import CliRunner
+from tests.cli_helpers import runner
 
 from hyperadapt.cli import app
 from hyperadapt.config import to_dict
@@ -110,7 +110,6 @@ def test_build_server_loads_run_folders_and_adapters(tiny_dir, tmp_path):
 
 
 def test_cli_serve_help_and_errors(tmp_path):
-    runner = CliRunner()
     assert "OpenAI-compatible" in runner.invoke(app, ["serve", "--help"]).output
     result = runner.invoke(app, ["serve", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "is not a run directory" in result.output

@@ -7,8 +7,8 @@ import httpx
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tests.cli_helpers import runner
 from tests.methods.test_tagi_pipeline import tiny_cfg
-from typer.testing import CliRunner
 
 from hyperadapt import runs
 from hyperadapt.cli import app
@@ -70,7 +70,7 @@ def lora_run(jsonl, model_dir, tmp_path_factory):
 
 def generated(run) -> str:
     """What `hyperadapt generate RUN --condition C --input X` answers (greedy)."""
-    result = CliRunner().invoke(
+    result = runner.invoke(
         app, ["generate", str(run), "--condition", CONDITION, "--input", INPUT, "--max-new-tokens", "8"]
     )
     assert result.exit_code == 0, result.output
@@ -132,7 +132,7 @@ def test_a_run_is_refused_on_another_base_model(tagi_run, tmp_path):
         build_server([str(tagi_run)], model=str(other))
     with pytest.raises(ValueError, match="was trained on the base model"):
         runs.Run.open(tagi_run).load(tiny_model(seed=1))
-    result = CliRunner().invoke(app, ["eval", "--run", str(tagi_run), "--data", "synthetic", "--model", str(other)])
+    result = runner.invoke(app, ["eval", "--run", str(tagi_run), "--data", "synthetic", "--model", str(other)])
     assert result.exit_code == 2 and "does not match the model the run" in result.output
 
 
@@ -140,7 +140,7 @@ def test_each_command_reads_the_run_record_once(tagi_run, jsonl, tmp_path, monke
     reads = []
     read = runs.read_record
     monkeypatch.setattr(runs, "read_record", lambda path: reads.append(path) or read(path))
-    result = CliRunner().invoke(
+    result = runner.invoke(
         app,
         [
             "eval",

@@ -216,11 +216,10 @@ def test_a_vllm_that_never_answers_stops_the_start_with_its_reason(tmp_path):
 
 
 def test_serve_refuses_an_unknown_engine_and_a_missing_vllm(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
+    from tests.cli_helpers import runner
 
     from hyperadapt.cli import app
 
-    runner = CliRunner()
     bad = runner.invoke(app, ["serve", "--engine", "magic"])
     assert bad.exit_code != 0 and "'own' or 'vllm'" in bad.output
     monkeypatch.setenv("HYPERADAPT_VLLM_PYTHON", str(tmp_path / "no-python"))
