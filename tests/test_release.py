@@ -9,11 +9,11 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 from tests.cli_helpers import runner
-from tests.methods.test_tagi_pipeline import tiny_cfg
+from tests.methods.test_tagi_pipeline import train_servable_tagi
 
 from hyperadapt.cli import app
 from hyperadapt.methods.megan import MeganConfig, load_megan, train_megan
-from hyperadapt.methods.tagi import LossConfig, PretrainConfig, load_tagi, train_tagi
+from hyperadapt.methods.tagi import load_tagi
 from hyperadapt.release import checkpoint_bytes, release_checkpoint
 from hyperadapt.testing import tiny_model
 from hyperadapt.training import TrainConfig
@@ -21,15 +21,7 @@ from hyperadapt.training import TrainConfig
 
 @pytest.fixture
 def tagi_run(jsonl_data, tiny_dir, tmp_path):
-    cfg = tiny_cfg(
-        jsonl_data,
-        model=str(tiny_dir),
-        pretrain=PretrainConfig(enabled=False),
-        losses=LossConfig(kl_weight=0, align_weight=0),
-        shared_adapter=True,
-    )
-    train_tagi(cfg, tmp_path / "run", model_and_tokenizer=tiny_model())
-    return tmp_path / "run"
+    return train_servable_tagi(jsonl_data, tiny_dir, tmp_path / "run")
 
 
 def test_a_released_tagi_checkpoint_makes_adapters_and_evaluates(tagi_run, jsonl_data, tiny_dir, tmp_path):

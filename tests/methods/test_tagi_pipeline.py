@@ -49,6 +49,20 @@ def tiny_cfg(data, **kw) -> TagiConfig:
     return TagiConfig(**{**fields, **kw})
 
 
+def train_servable_tagi(data, model_dir, run):
+    """A TAGI run on the tiny model at ``model_dir`` with only stage 2 (no pretraining, CE alone, one shared
+    teacher adapter): the smallest run that the loaders, `release`, `adapter` and the server take."""
+    cfg = tiny_cfg(
+        data,
+        model=str(model_dir),
+        pretrain=PretrainConfig(enabled=False),
+        losses=LossConfig(kl_weight=0, align_weight=0),
+        shared_adapter=True,
+    )
+    train_tagi(cfg, run, model_and_tokenizer=tiny_model())
+    return run
+
+
 def test_two_stages_end_to_end_and_resume(jsonl_data, tmp_path):
     cfg, run = tiny_cfg(jsonl_data), tmp_path / "run"
     train_tagi(cfg, run, model_and_tokenizer=tiny_model(), stop_at=2)  # stops inside the teachers stage

@@ -32,18 +32,21 @@ def megan_method(model, tok, per_token: bool = True):
     return MeganMethod(model, tok, hyper.eval())
 
 
-def switch_method(model, tok):
-    """Two task adapters and a switch fitted to tell ``ROUTED``'s two texts apart."""
+def switch_method(model, tok, routed=ROUTED, *, rank=2, std=0.5, epochs=200, confidence="softmax", threshold=None):
+    """Two task adapters (random B of ``std``) and a switch fitted to tell ``routed``'s two texts apart (task
+    name -> text); a ``threshold`` (with ``confidence="knn"``: cosine to a retained input) rejects other inputs."""
     inject(model, ("q_proj", "v_proj"), gating=False)
     torch.manual_seed(2)
-    bank = AdapterBank.for_model(model, num_adapters=2, rank=2)
+    bank = AdapterBank.for_model(model, num_adapters=2, rank=rank)
     with torch.no_grad():
         for b in bank.lora_B:
-            b.normal_(std=0.5)
+            b.normal_(std=std)
     encoder = make_router_encoder("base", model, tok)
-    router = SwitchRouter(encoder.dim, 2, RouterConfig(encoder="base", hidden=16, epochs=200, confidence="softmax"))
-    router.fit(encoder.encode(list(ROUTED.values())), torch.tensor([0, 1]), seed=0)
-    return SwitchMethod(model, tok, bank, router, encoder, list(ROUTED))
+    router = SwitchRouter(encoder.dim, 2, RouterConfig(encoder="base", hidden=16, epochs=epochs, confidence=confidence))
+    router.fit(encoder.encode(list(routed.values())), torch.tensor([0, 1]), seed=0)
+    if threshold is not None:
+        router.threshold = threshold
+    return SwitchMethod(model, tok, bank, router, encoder, list(routed))
 
 
 def tiny_server(**config):

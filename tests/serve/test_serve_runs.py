@@ -8,13 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from tests.cli_helpers import runner
-from tests.methods.test_tagi_pipeline import tiny_cfg
+from tests.methods.test_tagi_pipeline import train_servable_tagi
 
 from hyperadapt import runs
 from hyperadapt.cli import app
 from hyperadapt.data.prompts import render, user_message
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig, train_multitask_lora
-from hyperadapt.methods.tagi import LossConfig, PretrainConfig, load_tagi, train_tagi
+from hyperadapt.methods.tagi import load_tagi
 from hyperadapt.methods.tagi.method import HYPERNET_DIR, save_hypernet
 from hyperadapt.serve import RunningServer, ServeConfig, build_server, create_app
 from hyperadapt.testing import save_tiny_model, tiny_model
@@ -37,15 +37,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tagi_run(jsonl, model_dir, tmp_path_factory):
-    run = tmp_path_factory.mktemp("tagi") / "run"
-    cfg = tiny_cfg(
-        jsonl,
-        model=str(model_dir),
-        pretrain=PretrainConfig(enabled=False),
-        losses=LossConfig(kl_weight=0, align_weight=0),
-        shared_adapter=True,
-    )
-    train_tagi(cfg, run, model_and_tokenizer=tiny_model())
+    run = train_servable_tagi(jsonl, model_dir, tmp_path_factory.mktemp("tagi") / "run")
     method = load_tagi(run, tiny_model())  # a few steps leave B ≈ 0: perturb it, so that adapters change answers
     torch.manual_seed(0)
     with torch.no_grad():

@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 import torch
+from tests.serve.serve_helpers import switch_method
 
 from hyperadapt.vllm import VllmProcess
 
@@ -56,25 +57,11 @@ def missing() -> str | None:
 pytestmark = [pytest.mark.vllm, pytest.mark.skipif(missing() is not None, reason=missing() or "")]
 
 
-def switch_method(model, tok):
+def knn_switch(model, tok):
     """A SwitchCIT method on the default model, built in seconds: two task adapters (random B) and a switch
     fitted on one input per task, whose threshold rejects any input that is not one of those two (knn
     confidence: cosine 1 to a retained input)."""
-    from hyperadapt.core import AdapterBank, inject
-    from hyperadapt.methods.switch import RouterConfig, SwitchMethod, SwitchRouter
-    from hyperadapt.methods.switch.router import make_router_encoder
-
-    inject(model, ("q_proj", "v_proj"), gating=False)
-    torch.manual_seed(2)
-    bank = AdapterBank.for_model(model, num_adapters=2, rank=8)
-    with torch.no_grad():
-        for b in bank.lora_B:
-            b.normal_(std=0.02)
-    encoder = make_router_encoder("base", model, tok)
-    router = SwitchRouter(encoder.dim, 2, RouterConfig(encoder="base", hidden=16, epochs=100, confidence="knn"))
-    router.fit(encoder.encode(list(ROUTED.values())), torch.tensor([0, 1]), seed=0)
-    router.threshold = 0.999
-    return SwitchMethod(model, tok, bank, router, encoder, list(ROUTED))
+    return switch_method(model, tok, ROUTED, rank=8, std=0.02, epochs=100, confidence="knn", threshold=0.999)
 
 
 def requests() -> list[tuple[str, str, str | None]]:
@@ -128,7 +115,7 @@ def served(tmp_path_factory):
             runs,
             ServeConfig(gather_ms=50),
             model_and_tokenizer=model_and_tok,
-            methods={"cl": switch_method(*model_and_tok)},
+            methods={"cl": knn_switch(*model_and_tok)},
             adapters=[f"peft={tmp / 'peft'}"],
         )
 
