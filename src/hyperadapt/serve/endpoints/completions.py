@@ -16,6 +16,7 @@ import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import Field
 
 from hyperadapt.serve.endpoints.common import (
     ApiError,
@@ -39,7 +40,7 @@ from hyperadapt.serve.endpoints.common import (
     usage,
     watched,
 )
-from hyperadapt.serve.engine import TokenLogprobs
+from hyperadapt.serve.engine import MAX_LOGPROBS, TokenLogprobs
 from hyperadapt.serve.runs import Target
 from hyperadapt.serve.server import Server
 
@@ -53,7 +54,7 @@ class StreamOptions(Part):
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | None = None
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     stream_options: StreamOptions | None = None
 
     def logprobs_k(self) -> int | None:
