@@ -19,7 +19,10 @@
 #   qv    q_proj v_proj                         about 0.9 MiB per task
 #   attn  q_proj k_proj v_proj o_proj           about 1.8 MiB
 #   mlp   gate_proj up_proj down_proj           about 2.9 MiB (above the 2.5 MiB target at rank 8)
+#   all7r4 all seven at rank 4, alpha 8 (the same alpha / r = 2)  about 2.3 MiB
 #   all7  all seven (bf16 alone, lowest priority) about 4.7 MiB
+# all7r4 was added after q/v lost 6.8 AP at rank 8 (2026-12-07): it asks whether fewer modules or a lower rank
+# costs less AP at the same size; a lane started before it existed picks it up when the script is run again.
 # Estimate: SwitchCIT + oracle with all seven modules took 1 h 58 min with THREADS=2 alone (6,242 s of
 # training, 10.4 s per step of batch 8 at 384 tokens, the frozen model's forward and backward dominating);
 # fewer LoRA modules shorten a step by perhaps 10-25 %, so about 1.5-1.9 h per row on both cores alone,
@@ -32,11 +35,13 @@ source "$(dirname "$0")/lanes_common.sh"
 lanes_setup cl-superni "continual stream" "$@"
 export THREADS="${THREADS:-2}"
 results=results/continual/sni-order1-storage  # in $work
-rows=(qv attn mlp all7)
-row() {  # row ROW MODULES: SwitchCIT + oracle on order 1 with the LoRA on MODULES (comma-separated), stored in bf16
-  "$step" "storage_$1" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
-    --set "lora.target_modules=[$2]" lora.storage_dtype=bfloat16 --out "$results/$1"
+rows=(qv attn all7r4 mlp all7)
+row() {  # row ROW MODULES [KEY=VALUE...]: SwitchCIT + oracle on order 1, the LoRA on MODULES (comma-separated), bf16
+  local name="$1" modules="$2"; shift 2
+  "$step" "storage_$name" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
+    --set "lora.target_modules=[$modules]" lora.storage_dtype=bfloat16 "$@" --out "$results/$name"
 }
+all7=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
 # The rows finished so far beside SNI-CPU v1's fp32 row: $results/storage.{json,md}; never stops a lane. The rows use
 # the default reject rule of their commit (v1 used knn1/global): the oracle's AP isolates the adapters' change.
 table() {
@@ -53,9 +58,12 @@ if [ "$lanes" = all ]; then  # one job at a time, the rows under the 2.5 MiB tar
   (
     row qv q_proj,v_proj
     row attn q_proj,k_proj,v_proj,o_proj
+    table
+    row all7r4 "$all7" lora.rank=4 lora.alpha=8
+    table
     row mlp gate_proj,up_proj,down_proj
     table
-    row all7 q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
+    row all7 "$all7"
     table
   ) >> "$work/logs/storage_lane_all.log" 2>&1 &
   disown -a
@@ -64,11 +72,12 @@ if [ "$lanes" = all ]; then  # one job at a time, the rows under the 2.5 MiB tar
 fi
 (
   row qv q_proj,v_proj
+  row all7r4 "$all7" lora.rank=4 lora.alpha=8
   row mlp gate_proj,up_proj,down_proj
 ) >> "$work/logs/storage_lane1.log" 2>&1 &
 (
   row attn q_proj,k_proj,v_proj,o_proj
-  row all7 q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
+  row all7 "$all7"
   wait_done storage_mlp
   table
 ) >> "$work/logs/storage_lane2.log" 2>&1 &
