@@ -40,6 +40,23 @@ compare() {  # compare OUT LABEL=FILE...: the first file is the reference
   hx bench compare "${args[@]}" "${sni[@]}" --out "docs/results/sni/$out.json"
 }
 
+# Training seconds over every session: `bench tagi`'s train_s times its last process only (a stage that finished
+# in an earlier session counts 0 there), while each stage's last checkpoint carries the wall-clock seconds of
+# all its optimiser steps (state.json "seconds"); docs/results/sni/train_seconds.json lists them per run and stage.
+OMP_NUM_THREADS=1 .venv/bin/python - "$work/runs/sni" "$docs/train_seconds.json" <<'PY'
+import json, sys
+from pathlib import Path
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+rows = {}
+for ckpts in sorted(root.glob("*/**/checkpoints")):
+    steps = sorted(ckpts.glob("step-*"))
+    if not steps:
+        continue
+    state = json.loads((steps[-1] / "state.json").read_text())
+    rows[str(ckpts.parent.relative_to(root))] = {"step": state["step"], "seconds": round(float(state.get("seconds", 0.0)), 1)}
+out.write_text(json.dumps({"source": "state.json of each stage's last checkpoint under runs/sni", "stages": rows}, indent=1) + "\n")
+print(f"training seconds of {len(rows)} stages -> {out}")
+PY
 # part 2: the second setting (Def + 2 positive examples); the released TAGI's and zero-shot Def + 2 pos rows (and
 # the retrained LoRA of seed 0) were brought in by hand when they landed, before this script existed
 if have tagi_released_def.predictions.jsonl tagi_released_def2pos.predictions.jsonl zero_shot_def2pos.predictions.jsonl; then
