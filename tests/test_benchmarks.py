@@ -61,6 +61,11 @@ def test_result_table_lists_methods_and_sensitivity_variants(tmp_path):
     table = (tmp_path / "r.md").read_text()
     assert "| tagi | 41.23 / 10.00 | 62 |" in table
     assert "| tagi (shuffled instruction) | 12.50 / 0.00 |  |" in table
+    # a run resumed in a later session: its optimiser steps' seconds over every session get their own column
+    save({**result, "train_steps_s": {"tagi": 5400.4}}, str(tmp_path / "resumed.json"))
+    resumed = (tmp_path / "resumed.md").read_text()
+    assert "| method | unseen ROUGE-L / EM | train s | steps s, all sessions |" in resumed
+    assert "| tagi | 41.23 / 10.00 | 62 | 5400 |" in resumed
 
 
 def test_tagi_baselines_get_tagis_total_budget(tmp_path):
@@ -175,6 +180,7 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
         "command": "hyperadapt bench tagi --methods tagi",
         "results": {"tagi": row(30.0, 1240)},
         "train_s": {"tagi": 9},
+        "train_steps_s": {"tagi": 7000.0},
         "sensitivity": {"tagi": {"shuffled": row(20.0, 620)}},
     }
     b = {
@@ -200,7 +206,8 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
     assert merged["row_commands"]["multitask-lora"] == c["command"] and merged["efficiency"] == b["efficiency"]
     assert set(merged["sensitivity"]["tagi"]) == {"shuffled", "random"}
     table = out.with_suffix(".md").read_text()
-    assert "| tagi | 30.00 / 1.00 (1240) | 9 |" in table
+    assert "| tagi | 30.00 / 1.00 (1240) | 9 | 7000 |" in table
+    assert "| multitask-lora | 28.50 / 1.00 (1240) |  |  |" in table  # c recorded no seconds
     assert "| tagi (random instruction) | 18.00 / 1.00 (620) |" in table
     assert "tagi-no-fusion / multitask-lora FLOPs 0.400, wall time 0.500" in table
     # PATH=LABEL keeps a second variant of one method as its own row (unlabelled, it would replace the first)
@@ -211,6 +218,7 @@ def test_tagi_collect_merges_rows_of_separate_runs_with_their_commands(tmp_path)
     assert both["results"]["tagi"]["test"]["mean"]["rougeL"] == 33.0  # the later unlabelled file replaced a's row
     assert set(both["sensitivity"]) == {"tagi", "tagi (shared teachers)"}
     assert both["train_s"]["tagi (shared teachers)"] == 9
+    assert both["train_steps_s"] == {"tagi": 7000.0, "tagi (shared teachers)": 7000.0}
     assert [c["label"] for c in both["collected_from"]] == [None, "shared teachers", None]
     assert tagi.table_means(merged)["ROUGE-L"] == {
         "tagi": 30.0,

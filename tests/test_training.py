@@ -12,7 +12,15 @@ from tests.cli_helpers import runner
 
 from hyperadapt.io import write_dir_atomic
 from hyperadapt.testing import tiny_model
-from hyperadapt.training import StepSampler, TrainConfig, Trainer, latest_checkpoint, lr_at, pad_batch
+from hyperadapt.training import (
+    StepSampler,
+    TrainConfig,
+    Trainer,
+    latest_checkpoint,
+    lr_at,
+    pad_batch,
+    training_seconds,
+)
 
 
 def test_schedule_warmup_then_cosine():
@@ -80,6 +88,21 @@ def test_training_seconds_carry_over_a_resume(tmp_path):
     # the seconds of steps 1..3 come from the checkpoint; steps 4..6 add this process's own
     assert resumed.clock.before == pytest.approx(saved)
     assert resumed.clock.seconds > resumed.clock.before
+
+
+def test_training_seconds_sum_every_stage_and_every_session(tmp_path):
+    """A run of two stages (teachers, stage 2), the second resumed in a later process: what it cost in all is the
+    sum of each stage's last checkpoint clock, not what the last process timed."""
+    assert training_seconds(tmp_path / "run") is None  # nothing trained yet
+    teachers, _ = _setup(tmp_path / "run" / "teachers")
+    teachers.train()
+    stage2, _ = _setup(tmp_path / "run" / "finetune")
+    stage2.train(stop_at=3)
+    resumed, _ = _setup(tmp_path / "run" / "finetune")
+    resumed.train(resume=True)
+    assert training_seconds(tmp_path / "run") == pytest.approx(teachers.clock.seconds + resumed.clock.seconds)
+    assert training_seconds(tmp_path / "run" / "teachers") == pytest.approx(teachers.clock.seconds)
+    assert resumed.clock.before > 0.0  # the last process timed only steps 4..6
 
 
 def test_resume_from_periodic_checkpoint(tmp_path):

@@ -408,6 +408,19 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return aside[-1] if aside else None
 
 
+def training_seconds(run_dir: str | Path) -> float | None:
+    """Wall-clock seconds of every optimiser step under ``run_dir``, over every process that ran them.
+
+    Sums the ``seconds`` of the latest checkpoint (:func:`latest_checkpoint`) of each ``checkpoints`` folder at or
+    below ``run_dir`` (a method with stages, such as TAGI's teachers and stage 2, has one per stage). A benchmark
+    that times its own process sees 0 s for a stage an earlier session finished; this sees what it cost. Returns
+    None when there is no checkpoint (nothing trained yet, or a run saved none).
+    """
+    found = [latest_checkpoint(folder.parent) for folder in sorted(Path(run_dir).rglob("checkpoints"))]
+    states = [load_json(path / "state.json", "checkpoint state") for path in found if path is not None]
+    return sum(float(state.get("seconds", 0.0)) for state in states) if states else None
+
+
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, scalars = {}, {}
     for idx, pstate in sd["state"].items():

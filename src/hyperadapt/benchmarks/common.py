@@ -82,19 +82,23 @@ def markdown(result: Mapping[str, Any]) -> str:
     """The means of ``result["results"]`` (and of its ``sensitivity`` variants) as a Markdown table."""
     rows = table_rows(result)
     splits = list(dict.fromkeys(s for res in rows.values() for s in res))
-    train_s = result.get("train_s", {})
+    # train_s: this process's wall time; train_steps_s (results since it was recorded): the optimiser steps'
+    # seconds over every session that ran them, the column a resumed run needs
+    timings = [("train s", result.get("train_s", {}))]
+    if "train_steps_s" in result:
+        timings.append(("steps s, all sessions", result["train_steps_s"]))
     table = [
         [
             name,
             *(_cell(res[s]["mean"]) if s in res else "" for s in splits),
-            "" if train_s.get(name) is None else f"{train_s[name]:.0f}",
+            *("" if seconds.get(name) is None else f"{seconds[name]:.0f}" for _, seconds in timings),
         ]
         for name, res in rows.items()
     ]
     lines = [
         f"`{result.get('command', '')}`",
         "",
-        markdown_table(["method", *(f"{s} ROUGE-L / EM" for s in splits), "train s"], table),
+        markdown_table(["method", *(f"{s} ROUGE-L / EM" for s in splits), *(head for head, _ in timings)], table),
     ]
     eff = result.get("efficiency")
     if eff and "ratio" in eff:

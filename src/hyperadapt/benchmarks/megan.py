@@ -46,6 +46,7 @@ from hyperadapt.methods.baselines.zero_shot import zero_shot
 from hyperadapt.methods.megan import MeganConfig, MeganMethod, train_megan
 from hyperadapt.methods.megan.analysis import beta_plot_and_cost
 from hyperadapt.models import load_base_model
+from hyperadapt.training import training_seconds
 
 MethodConfig = MultiTaskLoraConfig | MetaICLConfig | ReptileConfig | MeganConfig
 # name: (config class, config file, train(cfg, out_dir, model_and_tokenizer=...) -> method)
@@ -161,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "configs": {},
         "results": {},
-        "train_s": {},
+        "train_s": {},  # this process's wall time per method (0 s for a run an earlier session finished)
+        "train_steps_s": {},  # the optimiser steps' seconds over every session, from the checkpoints
         "info": {},
     }
     plotted = next((m for m in names if m.startswith("megan")), None) if args.plots else None
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         method, cfg = train_method(name, args, runs, configs.get(name))
         method.name = name  # megan and megan-def are both MeganMethods
         result["train_s"][name] = time.perf_counter() - t0
+        result["train_steps_s"][name] = training_seconds(runs / name)
         result["configs"][name] = cfg
         if isinstance(method, MeganMethod):  # megan, megan-def
             result["info"][name] = {"hypernetwork_parameters": method.hypernet.num_parameters()}

@@ -51,7 +51,7 @@ from hyperadapt.methods.tagi.instructions import shuffled_instructions as shuffl
 from hyperadapt.methods.tagi.method import HYPERNET_DIR
 from hyperadapt.methods.tagi.teachers import TEACHERS_FILE
 from hyperadapt.models import load_base_model
-from hyperadapt.training import TrainConfig
+from hyperadapt.training import TrainConfig, training_seconds
 
 ABLATIONS = {
     "tagi-no-pretrain": ["pretrain.enabled=false"],
@@ -335,6 +335,8 @@ def collect(paths: list[str]) -> dict[str, Any]:
             merged["results"][named(name)] = res
             merged["row_commands"][named(name)] = part.get("command")
         merged["train_s"].update({named(k): v for k, v in part.get("train_s", {}).items()})
+        if "train_steps_s" in part:  # results since it was recorded
+            merged.setdefault("train_steps_s", {}).update({named(k): v for k, v in part["train_steps_s"].items()})
         for name, variants in part.get("sensitivity", {}).items():
             merged.setdefault("sensitivity", {}).setdefault(named(name), {}).update(variants)
         if "efficiency" in part:
@@ -468,7 +470,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "host": platform.node(),
         "threads": torch.get_num_threads(),
         "results": {},
-        "train_s": {},
+        "train_s": {},  # this process's wall time per method (0 s for a stage an earlier session finished)
+        "train_steps_s": {},  # the optimiser steps' seconds over every session, from the checkpoints
         "budget": {
             "rule": args.budget,
             "tagi_examples": tagi_examples(cfg),
@@ -483,6 +486,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         trained[name] = train_method(name, cfg, runs, args.budget)
         result["train_s"][name] = time.perf_counter() - t0
+        result["train_steps_s"][name] = training_seconds(runs / name)
         if not args.no_eval:
             scored_on = small if name in ABLATIONS and name not in MAIN_ROWS else ecfg
             result["results"][name] = score(trained[name], splits, scored_on, cfg.model, cfg.data, answers)
