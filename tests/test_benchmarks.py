@@ -282,8 +282,20 @@ def test_tagi_collect_by_budget_pairs_each_row_with_the_lora_of_its_budget_and_p
     assert all(p["low"] < p["mean"] < p["high"] for p in curves["tagi"] + curves["multitask-lora"])
     assert out.with_suffix(".budget.png").read_bytes()[:4] == b"\x89PNG"
     assert "| tagi (4x) vs multitask-lora (4x) | test | +4.00 [+4.00, +4.00] |" in out.with_suffix(".md").read_text()
+    # what 4x bought each method: its 4x row paired with its own 1x row, task by task
+    gains = merged["budget_gains"]["rows"]
+    assert set(gains) == {"tagi (4x)", "multitask-lora (4x)"}
+    assert gains["tagi (4x)"]["test"]["against"] == "tagi (1x)"
+    assert gains["tagi (4x)"]["test"]["rougeL"]["diff"] == pytest.approx(8.0)
+    assert gains["multitask-lora (4x)"]["test"]["rougeL"]["diff"] == pytest.approx(5.0)
+    assert gains["tagi (4x)"]["test"]["rougeL"]["wins"] == 5
+    assert "| tagi (4x) vs tagi (1x) | test | +8.00 [+8.00, +8.00] |" in out.with_suffix(".md").read_text()
     unlabelled = tagi.collect([str(paths[0])])
-    assert tagi.budget_curves(unlabelled) == {}
+    assert tagi.budget_curves(unlabelled) == {} and tagi.budget_gains(unlabelled) is None
+    # a method at one budget only (Hypter at 1x) has nothing to pair
+    one["results"]["hypter"] = scored(2.0)
+    paths[0].write_text(json.dumps(one))
+    assert "hypter (1x)" not in tagi.budget_gains(tagi.collect([f"{paths[0]}=1x", f"{paths[1]}=4x"]))["rows"]
 
 
 def test_bootstrap_mean_is_the_instance_mean_with_an_interval_over_tasks():

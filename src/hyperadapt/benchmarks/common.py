@@ -118,8 +118,10 @@ def markdown(result: Mapping[str, Any]) -> str:
                 f"Answers alone (adapters cached): FLOPs {ratio['answers_only']['flops']:.3f}, wall time "
                 f"{ratio['answers_only']['wall']:.3f}."
             )
-    comp = result.get("comparisons")
-    if comp and comp.get("rows"):
+    for key in ("comparisons", "budget_gains"):  # paired differences: from one reference row, or across budgets
+        comp = result.get(key)
+        if not comp or not comp.get("rows"):
+            continue
         diffs = [
             [
                 name if d.get("against", comp["reference"]) == comp["reference"] else f"{name} vs {d['against']}",

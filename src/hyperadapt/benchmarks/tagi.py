@@ -402,6 +402,41 @@ def budget_curves(result: dict[str, Any], key: str = "rougeL") -> dict[str, list
     return {name: sorted(points, key=lambda p: p["x"]) for name, points in curves.items()}
 
 
+def budget_gains(result: dict[str, Any]) -> dict[str, Any] | None:
+    """What more budget bought each method: every row collected with a budget label (``"tagi (4x)"``) paired
+    with the same method's row at its smallest budget (``"tagi (1x)"``), ROUGE-L and EM, ``paired_bootstrap``
+    over tasks (row minus the smaller budget's), on each split where both answered the same instances, named
+    in the split's ``against``. ``None`` when no method has rows at two budgets."""
+    budgets: dict[str, dict[float, str]] = {}
+    for row, res in result.get("results", {}).items():
+        label = _label(row)
+        if res and label and label.endswith("x"):
+            try:
+                budgets.setdefault(row.rpartition(" (")[0], {})[float(label[:-1])] = row
+            except ValueError:
+                continue
+    out: dict[str, Any] = {
+        "reference": "the same method at its smallest budget",
+        "method": "paired bootstrap over tasks, 10,000 resamples, 95%",
+        "rows": {},
+    }
+    for rows in budgets.values():
+        smallest = rows[min(rows)]
+        for _, row in sorted(rows.items()):
+            for split, scored in result["results"][row].items():
+                base = result["results"][smallest].get(split)
+                if row == smallest or base is None:
+                    continue
+                try:
+                    out["rows"].setdefault(row, {})[split] = {
+                        **{key: paired_bootstrap(scored["tasks"], base["tasks"], key) for key in ("rougeL", "em")},
+                        "against": smallest,
+                    }
+                except ValueError:  # other instances: no paired test
+                    continue
+    return out if out["rows"] else None
+
+
 def table_means(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     """``{metric: {row: instance mean}}`` of the first split of every row (sensitivity variants as
     ``"name (variant)"`` rows), the numbers the table's ``.md`` gives."""
@@ -444,6 +479,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         curves = budget_curves(result)
         if curves:
             result["budget_curves"] = curves
+        gains = budget_gains(result)
+        if gains:
+            result["budget_gains"] = gains
         save(result, args.out)
         plot_table(result, Path(args.out).with_suffix(".png"))
         if curves:
