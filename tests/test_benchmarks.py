@@ -366,3 +366,24 @@ def test_tagi_ablation_rows_are_scored_under_their_own_names(tmp_path, jsonl_dat
         "tagi.test.answers.jsonl",
     ]
     assert json.loads((runs / "tagi-no-kl" / "run.json").read_text())["method"] == "tagi"
+
+
+def test_hypter_gets_the_shuffled_instruction_rows_of_every_hypernetwork(tmp_path, jsonl_data, monkeypatch):
+    """Hypter-style generates its adapter from the instruction too: the benchmark asks it, as it asks TAGI,
+    whether another task's instruction changes its answers; the run's training seconds are recorded."""
+    from hyperadapt.testing import tiny_model
+
+    monkeypatch.setattr(tagi, "fresh", lambda cfg: tiny_model())
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        f"model: tiny\ndata: jsonl:{jsonl_data}\nrank: 2\nmax_instruction_tokens: 16\n"
+        "hypernet: {hidden: 16, blocks: 1}\nteachers: {rank: 2}\n"
+    )
+    runs = tmp_path / "runs"
+    args = ["--config", str(cfg), "--quick", "--eval-splits", "test", "--methods", "hypter"]
+    args += ["--efficiency-instances", "0", "--max-new-tokens", "2", "--runs", str(runs)]
+    result = tagi.main([*args, "--out", str(tmp_path / "out.json")])
+    assert set(result["sensitivity"]) == {"hypter"}
+    assert set(result["sensitivity"]["hypter"]) == {"shuffled", "random"}
+    assert sorted(p.name for p in (runs / "answers" / "shuffled").iterdir()) == ["hypter.test.answers.jsonl"]
+    assert result["train_steps_s"]["hypter"] > 0.0  # from the run's last checkpoint
