@@ -107,10 +107,28 @@ fi
 if done_step baselines_x4; then
   take_bench baselines_x4 runs/sni/x4 multitask-lora hypter
 fi
+# after the 4x rows: benchmarks/sni_v2_followup.sh's steps, in its own worktree (FOLLOWUP_WORK, default: the
+# ../jobs-* worktree with logs/followup.log)
+followup="${FOLLOWUP_WORK:-}"
+if [ -z "$followup" ]; then
+  for log in "$repo"/../jobs-*/logs/followup.log; do [ -f "$log" ] && followup="$(dirname "$(dirname "$log")")"; done
+fi
+if [ -n "$followup" ]; then
+  for name in hypter_x4_sensitivity spread_x4; do
+    if grep -q '^STEP DONE' "$followup/logs/$name.log" 2>/dev/null; then
+      src="$followup/results/sni/$name.json"
+      if [ ! -f "$docs/$name.json" ] || [ "$src" -nt "$docs/$name.json" ]; then
+        cp -p "$src" "$docs/$name.json"; echo "copied $src -> docs/results/sni/$name.json"
+      fi
+    fi
+  done
+fi
+x4_extra=()  # Hypter-style's shuffled- and random-instruction rows at 4x, once they exist
+if have hypter_x4_sensitivity.json; then x4_extra=(docs/results/sni/hypter_x4_sensitivity.json=4x); fi
 if have tagi_x4.json baselines_x4.json; then
   compare x4_compare "multi-task LoRA 4x=multitask_lora_x4.test.answers.jsonl" "TAGI 4x=tagi_x4.test.answers.jsonl" \
     "TAGI without fusion 4x=tagi_no_fusion_x4.test.answers.jsonl" "Hypter-style 4x=hypter_x4.test.answers.jsonl"
   hx bench tagi --collect docs/results/sni/multitask_lora_def.json=1x docs/results/sni/tagi_sent.json=1x \
     docs/results/sni/hypter_sent.json=1x docs/results/sni/tagi_x4.json=4x docs/results/sni/baselines_x4.json=4x \
-    --out docs/results/sni/budget.json
+    "${x4_extra[@]}" --out docs/results/sni/budget.json
 fi

@@ -387,3 +387,8 @@ def test_hypter_gets_the_shuffled_instruction_rows_of_every_hypernetwork(tmp_pat
     assert set(result["sensitivity"]["hypter"]) == {"shuffled", "random"}
     assert sorted(p.name for p in (runs / "answers" / "shuffled").iterdir()) == ["hypter.test.answers.jsonl"]
     assert result["train_steps_s"]["hypter"] > 0.0  # from the run's last checkpoint
+    # asked again (as benchmarks/sni_v2_followup.sh asks the lanes' finished 4x run): loaded, not trained again,
+    # and every answer read back from the logs
+    again = tagi.main([*args, "--out", str(tmp_path / "again.json")])
+    assert again["train_steps_s"] == result["train_steps_s"]
+    assert again["sensitivity"] == result["sensitivity"] and again["results"] == result["results"]

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# SNI-CPU v2 (issue 36), after the 4x rows: what the lanes' commit could not yet ask of the 4x hypernetworks.
+#
+#   benchmarks/sni_v2_followup.sh [COMMIT] [WORKDIR]     # LANES_WORK: the lanes' worktree (default ../jobs-16aa7dc)
+#
+# Makes (or reuses) a worktree of COMMIT (default: HEAD) like the lane scripts, links the 4x runs of
+# benchmarks/sni_v2_lanes.sh into it (runs/sni/x4 -> LANES_WORK/runs/sni/x4: read, and new answer logs added
+# beside theirs), and starts one background lane that waits for each lane step it needs:
+#   hypter_x4_sensitivity  after baselines_x4: Hypter-style at 4x (trained, loaded as it is) answers the test tasks
+#                          with shuffled and random instructions, 2 x 620 answers (10 per task), as TAGI's rows do
+#                          (bench tagi asks every hypernetwork since 28a38b4); its Def row comes from its answer log
+#   spread_x4              after tagi_x4 too: `bench spread` of the three 4x hypernetworks (no answers)
+# Estimate (written before it started, 2026-12-07): 1,240 answers at 2.4-4.7 s beside two other jobs, about 1-1.5 h,
+# and the spread about 15-25 min (4-7 min per run and split alone at 1x). One job: it starts when lane B's last
+# step has finished, so the machine keeps at most three. Resumable like the lanes: run the same command again.
+# Results: WORKDIR/results/sni/hypter_x4_sensitivity.json, spread_x4.json; benchmarks/sni_v2_collect.sh brings
+# them into docs/results/sni/.
+set -euo pipefail
+source "$(dirname "$0")/lanes_common.sh"
+lanes_setup sni "SNI data" "$@"
+export THREADS=1
+lanes_work="$(cd "${LANES_WORK:-$repo/../jobs-16aa7dc}" && pwd)"
+[ -d "$lanes_work/runs/sni" ] || { echo "error: no lanes' runs at $lanes_work/runs/sni" >&2; exit 2; }
+mkdir -p "$lanes_work/runs/sni/x4" "$work/runs/sni"
+ln -sfn "$lanes_work/runs/sni/x4" "$work/runs/sni/x4"
+lane_done() {  # lane_done STEP: wait until the lanes' step STEP has finished
+  until grep -q '^STEP DONE' "$lanes_work/logs/$1.log" 2>/dev/null; do sleep 300; done
+}
+# the 4x configuration of baselines_x4 and tagi_x4, so that their finished runs load (a changed setting is refused)
+x4=(bench tagi --config configs/tagi_sni.yaml --eval-splits test --limit 20 --efficiency-instances 0
+    --max-new-tokens 64 --max-prompt-tokens 384 --batch-size 16 --set train.save_every=10 teachers.train.save_every=10
+    --set teachers.train.steps=400 train.steps=800)
+(
+  lane_done baselines_x4
+  "$step" hypter_x4_sensitivity "${x4[@]}" --methods hypter --ablation-limit 10 --runs runs/sni/x4 \
+    --out results/sni/hypter_x4_sensitivity.json
+  lane_done tagi_x4
+  "$step" spread_x4 bench spread "TAGI 4x=runs/sni/x4/tagi" "TAGI without fusion 4x=runs/sni/x4/tagi-no-fusion" \
+    "Hypter-style 4x=runs/sni/x4/hypter" --data sni:../shared/data/sni --splits train test \
+    --out results/sni/spread_x4.json
+) >> "$work/logs/followup.log" 2>&1 &
+disown -a
+echo "follow-up lane started in $work (commit $commit), waiting on $lanes_work; follow: tail -f $work/logs/followup.log"
