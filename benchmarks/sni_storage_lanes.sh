@@ -22,11 +22,13 @@
 #   all7r4 all seven at rank 4, alpha 8 (the same alpha / r = 2)  about 2.3 MiB
 #   all7  all seven (bf16 alone, lowest priority) about 4.7 MiB
 # all7r4 was added after q/v lost 6.8 AP at rank 8 (2026-12-07): it asks whether fewer modules or a lower rank
-# costs less AP at the same size; a lane started before it existed picks it up when the script is run again.
+# costs less AP at the same size. A lane started before it existed runs the old list; it picks up the new one when
+# this script is run again with the same COMMIT (352801c) once that lane has ended (a session's end ends it): run
+# beside the old lane, the new list would start all7r4 beside the old lane's current row.
 # Estimate: SwitchCIT + oracle with all seven modules took 1 h 58 min with THREADS=2 alone (6,242 s of
 # training, 10.4 s per step of batch 8 at 384 tokens, the frozen model's forward and backward dominating);
 # fewer LoRA modules shorten a step by perhaps 10-25 %, so about 1.5-1.9 h per row on both cores alone,
-# 6-7.5 h for the four rows, and 2-3x longer beside other jobs or with one thread per lane.
+# 7.5-9.5 h for the five rows, and 2-3x longer beside other jobs or with one thread per lane.
 #
 # Every step resumes (training checkpoints every 20 steps, cached and logged answers): after an interruption
 # run the same command again; a step whose log ends in STEP DONE is skipped.

@@ -43,19 +43,21 @@ compare() {  # compare OUT LABEL=FILE...: the first file is the reference
 # Training seconds over every session: `bench tagi`'s train_s times its last process only (a stage that finished
 # in an earlier session counts 0 there), while each stage's last checkpoint carries the wall-clock seconds of
 # all its optimiser steps (state.json "seconds"); docs/results/sni/train_seconds.json lists them per run and stage.
-OMP_NUM_THREADS=1 .venv/bin/python - "$work/runs/sni" "$docs/train_seconds.json" <<'PY'
+OMP_NUM_THREADS=1 PYTHONPATH="$repo/src" .venv/bin/python - "$work/runs/sni" "$docs/train_seconds.json" <<'PY'
 import json, sys
 from pathlib import Path
+from hyperadapt.training import latest_checkpoint
 root, out = Path(sys.argv[1]), Path(sys.argv[2])
 rows = {}
 for ckpts in sorted(root.glob("*/**/checkpoints")):
-    steps = sorted(ckpts.glob("step-*"))
-    if not steps:
-        continue
-    state = json.loads((steps[-1] / "state.json").read_text())
-    rows[str(ckpts.parent.relative_to(root))] = {"step": state["step"], "seconds": round(float(state.get("seconds", 0.0)), 1)}
-out.write_text(json.dumps({"source": "state.json of each stage's last checkpoint under runs/sni", "stages": rows}, indent=1) + "\n")
-print(f"training seconds of {len(rows)} stages -> {out}")
+    last = latest_checkpoint(ckpts.parent)
+    if last is not None:
+        state = json.loads((last / "state.json").read_text())
+        seconds = state.get("seconds")
+        rows[str(ckpts.parent.relative_to(root))] = {"step": state["step"], "seconds": None if seconds is None else round(float(seconds), 1)}
+if rows:  # a worktree whose runs are gone leaves the last list as it was
+    out.write_text(json.dumps({"source": "state.json of each stage's latest checkpoint under runs/sni", "stages": rows}, indent=1) + "\n")
+print(f"training seconds of {len(rows)} stages -> {out if rows else 'nothing written'}")
 PY
 # part 2: the second setting (Def + 2 positive examples); the released TAGI's and zero-shot Def + 2 pos rows (and
 # the retrained LoRA of seed 0) were brought in by hand when they landed, before this script existed
@@ -110,25 +112,30 @@ fi
 # after the 4x rows: benchmarks/sni_v2_followup.sh's steps, in its own worktree (FOLLOWUP_WORK, default: the
 # ../jobs-* worktree with logs/followup.log)
 followup="${FOLLOWUP_WORK:-}"
-if [ -z "$followup" ]; then
-  for log in "$repo"/../jobs-*/logs/followup.log; do [ -f "$log" ] && followup="$(dirname "$(dirname "$log")")"; done
+if [ -z "$followup" ]; then  # the worktree whose follow-up log was written last
+  log="$(ls -t "$repo"/../jobs-*/logs/followup.log 2>/dev/null | head -1 || true)"
+  [ -z "$log" ] || followup="$(dirname "$(dirname "$log")")"
 fi
 if [ -n "$followup" ]; then
   for name in hypter_x4_sensitivity spread_x4; do
     if grep -q '^STEP DONE' "$followup/logs/$name.log" 2>/dev/null; then
       src="$followup/results/sni/$name.json"
-      if [ ! -f "$docs/$name.json" ] || [ "$src" -nt "$docs/$name.json" ]; then
+      if [ ! -f "$src" ]; then echo "missing: $src" >&2
+      elif [ ! -f "$docs/$name.json" ] || [ "$src" -nt "$docs/$name.json" ]; then
         cp -p "$src" "$docs/$name.json"; echo "copied $src -> docs/results/sni/$name.json"
       fi
     fi
   done
 fi
-x4_extra=()  # Hypter-style's shuffled- and random-instruction rows at 4x, once they exist
+# Hypter-style's shuffled- and random-instruction rows at 4x, once they exist: given before baselines_x4.json, whose
+# rows, training time and command then replace the follow-up's (a later file's win); its sensitivity rows and
+# train_steps_s stay
+x4_extra=()
 if have hypter_x4_sensitivity.json; then x4_extra=(docs/results/sni/hypter_x4_sensitivity.json=4x); fi
 if have tagi_x4.json baselines_x4.json; then
   compare x4_compare "multi-task LoRA 4x=multitask_lora_x4.test.answers.jsonl" "TAGI 4x=tagi_x4.test.answers.jsonl" \
     "TAGI without fusion 4x=tagi_no_fusion_x4.test.answers.jsonl" "Hypter-style 4x=hypter_x4.test.answers.jsonl"
   hx bench tagi --collect docs/results/sni/multitask_lora_def.json=1x docs/results/sni/tagi_sent.json=1x \
-    docs/results/sni/hypter_sent.json=1x docs/results/sni/tagi_x4.json=4x docs/results/sni/baselines_x4.json=4x \
-    "${x4_extra[@]}" --out docs/results/sni/budget.json
+    docs/results/sni/hypter_sent.json=1x docs/results/sni/tagi_x4.json=4x "${x4_extra[@]}" \
+    docs/results/sni/baselines_x4.json=4x --out docs/results/sni/budget.json
 fi

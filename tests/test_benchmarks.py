@@ -292,6 +292,9 @@ def test_tagi_collect_by_budget_pairs_each_row_with_the_lora_of_its_budget_and_p
     assert "| tagi (4x) vs tagi (1x) | test | +8.00 [+8.00, +8.00] |" in out.with_suffix(".md").read_text()
     unlabelled = tagi.collect([str(paths[0])])
     assert tagi.budget_curves(unlabelled) == {} and tagi.budget_gains(unlabelled) is None
+    # a label that ends in "x" but is no budget ("max") is a plain label: no budget pairs, no error
+    other = tagi.collect([f"{paths[0]}=max", f"{paths[1]}=x"])
+    assert tagi.budget_curves(other) == {} and tagi.budget_gains(other) is None
     # a method at one budget only (Hypter at 1x) has nothing to pair
     one["results"]["hypter"] = scored(2.0)
     paths[0].write_text(json.dumps(one))

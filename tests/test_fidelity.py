@@ -465,6 +465,18 @@ def test_an_evaluation_resumed_with_another_model_answers_again(jsonl_data, tmp_
             {"rank": 8, "target_modules": ["q_proj"], "teachers": {"rank": 8, "shared": False}},
             {"rank": 8, "target_modules": ["q_proj"], "teachers": {"rank": 8, "shared": True}},
         ),
+        # activation checkpointing, added to every training section (off: the same answers)
+        (
+            {"train": {"steps": 4}, "teachers": {"train": {"steps": 2}}},
+            {
+                "train": {"steps": 4, "gradient_checkpointing": False},
+                "teachers": {"train": {"steps": 2, "gradient_checkpointing": False}},
+            },
+            {
+                "train": {"steps": 5, "gradient_checkpointing": False},
+                "teachers": {"train": {"steps": 2, "gradient_checkpointing": False}},
+            },
+        ),
     ],
 )
 def test_answers_logged_before_a_key_rename_or_addition_are_reused(tmp_path, jsonl_data, older, newer, changed):

@@ -103,6 +103,10 @@ def test_training_seconds_sum_every_stage_and_every_session(tmp_path):
     assert training_seconds(tmp_path / "run") == pytest.approx(teachers.clock.seconds + resumed.clock.seconds)
     assert training_seconds(tmp_path / "run" / "teachers") == pytest.approx(teachers.clock.seconds)
     assert resumed.clock.before > 0.0  # the last process timed only steps 4..6
+    # a checkpoint from before the seconds were recorded: no total rather than one too small
+    state = latest_checkpoint(tmp_path / "run" / "teachers") / "state.json"
+    state.write_text(json.dumps({k: v for k, v in json.loads(state.read_text()).items() if k != "seconds"}))
+    assert training_seconds(tmp_path / "run") is None
 
 
 def test_resume_from_periodic_checkpoint(tmp_path):

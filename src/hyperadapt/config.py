@@ -32,7 +32,13 @@ T = TypeVar("T")
 RENAMED_KEYS: dict[str, str] = {"targets": "target_modules"}
 # Config options added since answers were first logged, with their default (dotted key -> default): at that
 # default the option changes nothing, so answers logged before it existed are still reused.
-ADDED_KEYS: dict[str, Any] = {"teachers.shared": False}
+ADDED_KEYS: dict[str, Any] = {
+    "teachers.shared": False,
+    # activation checkpointing (e10ddaf): the same answers with or without it
+    "train.gradient_checkpointing": False,
+    "teachers.train.gradient_checkpointing": False,
+    "pretrain.train.gradient_checkpointing": False,
+}
 # The one override syntax: every command and benchmark that reads a config takes `--set KEY=VALUE`, repeatable.
 OVERRIDE_HELP = (
     "config override KEY=VALUE, the value in YAML (repeatable; several may follow one --set): "

@@ -413,12 +413,17 @@ def training_seconds(run_dir: str | Path) -> float | None:
 
     Sums the ``seconds`` of the latest checkpoint (:func:`latest_checkpoint`) of each ``checkpoints`` folder at or
     below ``run_dir`` (a method with stages, such as TAGI's teachers and stage 2, has one per stage). A benchmark
-    that times its own process sees 0 s for a stage an earlier session finished; this sees what it cost. Returns
-    None when there is no checkpoint (nothing trained yet, or a run saved none).
+    that times its own process sees 0 s for a stage an earlier session finished; this sees what its optimiser
+    steps cost up to the last checkpoint (not steps redone after an interruption, checkpoint writes or answers).
+    Only stages trained under ``run_dir`` count: an ablation that reuses TAGI's teachers counts its own stage 2.
+    Returns None when there is no checkpoint (nothing trained yet, or a run saved none) or when one predates
+    the recorded seconds (5e85ee2), which would undercount.
     """
     found = [latest_checkpoint(folder.parent) for folder in sorted(Path(run_dir).rglob("checkpoints"))]
     states = [load_json(path / "state.json", "checkpoint state") for path in found if path is not None]
-    return sum(float(state.get("seconds", 0.0)) for state in states) if states else None
+    if not states or any("seconds" not in state for state in states):
+        return None
+    return sum(float(state["seconds"]) for state in states)
 
 
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         method, cfg = train_method(name, args, runs, configs.get(name))
         method.name = name  # megan and megan-def are both MeganMethods
         result["train_s"][name] = time.perf_counter() - t0
-        result["train_steps_s"][name] = training_seconds(runs / name)
+        # the tagi row is a run loaded from --tagi-run, trained elsewhere: no steps of this benchmark's
+        result["train_steps_s"][name] = None if name == "tagi" else training_seconds(runs / name)
         result["configs"][name] = cfg
         if isinstance(method, MeganMethod):  # megan, megan-def
             result["info"][name] = {"hypernetwork_parameters": method.hypernet.num_parameters()}

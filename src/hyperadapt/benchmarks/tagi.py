@@ -387,6 +387,18 @@ def _label(row: str) -> str | None:
     return rest[:-1] if sep and name and rest.endswith(")") else None
 
 
+def _budget(row: str) -> tuple[str, float] | None:
+    """``(method, multiple)`` of a row collected with a budget label (``"tagi (4x)"`` -> ``("tagi", 4.0)``);
+    None for any other row (no label, or one such as ``"max"`` that is not a number and an ``x``)."""
+    label = _label(row)
+    if label is None or not label.endswith("x"):
+        return None
+    try:
+        return row.rpartition(" (")[0], float(label[:-1])
+    except ValueError:
+        return None
+
+
 def budget_curves(result: dict[str, Any], key: str = "rougeL") -> dict[str, list[dict[str, float]]]:
     """Each method's score against its training budget, from rows collected with budget labels
     (``--collect v1.json=1x x4.json=4x``: rows ``"tagi (1x)"``, ``"tagi (4x)"``): per method, one point per
@@ -395,17 +407,13 @@ def budget_curves(result: dict[str, Any], key: str = "rougeL") -> dict[str, list
     Rows without a budget label are left out; empty when none has one."""
     curves: dict[str, list[dict[str, float]]] = {}
     for row, res in result.get("results", {}).items():
-        label = _label(row)
-        if not res or label is None or not label.endswith("x"):
-            continue
-        try:
-            multiple = float(label[:-1])
-        except ValueError:
+        budget = _budget(row)
+        if not res or budget is None:
             continue
         scored = next(iter(res.values()))
         interval = bootstrap_mean(scored["tasks"], key)
-        point = {"x": multiple, "mean": interval["mean"], "low": interval["low"], "high": interval["high"]}
-        curves.setdefault(row.rpartition(" (")[0], []).append(point)
+        point = {"x": budget[1], "mean": interval["mean"], "low": interval["low"], "high": interval["high"]}
+        curves.setdefault(budget[0], []).append(point)
     return {name: sorted(points, key=lambda p: p["x"]) for name, points in curves.items()}
 
 
@@ -416,12 +424,9 @@ def budget_gains(result: dict[str, Any]) -> dict[str, Any] | None:
     in the split's ``against``. ``None`` when no method has rows at two budgets."""
     budgets: dict[str, dict[float, str]] = {}
     for row, res in result.get("results", {}).items():
-        label = _label(row)
-        if res and label and label.endswith("x"):
-            try:
-                budgets.setdefault(row.rpartition(" (")[0], {})[float(label[:-1])] = row
-            except ValueError:
-                continue
+        budget = _budget(row)
+        if res and budget is not None:
+            budgets.setdefault(budget[0], {})[budget[1]] = row
     out: dict[str, Any] = {
         "reference": "the same method at its smallest budget",
         "method": "paired bootstrap over tasks, 10,000 resamples, 95%",
