@@ -105,6 +105,9 @@ fi
 # part 3: 4x the budget
 if done_step tagi_x4; then
   take_bench tagi_x4 runs/sni/x4 tagi tagi-no-fusion
+  # the second target: TAGI without fusion at least 8 points above zero-shot (reading the definition)
+  compare x4_vs_zero_shot "zero-shot Def=zero_shot_def.predictions.jsonl" \
+    "TAGI without fusion 4x=tagi_no_fusion_x4.test.answers.jsonl" "TAGI 4x=tagi_x4.test.answers.jsonl"
 fi
 if done_step baselines_x4; then
   take_bench baselines_x4 runs/sni/x4 multitask-lora hypter
