@@ -371,14 +371,22 @@ def comparisons(result: dict[str, Any], reference: str = "multitask-lora") -> di
             base = (rows.get(against) or {}).get(split)
             if name == against or base is None:
                 continue
-            try:
-                out["rows"].setdefault(name, {})[split] = {
-                    **{key: paired_bootstrap(scored["tasks"], base["tasks"], key) for key in ("rougeL", "em")},
-                    "against": against,
-                }
-            except ValueError:  # other instances (e.g. an ablation row on fewer per task): no paired test
-                continue
+            paired = _paired(scored, base, against)
+            if paired is not None:  # None: other instances (e.g. an ablation row on fewer per task)
+                out["rows"].setdefault(name, {})[split] = paired
     return out
+
+
+def _paired(scored: dict[str, Any], base: dict[str, Any], against: str) -> dict[str, Any] | None:
+    """ROUGE-L and EM of split scores ``scored`` minus ``base`` (``paired_bootstrap`` over tasks), named
+    ``against``; None when the two did not answer the same instances of the same tasks."""
+    try:
+        return {
+            **{key: paired_bootstrap(scored["tasks"], base["tasks"], key) for key in ("rougeL", "em")},
+            "against": against,
+        }
+    except ValueError:
+        return None
 
 
 def _label(row: str) -> str | None:
@@ -439,13 +447,9 @@ def budget_gains(result: dict[str, Any]) -> dict[str, Any] | None:
                 base = result["results"][smallest].get(split)
                 if row == smallest or base is None:
                     continue
-                try:
-                    out["rows"].setdefault(row, {})[split] = {
-                        **{key: paired_bootstrap(scored["tasks"], base["tasks"], key) for key in ("rougeL", "em")},
-                        "against": smallest,
-                    }
-                except ValueError:  # other instances: no paired test
-                    continue
+                paired = _paired(scored, base, smallest)
+                if paired is not None:
+                    out["rows"].setdefault(row, {})[split] = paired
     return out if out["rows"] else None
 
 
