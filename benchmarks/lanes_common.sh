@@ -10,7 +10,8 @@
 #
 # run_step.sh NAME ARGS... runs `hyperadapt ARGS` in the worktree with its own code, at nice 19 and THREADS
 # (default 1) torch threads, appending to logs/NAME.log; a step whose log has a line starting STEP DONE is
-# skipped, so running a lane script again resumes where it stopped (the commands themselves also resume).
+# skipped, so running a lane script again resumes where it stopped (the commands themselves also resume). A step
+# that fails appends STEP FAILED to its log (and its lane stops there: the scripts run under set -e).
 
 lanes_setup() {
   local dataset="$1" what="$2" data
@@ -44,7 +45,8 @@ t="${THREADS:-1}"
 OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t PYTHONPATH="$PWD/src" nice -n 19 .venv/bin/python -m hyperadapt "$@" \
   >> "logs/$name.log" 2>&1
 rc=$?
-if [ $rc -eq 0 ]; then echo "STEP DONE $(date -u +%FT%TZ)" >> "logs/$name.log"; fi
+if [ $rc -eq 0 ]; then echo "STEP DONE $(date -u +%FT%TZ)" >> "logs/$name.log"
+else echo "STEP FAILED exit $rc $(date -u +%FT%TZ)" >> "logs/$name.log"; fi
 echo "$(date -u +%FT%TZ) $name: exit $rc"
 exit $rc
 EOF
@@ -52,7 +54,21 @@ EOF
   mv -f "$step.new" "$step"
 }
 
-# wait_done NAME: block until step NAME's log says it finished (a step of another lane).
+# wait_done NAME [LOGS]: block until step NAME's log (in LOGS, default this worktree's logs) says it finished (a step
+# of another lane or script). Returns 1, saying so, when its last STEP line is STEP FAILED and nothing is running it
+# again (its lock is free): a waiting lane stops instead of waiting forever; run its script again after the fix.
 wait_done() {
-  until grep -q '^STEP DONE' "$work/logs/$1.log" 2>/dev/null; do sleep 300; done
+  local log="${2:-$work/logs}/$1.log" last
+  while :; do
+    last="$(grep '^STEP ' "$log" 2>/dev/null | tail -n 1)"
+    case "$last" in
+      "STEP DONE"*) return 0 ;;
+      "STEP FAILED"*)
+        if flock -n "${log%.log}.lock" true 2>/dev/null; then
+          echo "$(date -u +%FT%TZ) error: step $1 failed ($log: $last); not waiting for it" >&2
+          return 1
+        fi ;;
+    esac
+    sleep 300
+  done
 }

@@ -27,9 +27,7 @@ lanes_work="$(cd "${LANES_WORK:-$repo/../jobs-16aa7dc}" && pwd)"
 [ "$work" != "$lanes_work" ] || { echo "error: give the follow-up its own commit or WORKDIR, not the lanes' worktree" >&2; exit 2; }
 [ ! -L "$work/runs/sni/x4" ] || rm "$work/runs/sni/x4"  # an earlier version of this script linked the whole folder
 mkdir -p "$work/runs/sni/x4"
-lane_done() {  # lane_done STEP: wait until the lanes' step STEP has finished
-  until grep -q '^STEP DONE' "$lanes_work/logs/$1.log" 2>/dev/null; do sleep 300; done
-}
+lane_done() { wait_done "$1" "$lanes_work/logs"; }  # the lanes' step STEP has finished (1: it failed)
 take_run() {  # take_run NAME: the lanes' finished run folder runs/sni/x4/NAME, as hard links, once
   [ -d "$work/runs/sni/x4/$1" ] || cp -al "$lanes_work/runs/sni/x4/$1" "$work/runs/sni/x4/$1"
 }
