@@ -72,6 +72,16 @@ def test_demo_refuses_a_bad_budget():
     assert bare.exit_code == 2 and "--set KEY=VALUE (--set limit=3)" in bare.output
 
 
+def test_demo_without_matplotlib_says_so_before_training(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 2 and "pip install 'hyperadapt[plots]'" in result.output
+    assert not (tmp_path / "demo").exists()  # refused before any stage wrote anything
+
+
 def test_every_override_option_says_the_same():
     from hyperadapt.config import OVERRIDE_HELP
 

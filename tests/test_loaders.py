@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from hyperadapt.data import load_tasks
 from hyperadapt.data.loaders import (
     ContinualStream,
     load_cl_stream,
@@ -293,8 +294,16 @@ def test_load_jsonl_split_filter(tmp_path: Path) -> None:
     assert [t.name for t in test] == ["a"]
     assert [i.id for i in test[0].instances] == ["a-1"]  # ids count all lines of a task, so they are stable
     assert [len(t.instances) for t in load_jsonl(path, split="train")] == [1, 1]
-    with pytest.raises(TaskDataError, match="no instance has field 'split' equal to 'dev'"):
+    with pytest.raises(TaskDataError, match=r"no instance has field 'split' equal to 'dev' \(found: test, train\)"):
         load_jsonl(path, split="dev")
+
+
+def test_load_jsonl_without_split_fields_says_to_keep_all(tmp_path: Path) -> None:
+    # training configs default to split 'train': a file without split fields must say how to keep every line
+    path = write_lines(tmp_path / "d.jsonl", [jrow("a", 0), jrow("b", 0)])
+    with pytest.raises(TaskDataError, match="no instance has a 'split' field.*use split 'all'"):
+        load_jsonl(path, split="train")
+    assert [t.name for t in load_tasks(f"jsonl:{path}", "all")] == ["a", "b"]
 
 
 def test_load_jsonl_directory(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from hyperadapt.cli._errors import console
 
 
 def adapter(
-    run: Annotated[Path, typer.Argument(help="a trained TAGI (or Hypter) run directory")],
+    run: Annotated[Path, typer.Argument(help="a trained TAGI (or Hypter) run directory or a released checkpoint")],
     instruction: Annotated[str, typer.Option(help="the task instruction to turn into an adapter")],
     out: Annotated[Path, typer.Option(help="folder for the PEFT adapter")],
 ) -> None:

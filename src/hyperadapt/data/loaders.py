@@ -390,7 +390,13 @@ def _group(rows: Iterable[_Row], source: str, split: str | None = None) -> list[
         raise TaskDataError(f"{source}: no instances")
     tasks = [t for name, rs in groups.items() if (t := _task_from_rows(name, rs, split)) is not None]
     if not tasks:
-        raise TaskDataError(f"{source}: no instance has field 'split' equal to {split!r}")
+        found = sorted({r.split for rs in groups.values() for r in rs if r.split is not None})
+        if not found:
+            raise TaskDataError(
+                f"{source}: no instance has a 'split' field, so split {split!r} keeps none: use split 'all' "
+                "(--split all, or --set split=all for training) to keep every instance, or give each a split"
+            )
+        raise TaskDataError(f"{source}: no instance has field 'split' equal to {split!r} (found: {', '.join(found)})")
     return tasks
 
 

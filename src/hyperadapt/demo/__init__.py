@@ -11,6 +11,7 @@ model and seed), ``timings.json`` and one generated PEFT adapter folder::
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import platform
 import time
 from dataclasses import fields
@@ -22,6 +23,7 @@ from hyperadapt.config import to_dict
 from hyperadapt.demo.config import QUICK, DemoConfig, demo_config
 from hyperadapt.demo.runner import collect, pending, run_stages
 from hyperadapt.demo.stages import LANES, STAGES
+from hyperadapt.errors import UserError
 from hyperadapt.io import save_json
 
 __all__ = ["DemoConfig", "demo_config", "reproduce_command", "run_demo"]
@@ -57,9 +59,13 @@ def model_path(cfg: DemoConfig) -> str:
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> int:
-    """Run (or resume) the demo and write its report; returns 0, or 1 when a stage failed."""
+    """Run (or resume) the demo and write its report; returns 0, or 1 when a stage failed.
+
+    Raises UserError before any training when matplotlib (the report's figures) is not installed."""
     from hyperadapt.report.demo_report import write_demo_report
 
+    if importlib.util.find_spec("matplotlib") is None:  # else it fails after every stage trained, at the report
+        raise UserError("the demo's report draws figures with matplotlib: pip install 'hyperadapt[plots]'")
     console = console or Console(markup=False, highlight=False)
     out = Path(cfg.out)
     start = time.perf_counter()
