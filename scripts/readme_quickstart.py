@@ -63,7 +63,7 @@ def main() -> int:
     tee = Tee(sys.stdout)  # type: ignore[arg-type]  # sys.stdout is a TextIO
     os.chdir(args.workdir)
     wall, cpu = time.perf_counter(), time.process_time()
-    with contextlib.redirect_stdout(tee):  # type: ignore[type-var]  # a TextIOBase is what print writes to
+    with contextlib.redirect_stdout(tee):
         exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     result = {
