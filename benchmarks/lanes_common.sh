@@ -60,7 +60,7 @@ EOF
 wait_done() {
   local log="${2:-$work/logs}/$1.log" last
   while :; do
-    last="$(grep '^STEP ' "$log" 2>/dev/null | tail -n 1)"
+    last="$(grep -a '^STEP ' "$log" 2>/dev/null | tail -n 1)" || true  # no STEP line yet: grep's 1 must not end the lane
     case "$last" in
       "STEP DONE"*) return 0 ;;
       "STEP FAILED"*)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where each step of a lane worktree stands: done, failed, running (its last progress line) or waiting.
+# Where each step of a lane worktree stands: done, failed, running (its last progress line) or stopped.
 #
 #   benchmarks/lanes_status.sh [WORKDIR...]     # default: every ../jobs-* worktree beside this checkout
 #
@@ -15,7 +15,7 @@ for work in "$@"; do
   for log in "$work"/logs/*.log; do
     name="$(basename "$log" .log)"
     [ -e "$work/logs/$name.lock" ] || continue  # lane logs (laneA.log, ...) have no lock: not a step
-    last="$(grep -a '^STEP ' "$log" | tail -n 1)"
+    last="$(grep -a '^STEP ' "$log" | tail -n 1)" || true
     if [[ "$last" == "STEP DONE"* ]]; then state="done ${last#STEP DONE }"
     elif ! flock -n "$work/logs/$name.lock" true 2>/dev/null; then
       # the last progress bar (tqdm redraws with \r) or line of the step's log

@@ -16,6 +16,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -67,8 +68,7 @@ def main() -> int:
         exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     result = {
-        "command": "OMP_NUM_THREADS=1 .venv/bin/python scripts/readme_quickstart.py "
-        f"--workdir {args.workdir} --out {args.out}",
+        "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python {shlex.join(sys.argv)}",
         "commit": commit,
         "code": code,
         "printed": tee.copy.getvalue().splitlines(),

@@ -76,7 +76,14 @@ def test_demo_without_matplotlib_says_so_before_training(monkeypatch, tmp_path):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == "matplotlib" else real(name, *a, **k)
+    )
+
+    def no_training(*_a: object, **_k: object) -> None:
+        raise AssertionError("the demo started training without matplotlib")
+
+    monkeypatch.setattr("hyperadapt.demo.run_stages", no_training)
     result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 2 and "pip install 'hyperadapt[plots]'" in result.output
     assert not (tmp_path / "demo").exists()  # refused before any stage wrote anything

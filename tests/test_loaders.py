@@ -304,6 +304,7 @@ def test_load_jsonl_without_split_fields_says_to_keep_all(tmp_path: Path) -> Non
     with pytest.raises(TaskDataError, match="no instance has a 'split' field.*use split 'all'"):
         load_jsonl(path, split="train")
     assert [t.name for t in load_tasks(f"jsonl:{path}", "all")] == ["a", "b"]
+    assert [t.name for t in load_jsonl(path, split="all")] == ["a", "b"]  # the name the message gives works here too
 
 
 def test_load_jsonl_directory(tmp_path: Path) -> None:

@@ -430,11 +430,11 @@ def load_jsonl(path: str | Path, split: str | None = None) -> list[Task]:
     One instance a line: required ``task``, ``instruction``, ``input``, ``output`` (a string or a list of
     strings); optional ``id``, ``categories``, ``condition_type``, ``options``, ``split``. Lines are grouped
     into tasks by ``task``; task-level fields must agree across a task's lines. ``split`` keeps only the
-    lines whose ``split`` field equals it.
+    lines whose ``split`` field equals it; ``None`` or ``"all"`` keeps every line.
     """
     path = Path(path)
     rows = [row for file in _jsonl_files(path) for row in _jsonl_rows(file)]
-    return _group(rows, str(path), split)
+    return _group(rows, str(path), None if split == "all" else split)
 
 
 def _pick_columns(row: Any, source: str) -> dict[str, str]:
