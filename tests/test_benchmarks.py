@@ -108,6 +108,29 @@ def test_results_record_the_bench_command():
     assert command("megan", ["--out", "my results/m.json"]) == "hyperadapt bench megan --out 'my results/m.json'"
 
 
+def test_results_record_where_and_when_they_ran(tmp_path, monkeypatch):
+    import re
+    import subprocess
+
+    from hyperadapt import benchmarks
+
+    info = benchmarks.machine()
+    assert {"started_utc", "commit", "hyperadapt", "torch", "threads", "cpus", "load_average"} <= set(info)
+    assert info["commit"] is None or re.fullmatch(r"[0-9a-f]{7,}(\+dirty)?", info["commit"]), info["commit"]
+    assert info["started_utc"].endswith("+00:00")
+
+    # outside a git checkout of this source (a wheel in site-packages) there is no commit to report, and no error
+    def no_git(*_a: object, **_k: object) -> subprocess.CompletedProcess[str]:
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert benchmarks.source_commit() is None
+    monkeypatch.setattr(
+        subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 128, "", "fatal: not a git repository")
+    )
+    assert benchmarks.source_commit() is None
+
+
 def test_bench_passes_options_and_help_to_the_benchmark_and_python_m_runs_it_too():
     import subprocess
     import sys

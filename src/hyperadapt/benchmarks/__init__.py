@@ -9,10 +9,15 @@ benchmark is a module ``NAME.py`` with ``main(argv)`` (an argparse ``Parser``) a
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
+import platform
 import shlex
+import subprocess
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 from hyperadapt.config import OVERRIDE_HELP, expand_set_args, parse_override, refuse_stray_overrides
 from hyperadapt.errors import UserError
@@ -35,6 +40,47 @@ BENCHMARKS = {
 def command(name: str, argv: Sequence[str] | None = None) -> str:
     """The command that reruns benchmark ``name`` with ``argv`` (default ``sys.argv[1:]``), for its results."""
     return shlex.join(["hyperadapt", "bench", name, *(sys.argv[1:] if argv is None else argv)])
+
+
+def source_commit() -> str | None:
+    """The git commit of the running ``hyperadapt`` source (short hash, ``+dirty`` with uncommitted changes), or
+    None when it is not a git checkout (an installed wheel) or git is missing."""
+    here = Path(__file__).resolve().parent
+    try:
+
+        def git(*args: str) -> str:
+            done = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10)
+            if done.returncode != 0:
+                raise OSError(done.stderr.strip())
+            return done.stdout.strip()
+
+        git("ls-files", "--error-unmatch", "__init__.py")  # tracked: a checkout of this source, not a venv in a repo
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", str(here.parent))
+        return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """Where and when a benchmark ran, for its JSON: the source commit, versions, torch threads, CPUs, the load
+    average (1, 5, 15 min) when it started (other jobs on the machine slow every timing) and the UTC start time."""
+    import torch
+    import transformers
+
+    from hyperadapt import __version__
+
+    return {
+        "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": source_commit(),
+        "hyperadapt": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+    }
 
 
 class Parser(argparse.ArgumentParser):

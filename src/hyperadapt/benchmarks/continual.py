@@ -23,15 +23,13 @@ difference from the reference, in ``OUT/storage.json`` and ``OUT/storage.md`` (s
 from __future__ import annotations
 
 import argparse
-import platform
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hyperadapt.benchmarks import Parser, command
+from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
 from hyperadapt.errors import UserError
@@ -290,12 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{cfg.train.max_length}), at most {cfg.eval.max_new_tokens} new tokens",
         "unseen": cfg.unseen,
         "calibrate_on": cfg.router.calibrate_on,
-        "machine": {
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "methods": {},
     }
     first: Path | None = None  # the first run (SwitchCIT's, when it runs): every later run is seeded from it

@@ -33,7 +33,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
-from hyperadapt.benchmarks import Parser, command
+from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.core import LINEAR_MODULES, AdapterBank, GatedMLP, conditioned, inject, peft_wrapping, remove
 from hyperadapt.io import check_out_file
 from hyperadapt.models import load_base_model
@@ -404,6 +404,7 @@ def run(
         "memory": meter.method,
         "forward_calls": "logits_to_keep=1, inference_mode",
         "command": command("core", argv),
+        "machine": machine(),
         "wall_s": time.perf_counter() - start,
     }
     if cfg.out is not None:

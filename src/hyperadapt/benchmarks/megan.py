@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from hyperadapt.benchmarks import Parser, command
+from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score
 from hyperadapt.config import load_config, to_dict
 from hyperadapt.data import load_tasks
@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs, started = Path(args.runs), time.perf_counter()
     result: dict[str, Any] = {
         "command": command("megan", argv),
+        "machine": machine(),
         "eval": {s: to_dict(c) for s, c in ecfg.items()},
         "host": platform.node(),
         "threads": torch.get_num_threads(),

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -36,7 +34,7 @@ from typing import Any, Literal
 
 import torch
 
-from hyperadapt.benchmarks import Parser, command
+from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
 from hyperadapt.encoders import CachedEncoder
@@ -202,12 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_unseen_tasks": len(unseen_tasks),
         "target": TARGET,
         "ap_from": args.ap_from,
-        "machine": {
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "rules": [],
     }
     for name in args.encoders:

@@ -38,7 +38,7 @@ import torch
 from peft import get_peft_model
 from transformers import AutoModelForCausalLM, GenerationMixin, LlamaConfig, PreTrainedModel
 
-from hyperadapt.benchmarks import Parser, command
+from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.benchmarks.core import Meter
 from hyperadapt.core import AdapterBank, conditioned, inject, peft_wrapping, remove, target_linears
 from hyperadapt.io import check_out_file, save_json
@@ -376,6 +376,7 @@ def run(cfg: ScaleConfig, log: Callable[[str], None] = print, argv: Sequence[str
         torch.set_num_threads(cfg.threads)
     result: dict[str, Any] = {
         "command": command("scale", argv),
+        "machine": machine(),
         "config": asdict(cfg),
         "device": str(device),
         "torch": torch.__version__,

@@ -45,7 +45,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from hyperadapt.benchmarks import Parser
+from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.benchmarks.common import drive_load
 from hyperadapt.core.rows import Servable, fold
 from hyperadapt.io import check_out_file
@@ -341,6 +341,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     methods = {name: Run.open(path).load(mt) for name, path in map(parse_named, args.run)}
     method = next(iter(methods.values())) if methods else hypernet_method(*mt)
     result: dict[str, Any] = {
+        "command": command("serve", argv),
+        "machine": machine(),
         "model": args.model,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "platform": platform.platform(),

@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from hyperadapt.benchmarks import Parser, command
+from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score, table_rows
 from hyperadapt.config import apply_overrides, from_dict, load_config, to_dict
 from hyperadapt.data import load_tasks
@@ -518,6 +518,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     splits = {s: load_tasks(cfg.data, s) for s in args.eval_splits}
     result = {
         "command": command("tagi", argv),
+        "machine": machine(),
         "config": to_dict(cfg),
         "eval": to_dict(ecfg),
         "ablation_eval": to_dict(small),

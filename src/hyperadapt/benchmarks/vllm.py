@@ -38,7 +38,7 @@ import httpx
 import torch
 from transformers import BatchEncoding
 
-from hyperadapt.benchmarks import Parser, command
+from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.benchmarks.common import drive_load, load_summary
 from hyperadapt.io import check_out_file
 from hyperadapt.report.tables import markdown_table
@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "command": command("vllm", argv),
+        "machine": machine(),
         "platform": platform.platform(),
         "threads": args.threads,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
