@@ -11,6 +11,7 @@ def test_info():
     result = runner.invoke(app, ["info"])
     assert result.exit_code == 0, result.output
     assert "transformers" in result.output and "default model" in result.output
+    assert "Q4_1" in result.output and "dequantised" in result.output  # what the default model's weights are
     assert "sentence enc." in result.output
 
 

@@ -16,7 +16,14 @@ def info() -> None:
     import torch
 
     from hyperadapt.encoders import sentence_encoder_dir
-    from hyperadapt.models import INSTALL_DEFAULT_MODEL, default_model_dir, default_model_installed, pick_device
+    from hyperadapt.models import (
+        DEFAULT_GGUF_NAME,
+        DEFAULT_MODEL_PACKAGE,
+        INSTALL_DEFAULT_MODEL,
+        default_model_dir,
+        default_model_installed,
+        pick_device,
+    )
 
     for pkg in ("hyperadapt", "torch", "transformers", "peft", "safetensors"):
         try:
@@ -29,7 +36,10 @@ def info() -> None:
     console.print(f"{'device':14s} {dev} ({name}), {torch.get_num_threads()} threads")
     cached = (default_model_dir() / "config.json").exists()
     if default_model_installed():
-        state = f"installed; cache {'at ' + str(default_model_dir()) if cached else 'not built yet (first load)'}"
+        state = (
+            f"SmolLM2-135M-Instruct, {DEFAULT_GGUF_NAME} of {DEFAULT_MODEL_PACKAGE} dequantised to fp32; "
+            f"cache {'at ' + str(default_model_dir()) if cached else 'not built yet (first load)'}"
+        )
     else:
         state = f"missing: {INSTALL_DEFAULT_MODEL}"
     console.print(f"{'default model':14s} {state}")
