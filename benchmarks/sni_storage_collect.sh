@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Storage per continual task (issue 36, part 4): bring the rows that benchmarks/sni_storage_lanes.sh finished into
+# docs/results/continual/storage/ and rebuild the table there, with no model involved (seconds). Run it whenever a
+# storage row has finished; idempotent (a file is copied again only when its source is newer); a row that has
+# not finished is skipped.
+#
+#   benchmarks/sni_storage_collect.sh [WORKDIR]     # WORKDIR: the storage lane's worktree (default: ../jobs-352801c)
+#
+# For each finished row ROW (its step's log ends in STEP DONE): WORKDIR/results/continual/sni-order1-storage/ROW/
+# summary.json -> ROW_bf16_summary.json and ap_curves.png -> ROW_bf16_ap_curves.png; then `hyperadapt bench
+# continual --storage-table` over the copied summaries beside SNI-CPU v1's fp32 row -> storage.{json,md} (the
+# command is printed; the docs quote it).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(cd "${1:-$repo/../jobs-352801c}" && pwd)"
+src=results/continual/sni-order1-storage
+docs=docs/results/continual/storage
+cd "$repo"
+mkdir -p "$docs"
+rows=(qv attn all7r4 mlp all7)  # the lane's order (sni_storage_lanes.sh)
+take() {  # take SRC DEST: copy WORKDIR/SRC to DEST when it is new or newer
+  if [ ! -f "$2" ] || [ "$work/$1" -nt "$2" ]; then cp -p "$work/$1" "$2"; echo "copied $1 -> $2"; fi
+}
+table=()
+for r in "${rows[@]}"; do
+  grep -q '^STEP DONE' "$work/logs/storage_$r.log" 2>/dev/null || { echo "not finished: storage_$r"; continue; }
+  take "$src/$r/summary.json" "$docs/${r}_bf16_summary.json"
+  [ ! -f "$work/$src/$r/ap_curves.png" ] || take "$src/$r/ap_curves.png" "$docs/${r}_bf16_ap_curves.png"
+  table+=("$r-bf16=$docs/${r}_bf16_summary.json")
+done
+[ ${#table[@]} -gt 0 ] || { echo "no storage row has finished yet"; exit 0; }
+args=(bench continual --storage-table "${table[@]}"
+      --reference "all7-fp32 (SNI-CPU v1)=docs/results/continual/sni_v1_order1_summary.json" --out "$docs")
+echo "+ hyperadapt ${args[*]}"
+OMP_NUM_THREADS=1 PYTHONPATH="$repo/src" .venv/bin/python -m hyperadapt "${args[@]}"
