@@ -12,11 +12,13 @@ from hyperadapt.cli import app
 MIB = 2**20
 
 
-def summary(folder, ap, oracle_ap=None, per_task=3 * MIB, router=MIB // 2, auroc=0.9, train=100.0):
-    """A `bench continual` summary.json in ``folder`` with SwitchCIT (and the oracle when ``oracle_ap``)."""
+def summary(folder, ap, oracle_ap=None, per_task=3 * MIB, router=MIB // 2, auroc=0.9, train=100.0, final=None):
+    """A `bench continual` summary.json in ``folder`` with SwitchCIT (and the oracle when ``oracle_ap``); ``final``:
+    SwitchCIT's final row (task -> ROUGE-L), the oracle's too (older summaries have none)."""
     methods = {
         "switchcit": {
             "AP": ap,
+            **({"final_row": final} if final is not None else {}),
             "storage_bytes_per_task": per_task,
             "router_bytes": router,
             "reject_auroc": auroc,
@@ -25,6 +27,8 @@ def summary(folder, ap, oracle_ap=None, per_task=3 * MIB, router=MIB // 2, auroc
     }
     if oracle_ap is not None:
         methods["oracle"] = {"AP": oracle_ap, "storage_bytes_per_task": per_task, "router_bytes": None}
+        if final is not None:
+            methods["oracle"]["final_row"] = final
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps({"methods": methods}))
     return folder
@@ -66,6 +70,32 @@ def test_storage_table_rows_against_the_reference(tmp_path):
     assert "| qv-bf16 | 38.8 | -0.5 | 39.9 | +0.4 | 0.90 | 1.62 | 0.900 | 5000 |" in table
     assert "| attn | 40.1 | +0.9 | – | – | 1.80 | 1.62 | – | 5401 |" in table
     assert "minus **v1 fp32**" in table and "mlp" not in table.split("\n\n", 1)[1]
+
+
+def test_storage_table_gives_each_difference_its_interval_over_the_tasks(tmp_path):
+    ref_final = {"a": 50.0, "b": 40.0, "c": 30.0, "d": 20.0}
+    ref = summary(tmp_path / "ref", 35.0, oracle_ap=35.0, final=ref_final)
+    # every task 5 points lower: the difference is -5 with an interval of width 0, behind on all four tasks
+    lower = summary(tmp_path / "lower", 30.0, oracle_ap=30.0, final={t: v - 5 for t, v in ref_final.items()})
+    # mixed: +10, -10, +2, -2: mean 0, an interval that holds 0, two tasks ahead and two behind
+    mixed = summary(tmp_path / "mixed", 35.0, final={"a": 60.0, "b": 30.0, "c": 32.0, "d": 18.0})
+    other = summary(tmp_path / "other", 35.0, final={"x": 35.0})  # another stream: no interval, no error
+    old = summary(tmp_path / "old", 34.0)  # a summary without final rows: the plain difference
+    result = continual.storage_table([str(lower), str(mixed), str(other), str(old)], str(ref))
+    rows = result["rows"]
+    assert rows["ref"]["delta_AP_ci"] is None  # the reference against itself
+    ci = rows["lower"]["delta_AP_ci"]
+    assert (ci["low"], ci["high"]) == pytest.approx((-5.0, -5.0)) and (ci["wins"], ci["losses"]) == (0, 4)
+    assert rows["lower"]["delta_oracle_AP_ci"]["high"] == pytest.approx(-5.0)
+    ci = rows["mixed"]["delta_AP_ci"]
+    assert ci["low"] < 0 < ci["high"] and (ci["wins"], ci["losses"], ci["ties"], ci["n_tasks"]) == (2, 2, 0, 4)
+    assert rows["mixed"]["delta_oracle_AP_ci"] is None  # no oracle in this run
+    assert rows["other"]["delta_AP_ci"] is None and rows["old"]["delta_AP_ci"] is None
+    assert "final_row" not in rows["lower"]  # the summaries keep them; the table keeps what it shows
+    result["command"] = "cmd"
+    table = continual.storage_markdown(result)
+    assert "| lower | 30.0 | -5.0 [-5.0, -5.0] | 30.0 | -5.0 [-5.0, -5.0] |" in table
+    assert "| old | 34.0 | -1.0 | – | – |" in table and "| ref | 35.0 | +0.0 | 35.0 | +0.0 |" in table
 
 
 def test_storage_table_labels_and_oracle_only_in_the_reference(tmp_path):

@@ -33,6 +33,7 @@ from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
 from hyperadapt.errors import UserError
+from hyperadapt.evaluation.metrics import paired_bootstrap
 from hyperadapt.io import atomic_write_text, check_out_dir, check_out_file, load_json, save_json
 from hyperadapt.methods.continual import LEARNERS, run_stream
 from hyperadapt.methods.switch import SwitchConfig
@@ -181,6 +182,8 @@ def storage_row(summary: dict[str, Any], path: Path) -> dict[str, Any]:
     per_task, router = s.get("storage_bytes_per_task"), s.get("router_bytes")
     return {
         "summary": str(path),
+        "final_row": s.get("final_row"),  # task -> ROUGE-L after the last task: AP is their plain mean
+        "oracle_final_row": None if oracle is None else oracle.get("final_row"),
         "AP": s["AP"],
         "oracle_AP": None if oracle is None else oracle["AP"],
         "mib_per_task": None if per_task is None else per_task / MIB,
@@ -211,27 +214,56 @@ def storage_table(runs: list[str], reference: str) -> dict[str, Any]:
         if label in rows:
             raise UserError(f"two rows are labelled {label!r}: name them apart with LABEL=RUN")
         rows[label] = storage_row(load_json(path, "summary"), path)
-    for row in rows.values():
+    for label, row in rows.items():
         row["delta_AP"] = row["AP"] - ref["AP"]
         both = row["oracle_AP"] is not None and ref["oracle_AP"] is not None
         row["delta_oracle_AP"] = row["oracle_AP"] - ref["oracle_AP"] if both else None
+        other = label != ref_label  # the reference against itself has no interval
+        row["delta_AP_ci"] = _task_interval(row["final_row"], ref["final_row"]) if other else None
+        row["delta_oracle_AP_ci"] = (
+            _task_interval(row["oracle_final_row"], ref["oracle_final_row"]) if other and both else None
+        )
+    for row in rows.values():
+        del row["final_row"], row["oracle_final_row"]  # in the summaries; the table keeps what it shows
     return {"reference": ref_label, "rows": rows, "skipped": [str(path) for _, path in skipped]}
+
+
+def _task_interval(row: dict[str, float] | None, ref: dict[str, float] | None) -> dict[str, Any] | None:
+    """The paired bootstrap interval (95 %, over the stream's tasks, each weighing 1 as in AP) of the final-row
+    difference ``row − ref`` (task → ROUGE-L), with the tasks ahead / behind / equal; None when either has no final
+    row or they cover different tasks (a summary written before final rows were kept, another stream)."""
+    if not row or not ref or set(row) != set(ref):
+        return None
+
+    def as_scores(final: dict[str, float]) -> dict[str, dict[str, float]]:
+        return {task: {"rougeL": score, "n": 1} for task, score in final.items()}
+
+    test = paired_bootstrap(as_scores(row), as_scores(ref))
+    return {k: test[k] for k in ("low", "high", "confidence", "n_tasks", "wins", "losses", "ties")}
 
 
 def _num(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _delta(value: float | None, ci: dict[str, Any] | None) -> str:
+    """A difference to 0.1 with its interval over tasks when there is one: ``-6.8 [-9.9, -3.8]``."""
+    if value is None or ci is None:
+        return _num(value, "+.1f")
+    return f"{value:+.1f} [{ci['low']:+.1f}, {ci['high']:+.1f}]"
+
+
 def storage_markdown(result: dict[str, Any]) -> str:
-    """The storage table of :func:`storage_table`'s result (with its ``command``): AP to 0.1, MiB to 0.01."""
+    """The storage table of :func:`storage_table`'s result (with its ``command``): AP to 0.1, MiB to 0.01, each
+    Δ with its 95 % paired bootstrap interval over the stream's tasks where both rows kept their final row."""
     header = ["row", "AP", "ΔAP", "oracle AP", "Δ oracle AP", "MiB per task", "switch MiB", "reject AUROC", "train s"]
     rows = [
         [
             label,
             _num(r["AP"], ".1f"),
-            _num(r["delta_AP"], "+.1f"),
+            _delta(r["delta_AP"], r.get("delta_AP_ci")),
             _num(r["oracle_AP"], ".1f"),
-            _num(r["delta_oracle_AP"], "+.1f"),
+            _delta(r["delta_oracle_AP"], r.get("delta_oracle_AP_ci")),
             _num(r["mib_per_task"], ".2f"),
             _num(r["router_mib"], ".2f"),
             _num(r["reject_auroc"], ".3f"),
@@ -243,7 +275,8 @@ def storage_markdown(result: dict[str, Any]) -> str:
         f"`{result['command']}`",
         "",
         f"SwitchCIT per run; Δ: minus **{result['reference']}**; the oracle routes by the true task id, so its AP "
-        "separates the adapters' change from the reject rule's; MiB = 2^20 bytes.",
+        "separates the adapters' change from the reject rule's; [low, high]: the difference's 95 % paired bootstrap "
+        "interval over the stream's tasks (each weighing 1, as in AP); MiB = 2^20 bytes.",
         "",
         markdown_table(header, rows),
     ]
