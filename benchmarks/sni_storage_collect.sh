@@ -17,7 +17,7 @@ src=results/continual/sni-order1-storage
 docs=docs/results/continual/storage
 cd "$repo"
 mkdir -p "$docs"
-rows=(qv attn all7r4 mlp all7)  # the lane's order (sni_storage_lanes.sh)
+rows=(qv attn all7r4 all7 mlp)  # the lane's order (sni_storage_lanes.sh)
 take() {  # take SRC DEST: copy WORKDIR/SRC to DEST when it is new or newer
   if [ ! -f "$2" ] || [ "$work/$1" -nt "$2" ]; then cp -p "$work/$1" "$2"; echo "copied $1 -> $2"; fi
 }

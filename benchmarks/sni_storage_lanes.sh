@@ -20,11 +20,13 @@
 #   attn  q_proj k_proj v_proj o_proj           about 1.8 MiB
 #   mlp   gate_proj up_proj down_proj           about 2.9 MiB (above the 2.5 MiB target at rank 8)
 #   all7r4 all seven at rank 4, alpha 8 (the same alpha / r = 2)  about 2.3 MiB
-#   all7  all seven (bf16 alone, lowest priority) about 4.7 MiB
+#   all7  all seven (bf16 alone) about 4.7 MiB
 # all7r4 was added after q/v lost 6.8 AP at rank 8 (2026-12-07): it asks whether fewer modules or a lower rank
 # costs less AP at the same size. A lane started before it existed runs the old list; it picks up the new one when
 # this script is run again with the same COMMIT (352801c) once that lane has ended (a session's end ends it): run
-# beside the old lane, the new list would start all7r4 beside the old lane's current row.
+# beside the old lane, the new list would start all7r4 beside the old lane's current row. all7 moved before mlp
+# (2026-12-07 05:35): it measures what bf16 alone costs and AP under the new reject rule with all seven modules
+# (part 1 estimated it), both needed to settle the defaults; mlp (above the target at rank 8) answers the ablation.
 # Estimate: SwitchCIT + oracle with all seven modules took 1 h 58 min with THREADS=2 alone (6,242 s of
 # training, 10.4 s per step of batch 8 at 384 tokens, the frozen model's forward and backward dominating);
 # fewer LoRA modules shorten a step by perhaps 10-25 %, so about 1.5-1.9 h per row on both cores alone,
@@ -37,7 +39,7 @@ source "$(dirname "$0")/lanes_common.sh"
 lanes_setup cl-superni "continual stream" "$@"
 export THREADS="${THREADS:-2}"
 results=results/continual/sni-order1-storage  # in $work
-rows=(qv attn all7r4 mlp all7)
+rows=(qv attn all7r4 all7 mlp)
 row() {  # row ROW MODULES [KEY=VALUE...]: SwitchCIT + oracle on order 1, the LoRA on MODULES (comma-separated), bf16
   local name="$1" modules="$2"; shift 2
   "$step" "storage_$name" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
@@ -63,9 +65,9 @@ if [ "$lanes" = all ]; then  # one job at a time, the rows under the 2.5 MiB tar
     table
     row all7r4 "$all7" lora.rank=4 lora.alpha=8
     table
-    row mlp gate_proj,up_proj,down_proj
-    table
     row all7 "$all7"
+    table
+    row mlp gate_proj,up_proj,down_proj
     table
   ) >> "$work/logs/storage_lane_all.log" 2>&1 &
   disown -a
