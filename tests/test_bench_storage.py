@@ -30,7 +30,8 @@ def summary(folder, ap, oracle_ap=None, per_task=3 * MIB, router=MIB // 2, auroc
         if final is not None:
             methods["oracle"]["final_row"] = final
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "summary.json").write_text(json.dumps({"methods": methods}))
+    tasks = [{"name": f"t{i}"} for i in range(10)]  # the stream's tasks: the switch's bytes are shared by them
+    (folder / "summary.json").write_text(json.dumps({"methods": methods, "tasks": tasks}))
     return folder
 
 
@@ -65,10 +66,12 @@ def test_storage_table_rows_against_the_reference(tmp_path):
     assert rows["attn"]["delta_AP"] == pytest.approx(40.125 - 39.25)
     assert rows["attn"]["oracle_AP"] is None and rows["attn"]["delta_oracle_AP"] is None
     table = (out / "storage.md").read_text()
-    assert "| row | AP | ΔAP | oracle AP | Δ oracle AP | MiB per task | switch MiB | reject AUROC | train s |" in table
-    assert "| v1 fp32 | 39.2 | +0.0 | 39.5 | +0.0 | 9.37 | 1.59 | 0.915 | 6242 |" in table
-    assert "| qv-bf16 | 38.8 | -0.5 | 39.9 | +0.4 | 0.90 | 1.62 | 0.900 | 5000 |" in table
-    assert "| attn | 40.1 | +0.9 | – | – | 1.80 | 1.62 | – | 5401 |" in table
+    assert "| row | AP | ΔAP | oracle AP | Δ oracle AP | MiB per task | switch MiB | all MiB per task |" in table
+    # all MiB per task: the adapter plus the switch over the stream's 10 tasks
+    assert rows["qv-bf16"]["all_mib_per_task"] == pytest.approx((943718.4 + 1700000 / 10) / MIB)
+    assert "| v1 fp32 | 39.2 | +0.0 | 39.5 | +0.0 | 9.37 | 1.59 | 9.53 | 0.915 | 6242 |" in table
+    assert "| qv-bf16 | 38.8 | -0.5 | 39.9 | +0.4 | 0.90 | 1.62 | 1.06 | 0.900 | 5000 |" in table
+    assert "| attn | 40.1 | +0.9 | – | – | 1.80 | 1.62 | 1.96 | – | 5401 |" in table
     assert "minus **v1 fp32**" in table and "mlp" not in table.split("\n\n", 1)[1]
 
 
@@ -96,6 +99,11 @@ def test_storage_table_gives_each_difference_its_interval_over_the_tasks(tmp_pat
     table = continual.storage_markdown(result)
     assert "| lower | 30.0 | -5.0 [-5.0, -5.0] | 30.0 | -5.0 [-5.0, -5.0] |" in table
     assert "| old | 34.0 | -1.0 | – | – |" in table and "| ref | 35.0 | +0.0 | 35.0 | +0.0 |" in table
+    # a summary that lists no tasks cannot share out the switch's bytes
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "summary.json").write_text(json.dumps({"methods": {"switchcit": {"AP": 1.0, "train_seconds": 1.0}}}))
+    assert continual.storage_table([str(bare)], str(ref))["rows"]["bare"]["all_mib_per_task"] is None
 
 
 def test_storage_table_labels_and_oracle_only_in_the_reference(tmp_path):

@@ -171,8 +171,9 @@ def labelled_run(spec: str) -> tuple[str, Path]:
 
 def storage_row(summary: dict[str, Any], path: Path) -> dict[str, Any]:
     """SwitchCIT's AP, the oracle's AP (None without it), MiB per task (2**20 bytes, the mean over tasks), the
-    switch's MiB, reject AUROC and training seconds in one summary of this benchmark (at ``path``, for the
-    error). Raises ``UserError`` when the summary has no SwitchCIT run."""
+    switch's MiB, all of it per task (the adapter's MiB plus the switch's MiB over the stream's tasks: what the
+    run keeps per task learnt, None without both), reject AUROC and training seconds in one summary of this
+    benchmark (at ``path``, for the error). Raises ``UserError`` when the summary has no SwitchCIT run."""
     methods = summary.get("methods")
     if not isinstance(methods, dict):
         raise UserError(f"{path} is not a summary of hyperadapt bench continual (no 'methods'): give its --out folder")
@@ -180,6 +181,8 @@ def storage_row(summary: dict[str, Any], path: Path) -> dict[str, Any]:
         raise UserError(f"{path} has no switchcit run: give a run of `hyperadapt bench continual --methods switchcit`")
     s, oracle = methods["switchcit"], methods.get("oracle")
     per_task, router = s.get("storage_bytes_per_task"), s.get("router_bytes")
+    n_tasks = len(summary.get("tasks") or [])
+    known = per_task is not None and router is not None and n_tasks > 0
     return {
         "summary": str(path),
         "final_row": s.get("final_row"),  # task -> ROUGE-L after the last task: AP is their plain mean
@@ -188,6 +191,7 @@ def storage_row(summary: dict[str, Any], path: Path) -> dict[str, Any]:
         "oracle_AP": None if oracle is None else oracle["AP"],
         "mib_per_task": None if per_task is None else per_task / MIB,
         "router_mib": None if router is None else router / MIB,
+        "all_mib_per_task": (per_task + router / n_tasks) / MIB if known else None,
         "reject_auroc": s.get("reject_auroc"),
         "train_seconds": s["train_seconds"],
     }
@@ -256,7 +260,8 @@ def _delta(value: float | None, ci: dict[str, Any] | None) -> str:
 def storage_markdown(result: dict[str, Any]) -> str:
     """The storage table of :func:`storage_table`'s result (with its ``command``): AP to 0.1, MiB to 0.01, each
     Δ with its 95 % paired bootstrap interval over the stream's tasks where both rows kept their final row."""
-    header = ["row", "AP", "ΔAP", "oracle AP", "Δ oracle AP", "MiB per task", "switch MiB", "reject AUROC", "train s"]
+    header = ["row", "AP", "ΔAP", "oracle AP", "Δ oracle AP", "MiB per task", "switch MiB", "all MiB per task"]
+    header += ["reject AUROC", "train s"]
     rows = [
         [
             label,
@@ -266,6 +271,7 @@ def storage_markdown(result: dict[str, Any]) -> str:
             _delta(r["delta_oracle_AP"], r.get("delta_oracle_AP_ci")),
             _num(r["mib_per_task"], ".2f"),
             _num(r["router_mib"], ".2f"),
+            _num(r.get("all_mib_per_task"), ".2f"),
             _num(r["reject_auroc"], ".3f"),
             _num(r["train_seconds"], ".0f"),
         ]
@@ -276,7 +282,8 @@ def storage_markdown(result: dict[str, Any]) -> str:
         "",
         f"SwitchCIT per run; Δ: minus **{result['reference']}**; the oracle routes by the true task id, so its AP "
         "separates the adapters' change from the reject rule's; [low, high]: the difference's 95 % paired bootstrap "
-        "interval over the stream's tasks (each weighing 1, as in AP); MiB = 2^20 bytes.",
+        "interval over the stream's tasks (each weighing 1, as in AP); all MiB per task: the adapter plus the switch "
+        "(its weights, kept features and retained inputs) over the stream's tasks; MiB = 2^20 bytes.",
         "",
         markdown_table(header, rows),
     ]
