@@ -54,13 +54,20 @@ EOF
   mv -f "$step.new" "$step"
 }
 
+# step_state LOG: the last STEP line of a step's log as run_step.sh writes it ("STEP DONE <time>" or "STEP FAILED
+# exit <rc> <time>"), empty when there is none yet (never started, running for the first time, or stopped). Never
+# fails: a lane under set -e may call it.
+step_state() {
+  grep -a '^STEP ' "$1" 2>/dev/null | tail -n 1 || true
+}
+
 # wait_done NAME [LOGS]: block until step NAME's log (in LOGS, default this worktree's logs) says it finished (a step
 # of another lane or script). Returns 1, saying so, when its last STEP line is STEP FAILED and nothing is running it
 # again (its lock is free): a waiting lane stops instead of waiting forever; run its script again after the fix.
 wait_done() {
   local log="${2:-$work/logs}/$1.log" last
   while :; do
-    last="$(grep -a '^STEP ' "$log" 2>/dev/null | tail -n 1)" || true  # no STEP line yet: grep's 1 must not end the lane
+    last="$(step_state "$log")"
     case "$last" in
       "STEP DONE"*) return 0 ;;
       "STEP FAILED"*)

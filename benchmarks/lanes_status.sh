@@ -8,6 +8,7 @@
 # logs only: safe beside running lanes.
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+source "$repo/benchmarks/lanes_common.sh"  # step_state
 if [ $# -eq 0 ]; then set -- "$repo"/../jobs-*; fi
 for work in "$@"; do
   [ -d "$work/logs" ] || continue
@@ -15,7 +16,7 @@ for work in "$@"; do
   for log in "$work"/logs/*.log; do
     name="$(basename "$log" .log)"
     [ -e "$work/logs/$name.lock" ] || continue  # lane logs (laneA.log, ...) have no lock: not a step
-    last="$(grep -a '^STEP ' "$log" | tail -n 1)" || true
+    last="$(step_state "$log")"
     if [[ "$last" == "STEP DONE"* ]]; then state="done ${last#STEP DONE }"
     elif ! flock -n "$work/logs/$name.lock" true 2>/dev/null; then
       # the last progress bar (tqdm redraws with \r) or line of the step's log

@@ -17,13 +17,15 @@ src=results/continual/sni-order1-storage
 docs=docs/results/continual/storage
 cd "$repo"
 mkdir -p "$docs"
-rows=(qv attn all7r4 all7 mlp)  # the lane's order (sni_storage_lanes.sh)
+source "$repo/benchmarks/lanes_common.sh"  # step_state
+eval "$(grep -m 1 '^rows=(' "$repo/benchmarks/sni_storage_lanes.sh")"  # the lane's rows, in its order: one list
+[ ${#rows[@]} -gt 0 ] || { echo "error: no rows=(...) line in benchmarks/sni_storage_lanes.sh" >&2; exit 2; }
 take() {  # take SRC DEST: copy WORKDIR/SRC to DEST when it is new or newer
   if [ ! -f "$2" ] || [ "$work/$1" -nt "$2" ]; then cp -p "$work/$1" "$2"; echo "copied $1 -> $2"; fi
 }
 table=()
 for r in "${rows[@]}"; do
-  grep -q '^STEP DONE' "$work/logs/storage_$r.log" 2>/dev/null || { echo "not finished: storage_$r"; continue; }
+  [[ "$(step_state "$work/logs/storage_$r.log")" == "STEP DONE"* ]] || { echo "not finished: storage_$r"; continue; }
   take "$src/$r/summary.json" "$docs/${r}_bf16_summary.json"
   [ ! -f "$work/$src/$r/ap_curves.png" ] || take "$src/$r/ap_curves.png" "$docs/${r}_bf16_ap_curves.png"
   table+=("$r-bf16=$docs/${r}_bf16_summary.json")

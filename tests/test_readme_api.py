@@ -1,9 +1,8 @@
 """The README's Python snippet, run on the tiny model: training a method on the caller's model leaves that
 model answering as the base model (the zero-shot row scores the base model, not the LoRA)."""
 
-from pathlib import Path
-
 import torch
+from scripts.readme_quickstart import readme_python  # the script that times the same block
 from tests.cli_helpers import TINY_TAGI
 
 from hyperadapt import load_base_model, load_tasks
@@ -72,13 +71,6 @@ def test_lora_after_tagi_on_the_same_model(tiny_dir, jsonl_data, tmp_path):
     train_multitask_lora(lora_cfg, tmp_path / "mtl", model_and_tokenizer=(model, tok))
     assert torch.equal(_logits(model, tok), before)
     assert evaluate(tagi, tasks, EvalConfig(limit=1, max_new_tokens=2))["predictions"] == first["predictions"]
-
-
-def readme_python(name: str = "Python quickstart") -> str:
-    """The first ```python block under the README's heading ``## {name}``."""
-    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    section = text.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 def test_readme_quickstart_runs_as_written(tiny_dir, tmp_path, monkeypatch):

@@ -63,7 +63,8 @@ def source_commit() -> str | None:
 
 def machine() -> dict[str, Any]:
     """Where and when a benchmark ran, for its JSON: the source commit, versions, torch threads, CPUs, the load
-    average (1, 5, 15 min) when it started (other jobs on the machine slow every timing) and the UTC start time."""
+    average (1, 5, 15 min) when it started (other jobs on the machine slow every timing), the UTC start time, the
+    platform, the processor and the host name. Every benchmark's JSON keeps these under ``"machine"`` only."""
     import torch
     import transformers
 
@@ -80,6 +81,8 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "host": platform.node(),
     }
 
 

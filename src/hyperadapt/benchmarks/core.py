@@ -19,8 +19,6 @@ import copy
 import ctypes
 import functools
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -397,10 +395,6 @@ def run(
         "model": model.config._name_or_path,
         "dtype": str(model.dtype),
         "device": str(dev),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "torch": torch.__version__,
         "memory": meter.method,
         "forward_calls": "logits_to_keep=1, inference_mode",
         "command": command("core", argv),

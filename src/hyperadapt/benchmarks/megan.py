@@ -26,13 +26,10 @@ per token vs per channel (``megan_cost.json``).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.benchmarks.common import add_set_option, check_outputs, save, score
@@ -159,8 +156,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": command("megan", argv),
         "machine": machine(),
         "eval": {s: to_dict(c) for s, c in ecfg.items()},
-        "host": platform.node(),
-        "threads": torch.get_num_threads(),
         "configs": {},
         "results": {},
         "train_s": {},  # this process's wall time per method (0 s for a run an earlier session finished)

@@ -24,7 +24,6 @@ wall seconds on CUDA.
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import sys
 import time
@@ -379,9 +378,6 @@ def run(cfg: ScaleConfig, log: Callable[[str], None] = print, argv: Sequence[str
         "machine": machine(),
         "config": asdict(cfg),
         "device": str(device),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "threads": torch.get_num_threads(),
         "memory": Meter(device).method,
         "sizes": {},
     }
@@ -560,7 +556,7 @@ def plan_markdown(p: dict[str, Any]) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"`{result['command']}` ({result['device']}, {result['threads']} thread(s))",
+        f"`{result['command']}` ({result['device']}, {result['machine']['threads']} thread(s))",
         "",
         "| size | base params | batch × seq (answer) | step s: LoRA / TAGI / MeGan | × LoRA: TAGI / MeGan "
         "| peak MiB: LoRA / TAGI / MeGan | saved MiB: LoRA / TAGI / MeGan | trainable: LoRA / TAGI / MeGan "

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import random
 import resource
 import time
@@ -345,8 +344,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine(),
         "model": args.model,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "platform": platform.platform(),
-        "torch_threads": torch.get_num_threads(),
         **throughput_phases(args, mt, method),
     }
     if hasattr(method, "hypernet"):  # a TAGI-style method: what one adapter and a full cache cost

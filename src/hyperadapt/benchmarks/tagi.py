@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import random
 import string
 import time
@@ -28,7 +27,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
@@ -522,8 +520,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "config": to_dict(cfg),
         "eval": to_dict(ecfg),
         "ablation_eval": to_dict(small),
-        "host": platform.node(),
-        "threads": torch.get_num_threads(),
         "results": {},
         "train_s": {},  # this process's wall time per method (0 s for a stage an earlier session finished)
         "train_steps_s": {},  # the optimiser steps' seconds over every session, from the checkpoints

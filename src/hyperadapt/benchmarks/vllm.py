@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
@@ -254,7 +253,7 @@ async def _served_models(url: str) -> list[str]:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"`{result['command']}` ({result['platform']}, {result['threads']} threads each, "
+        f"`{result['command']}` ({result['machine']['platform']}, {result['args']['threads']} threads each, "
         f"{result['args']['requests']} requests from {result['args']['clients']} clients, "
         f"{result['args']['max_tokens']} new tokens, greedy; vLLM started in {result['vllm_start_s']} s)",
         "",
@@ -310,8 +309,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "command": command("vllm", argv),
         "machine": machine(),
-        "platform": platform.platform(),
-        "threads": args.threads,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "ks": {},
     }
