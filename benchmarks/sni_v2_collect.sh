@@ -15,7 +15,8 @@ work="$(cd "${1:-$repo/../jobs-16aa7dc}" && pwd)"
 docs="$repo/docs/results/sni"
 cd "$repo"
 hx() { echo "+ hyperadapt $*"; OMP_NUM_THREADS=1 PYTHONPATH="$repo/src" .venv/bin/python -m hyperadapt "$@"; }
-done_step() { grep -q '^STEP DONE' "$work/logs/$1.log" 2>/dev/null; }
+source "$repo/benchmarks/lanes_common.sh"  # step_state
+done_step() { [[ "$(step_state "$work/logs/$1.log")" == "STEP DONE"* ]]; }
 take() {  # take SRC DEST: copy SRC (in the worktree) to DEST (in docs/results/sni) when it is new or newer
   [ -f "$work/$1" ] || { echo "missing: $work/$1" >&2; return 1; }
   if [ ! -f "$docs/$2" ] || [ "$work/$1" -nt "$docs/$2" ]; then cp -p "$work/$1" "$docs/$2"; echo "copied $1 -> docs/results/sni/$2"; fi
