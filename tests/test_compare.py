@@ -145,7 +145,7 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path, monkeypatch):
     assert "line 1 is not a prediction" in fails(str(full), str(broken))
     results = tmp_path / "r.json"
     results.write_text(json.dumps({"method": "zero-shot"}, indent=2))
-    assert "give R.predictions.jsonl" in fails(str(full), str(results))
+    assert "or give the answers to score (R.predictions.jsonl" in fails(str(full), str(results))
     assert "is empty" in fails(str(full), str(empty(tmp_path)))
     assert "is a folder" in fails(str(full), str(tmp_path))
     assert "no answer log at" in fails(str(full), str(tmp_path / "missing.jsonl"))
@@ -154,3 +154,48 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path, monkeypatch):
     assert typo.exit_code == 2 and "usage:" not in typo.output.lower()
     assert typo.output.startswith("error: Invalid value for '--limit': Input should be a valid integer")
     assert typo.output.count("\n") == 1 and "hyperadapt bench compare --help" in typo.output
+
+
+def scores(**per_task):
+    """Per-task scores as results record them: task -> (ROUGE-L, EM), 10 instances each."""
+    return {t: {"rougeL": r, "em": e, "n": 10} for t, (r, e) in per_task.items()}
+
+
+def test_compare_takes_recorded_scores_from_result_jsons_without_data(tmp_path):
+    """An evaluation's R.json and one row of a benchmark's JSON (R.json#KEY/KEY) are paired as recorded: no
+    answers, no task data (the default --data does not exist here)."""
+    ev = tmp_path / "zero_shot.json"
+    ev.write_text(json.dumps({"method": "zero-shot", "tasks": scores(a=(10.0, 0.0), b=(20.0, 10.0), c=(30.0, 0.0))}))
+    bench = tmp_path / "tagi.json"
+    rows = {"tagi": {"test": {"mean": {}, "tasks": scores(a=(30.0, 10.0), b=(20.0, 10.0), c=(40.0, 20.0))}}}
+    bench.write_text(json.dumps({"results": rows, "sensitivity": {}}))
+    out = tmp_path / "c.json"
+    result = runner.invoke(
+        app, ["bench", "compare", f"zero-shot={ev}", f"TAGI={bench}#results/tagi/test", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    row = json.loads(out.read_text())["logs"]["TAGI"]
+    assert row["scored"] == "recorded" and row["rougeL"] == 30.0 and row["by_category"] is None
+    d = row["minus_reference"]["rougeL"]
+    assert d["diff"] == 10.0 and (d["wins"], d["losses"], d["ties"]) == (2, 0, 1)
+    assert "recorded per-task scores, not scored again" in out.with_suffix(".md").read_text()
+
+
+def test_compare_names_what_a_result_json_holds_when_the_row_is_wrong(tmp_path):
+    bench = tmp_path / "tagi.json"
+    bench.write_text(json.dumps({"results": {"tagi": {"test": {"tasks": scores(a=(1.0, 0.0))}}}}))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"tasks": {"a": {"rougeL": 1.0, "em": 0.0, "n": 5}}}))
+
+    def run(*specs):
+        return runner.invoke(app, ["bench", "compare", *specs, "--out", str(tmp_path / "c.json")])
+
+    typo = run(f"{bench}#results/tagi/test", f"{bench}#results/tagy/test")
+    assert typo.exit_code != 0 and "no 'tagy' at results (there: tagi)" in typo.output
+    no_row = run(f"{bench}#results/tagi/test", str(bench))
+    assert no_row.exit_code != 0 and "holds no per-task scores ('tasks'; there: results)" in no_row.output
+    uneven = run(f"{bench}#results/tagi/test", str(other))
+    assert (
+        uneven.exit_code != 0 and "cannot be paired with" in uneven.output and "same positive instance" in uneven.output
+    )
+    assert not (tmp_path / "c.json").exists()
