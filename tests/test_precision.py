@@ -41,7 +41,7 @@ def _run(command: list[str], overrides: list[str], out: Path) -> dict[str, list[
 
 
 @pytest.mark.parametrize("method", [*METHODS, "switchcit"])
-def test_bf16_and_gradient_checkpointing_train_every_method(method, tiny_dir, jsonl_data, tmp_path):
+def test_bf16_and_gradient_checkpointing_train_every_method(method, tiny_dir, jsonl_data, tmp_path, record_property):
     if method == "switchcit":
         command, overrides = ["continual", "--method", "switchcit"], [f"model={tiny_dir}", *CONTINUAL, *TRAIN]
     else:
@@ -55,9 +55,15 @@ def test_bf16_and_gradient_checkpointing_train_every_method(method, tiny_dir, js
         for want, got in zip(losses, bf16[log], strict=True):
             assert abs(got - want) <= TOLERANCE * abs(want), (log, want, got)
     assert any(fp32[log] != bf16[log] for log in fp32), "bf16 gave fp32's losses bit for bit: autocast did not run"
+    gaps = [abs(got - want) / abs(want) for log in fp32 for want, got in zip(fp32[log], bf16[log], strict=True)]
+    record_property("bf16_max_relative_loss_difference", max(gaps))  # --junitxml keeps it (docs/results)
     recomputed = _run(
         command, [*overrides, "train.precision='no'", "train.gradient_checkpointing=true"], tmp_path / "checkpointed"
     )
     assert recomputed.keys() == fp32.keys()
     for log, losses in fp32.items():
         assert recomputed[log] == pytest.approx(losses, rel=1e-6, abs=1e-7), log
+    record_property(
+        "checkpointing_max_abs_loss_difference",
+        max(abs(a - b) for log in fp32 for a, b in zip(fp32[log], recomputed[log], strict=True)),
+    )
