@@ -1,7 +1,9 @@
 """`hyperadapt bench compare`: answer logs scored again without a model, each paired against the first."""
 
 import json
+from pathlib import Path
 
+import pytest
 from tests.cli_helpers import runner
 
 from hyperadapt.cli import app
@@ -122,7 +124,7 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path, monkeypatch):
     assert "has no answer for yesno instance" in fails(str(full), str(gap))
     ok = runner.invoke(app, ["bench", "compare", str(full), str(gap), "--limit", "2", *data])  # the gap is the 3rd
     assert ok.exit_code == 0, ok.output
-    assert "at least two answer logs" in fails(str(full))
+    assert "at least two inputs" in fails(str(full))
     assert "'x' is given twice" in fails(f"x={full}", f"x={gap}")
     assert "are --data jsonl:" in fails(str(full), str(gap))  # the hint when an answer is missing
     own = tmp_path / "r.predictions.jsonl"
@@ -195,7 +197,67 @@ def test_compare_names_what_a_result_json_holds_when_the_row_is_wrong(tmp_path):
     no_row = run(f"{bench}#results/tagi/test", str(bench))
     assert no_row.exit_code != 0 and "holds no per-task scores ('tasks'; there: results)" in no_row.output
     uneven = run(f"{bench}#results/tagi/test", str(other))
-    assert (
-        uneven.exit_code != 0 and "cannot be paired with" in uneven.output and "same positive instance" in uneven.output
-    )
+    assert uneven.exit_code != 0 and f"{other} has 5 instances of 'a' and {bench}#results/tagi/test 10" in uneven.output
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_an_existing_file_is_never_split_at_its_equals_or_hash(tmp_path, monkeypatch):
+    """`lr=1e-3.json#ROW` beside a `1e-3.json` reads the file named `lr=1e-3.json`, and --out cannot replace it."""
+    monkeypatch.chdir(tmp_path)
+    row = {"results": {"m": {"test": {"tasks": scores(a=(30.0, 10.0), b=(20.0, 0.0))}}}}
+    Path("lr=1e-3.json").write_text(json.dumps(row))
+    zero = {"results": {"m": {"test": {"tasks": scores(a=(0.0, 0.0), b=(0.0, 0.0))}}}}
+    Path("1e-3.json").write_text(json.dumps(zero))
+    Path("a#b.json").write_text(json.dumps({"tasks": scores(a=(10.0, 0.0), b=(20.0, 0.0))}))
+    Path("ref=x.json").write_text(json.dumps({"tasks": scores(a=(10.0, 0.0), b=(20.0, 0.0))}))
+
+    def run(*specs, out="c.json"):
+        return runner.invoke(app, ["bench", "compare", *specs, "--out", out])
+
+    result = run("a#b.json", "lr=1e-3.json#results/m/test", "L=ref=x.json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(Path("c.json").read_text())["logs"]
+    assert rows["lr=1e-3.json#results/m/test"]["rougeL"] == 25.0  # not 1e-3.json's 0.0 under the label "lr"
+    assert rows["L"]["path"] == "ref=x.json" and rows["a#b.json"]["scored"] == "recorded"
+    before = Path("lr=1e-3.json").read_text()
+    refused = run("a#b.json", "lr=1e-3.json#results/m/test", out="lr=1e-3.json")
+    assert refused.exit_code != 0 and "would overwrite an input" in refused.output
+    assert Path("lr=1e-3.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        ({"rougeL": None, "em": 0.0, "n": 10}, "has rougeL None, not a finite number"),
+        ({"rougeL": float("nan"), "em": 0.0, "n": 10}, "has rougeL nan, not a finite number"),
+        ({"rougeL": 1.0, "em": 0.0, "n": 0}, "has n 0, not a positive instance count"),
+        ({"rougeL": 1.0, "em": 0.0, "n": "abc"}, "has n 'abc', not a positive instance count"),
+    ],
+)
+def test_recorded_scores_that_are_not_numbers_are_one_line_errors(task, expected, tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"tasks": scores(a=(1.0, 0.0))}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"tasks": {"a": task}}))
+    result = runner.invoke(app, ["bench", "compare", str(good), str(bad), "--out", str(tmp_path / "c.json")])
+    assert result.exit_code == 2 and expected in result.output and result.output.count("\n") == 1, result.output
+
+
+def test_recorded_inputs_refuse_limit_and_name_the_counts_they_cannot_pair(tmp_path):
+    ten = tmp_path / "ten.json"
+    ten.write_text(json.dumps({"tasks": scores(a=(1.0, 0.0), b=(2.0, 0.0))}))
+    twenty = tmp_path / "twenty.json"
+    twenty.write_text(json.dumps({"tasks": {t: {**s, "n": 20} for t, s in scores(a=(1.0, 0.0), b=(2.0, 0.0)).items()}}))
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"tasks": "é"}'.encode("latin-1"))
+
+    def run(*args):
+        return runner.invoke(app, ["bench", "compare", *args, "--out", str(tmp_path / "c.json")])
+
+    assert "drop it" in run(str(ten), str(twenty), "--limit", "5").output
+    uneven = run(str(ten), str(twenty))
+    assert uneven.exit_code == 2 and f"{twenty} has 20 instances of 'a' and {ten} 10" in uneven.output
+    assert "is not UTF-8 text" in run(str(ten), str(latin1)).output
+    assert "empty label before '='" in run(str(ten), f"={tmp_path}/nothing.json").output
+    assert "compare needs at least two inputs" in run(str(ten)).output
     assert not (tmp_path / "c.json").exists()

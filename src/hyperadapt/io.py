@@ -57,9 +57,13 @@ def load_json(path: str | Path, what: str = "file") -> dict[str, Any]:
     if not path.exists():
         raise InputNotFound(f"{what} not found: {path}")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise UserError(f"{what} {path} is not valid JSON (line {err.lineno}): {err.msg}") from err
+    except UnicodeDecodeError as err:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {err.start}): not a JSON file") from err
+    except IsADirectoryError as err:
+        raise UserError(f"{what} {path} is a folder, not a file") from err
     if not isinstance(data, dict):
         raise UserError(f"{what} {path} must hold a JSON object, got {type(data).__name__}")
     return data

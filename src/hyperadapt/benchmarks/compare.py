@@ -24,7 +24,9 @@ tasks and instance counts as the others (the pairing refuses otherwise); --limit
 
 from __future__ import annotations
 
+import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,46 +39,123 @@ from hyperadapt.report.tables import markdown_table
 
 KEYS = ("rougeL", "em")
 ROW_SEP = "#"  # PATH.json#KEY/KEY/...: one row of a result JSON
+_SHOWN = 8  # keys or task names an error lists before "..."
 
 
-def is_scores(path: Path) -> bool:
-    """Whether ``path`` names a result JSON (``R.json`` or ``R.json#ROW``) rather than answers to score."""
-    return path.suffix == ".json" if path.exists() else str(path).partition(ROW_SEP)[0].endswith(".json")
+@dataclass(frozen=True)
+class Source:
+    """One input of a comparison: answers to score again (``row`` None: an answer log or an evaluation's
+    predictions) or the per-task scores a result JSON recorded (``row``: the key path, ``KEY/KEY``, of the object
+    holding ``tasks``; ``""`` for the top, an evaluation's R.json)."""
+
+    path: Path
+    row: str | None = None
+
+    @property
+    def recorded(self) -> bool:
+        return self.row is not None
+
+    def __str__(self) -> str:
+        return f"{self.path}{ROW_SEP}{self.row}" if self.row else str(self.path)
 
 
-def read_scores(spec: Path) -> dict[str, dict[str, Any]]:
+def _is_json(name: str) -> bool:
+    return name.lower().endswith(".json")
+
+
+def parse_input(spec: str) -> tuple[str, Source]:
+    """``(label, source)`` of one command-line input: ``PATH``, ``PATH.json#KEY/KEY`` or either after ``LABEL=``.
+
+    A file that exists decides the reading: the whole spec first, then the spec split at each ``#`` that follows
+    ``.json``, each after no label and then after the label before each ``=`` from the left; so an ``=`` or ``#`` in
+    an existing file's name is never taken as a separator. When no reading names an existing file, the label is
+    what comes before the first ``=`` and the row what follows the first ``.json#`` (the error then names the
+    missing file). An input without a label is labelled with itself. A ``.json`` file without ``#`` is read as an
+    evaluation's R.json (its top-level ``tasks``); any other file as answers.
+
+    Raises ``UserError`` for an empty label or path."""
+    splits = [(spec, spec)] + [(spec[:i], spec[i + 1 :]) for i, c in enumerate(spec) if c == "="]
+    readings: list[tuple[str, str, str | None]] = []
+    for label, rest in splits:
+        readings.append((label, rest, "" if _is_json(rest) else None))
+        readings += [
+            (label, rest[:j], rest[j + 1 :]) for j, c in enumerate(rest) if c == ROW_SEP and _is_json(rest[:j])
+        ]
+    found = next((r for r in readings if r[0] and r[1] and Path(r[1]).exists()), None)
+    if found is None:  # nothing exists: the likeliest reading, so that reading it names the missing file
+        label, rest = splits[1] if len(splits) > 1 else splits[0]
+        if not label:
+            raise UserError(f"{spec!r}: empty label before '=' (give LABEL=PATH or PATH)")
+        if not rest:
+            raise UserError(f"{spec!r}: no path after '{label}='")
+        found = next((r for r in readings if r[0] == label and r[1] != rest), (label, rest, None))
+        if found[2] is None and _is_json(rest):
+            found = (label, rest, "")
+    label, file, row = found
+    return label, Source(Path(file), None if row is None else row.strip("/"))
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:_SHOWN])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > _SHOWN else shown or "none"
+
+
+def read_scores(source: Source) -> dict[str, dict[str, Any]]:
     """The per-task scores (task name -> ``rougeL``, ``em``, ``n``, ...) recorded in a result JSON: ``R.json``
     (an evaluation's, its top-level ``tasks``) or ``R.json#KEY/KEY/...`` (the object at that key path holding
     ``tasks``, e.g. ``results/tagi/test`` of ``hyperadapt bench tagi``'s JSON).
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (one line, naming the keys there are) for a
-    path that is not in the file or an object without per-task ``rougeL``, ``em`` and ``n``."""
-    file, _, row = (str(spec), "", "") if spec.exists() else str(spec).partition(ROW_SEP)
-    node: Any = load_json(file, "result JSON")
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (one line) for a key path that is not in
+    the file (naming the keys there are), an object without per-task scores, or a task whose ``rougeL`` or ``em``
+    is not a finite number or whose ``n`` (instances) is not a positive integer."""
+    node: Any = load_json(source.path, "result JSON")
     walked: list[str] = []
-    for key in [k for k in row.split("/") if k]:
+    for key in [k for k in (source.row or "").split("/") if k]:
         if not isinstance(node, dict) or key not in node:
-            there = sorted(node) if isinstance(node, dict) else []
-            raise UserError(
-                f"{file}: no {key!r} at {'/'.join(walked) or 'the top'} (there: {', '.join(map(str, there)) or 'none'})"
-            )
+            there = _listed(sorted(map(str, node))) if isinstance(node, dict) else f"a {type(node).__name__}"
+            raise UserError(f"{source.path}: no {key!r} at {'/'.join(walked) or 'the top'} (there: {there})")
         node, walked = node[key], [*walked, key]
+    where = f"{source.path}{ROW_SEP}{'/'.join(walked)}" if walked else str(source.path)
     tasks = node.get("tasks") if isinstance(node, dict) else None
-    where = f"{file}{ROW_SEP}{'/'.join(walked)}" if walked else file
     if not isinstance(tasks, dict) or not tasks:
-        keys = ", ".join(sorted(node)) if isinstance(node, dict) else type(node).__name__
+        if isinstance(node, dict) and "tasks" in node:
+            what = "empty" if not tasks else f"a {type(tasks).__name__}, not an object of per-task scores"
+            raise UserError(f"{where}: its 'tasks' is {what}")
+        there = _listed(sorted(map(str, node))) if isinstance(node, dict) else f"a {type(node).__name__}"
         raise UserError(
-            f"{where} holds no per-task scores ('tasks'; there: {keys}): name a row after '{ROW_SEP}' "
+            f"{where} holds no per-task scores ('tasks'; there: {there}): name a row after '{ROW_SEP}' "
             "(e.g. results/METHOD/SPLIT), or give the answers to score (R.predictions.jsonl, *.answers.jsonl)"
         )
-    bad = [n for n, s in tasks.items() if not (isinstance(s, dict) and all(k in s for k in (*KEYS, "n")))]
-    if bad:
-        raise UserError(f"{where}: task {bad[0]!r} has no {'/'.join((*KEYS, 'n'))} scores")
+    for name, s in tasks.items():
+        if not isinstance(s, dict):
+            raise UserError(f"{where}: task {name!r} has no scores (a {type(s).__name__})")
+        for key in KEYS:
+            value = s.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise UserError(f"{where}: task {name!r} has {key} {value!r}, not a finite number")
+        n = s.get("n")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UserError(f"{where}: task {name!r} has n {n!r}, not a positive instance count")
     return {str(n): dict(s) for n, s in tasks.items()}
 
 
+def _unpaired(label: str, reference: str, a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Why ``a`` (``label``) cannot be paired with ``b`` (``reference``), in one line."""
+    if set(a) != set(b):
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        return (
+            f"{label} and {reference} cover different tasks: {len(only_a)} only in {label}, {len(only_b)} only in "
+            f"{reference} (e.g. {(only_a or only_b)[0]!r}); pair rows of the same data and split"
+        )
+    task = next(t for t in sorted(a) if int(a[t]["n"]) != int(b[t]["n"]))
+    return (
+        f"{label} has {a[task]['n']} instances of {task!r} and {reference} {b[task]['n']}: pair rows measured on the "
+        "same instances (--limit re-scores answers on the first N of each task; recorded rows keep their own)"
+    )
+
+
 def compare(
-    logs: list[tuple[str, Path]],
+    logs: list[tuple[str, Source]],
     data: str,
     split: str,
     limit: int | None,
@@ -84,33 +163,34 @@ def compare(
     seed: int = 0,
     metric_lang: str = "auto",
 ) -> dict[str, Any]:
-    """Scores of each ``(label, answer log)`` on ``data``'s ``split`` (first ``limit`` instances per task)
-    and, for every log after the first, its paired difference from the first (``minus_reference``: per key
-    ``diff``, ``low``, ``high``, ``wins``, ``losses``, ``ties``, in ROUGE-L / EM points). A result JSON in
-    place of a log (:func:`is_scores`) gives its recorded per-task scores (:func:`read_scores`), not scored
-    again; the data is read only when there is a log to score.
+    """Scores of each ``(label, source)`` and, for every one after the first, its paired difference from the first
+    (``minus_reference``: per key ``diff``, ``low``, ``high``, ``wins``, ``losses``, ``ties``, in ROUGE-L / EM
+    points). Answers (an answer log or predictions) are scored again on ``data``'s ``split``, the first ``limit``
+    instances per task; recorded scores (:class:`Source` with a ``row``) are taken as the result JSON holds them
+    (:func:`read_scores`); the data is read only when there are answers to score.
 
-    Raises ``FileNotFoundError`` for a missing log, ``ValueError`` for a file that is not an answer log or
-    has no answer for one of the chosen instances, and for fewer than two logs or repeated labels.
+    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` (one line) for a file that is neither answers
+    nor recorded scores, answers without one of the chosen instances, two inputs that cannot be paired (other
+    tasks or instance counts), fewer than two inputs or a repeated label.
     """
     from hyperadapt.data import load_tasks
     from hyperadapt.evaluation.harness import score_answer_log
     from hyperadapt.evaluation.metrics import aggregate, by_category, paired_bootstrap
 
     if len(logs) < 2:
-        raise UserError(f"compare needs at least two answer logs, got {len(logs)}")
+        raise UserError(f"compare needs at least two inputs (answers or recorded scores), got {len(logs)}")
     labels = [label for label, _ in logs]
     repeated = sorted({x for x in labels if labels.count(x) > 1})
     if repeated:
         raise UserError(f"{repeated[0]!r} is given twice: give each file its own label (LABEL=PATH)")
-    tasks = load_tasks(data, split) if not all(is_scores(p) for _, p in logs) else []
+    tasks = load_tasks(data, split) if not all(s.recorded for _, s in logs) else []
     scored = {}
-    for label, path in logs:
-        if is_scores(path):
-            scored[label] = read_scores(path)
+    for label, source in logs:
+        if source.recorded:
+            scored[label] = read_scores(source)
             continue
         try:
-            scored[label] = score_answer_log(path, tasks, limit, metric_lang)
+            scored[label] = score_answer_log(source.path, tasks, limit, metric_lang)
         except ValueError as err:
             if "has no answer for" not in str(err):
                 raise
@@ -120,22 +200,19 @@ def compare(
             ) from err
     reference = labels[0]
     out: dict[str, Any] = {"reference": reference, "logs": {}}
-    for label, path in logs:
-        categorised = all("category" in s for s in scored[label].values())  # a benchmark's rows keep none
+    for label, source in logs:
+        a, b = scored[label], scored[reference]
+        if label != reference and (set(a) != set(b) or any(int(a[t]["n"]) != int(b[t]["n"]) for t in a)):
+            raise UserError(_unpaired(label, reference, a, b))
         row = {
-            "path": str(path),
-            "scored": "recorded" if is_scores(path) else "again",
-            **aggregate(scored[label]),
-            "by_category": by_category(scored[label]) if categorised else None,
-            "tasks": scored[label],
+            "path": str(source),
+            "scored": "recorded" if source.recorded else "again",
+            **aggregate(a),
+            "by_category": by_category(a) if all("category" in s for s in a.values()) else None,  # rows keep none
+            "tasks": a,
         }
         if label != reference:
-            try:
-                row["minus_reference"] = {
-                    key: paired_bootstrap(scored[label], scored[reference], key, resamples, seed=seed) for key in KEYS
-                }
-            except ValueError as err:
-                raise UserError(f"{label} cannot be paired with {reference}: {err}") from err
+            row["minus_reference"] = {key: paired_bootstrap(a, b, key, resamples, seed=seed) for key in KEYS}
         out["logs"][label] = row
     return out
 
@@ -165,7 +242,7 @@ def table(result: dict[str, Any]) -> str:
             cells.append(f"{d['rougeL']['wins']} / {d['rougeL']['losses']} / {d['rougeL']['ties']}")
         rows.append([label, row["n"], f"{row['rougeL']:.2f}", f"{row['em']:.2f}", *cells])
     header = [
-        "answers",
+        "row",
         "n",
         "ROUGE-L",
         "EM",
@@ -182,18 +259,22 @@ def compare_command(
         list[str],
         typer.Argument(
             help="answers (*.predictions.jsonl or *.answers.jsonl) or recorded scores (R.json, or R.json#KEY/KEY "
-            "for one row of a benchmark's JSON): PATH or LABEL=PATH (a PATH that exists is never split at '='); "
-            "the first is the reference",
+            "for one row of a benchmark's JSON): PATH or LABEL=PATH (a file that exists is never split at '=' or "
+            "'#'); the first is the reference",
             show_default=False,
         ),
     ],
     data: Annotated[
-        str, typer.Option(help="the task data the answers belong to, as eval's --data")
+        str, typer.Option(help="the task data the answers belong to, as eval's --data (unused for recorded scores)")
     ] = "sni:../shared/data/sni",
-    split: Annotated[str, typer.Option(help="the split that was evaluated")] = "test",
+    split: Annotated[str, typer.Option(help="the split that was evaluated (unused for recorded scores)")] = "test",
     limit: Annotated[
         int | None,
-        typer.Option(min=1, help="the first N instances of each task, at most the evaluations' --limit (default: all)"),
+        typer.Option(
+            min=1,
+            help="score answers on the first N instances of each task, at most the evaluations' --limit (default: "
+            "all); recorded scores keep their own",
+        ),
     ] = None,
     metric_lang: Annotated[
         str, typer.Option(help="ROUGE tokenizer, as eval's --metric-lang: auto, en or xlingual")
@@ -204,7 +285,7 @@ def compare_command(
         "results/compare.json"
     ),
 ) -> None:
-    """Score saved answers again and compare each with the first: paired differences with 95 % intervals.
+    """Compare saved answers or recorded scores with the first: paired differences with 95 % intervals.
 
     Reads the predictions an evaluation writes beside its results (R.predictions.jsonl) or an answer log
     (R.answers.jsonl, or a benchmark's <method>.<split>.answers.jsonl), scores them without a model on the first
@@ -215,6 +296,9 @@ def compare_command(
 
     Example: hyperadapt bench compare LoRA=results/lora.test.predictions.jsonl TAGI=results/tagi.test.predictions.jsonl
     --data sni:../shared/data/sni --split test --limit 20 --out results/tagi_vs_lora.json
+
+    Example: hyperadapt bench compare "LoRA=results/tagi.json#results/multitask-lora/test"
+    "TAGI=results/tagi.json#results/tagi/test" --out results/tagi_vs_lora.json
     """
     if metric_lang not in ("auto", "en", "xlingual"):
         raise UserError(f"--metric-lang must be auto, en or xlingual, got {metric_lang!r}")
@@ -223,28 +307,24 @@ def compare_command(
     if out.suffix != ".json":
         raise UserError(f"--out {out} must end in .json (the Markdown table is written beside it)")
     check_out_file(out, "--out")
-    pairs = [
-        (spec, Path(spec)) if Path(spec).exists() or not (sep and label and path) else (label, Path(path))
-        for spec in logs
-        for label, sep, path in [spec.partition("=")]
-    ]
-    inputs = {
-        Path(str(p).partition(ROW_SEP)[0]).resolve() if is_scores(p) and not p.exists() else p.resolve()
-        for _, p in pairs
-    }
+    pairs = [parse_input(spec) for spec in logs]
+    if limit is not None and all(s.recorded for _, s in pairs):
+        raise UserError("--limit re-scores answers, and every input is recorded scores (they keep their own): drop it")
+    inputs = {s.path.resolve() for _, s in pairs}  # the files read, so that --out never replaces one
     inputs |= {
-        p.resolve().with_name(p.name.removesuffix(".predictions.jsonl") + ".json")
-        for _, p in pairs
-        if p.name.endswith(".predictions.jsonl")
+        s.path.resolve().with_name(s.path.name.removesuffix(".predictions.jsonl") + ".json")
+        for _, s in pairs
+        if s.path.name.endswith(".predictions.jsonl")
     }  # the evaluation's own results
     if out.resolve() in inputs:
         raise UserError(
             f"--out {out} would overwrite an input or the results of the evaluation that wrote it: choose another file"
         )
     scores = compare(pairs, data, split, limit, resamples, seed, metric_lang)
+    rescored = not all(s.recorded for _, s in pairs)  # else --data and --split were not used: recorded as null
     result = {
-        "data": data,
-        "split": split,
+        "data": data if rescored else None,
+        "split": split if rescored else None,
         "limit": limit,
         "metric_lang": metric_lang,
         **scores,
