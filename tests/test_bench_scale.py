@@ -5,6 +5,7 @@ import json
 import pytest
 
 from hyperadapt.benchmarks import scale
+from hyperadapt.errors import UserError
 
 
 def test_a_tiny_scale_run_solves_fixed_plus_per_layer_and_plans(tmp_path):
@@ -51,3 +52,13 @@ def test_bad_options_are_one_clear_error():
         scale.ScaleConfig(sizes=["3b"])
     with pytest.raises(ValueError, match="two different layer counts"):
         scale.ScaleConfig(depths=[2, 2])
+
+
+def test_plan_refuses_what_is_not_a_scale_result_in_one_line(tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"results": {}}))
+    with pytest.raises(UserError, match=r"other.json: not a result of hyperadapt bench scale \(no 'sizes'\)"):
+        scale.main(["--plan", str(other)])
+    with pytest.raises(FileNotFoundError, match="bench scale result not found"):
+        scale.main(["--plan", str(tmp_path / "missing.json")])
+    assert json.loads(other.read_text()) == {"results": {}}  # nothing written

@@ -40,7 +40,8 @@ from transformers import AutoModelForCausalLM, GenerationMixin, LlamaConfig, Pre
 from hyperadapt.benchmarks import Parser, command, machine
 from hyperadapt.benchmarks.core import Meter
 from hyperadapt.core import AdapterBank, conditioned, inject, peft_wrapping, remove, target_linears
-from hyperadapt.io import check_out_file, save_json
+from hyperadapt.errors import UserError
+from hyperadapt.io import check_out_file, load_json, save_json
 from hyperadapt.methods.baselines.multitask_lora import MultiTaskLoraConfig
 from hyperadapt.methods.megan.config import MeganConfig
 from hyperadapt.methods.megan.hypernet import embed_condition_ids
@@ -128,6 +129,7 @@ class ScaleConfig:
     device: str | None = None
     threads: int = 1
     out: str = "results/bench_scale.json"
+    plan: list[str] | None = None  # --plan RESULT.json [MORE.json ...]: add the plan to RESULT.json, no measuring
 
     def __post_init__(self) -> None:
         unknown = [s for s in [*self.sizes, *self.full_depth] if s not in SHAPES]
@@ -555,8 +557,9 @@ def plan_markdown(p: dict[str, Any]) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
+    threads = result["machine"]["threads"] if "machine" in result else result["threads"]  # results before machine()
     lines = [
-        f"`{result['command']}` ({result['device']}, {result['machine']['threads']} thread(s))",
+        f"`{result['command']}` ({result['device']}, {threads} thread(s))",
         "",
         "| size | base params | batch × seq (answer) | step s: LoRA / TAGI / MeGan | × LoRA: TAGI / MeGan "
         "| peak MiB: LoRA / TAGI / MeGan | saved MiB: LoRA / TAGI / MeGan | trainable: LoRA / TAGI / MeGan "
@@ -594,26 +597,35 @@ def parse_args(argv: Sequence[str] | None) -> ScaleConfig:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
     p.add_argument("--out", default="results/bench_scale.json")
+    p.add_argument(
+        "--plan",
+        nargs="+",
+        metavar="RESULT.json",
+        help="measure nothing: add the 8B/70B plan to RESULT.json (the sizes of further results of the same settings "
+        "join it first) and print its tables; the other options are ignored",
+    )
     return ScaleConfig(**vars(p.parse_args(argv)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--plan"]:  # --plan RESULT.json [MORE.json ...]: the 8B/70B plan, written into RESULT.json
-        if len(argv) < 2:
-            raise SystemExit("error: --plan takes result files: hyperadapt bench scale --plan RESULT.json [MORE.json]")
-        path = Path(argv[1])
-        result = json.loads(path.read_text())
-        for more in argv[2:]:  # sizes measured by other runs of the same settings join the first result
-            other = json.loads(Path(more).read_text())  # each size keeps its own batch (entry["batch"])
+    cfg = parse_args(argv)
+    if cfg.plan:  # --plan RESULT.json [MORE.json ...]: the 8B/70B plan, written into RESULT.json
+        path = Path(cfg.plan[0])
+        result = load_json(path, "bench scale result")
+        for more in cfg.plan[1:]:  # sizes measured by other runs of the same settings join the first result
+            other = load_json(more, "bench scale result")  # each size keeps its own batch (entry["batch"])
+            if not isinstance(other.get("sizes"), dict) or not isinstance(result.get("sizes"), dict):
+                raise UserError(f"{more if 'sizes' in result else path}: not a result of hyperadapt bench scale")
             result["sizes"].update(other["sizes"])
-            result.setdefault("merged", []).append({"file": more, "command": other["command"]})
+            result.setdefault("merged", []).append({"file": more, "command": other.get("command")})
+        if not isinstance(result.get("sizes"), dict):
+            raise UserError(f"{path}: not a result of hyperadapt bench scale (no 'sizes')")
         result["plan"] = plan(result)
         save_json(result, path)
         print(markdown(result))
         print(plan_markdown(result["plan"]))
         return 0
-    cfg = parse_args(argv)
     result = run(cfg, log=lambda m: print(m, file=sys.stderr, flush=True), argv=argv)
     Path(cfg.out).with_suffix(".md").write_text(markdown(result) + "\n")
     print(markdown(result))
