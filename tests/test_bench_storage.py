@@ -149,3 +149,23 @@ def test_storage_table_refuses_what_it_cannot_tabulate(tmp_path):
         "--storage-table", str(tmp_path / "seq"), "--reference", str(ref), "--out", str(out)
     )
     assert "--reference goes with --storage-table" in fails("--reference", str(ref))
+
+
+def test_storage_plot_draws_each_row_with_its_interval_and_refuses_a_bad_one(tmp_path):
+    pytest.importorskip("matplotlib")
+    from hyperadapt.report.plots import plot_tradeoff
+
+    final = {"a": 50.0, "b": 40.0, "c": 30.0}
+    ref = summary(tmp_path / "ref", 40.0, final=final)
+    qv = summary(tmp_path / "qv", 30.0, per_task=MIB, final={"a": 40.0, "b": 25.0, "c": 25.0})
+    out = tmp_path / "table"
+    assert continual.main(["--storage-table", str(qv), "--reference", str(ref), "--out", str(out)]) == 0
+    assert (out / "storage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    points = continual.storage_points(json.loads((out / "storage.json").read_text()))
+    assert points["ref"] == {"x": 3.0, "mean": 0.0}  # rows are labelled by their folders; no interval for the ref
+    assert points["qv"]["x"] == 1.0 and points["qv"]["low"] <= -10.0 == points["qv"]["mean"]
+    assert points["qv"]["high"] < 0  # behind on every task
+    with pytest.raises(ValueError, match="needs low <= mean <= high"):
+        plot_tradeoff({"bad": {"x": 1.0, "mean": 0.0, "low": 1.0, "high": 2.0}}, tmp_path / "bad.png", "x", "y")
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_tradeoff({}, tmp_path / "none.png", "x", "y")

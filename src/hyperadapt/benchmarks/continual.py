@@ -13,7 +13,8 @@ base model's (zero-shot) answers are computed once and shared, and the oracle re
 
 With ``--storage-table`` it runs nothing: it puts SwitchCIT's AP, the oracle's AP, MiB per task, the switch's MiB,
 reject AUROC and training time of finished runs (their ``summary.json``) beside a reference run, with each AP's
-difference from the reference, in ``OUT/storage.json`` and ``OUT/storage.md`` (seconds):
+difference from the reference, in ``OUT/storage.json`` and ``OUT/storage.md``, and ΔAP against MiB per task
+in ``OUT/storage.png`` (seconds):
 
     hyperadapt bench continual --storage-table qv-bf16=results/continual/sni-order1-storage/qv \
         --reference "all7-fp32 (SNI-CPU v1)=docs/results/continual/sni_v1_order1_summary.json" \
@@ -290,18 +291,60 @@ def storage_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+STORAGE_TARGET = (2.5, -0.5)  # issue 36: at most 2.5 MiB per task, AP within 0.5 of the reference
+
+
+def storage_points(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each row of :func:`storage_table` with its MiB per task as a plot point: ``x`` MiB per task, ``mean`` ΔAP
+    and, where the row has it, its interval over tasks (``low``, ``high``)."""
+    points: dict[str, dict[str, float]] = {}
+    for label, r in result["rows"].items():
+        if r["mib_per_task"] is None:
+            continue
+        points[label] = {"x": r["mib_per_task"], "mean": r["delta_AP"]}
+        if r.get("delta_AP_ci"):
+            points[label] |= {"low": r["delta_AP_ci"]["low"], "high": r["delta_AP_ci"]["high"]}
+    return points
+
+
+def plot_storage(result: dict[str, Any], path: Path) -> Path | None:
+    """:func:`storage_points` as ΔAP (with its interval over tasks) against MiB per task in ``path``, the target
+    (:data:`STORAGE_TARGET`) shaded; ``None`` without matplotlib or without a row that has its MiB."""
+    try:
+        from hyperadapt.report.plots import plot_tradeoff
+    except ImportError:
+        return None
+    points = storage_points(result)
+    if not points:
+        return None
+    try:
+        return plot_tradeoff(
+            points,
+            path,
+            "MiB per task (the adapter as stored)",
+            "ΔAP (95% CI over the stream's tasks)",
+            target=STORAGE_TARGET,
+            title=f"SwitchCIT: AP against {result['reference']}",
+        )
+    except ImportError:  # matplotlib itself missing (plot_tradeoff imports it when it draws)
+        return None
+
+
 def storage_main(args: argparse.Namespace, argv: list[str] | None) -> int:
-    """``--storage-table``: check the outputs, build the table, write ``OUT/storage.{json,md}``, print it."""
+    """``--storage-table``: check the outputs, build the table, write ``OUT/storage.{json,md}`` and the plot
+    ``OUT/storage.png`` (with matplotlib), print the table."""
     if args.reference is None or args.out is None:
         raise UserError("--storage-table needs --reference [LABEL=]RUN and --out FOLDER (for storage.json and .md)")
     out = Path(args.out)
-    for name in ("storage.json", "storage.md"):
+    for name in ("storage.json", "storage.md", "storage.png"):
         check_out_file(out / name, "--out")
     result = {"command": command("continual", argv), **storage_table(args.storage_table, args.reference)}
     save_json(result, out / "storage.json")
     table = storage_markdown(result)
     atomic_write_text(out / "storage.md", table)
     print(table, flush=True)
+    plotted = plot_storage(result, out / "storage.png")
+    print(f"-> {plotted}" if plotted else "(no storage.png: pip install 'hyperadapt[plots]' for the plot)", flush=True)
     return 0
 
 

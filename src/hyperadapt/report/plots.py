@@ -153,6 +153,46 @@ def plot_budget_curves(
     return path
 
 
+def plot_tradeoff(
+    points: Mapping[str, Mapping[str, float]],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    target: tuple[float, float] | None = None,
+    title: str = "",
+) -> Path:
+    """One marker per row (named in the legend) at ``x`` (a cost, e.g. MiB per task) and ``mean`` with its
+    interval ``low`` / ``high`` (error bars; a row without them, e.g. the reference, is a marker alone);
+    ``target`` ``(x_max, y_min)`` shades where a row meets both (x at most x_max, y at least y_min). Raises
+    ``ValueError`` for no row or an interval that does not hold its mean."""
+    if not points:
+        raise ValueError("nothing to plot: give at least one row")
+    for name, p in points.items():
+        if "low" in p and not (p["low"] <= p["mean"] <= p["high"]):
+            raise ValueError(f"row {name!r}: needs low <= mean <= high")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, p in points.items():
+        err = [[p["mean"] - p["low"]], [p["high"] - p["mean"]]] if "low" in p else None
+        ax.errorbar([p["x"]], [p["mean"]], yerr=err, marker="o", capsize=3, label=name)
+    if target is not None:
+        x_max, y_min = target
+        ax.axvline(x_max, color="grey", linestyle="--", linewidth=1)
+        ax.axhline(y_min, color="grey", linestyle="--", linewidth=1)
+        top = max(max(p.get("high", p["mean"]) for p in points.values()), y_min) + 1
+        ax.fill_between([0, x_max], y_min, top, color="green", alpha=0.08, label="target")
+    ax.set_xlim(left=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        ax.set_title(title)
+    path = _save_png(fig, path)
+    plt.close(fig)
+    return path
+
+
 def plot_grouped_bars(
     values: Mapping[str, Mapping[str, float]],
     path: str | Path,
