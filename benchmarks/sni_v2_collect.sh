@@ -122,7 +122,7 @@ if [ -z "$followup" ]; then  # the worktree whose follow-up log was written last
 fi
 if [ -n "$followup" ]; then
   for name in hypter_x4_sensitivity spread_x4; do
-    if grep -q '^STEP DONE' "$followup/logs/$name.log" 2>/dev/null; then
+    if [[ "$(step_state "$followup/logs/$name.log")" == "STEP DONE"* ]]; then
       src="$followup/results/sni/$name.json"
       if [ ! -f "$src" ]; then echo "missing: $src" >&2
       elif [ ! -f "$docs/$name.json" ] || [ "$src" -nt "$docs/$name.json" ]; then
