@@ -38,6 +38,27 @@ def test_eval_zero_shot(tiny_dir, jsonl_data, tmp_path):
     assert json.loads(out.read_text())["method"] == "zero-shot"
 
 
+def test_eval_with_shuffled_instructions_names_and_records_them(tiny_dir, jsonl_data, tmp_path):
+    """`--instructions shuffled`: every task reads another task's instruction; its own file, its own record."""
+    from hyperadapt.evaluation.destination import result_name
+
+    def run(*extra):
+        args = eval_args(jsonl_data, "--method", "zero-shot", "--model", str(tiny_dir), limit=2, max_new_tokens=3)
+        return runner.invoke(app, [*args, "--out", str(tmp_path), *extra])
+
+    own, shuffled = run(), run("--instructions", "shuffled")
+    assert own.exit_code == 0 and shuffled.exit_code == 0, shuffled.output
+    name = result_name(f"jsonl:{jsonl_data}", "test", "def", 2, "shuffled-seed0")
+    saved = json.loads(next(tmp_path.glob(f"zero-shot.*.{name}")).read_text())
+    mine = json.loads(
+        next(tmp_path.glob(f"zero-shot.*.{result_name(f'jsonl:{jsonl_data}', 'test', 'def', 2)}")).read_text()
+    )
+    assert saved["instructions"] == "shuffled-seed0" and "instructions" not in mine
+    assert "shuffled-seed0 instructions" in shuffled.output
+    bad = run("--instructions", "backwards")
+    assert bad.exit_code == 2 and "--instructions must be one of own, shuffled, random" in bad.output
+
+
 def test_train_then_eval_multitask_lora(tiny_dir, jsonl_data, tmp_path):
     run = tmp_path / "run"
     args = train_args("multitask-lora", tiny_dir, jsonl_data, run, "train.steps=3", "train.batch_size=2")

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import random
-import string
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -45,6 +43,7 @@ from hyperadapt.methods.baselines.multitask_lora import AdapterMethod, MultiTask
 from hyperadapt.methods.baselines.zero_shot import zero_shot
 from hyperadapt.methods.tagi import TagiConfig, TagiMethod, train_tagi
 from hyperadapt.methods.tagi.hypter import hypter_config, train_hypter
+from hyperadapt.methods.tagi.instructions import random_instructions
 from hyperadapt.methods.tagi.instructions import shuffled_instructions as shuffled
 from hyperadapt.methods.tagi.method import HYPERNET_DIR
 from hyperadapt.methods.tagi.teachers import TEACHERS_FILE
@@ -145,16 +144,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def fresh(cfg: TagiConfig) -> tuple[PreTrainedModel, Tokenizer]:
     """A fresh copy of the base model per method: methods wrap it (injection, PEFT)."""
     return load_base_model(cfg.model)
-
-
-def random_strings(tasks: list[Task], seed: int) -> list[Task]:
-    """Each task's instruction replaced by random lowercase words of the same length."""
-    rng = random.Random(seed)
-    out: list[Task] = []
-    for t in tasks:
-        words = [("".join(rng.choices(string.ascii_lowercase, k=len(w)))) for w in t.instruction.split()]
-        out.append(replace(t, instruction=" ".join(words), positive_examples=[], paraphrases=[]))
-    return out
 
 
 def tagi_examples(cfg: TagiConfig) -> dict[str, int]:
@@ -552,7 +541,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 seed = cfg.train.seed
                 variants = {
                     "shuffled": {s: shuffled(t, seed) for s, t in splits.items()},
-                    "random": {s: random_strings(t, seed) for s, t in splits.items()},
+                    "random": {s: random_instructions(t, seed) for s, t in splits.items()},
                 }
                 result["sensitivity"][name] = {
                     k: score(trained[name], v, small, cfg.model, cfg.data, answers / k) for k, v in variants.items()

@@ -45,6 +45,16 @@ def eval_cmd(
     overwrite: Annotated[
         bool, typer.Option(help="replace results of another evaluation at the same path (refused otherwise)")
     ] = False,
+    instructions: Annotated[
+        str,
+        typer.Option(
+            help="own: each task's instruction; shuffled: another task's (and its examples); random: random words "
+            "of the same lengths. The last two are TAGI's instruction-sensitivity controls; the results say which"
+        ),
+    ] = "own",
+    instructions_seed: Annotated[
+        int, typer.Option(help="seed of the shuffled or random instructions (bench tagi uses the run's train.seed)")
+    ] = 0,
 ) -> None:
     """Evaluate a method on a task set and write results JSON + a Markdown table.
 
@@ -54,16 +64,25 @@ def eval_cmd(
     as they come: an interrupted evaluation continues where it stopped when the same command runs again. The
     headline is the official SNI instance mean.
 
+    With --instructions shuffled (or random) every task reads another task's instruction (random words): does the
+    method follow the instruction it is given? The file name says so (.shuffled-seed0.) and the results record it.
+
     Examples: hyperadapt eval --data sni:../shared/data/sni --split test --setting def --limit 20  (zero-shot)
               hyperadapt eval --run runs/tagi --data synthetic --split unseen
+              hyperadapt eval --run runs/tagi --data synthetic --split unseen --instructions shuffled
     """
     from hyperadapt.data import load_tasks
     from hyperadapt.errors import UserError
     from hyperadapt.evaluation.destination import check_results_target, expected_identity, results_path
     from hyperadapt.evaluation.harness import EvalConfig, evaluate
     from hyperadapt.io import check_out_file
+    from hyperadapt.methods.tagi.instructions import INSTRUCTION_VARIANTS, with_instructions
     from hyperadapt.registry import method_entry
     from hyperadapt.runs import Run
+
+    if instructions not in INSTRUCTION_VARIANTS:
+        raise UserError(f"--instructions must be one of {', '.join(INSTRUCTION_VARIANTS)}, got {instructions!r}")
+    variant = None if instructions == "own" else f"{instructions}-seed{instructions_seed}"  # names and records it
 
     opened = Run.open(run) if run is not None else None  # its record, read once
     if opened is not None:
@@ -90,9 +109,11 @@ def eval_cmd(
     )
     model = opened.check_model(model) if opened is not None else model or "default"
     own = opened.prompt_style.setting if opened is not None else "def"
-    target = results_path(out, data, split, setting or own, limit, method=method, model=model, run=opened)
+    target = results_path(
+        out, data, split, setting or own, limit, method=method, model=model, run=opened, instructions=variant
+    )
     check_out_file(target, "--out")
-    tasks = load_tasks(data, split)
+    tasks = with_instructions(load_tasks(data, split), instructions, instructions_seed)
     if opened is not None:
         runner = opened.load()
         if setting is not None and setting != own:
@@ -103,14 +124,18 @@ def eval_cmd(
             )
     elif entry.make is not None:  # always, without a run: a method without make was refused above
         runner = entry.make(model=model, setting=setting or own)
-    check_results_target(target, expected_identity(runner, cfg, model=model, data=data, split=split), overwrite)
+    expected = expected_identity(runner, cfg, model=model, data=data, split=split, instructions=variant)
+    check_results_target(target, expected, overwrite)
     answers = target.with_suffix(".answers.jsonl")
     result = evaluate(runner, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
+    if variant is not None:
+        result["instructions"] = variant
     path = _write_results(result, target)
     answers.unlink(missing_ok=True)  # the answers are in the results now; a later run starts afresh
     m = result["mean"]
     console.print(
-        f"{method} on {data} [{split}, {result['setting']}]: {len(tasks)} tasks, {m['n']} instances, "
+        f"{method} on {data} [{split}, {result['setting']}{f', {variant} instructions' if variant else ''}]: "
+        f"{len(tasks)} tasks, {m['n']} instances, "
         f"ROUGE-L {m['rougeL']:.2f}, EM {m['em']:.2f} (instance mean; task mean ROUGE-L "
         f"{m['task_mean']['rougeL']:.2f}) -> {path}"
     )

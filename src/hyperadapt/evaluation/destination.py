@@ -1,7 +1,8 @@
 """Where an evaluation's results go: a file name that names everything that tells two evaluations apart.
 
 ``hyperadapt eval`` writes ``RUN/eval/NAME`` for a run and ``results/METHOD.MODEL.NAME`` otherwise, where
-``NAME`` is ``DATA.SPLIT.SETTING[.limitN].json`` and ``DATA`` names the data source with a short hash of its
+``NAME`` is ``DATA.SPLIT.SETTING[.INSTRUCTIONS][.limitN].json`` (``INSTRUCTIONS`` only when the tasks read
+other instructions than their own, ``eval --instructions``) and ``DATA`` names the data source with a short hash of its
 folder's absolute path (``sni-sni-3f2a1c``): two SNI folders, two settings, two models or two limits never
 share a file. An existing results file of another evaluation (another method, model, data source, split,
 setting, mode, limit or budget) is never replaced silently: :func:`check_results_target` refuses it unless
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 PATH_KINDS = ("sni", "cl", "jsonl")  # data specs KIND:PATH whose PATH is a file or folder
 # what tells two evaluations apart: keys of a results dict, and of its config["eval"]
-RESULT_KEYS = ("method", "model", "data", "split", "setting", "mode")
+RESULT_KEYS = ("method", "model", "data", "split", "setting", "mode", "instructions")
 EVAL_KEYS = ("limit", "max_new_tokens", "max_prompt_tokens", "metric_lang")
 
 
@@ -47,9 +48,11 @@ def source_tag(spec: str) -> str:
     return safe_name(tag, "data or model name")
 
 
-def result_name(data: str, split: str, setting: str, limit: int | None = None) -> str:
-    """``DATA.SPLIT.SETTING[.limitN].json`` (``DATA``: :func:`source_tag`)."""
+def result_name(data: str, split: str, setting: str, limit: int | None = None, instructions: str | None = None) -> str:
+    """``DATA.SPLIT.SETTING[.INSTRUCTIONS][.limitN].json`` (``DATA``: :func:`source_tag`; ``INSTRUCTIONS``: the
+    tasks' instructions when they are not their own, e.g. ``shuffled-seed0``)."""
     parts = [source_tag(data), safe_name(split, "split"), safe_name(setting, "setting")]
+    parts += [safe_name(instructions, "instructions")] if instructions else []
     return ".".join(parts + ([f"limit{limit}"] if limit is not None else [])) + ".json"
 
 
@@ -63,13 +66,14 @@ def results_path(
     method: str,
     model: str,
     run: Run | None = None,
+    instructions: str | None = None,
 ) -> Path:
     """Where ``eval`` writes: ``out`` when it names a ``.json`` file; else in the folder ``out`` (default: the
     run's ``Run.eval_dir``, or ``results/``) the file :func:`result_name`, prefixed ``METHOD.MODEL.`` without a
     run (a run's folder already names both)."""
     if out is not None and Path(out).suffix == ".json":
         return Path(out)
-    name = result_name(data, split, setting, limit)
+    name = result_name(data, split, setting, limit, instructions)
     if run is not None:
         return Path(out or run.eval_dir) / name
     return Path(out or "results") / f"{safe_name(method, 'method')}.{source_tag(model)}.{name}"
@@ -87,8 +91,11 @@ def identity(result: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def expected_identity(method: Any, cfg: EvalConfig, *, model: str, data: str, split: str) -> dict[str, Any]:
-    """The :func:`identity` of the results that ``evaluate(method, tasks, cfg, model=, data=, split=)`` writes."""
+def expected_identity(
+    method: Any, cfg: EvalConfig, *, model: str, data: str, split: str, instructions: str | None = None
+) -> dict[str, Any]:
+    """The :func:`identity` of the results that ``evaluate(method, tasks, cfg, model=, data=, split=)`` writes
+    (``instructions``: what the tasks' instructions were when not their own, as ``eval`` records it)."""
     return identity(
         {
             "method": method.name,
@@ -97,6 +104,7 @@ def expected_identity(method: Any, cfg: EvalConfig, *, model: str, data: str, sp
             "split": split,
             "setting": cfg.setting or method.setting,
             "mode": cfg.mode,
+            "instructions": instructions,
             "config": {"eval": vars(cfg)},
         }
     )

@@ -10,6 +10,7 @@ read a bounded window anyway, and a long definition's head usually says what the
 from __future__ import annotations
 
 import random
+import string
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -77,6 +78,31 @@ class InstructionVectors:
 
     def __call__(self, texts: Sequence[str]) -> Tensor:
         return self.encoder.encode([self.clean(t) for t in texts])  # [N, D]
+
+
+INSTRUCTION_VARIANTS = ("own", "shuffled", "random")  # what `hyperadapt eval --instructions` gives each task
+
+
+def random_instructions(tasks: list[Task], seed: int) -> list[Task]:
+    """Each task's instruction replaced by random lowercase words of the same lengths (drawn with ``seed``);
+    examples and paraphrases dropped. The no-instruction control of TAGI's instruction sensitivity."""
+    rng = random.Random(seed)
+    out: list[Task] = []
+    for t in tasks:
+        words = ["".join(rng.choices(string.ascii_lowercase, k=len(w))) for w in t.instruction.split()]
+        out.append(replace(t, instruction=" ".join(words), positive_examples=[], paraphrases=[]))
+    return out
+
+
+def with_instructions(tasks: list[Task], variant: str, seed: int = 0) -> list[Task]:
+    """``tasks`` with their ``own`` instructions, another task's (``shuffled``: :func:`shuffled_instructions`) or
+    random words (``random``: :func:`random_instructions`), drawn with ``seed``; ``UserError`` for another
+    variant. ``hyperadapt bench tagi``'s sensitivity rows are the last two at the run's ``train.seed``."""
+    if variant not in INSTRUCTION_VARIANTS:
+        raise UserError(f"instructions must be one of {', '.join(INSTRUCTION_VARIANTS)}, got {variant!r}")
+    if variant == "shuffled":
+        return shuffled_instructions(tasks, seed)
+    return random_instructions(tasks, seed) if variant == "random" else tasks
 
 
 def shuffled_instructions(tasks: list[Task], seed: int) -> list[Task]:
