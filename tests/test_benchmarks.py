@@ -13,7 +13,8 @@ import torch
 from hyperadapt.benchmarks import megan, tagi
 from hyperadapt.config import load_config
 from hyperadapt.data import load_tasks
-from hyperadapt.methods.tagi.instructions import random_instructions
+from hyperadapt.errors import UserError
+from hyperadapt.methods.tagi.instructions import random_instructions, with_instructions
 
 
 def test_megan_benchmark_gives_every_method_the_same_number_of_training_examples():
@@ -46,6 +47,9 @@ def test_tagi_sensitivity_variants_change_every_instruction():
         assert a.instruction != b.instruction
         assert [len(w) for w in a.instruction.split()] == [len(w) for w in b.instruction.split()]
         assert b.positive_examples == [] and b.paraphrases == []
+    assert with_instructions(tasks, "shuffled", 0) == shuffled and with_instructions(tasks, "own") is tasks
+    with pytest.raises(UserError, match="need at least two tasks to swap, got 1"):
+        with_instructions(tasks[:1], "shuffled")
 
 
 def test_result_table_lists_methods_and_sensitivity_variants(tmp_path):

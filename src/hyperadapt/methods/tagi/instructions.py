@@ -97,10 +97,13 @@ def random_instructions(tasks: list[Task], seed: int) -> list[Task]:
 def with_instructions(tasks: list[Task], variant: str, seed: int = 0) -> list[Task]:
     """``tasks`` with their ``own`` instructions, another task's (``shuffled``: :func:`shuffled_instructions`) or
     random words (``random``: :func:`random_instructions`), drawn with ``seed``; ``UserError`` for another
-    variant. ``hyperadapt bench tagi``'s sensitivity rows are the last two at the run's ``train.seed``."""
+    variant or fewer than two tasks to shuffle. ``hyperadapt bench tagi``'s sensitivity rows are the last two at
+    the run's ``train.seed``."""
     if variant not in INSTRUCTION_VARIANTS:
         raise UserError(f"instructions must be one of {', '.join(INSTRUCTION_VARIANTS)}, got {variant!r}")
     if variant == "shuffled":
+        if len(tasks) < 2:
+            raise UserError(f"shuffled instructions need at least two tasks to swap, got {len(tasks)}")
         return shuffled_instructions(tasks, seed)
     return random_instructions(tasks, seed) if variant == "random" else tasks
 
