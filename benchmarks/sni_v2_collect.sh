@@ -87,6 +87,26 @@ if done_step lora_seed0_def2pos; then
     "TAGI Def+2Pos=tagi_released_def2pos.predictions.jsonl"
 fi
 
+# the released TAGI's instruction sensitivity (benchmarks/sni_released_sensitivity.sh, its own worktree SENS_WORK,
+# default ../jobs-2a0f404): the shuffled and random rows against its own answers on the same 10 per task
+sens="${SENS_WORK:-$repo/../jobs-2a0f404}"
+for v in shuffled random; do
+  if [ -d "$sens" ] && [[ "$(step_state "$sens/logs/released_$v.log")" == "STEP DONE"* ]]; then
+    for f in json predictions.jsonl; do
+      src="$sens/results/sni/tagi_released_$v.$f"
+      if [ ! -f "$docs/tagi_released_$v.$f" ] || [ "$src" -nt "$docs/tagi_released_$v.$f" ]; then
+        cp -p "$src" "$docs/tagi_released_$v.$f"; echo "copied $src -> docs/results/sni/tagi_released_$v.$f"
+      fi
+    done
+  fi
+done
+if have tagi_released_shuffled.predictions.jsonl tagi_released_random.predictions.jsonl; then
+  hx bench compare "TAGI (released), own definition=docs/results/sni/tagi_released_def.predictions.jsonl" \
+    "TAGI (released), shuffled=docs/results/sni/tagi_released_shuffled.predictions.jsonl" \
+    "TAGI (released), random=docs/results/sni/tagi_released_random.predictions.jsonl" \
+    --data sni:../shared/data/sni --split test --limit 10 --out docs/results/sni/tagi_released_sensitivity.json
+fi
+
 # part 3: second seeds at 1x
 if done_step tagi_seed1; then
   take_bench tagi_seed1 runs/sni/seed1 tagi
