@@ -115,6 +115,19 @@ def plot_ap_curve(curves: Mapping[str, Sequence[float]], path: str | Path, ylabe
     return path
 
 
+def _finish(plt: Any, fig: Any, ax: Any, path: str | Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label the axes, grid, the legend right of the plot, the title (when given); save ``path`` and close."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        ax.set_title(title)
+    saved = _save_png(fig, path)
+    plt.close(fig)
+    return saved
+
+
 def plot_budget_curves(
     curves: Mapping[str, Sequence[Mapping[str, float]]],
     path: str | Path,
@@ -142,15 +155,7 @@ def plot_budget_curves(
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name)
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs_all, [f"{x:g}" for x in xs_all])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    if title:
-        ax.set_title(title)
-    path = _save_png(fig, path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, xlabel, ylabel, title)
 
 
 def plot_tradeoff(
@@ -182,15 +187,7 @@ def plot_tradeoff(
         top = max(max(p.get("high", p["mean"]) for p in points.values()), y_min) + 1
         ax.fill_between([0, x_max], y_min, top, color="green", alpha=0.08, label="target")
     ax.set_xlim(left=0)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    if title:
-        ax.set_title(title)
-    path = _save_png(fig, path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, xlabel, ylabel, title)
 
 
 def plot_grouped_bars(
