@@ -60,6 +60,9 @@ def test_compare_scores_logs_and_pairs_them_with_the_first(jsonl_data, tmp_path)
     assert saved["reference"] == "good" and saved["limit"] == 4
     rows = saved["logs"]
     assert rows["good"]["rougeL"] == 100.0 and rows["good"]["n"] == 8 and "minus_reference" not in rows["good"]
+    assert rows["bad"]["minus_reference"]["identical_answers"] == 0  # "zzz" never equals a right answer
+    assert rows[str(half)]["minus_reference"]["identical_answers"] == 4  # right on copy's 4, "zzz" on yesno's
+    assert "; 4 of 8 answers identical" in result.output
     mixed = rows[str(half)]["minus_reference"]["em"]
     assert mixed["diff"] == -50.0 and (mixed["wins"], mixed["losses"], mixed["ties"]) == (0, 1, 1)
     assert -100.0 <= mixed["low"] <= mixed["diff"] <= mixed["high"] <= 0.0

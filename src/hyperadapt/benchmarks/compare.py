@@ -165,7 +165,8 @@ def compare(
 ) -> dict[str, Any]:
     """Scores of each ``(label, source)`` and, for every one after the first, its paired difference from the first
     (``minus_reference``: per key ``diff``, ``low``, ``high``, ``wins``, ``losses``, ``ties``, in ROUGE-L / EM
-    points). Answers (an answer log or predictions) are scored again on ``data``'s ``split``, the first ``limit``
+    points; when both are answers, ``identical_answers``: the chosen instances answered with the very same text).
+    Answers (an answer log or predictions) are scored again on ``data``'s ``split``, the first ``limit``
     instances per task; recorded scores (:class:`Source` with a ``row``) are taken as the result JSON holds them
     (:func:`read_scores`); the data is read only when there are answers to score.
 
@@ -174,7 +175,7 @@ def compare(
     tasks or instance counts), fewer than two inputs or a repeated label.
     """
     from hyperadapt.data import load_tasks
-    from hyperadapt.evaluation.harness import score_answer_log
+    from hyperadapt.evaluation.harness import read_answers, score_answer_log
     from hyperadapt.evaluation.metrics import aggregate, by_category, paired_bootstrap
 
     if len(logs) < 2:
@@ -213,6 +214,11 @@ def compare(
         }
         if label != reference:
             row["minus_reference"] = {key: paired_bootstrap(a, b, key, resamples, seed=seed) for key in KEYS}
+            ref_source = dict(logs)[reference]
+            if not source.recorded and not ref_source.recorded:  # both answers: how many are the very same text
+                keys = [(t.name, x.id) for t in tasks for x in (t.instances[:limit] if limit else t.instances)]
+                mine, theirs = read_answers(source.path), read_answers(ref_source.path)
+                row["minus_reference"]["identical_answers"] = sum(mine[k] == theirs[k] for k in keys)
         out["logs"][label] = row
     return out
 
@@ -349,6 +355,8 @@ def compare_command(
                     d["rougeL"]["ties"],
                 )
             )
+            if "identical_answers" in d:
+                line += f"; {d['identical_answers']} of {row['n']} answers identical"
         print(line, flush=True)
     save_json(result, out)
     atomic_write_text(out.with_suffix(".md"), table(result))
