@@ -200,6 +200,9 @@ def compare(
                 "evaluation that wrote it?"
             ) from err
     reference = labels[0]
+    ref_source = logs[0][1]
+    ref_answers = None if ref_source.recorded else read_answers(ref_source.path)  # read once, for identical counts
+    keys = [(t.name, x.id) for t in tasks for x in (t.instances[:limit] if limit else t.instances)]
     out: dict[str, Any] = {"reference": reference, "logs": {}}
     for label, source in logs:
         a, b = scored[label], scored[reference]
@@ -214,11 +217,9 @@ def compare(
         }
         if label != reference:
             row["minus_reference"] = {key: paired_bootstrap(a, b, key, resamples, seed=seed) for key in KEYS}
-            ref_source = dict(logs)[reference]
-            if not source.recorded and not ref_source.recorded:  # both answers: how many are the very same text
-                keys = [(t.name, x.id) for t in tasks for x in (t.instances[:limit] if limit else t.instances)]
-                mine, theirs = read_answers(source.path), read_answers(ref_source.path)
-                row["minus_reference"]["identical_answers"] = sum(mine[k] == theirs[k] for k in keys)
+            if not source.recorded and ref_answers is not None:  # both answers: how many are the very same text
+                mine = read_answers(source.path)
+                row["minus_reference"]["identical_answers"] = sum(mine[k] == ref_answers[k] for k in keys)
         out["logs"][label] = row
     return out
 

@@ -115,11 +115,15 @@ def plot_ap_curve(curves: Mapping[str, Sequence[float]], path: str | Path, ylabe
     return path
 
 
-def _finish(plt: Any, fig: Any, ax: Any, path: str | Path, xlabel: str, ylabel: str, title: str) -> Path:
-    """Label the axes, grid, the legend right of the plot, the title (when given); save ``path`` and close."""
-    ax.set_xlabel(xlabel)
+def _finish(
+    plt: Any, fig: Any, ax: Any, path: str | Path, xlabel: str, ylabel: str, title: str, grid: str = "both"
+) -> Path:
+    """Label the axes, grid (``grid``: both, x or y), the legend right of the plot, the title (when given); save
+    ``path`` and close."""
+    if xlabel:
+        ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
+    ax.grid(axis=grid, alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         ax.set_title(title)
@@ -214,15 +218,8 @@ def plot_grouped_bars(
     import textwrap
 
     ax.set_xticks(range(len(groups)), [textwrap.fill(g, 18) for g in groups], fontsize=8)
-    ax.set_ylabel(ylabel)
     ax.set_ylim(0, ymax)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    if title:
-        ax.set_title(title)
-    path = _save_png(fig, path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "", ylabel, title, grid="y")
 
 
 def plot_box_stats(
