@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -26,7 +27,9 @@ SQUARE = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])  # c
 
 
 def _router(confidence: str, keys: torch.Tensor, labels: torch.Tensor, **cfg) -> SwitchRouter:
-    """A 2-d switch fitted on ``keys`` (its MLP routes by the nearest cluster), scoring with ``confidence``."""
+    """A 2-d switch fitted on ``keys`` (its MLP routes by the nearest cluster), scoring with ``confidence``; it
+    keeps its features in float32 unless ``cfg`` says otherwise, so that the scores are exact."""
+    cfg = {"feature_dtype": "float32", **cfg}
     router = SwitchRouter(
         2, int(labels.max()) + 1, RouterConfig(hidden=8, epochs=40, lr=3e-2, confidence=confidence, **cfg)
     )
@@ -113,6 +116,23 @@ def test_save_load_round_trip_keeps_score_bank_and_task_thresholds(tmp_path):
     assert (old.cfg.calibrate_per, old.cfg.knn_k, old.task_thresholds) == ("global", 1, None)
 
 
+def test_a_float16_switch_keeps_its_features_in_float16_and_routes_alike_once_read_back(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    keys = torch.cat([torch.randn(30, 8, generator=gen), torch.randn(30, 8, generator=gen) + 3]) / 7
+    labels = torch.tensor([0] * 30 + [1] * 30)
+    router = SwitchRouter(8, 2, RouterConfig(hidden=8, epochs=5, confidence="mahalanobis", feature_dtype="float16"))
+    router.fit(keys, labels, seed=0)
+    assert torch.equal(router.keys, keys.half().float()) and not torch.equal(router.keys, keys)  # rounded
+    router.calibrate(keys, 0.1)
+    router.save(tmp_path)
+    assert load_file(tmp_path / "router.safetensors")["keys"].dtype == torch.float16
+    again = SwitchRouter.load(tmp_path)
+    probe = torch.randn(40, 8, generator=gen) / 3
+    assert again.keys.dtype == torch.float32 and again.route(probe) == router.route(probe)
+    with pytest.raises(ValueError, match="router.feature_dtype"):
+        RouterConfig(feature_dtype="int8")
+
+
 def test_bank_needs_every_task():
     router = SwitchRouter(2, 2, RouterConfig(hidden=8, epochs=1))
     with pytest.raises(ValueError, match="kept features of all 2 tasks"):
@@ -187,9 +207,11 @@ def test_judge_calibrates_on_dev_only_and_reports_every_rule():
         knn_k=[1, 3],
         calibrate_per=["global", "task"],
         quantiles=[0.1],
+        feature_dtypes=None,
     )
     grid = rules(cfg, args, "sentence")
     assert len(grid) == 2 * (2 + 1) * 2 and {r.knn_k for r in grid if r.confidence == "mahalanobis"} == {1}
+    assert {r.feature_dtype for r in grid} == {"float16"}  # the config's, today's default
     oracle = {"matrix": [[50.0, 30.0]], "zero_shot": [10.0, 20.0]}
     for router in grid:
         run = SwitchConfig(stream=cfg.stream, router=router)
@@ -203,15 +225,32 @@ def test_judge_calibrates_on_dev_only_and_reports_every_rule():
             ((1 - share[0]) * 50 + share[0] * 10 + (1 - share[1]) * 30 + share[1] * 20) / 2
         )
         assert a["kept_features"] == (20 if router.reject_bank else 8)
+        assert a["switch_bytes"] > 4 * 3 * a["kept_features"]  # at least the kept features, in float32
+        assert b["routing_digest"] != a["routing_digest"]  # every seen input now routed alike
+        full = judge(replace(run, router=replace(router, feature_dtype="float32")), stream, seen, seen_task, unseen,
+                     _fake_encode, oracle)  # fmt: skip
+        assert full["routing_digest"] == a["routing_digest"] and full["switch_bytes"] > a["switch_bytes"]
 
 
 def test_resumed_run_with_kept_features_and_per_task_thresholds_equals_an_uninterrupted_one(tiny_dir, tmp_path):
-    cfg = tiny_config(str(tiny_dir), encoder="base_mean", confidence="mahalanobis", calibrate_per="task", reject_bank=6)
+    cfg = tiny_config(
+        str(tiny_dir),
+        encoder="base_mean",
+        confidence="mahalanobis",
+        calibrate_per="task",
+        reject_bank=6,
+        feature_dtype="float16",  # the switch's features kept in float16, read back by the resumed run
+    )
     cfg.lora.storage_dtype = "bfloat16"  # and the adapters in bf16, read back for every answer
     straight = run_stream(cfg, tmp_path / "straight", "switchcit")
     run_stream(cfg, tmp_path / "resumed", "switchcit", stop_after=1)
     resumed = run_stream(cfg, tmp_path / "resumed", "switchcit", resume=True)
-    assert resumed["switch"]["rule"] == "base_mean/mahalanobis/task/bank6/calib4/q0.02"
+    assert resumed["switch"]["rule"] == "base_mean/mahalanobis/task/bank6/calib4/q0.02/fp16"
+    for name in ("router.safetensors", "retention_features.safetensors"):
+        stored = load_file(tmp_path / "resumed" / "router" / name)
+        assert {t.dtype for t in stored.values() if t.is_floating_point()} == (
+            {torch.float16} if name.startswith("retention") else {torch.float16, torch.float32}  # keys; MLP
+        )
     assert len(resumed["switch"]["task_thresholds"]) == 2
     assert resumed["switch"]["task_thresholds"] == straight["switch"]["task_thresholds"]
     router = SwitchRouter.load(tmp_path / "resumed" / "router")
@@ -230,9 +269,12 @@ def test_a_run_saved_before_the_new_router_keys_keeps_its_rule():
     config = to_dict(tiny_config(confidence="knn"))
     for key in ("knn_k", "reject_bank", "calibrate_per"):
         del config["router"][key]
+    del config["router"]["feature_dtype"]
     router = from_dict(SwitchConfig, upgrade_config(config)).router
     assert (router.confidence, router.reject_bank, router.calibrate_per, router.knn_k) == ("knn", 0, "global", 1)
-    assert RouterConfig().confidence == "mahalanobis" and RouterConfig().reject_bank == 200  # today's defaults
+    assert router.feature_dtype == "float32"
+    today = RouterConfig()
+    assert (today.confidence, today.reject_bank, today.feature_dtype) == ("mahalanobis", 200, "float16")
 
 
 def test_a_base_model_router_encoder_without_the_model_names_the_fix():

@@ -8,10 +8,14 @@ The switch is built as a SwitchCIT run builds it after the last task (``retain_t
 stream in order, ``train_router`` with the last task's seed), once per rule: encoder (``router.encoder``),
 reject score (``router.confidence``, with ``knn_k``), kept features (``router.reject_bank``), calibration
 inputs per task (``router.calibration``, from the stream's dev split with ``calibrate_on: dev``), one
-threshold or one per task (``router.calibrate_per``) and the quantile (``router.reject_quantile``). Each rule
+threshold or one per task (``router.calibrate_per``), the quantile (``router.reject_quantile``) and the dtype
+the switch keeps its features in (``router.feature_dtype``). Each rule
 is judged as a run judges its switch (``reject_stats``): AUROC of the score for held-out seen inputs (the
 first ``eval.limit`` test inputs per task) against the inputs of the unseen tasks, and the rejection rates
-of both at the threshold calibrated on the calibration inputs only.
+of both at the threshold calibrated on the calibration inputs only. ``switch_bytes`` is what a run would keep
+of that switch (``save_switch``: the network, its kept features, the retention buffer's texts and features),
+written to a temporary folder and measured; ``routing_digest`` a hash of the adapter every seen and unseen input
+runs with (its task's, or the base model), so that two rules with the same digest route every input alike.
 
 ``--ap-from`` (an oracle run's ``results.json`` on the same stream) adds an AP estimate per rule: each task's
 oracle score where its seen inputs are accepted and its zero-shot score where they are rejected (a rejected
@@ -25,7 +29,10 @@ rerun or an interrupted run encodes only what is missing. ``OUT/reject.json`` ho
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+import json
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -39,11 +46,12 @@ from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
 from hyperadapt.encoders import CachedEncoder
 from hyperadapt.io import atomic_write_text, check_out_dir, load_json, save_json
+from hyperadapt.methods.continual.store import folder_bytes
 from hyperadapt.methods.continual.stream import StreamTask, load_stream, load_unseen
 from hyperadapt.methods.switch import RetentionBuffer, SwitchConfig
-from hyperadapt.methods.switch.config import CALIBRATIONS, CONFIDENCES, ENCODERS, RouterConfig
+from hyperadapt.methods.switch.config import CALIBRATIONS, CONFIDENCES, ENCODERS, FEATURE_DTYPES, RouterConfig
 from hyperadapt.methods.switch.learner import reject_rule, reject_stats, reject_texts, retain_task
-from hyperadapt.methods.switch.router import make_router_encoder, train_router
+from hyperadapt.methods.switch.router import make_router_encoder, save_switch, train_router
 from hyperadapt.report.tables import markdown_table
 
 Encoder = Literal["sentence", "base", "base_mean"]  # ENCODERS, as RouterConfig.encoder takes them
@@ -65,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--quantiles", nargs="+", type=float, default=None, help="router.reject_quantile values (default: the config's)"
     )
+    p.add_argument(
+        "--feature-dtypes", nargs="+", default=None, choices=FEATURE_DTYPES, help="router.feature_dtype values"
+    )
     p.add_argument("--ap-from", default=None, help="an oracle run's results.json on the same stream: AP estimates")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", default="results/reject", help="folder for reject.json, reject.md and the features")
@@ -80,8 +91,9 @@ def rules(cfg: SwitchConfig, args: argparse.Namespace, encoder: Encoder) -> list
         args.confidences,
         args.calibrate_per,
         args.quantiles or [cfg.router.reject_quantile],
+        args.feature_dtypes or [cfg.router.feature_dtype],
     )
-    for bank, calibration, confidence, per, quantile in grid:
+    for bank, calibration, confidence, per, quantile, dtype in grid:
         for k in args.knn_k if confidence == "knn" else [1]:
             out.append(
                 replace(
@@ -93,6 +105,7 @@ def rules(cfg: SwitchConfig, args: argparse.Namespace, encoder: Encoder) -> list
                     knn_k=k,
                     calibrate_per=per,
                     reject_quantile=quantile,
+                    feature_dtype=dtype,
                 )
             )
     return out
@@ -116,9 +129,11 @@ def judge(
         bank_texts += texts
         bank_labels += [label] * len(texts)
     bank = (encode(bank_texts), torch.tensor(bank_labels)) if cfg.router.reject_bank else None
-    router, stats = train_router(
-        buffer, encode(buffer.texts), encode(buffer.calib_texts), cfg.router, cfg.seed + len(tasks) - 1, bank
-    )
+    features, calib = encode(buffer.texts), encode(buffer.calib_texts)
+    router, stats = train_router(buffer, features, calib, cfg.router, cfg.seed + len(tasks) - 1, bank)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_switch(tmp, router, buffer, features, calib)
+        switch_bytes = folder_bytes(Path(tmp))
     out: dict[str, Any] = {
         "rule": reject_rule(cfg.router),
         "router": asdict(cfg.router),
@@ -127,8 +142,12 @@ def judge(
         "switch_accuracy": sum(c == int(t) for c, t in zip(router.route(seen).choice, seen_task, strict=True))
         / len(seen_task),
         "kept_features": len(router.keys),
+        "switch_bytes": switch_bytes,
     }
-    rejected = torch.tensor(router.route(seen).rejected, dtype=torch.float)  # [N]
+    on_seen, on_unseen = router.route(seen), router.route(unseen)
+    decisions = json.dumps([on_seen.adapter, on_unseen.adapter]).encode()  # the adapter each input runs with
+    out["routing_digest"] = hashlib.sha256(decisions).hexdigest()[:16]
+    rejected = torch.tensor(on_seen.rejected, dtype=torch.float)  # [N]
     share = [float(rejected[seen_task == i].mean()) for i in range(len(tasks))]
     out["seen_rejected_per_task"] = dict(zip([t.name for t in tasks], share, strict=True))
     if ap_from is not None:
@@ -153,8 +172,8 @@ def table(result: dict[str, Any]) -> str:
         "% of seen rejected.",
         "",
     ]
-    header = ["rule (encoder/score/calibration/kept/calib. inputs/quantile)", "AUROC", "seen rejected"]
-    header += ["unseen rejected", "switch acc."] + (["AP estimate"] if has_ap else []) + ["target"]
+    header = ["rule (encoder/score/calibration/kept/calib. inputs/quantile[/fp16])", "AUROC", "seen rejected"]
+    header += ["unseen rejected", "switch acc."] + (["AP estimate"] if has_ap else []) + ["switch MiB", "target"]
     rows = [
         [
             r["rule"],
@@ -163,6 +182,7 @@ def table(result: dict[str, Any]) -> str:
             f"{100 * r['unseen_reject_rate']:.1f} %",
             f"{100 * r['switch_accuracy']:.1f} %",
             *([f"{r['ap_estimate']:.1f}"] if has_ap else []),
+            f"{r['switch_bytes'] / 2**20:.2f}" if "switch_bytes" in r else "",
             "yes" if r["meets_target"] else "no",
         ]
         for r in result["rules"]

@@ -19,6 +19,7 @@ CONFIDENCES = ("softmax", "energy", "knn", "mahalanobis")
 CALIBRATIONS = ("global", "task")
 FALLBACKS = ("base", "nearest")
 CALIBRATION_SOURCES = ("auto", "train", "dev")
+FEATURE_DTYPES = ("float32", "float16")
 
 
 @dataclass
@@ -78,6 +79,13 @@ class RouterConfig:
     fallback: Literal["base", "nearest"] = field(
         default="base", metadata={"help": "what a rejected input runs with: the base model or the best adapter"}
     )
+    feature_dtype: Literal["float32", "float16"] = field(
+        default="float16",
+        metadata={
+            "help": "dtype in which the switch keeps features (the reject score's, the retained and the "
+            "calibration inputs'; float16: half the bytes); the switch computes on what it keeps"
+        },
+    )
 
     def __post_init__(self) -> None:
         check_choice("router.encoder", self.encoder, ENCODERS)
@@ -85,6 +93,7 @@ class RouterConfig:
         check_choice("router.fallback", self.fallback, FALLBACKS)
         check_choice("router.calibrate_on", self.calibrate_on, CALIBRATION_SOURCES)
         check_choice("router.calibrate_per", self.calibrate_per, CALIBRATIONS)
+        check_choice("router.feature_dtype", self.feature_dtype, FEATURE_DTYPES)
         if self.reject_bank < 0:
             raise ValueError(f"router.reject_bank must be >= 0 (0: the retained inputs), got {self.reject_bank}")
         for name in ("hidden", "epochs", "batch_size", "retention_min", "calibration", "knn_k"):

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
@@ -63,6 +62,7 @@ from hyperadapt.methods.switch.router import (
     SwitchRouter,
     kept_inputs,
     make_router_encoder,
+    save_switch,
     train_router,
 )
 from hyperadapt.runs import Run, RunDir
@@ -168,12 +168,7 @@ class SwitchLearner(PerTaskLearner):
         )
         self.router = router
 
-        def write(tmp: Path) -> None:
-            router.save(tmp)
-            buffer.save(tmp / RETENTION)
-            save_file({"texts": feats.contiguous(), "calib": calib.contiguous()}, tmp / FEATURES)
-
-        write_dir_atomic(self.router_dir, write)
+        write_dir_atomic(self.router_dir, lambda tmp: save_switch(tmp, router, buffer, feats, calib))
         return {**stats, "router": {**router_stats, "calibrated_on": source}, "retained": buffer.count(label)}
 
     def retained(self, k: int) -> tuple[RetentionBuffer, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -196,7 +191,8 @@ class SwitchLearner(PerTaskLearner):
         if self.cfg.router.reject_bank:
             saved = SwitchRouter.load(self.router_dir)
             bank = saved.keys[saved.key_labels < k], saved.key_labels[saved.key_labels < k]
-        return buffer, stored["texts"][: len(buffer.texts)], stored["calib"][: len(buffer.calib_texts)], bank
+        texts, calib = stored["texts"].float(), stored["calib"].float()
+        return buffer, texts[: len(buffer.texts)], calib[: len(buffer.calib_texts)], bank
 
     def switch(self) -> SwitchRouter:
         if self.router is None:
@@ -248,11 +244,12 @@ class SwitchLearner(PerTaskLearner):
 
 
 def reject_rule(cfg: RouterConfig) -> str:
-    """The reject rule of a router config in one name, e.g. ``sentence/mahalanobis/global/bank200/calib100/q0.02``."""
+    """The reject rule of a router config in one name, e.g. ``sentence/mahalanobis/global/bank200/calib100/q0.02``
+    (``.../q0.02/fp16`` where the switch keeps its features in float16)."""
     score = f"knn{cfg.knn_k}" if cfg.confidence == "knn" else cfg.confidence
     return (
         f"{cfg.encoder}/{score}/{cfg.calibrate_per}/bank{cfg.reject_bank}/calib{cfg.calibration}/"
-        f"q{cfg.reject_quantile:g}"
+        f"q{cfg.reject_quantile:g}" + ("/fp16" if cfg.feature_dtype == "float16" else "")
     )
 
 

@@ -160,7 +160,14 @@ def kept_inputs(name: str, inputs: Sequence[str], cfg: RouterConfig, seed: int, 
 # The switch
 
 # What a switch saved before these keys existed did (its router.json lacks them).
-LEGACY_ROUTER = {"knn_k": 1, "reject_bank": 0, "calibrate_per": "global"}
+LEGACY_ROUTER = {"knn_k": 1, "reject_bank": 0, "calibrate_per": "global", "feature_dtype": "float32"}
+
+
+def kept_features(features: Tensor, dtype: str) -> Tensor:
+    """``features`` [N, dim] as the switch keeps them: rounded to ``router.feature_dtype`` (``float32`` or
+    ``float16``) and computed on in float32, so that a switch in memory and the same switch read back from
+    disk score and route alike. Always a new tensor."""
+    return features.to(getattr(torch, dtype)).to(torch.float32, copy=True)
 
 
 def ledoit_wolf(x: Tensor) -> Tensor:
@@ -237,7 +244,8 @@ class SwitchRouter(nn.Module):
         self.mean.copy_(features.mean(0))
         if len(features) > 1:
             self.std.copy_(features.std(0, unbiased=False).clamp_min(1e-6))
-        self.keys, self.key_labels, self._gaussian = keys.clone(), key_labels.clone(), None
+        self.keys, self.key_labels = kept_features(keys, self.cfg.feature_dtype), key_labels.clone()
+        self._gaussian = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for layer in self.mlp:
@@ -326,7 +334,9 @@ class SwitchRouter(nn.Module):
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, folder / ROUTER_WEIGHTS)
+        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        state["keys"] = state["keys"].to(getattr(torch, self.cfg.feature_dtype))  # exact: fit kept them so
+        save_file(state, folder / ROUTER_WEIGHTS)
         meta = {
             "dim": self.dim,
             "n_tasks": self.n_tasks,
@@ -344,7 +354,8 @@ class SwitchRouter(nn.Module):
         state = load_tensors(folder / ROUTER_WEIGHTS, "switch weights")
         if "keys" not in state or "key_labels" not in state:
             raise ValueError(f"switch weights {folder / ROUTER_WEIGHTS} hold no keys: not a switch network")
-        router.keys, router.key_labels = state["keys"], state["key_labels"]
+        router.keys, router.key_labels = state["keys"].float(), state["key_labels"]
+        state["keys"] = router.keys
         load_state_strict(router, state, folder / ROUTER_WEIGHTS, "switch weights")
         router.threshold = float(meta["threshold"])
         router.task_thresholds = meta.get("task_thresholds")
@@ -361,7 +372,9 @@ def train_router(
 ) -> tuple[SwitchRouter, dict[str, Any]]:
     """Retrain the switch over every task in ``buffer`` (its inputs' ``features`` [N, dim]; ``bank``: the kept
     features [K, dim] and labels [K] of the reject score, default the same) and calibrate its threshold on
-    the held-out ``calib`` features [M, dim] (labels ``buffer.calib_labels``); return it and stats."""
+    the held-out ``calib`` features [M, dim] (labels ``buffer.calib_labels``); return it and stats. Every
+    feature is first rounded to ``router.feature_dtype``, the dtype the switch keeps them in."""
+    features, calib = kept_features(features, cfg.feature_dtype), kept_features(calib, cfg.feature_dtype)
     router = SwitchRouter(features.shape[1], len(buffer.tasks), cfg)
     losses = router.fit(features, torch.tensor(buffer.labels), seed, bank)
     threshold = router.calibrate(calib, cfg.reject_quantile, torch.tensor(buffer.calib_labels))
@@ -375,3 +388,17 @@ def train_router(
         "retained": len(buffer.texts),
     }
     return router, stats
+
+
+def save_switch(
+    folder: str | Path, router: SwitchRouter, buffer: RetentionBuffer, features: Tensor, calib: Tensor
+) -> None:
+    """Write all a run keeps of its switch into ``folder``: the network with its kept features (``router.json``,
+    ``router.safetensors``), the retention buffer's texts (``retention.json``) and the features of its retained
+    inputs ``features`` [N, dim] and calibration inputs ``calib`` [M, dim] in ``router.feature_dtype``
+    (``retention_features.safetensors``), which the switch retrained after the next task reads back."""
+    folder = Path(folder)
+    router.save(folder)
+    buffer.save(folder / RETENTION)
+    dtype = getattr(torch, router.cfg.feature_dtype)  # exact: train_router computed on these roundings
+    save_file({"texts": features.to(dtype).contiguous(), "calib": calib.to(dtype).contiguous()}, folder / FEATURES)
