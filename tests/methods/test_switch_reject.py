@@ -131,6 +131,11 @@ def test_a_float16_switch_keeps_its_features_in_float16_and_routes_alike_once_re
     assert again.keys.dtype == torch.float32 and again.route(probe) == router.route(probe)
     with pytest.raises(ValueError, match="router.feature_dtype"):
         RouterConfig(feature_dtype="int8")
+    loud = SwitchRouter(8, 2, RouterConfig(hidden=8, epochs=1, feature_dtype="float16"))
+    with pytest.raises(
+        ValueError, match=r"up to 1\.014e\+05 do not fit router.feature_dtype float16: set it to float32"
+    ):
+        loud.fit(keys * 1e5, labels, seed=0)
 
 
 def test_bank_needs_every_task():
