@@ -28,6 +28,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from hyperadapt.core.bank import BASE
 from hyperadapt.data.prompts import prompt_ids, render
 from hyperadapt.encoders import BaseModelEncoder, CachedEncoder, SentenceEncoder
+from hyperadapt.errors import UserError
 from hyperadapt.io import load_json, load_state_strict, load_tensors, save_json
 from hyperadapt.methods.switch.config import RouterConfig
 
@@ -166,12 +167,12 @@ LEGACY_ROUTER = {"knn_k": 1, "reject_bank": 0, "calibrate_per": "global", "featu
 def kept_features(features: Tensor, dtype: str) -> Tensor:
     """``features`` [N, dim] as the switch keeps them: rounded to ``router.feature_dtype`` (``float32`` or
     ``float16``) and computed on in float32, so that a switch in memory and the same switch read back from
-    disk score and route alike. Always a new tensor. ``ValueError`` where a feature does not fit ``dtype``
+    disk score and route alike. Always a new tensor. ``UserError`` where a feature does not fit ``dtype``
     (beyond ±65,504 in float16: an encoder with large activations needs ``float32``)."""
     kept = features.to(getattr(torch, dtype))
     if not torch.isfinite(kept).all() and torch.isfinite(features).all():
         largest = float(features.abs().max())
-        raise ValueError(
+        raise UserError(
             f"switch features up to {largest:.4g} do not fit router.feature_dtype {dtype}: set it to float32"
         )
     return kept.to(torch.float32, copy=True)
