@@ -309,12 +309,28 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def upgraded_run_config(config: dict[str, Any], method: Any) -> dict[str, Any]:
+    """A run's saved ``config`` with the keys it predates at the values that run used, as its method's
+    ``upgrade_config`` hook says (``Run.config`` reads runs the same way); as saved for a method this version
+    does not know."""
+    from hyperadapt.registry import method_entry
+
+    if not isinstance(method, str):
+        return config
+    try:
+        entry = method_entry(method)
+    except ValueError:
+        return config
+    return entry.upgrade_config(config)
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Read ``cls`` from a YAML file (or its defaults when ``path`` is None) and apply overrides; an old key
     name (``RENAMED_KEYS``) still works, with one ``FutureWarning`` naming the new one.
 
     ``path`` may also be a run's ``run.json`` (or its run folder): its ``config`` section, the config the
-    run was started with, is read (old key names silently), which is how a run is resumed."""
+    run was started with, is read (old key names silently; keys it predates at the values it used, see
+    ``upgraded_run_config``), which is how a run is resumed."""
     data: dict[str, Any] = {}
     saved_run = False
     if path is not None:
@@ -328,7 +344,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         parsed = parse_yaml(path.read_text(encoding="utf-8"), str(path))
         parsed = (parsed.value if isinstance(parsed, Word) else parsed) or {}  # an empty file: the defaults
         if is_run_record(path) and isinstance(parsed, dict) and isinstance(parsed.get("config"), dict):
-            parsed, saved_run = parsed["config"], True
+            parsed, saved_run = upgraded_run_config(parsed["config"], parsed.get("method")), True
         if not isinstance(parsed, dict):
             raise UserError(
                 f"{path}: a config file must be a mapping of settings (key: value lines, see "

@@ -8,6 +8,7 @@ import argparse
 import json
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -133,9 +134,16 @@ def test_a_float16_switch_keeps_its_features_in_float16_and_routes_alike_once_re
         RouterConfig(feature_dtype="int8")
     loud = SwitchRouter(8, 2, RouterConfig(hidden=8, epochs=1, feature_dtype="float16"))
     with pytest.raises(
-        ValueError, match=r"up to 1\.014e\+05 do not fit router.feature_dtype float16: set it to float32"
+        ValueError,
+        match=r"up to 1\.014e\+05 do not fit router.feature_dtype float16 \(at most 65504\): use router.feature_dtype: "
+        "float32",
     ):
         loud.fit(keys * 1e5, labels, seed=0)
+    broken = keys.clone()
+    broken[3, 1] = float("nan")
+    for dtype in ("float16", "float32"):
+        with pytest.raises(ValueError, match="1 of 480 switch feature values are NaN or infinite"):
+            SwitchRouter(8, 2, RouterConfig(hidden=8, epochs=1, feature_dtype=dtype)).fit(broken, labels, seed=0)
 
 
 def test_bank_needs_every_task():
@@ -280,6 +288,24 @@ def test_a_run_saved_before_the_new_router_keys_keeps_its_rule():
     assert router.feature_dtype == "float32"
     today = RouterConfig()
     assert (today.confidence, today.reject_bank, today.feature_dtype) == ("mahalanobis", 200, "float16")
+
+
+def test_a_run_saved_before_feature_dtype_resumes_from_its_own_config_in_float32(tmp_path):
+    from hyperadapt.config import load_config, to_dict
+    from hyperadapt.methods.continual.runner import start_run
+    from hyperadapt.runs import RunDir, new_record
+
+    legacy = to_dict(tiny_config(confidence="knn"))
+    for key in ("knn_k", "reject_bank", "calibrate_per", "feature_dtype"):
+        del legacy["router"][key]
+    RunDir(tmp_path).write(new_record("continual", "switchcit", legacy, None, tasks=["a", "b"], added=[]))
+    (tmp_path / "state.json").write_text(json.dumps({"completed": 1, "zero_shot": None, "rows": []}))
+    own = load_config(SwitchConfig, tmp_path / "run.json")  # `hyperadapt continual --config RUN/run.json`
+    assert (own.router.feature_dtype, own.router.reject_bank, own.router.knn_k) == ("float32", 0, 1)
+    assert start_run(SimpleNamespace(cfg=own, run_dir=tmp_path), "switchcit", resume=True)["completed"] == 1
+    today = replace(own, router=replace(own.router, feature_dtype="float16"))
+    with pytest.raises(ValueError, match=r"differs in router.feature_dtype\): resume it with its own config"):
+        start_run(SimpleNamespace(cfg=today, run_dir=tmp_path), "switchcit", resume=True)
 
 
 def test_a_base_model_router_encoder_without_the_model_names_the_fix():

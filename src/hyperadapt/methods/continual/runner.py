@@ -164,7 +164,8 @@ def start_run(
         if run.method != method:
             raise UserError(f"{run_dir} holds a {run.method!r} run, not {method!r}: use another directory")
         if resume and (run_dir / STATE).exists():
-            differ = [k for k in config_differences(run.config_dict, to_dict(ctx.cfg)) if not resumable(k)]
+            saved = run.entry.upgrade_config(run.config_dict)  # keys the run predates at the values it used
+            differ = [k for k in config_differences(saved, to_dict(ctx.cfg)) if not resumable(k)]
             if differ:
                 resume_it = continual_resume_command(method, run_dir)
                 raise UserError(

@@ -244,8 +244,8 @@ class SwitchLearner(PerTaskLearner):
 
 
 def reject_rule(cfg: RouterConfig) -> str:
-    """The reject rule of a router config in one name, e.g. ``sentence/mahalanobis/global/bank200/calib100/q0.02``
-    (``.../q0.02/fp16`` where the switch keeps its features in float16)."""
+    """The reject rule of a router config in one name: ``sentence/mahalanobis/global/bank200/calib100/q0.02/fp16``
+    for the defaults (no ``/fp16`` where the switch keeps its features in float32)."""
     score = f"knn{cfg.knn_k}" if cfg.confidence == "knn" else cfg.confidence
     return (
         f"{cfg.encoder}/{score}/{cfg.calibrate_per}/bank{cfg.reject_bank}/calib{cfg.calibration}/"

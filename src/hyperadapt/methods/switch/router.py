@@ -167,13 +167,21 @@ LEGACY_ROUTER = {"knn_k": 1, "reject_bank": 0, "calibrate_per": "global", "featu
 def kept_features(features: Tensor, dtype: str) -> Tensor:
     """``features`` [N, dim] as the switch keeps them: rounded to ``router.feature_dtype`` (``float32`` or
     ``float16``) and computed on in float32, so that a switch in memory and the same switch read back from
-    disk score and route alike. Always a new tensor. ``UserError`` where a feature does not fit ``dtype``
-    (beyond ±65,504 in float16: an encoder with large activations needs ``float32``)."""
+    disk score and route alike. Always a new tensor. ``UserError`` for NaN or infinite features (the switch
+    would never reject an input again) and for features that do not fit ``dtype`` (beyond ±65,504 in float16:
+    an encoder with large activations needs ``float32``)."""
+    if not torch.isfinite(features).all():
+        bad = int((~torch.isfinite(features)).sum())
+        raise UserError(
+            f"{bad} of {features.numel()} switch feature values are NaN or infinite: the router encoder "
+            f"({features.shape[0]} inputs) produced them, and the switch cannot be trained or calibrated on them"
+        )
     kept = features.to(getattr(torch, dtype))
-    if not torch.isfinite(kept).all() and torch.isfinite(features).all():
+    if not torch.isfinite(kept).all():
         largest = float(features.abs().max())
         raise UserError(
-            f"switch features up to {largest:.4g} do not fit router.feature_dtype {dtype}: set it to float32"
+            f"switch features up to {largest:.4g} do not fit router.feature_dtype {dtype} (at most 65504): "
+            "use router.feature_dtype: float32 (a run started in float16 starts again with it: --no-resume)"
         )
     return kept.to(torch.float32, copy=True)
 
