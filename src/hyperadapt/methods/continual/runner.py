@@ -247,7 +247,7 @@ def seed_run(source: Path, run_dir: Path, run: RunRecord, shareable: Collection[
     if differ:
         raise UserError(f"cannot seed from {source}: its config differs in {', '.join(differ)}")
     share_adapters = {run["method"], theirs.method} <= set(shareable) and not config_differences(
-        theirs.config_dict, run["config"]
+        theirs.entry.upgrade_config(theirs.config_dict), run["config"]
     )
     answers = AnswerCache.read(source)
     kept = {k: v for k, v in answers.items() if share_adapters or k.endswith("\tbase")}
