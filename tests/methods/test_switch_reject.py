@@ -132,6 +132,8 @@ def test_a_float16_switch_keeps_its_features_in_float16_and_routes_alike_once_re
     assert again.keys.dtype == torch.float32 and again.route(probe) == router.route(probe)
     with pytest.raises(ValueError, match="router.feature_dtype"):
         RouterConfig(feature_dtype="int8")
+    nan_query = torch.full((1, 8), float("nan"))
+    assert router.route(nan_query).rejected == [True]  # no score: not like any seen task
     loud = SwitchRouter(8, 2, RouterConfig(hidden=8, epochs=1, feature_dtype="float16"))
     with pytest.raises(
         ValueError,

@@ -344,6 +344,8 @@ class SwitchRouter(nn.Module):
         choice, conf = self.confidence(features)
         threshold = torch.tensor(self.task_thresholds)[choice] if self.task_thresholds else self.threshold
         rejected = conf < threshold
+        if self.threshold != float("-inf"):  # rejects on: an input without a score is not like any seen task
+            rejected |= conf.isnan()
         adapter = choice.masked_fill(rejected, BASE) if self.cfg.fallback == "base" else choice
         return Routing(choice.tolist(), conf.tolist(), rejected.tolist(), adapter.tolist())
 
