@@ -134,17 +134,16 @@ def judge(
     with tempfile.TemporaryDirectory() as tmp:
         save_switch(tmp, router, buffer, features, calib)
         switch_bytes = folder_bytes(Path(tmp))
+    on_seen, on_unseen = router.route(seen), router.route(unseen)  # routed once, read below
     out: dict[str, Any] = {
         "rule": reject_rule(cfg.router),
         "router": asdict(cfg.router),
         **reject_stats(router, seen, unseen),
         "calibration_reject_rate": stats["calibration_reject_rate"],
-        "switch_accuracy": sum(c == int(t) for c, t in zip(router.route(seen).choice, seen_task, strict=True))
-        / len(seen_task),
+        "switch_accuracy": sum(c == int(t) for c, t in zip(on_seen.choice, seen_task, strict=True)) / len(seen_task),
         "kept_features": len(router.keys),
         "switch_bytes": switch_bytes,
     }
-    on_seen, on_unseen = router.route(seen), router.route(unseen)
     decisions = json.dumps([on_seen.adapter, on_unseen.adapter]).encode()  # the adapter each input runs with
     out["routing_digest"] = hashlib.sha256(decisions).hexdigest()[:16]
     rejected = torch.tensor(on_seen.rejected, dtype=torch.float)  # [N]
