@@ -12,7 +12,8 @@
 # command is printed; the docs quote it).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-work="$(cd "${1:-$repo/../jobs-352801c}" && pwd)"
+work="${1:-$repo/../jobs-352801c}"
+work="$(cd "$work" 2>/dev/null && pwd || echo "$work")"  # may be gone: collected rows still make the table
 src=results/continual/sni-order1-storage
 docs=docs/results/continual/storage
 cd "$repo"
@@ -25,9 +26,14 @@ take() {  # take SRC DEST: copy WORKDIR/SRC to DEST when it is new or newer
 }
 table=()
 for r in "${rows[@]}"; do
-  [[ "$(step_state "$work/logs/storage_$r.log")" == "STEP DONE"* ]] || { echo "not finished: storage_$r"; continue; }
-  take "$src/$r/summary.json" "$docs/${r}_bf16_summary.json"
-  [ ! -f "$work/$src/$r/ap_curves.png" ] || take "$src/$r/ap_curves.png" "$docs/${r}_bf16_ap_curves.png"
+  if [[ "$(step_state "$work/logs/storage_$r.log")" == "STEP DONE"* ]]; then
+    take "$src/$r/summary.json" "$docs/${r}_bf16_summary.json"
+    [ ! -f "$work/$src/$r/ap_curves.png" ] || take "$src/$r/ap_curves.png" "$docs/${r}_bf16_ap_curves.png"
+  elif [ -f "$docs/${r}_bf16_summary.json" ]; then
+    echo "collected before: storage_$r"  # its worktree is gone (a new machine): the committed summary stands
+  else
+    echo "not finished: storage_$r"; continue
+  fi
   table+=("$r-bf16=$docs/${r}_bf16_summary.json")
 done
 [ ${#table[@]} -gt 0 ] || { echo "no storage row has finished yet"; exit 0; }

@@ -33,7 +33,9 @@
 # 7.5-9.5 h for the five rows, and 2-3x longer beside other jobs or with one thread per lane.
 #
 # Every step resumes (training checkpoints every 20 steps, cached and logged answers): after an interruption
-# run the same command again; a step whose log ends in STEP DONE is skipped.
+# run the same command again; a step whose log ends in STEP DONE is skipped, and so is a row whose summary
+# benchmarks/sni_storage_collect.sh has committed (docs/results/continual/storage/ROW_bf16_summary.json): a new
+# machine, whose worktree and logs are gone, trains only the rows not yet collected.
 set -euo pipefail
 source "$(dirname "$0")/lanes_common.sh"
 lanes_setup cl-superni "continual stream" "$@"
@@ -42,6 +44,10 @@ results=results/continual/sni-order1-storage  # in $work
 rows=(qv attn all7r4 all7 mlp)
 row() {  # row ROW MODULES [KEY=VALUE...]: SwitchCIT + oracle on order 1, the LoRA on MODULES (comma-separated), bf16
   local name="$1" modules="$2"; shift 2
+  # a row already collected into the docs is not trained again: a new machine (no worktree, no logs) resumes here
+  if [ -f "$repo/docs/results/continual/storage/${name}_bf16_summary.json" ]; then
+    echo "$(date -u +%FT%TZ) storage_$name: collected before (docs/results/continual/storage), skipped"; return 0
+  fi
   "$step" "storage_$name" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
     --set "lora.target_modules=[$modules]" lora.storage_dtype=bfloat16 "$@" --out "$results/$name"
 }
