@@ -8,7 +8,10 @@
 # that work on this checkout does not change a running job's code, then starts both lanes there in the
 # background and returns. Logs: WORKDIR/logs/lane{A,B}.log and one log per step; results under
 # WORKDIR/results/sni/. Every step resumes (training checkpoints every 10 steps, logged answers), so after an
-# interruption run the same command again: a finished step is skipped (its log ends in STEP DONE).
+# interruption run the same command again: a finished step is skipped (its log ends in STEP DONE), and so is a
+# step whose result benchmarks/sni_v2_collect.sh has committed under docs/results/sni/ (kept() below): on a new
+# machine only the rows that have not landed run again, from the start (2026-12-07: the 4x runs were lost with the
+# machine at tagi_x4 stage 2 step 636 of 800 and the 4x LoRA's answer 1,040 of 1,240, and restarted).
 #
 # Estimates (docs/RESULTS.md, SNI-CPU v1: one thread beside another job, an answer at 64 new tokens and
 # batch 16 takes 1.2-2.5 s, a LoRA step 12-20 s, a TAGI teacher step 22-28 s, a stage-2 step 23-35 s; with
@@ -34,25 +37,34 @@ sens+=(--set train.save_every=10 teachers.train.save_every=10)
 bench=("${sens[@]}" --no-sensitivity)
 tagi=checkpoints/tagi-smollm2-135m-sni
 x4=(--set teachers.train.steps=400 train.steps=800)  # 4x the v1 budget: 1,200 steps x 8 = 9,600 examples in all
+# kept NAME FILE ARGS...: run step NAME unless benchmarks/sni_v2_collect.sh has committed its result as
+# docs/results/sni/FILE: a new machine (its worktree, runs and logs gone) trains and answers only what has not landed
+kept() {
+  local name="$1" file="$2"; shift 2
+  if [ -f "$repo/docs/results/sni/$file" ]; then
+    echo "$(date -u +%FT%TZ) $name: collected before (docs/results/sni/$file), skipped"; return 0
+  fi
+  "$step" "$name" "$@"
+}
 
 (
-  "$step" zero_shot_def2pos eval --method zero-shot "${sni[@]}" --setting def2pos --out results/sni/zero-shot.def2pos.json
-  "$step" tagi_released_def eval --run "$tagi" "${sni[@]}" --setting def --out results/sni/tagi-released.def.json
-  "$step" tagi_released_def2pos eval --run "$tagi" "${sni[@]}" --setting def2pos --out results/sni/tagi-released.def2pos.json
+  kept zero_shot_def2pos zero_shot_def2pos.json eval --method zero-shot "${sni[@]}" --setting def2pos --out results/sni/zero-shot.def2pos.json
+  kept tagi_released_def tagi_released_def.json eval --run "$tagi" "${sni[@]}" --setting def --out results/sni/tagi-released.def.json
+  kept tagi_released_def2pos tagi_released_def2pos.json eval --run "$tagi" "${sni[@]}" --setting def2pos --out results/sni/tagi-released.def2pos.json
   # v1 kept no zero-shot Def answers: answered again for the paired interval against Def + 2 pos (~1,240 answers)
-  "$step" zero_shot_def eval --method zero-shot "${sni[@]}" --setting def --out results/sni/zero-shot.def.json
-  "$step" tagi_seed1 "${bench[@]}" --methods tagi --set teachers.train.seed=1 train.seed=1 \
+  kept zero_shot_def zero_shot_def.json eval --method zero-shot "${sni[@]}" --setting def --out results/sni/zero-shot.def.json
+  kept tagi_seed1 tagi_seed1.json "${bench[@]}" --methods tagi --set teachers.train.seed=1 train.seed=1 \
     --runs runs/sni/seed1 --out results/sni/tagi_seed1.json
-  "$step" tagi_x4 "${sens[@]}" --methods tagi tagi-no-fusion --ablation-limit 10 "${x4[@]}" \
+  kept tagi_x4 tagi_x4.json "${sens[@]}" --methods tagi tagi-no-fusion --ablation-limit 10 "${x4[@]}" \
     --runs runs/sni/x4 --out results/sni/tagi_x4.json
 ) >> "$work/logs/laneA.log" 2>&1 &
 (
-  "$step" lora_seed0 "${bench[@]}" --methods multitask-lora --runs runs/sni/seed0 --out results/sni/multitask_lora_seed0.json
-  "$step" lora_seed0_def2pos eval --run runs/sni/seed0/multitask-lora "${sni[@]}" --setting def2pos \
+  kept lora_seed0 multitask_lora_seed0.json "${bench[@]}" --methods multitask-lora --runs runs/sni/seed0 --out results/sni/multitask_lora_seed0.json
+  kept lora_seed0_def2pos multitask_lora_def2pos.json eval --run runs/sni/seed0/multitask-lora "${sni[@]}" --setting def2pos \
     --out results/sni/multitask-lora.def2pos.json
-  "$step" lora_seed1 "${bench[@]}" --methods multitask-lora --set teachers.train.seed=1 train.seed=1 \
+  kept lora_seed1 multitask_lora_seed1.json "${bench[@]}" --methods multitask-lora --set teachers.train.seed=1 train.seed=1 \
     --runs runs/sni/seed1 --out results/sni/multitask_lora_seed1.json
-  "$step" baselines_x4 "${bench[@]}" --methods multitask-lora hypter "${x4[@]}" --runs runs/sni/x4 \
+  kept baselines_x4 baselines_x4.json "${bench[@]}" --methods multitask-lora hypter "${x4[@]}" --runs runs/sni/x4 \
     --out results/sni/baselines_x4.json
 ) >> "$work/logs/laneB.log" 2>&1 &
 disown -a
