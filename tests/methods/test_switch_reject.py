@@ -292,6 +292,19 @@ def test_a_run_saved_before_the_new_router_keys_keeps_its_rule():
     assert (today.confidence, today.reject_bank, today.feature_dtype) == ("mahalanobis", 200, "float16")
 
 
+def test_a_run_saved_before_storage_dtype_keeps_float32_adapters_and_today_stores_bf16():
+    from hyperadapt.config import to_dict
+    from hyperadapt.methods.switch.learner import upgrade_config
+
+    config = to_dict(tiny_config())
+    del config["lora"]["storage_dtype"]
+    assert from_dict(SwitchConfig, upgrade_config(config)).lora.storage_dtype == "float32"
+    config["lora"]["storage_dtype"] = "bfloat16"  # a key the run saved is never replaced
+    assert from_dict(SwitchConfig, upgrade_config(config)).lora.storage_dtype == "bfloat16"
+    assert SwitchConfig().lora.storage_dtype == "bfloat16"
+    assert upgrade_config({"model": "x"}) == {"model": "x"}  # a config with neither section passes as it is
+
+
 def test_a_run_saved_before_feature_dtype_resumes_from_its_own_config_in_float32(tmp_path):
     from hyperadapt.config import load_config, to_dict
     from hyperadapt.methods.continual.runner import start_run

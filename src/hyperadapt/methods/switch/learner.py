@@ -282,12 +282,20 @@ def _rate(flags: list[bool]) -> float | None:
 # Adding a task to a finished run
 
 
+# What a continual run saved before ``lora.storage_dtype`` existed stored: float32 adapters.
+LEGACY_LORA = {"storage_dtype": "float32"}
+
+
 def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A continual run's saved config with the router keys it predates at the values that run used
-    (``LEGACY_ROUTER``), not today's defaults (the registry's ``upgrade_config`` hook, read by ``Run.config``)."""
-    if "router" not in config:
-        return config
-    return {**config, "router": {**LEGACY_ROUTER, **config["router"]}}
+    """A continual run's saved config with the router and LoRA keys it predates at the values that run used
+    (``LEGACY_ROUTER``, ``LEGACY_LORA``), not today's defaults (the registry's ``upgrade_config`` hook, read by
+    ``Run.config``)."""
+    upgraded = dict(config)
+    if isinstance(config.get("router"), dict):
+        upgraded["router"] = {**LEGACY_ROUTER, **config["router"]}
+    if isinstance(config.get("lora"), dict):
+        upgraded["lora"] = {**LEGACY_LORA, **config["lora"]}
+    return upgraded
 
 
 def load_run_context(
