@@ -79,3 +79,14 @@ wait_done() {
     sleep 300
   done
 }
+
+# kept_step FILE NAME ARGS...: run step NAME (run_step.sh NAME ARGS) unless FILE (relative to this checkout) is
+# committed: a benchmarks/*_collect.sh script brought the step's result there, so a new machine (worktree, runs and
+# logs gone) trains and answers only what has not landed.
+kept_step() {
+  local file="$1" name="$2"; shift 2
+  if [ -f "$repo/$file" ]; then
+    echo "$(date -u +%FT%TZ) $name: collected before ($file), skipped"; return 0
+  fi
+  "$step" "$name" "$@"
+}

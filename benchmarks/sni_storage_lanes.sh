@@ -44,11 +44,7 @@ results=results/continual/sni-order1-storage  # in $work
 rows=(qv attn all7r4 all7 mlp)
 row() {  # row ROW MODULES [KEY=VALUE...]: SwitchCIT + oracle on order 1, the LoRA on MODULES (comma-separated), bf16
   local name="$1" modules="$2"; shift 2
-  # a row already collected into the docs is not trained again: a new machine (no worktree, no logs) resumes here
-  if [ -f "$repo/docs/results/continual/storage/${name}_bf16_summary.json" ]; then
-    echo "$(date -u +%FT%TZ) storage_$name: collected before (docs/results/continual/storage), skipped"; return 0
-  fi
-  "$step" "storage_$name" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
+  kept_step "docs/results/continual/storage/${name}_bf16_summary.json" "storage_$name" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
     --set "lora.target_modules=[$modules]" lora.storage_dtype=bfloat16 "$@" --out "$results/$name"
 }
 all7=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj

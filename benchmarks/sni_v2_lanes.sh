@@ -39,13 +39,7 @@ tagi=checkpoints/tagi-smollm2-135m-sni
 x4=(--set teachers.train.steps=400 train.steps=800)  # 4x the v1 budget: 1,200 steps x 8 = 9,600 examples in all
 # kept NAME FILE ARGS...: run step NAME unless benchmarks/sni_v2_collect.sh has committed its result as
 # docs/results/sni/FILE: a new machine (its worktree, runs and logs gone) trains and answers only what has not landed
-kept() {
-  local name="$1" file="$2"; shift 2
-  if [ -f "$repo/docs/results/sni/$file" ]; then
-    echo "$(date -u +%FT%TZ) $name: collected before (docs/results/sni/$file), skipped"; return 0
-  fi
-  "$step" "$name" "$@"
-}
+kept() { local name="$1" file="$2"; shift 2; kept_step "docs/results/sni/$file" "$name" "$@"; }
 
 (
   kept zero_shot_def2pos zero_shot_def2pos.json eval --method zero-shot "${sni[@]}" --setting def2pos --out results/sni/zero-shot.def2pos.json
