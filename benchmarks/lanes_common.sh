@@ -90,3 +90,10 @@ kept_step() {
   fi
   "$step" "$name" "$@"
 }
+
+# storage_label ROW: a storage row's label in the tables and the stem of its collected files (benchmarks/
+# sni_storage_{lanes,collect}.sh): ROW-bf16, or all7-int8 for ROW all7int8 (a row named ...int8 stores int8).
+# Its summary is collected as docs/results/continual/storage/<label with _ for ->_summary.json.
+storage_label() {
+  case "$1" in *int8) echo "${1%int8}-int8" ;; *) echo "$1-bf16" ;; esac
+}

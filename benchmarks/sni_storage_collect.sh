@@ -6,8 +6,11 @@
 #
 #   benchmarks/sni_storage_collect.sh [WORKDIR]     # WORKDIR: the storage lane's worktree (default: ../jobs-352801c)
 #
+# Rows run in two worktrees (all7int8 needs a commit with int8 storage): collect from each; a row another worktree
+# finished is taken from docs/ when its summary was collected before.
 # For each finished row ROW (its step's log ends in STEP DONE): WORKDIR/results/continual/sni-order1-storage/ROW/
-# summary.json -> ROW_bf16_summary.json and ap_curves.png -> ROW_bf16_ap_curves.png; then `hyperadapt bench
+# summary.json -> LABEL_summary.json and ap_curves.png -> LABEL_ap_curves.png (LABEL: ROW_bf16, all7_int8 for
+# all7int8; storage_label in lanes_common.sh); then `hyperadapt bench
 # continual --storage-table` over the copied summaries beside SNI-CPU v1's fp32 row -> storage.{json,md} (the
 # command is printed; the docs quote it).
 set -euo pipefail
@@ -26,15 +29,16 @@ take() {  # take SRC DEST: copy WORKDIR/SRC to DEST when it is new or newer
 }
 table=()
 for r in "${rows[@]}"; do
+  label="$(storage_label "$r")"; stem="$docs/${label/-/_}"  # qv-bf16 -> qv_bf16, all7int8 -> all7_int8
   if [[ "$(step_state "$work/logs/storage_$r.log")" == "STEP DONE"* ]]; then
-    take "$src/$r/summary.json" "$docs/${r}_bf16_summary.json"
-    [ ! -f "$work/$src/$r/ap_curves.png" ] || take "$src/$r/ap_curves.png" "$docs/${r}_bf16_ap_curves.png"
-  elif [ -f "$docs/${r}_bf16_summary.json" ]; then
-    echo "collected before: storage_$r"  # its worktree is gone (a new machine): the committed summary stands
+    take "$src/$r/summary.json" "${stem}_summary.json"
+    [ ! -f "$work/$src/$r/ap_curves.png" ] || take "$src/$r/ap_curves.png" "${stem}_ap_curves.png"
+  elif [ -f "${stem}_summary.json" ]; then
+    echo "collected before: storage_$r"  # another worktree's, or its worktree is gone: the committed summary stands
   else
     echo "not finished: storage_$r"; continue
   fi
-  table+=("$r-bf16=$docs/${r}_bf16_summary.json")
+  table+=("$label=${stem}_summary.json")
 done
 [ ${#table[@]} -gt 0 ] || { echo "no storage row has finished yet"; exit 0; }
 args=(bench continual --storage-table "${table[@]}"

@@ -21,12 +21,17 @@
 #   mlp   gate_proj up_proj down_proj           about 2.9 MiB (above the 2.5 MiB target at rank 8)
 #   all7r4 all seven at rank 4, alpha 8 (the same alpha / r = 2)  about 2.3 MiB
 #   all7  all seven (bf16 alone) about 4.7 MiB
+#   all7int8 all seven, stored int8        about 2.4 MiB
 # all7r4 was added after q/v lost 6.8 AP at rank 8 (2026-12-07): it asks whether fewer modules or a lower rank
 # costs less AP at the same size. A lane started before it existed runs the old list; it picks up the new one when
 # this script is run again with the same COMMIT (352801c) once that lane has ended (a session's end ends it): run
 # beside the old lane, the new list would start all7r4 beside the old lane's current row. all7 moved before mlp
 # (2026-12-07 05:35): it measures what bf16 alone costs and AP under the new reject rule with all seven modules
 # (part 1 estimated it), both needed to settle the defaults; mlp (above the target at rank 8) answers the ablation.
+# all7int8 (2026-12-07 17:45) stores all seven at rank 8 in int8 (lora.storage_dtype=int8: one absmax scale per rank
+# component, about 2.4 MiB per task): bf16 held AP at 4.71 MiB and every smaller row lost more than 0.5 AP, while
+# int8's relative error on the all7 adapters is 0.67 % (scripts/adapter_quant_error.py; bf16's unit roundoff 0.39 %).
+# It runs from a commit that has int8 (not 352801c), before mlp: `THREADS=1 benchmarks/sni_storage_lanes.sh <commit>`.
 # Estimate: SwitchCIT + oracle with all seven modules took 1 h 58 min with THREADS=2 alone (6,242 s of
 # training, 10.4 s per step of batch 8 at 384 tokens, the frozen model's forward and backward dominating);
 # fewer LoRA modules shorten a step by perhaps 10-25 %, so about 1.5-1.9 h per row on both cores alone,
@@ -41,18 +46,19 @@ source "$(dirname "$0")/lanes_common.sh"
 lanes_setup cl-superni "continual stream" "$@"
 export THREADS="${THREADS:-2}"
 results=results/continual/sni-order1-storage  # in $work
-rows=(qv attn all7r4 all7 mlp)
-row() {  # row ROW MODULES [KEY=VALUE...]: SwitchCIT + oracle on order 1, the LoRA on MODULES (comma-separated), bf16
-  local name="$1" modules="$2"; shift 2
-  kept_step "docs/results/continual/storage/${name}_bf16_summary.json" "storage_$name" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
-    --set "lora.target_modules=[$modules]" lora.storage_dtype=bfloat16 "$@" --out "$results/$name"
+rows=(qv attn all7r4 all7 all7int8 mlp)
+row() {  # row ROW MODULES [KEY=VALUE...]: SwitchCIT + oracle on order 1, the LoRA on MODULES (comma-separated),
+  local name="$1" modules="$2" label dtype; shift 2  # stored bf16, or int8 for a row named ...int8
+  label="$(storage_label "$name")"; dtype=bfloat16; [[ "$label" != *-int8 ]] || dtype=int8
+  kept_step "docs/results/continual/storage/${label/-/_}_summary.json" "storage_$name" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
+    --set "lora.target_modules=[$modules]" "lora.storage_dtype=$dtype" "$@" --out "$results/$name"
 }
 all7=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
 # The rows finished so far beside SNI-CPU v1's fp32 row: $results/storage.{json,md}; never stops a lane. The rows use
 # the default reject rule of their commit (v1 used knn1/global): the oracle's AP isolates the adapters' change.
 table() {
   local r rc runs=()
-  for r in "${rows[@]}"; do runs+=("$r-bf16=$results/$r"); done
+  for r in "${rows[@]}"; do runs+=("$(storage_label "$r")=$results/$r"); done
   # the table reads JSON only: it runs this checkout's code, so a worktree pinned before the command existed works
   env -C "$work" OMP_NUM_THREADS=1 PYTHONPATH="$repo/src" .venv/bin/python -m hyperadapt bench continual \
     --storage-table "${runs[@]}" --reference "all7-fp32 (SNI-CPU v1)=docs/results/continual/sni_v1_order1_summary.json" \
@@ -69,6 +75,8 @@ if [ "$lanes" = all ]; then  # one job at a time, the rows under the 2.5 MiB tar
     table
     row all7 "$all7"
     table
+    row all7int8 "$all7"
+    table
     row mlp gate_proj,up_proj,down_proj
     table
   ) >> "$work/logs/storage_lane_all.log" 2>&1 &
@@ -84,6 +92,7 @@ fi
 (
   row attn q_proj,k_proj,v_proj,o_proj
   row all7 "$all7"
+  row all7int8 "$all7"
   wait_done storage_mlp
   table
 ) >> "$work/logs/storage_lane2.log" 2>&1 &

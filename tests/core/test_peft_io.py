@@ -192,3 +192,66 @@ def test_wrapping_a_model_with_peft_prints_no_deprecation_warning():
             get_peft_model(tiny_model("llama")[0], config)
 
     assert probe_warnings(wrapped) == []
+
+
+def test_an_int8_adapter_is_a_quarter_of_float32_within_its_rounding_and_dequantises_into_peft(saved_llama, tmp_path):
+    from safetensors.torch import load_file
+
+    from hyperadapt.core import dequantize_peft
+    from hyperadapt.serve import vllm_problems
+
+    model, tok = tiny_model("llama")
+    inject(model)
+    lora = random_bank(model, 2).adapter(1)
+    fp32 = export_peft(model, lora, tmp_path / "fp32", base_model_name_or_path=str(saved_llama))
+    int8 = export_peft(model, lora, tmp_path / "int8", dtype=torch.int8, base_model_name_or_path=str(saved_llama))
+    assert not (int8 / "adapter_model.safetensors").exists()  # PEFT must not read int8 codes as weights
+    stored = load_file(int8 / "adapter_model.int8.safetensors")
+    codes = {k: v for k, v in stored.items() if not k.endswith("_scale")}
+    assert {v.dtype for v in codes.values()} == {torch.int8} and len(stored) == 2 * len(codes)
+    int8_bytes, fp32_bytes = (
+        sum(v.numel() * v.element_size() for v in load_file(p).values())
+        for p in (int8 / "adapter_model.int8.safetensors", fp32 / "adapter_model.safetensors")
+    )
+    assert int8_bytes < 0.3 * fp32_bytes
+    back = load_peft(int8)
+    assert back.scale == load_peft(fp32).scale
+    for name, (a, b) in lora.factors.items():
+        qa, qb = back.factors[name]
+        # each element within half a step (max|row| / 127 / 2) of its row of A, its column of B
+        assert ((qa - a).abs() <= a.abs().amax(dim=2, keepdim=True) / 254 + 1e-7).all()
+        assert ((qb - b).abs() <= b.abs().amax(dim=1, keepdim=True) / 254 + 1e-7).all()
+    assert vllm_problems(int8) and "dequantize_peft" in vllm_problems(int8)[0]
+    plain = dequantize_peft(int8, tmp_path / "plain", dtype=torch.float32)
+    assert vllm_problems(plain) == []
+    batch = batch_of(tok, 2)
+    with torch.no_grad(), conditioned(model, lora=back):
+        ours = model(**batch).logits
+    torch.testing.assert_close(peft_logits(saved_llama, plain, batch), ours, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="exists"):
+        dequantize_peft(int8, plain)
+
+
+def test_a_damaged_int8_adapter_is_refused_with_the_key_named(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model, _ = tiny_model("llama")
+    inject(model)
+    good = export_peft(model, random_bank(model, 1).adapter(0), tmp_path / "good", dtype=torch.int8)
+    stored = load_file(good / "adapter_model.int8.safetensors")
+    key = sorted(k for k in stored if not k.endswith("_scale"))[0]
+    for i, damage in enumerate(
+        (
+            lambda s: s.pop(key + "_scale"),  # a weight without its scale
+            lambda s: s.pop(key),  # a scale without its weight
+            lambda s: s.update({key + "_scale": torch.ones(3, 3)}),  # a scale of another shape
+        )
+    ):
+        bad = tmp_path / f"bad{i}"
+        bad.mkdir()
+        (bad / "adapter_config.json").write_text((good / "adapter_config.json").read_text())
+        state = dict(stored)
+        damage(state)
+        save_file(state, bad / "adapter_model.int8.safetensors")
+        with pytest.raises(ValueError, match=re.escape(key)):
+            load_peft(bad)

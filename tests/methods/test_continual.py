@@ -251,7 +251,7 @@ def test_a_stream_that_cannot_start_leaves_no_folder_behind(tmp_path):
     assert not (tmp_path / "out" / "run").exists()
 
 
-def test_bf16_storage_halves_the_adapter_and_loads_in_peft_and_back_as_float32(tmp_path):
+def test_bf16_storage_halves_the_adapter_int8_quarters_it_and_both_load_back_as_float32(tmp_path):
     from peft import PeftModel
     from safetensors.torch import load_file
 
@@ -278,6 +278,20 @@ def test_bf16_storage_halves_the_adapter_and_loads_in_peft_and_back_as_float32(t
     for name, (a, b) in stored["float32"].factors.items():
         a16, b16 = stored["bfloat16"].factors[name]
         assert torch.equal(a16, a.bfloat16().float()) and torch.equal(b16, b.bfloat16().float())
+    int8 = AdapterStore(tmp_path / "int8", "int8")
+    folder = int8.write(0, task, model, bank.adapter(0))
+    assert int8.has(0, "t") and not (folder / "adapter_model.safetensors").exists()
+    codes = load_file(folder / "adapter_model.int8.safetensors")
+    assert {t.dtype for k, t in codes.items() if not k.endswith("_scale")} == {torch.int8}
+    int8_bytes = sum(t.numel() * t.element_size() for t in codes.values())  # the codes and one scale per rank row
+    assert int8_bytes <= 0.25 * tensor_bytes + 4 * 2 * 4 * len(stored["float32"].factors)
+    for name, (a, b) in int8.load(0, "t").factors.items():
+        a32, b32 = stored["float32"].factors[name]
+        assert (a - a32).abs().max() <= a32.abs().max() / 254 + 1e-7
+        assert (b - b32).abs().max() <= b32.abs().max() / 254 + 1e-7
+    assert int8.bank(model, ["t"]).num_adapters == 1
+    with pytest.raises(ValueError, match="already exists"):
+        int8.write(0, task, model, bank.adapter(0))
     with pytest.raises(ValueError, match="lora.storage_dtype"):
         AdapterStore(tmp_path, "float16")
 

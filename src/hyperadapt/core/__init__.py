@@ -21,6 +21,7 @@ from hyperadapt.core.inject import (
 from hyperadapt.core.lora import ConditionedLinear, LoraConditioning
 from hyperadapt.core.peft_io import (
     bank_from_peft,
+    dequantize_peft,
     export_peft,
     load_peft,
     merge,
@@ -41,6 +42,7 @@ __all__ = [
     "LoraConditioning",
     "bank_from_peft",
     "conditioned",
+    "dequantize_peft",
     "export_peft",
     "inject",
     "is_injected",

@@ -3,6 +3,13 @@
 A PEFT LoRA folder holds ``adapter_config.json`` and ``adapter_model.safetensors`` with tensors named
 ``base_model.model.<module path>.lora_A.weight`` ([r, in]) and ``.lora_B.weight`` ([out, r]); the delta
 is ``(lora_alpha / r) · B A`` (``/ √r`` with rsLoRA).
+
+An int8 folder (``export_peft(..., dtype=torch.int8)``, what a continual run stores with
+``lora.storage_dtype: int8``) keeps PEFT's ``adapter_config.json`` but its weights in
+``adapter_model.int8.safetensors``: each ``lora_A`` row and each ``lora_B`` column (one per rank component)
+as int8 with one float32 absmax scale (``<key>_scale``, [r, 1] for A, [1, r] for B), about a quarter of
+float32's bytes. PEFT does not read it (it finds no ``adapter_model.safetensors`` and says so): ``load_peft``
+does, and :func:`dequantize_peft` writes the plain PEFT folder that ``PeftModel.from_pretrained`` and vLLM load.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +33,14 @@ from hyperadapt.core.bank import AdapterBank
 from hyperadapt.core.inject import LINEAR_MODULES, target_linears
 from hyperadapt.core.lora import ConditionedLinear, LoraConditioning
 from hyperadapt.errors import InputNotFound, UserError
-from hyperadapt.io import load_tensors
+from hyperadapt.io import load_tensors, write_dir_atomic
 from hyperadapt.models import model_name
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
+INT8_WEIGHTS = "adapter_model.int8.safetensors"
+INT8_FORMAT = "hyperadapt-lora-int8-absmax-v1"  # the int8 file's metadata["quantization"]
+SCALE_SUFFIX = "_scale"
 PREFIX = "base_model.model."
 MERGED_ATTR = "_hyperadapt_merged"
 PEFT_DEFAULTS = {"r": 8, "lora_alpha": 8}  # peft.LoraConfig's defaults, used when a config omits them
@@ -69,7 +80,9 @@ def export_peft(
     dtype: torch.dtype | None = None,
 ) -> Path:
     """Write one adapter (``lora``, or example ``example`` of it) as a PEFT LoRA folder for ``model``, its
-    tensors in ``dtype`` (default: as they are; ``torch.bfloat16`` halves the folder of a float32 adapter).
+    tensors in ``dtype`` (default: as they are; ``torch.bfloat16`` halves the folder of a float32 adapter;
+    ``torch.int8`` quarters it, in ``adapter_model.int8.safetensors``, which ``load_peft`` reads and PEFT
+    does not: see the module docstring and :func:`dequantize_peft`).
 
     ``lora_alpha = scale · r`` when that is a whole number, else the scale is folded into B (alpha = r).
     Modules with a rank other than the most common one go to ``rank_pattern``/``alpha_pattern``.
@@ -86,10 +99,11 @@ def export_peft(
         return rank if fold else round(scale * rank)
 
     tensors = {}
+    stored = None if dtype == torch.int8 else dtype  # int8 quantises the factors as they are (quantize_int8)
     for name, (a, b) in single.factors.items():
         b = b[0] * scale if fold else b[0]
-        tensors[f"{PREFIX}{name}.lora_A.weight"] = a[0].detach().to(dtype or a.dtype).contiguous().cpu()  # [r, in]
-        tensors[f"{PREFIX}{name}.lora_B.weight"] = b.detach().to(dtype or b.dtype).contiguous().cpu()  # [out, r]
+        tensors[f"{PREFIX}{name}.lora_A.weight"] = a[0].detach().to(stored or a.dtype).contiguous().cpu()  # [r, in]
+        tensors[f"{PREFIX}{name}.lora_B.weight"] = b.detach().to(stored or b.dtype).contiguous().cpu()  # [out, r]
     odd = {name: rank for name, rank in ranks.items() if rank != r}
     config = LoraConfig(
         r=r,
@@ -105,8 +119,78 @@ def export_peft(
     path = Path(path)
     config.save_pretrained(str(path))
     _stable_config(path / PEFT_CONFIG)
-    save_file(tensors, path / PEFT_WEIGHTS, metadata={"format": "pt"})
+    if dtype == torch.int8:
+        save_file(quantize_int8(tensors), path / INT8_WEIGHTS, metadata={"format": "pt", "quantization": INT8_FORMAT})
+    else:
+        save_file(tensors, path / PEFT_WEIGHTS, metadata={"format": "pt"})
     return path
+
+
+def quantize_int8(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """PEFT's ``lora_A`` [r, in] / ``lora_B`` [out, r] tensors as int8 with one float32 scale per rank
+    component (per row of A, per column of B): ``q = round(w / s)``, ``s = max|w| / 127`` over that row or
+    column (1 where it is all zero), so each element is off by at most ``s / 2``, 0.4 % of its row's or
+    column's largest magnitude. Symmetric absmax quantisation (as LLM.int8's vector-wise quantisation,
+    Dettmers et al. 2022, without its outlier split)."""
+    out = {}
+    for key, w in tensors.items():
+        w = w.float()
+        reduce = 1 if key.endswith("lora_A.weight") else 0  # A: per row, B: per column, both the rank's axis
+        scale = w.abs().amax(dim=reduce, keepdim=True) / 127.0  # [r, 1] or [1, r]
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        out[key] = torch.round(w / scale).clamp(-127, 127).to(torch.int8).contiguous()
+        out[key + SCALE_SUFFIX] = scale.contiguous()
+    return out
+
+
+def dequantize_int8(tensors: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
+    """The float32 ``lora_A`` / ``lora_B`` tensors of an int8 file's (``path``) contents; ``ValueError`` naming
+    the key when a weight lacks its scale, a scale lacks its weight, or their shapes do not broadcast."""
+    out = {}
+    for key, q in tensors.items():
+        if key.endswith(SCALE_SUFFIX):
+            if key.removesuffix(SCALE_SUFFIX) not in tensors:
+                raise UserError(f"{path}: scale {key!r} has no weight: the int8 adapter is damaged")
+            continue
+        scale = tensors.get(key + SCALE_SUFFIX)
+        shapes = {(q.shape[0], 1), (1, q.shape[1])} if q.ndim == 2 else set()  # per row of A, per column of B
+        if scale is None or q.dtype != torch.int8 or tuple(scale.shape) not in shapes:
+            raise UserError(
+                f"{path}: {key!r} is not an int8 weight with a matching {key + SCALE_SUFFIX!r}: the int8 adapter "
+                "is damaged; export it again"
+            )
+        out[key] = q.float() * scale.float()
+    return out
+
+
+def peft_tensors(path: str | Path) -> dict[str, Tensor]:
+    """The ``lora_A`` / ``lora_B`` tensors of a PEFT folder as stored, or dequantised (float32) from an int8
+    folder's ``adapter_model.int8.safetensors``. ``FileNotFoundError`` when the folder has neither file."""
+    path = Path(path)
+    if (path / PEFT_WEIGHTS).exists():
+        return load_tensors(path / PEFT_WEIGHTS, "adapter weights")
+    if (path / INT8_WEIGHTS).exists():
+        return dequantize_int8(load_tensors(path / INT8_WEIGHTS, "int8 adapter weights"), path / INT8_WEIGHTS)
+    raise InputNotFound(f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS}")
+
+
+def dequantize_peft(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Write the int8 folder ``src`` as a plain PEFT LoRA folder ``dst`` (weights in ``dtype``), which
+    ``peft.PeftModel.from_pretrained`` and vLLM load; ``src``'s other files (``task.json``) are copied.
+    ``FileNotFoundError`` when ``src`` is not an adapter folder, ``ValueError`` when ``dst`` exists."""
+    src, dst = Path(src), Path(dst)
+    load_peft(src)  # every check an adapter passes before it runs
+    if dst.exists():
+        raise UserError(f"{dst} exists: choose a new folder")
+    tensors = {k: v.to(dtype).contiguous() for k, v in peft_tensors(src).items()}
+
+    def write(tmp: Path) -> None:
+        for item in src.iterdir():
+            if item.is_file() and item.name not in (PEFT_WEIGHTS, INT8_WEIGHTS):
+                shutil.copy2(item, tmp / item.name)
+        save_file(tensors, tmp / PEFT_WEIGHTS, metadata={"format": "pt"})
+
+    return write_dir_atomic(dst, write)
 
 
 def _stable_config(path: Path) -> None:
@@ -138,12 +222,13 @@ def load_peft(path: str | Path) -> LoraConditioning:
     """Read a PEFT LoRA folder as a single-adapter ``LoraConditioning`` (per-module scales folded into B
     when they differ).
 
+    An int8 folder (``adapter_model.int8.safetensors``) loads dequantised to float32.
     Raises ``FileNotFoundError`` for a folder without the two PEFT files and ``ValueError`` naming the key or
     tensor for anything that would not run: no tensors, a NaN/inf weight, a ``lora_alpha`` that is not a
     finite number in (0, 65504], ranks that disagree with the config, LoRA variants.
     """
     path = Path(path)
-    if not (path / PEFT_CONFIG).exists() or not (path / PEFT_WEIGHTS).exists():
+    if not (path / PEFT_CONFIG).exists() or not ((path / PEFT_WEIGHTS).exists() or (path / INT8_WEIGHTS).exists()):
         raise InputNotFound(f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS}")
     try:
         config = json.loads((path / PEFT_CONFIG).read_text())
@@ -152,7 +237,7 @@ def load_peft(path: str | Path) -> LoraConditioning:
     if not isinstance(config, dict):
         raise UserError(f"{path / PEFT_CONFIG} must hold a JSON object")
     _check_plain_lora(config, path)
-    pairs = _pairs(load_tensors(path / PEFT_WEIGHTS, "adapter weights"), path)
+    pairs = _pairs(peft_tensors(path), path)
     if not pairs:
         raise ValueError(f"{path / PEFT_WEIGHTS} holds no tensors: export the adapter again")
     _check_ranks(config, pairs, path)

@@ -19,6 +19,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from hyperadapt.core import LINEAR_MODULES
+from hyperadapt.core.peft_io import INT8_WEIGHTS
 
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 KEY = re.compile(r"base_model\.model\.(.+)\.lora_([AB])\.weight")
@@ -30,6 +31,11 @@ def vllm_problems(folder: str | Path, max_lora_rank: int = 16) -> list[str]:
         raise ValueError(f"max_lora_rank={max_lora_rank} is not a vLLM rank: use one of {VLLM_RANKS}")
     folder = Path(folder)
     config_file, weights = folder / "adapter_config.json", folder / "adapter_model.safetensors"
+    if not weights.exists() and (folder / INT8_WEIGHTS).exists():
+        return [
+            f"{folder} stores int8 weights ({INT8_WEIGHTS}), which vLLM does not read: write a PEFT folder "
+            "with hyperadapt.core.dequantize_peft"
+        ]
     if not config_file.exists() or not weights.exists():
         return [f"{folder} needs adapter_config.json and adapter_model.safetensors"]
     cfg = json.loads(config_file.read_text())

@@ -17,7 +17,7 @@ from hyperadapt.data.prompts import check_setting
 from hyperadapt.errors import UserError
 from hyperadapt.training import TrainConfig
 
-STORAGE_DTYPES = ("float32", "bfloat16")
+STORAGE_DTYPES = ("float32", "bfloat16", "int8")
 
 
 @dataclass
@@ -29,11 +29,13 @@ class LoraSpec:
     target_modules: list[str] = field(
         default_factory=lambda: list(LINEAR_MODULES), metadata={"help": "module types the LoRA adapts (PEFT's name)"}
     )
-    storage_dtype: Literal["float32", "bfloat16"] = field(
+    storage_dtype: Literal["float32", "bfloat16", "int8"] = field(
         default="bfloat16",
         metadata={
             "help": "dtype of each task's stored adapter (bfloat16, the default since 2026-12-07: half the bytes "
-            "of float32 at the same AP on the SNI stream); every answer is computed with the stored adapter"
+            "of float32 at the same AP on the SNI stream; int8: a quarter, one absmax scale per rank component, "
+            "a folder PEFT reads after hyperadapt.core.dequantize_peft); every answer is computed with the "
+            "stored adapter"
         },
     )
 

@@ -16,6 +16,7 @@ import torch
 from transformers import PreTrainedModel
 
 from hyperadapt.core import AdapterBank, LoraConditioning, export_peft, load_peft
+from hyperadapt.core.peft_io import INT8_WEIGHTS, PEFT_WEIGHTS
 from hyperadapt.data.schema import Task
 from hyperadapt.io import safe_name, save_json, write_dir_atomic
 from hyperadapt.methods.continual.config import STORAGE_DTYPES, check_choice
@@ -26,7 +27,8 @@ MANIFEST = "manifest.json"
 class AdapterStore:
     """``adapters/NNN-<task>/``: one PEFT LoRA folder per task, written once, plus ``manifest.json``.
 
-    ``dtype`` is what ``write`` stores (``float32`` or ``bfloat16``); ``load`` always returns float32 factors.
+    ``dtype`` is what ``write`` stores (``float32``, ``bfloat16``, or ``int8``: ``adapter_model.int8.safetensors``,
+    see :mod:`hyperadapt.core.peft_io`); ``load`` always returns float32 factors.
     """
 
     def __init__(self, root: Path, dtype: str = "float32") -> None:
@@ -37,7 +39,8 @@ class AdapterStore:
         return self.root / f"{index:03d}-{safe_name(name, 'task name')}"
 
     def has(self, index: int, name: str) -> bool:
-        return (self.folder(index, name) / "adapter_model.safetensors").exists()
+        folder = self.folder(index, name)
+        return (folder / PEFT_WEIGHTS).exists() or (folder / INT8_WEIGHTS).exists()
 
     def write(self, index: int, task: Task, model: PreTrainedModel, lora: LoraConditioning) -> Path:
         """Export ``lora`` for ``task`` once; refuse to overwrite an existing adapter."""
