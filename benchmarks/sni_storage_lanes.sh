@@ -31,7 +31,9 @@
 # all7int8 (2026-12-07 17:45) stores all seven at rank 8 in int8 (lora.storage_dtype=int8: one absmax scale per rank
 # component, about 2.4 MiB per task): bf16 held AP at 4.71 MiB and every smaller row lost more than 0.5 AP, while
 # int8's relative error on the all7 adapters is 0.67 % (scripts/adapter_quant_error.py; bf16's unit roundoff 0.39 %).
-# It runs from a commit that has int8 (not 352801c), before mlp: `THREADS=1 benchmarks/sni_storage_lanes.sh <commit>`.
+# It runs from a commit that has int8 (not 352801c), after mlp (collect mlp first, or this lane trains it again):
+# `THREADS=1 benchmarks/sni_storage_lanes.sh <commit>`. scripts/requantized_run.py screens it first in an hour:
+# the all7 row's bf16 adapters requantised to int8 and answered again (bf16 then int8: rounded twice).
 # Estimate: SwitchCIT + oracle with all seven modules took 1 h 58 min with THREADS=2 alone (6,242 s of
 # training, 10.4 s per step of batch 8 at 384 tokens, the frozen model's forward and backward dominating);
 # fewer LoRA modules shorten a step by perhaps 10-25 %, so about 1.5-1.9 h per row on both cores alone,
@@ -46,7 +48,7 @@ source "$(dirname "$0")/lanes_common.sh"
 lanes_setup cl-superni "continual stream" "$@"
 export THREADS="${THREADS:-2}"
 results=results/continual/sni-order1-storage  # in $work
-rows=(qv attn all7r4 all7 all7int8 mlp)
+rows=(qv attn all7r4 all7 mlp all7int8)
 row() {  # row ROW MODULES [KEY=VALUE...]: SwitchCIT + oracle on order 1, the LoRA on MODULES (comma-separated),
   local name="$1" modules="$2" label dtype; shift 2  # stored bf16, or int8 for a row named ...int8
   label="$(storage_label "$name")"; dtype=bfloat16; [[ "$label" != *-int8 ]] || dtype=int8
@@ -75,9 +77,9 @@ if [ "$lanes" = all ]; then  # one job at a time, the rows under the 2.5 MiB tar
     table
     row all7 "$all7"
     table
-    row all7int8 "$all7"
-    table
     row mlp gate_proj,up_proj,down_proj
+    table
+    row all7int8 "$all7"
     table
   ) >> "$work/logs/storage_lane_all.log" 2>&1 &
   disown -a
