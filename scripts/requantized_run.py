@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from hyperadapt.core.peft_io import INT8_FORMAT, INT8_WEIGHTS, PEFT_CONFIG, PEFT_WEIGHTS, quantize_int8
+from hyperadapt.core.peft_io import INT8_WEIGHTS, PEFT_CONFIG, PEFT_WEIGHTS, quantize_int8
 from hyperadapt.io import load_tensors, save_json
 from hyperadapt.methods.continual.store import AdapterStore
 
@@ -58,9 +58,7 @@ def main() -> None:
             shutil.copy2(folder / name, target / name)
         tensors = load_tensors(folder / PEFT_WEIGHTS, "adapter weights")
         if args.dtype == "int8":
-            save_file(
-                quantize_int8(tensors), target / INT8_WEIGHTS, metadata={"format": "pt", "quantization": INT8_FORMAT}
-            )
+            save_file(quantize_int8(tensors), target / INT8_WEIGHTS, metadata={"format": "pt"})
         else:
             save_file(
                 {k: v.to(torch.bfloat16) for k, v in tensors.items()}, target / PEFT_WEIGHTS, metadata={"format": "pt"}

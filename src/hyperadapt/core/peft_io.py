@@ -39,7 +39,6 @@ from hyperadapt.models import model_name
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
 INT8_WEIGHTS = "adapter_model.int8.safetensors"
-INT8_FORMAT = "hyperadapt-lora-int8-absmax-v1"  # the int8 file's metadata["quantization"]
 SCALE_SUFFIX = "_scale"
 PREFIX = "base_model.model."
 MERGED_ATTR = "_hyperadapt_merged"
@@ -120,7 +119,9 @@ def export_peft(
     config.save_pretrained(str(path))
     _stable_config(path / PEFT_CONFIG)
     if dtype == torch.int8:
-        save_file(quantize_int8(tensors), path / INT8_WEIGHTS, metadata={"format": "pt", "quantization": INT8_FORMAT})
+        # one metadata key: safetensors writes the metadata map in an order that changes from one process to the
+        # next, and the same adapter must export byte-identically (a resumed run's files equal a straight run's)
+        save_file(quantize_int8(tensors), path / INT8_WEIGHTS, metadata={"format": "pt"})
     else:
         save_file(tensors, path / PEFT_WEIGHTS, metadata={"format": "pt"})
     return path
