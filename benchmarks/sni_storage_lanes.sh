@@ -31,9 +31,10 @@
 # all7int8 (2026-12-07 17:45) stores all seven at rank 8 in int8 (lora.storage_dtype=int8: one absmax scale per rank
 # component, about 2.4 MiB per task): bf16 held AP at 4.71 MiB and every smaller row lost more than 0.5 AP, while
 # int8's relative error on the all7 adapters is 0.67 % (scripts/adapter_quant_error.py; bf16's unit roundoff 0.39 %).
-# It runs from a commit that has int8 (not 352801c), after mlp (collect mlp first, or this lane trains it again):
-# `THREADS=1 benchmarks/sni_storage_lanes.sh <commit>`. scripts/requantized_run.py screens it first in an hour:
-# the all7 row's bf16 adapters requantised to int8 and answered again (bf16 then int8: rounded twice).
+# It runs from a commit that writes int8 files byte-stably (026b805 or later; not 352801c), after mlp (collect mlp
+# first, or this lane trains it again): `THREADS=1 benchmarks/sni_storage_lanes.sh <commit>`. The screening
+# (scripts/requantized_run.py: the all7 row's bf16 adapters stored again in int8 and answered again, rounded twice)
+# gave AP 39.34 at 2.45 MiB per task on 2026-12-07 and made int8 the default; this row confirms it.
 # Estimate: SwitchCIT + oracle with all seven modules took 1 h 58 min with THREADS=2 alone (6,242 s of
 # training, 10.4 s per step of batch 8 at 384 tokens, the frozen model's forward and backward dominating);
 # fewer LoRA modules shorten a step by perhaps 10-25 %, so about 1.5-1.9 h per row on both cores alone,

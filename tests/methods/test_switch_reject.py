@@ -292,7 +292,7 @@ def test_a_run_saved_before_the_new_router_keys_keeps_its_rule():
     assert (today.confidence, today.reject_bank, today.feature_dtype) == ("mahalanobis", 200, "float16")
 
 
-def test_a_run_saved_before_storage_dtype_keeps_float32_adapters_and_today_stores_bf16():
+def test_a_run_saved_before_storage_dtype_keeps_float32_adapters_and_today_stores_int8():
     from hyperadapt.config import to_dict
     from hyperadapt.methods.switch.learner import upgrade_config
 
@@ -301,7 +301,7 @@ def test_a_run_saved_before_storage_dtype_keeps_float32_adapters_and_today_store
     assert from_dict(SwitchConfig, upgrade_config(config)).lora.storage_dtype == "float32"
     config["lora"]["storage_dtype"] = "bfloat16"  # a key the run saved is never replaced
     assert from_dict(SwitchConfig, upgrade_config(config)).lora.storage_dtype == "bfloat16"
-    assert SwitchConfig().lora.storage_dtype == "bfloat16"
+    assert SwitchConfig().lora.storage_dtype == "int8"
     assert upgrade_config({"model": "x"}) == {"model": "x"}  # a config with neither section passes as it is
 
 

@@ -30,12 +30,12 @@ class LoraSpec:
         default_factory=lambda: list(LINEAR_MODULES), metadata={"help": "module types the LoRA adapts (PEFT's name)"}
     )
     storage_dtype: Literal["float32", "bfloat16", "int8"] = field(
-        default="bfloat16",
+        default="int8",
         metadata={
-            "help": "dtype of each task's stored adapter (bfloat16, the default since 2026-12-07: half the bytes "
-            "of float32 at the same AP on the SNI stream; int8: a quarter, one absmax scale per rank component, "
-            "a folder PEFT reads after hyperadapt.core.dequantize_peft); every answer is computed with the "
-            "stored adapter"
+            "help": "dtype of each task's stored adapter: int8 (the default since 2026-12-07: a quarter of "
+            "float32's bytes, one absmax scale per rank component, at float32's AP on the SNI stream; a folder "
+            "PEFT and vLLM load after hyperadapt.core.dequantize_peft), bfloat16 (half; a plain PEFT folder) or "
+            "float32; every answer is computed with the stored adapter"
         },
     )
 
