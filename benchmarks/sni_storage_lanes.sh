@@ -53,6 +53,10 @@ rows=(qv attn all7r4 all7 mlp all7int8)
 row() {  # row ROW MODULES [KEY=VALUE...]: SwitchCIT + oracle on order 1, the LoRA on MODULES (comma-separated),
   local name="$1" modules="$2" label dtype; shift 2  # stored bf16, or int8 for a row named ...int8
   label="$(storage_label "$name")"; dtype=bfloat16; [[ "$label" != *-int8 ]] || dtype=int8
+  if [ "$dtype" = int8 ] && ! grep -q '"int8"' "$work/src/hyperadapt/methods/continual/config.py"; then
+    echo "$(date -u +%FT%TZ) storage_$name: skipped: commit $commit cannot store int8 (run this script with 8c71b49 or later)"
+    return 0
+  fi
   kept_step "docs/results/continual/storage/${label/-/_}_summary.json" "storage_$name" bench continual --config configs/switch_sni.yaml --threads "$THREADS" --methods switchcit oracle \
     --set "lora.target_modules=[$modules]" "lora.storage_dtype=$dtype" "$@" --out "$results/$name"
 }
