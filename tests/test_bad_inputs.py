@@ -161,6 +161,37 @@ def test_continual_add_refuses_an_empty_task_name(run_copy, tmp_path):
     assert _files(run_copy) == before
 
 
+def test_continual_export_writes_a_plain_peft_folder_of_a_stored_int8_adapter(switch_run, tiny_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    stored = next((switch_run / "adapters").glob("001-*"))
+    assert (stored / "adapter_model.int8.safetensors").exists()  # the default storage
+    out = tmp_path / "peft" / "add"
+    result = runner.invoke(
+        app, ["continual", "export", str(switch_run), "--task", "add", "--out", str(out), "--dtype", "float32"]
+    )
+    assert result.exit_code == 0, result.output
+    model, tok = tiny_model("llama")
+    inject(model)
+    batch = tok(["add 2 and 3", "x"], return_tensors="pt", padding=True)
+    from hyperadapt.core import conditioned
+
+    with torch.no_grad(), conditioned(model, lora=load_peft(stored)):
+        ours = model(**batch).logits
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32)
+    with torch.no_grad():
+        theirs = PeftModel.from_pretrained(base, out).eval()(**batch).logits
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+    bad(["continual", "export", str(switch_run), "--task", "add", "--out", str(out)], "exists")
+    bad(["continual", "export", str(switch_run), "--task", "ad[d]", "--out", str(tmp_path / "x")], "'ad[d]'", "'add'")
+    bad(
+        ["continual", "export", str(switch_run), "--task", "add", "--out", str(tmp_path / "y"), "--dtype", "int8"],
+        "--dtype",
+    )
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_split_file_names_are_not_paths(tmp_path):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "splits").mkdir()

@@ -100,3 +100,21 @@ def add(
         opened = Run.open(run)
         raise interrupted(stream_stopped_at(run, opened.method), opened.resume_command()) from None
     console.print(f"added {train_task.name} to {run}")
+
+
+@app.command("export")
+def export(
+    run: Annotated[Path, typer.Argument(help="a continual run directory")],
+    task: Annotated[str, typer.Option(help="the task whose adapter to write (as the run names it)")],
+    out: Annotated[Path, typer.Option(help="folder for the PEFT adapter (must not exist)")],
+    dtype: Annotated[str, typer.Option(help="bfloat16 or float32")] = "bfloat16",
+) -> None:
+    """Write one task's adapter of a continual run as a plain PEFT folder (an int8 adapter dequantised).
+
+    The folder loads with peft.PeftModel.from_pretrained(base_model, OUT) and in vLLM (--lora-modules).
+    Example: hyperadapt continual export runs/cl/switchcit --task plural --out adapters/plural
+    """
+    from hyperadapt.methods.continual import export_task_adapter
+
+    path = export_task_adapter(run, task, out, dtype)
+    console.print(f"adapter of {task} written to {path}")

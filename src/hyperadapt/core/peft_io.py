@@ -176,8 +176,9 @@ def peft_tensors(path: str | Path) -> dict[str, Tensor]:
 
 
 def dequantize_peft(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.bfloat16) -> Path:
-    """Write the int8 folder ``src`` as a plain PEFT LoRA folder ``dst`` (weights in ``dtype``), which
-    ``peft.PeftModel.from_pretrained`` and vLLM load; ``src``'s other files (``task.json``) are copied.
+    """Write the int8 folder ``src`` (or any adapter folder ``load_peft`` reads) as a plain PEFT LoRA folder ``dst``
+    (weights in ``dtype``), which ``peft.PeftModel.from_pretrained`` and vLLM load; ``src``'s other files
+    (``task.json``) are copied.
     ``FileNotFoundError`` when ``src`` is not an adapter folder, ``ValueError`` when ``dst`` exists."""
     src, dst = Path(src), Path(dst)
     load_peft(src)  # every check an adapter passes before it runs

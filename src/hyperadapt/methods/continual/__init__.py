@@ -16,7 +16,7 @@ Example::
 
 from hyperadapt.methods.continual.config import BaselineConfig, ContinualConfig, LoraSpec, StreamEval
 from hyperadapt.methods.continual.learners import LEARNERS, StreamLearner, learner_class, register_learner
-from hyperadapt.methods.continual.runner import run_stream, stream_extent, stream_stopped_at
+from hyperadapt.methods.continual.runner import export_task_adapter, run_stream, stream_extent, stream_stopped_at
 
 __all__ = [
     "LEARNERS",
@@ -25,6 +25,7 @@ __all__ = [
     "LoraSpec",
     "StreamEval",
     "StreamLearner",
+    "export_task_adapter",
     "learner_class",
     "register_learner",
     "run_stream",

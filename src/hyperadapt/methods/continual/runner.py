@@ -221,6 +221,36 @@ def load_final_adapter(
     )
 
 
+PEFT_DTYPES = ("bfloat16", "float32")
+
+
+def export_task_adapter(run: Run | str | Path, task: str, out: str | Path, dtype: str = "bfloat16") -> Path:
+    """Task ``task``'s stored adapter in the continual run ``run`` as a plain PEFT LoRA folder ``out`` (weights in
+    ``dtype``: bfloat16 or float32), whatever the run stores it in (an int8 adapter is dequantised): the folder
+    ``peft.PeftModel.from_pretrained`` and vLLM load. The adapter the run trained after ``task`` for learners that
+    keep one per task (SwitchCIT, the oracle), the snapshot after it for the sequential ones.
+
+    Raises ``ValueError`` for a task the run does not have (naming its tasks), a ``dtype`` not in
+    :data:`PEFT_DTYPES` or an ``out`` that exists, and ``FileNotFoundError`` when the task has no adapter yet."""
+    import torch
+
+    from hyperadapt.core import dequantize_peft
+    from hyperadapt.methods.continual.config import check_choice
+
+    check_choice("--dtype", dtype, PEFT_DTYPES)
+    run = check_run_dir(run)
+    if task not in run.tasks:
+        shown = ", ".join(repr(t) for t in run.tasks[:20]) + (" ..." if len(run.tasks) > 20 else "")
+        raise UserError(f"{run.path} has no task {task!r}; its tasks: {shown}")
+    index = run.tasks.index(task)
+    store = AdapterStore(run.path / ADAPTERS)
+    if not store.has(index, task):
+        raise InputNotFound(
+            f"{run.path} has no adapter for {task!r} yet: resume the run first: `{run.resume_command()}`"
+        )
+    return dequantize_peft(store.folder(index, task), out, getattr(torch, dtype))
+
+
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The dotted keys in which two configs (as saved in ``run.json``) differ, compared as JSON (a key renamed
     since ``saved`` was written under its new name)."""
