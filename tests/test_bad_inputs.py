@@ -190,6 +190,14 @@ def test_continual_export_writes_a_plain_peft_folder_of_a_stored_int8_adapter(sw
         "--dtype",
     )
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    bounds = tmp_path / "bound"  # the multi-task bound keeps one adapter for all tasks: exported by its own name
+    run_stream(tiny_config(str(tiny_dir)), bounds, "multitask")
+    bad(["continual", "export", str(bounds), "--task", "add", "--out", str(tmp_path / "z")], "'add'", "'all-tasks'")
+    result = runner.invoke(
+        app, ["continual", "export", str(bounds), "--task", "all-tasks", "--out", str(tmp_path / "z")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "z" / "adapter_model.safetensors").exists()
 
 
 def test_split_file_names_are_not_paths(tmp_path):

@@ -245,6 +245,11 @@ def test_a_damaged_int8_adapter_is_refused_with_the_key_named(tmp_path):
             lambda s: s.pop(key + "_scale"),  # a weight without its scale
             lambda s: s.pop(key),  # a scale without its weight
             lambda s: s.update({key + "_scale": torch.ones(3, 3)}),  # a scale of another shape
+            lambda s: s.update({key + "_scale": s[key + "_scale"].T.contiguous()}),  # per column of A, not per row
+            lambda s: s.update({key + "_scale": s[key + "_scale"].half()}),  # not float32
+            lambda s: s.update({key + "_scale": s[key + "_scale"].clone().fill_(float("nan"))}),
+            lambda s: s.update({key + "_scale": -s[key + "_scale"]}),  # not positive
+            lambda s: s.update({key: s[key].float()}),  # codes that are not int8
         )
     ):
         bad = tmp_path / f"bad{i}"
@@ -255,3 +260,29 @@ def test_a_damaged_int8_adapter_is_refused_with_the_key_named(tmp_path):
         save_file(state, bad / "adapter_model.int8.safetensors")
         with pytest.raises(ValueError, match=re.escape(key)):
             load_peft(bad)
+
+
+def test_an_adapter_that_would_not_run_is_refused_at_export_and_a_new_export_replaces_the_old_weights(tmp_path):
+    from hyperadapt.core import dequantize_peft
+
+    model, _ = tiny_model("llama")
+    inject(model)
+    bank = random_bank(model, 2)
+    first, second = bank.adapter(0), bank.adapter(1)
+    for value in (float("nan"), float("inf")):
+        broken = {n: (a.clone(), b) for n, (a, b) in first.factors.items()}
+        next(iter(broken.values()))[0][0, 0, 0] = value
+        for dtype in (torch.int8, None):
+            with pytest.raises(ValueError, match="NaN or infinite"):
+                export_peft(model, LoraConditioning(broken, first.scale), tmp_path / "broken", dtype=dtype)
+    folder = export_peft(model, first, tmp_path / "a", dtype=torch.bfloat16)
+    export_peft(model, second, folder, dtype=torch.int8)  # the same folder again: only the int8 file stays
+    assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json", "adapter_model.int8.safetensors"]
+    name = next(iter(second.factors))
+    back = load_peft(folder).factors[name][0]
+    assert (back - second.factors[name][0]).abs().max() <= second.factors[name][0].abs().max() / 254 + 1e-7
+    export_peft(model, first, folder)  # and back: only PEFT's file
+    assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    with pytest.raises(ValueError, match="floating-point"):
+        dequantize_peft(folder, tmp_path / "ints", dtype=torch.int8)  # PEFT would load integer weights as zeros
+    assert not (tmp_path / "ints").exists()

@@ -8,8 +8,9 @@ An int8 folder (``export_peft(..., dtype=torch.int8)``, what a continual run sto
 ``lora.storage_dtype: int8``) keeps PEFT's ``adapter_config.json`` but its weights in
 ``adapter_model.int8.safetensors``: each ``lora_A`` row and each ``lora_B`` column (one per rank component)
 as int8 with one float32 absmax scale (``<key>_scale``, [r, 1] for A, [1, r] for B), about a quarter of
-float32's bytes. PEFT does not read it (it finds no ``adapter_model.safetensors`` and says so): ``load_peft``
-does, and :func:`dequantize_peft` writes the plain PEFT folder that ``PeftModel.from_pretrained`` and vLLM load.
+float32's bytes. PEFT cannot load it (it finds no ``adapter_model.safetensors``, then tries the folder as a Hub
+id, and its error does not say why); ``load_peft`` does, and :func:`dequantize_peft` (for a continual run's task:
+``hyperadapt continual export``) writes the plain PEFT folder that ``PeftModel.from_pretrained`` and vLLM load.
 """
 
 from __future__ import annotations
@@ -97,9 +98,13 @@ def export_peft(
     def alpha_of(rank: int) -> int:
         return rank if fold else round(scale * rank)
 
+    if not math.isfinite(scale):
+        raise UserError(f"the adapter's scale is {scale}: it must be a finite number")
     tensors = {}
     stored = None if dtype == torch.int8 else dtype  # int8 quantises the factors as they are (quantize_int8)
     for name, (a, b) in single.factors.items():
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            raise UserError(f"the adapter's factors for {name} hold NaN or infinite values: it would not run")
         b = b[0] * scale if fold else b[0]
         tensors[f"{PREFIX}{name}.lora_A.weight"] = a[0].detach().to(stored or a.dtype).contiguous().cpu()  # [r, in]
         tensors[f"{PREFIX}{name}.lora_B.weight"] = b.detach().to(stored or b.dtype).contiguous().cpu()  # [out, r]
@@ -118,6 +123,7 @@ def export_peft(
     path = Path(path)
     config.save_pretrained(str(path))
     _stable_config(path / PEFT_CONFIG)
+    (path / (PEFT_WEIGHTS if dtype == torch.int8 else INT8_WEIGHTS)).unlink(missing_ok=True)  # one weights file
     if dtype == torch.int8:
         # one metadata key: safetensors writes the metadata map in an order that changes from one process to the
         # next, and the same adapter must export byte-identically (a resumed run's files equal a straight run's)
@@ -154,12 +160,15 @@ def dequantize_int8(tensors: dict[str, Tensor], path: Path) -> dict[str, Tensor]
                 raise UserError(f"{path}: scale {key!r} has no weight: the int8 adapter is damaged")
             continue
         scale = tensors.get(key + SCALE_SUFFIX)
-        shapes = {(q.shape[0], 1), (1, q.shape[1])} if q.ndim == 2 else set()  # per row of A, per column of B
-        if scale is None or q.dtype != torch.int8 or tuple(scale.shape) not in shapes:
+        per_row = key.endswith("lora_A.weight")  # A [r, in]: a scale per row; B [out, r]: per column
+        want = ((q.shape[0], 1) if per_row else (1, q.shape[1])) if q.ndim == 2 else None
+        if scale is None or q.dtype != torch.int8 or tuple(scale.shape) != want or scale.dtype != torch.float32:
             raise UserError(
-                f"{path}: {key!r} is not an int8 weight with a matching {key + SCALE_SUFFIX!r}: the int8 adapter "
-                "is damaged; export it again"
+                f"{path}: {key!r} is not an int8 weight with a matching float32 {key + SCALE_SUFFIX!r}: the int8 "
+                "adapter is damaged; export it again"
             )
+        if not (torch.isfinite(scale).all() and (scale > 0).all()):
+            raise UserError(f"{path}: {key + SCALE_SUFFIX!r} holds a scale that is not a positive finite number")
         out[key] = q.float() * scale.float()
     return out
 
@@ -172,7 +181,18 @@ def peft_tensors(path: str | Path) -> dict[str, Tensor]:
         return load_tensors(path / PEFT_WEIGHTS, "adapter weights")
     if (path / INT8_WEIGHTS).exists():
         return dequantize_int8(load_tensors(path / INT8_WEIGHTS, "int8 adapter weights"), path / INT8_WEIGHTS)
-    raise InputNotFound(f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS}")
+    raise InputNotFound(
+        f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS} (or {INT8_WEIGHTS})"
+    )
+
+
+def weights_file(path: Path) -> Path:
+    """The weights file of the adapter folder ``path``: PEFT's, else the int8 one."""
+    return (
+        path / PEFT_WEIGHTS
+        if (path / PEFT_WEIGHTS).exists() or not (path / INT8_WEIGHTS).exists()
+        else path / INT8_WEIGHTS
+    )
 
 
 def dequantize_peft(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.bfloat16) -> Path:
@@ -181,6 +201,8 @@ def dequantize_peft(src: str | Path, dst: str | Path, dtype: torch.dtype = torch
     (``task.json``) are copied.
     ``FileNotFoundError`` when ``src`` is not an adapter folder, ``ValueError`` when ``dst`` exists."""
     src, dst = Path(src), Path(dst)
+    if not dtype.is_floating_point:
+        raise UserError(f"a PEFT folder holds floating-point weights, not {dtype}: use torch.bfloat16 or torch.float32")
     load_peft(src)  # every check an adapter passes before it runs
     if dst.exists():
         raise UserError(f"{dst} exists: choose a new folder")
@@ -231,7 +253,9 @@ def load_peft(path: str | Path) -> LoraConditioning:
     """
     path = Path(path)
     if not (path / PEFT_CONFIG).exists() or not ((path / PEFT_WEIGHTS).exists() or (path / INT8_WEIGHTS).exists()):
-        raise InputNotFound(f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS}")
+        raise InputNotFound(
+            f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS} (or {INT8_WEIGHTS})"
+        )
     try:
         config = json.loads((path / PEFT_CONFIG).read_text())
     except json.JSONDecodeError as err:
@@ -241,7 +265,7 @@ def load_peft(path: str | Path) -> LoraConditioning:
     _check_plain_lora(config, path)
     pairs = _pairs(peft_tensors(path), path)
     if not pairs:
-        raise ValueError(f"{path / PEFT_WEIGHTS} holds no tensors: export the adapter again")
+        raise UserError(f"{weights_file(path)} holds no tensors: export the adapter again")
     _check_ranks(config, pairs, path)
     scales = {name: _peft_scale(config, name, a.shape[0]) for name, (a, _) in pairs.items()}
     common = next(iter(scales.values()))
@@ -258,19 +282,19 @@ def _check_plain_lora(config: dict[str, Any], path: Path) -> None:
     for key in ("r", "lora_alpha"):
         value = config.get(key, PEFT_DEFAULTS[key])
         if not _positive(value, key):
-            raise ValueError(f"{path / PEFT_CONFIG}: {key} must be a positive number{_ALPHA_BOUND[key]}, got {value!r}")
+            raise UserError(f"{path / PEFT_CONFIG}: {key} must be a positive number{_ALPHA_BOUND[key]}, got {value!r}")
     for key, value_key in (("rank_pattern", "r"), ("alpha_pattern", "lora_alpha")):
         patterns = config.get(key) or {}
         if not isinstance(patterns, dict):
-            raise ValueError(f"{path / PEFT_CONFIG}: {key} must map module names to positive numbers")
+            raise UserError(f"{path / PEFT_CONFIG}: {key} must map module names to positive numbers")
         for name, v in patterns.items():
             if not _positive(v, value_key):
-                raise ValueError(
+                raise UserError(
                     f"{path / PEFT_CONFIG}: {key}[{name!r}] must be a positive number"
                     f"{_ALPHA_BOUND[value_key]}, got {v!r}"
                 )
     if config.get("peft_type") != "LORA":
-        raise ValueError(f"{path}: only LORA adapters are supported, got peft_type={config.get('peft_type')!r}")
+        raise UserError(f"{path}: only LORA adapters are supported, got peft_type={config.get('peft_type')!r}")
     unsupported = [k for k in ("use_dora", "fan_in_fan_out", "lora_bias") if config.get(k)]
     if config.get("bias", "none") != "none":
         unsupported.append("bias")
@@ -293,12 +317,12 @@ def _pairs(state: dict[str, Tensor], path: Path) -> dict[str, tuple[Tensor, Tens
     for key, value in state.items():
         m = re.fullmatch(rf"{re.escape(PREFIX)}(.+)\.lora_([AB])\.weight", key)
         if m is None:
-            raise ValueError(f"{path}: unexpected tensor {key!r}; only lora_A/lora_B weights are supported")
+            raise UserError(f"{path}: unexpected tensor {key!r}; only lora_A/lora_B weights are supported")
         if not value.is_floating_point():
-            raise ValueError(f"{path}: tensor {key!r} is {value.dtype}; LoRA weights are floating point")
+            raise UserError(f"{path}: tensor {key!r} is {value.dtype}; LoRA weights are floating point")
         if not torch.isfinite(value).all():
             bad = int((~torch.isfinite(value)).sum())
-            raise ValueError(f"{path}: tensor {key!r} holds {bad} NaN or infinite values: the adapter is broken")
+            raise UserError(f"{path}: tensor {key!r} holds {bad} NaN or infinite values: the adapter is broken")
         pairs.setdefault(m.group(1), {})[m.group(2)] = value
     incomplete = [name for name, p in pairs.items() if len(p) != 2]
     if incomplete:
@@ -318,7 +342,7 @@ def _check_ranks(config: dict[str, Any], pairs: dict[str, tuple[Tensor, Tensor]]
             )
         if a.shape[0] != want:
             raise UserError(
-                f"{path}: {name} has rank {a.shape[0]} in {PEFT_WEIGHTS} but {want} in {PEFT_CONFIG} "
+                f"{path}: {name} has rank {a.shape[0]} in {weights_file(path).name} but {want} in {PEFT_CONFIG} "
                 "(r / rank_pattern): the config does not match the tensors"
             )
 

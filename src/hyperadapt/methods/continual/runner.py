@@ -225,13 +225,14 @@ PEFT_DTYPES = ("bfloat16", "float32")
 
 
 def export_task_adapter(run: Run | str | Path, task: str, out: str | Path, dtype: str = "bfloat16") -> Path:
-    """Task ``task``'s stored adapter in the continual run ``run`` as a plain PEFT LoRA folder ``out`` (weights in
+    """The adapter the continual run ``run`` stores for ``task`` as a plain PEFT LoRA folder ``out`` (weights in
     ``dtype``: bfloat16 or float32), whatever the run stores it in (an int8 adapter is dequantised): the folder
-    ``peft.PeftModel.from_pretrained`` and vLLM load. The adapter the run trained after ``task`` for learners that
-    keep one per task (SwitchCIT, the oracle), the snapshot after it for the sequential ones.
+    ``peft.PeftModel.from_pretrained`` and vLLM load. ``task`` is a task of the stream (SwitchCIT and the oracle
+    keep its adapter, the sequential learners their snapshot after it) or the name of a stored adapter
+    (``all-tasks`` for the multi-task bound): ``adapters/manifest.json`` lists them.
 
-    Raises ``ValueError`` for a task the run does not have (naming its tasks), a ``dtype`` not in
-    :data:`PEFT_DTYPES` or an ``out`` that exists, and ``FileNotFoundError`` when the task has no adapter yet."""
+    Raises ``ValueError`` for a name the run stores no adapter for (naming those it does, or the command that
+    resumes an unfinished run), a ``dtype`` not in :data:`PEFT_DTYPES` or an ``out`` that exists."""
     import torch
 
     from hyperadapt.core import dequantize_peft
@@ -239,16 +240,17 @@ def export_task_adapter(run: Run | str | Path, task: str, out: str | Path, dtype
 
     check_choice("--dtype", dtype, PEFT_DTYPES)
     run = check_run_dir(run)
-    if task not in run.tasks:
-        shown = ", ".join(repr(t) for t in run.tasks[:20]) + (" ..." if len(run.tasks) > 20 else "")
-        raise UserError(f"{run.path} has no task {task!r}; its tasks: {shown}")
-    index = run.tasks.index(task)
-    store = AdapterStore(run.path / ADAPTERS)
-    if not store.has(index, task):
-        raise InputNotFound(
-            f"{run.path} has no adapter for {task!r} yet: resume the run first: `{run.resume_command()}`"
-        )
-    return dequantize_peft(store.folder(index, task), out, getattr(torch, dtype))
+    entries = AdapterStore(run.path / ADAPTERS).entries()
+    found = [e for e in entries if e.get("task") == task]
+    if not found:
+        stored = ", ".join(repr(e.get("task")) for e in entries[:20]) + (" ..." if len(entries) > 20 else "")
+        if task in run.tasks and not (run.path / RESULTS).exists():
+            raise UserError(
+                f"{run.path} has no adapter for {task!r} yet (stored: {stored or 'none'}): resume the run first: "
+                f"`{run.resume_command()}`"
+            )
+        raise UserError(f"{run.path} stores no adapter named {task!r}; it stores: {stored or 'none'}")
+    return dequantize_peft(run.path / ADAPTERS / found[-1]["path"], out, getattr(torch, dtype))
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
