@@ -4,7 +4,8 @@ task of the stream, filling the accuracy matrix. Resumable after any task.
 - ``config.py``   ``ContinualConfig``: the stream, the per-task LoRA and budget, evaluation, the baselines
 - ``stream.py``   the tasks of a stream, the context a learner works in, LoRA training, evaluation through
                   an adapter bank with the answer cache (``answers.jsonl``)
-- ``store.py``    the adapter store: one PEFT folder per task, written once (``adapters/``)
+- ``store.py``    the adapter store: one LoRA folder per task (PEFT's layout; int8 by default), written once
+                  (``adapters/``)
 - ``learners.py`` the learners (oracle, sequential, replay, O-LoRA, multi-task) and ``LEARNERS``, the table
                   of them by name (SwitchCIT, in ``methods/switch``, registers itself there)
 - ``runner.py``   ``run_stream``: the one runner, ``run.json``/``state.json``, the results and their report

@@ -1,4 +1,5 @@
-"""The adapter store of a continual run: ``adapters/NNN-<task>/``, one PEFT LoRA folder per task, written once
+"""The adapter store of a continual run: ``adapters/NNN-<task>/``, one LoRA folder per task (PEFT's layout; int8
+weights by default, see :mod:`hyperadapt.core.peft_io`), written once
 and never rewritten, each with its ``task.json`` (task, instruction, training-data SHA-256, date), plus
 ``adapters/manifest.json``.
 """
@@ -25,7 +26,7 @@ MANIFEST = "manifest.json"
 
 
 class AdapterStore:
-    """``adapters/NNN-<task>/``: one PEFT LoRA folder per task, written once, plus ``manifest.json``.
+    """``adapters/NNN-<task>/``: one LoRA folder per task, written once, plus ``manifest.json``.
 
     ``dtype`` is what ``write`` stores (``float32``, ``bfloat16``, or ``int8``: ``adapter_model.int8.safetensors``,
     see :mod:`hyperadapt.core.peft_io`); ``load`` always returns float32 factors.

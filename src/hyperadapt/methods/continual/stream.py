@@ -2,7 +2,7 @@
 and evaluation through an adapter bank with an answer cache (the adapter files: ``store.py``).
 
 A run directory holds ``run.json`` (``kind: continual``), ``state.json`` (progress, rows of the accuracy
-matrix), ``adapters/NNN-<task>/`` (one PEFT LoRA folder per task, never rewritten, with ``task.json``),
+matrix), ``adapters/NNN-<task>/`` (one LoRA folder per task in PEFT's layout, never rewritten, with ``task.json``),
 ``adapters/manifest.json``, ``answers.jsonl`` (cached answers of frozen adapters), ``train/`` (logs and
 checkpoints of the task in progress), ``answering/`` (the answers of the stage in progress), ``progress.md``
 while unfinished and, at the end, ``results.json`` with its plots.
@@ -49,7 +49,7 @@ from hyperadapt.runs import RunDir
 from hyperadapt.training import Batch, Trainer, answer_loss, pad_batch
 
 RUN_KIND: Final = "continual"
-ADAPTERS = "adapters"  # the adapter store: one PEFT folder per task
+ADAPTERS = "adapters"  # the adapter store: one LoRA folder per task
 ANSWERING = "answering"  # answers of the stage in progress (see ``answer_plan``)
 ANSWER_LOGS = "answer_logs"  # every finished stage's answers, ``after-NNN.answers.jsonl`` (see ``run_stage``)
 
