@@ -24,9 +24,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-from hyperadapt.core.peft_io import INT8_WEIGHTS, PEFT_CONFIG, PEFT_WEIGHTS, quantize_int8
+from hyperadapt.core.peft_io import PEFT_CONFIG, PEFT_WEIGHTS, save_weights
 from hyperadapt.io import load_tensors, save_json
 from hyperadapt.methods.continual.store import AdapterStore
 
@@ -57,12 +56,9 @@ def main() -> None:
         for name in (PEFT_CONFIG, "task.json"):
             shutil.copy2(folder / name, target / name)
         tensors = load_tensors(folder / PEFT_WEIGHTS, "adapter weights")
-        if args.dtype == "int8":
-            save_file(quantize_int8(tensors), target / INT8_WEIGHTS, metadata={"format": "pt"})
-        else:
-            save_file(
-                {k: v.to(torch.bfloat16) for k, v in tensors.items()}, target / PEFT_WEIGHTS, metadata={"format": "pt"}
-            )
+        if args.dtype == "bfloat16":
+            tensors = {k: v.to(torch.bfloat16) for k, v in tensors.items()}
+        save_weights(tensors, target, int8=args.dtype == "int8")
     AdapterStore(dst / "adapters", args.dtype).write_manifest()
     save_json(record, dst / "run.json")
     save_json({"completed": 0, "zero_shot": state["zero_shot"], "rows": []}, dst / "state.json")

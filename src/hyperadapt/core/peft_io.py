@@ -123,14 +123,19 @@ def export_peft(
     path = Path(path)
     config.save_pretrained(str(path))
     _stable_config(path / PEFT_CONFIG)
-    (path / (PEFT_WEIGHTS if dtype == torch.int8 else INT8_WEIGHTS)).unlink(missing_ok=True)  # one weights file
-    if dtype == torch.int8:
-        # one metadata key: safetensors writes the metadata map in an order that changes from one process to the
-        # next, and the same adapter must export byte-identically (a resumed run's files equal a straight run's)
-        save_file(quantize_int8(tensors), path / INT8_WEIGHTS, metadata={"format": "pt"})
-    else:
-        save_file(tensors, path / PEFT_WEIGHTS, metadata={"format": "pt"})
+    save_weights(tensors, path, int8=dtype == torch.int8)
     return path
+
+
+def save_weights(tensors: dict[str, Tensor], folder: Path, int8: bool = False) -> Path:
+    """Write PEFT's ``lora_A`` / ``lora_B`` tensors into ``folder`` as PEFT's weights file, or quantised as the
+    int8 one (``int8``), removing the other file so the folder holds one; returns the file written."""
+    target, other = (INT8_WEIGHTS, PEFT_WEIGHTS) if int8 else (PEFT_WEIGHTS, INT8_WEIGHTS)
+    (folder / other).unlink(missing_ok=True)
+    # one metadata key: safetensors writes the metadata map in an order that changes from one process to the
+    # next, and the same adapter must export byte-identically (a resumed run's files equal a straight run's)
+    save_file(quantize_int8(tensors) if int8 else tensors, folder / target, metadata={"format": "pt"})
+    return folder / target
 
 
 def quantize_int8(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -177,22 +182,20 @@ def peft_tensors(path: str | Path) -> dict[str, Tensor]:
     """The ``lora_A`` / ``lora_B`` tensors of a PEFT folder as stored, or dequantised (float32) from an int8
     folder's ``adapter_model.int8.safetensors``. ``FileNotFoundError`` when the folder has neither file."""
     path = Path(path)
-    if (path / PEFT_WEIGHTS).exists():
-        return load_tensors(path / PEFT_WEIGHTS, "adapter weights")
-    if (path / INT8_WEIGHTS).exists():
-        return dequantize_int8(load_tensors(path / INT8_WEIGHTS, "int8 adapter weights"), path / INT8_WEIGHTS)
-    raise InputNotFound(
-        f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS} (or {INT8_WEIGHTS})"
-    )
+    weights = weights_file(path)
+    if weights is None:
+        raise InputNotFound(
+            f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS} (or {INT8_WEIGHTS})"
+        )
+    if weights.name == PEFT_WEIGHTS:
+        return load_tensors(weights, "adapter weights")
+    return dequantize_int8(load_tensors(weights, "int8 adapter weights"), weights)
 
 
-def weights_file(path: Path) -> Path:
-    """The weights file of the adapter folder ``path``: PEFT's, else the int8 one."""
-    return (
-        path / PEFT_WEIGHTS
-        if (path / PEFT_WEIGHTS).exists() or not (path / INT8_WEIGHTS).exists()
-        else path / INT8_WEIGHTS
-    )
+def weights_file(path: Path) -> Path | None:
+    """The weights file of the adapter folder ``path``: PEFT's, else the int8 one; None when it has neither."""
+    found = [path / name for name in (PEFT_WEIGHTS, INT8_WEIGHTS) if (path / name).exists()]
+    return found[0] if found else None
 
 
 def dequantize_peft(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.bfloat16) -> Path:
@@ -203,16 +206,20 @@ def dequantize_peft(src: str | Path, dst: str | Path, dtype: torch.dtype = torch
     src, dst = Path(src), Path(dst)
     if not dtype.is_floating_point:
         raise UserError(f"a PEFT folder holds floating-point weights, not {dtype}: use torch.bfloat16 or torch.float32")
-    load_peft(src)  # every check an adapter passes before it runs
+    pairs = _read_checked(src)[1]  # every check an adapter passes before it runs, reading the file once
     if dst.exists():
         raise UserError(f"{dst} exists: choose a new folder")
-    tensors = {k: v.to(dtype).contiguous() for k, v in peft_tensors(src).items()}
+    tensors = {
+        f"{PREFIX}{name}.lora_{part}.weight": w.to(dtype).contiguous()
+        for name, (a, b) in pairs.items()
+        for part, w in (("A", a), ("B", b))
+    }
 
     def write(tmp: Path) -> None:
         for item in src.iterdir():
             if item.is_file() and item.name not in (PEFT_WEIGHTS, INT8_WEIGHTS):
                 shutil.copy2(item, tmp / item.name)
-        save_file(tensors, tmp / PEFT_WEIGHTS, metadata={"format": "pt"})
+        save_weights(tensors, tmp)
 
     return write_dir_atomic(dst, write)
 
@@ -252,7 +259,20 @@ def load_peft(path: str | Path) -> LoraConditioning:
     finite number in (0, 65504], ranks that disagree with the config, LoRA variants.
     """
     path = Path(path)
-    if not (path / PEFT_CONFIG).exists() or not ((path / PEFT_WEIGHTS).exists() or (path / INT8_WEIGHTS).exists()):
+    config, pairs = _read_checked(path)
+    scales = {name: _peft_scale(config, name, a.shape[0]) for name, (a, _) in pairs.items()}
+    common = next(iter(scales.values()))
+    if all(math.isclose(s, common) for s in scales.values()):
+        factors = {name: (a[None], b[None]) for name, (a, b) in pairs.items()}
+        return LoraConditioning(factors, common)
+    factors = {name: (a[None], (b * scales[name])[None]) for name, (a, b) in pairs.items()}
+    return LoraConditioning(factors, 1.0)
+
+
+def _read_checked(path: Path) -> tuple[dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
+    """The config and the (A, B) pair of each module of the adapter folder ``path``, with every check of
+    :func:`load_peft` passed (its errors)."""
+    if not (path / PEFT_CONFIG).exists() or weights_file(path) is None:
         raise InputNotFound(
             f"{path} is not a PEFT adapter folder: need {PEFT_CONFIG} and {PEFT_WEIGHTS} (or {INT8_WEIGHTS})"
         )
@@ -267,13 +287,7 @@ def load_peft(path: str | Path) -> LoraConditioning:
     if not pairs:
         raise UserError(f"{weights_file(path)} holds no tensors: export the adapter again")
     _check_ranks(config, pairs, path)
-    scales = {name: _peft_scale(config, name, a.shape[0]) for name, (a, _) in pairs.items()}
-    common = next(iter(scales.values()))
-    if all(math.isclose(s, common) for s in scales.values()):
-        factors = {name: (a[None], b[None]) for name, (a, b) in pairs.items()}
-        return LoraConditioning(factors, common)
-    factors = {name: (a[None], (b * scales[name])[None]) for name, (a, b) in pairs.items()}
-    return LoraConditioning(factors, 1.0)
+    return config, pairs
 
 
 def _check_plain_lora(config: dict[str, Any], path: Path) -> None:
@@ -342,7 +356,8 @@ def _check_ranks(config: dict[str, Any], pairs: dict[str, tuple[Tensor, Tensor]]
             )
         if a.shape[0] != want:
             raise UserError(
-                f"{path}: {name} has rank {a.shape[0]} in {weights_file(path).name} but {want} in {PEFT_CONFIG} "
+                f"{path}: {name} has rank {a.shape[0]} in {cast(Path, weights_file(path)).name} but {want} in "
+                f"{PEFT_CONFIG} "
                 "(r / rank_pattern): the config does not match the tensors"
             )
 

@@ -17,7 +17,7 @@ import torch
 from transformers import PreTrainedModel
 
 from hyperadapt.core import AdapterBank, LoraConditioning, export_peft, load_peft
-from hyperadapt.core.peft_io import INT8_WEIGHTS, PEFT_WEIGHTS
+from hyperadapt.core.peft_io import weights_file
 from hyperadapt.data.schema import Task
 from hyperadapt.io import safe_name, save_json, write_dir_atomic
 from hyperadapt.methods.continual.config import STORAGE_DTYPES, check_choice
@@ -40,8 +40,7 @@ class AdapterStore:
         return self.root / f"{index:03d}-{safe_name(name, 'task name')}"
 
     def has(self, index: int, name: str) -> bool:
-        folder = self.folder(index, name)
-        return (folder / PEFT_WEIGHTS).exists() or (folder / INT8_WEIGHTS).exists()
+        return weights_file(self.folder(index, name)) is not None
 
     def write(self, index: int, task: Task, model: PreTrainedModel, lora: LoraConditioning) -> Path:
         """Export ``lora`` for ``task`` once; refuse to overwrite an existing adapter."""
