@@ -42,7 +42,7 @@ for r in "${rows[@]}"; do
 done
 # Screenings that trained nothing (scripts/requantized_run.py: a finished row's adapters stored again in int8 and
 # answered again), copied here by hand from their worktree; a table row when its summary is committed.
-screens=("all7-int8 (bf16 requantised)=$docs/all7_int8_from_bf16_summary.json")
+screens=("all7-int8 (bf16 requantised, only the switch trained)=$docs/all7_int8_from_bf16_summary.json")
 for s in "${screens[@]}"; do [ ! -f "${s#*=}" ] || table+=("$s"); done
 [ ${#table[@]} -gt 0 ] || { echo "no storage row has finished yet"; exit 0; }
 args=(bench continual --storage-table "${table[@]}"

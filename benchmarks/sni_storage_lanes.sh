@@ -28,7 +28,7 @@
 # beside the old lane, the new list would start all7r4 beside the old lane's current row. all7 moved before mlp
 # (2026-12-07 05:35): it measures what bf16 alone costs and AP under the new reject rule with all seven modules
 # (part 1 estimated it), both needed to settle the defaults; mlp (above the target at rank 8) answers the ablation.
-# all7int8 (2026-12-07 17:45) stores all seven at rank 8 in int8 (lora.storage_dtype=int8: one absmax scale per rank
+# all7int8 (2026-12-07 17:20, aa7f2e7) stores all seven at rank 8 in int8 (lora.storage_dtype=int8: one absmax scale per rank
 # component, about 2.4 MiB per task): bf16 held AP at 4.71 MiB and every smaller row lost more than 0.5 AP, while
 # int8's relative error on the all7 adapters is 0.67 % (scripts/adapter_quant_error.py; bf16's unit roundoff 0.39 %).
 # It runs from a commit that writes int8 files byte-stably (026b805 or later; not 352801c), after mlp (collect mlp
