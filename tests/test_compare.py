@@ -264,3 +264,36 @@ def test_recorded_inputs_refuse_limit_and_name_the_counts_they_cannot_pair(tmp_p
     assert "empty label before '='" in run(str(ten), f"={tmp_path}/nothing.json").output
     assert "compare needs at least two inputs" in run(str(ten)).output
     assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ({"task": "copy", "id": "0", "prediction": None}, "line 1: prediction null is not a text"),
+        ({"task": "copy", "id": "0", "prediction": ["a", "b"]}, 'line 1: prediction ["a", "b"] is not a text'),
+        ({"task": "copy", "id": "0", "prediction": 3}, "line 1: prediction 3 is not a text"),
+        ({"fingerprint": "test"}, "line 2: answer null is not a text"),
+    ],
+)
+def test_answers_that_are_not_texts_are_one_line_errors(line, expected, jsonl_data, tmp_path):
+    """A prediction or logged answer that is not a JSON string is refused, not scored as its str() ("None")."""
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    good = write_log(tmp_path / "good.answers.jsonl", tasks, lambda t, x: "x")
+    bad = tmp_path / "bad.jsonl"
+    rows = [line] + ([{"key": "copy\t0\tdeadbeef", "answer": None}] if "fingerprint" in line else [])
+    bad.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    args = ["bench", "compare", str(good), str(bad), "--data", f"jsonl:{jsonl_data}", "--out", str(tmp_path / "c.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and expected in result.output and result.output.count("\n") == 1, result.output
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_answers_that_are_not_utf8_are_one_line_errors(jsonl_data, tmp_path):
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    good = write_log(tmp_path / "good.answers.jsonl", tasks, lambda t, x: "x")
+    for name, data in [("latin1.jsonl", b'{"task": "\xe9"}\n'), ("log.jsonl", b'{"fingerprint": "t"}\n\xff\xfe\n')]:
+        (tmp_path / name).write_bytes(data)
+        args = ["bench", "compare", str(good), str(tmp_path / name), "--data", f"jsonl:{jsonl_data}"]
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "c.json")])
+        assert result.exit_code == 2 and "is not UTF-8 text (byte" in result.output, result.output
+        assert result.output.count("\n") == 1
