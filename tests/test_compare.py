@@ -297,3 +297,25 @@ def test_answers_that_are_not_utf8_are_one_line_errors(jsonl_data, tmp_path):
         result = runner.invoke(app, [*args, "--out", str(tmp_path / "c.json")])
         assert result.exit_code == 2 and "is not UTF-8 text (byte" in result.output, result.output
         assert result.output.count("\n") == 1
+
+
+def test_the_table_beside_out_is_checked_before_any_work(jsonl_data, tmp_path):
+    """--out's .md is checked with --out: a folder there, or an input there, stops the command before it writes."""
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    work = tmp_path / "work"  # apart from the task data
+    work.mkdir()
+    one = write_log(work / "one.answers.jsonl", tasks, lambda t, x: "x")
+    other = write_log(work / "other.md", tasks, lambda t, x: "y")  # answers, whatever the file's name
+    (work / "c.md").mkdir()
+
+    def run(out):
+        args = ["bench", "compare", str(one), str(other), "--data", f"jsonl:{jsonl_data}", "--out", str(out)]
+        return runner.invoke(app, args)
+
+    result = run(work / "c.json")
+    assert result.exit_code == 2 and "c.md is a folder" in result.output, result.output
+    assert sorted(p.name for p in work.iterdir()) == ["c.md", "one.answers.jsonl", "other.md"]  # nothing written
+    before = other.read_text()
+    result = run(work / "other.json")
+    assert result.exit_code == 2 and "(or its table, other.md) would overwrite an input" in result.output
+    assert other.read_text() == before and not (work / "other.json").exists()

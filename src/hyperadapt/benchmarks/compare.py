@@ -314,6 +314,7 @@ def compare_command(
     if out.suffix != ".json":
         raise UserError(f"--out {out} must end in .json (the Markdown table is written beside it)")
     check_out_file(out, "--out")
+    check_out_file(out.with_suffix(".md"), "--out's table")
     pairs = [parse_input(spec) for spec in logs]
     if limit is not None and all(s.recorded for _, s in pairs):
         raise UserError("--limit re-scores answers, and every input is recorded scores (they keep their own): drop it")
@@ -323,9 +324,10 @@ def compare_command(
         for _, s in pairs
         if s.path.name.endswith(".predictions.jsonl")
     }  # the evaluation's own results
-    if out.resolve() in inputs:
+    if {out.resolve(), out.with_suffix(".md").resolve()} & inputs:
         raise UserError(
-            f"--out {out} would overwrite an input or the results of the evaluation that wrote it: choose another file"
+            f"--out {out} (or its table, {out.with_suffix('.md').name}) would overwrite an input or the results of "
+            "the evaluation that wrote it: choose another file"
         )
     scores = compare(pairs, data, split, limit, resamples, seed, metric_lang)
     rescored = not all(s.recorded for _, s in pairs)  # else --data and --split were not used: recorded as null
