@@ -233,6 +233,8 @@ def test_an_existing_file_is_never_split_at_its_equals_or_hash(tmp_path, monkeyp
     [
         ({"rougeL": None, "em": 0.0, "n": 10}, "has rougeL None, not a finite number"),
         ({"rougeL": float("nan"), "em": 0.0, "n": 10}, "has rougeL nan, not a finite number"),
+        ({"rougeL": 1e308, "em": 0.0, "n": 10}, "has rougeL 1e+308, not a score in points (0 to 100)"),
+        ({"rougeL": 1.0, "em": -5, "n": 10}, "has em -5, not a score in points (0 to 100)"),
         ({"rougeL": 1.0, "em": 0.0, "n": 0}, "has n 0, not a positive instance count"),
         ({"rougeL": 1.0, "em": 0.0, "n": "abc"}, "has n 'abc', not a positive instance count"),
     ],
