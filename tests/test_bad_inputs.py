@@ -20,7 +20,7 @@ from hyperadapt.core import LoraConditioning, export_peft, inject, load_peft
 from hyperadapt.data.loaders import load_cl_stream, load_sni, load_task_file
 from hyperadapt.data.schema import TaskDataError
 from hyperadapt.evaluation import EvalConfig
-from hyperadapt.io import check_writable, child_path, safe_name
+from hyperadapt.io import atomic_write_text, check_writable, child_path, safe_name
 from hyperadapt.methods.baselines import MultiTaskLoraConfig
 from hyperadapt.models import load_base_model
 from hyperadapt.testing import tiny_model
@@ -775,3 +775,12 @@ def test_a_folder_that_cannot_be_made_is_named_as_given(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="Read-only") as caught:
         write_dir_atomic(tmp_path / "out", lambda tmp: None)
     assert caught.value.filename == str(tmp_path / "out")
+
+
+def test_an_atomic_write_that_fails_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "out.json"
+    target.mkdir()  # a folder where the file goes: os.replace fails after the temporary file is written
+    with pytest.raises(OSError):
+        atomic_write_text(target, "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    assert target.is_dir() and not any(target.iterdir())

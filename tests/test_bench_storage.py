@@ -169,3 +169,33 @@ def test_storage_plot_draws_each_row_with_its_interval_and_refuses_a_bad_one(tmp
         plot_tradeoff({"bad": {"x": 1.0, "mean": 0.0, "low": 1.0, "high": 2.0}}, tmp_path / "bad.png", "x", "y")
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_tradeoff({}, tmp_path / "none.png", "x", "y")
+
+
+@pytest.mark.parametrize(
+    ("switchcit", "expected"),
+    [
+        ({"train_seconds": 1.0}, "switchcit run has no AP: the summary is damaged"),
+        ({"AP": "high", "train_seconds": 1.0}, "has AP 'high', not a number from 0 up"),
+        ({"AP": float("nan"), "train_seconds": 1.0}, "has AP nan, not a number from 0 up"),
+        ({"AP": 1e308, "train_seconds": 1.0}, "has AP 1e+308, more than 100"),
+        ({"AP": 30.0}, "switchcit run has no train_seconds"),
+        ({"AP": 30.0, "train_seconds": 1.0, "router_bytes": "big"}, "has router_bytes 'big', not a number from 0 up"),
+        ({"AP": 30.0, "train_seconds": 1.0, "reject_auroc": 2.0}, "has reject_auroc 2.0, more than 1"),
+        ({"AP": 30.0, "train_seconds": 1.0, "final_row": [1, 2]}, "final_row is not an object of task scores"),
+        ({"AP": 30.0, "train_seconds": 1.0, "final_row": {"a": "x"}}, "final_row has a 'x', not a number from 0 up"),
+        ({"AP": 90.0, "train_seconds": 1.0, "final_row": {"a": 30.0}}, "has AP 90.0, not the mean of its final_row"),
+        ([1], "its switchcit entry is not an object (got list)"),
+    ],
+)
+def test_storage_table_refuses_a_damaged_summary_in_one_line(switchcit, expected, tmp_path):
+    """A summary whose numbers are not a summary's (edited, cut, another tool's) is one ``error:`` line, exit code 2,
+    nothing written: not a crash, not NaN or Infinity in storage.json, not a plot that fails after the JSON."""
+    ref = summary(tmp_path / "ref", 30.0, final={"a": 30.0})
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "summary.json").write_text(json.dumps({"methods": {"switchcit": switchcit}, "tasks": [{"name": "a"}]}))
+    out = tmp_path / "out"
+    argv = ["bench", "continual", "--storage-table", str(bad), "--reference", str(ref), "--out", str(out)]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2 and expected in result.output and result.output.count("\n") == 1, result.output
+    assert not out.exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -423,3 +424,34 @@ def test_hypter_gets_the_shuffled_instruction_rows_of_every_hypernetwork(tmp_pat
     again = tagi.main([*args, "--out", str(tmp_path / "again.json")])
     assert again["train_steps_s"] == result["train_steps_s"]
     assert again["sensitivity"] == result["sensitivity"] and again["results"] == result["results"]
+
+
+def test_tagi_collect_refuses_damaged_rows_and_never_writes_over_what_it_collects(tmp_path):
+    """A collected file whose rows are not this benchmark's is one user error; --out (or its table or plots) may not
+    be a collected file, nor a folder where a plot goes; either way nothing is written."""
+    good = {"command": "c", "results": {"tagi": {"test": {"mean": {"rougeL": 1.0, "em": 0.0}, "tasks": {}}}}}
+    part = tmp_path / "part.json"
+    part.write_text(json.dumps(good))
+    runs = ["--runs", str(tmp_path / "runs")]
+    bad_rows = {
+        "[1]": "row 'tagi' is not an object of splits (got list)",
+        '{"test": 5}': "row 'tagi' on 'test' has no 'mean' scores",
+        '{"test": {"mean": {"rougeL": "x", "em": 0}, "tasks": {}}}': "its mean has no rougeL and em scores",
+        '{"test": {"mean": {"rougeL": 1, "em": 0}, "tasks": {"a": {"rougeL": 1, "em": 0, "n": null}}}}': (
+            "its task 'a' has n None, not a positive instance count"
+        ),
+    }
+    for row, expected in bad_rows.items():
+        (tmp_path / "bad.json").write_text(f'{{"results": {{"tagi": {row}}}}}')
+        with pytest.raises(UserError, match=re.escape(expected)):
+            tagi.main(["--collect", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o.json"), *runs])
+    (tmp_path / "bad.json").write_text(json.dumps({**good, "train_s": [1]}))
+    with pytest.raises(UserError, match=re.escape("its 'train_s' is not an object (got list)")):
+        tagi.main(["--collect", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o.json"), *runs])
+    with pytest.raises(UserError, match="would overwrite a result it collects"):
+        tagi.main(["--collect", str(part), "--out", str(part), *runs])
+    assert json.loads(part.read_text()) == good
+    (tmp_path / "o.png").mkdir()
+    with pytest.raises(UserError, match="o.png is a folder"):
+        tagi.main(["--collect", str(part), "--out", str(tmp_path / "o.json"), *runs])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "o.png", "part.json"]

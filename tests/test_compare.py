@@ -233,6 +233,8 @@ def test_an_existing_file_is_never_split_at_its_equals_or_hash(tmp_path, monkeyp
     [
         ({"rougeL": None, "em": 0.0, "n": 10}, "has rougeL None, not a finite number"),
         ({"rougeL": float("nan"), "em": 0.0, "n": 10}, "has rougeL nan, not a finite number"),
+        ({"rougeL": 1e308, "em": 0.0, "n": 10}, "has rougeL 1e+308, not a score in points (0 to 100)"),
+        ({"rougeL": 1.0, "em": -5, "n": 10}, "has em -5, not a score in points (0 to 100)"),
         ({"rougeL": 1.0, "em": 0.0, "n": 0}, "has n 0, not a positive instance count"),
         ({"rougeL": 1.0, "em": 0.0, "n": "abc"}, "has n 'abc', not a positive instance count"),
     ],
@@ -264,3 +266,58 @@ def test_recorded_inputs_refuse_limit_and_name_the_counts_they_cannot_pair(tmp_p
     assert "empty label before '='" in run(str(ten), f"={tmp_path}/nothing.json").output
     assert "compare needs at least two inputs" in run(str(ten)).output
     assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ({"task": "copy", "id": "0", "prediction": None}, "line 1: prediction null is not a text"),
+        ({"task": "copy", "id": "0", "prediction": ["a", "b"]}, 'line 1: prediction ["a", "b"] is not a text'),
+        ({"task": "copy", "id": "0", "prediction": 3}, "line 1: prediction 3 is not a text"),
+        ({"fingerprint": "test"}, "line 2: answer null is not a text"),
+    ],
+)
+def test_answers_that_are_not_texts_are_one_line_errors(line, expected, jsonl_data, tmp_path):
+    """A prediction or logged answer that is not a JSON string is refused, not scored as its str() ("None")."""
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    good = write_log(tmp_path / "good.answers.jsonl", tasks, lambda t, x: "x")
+    bad = tmp_path / "bad.jsonl"
+    rows = [line] + ([{"key": "copy\t0\tdeadbeef", "answer": None}] if "fingerprint" in line else [])
+    bad.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    args = ["bench", "compare", str(good), str(bad), "--data", f"jsonl:{jsonl_data}", "--out", str(tmp_path / "c.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and expected in result.output and result.output.count("\n") == 1, result.output
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_answers_that_are_not_utf8_are_one_line_errors(jsonl_data, tmp_path):
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    good = write_log(tmp_path / "good.answers.jsonl", tasks, lambda t, x: "x")
+    for name, data in [("latin1.jsonl", b'{"task": "\xe9"}\n'), ("log.jsonl", b'{"fingerprint": "t"}\n\xff\xfe\n')]:
+        (tmp_path / name).write_bytes(data)
+        args = ["bench", "compare", str(good), str(tmp_path / name), "--data", f"jsonl:{jsonl_data}"]
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "c.json")])
+        assert result.exit_code == 2 and "is not UTF-8 text (byte" in result.output, result.output
+        assert result.output.count("\n") == 1
+
+
+def test_the_table_beside_out_is_checked_before_any_work(jsonl_data, tmp_path):
+    """--out's .md is checked with --out: a folder there, or an input there, stops the command before it writes."""
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    work = tmp_path / "work"  # apart from the task data
+    work.mkdir()
+    one = write_log(work / "one.answers.jsonl", tasks, lambda t, x: "x")
+    other = write_log(work / "other.md", tasks, lambda t, x: "y")  # answers, whatever the file's name
+    (work / "c.md").mkdir()
+
+    def run(out):
+        args = ["bench", "compare", str(one), str(other), "--data", f"jsonl:{jsonl_data}", "--out", str(out)]
+        return runner.invoke(app, args)
+
+    result = run(work / "c.json")
+    assert result.exit_code == 2 and "c.md is a folder" in result.output, result.output
+    assert sorted(p.name for p in work.iterdir()) == ["c.md", "one.answers.jsonl", "other.md"]  # nothing written
+    before = other.read_text()
+    result = run(work / "other.json")
+    assert result.exit_code == 2 and "(or its table, other.md) would overwrite an input" in result.output
+    assert other.read_text() == before and not (work / "other.json").exists()

@@ -102,8 +102,11 @@ class CachedEncoder:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        save_file({"vectors": vectors.contiguous()}, tmp, metadata={"keys": json.dumps(keys)})
-        tmp.replace(path)
+        try:
+            save_file({"vectors": vectors.contiguous()}, tmp, metadata={"keys": json.dumps(keys)})
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)  # after a failed write; gone after the rename
         return path
 
     def load_cache(self, path: str | Path, texts: Sequence[str]) -> int:

@@ -33,14 +33,18 @@ def main_writes(write: Callable[[], T]) -> T | None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (under several training processes: the main one writes)."""
+    """Write ``text`` to ``path`` atomically (under several training processes: the main one writes). A write
+    that fails (a full disk, a folder at ``path``) raises its ``OSError`` and leaves no temporary file behind."""
     path = Path(path)
 
     def write() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     main_writes(write)
     return path

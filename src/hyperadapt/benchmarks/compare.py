@@ -107,7 +107,7 @@ def read_scores(source: Source) -> dict[str, dict[str, Any]]:
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (one line) for a key path that is not in
     the file (naming the keys there are), an object without per-task scores, or a task whose ``rougeL`` or ``em``
-    is not a finite number or whose ``n`` (instances) is not a positive integer."""
+    is not a number from 0 to 100 (points) or whose ``n`` (instances) is not a positive integer."""
     node: Any = load_json(source.path, "result JSON")
     walked: list[str] = []
     for key in [k for k in (source.row or "").split("/") if k]:
@@ -133,6 +133,8 @@ def read_scores(source: Source) -> dict[str, dict[str, Any]]:
             value = s.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise UserError(f"{where}: task {name!r} has {key} {value!r}, not a finite number")
+            if not 0 <= value <= 100:
+                raise UserError(f"{where}: task {name!r} has {key} {value!r}, not a score in points (0 to 100)")
         n = s.get("n")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UserError(f"{where}: task {name!r} has n {n!r}, not a positive instance count")
@@ -314,6 +316,7 @@ def compare_command(
     if out.suffix != ".json":
         raise UserError(f"--out {out} must end in .json (the Markdown table is written beside it)")
     check_out_file(out, "--out")
+    check_out_file(out.with_suffix(".md"), "--out's table")
     pairs = [parse_input(spec) for spec in logs]
     if limit is not None and all(s.recorded for _, s in pairs):
         raise UserError("--limit re-scores answers, and every input is recorded scores (they keep their own): drop it")
@@ -323,9 +326,10 @@ def compare_command(
         for _, s in pairs
         if s.path.name.endswith(".predictions.jsonl")
     }  # the evaluation's own results
-    if out.resolve() in inputs:
+    if {out.resolve(), out.with_suffix(".md").resolve()} & inputs:
         raise UserError(
-            f"--out {out} would overwrite an input or the results of the evaluation that wrote it: choose another file"
+            f"--out {out} (or its table, {out.with_suffix('.md').name}) would overwrite an input or the results of "
+            "the evaluation that wrote it: choose another file"
         )
     scores = compare(pairs, data, split, limit, resamples, seed, metric_lang)
     rescored = not all(s.recorded for _, s in pairs)  # else --data and --split were not used: recorded as null

@@ -24,6 +24,7 @@ in ``OUT/storage.png`` (seconds):
 from __future__ import annotations
 
 import argparse
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -170,31 +171,90 @@ def labelled_run(spec: str) -> tuple[str, Path]:
     return label or (summary.parent.name if summary.name == "summary.json" else summary.stem), summary
 
 
+def _summary_number(method: dict[str, Any], key: str, where: str, high: float = math.inf) -> float | None:
+    """``method[key]`` when it is a finite number from 0 to ``high``; None when it is absent or null. Raises
+    ``UserError`` naming ``where`` (the summary and method) for any other value."""
+    value = method.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise UserError(f"{where} has {key} {value!r}, not a number from 0 up: the summary is damaged")
+    if value > high:
+        raise UserError(f"{where} has {key} {value!r}, more than {high:g}: the summary is damaged")
+    return value
+
+
+def _required_number(method: dict[str, Any], key: str, where: str, high: float = math.inf) -> float:
+    """:func:`_summary_number`, which must be there. Raises ``UserError`` naming ``where`` when it is not."""
+    value = _summary_number(method, key, where, high)
+    if value is None:
+        raise UserError(f"{where} has no {key}: the summary is damaged")
+    return value
+
+
+def _final_row(method: dict[str, Any], ap: float, where: str) -> dict[str, float] | None:
+    """``method``'s final row (task -> ROUGE-L after the last task; None when the summary kept none), checked to
+    hold scores from 0 to 100 whose plain mean is ``ap``. Raises ``UserError`` naming ``where`` otherwise."""
+    row = method.get("final_row")
+    if row is None:
+        return None
+    if not isinstance(row, dict) or not row:
+        raise UserError(
+            f"{where}'s final_row is not an object of task scores (got {type(row).__name__}): the summary is damaged"
+        )
+    for task in row:
+        _required_number(row, task, f"{where}'s final_row", high=100.0)
+    if not math.isclose(sum(row.values()) / len(row), ap, rel_tol=1e-9, abs_tol=1e-6):
+        raise UserError(f"{where} has AP {ap!r}, not the mean of its final_row: the summary is damaged")
+    return row
+
+
 def storage_row(summary: dict[str, Any], path: Path) -> dict[str, Any]:
     """SwitchCIT's AP, the oracle's AP (None without it), MiB per task (2**20 bytes, the mean over tasks), the
     switch's MiB, all of it per task (the adapter's MiB plus the switch's MiB over the stream's tasks: what the
     run keeps per task learnt, None without both), reject AUROC and training seconds in one summary of this
-    benchmark (at ``path``, for the error). Raises ``UserError`` when the summary has no SwitchCIT run."""
+    benchmark (at ``path``, for the error). Raises ``UserError`` when the summary has no SwitchCIT run, or a
+    value the table reads is not what a summary holds (an AP that is not a score from 0 to 100 or not the mean of
+    its final row, bytes or seconds that are not numbers from 0 up, an AUROC outside 0 to 1)."""
     methods = summary.get("methods")
     if not isinstance(methods, dict):
         raise UserError(f"{path} is not a summary of hyperadapt bench continual (no 'methods'): give its --out folder")
     if "switchcit" not in methods:
         raise UserError(f"{path} has no switchcit run: give a run of `hyperadapt bench continual --methods switchcit`")
     s, oracle = methods["switchcit"], methods.get("oracle")
-    per_task, router = s.get("storage_bytes_per_task"), s.get("router_bytes")
-    n_tasks = len(summary.get("tasks") or [])
-    known = per_task is not None and router is not None and n_tasks > 0
+    for name, method in (("switchcit", s), ("oracle", oracle)):
+        if not isinstance(method, dict) and (method is not None or name == "switchcit"):
+            raise UserError(
+                f"{path}: its {name} entry is not an object (got {type(method).__name__}): the summary is damaged"
+            )
+    where = f"{path}'s switchcit run"
+    ap = _required_number(s, "AP", where, high=100.0)
+    final_row = _final_row(s, ap, where)
+    oracle_ap = None if oracle is None else _summary_number(oracle, "AP", f"{path}'s oracle run", high=100.0)
+    oracle_final_row = (
+        None if oracle is None or oracle_ap is None else _final_row(oracle, oracle_ap, f"{path}'s oracle run")
+    )
+    per_task = _summary_number(s, "storage_bytes_per_task", where)
+    router = _summary_number(s, "router_bytes", where)
+    auroc = _summary_number(s, "reject_auroc", where, high=1.0)
+    train_seconds = _required_number(s, "train_seconds", where)
+    tasks = summary.get("tasks") or []
+    if not isinstance(tasks, list):
+        raise UserError(f"{path}: its tasks is not a list (got {type(tasks).__name__}): the summary is damaged")
+    n_tasks = len(tasks)
     return {
         "summary": str(path),
-        "final_row": s.get("final_row"),  # task -> ROUGE-L after the last task: AP is their plain mean
-        "oracle_final_row": None if oracle is None else oracle.get("final_row"),
-        "AP": s["AP"],
-        "oracle_AP": None if oracle is None else oracle["AP"],
+        "final_row": final_row,  # task -> ROUGE-L after the last task: AP is their plain mean
+        "oracle_final_row": oracle_final_row,
+        "AP": ap,
+        "oracle_AP": oracle_ap,
         "mib_per_task": None if per_task is None else per_task / MIB,
         "router_mib": None if router is None else router / MIB,
-        "all_mib_per_task": (per_task + router / n_tasks) / MIB if known else None,
-        "reject_auroc": s.get("reject_auroc"),
-        "train_seconds": s["train_seconds"],
+        "all_mib_per_task": None
+        if per_task is None or router is None or not n_tasks
+        else (per_task + router / n_tasks) / MIB,
+        "reject_auroc": auroc,
+        "train_seconds": train_seconds,
     }
 
 

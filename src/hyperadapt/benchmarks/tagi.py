@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,7 +39,7 @@ from hyperadapt.data.schema import Instance, Task
 from hyperadapt.errors import UserError
 from hyperadapt.evaluation.harness import EvalConfig, Method, PromptMethod, Query, answer, make_queries, prompt_budget
 from hyperadapt.evaluation.metrics import bootstrap_mean, paired_bootstrap
-from hyperadapt.io import load_json
+from hyperadapt.io import check_out_file, load_json
 from hyperadapt.methods.baselines.multitask_lora import AdapterMethod, MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
 from hyperadapt.methods.tagi import TagiConfig, TagiMethod, train_tagi
@@ -303,13 +304,37 @@ def efficiency(
     return out
 
 
+def _score(value: Any) -> bool:
+    """Whether ``value`` is a score a result records: a finite number from 0 to 100 (points)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 100
+
+
+def _check_row(path: str, name: str, row: Any) -> None:
+    """Refuse a collected row that is not what this benchmark writes (``score``): split -> ``mean`` (``rougeL``,
+    ``em``) and ``tasks`` (task -> ``rougeL``, ``em``, ``n``). Raises ``UserError`` naming the file and the row."""
+    if not isinstance(row, dict):
+        raise UserError(f"{path}: row {name!r} is not an object of splits (got {type(row).__name__})")
+    for split, scored in row.items():
+        where = f"{path}: row {name!r} on {split!r}"
+        if not isinstance(scored, dict) or not isinstance(scored.get("mean"), dict):
+            raise UserError(f"{where} has no 'mean' scores: not a result of hyperadapt bench tagi")
+        if not isinstance(scored.get("tasks"), dict):
+            raise UserError(f"{where} has no per-task scores ('tasks'): not a result of hyperadapt bench tagi")
+        for what, scores in [("mean", scored["mean"]), *((f"task {t!r}", x) for t, x in scored["tasks"].items())]:
+            if not isinstance(scores, dict) or not all(_score(scores.get(key)) for key in ("rougeL", "em")):
+                raise UserError(f"{where}: its {what} has no rougeL and em scores (numbers from 0 to 100)")
+            n = scores.get("n", 1 if what == "mean" else None)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise UserError(f"{where}: its {what} has n {n!r}, not a positive instance count")
+
+
 def collect(paths: list[str]) -> dict[str, Any]:
     """One result from several runs of this benchmark (e.g. the rows of a table run as separate jobs): rows,
     sensitivity variants and train times are merged (a later file's row replaces an earlier one's), each
     row keeps the command that produced it (``row_commands``), the last efficiency measurement is kept.
     ``PATH=LABEL`` names the rows of that file ``"ROW (LABEL)"`` (two variants of one method, e.g. two TAGI
     configurations, then stay two rows). Raises ``ValueError`` for a file that is not a result of this
-    benchmark."""
+    benchmark (no ``results``, or a row, sensitivity variant or train time that is not what it writes)."""
     merged: dict[str, Any] = {"collected_from": [], "results": {}, "train_s": {}, "row_commands": {}}
     for spec in paths:
         path, label = str(spec), ""
@@ -322,6 +347,16 @@ def collect(paths: list[str]) -> dict[str, Any]:
         part = load_json(Path(path), "benchmark result")
         if not isinstance(part, dict) or not isinstance(part.get("results"), dict):
             raise UserError(f"{path}: not a result of hyperadapt bench tagi (no 'results')")
+        for key in ("train_s", "train_steps_s", "sensitivity"):
+            if not isinstance(part.get(key, {}), dict):
+                raise UserError(f"{path}: its {key!r} is not an object (got {type(part[key]).__name__})")
+        for name, row in part["results"].items():
+            _check_row(path, name, row)
+        for name, variants in part.get("sensitivity", {}).items():
+            if not isinstance(variants, dict):
+                raise UserError(f"{path}: sensitivity {name!r} is not an object of variants")
+            for kind, row in variants.items():
+                _check_row(path, f"{name} ({kind} instruction)", row)
         merged["collected_from"].append({"path": path, "label": label or None, "command": part.get("command")})
         for key in ("config", "eval", "ablation_eval", "budget", "hypernet_parameters"):
             merged.setdefault(key, part.get(key))
@@ -477,7 +512,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     check_outputs(args.out, runs=args.runs)
     if args.collect:
+        written = [Path(args.out), *(Path(args.out).with_suffix(s) for s in (".md", ".png", ".budget.png"))]
+        for path in written[2:]:
+            check_out_file(path, "--out's plot")
         result: dict[str, Any] = {"command": command("tagi", argv), **collect(args.collect)}
+        if {p.resolve() for p in written} & {Path(c["path"]).resolve() for c in result["collected_from"]}:
+            raise UserError(
+                f"--out {args.out} (or its .md table or .png plots) would overwrite a result it collects: "
+                "choose another file"
+            )
         result["comparisons"] = comparisons(result)
         curves = budget_curves(result)
         if curves:

@@ -253,8 +253,8 @@ class AnswerLog:
     def read(path: Path, strict: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
         """The header and the answers (key -> answer) of the log at ``path``. A line cut by an interruption
         is skipped (a resumed evaluation answers it again; appending after a cut line damages that line, so
-        it need not be the last). Raises ``ValueError`` for another file, and with ``strict`` for a damaged
-        line other than the last (re-scoring must not lose answers silently)."""
+        it need not be the last). Raises ``ValueError`` for another file or an answer that is not a text, and
+        with ``strict`` for a damaged line other than the last (re-scoring must not lose answers silently)."""
         lines = path.read_text(encoding="utf-8").splitlines()
         try:
             header = json.loads(lines[0])
@@ -272,6 +272,8 @@ class AnswerLog:
                 continue
             if not isinstance(row, dict) or not isinstance(row.get("key"), str) or "answer" not in row:
                 raise UserError(f"{path}: line {number} is not an answer (no 'key' and 'answer')")
+            if not isinstance(row["answer"], str):
+                raise UserError(f"{path}: line {number}: answer {_shown(row['answer'])} is not a text (a JSON string)")
             answers[row["key"]] = row["answer"]
         return header, answers
 
@@ -516,18 +518,27 @@ def evaluate(
     }
 
 
+def _shown(value: Any) -> str:
+    """``value`` as JSON writes it, cut to 40 characters, for an error that names a wrong value."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def read_answers(path: str | Path) -> dict[tuple[str, ...], str]:
     """``(task name, instance id) -> answer`` from an answer log (:class:`AnswerLog`, written while an
     evaluation runs) or a results file's predictions (``R.predictions.jsonl`` beside ``R.json``: one
     ``{"task", "id", "prediction"}`` per line). Raises ``FileNotFoundError`` for a missing file and
-    ``ValueError`` for a file that is neither."""
+    ``ValueError`` for a file that is neither (not UTF-8 text, or a line whose answer is not a text)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder: give the answers file (R.predictions.jsonl or *.answers.jsonl)")
     if not path.is_file():
         raise InputNotFound(f"no answer log at {path}")
-    with path.open(encoding="utf-8") as fh:
-        first = fh.readline()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start}): not an answer log or predictions file") from err
+    first = lines[0] if lines else ""
     if not first.strip():
         raise UserError(f"{path} is empty: not an answer log or predictions file")
     try:
@@ -536,17 +547,21 @@ def read_answers(path: str | Path) -> dict[tuple[str, ...], str]:
         head = None
     answers: dict[tuple[str, ...], str] = {}
     if isinstance(head, dict) and "prediction" in head and "fingerprint" not in head:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(lines, start=1):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 row = None
             if not isinstance(row, dict) or not {"task", "id", "prediction"} <= set(row):
                 raise UserError(f"{path}: line {number} is not a prediction (no 'task', 'id' and 'prediction')")
+            if not isinstance(row["prediction"], str):
+                raise UserError(
+                    f"{path}: line {number}: prediction {_shown(row['prediction'])} is not a text (a JSON string)"
+                )
             key = (str(row["task"]), str(row["id"]))
             if key in answers:
                 raise UserError(f"{path}: line {number} answers {key[0]} instance {key[1]} a second time")
-            answers[key] = str(row["prediction"])
+            answers[key] = row["prediction"]
         return answers
     if not isinstance(head, dict) or "fingerprint" not in head:
         raise UserError(

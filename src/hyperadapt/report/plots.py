@@ -53,14 +53,17 @@ def plot_beta_distribution(
 
 
 def _save_png(fig: Any, path: str | Path) -> Path:
-    """Save ``fig`` as a PNG atomically (a temporary name, then renamed)."""
+    """Save ``fig`` as a PNG atomically (a temporary name, then renamed; a failed save leaves no temporary file)."""
     import os
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
