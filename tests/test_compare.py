@@ -275,6 +275,8 @@ def test_recorded_inputs_refuse_limit_and_name_the_counts_they_cannot_pair(tmp_p
         ({"task": "copy", "id": "0", "prediction": ["a", "b"]}, 'line 1: prediction ["a", "b"] is not a text'),
         ({"task": "copy", "id": "0", "prediction": 3}, "line 1: prediction 3 is not a text"),
         ({"fingerprint": "test"}, "line 2: answer null is not a text"),
+        ({"task": ["copy"], "id": "0", "prediction": "x"}, 'line 1: task ["copy"] / id "0" are not a task name'),
+        ({"task": "copy", "id": 0.5, "prediction": "x"}, 'line 1: task "copy" / id 0.5 are not a task name'),
     ],
 )
 def test_answers_that_are_not_texts_are_one_line_errors(line, expected, jsonl_data, tmp_path):

@@ -558,7 +558,13 @@ def read_answers(path: str | Path) -> dict[tuple[str, ...], str]:
                 raise UserError(
                     f"{path}: line {number}: prediction {_shown(row['prediction'])} is not a text (a JSON string)"
                 )
-            key = (str(row["task"]), str(row["id"]))
+            task, instance = row["task"], row["id"]
+            if not isinstance(task, str) or isinstance(instance, bool) or not isinstance(instance, str | int):
+                raise UserError(
+                    f"{path}: line {number}: task {_shown(task)} / id {_shown(instance)} are not a task name (a JSON "
+                    "string) and an instance id (a string or an integer)"
+                )
+            key = (task, str(instance))
             if key in answers:
                 raise UserError(f"{path}: line {number} answers {key[0]} instance {key[1]} a second time")
             answers[key] = row["prediction"]
