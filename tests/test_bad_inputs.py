@@ -598,6 +598,29 @@ def test_api_missing_model_folder(tmp_path):
         load_base_model(str(tmp_path / "nope"))
 
 
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (float("nan"), ["net.safetensors", "weight", "1 NaN or infinite"]),
+        (float("inf"), ["net.safetensors", "weight", "1 NaN or infinite"]),
+        (None, ["net.safetensors", "weight", "torch.int32"]),
+    ],
+)
+def test_weights_with_nan_inf_or_integers_are_refused_not_served(tmp_path, value, words):
+    from hyperadapt.io import load_state_strict, load_tensors
+
+    module = torch.nn.Linear(2, 2)
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    if value is None:
+        state["weight"] = state["weight"].to(torch.int32)
+    else:
+        state["weight"].view(-1)[0] = value
+    save_file(state, tmp_path / "net.safetensors")
+    with pytest.raises(ValueError) as err:
+        load_state_strict(module, load_tensors(tmp_path / "net.safetensors"), tmp_path / "net.safetensors")
+    assert all(word in str(err.value) for word in words), str(err.value)
+
+
 def test_check_writable_under_a_file(a_file):
     with pytest.raises(ValueError, match="is a file"):
         check_writable(a_file / "out" / "r.json")

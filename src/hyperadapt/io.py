@@ -98,8 +98,27 @@ def load_state_strict(module: M, state: Mapping[str, Any], path: str | Path, wha
     """``module.load_state_dict(state, strict=True)``; returns ``module``.
 
     Raises ``ValueError`` naming ``path`` when the tensors do not fit the module (missing or unexpected
-    names, other shapes): weights of another model, method or config.
+    names, other shapes, integers where the module holds floating-point values): weights of another model,
+    method or config; and naming the tensor when one holds NaN or infinite values (damaged weights, which
+    would only produce empty or garbled answers).
     """
+    import torch
+
+    own = module.state_dict()
+    for name, value in state.items():
+        if not torch.is_tensor(value) or name not in own:
+            continue  # load_state_dict names what does not fit
+        if own[name].is_floating_point() and not value.is_floating_point():
+            raise UserError(
+                f"{what} {path}: {name} is stored as {value.dtype}, not as floating-point numbers: the file is "
+                "damaged or holds something else; copy or save it again"
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise UserError(
+                f"{what} {path}: {name} holds {bad} NaN or infinite value(s): the weights are damaged (or the "
+                "training diverged); copy them again or train anew"
+            )
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:
