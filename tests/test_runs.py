@@ -395,6 +395,18 @@ def test_a_bad_record_is_refused_with_what_is_wrong(tmp_path, record, message):
         Run.open(tmp_path).check_loadable()
 
 
+@pytest.mark.parametrize(
+    "base_model", ["abc", [1], {"fingerprint": "0123", "scheme": "two"}, {"fingerprint": 5, "scheme": 2}]
+)
+def test_a_damaged_base_model_record_is_refused_naming_the_file(tmp_path, base_model):
+    from hyperadapt.runs import Run
+
+    record = {"method": "tagi", "config": {"model": "default"}, "base_model": base_model}
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"run\.json: base_model must be an object"):
+        Run.open(tmp_path).check_model(None)  # what eval asks first
+
+
 def test_the_weight_fingerprint_ignores_dtype_and_tells_weights_apart():
     import torch
 

@@ -495,12 +495,21 @@ class Run:
 
     @property
     def base_model(self) -> BaseModel:
-        """The base model it was trained on (its record's fingerprint, else its config's ``model``)."""
+        """The base model it was trained on (its record's fingerprint, else its config's ``model``).
+
+        Raises ``UserError`` for a record without ``config.model`` or with a ``base_model`` that is not an
+        object with a text ``fingerprint`` and a whole-number ``scheme``."""
         saved: Mapping[str, Any] = self.record.get("base_model") or {}
         own = self.config_dict.get("model")
         if not isinstance(own, str):
             raise UserError(f"{self.path / RUN_FILE} names no base model (config.model)")
-        return BaseModel(own, saved.get("fingerprint"), int(saved.get("scheme", 1)))
+        fingerprint, scheme = (saved.get("fingerprint"), saved.get("scheme", 1)) if isinstance(saved, dict) else (0, 0)
+        if not isinstance(fingerprint, str | None) or isinstance(scheme, bool) or not isinstance(scheme, int):
+            raise UserError(
+                f"run file {self.path / RUN_FILE}: base_model must be an object with a text 'fingerprint' and a "
+                f"whole-number 'scheme', got {json.dumps(self.record.get('base_model'))[:200]}"
+            )
+        return BaseModel(own, fingerprint, scheme)
 
     @property
     def prompt_style(self) -> PromptStyle:
