@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import stat
 
 import pytest
@@ -129,6 +130,18 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
     assert names == ["latest", "step-0000005", "step-0000006"]
     assert latest_checkpoint(tmp_path / "r").name == "step-0000006"
     assert (tmp_path / "r" / "train_log.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "pointer", ["../../step-0000009", "/abs/step-0000009", "step-0000001/../../../step-0000009", ".."]
+)
+def test_the_latest_pointer_never_leads_out_of_the_run(tmp_path, pointer):
+    """A damaged ``latest`` is read as a crash leaves it: the newest complete step folder of the run."""
+    trainer, _ = _setup(tmp_path / "r", steps=2, save_every=1)
+    trainer.train()
+    shutil.copytree(tmp_path / "r" / "checkpoints" / "step-0000002", tmp_path / "step-0000009")  # another run's
+    (tmp_path / "r" / "checkpoints" / "latest").write_text(pointer.replace("/abs", str(tmp_path)))
+    assert latest_checkpoint(tmp_path / "r") == tmp_path / "r" / "checkpoints" / "step-0000002"
 
 
 def test_written_folders_follow_the_umask(tmp_path):

@@ -393,13 +393,15 @@ def _counts(batch: Batch) -> tuple[float, float]:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint ``latest`` points to; if a crash left it pointing at nothing, the newest complete one
-    (a ``step-*`` folder with its ``state.json``); None when there is none."""
+    """The checkpoint ``latest`` points to; if a crash left it pointing at nothing (or it names anything but a
+    ``step-*`` folder beside it: never a path out of the run), the newest complete one (a ``step-*`` folder with
+    its ``state.json``); None when there is none."""
     root = Path(run_dir) / "checkpoints"
     pointer = root / "latest"
-    if pointer.exists():
-        path = root / pointer.read_text().strip()
-        if (path / "state.json").exists():
+    if pointer.is_file():
+        name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+        path = root / name
+        if name.startswith("step-") and name == path.name and (path / "state.json").exists():
             return path
     complete = sorted(p for p in root.glob("step-*") if (p / "state.json").exists())
     if complete:
