@@ -169,6 +169,30 @@ def test_mismatched_checkpoint_is_an_error(tmp_path):
         trainer.load(latest_checkpoint(tmp_path / "r"))
 
 
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda state: state.clear(), ["state.json is damaged"]),
+        (lambda state: state.update(step="two"), ["state.json is damaged"]),
+        (lambda state: state.update(seconds="1.5"), ["state.json is damaged"]),
+        (lambda state: state.update(optimizer={"x": 1}), ["state.json is damaged"]),
+        (lambda state: state["optimizer"].update(param_groups=[]), ["optimizer state does not fit"]),
+    ],
+)
+def test_a_damaged_checkpoint_state_is_a_user_error_naming_the_file(tmp_path, change, words):
+    from hyperadapt.errors import UserError
+
+    trainer, _ = _setup(tmp_path / "r", steps=2)
+    trainer.train()
+    checkpoint = latest_checkpoint(tmp_path / "r")
+    state = json.loads((checkpoint / "state.json").read_text())
+    change(state)
+    (checkpoint / "state.json").write_text(json.dumps(state))
+    with pytest.raises(UserError) as err:
+        trainer.load(checkpoint)
+    assert all(word in str(err.value) for word in [str(checkpoint), *words]), str(err.value)
+
+
 def test_answer_loss_equals_the_models_own_loss_and_its_gradient():
     """The LM head on answer positions only gives HF's causal-LM loss (padding, prompt tokens, a row
     without answer tokens), and the same gradient, on a plain model, a conditioned one and a PEFT one."""
