@@ -385,6 +385,8 @@ def test_an_old_stream_record_is_finished_once_its_results_exist(tmp_path):
         ({"config": {}}, "names no method"),
         ({"method": "tagi"}, "holds no config"),
         ({"method": "nope", "config": {}}, "unknown method 'nope'"),
+        ({"schema": 99, "method": "tagi", "config": {}}, "has schema 99; this version of hyperadapt reads schema 1"),
+        ({"schema": "1", "method": "tagi", "config": {}}, 'has schema "1"; this version'),
     ],
 )
 def test_a_bad_record_is_refused_with_what_is_wrong(tmp_path, record, message):

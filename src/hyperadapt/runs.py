@@ -437,9 +437,15 @@ class Run:
     @classmethod
     def open(cls, path: str | Path) -> Run:
         """Read ``path/run.json`` (once). ``FileNotFoundError`` without one; ``ValueError`` for a record that
-        names no method or holds no config."""
+        names no method or holds no config, or of a ``schema`` this version does not read (a newer one)."""
         path = Path(path)
         record = read_record(path)
+        schema = record.get("schema", SCHEMA)  # records written before the schema was numbered lack it
+        if isinstance(schema, bool) or not isinstance(schema, int) or not 1 <= schema <= SCHEMA:
+            raise UserError(
+                f"run file {path / RUN_FILE} has schema {json.dumps(schema)[:40]}; this version of hyperadapt reads "
+                f"schema {SCHEMA} and older: a newer hyperadapt wrote it (upgrade hyperadapt) or the file is damaged"
+            )
         method = record.get("method")
         if not isinstance(method, str):
             raise UserError(f"run file {path / RUN_FILE} names no method")
