@@ -639,6 +639,14 @@ def test_release_refuses_a_folder_that_is_not_a_run_and_a_bad_dtype(here):
     assert not (here / "ckpt").exists()
 
 
+def test_release_with_a_card_that_is_not_text_is_one_line(here):
+    (here / "run").mkdir()
+    (here / "run" / "run.json").write_text('{"method": "tagi", "config": {}}')
+    (here / "card.md").write_bytes(b"\xff\xfe# card")
+    bad(["release", str(here / "run"), "--out", str(here / "ckpt"), "--card", str(here / "card.md")], "--card", "UTF-8")
+    assert not (here / "ckpt").exists()
+
+
 def test_eval_of_a_folder_that_is_not_a_run_is_one_line(here):
     (here / "empty").mkdir()
     bad(["eval", "--run", str(here / "empty"), "--data", "synthetic"], "not a run directory")
