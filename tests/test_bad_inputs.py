@@ -808,6 +808,20 @@ def test_a_folder_that_cannot_be_made_is_named_as_given(tmp_path, monkeypatch):
     assert caught.value.filename == str(tmp_path / "out")
 
 
+def test_a_folder_written_through_a_link_keeps_the_link_and_leaves_nothing_beside_it(tmp_path):
+    """--out naming a link (to a previous adapter, or to a folder not made yet) writes the folder it names."""
+    from hyperadapt.io import write_dir_atomic
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "old.txt").write_text("previous")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "dangling").symlink_to(tmp_path / "later")
+    for name in ("link", "dangling"):
+        write_dir_atomic(tmp_path / name, lambda tmp: (tmp / "new.txt").write_text("new"))
+        assert (tmp_path / name).is_symlink() and [p.name for p in (tmp_path / name).iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "later", "link", "real"]
+
+
 def test_an_atomic_write_that_fails_leaves_no_temporary_file(tmp_path):
     target = tmp_path / "out.json"
     target.mkdir()  # a folder where the file goes: os.replace fails after the temporary file is written

@@ -139,6 +139,8 @@ def write_dir_atomic(target: str | Path, write: Callable[[Path], object]) -> Pat
 
 
 def _write_dir(target: Path, write: Callable[[Path], object]) -> None:
+    if target.is_symlink():  # a link to a folder (or to none yet): write the folder it names, keep the link
+        target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
