@@ -822,6 +822,12 @@ def test_a_folder_written_through_a_link_keeps_the_link_and_leaves_nothing_besid
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "later", "link", "real"]
 
 
+def test_an_output_folder_that_is_a_link_loop_is_one_line(here):
+    (here / "loop").symlink_to(here / "loop")
+    bad(["adapter", str(here / "run"), "--instruction", "x", "--out", str(here / "loop")], "--out", "loop")
+    assert (here / "loop").is_symlink() and _files(here) == {"loop"}
+
+
 def test_an_atomic_write_that_fails_leaves_no_temporary_file(tmp_path):
     target = tmp_path / "out.json"
     target.mkdir()  # a folder where the file goes: os.replace fails after the temporary file is written

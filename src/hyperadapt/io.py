@@ -247,11 +247,14 @@ def check_out_dir(
     """``check_writable`` for a folder output, before any work: ``path`` must not be an existing file, nor
     one of ``inputs``, a folder holding one, or a folder inside one. With ``replaces`` (the command writes
     the whole folder anew), an existing non-empty folder must be a previous ``kind`` (``replaces(path)``):
-    any other folder's files would be lost."""
+    any other folder's files would be lost. Raises ``UserError`` for each of these and for a link loop."""
     path = check_writable(path, what)
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {path} is a file, not a folder: give a folder path")
-    real = path.resolve()
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as err:  # a link that leads back to itself
+        raise UserError(f"{what} {path} cannot be written: {err}") from err
     for source in inputs:
         src = Path(source).resolve()
         if real == src or real in src.parents or src in real.parents:
