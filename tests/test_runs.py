@@ -387,6 +387,8 @@ def test_an_old_stream_record_is_finished_once_its_results_exist(tmp_path):
         ({"method": "nope", "config": {}}, "unknown method 'nope'"),
         ({"schema": 99, "method": "tagi", "config": {}}, "has schema 99; this version of hyperadapt reads schema 1"),
         ({"schema": "1", "method": "tagi", "config": {}}, 'has schema "1"; this version'),
+        ({"method": "tagi", "config": {"train": "x"}}, r"run\.json: train must be a mapping"),
+        ({"method": "tagi", "config": {"bottleneck": 5}}, r"run\.json: unknown config key\(s\) \['bottleneck'\]"),
     ],
 )
 def test_a_bad_record_is_refused_with_what_is_wrong(tmp_path, record, message):
@@ -394,7 +396,9 @@ def test_a_bad_record_is_refused_with_what_is_wrong(tmp_path, record, message):
 
     (tmp_path / "run.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match=message):
-        Run.open(tmp_path).check_loadable()
+        run = Run.open(tmp_path)
+        run.check_loadable()
+        assert run.config is None  # what loading reads next
 
 
 @pytest.mark.parametrize(

@@ -493,11 +493,15 @@ class Run:
     @cached_property
     def config(self) -> Any:
         """The config dataclass of the run's method (old key names renamed; keys the run predates at the values
-        it used where its method says so, ``MethodEntry.upgrade_config``, else at their defaults)."""
+        it used where its method says so, ``MethodEntry.upgrade_config``, else at their defaults). Raises
+        ``UserError`` naming the run file for a config of unknown keys or values of the wrong kind."""
         config_cls = self.entry.config_cls
         if config_cls is None:  # a prompt-only method (zero-shot): nothing is trained, so no run holds it
             raise UserError(f"run file {self.path / RUN_FILE} names {self.method!r}, a method that has no runs")
-        return from_dict(config_cls, self.entry.upgrade_config(self.config_dict))
+        try:
+            return from_dict(config_cls, self.entry.upgrade_config(self.config_dict))
+        except UserError as err:
+            raise UserError(f"run file {self.path / RUN_FILE}: {err}") from err
 
     @property
     def base_model(self) -> BaseModel:
