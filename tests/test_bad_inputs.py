@@ -598,6 +598,29 @@ def test_api_missing_model_folder(tmp_path):
         load_base_model(str(tmp_path / "nope"))
 
 
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (float("nan"), ["net.safetensors", "weight", "1 NaN or infinite"]),
+        (float("inf"), ["net.safetensors", "weight", "1 NaN or infinite"]),
+        (None, ["net.safetensors", "weight", "torch.int32"]),
+    ],
+)
+def test_weights_with_nan_inf_or_integers_are_refused_not_served(tmp_path, value, words):
+    from hyperadapt.io import load_state_strict, load_tensors
+
+    module = torch.nn.Linear(2, 2)
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    if value is None:
+        state["weight"] = state["weight"].to(torch.int32)
+    else:
+        state["weight"].view(-1)[0] = value
+    save_file(state, tmp_path / "net.safetensors")
+    with pytest.raises(ValueError) as err:
+        load_state_strict(module, load_tensors(tmp_path / "net.safetensors"), tmp_path / "net.safetensors")
+    assert all(word in str(err.value) for word in words), str(err.value)
+
+
 def test_check_writable_under_a_file(a_file):
     with pytest.raises(ValueError, match="is a file"):
         check_writable(a_file / "out" / "r.json")
@@ -613,6 +636,14 @@ def test_release_refuses_a_folder_that_is_not_a_run_and_a_bad_dtype(here):
     (here / "run").mkdir()
     (here / "run" / "run.json").write_text('{"method": "tagi", "config": {}}')
     bad(["release", str(here / "run"), "--out", str(here / "ckpt"), "--dtype", "int8"], "dtype", "int8")
+    assert not (here / "ckpt").exists()
+
+
+def test_release_with_a_card_that_is_not_text_is_one_line(here):
+    (here / "run").mkdir()
+    (here / "run" / "run.json").write_text('{"method": "tagi", "config": {}}')
+    (here / "card.md").write_bytes(b"\xff\xfe# card")
+    bad(["release", str(here / "run"), "--out", str(here / "ckpt"), "--card", str(here / "card.md")], "--card", "UTF-8")
     assert not (here / "ckpt").exists()
 
 
@@ -775,6 +806,26 @@ def test_a_folder_that_cannot_be_made_is_named_as_given(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="Read-only") as caught:
         write_dir_atomic(tmp_path / "out", lambda tmp: None)
     assert caught.value.filename == str(tmp_path / "out")
+
+
+def test_a_folder_written_through_a_link_keeps_the_link_and_leaves_nothing_beside_it(tmp_path):
+    """--out naming a link (to a previous adapter, or to a folder not made yet) writes the folder it names."""
+    from hyperadapt.io import write_dir_atomic
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "old.txt").write_text("previous")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "dangling").symlink_to(tmp_path / "later")
+    for name in ("link", "dangling"):
+        write_dir_atomic(tmp_path / name, lambda tmp: (tmp / "new.txt").write_text("new"))
+        assert (tmp_path / name).is_symlink() and [p.name for p in (tmp_path / name).iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "later", "link", "real"]
+
+
+def test_an_output_folder_that_is_a_link_loop_is_one_line(here):
+    (here / "loop").symlink_to(here / "loop")
+    bad(["adapter", str(here / "run"), "--instruction", "x", "--out", str(here / "loop")], "--out", "loop")
+    assert (here / "loop").is_symlink() and _files(here) == {"loop"}
 
 
 def test_an_atomic_write_that_fails_leaves_no_temporary_file(tmp_path):

@@ -388,6 +388,15 @@ def test_an_interrupted_evaluation_resumes_from_its_answer_log(jsonl_data, tmp_p
     assert AnswerLog(tmp_path / "new.jsonl", "f", {"model": "m", "weights": "0", "trained": None}).answers == {}
 
 
+def test_an_answer_log_that_is_not_utf8_is_refused_naming_the_file(tmp_path):
+    log_path = tmp_path / "r.answers.jsonl"
+    log_path.write_bytes(b'\xff\xfe{"fingerprint": "f"}\n')
+    with pytest.raises(ValueError) as err:
+        AnswerLog(log_path, "f", {"model": "m", "weights": "0", "trained": None})
+    assert f"{log_path} is not UTF-8 text (byte 0)" in str(err.value) and "delete it" in str(err.value)
+    assert log_path.read_bytes().startswith(b"\xff\xfe")  # left as it was
+
+
 def test_an_evaluation_resumed_with_another_model_answers_again(jsonl_data, tmp_path, caplog):
     # issue 33: the log's fingerprint held no model identity, so a zero-shot evaluation interrupted with one
     # --model and run again with another reused the first model's answers under the second one's name

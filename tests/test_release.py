@@ -93,6 +93,23 @@ def test_release_refuses_what_it_cannot_release(tmp_path, tagi_run):
     assert not (tmp_path / "out").exists()
 
 
+def test_release_refuses_nan_inf_weights_and_float16_overflow(tagi_run, tmp_path):
+    from safetensors.torch import save_file
+
+    weights = tagi_run / "hypernet" / "hypernet.safetensors"
+    tensors = load_file(weights)
+    key = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[key].view(-1)[0] = 1e6  # fine in bf16 and fp32, infinite in fp16
+    save_file(tensors, weights)
+    with pytest.raises(ValueError, match=f"{key} holds NaN or infinite values as float16"):
+        release_checkpoint(tagi_run, tmp_path / "out", dtype="float16")
+    tensors[key].view(-1)[0] = float("nan")
+    save_file(tensors, weights)
+    result = runner.invoke(app, ["release", str(tagi_run), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and f"{key} holds NaN or infinite values" in result.output, result.output
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))  # no half-written checkpoint
+
+
 def test_the_default_card_records_budget_and_the_runs_scores_and_old_keys_are_renamed(tagi_run, tmp_path):
     run = json.loads((tagi_run / "run.json").read_text())
     cfg = run["config"]

@@ -385,6 +385,10 @@ def test_an_old_stream_record_is_finished_once_its_results_exist(tmp_path):
         ({"config": {}}, "names no method"),
         ({"method": "tagi"}, "holds no config"),
         ({"method": "nope", "config": {}}, "unknown method 'nope'"),
+        ({"schema": 99, "method": "tagi", "config": {}}, "has schema 99; this version of hyperadapt reads schema 1"),
+        ({"schema": "1", "method": "tagi", "config": {}}, 'has schema "1"; this version'),
+        ({"method": "tagi", "config": {"train": "x"}}, r"run\.json: train must be a mapping"),
+        ({"method": "tagi", "config": {"bottleneck": 5}}, r"run\.json: unknown config key\(s\) \['bottleneck'\]"),
     ],
 )
 def test_a_bad_record_is_refused_with_what_is_wrong(tmp_path, record, message):
@@ -392,7 +396,21 @@ def test_a_bad_record_is_refused_with_what_is_wrong(tmp_path, record, message):
 
     (tmp_path / "run.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match=message):
-        Run.open(tmp_path).check_loadable()
+        run = Run.open(tmp_path)
+        run.check_loadable()
+        assert run.config is None  # what loading reads next
+
+
+@pytest.mark.parametrize(
+    "base_model", ["abc", [1], {"fingerprint": "0123", "scheme": "two"}, {"fingerprint": 5, "scheme": 2}]
+)
+def test_a_damaged_base_model_record_is_refused_naming_the_file(tmp_path, base_model):
+    from hyperadapt.runs import Run
+
+    record = {"method": "tagi", "config": {"model": "default"}, "base_model": base_model}
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"run\.json: base_model must be an object"):
+        Run.open(tmp_path).check_model(None)  # what eval asks first
 
 
 def test_the_weight_fingerprint_ignores_dtype_and_tells_weights_apart():

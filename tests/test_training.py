@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import stat
 
 import pytest
@@ -131,6 +132,18 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
     assert (tmp_path / "r" / "train_log.jsonl").exists()
 
 
+@pytest.mark.parametrize(
+    "pointer", ["../../step-0000009", "/abs/step-0000009", "step-0000001/../../../step-0000009", ".."]
+)
+def test_the_latest_pointer_never_leads_out_of_the_run(tmp_path, pointer):
+    """A damaged ``latest`` is read as a crash leaves it: the newest complete step folder of the run."""
+    trainer, _ = _setup(tmp_path / "r", steps=2, save_every=1)
+    trainer.train()
+    shutil.copytree(tmp_path / "r" / "checkpoints" / "step-0000002", tmp_path / "step-0000009")  # another run's
+    (tmp_path / "r" / "checkpoints" / "latest").write_text(pointer.replace("/abs", str(tmp_path)))
+    assert latest_checkpoint(tmp_path / "r") == tmp_path / "r" / "checkpoints" / "step-0000002"
+
+
 def test_written_folders_follow_the_umask(tmp_path):
     """mkdtemp makes 0700 and safetensors writes 0600: a run shared by a group must stay readable."""
     old = os.umask(0o022)
@@ -154,6 +167,30 @@ def test_mismatched_checkpoint_is_an_error(tmp_path):
     trainer.params = {"other": torch.nn.Parameter(torch.zeros(1))}
     with pytest.raises(ValueError, match="does not match the model"):
         trainer.load(latest_checkpoint(tmp_path / "r"))
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda state: state.clear(), ["state.json is damaged"]),
+        (lambda state: state.update(step="two"), ["state.json is damaged"]),
+        (lambda state: state.update(seconds="1.5"), ["state.json is damaged"]),
+        (lambda state: state.update(optimizer={"x": 1}), ["state.json is damaged"]),
+        (lambda state: state["optimizer"].update(param_groups=[]), ["optimizer state does not fit"]),
+    ],
+)
+def test_a_damaged_checkpoint_state_is_a_user_error_naming_the_file(tmp_path, change, words):
+    from hyperadapt.errors import UserError
+
+    trainer, _ = _setup(tmp_path / "r", steps=2)
+    trainer.train()
+    checkpoint = latest_checkpoint(tmp_path / "r")
+    state = json.loads((checkpoint / "state.json").read_text())
+    change(state)
+    (checkpoint / "state.json").write_text(json.dumps(state))
+    with pytest.raises(UserError) as err:
+        trainer.load(checkpoint)
+    assert all(word in str(err.value) for word in [str(checkpoint), *words]), str(err.value)
 
 
 def test_answer_loss_equals_the_models_own_loss_and_its_gradient():

@@ -98,8 +98,27 @@ def load_state_strict(module: M, state: Mapping[str, Any], path: str | Path, wha
     """``module.load_state_dict(state, strict=True)``; returns ``module``.
 
     Raises ``ValueError`` naming ``path`` when the tensors do not fit the module (missing or unexpected
-    names, other shapes): weights of another model, method or config.
+    names, other shapes, integers where the module holds floating-point values): weights of another model,
+    method or config; and naming the tensor when one holds NaN or infinite values (damaged weights, which
+    would only produce empty or garbled answers).
     """
+    import torch
+
+    own = module.state_dict()
+    for name, value in state.items():
+        if not torch.is_tensor(value) or name not in own:
+            continue  # load_state_dict names what does not fit
+        if own[name].is_floating_point() and not value.is_floating_point():
+            raise UserError(
+                f"{what} {path}: {name} is stored as {value.dtype}, not as floating-point numbers: the file is "
+                "damaged or holds something else; copy or save it again"
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise UserError(
+                f"{what} {path}: {name} holds {bad} NaN or infinite value(s): the weights are damaged (or the "
+                "training diverged); copy them again or train anew"
+            )
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -120,6 +139,8 @@ def write_dir_atomic(target: str | Path, write: Callable[[Path], object]) -> Pat
 
 
 def _write_dir(target: Path, write: Callable[[Path], object]) -> None:
+    if target.is_symlink():  # a link to a folder (or to none yet): write the folder it names, keep the link
+        target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
@@ -226,11 +247,14 @@ def check_out_dir(
     """``check_writable`` for a folder output, before any work: ``path`` must not be an existing file, nor
     one of ``inputs``, a folder holding one, or a folder inside one. With ``replaces`` (the command writes
     the whole folder anew), an existing non-empty folder must be a previous ``kind`` (``replaces(path)``):
-    any other folder's files would be lost."""
+    any other folder's files would be lost. Raises ``UserError`` for each of these and for a link loop."""
     path = check_writable(path, what)
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {path} is a file, not a folder: give a folder path")
-    real = path.resolve()
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as err:  # a link that leads back to itself
+        raise UserError(f"{what} {path} cannot be written: {err}") from err
     for source in inputs:
         src = Path(source).resolve()
         if real == src or real in src.parents or src in real.parents:

@@ -39,8 +39,8 @@ def release_checkpoint(
     ``card``: the model card's Markdown (data, command, budget, scores, known weaknesses); without it a
     card stating the method and config is written, to be completed by hand. Floating-point tensors are
     stored as ``dtype``. Raises ``ValueError`` for a run of a method that is not released this way (see the
-    registry's ``releasable``), an unfinished run or an unknown dtype, and ``FileNotFoundError`` when the
-    run has no final hypernetwork.
+    registry's ``releasable``), an unfinished run, an unknown dtype or weights with NaN or infinite values
+    (:func:`check_finite`), and ``FileNotFoundError`` when the run has no final hypernetwork.
     """
     run = Run.of(run)
     run_dir, out = check_release_out(run.path, out)
@@ -63,6 +63,7 @@ def release_checkpoint(
                     k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous()
                     for k, v in load_tensors(path, "hypernetwork weights").items()
                 }
+                check_finite(tensors, path, dtype)
                 save_file(tensors, tmp / folder / path.name, metadata={"dtype": dtype})
             elif path.is_file():
                 shutil.copy2(path, tmp / folder / path.name)
@@ -77,6 +78,18 @@ def release_checkpoint(
         (tmp / "README.md").write_text(card if card is not None else default_card(released, run_evals(run_dir)))
 
     return write_dir_atomic(out, write)
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], path: Path, dtype: str) -> None:
+    """Refuse (``UserError``) to release weights of ``path`` that hold NaN or infinite values once stored as
+    ``dtype``: damaged weights, a diverged run, or values beyond float16's range."""
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            beyond = ", or values beyond float16's range: then use --dtype bfloat16" if dtype == "float16" else ""
+            raise UserError(
+                f"hypernetwork weights {path}: {key} holds NaN or infinite values as {dtype} (damaged weights or "
+                f"a diverged run{beyond}); nothing was released"
+            )
 
 
 def is_checkpoint(path: Path) -> bool:

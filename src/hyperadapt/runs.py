@@ -437,9 +437,15 @@ class Run:
     @classmethod
     def open(cls, path: str | Path) -> Run:
         """Read ``path/run.json`` (once). ``FileNotFoundError`` without one; ``ValueError`` for a record that
-        names no method or holds no config."""
+        names no method or holds no config, or of a ``schema`` this version does not read (a newer one)."""
         path = Path(path)
         record = read_record(path)
+        schema = record.get("schema", SCHEMA)  # records written before the schema was numbered lack it
+        if isinstance(schema, bool) or not isinstance(schema, int) or not 1 <= schema <= SCHEMA:
+            raise UserError(
+                f"run file {path / RUN_FILE} has schema {json.dumps(schema)[:40]}; this version of hyperadapt reads "
+                f"schema {SCHEMA} and older: a newer hyperadapt wrote it (upgrade hyperadapt) or the file is damaged"
+            )
         method = record.get("method")
         if not isinstance(method, str):
             raise UserError(f"run file {path / RUN_FILE} names no method")
@@ -487,20 +493,33 @@ class Run:
     @cached_property
     def config(self) -> Any:
         """The config dataclass of the run's method (old key names renamed; keys the run predates at the values
-        it used where its method says so, ``MethodEntry.upgrade_config``, else at their defaults)."""
+        it used where its method says so, ``MethodEntry.upgrade_config``, else at their defaults). Raises
+        ``UserError`` naming the run file for a config of unknown keys or values of the wrong kind."""
         config_cls = self.entry.config_cls
         if config_cls is None:  # a prompt-only method (zero-shot): nothing is trained, so no run holds it
             raise UserError(f"run file {self.path / RUN_FILE} names {self.method!r}, a method that has no runs")
-        return from_dict(config_cls, self.entry.upgrade_config(self.config_dict))
+        try:
+            return from_dict(config_cls, self.entry.upgrade_config(self.config_dict))
+        except UserError as err:
+            raise UserError(f"run file {self.path / RUN_FILE}: {err}") from err
 
     @property
     def base_model(self) -> BaseModel:
-        """The base model it was trained on (its record's fingerprint, else its config's ``model``)."""
+        """The base model it was trained on (its record's fingerprint, else its config's ``model``).
+
+        Raises ``UserError`` for a record without ``config.model`` or with a ``base_model`` that is not an
+        object with a text ``fingerprint`` and a whole-number ``scheme``."""
         saved: Mapping[str, Any] = self.record.get("base_model") or {}
         own = self.config_dict.get("model")
         if not isinstance(own, str):
             raise UserError(f"{self.path / RUN_FILE} names no base model (config.model)")
-        return BaseModel(own, saved.get("fingerprint"), int(saved.get("scheme", 1)))
+        fingerprint, scheme = (saved.get("fingerprint"), saved.get("scheme", 1)) if isinstance(saved, dict) else (0, 0)
+        if not isinstance(fingerprint, str | None) or isinstance(scheme, bool) or not isinstance(scheme, int):
+            raise UserError(
+                f"run file {self.path / RUN_FILE}: base_model must be an object with a text 'fingerprint' and a "
+                f"whole-number 'scheme', got {json.dumps(self.record.get('base_model'))[:200]}"
+            )
+        return BaseModel(own, fingerprint, scheme)
 
     @property
     def prompt_style(self) -> PromptStyle:

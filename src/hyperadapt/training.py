@@ -363,8 +363,28 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         """Restore parameters, optimiser, RNG, step and the training seconds so far from checkpoint folder
-        ``path`` (strictly; a checkpoint written before the seconds were recorded carries 0.0)."""
+        ``path`` (strictly; a checkpoint written before the seconds were recorded carries 0.0).
+
+        Raises ``UserError`` naming the file for a damaged checkpoint: a ``state.json`` without a whole-number
+        ``step``, the ``optimizer`` object it was saved with or numeric ``seconds``, an optimizer state that
+        does not fit the optimizer, or parameters of another model."""
         state = load_json(path / "state.json", "checkpoint state")
+        step, opt_meta, seconds = state.get("step"), state.get("optimizer"), state.get("seconds", 0.0)
+        if (
+            isinstance(step, bool)
+            or not isinstance(step, int)
+            or step < 0
+            or not isinstance(opt_meta, dict)
+            or not isinstance(opt_meta.get("param_groups"), list)
+            or not isinstance(opt_meta.get("scalars"), dict)
+            or isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+        ):
+            raise UserError(
+                f"checkpoint state {path / 'state.json'} is damaged (it needs a whole-number 'step', numeric "
+                f"'seconds' and the 'optimizer' it was saved with): delete {path} to resume from the checkpoint "
+                "before it"
+            )
         saved = load_tensors(path / "params.safetensors", "checkpoint parameters")
         if set(saved) != set(self.params):
             missing, extra = set(self.params) - set(saved), set(saved) - set(self.params)
@@ -378,10 +398,16 @@ class Trainer:
                     )
                 p.copy_(saved[name])
         optimizer = load_tensors(path / "optimizer.safetensors", "checkpoint optimizer state")
-        self.optimizer.load_state_dict(_unflatten_optimizer(optimizer, state["optimizer"]))
+        try:
+            self.optimizer.load_state_dict(_unflatten_optimizer(optimizer, opt_meta))
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(
+                f"checkpoint {path}: its optimizer state does not fit this optimizer ({err}): the checkpoint is "
+                "damaged; delete it to resume from the checkpoint before it"
+            ) from err
         torch.set_rng_state(load_tensors(path / "rng.safetensors", "checkpoint RNG state")["torch_rng"])
-        self.step = state["step"]
-        self.clock = Stopwatch(before=float(state.get("seconds", 0.0)))
+        self.step = step
+        self.clock = Stopwatch(before=float(seconds))
 
 
 def _counts(batch: Batch) -> tuple[float, float]:
@@ -393,13 +419,15 @@ def _counts(batch: Batch) -> tuple[float, float]:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint ``latest`` points to; if a crash left it pointing at nothing, the newest complete one
-    (a ``step-*`` folder with its ``state.json``); None when there is none."""
+    """The checkpoint ``latest`` points to; if a crash left it pointing at nothing (or it names anything but a
+    ``step-*`` folder beside it: never a path out of the run), the newest complete one (a ``step-*`` folder with
+    its ``state.json``); None when there is none."""
     root = Path(run_dir) / "checkpoints"
     pointer = root / "latest"
-    if pointer.exists():
-        path = root / pointer.read_text().strip()
-        if (path / "state.json").exists():
+    if pointer.is_file():
+        name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+        path = root / name
+        if name.startswith("step-") and name == path.name and (path / "state.json").exists():
             return path
     complete = sorted(p for p in root.glob("step-*") if (p / "state.json").exists())
     if complete:

@@ -242,6 +242,18 @@ def test_a_finished_sequential_stream_evaluates_as_the_lora_it_ends_with(tmp_pat
     assert len(rows) == 1 and rows[0][0] == "hello" and rows[0][2] == "condition: Convert the text to upper case."
 
 
+@pytest.mark.parametrize("config", [{"model": "default"}, {"model": "default", "lora": [], "setting": "def"}])
+def test_a_finished_stream_whose_record_lost_its_lora_settings_is_refused_naming_the_file(tmp_path, config):
+    from hyperadapt.errors import UserError
+    from hyperadapt.methods.continual.runner import load_final_adapter
+
+    record = {"schema": 1, "kind": "continual", "method": "sequential", "config": config, "status": "finished"}
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(UserError, match=f"run file {tmp_path / 'run.json'} is damaged: its config needs lora"):
+        load_final_adapter(tmp_path)
+
+
 def test_a_stream_that_cannot_start_leaves_no_folder_behind(tmp_path):
     import dataclasses
 

@@ -193,6 +193,30 @@ def test_loading_onto_a_different_base_model_is_an_error(tmp_path):
         load_hypernetwork(tmp_path / "h", qwen)
 
 
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda meta: meta.pop("base_model"), ["needs the objects 'base_model' and 'spec'"]),
+        (lambda meta: meta.update(spec=[1]), ["needs the objects 'base_model' and 'spec'"]),
+        (lambda meta: meta["spec"].update(extra=1), ["unknown config key(s) ['spec.extra']"]),
+        (lambda meta: meta["spec"].update(bottleneck="wide"), ["spec.bottleneck"]),
+        (lambda meta: meta["base_model"].update(hidden_size=1), ["hidden_size: trained for 1, given 32"]),
+    ],
+)
+def test_a_damaged_hypernetwork_config_is_a_user_error_naming_the_file(tmp_path, change, words):
+    from hyperadapt.errors import UserError
+
+    model, _ = tiny_model("llama")
+    save_hypernetwork(hypernet_for(model), model, tmp_path / "h")
+    config = tmp_path / "h" / "hypernetwork.json"
+    meta = json.loads(config.read_text())
+    change(meta)
+    config.write_text(json.dumps(meta))
+    with pytest.raises(UserError) as err:
+        load_hypernetwork(tmp_path / "h", model)
+    assert all(word in str(err.value) for word in [str(tmp_path / "h"), *words]), str(err.value)
+
+
 def tiny_cfg(jsonl_data, **kw) -> MeganConfig:
     train = TrainConfig(
         steps=kw.pop("steps", 4), batch_size=4, lr=kw.pop("lr", 1e-2), max_length=48, save_every=2, log_every=1

@@ -42,10 +42,14 @@ def release(
     The checkpoint loads like the run: hyperadapt adapter CHECKPOINT --instruction ... --out DIR.
     Example: hyperadapt release runs/tagi --out checkpoints/tagi-demo --card card.md
     """
+    from hyperadapt.errors import UserError
     from hyperadapt.release import check_release_out, checkpoint_bytes, release_checkpoint
     from hyperadapt.runs import Run
 
     check_release_out(run, out)
-    text = card.read_text(encoding="utf-8") if card is not None else None
+    try:
+        text = card.read_text(encoding="utf-8") if card is not None else None
+    except UnicodeDecodeError as err:
+        raise UserError(f"--card {card} is not UTF-8 text (byte {err.start}): give the model card as Markdown") from err
     path = release_checkpoint(Run.open(run), out, text, dtype)
     console.print(f"checkpoint written to {path} ({checkpoint_bytes(path) / 2**20:.1f} MiB)")

@@ -254,8 +254,12 @@ class AnswerLog:
         """The header and the answers (key -> answer) of the log at ``path``. A line cut by an interruption
         is skipped (a resumed evaluation answers it again; appending after a cut line damages that line, so
         it need not be the last). Raises ``ValueError`` for another file or an answer that is not a text, and
-        with ``strict`` for a damaged line other than the last (re-scoring must not lose answers silently)."""
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with ``strict`` for a damaged line other than the last (re-scoring must not lose answers silently), and
+        naming the file when it is not UTF-8 text."""
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise UserError(f"{path} is not UTF-8 text (byte {err.start}): not an answer log") from err
         try:
             header = json.loads(lines[0])
         except (IndexError, json.JSONDecodeError) as err:

@@ -194,7 +194,7 @@ def load_final_adapter(
     that answers every input with it (a ``BankMethod`` of one adapter): what ``hyperadapt eval --run``
     evaluates on any task set. ``FileNotFoundError`` for an unfinished stream (with the command that resumes
     it), ``ValueError`` for another kind of run (SwitchCIT loads with ``load_switch``; the oracle needs each
-    input's true task)."""
+    input's true task) or a record whose config lacks ``lora.target_modules`` or ``setting``."""
     run = check_run_dir(run)
     learners = single_lora_learners()
     if run.method not in learners:
@@ -206,8 +206,18 @@ def load_final_adapter(
     if not (run.path / RESULTS).exists():
         raise InputNotFound(f"{run.path} has not finished its stream: resume it first: `{run.resume_command()}`")
     cfg = run.config_dict
+    lora = cfg.get("lora")
+    if (
+        not isinstance(lora, dict)
+        or not isinstance(lora.get("target_modules"), list)
+        or not isinstance(cfg.get("setting"), str)
+    ):
+        raise UserError(
+            f"run file {run.path / RUN_FILE} is damaged: its config needs lora.target_modules (a list) and "
+            "setting (a text), as the stream was run with"
+        )
     model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
-    inject(model, cfg["lora"]["target_modules"], gating=False)
+    inject(model, lora["target_modules"], gating=False)
     names = run.tasks
     lora = cls.final(AdapterStore(run.path / ADAPTERS), names, len(names) - 1)
     return BankMethod(

@@ -25,9 +25,11 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from hyperadapt.config import from_dict
 from hyperadapt.core import BetaFn
 from hyperadapt.core.rows import BetaSource
 from hyperadapt.data.prompts import literal_ids
+from hyperadapt.errors import UserError
 from hyperadapt.io import load_json, load_state_strict, load_tensors, save_json, write_dir_atomic
 from hyperadapt.models import decoder_layers
 
@@ -275,23 +277,36 @@ def save_hypernetwork(hyper: BetaHypernetwork, model: PreTrainedModel, path: str
 
 
 def check_base_model(saved: dict[str, Any], model: PreTrainedModel, where: str | Path) -> None:
-    """Raise if ``model`` is not the base model the hypernetwork in ``where`` was trained for."""
+    """Raise ``UserError`` if ``model`` is not the base model the hypernetwork in ``where`` was trained for."""
     have = base_model_info(model)
     diff = {k: (saved.get(k), have[k]) for k in BASE_MODEL_KEYS if saved.get(k) != have[k]}
     if diff:
         what = ", ".join(f"{k}: trained for {a!r}, given {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(
+        raise UserError(
             f"the hypernetwork in {where} was trained for base model {saved.get('name_or_path')!r} and does not "
             f"fit the model given ({what}); load it with that base model"
         )
 
 
 def load_hypernetwork(path: str | Path, model: PreTrainedModel) -> BetaHypernetwork:
-    """The hypernetwork saved in folder ``path``, checked against ``model`` and loaded strictly onto its device."""
+    """The hypernetwork saved in folder ``path``, checked against ``model`` and loaded strictly onto its device.
+
+    Raises ``UserError`` naming the file when its ``hypernetwork.json`` lacks the objects ``base_model`` and
+    ``spec`` or holds a spec of unknown keys or values of the wrong kind, and when ``model`` is not the base
+    model it was trained for."""
     path = Path(path)
     meta = load_json(path / CONFIG_FILE, "hypernetwork config")
+    if not isinstance(meta.get("base_model"), dict) or not isinstance(meta.get("spec"), dict):
+        raise UserError(
+            f"hypernetwork config {path / CONFIG_FILE} needs the objects 'base_model' and 'spec': it is damaged; "
+            "copy or save it again"
+        )
     check_base_model(meta["base_model"], model, path)
-    hyper = BetaHypernetwork(HypernetSpec(**meta["spec"]))
+    try:
+        spec = from_dict(HypernetSpec, meta["spec"], "spec.")
+    except UserError as err:
+        raise UserError(f"hypernetwork config {path / CONFIG_FILE}: {err}") from err
+    hyper = BetaHypernetwork(spec)
     weights = path / WEIGHTS_FILE
     load_state_strict(hyper, load_tensors(weights, "hypernetwork weights"), weights, "hypernetwork weights")
     return hyper.to(input_embeddings(model).weight.device).eval()
