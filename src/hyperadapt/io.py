@@ -94,6 +94,17 @@ def load_tensors(path: str | Path, what: str = "weights") -> dict[str, torch.Ten
         ) from err
 
 
+def first_nonfinite(tensors: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The name of the first floating-point tensor of ``tensors`` that holds NaN or infinite values, with how many
+    it holds; None when every one is finite (other values are skipped)."""
+    import torch
+
+    for name, value in tensors.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return name, int((~torch.isfinite(value)).sum())
+    return None
+
+
 def load_state_strict(module: M, state: Mapping[str, Any], path: str | Path, what: str = "weights") -> M:
     """``module.load_state_dict(state, strict=True)``; returns ``module``.
 
@@ -113,12 +124,12 @@ def load_state_strict(module: M, state: Mapping[str, Any], path: str | Path, wha
                 f"{what} {path}: {name} is stored as {value.dtype}, not as floating-point numbers: the file is "
                 "damaged or holds something else; copy or save it again"
             )
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).sum())
-            raise UserError(
-                f"{what} {path}: {name} holds {bad} NaN or infinite value(s): the weights are damaged (or the "
-                "training diverged); copy them again or train anew"
-            )
+    damaged = first_nonfinite({name: value for name, value in state.items() if name in own})
+    if damaged is not None:
+        raise UserError(
+            f"{what} {path}: {damaged[0]} holds {damaged[1]} NaN or infinite value(s): the weights are damaged (or "
+            "the training diverged); copy them again or train anew"
+        )
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:

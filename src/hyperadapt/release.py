@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from hyperadapt.config import to_dict
 from hyperadapt.errors import InputNotFound, UserError
-from hyperadapt.io import check_out_dir, load_tensors, write_dir_atomic
+from hyperadapt.io import check_out_dir, first_nonfinite, load_tensors, write_dir_atomic
 from hyperadapt.registry import method_entry, method_names
 from hyperadapt.report.tables import markdown_table
 from hyperadapt.runs import Run, RunDir
@@ -83,13 +83,13 @@ def release_checkpoint(
 def check_finite(tensors: Mapping[str, torch.Tensor], path: Path, dtype: str) -> None:
     """Refuse (``UserError``) to release weights of ``path`` that hold NaN or infinite values once stored as
     ``dtype``: damaged weights, a diverged run, or values beyond float16's range."""
-    for key, value in tensors.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            beyond = ", or values beyond float16's range: then use --dtype bfloat16" if dtype == "float16" else ""
-            raise UserError(
-                f"hypernetwork weights {path}: {key} holds NaN or infinite values as {dtype} (damaged weights or "
-                f"a diverged run{beyond}); nothing was released"
-            )
+    damaged = first_nonfinite(tensors)
+    if damaged is not None:
+        beyond = ", or values beyond float16's range: then use --dtype bfloat16" if dtype == "float16" else ""
+        raise UserError(
+            f"hypernetwork weights {path}: {damaged[0]} holds NaN or infinite values as {dtype} (damaged weights or "
+            f"a diverged run{beyond}); nothing was released"
+        )
 
 
 def is_checkpoint(path: Path) -> bool:
