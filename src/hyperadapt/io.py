@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from hyperadapt.errors import InputNotFound, UserError
 
@@ -92,6 +93,11 @@ def load_tensors(path: str | Path, what: str = "weights") -> dict[str, torch.Ten
             f"{what} {path} is not a readable safetensors file ({err}): it is damaged or "
             "incomplete; copy or save it again"
         ) from err
+
+
+def is_finite_number(value: object) -> TypeGuard[int | float]:
+    """Whether a value read from JSON is a finite number (an int or a float, not a bool, not NaN or infinite)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def first_nonfinite(tensors: Mapping[str, Any]) -> tuple[str, int] | None:

@@ -24,7 +24,6 @@ tasks and instance counts as the others (the pairing refuses otherwise); --limit
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import typer
 
 from hyperadapt.benchmarks import command
 from hyperadapt.errors import UserError
-from hyperadapt.io import atomic_write_text, check_out_file, load_json, save_json
+from hyperadapt.io import atomic_write_text, check_out_file, is_finite_number, load_json, save_json
 from hyperadapt.report.tables import markdown_table
 
 KEYS = ("rougeL", "em")
@@ -131,7 +130,7 @@ def read_scores(source: Source) -> dict[str, dict[str, Any]]:
             raise UserError(f"{where}: task {name!r} has no scores (a {type(s).__name__})")
         for key in KEYS:
             value = s.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            if not is_finite_number(value):
                 raise UserError(f"{where}: task {name!r} has {key} {value!r}, not a finite number")
             if not 0 <= value <= 100:
                 raise UserError(f"{where}: task {name!r} has {key} {value!r}, not a score in points (0 to 100)")

@@ -36,7 +36,7 @@ from hyperadapt.benchmarks.common import add_set_option
 from hyperadapt.config import load_config
 from hyperadapt.errors import UserError
 from hyperadapt.evaluation.metrics import paired_bootstrap
-from hyperadapt.io import atomic_write_text, check_out_dir, check_out_file, load_json, save_json
+from hyperadapt.io import atomic_write_text, check_out_dir, check_out_file, is_finite_number, load_json, save_json
 from hyperadapt.methods.continual import LEARNERS, run_stream
 from hyperadapt.methods.switch import SwitchConfig
 from hyperadapt.models import load_base_model
@@ -177,7 +177,7 @@ def _summary_number(method: dict[str, Any], key: str, where: str, high: float = 
     value = method.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+    if not is_finite_number(value) or value < 0:
         raise UserError(f"{where} has {key} {value!r}, not a number from 0 up: the summary is damaged")
     if value > high:
         raise UserError(f"{where} has {key} {value!r}, more than {high:g}: the summary is damaged")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -39,7 +38,7 @@ from hyperadapt.data.schema import Instance, Task
 from hyperadapt.errors import UserError
 from hyperadapt.evaluation.harness import EvalConfig, Method, PromptMethod, Query, answer, make_queries, prompt_budget
 from hyperadapt.evaluation.metrics import bootstrap_mean, paired_bootstrap
-from hyperadapt.io import check_out_file, load_json
+from hyperadapt.io import check_out_file, is_finite_number, load_json
 from hyperadapt.methods.baselines.multitask_lora import AdapterMethod, MultiTaskLoraConfig, train_multitask_lora
 from hyperadapt.methods.baselines.zero_shot import zero_shot
 from hyperadapt.methods.tagi import TagiConfig, TagiMethod, train_tagi
@@ -306,7 +305,7 @@ def efficiency(
 
 def _score(value: Any) -> bool:
     """Whether ``value`` is a score a result records: a finite number from 0 to 100 (points)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 100
+    return is_finite_number(value) and 0 <= value <= 100
 
 
 def _check_row(path: str, name: str, row: Any) -> None:
