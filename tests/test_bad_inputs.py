@@ -632,6 +632,8 @@ def test_unknown_metric_language_is_one_line(here):
 
 
 def test_release_refuses_a_folder_that_is_not_a_run_and_a_bad_dtype(here):
+    bad(["release", str(here / "nothing"), "--out", str(here / "ckpt")], "does not exist")
+    (here / "nothing").mkdir()
     bad(["release", str(here / "nothing"), "--out", str(here / "ckpt")], "run.json")
     (here / "run").mkdir()
     (here / "run" / "run.json").write_text('{"method": "tagi", "config": {}}')
@@ -650,6 +652,14 @@ def test_release_with_a_card_that_is_not_text_is_one_line(here):
 def test_eval_of_a_folder_that_is_not_a_run_is_one_line(here):
     (here / "empty").mkdir()
     bad(["eval", "--run", str(here / "empty"), "--data", "synthetic"], "not a run directory")
+
+
+def test_eval_of_a_run_path_that_is_missing_a_file_or_a_run_json_folder_names_it(here):
+    bad(["eval", "--run", str(here / "nowhere"), "--data", "synthetic"], "does not exist")
+    (here / "file").write_text("x")
+    bad(["eval", "--run", str(here / "file"), "--data", "synthetic"], "is a file, not a run directory")
+    (here / "odd" / "run.json").mkdir(parents=True)
+    bad(["eval", "--run", str(here / "odd"), "--data", "synthetic"], "run.json", "is a folder, not a file")
 
 
 def test_eval_of_a_continual_run_that_cannot_be_loaded_says_why(here):

@@ -136,7 +136,8 @@ def test_compare_refuses_what_it_cannot_pair(jsonl_data, tmp_path, monkeypatch):
     )
     assert "would overwrite an input or the results" in fails(str(full), str(own), "--out", str(tmp_path / "r.json"))
     assert "must end in .json" in fails(str(full), str(gap), "--limit", "2", "--out", str(tmp_path / "c.md"))
-    assert "at least 1000" in fails(str(full), str(gap), "--resamples", "10")
+    assert "from 1000" in fails(str(full), str(gap), "--resamples", "10")
+    assert "1,000,000" in fails(str(full), str(gap), "--resamples", "1000000000000")
     twice = tmp_path / "twice.predictions.jsonl"
     twice.write_text(2 * (json.dumps({"task": "copy", "id": tasks[0].instances[0].id, "prediction": "x"}) + "\n"))
     assert "a second time" in fails(str(full), str(twice))

@@ -294,10 +294,15 @@ def _alive(pid: int) -> bool:
 def read_record(run_dir: str | Path) -> RunRecord:
     """The ``run.json`` of ``run_dir`` as read from disk (the one reader; :meth:`Run.open` calls it once).
 
-    Raises ``FileNotFoundError`` without one, ``ValueError`` when it is not a JSON object.
+    Raises ``FileNotFoundError`` when ``run_dir`` does not exist or holds no ``run.json``, ``ValueError`` when
+    ``run_dir`` is a file or ``run.json`` is not a file holding a JSON object.
     """
     path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
+    if not Path(run_dir).exists():
+        raise InputNotFound(f"run directory {run_dir} does not exist")
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir} is a file, not a run directory")
+    if not path.exists():
         raise InputNotFound(f"{run_dir} is not a run directory (no {RUN_FILE}): train a method into it first")
     record = load_json(path, "run file")
     if not isinstance(record, dict):

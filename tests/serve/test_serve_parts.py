@@ -112,7 +112,7 @@ def test_build_server_loads_run_folders_and_adapters(tiny_dir, tmp_path):
 def test_cli_serve_help_and_errors(tmp_path):
     assert "OpenAI-compatible" in runner.invoke(app, ["serve", "--help"]).output
     result = runner.invoke(app, ["serve", str(tmp_path / "missing")])
-    assert result.exit_code == 2 and "is not a run directory" in result.output
+    assert result.exit_code == 2 and "does not exist" in result.output
     port = runner.invoke(app, ["serve", str(tmp_path / "missing"), "--port", "99999"])
     assert port.exit_code == 2 and "--port" in port.output
 
