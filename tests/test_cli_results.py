@@ -85,3 +85,8 @@ def test_results_of_another_evaluation_are_refused_unless_overwrite(tiny_dir, js
     assert json.loads(out.read_text())["setting"] == "def"
     _ok([*other, "--overwrite"])
     assert json.loads(out.read_text())["setting"] == "none"
+    for damaged, words in (("{not json", "not valid JSON"), ('{"config": [1]}', "config is not a JSON object")):
+        out.write_text(damaged)
+        refused = runner.invoke(app, other)
+        assert refused.exit_code == 2 and words in refused.output and "--overwrite" in refused.output
+        assert "Traceback" not in refused.output and out.read_text() == damaged

@@ -118,8 +118,13 @@ def check_results_target(path: str | Path, expected: Mapping[str, Any], overwrit
         return
     try:
         found = identity(load_json(path, "results file"))
-    except (ValueError, AttributeError):
-        found = {}
+    except ValueError as err:  # load_json's one line names the file and what is wrong with it
+        raise UserError(f"{err}: pass --overwrite to replace it, or --out another file") from err
+    except AttributeError as err:  # "config" or "config.eval" not an object
+        raise UserError(
+            f"results file {path} is not one that hyperadapt eval wrote (its config is not a JSON object): pass "
+            "--overwrite to replace it, or --out another file"
+        ) from err
     differ = [k for k, v in expected.items() if found.get(k) != v]
     if differ:
         was = ", ".join(f"{k} {found.get(k)!r}" for k in differ)
