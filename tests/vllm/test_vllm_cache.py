@@ -111,3 +111,30 @@ def test_concurrent_requests_for_one_new_condition_write_it_once(tmp_path):
 def test_max_adapters_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="max_adapters must be >= 1"):
         AdapterDiskCache(tmp_path, 0)
+
+
+def test_a_pinned_adapter_outlives_the_limit_until_released(tmp_path):
+    evicted: list[str] = []
+    write, cache = Writer(), AdapterDiskCache(tmp_path, max_adapters=1, on_evict=evicted.append)
+    a = cache.get_or_create("r", "a", write, pin=True)
+    b = cache.get_or_create("r", "b", write, pin=True)  # over the limit: both in use, neither evicted
+    assert len(cache) == 2 and a.path.exists() and b.path.exists() and evicted == []
+    assert cache.pinned(a.name) == 1 and cache.holds(a.name)
+    cache.get_or_create("r", "a", write, pin=True)  # a second request on a
+    cache.release(a.name)
+    assert evicted == [] and cache.pinned(a.name) == 1
+    cache.release(b.name)  # b is unpinned and the least recently used: evicted now
+    assert evicted == [b.name] and not b.path.exists() and not cache.holds(b.name) and len(cache) == 1
+    cache.release(a.name)
+    assert a.path.exists() and len(cache) == 1
+    with pytest.raises(ValueError, match="is not pinned"):
+        cache.release(a.name)
+    c = cache.get_or_create("r", "c", write)  # unpinned: a (unpinned, older) goes
+    assert evicted == [b.name, a.name] and c.path.exists() and len(cache) == 1
+
+
+def test_a_failing_writer_pins_nothing(tmp_path):
+    cache = AdapterDiskCache(tmp_path, 1)
+    with pytest.raises(RuntimeError, match="left no adapter_config.json"):
+        cache.get_or_create("r", "x", lambda text, out: None, pin=True)
+    assert cache.pinned(cache.name_of(adapter_key("r", "x"))) == 0

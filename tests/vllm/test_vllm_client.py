@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from hyperadapt.vllm import (
     VllmError,
     VllmTimeout,
     VllmUnavailable,
+    adapter_key,
 )
 
 
@@ -253,3 +255,75 @@ def test_a_failure_inside_vllm_is_a_bad_gateway():
     with pytest.raises(VllmError, match="refused the chat request: EngineCore encountered an issue") as err:
         run(client_for(handler).generate("chat", {"model": "base", "messages": []}))
     assert err.value.status == 502
+
+
+def test_an_adapter_in_use_is_neither_deleted_nor_unloaded_by_other_conditions(tmp_path):
+    """More new conditions at once than the cache keeps: the pinned adapter of a running request stays on disk and
+    in vLLM; released, it is evicted and unloaded like any other."""
+    fake = FakeVllm()
+    served = ServedAdapters(client_for(fake), AdapterDiskCache(tmp_path / "cache", max_adapters=1))
+
+    async def go():
+        busy = await served.condition("run", "busy", writer, pin=True)
+        others = [await served.condition("run", c, writer) for c in ("b", "c")]
+        assert busy.path.exists() and busy.name in fake.loaded and busy.name in served.loaded
+        served.release(busy.name)  # the request ended: busy is over the limit and unpinned, so it goes
+        last = await served.condition("run", "d", writer)
+        return busy, others, last
+
+    busy, others, last = run(go())
+    assert not busy.path.exists() and set(fake.loaded) == {last.name} == served.loaded
+    assert all(not e.path.exists() for e in others)
+
+
+def test_a_condition_written_again_after_eviction_is_not_unloaded(tmp_path):
+    fake = FakeVllm()
+    served = ServedAdapters(client_for(fake), AdapterDiskCache(tmp_path / "cache", max_adapters=1))
+
+    async def go():
+        first = await served.condition("run", "a", writer)
+        served._note_evicted(first.name)  # an eviction reported late, after "a" was written again
+        again = await served.condition("run", "a", writer, pin=True)
+        return first, again
+
+    first, again = run(go())
+    assert first.name == again.name and again.name in fake.loaded and again.path.exists()
+    served.release(again.name)
+
+
+def test_a_cancelled_request_releases_the_pin_of_the_adapter_being_written(tmp_path):
+    cache, started, gate = AdapterDiskCache(tmp_path / "cache", max_adapters=1), threading.Event(), threading.Event()
+    served = ServedAdapters(client_for(FakeVllm()), cache)
+
+    def slow(text: str, out: Path) -> None:
+        started.set()
+        gate.wait(5)
+        writer(text, out)
+
+    async def go():
+        task = asyncio.ensure_future(served.condition("run", "slow", slow, pin=True))
+        await asyncio.to_thread(started.wait, 5)
+        task.cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        name = cache.name_of(adapter_key("run", "slow"))
+        for _ in range(250):  # the writer's thread finishes, then its pin is released
+            await asyncio.sleep(0.02)
+            if cache.holds(name) and not cache.pinned(name):
+                return True
+        return False
+
+    assert run(go())
+
+
+def test_a_refused_pinned_condition_is_released(tmp_path):
+    cache = AdapterDiskCache(tmp_path / "cache", max_adapters=2)
+    served = ServedAdapters(client_for(FakeVllm()), cache)
+
+    def big(text: str, out: Path) -> None:
+        (out / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 64}))
+
+    with pytest.raises(AdapterRefused):
+        run(served.condition("run", "x", big, pin=True))
+    assert cache.pinned(cache.name_of(adapter_key("run", "x"))) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -124,6 +125,13 @@ def test_each_kind_of_request_reaches_its_vllm_model(served):
         ).input_ids
     )
     assert body["stop_token_ids"] == sorted(engine.own.eos) and body["temperature"] == 0
+    # each request pinned its generated adapter while vLLM answered, and released it after (the reply may come first)
+    names = [n for n in seen["loaded"] if n.startswith("ha-")]
+    assert len(names) == 4 and all(engine.cache.holds(n) for n in names)
+    deadline = time.monotonic() + 5
+    while any(engine.cache.pinned(n) for n in names) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(engine.cache.pinned(n) for n in names)
 
 
 def test_megan_is_answered_by_the_own_engine(served):

@@ -243,10 +243,18 @@ class VllmEngine:
         self.check_job(job)
         if self.process.owned:
             self.process.check()  # a vLLM we started and that died: its exit code and log, not a timeout
-        model, route, hit = await self._model_of(job)
+        model, route, hit, pinned = await self._model_of(job)
         if model is None:  # a row with β: the own engine answers it
             self.own.submit(job)
             return
+        try:
+            await self._complete(job, model, route, hit)
+        finally:  # also when the client left (cancelled): the adapter may be evicted again
+            if pinned is not None:
+                self._connected()[1].release(pinned)
+
+    async def _complete(self, job: Job, model: str, route: str, hit: bool | None) -> None:
+        """Stream vLLM's completion of ``job`` with ``model`` (the base model's name or an adapter's)."""
         self.metrics.admitted(time.perf_counter() - job.enqueued, len(job.prompt_ids))
         tokens = kept = None
         if isinstance(job.target, MethodTarget) and job.target.needs_condition:
@@ -294,29 +302,30 @@ class VllmEngine:
             },
         )
 
-    async def _model_of(self, job: Job) -> tuple[str | None, str, bool | None]:
-        """(vLLM model name, route, cache_hit) of a job; the name is None for a row the own engine answers."""
+    async def _model_of(self, job: Job) -> tuple[str | None, str, bool | None, str | None]:
+        """(vLLM model name, route, cache_hit, pinned) of a job; the name is None for a row the own engine
+        answers; ``pinned`` names a generated adapter pinned in the cache for this job (release it when done)."""
         target = job.target
         if isinstance(target, BaseTarget):
-            return self.base_name, target.name, None
+            return self.base_name, target.name, None, None
         _, served = self._connected()
         if isinstance(target, AdapterTarget):
             await served.folder(f"adapter:{target.name}", target.path)
-            return f"adapter:{target.name}", f"adapter:{target.name}", None
+            return f"adapter:{target.name}", f"adapter:{target.name}", None, None
         if not isinstance(target, MethodTarget):
             raise TypeError(f"the vLLM engine cannot answer a {type(target).__name__}")
         fingerprint = self._fingerprint(target)
         if target.needs_condition:
             read = target.read_condition(job.condition)
-            entry = await served.condition(fingerprint, read.key, self._exporter(target, read.text))
-            return entry.name, f"{target.name}:{read.key[:10]}", entry.hit
+            entry = await served.condition(fingerprint, read.key, self._exporter(target, read.text), pin=True)
+            return entry.name, f"{target.name}:{read.key[:10]}", entry.hit, entry.name
         row = await asyncio.wrap_future(self.own.call(lambda: target.resolve(None, job.route_text)))
         if row.beta is not None:
-            return None, row.route, None
+            return None, row.route, None, None
         if row.lora is None:  # rejected by the router, or a base route
-            return self.base_name, row.route, None
-        entry = await served.condition(fingerprint, row.route, self._row_writer(row))
-        return entry.name, row.route, entry.hit
+            return self.base_name, row.route, None, None
+        entry = await served.condition(fingerprint, row.route, self._row_writer(row), pin=True)
+        return entry.name, row.route, entry.hit, entry.name
 
     def _fingerprint(self, target: MethodTarget) -> str:
         if target.name not in self._fingerprints:

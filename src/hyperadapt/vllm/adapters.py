@@ -52,18 +52,46 @@ class ServedAdapters:
         with self._evicted_lock:
             self._evicted.append(name)
 
-    async def condition(self, run_fingerprint: str, condition: str, write: WriteAdapter) -> CachedAdapter:
+    async def condition(
+        self, run_fingerprint: str, condition: str, write: WriteAdapter, pin: bool = False
+    ) -> CachedAdapter:
         """The adapter of ``condition`` for the run, written on disk if new (``write`` runs in a worker thread)
-        and loaded into vLLM if not yet; ``hit`` says it was on disk already.
+        and loaded into vLLM if not yet; ``hit`` says it was on disk already. With ``pin`` it stays on disk and
+        in vLLM until :meth:`release` (a request answering with it pins it: see :class:`AdapterDiskCache`).
 
         Raises ``ValueError`` for an empty condition, :class:`~hyperadapt.vllm.errors.AdapterRefused` with
-        vLLM's reason, or another :class:`VllmError` when vLLM cannot be reached."""
+        vLLM's reason, or another :class:`VllmError` when vLLM cannot be reached (nothing stays pinned then)."""
+        cache = self._cache()
+        made = asyncio.ensure_future(asyncio.to_thread(cache.get_or_create, run_fingerprint, condition, write, pin))
+        try:
+            entry = await asyncio.shield(made)  # the thread runs on when the request is cancelled; so must its pin
+        except asyncio.CancelledError:
+            if pin:
+                made.add_done_callback(self._release_made)
+            raise
+        try:
+            await self._unload_evicted()
+            await self.folder(entry.name, entry.path)
+        except BaseException:
+            if pin:
+                self.release(entry.name)
+            raise
+        return entry
+
+    def release(self, name: str) -> None:
+        """Unpin the adapter ``name`` that :meth:`condition` pinned; whatever the cache evicts now is unloaded
+        from vLLM by the next :meth:`condition`."""
+        self._cache().release(name)
+
+    def _release_made(self, made: asyncio.Future[CachedAdapter]) -> None:
+        """Release the pin of a pinned :meth:`condition` whose request was cancelled while its folder was made."""
+        if not made.cancelled() and made.exception() is None:
+            self.release(made.result().name)
+
+    def _cache(self) -> AdapterDiskCache:
         if self.cache is None:
             raise RuntimeError("ServedAdapters was built without a cache: it serves given folders only")
-        entry = await asyncio.to_thread(self.cache.get_or_create, run_fingerprint, condition, write)
-        await self._unload_evicted()
-        await self.folder(entry.name, entry.path)
-        return entry
+        return self.cache
 
     async def folder(self, name: str, path: str | Path) -> None:
         """Have vLLM serve the PEFT folder ``path`` as ``name`` (once; later calls return at once)."""
@@ -92,6 +120,8 @@ class ServedAdapters:
         with self._evicted_lock:
             names, self._evicted = self._evicted, []
         for name in names:
+            if self.cache is not None and self.cache.holds(name):
+                continue  # written again since it was evicted (the same key: the same weights), and maybe in use
             await self.unload(name)
 
     def forget(self) -> None:

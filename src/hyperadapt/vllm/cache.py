@@ -4,6 +4,9 @@ A vLLM server loads adapters from folders, so a condition served through vLLM mu
 a hash of the run's fingerprint and the condition's normalised text (:func:`normalise_condition`); the folder is
 written once through the caller's ``write(condition, folder)`` (a hypernetwork pass: nothing here knows TAGI).
 The order of use is the folders' modification times, so a restarted server keeps its cache and its LRU order.
+A folder in use is pinned (``get_or_create(..., pin=True)`` until ``release``): eviction passes over it, so that
+many new conditions at once (more than ``max_adapters``) cannot delete or unload an adapter a request still runs
+with; the cache then holds more than ``max_adapters`` folders until the pins are released.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import shutil
 import threading
 import unicodedata
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +55,9 @@ class CachedAdapter:
 
 class AdapterDiskCache:
     """At most ``max_adapters`` generated PEFT folders under ``root`` (``root/<key>/``), least recently used
-    evicted first. ``on_evict(name)`` is called for each evicted adapter (to unload it from vLLM) after its
-    folder is gone. Thread-safe: two threads asking for one new condition write it once.
+    evicted first; a pinned one (in use, see :meth:`get_or_create`) is never evicted. ``on_evict(name)`` is called
+    for each evicted adapter (to unload it from vLLM) after its folder is gone. Thread-safe: two threads asking for
+    one new condition write it once.
 
     Example::
 
@@ -72,6 +76,7 @@ class AdapterDiskCache:
         self.max_adapters, self.on_evict, self.prefix = max_adapters, on_evict, prefix
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
+        self._pins: Counter[str] = Counter()  # key -> requests using its folder now
         self._order: OrderedDict[str, None] = OrderedDict(
             (p.name, None) for p in sorted(self._finished(), key=lambda p: p.stat().st_mtime_ns)
         )
@@ -87,11 +92,28 @@ class AdapterDiskCache:
     def name_of(self, key: str) -> str:
         return f"{self.prefix}{key}"
 
-    def get_or_create(self, run_fingerprint: str, condition: str, write: WriteAdapter) -> CachedAdapter:
-        """The folder of (run, condition), written by ``write(normalised condition, folder)`` if absent.
+    def _key_of(self, name: str) -> str:
+        return name.removeprefix(self.prefix)
 
-        Raises ``ValueError`` for an empty condition and whatever ``write`` raises (nothing is kept then), or
-        ``RuntimeError`` when ``write`` leaves no ``adapter_config.json``."""
+    def holds(self, name: str) -> bool:
+        """Whether the adapter served as ``name`` has its folder in the cache now."""
+        with self._lock:
+            return self._key_of(name) in self._order
+
+    def pinned(self, name: str) -> int:
+        """How many users hold the adapter ``name`` pinned (0: it may be evicted)."""
+        with self._lock:
+            return self._pins[self._key_of(name)]
+
+    def get_or_create(
+        self, run_fingerprint: str, condition: str, write: WriteAdapter, pin: bool = False
+    ) -> CachedAdapter:
+        """The folder of (run, condition), written by ``write(normalised condition, folder)`` if absent. With
+        ``pin`` the folder is kept (never evicted) until :meth:`release` is called with the entry's name, once
+        for each pinned call.
+
+        Raises ``ValueError`` for an empty condition and whatever ``write`` raises (nothing is kept or pinned
+        then), or ``RuntimeError`` when ``write`` leaves no ``adapter_config.json``."""
         text = normalise_condition(condition)
         key = adapter_key(run_fingerprint, text)
         with self._lock:
@@ -108,10 +130,12 @@ class AdapterDiskCache:
                     self._order[key] = None
                     self._order.move_to_end(key)
                     self.hits, self.misses = self.hits + hit, self.misses + (not hit)
+                    if pin:
+                        self._pins[key] += 1
         finally:
             with self._lock:
                 self._key_locks.pop(key, None)
-        self._evict_over(self.max_adapters)
+        self._evict_over(self.max_adapters, keep=key)  # never the folder about to be returned
         return CachedAdapter(self.name_of(key), path, text, hit)
 
     @staticmethod
@@ -121,11 +145,24 @@ class AdapterDiskCache:
             shutil.rmtree(path, ignore_errors=True)
             raise RuntimeError(f"the adapter writer left no {MARKER} in {path}: it must write a PEFT folder")
 
-    def _evict_over(self, limit: int) -> None:
+    def release(self, name: str) -> None:
+        """Unpin the adapter ``name`` (one pinned :meth:`get_or_create`); what the pins kept over the limit is
+        evicted now. ``ValueError`` for a name that is not pinned."""
+        key = self._key_of(name)
+        with self._lock:
+            if self._pins[key] < 1:
+                raise ValueError(f"adapter {name!r} is not pinned: release it once per pinned get_or_create")
+            self._pins[key] -= 1
+            if not self._pins[key]:
+                del self._pins[key]
+        self._evict_over(self.max_adapters)
+
+    def _evict_over(self, limit: int, keep: str | None = None) -> None:
         evicted = []
         with self._lock:
-            while len(self._order) > limit:
-                key, _ = self._order.popitem(last=False)
+            unpinned = [k for k in self._order if not self._pins[k] and k != keep]  # least recently used first
+            for key in unpinned[: max(0, len(self._order) - limit)]:
+                del self._order[key]
                 shutil.rmtree(self.root / key, ignore_errors=True)
                 self.evictions += 1
                 evicted.append(self.name_of(key))
