@@ -187,6 +187,41 @@ def test_an_adapter_vllm_refuses_is_one_422(served, tmp_path):
     assert chat(running.url, "base", "hi").choices[0].message.content == "</models/tiny>"
 
 
+def test_a_runtime_adapter_reaches_vllm_as_the_front_loaded_it(served, tmp_path):
+    """vLLM is handed the factors the front loaded and checked, keyed by their content: a replace under the same
+    name is a new vLLM adapter, and a folder changed on disk after its load does not change what is served."""
+    import shutil
+
+    from hyperadapt.serve.vllm_engine import write_row
+
+    server, _, seen, running = served
+    folders = {}
+    for key in ("plural", "upper"):
+        folders[key] = tmp_path / key
+        folders[key].mkdir()
+        write_row(server.model, server.targets["cl"].method.serve_row(None, ROUTED[key]), folders[key])
+
+    def load(folder: Path, replace: bool = False) -> None:
+        body = {"lora_name": "swap", "lora_path": str(folder), "replace": replace}
+        assert httpx.post(running.url + "/v1/load_lora_adapter", json=body).status_code == 200
+
+    def served_as() -> tuple[str, str]:
+        answer = chat(running.url, "swap", "hi")
+        return answer.choices[0].message.content[1:-1], answer.model_extra["route"]
+
+    load(folders["plural"])
+    first, route = served_as()
+    load(folders["upper"], replace=True)
+    second, _ = served_as()
+    assert route == "adapter:swap" and first.startswith("ha-") and second.startswith("ha-") and first != second
+    shutil.rmtree(folders["upper"])
+    shutil.copytree(folders["plural"], folders["upper"])  # the folder changes on disk; the loaded adapter does not
+    assert served_as()[0] == second and Path(seen["loaded"][second]).parent != folders["upper"].parent
+    load(folders["plural"], replace=True)  # the first content again: its folder, already in vLLM
+    assert served_as()[0] == first
+    assert httpx.post(running.url + "/v1/unload_lora_adapter", json={"lora_name": "swap"}).status_code == 200
+
+
 def _big_adapter(server, out: Path) -> None:
     """A rank-32 adapter for the tiny model (the fake vLLM, like vLLM started with --max-lora-rank 16, refuses)."""
     from hyperadapt.core.rows import RowCondition

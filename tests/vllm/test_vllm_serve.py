@@ -200,8 +200,9 @@ def test_mixed_requests_through_vllm_equal_the_own_engine(served):
     ]
     # the rejected input's long answer from vLLM's base model, batched beside LoRA rows, is not one: see below
     assert all(tie for note, tie in notes if REJECTED[:20] not in note), notes
-    # each condition and route became one adapter folder: 3 TAGI conditions and the switch's 2 tasks
-    assert len(engine.cache) == 5
+    # each condition, route and loaded folder became one adapter folder: 3 TAGI conditions, the switch's 2 tasks and
+    # the PEFT folder as the front loaded it
+    assert len(engine.cache) == 6
     again = asyncio.run(ask_all(running.url))
     assert [hit for _, _, hit in again[:6]] == [True] * 6
     assert [a for a, _, _ in again][:8] == [a for a, _, _ in got][:8]

@@ -9,9 +9,12 @@ rendered).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard
+
+import torch
 
 from hyperadapt.core import conditioned, inject, load_peft
 from hyperadapt.core.rows import BASE_ROW, ConditionServable, RowCondition, RowFactors, Servable, fold
@@ -24,6 +27,17 @@ from hyperadapt.serve.conditions import ConditionText, normalize_condition, read
 def serves_conditions(method: Servable) -> TypeGuard[ConditionServable]:
     """Whether ``method`` serves as ``"condition"``, i.e. has the members of :class:`ConditionServable`."""
     return method.serves_as == "condition"
+
+
+def factors_digest(factors: RowFactors) -> str:
+    """20 hex digits of SHA-256 over ``factors`` (module paths, shapes and float32 values, in path order)."""
+    digest = hashlib.sha256()
+    for path in sorted(factors):
+        for tensor in factors[path]:
+            values = tensor.detach().to("cpu", torch.float32).contiguous()
+            digest.update(f"{path}{tuple(values.shape)}".encode())
+            digest.update(values.numpy().tobytes())
+    return digest.hexdigest()[:20]
 
 
 class Target(Protocol):
@@ -52,7 +66,9 @@ class BaseTarget:
 
 @dataclass
 class AdapterTarget:
-    """A PEFT LoRA folder loaded at start-up or at run time (``/v1/load_lora_adapter``)."""
+    """A PEFT LoRA folder loaded at start-up or at run time (``/v1/load_lora_adapter``). ``digest``: 20 hex
+    digits of SHA-256 over the loaded factors (:func:`factors_digest`), what ``--engine vllm`` keys the folder it
+    hands to vLLM by (a ``replace`` or a folder changed on disk is a new digest)."""
 
     name: str
     path: str
@@ -60,6 +76,7 @@ class AdapterTarget:
     kind: str = "adapter"
     needs_condition: bool = False
     prompt_style: PromptStyle | None = None
+    digest: str = ""
 
     @classmethod
     def load(cls, name: str, path: str | Path, model: Any) -> AdapterTarget:
@@ -70,7 +87,7 @@ class AdapterTarget:
             pass
         device = model.get_input_embeddings().weight.device
         factors = fold({p: (a.to(device), b.to(device)) for p, (a, b) in lora.factors.items()}, float(lora.scale))
-        return cls(name, str(path), factors)
+        return cls(name, str(path), factors, digest=factors_digest(factors))
 
     def resolve(self, condition: str | None, text: str) -> RowCondition:
         return RowCondition(self.factors, route=f"adapter:{self.name}")

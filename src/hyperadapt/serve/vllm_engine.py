@@ -53,7 +53,7 @@ from hyperadapt.serve.engine import (
     _send,
 )
 from hyperadapt.serve.errors import RequestRefused
-from hyperadapt.serve.runs import AdapterTarget, BaseTarget, MethodTarget, Target
+from hyperadapt.serve.runs import AdapterTarget, BaseTarget, MethodTarget, Target, factors_digest
 from hyperadapt.serve.server import Server
 from hyperadapt.vllm import (
     AdapterDiskCache,
@@ -67,6 +67,7 @@ from hyperadapt.vllm import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_ADAPTER_DIR = Path("~/.cache/hyperadapt/vllm-adapters")
+RUNTIME_ADAPTERS = "runtime-adapter"  # the "run" of the cache's keys for PEFT folders the front loaded
 
 
 def run_fingerprint(target: MethodTarget) -> str:
@@ -309,9 +310,11 @@ class VllmEngine:
         if isinstance(target, BaseTarget):
             return self.base_name, target.name, None, None
         _, served = self._connected()
-        if isinstance(target, AdapterTarget):
-            await served.folder(f"adapter:{target.name}", target.path)
-            return f"adapter:{target.name}", f"adapter:{target.name}", None, None
+        if isinstance(target, AdapterTarget):  # the factors the front loaded and checked, keyed by their content
+            row = target.resolve(None, job.route_text)
+            digest = target.digest or factors_digest(target.factors)
+            entry = await served.condition(RUNTIME_ADAPTERS, digest, self._row_writer(row), pin=True)
+            return entry.name, row.route, None, entry.name
         if not isinstance(target, MethodTarget):
             raise TypeError(f"the vLLM engine cannot answer a {type(target).__name__}")
         fingerprint = self._fingerprint(target)
