@@ -327,3 +327,48 @@ def test_a_refused_pinned_condition_is_released(tmp_path):
     with pytest.raises(AdapterRefused):
         run(served.condition("run", "x", big, pin=True))
     assert cache.pinned(cache.name_of(adapter_key("run", "x"))) == 0
+
+
+def test_more_streams_than_httpx_pools_by_default_reach_vllm_at_once():
+    """httpx pools 100 connections by default: the front held vLLM's batch to 100 streams and timed out the rest.
+    Here the fake vLLM answers no stream until all 130 have arrived."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    from hyperadapt.serve import RunningServer
+
+    streams, seen = 130, {"arrived": 0}
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    async def completions():
+        if "all_in" not in seen:
+            seen["all_in"] = asyncio.Event()
+        seen["arrived"] += 1
+        if seen["arrived"] == streams:
+            seen["all_in"].set()
+        try:
+            await asyncio.wait_for(seen["all_in"].wait(), 20)
+        except TimeoutError:
+            return JSONResponse({"error": {"message": f"only {seen['arrived']} arrived"}}, 500)
+
+        async def chunks():
+            yield 'data: {"choices": [{"text": "ok"}]}\n\ndata: [DONE]\n\n'
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    server = RunningServer(app)
+    try:
+
+        async def one(client: VllmClient) -> str:
+            return "".join([c["choices"][0]["text"] async for c in client.stream("completion", {"model": "m"})])
+
+        async def go():
+            async with VllmClient(server.url, timeout=30) as client:
+                return await asyncio.gather(*(one(client) for _ in range(streams)))
+
+        assert run(go()) == ["ok"] * streams and seen["arrived"] == streams
+    finally:
+        server.stop()
+    with pytest.raises(ValueError, match="max_connections must be at least 1"):
+        VllmClient("http://vllm.test", max_connections=0)

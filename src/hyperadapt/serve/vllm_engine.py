@@ -147,7 +147,8 @@ class VllmEngine:
         return self
 
     async def _connect(self) -> None:
-        self.client = VllmClient(self.process.url, timeout=self.timeout)
+        # one connection for each open request (submit_all bounds them by max_queue, some more for adapter loads)
+        self.client = VllmClient(self.process.url, timeout=self.timeout, max_connections=self.max_queue + 16)
         self.served = ServedAdapters(self.client, self.cache)
         self.base_name = (await self.client.models())[0]
 

@@ -45,6 +45,8 @@ def error_message(response: httpx.Response) -> str:
 class VllmClient:
     """Talks to the vLLM server at ``base_url`` (e.g. ``http://127.0.0.1:8000``) with one pooled
     ``httpx.AsyncClient``; ``timeout`` (seconds) bounds every request, streamed ones per chunk.
+    ``max_connections`` bounds the requests open at once (httpx's default, 100, would hold vLLM's batch to 100
+    streams and time out the ones waiting for a connection): a front gives its own bound of open requests.
 
     Example::
 
@@ -59,10 +61,16 @@ class VllmClient:
         timeout: float = 300.0,
         api_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 1024,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, headers=headers, transport=transport)
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(max_connections, 256))
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, headers=headers, transport=transport, limits=limits
+        )
 
     async def __aenter__(self) -> VllmClient:
         return self
