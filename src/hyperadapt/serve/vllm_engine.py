@@ -5,7 +5,9 @@
 the HTTP layer applies to both engines unchanged. Each job becomes one request to vLLM:
 
 - the base model: forwarded to vLLM's base model;
-- a PEFT folder (``--lora-modules``, ``/v1/load_lora_adapter``): vLLM loads the same folder on first use;
+- a PEFT folder (``--lora-modules``, ``/v1/load_lora_adapter``): the factors the front loaded and checked are
+  written once as a PEFT folder into the disk cache, keyed by their content, and loaded into vLLM on first use (a
+  ``replace`` is a new adapter; a folder changed on disk after its load changes nothing);
 - a ``condition`` run that exports adapters (TAGI, Hypter): the condition becomes a PEFT folder once (the
   method's ``export_adapter``, one hypernetwork pass, in the own engine's thread), kept in an
   :class:`~hyperadapt.vllm.AdapterDiskCache` keyed by run and normalised condition, and loaded into vLLM;
@@ -18,7 +20,8 @@ the HTTP layer applies to both engines unchanged. Each job becomes one request t
 The prompt goes to vLLM as token ids (the endpoint's own rendering), with the own engine's end-of-turn tokens as
 ``stop_token_ids``, so both engines decode the same sequence. Responses keep ``route`` and ``cache_hit``. Every
 failure of vLLM ends its request with one error event (503 unreachable or dead, 504 too slow, 422 an adapter it
-refuses, vLLM's own 4xx otherwise); the other requests go on.
+refuses, vLLM's own 4xx otherwise); the other requests go on. A request pins the adapter it answers with in the
+disk cache until it ends, so no other request's new condition evicts it mid-answer.
 
 Example::
 
