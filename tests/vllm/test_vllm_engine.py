@@ -268,3 +268,18 @@ def test_serve_refuses_an_unknown_engine_and_a_missing_vllm(tmp_path, monkeypatc
     monkeypatch.setenv("HYPERADAPT_VLLM_PYTHON", str(tmp_path / "no-python"))
     missing = runner.invoke(app, ["serve", "--engine", "vllm"])
     assert missing.exit_code != 0 and "make vllm" in missing.output
+
+
+def test_vllm_is_started_with_a_context_for_the_longest_request_the_front_admits(monkeypatch):
+    """vLLM's default here was 1,024 tokens while the front admits 2,048-token prompts and 512 new tokens: vLLM
+    refused requests the own engine answers."""
+    import hyperadapt.models
+    from hyperadapt.serve.vllm_engine import vllm_config
+
+    monkeypatch.setattr(hyperadapt.models, "resolve_model_path", lambda name: f"/models/{name}")
+    server = tiny_server(max_prompt_tokens=300, max_tokens=100)
+    positions = server.model.config.max_position_embeddings
+    assert vllm_config(server).max_model_len == min(400, positions)
+    server.config.max_prompt_tokens = positions  # a context beyond the model's positions is capped at them
+    assert vllm_config(server).max_model_len == positions
+    assert vllm_config(server, max_model_len=64).max_model_len == 64  # an explicit override wins

@@ -386,14 +386,21 @@ def use_vllm(
 
 def vllm_config(server: Server, max_lora_rank: int = 16, max_loras: int = 8, **overrides: Any) -> VllmServerConfig:
     """How ``hyperadapt serve`` starts vLLM for ``server``: its base model folder, float32 as the own engine,
-    the adapters' rank limit; ``overrides`` are other :class:`VllmServerConfig` fields."""
+    the adapters' rank limit, and a context as long as the longest request the front admits (``max_prompt_tokens``
+    + ``max_tokens``, at most the model's ``max_position_embeddings``), so that vLLM refuses no request the own
+    engine would answer; ``overrides`` are other :class:`VllmServerConfig` fields."""
     from hyperadapt.models import resolve_model_path
 
+    context = server.config.max_prompt_tokens + server.config.max_tokens
+    positions = getattr(server.model.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        context = min(context, positions)
     fields: dict[str, Any] = {
         "model": resolve_model_path(server.base_id),
         "max_lora_rank": max_lora_rank,
         "max_loras": max_loras,
         "max_cpu_loras": max(max_loras, 4 * max_loras),
+        "max_model_len": context,
         "dtype": "float32",
         **overrides,
     }
