@@ -92,8 +92,9 @@ def served(tmp_path_factory):
 def chat(url: str, model: str, text: str, condition: str | None = None, **kw):
     client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=60)
     extra = {"condition": condition} if condition else None
+    kw = {"temperature": 0, **kw}
     return client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": text}], max_tokens=3, temperature=0, extra_body=extra, **kw
+        model=model, messages=[{"role": "user", "content": text}], max_tokens=3, extra_body=extra, **kw
     )
 
 
@@ -132,6 +133,15 @@ def test_each_kind_of_request_reaches_its_vllm_model(served):
     while any(engine.cache.pinned(n) for n in names) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not any(engine.cache.pinned(n) for n in names)
+
+
+def test_a_seed_above_int64_reaches_vllm_as_its_signed_64_bits(served):
+    """The front takes seeds in [0, 2**64), vLLM's completions in the int64 range."""
+    _, _, seen, running = served
+    pairs = ((2**64 - 2, -2), (2**63, -(2**63)), (2**63 - 1, 2**63 - 1), (0, 0), (2**64 - 1, -(2**63)))  # -1: no seed
+    for seed, sent in pairs:
+        chat(running.url, "base", "hi", seed=seed, temperature=1.0)
+        assert seen["bodies"][-1]["seed"] == sent
 
 
 def test_megan_is_answered_by_the_own_engine(served):

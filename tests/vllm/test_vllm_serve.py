@@ -236,6 +236,25 @@ def test_streamed_answer_equals_whole(served):
     assert text == asyncio.run(ask_all(running.url))[0][0]
 
 
+def test_any_seed_the_front_takes_and_a_long_prompt_reach_vllm(served):
+    """Seeds in [0, 2**64) (vLLM's are int64) and a prompt over vLLM's former 1,024-token context."""
+    _, running, _, _, _, _ = served
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0, timeout=300)
+    answers = [
+        client.chat.completions.create(
+            model="base", messages=[{"role": "user", "content": TEXTS[0]}], max_tokens=4, temperature=1.0, seed=seed
+        )
+        .choices[0]
+        .message.content
+        for seed in (2**64 - 1, 2**64 - 1, 7)
+    ]
+    assert answers[0] == answers[1]  # the same seed, the same sample
+    long = client.chat.completions.create(
+        model="base", messages=[{"role": "user", "content": "word " * 1200}], max_tokens=2, temperature=0
+    )
+    assert long.usage.prompt_tokens > 1024
+
+
 def test_logprobs_through_vllm_are_the_own_models(served):
     """vLLM's raw-distribution logprobs (its default ``raw_logprobs`` mode), mapped back to token ids, equal the
     own model's log-softmax at the first answer step: the chosen token, its log-probability and the best two."""

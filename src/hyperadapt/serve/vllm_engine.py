@@ -277,7 +277,7 @@ class VllmEngine:
             "max_tokens": s.max_tokens,
             "temperature": 0.0 if s.greedy else s.temperature,
             "top_p": s.top_p,
-            "seed": s.seed,
+            "seed": _int64(s.seed),
             "stop": list(s.stop),
             "stop_token_ids": sorted(self.own.eos),
             "skip_special_tokens": True,
@@ -353,6 +353,16 @@ class VllmEngine:
             self.own.call(lambda: write_row(self.own.model, row, out)).result()
 
         return write
+
+
+def _int64(seed: int | None) -> int | None:
+    """A request's seed in [0, 2**64) as vLLM takes it, a signed 64-bit integer: the same 64 bits (two's
+    complement), except that 2**64 - 1 would be -1, which vLLM reads as "no seed" (a new sample each time): it is
+    sent as -2**63, the image of 2**63, so those two seeds give the same samples through vLLM."""
+    if seed is None or seed < 2**63:
+        return seed
+    signed = seed - 2**64
+    return -(2**63) if signed == -1 else signed
 
 
 def use_vllm(
