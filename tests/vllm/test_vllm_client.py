@@ -372,3 +372,24 @@ def test_more_streams_than_httpx_pools_by_default_reach_vllm_at_once():
         server.stop()
     with pytest.raises(ValueError, match="max_connections must be at least 1"):
         VllmClient("http://vllm.test", max_connections=0)
+
+
+def test_tokenize_reads_vllms_answer_and_names_another_shape():
+    answers = iter(
+        [
+            httpx.Response(200, json={"count": 2, "max_model_len": 2560, "tokens": [5, 9]}),
+            httpx.Response(404, json={"detail": "Not Found"}),  # not vLLM: no such route
+            httpx.Response(200, json={"tokens": ["5"], "max_model_len": 2560}),
+            httpx.Response(200, text="<html>"),
+        ]
+    )
+
+    async def go():
+        async with client_for(lambda request: next(answers)) as client:
+            assert await client.tokenize("m", "hi") == ([5, 9], 2560)
+            assert await client.tokenize("m", "hi") is None
+            for _ in range(2):
+                with pytest.raises(VllmError, match="not vLLM's shape"):
+                    await client.tokenize("m", "hi")
+
+    run(go())

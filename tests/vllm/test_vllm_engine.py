@@ -27,9 +27,19 @@ from hyperadapt.vllm.process import free_port  # noqa: E402
 CONDITIONS = ["Answer in capitals.", "Reverse the list."]
 
 
-def fake_vllm() -> tuple[FastAPI, dict]:
+def fake_vllm(tokenize=None) -> tuple[FastAPI, dict]:
+    """``tokenize(text) -> (ids, max_model_len)`` answers ``POST /tokenize``; without it the route is absent."""
     seen: dict = {"loaded": {}, "bodies": []}
     app = FastAPI()
+
+    if tokenize is not None:
+
+        @app.post("/tokenize")
+        async def tokenize_route(request: Request):
+            body = await request.json()
+            assert body["add_special_tokens"] is False
+            ids, context = tokenize(body["prompt"])
+            return {"count": len(ids), "max_model_len": context, "tokens": ids}
 
     @app.get("/health")
     async def health():
@@ -266,6 +276,28 @@ def test_a_vllm_that_never_answers_stops_the_start_with_its_reason(tmp_path):
     with pytest.raises(VllmUnavailable, match="was not healthy within 1s"):
         engine.start()
     engine.stop()
+
+
+def test_a_vllm_of_another_model_is_refused_and_a_short_context_named(tmp_path, caplog):
+    """The front sends token ids: a vLLM with another tokenizer would answer garbage without an error."""
+    server = tiny_server(max_prompt_tokens=300, max_tokens=100)
+    ours = server.tokenizer
+
+    def start(tokenize) -> None:
+        app, _ = fake_vllm(tokenize)
+        vllm = RunningServer(app)
+        engine = use_vllm(tiny_server(max_prompt_tokens=300, max_tokens=100), url=vllm.url, adapter_dir=tmp_path)
+        try:
+            engine.start()
+        finally:
+            engine.stop()
+            vllm.stop()
+
+    with pytest.raises(VllmUnavailable, match="whose tokenizer is not that of"):
+        start(lambda text: ([t + 1 for t in ours(text, add_special_tokens=False).input_ids], 4096))
+    with caplog.at_level("WARNING", logger="hyperadapt.serve.vllm_engine"):
+        start(lambda text: (ours(text, add_special_tokens=False).input_ids, 256))
+    assert "a context of 256 tokens; the front admits requests of up to 400" in caplog.text
 
 
 def test_serve_refuses_an_unknown_engine_and_a_missing_vllm(tmp_path, monkeypatch):

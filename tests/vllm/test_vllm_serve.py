@@ -21,7 +21,7 @@ import pytest
 import torch
 from tests.serve.serve_helpers import switch_method
 
-from hyperadapt.vllm import VllmProcess
+from hyperadapt.vllm import VllmClient, VllmProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = Path(os.environ.get("HYPERADAPT_VLLM_PYTHON") or ROOT / ".venv-vllm" / "bin" / "python")
@@ -234,6 +234,21 @@ def test_streamed_answer_equals_whole(served):
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == asyncio.run(ask_all(running.url))[0][0]
+
+
+def test_vllm_tokenizes_as_the_front_with_the_context_it_admits(served):
+    """What the engine checks at start (a vLLM of another model is refused): vLLM's /tokenize is there and agrees."""
+    from hyperadapt.serve.vllm_engine import TOKENIZER_PROBE
+
+    server, _, _, process, _, _ = served
+
+    async def ask():
+        async with VllmClient(process.url) as client:
+            return await client.tokenize((await client.models())[0], TOKENIZER_PROBE)
+
+    tokens, context = asyncio.run(ask())
+    assert tokens == server.tokenizer(TOKENIZER_PROBE, add_special_tokens=False).input_ids
+    assert context == server.config.max_prompt_tokens + server.config.max_tokens
 
 
 def test_any_seed_the_front_takes_and_a_long_prompt_reach_vllm(served):

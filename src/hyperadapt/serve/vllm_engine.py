@@ -65,11 +65,13 @@ from hyperadapt.vllm import (
     VllmError,
     VllmProcess,
     VllmServerConfig,
+    VllmUnavailable,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_ADAPTER_DIR = Path("~/.cache/hyperadapt/vllm-adapters")
+TOKENIZER_PROBE = "hyperadapt checks the tokenizer: Grüße, 12345 — ünïcödé, 数字."  # one text, both sides
 RUNTIME_ADAPTERS = "runtime-adapter"  # the "run" of the cache's keys for PEFT folders the front loaded
 
 
@@ -123,8 +125,10 @@ class VllmEngine:
         max_adapters: int = 512,
         max_queue: int = 1024,
         timeout: float = 300.0,
+        longest: int | None = None,
     ) -> None:
         self.own, self.targets, self.metrics = own, targets, own.metrics
+        self.longest = longest  # the longest request the front admits (prompt + new tokens), checked at start
         self.process = VllmProcess(config=config, url=url)
         self.cache = AdapterDiskCache(adapter_dir, max_adapters)
         self.max_queue, self.timeout = max_queue, timeout
@@ -154,6 +158,35 @@ class VllmEngine:
         self.client = VllmClient(self.process.url, timeout=self.timeout, max_connections=self.max_queue + 16)
         self.served = ServedAdapters(self.client, self.cache)
         self.base_name = (await self.client.models())[0]
+        await self._check_model(self.client, self.base_name)
+
+    async def _check_model(self, client: VllmClient, base: str) -> None:
+        """Refuse (:class:`VllmUnavailable`) a vLLM whose tokenizer is not the front's: the front sends token ids,
+        so another model would answer garbage without an error. Warn when its context is shorter than the longest
+        request the front admits (vLLM refuses those with its 400)."""
+        found = await client.tokenize(base, TOKENIZER_PROBE)
+        if found is None:
+            log.warning("vLLM at %s has no /tokenize: cannot check that it serves the front's model", client.base_url)
+            return
+        tokens, context = found
+        ours = list(self.own.tokenizer(TOKENIZER_PROBE, add_special_tokens=False).input_ids)
+        if tokens != ours:
+            front = getattr(self.own.model, "name_or_path", "") or "the front's model"
+            raise VllmUnavailable(
+                f"vLLM at {client.base_url} serves {base!r}, whose tokenizer is not that of {front} (a probe text "
+                f"is {len(tokens)} tokens there, {len(ours)} here): the front sends token ids, so vLLM must serve "
+                "the same base model"
+            )
+        if self.longest is not None and context < self.longest:
+            log.warning(
+                "vLLM at %s has a context of %d tokens; the front admits requests of up to %d (prompt + max_tokens): "
+                "vLLM refuses longer ones with a 400. Start it with --max-model-len %d, or lower the front's "
+                "--max-prompt-tokens / --max-tokens",
+                client.base_url,
+                context,
+                self.longest,
+                self.longest,
+            )
 
     def stop(self) -> None:
         """End every open request with a 503, stop vLLM if we started it, and the own engine."""
@@ -389,6 +422,7 @@ def use_vllm(
         adapter_dir=adapter_dir,
         max_adapters=max_adapters,
         max_queue=server.config.max_queue,
+        longest=server.config.max_prompt_tokens + server.config.max_tokens,
     )
     server.engine = engine
     return engine

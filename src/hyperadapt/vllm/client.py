@@ -111,6 +111,24 @@ class VllmClient:
             raise VllmError(f"vLLM refused to list its models: {error_message(response)}", _status(response))
         return [m["id"] for m in response.json()["data"]]
 
+    async def tokenize(self, model: str, text: str) -> tuple[list[int], int] | None:
+        """vLLM's token ids for ``text`` (no special tokens added) and its context length (``max_model_len``), from
+        ``POST /tokenize``; None when the server has no such route (an OpenAI-compatible server that is not vLLM).
+
+        Raises :class:`VllmError` when vLLM refuses the request or answers in another shape."""
+        body = {"model": model, "prompt": text, "add_special_tokens": False}
+        response = await self._post("/tokenize", body, "a tokenize request")
+        if response.status_code == 404 and _json(response) == NO_ROUTE:
+            return None
+        if response.status_code != 200:
+            raise VllmError(f"vLLM refused a tokenize request: {error_message(response)}", _status(response))
+        answer = _json(response)
+        tokens = answer.get("tokens") if isinstance(answer, dict) else None
+        context = answer.get("max_model_len") if isinstance(answer, dict) else None
+        if not isinstance(tokens, list) or not all(type(t) is int for t in tokens) or type(context) is not int:
+            raise VllmError(f"vLLM answered /tokenize with {response.text[:200]!r}: not vLLM's shape", 502)
+        return tokens, context
+
     async def load_adapter(self, name: str, path: str) -> None:
         """Have vLLM load the PEFT folder ``path`` as ``name`` (the server needs ``--enable-lora`` and
         ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``; ``path`` is read by the server, so it must see that folder).
