@@ -312,6 +312,26 @@ def test_serve_refuses_an_unknown_engine_and_a_missing_vllm(tmp_path, monkeypatc
     assert missing.exit_code != 0 and "make vllm" in missing.output
 
 
+def test_serve_with_a_vllm_that_cannot_serve_is_one_line_before_the_app(tiny_dir, monkeypatch):
+    """Was uvicorn's lifespan traceback ("Application startup failed"); the app must not start."""
+    import uvicorn
+    from tests.cli_helpers import runner
+
+    from hyperadapt.cli import app
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the app started"))
+    fake, _ = fake_vllm(lambda text: ([1, 2, 3], 4096))  # another model's tokenizer
+    vllm = RunningServer(fake)
+    try:
+        args = ["serve", "--model", str(tiny_dir), "--engine", "vllm", "--vllm-url", vllm.url]
+        result = runner.invoke(app, [*args, "--port", str(free_port())])
+    finally:
+        vllm.stop()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and "tokenizer is not that of" in errors[0], result.output
+    assert "Traceback" not in result.output
+
+
 def test_vllm_is_started_with_a_context_for_the_longest_request_the_front_admits(monkeypatch):
     """vLLM's default here was 1,024 tokens while the front admits 2,048-token prompts and 512 new tokens: vLLM
     refused requests the own engine answers."""

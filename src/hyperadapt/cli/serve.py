@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from hyperadapt.cli._errors import console
+from hyperadapt.errors import UserError
 
 SHUTDOWN_GRACE_S = 10  # seconds an open request gets to finish after SIGTERM
 
@@ -15,8 +16,6 @@ def check_listenable(host: str, port: int) -> None:
     """Fail in one line, before any model loads, when ``host:port`` cannot be listened on (the port is taken,
     or the address is not this machine's). Raises ``UserError``."""
     import socket
-
-    from hyperadapt.errors import UserError
 
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
@@ -100,12 +99,25 @@ def serve(
     if engine == "vllm":
         from hyperadapt.serve.vllm_engine import use_vllm, vllm_config
 
-        use_vllm(
+        vllm = use_vllm(
             server,
             None if vllm_url else vllm_config(server, export_lora_rank, vllm_max_loras),
             url=vllm_url,
             max_adapters=vllm_adapters,
         )
+        from hyperadapt.vllm import VllmUnavailable
+
+        console.print("starting vLLM" if vllm_url is None else f"connecting to vLLM at {vllm_url}", markup=False)
+        try:  # before the app, so that a vLLM that cannot serve is one line, not uvicorn's traceback
+            vllm.start()
+        except VllmUnavailable as err:
+            vllm.stop()
+            raise UserError(str(err)) from err
     console.print(f"serving {', '.join(server.targets)} on http://{host}:{port}/v1", markup=False)
     # a request still open at SIGTERM gets SHUTDOWN_GRACE_S to finish; then the engine ends it with a 503
-    uvicorn.run(create_app(server), host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    try:
+        uvicorn.run(
+            create_app(server), host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
+        )
+    finally:  # the app stops the engine when it ran; a vLLM started above must not outlive a failed start
+        server.engine.stop()

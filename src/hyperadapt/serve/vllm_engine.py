@@ -140,17 +140,22 @@ class VllmEngine:
         self._open: dict[Job, concurrent.futures.Future[None]] = {}
         self._stopping = False
         self._fingerprints: dict[str, str] = {}
+        self.started = False
 
     # -- the Engine interface --------------------------------------------------------------------------
 
     def start(self) -> VllmEngine:
-        """Start the own engine, then vLLM (or reach it), and wait until it is healthy; raises
-        :class:`VllmUnavailable` (or ``FileNotFoundError`` when ``make vllm`` was not run) naming why."""
+        """Start the own engine, then vLLM (or reach it), and wait until it is healthy and serves the front's
+        model; raises :class:`VllmUnavailable` (or ``FileNotFoundError`` when ``make vllm`` was not run) naming
+        why. A second call returns at once (``hyperadapt serve`` starts it before the app, whose start calls it)."""
+        if self.started:
+            return self
         self.own.start()
         self.process.start()
         self._thread = threading.Thread(target=self._loop.run_forever, name="hyperadapt-vllm", daemon=True)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._connect(), self._loop).result()
+        self.started = True
         return self
 
     async def _connect(self) -> None:
@@ -189,7 +194,10 @@ class VllmEngine:
             )
 
     def stop(self) -> None:
-        """End every open request with a 503, stop vLLM if we started it, and the own engine."""
+        """End every open request with a 503, stop vLLM if we started it, and the own engine (once: a second
+        call does nothing)."""
+        if self._stopping:
+            return
         self._stopping = True
         for job, future in list(self._open.items()):
             future.cancel()
