@@ -393,3 +393,21 @@ def test_tokenize_reads_vllms_answer_and_names_another_shape():
                     await client.tokenize("m", "hi")
 
     run(go())
+
+
+def test_an_evicted_adapter_vllm_no_longer_knows_fails_no_request(tmp_path, caplog):
+    """vLLM restarted, or lost the name: unloading an evicted adapter is vLLM's 404. The request that happened to
+    come next is not the one to fail."""
+    fake = FakeVllm()
+    served = ServedAdapters(client_for(fake), AdapterDiskCache(tmp_path / "cache", max_adapters=1))
+
+    async def go():
+        first = await served.condition("run", "a", writer)
+        fake.loaded.clear()  # vLLM forgot it
+        with caplog.at_level("WARNING", logger="hyperadapt.vllm.adapters"):
+            second = await served.condition("run", "b", writer)  # evicts a; its unload is a 404
+        return first, second
+
+    first, second = run(go())
+    assert second.name in fake.loaded and first.name not in served.loaded
+    assert f"could not unload the evicted adapter {first.name}" in caplog.text

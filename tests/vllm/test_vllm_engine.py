@@ -5,6 +5,7 @@ The real vLLM is in ``test_vllm_serve.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -60,10 +61,32 @@ def fake_vllm(tokenize=None) -> tuple[FastAPI, dict]:
         seen["loaded"][body["lora_name"]] = body["lora_path"]
         return PlainTextResponse("Success")
 
+    @app.post("/v1/unload_lora_adapter")
+    async def unload(request: Request):
+        name = (await request.json())["lora_name"]
+        if seen["loaded"].pop(name, None) is None:
+            return JSONResponse({"error": {"message": f"The lora adapter '{name}' cannot be found."}}, 404)
+        return PlainTextResponse("Success")
+
     @app.post("/v1/completions")
     async def completions(request: Request):
         body = await request.json()
         seen["bodies"].append(body)
+
+        async def slow():  # max_tokens >= 50: a long answer, a chunk every 50 ms, that notes being cut off
+            finished = False
+            try:
+                for _ in range(200):
+                    yield f"data: {json.dumps({'choices': [{'text': 'x', 'finish_reason': None}]})}\n\n"
+                    await asyncio.sleep(0.05)
+                finished = True
+                yield "data: [DONE]\n\n"
+            finally:
+                if not finished:
+                    seen["aborted"] = seen.get("aborted", 0) + 1
+
+        if body["max_tokens"] >= 50:
+            return StreamingResponse(slow(), media_type="text/event-stream")
 
         async def chunks():
             for i, text in enumerate(("<", body["model"], ">")):
@@ -152,6 +175,30 @@ def test_a_seed_above_int64_reaches_vllm_as_its_signed_64_bits(served):
     for seed, sent in pairs:
         chat(running.url, "base", "hi", seed=seed, temperature=1.0)
         assert seen["bodies"][-1]["seed"] == sent
+
+
+def test_a_client_that_leaves_ends_its_vllm_stream_and_releases_its_adapter(served):
+    """The front notices the client is gone, cancels the job, closes its stream to vLLM (which aborts it there)
+    and unpins the adapter the request was answering with."""
+    server, engine, seen, running = served
+    before, aborted = engine.metrics.cancelled, seen.get("aborted", 0)
+    body = {
+        "model": "tagi",
+        "messages": [{"role": "user", "content": "a long answer"}],
+        "condition": "Say x many times.",
+        "max_tokens": 60,
+        "stream": True,
+    }
+    with httpx.stream("POST", running.url + "/v1/chat/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        first = next(response.iter_lines())
+        assert first.startswith("data:")
+    deadline = time.monotonic() + 10
+    while (seen.get("aborted", 0) == aborted or engine.metrics.cancelled == before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen.get("aborted", 0) == aborted + 1 and engine.metrics.cancelled == before + 1
+    name = next(n for n, b in reversed(list(enumerate(seen["bodies"]))) if b["max_tokens"] >= 50)
+    assert not engine.cache.pinned(seen["bodies"][name]["model"])
 
 
 def test_megan_is_answered_by_the_own_engine(served):

@@ -18,6 +18,7 @@ Both need the folder on a filesystem vLLM reads; a load costs one round trip per
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from hyperadapt.vllm.cache import AdapterDiskCache, CachedAdapter, WriteAdapter
 from hyperadapt.vllm.client import VllmClient
 from hyperadapt.vllm.errors import VllmError
 
+log = logging.getLogger(__name__)
 ALREADY_LOADED = "has already been loaded"  # vLLM's refusal of a name it serves: ours are content hashes, so fine
 
 
@@ -122,7 +124,10 @@ class ServedAdapters:
         for name in names:
             if self.cache is not None and self.cache.holds(name):
                 continue  # written again since it was evicted (the same key: the same weights), and maybe in use
-            await self.unload(name)
+            try:
+                await self.unload(name)
+            except VllmError as err:  # not the concern of the request that happened to come next
+                log.warning("could not unload the evicted adapter %s from vLLM: %s", name, err)
 
     def forget(self) -> None:
         """Forget what vLLM had loaded (after it restarted): each name is loaded again on its next use."""
