@@ -397,11 +397,42 @@ class BaseModel:
     fingerprint: str | None = None
     scheme: int = 1
 
+    @property
+    def comparable(self) -> bool:
+        """Whether the record holds a weight fingerprint that any loaded copy can be checked against (every run
+        written since 2026-12): then any path or id of the same weights serves, not only the recorded name."""
+        return self.fingerprint is not None and self.scheme == FINGERPRINT_SCHEME
+
+    def load(self, run: str | Path) -> tuple[Any, Any]:
+        """Load the recorded base model (``models.load_base_model``) for the run ``run``, unchecked.
+
+        A local path is recorded as the user gave it, so a relative one names the model only from the folder
+        the run was trained from: when it cannot be loaded from here, the ``FileNotFoundError`` or ``OSError``
+        says so and how to name the model instead (``--model``, checked against the fingerprint)."""
+        from hyperadapt.models import DEFAULT_MODEL_ID, load_base_model
+
+        name = self.name_or_path
+        try:
+            return load_base_model(name)
+        except (FileNotFoundError, OSError) as err:
+            path = Path(name).expanduser()
+            if name in ("default", DEFAULT_MODEL_ID) or path.is_absolute() or path.exists():
+                raise
+            how = (
+                "pass --model with its path (the weights are checked against the run's fingerprint)"
+                if self.comparable
+                else "run this from the folder the run was trained from"
+            )
+            raise InputNotFound(
+                f"{run} was trained on the base model {name!r}, a path relative to the folder it was trained "
+                f"from, which is not found from here ({Path.cwd()}): {how}"
+            ) from err
+
     def check(self, model: Any, run: str | Path) -> None:
         """Refuse (``ValueError``) a loaded ``model`` other than this one."""
         from hyperadapt.models import same_model
 
-        if self.fingerprint is not None and self.scheme == FINGERPRINT_SCHEME:
+        if self.comparable:
             found = model_fingerprint(model)
             same = found["fingerprint"] == self.fingerprint
         else:  # no weight hash that can be compared across machines: the name must agree
@@ -416,7 +447,7 @@ class BaseModel:
                 f"{run} was trained on the base model {self.name_or_path!r} (fingerprint "
                 f"{self.fingerprint}), not on {found['name_or_path']!r} (fingerprint "
                 f"{found['fingerprint']}): a run's adapters only fit their own base model; load it on "
-                "that one (leave out --model)"
+                "that one (leave out --model, or give that model's path)"
             )
 
 
@@ -596,10 +627,14 @@ class Run:
         return self.entry.load
 
     def check_model(self, model: str | None) -> str:
-        """The base model to evaluate the run on: its own; ``model``, when given, must name that same model."""
+        """The base model to evaluate the run on: its own, or ``model`` when given. A run with a weight
+        fingerprint (``BaseModel.comparable``) takes any path or id of the same weights (``model_and_tokenizer``
+        checks them when they load); an older run only the name it recorded (``ValueError`` for another)."""
         from hyperadapt.models import same_model
 
         own = self.base_model.name_or_path
+        if model is not None and self.base_model.comparable:
+            return model
         if model is not None and not same_model(model, own):
             raise UserError(
                 f"--model {model!r} does not match the model the run {self.path} was trained on "
@@ -611,9 +646,7 @@ class Run:
         """``given`` (a loaded model and tokenizer), else the run's own base model, checked to be the one the
         run was trained on (``ValueError`` otherwise)."""
         if given is None:
-            from hyperadapt.models import load_base_model
-
-            given = load_base_model(self.base_model.name_or_path)
+            given = self.base_model.load(self.path)
         self.base_model.check(given[0], self.path)
         return given
 

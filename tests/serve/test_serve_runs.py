@@ -3,6 +3,9 @@ every run `eval --run` loads is served, another base model is refused, and each 
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import httpx
 import pytest
 import torch
@@ -125,7 +128,42 @@ def test_a_run_is_refused_on_another_base_model(tagi_run, tmp_path):
     with pytest.raises(ValueError, match="was trained on the base model"):
         runs.Run.open(tagi_run).load(tiny_model(seed=1))
     result = runner.invoke(app, ["eval", "--run", str(tagi_run), "--data", "synthetic", "--model", str(other)])
-    assert result.exit_code == 2 and "does not match the model the run" in result.output
+    assert result.exit_code == 2 and "was trained on the base model" in result.output
+
+
+def test_a_run_loads_on_any_path_to_its_own_weights(tagi_run, model_dir, jsonl, tmp_path, monkeypatch):
+    """A run records its base model as the user named it, so a relative path names it only from the folder the
+    run was trained from: from elsewhere, eval and serve say so, and --model names the same weights by another
+    path (checked against the run's fingerprint)."""
+    moved = tmp_path / "moved"
+    shutil.copytree(tagi_run, moved)
+    record = json.loads((moved / "run.json").read_text())
+    record["config"]["model"] = f"./{model_dir.name}"  # as trained from model_dir's parent
+    (moved / "run.json").write_text(json.dumps(record))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    copy = shutil.copytree(model_dir, tmp_path / "copy of the model")
+    args = ["eval", "--run", str(moved), "--data", f"jsonl:{jsonl}", "--split", "test", "--limit", "1"]
+    args += ["--max-new-tokens", "2", "--out", str(tmp_path / "e.json")]
+
+    lost = runner.invoke(app, args)
+    assert lost.exit_code == 2
+    assert "a path relative to the folder it was trained from" in lost.output and "--model" in lost.output
+    with pytest.raises(FileNotFoundError, match="relative to the folder it was trained from"):
+        build_server([str(moved)])
+
+    found = runner.invoke(app, [*args, "--model", str(copy)])
+    assert found.exit_code == 0, found.output
+    assert build_server([str(moved)], model=str(copy)).targets.keys() == {"base", "moved"}
+    answer = ["generate", str(moved), "--condition", CONDITION, "--input", INPUT, "--max-new-tokens", "8"]
+    assert "--model" in runner.invoke(app, answer).output
+    assert generated(tagi_run) in runner.invoke(app, [*answer, "--model", str(copy)]).output
+    export = ["adapter", str(moved), "--instruction", CONDITION, "--out", str(tmp_path / "adapter")]
+    assert runner.invoke(app, [*export, "--model", str(copy)]).exit_code == 0
+    other = save_tiny_model(tmp_path / "other", seed=1)
+    refused = runner.invoke(app, [*answer, "--model", str(other)])
+    assert refused.exit_code == 2 and "was trained on the base model" in refused.output
 
 
 def test_each_command_reads_the_run_record_once(tagi_run, jsonl, tmp_path, monkeypatch):

@@ -27,7 +27,10 @@ def set_option(help: str = OVERRIDE_HELP) -> Any:
 SetOption = Annotated[list[str] | None, set_option()]
 ConfigOption = Annotated[Path | None, typer.Option(help="YAML config (see configs/), or a run's run.json to resume it")]
 ModelOption = Annotated[
-    str | None, typer.Option(help="default, a HF id, a folder or a .gguf file (with a run: the run's own model)")
+    str | None,
+    typer.Option(
+        help="default, a HF id, a folder or a .gguf file (with a run: its own, or a path to the same weights)"
+    ),
 ]
 MaxNewTokensOption = Annotated[int, typer.Option(min=1, help="longest answer in tokens")]
 MaxPromptTokensOption = Annotated[
@@ -62,3 +65,21 @@ class StrayOverridesGroup(TyperGroup):
                 stray.append(arg)
             refuse_stray_overrides(stray)
         return super().resolve_command(ctx, args)
+
+
+RunModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="the run's base model by another path or id (its weights are checked against the run's fingerprint)",
+    ),
+]
+
+
+def run_model(model: str | None) -> Any:
+    """The base model and tokenizer that ``--model`` names for a run (``None``: the run loads its own)."""
+    if model is None:
+        return None
+    from hyperadapt.models import load_base_model
+
+    return load_base_model(model)

@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from hyperadapt.cli._errors import console
+from hyperadapt.cli._options import RunModelOption, run_model
 
 
 def adapter(
     run: Annotated[Path, typer.Argument(help="a trained TAGI (or Hypter) run directory or a released checkpoint")],
     instruction: Annotated[str, typer.Option(help="the task instruction to turn into an adapter")],
     out: Annotated[Path, typer.Option(help="folder for the PEFT adapter")],
+    model: RunModelOption = None,
 ) -> None:
     """Generate a LoRA adapter from an instruction with a trained TAGI hypernetwork; write it as PEFT.
 
@@ -27,7 +29,9 @@ def adapter(
     check_adapter_out(out)
     if not instruction.strip():  # before loading anything
         raise UserError("--instruction is empty: TAGI generates the adapter from the task's instruction")
-    path = export_adapter(Run.open(run), instruction, out)
+    opened = Run.open(run)
+    opened.check_model(model)  # a run without a fingerprint takes only its own model's name, before anything loads
+    path = export_adapter(opened, instruction, out, run_model(model))
     console.print(f"adapter written to {path}")
 
 

@@ -77,6 +77,7 @@ def eval_cmd(
     from hyperadapt.evaluation.harness import EvalConfig, evaluate
     from hyperadapt.io import check_out_file
     from hyperadapt.methods.tagi.instructions import INSTRUCTION_VARIANTS, with_instructions
+    from hyperadapt.models import load_base_model
     from hyperadapt.registry import method_entry
     from hyperadapt.runs import Run
 
@@ -107,6 +108,7 @@ def eval_cmd(
         max_prompt_tokens=max_prompt_tokens,
         metric_lang=metric_lang,
     )
+    given_model = model  # a run loads --model when given (its weights checked against the run's), else its own
     model = opened.check_model(model) if opened is not None else model or "default"
     own = opened.prompt_style.setting if opened is not None else "def"
     target = results_path(
@@ -115,7 +117,7 @@ def eval_cmd(
     check_out_file(target, "--out")
     tasks = with_instructions(load_tasks(data, split), instructions, instructions_seed)
     if opened is not None:
-        runner = opened.load()
+        runner = opened.load(None if given_model is None else load_base_model(model))
         if setting is not None and setting != own:
             warnings.warn(
                 f"{run} was trained on prompts of setting {own!r}; --setting {setting} evaluates it on "

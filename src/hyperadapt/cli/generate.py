@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from hyperadapt.cli._errors import console
-from hyperadapt.cli._options import MaxNewTokensOption, MaxPromptTokensOption
+from hyperadapt.cli._options import MaxNewTokensOption, MaxPromptTokensOption, RunModelOption, run_model
 
 
 def generate(
@@ -18,6 +18,7 @@ def generate(
     condition: Annotated[list[str] | None, typer.Option(help="condition/instruction: one, or one per input")] = None,
     max_new_tokens: MaxNewTokensOption = 64,
     max_prompt_tokens: MaxPromptTokensOption = None,
+    model: RunModelOption = None,
 ) -> None:
     """Answer inputs with a trained run: SwitchCIT routes each input; other methods take --condition.
 
@@ -26,6 +27,8 @@ def generate(
     from hyperadapt.methods.inputs import answer_inputs
     from hyperadapt.runs import Run
 
-    rows = answer_inputs(Run.open(run), input_, condition or [], max_new_tokens, max_prompt_tokens)
+    opened = Run.open(run)
+    opened.check_model(model)  # a run without a fingerprint takes only its own model's name, before anything loads
+    rows = answer_inputs(opened, input_, condition or [], max_new_tokens, max_prompt_tokens, run_model(model))
     for text, answer, route in rows:
         console.print(Text.assemble((text, "bold"), f"  [{route}]" if route else "", " -> ", answer))

@@ -140,7 +140,10 @@ def build_server(
     if model is None and len(bases) > 1:
         raise UserError(f"the runs were trained on different base models {sorted(bases)}: serve them separately")
     base_id = model or (bases.pop() if bases else "default")
-    if model_and_tokenizer is None:
+    if model_and_tokenizer is None and model is None and opened:
+        first = opened[0][1]  # the runs' own base model (a relative path is explained when not found from here)
+        model_and_tokenizer = first.base_model.load(first.path)
+    elif model_and_tokenizer is None:
         from hyperadapt.models import load_base_model
 
         model_and_tokenizer = load_base_model(base_id)
