@@ -11,7 +11,8 @@
 # interruption run the same command again: a finished step is skipped (its log ends in STEP DONE), and so is a
 # step whose result benchmarks/sni_v2_collect.sh has committed under docs/results/sni/ (kept() below): on a new
 # machine only the rows that have not landed run again, from the start (2026-12-07: the 4x runs were lost with the
-# machine at tagi_x4 stage 2 step 636 of 800 and the 4x LoRA's answer 1,040 of 1,240, and restarted).
+# machine at tagi_x4 stage 2 step 636 of 800 and the 4x LoRA's answer 1,040 of 1,240, and restarted; 2026-12-08 lost
+# again at stage-2 step 307 and LoRA step 866, and restarted).
 #
 # Estimates (docs/RESULTS.md, SNI-CPU v1: one thread beside another job, an answer at 64 new tokens and
 # batch 16 takes 1.2-2.5 s, a LoRA step 12-20 s, a TAGI teacher step 22-28 s, a stage-2 step 23-35 s; with
