@@ -14,7 +14,7 @@ from serve_helpers import tagi_method
 from hyperadapt.data.prompts import render
 from hyperadapt.serve.cache import ByteLRU
 from hyperadapt.serve.conditioning import RowCondition
-from hyperadapt.serve.engine import Engine, EngineStopped, Job, Sampling, cancel_when_gone
+from hyperadapt.serve.engine import Engine, EngineStopped, Job, Sampling, cancel_on_disconnect
 from hyperadapt.serve.runs import BaseTarget, MethodTarget
 from hyperadapt.testing import tiny_model
 
@@ -181,15 +181,14 @@ def test_a_client_that_leaves_is_cancelled_while_tokens_flow(engine):
     leaving = job(engine, max_tokens=60)
     seen: list[str] = []
 
-    async def client_gone() -> bool:  # the client leaves once it has seen its first tokens
-        while not leaving.events.empty():
-            event = leaving.events.get_nowait()
-            seen.append(event["type"])
-        return "delta" in seen
+    async def receive() -> dict[str, str]:  # the client leaves once it has seen its first tokens
+        while "delta" not in seen:
+            seen.append((await asyncio.to_thread(leaving.events.get, timeout=60))["type"])
+        return {"type": "http.disconnect"}
 
     async def main() -> bool:
         engine.submit(leaving)
-        return await asyncio.wait_for(cancel_when_gone([leaving], client_gone, interval_s=0.01), 60)
+        return await asyncio.wait_for(cancel_on_disconnect([leaving], receive), 60)
 
     assert asyncio.run(main()) is True
     deadline = time.monotonic() + 30

@@ -342,6 +342,28 @@ def test_a_non_streamed_client_that_leaves_is_cancelled(served):
     assert metric(served, "hyperadapt_generated_tokens_total") - tokens < 64  # it stopped before max_tokens
 
 
+def test_a_streamed_client_that_leaves_before_its_first_token_is_cancelled(served):
+    """The server waits for the ASGI ``http.disconnect`` (no polling) while a streamed request has sent nothing."""
+    server = served[0]
+    restore = slowed(server, 1.0)  # the prompt's forward pass outlasts the client's patience
+    try:
+        cancelled = metric(served, "hyperadapt_cancelled_total")
+        tokens = metric(served, "hyperadapt_generated_tokens_total")
+        body = {**GOOD, "max_tokens": 64, "stream": True}
+        url = served[1].url + "/v1/completions"
+        with pytest.raises(httpx.ReadTimeout), httpx.stream("POST", url, json=body, headers=AUTH, timeout=0.3) as r:
+            r.read()
+        deadline = time.monotonic() + 30
+        while metric(served, "hyperadapt_cancelled_total") == cancelled and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while metric(served, "hyperadapt_active_sequences") > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        restore()
+    assert metric(served, "hyperadapt_cancelled_total") == cancelled + 1
+    assert metric(served, "hyperadapt_generated_tokens_total") - tokens < 64
+
+
 def peft_folder(tmp_path: Path, name: str, rank: int = 2, poison: float | None = None) -> Path:
     donor, _ = tiny_model("llama")
     inject(donor, ("q_proj", "v_proj"), gating=False)

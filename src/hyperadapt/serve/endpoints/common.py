@@ -30,7 +30,7 @@ from hyperadapt.serve.engine import (
     StartEvent,
     TokenCounts,
     TokenLogprobs,
-    cancel_when_gone,
+    cancel_on_disconnect,
 )
 from hyperadapt.serve.errors import lone_surrogate
 from hyperadapt.serve.runs import Target
@@ -343,10 +343,10 @@ def queue_sink(loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Event]) ->
 
 async def watched(jobs: list[Job], request: Request, answer: Coroutine[Any, Any, R]) -> R:
     """Await the coroutine ``answer`` (reading ``jobs``' events) while watching the client: when it leaves,
-    every job is cancelled at once, tokens flowing or not (:func:`cancel_when_gone`), and :class:`ClientGone`
+    every job is cancelled at once, tokens flowing or not (:func:`cancel_on_disconnect`), and :class:`ClientGone`
     is raised."""
     reading = asyncio.ensure_future(answer)
-    watcher = asyncio.ensure_future(cancel_when_gone(jobs, request.is_disconnected))
+    watcher = asyncio.ensure_future(cancel_on_disconnect(jobs, request.receive))
     try:
         await asyncio.wait({reading, watcher}, return_when=asyncio.FIRST_COMPLETED)
         if reading.done():
