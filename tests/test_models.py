@@ -64,6 +64,17 @@ def test_default_id_resolves_locally_without_hub(monkeypatch, tmp_path):
     assert models.resolve_model_path("org/other") == "org/other"
 
 
+def test_a_hub_id_out_of_reach_fails_at_once(monkeypatch):
+    """Offline, a name that is neither a folder nor a cached id is one error before transformers asks the hub."""
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=2.0: False)
+    monkeypatch.setattr(models, "_in_hf_cache", lambda model_id: False)
+    asked = []
+    monkeypatch.setattr(models.AutoConfig, "from_pretrained", lambda *a, **k: asked.append(a))
+    with pytest.raises(OSError, match="cannot be reached"):
+        load_base_model("some-org/some-model")
+    assert asked == []
+
+
 @pytest.mark.skipif(not models.default_model_installed(), reason="default model package not installed")
 @pytest.mark.slow
 def test_default_model_loads():  # pragma: no cover - needs the packaged model (~20 s the first time)

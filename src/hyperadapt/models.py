@@ -266,14 +266,19 @@ def _check_model_source(name_or_path: str, path_str: str) -> None:
 
 
 def _hub_config(name_or_path: str, path_str: str) -> PreTrainedConfig:
+    offline = (
+        "cannot load model {!r}: it is not a local folder and the Hugging Face hub {}; "
+        "give 'default', a local model folder or a .gguf file"
+    )
+    local = Path(path_str).expanduser().exists()
+    if not local and not _in_hf_cache(path_str) and not _hub_reachable():
+        # at once: transformers would retry the hub for about half a minute before saying the same
+        raise OSError(offline.format(name_or_path, "cannot be reached (offline)"))
     try:
         config: PreTrainedConfig = AutoConfig.from_pretrained(path_str)
     except OSError as err:
         where = "cannot be reached (offline)" if not _hub_reachable() else "has no such model (or it needs a login)"
-        raise OSError(
-            f"cannot load model {name_or_path!r}: it is not a local folder and the Hugging Face hub {where}; "
-            "give 'default', a local model folder or a .gguf file"
-        ) from err
+        raise OSError(offline.format(name_or_path, where)) from err
     return config
 
 
