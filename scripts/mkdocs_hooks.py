@@ -34,4 +34,6 @@ def on_page_content(html: str, page: Any, **kwargs: Any) -> str:
     """On the CLI reference, set each command's "Example: hyperadapt ..." line as code."""
     if page.file.src_uri != "cli.md":
         return html
+    if "--max-new-tokens" not in html:  # mkdocs-click 0.9's table style rendered no option of a typer command
+        raise ValueError("docs/cli.md rendered no options (eval's --max-new-tokens is missing): check its :style:")
     return re.sub(r"Example: (hyperadapt [^<]*?)(?=</p>|<br|$)", r"Example: <code>\1</code>", html)
