@@ -414,7 +414,7 @@ class BaseModel:
         name = self.name_or_path
         try:
             return load_base_model(name)
-        except (FileNotFoundError, OSError) as err:
+        except (FileNotFoundError, OSError, UserError) as err:  # UserError: a bare folder name ("unknown model")
             path = Path(name).expanduser()
             if name in ("default", DEFAULT_MODEL_ID) or path.is_absolute() or path.exists():
                 raise

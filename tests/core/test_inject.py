@@ -4,6 +4,7 @@ from core_helpers import batch_of, random_bank
 from peft import LoraConfig, get_peft_model
 
 from hyperadapt.core import ConditionedLinear, GatedMLP, conditioned, inject, is_injected, remove
+from hyperadapt.errors import UserError
 from hyperadapt.testing import TINY_ARCHITECTURES, tiny_model
 
 
@@ -29,7 +30,7 @@ def test_inject_is_additive_and_checks_targets():
     inject(model, targets=["v_proj"], gating=False)
     wrapped = sorted({m.name.rsplit(".", 1)[-1] for m in model.modules() if isinstance(m, ConditionedLinear)})
     assert wrapped == ["q_proj", "v_proj"] and not any(isinstance(m, GatedMLP) for m in model.modules())
-    with pytest.raises(ValueError, match="unsupported target modules.*choose from"):
+    with pytest.raises(UserError, match="unsupported target modules.*choose from"):  # one line in the CLI
         inject(model, targets=["lm_head"])
 
 

@@ -216,3 +216,31 @@ def test_benchmark_summary_carries_the_reject_option():
         }
     )
     assert "reject AUROC" in table and "| 0.812 |" in table and "75.0 %" in table
+
+
+def test_adding_a_task_from_another_folder_changes_nothing_and_says_why(cl_root, tmp_path, monkeypatch):
+    """A stream named by a relative path is read from the current folder: from elsewhere, `continual add` fails
+    before it records the task (it used to leave the run unfinished, and a retry refused the task as present)."""
+    import dataclasses
+
+    from hyperadapt.data.loaders import load_task_file
+    from hyperadapt.methods.switch import add_task
+
+    monkeypatch.chdir(tmp_path)
+    cfg = dataclasses.replace(cl_config(cl_root), stream="cl:cl#1")
+    model = tiny_model()
+    run_stream(cfg, tmp_path / "run", "switchcit", model_and_tokenizer=model)
+    before = (tmp_path / "run" / "run.json").read_text()
+    extra = tmp_path / "task030_third.json"
+    extra.write_text(json.dumps(_task("task030_third", "train", 12)))
+    task = load_task_file(extra, "task030_third")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(FileNotFoundError, match="relative to the folder it was trained from"):
+        add_task(tmp_path / "run", task, model_and_tokenizer=model)
+    assert (tmp_path / "run" / "run.json").read_text() == before
+    assert not (tmp_path / "run" / "added").exists()
+    monkeypatch.chdir(tmp_path)
+    results = add_task(tmp_path / "run", task, model_and_tokenizer=model)
+    assert [row["task"] for row in results["rows"]][-1] == "task030_third"

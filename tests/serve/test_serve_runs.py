@@ -150,6 +150,10 @@ def test_a_run_loads_on_any_path_to_its_own_weights(tagi_run, model_dir, jsonl, 
     lost = runner.invoke(app, args)
     assert lost.exit_code == 2
     assert "a path relative to the folder it was trained from" in lost.output and "--model" in lost.output
+    record["config"]["model"] = model_dir.name  # a bare folder name: "unknown model" from here
+    (moved / "run.json").write_text(json.dumps(record))
+    bare = runner.invoke(app, args)
+    assert bare.exit_code == 2 and "a path relative to the folder it was trained from" in bare.output
     with pytest.raises(FileNotFoundError, match="relative to the folder it was trained from"):
         build_server([str(moved)])
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from hyperadapt.core.gating import BetaFn, BetaSpec, GatedMLP, beta_for_layers
 from hyperadapt.core.lora import ConditionedLinear, LoraConditioning, PreparedLora, prepare
+from hyperadapt.errors import UserError
 from hyperadapt.models import SWIGLU_MODULES, check_supported, decoder_layers
 
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -25,13 +26,13 @@ def check_targets(targets: Sequence[str], key: str = "target modules", required:
     """Validate module type names (``q_proj``, ``v_proj``, ...): only the Llama-family linears are allowed.
 
     The one check of every config's LoRA targets; ``key`` names the setting in the error, and ``required``
-    refuses an empty list. Raises ``ValueError`` naming the unsupported names.
+    refuses an empty list. Raises ``UserError`` (a ``ValueError``) naming the unsupported names.
     """
     if isinstance(targets, str):
         targets = (targets,)
     bad = [t for t in targets if t not in LINEAR_MODULES]
     if bad or (required and not targets):
-        raise ValueError(f"unsupported {key} {bad or '[]'}: choose from {list(LINEAR_MODULES)}, e.g. [q_proj, v_proj]")
+        raise UserError(f"unsupported {key} {bad or '[]'}: choose from {list(LINEAR_MODULES)}, e.g. [q_proj, v_proj]")
     return tuple(targets)
 
 

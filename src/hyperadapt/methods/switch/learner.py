@@ -336,8 +336,9 @@ def add_task(
                 f"{run_dir} has not finished its stream ({state['completed']}/{len(existing)} tasks): "
                 f"resume it first: `{run.resume_command()}`"
             )
+        ctx = _stream_context(run, model_and_tokenizer)  # the model and the stream's data, before anything is written
         _save_added(run, train, test)
-        _, ctx = load_run_context(run_dir, model_and_tokenizer)
+        ctx = with_added_tasks(ctx)
         learner = learner_class(run.method)(ctx)
         cache = open_cache(ctx)
         queries = test_queries(ctx)
@@ -345,6 +346,27 @@ def add_task(
         k = len(ctx.tasks) - 1
         complete_stage(learner, ctx, k, queries, cache, state)
         return write_results(ctx, learner, state)
+
+
+def _stream_context(run: Run, model_and_tokenizer: tuple[PreTrainedModel, Tokenizer] | None) -> StreamContext:
+    """The run's stream context (its base model, checked, and its stream's tasks). A stream given by a relative
+    path is read from the current folder: when it is not found here, the error says so (``FileNotFoundError``)."""
+    cfg = run.config
+    given = run.model_and_tokenizer(model_and_tokenizer)
+    try:
+        return with_added_tasks(make_context(cfg, run.path, given))
+    except FileNotFoundError as err:
+        relative = [
+            spec
+            for spec in (cfg.stream, cfg.unseen)
+            if ":" in spec and not Path(spec.partition(":")[2].partition("#")[0]).expanduser().is_absolute()
+        ]
+        if not relative:
+            raise
+        raise InputNotFound(
+            f"{err}: {run.path} reads its data from {' and '.join(map(repr, relative))}, a path relative to the "
+            f"folder it was trained from, not {Path.cwd()}: run this command from that folder (nothing was changed)"
+        ) from err
 
 
 def _split_new_task(train: Task, test: Task | None) -> tuple[Task, Task]:
