@@ -90,3 +90,24 @@ def test_results_of_another_evaluation_are_refused_unless_overwrite(tiny_dir, js
         refused = runner.invoke(app, other)
         assert refused.exit_code == 2 and words in refused.output and "--overwrite" in refused.output
         assert "Traceback" not in refused.output and out.read_text() == damaged
+
+
+def test_the_same_evaluation_from_another_folder_is_the_same(tiny_dir, jsonl_data, tmp_path, monkeypatch):
+    """Results record their data and model as identified where they ran: a relative --data given in one folder
+    and the same file's absolute path given in another are one evaluation (it was refused as another)."""
+    import shutil
+
+    here = tmp_path / "here"
+    here.mkdir()
+    shutil.copy(jsonl_data, here / "tasks.jsonl")
+    out = tmp_path / "r.json"
+    monkeypatch.chdir(here)
+    _ok(["eval", "--model", str(tiny_dir), "--data", "jsonl:tasks.jsonl", "--out", str(out), *FAST])
+    monkeypatch.chdir(tmp_path)
+    _ok(["eval", "--model", str(tiny_dir), "--data", f"jsonl:{here / 'tasks.jsonl'}", "--out", str(out), *FAST])
+    other = tmp_path / "other.jsonl"
+    shutil.copy(jsonl_data, other)
+    refused = runner.invoke(
+        app, ["eval", "--model", str(tiny_dir), "--data", f"jsonl:{other}", "--out", str(out), *FAST]
+    )
+    assert refused.exit_code == 2 and "holds the results of another evaluation (data" in refused.output

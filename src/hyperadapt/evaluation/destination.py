@@ -84,9 +84,13 @@ def identity(result: Mapping[str, Any]) -> dict[str, Any]:
     apart from another one; data and model by :func:`source_tag`."""
     settings = (result.get("config") or {}).get("eval") or {}
     found = {**{k: result.get(k) for k in RESULT_KEYS}, **{k: settings.get(k) for k in EVAL_KEYS}}
+    sources = result.get("sources")  # the tags recorded where the results were written (since 2026-12-08)
+    recorded = sources if isinstance(sources, dict) else {}
     for key in ("data", "model"):  # one folder, however its path is written
-        value = found[key]
-        if isinstance(value, str) and value:
+        value, tag = found[key], recorded.get(key)
+        if isinstance(tag, str) and tag:
+            found[key] = tag  # a relative path is resolved where it was given, not in today's folder
+        elif isinstance(value, str) and value:
             found[key] = source_tag(value)
     return found
 

@@ -26,6 +26,7 @@ from hyperadapt.config import ADDED_KEYS, RENAMED_KEYS
 from hyperadapt.data.prompts import TruncationStats, build_prompt, check_setting
 from hyperadapt.data.schema import Instance, Task
 from hyperadapt.errors import InputNotFound, UserError
+from hyperadapt.evaluation.destination import source_tag
 from hyperadapt.evaluation.generate import generate_batch, option_logprobs
 from hyperadapt.evaluation.metrics import (
     METRIC_LANGS,
@@ -161,6 +162,14 @@ def make_queries(
         for task in tasks
         for inst in task.head(limit).instances
     ]
+
+
+def _tag(spec: str) -> str:
+    """``destination.source_tag`` of a data spec or model name, "" for none or one that makes no file name."""
+    try:
+        return source_tag(spec) if spec else ""
+    except UserError:
+        return ""
 
 
 def answer_identity(method: Method) -> dict[str, str | None]:
@@ -505,6 +514,8 @@ def evaluate(
         "model": model,
         "data": data,
         "split": split,
+        # data and model as identified where this ran (a relative path means another folder elsewhere)
+        "sources": {"data": _tag(data), "model": _tag(model)},
         "setting": setting,
         "mode": cfg.mode,
         "tasks": per_task,
