@@ -104,6 +104,30 @@ def test_compare_reads_the_predictions_an_evaluation_writes(jsonl_data, tmp_path
     assert rows["predictions"]["minus_reference"]["rougeL"]["diff"] == 0.0
 
 
+def test_compare_takes_data_and_split_from_the_results_beside_the_predictions(jsonl_data, tmp_path):
+    """Without --data and --split, the evaluations' own results (R.json beside R.predictions.jsonl) say them;
+    an answer log has none, and evaluations of different data are refused."""
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    for name in ("a", "b"):
+        rows = [
+            {"task": t.name, "id": x.id, "prediction": x.outputs[0], "references": []}
+            for t in tasks
+            for x in t.instances
+        ]
+        (tmp_path / f"{name}.predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (tmp_path / f"{name}.json").write_text(json.dumps({"data": f"jsonl:{jsonl_data}", "split": "test"}))
+    args = ["bench", "compare", str(tmp_path / "a.predictions.jsonl"), str(tmp_path / "b.predictions.jsonl")]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "c.json").read_text())["data"] == f"jsonl:{jsonl_data}"
+    log = write_log(tmp_path / "l.answers.jsonl", tasks, lambda t, x: x.outputs[0])
+    alone = runner.invoke(app, [*args, str(log), "--out", str(tmp_path / "d.json")])
+    assert alone.exit_code == 2 and "give --data" in alone.output
+    (tmp_path / "b.json").write_text(json.dumps({"data": "synthetic", "split": "test"}))
+    mixed = runner.invoke(app, [*args, "--out", str(tmp_path / "e.json")])
+    assert mixed.exit_code == 2 and "different data" in mixed.output
+
+
 def empty(folder):
     path = folder / "empty.jsonl"
     path.write_text("")

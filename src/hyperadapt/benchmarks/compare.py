@@ -262,6 +262,31 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join([*lines, markdown_table(header, rows)]) + "\n"
 
 
+def recorded_setting(pairs: list[tuple[str, Source]], key: str, option: str, default: str | None = None) -> str:
+    """The ``data`` or ``split`` that the evaluations of the answers record in their results (``R.json`` beside
+    each ``R.predictions.jsonl``), when they all agree; ``default`` when a file has no results beside it (an
+    answer log); ``UserError`` naming ``option`` otherwise."""
+    found: dict[str, list[str]] = {}
+    for _, source in pairs:
+        if source.recorded:
+            continue
+        name = source.path.name
+        results = source.path.with_name(name.removesuffix(".predictions.jsonl") + ".json")
+        if not name.endswith(".predictions.jsonl") or not results.is_file():
+            if default is not None:
+                return default
+            raise UserError(f"give {option}: no evaluation results beside {source.path} record it")
+        record = load_json(results, "results file")
+        value = record.get(key) if isinstance(record, dict) else None
+        if not isinstance(value, str) or not value:
+            raise UserError(f"give {option}: {results} records no {key}")
+        found.setdefault(value, []).append(str(source.path))
+    if len(found) > 1:
+        shown = "; ".join(f"{v!r} ({len(paths)} file(s))" for v, paths in found.items())
+        raise UserError(f"the answers were evaluated on different {key} ({shown}): give {option}")
+    return next(iter(found))  # a relative data path is read from here, as eval's --data would be
+
+
 def compare_command(
     ctx: typer.Context,
     logs: Annotated[
@@ -274,9 +299,19 @@ def compare_command(
         ),
     ],
     data: Annotated[
-        str, typer.Option(help="the task data the answers belong to, as eval's --data (unused for recorded scores)")
-    ] = "sni:../shared/data/sni",
-    split: Annotated[str, typer.Option(help="the split that was evaluated (unused for recorded scores)")] = "test",
+        str | None,
+        typer.Option(
+            help="the task data the answers belong to, as eval's --data (default: as the results beside the "
+            "predictions record it; unused for recorded scores)"
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="the split that was evaluated (default: as the results beside the predictions record it, else "
+            "test; unused for recorded scores)"
+        ),
+    ] = None,
     limit: Annotated[
         int | None,
         typer.Option(
@@ -301,7 +336,8 @@ def compare_command(
     Reads the predictions an evaluation writes beside its results (R.predictions.jsonl) or an answer log
     (R.answers.jsonl, or a benchmark's <method>.<split>.answers.jsonl), scores them without a model on the first
     --limit instances of each task, and gives every file's paired difference from the first. --data, --split and
-    --limit must be those of the evaluations (or a smaller --limit). A result JSON (R.json, or R.json#KEY/KEY for
+    --limit must be those of the evaluations (or a smaller --limit); --data and --split default to what the
+    results beside the predictions (R.json) record. A result JSON (R.json, or R.json#KEY/KEY for
     one row of a benchmark's JSON, e.g. tagi.json#results/tagi/test) gives its recorded per-task scores instead.
     Writes --out (JSON + .md table), as every benchmark does, and prints one line per file.
 
@@ -336,8 +372,11 @@ def compare_command(
             f"--out {out} (or its table, {out.with_suffix('.md').name}) would overwrite an input or the results of "
             "the evaluation that wrote it: choose another file"
         )
-    scores = compare(pairs, data, split, limit, resamples, seed, metric_lang)
     rescored = not all(s.recorded for _, s in pairs)  # else --data and --split were not used: recorded as null
+    if rescored:
+        data = data or recorded_setting(pairs, "data", "--data")
+        split = split or recorded_setting(pairs, "split", "--split", default="test")
+    scores = compare(pairs, data or "", split or "", limit, resamples, seed, metric_lang)
     result = {
         "data": data if rescored else None,
         "split": split if rescored else None,
