@@ -138,6 +138,11 @@ def test_release_replaces_only_a_previous_checkpoint(tagi_run, tmp_path):
     result = runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt), *card])
     assert result.exit_code == 0, result.output  # released again: the old checkpoint is replaced
     assert (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()
+    again = runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt)])  # would lose the card given
+    assert again.exit_code == 2 and "written by hand" in again.output
+    assert (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()
+    kept = runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt), "--card", str(ckpt / "README.md")])
+    assert kept.exit_code == 0 and (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()
     run_files = sorted(p.relative_to(tagi_run) for p in tagi_run.rglob("*"))
     for out in (tagi_run, tmp_path, tagi_run / "ckpt"):  # the run itself, its parent, a folder inside it
         result = runner.invoke(app, ["release", str(tagi_run), "--out", str(out)])

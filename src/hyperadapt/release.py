@@ -43,7 +43,7 @@ def release_checkpoint(
     (:func:`check_finite`), and ``FileNotFoundError`` when the run has no final hypernetwork.
     """
     run = Run.of(run)
-    run_dir, out = check_release_out(run.path, out)
+    run_dir, out = check_release_out(run.path, out, card is not None)
     folder, source = run.entry.folder, run.artefact  # None for a method without an artefact folder
     if not run.entry.releasable or folder is None or source is None:
         names = [n for n in method_names() if method_entry(n).releasable]
@@ -100,9 +100,13 @@ def is_checkpoint(path: Path) -> bool:
         return False
 
 
-def check_release_out(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]:
+GENERATED_CARD = "<!-- written by hyperadapt release; ship your own card with --card -->"
+
+
+def check_release_out(run_dir: str | Path, out: str | Path, card: bool = False) -> tuple[Path, Path]:
     """Refuse, before any work, an ``out`` whose files the release would lose: the run itself, a folder
-    holding it or inside it, an existing file, or a non-empty folder other than a previous checkpoint."""
+    holding it or inside it, an existing file, a non-empty folder other than a previous checkpoint, or (without
+    a new ``card``) a previous checkpoint whose model card was not the generated one (written by hand)."""
     out = check_out_dir(
         out,
         "--out",
@@ -110,6 +114,12 @@ def check_release_out(run_dir: str | Path, out: str | Path) -> tuple[Path, Path]
         replaces=is_checkpoint,
         kind="checkpoint (a folder whose run record names released_from)",
     )
+    readme = out / "README.md"
+    if not card and readme.is_file() and GENERATED_CARD not in readme.read_text(encoding="utf-8", errors="replace"):
+        raise UserError(
+            f"{out} holds a checkpoint whose model card was written by hand: pass --card {readme} to keep it, "
+            "--card FILE for another, or choose another --out"
+        )
     return Path(run_dir), out
 
 
@@ -184,7 +194,7 @@ def default_card(run: Mapping[str, Any], evals: list[dict[str, Any]] | None = No
     lines += ["", "Not recorded here: the exact command and the known weaknesses (ship them with `--card`).", ""]
     if run.get("versions"):
         lines += ["## Versions", "", "```json", json.dumps(run["versions"], indent=1), "```", ""]
-    lines += ["## Config", "", "```json", json.dumps(cfg, indent=1), "```", ""]
+    lines += ["## Config", "", "```json", json.dumps(cfg, indent=1), "```", "", GENERATED_CARD, ""]
     return "\n".join(lines)
 
 

@@ -50,7 +50,7 @@ def release(
     from hyperadapt.release import check_release_out, checkpoint_bytes, release_checkpoint
     from hyperadapt.runs import Run
 
-    check_release_out(run, out)
+    check_release_out(run, out, card is not None)
     try:
         text = card.read_text(encoding="utf-8") if card is not None else None
     except UnicodeDecodeError as err:
