@@ -509,7 +509,9 @@ def test_generate_prints_markup_literally(here, monkeypatch):
     monkeypatch.setattr(
         generate_cli,
         "answer_inputs",
-        lambda run, inputs, conds, n, budget=None: [(inputs[0], "[bold]answer[/] [/x]", f"condition: {conds[0]}")],
+        lambda run, inputs, conds, n, budget=None, model_and_tokenizer=None: [
+            (inputs[0], "[bold]answer[/] [/x]", f"condition: {conds[0]}")
+        ],
     )
     (here / "run").mkdir()
     (here / "run" / "run.json").write_text('{"method": "tagi", "config": {}}')

@@ -353,7 +353,7 @@ def test_the_committed_checkpoint_opens_with_every_answer_from_its_record():
     assert (run.kind, run.method, run.finished, run.released) == ("train", "tagi", True, True)
     assert run.entry.load is load_tagi and isinstance(run.config, TagiConfig)
     assert run.prompt_style.setting == "def" and run.artefact == CHECKPOINT / "hypernet"
-    assert run.base_model.name_or_path == "default" and run.base_model.scheme == 1  # checked by name (old hash)
+    assert run.base_model.name_or_path == "default" and run.base_model.comparable  # checked by its weights
 
 
 def test_an_old_stream_record_is_finished_once_its_results_exist(tmp_path):

@@ -30,7 +30,8 @@ def adapter(
     if not instruction.strip():  # before loading anything
         raise UserError("--instruction is empty: TAGI generates the adapter from the task's instruction")
     opened = Run.open(run)
-    opened.check_model(model)  # a run without a fingerprint takes only its own model's name, before anything loads
+    if model is not None:  # a run without a fingerprint takes only its own model's name, before anything loads
+        opened.check_model(model)
     path = export_adapter(opened, instruction, out, run_model(model))
     console.print(f"adapter written to {path}")
 

@@ -28,7 +28,9 @@ def generate(
     from hyperadapt.runs import Run
 
     opened = Run.open(run)
-    opened.check_model(model)  # a run without a fingerprint takes only its own model's name, before anything loads
-    rows = answer_inputs(opened, input_, condition or [], max_new_tokens, max_prompt_tokens, run_model(model))
+    if model is not None:  # a run without a fingerprint takes only its own model's name, before anything loads
+        opened.check_model(model)
+    given = run_model(model)
+    rows = answer_inputs(opened, input_, condition or [], max_new_tokens, max_prompt_tokens, model_and_tokenizer=given)
     for text, answer, route in rows:
         console.print(Text.assemble((text, "bold"), f"  [{route}]" if route else "", " -> ", answer))
