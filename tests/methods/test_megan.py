@@ -191,6 +191,9 @@ def test_loading_onto_a_different_base_model_is_an_error(tmp_path):
     qwen, _ = tiny_model("qwen2")
     with pytest.raises(ValueError, match="model_type"):
         load_hypernetwork(tmp_path / "h", qwen)
+    load_hypernetwork(tmp_path / "h", other, by_name=False)  # a run that checked the weights: any name of them
+    with pytest.raises(ValueError, match="hidden_size"):
+        load_hypernetwork(tmp_path / "h", wider, by_name=False)
 
 
 @pytest.mark.parametrize(

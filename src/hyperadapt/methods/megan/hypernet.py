@@ -276,10 +276,13 @@ def save_hypernetwork(hyper: BetaHypernetwork, model: PreTrainedModel, path: str
     return write_dir_atomic(path, write)
 
 
-def check_base_model(saved: dict[str, Any], model: PreTrainedModel, where: str | Path) -> None:
-    """Raise ``UserError`` if ``model`` is not the base model the hypernetwork in ``where`` was trained for."""
+def check_base_model(saved: dict[str, Any], model: PreTrainedModel, where: str | Path, by_name: bool = True) -> None:
+    """Raise ``UserError`` if ``model`` is not the base model the hypernetwork in ``where`` was trained for: its
+    shape, and its name unless ``by_name`` is False (a run whose weight fingerprint was checked, which any path to
+    the same weights passes)."""
     have = base_model_info(model)
-    diff = {k: (saved.get(k), have[k]) for k in BASE_MODEL_KEYS if saved.get(k) != have[k]}
+    keys = BASE_MODEL_KEYS if by_name else tuple(k for k in BASE_MODEL_KEYS if k != "name_or_path")
+    diff = {k: (saved.get(k), have[k]) for k in keys if saved.get(k) != have[k]}
     if diff:
         what = ", ".join(f"{k}: trained for {a!r}, given {b!r}" for k, (a, b) in diff.items())
         raise UserError(
@@ -288,12 +291,12 @@ def check_base_model(saved: dict[str, Any], model: PreTrainedModel, where: str |
         )
 
 
-def load_hypernetwork(path: str | Path, model: PreTrainedModel) -> BetaHypernetwork:
+def load_hypernetwork(path: str | Path, model: PreTrainedModel, by_name: bool = True) -> BetaHypernetwork:
     """The hypernetwork saved in folder ``path``, checked against ``model`` and loaded strictly onto its device.
 
     Raises ``UserError`` naming the file when its ``hypernetwork.json`` lacks the objects ``base_model`` and
     ``spec`` or holds a spec of unknown keys or values of the wrong kind, and when ``model`` is not the base
-    model it was trained for."""
+    model it was trained for (by name too unless ``by_name`` is False: see :func:`check_base_model`)."""
     path = Path(path)
     meta = load_json(path / CONFIG_FILE, "hypernetwork config")
     if not isinstance(meta.get("base_model"), dict) or not isinstance(meta.get("spec"), dict):
@@ -301,7 +304,7 @@ def load_hypernetwork(path: str | Path, model: PreTrainedModel) -> BetaHypernetw
             f"hypernetwork config {path / CONFIG_FILE} needs the objects 'base_model' and 'spec': it is damaged; "
             "copy or save it again"
         )
-    check_base_model(meta["base_model"], model, path)
+    check_base_model(meta["base_model"], model, path, by_name)
     try:
         spec = from_dict(HypernetSpec, meta["spec"], "spec.")
     except UserError as err:

@@ -312,5 +312,6 @@ def load_megan(
     if not (run.path / HYPERNET_DIR).exists():
         raise InputNotFound(f"{run.path} has no trained hypernetwork yet: train it (or resume) first")
     model, tokenizer = run.model_and_tokenizer(model_and_tokenizer)
-    hyper = load_hypernetwork(run.path / HYPERNET_DIR, model)
+    # a run with a weight fingerprint has just checked the weights: any path to them is the same model
+    hyper = load_hypernetwork(run.path / HYPERNET_DIR, model, by_name=not run.base_model.comparable)
     return _method(model, tokenizer, hyper, cfg, run.path)
