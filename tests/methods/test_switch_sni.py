@@ -5,6 +5,7 @@ option's AUROC and rates reach the results and the benchmark summary."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,11 @@ def test_adding_a_task_from_another_folder_changes_nothing_and_says_why(cl_root,
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     with pytest.raises(FileNotFoundError, match="relative to the folder it was trained from"):
+        add_task(tmp_path / "run", task, model_and_tokenizer=model)
+    shutil.copytree(cl_root, elsewhere / "cl")  # another stream at the same relative path
+    orders = json.loads((elsewhere / "cl" / "orders.json").read_text())
+    (elsewhere / "cl" / "orders.json").write_text(json.dumps({"order1": orders["order1"][::-1]}))
+    with pytest.raises(ValueError, match="not the 2 tasks"):
         add_task(tmp_path / "run", task, model_and_tokenizer=model)
     assert (tmp_path / "run" / "run.json").read_text() == before
     assert not (tmp_path / "run" / "added").exists()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hyperadapt.cli._errors import console, err_console, interrupted
-from hyperadapt.cli._options import ConfigOption, SetOption, StrayOverridesGroup
+from hyperadapt.cli._options import ConfigOption, RunModelOption, SetOption, StrayOverridesGroup, run_model
 
 app = typer.Typer(cls=StrayOverridesGroup)
 
@@ -79,6 +79,7 @@ def add(
             "jsonl:PATH (one task: the format is above) or synthetic:NAME"
         ),
     ],
+    model: RunModelOption = None,
 ) -> None:
     """Add one more task to a finished continual run without touching the earlier adapters.
 
@@ -94,8 +95,10 @@ def add(
     from hyperadapt.runs import Run
 
     train_task, test_task = load_task_spec(task)
+    if model is not None:  # a run without a fingerprint takes only its own model's name, before anything loads
+        Run.open(run).check_model(model)
     try:
-        add_task(run, train_task, test_task)
+        add_task(run, train_task, test_task, run_model(model))
     except KeyboardInterrupt:
         opened = Run.open(run)
         raise interrupted(stream_stopped_at(run, opened.method), opened.resume_command()) from None

@@ -353,20 +353,30 @@ def _stream_context(run: Run, model_and_tokenizer: tuple[PreTrainedModel, Tokeni
     path is read from the current folder: when it is not found here, the error says so (``FileNotFoundError``)."""
     cfg = run.config
     given = run.model_and_tokenizer(model_and_tokenizer)
+    relative = [
+        spec
+        for spec in (cfg.stream, cfg.unseen)
+        if ":" in spec and not Path(spec.partition(":")[2].partition("#")[0]).expanduser().is_absolute()
+    ]
+    where = (
+        f"{run.path} reads its data from {' and '.join(map(repr, relative))}, a path relative to the folder it was "
+        f"trained from, not {Path.cwd()}: run this command from that folder (nothing was changed)"
+    )
     try:
-        return with_added_tasks(make_context(cfg, run.path, given))
+        ctx = make_context(cfg, run.path, given)
     except FileNotFoundError as err:
-        relative = [
-            spec
-            for spec in (cfg.stream, cfg.unseen)
-            if ":" in spec and not Path(spec.partition(":")[2].partition("#")[0]).expanduser().is_absolute()
-        ]
         if not relative:
             raise
-        raise InputNotFound(
-            f"{err}: {run.path} reads its data from {' and '.join(map(repr, relative))}, a path relative to the "
-            f"folder it was trained from, not {Path.cwd()}: run this command from that folder (nothing was changed)"
-        ) from err
+        raise InputNotFound(f"{err}: {where}") from err
+    found, recorded = [task.name for task in ctx.tasks], run.record.get("tasks")
+    if isinstance(recorded, list) and found != recorded:  # another stream at the same relative path
+        shown = ", ".join(found[:4]) + (" ..." if len(found) > 4 else "")
+        raise UserError(
+            f"the stream read from {cfg.stream!r} here holds the tasks [{shown}], not the {len(recorded)} tasks "
+            f"{run.path} was trained on: "
+            + (where if relative else "give the run its own stream (nothing was changed)")
+        )
+    return with_added_tasks(ctx)
 
 
 def _split_new_task(train: Task, test: Task | None) -> tuple[Task, Task]:
