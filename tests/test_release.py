@@ -143,6 +143,11 @@ def test_release_replaces_only_a_previous_checkpoint(tagi_run, tmp_path):
     assert (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()
     kept = runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt), "--card", str(ckpt / "README.md")])
     assert kept.exit_code == 0 and (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()
+    with pytest.MonkeyPatch.context() as patch:  # released again from inside the checkpoint: --out .
+        patch.chdir(ckpt)
+        here = runner.invoke(app, ["release", str(tagi_run), "--out", ".", "--card", "README.md"])
+    assert here.exit_code == 0, here.output
+    assert (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()
     run_files = sorted(p.relative_to(tagi_run) for p in tagi_run.rglob("*"))
     for out in (tagi_run, tmp_path, tagi_run / "ckpt"):  # the run itself, its parent, a folder inside it
         result = runner.invoke(app, ["release", str(tagi_run), "--out", str(out)])

@@ -266,6 +266,8 @@ def check_out_dir(
     the whole folder anew), an existing non-empty folder must be a previous ``kind`` (``replaces(path)``):
     any other folder's files would be lost. Raises ``UserError`` for each of these and for a link loop."""
     path = check_writable(path, what)
+    if path.name in ("", ".."):  # "." or "..": the folder by its own name, which the atomic write goes beside
+        path = Path(os.path.abspath(path))
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {path} is a file, not a folder: give a folder path")
     try:
