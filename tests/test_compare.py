@@ -128,6 +128,33 @@ def test_compare_takes_data_and_split_from_the_results_beside_the_predictions(js
     assert mixed.exit_code == 2 and "different data" in mixed.output
 
 
+def test_compare_tells_data_apart_by_the_tag_recorded_where_each_evaluation_ran(jsonl_data, tmp_path, monkeypatch):
+    """One file given relatively in one evaluation and absolutely in another is one data; a relative path that
+    names other data from the current folder is refused, not scored against it."""
+    from hyperadapt.evaluation.destination import source_tag
+
+    tasks = load_tasks(f"jsonl:{jsonl_data}", "test")
+    rows = [
+        {"task": t.name, "id": x.id, "prediction": x.outputs[0], "references": []} for t in tasks for x in t.instances
+    ]
+    tag = source_tag(f"jsonl:{jsonl_data}")
+    for name, spec in (("a", f"jsonl:{jsonl_data.name}"), ("b", f"jsonl:{jsonl_data}")):  # a: relative, elsewhere
+        (tmp_path / f"{name}.predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        record = {"data": spec, "split": "test", "sources": {"data": tag, "model": ""}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    args = ["bench", "compare", str(tmp_path / "a.predictions.jsonl"), str(tmp_path / "b.predictions.jsonl")]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    both = runner.invoke(app, [*args, "--out", str(tmp_path / "c.json")])
+    assert both.exit_code == 0, both.output
+    assert json.loads((tmp_path / "c.json").read_text())["data"] == f"jsonl:{jsonl_data}"
+    (tmp_path / "b.json").write_text((tmp_path / "a.json").read_text())  # both relative
+    (elsewhere / jsonl_data.name).write_text("")  # other data at the relative path
+    lost = runner.invoke(app, [*args, "--out", str(tmp_path / "d.json")])
+    assert lost.exit_code == 2 and "names other data" in lost.output
+
+
 def empty(folder):
     path = folder / "empty.jsonl"
     path.write_text("")

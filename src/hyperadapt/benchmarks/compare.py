@@ -265,8 +265,12 @@ def table(result: dict[str, Any]) -> str:
 def recorded_setting(pairs: list[tuple[str, Source]], key: str, option: str, default: str | None = None) -> str:
     """The ``data`` or ``split`` that the evaluations of the answers record in their results (``R.json`` beside
     each ``R.predictions.jsonl``), when they all agree; ``default`` when a file has no results beside it (an
-    answer log); ``UserError`` naming ``option`` otherwise."""
-    found: dict[str, list[str]] = {}
+    answer log); ``UserError`` naming ``option`` otherwise. Data is told apart by the tag each evaluation recorded
+    where it ran (``sources``), so one file written two ways is one data, and a relative path that names other
+    data from the current folder is refused."""
+    from hyperadapt.evaluation.destination import source_tag
+
+    found: dict[str, list[str]] = {}  # the data's tag (or the split) -> the specs that name it
     for _, source in pairs:
         if source.recorded:
             continue
@@ -280,11 +284,29 @@ def recorded_setting(pairs: list[tuple[str, Source]], key: str, option: str, def
         value = record.get(key) if isinstance(record, dict) else None
         if not isinstance(value, str) or not value:
             raise UserError(f"give {option}: {results} records no {key}")
-        found.setdefault(value, []).append(str(source.path))
+        sources = record.get("sources") if key == "data" else None
+        tag = sources.get("data") if isinstance(sources, dict) else None
+        found.setdefault(tag if isinstance(tag, str) and tag else value, []).append(value)
     if len(found) > 1:
-        shown = "; ".join(f"{v!r} ({len(paths)} file(s))" for v, paths in found.items())
+        shown = "; ".join(f"{specs[0]!r} ({len(specs)} file(s))" for specs in found.values())
         raise UserError(f"the answers were evaluated on different {key} ({shown}): give {option}")
-    return next(iter(found))  # a relative data path is read from here, as eval's --data would be
+    tag, specs = next(iter(found.items()))
+    if key != "data" or tag in specs:  # a split, or data recorded without a tag (before 2026-12-08)
+        return specs[0]
+    here = [spec for spec in dict.fromkeys(specs) if _tag_here(spec, source_tag) == tag]
+    if not here:
+        raise UserError(
+            f"the answers' results record --data {specs[0]!r}, a path relative to the folder the evaluation ran "
+            "in, which names other data (or none) from here: give --data"
+        )
+    return here[0]
+
+
+def _tag_here(spec: str, source_tag: Any) -> str | None:
+    try:
+        return str(source_tag(spec))
+    except UserError:
+        return None
 
 
 def compare_command(
