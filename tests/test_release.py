@@ -134,12 +134,17 @@ def test_the_default_card_records_budget_and_the_runs_scores_and_old_keys_are_re
 def test_release_replaces_only_a_previous_checkpoint(tagi_run, tmp_path):
     ckpt = tmp_path / "ckpt"
     assert runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt)]).exit_code == 0
+    assert runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt)]).exit_code == 0  # generated: replaced
+    generated = (ckpt / "README.md").read_text()
+    (ckpt / "README.md").write_text(generated.replace("## Budget", "Known weakness: none found.\n\n## Budget"))
+    edited = runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt)])
+    assert edited.exit_code == 2 and "edited by hand" in edited.output
     card = ["--card", str(tagi_run / "run.json")]
     result = runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt), *card])
     assert result.exit_code == 0, result.output  # released again: the old checkpoint is replaced
     assert (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()
     again = runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt)])  # would lose the card given
-    assert again.exit_code == 2 and "written by hand" in again.output
+    assert again.exit_code == 2 and "by hand" in again.output
     assert (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()
     kept = runner.invoke(app, ["release", str(tagi_run), "--out", str(ckpt), "--card", str(ckpt / "README.md")])
     assert kept.exit_code == 0 and (ckpt / "README.md").read_text() == (tagi_run / "run.json").read_text()

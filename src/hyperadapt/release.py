@@ -11,6 +11,7 @@ teachers are left behind::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Mapping
@@ -100,7 +101,7 @@ def is_checkpoint(path: Path) -> bool:
         return False
 
 
-GENERATED_CARD = "<!-- written by hyperadapt release; ship your own card with --card -->"
+GENERATED_CARD = "<!-- written by hyperadapt release (sha256 {}); ship your own card with --card -->"
 
 
 def check_release_out(run_dir: str | Path, out: str | Path, card: bool = False) -> tuple[Path, Path]:
@@ -115,10 +116,10 @@ def check_release_out(run_dir: str | Path, out: str | Path, card: bool = False) 
         kind="checkpoint (a folder whose run record names released_from)",
     )
     readme = out / "README.md"
-    if not card and readme.is_file() and GENERATED_CARD not in readme.read_text(encoding="utf-8", errors="replace"):
+    if not card and readme.is_file() and not generated_unchanged(readme.read_text(encoding="utf-8", errors="replace")):
         raise UserError(
-            f"{out} holds a checkpoint whose model card was written by hand: pass --card {readme} to keep it, "
-            "--card FILE for another, or choose another --out"
+            f"{out} holds a checkpoint whose model card was written or edited by hand: pass --card {readme} to keep "
+            "it, --card FILE for another, or choose another --out"
         )
     return Path(run_dir), out
 
@@ -194,8 +195,19 @@ def default_card(run: Mapping[str, Any], evals: list[dict[str, Any]] | None = No
     lines += ["", "Not recorded here: the exact command and the known weaknesses (ship them with `--card`).", ""]
     if run.get("versions"):
         lines += ["## Versions", "", "```json", json.dumps(run["versions"], indent=1), "```", ""]
-    lines += ["## Config", "", "```json", json.dumps(cfg, indent=1), "```", "", GENERATED_CARD, ""]
-    return "\n".join(lines)
+    lines += ["## Config", "", "```json", json.dumps(cfg, indent=1), "```", ""]
+    text = "\n".join(lines)
+    return f"{text}\n{GENERATED_CARD.format(_card_hash(text))}\n"
+
+
+def _card_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def generated_unchanged(card: str) -> bool:
+    """Whether ``card`` is a model card :func:`default_card` wrote, not edited since (its last line's hash)."""
+    text, _, last = card.rstrip("\n").rpartition("\n")
+    return last == GENERATED_CARD.format(_card_hash(text))
 
 
 def checkpoint_bytes(path: str | Path) -> int:
