@@ -120,6 +120,12 @@ def test_compare_takes_data_and_split_from_the_results_beside_the_predictions(js
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "c.json")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "c.json").read_text())["data"] == f"jsonl:{jsonl_data}"
+    for name in ("a", "b"):  # evaluations at --limit 1: scored on the first instance of each task
+        record = {"data": f"jsonl:{jsonl_data}", "split": "test", "config": {"eval": {"limit": 1}}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    limited = runner.invoke(app, [*args, "--out", str(tmp_path / "c.json")])
+    assert limited.exit_code == 0, limited.output
+    assert json.loads((tmp_path / "c.json").read_text())["limit"] == 1
     log = write_log(tmp_path / "l.answers.jsonl", tasks, lambda t, x: x.outputs[0])
     alone = runner.invoke(app, [*args, str(log), "--out", str(tmp_path / "d.json")])
     assert alone.exit_code == 2 and "give --data" in alone.output

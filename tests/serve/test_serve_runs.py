@@ -159,6 +159,8 @@ def test_a_run_loads_on_any_path_to_its_own_weights(tagi_run, model_dir, jsonl, 
 
     found = runner.invoke(app, [*args, "--model", str(copy)])
     assert found.exit_code == 0, found.output
+    again = runner.invoke(app, [*args, "--model", str(model_dir)])  # the same weights by another path
+    assert again.exit_code == 0, again.output  # the same evaluation: its results are replaced, not refused
     assert build_server([str(moved)], model=str(copy)).targets.keys() == {"base", "moved"}
     answer = ["generate", str(moved), "--condition", CONDITION, "--input", INPUT, "--max-new-tokens", "8"]
     assert "--model" in runner.invoke(app, answer).output

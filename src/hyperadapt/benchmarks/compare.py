@@ -302,6 +302,26 @@ def recorded_setting(pairs: list[tuple[str, Source]], key: str, option: str, def
     return here[0]
 
 
+def recorded_limit(pairs: list[tuple[str, Source]]) -> int | None:
+    """The smallest ``--limit`` the evaluations of the answers record (``config.eval.limit`` of the results beside
+    each ``R.predictions.jsonl``): every file has answers for that many instances of each task. None when no
+    file records one (or a file has no results beside it)."""
+    limits = []
+    for _, source in pairs:
+        if source.recorded:
+            continue
+        name = source.path.name
+        results = source.path.with_name(name.removesuffix(".predictions.jsonl") + ".json")
+        if not name.endswith(".predictions.jsonl") or not results.is_file():
+            return None
+        value: Any = load_json(results, "results file")
+        for key in ("config", "eval", "limit"):
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            limits.append(value)
+    return min(limits, default=None)
+
+
 def _tag_here(spec: str, source_tag: Any) -> str | None:
     try:
         return str(source_tag(spec))
@@ -339,7 +359,7 @@ def compare_command(
         typer.Option(
             min=1,
             help="score answers on the first N instances of each task, at most the evaluations' --limit (default: "
-            "all); recorded scores keep their own",
+            "the smallest the results beside the predictions record, else all); recorded scores keep their own",
         ),
     ] = None,
     metric_lang: Annotated[
@@ -358,8 +378,8 @@ def compare_command(
     Reads the predictions an evaluation writes beside its results (R.predictions.jsonl) or an answer log
     (R.answers.jsonl, or a benchmark's <method>.<split>.answers.jsonl), scores them without a model on the first
     --limit instances of each task, and gives every file's paired difference from the first. --data, --split and
-    --limit must be those of the evaluations (or a smaller --limit); --data and --split default to what the
-    results beside the predictions (R.json) record. A result JSON (R.json, or R.json#KEY/KEY for
+    --limit must be those of the evaluations (or a smaller --limit); --data, --split and --limit default to what
+    the results beside the predictions (R.json) record. A result JSON (R.json, or R.json#KEY/KEY for
     one row of a benchmark's JSON, e.g. tagi.json#results/tagi/test) gives its recorded per-task scores instead.
     Writes --out (JSON + .md table), as every benchmark does, and prints one line per file.
 
@@ -398,6 +418,7 @@ def compare_command(
     if rescored:
         data = data or recorded_setting(pairs, "data", "--data")
         split = split or recorded_setting(pairs, "split", "--split", default="test")
+        limit = limit or recorded_limit(pairs)
     scores = compare(pairs, data or "", split or "", limit, resamples, seed, metric_lang)
     result = {
         "data": data if rescored else None,

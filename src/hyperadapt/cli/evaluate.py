@@ -126,10 +126,18 @@ def eval_cmd(
             )
     elif entry.make is not None:  # always, without a run: a method without make was refused above
         runner = entry.make(model=model, setting=setting or own)
-    expected = expected_identity(runner, cfg, model=model, data=data, split=split, instructions=variant)
+    # a run's model is the weights its fingerprint names, by whatever path --model gave them
+    weights = (
+        f"weights-{opened.base_model.fingerprint}" if opened is not None and opened.base_model.comparable else None
+    )
+    expected = expected_identity(
+        runner, cfg, model=model, data=data, split=split, instructions=variant, model_tag=weights
+    )
     check_results_target(target, expected, overwrite)
     answers = target.with_suffix(".answers.jsonl")
     result = evaluate(runner, tasks, cfg, model=model, data=data, split=split, answers_path=answers)
+    if weights is not None:
+        result["sources"]["model"] = weights
     if variant is not None:
         result["instructions"] = variant
     path = _write_results(result, target)

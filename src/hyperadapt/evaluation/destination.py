@@ -96,12 +96,21 @@ def identity(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def expected_identity(
-    method: Any, cfg: EvalConfig, *, model: str, data: str, split: str, instructions: str | None = None
+    method: Any,
+    cfg: EvalConfig,
+    *,
+    model: str,
+    data: str,
+    split: str,
+    instructions: str | None = None,
+    model_tag: str | None = None,
 ) -> dict[str, Any]:
     """The :func:`identity` of the results that ``evaluate(method, tasks, cfg, model=, data=, split=)`` writes
-    (``instructions``: what the tasks' instructions were when not their own, as ``eval`` records it)."""
+    (``instructions``: what the tasks' instructions were when not their own, as ``eval`` records it; ``model_tag``:
+    the model's recorded tag when it is not its path's, e.g. a run's weight fingerprint)."""
     return identity(
         {
+            "sources": {"model": model_tag} if model_tag else None,
             "method": method.name,
             "model": model,
             "data": data,
