@@ -447,7 +447,7 @@ class BaseModel:
                 f"{run} was trained on the base model {self.name_or_path!r} (fingerprint "
                 f"{self.fingerprint}), not on {found['name_or_path']!r} (fingerprint "
                 f"{found['fingerprint']}): a run's adapters only fit their own base model; load it on "
-                "that one (leave out --model, or give that model's path)"
+                "that one (its own path, or --model with another path to the same weights)"
             )
 
 
