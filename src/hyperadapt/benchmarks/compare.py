@@ -262,6 +262,16 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join([*lines, markdown_table(header, rows)]) + "\n"
 
 
+def results_beside(source: Source) -> Path | None:
+    """The results ``R.json`` that ``eval --out R.json`` wrote beside ``R.predictions.jsonl`` (None for another
+    kind of input, or when it is not there)."""
+    name = source.path.name
+    if not name.endswith(".predictions.jsonl"):
+        return None
+    results = source.path.with_name(name.removesuffix(".predictions.jsonl") + ".json")
+    return results if results.is_file() else None
+
+
 def recorded_setting(pairs: list[tuple[str, Source]], key: str, option: str, default: str | None = None) -> str:
     """The ``data`` or ``split`` that the evaluations of the answers record in their results (``R.json`` beside
     each ``R.predictions.jsonl``), when they all agree; ``default`` when a file has no results beside it (an
@@ -274,9 +284,8 @@ def recorded_setting(pairs: list[tuple[str, Source]], key: str, option: str, def
     for _, source in pairs:
         if source.recorded:
             continue
-        name = source.path.name
-        results = source.path.with_name(name.removesuffix(".predictions.jsonl") + ".json")
-        if not name.endswith(".predictions.jsonl") or not results.is_file():
+        results = results_beside(source)
+        if results is None:
             if default is not None:
                 return default
             raise UserError(f"give {option}: no evaluation results beside {source.path} record it")
@@ -310,9 +319,8 @@ def recorded_limit(pairs: list[tuple[str, Source]]) -> int | None:
     for _, source in pairs:
         if source.recorded:
             continue
-        name = source.path.name
-        results = source.path.with_name(name.removesuffix(".predictions.jsonl") + ".json")
-        if not name.endswith(".predictions.jsonl") or not results.is_file():
+        results = results_beside(source)
+        if results is None:
             return None
         value: Any = load_json(results, "results file")
         for key in ("config", "eval", "limit"):
